@@ -1,0 +1,260 @@
+//! The `alerting` section: receivers and a routing tree in Alertmanager's shape.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sextant_model::PromDuration;
+use serde::{Deserialize, Deserializer};
+
+use crate::Matcher;
+
+/// Where alerts go and how they are grouped on the way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(try_from = "RawAlertingConfig")]
+pub struct AlertingConfig {
+    /// The URL users reach Sextant at, used in `generatorURL` and `ruleUrl`.
+    pub external_url: Option<String>,
+    /// Named notification targets.
+    pub receivers: Vec<Receiver>,
+    /// The routing tree; absent means alerts are recorded but sent nowhere.
+    pub route: Option<Route>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertingConfig {
+    external_url: Option<String>,
+    #[serde(default)]
+    receivers: Vec<Receiver>,
+    route: Option<Route>,
+    // Prometheus's own `alerting:` block, if pasted from a prometheus.yml.
+    #[serde(default)]
+    alertmanagers: Option<NoAlertmanagers>,
+}
+
+#[derive(Debug)]
+struct NoAlertmanagers;
+
+impl<'de> Deserialize<'de> for NoAlertmanagers {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "Sextant delivers alerts itself: replace `alertmanagers` with `receivers` and `route` \
+             (Alertmanager's shape)",
+        ))
+    }
+}
+
+impl TryFrom<RawAlertingConfig> for AlertingConfig {
+    type Error = String;
+
+    fn try_from(raw: RawAlertingConfig) -> Result<Self, Self::Error> {
+        if let Some(url) = &raw.external_url {
+            check_http_url(url, "alerting.external_url")?;
+        }
+        let mut names = BTreeSet::new();
+        for receiver in &raw.receivers {
+            if !names.insert(receiver.name.as_str()) {
+                return Err(format!("receiver {:?} is defined twice", receiver.name));
+            }
+        }
+        if let Some(route) = &raw.route {
+            if route.receiver.is_none() {
+                return Err("the top-level route needs a `receiver`".to_owned());
+            }
+            route.check_receivers(&names)?;
+        }
+        let _ = raw.alertmanagers;
+        Ok(Self {
+            external_url: raw.external_url,
+            receivers: raw.receivers,
+            route: raw.route,
+        })
+    }
+}
+
+fn check_http_url(url: &str, what: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{what} {url:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{what} {url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// A named notification target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    /// Referenced by routes.
+    pub name: String,
+    /// Webhooks to POST notifications to.
+    #[serde(default, alias = "webhook_configs")]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// The body format a webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// Alertmanager's webhook payload, version 4.
+    #[default]
+    Alertmanager,
+    /// Grafana's legacy alert notification (`evalMatches`, `state: alerting|ok`).
+    Grafana,
+}
+
+/// One webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawWebhook")]
+pub struct Webhook {
+    /// Where to POST.
+    pub url: String,
+    /// The payload format.
+    pub format: WebhookFormat,
+    /// Extra request headers (an `Authorization` header, say).
+    pub headers: BTreeMap<String, String>,
+    /// Whether to notify when alerts resolve.
+    pub send_resolved: bool,
+    /// Most alerts in one notification; 0 means all.
+    pub max_alerts: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    #[serde(default)]
+    format: WebhookFormat,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default = "yes")]
+    send_resolved: bool,
+    #[serde(default)]
+    max_alerts: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TryFrom<RawWebhook> for Webhook {
+    type Error = String;
+
+    fn try_from(raw: RawWebhook) -> Result<Self, Self::Error> {
+        check_http_url(&raw.url, "webhook url")?;
+        Ok(Self {
+            url: raw.url,
+            format: raw.format,
+            headers: raw.headers,
+            send_resolved: raw.send_resolved,
+            max_alerts: raw.max_alerts,
+        })
+    }
+}
+
+/// A node of the routing tree.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The receiver for alerts that stop here; inherited from the parent when absent.
+    pub receiver: Option<String>,
+    /// Labels that split alerts into notification groups; `...` groups by all labels.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    /// How long to wait before the first notification of a new group.
+    pub group_wait: Option<PromDuration>,
+    /// How long to wait before notifying about new alerts in a group.
+    pub group_interval: Option<PromDuration>,
+    /// How long to wait before repeating a notification.
+    pub repeat_interval: Option<PromDuration>,
+    /// Alerts this route takes; all when empty.
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+    /// Whether to keep matching sibling routes after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_matching: bool,
+    /// Child routes, tried in order.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+impl Route {
+    fn check_receivers(&self, names: &BTreeSet<&str>) -> Result<(), String> {
+        if let Some(receiver) = &self.receiver
+            && !names.contains(receiver.as_str())
+        {
+            return Err(format!(
+                "route refers to receiver {receiver:?}, which is not defined in `receivers`"
+            ));
+        }
+        self.routes.iter().try_for_each(|r| r.check_receivers(names))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<AlertingConfig, String> {
+        serde_norway::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_contract_example_parses() {
+        let config = parse(
+            r#"
+external_url: http://sextant.example:7070
+receivers:
+  - name: ops
+    webhooks:
+      - url: http://alerts.example/hook
+        format: grafana
+        headers: {}
+  - name: pager
+    webhook_configs:
+      - url: https://pager.example/hook
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1m
+  repeat_interval: 4h
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.receivers[0].webhooks[0].format, WebhookFormat::Grafana);
+        assert_eq!(
+            config.receivers[1].webhooks[0].format,
+            WebhookFormat::Alertmanager
+        );
+        let route = config.route.unwrap();
+        assert_eq!(route.repeat_interval.unwrap().to_string(), "4h");
+        assert!(route.routes[0].matchers[0].matches("critical"));
+    }
+
+    #[test]
+    fn bad_alerting_sections_are_rejected_with_a_reason() {
+        for (yaml, reason) in [
+            ("route: {receiver: nobody}", "receiver \"nobody\", which is not defined"),
+            (
+                "receivers: [{name: a}]\nroute: {receiver: a, routes: [{receiver: b}]}",
+                "receiver \"b\"",
+            ),
+            ("receivers: [{name: a}, {name: a}]", "defined twice"),
+            ("receivers: [{name: a}]\nroute: {group_by: [x]}", "needs a `receiver`"),
+            ("receivers: [{name: a, webhooks: [{url: 'ftp://x'}]}]", "must start with http"),
+            ("receivers: [{name: a, webhooks: [{url: 'http://'}]}]", "has no host"),
+            ("receivers: [{name: a, webhooks: [{url: 'http://x', format: slack}]}]", "unknown variant `slack`"),
+            ("route: {receiver: a, matchers: ['sev']}", "invalid matcher"),
+            ("alertmanagers: [{static_configs: [{targets: [am:9093]}]}]", "Sextant delivers alerts itself"),
+            ("external_url: sextant:7070", "must start with http"),
+        ] {
+            let err = parse(yaml).unwrap_err();
+            assert!(err.contains(reason), "{yaml}\n=> {err}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Sextant's alerting: loading Prometheus rule files (and Sextant's log rules),
+//! the evaluation loop, the pending/firing/resolved state machine, silences, and
+//! the notifier that delivers webhooks in Alertmanager's and Grafana's formats
+//! from a durable outbox.
+//!
+//! This room evaluates through `query` and never reads storage directly; it knows
+//! nothing of HTTP routing or CLI flags.
+
+mod config;
+mod error;
+mod matcher;
+pub mod rules;
+
+pub use config::{AlertingConfig, Receiver, Route, Webhook, WebhookFormat};
+pub use error::{Error, Result};
+pub use matcher::{MatchOp, Matcher};

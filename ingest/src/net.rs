@@ -1,0 +1,401 @@
+//! Socket plumbing shared by the listeners: byte-counting TCP streams, a
+//! datagram loop and a bounded line reader, each ending on the shutdown signal.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use sextant_model::telemetry::ListenerStats;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// A TCP stream that adds what it reads to its listener's byte counter and
+/// keeps the open-connections gauge right for as long as it lives.
+#[derive(Debug)]
+pub struct CountingStream {
+    inner: TcpStream,
+    stats: Arc<ListenerStats>,
+}
+
+impl CountingStream {
+    /// Wraps an accepted stream, counting the connection.
+    pub fn new(inner: TcpStream, stats: Arc<ListenerStats>) -> Self {
+        stats.connections.inc();
+        stats.open_connections.inc();
+        Self { inner, stats }
+    }
+}
+
+impl Drop for CountingStream {
+    fn drop(&mut self) {
+        self.stats.open_connections.dec();
+    }
+}
+
+impl AsyncRead for CountingStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.stats.received_bytes.add(read as u64);
+        poll
+    }
+}
+
+impl AsyncWrite for CountingStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for CountingStream {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// A TCP listener for axum whose connections are [`CountingStream`]s.
+#[derive(Debug)]
+pub struct CountingListener {
+    listener: TcpListener,
+    stats: Arc<ListenerStats>,
+}
+
+impl CountingListener {
+    /// Wraps a bound listener.
+    pub fn new(listener: TcpListener, stats: Arc<ListenerStats>) -> Self {
+        Self { listener, stats }
+    }
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = CountingStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (CountingStream::new(stream, self.stats.clone()), addr);
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    self.stats.errors.inc();
+                    warn!(listener = self.stats.listener, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// Logs a warning at most once per interval, saying how many were suppressed.
+#[derive(Debug)]
+pub struct RateLimitedWarning {
+    start: Instant,
+    interval: Duration,
+    /// Milliseconds since `start` of the last logged warning, plus one (0 = never).
+    last_logged: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl RateLimitedWarning {
+    /// At most one warning per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            interval,
+            last_logged: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Calls `log` with the number suppressed since the last call that logged,
+    /// unless one logged less than an interval ago.
+    pub fn warn(&self, log: impl FnOnce(u64)) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
+        let last = self.last_logged.load(Ordering::Relaxed);
+        let interval = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
+        let due = last == 0 || now.saturating_sub(last) >= interval;
+        if due
+            && self
+                .last_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log(self.suppressed.swap(0, Ordering::Relaxed));
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A handler for a protocol whose parser has not landed: it counts each
+/// message as dropped and says so in a warning at most once a minute.
+pub fn not_implemented(
+    stats: Arc<ListenerStats>,
+    protocol: &'static str,
+) -> impl Fn(&[u8], SocketAddr) + Clone + Send + Sync + 'static {
+    let warning = Arc::new(RateLimitedWarning::new(Duration::from_secs(60)));
+    move |_, peer| {
+        stats.dropped.inc();
+        warning.warn(|suppressed| {
+            warn!(
+                listener = stats.listener,
+                %peer,
+                suppressed,
+                "{protocol} ingest is not implemented yet; message dropped"
+            );
+        });
+    }
+}
+
+/// The largest UDP payload; anything larger is truncated by the kernel anyway.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Receives datagrams until shutdown, counting each and handing it to `handle`.
+pub async fn serve_datagrams(
+    socket: UdpSocket,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+    mut handle: impl FnMut(&[u8], SocketAddr),
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        match received {
+            Ok((len, peer)) => {
+                stats.received_bytes.add(len as u64);
+                stats.requests.inc();
+                handle(&buf[..len], peer);
+            }
+            Err(err) => {
+                stats.errors.inc();
+                debug!(listener = stats.listener, error = %err, "recv failed");
+            }
+        }
+    }
+}
+
+/// Limits for a newline-delimited TCP protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct LineLimits {
+    /// Longest accepted line in bytes; longer lines are counted as errors and skipped.
+    pub max_line: usize,
+    /// Most connections open at once; more are closed on accept and counted as errors.
+    pub max_connections: usize,
+}
+
+/// Accepts connections until shutdown and hands every complete line
+/// (without its `\n` or `\r\n`) to `handle`. Lines longer than `max_line`
+/// are skipped whole and counted as errors, so memory per connection is bounded.
+pub async fn serve_lines<H>(
+    listener: TcpListener,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+    limits: LineLimits,
+    handle: H,
+) where
+    H: Fn(&[u8], SocketAddr) + Clone + Send + Sync + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                stats.errors.inc();
+                warn!(listener = stats.listener, error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let stream = CountingStream::new(stream, stats.clone());
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            stats.errors.inc();
+            warn!(listener = stats.listener, %peer, "too many connections; closing");
+            continue;
+        };
+        let (stats, shutdown, handle) = (stats.clone(), shutdown.clone(), handle.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = read_lines(stream, peer, &stats, limits.max_line, &handle) => {}
+            }
+        });
+    }
+}
+
+async fn read_lines(
+    mut stream: CountingStream,
+    peer: SocketAddr,
+    stats: &ListenerStats,
+    max_line: usize,
+    handle: &impl Fn(&[u8], SocketAddr),
+) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    // Set while the rest of an over-long line is being skipped.
+    let mut skipping = false;
+    loop {
+        let read = match stream.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) => {
+                stats.errors.inc();
+                debug!(listener = stats.listener, %peer, error = %err, "read failed");
+                return;
+            }
+        };
+        let mut data = &chunk[..read];
+        while let Some(newline) = data.iter().position(|&b| b == b'\n') {
+            let (head, tail) = data.split_at(newline);
+            data = &tail[1..];
+            if skipping {
+                skipping = false;
+                continue;
+            }
+            pending.extend_from_slice(head);
+            if pending.len() > max_line {
+                stats.errors.inc();
+            } else {
+                deliver(&pending, peer, stats, handle);
+            }
+            pending.clear();
+        }
+        if !skipping {
+            pending.extend_from_slice(data);
+            if pending.len() > max_line {
+                stats.errors.inc();
+                pending = Vec::new();
+                skipping = true;
+            }
+        }
+    }
+    // A last line without a trailing newline still counts.
+    if !skipping && !pending.is_empty() {
+        deliver(&pending, peer, stats, handle);
+    }
+}
+
+fn deliver(line: &[u8], peer: SocketAddr, stats: &ListenerStats, handle: &impl Fn(&[u8], SocketAddr)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return;
+    }
+    stats.requests.inc();
+    handle(line, peer);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_split_bounded_and_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(ListenerStats::new("test", "tcp"));
+        let shutdown = CancellationToken::new();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = seen.clone();
+        let server = tokio::spawn(serve_lines(
+            listener,
+            stats.clone(),
+            shutdown.clone(),
+            LineLimits {
+                max_line: 16,
+                max_connections: 4,
+            },
+            move |line, _| sink.lock().unwrap().push(String::from_utf8_lossy(line).into()),
+        ));
+
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let long = "x".repeat(100);
+        client
+            .write_all(format!("one\r\ntwo\n\n{long}\nthree\nfour").as_bytes())
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        // Wait for the server to see the close.
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        for _ in 0..100 {
+            if seen.lock().unwrap().len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*seen.lock().unwrap(), ["one", "two", "three", "four"]);
+        assert_eq!(stats.requests.get(), 4);
+        assert_eq!(stats.errors.get(), 1);
+        assert_eq!(stats.connections.get(), 1);
+        assert_eq!(stats.received_bytes.get(), 121);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn rate_limited_warning_counts_what_it_suppresses() {
+        let warning = RateLimitedWarning::new(Duration::from_secs(3600));
+        let logged = Mutex::new(Vec::new());
+        for _ in 0..5 {
+            warning.warn(|suppressed| logged.lock().unwrap().push(suppressed));
+        }
+        assert_eq!(*logged.lock().unwrap(), [0]);
+        assert_eq!(warning.suppressed.load(Ordering::Relaxed), 4);
+    }
+}

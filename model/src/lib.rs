@@ -1,0 +1,17 @@
+//! The shared data model of Sextant: the nouns every other crate speaks.
+//!
+//! This room holds plain types and pure functions only: label names, durations
+//! written the way Prometheus writes them, errors that point into a user's file,
+//! and the counters Sextant keeps about itself. It depends on no other crate of
+//! ours and does no I/O; anything that touches a socket or a file belongs
+//! elsewhere.
+
+pub mod de;
+mod duration;
+mod labels;
+mod source_error;
+pub mod telemetry;
+
+pub use duration::{DurationError, PromDuration};
+pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};
+pub use source_error::SourceError;
