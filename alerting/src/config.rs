@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sextant_model::PromDuration;
 use serde::{Deserialize, Deserializer};
+use sextant_model::PromDuration;
 
 use crate::Matcher;
 
@@ -188,7 +188,9 @@ impl Route {
                 "route refers to receiver {receiver:?}, which is not defined in `receivers`"
             ));
         }
-        self.routes.iter().try_for_each(|r| r.check_receivers(names))
+        self.routes
+            .iter()
+            .try_for_each(|r| r.check_receivers(names))
     }
 }
 
@@ -226,7 +228,10 @@ route:
 "#,
         )
         .unwrap();
-        assert_eq!(config.receivers[0].webhooks[0].format, WebhookFormat::Grafana);
+        assert_eq!(
+            config.receivers[0].webhooks[0].format,
+            WebhookFormat::Grafana
+        );
         assert_eq!(
             config.receivers[1].webhooks[0].format,
             WebhookFormat::Alertmanager
@@ -239,18 +244,36 @@ route:
     #[test]
     fn bad_alerting_sections_are_rejected_with_a_reason() {
         for (yaml, reason) in [
-            ("route: {receiver: nobody}", "receiver \"nobody\", which is not defined"),
+            (
+                "route: {receiver: nobody}",
+                "receiver \"nobody\", which is not defined",
+            ),
             (
                 "receivers: [{name: a}]\nroute: {receiver: a, routes: [{receiver: b}]}",
                 "receiver \"b\"",
             ),
             ("receivers: [{name: a}, {name: a}]", "defined twice"),
-            ("receivers: [{name: a}]\nroute: {group_by: [x]}", "needs a `receiver`"),
-            ("receivers: [{name: a, webhooks: [{url: 'ftp://x'}]}]", "must start with http"),
-            ("receivers: [{name: a, webhooks: [{url: 'http://'}]}]", "has no host"),
-            ("receivers: [{name: a, webhooks: [{url: 'http://x', format: slack}]}]", "unknown variant `slack`"),
+            (
+                "receivers: [{name: a}]\nroute: {group_by: [x]}",
+                "needs a `receiver`",
+            ),
+            (
+                "receivers: [{name: a, webhooks: [{url: 'ftp://x'}]}]",
+                "must start with http",
+            ),
+            (
+                "receivers: [{name: a, webhooks: [{url: 'http://'}]}]",
+                "has no host",
+            ),
+            (
+                "receivers: [{name: a, webhooks: [{url: 'http://x', format: slack}]}]",
+                "unknown variant `slack`",
+            ),
             ("route: {receiver: a, matchers: ['sev']}", "invalid matcher"),
-            ("alertmanagers: [{static_configs: [{targets: [am:9093]}]}]", "Sextant delivers alerts itself"),
+            (
+                "alertmanagers: [{static_configs: [{targets: [am:9093]}]}]",
+                "Sextant delivers alerts itself",
+            ),
             ("external_url: sextant:7070", "must start with http"),
         ] {
             let err = parse(yaml).unwrap_err();

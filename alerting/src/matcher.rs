@@ -119,7 +119,10 @@ mod tests {
     #[test]
     fn parses_every_operator_quoted_or_not() {
         let m: Matcher = "severity=\"critical\"".parse().unwrap();
-        assert_eq!((m.name.as_str(), m.op, m.value.as_str()), ("severity", MatchOp::Equal, "critical"));
+        assert_eq!(
+            (m.name.as_str(), m.op, m.value.as_str()),
+            ("severity", MatchOp::Equal, "critical")
+        );
         assert!(m.matches("critical") && !m.matches("warning"));
         let m: Matcher = "env != prod".parse().unwrap();
         assert_eq!(m.op, MatchOp::NotEqual);

@@ -2,12 +2,10 @@
 //! Prometheus's format, validated the way `promtool check rules` does.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use sextant_model::{PromDuration, SourceError, is_valid_label_name, is_valid_metric_name};
-use serde::de::{Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use sextant_model::{PromDuration, SourceError, is_valid_label_name, is_valid_metric_name};
 
 use crate::{Error, Result};
 
@@ -20,34 +18,8 @@ pub struct RuleFile {
     pub groups: Vec<RuleGroup>,
 }
 
-/// Rejects a repeated group name while the list is read, so the error carries
-/// the list's position.
 fn unique_groups<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<RuleGroup>, D::Error> {
-    struct Groups;
-
-    impl<'de> Visitor<'de> for Groups {
-        type Value = Vec<RuleGroup>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of rule groups")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut groups: Vec<RuleGroup> = Vec::new();
-            while let Some(group) = seq.next_element::<RuleGroup>()? {
-                if groups.iter().any(|g| g.name == group.name) {
-                    return Err(A::Error::custom(format!(
-                        "group {:?} is defined more than once",
-                        group.name
-                    )));
-                }
-                groups.push(group);
-            }
-            Ok(groups)
-        }
-    }
-
-    deserializer.deserialize_seq(Groups)
+    sextant_model::de::unique_by(deserializer, |g: &RuleGroup| g.name.as_str(), "group")
 }
 
 /// A group of rules evaluated together, in order, on one interval.
@@ -90,7 +62,10 @@ impl TryFrom<RawRuleGroup> for RuleGroup {
             return Err("a rule group needs a non-empty `name`".to_owned());
         }
         if raw.interval.is_some_and(PromDuration::is_zero) {
-            return Err(format!("group {:?}: `interval` must be above zero", raw.name));
+            return Err(format!(
+                "group {:?}: `interval` must be above zero",
+                raw.name
+            ));
         }
         check_label_names(&raw.labels, &format!("group {:?}", raw.name))?;
         Ok(Self {
@@ -349,7 +324,10 @@ groups:
         else {
             panic!("not an alert");
         };
-        assert_eq!((for_duration.to_string(), keep_firing_for.to_string()), ("5m".into(), "1m".into()));
+        assert_eq!(
+            (for_duration.to_string(), keep_firing_for.to_string()),
+            ("5m".into(), "1m".into())
+        );
         assert_eq!(orders.rules[2].expr, "1");
     }
 
@@ -372,8 +350,16 @@ groups:
                 6,
                 "invalid duration",
             ),
-            ("groups:\n  - name: a\n    rules:\n      - alert: X\n", 4, "`expr` is required"),
-            ("groups:\n  - name: a\n    rules:\n      - expr: up\n", 4, "needs `alert` or `record`"),
+            (
+                "groups:\n  - name: a\n    rules:\n      - alert: X\n",
+                4,
+                "`expr` is required",
+            ),
+            (
+                "groups:\n  - name: a\n    rules:\n      - expr: up\n",
+                4,
+                "needs `alert` or `record`",
+            ),
             (
                 "groups:\n  - name: a\n    rules:\n      - record: x\n        alert: y\n        expr: up\n",
                 4,
@@ -394,14 +380,21 @@ groups:
                 4,
                 "label name \"0bad\" is invalid",
             ),
-            ("groups:\n  - name: a\n  - name: a\n", 2, "defined more than once"),
+            (
+                "groups:\n  - name: a\n  - name: a\n",
+                2,
+                "defined more than once",
+            ),
             ("groups:\n  - rules: []\n", 2, "missing field `name`"),
             ("groups:\n  - name: a\n    interval: 0s\n", 2, "above zero"),
             ("group:\n  - name: a\n", 1, "unknown field `group`"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains(reason), "{text}\n=> {err}");
-            assert!(err.starts_with(&format!("rules.yml:{line}:")), "{text}\n=> {err}");
+            assert!(
+                err.starts_with(&format!("rules.yml:{line}:")),
+                "{text}\n=> {err}"
+            );
         }
     }
 
@@ -414,7 +407,11 @@ groups:
         }
         let files = expand_rule_files(
             dir.path(),
-            &["rules/*.yml".into(), "rules/a.yml".into(), "none/*.yml".into()],
+            &[
+                "rules/*.yml".into(),
+                "rules/a.yml".into(),
+                "none/*.yml".into(),
+            ],
         )
         .unwrap();
         let names: Vec<_> = files

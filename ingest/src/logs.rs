@@ -150,14 +150,31 @@ mod tests {
     #[test]
     fn rejects_bad_rules_with_the_reason() {
         for (yaml, reason) in [
-            ("redact: [{field: a, pattern: email, action: drop}]", "not both"),
+            (
+                "redact: [{field: a, pattern: email, action: drop}]",
+                "not both",
+            ),
             ("redact: [{action: drop}]", "needs `field` or `pattern`"),
-            ("redact: [{pattern: phone, action: mask}]", "unknown redact pattern \"phone\""),
-            ("redact: [{pattern: 'regex:(', action: mask}]", "not a valid regex"),
-            ("redact: [{field: a, action: hide}]", "unknown variant `hide`"),
-            ("redact: [{field: a, action: drop, extra: 1}]", "unknown field `extra`"),
+            (
+                "redact: [{pattern: phone, action: mask}]",
+                "unknown redact pattern \"phone\"",
+            ),
+            (
+                "redact: [{pattern: 'regex:(', action: mask}]",
+                "not a valid regex",
+            ),
+            (
+                "redact: [{field: a, action: hide}]",
+                "unknown variant `hide`",
+            ),
+            (
+                "redact: [{field: a, action: drop, extra: 1}]",
+                "unknown field `extra`",
+            ),
         ] {
-            let err = serde_norway::from_str::<LogsConfig>(yaml).unwrap_err().to_string();
+            let err = serde_norway::from_str::<LogsConfig>(yaml)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(reason), "{yaml}: {err}");
         }
     }

@@ -16,7 +16,11 @@ pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 ///
 /// Until the logstash parser lands, every line is counted in
 /// `sextant_listener_dropped_total` and a rate-limited warning says so.
-pub async fn serve_tcp(listener: TcpListener, stats: Arc<ListenerStats>, shutdown: CancellationToken) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+) {
     let limits = LineLimits {
         max_line: MAX_EVENT_BYTES,
         max_connections: 1024,

@@ -327,7 +327,12 @@ async fn read_lines(
     }
 }
 
-fn deliver(line: &[u8], peer: SocketAddr, stats: &ListenerStats, handle: &impl Fn(&[u8], SocketAddr)) {
+fn deliver(
+    line: &[u8],
+    peer: SocketAddr,
+    stats: &ListenerStats,
+    handle: &impl Fn(&[u8], SocketAddr),
+) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         return;
@@ -360,7 +365,11 @@ mod tests {
                 max_line: 16,
                 max_connections: 4,
             },
-            move |line, _| sink.lock().unwrap().push(String::from_utf8_lossy(line).into()),
+            move |line, _| {
+                sink.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(line).into());
+            },
         ));
 
         let mut client = TcpStream::connect(addr).await.unwrap();

@@ -22,7 +22,9 @@ use crate::net::{CountingListener, CountingStream};
 
 /// The OTLP/HTTP router: every request is counted; none is accepted yet.
 pub fn http_router(stats: Arc<ListenerStats>) -> Router {
-    Router::new().fallback(http_not_implemented).with_state(stats)
+    Router::new()
+        .fallback(http_not_implemented)
+        .with_state(stats)
 }
 
 async fn http_not_implemented(

@@ -9,8 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use regex::Regex;
-use sextant_model::{PromDuration, is_valid_label_name};
 use serde::{Deserialize, Deserializer};
+use sextant_model::{PromDuration, is_valid_label_name};
 
 /// One entry of `scrape_configs`: a job and the targets it scrapes.
 #[derive(Debug, Clone, Deserialize)]
@@ -490,7 +490,10 @@ mod tests {
     #[test]
     fn bad_jobs_are_rejected_with_a_reason() {
         for (yaml, reason) in [
-            ("- job_name: a\n  scrape_intervall: 5s", "unknown field `scrape_intervall`"),
+            (
+                "- job_name: a\n  scrape_intervall: 5s",
+                "unknown field `scrape_intervall`",
+            ),
             ("- job_name: a\n  scrape_interval: 5", "invalid duration"),
             ("- job_name: a\n  scheme: ftp", "unknown variant `ftp`"),
             (

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use sextant_model::PromDuration;
 use sextant_model::telemetry::ListenerStats;
-use serde::Deserialize;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,11 @@ pub async fn serve_udp(socket: UdpSocket, stats: Arc<ListenerStats>, shutdown: C
 }
 
 /// Reads newline-delimited StatsD lines over TCP until shutdown; dropped like UDP for now.
-pub async fn serve_tcp(listener: TcpListener, stats: Arc<ListenerStats>, shutdown: CancellationToken) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+) {
     let limits = LineLimits {
         max_line: 64 * 1024,
         max_connections: 1024,

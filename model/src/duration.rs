@@ -103,7 +103,9 @@ impl FromStr for PromDuration {
                 });
             };
             if last_unit.is_some_and(|last| index <= last) {
-                return Err(err("units must go from largest to smallest, each at most once"));
+                return Err(err(
+                    "units must go from largest to smallest, each at most once",
+                ));
             }
             last_unit = Some(index);
             total = number
@@ -124,7 +126,7 @@ impl fmt::Display for PromDuration {
         }
         for (name, size) in UNITS {
             // Prometheus prints weeks and years only when they divide evenly.
-            if (name == "y" || name == "w") && ms % size != 0 {
+            if (name == "y" || name == "w") && !ms.is_multiple_of(size) {
                 continue;
             }
             if ms >= size {

@@ -5,6 +5,7 @@
 //! here allocates per event.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A count that only goes up.
@@ -142,8 +143,7 @@ impl Exposition {
         if value.is_nan() {
             self.out.push_str("NaN");
         } else if value.is_infinite() {
-            self.out
-                .push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+            self.out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
         } else {
             let _ = write!(self.out, "{value}");
         }
@@ -201,10 +201,7 @@ impl ListenerStats {
 }
 
 /// Renders every listener's counters, one family per counter.
-pub fn render_listeners<'a>(
-    page: &mut Exposition,
-    listeners: impl Iterator<Item = &'a ListenerStats> + Clone,
-) {
+pub fn render_listeners(page: &mut Exposition, listeners: &[Arc<ListenerStats>]) {
     type Field = fn(&ListenerStats) -> f64;
     let families: [(&str, MetricKind, &str, Field); 6] = [
         (
@@ -246,7 +243,7 @@ pub fn render_listeners<'a>(
     ];
     for (name, kind, help, field) in families {
         page.family(name, kind, help);
-        for stats in listeners.clone() {
+        for stats in listeners {
             page.sample(
                 name,
                 &[("listener", stats.listener), ("transport", stats.transport)],
@@ -287,19 +284,23 @@ mod tests {
 
     #[test]
     fn renders_each_listener_under_each_family() {
-        let http = ListenerStats::new("http", "tcp");
-        let statsd = ListenerStats::new("statsd", "udp");
+        let http = Arc::new(ListenerStats::new("http", "tcp"));
+        let statsd = Arc::new(ListenerStats::new("statsd", "udp"));
         http.requests.add(3);
         statsd.dropped.inc();
         let mut page = Exposition::default();
-        render_listeners(&mut page, [&http, &statsd].into_iter());
+        render_listeners(&mut page, &[http, statsd]);
         let text = page.finish();
-        assert!(text.contains(
-            "sextant_listener_requests_total{listener=\"http\",transport=\"tcp\"} 3\n"
-        ));
-        assert!(text.contains(
-            "sextant_listener_dropped_total{listener=\"statsd\",transport=\"udp\"} 1\n"
-        ));
+        assert!(
+            text.contains(
+                "sextant_listener_requests_total{listener=\"http\",transport=\"tcp\"} 3\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "sextant_listener_dropped_total{listener=\"statsd\",transport=\"udp\"} 1\n"
+            )
+        );
         assert_eq!(text.matches("# TYPE ").count(), 6);
     }
 }

@@ -1,5 +1,5 @@
-use sextant_model::PromDuration;
 use serde::Deserialize;
+use sextant_model::PromDuration;
 
 /// How long each kind of data is kept: the `retention` section of the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

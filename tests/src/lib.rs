@@ -1,1 +1,434 @@
-//! x
+//! The end-to-end sandbox: starts the real `sextant` binary on ephemeral ports
+//! with a temporary data directory, waits for `/-/ready`, and stops it.
+//!
+//! Tests built on it speak the real protocols, with real client libraries
+//! where they exist (the Python venv that `scripts/setup-test-env` installs),
+//! and query back what they sent. Nothing here mocks Sextant.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a server may take to bind its listeners and become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `sextant` binary under test: `$SEXTANT_BIN`, else the one cargo built
+/// next to this test executable (`target/<profile>/sextant`).
+pub fn sextant_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SEXTANT_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/sextant
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .join("sextant");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (`cargo build --bin sextant`) or set SEXTANT_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `sextant` with `args` to completion (for `check-config`, `--version`, ...).
+pub fn run_sextant(args: &[&str]) -> Output {
+    Command::new(sextant_bin())
+        .args(args)
+        .output()
+        .expect("run sextant")
+}
+
+/// How to start a server.
+#[derive(Debug, Default)]
+pub struct SextantBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+    ports_from_flags: bool,
+}
+
+impl SextantBuilder {
+    /// Adds command-line arguments after `serve`.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the server.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Uses this data directory instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Leaves listener addresses and the data dir to the caller's flags, env or config.
+    pub fn addresses_from_caller(mut self) -> Self {
+        self.ports_from_flags = true;
+        self
+    }
+
+    /// Spawns the server and waits until it is ready.
+    pub fn start(self) -> Sextant {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| scratch.path().join("data"));
+        let mut command = Command::new(sextant_bin());
+        command.arg("serve");
+        if !self.ports_from_flags {
+            command.arg("--data-dir").arg(&data_dir);
+            for listener in [
+                "--http",
+                "--otlp-grpc",
+                "--otlp-http",
+                "--statsd",
+                "--logstash",
+            ] {
+                command.args([listener, "127.0.0.1:0"]);
+            }
+        }
+        command
+            .args(["--log-format", "json"])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn sextant");
+        let log = Arc::new(ServerLog::default());
+        for pipe in [
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    log.push(line);
+                }
+            });
+        }
+        let mut server = Sextant {
+            child: Some(child),
+            _scratch: scratch,
+            data_dir,
+            log,
+            addrs: HashMap::new(),
+            http: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into(),
+        };
+        server.wait_until_ready();
+        server
+    }
+}
+
+/// Lines a server wrote, shared with the threads that read its pipes.
+#[derive(Debug, Default)]
+struct ServerLog {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+impl ServerLog {
+    fn push(&self, line: String) {
+        self.lines.lock().unwrap().push(line);
+        self.grew.notify_all();
+    }
+}
+
+/// A running server. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Sextant {
+    child: Option<Child>,
+    _scratch: tempfile::TempDir,
+    /// The data directory it runs on.
+    pub data_dir: PathBuf,
+    log: Arc<ServerLog>,
+    /// `listener/transport` -> bound address, from its "listening" log lines.
+    addrs: HashMap<String, SocketAddr>,
+    http: ureq::Agent,
+}
+
+/// An HTTP answer: status and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+}
+
+impl Sextant {
+    /// A server on ephemeral ports with a fresh data directory.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// Options for starting a server.
+    pub fn builder() -> SextantBuilder {
+        SextantBuilder::default()
+    }
+
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let wanted = [
+            "http/tcp",
+            "otlp_grpc/tcp",
+            "otlp_http/tcp",
+            "statsd/tcp",
+            "statsd/udp",
+            "logstash/tcp",
+            "logstash/udp",
+        ];
+        loop {
+            self.addrs = self.bound_addresses();
+            if wanted.iter().all(|w| self.addrs.contains_key(*w)) {
+                break;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!(
+                    "sextant exited with {status} before binding:\n{}",
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sextant did not log all listeners within {START_TIMEOUT:?}:\n{}",
+                self.logs()
+            );
+            let lines = self.log.lines.lock().unwrap();
+            let _ = self
+                .log
+                .grew
+                .wait_timeout(lines, Duration::from_millis(100))
+                .unwrap();
+        }
+        while self.get("/-/ready").status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "/-/ready did not turn 200:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn bound_addresses(&self) -> HashMap<String, SocketAddr> {
+        self.log_events()
+            .into_iter()
+            .filter(|event| event["message"] == "listening")
+            .filter_map(|event| {
+                let key = format!(
+                    "{}/{}",
+                    event["listener"].as_str()?,
+                    event["transport"].as_str()?
+                );
+                Some((key, event["addr"].as_str()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Every JSON log line the server has written so far.
+    pub fn log_events(&self) -> Vec<Value> {
+        self.log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Everything the server has written so far, one line each.
+    pub fn logs(&self) -> String {
+        self.log.lines.lock().unwrap().join("\n")
+    }
+
+    /// The address a listener bound, e.g. `addr("statsd", "udp")`.
+    pub fn addr(&self, listener: &str, transport: &str) -> SocketAddr {
+        self.addrs[&format!("{listener}/{transport}")]
+    }
+
+    /// `http://127.0.0.1:PORT` of the HTTP API.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr("http", "tcp"))
+    }
+
+    /// GETs a path on the HTTP API.
+    pub fn get(&self, path: &str) -> Reply {
+        let url = format!("{}{path}", self.base_url());
+        self.reply(self.http.get(&url).call())
+    }
+
+    /// POSTs a body to a URL.
+    pub fn post(&self, url: &str, content_type: &str, body: &[u8]) -> Reply {
+        self.reply(
+            self.http
+                .post(url)
+                .header("content-type", content_type)
+                .send(body),
+        )
+    }
+
+    fn reply(&self, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+        let mut response =
+            result.unwrap_or_else(|e| panic!("HTTP request failed: {e}\n{}", self.logs()));
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Reply {
+            status: response.status().as_u16(),
+            content_type,
+            body: response.body_mut().read_to_string().expect("read body"),
+        }
+    }
+
+    /// The value of one sample on `/metrics`, by name and exact labels.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let page = self.get("/metrics").body;
+        let selector = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            format!("{name}{{{}}}", inner.join(","))
+        };
+        page.lines()
+            .find_map(|line| line.strip_prefix(&selector)?.strip_prefix(' '))
+            .map(|value| value.parse().expect("sample value"))
+    }
+
+    /// Polls a `/metrics` sample until `pred` holds; panics with the page after `timeout`.
+    pub fn wait_for_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        pred: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(value) = self.metric(name, labels).filter(|v| pred(*v)) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{labels:?} never reached the expected value:\n{}",
+                self.get("/metrics").body
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the exit, at most `limit`.
+    /// Returns the exit status and how long the exit took.
+    pub fn stop_with(mut self, signal: &str, limit: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        let sent = Instant::now();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, sent.elapsed());
+            }
+            if sent.elapsed() > limit {
+                let _ = child.kill();
+                panic!(
+                    "sextant still running {limit:?} after SIG{signal}:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sextant {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The Python interpreter of the test venv: `$SEXTANT_TEST_PYTHON`, else the
+/// one `scripts/setup-test-env` reports (installing it when missing).
+pub fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SEXTANT_TEST_PYTHON") {
+        return python.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-test-env");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
+
+/// Runs a Python script in the test venv with `args`; panics with its output on failure.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

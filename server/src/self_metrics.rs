@@ -1,0 +1,171 @@
+//! `GET /metrics`: Sextant's own metrics in Prometheus text format.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sextant_model::telemetry::{Exposition, ListenerStats, MetricKind, render_listeners};
+
+/// Everything `/metrics` reports, shared by every listener.
+#[derive(Debug)]
+pub struct SelfMetrics {
+    started: Instant,
+    start_unix: f64,
+    /// One entry per listener and transport.
+    pub listeners: Vec<Arc<ListenerStats>>,
+    /// Set once every listener is bound and recovery is done.
+    pub ready: AtomicBool,
+}
+
+impl SelfMetrics {
+    pub fn new(listeners: Vec<Arc<ListenerStats>>) -> Self {
+        Self {
+            started: Instant::now(),
+            start_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            listeners,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The counters of the named listener and transport.
+    pub fn listener(&self, name: &str, transport: &str) -> Arc<ListenerStats> {
+        self.listeners
+            .iter()
+            .find(|s| s.listener == name && s.transport == transport)
+            .cloned()
+            .unwrap_or_else(|| panic!("no listener stats for {name}/{transport}"))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// The whole page.
+    pub fn render(&self) -> String {
+        let mut page = Exposition::default();
+        page.family(
+            "sextant_build_info",
+            MetricKind::Gauge,
+            "Sextant's version and the commit it was built from; always 1.",
+        );
+        page.sample(
+            "sextant_build_info",
+            &[("version", crate::VERSION), ("revision", crate::REVISION)],
+            1.0,
+        );
+        page.single(
+            "sextant_ready",
+            MetricKind::Gauge,
+            "1 once every listener is bound and recovery is done.",
+            if self.is_ready() { 1.0 } else { 0.0 },
+        );
+        page.single(
+            "sextant_uptime_seconds",
+            MetricKind::Gauge,
+            "Seconds since this process started.",
+            self.started.elapsed().as_secs_f64(),
+        );
+        page.single(
+            "process_start_time_seconds",
+            MetricKind::Gauge,
+            "Start time of the process since the Unix epoch, in seconds.",
+            self.start_unix,
+        );
+        if let Some(process) = ProcessStats::read() {
+            process.render(&mut page);
+        }
+        render_listeners(&mut page, &self.listeners);
+        page.finish()
+    }
+}
+
+/// What the kernel says about this process (Linux only; absent elsewhere).
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: f64,
+    virtual_bytes: f64,
+    open_fds: f64,
+    max_fds: Option<f64>,
+    threads: f64,
+}
+
+impl ProcessStats {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // The command name (field 2) may hold spaces; fields resume after its ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // After the ')' field 3 (state) is index 0, so field N is index N - 3.
+        let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+        let ticks = Self::sysconf(libc::_SC_CLK_TCK).unwrap_or(100.0);
+        let page_size = Self::sysconf(libc::_SC_PAGESIZE).unwrap_or(4096.0);
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| {
+                let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+                line.split_whitespace().nth(3)?.parse::<f64>().ok()
+            });
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) / ticks,
+            threads: field(20)?,
+            virtual_bytes: field(23)?,
+            resident_bytes: field(24)? * page_size,
+            open_fds,
+            max_fds,
+        })
+    }
+
+    #[allow(unsafe_code)]
+    fn sysconf(name: libc::c_int) -> Option<f64> {
+        // SAFETY: sysconf only reads a configuration value; any name is allowed.
+        let value = unsafe { libc::sysconf(name) };
+        (value > 0).then_some(value as f64)
+    }
+
+    fn render(&self, page: &mut Exposition) {
+        page.single(
+            "process_cpu_seconds_total",
+            MetricKind::Counter,
+            "Total user and system CPU time spent in seconds.",
+            self.cpu_seconds,
+        );
+        page.single(
+            "process_resident_memory_bytes",
+            MetricKind::Gauge,
+            "Resident memory size in bytes.",
+            self.resident_bytes,
+        );
+        page.single(
+            "process_virtual_memory_bytes",
+            MetricKind::Gauge,
+            "Virtual memory size in bytes.",
+            self.virtual_bytes,
+        );
+        page.single(
+            "process_open_fds",
+            MetricKind::Gauge,
+            "Number of open file descriptors.",
+            self.open_fds,
+        );
+        if let Some(max_fds) = self.max_fds {
+            page.single(
+                "process_max_fds",
+                MetricKind::Gauge,
+                "Maximum number of open file descriptors.",
+                max_fds,
+            );
+        }
+        page.single(
+            "process_threads",
+            MetricKind::Gauge,
+            "Number of OS threads in the process.",
+            self.threads,
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! `sextant serve`: open the data directory, bind every listener, run until
+//! SIGTERM or SIGINT, then drain and exit.
+
+use std::future::{Future, IntoFuture};
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
+use sextant_model::telemetry::ListenerStats;
+use sextant_storage::DataDir;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::self_metrics::SelfMetrics;
+use crate::settings::{Endpoint, Settings};
+
+/// How long in-flight work may take to finish after a stop signal; the
+/// contract allows 10 s from signal to exit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Runs the server until a stop signal.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    refuse_unenforced_settings(&settings)?;
+    let data_dir = DataDir::open(&settings.data_dir)?;
+    info!(
+        version = crate::VERSION,
+        revision = crate::REVISION,
+        data_dir = %data_dir.path().display(),
+        "starting Sextant"
+    );
+    warn_about_unimplemented_sections(&settings);
+    warn_if_exposed(&settings);
+
+    let stats = |listener, transport| Arc::new(ListenerStats::new(listener, transport));
+    let metrics = Arc::new(SelfMetrics::new(vec![
+        stats("http", "tcp"),
+        stats("otlp_grpc", "tcp"),
+        stats("otlp_http", "tcp"),
+        stats("statsd", "udp"),
+        stats("statsd", "tcp"),
+        stats("logstash", "tcp"),
+        stats("logstash", "udp"),
+    ]));
+
+    let listeners = &settings.listeners;
+    let http = bind_tcp("http", &listeners.http).await?;
+    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc).await?;
+    let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http).await?;
+    let (statsd_tcp, statsd_udp) = bind_tcp_and_udp("statsd", &listeners.statsd).await?;
+    let (logstash_tcp, logstash_udp) = bind_tcp_and_udp("logstash", &listeners.logstash).await?;
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    {
+        let stats = metrics.listener("http", "tcp");
+        let app = crate::http::app(metrics.clone(), stats.clone());
+        let stop = shutdown.clone().cancelled_owned();
+        tasks.spawn(named(
+            "http",
+            axum::serve(CountingListener::new(http, stats), app).with_graceful_shutdown(stop),
+        ));
+    }
+    tasks.spawn(named(
+        "otlp_grpc",
+        otlp::serve_grpc(
+            otlp_grpc,
+            metrics.listener("otlp_grpc", "tcp"),
+            shutdown.clone().cancelled_owned(),
+        ),
+    ));
+    tasks.spawn(named(
+        "otlp_http",
+        otlp::serve_http(
+            otlp_http,
+            metrics.listener("otlp_http", "tcp"),
+            shutdown.clone(),
+        ),
+    ));
+    tasks.spawn(infallible(statsd::serve_udp(
+        statsd_udp,
+        metrics.listener("statsd", "udp"),
+        shutdown.clone(),
+    )));
+    tasks.spawn(infallible(statsd::serve_tcp(
+        statsd_tcp,
+        metrics.listener("statsd", "tcp"),
+        shutdown.clone(),
+    )));
+    tasks.spawn(infallible(logstash::serve_tcp(
+        logstash_tcp,
+        metrics.listener("logstash", "tcp"),
+        shutdown.clone(),
+    )));
+    tasks.spawn(infallible(logstash::serve_udp(
+        logstash_udp,
+        metrics.listener("logstash", "udp"),
+        shutdown.clone(),
+    )));
+
+    // Nothing to recover yet: once the stores land, WAL replay finishes before this.
+    metrics.set_ready();
+    info!("ready");
+
+    tokio::select! {
+        signal = stop_signal() => info!(signal = signal?, "stopping: draining connections"),
+        Some(ended) = tasks.join_next() => {
+            // A listener ended on its own: stop everything rather than run half a server.
+            shutdown.cancel();
+            tasks.abort_all();
+            bail!("a listener stopped unexpectedly: {}", describe(ended));
+        }
+    }
+    shutdown.cancel();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(ended) = tasks.join_next().await {
+            if let Ok(Err(err)) = &ended {
+                warn!(error = %err, "listener ended with an error during shutdown");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            timeout_secs = DRAIN_TIMEOUT.as_secs(),
+            "connections still open after the drain timeout; closing them"
+        );
+        tasks.abort_all();
+    }
+    drop(data_dir);
+    info!("stopped");
+    Ok(())
+}
+
+type TaskResult = anyhow::Result<()>;
+
+async fn named<E>(name: &'static str, task: impl IntoFuture<Output = Result<(), E>>) -> TaskResult
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    task.await.with_context(|| format!("{name} listener"))
+}
+
+async fn infallible(task: impl Future<Output = ()>) -> TaskResult {
+    task.await;
+    Ok(())
+}
+
+fn describe(ended: Result<TaskResult, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(Ok(())) => "it returned".to_owned(),
+        Ok(Err(err)) => format!("{err:#}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+async fn bind_tcp(name: &str, endpoint: &Endpoint) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
+        .await
+        .with_context(|| format!("cannot bind the {name} listener to {endpoint} (tcp)"))?;
+    info!(listener = name, transport = "tcp", addr = %listener.local_addr()?, "listening");
+    Ok(listener)
+}
+
+/// Binds TCP and UDP on one port. With port 0 the free port TCP got is then
+/// tried for UDP, a few times over, so both transports share one number.
+async fn bind_tcp_and_udp(
+    name: &str,
+    endpoint: &Endpoint,
+) -> anyhow::Result<(TcpListener, UdpSocket)> {
+    const ATTEMPTS: usize = 16;
+    for _ in 0..ATTEMPTS {
+        let tcp = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
+            .await
+            .with_context(|| format!("cannot bind the {name} listener to {endpoint} (tcp)"))?;
+        let addr = tcp.local_addr()?;
+        match UdpSocket::bind(addr).await {
+            Ok(udp) => {
+                info!(listener = name, transport = "tcp", %addr, "listening");
+                info!(listener = name, transport = "udp", %addr, "listening");
+                return Ok((tcp, udp));
+            }
+            Err(err) if endpoint.port == 0 && err.kind() == ErrorKind::AddrInUse => continue,
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("cannot bind the {name} listener to {addr} (udp)"));
+            }
+        }
+    }
+    bail!("cannot find a port free for both TCP and UDP for the {name} listener on {endpoint}")
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn stop_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Settings whose absence of effect would be a security hole are refused, not ignored.
+fn refuse_unenforced_settings(settings: &Settings) -> anyhow::Result<()> {
+    if let Some(file) = settings.file()
+        && !file.auth.tokens.is_empty()
+    {
+        bail!(
+            "auth.tokens is set, but this Sextant build does not enforce authentication yet; \
+             remove the auth section (and keep Sextant on a loopback or private address) rather \
+             than run unprotected while believing it is protected"
+        );
+    }
+    Ok(())
+}
+
+/// Sections that parse but have no effect yet are named at start, so nobody
+/// waits for scrapes or alerts that will not happen.
+fn warn_about_unimplemented_sections(settings: &Settings) {
+    let Some(config) = &settings.config else {
+        return;
+    };
+    let file = &config.file;
+    let mut inert = Vec::new();
+    if !file.scrape_configs.is_empty() {
+        inert.push("scrape_configs (scraping)");
+    }
+    if !config.rule_files.is_empty() {
+        inert.push("rule_files (rule evaluation)");
+    }
+    if !file.alerting.receivers.is_empty() {
+        inert.push("alerting (notifications)");
+    }
+    if file.statsd.mapping_config.is_some() {
+        inert.push("statsd.mapping_config (StatsD ingest)");
+    }
+    if !inert.is_empty() {
+        warn!(
+            sections = %inert.join(", "),
+            "these config sections are valid but not acted on yet in this Sextant build"
+        );
+    }
+}
+
+/// Binding beyond loopback with no authentication gets a loud warning.
+fn warn_if_exposed(settings: &Settings) {
+    let l = &settings.listeners;
+    let exposed = [&l.http, &l.otlp_grpc, &l.otlp_http, &l.statsd, &l.logstash]
+        .into_iter()
+        .filter(|e| !is_loopback(&e.host))
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    if !exposed.is_empty() {
+        warn!(
+            listeners = %exposed.join(", "),
+            "listening beyond loopback WITHOUT AUTHENTICATION: anyone who can reach these \
+             addresses can read and write this Sextant's data"
+        );
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

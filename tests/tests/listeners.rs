@@ -1,0 +1,129 @@
+//! Every ingest listener reached by the real client libraries users run today.
+//! Until a protocol's parser lands its listener must say so honestly: count
+//! what arrived as dropped, answer HTTP 501 or gRPC UNIMPLEMENTED, never 200.
+
+use sextant_tests::{Sextant, run_python};
+
+fn dropped(server: &Sextant, listener: &str, transport: &str, at_least: f64) -> f64 {
+    server.wait_for_metric(
+        "sextant_listener_dropped_total",
+        &[("listener", listener), ("transport", transport)],
+        |v| v >= at_least,
+    )
+}
+
+#[test]
+fn statsd_clients_reach_udp_and_tcp_and_are_counted_as_dropped() {
+    let server = Sextant::start();
+    let udp = server.addr("statsd", "udp");
+    let tcp = server.addr("statsd", "tcp");
+    run_python(
+        r#"
+import sys, statsd
+host, udp_port, tcp_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+udp = statsd.StatsClient(host, udp_port, prefix="simplebank-demo.market")
+udp.timing("place_order_stock_exchange", 72.827101)
+udp.incr("orders")
+udp.gauge("queue_depth", 3)
+tcp = statsd.TCPStatsClient(host, tcp_port, prefix="simplebank-demo.fees")
+tcp.connect()
+tcp.timing("charge_fee", 12.5)
+tcp.incr("charged")
+tcp.close()
+"#,
+        &[
+            &udp.ip().to_string(),
+            &udp.port().to_string(),
+            &tcp.port().to_string(),
+        ],
+    );
+    assert_eq!(dropped(&server, "statsd", "udp", 3.0), 3.0);
+    assert_eq!(dropped(&server, "statsd", "tcp", 2.0), 2.0);
+    let bytes = server
+        .metric(
+            "sextant_listener_received_bytes_total",
+            &[("listener", "statsd"), ("transport", "udp")],
+        )
+        .unwrap();
+    // "simplebank-demo.market.place_order_stock_exchange:72.827101|ms" alone is 62 bytes.
+    assert!(bytes >= 62.0, "{bytes}");
+}
+
+#[test]
+fn python_logstash_reaches_tcp_and_udp_and_is_counted_as_dropped() {
+    let server = Sextant::start();
+    let addr = server.addr("logstash", "tcp");
+    run_python(
+        r#"
+import logging, sys, logstash
+host, port = sys.argv[1], int(sys.argv[2])
+log = logging.getLogger("gateway")
+log.setLevel(logging.INFO)
+tcp = logstash.TCPLogstashHandler(host, port, version=1)
+udp = logstash.LogstashHandler(host, port, version=1)
+log.addHandler(tcp)
+log.addHandler(udp)
+log.info("placing sell order", extra={"uuid": "a95d17ac-f2b5-4f2c-8e8e-2a3f07c68cf2"})
+log.info("order placed", extra={"uuid": "a95d17ac-f2b5-4f2c-8e8e-2a3f07c68cf2"})
+tcp.close()
+udp.close()
+"#,
+        &[&addr.ip().to_string(), &addr.port().to_string()],
+    );
+    assert_eq!(dropped(&server, "logstash", "tcp", 2.0), 2.0);
+    assert_eq!(dropped(&server, "logstash", "udp", 2.0), 2.0);
+}
+
+#[test]
+fn otlp_exporters_are_told_the_signal_is_not_implemented() {
+    let server = Sextant::start();
+    let grpc = server.addr("otlp_grpc", "tcp");
+    let http = server.addr("otlp_http", "tcp");
+    let out = run_python(
+        r#"
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+provider = TracerProvider()
+with provider.get_tracer("profile").start_as_current_span("GET /profile") as span:
+    pass
+spans = [span]
+grpc = GrpcExporter(endpoint=sys.argv[1], insecure=True, timeout=5)
+http = HttpExporter(endpoint=sys.argv[2] + "/v1/traces", timeout=5)
+print(grpc.export(spans).name, http.export(spans).name)
+"#,
+        &[&grpc.to_string(), &format!("http://{http}")],
+    );
+    assert_eq!(out.trim(), "FAILURE FAILURE", "{out}");
+    assert!(dropped(&server, "otlp_grpc", "tcp", 1.0) >= 1.0);
+    assert!(dropped(&server, "otlp_http", "tcp", 1.0) >= 1.0);
+
+    // What an exporter gets over plain HTTP: 501 with a JSON error that says why.
+    let reply = server.post(
+        &format!("http://{http}/v1/logs"),
+        "application/json",
+        b"{\"resourceLogs\": []}",
+    );
+    assert_eq!(reply.status, 501);
+    assert_eq!(
+        reply.json()["error"],
+        "OTLP/HTTP /v1/logs is not implemented yet in this Sextant build"
+    );
+}
+
+#[test]
+fn unbuilt_http_api_paths_answer_501_with_a_json_error() {
+    let server = Sextant::start();
+    let reply = server.get("/api/v1/query?query=up");
+    assert_eq!(reply.status, 501);
+    assert_eq!(
+        reply.json()["error"],
+        "GET /api/v1/query is not implemented yet in this Sextant build"
+    );
+    let reply = server.get("/no/such/thing");
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"], "no endpoint at GET /no/such/thing");
+}
