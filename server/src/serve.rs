@@ -269,3 +269,18 @@ fn is_loopback(host: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_loopback_hosts_count_as_private() {
+        for host in ["127.0.0.1", "127.0.0.5", "::1", "localhost"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.1", "sextant.example"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}
