@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Deserializer};
 use sextant_model::PromDuration;
 
-use crate::Matcher;
+use sextant_model::Matcher;
 
 /// Where alerts go and how they are grouped on the way.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -8,9 +8,8 @@
 
 mod config;
 mod error;
-mod matcher;
 pub mod rules;
 
 pub use config::{AlertingConfig, Receiver, Route, Webhook, WebhookFormat};
 pub use error::{Error, Result};
-pub use matcher::{MatchOp, Matcher};
+pub use sextant_model::{MatchOp, Matcher};

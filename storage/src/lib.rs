@@ -10,6 +10,7 @@
 mod data_dir;
 mod error;
 mod retention;
+pub mod tsdb;
 
 pub use data_dir::DataDir;
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
-//! Label matchers as Alertmanager writes them in routes: `severity="critical"`,
-//! `job=~"api|db"`, `env!=prod`.
+//! Label matchers: `severity="critical"`, `job=~"api|db"`, `env!=prod`, as
+//! PromQL selectors, Alertmanager routes and silences write them. Regexes are
+//! anchored at both ends; an absent label matches as the empty string.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,17 +30,76 @@ pub struct Matcher {
     pub op: MatchOp,
     /// The value or the pattern, as written (unquoted).
     pub value: String,
-    regex: Option<Regex>,
+    pattern: Option<Pattern>,
+}
+
+/// A compiled regex, or the literal alternatives it is made of (`a|b|c`), which
+/// are compared without running a regex at all.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Literals(Vec<String>),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn new(source: &str) -> Result<Self, regex::Error> {
+        let is_literal = |s: &str| !s.chars().any(|c| "\\.+*?()[]{}^$|".contains(c));
+        if source.split('|').all(is_literal) {
+            // Still reject nothing a regex would accept: every literal is a valid regex.
+            return Ok(Self::Literals(source.split('|').map(str::to_owned).collect()));
+        }
+        Regex::new(&format!("^(?s:{source})$")).map(Self::Regex)
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        match self {
+            Self::Literals(options) => options.iter().any(|o| o == value),
+            Self::Regex(regex) => regex.is_match(value),
+        }
+    }
 }
 
 impl Matcher {
+    /// A matcher; fails only on an invalid regex.
+    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, String> {
+        let value = value.into();
+        let pattern = match op {
+            MatchOp::Regex | MatchOp::NotRegex => Some(
+                Pattern::new(&value).map_err(|e| format!("invalid regex {value:?}: {e}"))?,
+            ),
+            MatchOp::Equal | MatchOp::NotEqual => None,
+        };
+        Ok(Self {
+            name: name.into(),
+            op,
+            value,
+            pattern,
+        })
+    }
+
     /// Whether a label value (empty when the label is absent) satisfies this matcher.
     pub fn matches(&self, value: &str) -> bool {
         match self.op {
             MatchOp::Equal => value == self.value,
             MatchOp::NotEqual => value != self.value,
-            MatchOp::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(value)),
-            MatchOp::NotRegex => !self.regex.as_ref().is_some_and(|r| r.is_match(value)),
+            MatchOp::Regex => self.pattern.as_ref().is_some_and(|p| p.is_match(value)),
+            MatchOp::NotRegex => !self.pattern.as_ref().is_some_and(|p| p.is_match(value)),
+        }
+    }
+
+    /// Whether the empty string (an absent label) satisfies this matcher.
+    pub fn matches_empty(&self) -> bool {
+        self.matches("")
+    }
+
+    /// The exact values this matcher accepts, when it is `=` or a regex of literals.
+    pub fn set_matches(&self) -> Option<Vec<&str>> {
+        match (&self.op, &self.pattern) {
+            (MatchOp::Equal, _) => Some(vec![self.value.as_str()]),
+            (MatchOp::Regex, Some(Pattern::Literals(options))) => {
+                Some(options.iter().map(String::as_str).collect())
+            }
+            _ => None,
         }
     }
 }
@@ -66,7 +126,7 @@ impl FromStr for Matcher {
         } else {
             return Err(bad("expected =, !=, =~ or !~ after the label name"));
         };
-        if !sextant_model::is_valid_label_name(name) {
+        if !crate::is_valid_label_name(name) {
             return Err(bad(&format!("{name:?} is not a valid label name")));
         }
         let value = value.trim();
@@ -78,19 +138,7 @@ impl FromStr for Matcher {
                 .replace("\\\\", "\\"),
             None => value.to_owned(),
         };
-        let regex = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| bad(&format!("invalid regex: {e}")))?,
-            ),
-            MatchOp::Equal | MatchOp::NotEqual => None,
-        };
-        Ok(Self {
-            name: name.to_owned(),
-            op,
-            value,
-            regex,
-        })
+        Self::new(name, op, value).map_err(|e| bad(&e))
     }
 }
 
@@ -108,7 +156,7 @@ impl fmt::Display for Matcher {
 
 impl<'de> Deserialize<'de> for Matcher {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        sextant_model::de::from_str(deserializer)
+        crate::de::from_str(deserializer)
     }
 }
 
@@ -135,12 +183,27 @@ mod tests {
     }
 
     #[test]
+    fn literal_alternations_take_the_fast_path_with_regex_semantics() {
+        let m = Matcher::new("job", MatchOp::Regex, "api|db").unwrap();
+        assert_eq!(m.set_matches(), Some(vec!["api", "db"]));
+        assert!(m.matches("db") && !m.matches("dbx") && !m.matches(""));
+        let m = Matcher::new("job", MatchOp::Regex, "api|").unwrap();
+        assert!(m.matches_empty());
+        let m = Matcher::new("job", MatchOp::Regex, "a.*").unwrap();
+        assert_eq!(m.set_matches(), None);
+        assert!(m.matches("abc") && !m.matches("xa"));
+        let m = Matcher::new("job", MatchOp::NotRegex, "api|db").unwrap();
+        assert!(!m.matches("api") && m.matches("web"));
+    }
+
+    #[test]
     fn rejects_malformed_matchers() {
         for (text, reason) in [
             ("severity", "expected name=value"),
             ("1abc=x", "not a valid label name"),
             ("a=\"x", "unterminated"),
             ("a=~\"(\"", "invalid regex"),
+            ("a=~\"x|(\"", "invalid regex"),
             ("a!x", "expected =, !=, =~ or !~"),
         ] {
             let err = text.parse::<Matcher>().unwrap_err();

@@ -1,0 +1,224 @@
+//! Bit-level writing and reading for the chunk encoding, and the varints used
+//! by the WAL and the block index.
+
+/// Appends bits most-significant first.
+#[derive(Debug, Default, Clone)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits used in the last byte (0 = the last byte is full or there is none).
+    used: u8,
+}
+
+impl BitWriter {
+    /// Writes the low `count` bits of `value` (count <= 64).
+    pub fn write(&mut self, value: u64, count: u8) {
+        debug_assert!(count <= 64);
+        let mut remaining = count;
+        while remaining > 0 {
+            if self.used == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - self.used;
+            let take = free.min(remaining);
+            // The next `take` bits of value, from the top of what remains.
+            let shift = remaining - take;
+            let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
+            let last = self.bytes.last_mut().expect("pushed above");
+            *last |= chunk << (free - take);
+            self.used = (self.used + take) % 8;
+            remaining -= take;
+        }
+    }
+
+    /// Writes one bit.
+    pub fn bit(&mut self, on: bool) {
+        self.write(u64::from(on), 1);
+    }
+
+    /// The bytes written so far (the last one zero-padded).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes in use.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Reads bits most-significant first; `None` once the input runs out.
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    bytes: &'a [u8],
+    /// Position in bits.
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// Reads from `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    /// Reads `count` bits (<= 64) as the low bits of the result.
+    pub fn read(&mut self, count: u8) -> Option<u64> {
+        let mut value = 0u64;
+        let mut remaining = count;
+        while remaining > 0 {
+            let byte = *self.bytes.get(self.pos / 8)?;
+            let offset = (self.pos % 8) as u8;
+            let available = 8 - offset;
+            let take = available.min(remaining);
+            let bits = (byte >> (available - take)) & (((1u16 << take) - 1) as u8);
+            value = (value << take) | u64::from(bits);
+            self.pos += usize::from(take);
+            remaining -= take;
+        }
+        Some(value)
+    }
+
+    /// Reads one bit.
+    pub fn bit(&mut self) -> Option<bool> {
+        self.read(1).map(|b| b == 1)
+    }
+}
+
+/// Appends an unsigned LEB128 varint.
+pub fn put_uvarint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a zigzag-encoded signed varint.
+pub fn put_varint(out: &mut Vec<u8>, value: i64) {
+    put_uvarint(out, ((value << 1) ^ (value >> 63)) as u64);
+}
+
+/// Reads little pieces from a byte slice; every read fails cleanly at the end.
+#[derive(Debug, Clone)]
+pub struct ByteReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> ByteReader<'a> {
+    /// Reads from `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes }
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// An unsigned varint.
+    pub fn uvarint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in self.bytes.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                self.bytes = &self.bytes[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// A zigzag signed varint.
+    pub fn varint(&mut self) -> Option<i64> {
+        let raw = self.uvarint()?;
+        Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+
+    /// An unsigned varint that must fit in usize.
+    pub fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.uvarint()?).ok()
+    }
+
+    /// `n` raw bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.bytes.len() {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    /// A little-endian u64.
+    pub fn u64_le(&mut self) -> Option<u64> {
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    /// A length-prefixed UTF-8 string.
+    pub fn str(&mut self) -> Option<&'a str> {
+        let len = self.len()?;
+        std::str::from_utf8(self.take(len)?).ok()
+    }
+}
+
+/// Appends a length-prefixed string.
+pub fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_uvarint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn bits_round_trip(items in proptest::collection::vec((any::<u64>(), 1u8..=64), 0..200)) {
+            let mut writer = BitWriter::default();
+            for (value, count) in &items {
+                writer.write(*value, *count);
+            }
+            let mut reader = BitReader::new(writer.bytes());
+            for (value, count) in &items {
+                let mask = if *count == 64 { u64::MAX } else { (1u64 << count) - 1 };
+                prop_assert_eq!(reader.read(*count), Some(value & mask));
+            }
+        }
+
+        #[test]
+        fn varints_round_trip(values in proptest::collection::vec(any::<i64>(), 0..100)) {
+            let mut out = Vec::new();
+            for v in &values {
+                put_varint(&mut out, *v);
+                put_uvarint(&mut out, *v as u64);
+            }
+            let mut reader = ByteReader::new(&out);
+            for v in &values {
+                prop_assert_eq!(reader.varint(), Some(*v));
+                prop_assert_eq!(reader.uvarint(), Some(*v as u64));
+            }
+            prop_assert_eq!(reader.remaining(), 0);
+        }
+    }
+
+    #[test]
+    fn reading_past_the_end_is_none() {
+        let mut reader = BitReader::new(&[0xff]);
+        assert_eq!(reader.read(8), Some(0xff));
+        assert_eq!(reader.read(1), None);
+        assert_eq!(ByteReader::new(&[0x80]).uvarint(), None);
+        assert_eq!(ByteReader::new(&[3, b'a']).str(), None);
+    }
+}
