@@ -17,7 +17,5 @@ pub mod telemetry;
 pub use duration::{DurationError, PromDuration};
 pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};
 pub use matcher::{MatchOp, Matcher};
-pub use series::{
-    Label, Labels, METRIC_NAME, STALE_NAN_BITS, Sample, is_stale_nan, stale_nan,
-};
+pub use series::{Label, Labels, METRIC_NAME, STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
 pub use source_error::SourceError;

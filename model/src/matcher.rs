@@ -46,7 +46,9 @@ impl Pattern {
         let is_literal = |s: &str| !s.chars().any(|c| "\\.+*?()[]{}^$|".contains(c));
         if source.split('|').all(is_literal) {
             // Still reject nothing a regex would accept: every literal is a valid regex.
-            return Ok(Self::Literals(source.split('|').map(str::to_owned).collect()));
+            return Ok(Self::Literals(
+                source.split('|').map(str::to_owned).collect(),
+            ));
         }
         Regex::new(&format!("^(?s:{source})$")).map(Self::Regex)
     }
@@ -61,12 +63,16 @@ impl Pattern {
 
 impl Matcher {
     /// A matcher; fails only on an invalid regex.
-    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, String> {
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, String> {
         let value = value.into();
         let pattern = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(
-                Pattern::new(&value).map_err(|e| format!("invalid regex {value:?}: {e}"))?,
-            ),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(Pattern::new(&value).map_err(|e| format!("invalid regex {value:?}: {e}"))?)
+            }
             MatchOp::Equal | MatchOp::NotEqual => None,
         };
         Ok(Self {

@@ -11,6 +11,14 @@ pub enum Error {
         /// The underlying failure.
         source: std::io::Error,
     },
+    /// A file operation of the stores failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying failure.
+        source: std::io::Error,
+    },
     /// Another process holds the data directory's lock.
     #[error(
         "data directory {path} is already in use by another Sextant process{holder}; \

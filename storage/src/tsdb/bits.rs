@@ -44,11 +44,6 @@ impl BitWriter {
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
-
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
 }
 
 /// Reads bits most-significant first; `None` once the input runs out.
@@ -151,11 +146,6 @@ impl<'a> ByteReader<'a> {
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
         Some(head)
-    }
-
-    /// One byte.
-    pub fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
     }
 
     /// A little-endian u64.

@@ -1,5 +1,23 @@
 //! The time-series engine: write-ahead log, in-memory head of compressed
 //! chunks, immutable blocks with a label index, compaction and retention.
+//!
+//! Writes go WAL first, then head; reads merge blocks and head, with later
+//! data winning at equal timestamps. The head is cut into a block once it
+//! spans one and a half block ranges; blocks in one aligned larger range are
+//! compacted together; whole blocks past retention are deleted.
 
 mod bits;
+mod block;
 pub mod chunk;
+mod db;
+mod head;
+mod stats;
+mod store;
+mod wal;
+
+pub use block::BlockMeta;
+pub use db::{AppendReport, MetricMetadata, SeriesSamples, Tsdb, TsdbConfig};
+pub use head::RejectReason;
+pub use stats::TsdbStats;
+pub use store::{BlockStore, LocalBlockStore};
+pub use wal::FsyncPolicy;

@@ -1,0 +1,405 @@
+//! Immutable blocks: every sample of a time range, in compressed chunks, with
+//! an inverted label index.
+//!
+//! A block is three files:
+//! - `chunks`: chunk after chunk, each `[length: uvarint][chunk bytes][CRC-32: u32 LE]`;
+//! - `index`: a symbol table (every label name and value once), the series in
+//!   label order (labels as symbol numbers, then their chunks' time ranges and
+//!   offsets), and postings (for each label pair, the series that carry it),
+//!   followed by a CRC-32 of all of it;
+//! - `meta.json`: id, time range `[min_time, max_time)`, counts, compaction level
+//!   and the blocks it was compacted from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{self, BufWriter, Write as _};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sextant_model::{Label, Labels, Matcher, Sample};
+
+use super::bits::{ByteReader, put_str, put_uvarint, put_varint};
+use super::chunk::{self, ChunkEncoder, SAMPLES_PER_CHUNK};
+use super::store::BlockStore;
+
+const INDEX_MAGIC: &[u8] = b"SXIDX1\n";
+
+/// `meta.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    pub id: String,
+    /// First millisecond covered.
+    pub min_time: i64,
+    /// First millisecond not covered.
+    pub max_time: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    pub num_chunks: u64,
+    /// 1 for a block cut from the head; one more than its sources when compacted.
+    pub level: u32,
+    /// Blocks this one replaces.
+    pub parents: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkMeta {
+    min_t: i64,
+    max_t: i64,
+    offset: u64,
+}
+
+/// Writes a block into a staging directory. Series must come in label order.
+pub(crate) struct BlockWriter {
+    staging: PathBuf,
+    chunks: BufWriter<File>,
+    offset: u64,
+    series: Vec<(Labels, Vec<ChunkMeta>)>,
+    num_samples: u64,
+    num_chunks: u64,
+}
+
+impl BlockWriter {
+    pub fn new(staging: PathBuf) -> io::Result<Self> {
+        let chunks = BufWriter::with_capacity(1 << 20, File::create(staging.join("chunks"))?);
+        Ok(Self {
+            staging,
+            chunks,
+            offset: 0,
+            series: Vec::new(),
+            num_samples: 0,
+            num_chunks: 0,
+        })
+    }
+
+    /// Adds a series and its samples (sorted, unique timestamps).
+    pub fn add_series(&mut self, labels: Labels, samples: &[Sample]) -> io::Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        debug_assert!(self.series.last().is_none_or(|(last, _)| *last < labels));
+        let mut metas = Vec::with_capacity(samples.len().div_ceil(SAMPLES_PER_CHUNK));
+        let mut header = Vec::with_capacity(10);
+        for part in samples.chunks(SAMPLES_PER_CHUNK) {
+            let mut encoder = ChunkEncoder::default();
+            for s in part {
+                encoder.append(s.timestamp_ms, s.value);
+            }
+            let data = encoder.bytes();
+            header.clear();
+            put_uvarint(&mut header, data.len() as u64);
+            self.chunks.write_all(&header)?;
+            self.chunks.write_all(&data)?;
+            self.chunks
+                .write_all(&crc32fast::hash(&data).to_le_bytes())?;
+            metas.push(ChunkMeta {
+                min_t: encoder.min_time(),
+                max_t: encoder.max_time(),
+                offset: self.offset,
+            });
+            self.offset += (header.len() + data.len() + 4) as u64;
+            self.num_chunks += 1;
+        }
+        self.num_samples += samples.len() as u64;
+        self.series.push((labels, metas));
+        Ok(())
+    }
+
+    /// Writes the index and meta; returns the staging directory, ready to publish.
+    pub fn finish(
+        mut self,
+        id: &str,
+        min_time: i64,
+        max_time: i64,
+        level: u32,
+        parents: Vec<String>,
+    ) -> io::Result<(PathBuf, BlockMeta)> {
+        self.chunks.flush()?;
+        let symbols: BTreeSet<&str> = self
+            .series
+            .iter()
+            .flat_map(|(labels, _)| labels.iter().flat_map(|l| [&*l.name, &*l.value]))
+            .collect();
+        let symbol_ids: HashMap<&str, u64> = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as u64))
+            .collect();
+        let mut out = Vec::with_capacity(1 << 16);
+        out.extend_from_slice(INDEX_MAGIC);
+        put_uvarint(&mut out, symbols.len() as u64);
+        for s in &symbols {
+            put_str(&mut out, s);
+        }
+        put_uvarint(&mut out, self.series.len() as u64);
+        let mut postings: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+        for (index, (labels, metas)) in self.series.iter().enumerate() {
+            put_uvarint(&mut out, labels.len() as u64);
+            for l in labels {
+                let pair = (symbol_ids[&*l.name], symbol_ids[&*l.value]);
+                put_uvarint(&mut out, pair.0);
+                put_uvarint(&mut out, pair.1);
+                postings.entry(pair).or_default().push(index as u64);
+            }
+            put_uvarint(&mut out, metas.len() as u64);
+            for m in metas {
+                put_varint(&mut out, m.min_t);
+                put_uvarint(&mut out, m.max_t.wrapping_sub(m.min_t) as u64);
+                put_uvarint(&mut out, m.offset);
+            }
+        }
+        put_uvarint(&mut out, postings.len() as u64);
+        for ((name, value), ids) in &postings {
+            put_uvarint(&mut out, *name);
+            put_uvarint(&mut out, *value);
+            put_uvarint(&mut out, ids.len() as u64);
+            let mut prev = 0;
+            for id in ids {
+                put_uvarint(&mut out, id - prev);
+                prev = *id;
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(self.staging.join("index"), &out)?;
+        let meta = BlockMeta {
+            id: id.to_owned(),
+            min_time,
+            max_time,
+            num_series: self.series.len() as u64,
+            num_samples: self.num_samples,
+            num_chunks: self.num_chunks,
+            level,
+            parents,
+        };
+        std::fs::write(
+            self.staging.join("meta.json"),
+            serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?,
+        )?;
+        Ok((self.staging, meta))
+    }
+}
+
+#[derive(Debug)]
+struct BlockSeries {
+    labels: Labels,
+    chunks: Vec<ChunkMeta>,
+}
+
+/// An open block: its index in memory, its chunks read on demand.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub meta: BlockMeta,
+    series: Vec<BlockSeries>,
+    postings: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
+    store: Arc<dyn BlockStore>,
+    pub bytes: u64,
+}
+
+fn corrupt(id: &str, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("block {id}: corrupt {what}"),
+    )
+}
+
+impl Block {
+    /// Opens block `id` from `store`, checking its index.
+    pub fn open(store: Arc<dyn BlockStore>, id: &str) -> io::Result<Self> {
+        let meta: BlockMeta = serde_json::from_slice(&store.read(id, "meta.json")?)
+            .map_err(|_| corrupt(id, "meta.json"))?;
+        let raw = store.read(id, "index")?;
+        let (body, crc) = raw
+            .split_at_checked(raw.len().saturating_sub(4))
+            .ok_or_else(|| corrupt(id, "index"))?;
+        if crc.len() != 4 || crc32fast::hash(body).to_le_bytes() != crc {
+            return Err(corrupt(id, "index (checksum)"));
+        }
+        let body = body
+            .strip_prefix(INDEX_MAGIC)
+            .ok_or_else(|| corrupt(id, "index (magic)"))?;
+        let (series, postings) =
+            Self::parse_index(body).ok_or_else(|| corrupt(id, "index (structure)"))?;
+        let bytes = store.size(id)?;
+        Ok(Self {
+            meta,
+            series,
+            postings,
+            store,
+            bytes,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn parse_index(
+        body: &[u8],
+    ) -> Option<(Vec<BlockSeries>, HashMap<(Arc<str>, Arc<str>), Vec<u32>>)> {
+        let mut r = ByteReader::new(body);
+        let count = r.len()?;
+        let mut symbols: Vec<Arc<str>> = Vec::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            symbols.push(Arc::from(r.str()?));
+        }
+        let symbol = |i: u64| symbols.get(usize::try_from(i).ok()?).cloned();
+        let count = r.len()?;
+        let mut series = Vec::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            let n = r.len()?;
+            let mut labels = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                labels.push(Label {
+                    name: symbol(r.uvarint()?)?,
+                    value: symbol(r.uvarint()?)?,
+                });
+            }
+            let n = r.len()?;
+            let mut chunks = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let min_t = r.varint()?;
+                let max_t = min_t.wrapping_add(r.uvarint()? as i64);
+                chunks.push(ChunkMeta {
+                    min_t,
+                    max_t,
+                    offset: r.uvarint()?,
+                });
+            }
+            if !labels.windows(2).all(|w| w[0].name < w[1].name) {
+                return None;
+            }
+            series.push(BlockSeries {
+                labels: Labels::from_sorted(labels),
+                chunks,
+            });
+        }
+        let count = r.len()?;
+        let mut postings = HashMap::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            let name = symbol(r.uvarint()?)?;
+            let value = symbol(r.uvarint()?)?;
+            let n = r.len()?;
+            let mut ids = Vec::with_capacity(n.min(1 << 20));
+            let mut prev = 0u64;
+            for _ in 0..n {
+                prev += r.uvarint()?;
+                if prev as usize >= series.len() {
+                    return None;
+                }
+                ids.push(u32::try_from(prev).ok()?);
+            }
+            postings.insert((name, value), ids);
+        }
+        (r.remaining() == 0).then_some((series, postings))
+    }
+
+    /// Whether the block holds any time in `[mint, maxt]`.
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_time <= maxt && self.meta.max_time > mint
+    }
+
+    fn select_indexes(&self, matchers: &[Matcher]) -> Vec<usize> {
+        let mut candidates: Option<Vec<u32>> = None;
+        for m in matchers {
+            let Some(values) = m.set_matches() else {
+                continue;
+            };
+            if values.iter().any(|v| v.is_empty()) {
+                continue;
+            }
+            let name: Arc<str> = m.name.as_str().into();
+            let mut ids: Vec<u32> = values
+                .iter()
+                .flat_map(|v| {
+                    self.postings
+                        .get(&(name.clone(), Arc::from(*v)))
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                })
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            candidates = Some(match candidates {
+                None => ids,
+                Some(prev) => prev
+                    .into_iter()
+                    .filter(|i| ids.binary_search(i).is_ok())
+                    .collect(),
+            });
+        }
+        match candidates {
+            Some(ids) => ids
+                .into_iter()
+                .map(|i| i as usize)
+                .filter(|&i| self.series[i].labels.matches(matchers))
+                .collect(),
+            None => (0..self.series.len())
+                .filter(|&i| self.series[i].labels.matches(matchers))
+                .collect(),
+        }
+    }
+
+    /// Labels of every series matching `matchers` that has samples in `[mint, maxt]`.
+    pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<&Labels> {
+        self.select_indexes(matchers)
+            .into_iter()
+            .map(|i| &self.series[i])
+            .filter(|s| s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt))
+            .map(|s| &s.labels)
+            .collect()
+    }
+
+    /// Samples in `[mint, maxt]` of every series matching `matchers`.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> io::Result<Vec<(Labels, Vec<Sample>)>> {
+        let mut out = Vec::new();
+        for i in self.select_indexes(matchers) {
+            let series = &self.series[i];
+            let mut samples = Vec::new();
+            for c in series
+                .chunks
+                .iter()
+                .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            {
+                self.read_chunk(c, &mut samples)?;
+            }
+            samples.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
+            if !samples.is_empty() {
+                out.push((series.labels.clone(), samples));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every series with all its samples, in label order (for compaction).
+    pub fn all_series(&self) -> impl Iterator<Item = io::Result<(Labels, Vec<Sample>)>> + '_ {
+        self.series.iter().map(|s| {
+            let mut samples = Vec::new();
+            for c in &s.chunks {
+                self.read_chunk(c, &mut samples)?;
+            }
+            Ok((s.labels.clone(), samples))
+        })
+    }
+
+    fn read_chunk(&self, c: &ChunkMeta, out: &mut Vec<Sample>) -> io::Result<()> {
+        let id = &self.meta.id;
+        // The length prefix is at most 10 bytes, and every chunk record is longer
+        // than that (2-byte count, 16-byte first sample, 4-byte CRC).
+        let head = self.store.read_range(id, "chunks", c.offset, 10)?;
+        let mut r = ByteReader::new(&head);
+        let len = r.len().ok_or_else(|| corrupt(id, "chunk length"))?;
+        let prefix = head.len() - r.remaining();
+        let raw = self
+            .store
+            .read_range(id, "chunks", c.offset + prefix as u64, len + 4)?;
+        let (data, crc) = raw.split_at(len);
+        if crc32fast::hash(data).to_le_bytes() != crc {
+            return Err(corrupt(id, "chunk (checksum)"));
+        }
+        chunk::decode_into(data, out).map_err(|e| corrupt(id, &e.to_string()))
+    }
+}

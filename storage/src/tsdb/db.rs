@@ -1,0 +1,1018 @@
+//! The engine: ties the WAL, the head and the blocks together, and runs head
+//! cuts, compaction and retention.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sextant_model::{Labels, Matcher, PromDuration, Sample};
+use tracing::{info, warn};
+
+use super::block::{Block, BlockWriter};
+use super::head::{HeadInner, HeadLimits, RejectReason, merge_last_wins};
+use super::stats::TsdbStats;
+use super::store::{BlockStore, LocalBlockStore};
+use super::wal::{self, FsyncPolicy, Record, Wal};
+use crate::{Error, Result};
+
+/// The `storage.metrics` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TsdbConfig {
+    /// When the WAL is fsynced: `always`, `interval` or `never`.
+    pub wal_fsync: FsyncPolicy,
+    /// The fsync period for the `interval` policy.
+    pub wal_fsync_interval: PromDuration,
+    /// How far behind a series' newest sample a late sample may arrive.
+    pub out_of_order_window: PromDuration,
+    /// The time span of a block cut from the head.
+    pub block_duration: PromDuration,
+    /// Most series in the head; 0 means no limit.
+    pub max_series: usize,
+    /// Most series per metric name in the head; 0 means no limit.
+    pub max_series_per_metric: usize,
+}
+
+impl Default for TsdbConfig {
+    fn default() -> Self {
+        Self {
+            wal_fsync: FsyncPolicy::Interval,
+            wal_fsync_interval: PromDuration::from_secs(1),
+            out_of_order_window: PromDuration::from_secs(10 * 60),
+            block_duration: PromDuration::from_secs(2 * 3600),
+            max_series: 5_000_000,
+            max_series_per_metric: 1_000_000,
+        }
+    }
+}
+
+/// Samples of one series, the unit of writing and reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// What an append kept and refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendReport {
+    /// Samples stored.
+    pub accepted: u64,
+    /// Samples refused, per reason.
+    pub rejected: BTreeMap<RejectKey, u64>,
+    /// The first refused series and why, for the sender's error message.
+    pub first_rejection: Option<String>,
+}
+
+/// A sortable key for [`RejectReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RejectKey(u8);
+
+impl RejectKey {
+    fn of(reason: RejectReason) -> Self {
+        Self(reason as u8)
+    }
+}
+
+impl AppendReport {
+    /// Samples refused in all.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// Type, help and unit of a metric name, as clients declare them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricMetadata {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// The time-series engine over one data directory.
+pub struct Tsdb {
+    dir: PathBuf,
+    config: TsdbConfig,
+    retention_ms: i64,
+    head: RwLock<HeadInner>,
+    wal: Wal,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    store: Arc<dyn BlockStore>,
+    stats: Arc<TsdbStats>,
+    maintenance: Mutex<()>,
+    block_seq: AtomicU32,
+    metadata: Mutex<BTreeMap<String, MetricMetadata>>,
+}
+
+impl std::fmt::Debug for Tsdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tsdb")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Tsdb {
+    /// Opens the engine in `dir` (`<data>/metrics`): loads blocks, replays the WAL.
+    pub fn open(
+        dir: &Path,
+        config: TsdbConfig,
+        retention: PromDuration,
+        stats: Arc<TsdbStats>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
+        let store: Arc<dyn BlockStore> = Arc::new(
+            LocalBlockStore::open(&dir.join("blocks")).map_err(io_err("open the block store"))?,
+        );
+        let blocks = Self::load_blocks(&store)?;
+        let min_valid_time = blocks
+            .iter()
+            .map(|b| b.meta.max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        let mut head = HeadInner::new(min_valid_time);
+        let wal_dir = dir.join("wal");
+        let started = std::time::Instant::now();
+        let mut replayed_samples = 0u64;
+        let report = wal::replay(&wal_dir, |record| match record {
+            Record::Series(series) => {
+                for (id, pairs) in series {
+                    head.insert_series(id, &Labels::from_pairs(pairs));
+                }
+            }
+            Record::Samples(samples) => {
+                for (id, t, v) in samples {
+                    if t >= min_valid_time {
+                        head.apply(id, t, v);
+                        replayed_samples += 1;
+                    }
+                }
+            }
+        })
+        .map_err(io_err("replay the metrics WAL"))?;
+        if report.repaired {
+            stats.wal_replay_repairs.inc();
+        }
+        info!(
+            series = head.series_count(),
+            samples = replayed_samples,
+            blocks = blocks.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "metrics store opened"
+        );
+        let wal = Wal::open(&wal_dir, config.wal_fsync, stats.clone())
+            .map_err(io_err("open the metrics WAL"))?;
+        let metadata = std::fs::read(dir.join("metadata.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let db = Self {
+            dir: dir.to_owned(),
+            retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
+            config,
+            head: RwLock::new(head),
+            wal,
+            blocks: RwLock::new(blocks),
+            store,
+            stats,
+            maintenance: Mutex::new(()),
+            block_seq: AtomicU32::new(0),
+            metadata: Mutex::new(metadata),
+        };
+        db.refresh_stats();
+        Ok(db)
+    }
+
+    fn load_blocks(store: &Arc<dyn BlockStore>) -> Result<Vec<Arc<Block>>> {
+        let mut blocks = Vec::new();
+        for id in store.list().map_err(io_err("list blocks"))? {
+            match Block::open(store.clone(), &id) {
+                Ok(block) => blocks.push(Arc::new(block)),
+                Err(err) => {
+                    return Err(Error::Io {
+                        context: format!("open block {id}"),
+                        source: err,
+                    });
+                }
+            }
+        }
+        // A compaction that crashed after publishing its result but before
+        // deleting its sources leaves both: the sources go now.
+        let replaced: HashSet<String> = blocks
+            .iter()
+            .flat_map(|b| b.meta.parents.iter().cloned())
+            .collect();
+        let mut kept = Vec::new();
+        for block in blocks {
+            if replaced.contains(&block.meta.id) {
+                warn!(block = %block.meta.id, "deleting a block already compacted into another");
+                store
+                    .delete(&block.meta.id)
+                    .map_err(io_err("delete a compacted block"))?;
+            } else {
+                kept.push(block);
+            }
+        }
+        kept.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+        Ok(kept)
+    }
+
+    fn limits(&self) -> HeadLimits {
+        HeadLimits {
+            ooo_window_ms: i64::try_from(self.config.out_of_order_window.as_millis())
+                .unwrap_or(i64::MAX),
+            max_series: self.config.max_series,
+            max_series_per_metric: self.config.max_series_per_metric,
+        }
+    }
+
+    /// Appends samples. Acknowledged (Ok) means logged per the fsync policy;
+    /// refused samples are counted in the report and the rest kept.
+    pub fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport> {
+        let limits = self.limits();
+        let mut report = AppendReport::default();
+        let reject = |report: &mut AppendReport, reason: RejectReason, n: u64, labels: &Labels| {
+            if n == 0 {
+                return;
+            }
+            self.stats.reject(reason, n);
+            *report.rejected.entry(RejectKey::of(reason)).or_default() += n;
+            if report.first_rejection.is_none() {
+                report.first_rejection = Some(format!("{labels}: {}", reason.describe()));
+            }
+        };
+        let seq;
+        {
+            let mut head = self.head.write().expect("head lock");
+            let mut created = Vec::new();
+            let mut accepted: Vec<(u64, i64, f64)> = Vec::new();
+            for series in batch {
+                let id = match head.get_or_create(&series.labels, &limits, &mut created) {
+                    Ok(id) => id,
+                    Err(reason) => {
+                        reject(
+                            &mut report,
+                            reason,
+                            series.samples.len() as u64,
+                            &series.labels,
+                        );
+                        continue;
+                    }
+                };
+                for s in &series.samples {
+                    match head.check(id, s.timestamp_ms, &limits) {
+                        Ok(()) => accepted.push((id, s.timestamp_ms, s.value)),
+                        Err(reason) => reject(&mut report, reason, 1, &series.labels),
+                    }
+                }
+            }
+            if accepted.is_empty() && created.is_empty() {
+                return Ok(report);
+            }
+            let mut series_record = Vec::new();
+            if !created.is_empty() {
+                wal::encode_series(
+                    &mut series_record,
+                    created.iter().map(|id| {
+                        let labels = &head.series(*id).expect("just created").labels;
+                        (*id, labels.iter().map(|l| (&*l.name, &*l.value)))
+                    }),
+                );
+            }
+            let mut samples_record = Vec::new();
+            if !accepted.is_empty() {
+                wal::encode_samples(&mut samples_record, &accepted);
+            }
+            let records: Vec<&[u8]> = [&series_record[..], &samples_record[..]]
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect();
+            seq = match self.wal.write(&records) {
+                Ok(seq) => seq,
+                Err(err) => {
+                    // Nothing of this batch is logged, so nothing of it may stay.
+                    head.forget(&created);
+                    return Err(io_err("write the metrics WAL")(err));
+                }
+            };
+            let mut new_chunks = 0;
+            for (id, t, v) in &accepted {
+                new_chunks += head.apply(*id, *t, *v);
+            }
+            self.stats.series_created.add(created.len() as u64);
+            self.stats.head_series.set(head.series_count() as u64);
+            self.stats.head_chunks.add(new_chunks as u64);
+            report.accepted = accepted.len() as u64;
+        }
+        self.stats.samples_appended.add(report.accepted);
+        self.wal
+            .commit(seq)
+            .map_err(io_err("fsync the metrics WAL"))?;
+        Ok(report)
+    }
+
+    /// Every series matching `matchers` with its samples in `[mint, maxt]`
+    /// (inclusive), sorted by labels, merged across blocks and head.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
+        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let blocks: Vec<Arc<Block>> = self.blocks.read().expect("blocks lock").clone();
+        for block in blocks.iter().filter(|b| b.overlaps(mint, maxt)) {
+            let series = block
+                .select(matchers, mint, maxt)
+                .map_err(io_err(format!("read block {}", block.meta.id)))?;
+            for (labels, samples) in series {
+                merge_into(&mut merged, labels, samples);
+            }
+        }
+        {
+            let head = self.head.read().expect("head lock");
+            for id in head.select_ids(matchers) {
+                let series = head.series(id).expect("selected");
+                let samples = series.samples(mint, maxt);
+                if !samples.is_empty() {
+                    merge_into(&mut merged, series.labels.clone(), samples);
+                }
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(labels, samples)| SeriesSamples { labels, samples })
+            .collect())
+    }
+
+    /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        let mut out: BTreeSet<Labels> = BTreeSet::new();
+        let blocks: Vec<Arc<Block>> = self.blocks.read().expect("blocks lock").clone();
+        for block in blocks.iter().filter(|b| b.overlaps(mint, maxt)) {
+            out.extend(
+                block
+                    .series_labels(matchers, mint, maxt)
+                    .into_iter()
+                    .cloned(),
+            );
+        }
+        let head = self.head.read().expect("head lock");
+        for id in head.select_ids(matchers) {
+            let series = head.series(id).expect("selected");
+            if series.has_samples_in(mint, maxt) {
+                out.insert(series.labels.clone());
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Label names of matching series in `[mint, maxt]`, sorted.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        let names: BTreeSet<String> = self
+            .series(matchers, mint, maxt)?
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.to_string()))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    /// Values of label `name` on matching series in `[mint, maxt]`, sorted.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        let values: BTreeSet<String> = self
+            .series(matchers, mint, maxt)?
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_owned))
+            .collect();
+        Ok(values.into_iter().collect())
+    }
+
+    /// Records a metric's type, help and unit (kept across restarts).
+    pub fn set_metadata(&self, name: &str, metadata: MetricMetadata) -> Result<()> {
+        let mut all = self.metadata.lock().expect("metadata lock");
+        if all.get(name) == Some(&metadata) {
+            return Ok(());
+        }
+        all.insert(name.to_owned(), metadata);
+        let bytes = serde_json::to_vec(&*all)
+            .map_err(|e| io_err("encode metadata")(io::Error::other(e)))?;
+        let tmp = self.dir.join("metadata.json.tmp");
+        std::fs::write(&tmp, bytes).map_err(io_err("write metadata"))?;
+        std::fs::rename(&tmp, self.dir.join("metadata.json")).map_err(io_err("write metadata"))
+    }
+
+    /// Every metric's metadata, by name.
+    pub fn metadata(&self) -> BTreeMap<String, MetricMetadata> {
+        self.metadata.lock().expect("metadata lock").clone()
+    }
+
+    /// Fsyncs the WAL (shutdown, and the interval flusher).
+    pub fn sync(&self) -> Result<()> {
+        self.wal.sync().map_err(io_err("fsync the metrics WAL"))
+    }
+
+    /// Runs the WAL flusher until `stop` says so.
+    pub fn run_wal_flusher(&self, stop: impl Fn() -> bool) {
+        self.wal
+            .run_flusher(self.config.wal_fsync_interval.as_std(), stop);
+    }
+
+    /// Cuts blocks from the head, compacts blocks and applies retention.
+    pub fn maintain(&self) -> Result<()> {
+        let _one_at_a_time = self.maintenance.lock().expect("maintenance lock");
+        self.cut_head()?;
+        if let Err(err) = self.compact() {
+            self.stats.compaction_failures.inc();
+            return Err(err);
+        }
+        self.apply_retention()?;
+        self.refresh_stats();
+        Ok(())
+    }
+
+    fn block_range(&self) -> i64 {
+        i64::try_from(self.config.block_duration.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    fn cut_head(&self) -> Result<()> {
+        let range = self.block_range();
+        loop {
+            let Some((min, max)) = self.head.read().expect("head lock").time_range() else {
+                return Ok(());
+            };
+            // Keep half a block of recent data in the head, as Prometheus does,
+            // so late samples within the window still find their series there.
+            if max.saturating_sub(min) < range + range / 2 {
+                return Ok(());
+            }
+            let mint = min.div_euclid(range) * range;
+            self.persist_head_range(mint, mint + range)?;
+        }
+    }
+
+    /// Writes the head's samples in `[mint, maxt)` as a block, then drops them
+    /// from the head and the WAL.
+    fn persist_head_range(&self, mint: i64, maxt: i64) -> Result<()> {
+        let mut series: Vec<(Labels, u64)> = {
+            let mut head = self.head.write().expect("head lock");
+            // From here no sample before maxt is accepted: the block is final.
+            head.min_valid_time = head.min_valid_time.max(maxt);
+            head.ids_with_samples_in(mint, maxt - 1)
+        };
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let id = self.new_block_id();
+        let staging = self
+            .store
+            .staging_dir(&id)
+            .map_err(io_err("stage a block"))?;
+        let mut writer = BlockWriter::new(staging).map_err(io_err("write a block"))?;
+        for (labels, sid) in series {
+            let samples = {
+                let head = self.head.read().expect("head lock");
+                head.series(sid)
+                    .map(|s| s.samples(mint, maxt - 1))
+                    .unwrap_or_default()
+            };
+            writer
+                .add_series(labels, &samples)
+                .map_err(io_err("write a block"))?;
+        }
+        let (staging, meta) = writer
+            .finish(&id, mint, maxt, 1, Vec::new())
+            .map_err(io_err("write a block"))?;
+        self.store
+            .publish(&id, &staging)
+            .map_err(io_err("publish a block"))?;
+        let block = Block::open(self.store.clone(), &id).map_err(io_err("open a new block"))?;
+        info!(block = %id, series = meta.num_series, samples = meta.num_samples, "head cut into a block");
+        {
+            let mut blocks = self.blocks.write().expect("blocks lock");
+            blocks.push(Arc::new(block));
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+        }
+        let live = {
+            let mut head = self.head.write().expect("head lock");
+            let (removed, chunks) = head.truncate_before(maxt);
+            self.stats.series_removed.add(removed as u64);
+            self.stats.head_chunks.sub(chunks as u64);
+            self.stats.head_series.set(head.series_count() as u64);
+            head.ids()
+        };
+        let last = self.wal.roll().map_err(io_err("roll the metrics WAL"))?;
+        self.wal
+            .checkpoint(last, maxt, |id| live.contains(&id))
+            .map_err(io_err("checkpoint the metrics WAL"))?;
+        self.stats.head_cuts.inc();
+        Ok(())
+    }
+
+    fn new_block_id(&self) -> String {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let seq = self.block_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{:020x}{:08x}", nanos as u64, seq)
+    }
+
+    /// Merges adjacent blocks into larger ones: 3x the block range, then 3x
+    /// that, up to a tenth of the retention (and 31 days).
+    fn compact(&self) -> Result<()> {
+        let base = self.block_range();
+        let max_range = (self.retention_ms / 10).clamp(base, 31 * 24 * 3600 * 1000);
+        let mut range = base.saturating_mul(3);
+        while range <= max_range {
+            loop {
+                let group = self.compactable_group(range);
+                let Some(group) = group else { break };
+                self.merge_blocks(&group)?;
+            }
+            range = range.saturating_mul(3);
+        }
+        Ok(())
+    }
+
+    /// Two or more blocks inside one aligned `range` that no new data can join.
+    fn compactable_group(&self, range: i64) -> Option<Vec<Arc<Block>>> {
+        let blocks = self.blocks.read().expect("blocks lock").clone();
+        let closed_before = self.head.read().expect("head lock").min_valid_time;
+        let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+        for block in blocks {
+            let slot = block.meta.min_time.div_euclid(range);
+            if (block.meta.max_time - 1).div_euclid(range) == slot {
+                groups.entry(slot).or_default().push(block);
+            }
+        }
+        groups.into_iter().find_map(|(slot, group)| {
+            let end = (slot + 1) * range;
+            (group.len() >= 2 && end <= closed_before).then_some(group)
+        })
+    }
+
+    fn merge_blocks(&self, group: &[Arc<Block>]) -> Result<()> {
+        let id = self.new_block_id();
+        let staging = self
+            .store
+            .staging_dir(&id)
+            .map_err(io_err("stage a block"))?;
+        let mut writer = BlockWriter::new(staging).map_err(io_err("write a block"))?;
+        // A k-way merge by labels over the sources' label-ordered series; for
+        // equal labels the later source wins per timestamp.
+        let mut sources: Vec<SeriesIter<'_>> = group
+            .iter()
+            .map(|b| Box::new(b.all_series()) as SeriesIter<'_>)
+            .collect();
+        let mut heap: BinaryHeap<Reverse<(Labels, usize)>> = BinaryHeap::new();
+        let mut pending: Vec<Vec<Sample>> = vec![Vec::new(); sources.len()];
+        for i in 0..sources.len() {
+            pull(&mut sources, i, &mut heap, &mut pending)?;
+        }
+        while let Some(Reverse((labels, first))) = heap.pop() {
+            let mut parts = vec![(first, std::mem::take(&mut pending[first]))];
+            pull(&mut sources, first, &mut heap, &mut pending)?;
+            while heap
+                .peek()
+                .is_some_and(|Reverse((next, _))| *next == labels)
+            {
+                let Reverse((_, j)) = heap.pop().expect("peeked");
+                parts.push((j, std::mem::take(&mut pending[j])));
+                pull(&mut sources, j, &mut heap, &mut pending)?;
+            }
+            parts.sort_by_key(|(source, _)| *source);
+            let samples = parts
+                .into_iter()
+                .map(|(_, samples)| samples)
+                .reduce(merge_last_wins)
+                .unwrap_or_default();
+            writer
+                .add_series(labels, &samples)
+                .map_err(io_err("write a block"))?;
+        }
+        let mint = group.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
+        let maxt = group.iter().map(|b| b.meta.max_time).max().unwrap_or(0);
+        let level = group.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1;
+        let parents: Vec<String> = group.iter().map(|b| b.meta.id.clone()).collect();
+        let (staging, meta) = writer
+            .finish(&id, mint, maxt, level, parents.clone())
+            .map_err(io_err("write a block"))?;
+        self.store
+            .publish(&id, &staging)
+            .map_err(io_err("publish a block"))?;
+        let block =
+            Arc::new(Block::open(self.store.clone(), &id).map_err(io_err("open a new block"))?);
+        {
+            let mut blocks = self.blocks.write().expect("blocks lock");
+            blocks.retain(|b| !parents.contains(&b.meta.id));
+            blocks.push(block);
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+        }
+        for parent in &parents {
+            self.store
+                .delete(parent)
+                .map_err(io_err("delete a compacted block"))?;
+        }
+        info!(block = %id, sources = parents.len(), series = meta.num_series, level, "blocks compacted");
+        self.stats.compactions.inc();
+        Ok(())
+    }
+
+    fn apply_retention(&self) -> Result<()> {
+        let newest = {
+            let blocks = self.blocks.read().expect("blocks lock");
+            let block_max = blocks.iter().map(|b| b.meta.max_time).max();
+            let head_max = self
+                .head
+                .read()
+                .expect("head lock")
+                .time_range()
+                .map(|r| r.1);
+            block_max.max(head_max)
+        };
+        let Some(newest) = newest else { return Ok(()) };
+        let cutoff = newest.saturating_sub(self.retention_ms);
+        let expired: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .expect("blocks lock")
+            .iter()
+            .filter(|b| b.meta.max_time <= cutoff)
+            .cloned()
+            .collect();
+        for block in expired {
+            self.blocks
+                .write()
+                .expect("blocks lock")
+                .retain(|b| b.meta.id != block.meta.id);
+            self.store
+                .delete(&block.meta.id)
+                .map_err(io_err("delete an expired block"))?;
+            info!(block = %block.meta.id, "block past retention deleted");
+            self.stats.retention_deletions.inc();
+        }
+        Ok(())
+    }
+
+    fn refresh_stats(&self) {
+        let blocks = self.blocks.read().expect("blocks lock");
+        self.stats.blocks.set(blocks.len() as u64);
+        self.stats
+            .block_bytes
+            .set(blocks.iter().map(|b| b.bytes).sum());
+        let head = self.head.read().expect("head lock");
+        self.stats.head_series.set(head.series_count() as u64);
+        self.stats.head_chunks.set(head.chunk_count() as u64);
+        self.wal.refresh_size();
+    }
+
+    /// The counters this engine keeps.
+    pub fn stats(&self) -> &Arc<TsdbStats> {
+        &self.stats
+    }
+
+    /// How often maintenance should run.
+    pub fn maintenance_interval(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// The current wall clock in milliseconds, for callers without a timestamp.
+    pub fn now_ms() -> i64 {
+        now_ms()
+    }
+}
+
+type SeriesIter<'a> = Box<dyn Iterator<Item = io::Result<(Labels, Vec<Sample>)>> + 'a>;
+
+/// Moves source `i`'s next series into `pending[i]` and the heap.
+fn pull(
+    sources: &mut [SeriesIter<'_>],
+    i: usize,
+    heap: &mut BinaryHeap<Reverse<(Labels, usize)>>,
+    pending: &mut [Vec<Sample>],
+) -> Result<()> {
+    if let Some(next) = sources[i].next() {
+        let (labels, samples) = next.map_err(io_err("read a block for compaction"))?;
+        pending[i] = samples;
+        heap.push(Reverse((labels, i)));
+    }
+    Ok(())
+}
+
+fn merge_into(merged: &mut BTreeMap<Labels, Vec<Sample>>, labels: Labels, samples: Vec<Sample>) {
+    match merged.get_mut(&labels) {
+        Some(existing) => {
+            let earlier = std::mem::take(existing);
+            *existing = merge_last_wins(earlier, samples);
+        }
+        None => {
+            merged.insert(labels, samples);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sextant_model::MatchOp;
+
+    use super::super::block::BlockMeta;
+
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn config() -> TsdbConfig {
+        TsdbConfig {
+            wal_fsync: FsyncPolicy::Never,
+            block_duration: PromDuration::from_secs(3600),
+            out_of_order_window: PromDuration::from_secs(600),
+            ..TsdbConfig::default()
+        }
+    }
+
+    fn open(dir: &Path) -> Tsdb {
+        Tsdb::open(
+            dir,
+            config(),
+            PromDuration::from_secs(30 * 24 * 3600),
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap()
+    }
+
+    fn series(
+        name: &str,
+        instance: &str,
+        points: impl IntoIterator<Item = (i64, f64)>,
+    ) -> SeriesSamples {
+        SeriesSamples {
+            labels: Labels::from_pairs([
+                ("__name__", name),
+                ("instance", instance),
+                ("job", "node"),
+            ]),
+            samples: points
+                .into_iter()
+                .map(|(timestamp_ms, value)| Sample {
+                    timestamp_ms,
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    /// 10 series x one sample a minute for `minutes`, starting at `start`.
+    fn load(db: &Tsdb, start: i64, minutes: i64) -> Vec<SeriesSamples> {
+        let batch: Vec<SeriesSamples> = (0..10)
+            .map(|i| {
+                series(
+                    "node_cpu_seconds_total",
+                    &format!("host{i}:9100"),
+                    (0..minutes).map(|m| (start + m * MIN, (m * (i + 1)) as f64 + 0.25)),
+                )
+            })
+            .collect();
+        let report = db.append(&batch).unwrap();
+        assert_eq!(report.accepted, (10 * minutes) as u64, "{report:?}");
+        batch
+    }
+
+    fn everything(db: &Tsdb) -> Vec<SeriesSamples> {
+        let all = Matcher::new("__name__", MatchOp::Regex, ".+").unwrap();
+        db.select(&[all], i64::MIN, i64::MAX).unwrap()
+    }
+
+    fn sorted(mut batch: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
+        batch.sort_by(|a, b| a.labels.cmp(&b.labels));
+        batch
+    }
+
+    #[test]
+    fn what_is_appended_reads_back_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let written = sorted(load(&db, 0, 30));
+        assert_eq!(everything(&db), written);
+        let cpu = Matcher::new("instance", MatchOp::Equal, "host3:9100").unwrap();
+        let one = db.select(&[cpu], 10 * MIN, 12 * MIN).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].samples.len(), 3);
+        assert_eq!(
+            db.label_values("instance", &[], 0, i64::MAX).unwrap().len(),
+            10
+        );
+        assert_eq!(
+            db.label_names(&[], 0, i64::MAX).unwrap(),
+            ["__name__", "instance", "job"]
+        );
+        drop(db);
+        let db = open(dir.path());
+        assert_eq!(everything(&db), written);
+    }
+
+    #[test]
+    fn the_head_is_cut_into_blocks_compacted_and_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        // Ten hours of data: the head keeps 1.5 h, the rest goes into 1 h blocks.
+        let written = sorted(load(&db, 0, 600));
+        db.maintain().unwrap();
+        let stats = db.stats().clone();
+        assert!(stats.head_cuts.get() >= 8, "{}", stats.head_cuts.get());
+        // 1 h blocks in aligned 3 h ranges that are closed get compacted.
+        assert!(stats.compactions.get() >= 2, "{}", stats.compactions.get());
+        assert_eq!(everything(&db), written);
+        let blocks_before = db.blocks.read().unwrap().len();
+        drop(db);
+        let db = open(dir.path());
+        assert_eq!(db.blocks.read().unwrap().len(), blocks_before);
+        assert_eq!(everything(&db), written);
+        // Samples before the newest block's end are refused as out of bounds.
+        let late = db
+            .append(&[series("node_cpu_seconds_total", "host0:9100", [(MIN, 1.0)])])
+            .unwrap();
+        assert_eq!(late.accepted, 0);
+        assert_eq!(late.rejected_total(), 1);
+        assert!(
+            late.first_rejection
+                .unwrap()
+                .contains("older than the newest persisted block")
+        );
+    }
+
+    #[test]
+    fn a_crash_between_block_and_wal_checkpoint_loses_and_duplicates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let crashed = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let written = sorted(load(&db, 0, 200));
+        db.sync().unwrap();
+        // The state just before the cut: WAL with everything, no blocks.
+        copy_dir(dir.path(), crashed.path());
+        db.maintain().unwrap();
+        // ... and the block the cut published, as if the process died right after.
+        let first_block = db.blocks.read().unwrap()[0].meta.id.clone();
+        copy_dir(
+            &dir.path().join("blocks").join(&first_block),
+            &crashed.path().join("blocks").join(&first_block),
+        );
+        drop(db);
+        let db = open(crashed.path());
+        assert_eq!(everything(&db), written);
+        db.maintain().unwrap();
+        assert_eq!(everything(&db), written);
+    }
+
+    #[test]
+    fn a_crash_mid_compaction_keeps_one_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let written = sorted(load(&db, 0, 400));
+        db.maintain().unwrap();
+        let compacted: Vec<BlockMeta> = db
+            .blocks
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|b| !b.meta.parents.is_empty())
+            .map(|b| b.meta.clone())
+            .collect();
+        assert!(!compacted.is_empty());
+        drop(db);
+        // Put one compacted block's sources back, as if deletion never happened:
+        // rebuild them by cutting the same data in a scratch store.
+        let scratch = tempfile::tempdir().unwrap();
+        let other = Tsdb::open(
+            scratch.path(),
+            TsdbConfig { ..config() },
+            PromDuration::from_secs(30 * 24 * 3600),
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap();
+        load(&other, 0, 400);
+        other.cut_head().unwrap();
+        let parent_ids: Vec<String> = other
+            .blocks
+            .read()
+            .unwrap()
+            .iter()
+            .map(|b| b.meta.id.clone())
+            .collect();
+        drop(other);
+        let target = &compacted[0];
+        let mut meta = target.clone();
+        meta.parents = parent_ids.clone();
+        std::fs::write(
+            dir.path().join("blocks").join(&target.id).join("meta.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
+        for id in &parent_ids {
+            copy_dir(
+                &scratch.path().join("blocks").join(id),
+                &dir.path().join("blocks").join(id),
+            );
+        }
+        let db = open(dir.path());
+        let ids: Vec<String> = db
+            .blocks
+            .read()
+            .unwrap()
+            .iter()
+            .map(|b| b.meta.id.clone())
+            .collect();
+        assert!(parent_ids.iter().all(|p| !ids.contains(p)), "{ids:?}");
+        assert_eq!(everything(&db), written);
+    }
+
+    #[test]
+    fn retention_deletes_whole_expired_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(
+            dir.path(),
+            config(),
+            PromDuration::from_secs(4 * 3600),
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap();
+        load(&db, 0, 600);
+        db.maintain().unwrap();
+        assert!(db.stats().retention_deletions.get() >= 1);
+        let oldest = everything(&db)[0].samples[0].timestamp_ms;
+        // Newest data is at ~10 h; everything before 6 h is gone, in whole blocks.
+        assert!(oldest >= 5 * 3600 * 1000, "{oldest}");
+        assert!(oldest % (3600 * 1000) == 0, "{oldest}");
+    }
+
+    #[test]
+    fn overwrites_and_late_samples_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.append(&[series("up", "a", [(10 * MIN, 1.0), (20 * MIN, 1.0)])])
+            .unwrap();
+        let report = db
+            .append(&[series(
+                "up",
+                "a",
+                [(15 * MIN, 0.5), (20 * MIN, 0.0), (MIN, 9.0)],
+            )])
+            .unwrap();
+        assert_eq!(report.accepted, 2);
+        assert_eq!(report.rejected_total(), 1);
+        let got: Vec<(i64, f64)> = everything(&db)[0]
+            .samples
+            .iter()
+            .map(|s| (s.timestamp_ms, s.value))
+            .collect();
+        assert_eq!(got, [(10 * MIN, 1.0), (15 * MIN, 0.5), (20 * MIN, 0.0)]);
+        drop(db);
+        let db = open(dir.path());
+        assert_eq!(everything(&db)[0].samples.len(), 3);
+        assert_eq!(everything(&db)[0].samples[2].value, 0.0);
+    }
+
+    #[test]
+    fn metadata_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let meta = MetricMetadata {
+            kind: "counter".into(),
+            help: "Seconds the CPUs spent in each mode.".into(),
+            unit: String::new(),
+        };
+        db.set_metadata("node_cpu_seconds_total", meta.clone())
+            .unwrap();
+        drop(db);
+        assert_eq!(open(dir.path()).metadata()["node_cpu_seconds_total"], meta);
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! The head: the newest samples, in memory, per series in compressed chunks.
+//!
+//! Each series keeps sealed chunks of [`SAMPLES_PER_CHUNK`] samples, one open
+//! chunk it appends to, and a small sorted map of samples that arrived out of
+//! order (within the window) or that overwrite an earlier timestamp; on read
+//! those win over chunk samples at the same timestamp ("last write wins").
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use sextant_model::{Label, Labels, Matcher, Sample};
+
+use super::chunk::{self, ChunkEncoder, SAMPLES_PER_CHUNK};
+
+/// A sealed chunk of one series.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Box<[u8]>,
+}
+
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    pub labels: Labels,
+    sealed: Vec<SealedChunk>,
+    open: ChunkEncoder,
+    /// Out-of-order samples and overwrites; they win over chunk samples.
+    extra: BTreeMap<i64, f64>,
+    /// The newest timestamp held, or `i64::MIN`.
+    max_t: i64,
+}
+
+impl MemSeries {
+    fn new(labels: Labels) -> Self {
+        Self {
+            labels,
+            sealed: Vec::new(),
+            open: ChunkEncoder::default(),
+            extra: BTreeMap::new(),
+            max_t: i64::MIN,
+        }
+    }
+
+    fn min_time(&self) -> Option<i64> {
+        let chunk_min = self
+            .sealed
+            .first()
+            .map(|c| c.min_t)
+            .or_else(|| (!self.open.is_empty()).then(|| self.open.min_time()));
+        let extra_min = self.extra.keys().next().copied();
+        match (chunk_min, extra_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.open.is_empty() && self.extra.is_empty()
+    }
+
+    /// Appends in order; returns whether a chunk was sealed.
+    fn append_in_order(&mut self, t: i64, v: f64) -> bool {
+        let mut sealed = false;
+        if self.open.len() >= SAMPLES_PER_CHUNK {
+            let full = std::mem::take(&mut self.open);
+            self.sealed.push(SealedChunk {
+                min_t: full.min_time(),
+                max_t: full.max_time(),
+                data: full.bytes().into_boxed_slice(),
+            });
+            sealed = true;
+        }
+        self.open.append(t, v);
+        self.max_t = t;
+        sealed
+    }
+
+    /// Samples with `mint <= t <= maxt`, sorted, overwrites applied.
+    pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for c in self
+            .sealed
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+        {
+            // Chunks the head encoded itself always decode.
+            chunk::decode_into(&c.data, &mut out).expect("head chunk decodes");
+        }
+        if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
+            chunk::decode_into(&self.open.bytes(), &mut out).expect("head chunk decodes");
+        }
+        out.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
+        let extra: Vec<Sample> = self
+            .extra
+            .range(mint..=maxt)
+            .map(|(&t, &v)| Sample {
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect();
+        merge_last_wins(out, extra)
+    }
+
+    /// Drops everything before `t`; returns chunks removed.
+    fn truncate_before(&mut self, t: i64) -> usize {
+        let before = self.sealed.len() + usize::from(!self.open.is_empty());
+        let mut keep: Vec<Sample> = Vec::new();
+        let mut sealed = Vec::new();
+        for c in self.sealed.drain(..) {
+            if c.min_t >= t {
+                sealed.push(c);
+            } else if c.max_t >= t {
+                let mut samples = chunk::decode(&c.data).expect("head chunk decodes");
+                samples.retain(|s| s.timestamp_ms >= t);
+                keep.extend(samples);
+            }
+        }
+        // Re-encode the straddling remainder ahead of the chunks that stay whole.
+        let mut rebuilt: Vec<SealedChunk> = Vec::new();
+        let mut encoder = ChunkEncoder::default();
+        for s in keep {
+            if encoder.len() >= SAMPLES_PER_CHUNK {
+                rebuilt.push(seal(&std::mem::take(&mut encoder)));
+            }
+            encoder.append(s.timestamp_ms, s.value);
+        }
+        if !encoder.is_empty() {
+            rebuilt.push(seal(&encoder));
+        }
+        rebuilt.extend(sealed);
+        if !self.open.is_empty() && self.open.min_time() < t {
+            let mut samples = chunk::decode(&self.open.bytes()).expect("head chunk decodes");
+            samples.retain(|s| s.timestamp_ms >= t);
+            self.open = ChunkEncoder::default();
+            for s in samples {
+                self.open.append(s.timestamp_ms, s.value);
+            }
+        }
+        self.sealed = rebuilt;
+        self.extra = self.extra.split_off(&t);
+        let after = self.sealed.len() + usize::from(!self.open.is_empty());
+        before.saturating_sub(after)
+    }
+
+    fn chunk_count(&self) -> usize {
+        self.sealed.len() + usize::from(!self.open.is_empty())
+    }
+
+    /// Whether any sample lies in `[mint, maxt]` (by chunk ranges: cheap, may
+    /// say yes for a chunk that straddles the range without a sample in it).
+    pub fn has_samples_in(&self, mint: i64, maxt: i64) -> bool {
+        self.sealed
+            .iter()
+            .any(|c| c.max_t >= mint && c.min_t <= maxt)
+            || (!self.open.is_empty()
+                && self.open.max_time() >= mint
+                && self.open.min_time() <= maxt)
+            || self.extra.range(mint..=maxt).next().is_some()
+    }
+}
+
+fn seal(encoder: &ChunkEncoder) -> SealedChunk {
+    SealedChunk {
+        min_t: encoder.min_time(),
+        max_t: encoder.max_time(),
+        data: encoder.bytes().into_boxed_slice(),
+    }
+}
+
+/// Merges two sorted runs; on equal timestamps the second run's sample wins.
+pub(crate) fn merge_last_wins(first: Vec<Sample>, second: Vec<Sample>) -> Vec<Sample> {
+    if second.is_empty() {
+        return first;
+    }
+    if first.is_empty() {
+        return second;
+    }
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let (mut a, mut b) = (first.into_iter().peekable(), second.into_iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => {
+                if x.timestamp_ms < y.timestamp_ms {
+                    out.push(a.next().expect("peeked"));
+                } else {
+                    if x.timestamp_ms == y.timestamp_ms {
+                        a.next();
+                    }
+                    out.push(b.next().expect("peeked"));
+                }
+            }
+            (Some(_), None) => out.extend(a.by_ref()),
+            (None, Some(_)) => out.extend(b.by_ref()),
+            (None, None) => return out,
+        }
+    }
+}
+
+/// Why a sample was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Older than the out-of-order window allows for its series.
+    TooOld,
+    /// Older than the newest persisted block's end: that time is closed.
+    OutOfBounds,
+    /// The store holds as many series as it may.
+    SeriesLimit,
+    /// The metric name holds as many series as it may.
+    MetricSeriesLimit,
+    /// The series has no labels, an empty metric name, or a bad label name.
+    InvalidSeries,
+}
+
+impl RejectReason {
+    /// A short description for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::TooOld => "older than the out-of-order window for its series",
+            Self::OutOfBounds => "older than the newest persisted block",
+            Self::SeriesLimit => "the store's series limit is reached",
+            Self::MetricSeriesLimit => "the metric's series limit is reached",
+            Self::InvalidSeries => "the series has no metric name or an invalid label name",
+        }
+    }
+}
+
+/// Limits and windows the head enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadLimits {
+    pub ooo_window_ms: i64,
+    pub max_series: usize,
+    pub max_series_per_metric: usize,
+}
+
+/// The head's state; the engine guards it with one lock.
+#[derive(Debug, Default)]
+pub(crate) struct HeadInner {
+    series: HashMap<u64, MemSeries>,
+    by_labels: HashMap<Labels, u64>,
+    postings: HashMap<(Arc<str>, Arc<str>), Vec<u64>>,
+    per_metric: HashMap<Arc<str>, usize>,
+    symbols: HashSet<Arc<str>>,
+    next_id: u64,
+    /// Samples before this are refused: the newest block ends here.
+    pub min_valid_time: i64,
+}
+
+impl HeadInner {
+    /// An empty head that accepts samples from `min_valid_time` on.
+    pub fn new(min_valid_time: i64) -> Self {
+        Self {
+            next_id: 1,
+            min_valid_time,
+            ..Self::default()
+        }
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        self.series.values().map(MemSeries::chunk_count).sum()
+    }
+
+    fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(existing) = self.symbols.get(s) {
+            return existing.clone();
+        }
+        self.symbols.insert(s.clone());
+        s.clone()
+    }
+
+    /// The id of `labels`, creating the series if needed; `None` with the reason when refused.
+    pub fn get_or_create(
+        &mut self,
+        labels: &Labels,
+        limits: &HeadLimits,
+        created: &mut Vec<u64>,
+    ) -> Result<u64, RejectReason> {
+        if let Some(&id) = self.by_labels.get(labels) {
+            return Ok(id);
+        }
+        let valid = labels.metric_name().is_some_and(|n| !n.is_empty())
+            && labels.iter().all(|l| !l.name.is_empty());
+        if !valid {
+            return Err(RejectReason::InvalidSeries);
+        }
+        if limits.max_series > 0 && self.series.len() >= limits.max_series {
+            return Err(RejectReason::SeriesLimit);
+        }
+        let name: Arc<str> = labels.metric_name().unwrap_or_default().into();
+        if limits.max_series_per_metric > 0
+            && self.per_metric.get(&name).copied().unwrap_or(0) >= limits.max_series_per_metric
+        {
+            return Err(RejectReason::MetricSeriesLimit);
+        }
+        let id = self.next_id;
+        self.insert_series(id, labels);
+        created.push(id);
+        Ok(id)
+    }
+
+    /// Inserts a series under a known id (creation and WAL replay).
+    pub fn insert_series(&mut self, id: u64, labels: &Labels) {
+        if self.series.contains_key(&id) {
+            return;
+        }
+        let interned: Vec<Label> = labels
+            .iter()
+            .map(|l| Label {
+                name: self.intern(&l.name),
+                value: self.intern(&l.value),
+            })
+            .collect();
+        let labels = Labels::from_sorted(interned);
+        for l in &labels {
+            self.postings
+                .entry((l.name.clone(), l.value.clone()))
+                .or_default()
+                .push(id);
+        }
+        if let Some(name) = labels.metric_name() {
+            let name = self.intern(&Arc::from(name));
+            *self.per_metric.entry(name).or_default() += 1;
+        }
+        self.by_labels.insert(labels.clone(), id);
+        self.series.insert(id, MemSeries::new(labels));
+        self.next_id = self.next_id.max(id + 1);
+    }
+
+    /// Checks one sample against the series' window without storing it.
+    pub fn check(&self, id: u64, t: i64, limits: &HeadLimits) -> Result<(), RejectReason> {
+        if t < self.min_valid_time {
+            return Err(RejectReason::OutOfBounds);
+        }
+        let series = self.series.get(&id).ok_or(RejectReason::InvalidSeries)?;
+        if series.is_empty()
+            || t > series.max_t
+            || t >= series.max_t.saturating_sub(limits.ooo_window_ms)
+        {
+            Ok(())
+        } else {
+            Err(RejectReason::TooOld)
+        }
+    }
+
+    /// Stores a sample already checked (or replayed). Returns sealed-chunk count (0 or 1).
+    pub fn apply(&mut self, id: u64, t: i64, v: f64) -> usize {
+        let Some(series) = self.series.get_mut(&id) else {
+            return 0;
+        };
+        if series.is_empty() || t > series.max_t {
+            usize::from(series.append_in_order(t, v))
+        } else {
+            series.extra.insert(t, v);
+            0
+        }
+    }
+
+    /// Ids of series matching every matcher, ascending.
+    pub fn select_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
+        let mut candidates: Option<Vec<u64>> = None;
+        for m in matchers {
+            let Some(values) = m.set_matches() else {
+                continue;
+            };
+            if values.iter().any(|v| v.is_empty()) {
+                continue;
+            }
+            let name: Arc<str> = m.name.as_str().into();
+            let mut ids: Vec<u64> = values
+                .iter()
+                .flat_map(|v| {
+                    self.postings
+                        .get(&(name.clone(), Arc::from(*v)))
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                })
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            candidates = Some(match candidates {
+                None => ids,
+                Some(prev) => intersect(&prev, &ids),
+            });
+        }
+        let mut ids = candidates.unwrap_or_else(|| self.series.keys().copied().collect());
+        ids.retain(|id| self.series[id].labels.matches(matchers));
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A series by id.
+    pub fn series(&self, id: u64) -> Option<&MemSeries> {
+        self.series.get(&id)
+    }
+
+    /// Removes series whose creation could not be logged.
+    pub fn forget(&mut self, ids: &[u64]) {
+        for id in ids {
+            if let Some(series) = self.series.remove(id) {
+                self.by_labels.remove(&series.labels);
+                for l in &series.labels {
+                    if let Some(list) = self.postings.get_mut(&(l.name.clone(), l.value.clone())) {
+                        list.retain(|x| x != id);
+                    }
+                }
+                if let Some(name) = series.labels.metric_name()
+                    && let Some(count) = self.per_metric.get_mut(name)
+                {
+                    *count = count.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Series with samples in `[mint, maxt]`, with their labels.
+    pub fn ids_with_samples_in(&self, mint: i64, maxt: i64) -> Vec<(Labels, u64)> {
+        self.series
+            .iter()
+            .filter(|(_, s)| s.has_samples_in(mint, maxt))
+            .map(|(id, s)| (s.labels.clone(), *id))
+            .collect()
+    }
+
+    /// Every live series id (for WAL checkpoints).
+    pub fn ids(&self) -> HashSet<u64> {
+        self.series.keys().copied().collect()
+    }
+
+    /// Oldest and newest sample times, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let mut range: Option<(i64, i64)> = None;
+        for s in self.series.values() {
+            let Some(min) = s.min_time() else { continue };
+            let max = s
+                .max_t
+                .max(s.extra.keys().next_back().copied().unwrap_or(i64::MIN));
+            range = Some(match range {
+                None => (min, max),
+                Some((a, b)) => (a.min(min), b.max(max)),
+            });
+        }
+        range
+    }
+
+    /// Drops data before `t` and series left empty. Returns (series removed, chunks removed).
+    pub fn truncate_before(&mut self, t: i64) -> (usize, usize) {
+        self.min_valid_time = self.min_valid_time.max(t);
+        let mut chunks = 0;
+        let mut removed = Vec::new();
+        for (&id, series) in &mut self.series {
+            chunks += series.truncate_before(t);
+            if series.is_empty() {
+                removed.push(id);
+            }
+        }
+        if removed.is_empty() {
+            return (0, chunks);
+        }
+        let gone: HashSet<u64> = removed.iter().copied().collect();
+        for id in &removed {
+            if let Some(series) = self.series.remove(id) {
+                self.by_labels.remove(&series.labels);
+                if let Some(name) = series.labels.metric_name()
+                    && let Some(count) = self.per_metric.get_mut(name)
+                {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_metric.remove(name);
+                    }
+                }
+            }
+        }
+        self.postings.retain(|_, ids| {
+            ids.retain(|id| !gone.contains(id));
+            !ids.is_empty()
+        });
+        let used: HashSet<&Arc<str>> = self
+            .postings
+            .keys()
+            .flat_map(|(n, v)| [n, v])
+            .chain(self.per_metric.keys())
+            .collect();
+        let symbols = self
+            .symbols
+            .iter()
+            .filter(|s| used.contains(s))
+            .cloned()
+            .collect();
+        self.symbols = symbols;
+        (removed.len(), chunks)
+    }
+}
+
+fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use sextant_model::MatchOp;
+
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        ooo_window_ms: 10_000,
+        max_series: 3,
+        max_series_per_metric: 2,
+    };
+
+    fn labels(name: &str, job: &str) -> Labels {
+        Labels::from_pairs([("__name__", name), ("job", job)])
+    }
+
+    fn add(head: &mut HeadInner, l: &Labels, t: i64, v: f64) -> Result<(), RejectReason> {
+        let id = head.get_or_create(l, &LIMITS, &mut Vec::new())?;
+        head.check(id, t, &LIMITS)?;
+        head.apply(id, t, v);
+        Ok(())
+    }
+
+    fn values(head: &HeadInner, l: &Labels) -> Vec<(i64, f64)> {
+        let id = head.by_labels[l];
+        head.series(id)
+            .unwrap()
+            .samples(i64::MIN, i64::MAX)
+            .iter()
+            .map(|s| (s.timestamp_ms, s.value))
+            .collect()
+    }
+
+    #[test]
+    fn in_order_out_of_order_and_overwrites() {
+        let mut head = HeadInner::new(0);
+        let up = labels("up", "node");
+        for t in 0..300 {
+            add(&mut head, &up, 100_000 + t * 1000, t as f64).unwrap();
+        }
+        // Within the window: accepted and merged in place.
+        add(&mut head, &up, 100_000 + 299 * 1000 - 500, -1.0).unwrap();
+        // Same timestamp: last write wins.
+        add(&mut head, &up, 100_000 + 298 * 1000, 42.0).unwrap();
+        // Beyond the window: refused.
+        assert_eq!(add(&mut head, &up, 100_000, 0.0), Err(RejectReason::TooOld));
+        let got = values(&head, &up);
+        assert_eq!(got.len(), 301);
+        assert_eq!(got[298], (398_000, 42.0));
+        assert_eq!(got[299], (398_500, -1.0));
+        assert_eq!(got[300], (399_000, 299.0));
+        assert!(head.chunk_count() >= 3);
+    }
+
+    #[test]
+    fn limits_and_invalid_series_are_refused_with_their_reason() {
+        let mut head = HeadInner::new(0);
+        add(&mut head, &labels("a", "1"), 1, 1.0).unwrap();
+        add(&mut head, &labels("a", "2"), 1, 1.0).unwrap();
+        assert_eq!(
+            add(&mut head, &labels("a", "3"), 1, 1.0),
+            Err(RejectReason::MetricSeriesLimit)
+        );
+        add(&mut head, &labels("b", "1"), 1, 1.0).unwrap();
+        assert_eq!(
+            add(&mut head, &labels("c", "1"), 1, 1.0),
+            Err(RejectReason::SeriesLimit)
+        );
+        assert_eq!(
+            add(&mut head, &Labels::from_pairs([("job", "x")]), 1, 1.0),
+            Err(RejectReason::InvalidSeries)
+        );
+    }
+
+    #[test]
+    fn selection_uses_postings_and_matchers() {
+        let mut head = HeadInner::new(0);
+        for (name, job) in [("up", "node"), ("up", "api"), ("down", "node")] {
+            add(&mut head, &labels(name, job), 1, 1.0).unwrap();
+        }
+        let m = |n: &str, op, v: &str| Matcher::new(n, op, v).unwrap();
+        let names = |ids: Vec<u64>| -> Vec<String> {
+            ids.iter()
+                .map(|id| head.series(*id).unwrap().labels.to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(head.select_ids(&[m("__name__", MatchOp::Equal, "up")])),
+            ["up{job=\"node\"}", "up{job=\"api\"}"]
+        );
+        assert_eq!(
+            names(head.select_ids(&[
+                m("job", MatchOp::Regex, "node|x"),
+                m("__name__", MatchOp::NotEqual, "up")
+            ])),
+            ["down{job=\"node\"}"]
+        );
+        assert_eq!(head.select_ids(&[m("job", MatchOp::Equal, "")]).len(), 0);
+        assert_eq!(
+            head.select_ids(&[m("missing", MatchOp::Equal, "")]).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_later_samples_and_drops_empty_series() {
+        let mut head = HeadInner::new(0);
+        let old = labels("old", "x");
+        let live = labels("live", "x");
+        for t in 0..500 {
+            add(&mut head, &live, t * 10, t as f64).unwrap();
+        }
+        add(&mut head, &old, 5, 1.0).unwrap();
+        let (removed, _) = head.truncate_before(2_005);
+        assert_eq!(removed, 1);
+        assert_eq!(head.series_count(), 1);
+        let got = values(&head, &live);
+        assert_eq!(got.first(), Some(&(2_010, 201.0)));
+        assert_eq!(got.len(), 299);
+        assert_eq!(
+            add(&mut head, &live, 2_000, 0.0),
+            Err(RejectReason::OutOfBounds)
+        );
+        assert!(
+            head.select_ids(&[Matcher::new("__name__", MatchOp::Equal, "old").unwrap()])
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Where immutable blocks live: one narrow interface, so that blocks can later
+//! sit on object storage and be shared by several nodes. Local disk is the
+//! only backend today.
+//!
+//! A block is a set of named files under an id. It is built in a local staging
+//! directory and handed over whole: a reader sees all of a block or none of it.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+
+/// Immutable block storage.
+pub trait BlockStore: Send + Sync + std::fmt::Debug {
+    /// Ids of every complete block.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// Publishes the files of `staging` (a local directory) as block `id`,
+    /// atomically. `staging` is consumed.
+    fn publish(&self, id: &str, staging: &Path) -> io::Result<()>;
+    /// A whole file of a block.
+    fn read(&self, id: &str, file: &str) -> io::Result<Vec<u8>>;
+    /// Part of a file of a block.
+    fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Total bytes of a block.
+    fn size(&self, id: &str) -> io::Result<u64>;
+    /// Deletes a block; deleting a missing block is not an error.
+    fn delete(&self, id: &str) -> io::Result<()>;
+    /// A local directory where a new block may be staged.
+    fn staging_dir(&self, id: &str) -> io::Result<PathBuf>;
+}
+
+/// Blocks as directories under `<data>/blocks/`.
+#[derive(Debug)]
+pub struct LocalBlockStore {
+    dir: PathBuf,
+    open_files: Mutex<HashMap<(String, String), Arc<File>>>,
+}
+
+const STAGING_PREFIX: &str = ".staging-";
+const DELETING_PREFIX: &str = ".deleting-";
+
+impl LocalBlockStore {
+    /// Opens (creating) `dir`, clearing what a crash left half-done.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(STAGING_PREFIX) || name.starts_with(DELETING_PREFIX) {
+                fs::remove_dir_all(entry.path())?;
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            open_files: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn file(&self, id: &str, file: &str) -> io::Result<Arc<File>> {
+        let key = (id.to_owned(), file.to_owned());
+        let mut open = self.open_files.lock().expect("open files lock");
+        if let Some(f) = open.get(&key) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(File::open(self.dir.join(id).join(file))?);
+        open.insert(key, f.clone());
+        Ok(f)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl BlockStore for LocalBlockStore {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                ids.push(name);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    fn publish(&self, id: &str, staging: &Path) -> io::Result<()> {
+        for entry in fs::read_dir(staging)? {
+            File::open(entry?.path())?.sync_all()?;
+        }
+        sync_dir(staging)?;
+        fs::rename(staging, self.dir.join(id))?;
+        sync_dir(&self.dir)
+    }
+
+    fn read(&self, id: &str, file: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.dir.join(id).join(file))
+    }
+
+    fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let f = self.file(id, file)?;
+        let mut buf = vec![0; len];
+        f.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    fn size(&self, id: &str) -> io::Result<u64> {
+        let mut total = 0;
+        for entry in fs::read_dir(self.dir.join(id))? {
+            total += entry?.metadata()?.len();
+        }
+        Ok(total)
+    }
+
+    fn delete(&self, id: &str) -> io::Result<()> {
+        self.open_files
+            .lock()
+            .expect("open files lock")
+            .retain(|(block, _), _| block != id);
+        let path = self.dir.join(id);
+        if !path.exists() {
+            return Ok(());
+        }
+        // Rename first so a crash mid-delete never leaves a half block visible.
+        let doomed = self.dir.join(format!("{DELETING_PREFIX}{id}"));
+        fs::rename(&path, &doomed)?;
+        sync_dir(&self.dir)?;
+        fs::remove_dir_all(doomed)
+    }
+
+    fn staging_dir(&self, id: &str) -> io::Result<PathBuf> {
+        let path = self.dir.join(format!("{STAGING_PREFIX}{id}"));
+        if path.exists() {
+            fs::remove_dir_all(&path)?;
+        }
+        fs::create_dir_all(&path)?;
+        Ok(path)
+    }
+}
