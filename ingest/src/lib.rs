@@ -13,5 +13,7 @@ pub mod logs;
 pub mod logstash;
 pub mod net;
 pub mod otlp;
+pub mod prom_text;
+pub mod remote_write;
 pub mod scrape;
 pub mod statsd;

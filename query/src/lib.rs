@@ -5,3 +5,11 @@
 //! This room reads through storage's reader interface only: it never opens a
 //! file, never sees tantivy, and never writes. It knows nothing of HTTP either;
 //! the server maps its results and errors onto the wire.
+
+mod error;
+mod selector;
+mod time;
+
+pub use error::{Error, Result};
+pub use selector::parse_selector;
+pub use time::parse_time;

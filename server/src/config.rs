@@ -18,7 +18,7 @@ use sextant_ingest::scrape::{LabelName, ScrapeConfig};
 use sextant_ingest::statsd::StatsdConfig;
 use sextant_model::de::{null_as_default, unique_by};
 use sextant_model::{PromDuration, SourceError};
-use sextant_storage::RetentionConfig;
+use sextant_storage::{RetentionConfig, StorageConfig};
 
 use crate::cli::LogFormat;
 
@@ -53,6 +53,9 @@ pub struct ConfigFile {
     /// Access tokens.
     #[serde(default, deserialize_with = "null_as_default")]
     pub auth: AuthConfig,
+    /// The stores' tuning: WAL fsync policy, out-of-order window, limits.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub storage: StorageConfig,
 }
 
 fn unique_jobs<'de, D: serde::Deserializer<'de>>(

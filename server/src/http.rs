@@ -1,29 +1,72 @@
-//! The HTTP API on `:7070`: health, readiness, self-metrics, and an honest
-//! answer for every contract path whose feature has not landed yet.
+//! The HTTP API on `:7070`: health, readiness, self-metrics, the metrics
+//! ingest and read endpoints, and an honest answer for every contract path
+//! whose feature has not landed yet.
 //!
-//! This module is the one place that turns outcomes into HTTP statuses.
+//! [`ApiError`] is the one place that turns failures into HTTP statuses.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::extract::{OriginalUri, Request, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use sextant_model::telemetry::{CONTENT_TYPE, ListenerStats};
+use sextant_storage::{MetricsReader, MetricsWriter};
 
+use crate::api;
 use crate::self_metrics::SelfMetrics;
 
+/// The stores, available once recovery is done.
+#[derive(Clone)]
+pub struct Stores {
+    pub metrics_writer: Arc<dyn MetricsWriter>,
+    pub metrics_reader: Arc<dyn MetricsReader>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub metrics: Arc<SelfMetrics>,
+    pub stores: Arc<OnceLock<Stores>>,
+}
+
+impl AppState {
+    /// The stores, or 503 while recovery runs.
+    pub fn stores(&self) -> Result<&Stores, ApiError> {
+        self.stores.get().ok_or(ApiError::Unavailable(
+            "Sextant is starting: the write-ahead log is being replayed".into(),
+        ))
+    }
+}
+
+/// The largest request body accepted by ingest endpoints (compressed).
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// The HTTP API. `stats` counts this listener's requests and errors.
-pub fn app(metrics: Arc<SelfMetrics>, stats: Arc<ListenerStats>) -> Router {
+pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
     Router::new()
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics))
+        .route("/api/v1/write", post(api::remote_write))
+        .route("/api/v1/import/prometheus", post(api::import_prometheus))
+        .route("/api/v1/export", get(api::export).post(api::export))
+        .route("/api/v1/series", get(api::series).post(api::series))
+        .route("/api/v1/labels", get(api::labels).post(api::labels))
+        .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route("/api/v1/metadata", get(api::metadata))
         .fallback(not_here)
-        .with_state(metrics)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
         .layer(middleware::from_fn_with_state(stats, count_requests))
 }
 
@@ -44,8 +87,8 @@ async fn healthy() -> &'static str {
     "Sextant is Healthy.\n"
 }
 
-async fn ready(State(metrics): State<Arc<SelfMetrics>>) -> Response {
-    if metrics.is_ready() {
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.metrics.is_ready() {
         "Sextant is Ready.\n".into_response()
     } else {
         (
@@ -56,8 +99,12 @@ async fn ready(State(metrics): State<Arc<SelfMetrics>>) -> Response {
     }
 }
 
-async fn self_metrics(State(metrics): State<Arc<SelfMetrics>>) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()).into_response()
+async fn self_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// Paths CONTRACTS.md promises, whose handlers later issues add.
@@ -78,18 +125,84 @@ async fn not_here(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     let planned = path == "/"
         || path.ends_with("/_bulk")
         || PLANNED.iter().any(|prefix| path.starts_with(prefix));
-    let (status, message) = if planned {
-        (
-            StatusCode::NOT_IMPLEMENTED,
-            format!("{method} {path} is not implemented yet in this Sextant build"),
-        )
+    if planned {
+        ApiError::NotImplemented(format!(
+            "{method} {path} is not implemented yet in this Sextant build"
+        ))
     } else {
-        (
-            StatusCode::NOT_FOUND,
-            format!("no endpoint at {method} {path}"),
-        )
-    };
-    (status, axum::Json(json!({ "error": message }))).into_response()
+        ApiError::NotFound(format!("no endpoint at {method} {path}"))
+    }
+    .into_response()
+}
+
+/// Every way a request can fail, and its status.
+#[derive(Debug)]
+pub enum ApiError {
+    /// Bad input to an ingest endpoint: 400 `{"error"}`.
+    BadIngest(String),
+    /// A body over the size limit: 413.
+    TooLarge(String),
+    /// A content type or encoding not taken: 415.
+    Unsupported(String),
+    /// Bad query parameters: 400 in Prometheus's envelope (`bad_data`).
+    BadData(String),
+    /// Storage failed: 500 (senders retry).
+    Internal(String),
+    /// Not ready yet: 503 with Retry-After.
+    Unavailable(String),
+    /// 404.
+    NotFound(String),
+    /// 501.
+    NotImplemented(String),
+}
+
+impl From<sextant_storage::Error> for ApiError {
+    fn from(err: sextant_storage::Error) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<sextant_query::Error> for ApiError {
+    fn from(err: sextant_query::Error) -> Self {
+        match err {
+            sextant_query::Error::Storage(err) => err.into(),
+            other => Self::BadData(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let plain = |status: StatusCode, message: String| {
+            (status, axum::Json(json!({ "error": message }))).into_response()
+        };
+        match self {
+            Self::BadIngest(m) => plain(StatusCode::BAD_REQUEST, m),
+            Self::TooLarge(m) => plain(StatusCode::PAYLOAD_TOO_LARGE, m),
+            Self::Unsupported(m) => plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+            Self::NotFound(m) => plain(StatusCode::NOT_FOUND, m),
+            Self::NotImplemented(m) => plain(StatusCode::NOT_IMPLEMENTED, m),
+            Self::BadData(m) => (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "status": "error", "errorType": "bad_data", "error": m })),
+            )
+                .into_response(),
+            Self::Internal(m) => {
+                tracing::error!(error = %m, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({ "status": "error", "errorType": "internal", "error": m })),
+                )
+                    .into_response()
+            }
+            Self::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                axum::Json(json!({ "status": "error", "errorType": "unavailable", "error": m })),
+            )
+                .into_response(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -101,8 +214,12 @@ mod tests {
 
     fn test_app() -> (Router, Arc<SelfMetrics>, Arc<ListenerStats>) {
         let stats = Arc::new(ListenerStats::new("http", "tcp"));
-        let metrics = Arc::new(SelfMetrics::new(vec![stats.clone()]));
-        (app(metrics.clone(), stats.clone()), metrics, stats)
+        let metrics = Arc::new(SelfMetrics::new(vec![stats.clone()], Default::default()));
+        let state = AppState {
+            metrics: metrics.clone(),
+            stores: Arc::new(OnceLock::new()),
+        };
+        (app(state, stats.clone()), metrics, stats)
     }
 
     async fn call(app: &Router, method: &str, path: &str) -> (StatusCode, String) {
@@ -133,6 +250,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn store_endpoints_answer_503_until_recovery_is_done() {
+        let (app, _, _) = test_app();
+        let (status, body) = call(&app, "GET", "/api/v1/labels").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("write-ahead log is being replayed"), "{body}");
+    }
+
+    #[tokio::test]
     async fn metrics_count_requests_and_errors() {
         let (app, _, stats) = test_app();
         call(&app, "GET", "/-/healthy").await;
@@ -150,6 +275,7 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("sextant_build_info{version=\""), "{body}");
+        assert!(body.contains("sextant_tsdb_head_series 0\n"), "{body}");
         assert!(body.contains("process_resident_memory_bytes "), "{body}");
         assert_eq!(stats.requests.get(), 3);
     }

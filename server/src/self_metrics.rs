@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sextant_model::telemetry::{Exposition, ListenerStats, MetricKind, render_listeners};
+use sextant_storage::TsdbStats;
 
 /// Everything `/metrics` reports, shared by every listener.
 #[derive(Debug)]
@@ -15,10 +16,12 @@ pub struct SelfMetrics {
     pub listeners: Vec<Arc<ListenerStats>>,
     /// Set once every listener is bound and recovery is done.
     pub ready: AtomicBool,
+    /// The time-series engine's counters.
+    pub tsdb: Arc<TsdbStats>,
 }
 
 impl SelfMetrics {
-    pub fn new(listeners: Vec<Arc<ListenerStats>>) -> Self {
+    pub fn new(listeners: Vec<Arc<ListenerStats>>, tsdb: Arc<TsdbStats>) -> Self {
         Self {
             started: Instant::now(),
             start_unix: SystemTime::now()
@@ -26,6 +29,7 @@ impl SelfMetrics {
                 .map_or(0.0, |d| d.as_secs_f64()),
             listeners,
             ready: AtomicBool::new(false),
+            tsdb,
         }
     }
 
@@ -81,6 +85,7 @@ impl SelfMetrics {
             process.render(&mut page);
         }
         render_listeners(&mut page, &self.listeners);
+        self.tsdb.render(&mut page);
         page.finish()
     }
 }

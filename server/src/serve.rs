@@ -3,18 +3,20 @@
 
 use std::future::{Future, IntoFuture};
 use std::io::ErrorKind;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
 use sextant_model::telemetry::ListenerStats;
-use sextant_storage::DataDir;
+use sextant_storage::{DataDir, RetentionConfig, Tsdb, TsdbStats};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::http::{AppState, Stores};
 use crate::self_metrics::SelfMetrics;
 use crate::settings::{Endpoint, Settings};
 
@@ -36,15 +38,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     warn_if_exposed(&settings);
 
     let stats = |listener, transport| Arc::new(ListenerStats::new(listener, transport));
-    let metrics = Arc::new(SelfMetrics::new(vec![
-        stats("http", "tcp"),
-        stats("otlp_grpc", "tcp"),
-        stats("otlp_http", "tcp"),
-        stats("statsd", "udp"),
-        stats("statsd", "tcp"),
-        stats("logstash", "tcp"),
-        stats("logstash", "udp"),
-    ]));
+    let tsdb_stats = Arc::new(TsdbStats::default());
+    let metrics = Arc::new(SelfMetrics::new(
+        vec![
+            stats("http", "tcp"),
+            stats("otlp_grpc", "tcp"),
+            stats("otlp_http", "tcp"),
+            stats("statsd", "udp"),
+            stats("statsd", "tcp"),
+            stats("logstash", "tcp"),
+            stats("logstash", "udp"),
+        ],
+        tsdb_stats.clone(),
+    ));
+    let stores: Arc<OnceLock<Stores>> = Arc::new(OnceLock::new());
 
     let listeners = &settings.listeners;
     let http = bind_tcp("http", &listeners.http).await?;
@@ -57,7 +64,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     {
         let stats = metrics.listener("http", "tcp");
-        let app = crate::http::app(metrics.clone(), stats.clone());
+        let state = AppState {
+            metrics: metrics.clone(),
+            stores: stores.clone(),
+        };
+        let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
         tasks.spawn(named(
             "http",
@@ -101,7 +112,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         shutdown.clone(),
     )));
 
-    // Nothing to recover yet: once the stores land, WAL replay finishes before this.
+    // Recovery runs with the listeners already bound: /-/healthy answers and
+    // /-/ready says 503 until the WAL is replayed.
+    let file = settings.file();
+    let tsdb_config = file.map(|f| f.storage.metrics.clone()).unwrap_or_default();
+    let retention = file
+        .map(|f| f.retention.metrics)
+        .unwrap_or_else(|| RetentionConfig::default().metrics);
+    let metrics_dir = data_dir.path().join("metrics");
+    let tsdb = tokio::task::spawn_blocking(move || {
+        Tsdb::open(&metrics_dir, tsdb_config, retention, tsdb_stats)
+    })
+    .await
+    .context("opening the metrics store panicked")??;
+    let tsdb = Arc::new(tsdb);
+    let _ = stores.set(Stores {
+        metrics_writer: tsdb.clone(),
+        metrics_reader: tsdb.clone(),
+    });
+    let background = Background::start(&tsdb);
+
     metrics.set_ready();
     info!("ready");
 
@@ -130,9 +160,66 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         tasks.abort_all();
     }
+    background.stop();
+    if let Err(err) = tsdb.sync() {
+        warn!(error = %err, "final WAL fsync failed");
+    }
     drop(data_dir);
     info!("stopped");
     Ok(())
+}
+
+/// The engine's background threads: the WAL flusher and maintenance (head
+/// cuts, compaction, retention).
+struct Background {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(tsdb: &Arc<Tsdb>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        {
+            let (tsdb, stop) = (tsdb.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("wal-flusher".into())
+                    .spawn(move || tsdb.run_wal_flusher(|| stop.load(Ordering::Relaxed)))
+                    .expect("spawn the WAL flusher"),
+            );
+        }
+        {
+            let (tsdb, stop) = (tsdb.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("tsdb-maintenance".into())
+                    .spawn(move || {
+                        let tick = Duration::from_millis(200);
+                        let mut waited = Duration::ZERO;
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(tick);
+                            waited += tick;
+                            if waited >= tsdb.maintenance_interval() {
+                                waited = Duration::ZERO;
+                                if let Err(err) = tsdb.maintain() {
+                                    warn!(error = %err, "metrics store maintenance failed");
+                                }
+                            }
+                        }
+                    })
+                    .expect("spawn maintenance"),
+            );
+        }
+        Self { stop, threads }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
 }
 
 type TaskResult = anyhow::Result<()>;

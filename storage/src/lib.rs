@@ -1,11 +1,11 @@
 //! Sextant's storage: everything that lives on disk under the data directory.
 //!
-//! This room will hold the time-series engine (write-ahead log, head, compressed
-//! chunks, blocks, label index, retention) and the search engine (the tantivy
-//! index of logs and spans). It is the only crate that knows a file format or
-//! tantivy; the others write and read through its traits. Today it owns the
-//! data directory itself: creating it, and the lock that keeps a second Sextant
-//! from sharing it.
+//! This room holds the time-series engine ([`tsdb`]: write-ahead log, head,
+//! compressed chunks, blocks, label index, compaction, retention) and, later,
+//! the search engine (the tantivy index of logs and spans). It owns the data
+//! directory and the lock that keeps a second Sextant from sharing it. It is
+//! the only crate that knows a file format or tantivy; the others write and
+//! read through [`MetricsWriter`] and [`MetricsReader`].
 
 mod data_dir;
 mod error;
@@ -15,3 +15,82 @@ pub mod tsdb;
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use retention::RetentionConfig;
+
+/// The `storage` section of the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The time-series engine.
+    pub metrics: TsdbConfig,
+}
+
+pub use tsdb::{AppendReport, MetricMetadata, SeriesSamples, Tsdb, TsdbConfig, TsdbStats};
+
+use sextant_model::{Labels, Matcher};
+
+/// What ingest writes metrics through. The engine behind it may change (local
+/// disk today, shared object storage later); protocol code only sees this.
+pub trait MetricsWriter: Send + Sync {
+    /// Appends samples; refused samples are counted in the report, the rest kept.
+    fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport>;
+    /// Records a metric's type, help and unit.
+    fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()>;
+}
+
+/// What queries read metrics through.
+pub trait MetricsReader: Send + Sync {
+    /// Matching series with their samples in `[mint, maxt]`, sorted by labels.
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>>;
+    /// Label sets of matching series with samples in `[mint, maxt]`.
+    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>>;
+    /// Label names on matching series in `[mint, maxt]`, sorted.
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>>;
+    /// Values of one label on matching series in `[mint, maxt]`, sorted.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>>;
+    /// Every metric's metadata, by name.
+    fn metadata(&self) -> std::collections::BTreeMap<String, MetricMetadata>;
+}
+
+impl MetricsWriter for Tsdb {
+    fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport> {
+        Tsdb::append(self, batch)
+    }
+
+    fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()> {
+        Tsdb::set_metadata(self, metric, metadata)
+    }
+}
+
+impl MetricsReader for Tsdb {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
+        Tsdb::select(self, matchers, mint, maxt)
+    }
+
+    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        Tsdb::series(self, matchers, mint, maxt)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        Tsdb::label_names(self, matchers, mint, maxt)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        Tsdb::label_values(self, name, matchers, mint, maxt)
+    }
+
+    fn metadata(&self) -> std::collections::BTreeMap<String, MetricMetadata> {
+        Tsdb::metadata(self)
+    }
+}

@@ -139,7 +139,7 @@ impl SextantBuilder {
         }
         let mut server = Sextant {
             child: Some(child),
-            _scratch: scratch,
+            scratch: Some(scratch),
             data_dir,
             log,
             addrs: HashMap::new(),
@@ -172,7 +172,7 @@ impl ServerLog {
 #[derive(Debug)]
 pub struct Sextant {
     child: Option<Child>,
-    _scratch: tempfile::TempDir,
+    scratch: Option<tempfile::TempDir>,
     /// The data directory it runs on.
     pub data_dir: PathBuf,
     log: Arc<ServerLog>,
@@ -321,7 +321,12 @@ impl Sextant {
         Reply {
             status: response.status().as_u16(),
             content_type,
-            body: response.body_mut().read_to_string().expect("read body"),
+            body: response
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_string()
+                .expect("read body"),
         }
     }
 
@@ -388,6 +393,184 @@ impl Sextant {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A data directory that outlived its server (kept for a restart).
+#[derive(Debug)]
+pub struct KeptData {
+    _scratch: Option<tempfile::TempDir>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Sextant {
+    /// Kills the server with SIGKILL, as a crash would, keeping its data directory.
+    pub fn kill_hard(mut self) -> KeptData {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        KeptData {
+            _scratch: self.scratch.take(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    /// Starts a server on the data directory a killed one left.
+    pub fn restart_on(kept: &KeptData) -> Self {
+        Self::builder().data_dir(&kept.data_dir).start()
+    }
+
+    /// A POST to the HTTP API with a body.
+    pub fn post_path(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        let url = format!("{}{path}", self.base_url());
+        self.post(&url, content_type, body)
+    }
+
+    /// Every sample of the series matching `selector`, via `/api/v1/export`:
+    /// labels (as `name{a="b"}` text) -> (timestamps, values).
+    pub fn export(&self, selector: &str) -> HashMap<String, Vec<(i64, String)>> {
+        let url = format!("/api/v1/export?match[]={}", url_encode(selector));
+        let reply = self.get(&url);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply
+            .body
+            .lines()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line).expect("export line is JSON");
+                let metric = v["metric"].as_object().expect("metric");
+                let name = metric.get("__name__").and_then(Value::as_str).unwrap_or("");
+                let labels: Vec<String> = metric
+                    .iter()
+                    .filter(|(k, _)| *k != "__name__")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let key = format!("{name}{{{}}}", labels.join(","));
+                let points = v["timestamps"]
+                    .as_array()
+                    .expect("timestamps")
+                    .iter()
+                    .zip(v["values"].as_array().expect("values"))
+                    .map(|(t, v)| {
+                        (
+                            t.as_i64().expect("ms"),
+                            v.as_str().expect("value").to_owned(),
+                        )
+                    })
+                    .collect();
+                (key, points)
+            })
+            .collect()
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A free TCP port on loopback (released before use, so a rare race is possible).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Debian's Prometheus 2.42, started on loopback with a given config, as a peer.
+#[derive(Debug)]
+pub struct Prometheus {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Prometheus {
+    /// Starts `/usr/bin/prometheus` with `config` (YAML) and extra flags; waits for ready.
+    pub fn start(config: &str, extra_flags: &[&str]) -> Self {
+        let binary = Path::new("/usr/bin/prometheus");
+        assert!(
+            binary.is_file(),
+            "Debian's prometheus is not installed: run scripts/setup-test-env"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus.yml");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra_flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn prometheus");
+        let peer = Self {
+            child,
+            _dir: dir,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ready = agent
+                .get(&format!("{}/-/ready", peer.url))
+                .call()
+                .map(|r| r.status() == 200)
+                .unwrap_or(false);
+            if ready {
+                return peer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready:\n{}",
+                peer.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What Prometheus logged.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// GETs an API path and returns the JSON body.
+    pub fn get_json(&self, path: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut reply = agent
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .expect("prometheus request");
+        let text = reply.body_mut().read_to_string().expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,415 @@
+//! The metrics endpoints over the time-series engine: remote write and text
+//! import in; export, series, label names and label values out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sextant_ingest::{prom_text, remote_write};
+use sextant_model::{Labels, Matcher, Sample};
+use sextant_query::{parse_selector, parse_time};
+use sextant_storage::{AppendReport, MetricMetadata, SeriesSamples, Tsdb};
+
+use crate::http::{ApiError, AppState};
+
+/// The most a remote write body may decompress to.
+const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
+/// How many line errors an import error message lists before summarising.
+const ERRORS_SHOWN: usize = 5;
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// `POST /api/v1/write`: Prometheus remote write 1.0.
+///
+/// 204 when everything was stored; 400 (not retried by senders) for a body
+/// that does not decode or when some samples were refused, the rest kept;
+/// 5xx (retried) when storage failed.
+pub async fn remote_write(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let content_type = header_text(&headers, header::CONTENT_TYPE);
+    if content_type.contains("io.prometheus.write.v2") {
+        return Err(ApiError::Unsupported(
+            "remote write 2.0 is not supported; send prometheus.WriteRequest (remote write 1.0)"
+                .into(),
+        ));
+    }
+    let encoding = header_text(&headers, header::CONTENT_ENCODING);
+    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
+        return Err(ApiError::Unsupported(format!(
+            "Content-Encoding {encoding:?} is not supported; remote write bodies are snappy"
+        )));
+    }
+    let writer = state.stores()?.metrics_writer.clone();
+    let batch = remote_write::decode(&body, MAX_DECOMPRESSED_BYTES).map_err(|e| match e {
+        remote_write::RemoteWriteError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+        other => ApiError::BadIngest(other.to_string()),
+    })?;
+    let histograms = batch.histograms_dropped;
+    let report = blocking(move || {
+        for (name, kind, help, unit) in batch.metadata {
+            writer.set_metadata(&name, MetricMetadata { kind, help, unit })?;
+        }
+        let series: Vec<SeriesSamples> = batch
+            .series
+            .into_iter()
+            .map(|s| SeriesSamples {
+                labels: s.labels,
+                samples: s.samples,
+            })
+            .collect();
+        Ok(writer.append(&series)?)
+    })
+    .await?;
+    let mut problems = Vec::new();
+    if let Some(first) = &report.first_rejection {
+        problems.push(format!(
+            "{} samples refused (first: {first})",
+            report.rejected_total()
+        ));
+    }
+    if histograms > 0 {
+        problems.push(format!(
+            "{histograms} native histogram samples refused: not supported yet"
+        ));
+    }
+    if problems.is_empty() {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::BadIngest(format!(
+            "stored {} samples; {}",
+            report.accepted,
+            problems.join("; ")
+        )))
+    }
+}
+
+/// `POST /api/v1/import/prometheus`: Prometheus text format for backfill;
+/// lines without a timestamp take the time of arrival.
+pub async fn import_prometheus(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let encoding = header_text(&headers, header::CONTENT_ENCODING);
+    if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("identity") {
+        return Err(ApiError::Unsupported(format!(
+            "Content-Encoding {encoding:?} is not supported; send plain text"
+        )));
+    }
+    let writer = state.stores()?.metrics_writer.clone();
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|e| ApiError::BadIngest(format!("body is not UTF-8: {e}")))?;
+    let (report, errors) = blocking(move || {
+        let parsed = prom_text::parse(&text);
+        let now = Tsdb::now_ms();
+        let mut order: Vec<Labels> = Vec::new();
+        let mut by_series: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        for s in parsed.samples {
+            let samples = by_series.entry(s.labels.clone()).or_insert_with(|| {
+                order.push(s.labels);
+                Vec::new()
+            });
+            samples.push(Sample {
+                timestamp_ms: s.timestamp_ms.unwrap_or(now),
+                value: s.value,
+            });
+        }
+        let batch: Vec<SeriesSamples> = order
+            .into_iter()
+            .map(|labels| {
+                let mut samples = by_series.remove(&labels).unwrap_or_default();
+                samples.sort_by_key(|s| s.timestamp_ms);
+                SeriesSamples { labels, samples }
+            })
+            .collect();
+        for (name, meta) in parsed.metadata {
+            writer.set_metadata(
+                &name,
+                MetricMetadata {
+                    kind: meta.kind.unwrap_or_default(),
+                    help: meta.help.unwrap_or_default(),
+                    unit: meta.unit.unwrap_or_default(),
+                },
+            )?;
+        }
+        Ok((writer.append(&batch)?, parsed.errors))
+    })
+    .await?;
+    import_outcome(&report, &errors)
+}
+
+fn import_outcome(
+    report: &AppendReport,
+    errors: &[prom_text::LineError],
+) -> Result<StatusCode, ApiError> {
+    if errors.is_empty() && report.rejected_total() == 0 {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let mut parts: Vec<String> = errors
+        .iter()
+        .take(ERRORS_SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    if errors.len() > ERRORS_SHOWN {
+        parts.push(format!(
+            "and {} more bad lines",
+            errors.len() - ERRORS_SHOWN
+        ));
+    }
+    if let Some(first) = &report.first_rejection {
+        parts.push(format!(
+            "{} samples refused (first: {first})",
+            report.rejected_total()
+        ));
+    }
+    Err(ApiError::BadIngest(format!(
+        "stored {} samples; {}",
+        report.accepted,
+        parts.join("; ")
+    )))
+}
+
+/// Query parameters from the URL and, for POST, a form body.
+fn params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if header_text(headers, header::CONTENT_TYPE).starts_with("application/x-www-form-urlencoded") {
+        pairs.extend(form_urlencoded::parse(body).into_owned());
+    }
+    pairs
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every `match[]` selector, parsed.
+fn selectors(pairs: &[(String, String)]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| parse_selector(v).map_err(ApiError::from))
+        .collect()
+}
+
+/// `start` and `end`, all of time when absent.
+fn time_range(pairs: &[(String, String)]) -> Result<(i64, i64), ApiError> {
+    let start = param(pairs, "start")
+        .map(|v| parse_time("start", v))
+        .transpose()?
+        .unwrap_or(i64::MIN);
+    let end = param(pairs, "end")
+        .map(|v| parse_time("end", v))
+        .transpose()?
+        .unwrap_or(i64::MAX);
+    if end < start {
+        return Err(ApiError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
+    Ok((start, end))
+}
+
+fn success(data: Value) -> Response {
+    axum::Json(json!({ "status": "success", "data": data })).into_response()
+}
+
+fn labels_json(labels: &Labels) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|l| (l.name.to_string(), Value::String(l.value.to_string())))
+            .collect(),
+    )
+}
+
+/// Formats a sample value as Prometheus's API does.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// `GET|POST /api/v1/export?match[]=...&start=&end=`: raw samples as JSON
+/// lines, `{"metric": {...}, "values": ["1.5", ...], "timestamps": [ms, ...]}`
+/// (VictoriaMetrics' export shape, values as strings so NaN and ±Inf survive).
+pub async fn export(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let selectors = selectors(&pairs)?;
+    if selectors.is_empty() {
+        return Err(ApiError::BadData("no match[] parameter provided".into()));
+    }
+    let (start, end) = time_range(&pairs)?;
+    let reader = state.stores()?.metrics_reader.clone();
+    let out = blocking(move || {
+        let mut all: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        for matchers in selectors {
+            for s in reader.select(&matchers, start, end)? {
+                all.insert(s.labels, s.samples);
+            }
+        }
+        let mut out = String::new();
+        for (labels, samples) in all {
+            let line = json!({
+                "metric": labels_json(&labels),
+                "values": samples.iter().map(|s| format_value(s.value)).collect::<Vec<_>>(),
+                "timestamps": samples.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>(),
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+}
+
+/// `GET|POST /api/v1/series`.
+pub async fn series(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let selectors = selectors(&pairs)?;
+    if selectors.is_empty() {
+        return Err(ApiError::BadData("no match[] parameter provided".into()));
+    }
+    let (start, end) = time_range(&pairs)?;
+    let reader = state.stores()?.metrics_reader.clone();
+    let found = blocking(move || {
+        let mut found = BTreeSet::new();
+        for matchers in selectors {
+            found.extend(reader.series(&matchers, start, end)?);
+        }
+        Ok(found)
+    })
+    .await?;
+    Ok(success(Value::Array(
+        found.iter().map(labels_json).collect(),
+    )))
+}
+
+/// `GET|POST /api/v1/labels`.
+pub async fn labels(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let mut selectors = selectors(&pairs)?;
+    if selectors.is_empty() {
+        selectors.push(Vec::new());
+    }
+    let (start, end) = time_range(&pairs)?;
+    let reader = state.stores()?.metrics_reader.clone();
+    let names = blocking(move || {
+        let mut names = BTreeSet::new();
+        for matchers in selectors {
+            names.extend(reader.label_names(&matchers, start, end)?);
+        }
+        Ok(names)
+    })
+    .await?;
+    Ok(success(json!(names)))
+}
+
+/// `GET /api/v1/label/{name}/values`.
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !sextant_model::is_valid_label_name(&name) {
+        return Err(ApiError::BadData(format!("invalid label name: {name:?}")));
+    }
+    let pairs = params(&uri, &headers, &[]);
+    let mut selectors = selectors(&pairs)?;
+    if selectors.is_empty() {
+        selectors.push(Vec::new());
+    }
+    let (start, end) = time_range(&pairs)?;
+    let reader = state.stores()?.metrics_reader.clone();
+    let values = blocking(move || {
+        let mut values = BTreeSet::new();
+        for matchers in selectors {
+            values.extend(reader.label_values(&name, &matchers, start, end)?);
+        }
+        Ok(values)
+    })
+    .await?;
+    Ok(success(json!(values)))
+}
+
+/// `GET /api/v1/metadata?metric=&limit=`: type, help and unit per metric name.
+pub async fn metadata(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &[]);
+    let limit = match param(&pairs, "limit") {
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| ApiError::BadData(format!("invalid limit {text:?}")))?,
+        ),
+        None => None,
+    };
+    let wanted = param(&pairs, "metric");
+    let all = state.stores()?.metrics_reader.metadata();
+    let data: serde_json::Map<String, Value> = all
+        .into_iter()
+        .filter(|(name, _)| wanted.is_none_or(|w| w == name))
+        .take(limit.filter(|l| *l > 0).unwrap_or(usize::MAX))
+        .map(|(name, m)| {
+            let kind = if m.kind.is_empty() {
+                "unknown".to_owned()
+            } else {
+                m.kind
+            };
+            (
+                name,
+                json!([{ "type": kind, "help": m.help, "unit": m.unit }]),
+            )
+        })
+        .collect();
+    Ok(success(Value::Object(data)))
+}
