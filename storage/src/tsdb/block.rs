@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
 use sextant_model::{Label, Labels, Matcher, Sample};
 
 use super::bits::{ByteReader, put_str, put_uvarint, put_varint};
-use super::chunk::{self, ChunkEncoder, SAMPLES_PER_CHUNK};
+use super::chunk;
+
+/// Samples per chunk in a block: larger than the head's, since a block is
+/// written once and read whole, and each chunk carries a fixed overhead.
+const BLOCK_CHUNK_SAMPLES: usize = 960;
 use super::store::BlockStore;
 
 const INDEX_MAGIC: &[u8] = b"SXIDX1\n";
@@ -78,14 +82,10 @@ impl BlockWriter {
             return Ok(());
         }
         debug_assert!(self.series.last().is_none_or(|(last, _)| *last < labels));
-        let mut metas = Vec::with_capacity(samples.len().div_ceil(SAMPLES_PER_CHUNK));
+        let mut metas = Vec::with_capacity(samples.len().div_ceil(BLOCK_CHUNK_SAMPLES));
         let mut header = Vec::with_capacity(10);
-        for part in samples.chunks(SAMPLES_PER_CHUNK) {
-            let mut encoder = ChunkEncoder::default();
-            for s in part {
-                encoder.append(s.timestamp_ms, s.value);
-            }
-            let data = encoder.bytes();
+        for part in samples.chunks(BLOCK_CHUNK_SAMPLES) {
+            let data = chunk::encode_best(part);
             header.clear();
             put_uvarint(&mut header, data.len() as u64);
             self.chunks.write_all(&header)?;
@@ -93,8 +93,8 @@ impl BlockWriter {
             self.chunks
                 .write_all(&crc32fast::hash(&data).to_le_bytes())?;
             metas.push(ChunkMeta {
-                min_t: encoder.min_time(),
-                max_t: encoder.max_time(),
+                min_t: part[0].timestamp_ms,
+                max_t: part[part.len() - 1].timestamp_ms,
                 offset: self.offset,
             });
             self.offset += (header.len() + data.len() + 4) as u64;

@@ -1,19 +1,35 @@
 //! Compressed sample chunks: delta-of-delta timestamps and XOR'd floats, as in
 //! Facebook's Gorilla paper (and Prometheus's XOR chunks).
 //!
-//! A chunk is `[sample count: u16 big-endian][bit stream]`. The first sample is
-//! written whole (64-bit timestamp, 64-bit value); each later timestamp as the
-//! change in its delta, in the smallest of five buckets; each later value as
-//! its XOR with the previous, reusing the previous window of meaningful bits
-//! when it fits.
+//! A chunk is `[encoding: u8][sample count: u16 big-endian][bit stream]`. In
+//! both encodings the first timestamp is written whole and each later one as
+//! the change in its delta, in the smallest of five buckets (one bit when
+//! scrapes are regular). Values are written either
+//! - [`XOR`]: as their XOR with the previous value, reusing the previous window
+//!   of meaningful bits when it fits (Gorilla); or
+//! - [`DECIMAL`]: when every value of the chunk is a decimal with at most 15
+//!   fractional digits (`12345.67`, `1048576`), as integers scaled by a common
+//!   power of ten, each written as its delta (or delta-of-delta, whichever is
+//!   smaller for the chunk) in variable-width buckets. Counters and gauges as
+//!   exporters print them shrink to a few bits a sample; decoding divides by
+//!   the same power of ten, which gives back the identical `f64` bits (checked
+//!   for every sample when encoding; any doubt falls back to XOR).
+//!
+//! The head appends to an XOR chunk as samples arrive and re-encodes it with
+//! [`encode_best`] when it is sealed; blocks are written with [`encode_best`].
 
 use sextant_model::Sample;
 
 use super::bits::{BitReader, BitWriter};
 
-/// Samples per chunk before it is sealed: Prometheus's figure, where the
+/// Samples per head chunk before it is sealed: Prometheus's figure, where the
 /// compression ratio flattens out.
 pub const SAMPLES_PER_CHUNK: usize = 120;
+
+/// Encoding byte of a Gorilla XOR chunk.
+pub const XOR: u8 = 1;
+/// Encoding byte of a scaled-decimal chunk.
+pub const DECIMAL: u8 = 2;
 
 /// Builds a chunk one sample at a time. Timestamps must strictly increase.
 #[derive(Debug, Clone, Default)]
@@ -54,22 +70,7 @@ impl ChunkEncoder {
     }
 
     fn write_dod(&mut self, dod: i64) {
-        // (prefix, prefix length, value bits)
-        const BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
-        if dod == 0 {
-            self.bits.bit(false);
-            return;
-        }
-        for (prefix, prefix_len, width) in BUCKETS {
-            let limit = 1i64 << (width - 1);
-            if (-limit..limit).contains(&dod) {
-                self.bits.write(prefix, prefix_len);
-                self.bits.write(dod as u64, width);
-                return;
-            }
-        }
-        self.bits.write(0b1111, 4);
-        self.bits.write(dod as u64, 64);
+        write_dod_bits(&mut self.bits, dod);
     }
 
     fn write_xor(&mut self, bits: u64) {
@@ -127,15 +128,11 @@ impl ChunkEncoder {
 
     /// The encoded chunk so far.
     pub fn bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(2 + self.bits.len());
+        let mut out = Vec::with_capacity(3 + self.bits.len());
+        out.push(XOR);
         out.extend_from_slice(&self.count.to_be_bytes());
         out.extend_from_slice(self.bits.bytes());
         out
-    }
-
-    /// Bytes the encoded chunk takes.
-    pub fn encoded_len(&self) -> usize {
-        2 + self.bits.len()
     }
 }
 
@@ -153,8 +150,8 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<Sample>, CorruptChunk> {
 
 /// Decodes every sample of a chunk, appending to `out`.
 pub fn decode_into(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
-    let truncated = CorruptChunk("truncated");
-    let header: [u8; 2] = chunk
+    let (&encoding, rest) = chunk.split_first().ok_or(CorruptChunk("empty"))?;
+    let header: [u8; 2] = rest
         .get(..2)
         .and_then(|h| h.try_into().ok())
         .ok_or(CorruptChunk("no header"))?;
@@ -163,7 +160,16 @@ pub fn decode_into(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChu
         return Ok(());
     }
     out.reserve(usize::from(count));
-    let mut bits = BitReader::new(&chunk[2..]);
+    match encoding {
+        XOR => decode_xor(&rest[2..], count, out),
+        DECIMAL => decode_decimal(&rest[2..], count, out),
+        _ => Err(CorruptChunk("unknown encoding")),
+    }
+}
+
+fn decode_xor(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
+    let truncated = CorruptChunk("truncated");
+    let mut bits = BitReader::new(stream);
     let mut t = bits.read(64).ok_or(truncated.clone())? as i64;
     let mut value = bits.read(64).ok_or(truncated.clone())?;
     out.push(Sample {
@@ -197,6 +203,156 @@ pub fn decode_into(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChu
             timestamp_ms: t,
             value: f64::from_bits(value),
         });
+    }
+    Ok(())
+}
+
+/// Powers of ten exactly representable as `f64`.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+/// Scaled values must stay within the integers an `f64` holds exactly.
+const MAX_SCALED: f64 = 9_007_199_254_740_992.0;
+
+/// The scaled integer of `v` at `digits` fractional digits, if it decodes back
+/// to exactly `v`.
+fn scaled(v: f64, digits: usize) -> Option<i64> {
+    let m = (v * POW10[digits]).round();
+    if !m.is_finite() || m.abs() >= MAX_SCALED {
+        return None;
+    }
+    // Check what decoding will compute: the integer, converted back, divided.
+    let m = m as i64;
+    ((m as f64) / POW10[digits]).to_bits().eq(&v.to_bits()).then_some(m)
+}
+
+/// The fewest fractional digits that represent `v` exactly, if any up to 15.
+fn decimal_digits(v: f64) -> Option<usize> {
+    (0..POW10.len()).find(|&d| scaled(v, d).is_some())
+}
+
+/// Encodes samples (strictly increasing timestamps) in whichever encoding is smallest.
+pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
+    let mut xor = ChunkEncoder::default();
+    for s in samples {
+        xor.append(s.timestamp_ms, s.value);
+    }
+    let xor = xor.bytes();
+    let digits = samples.iter().map(|s| decimal_digits(s.value)).try_fold(0, |max, d| d.map(|d| max.max(d)));
+    let Some(digits) = digits else { return xor };
+    let Some(scaled): Option<Vec<i64>> = samples.iter().map(|s| scaled(s.value, digits)).collect() else {
+        return xor;
+    };
+    [false, true]
+        .into_iter()
+        .map(|second_order| encode_decimal(samples, &scaled, digits, second_order))
+        .chain(std::iter::once(xor))
+        .min_by_key(Vec::len)
+        .expect("three candidates")
+}
+
+fn encode_decimal(samples: &[Sample], scaled: &[i64], digits: usize, second_order: bool) -> Vec<u8> {
+    let mut bits = BitWriter::default();
+    bits.write(digits as u64, 4);
+    bits.bit(second_order);
+    let (mut last_t, mut last_delta_t) = (0i64, 0i64);
+    let (mut last_m, mut last_delta_m) = (0i64, 0i64);
+    for (i, (s, &m)) in samples.iter().zip(scaled).enumerate() {
+        if i == 0 {
+            bits.write(s.timestamp_ms as u64, 64);
+            bits.write(m as u64, 64);
+        } else {
+            let delta_t = s.timestamp_ms.wrapping_sub(last_t);
+            write_dod_bits(&mut bits, delta_t.wrapping_sub(last_delta_t));
+            last_delta_t = delta_t;
+            let delta_m = m.wrapping_sub(last_m);
+            let residual = if second_order { delta_m.wrapping_sub(last_delta_m) } else { delta_m };
+            write_value_bits(&mut bits, residual);
+            last_delta_m = delta_m;
+        }
+        last_t = s.timestamp_ms;
+        last_m = m;
+    }
+    let mut out = Vec::with_capacity(3 + bits.len());
+    out.push(DECIMAL);
+    out.extend_from_slice(&(samples.len() as u16).to_be_bytes());
+    out.extend_from_slice(bits.bytes());
+    out
+}
+
+/// Value residual buckets: (prefix, prefix length, width in bits).
+const VALUE_BUCKETS: [(u64, u8, u8); 4] = [(0b10, 2, 7), (0b110, 3, 14), (0b1110, 4, 24), (0b11110, 5, 40)];
+
+fn write_value_bits(bits: &mut BitWriter, x: i64) {
+    if x == 0 {
+        bits.bit(false);
+        return;
+    }
+    for (prefix, prefix_len, width) in VALUE_BUCKETS {
+        let limit = 1i64 << (width - 1);
+        if (-limit..limit).contains(&x) {
+            bits.write(prefix, prefix_len);
+            bits.write(x as u64, width);
+            return;
+        }
+    }
+    bits.write(0b11111, 5);
+    bits.write(x as u64, 64);
+}
+
+fn read_value_bits(bits: &mut BitReader<'_>) -> Option<i64> {
+    let mut ones = 0u8;
+    while ones < 5 && bits.bit()? {
+        ones += 1;
+    }
+    let width = match ones {
+        0 => return Some(0),
+        1 => 7,
+        2 => 14,
+        3 => 24,
+        4 => 40,
+        _ => 64,
+    };
+    let raw = bits.read(width)?;
+    let shift = 64 - u32::from(width);
+    Some(((raw << shift) as i64) >> shift)
+}
+
+fn write_dod_bits(bits: &mut BitWriter, dod: i64) {
+    const BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
+    if dod == 0 {
+        bits.bit(false);
+        return;
+    }
+    for (prefix, prefix_len, width) in BUCKETS {
+        let limit = 1i64 << (width - 1);
+        if (-limit..limit).contains(&dod) {
+            bits.write(prefix, prefix_len);
+            bits.write(dod as u64, width);
+            return;
+        }
+    }
+    bits.write(0b1111, 4);
+    bits.write(dod as u64, 64);
+}
+
+fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
+    let truncated = CorruptChunk("truncated");
+    let mut bits = BitReader::new(stream);
+    let digits = bits.read(4).ok_or(truncated.clone())? as usize;
+    let scale = *POW10.get(digits).ok_or(CorruptChunk("decimal scale out of range"))?;
+    let second_order = bits.bit().ok_or(truncated.clone())?;
+    let mut t = bits.read(64).ok_or(truncated.clone())? as i64;
+    let mut m = bits.read(64).ok_or(truncated.clone())? as i64;
+    out.push(Sample { timestamp_ms: t, value: m as f64 / scale });
+    let (mut delta_t, mut delta_m) = (0i64, 0i64);
+    for _ in 1..count {
+        delta_t = delta_t.wrapping_add(read_dod(&mut bits).ok_or(truncated.clone())?);
+        t = t.wrapping_add(delta_t);
+        let residual = read_value_bits(&mut bits).ok_or(truncated.clone())?;
+        delta_m = if second_order { delta_m.wrapping_add(residual) } else { residual };
+        m = m.wrapping_add(delta_m);
+        out.push(Sample { timestamp_ms: t, value: m as f64 / scale });
     }
     Ok(())
 }
@@ -283,6 +439,28 @@ mod tests {
         fn chunks_round_trip_bit_exactly(samples in samples_strategy()) {
             let decoded = decode(&encode(&samples)).unwrap();
             prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
+            let decoded = decode(&encode_best(&samples)).unwrap();
+            prop_assert!(same(&decoded, &samples), "best: {:?} != {:?}", decoded, samples);
+        }
+
+        #[test]
+        fn decimal_chunks_round_trip_bit_exactly(
+            start in 0i64..(1i64 << 45),
+            digits in 0usize..6,
+            values in proptest::collection::vec(-1_000_000_000i64..1_000_000_000, 1..=SAMPLES_PER_CHUNK),
+        ) {
+            // Values as an exporter prints them: decimals with a few digits.
+            let samples: Vec<Sample> = values
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Sample {
+                    timestamp_ms: start + i as i64 * 15_000,
+                    value: format!("{}", *m as f64 / POW10[digits]).parse().unwrap(),
+                })
+                .collect();
+            let best = encode_best(&samples);
+            let decoded = decode(&best).unwrap();
+            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
         }
 
         #[test]
@@ -302,6 +480,30 @@ mod tests {
             .collect();
         let bytes = encode(&samples);
         assert!(same(&decode(&bytes).unwrap(), &samples));
+    }
+
+    #[test]
+    fn exporter_counters_pick_the_decimal_encoding_and_shrink() {
+        // CPU seconds with two decimals, growing about 15 s per 15 s scrape.
+        let samples: Vec<Sample> = (0..SAMPLES_PER_CHUNK as i64)
+            .map(|i| Sample {
+                timestamp_ms: 1_700_000_000_000 + i * 15_000,
+                value: format!("{}.{:02}", 12_345 + i * 15, (i * 37) % 100).parse().unwrap(),
+            })
+            .collect();
+        let xor = encode(&samples);
+        let best = encode_best(&samples);
+        assert_eq!(best[0], DECIMAL);
+        assert!(best.len() < xor.len(), "{} vs {}", best.len(), xor.len());
+        assert!(same(&decode(&best).unwrap(), &samples));
+        // Negative zero, NaN and values with too many digits stay XOR, exactly.
+        for odd in [-0.0, f64::NAN, 0.1 + 0.2, 1e300] {
+            let mut with_odd = samples.clone();
+            with_odd[7].value = odd;
+            let chunk = encode_best(&with_odd);
+            assert_eq!(chunk[0], XOR, "{odd}");
+            assert!(same(&decode(&chunk).unwrap(), &with_odd));
+        }
     }
 
     #[test]

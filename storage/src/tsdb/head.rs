@@ -64,11 +64,7 @@ impl MemSeries {
         let mut sealed = false;
         if self.open.len() >= SAMPLES_PER_CHUNK {
             let full = std::mem::take(&mut self.open);
-            self.sealed.push(SealedChunk {
-                min_t: full.min_time(),
-                max_t: full.max_time(),
-                data: full.bytes().into_boxed_slice(),
-            });
+            self.sealed.push(seal(&full));
             sealed = true;
         }
         self.open.append(t, v);
@@ -160,11 +156,13 @@ impl MemSeries {
     }
 }
 
+/// Seals a full open chunk, re-encoded in its smallest encoding.
 fn seal(encoder: &ChunkEncoder) -> SealedChunk {
+    let samples = chunk::decode(&encoder.bytes()).expect("head chunk decodes");
     SealedChunk {
         min_t: encoder.min_time(),
         max_t: encoder.max_time(),
-        data: encoder.bytes().into_boxed_slice(),
+        data: chunk::encode_best(&samples).into_boxed_slice(),
     }
 }
 
