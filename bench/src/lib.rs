@@ -2,5 +2,289 @@
 //! Alertmanager, node_exporter, statsd_exporter), measured in one run on one
 //! machine and reported as ratios.
 //!
-//! Each benchmark lives under `bench/` with the command that reproduces it.
-//! Timed assertions never appear in tests; performance claims live here.
+//! Each benchmark is a binary under `bench/src/bin/` whose doc comment gives the
+//! command that reproduces it. Timed assertions never appear in tests;
+//! performance claims live here.
+//!
+//! This library holds what the benchmarks share: a workload shaped like real
+//! node_exporter data ([`NodeWorkload`]) and process measurements.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sextant_ingest::prom_text;
+use sextant_model::Labels;
+
+/// How one series' value moves from scrape to scrape.
+#[derive(Debug, Clone, Copy)]
+enum Motion {
+    /// Never changes (info metrics, sizes, flags).
+    Constant,
+    /// Grows by about `per_scrape` a scrape, rounded to `digits` decimals.
+    Counter { per_scrape: f64, digits: i32 },
+    /// Wanders by about `step` a scrape, rounded to `digits` decimals.
+    Gauge { step: f64, digits: i32 },
+    /// A fresh measurement each scrape (durations), printed with `digits`
+    /// decimals as the exporter prints them (Go durations: nanoseconds, 9).
+    Noise { scale: f64, digits: i32 },
+}
+
+/// node_exporter-shaped data: the series set and starting values of a real
+/// node_exporter scrape, evolved scrape by scrape the way each series was seen
+/// to move between two real scrapes, for any number of hosts.
+#[derive(Debug, Clone)]
+pub struct NodeWorkload {
+    template: Vec<(Vec<(String, String)>, f64, Motion)>,
+    /// Hosts; each gets every template series with its own `instance`.
+    pub hosts: usize,
+}
+
+/// Digits after the decimal point in the shortest text for `v` (capped at 9).
+fn digits_of(v: f64) -> i32 {
+    let text = format!("{v}");
+    text.split_once('.').map_or(0, |(_, f)| f.len().min(9) as i32)
+}
+
+impl NodeWorkload {
+    /// Scrapes a real node_exporter twice, `gap` apart, and learns from it.
+    pub fn learn(exporter_url: &str, gap: Duration, hosts: usize) -> Self {
+        let first = scrape(exporter_url);
+        std::thread::sleep(gap);
+        let second = scrape(exporter_url);
+        let secs = gap.as_secs_f64();
+        let mut template = Vec::new();
+        for (key, (pairs, v1)) in &first {
+            let Some((_, v2)) = second.get(key) else { continue };
+            let name = pairs
+                .iter()
+                .find(|(n, _)| n == "__name__")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            let digits = digits_of(*v1).max(digits_of(*v2));
+            let motion = if v1.to_bits() == v2.to_bits() {
+                Motion::Constant
+            } else if name.ends_with("_seconds") && !name.ends_with("_total") {
+                Motion::Noise {
+                    scale: v2.abs().max(1e-6),
+                    digits: digits.max(1),
+                }
+            } else if name.ends_with("_total") || name.ends_with("_count") || name.ends_with("_sum") {
+                Motion::Counter {
+                    per_scrape: ((v2 - v1) / secs * 15.0).max(0.0),
+                    digits,
+                }
+            } else {
+                Motion::Gauge {
+                    step: (v2 - v1).abs().max(10f64.powi(-digits)),
+                    digits,
+                }
+            };
+            template.push((pairs.clone(), *v1, motion));
+        }
+        template.sort_by(|a, b| a.0.cmp(&b.0));
+        Self { template, hosts }
+    }
+
+    /// The same series and motions for another number of hosts.
+    pub fn with_hosts(&self, hosts: usize) -> Self {
+        Self { template: self.template.clone(), hosts }
+    }
+
+    /// Series per host.
+    pub fn series_per_host(&self) -> usize {
+        self.template.len()
+    }
+
+    /// Every series' labels.
+    pub fn labels(&self) -> Vec<Labels> {
+        (0..self.hosts)
+            .flat_map(|h| self.template.iter().map(move |(pairs, _, _)| host_labels(pairs, h)))
+            .collect()
+    }
+
+    /// Scrapes 15 s apart from `start_ms`, each the value of every series
+    /// (in [`NodeWorkload::labels`] order). A scrape lands a few milliseconds
+    /// late one time in fifty, as real scrapes sometimes do.
+    pub fn scrapes(&self, start_ms: i64, seed: u64) -> Scrapes<'_> {
+        let values = (0..self.hosts)
+            .flat_map(|_| self.template.iter().map(|(_, v, _)| *v))
+            .collect();
+        Scrapes {
+            workload: self,
+            rng: Rng(seed | 1),
+            next_ms: start_ms,
+            values,
+            started: false,
+        }
+    }
+}
+
+/// The scrape-by-scrape stream of a [`NodeWorkload`].
+#[derive(Debug)]
+pub struct Scrapes<'a> {
+    workload: &'a NodeWorkload,
+    rng: Rng,
+    next_ms: i64,
+    values: Vec<f64>,
+    started: bool,
+}
+
+impl Scrapes<'_> {
+    /// The next scrape: its timestamp and every series' value.
+    pub fn next_scrape(&mut self) -> (i64, &[f64]) {
+        if self.started {
+            let per_host = self.workload.template.len();
+            for (i, v) in self.values.iter_mut().enumerate() {
+                *v = step(*v, self.workload.template[i % per_host].2, &mut self.rng);
+            }
+        }
+        self.started = true;
+        let late = if self.rng.next() % 50 == 0 { 1 + (self.rng.next() % 40) as i64 } else { 0 };
+        let t = self.next_ms + late;
+        self.next_ms += 15_000;
+        (t, &self.values)
+    }
+}
+
+fn host_labels(pairs: &[(String, String)], host: usize) -> Labels {
+    Labels::from_pairs(
+        pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .chain([("instance", format!("host-{host}:9100")), ("job", "node".to_owned())]),
+    )
+}
+
+fn round_to(v: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    // Through text, as an exporter prints it.
+    format!("{:.*}", digits.max(0) as usize, (v * scale).round() / scale)
+        .parse()
+        .unwrap_or(v)
+}
+
+fn step(v: f64, motion: Motion, rng: &mut Rng) -> f64 {
+    match motion {
+        Motion::Constant => v,
+        Motion::Counter { per_scrape, digits } => {
+            if per_scrape == 0.0 || rng.unit() < 0.3 {
+                v
+            } else {
+                round_to(v + per_scrape * (0.5 + rng.unit()), digits)
+            }
+        }
+        Motion::Gauge { step, digits } => {
+            if rng.unit() < 0.5 {
+                v
+            } else {
+                round_to(v + step * (rng.unit() * 2.0 - 1.0), digits)
+            }
+        }
+        Motion::Noise { scale, digits } => round_to(scale * (0.5 + rng.unit()), digits),
+    }
+}
+
+/// xorshift64: fast, reproducible.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+type Scrape = HashMap<String, (Vec<(String, String)>, f64)>;
+
+fn scrape(url: &str) -> Scrape {
+    let body = ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("scrape {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("scrape body");
+    prom_text::parse(&body)
+        .samples
+        .into_iter()
+        .filter(|s| s.value.is_finite())
+        .map(|s| {
+            let pairs: Vec<(String, String)> =
+                s.labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
+            (s.labels.to_string(), (pairs, s.value))
+        })
+        .collect()
+}
+
+/// A node_exporter from Debian on a loopback port, killed on drop.
+#[derive(Debug)]
+pub struct NodeExporter {
+    child: Child,
+    /// Its `/metrics` URL.
+    pub url: String,
+}
+
+impl NodeExporter {
+    /// Starts `/usr/bin/prometheus-node-exporter` on `port`.
+    pub fn start(port: u16) -> Self {
+        let child = Command::new("/usr/bin/prometheus-node-exporter")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus-node-exporter (scripts/setup-test-env installs it)");
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        for _ in 0..100 {
+            if ureq::get(&url).call().is_ok() {
+                return Self { child, url };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node exporter did not start");
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of a process, from `/proc/<pid>/status`.
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Total bytes of the files under `dir`.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

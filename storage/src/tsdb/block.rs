@@ -46,6 +46,13 @@ pub struct BlockMeta {
     pub parents: Vec<String>,
 }
 
+impl BlockMeta {
+    /// Parses a block's `meta.json`.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct ChunkMeta {
     min_t: i64,
@@ -388,7 +395,7 @@ impl Block {
     fn read_chunk(&self, c: &ChunkMeta, out: &mut Vec<Sample>) -> io::Result<()> {
         let id = &self.meta.id;
         // The length prefix is at most 10 bytes, and every chunk record is longer
-        // than that (2-byte count, 16-byte first sample, 4-byte CRC).
+        // than that (3-byte header, 16-byte first sample, 4-byte CRC).
         let head = self.store.read_range(id, "chunks", c.offset, 10)?;
         let mut r = ByteReader::new(&head);
         let len = r.len().ok_or_else(|| corrupt(id, "chunk length"))?;

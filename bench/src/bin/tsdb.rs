@@ -1,0 +1,330 @@
+//! The metrics store against Prometheus 2.42 (Debian), on node_exporter-shaped
+//! data learned from a real node_exporter, in one run:
+//!
+//! ```sh
+//! scripts/setup-test-env >/dev/null        # Debian's prometheus and node exporter
+//! cargo build --release -p sextant-server -p sextant-bench
+//! target/release/tsdb                       # the full run (several minutes)
+//! target/release/tsdb --quick               # smaller sizes, same measurements
+//! ```
+//!
+//! It reports, each side by side where a peer exists:
+//! 1. disk: bytes per sample in persisted blocks (Sextant's head cut vs
+//!    `promtool tsdb create-blocks-from openmetrics` on the same samples);
+//! 2. ingest: samples/s through each one's remote-write receiver, same payloads,
+//!    same senders; and Sextant's in-process write path (WAL on);
+//! 3. memory: RSS growth per head series after the remote-write load;
+//! 4. restart: Sextant's WAL replay time for many series x 120 samples.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sextant_bench::{NodeExporter, NodeWorkload, dir_bytes, rss_bytes};
+use sextant_ingest::remote_write::{encode, proto};
+use sextant_model::{PromDuration, Sample};
+use sextant_storage::tsdb::FsyncPolicy;
+use sextant_storage::{SeriesSamples, Tsdb, TsdbConfig, TsdbStats};
+
+const START_MS: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
+
+struct Sizes {
+    disk_hosts: usize,
+    disk_hours: usize,
+    rw_hosts: usize,
+    rw_scrapes: usize,
+    replay_hosts: usize,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes = if quick {
+        Sizes { disk_hosts: 2, disk_hours: 4, rw_hosts: 10, rw_scrapes: 40, replay_hosts: 100 }
+    } else {
+        Sizes { disk_hosts: 4, disk_hours: 4, rw_hosts: 40, rw_scrapes: 120, replay_hosts: 2000 }
+    };
+    let scratch = std::env::temp_dir().join(format!("sextant-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let exporter = NodeExporter::start(free_port());
+    let learned = NodeWorkload::learn(&exporter.url, Duration::from_secs(3), 1);
+    drop(exporter);
+    let per_host = learned.series_per_host();
+    say(&format!("workload: {per_host} series per host, learned from a real node_exporter scrape"));
+
+    // 1. Disk.
+    let disk = learned.with_hosts(sizes.disk_hosts);
+    let scrapes = sizes.disk_hours * 240;
+    let (ours_bps, ingest_rate) = sextant_disk(&disk, scrapes, &scratch.join("disk"));
+    let theirs_bps = prometheus_disk(&disk, scrapes, &scratch.join("promtool"));
+    say(&format!(
+        "disk: {} series x {scrapes} samples: Sextant {ours_bps:.3} B/sample, Prometheus {theirs_bps:.3} B/sample (ratio {:.2})",
+        disk.hosts * per_host,
+        ours_bps / theirs_bps
+    ));
+    say(&format!("ingest, in-process write path (WAL on, fsync interval): {ingest_rate:.0} samples/s"));
+
+    // 2 and 3. Remote write, side by side.
+    let rw = learned.with_hosts(sizes.rw_hosts);
+    let payloads = remote_write_payloads(&rw, sizes.rw_scrapes);
+    let samples = (rw.hosts * per_host * sizes.rw_scrapes) as f64;
+    let series = (rw.hosts * per_host) as f64;
+    let sextant = start_sextant(&scratch.join("sextant-rw"));
+    let (ours_rate, ours_rss) = drive(&sextant, &payloads, samples);
+    drop(sextant);
+    let prometheus = start_prometheus(&scratch.join("prometheus-rw"));
+    let (theirs_rate, theirs_rss) = drive(&prometheus, &payloads, samples);
+    drop(prometheus);
+    say(&format!(
+        "ingest via remote write, {series} series x {} samples, 4 senders: Sextant {ours_rate:.0} samples/s, Prometheus {theirs_rate:.0} samples/s (ratio {:.2})",
+        sizes.rw_scrapes,
+        ours_rate / theirs_rate
+    ));
+    say(&format!(
+        "memory, RSS growth per head series: Sextant {:.0} B, Prometheus {:.0} B (ratio {:.2})",
+        ours_rss as f64 / series,
+        theirs_rss as f64 / series,
+        ours_rss as f64 / theirs_rss as f64
+    ));
+
+    // 4. Restart.
+    let replay = learned.with_hosts(sizes.replay_hosts);
+    let (replay_series, replay_secs) = sextant_replay(&replay, 120, &scratch.join("replay"));
+    say(&format!(
+        "restart: WAL replay of {replay_series} series x 120 samples: {replay_secs:.1} s"
+    ));
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn config() -> TsdbConfig {
+    TsdbConfig { wal_fsync: FsyncPolicy::Interval, ..TsdbConfig::default() }
+}
+
+/// Appends scrape by scrape; returns (block bytes per block sample, samples/s of append).
+fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f64) {
+    let db = Tsdb::open(dir, config(), PromDuration::from_secs(15 * 86_400), Arc::new(TsdbStats::default()))
+        .expect("open");
+    let labels = workload.labels();
+    let mut stream = workload.scrapes(START_MS, 42);
+    let mut appending = Duration::ZERO;
+    let mut total = 0usize;
+    for _ in 0..scrapes {
+        let (t, values) = stream.next_scrape();
+        let batch: Vec<SeriesSamples> = labels
+            .iter()
+            .zip(values)
+            .map(|(l, v)| SeriesSamples { labels: l.clone(), samples: vec![Sample { timestamp_ms: t, value: *v }] })
+            .collect();
+        let started = Instant::now();
+        let report = db.append(&batch).expect("append");
+        appending += started.elapsed();
+        total += report.accepted as usize;
+    }
+    db.maintain().expect("maintain");
+    let (mut bytes, mut samples) = (0u64, 0u64);
+    for entry in std::fs::read_dir(dir.join("blocks")).expect("blocks").flatten() {
+        let meta: sextant_storage::tsdb::BlockMeta =
+            serde_json_meta(&entry.path().join("meta.json"));
+        samples += meta.num_samples;
+        bytes += dir_bytes(&entry.path());
+    }
+    (bytes as f64 / samples.max(1) as f64, total as f64 / appending.as_secs_f64())
+}
+
+fn serde_json_meta(path: &Path) -> sextant_storage::tsdb::BlockMeta {
+    let text = std::fs::read_to_string(path).expect("meta.json");
+    sextant_storage::tsdb::BlockMeta::from_json(&text).expect("meta.json parses")
+}
+
+/// The same samples through promtool into Prometheus blocks; bytes per sample.
+fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
+    std::fs::create_dir_all(dir).expect("dir");
+    let labels = workload.labels();
+    let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(scrapes); labels.len()];
+    let mut stream = workload.scrapes(START_MS, 42);
+    for _ in 0..scrapes {
+        let (t, values) = stream.next_scrape();
+        for (s, v) in series.iter_mut().zip(values) {
+            s.push((t, *v));
+        }
+    }
+    let input = dir.join("input.om");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|a, b| labels[*a].cmp(&labels[*b]));
+    for i in order {
+        let l = &labels[i];
+        let name = l.metric_name().unwrap_or_default();
+        let rest: Vec<String> = l
+            .iter()
+            .filter(|x| &*x.name != "__name__")
+            .map(|x| format!("{}=\"{}\"", x.name, x.value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+            .collect();
+        for (t, v) in &series[i] {
+            writeln!(out, "{name}{{{}}} {v} {}.{:03}", rest.join(","), t / 1000, t % 1000).expect("write");
+        }
+    }
+    writeln!(out, "# EOF").expect("write");
+    drop(out);
+    let blocks = dir.join("blocks");
+    let status = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&blocks)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run promtool");
+    assert!(status.success(), "promtool failed");
+    let samples: u64 = (labels.len() * scrapes) as u64;
+    dir_bytes(&blocks) as f64 / samples as f64
+}
+
+/// Remote-write bodies: per scrape, 2000 series a request (Prometheus's max_samples_per_send).
+fn remote_write_payloads(workload: &NodeWorkload, scrapes: usize) -> Vec<Vec<Vec<u8>>> {
+    let labels = workload.labels();
+    let mut stream = workload.scrapes(START_MS, 7);
+    let mut per_sender: Vec<Vec<Vec<u8>>> = vec![Vec::new(); 4];
+    for _ in 0..scrapes {
+        let (t, values) = stream.next_scrape();
+        for (chunk_index, chunk) in labels.chunks(2000).enumerate() {
+            let offset = chunk_index * 2000;
+            let request = proto::WriteRequest {
+                timeseries: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| proto::TimeSeries {
+                        labels: l.iter().map(|x| proto::Label { name: x.name.to_string(), value: x.value.to_string() }).collect(),
+                        samples: vec![proto::Sample { value: values[offset + i], timestamp: t }],
+                        histograms: vec![],
+                    })
+                    .collect(),
+                metadata: vec![],
+            };
+            // One sender per chunk of series keeps each series in time order.
+            per_sender[chunk_index % 4].push(encode(&request));
+        }
+    }
+    per_sender
+}
+
+struct Peer {
+    child: Child,
+    write_url: String,
+    _dir: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(url: &str) {
+    for _ in 0..300 {
+        if ureq::get(url).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} never became ready");
+}
+
+fn start_sextant(dir: &Path) -> Peer {
+    let port = free_port();
+    let binary = std::env::current_exe().expect("exe").with_file_name("sextant");
+    let child = Command::new(&binary)
+        .args(["serve", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--http", &format!("127.0.0.1:{port}"), "--otlp-grpc", "0", "--otlp-http", "0", "--statsd", "0", "--logstash", "0", "--log-level", "warn"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e} (cargo build --release -p sextant-server)", binary.display()));
+    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
+    Peer { child, write_url: format!("http://127.0.0.1:{port}/api/v1/write"), _dir: dir.to_owned() }
+}
+
+fn start_prometheus(dir: &Path) -> Peer {
+    std::fs::create_dir_all(dir).expect("dir");
+    let port = free_port();
+    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 15s\n").expect("config");
+    let child = Command::new("/usr/bin/prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
+    Peer { child, write_url: format!("http://127.0.0.1:{port}/api/v1/write"), _dir: dir.to_owned() }
+}
+
+/// Sends every payload with 4 senders; returns (samples/s, RSS growth in bytes).
+fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = rss_bytes(peer.child.id());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for bodies in payloads {
+            let url = peer.write_url.clone();
+            scope.spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                for body in bodies {
+                    let reply = agent
+                        .post(&url)
+                        .header("content-type", "application/x-protobuf")
+                        .header("content-encoding", "snappy")
+                        .header("x-prometheus-remote-write-version", "0.1.0")
+                        .send(&body[..])
+                        .expect("remote write");
+                    assert!(reply.status().is_success(), "remote write answered {}", reply.status());
+                }
+            });
+        }
+    });
+    let rate = samples / started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    (rate, rss_bytes(peer.child.id()).saturating_sub(baseline))
+}
+
+/// Fills the WAL with `scrapes` samples for every series, then times a reopen.
+fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize, f64) {
+    let labels = workload.labels();
+    {
+        let db = Tsdb::open(dir, config(), PromDuration::from_secs(15 * 86_400), Arc::new(TsdbStats::default()))
+            .expect("open");
+        let mut stream = workload.scrapes(START_MS, 3);
+        for _ in 0..scrapes {
+            let (t, values) = stream.next_scrape();
+            for (chunk, values) in labels.chunks(10_000).zip(values.chunks(10_000)) {
+                let batch: Vec<SeriesSamples> = chunk
+                    .iter()
+                    .zip(values)
+                    .map(|(l, v)| SeriesSamples { labels: l.clone(), samples: vec![Sample { timestamp_ms: t, value: *v }] })
+                    .collect();
+                db.append(&batch).expect("append");
+            }
+        }
+        db.sync().expect("sync");
+    }
+    let started = Instant::now();
+    let db = Tsdb::open(dir, config(), PromDuration::from_secs(15 * 86_400), Arc::new(TsdbStats::default()))
+        .expect("reopen");
+    let took = started.elapsed().as_secs_f64();
+    drop(db);
+    (labels.len(), took)
+}
