@@ -30,12 +30,15 @@ enum Motion {
     Noise { scale: f64, digits: i32 },
 }
 
+/// One learned series: its labels, first value and motion.
+type TemplateSeries = (Vec<(String, String)>, f64, Motion);
+
 /// node_exporter-shaped data: the series set and starting values of a real
 /// node_exporter scrape, evolved scrape by scrape the way each series was seen
 /// to move between two real scrapes, for any number of hosts.
 #[derive(Debug, Clone)]
 pub struct NodeWorkload {
-    template: Vec<(Vec<(String, String)>, f64, Motion)>,
+    template: Vec<TemplateSeries>,
     /// Hosts; each gets every template series with its own `instance`.
     pub hosts: usize,
 }
@@ -43,7 +46,8 @@ pub struct NodeWorkload {
 /// Digits after the decimal point in the shortest text for `v` (capped at 9).
 fn digits_of(v: f64) -> i32 {
     let text = format!("{v}");
-    text.split_once('.').map_or(0, |(_, f)| f.len().min(9) as i32)
+    text.split_once('.')
+        .map_or(0, |(_, f)| f.len().min(9) as i32)
 }
 
 impl NodeWorkload {
@@ -55,7 +59,9 @@ impl NodeWorkload {
         let secs = gap.as_secs_f64();
         let mut template = Vec::new();
         for (key, (pairs, v1)) in &first {
-            let Some((_, v2)) = second.get(key) else { continue };
+            let Some((_, v2)) = second.get(key) else {
+                continue;
+            };
             let name = pairs
                 .iter()
                 .find(|(n, _)| n == "__name__")
@@ -69,7 +75,8 @@ impl NodeWorkload {
                     scale: v2.abs().max(1e-6),
                     digits: digits.max(1),
                 }
-            } else if name.ends_with("_total") || name.ends_with("_count") || name.ends_with("_sum") {
+            } else if name.ends_with("_total") || name.ends_with("_count") || name.ends_with("_sum")
+            {
                 Motion::Counter {
                     per_scrape: ((v2 - v1) / secs * 15.0).max(0.0),
                     digits,
@@ -88,7 +95,10 @@ impl NodeWorkload {
 
     /// The same series and motions for another number of hosts.
     pub fn with_hosts(&self, hosts: usize) -> Self {
-        Self { template: self.template.clone(), hosts }
+        Self {
+            template: self.template.clone(),
+            hosts,
+        }
     }
 
     /// Series per host.
@@ -99,7 +109,11 @@ impl NodeWorkload {
     /// Every series' labels.
     pub fn labels(&self) -> Vec<Labels> {
         (0..self.hosts)
-            .flat_map(|h| self.template.iter().map(move |(pairs, _, _)| host_labels(pairs, h)))
+            .flat_map(|h| {
+                self.template
+                    .iter()
+                    .map(move |(pairs, _, _)| host_labels(pairs, h))
+            })
             .collect()
     }
 
@@ -140,7 +154,11 @@ impl Scrapes<'_> {
             }
         }
         self.started = true;
-        let late = if self.rng.next() % 50 == 0 { 1 + (self.rng.next() % 40) as i64 } else { 0 };
+        let late = if self.rng.next_u64().is_multiple_of(50) {
+            1 + (self.rng.next_u64() % 40) as i64
+        } else {
+            0
+        };
         let t = self.next_ms + late;
         self.next_ms += 15_000;
         (t, &self.values)
@@ -148,12 +166,10 @@ impl Scrapes<'_> {
 }
 
 fn host_labels(pairs: &[(String, String)], host: usize) -> Labels {
-    Labels::from_pairs(
-        pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.clone()))
-            .chain([("instance", format!("host-{host}:9100")), ("job", "node".to_owned())]),
-    )
+    Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.clone())).chain([
+        ("instance", format!("host-{host}:9100")),
+        ("job", "node".to_owned()),
+    ]))
 }
 
 fn round_to(v: f64, digits: i32) -> f64 {
@@ -191,7 +207,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -200,7 +216,7 @@ impl Rng {
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -218,8 +234,11 @@ fn scrape(url: &str) -> Scrape {
         .into_iter()
         .filter(|s| s.value.is_finite())
         .map(|s| {
-            let pairs: Vec<(String, String)> =
-                s.labels.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect();
+            let pairs: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .collect();
             (s.labels.to_string(), (pairs, s.value))
         })
         .collect()
@@ -242,10 +261,13 @@ impl NodeExporter {
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus-node-exporter (scripts/setup-test-env installs it)");
-        let url = format!("http://127.0.0.1:{port}/metrics");
+        let exporter = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}/metrics"),
+        };
         for _ in 0..100 {
-            if ureq::get(&url).call().is_ok() {
-                return Self { child, url };
+            if ureq::get(&exporter.url).call().is_ok() {
+                return exporter;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

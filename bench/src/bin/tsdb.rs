@@ -6,6 +6,7 @@
 //! cargo build --release -p sextant-server -p sextant-bench
 //! target/release/tsdb                       # the full run (several minutes)
 //! target/release/tsdb --quick               # smaller sizes, same measurements
+//! target/release/tsdb --only replay          # one part: disk, remote-write or replay
 //! ```
 //!
 //! It reports, each side by side where a peer exists:
@@ -39,11 +40,29 @@ struct Sizes {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let sizes = if quick {
-        Sizes { disk_hosts: 2, disk_hours: 4, rw_hosts: 10, rw_scrapes: 40, replay_hosts: 100 }
+        Sizes {
+            disk_hosts: 2,
+            disk_hours: 4,
+            rw_hosts: 10,
+            rw_scrapes: 40,
+            replay_hosts: 100,
+        }
     } else {
-        Sizes { disk_hosts: 4, disk_hours: 4, rw_hosts: 40, rw_scrapes: 120, replay_hosts: 2000 }
+        Sizes {
+            disk_hosts: 4,
+            disk_hours: 4,
+            rw_hosts: 40,
+            rw_scrapes: 120,
+            replay_hosts: 2000,
+        }
     };
     let scratch = std::env::temp_dir().join(format!("sextant-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
@@ -51,9 +70,28 @@ fn main() {
     let learned = NodeWorkload::learn(&exporter.url, Duration::from_secs(3), 1);
     drop(exporter);
     let per_host = learned.series_per_host();
-    say(&format!("workload: {per_host} series per host, learned from a real node_exporter scrape"));
+    say(&format!(
+        "workload: {per_host} series per host, learned from a real node_exporter scrape"
+    ));
 
-    // 1. Disk.
+    if run("disk") {
+        disk_part(&learned, &sizes, &scratch);
+    }
+    if run("remote-write") {
+        remote_write_part(&learned, &sizes, &scratch);
+    }
+    if run("replay") {
+        let replay = learned.with_hosts(sizes.replay_hosts);
+        let (replay_series, replay_secs) = sextant_replay(&replay, 120, &scratch.join("replay"));
+        say(&format!(
+            "restart: WAL replay of {replay_series} series x 120 samples: {replay_secs:.1} s"
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+fn disk_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
+    let per_host = learned.series_per_host();
     let disk = learned.with_hosts(sizes.disk_hosts);
     let scrapes = sizes.disk_hours * 240;
     let (ours_bps, ingest_rate) = sextant_disk(&disk, scrapes, &scratch.join("disk"));
@@ -63,9 +101,14 @@ fn main() {
         disk.hosts * per_host,
         ours_bps / theirs_bps
     ));
-    say(&format!("ingest, in-process write path (WAL on, fsync interval): {ingest_rate:.0} samples/s"));
+    say(&format!(
+        "ingest, in-process write path (WAL on, fsync interval): {ingest_rate:.0} samples/s"
+    ));
+}
 
-    // 2 and 3. Remote write, side by side.
+/// Ingest rate and memory, side by side over remote write.
+fn remote_write_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
+    let per_host = learned.series_per_host();
     let rw = learned.with_hosts(sizes.rw_hosts);
     let payloads = remote_write_payloads(&rw, sizes.rw_scrapes);
     let samples = (rw.hosts * per_host * sizes.rw_scrapes) as f64;
@@ -87,14 +130,6 @@ fn main() {
         theirs_rss as f64 / series,
         ours_rss as f64 / theirs_rss as f64
     ));
-
-    // 4. Restart.
-    let replay = learned.with_hosts(sizes.replay_hosts);
-    let (replay_series, replay_secs) = sextant_replay(&replay, 120, &scratch.join("replay"));
-    say(&format!(
-        "restart: WAL replay of {replay_series} series x 120 samples: {replay_secs:.1} s"
-    ));
-    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 fn say(line: &str) {
@@ -110,13 +145,21 @@ fn free_port() -> u16 {
 }
 
 fn config() -> TsdbConfig {
-    TsdbConfig { wal_fsync: FsyncPolicy::Interval, ..TsdbConfig::default() }
+    TsdbConfig {
+        wal_fsync: FsyncPolicy::Interval,
+        ..TsdbConfig::default()
+    }
 }
 
 /// Appends scrape by scrape; returns (block bytes per block sample, samples/s of append).
 fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f64) {
-    let db = Tsdb::open(dir, config(), PromDuration::from_secs(15 * 86_400), Arc::new(TsdbStats::default()))
-        .expect("open");
+    let db = Tsdb::open(
+        dir,
+        config(),
+        PromDuration::from_secs(15 * 86_400),
+        Arc::new(TsdbStats::default()),
+    )
+    .expect("open");
     let labels = workload.labels();
     let mut stream = workload.scrapes(START_MS, 42);
     let mut appending = Duration::ZERO;
@@ -126,7 +169,13 @@ fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f6
         let batch: Vec<SeriesSamples> = labels
             .iter()
             .zip(values)
-            .map(|(l, v)| SeriesSamples { labels: l.clone(), samples: vec![Sample { timestamp_ms: t, value: *v }] })
+            .map(|(l, v)| SeriesSamples {
+                labels: l.clone(),
+                samples: vec![Sample {
+                    timestamp_ms: t,
+                    value: *v,
+                }],
+            })
             .collect();
         let started = Instant::now();
         let report = db.append(&batch).expect("append");
@@ -135,13 +184,19 @@ fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f6
     }
     db.maintain().expect("maintain");
     let (mut bytes, mut samples) = (0u64, 0u64);
-    for entry in std::fs::read_dir(dir.join("blocks")).expect("blocks").flatten() {
+    for entry in std::fs::read_dir(dir.join("blocks"))
+        .expect("blocks")
+        .flatten()
+    {
         let meta: sextant_storage::tsdb::BlockMeta =
             serde_json_meta(&entry.path().join("meta.json"));
         samples += meta.num_samples;
         bytes += dir_bytes(&entry.path());
     }
-    (bytes as f64 / samples.max(1) as f64, total as f64 / appending.as_secs_f64())
+    (
+        bytes as f64 / samples.max(1) as f64,
+        total as f64 / appending.as_secs_f64(),
+    )
 }
 
 fn serde_json_meta(path: &Path) -> sextant_storage::tsdb::BlockMeta {
@@ -171,10 +226,26 @@ fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
         let rest: Vec<String> = l
             .iter()
             .filter(|x| &*x.name != "__name__")
-            .map(|x| format!("{}=\"{}\"", x.name, x.value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+            .map(|x| {
+                format!(
+                    "{}=\"{}\"",
+                    x.name,
+                    x.value
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n")
+                )
+            })
             .collect();
         for (t, v) in &series[i] {
-            writeln!(out, "{name}{{{}}} {v} {}.{:03}", rest.join(","), t / 1000, t % 1000).expect("write");
+            writeln!(
+                out,
+                "{name}{{{}}} {v} {}.{:03}",
+                rest.join(","),
+                t / 1000,
+                t % 1000
+            )
+            .expect("write");
         }
     }
     writeln!(out, "# EOF").expect("write");
@@ -206,8 +277,17 @@ fn remote_write_payloads(workload: &NodeWorkload, scrapes: usize) -> Vec<Vec<Vec
                     .iter()
                     .enumerate()
                     .map(|(i, l)| proto::TimeSeries {
-                        labels: l.iter().map(|x| proto::Label { name: x.name.to_string(), value: x.value.to_string() }).collect(),
-                        samples: vec![proto::Sample { value: values[offset + i], timestamp: t }],
+                        labels: l
+                            .iter()
+                            .map(|x| proto::Label {
+                                name: x.name.to_string(),
+                                value: x.value.to_string(),
+                            })
+                            .collect(),
+                        samples: vec![proto::Sample {
+                            value: values[offset + i],
+                            timestamp: t,
+                        }],
                         histograms: vec![],
                     })
                     .collect(),
@@ -245,32 +325,70 @@ fn wait_ready(url: &str) {
 
 fn start_sextant(dir: &Path) -> Peer {
     let port = free_port();
-    let binary = std::env::current_exe().expect("exe").with_file_name("sextant");
+    let binary = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("sextant");
     let child = Command::new(&binary)
         .args(["serve", "--data-dir"])
         .arg(dir.join("data"))
-        .args(["--http", &format!("127.0.0.1:{port}"), "--otlp-grpc", "0", "--otlp-http", "0", "--statsd", "0", "--logstash", "0", "--log-level", "warn"])
+        .args([
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--otlp-grpc",
+            "0",
+            "--otlp-http",
+            "0",
+            "--statsd",
+            "0",
+            "--logstash",
+            "0",
+            "--log-level",
+            "warn",
+        ])
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e} (cargo build --release -p sextant-server)", binary.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {}: {e} (cargo build --release -p sextant-server)",
+                binary.display()
+            )
+        });
     wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
-    Peer { child, write_url: format!("http://127.0.0.1:{port}/api/v1/write"), _dir: dir.to_owned() }
+    Peer {
+        child,
+        write_url: format!("http://127.0.0.1:{port}/api/v1/write"),
+        _dir: dir.to_owned(),
+    }
 }
 
 fn start_prometheus(dir: &Path) -> Peer {
     std::fs::create_dir_all(dir).expect("dir");
     let port = free_port();
-    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 15s\n").expect("config");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 15s\n",
+    )
+    .expect("config");
     let child = Command::new("/usr/bin/prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-remote-write-receiver")
         .stderr(Stdio::null())
         .spawn()
         .expect("start prometheus");
     wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
-    Peer { child, write_url: format!("http://127.0.0.1:{port}/api/v1/write"), _dir: dir.to_owned() }
+    Peer {
+        child,
+        write_url: format!("http://127.0.0.1:{port}/api/v1/write"),
+        _dir: dir.to_owned(),
+    }
 }
 
 /// Sends every payload with 4 senders; returns (samples/s, RSS growth in bytes).
@@ -282,7 +400,10 @@ fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
         for bodies in payloads {
             let url = peer.write_url.clone();
             scope.spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
                 for body in bodies {
                     let reply = agent
                         .post(&url)
@@ -291,7 +412,11 @@ fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
                         .header("x-prometheus-remote-write-version", "0.1.0")
                         .send(&body[..])
                         .expect("remote write");
-                    assert!(reply.status().is_success(), "remote write answered {}", reply.status());
+                    assert!(
+                        reply.status().is_success(),
+                        "remote write answered {}",
+                        reply.status()
+                    );
                 }
             });
         }
@@ -305,8 +430,13 @@ fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
 fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize, f64) {
     let labels = workload.labels();
     {
-        let db = Tsdb::open(dir, config(), PromDuration::from_secs(15 * 86_400), Arc::new(TsdbStats::default()))
-            .expect("open");
+        let db = Tsdb::open(
+            dir,
+            config(),
+            PromDuration::from_secs(15 * 86_400),
+            Arc::new(TsdbStats::default()),
+        )
+        .expect("open");
         let mut stream = workload.scrapes(START_MS, 3);
         for _ in 0..scrapes {
             let (t, values) = stream.next_scrape();
@@ -314,7 +444,13 @@ fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize
                 let batch: Vec<SeriesSamples> = chunk
                     .iter()
                     .zip(values)
-                    .map(|(l, v)| SeriesSamples { labels: l.clone(), samples: vec![Sample { timestamp_ms: t, value: *v }] })
+                    .map(|(l, v)| SeriesSamples {
+                        labels: l.clone(),
+                        samples: vec![Sample {
+                            timestamp_ms: t,
+                            value: *v,
+                        }],
+                    })
                     .collect();
                 db.append(&batch).expect("append");
             }
@@ -322,8 +458,13 @@ fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize
         db.sync().expect("sync");
     }
     let started = Instant::now();
-    let db = Tsdb::open(dir, config(), PromDuration::from_secs(15 * 86_400), Arc::new(TsdbStats::default()))
-        .expect("reopen");
+    let db = Tsdb::open(
+        dir,
+        config(),
+        PromDuration::from_secs(15 * 86_400),
+        Arc::new(TsdbStats::default()),
+    )
+    .expect("reopen");
     let took = started.elapsed().as_secs_f64();
     drop(db);
     (labels.len(), took)

@@ -223,7 +223,10 @@ fn scaled(v: f64, digits: usize) -> Option<i64> {
     }
     // Check what decoding will compute: the integer, converted back, divided.
     let m = m as i64;
-    ((m as f64) / POW10[digits]).to_bits().eq(&v.to_bits()).then_some(m)
+    ((m as f64) / POW10[digits])
+        .to_bits()
+        .eq(&v.to_bits())
+        .then_some(m)
 }
 
 /// The fewest fractional digits that represent `v` exactly, if any up to 15.
@@ -238,9 +241,13 @@ pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
         xor.append(s.timestamp_ms, s.value);
     }
     let xor = xor.bytes();
-    let digits = samples.iter().map(|s| decimal_digits(s.value)).try_fold(0, |max, d| d.map(|d| max.max(d)));
+    let digits = samples
+        .iter()
+        .map(|s| decimal_digits(s.value))
+        .try_fold(0, |max, d| d.map(|d| max.max(d)));
     let Some(digits) = digits else { return xor };
-    let Some(scaled): Option<Vec<i64>> = samples.iter().map(|s| scaled(s.value, digits)).collect() else {
+    let Some(scaled): Option<Vec<i64>> = samples.iter().map(|s| scaled(s.value, digits)).collect()
+    else {
         return xor;
     };
     [false, true]
@@ -251,7 +258,12 @@ pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
         .expect("three candidates")
 }
 
-fn encode_decimal(samples: &[Sample], scaled: &[i64], digits: usize, second_order: bool) -> Vec<u8> {
+fn encode_decimal(
+    samples: &[Sample],
+    scaled: &[i64],
+    digits: usize,
+    second_order: bool,
+) -> Vec<u8> {
     let mut bits = BitWriter::default();
     bits.write(digits as u64, 4);
     bits.bit(second_order);
@@ -266,7 +278,11 @@ fn encode_decimal(samples: &[Sample], scaled: &[i64], digits: usize, second_orde
             write_dod_bits(&mut bits, delta_t.wrapping_sub(last_delta_t));
             last_delta_t = delta_t;
             let delta_m = m.wrapping_sub(last_m);
-            let residual = if second_order { delta_m.wrapping_sub(last_delta_m) } else { delta_m };
+            let residual = if second_order {
+                delta_m.wrapping_sub(last_delta_m)
+            } else {
+                delta_m
+            };
             write_value_bits(&mut bits, residual);
             last_delta_m = delta_m;
         }
@@ -281,7 +297,12 @@ fn encode_decimal(samples: &[Sample], scaled: &[i64], digits: usize, second_orde
 }
 
 /// Value residual buckets: (prefix, prefix length, width in bits).
-const VALUE_BUCKETS: [(u64, u8, u8); 4] = [(0b10, 2, 7), (0b110, 3, 14), (0b1110, 4, 24), (0b11110, 5, 40)];
+const VALUE_BUCKETS: [(u64, u8, u8); 4] = [
+    (0b10, 2, 7),
+    (0b110, 3, 14),
+    (0b1110, 4, 24),
+    (0b11110, 5, 40),
+];
 
 fn write_value_bits(bits: &mut BitWriter, x: i64) {
     if x == 0 {
@@ -340,19 +361,31 @@ fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<()
     let truncated = CorruptChunk("truncated");
     let mut bits = BitReader::new(stream);
     let digits = bits.read(4).ok_or(truncated.clone())? as usize;
-    let scale = *POW10.get(digits).ok_or(CorruptChunk("decimal scale out of range"))?;
+    let scale = *POW10
+        .get(digits)
+        .ok_or(CorruptChunk("decimal scale out of range"))?;
     let second_order = bits.bit().ok_or(truncated.clone())?;
     let mut t = bits.read(64).ok_or(truncated.clone())? as i64;
     let mut m = bits.read(64).ok_or(truncated.clone())? as i64;
-    out.push(Sample { timestamp_ms: t, value: m as f64 / scale });
+    out.push(Sample {
+        timestamp_ms: t,
+        value: m as f64 / scale,
+    });
     let (mut delta_t, mut delta_m) = (0i64, 0i64);
     for _ in 1..count {
         delta_t = delta_t.wrapping_add(read_dod(&mut bits).ok_or(truncated.clone())?);
         t = t.wrapping_add(delta_t);
         let residual = read_value_bits(&mut bits).ok_or(truncated.clone())?;
-        delta_m = if second_order { delta_m.wrapping_add(residual) } else { residual };
+        delta_m = if second_order {
+            delta_m.wrapping_add(residual)
+        } else {
+            residual
+        };
         m = m.wrapping_add(delta_m);
-        out.push(Sample { timestamp_ms: t, value: m as f64 / scale });
+        out.push(Sample {
+            timestamp_ms: t,
+            value: m as f64 / scale,
+        });
     }
     Ok(())
 }
@@ -488,7 +521,9 @@ mod tests {
         let samples: Vec<Sample> = (0..SAMPLES_PER_CHUNK as i64)
             .map(|i| Sample {
                 timestamp_ms: 1_700_000_000_000 + i * 15_000,
-                value: format!("{}.{:02}", 12_345 + i * 15, (i * 37) % 100).parse().unwrap(),
+                value: format!("{}.{:02}", 12_345 + i * 15, (i * 37) % 100)
+                    .parse()
+                    .unwrap(),
             })
             .collect();
         let xor = encode(&samples);

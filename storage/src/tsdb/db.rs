@@ -14,7 +14,7 @@ use sextant_model::{Labels, Matcher, PromDuration, Sample};
 use tracing::{info, warn};
 
 use super::block::{Block, BlockWriter};
-use super::head::{HeadInner, HeadLimits, RejectReason, merge_last_wins};
+use super::head::{HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_wins};
 use super::stats::TsdbStats;
 use super::store::{BlockStore, LocalBlockStore};
 use super::wal::{self, FsyncPolicy, Record, Wal};
@@ -147,26 +147,10 @@ impl Tsdb {
             .map(|b| b.meta.max_time)
             .max()
             .unwrap_or(i64::MIN);
-        let mut head = HeadInner::new(min_valid_time);
         let wal_dir = dir.join("wal");
         let started = std::time::Instant::now();
-        let mut replayed_samples = 0u64;
-        let report = wal::replay(&wal_dir, |record| match record {
-            Record::Series(series) => {
-                for (id, pairs) in series {
-                    head.insert_series(id, &Labels::from_pairs(pairs));
-                }
-            }
-            Record::Samples(samples) => {
-                for (id, t, v) in samples {
-                    if t >= min_valid_time {
-                        head.apply(id, t, v);
-                        replayed_samples += 1;
-                    }
-                }
-            }
-        })
-        .map_err(io_err("replay the metrics WAL"))?;
+        let (report, head, replayed_samples) =
+            replay_wal(&wal_dir, min_valid_time).map_err(io_err("replay the metrics WAL"))?;
         if report.repaired {
             stats.wal_replay_repairs.inc();
         }
@@ -714,6 +698,73 @@ fn pull(
         heap.push(Reverse((labels, i)));
     }
     Ok(())
+}
+
+/// Replay threads applying samples, each owning the series whose id falls in
+/// its shard; the WAL is read and decoded on another thread.
+const REPLAY_SHARDS: usize = 2;
+
+fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport, HeadInner, u64)> {
+    use std::sync::mpsc::sync_channel;
+    type Work = (Vec<(u64, Labels)>, Vec<(u64, i64, f64)>);
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(REPLAY_SHARDS);
+        let mut workers = Vec::with_capacity(REPLAY_SHARDS);
+        for _ in 0..REPLAY_SHARDS {
+            let (send, receive) = sync_channel::<Work>(64);
+            senders.push(send);
+            workers.push(scope.spawn(move || {
+                let mut shard = ReplayShard::default();
+                let mut applied = 0u64;
+                for (series, samples) in receive {
+                    for (id, labels) in series {
+                        shard.insert(id, labels);
+                    }
+                    applied += samples.len() as u64;
+                    for (id, t, v) in samples {
+                        shard.apply(id, t, v);
+                    }
+                }
+                (shard, applied)
+            }));
+        }
+        let shard_of = |id: u64| (id % REPLAY_SHARDS as u64) as usize;
+        let report = wal::replay(dir, |record| {
+            let mut parts: Vec<Work> = (0..REPLAY_SHARDS).map(|_| Default::default()).collect();
+            match record {
+                Record::Series(series) => {
+                    for (id, pairs) in series {
+                        parts[shard_of(id)].0.push((id, Labels::from_pairs(pairs)));
+                    }
+                }
+                Record::Samples(samples) => {
+                    for sample in samples.into_iter().filter(|s| s.1 >= min_valid_time) {
+                        parts[shard_of(sample.0)].1.push(sample);
+                    }
+                }
+            }
+            for (part, sender) in parts.into_iter().zip(&senders) {
+                if !part.0.is_empty() || !part.1.is_empty() {
+                    // A worker only hangs up by panicking, which join reports.
+                    let _ = sender.send(part);
+                }
+            }
+        });
+        drop(senders);
+        let mut shards = Vec::with_capacity(REPLAY_SHARDS);
+        let mut applied = 0;
+        for worker in workers {
+            let (shard, n) = worker.join().expect("a replay worker does not panic");
+            shards.push(shard);
+            applied += n;
+        }
+        let report = report?;
+        Ok((
+            report,
+            HeadInner::from_replayed(min_valid_time, shards),
+            applied,
+        ))
+    })
 }
 
 fn merge_into(merged: &mut BTreeMap<Labels, Vec<Sample>>, labels: Labels, samples: Vec<Sample>) {

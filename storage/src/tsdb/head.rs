@@ -72,6 +72,17 @@ impl MemSeries {
         sealed
     }
 
+    /// Stores a sample: in order onto the open chunk, otherwise as an
+    /// out-of-order sample or overwrite. Returns whether a chunk was sealed.
+    fn apply(&mut self, t: i64, v: f64) -> bool {
+        if self.is_empty() || t > self.max_t {
+            self.append_in_order(t, v)
+        } else {
+            self.extra.insert(t, v);
+            false
+        }
+    }
+
     /// Samples with `mint <= t <= maxt`, sorted, overwrites applied.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
@@ -195,6 +206,28 @@ pub(crate) fn merge_last_wins(first: Vec<Sample>, second: Vec<Sample>) -> Vec<Sa
     }
 }
 
+/// Series rebuilt from the WAL by one replay thread, before indexing.
+#[derive(Debug, Default)]
+pub(crate) struct ReplayShard {
+    series: IdMap<MemSeries>,
+}
+
+impl ReplayShard {
+    /// Adds a series (the first record for an id wins, as in the head).
+    pub fn insert(&mut self, id: u64, labels: Labels) {
+        self.series
+            .entry(id)
+            .or_insert_with(|| MemSeries::new(labels));
+    }
+
+    /// Stores a replayed sample; samples of unknown series are dropped.
+    pub fn apply(&mut self, id: u64, t: i64, v: f64) {
+        if let Some(series) = self.series.get_mut(&id) {
+            series.apply(t, v);
+        }
+    }
+}
+
 /// Why a sample was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
@@ -234,8 +267,11 @@ pub(crate) struct HeadLimits {
 /// The head's state; the engine guards it with one lock.
 #[derive(Debug, Default)]
 pub(crate) struct HeadInner {
-    series: HashMap<u64, MemSeries>,
-    by_labels: HashMap<Labels, u64>,
+    series: IdMap<MemSeries>,
+    /// Series by a hash of their labels: the labels themselves live once, in
+    /// the series. Two label sets with one hash (rare) put the later in `collided`.
+    by_hash: IdMap<u64>,
+    collided: HashMap<Labels, u64>,
     postings: HashMap<(Arc<str>, Arc<str>), Vec<u64>>,
     per_metric: HashMap<Arc<str>, usize>,
     symbols: HashSet<Arc<str>>,
@@ -271,13 +307,53 @@ impl HeadInner {
     }
 
     /// The id of `labels`, creating the series if needed; `None` with the reason when refused.
+    /// The id of the series with exactly these labels, if present.
+    pub fn lookup(&self, labels: &Labels) -> Option<u64> {
+        let id = *self.by_hash.get(&hash_labels(labels))?;
+        if self.series.get(&id).is_some_and(|s| s.labels == *labels) {
+            Some(id)
+        } else {
+            self.collided.get(labels).copied()
+        }
+    }
+
+    fn index_labels(&mut self, labels: &Labels, id: u64) {
+        match self.by_hash.entry(hash_labels(labels)) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(labels.clone(), id);
+            }
+        }
+    }
+
+    fn unindex_labels(&mut self, labels: &Labels, id: u64) {
+        let hash = hash_labels(labels);
+        if self.by_hash.get(&hash) == Some(&id) {
+            self.by_hash.remove(&hash);
+            // Promote a collided series with the same hash into the slot.
+            let promoted = self
+                .collided
+                .iter()
+                .find(|(l, _)| hash_labels(l) == hash)
+                .map(|(l, id)| (l.clone(), *id));
+            if let Some((l, other)) = promoted {
+                self.collided.remove(&l);
+                self.by_hash.insert(hash, other);
+            }
+        } else {
+            self.collided.remove(labels);
+        }
+    }
+
     pub fn get_or_create(
         &mut self,
         labels: &Labels,
         limits: &HeadLimits,
         created: &mut Vec<u64>,
     ) -> Result<u64, RejectReason> {
-        if let Some(&id) = self.by_labels.get(labels) {
+        if let Some(id) = self.lookup(labels) {
             return Ok(id);
         }
         let valid = labels.metric_name().is_some_and(|n| !n.is_empty())
@@ -313,7 +389,13 @@ impl HeadInner {
             })
             .collect();
         let labels = Labels::from_sorted(interned);
-        for l in &labels {
+        self.index_new(id, &labels);
+        self.series.insert(id, MemSeries::new(labels));
+    }
+
+    /// Adds a new series' labels to postings, the per-metric counts and the label index.
+    fn index_new(&mut self, id: u64, labels: &Labels) {
+        for l in labels {
             self.postings
                 .entry((l.name.clone(), l.value.clone()))
                 .or_default()
@@ -323,8 +405,7 @@ impl HeadInner {
             let name = self.intern(&Arc::from(name));
             *self.per_metric.entry(name).or_default() += 1;
         }
-        self.by_labels.insert(labels.clone(), id);
-        self.series.insert(id, MemSeries::new(labels));
+        self.index_labels(labels, id);
         self.next_id = self.next_id.max(id + 1);
     }
 
@@ -346,15 +427,34 @@ impl HeadInner {
 
     /// Stores a sample already checked (or replayed). Returns sealed-chunk count (0 or 1).
     pub fn apply(&mut self, id: u64, t: i64, v: f64) -> usize {
-        let Some(series) = self.series.get_mut(&id) else {
-            return 0;
-        };
-        if series.is_empty() || t > series.max_t {
-            usize::from(series.append_in_order(t, v))
-        } else {
-            series.extra.insert(t, v);
-            0
+        self.series
+            .get_mut(&id)
+            .map_or(0, |series| usize::from(series.apply(t, v)))
+    }
+
+    /// Builds a head from series replayed elsewhere (in parallel shards):
+    /// interns their labels and indexes them.
+    pub fn from_replayed(min_valid_time: i64, shards: Vec<ReplayShard>) -> Self {
+        let mut head = Self::new(min_valid_time);
+        for shard in shards {
+            for (id, mut series) in shard.series {
+                if series.is_empty() {
+                    continue;
+                }
+                let interned: Vec<Label> = series
+                    .labels
+                    .iter()
+                    .map(|l| Label {
+                        name: head.intern(&l.name),
+                        value: head.intern(&l.value),
+                    })
+                    .collect();
+                series.labels = Labels::from_sorted(interned);
+                head.index_new(id, &series.labels);
+                head.series.insert(id, series);
+            }
         }
+        head
     }
 
     /// Ids of series matching every matcher, ascending.
@@ -400,7 +500,7 @@ impl HeadInner {
     pub fn forget(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(series) = self.series.remove(id) {
-                self.by_labels.remove(&series.labels);
+                self.unindex_labels(&series.labels, *id);
                 for l in &series.labels {
                     if let Some(list) = self.postings.get_mut(&(l.name.clone(), l.value.clone())) {
                         list.retain(|x| x != id);
@@ -462,7 +562,7 @@ impl HeadInner {
         let gone: HashSet<u64> = removed.iter().copied().collect();
         for id in &removed {
             if let Some(series) = self.series.remove(id) {
-                self.by_labels.remove(&series.labels);
+                self.unindex_labels(&series.labels, *id);
                 if let Some(name) = series.labels.metric_name()
                     && let Some(count) = self.per_metric.get_mut(name)
                 {
@@ -492,6 +592,39 @@ impl HeadInner {
         self.symbols = symbols;
         (removed.len(), chunks)
     }
+}
+
+/// A map keyed by series ids or hashes: keys are already well spread (or
+/// sequential), so one multiply mixes them; SipHash would cost more than the
+/// work the map saves.
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are used; this keeps the hasher total anyway (FNV-1a).
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+}
+
+/// A hash of a label set (the same for equal labels within this process).
+fn hash_labels(labels: &Labels) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    labels.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -534,7 +667,7 @@ mod tests {
     }
 
     fn values(head: &HeadInner, l: &Labels) -> Vec<(i64, f64)> {
-        let id = head.by_labels[l];
+        let id = head.lookup(l).unwrap();
         head.series(id)
             .unwrap()
             .samples(i64::MIN, i64::MAX)

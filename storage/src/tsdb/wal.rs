@@ -210,14 +210,27 @@ pub struct ReplayReport {
 }
 
 /// Replays the checkpoint and the segments after it, in order, repairing a
-/// torn tail. `apply` sees every decodable record.
+/// torn tail. `apply` sees every decodable record, on the calling thread,
+/// while another thread reads and decodes ahead.
 pub fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> io::Result<ReplayReport> {
     fs::create_dir_all(dir)?;
+    std::thread::scope(|scope| {
+        let (records, received) = std::sync::mpsc::sync_channel::<Record>(256);
+        let reader = scope.spawn(move || read_all(dir, &records));
+        for record in received {
+            apply(record);
+        }
+        reader.join().expect("the WAL reader does not panic")
+    })
+}
+
+fn read_all(dir: &Path, out: &std::sync::mpsc::SyncSender<Record>) -> io::Result<ReplayReport> {
     let mut report = ReplayReport::default();
-    let mut feed = |payload: &[u8], report: &mut ReplayReport| match decode(payload) {
+    let feed = |payload: &[u8], report: &mut ReplayReport| match decode(payload) {
         Some(record) => {
             report.records += 1;
-            apply(record);
+            // The receiver only stops early when the caller is gone.
+            let _ = out.send(record);
         }
         None => report.undecodable += 1,
     };
