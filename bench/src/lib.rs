@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sextant_ingest::prom_text;
-use sextant_model::Labels;
+use sextant_model::{Labels, Sample};
+use sextant_storage::SeriesSamples;
 
 /// How one series' value moves from scrape to scrape.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +133,21 @@ impl NodeWorkload {
             started: false,
         }
     }
+}
+
+/// One scrape as an append batch: every series with its one sample.
+pub fn scrape_batch(labels: &[Labels], t: i64, values: &[f64]) -> Vec<SeriesSamples> {
+    labels
+        .iter()
+        .zip(values)
+        .map(|(l, v)| SeriesSamples {
+            labels: l.clone(),
+            samples: vec![Sample {
+                timestamp_ms: t,
+                value: *v,
+            }],
+        })
+        .collect()
 }
 
 /// The scrape-by-scrape stream of a [`NodeWorkload`].

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sextant_ingest::{prom_text, remote_write};
 use sextant_model::{Labels, Matcher, Sample};
 use sextant_query::{parse_selector, parse_time};
-use sextant_storage::{AppendReport, MetricMetadata, SeriesSamples, Tsdb};
+use sextant_storage::{AppendReport, MetricMetadata, MetricsReader, SeriesSamples, Tsdb};
 
 use crate::http::{ApiError, AppState};
 
@@ -299,6 +299,40 @@ pub async fn export(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
+/// Runs `lookup` for every `match[]` selector (or once without matchers when
+/// `match[]` is optional and absent) over `start`/`end`, off the async
+/// threads, and unions the results.
+async fn union_over_selectors<T, F>(
+    state: &AppState,
+    pairs: &[(String, String)],
+    match_required: bool,
+    lookup: F,
+) -> Result<BTreeSet<T>, ApiError>
+where
+    T: Ord + Send + 'static,
+    F: Fn(&dyn MetricsReader, &[Matcher], i64, i64) -> sextant_storage::Result<Vec<T>>
+        + Send
+        + 'static,
+{
+    let mut selectors = selectors(pairs)?;
+    if selectors.is_empty() {
+        if match_required {
+            return Err(ApiError::BadData("no match[] parameter provided".into()));
+        }
+        selectors.push(Vec::new());
+    }
+    let (start, end) = time_range(pairs)?;
+    let reader = state.stores()?.metrics_reader.clone();
+    blocking(move || {
+        let mut found = BTreeSet::new();
+        for matchers in selectors {
+            found.extend(lookup(reader.as_ref(), &matchers, start, end)?);
+        }
+        Ok(found)
+    })
+    .await
+}
+
 /// `GET|POST /api/v1/series`.
 pub async fn series(
     State(state): State<AppState>,
@@ -307,18 +341,8 @@ pub async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
-    let selectors = selectors(&pairs)?;
-    if selectors.is_empty() {
-        return Err(ApiError::BadData("no match[] parameter provided".into()));
-    }
-    let (start, end) = time_range(&pairs)?;
-    let reader = state.stores()?.metrics_reader.clone();
-    let found = blocking(move || {
-        let mut found = BTreeSet::new();
-        for matchers in selectors {
-            found.extend(reader.series(&matchers, start, end)?);
-        }
-        Ok(found)
+    let found = union_over_selectors(&state, &pairs, true, |r, m, start, end| {
+        r.series(m, start, end)
     })
     .await?;
     Ok(success(Value::Array(
@@ -334,18 +358,8 @@ pub async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
-    let mut selectors = selectors(&pairs)?;
-    if selectors.is_empty() {
-        selectors.push(Vec::new());
-    }
-    let (start, end) = time_range(&pairs)?;
-    let reader = state.stores()?.metrics_reader.clone();
-    let names = blocking(move || {
-        let mut names = BTreeSet::new();
-        for matchers in selectors {
-            names.extend(reader.label_names(&matchers, start, end)?);
-        }
-        Ok(names)
+    let names = union_over_selectors(&state, &pairs, false, |r, m, start, end| {
+        r.label_names(m, start, end)
     })
     .await?;
     Ok(success(json!(names)))
@@ -362,18 +376,8 @@ pub async fn label_values(
         return Err(ApiError::BadData(format!("invalid label name: {name:?}")));
     }
     let pairs = params(&uri, &headers, &[]);
-    let mut selectors = selectors(&pairs)?;
-    if selectors.is_empty() {
-        selectors.push(Vec::new());
-    }
-    let (start, end) = time_range(&pairs)?;
-    let reader = state.stores()?.metrics_reader.clone();
-    let values = blocking(move || {
-        let mut values = BTreeSet::new();
-        for matchers in selectors {
-            values.extend(reader.label_values(&name, &matchers, start, end)?);
-        }
-        Ok(values)
+    let values = union_over_selectors(&state, &pairs, false, move |r, m, start, end| {
+        r.label_values(&name, m, start, end)
     })
     .await?;
     Ok(success(json!(values)))

@@ -27,6 +27,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 /// Runs the server until a stop signal.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     refuse_unenforced_settings(&settings)?;
+    // Watch for stop signals from the start, so one during recovery is a clean stop too.
+    let mut stop = StopSignals::watch()?;
     let data_dir = DataDir::open(&settings.data_dir)?;
     info!(
         version = crate::VERSION,
@@ -120,11 +122,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map(|f| f.retention.metrics)
         .unwrap_or_else(|| RetentionConfig::default().metrics);
     let metrics_dir = data_dir.path().join("metrics");
-    let tsdb = tokio::task::spawn_blocking(move || {
+    let opening = tokio::task::spawn_blocking(move || {
         Tsdb::open(&metrics_dir, tsdb_config, retention, tsdb_stats)
-    })
-    .await
-    .context("opening the metrics store panicked")??;
+    });
+    let tsdb = tokio::select! {
+        opened = opening => opened.context("opening the metrics store panicked")??,
+        signal = stop.next() => {
+            // Replay only reads the WAL: stopping halfway loses nothing.
+            info!(signal, "stopping during recovery");
+            shutdown.cancel();
+            tasks.abort_all();
+            return Ok(());
+        }
+    };
     let tsdb = Arc::new(tsdb);
     let _ = stores.set(Stores {
         metrics_writer: tsdb.clone(),
@@ -136,7 +146,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!("ready");
 
     tokio::select! {
-        signal = stop_signal() => info!(signal = signal?, "stopping: draining connections"),
+        signal = stop.next() => info!(signal, "stopping: draining connections"),
         Some(ended) = tasks.join_next() => {
             // A listener ended on its own: stop everything rather than run half a server.
             shutdown.cancel();
@@ -280,15 +290,28 @@ async fn bind_tcp_and_udp(
     bail!("cannot find a port free for both TCP and UDP for the {name} listener on {endpoint}")
 }
 
-/// Waits for SIGTERM or SIGINT and names it.
-async fn stop_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, watched from start-up on.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    /// Waits for the next stop signal and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Settings whose absence of effect would be a security hole are refused, not ignored.

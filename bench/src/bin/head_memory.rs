@@ -14,9 +14,9 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sextant_bench::{NodeExporter, NodeWorkload, rss_bytes};
-use sextant_model::{PromDuration, Sample};
-use sextant_storage::{SeriesSamples, Tsdb, TsdbConfig, TsdbStats};
+use sextant_bench::{NodeExporter, NodeWorkload, rss_bytes, scrape_batch};
+use sextant_model::PromDuration;
+use sextant_storage::{Tsdb, TsdbConfig, TsdbStats};
 
 fn main() {
     let hosts = std::env::args()
@@ -45,17 +45,7 @@ fn main() {
     let mut out = std::io::stdout().lock();
     for scrape in 1..=240 {
         let (t, values) = stream.next_scrape();
-        let batch: Vec<SeriesSamples> = labels
-            .iter()
-            .zip(values)
-            .map(|(l, v)| SeriesSamples {
-                labels: l.clone(),
-                samples: vec![Sample {
-                    timestamp_ms: t,
-                    value: *v,
-                }],
-            })
-            .collect();
+        let batch = scrape_batch(&labels, t, values);
         db.append(&batch).expect("append");
         drop(batch);
         if [1, 40, 120, 240].contains(&scrape) {

@@ -7,6 +7,7 @@
 //! target/release/tsdb                       # the full run (several minutes)
 //! target/release/tsdb --quick               # smaller sizes, same measurements
 //! target/release/tsdb --only replay          # one part: disk, remote-write or replay
+//! target/release/tsdb --rw-hosts 200         # remote write with 200 x ~500 series
 //! ```
 //!
 //! It reports, each side by side where a peer exists:
@@ -23,11 +24,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sextant_bench::{NodeExporter, NodeWorkload, dir_bytes, rss_bytes};
+use sextant_bench::{NodeExporter, NodeWorkload, dir_bytes, rss_bytes, scrape_batch};
 use sextant_ingest::remote_write::{encode, proto};
-use sextant_model::{PromDuration, Sample};
+use sextant_model::PromDuration;
 use sextant_storage::tsdb::FsyncPolicy;
-use sextant_storage::{SeriesSamples, Tsdb, TsdbConfig, TsdbStats};
+use sextant_storage::{Tsdb, TsdbConfig, TsdbStats};
 
 const START_MS: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
 
@@ -47,6 +48,11 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    let rw_hosts: Option<usize> = args
+        .iter()
+        .position(|a| a == "--rw-hosts")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok());
     let sizes = if quick {
         Sizes {
             disk_hosts: 2,
@@ -59,10 +65,14 @@ fn main() {
         Sizes {
             disk_hosts: 4,
             disk_hours: 4,
-            rw_hosts: 40,
+            rw_hosts: 200,
             rw_scrapes: 120,
             replay_hosts: 2000,
         }
+    };
+    let sizes = Sizes {
+        rw_hosts: rw_hosts.unwrap_or(sizes.rw_hosts),
+        ..sizes
     };
     let scratch = std::env::temp_dir().join(format!("sextant-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
@@ -166,17 +176,7 @@ fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f6
     let mut total = 0usize;
     for _ in 0..scrapes {
         let (t, values) = stream.next_scrape();
-        let batch: Vec<SeriesSamples> = labels
-            .iter()
-            .zip(values)
-            .map(|(l, v)| SeriesSamples {
-                labels: l.clone(),
-                samples: vec![Sample {
-                    timestamp_ms: t,
-                    value: *v,
-                }],
-            })
-            .collect();
+        let batch = scrape_batch(&labels, t, values);
         let started = Instant::now();
         let report = db.append(&batch).expect("append");
         appending += started.elapsed();
@@ -441,17 +441,7 @@ fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize
         for _ in 0..scrapes {
             let (t, values) = stream.next_scrape();
             for (chunk, values) in labels.chunks(10_000).zip(values.chunks(10_000)) {
-                let batch: Vec<SeriesSamples> = chunk
-                    .iter()
-                    .zip(values)
-                    .map(|(l, v)| SeriesSamples {
-                        labels: l.clone(),
-                        samples: vec![Sample {
-                            timestamp_ms: t,
-                            value: *v,
-                        }],
-                    })
-                    .collect();
+                let batch = scrape_batch(chunk, t, values);
                 db.append(&batch).expect("append");
             }
         }

@@ -21,6 +21,7 @@ use sextant_model::{Label, Labels, Matcher, Sample};
 
 use super::bits::{ByteReader, put_str, put_uvarint, put_varint};
 use super::chunk;
+use super::head::postings_candidates;
 
 /// Samples per chunk in a block: larger than the head's, since a block is
 /// written once and read whole, and each chunk carries a fixed overhead.
@@ -304,35 +305,12 @@ impl Block {
     }
 
     fn select_indexes(&self, matchers: &[Matcher]) -> Vec<usize> {
-        let mut candidates: Option<Vec<u32>> = None;
-        for m in matchers {
-            let Some(values) = m.set_matches() else {
-                continue;
-            };
-            if values.iter().any(|v| v.is_empty()) {
-                continue;
-            }
-            let name: Arc<str> = m.name.as_str().into();
-            let mut ids: Vec<u32> = values
-                .iter()
-                .flat_map(|v| {
-                    self.postings
-                        .get(&(name.clone(), Arc::from(*v)))
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                })
-                .copied()
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            candidates = Some(match candidates {
-                None => ids,
-                Some(prev) => prev
-                    .into_iter()
-                    .filter(|i| ids.binary_search(i).is_ok())
-                    .collect(),
-            });
-        }
+        let candidates = postings_candidates(matchers, |name, value| {
+            self.postings
+                .get(&(Arc::from(name), Arc::from(value)))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        });
         match candidates {
             Some(ids) => ids
                 .into_iter()

@@ -459,32 +459,12 @@ impl HeadInner {
 
     /// Ids of series matching every matcher, ascending.
     pub fn select_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
-        let mut candidates: Option<Vec<u64>> = None;
-        for m in matchers {
-            let Some(values) = m.set_matches() else {
-                continue;
-            };
-            if values.iter().any(|v| v.is_empty()) {
-                continue;
-            }
-            let name: Arc<str> = m.name.as_str().into();
-            let mut ids: Vec<u64> = values
-                .iter()
-                .flat_map(|v| {
-                    self.postings
-                        .get(&(name.clone(), Arc::from(*v)))
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                })
-                .copied()
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            candidates = Some(match candidates {
-                None => ids,
-                Some(prev) => intersect(&prev, &ids),
-            });
-        }
+        let candidates = postings_candidates(matchers, |name, value| {
+            self.postings
+                .get(&(Arc::from(name), Arc::from(value)))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        });
         let mut ids = candidates.unwrap_or_else(|| self.series.keys().copied().collect());
         ids.retain(|id| self.series[id].labels.matches(matchers));
         ids.sort_unstable();
@@ -627,7 +607,38 @@ fn hash_labels(labels: &Labels) -> u64 {
     hasher.finish()
 }
 
-fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+/// The series that the exact-value matchers (`=` and regexes of literals) allow,
+/// from their postings, intersected; `None` when no matcher narrows the set.
+/// Callers still check every matcher against the candidates' labels.
+pub(crate) fn postings_candidates<'p, T: Copy + Ord + 'p>(
+    matchers: &[Matcher],
+    postings: impl Fn(&str, &str) -> &'p [T],
+) -> Option<Vec<T>> {
+    let mut candidates: Option<Vec<T>> = None;
+    for m in matchers {
+        let Some(values) = m.set_matches() else {
+            continue;
+        };
+        // An empty value also matches series without the label: no postings list holds those.
+        if values.iter().any(|v| v.is_empty()) {
+            continue;
+        }
+        let mut ids: Vec<T> = values
+            .iter()
+            .flat_map(|v| postings(&m.name, v))
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        candidates = Some(match candidates {
+            None => ids,
+            Some(prev) => intersect(&prev, &ids),
+        });
+    }
+    candidates
+}
+
+fn intersect<T: Copy + Ord>(a: &[T], b: &[T]) -> Vec<T> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
