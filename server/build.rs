@@ -14,8 +14,12 @@ fn main() {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=SEXTANT_REVISION={revision}");
-    // Rebuild when HEAD moves: a new commit, a checkout, a fetch of refs.
+    // Rebuild when HEAD moves: a new commit, a checkout, a fetch of refs. Only
+    // paths that exist: cargo reruns a build script on every build for a missing one.
+    println!("cargo:rerun-if-changed=build.rs");
     for path in ["../.git/HEAD", "../.git/refs/heads", "../.git/packed-refs"] {
-        println!("cargo:rerun-if-changed={path}");
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
