@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use sextant_model::telemetry::{CONTENT_TYPE, ListenerStats};
 use sextant_storage::{MetricsReader, MetricsWriter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api;
 use crate::self_metrics::SelfMetrics;
@@ -37,9 +38,35 @@ impl std::fmt::Debug for Stores {
 pub struct AppState {
     pub metrics: Arc<SelfMetrics>,
     pub stores: Arc<OnceLock<Stores>>,
+    /// Ingest requests being decoded or stored at once; beyond this, 429.
+    pub ingest_slots: Arc<Semaphore>,
 }
 
+/// Ingest requests handled at once. Each holds its decoded batch in memory, so
+/// this bounds what a flood of senders can make the server hold; senders that
+/// get 429 retry after a second (Prometheus's remote write does, with backoff).
+pub const INGEST_CONCURRENCY: usize = 16;
+
 impl AppState {
+    /// Fresh state around the self-metrics and the (not yet open) stores.
+    pub fn new(metrics: Arc<SelfMetrics>, stores: Arc<OnceLock<Stores>>) -> Self {
+        Self {
+            metrics,
+            stores,
+            ingest_slots: Arc::new(Semaphore::new(INGEST_CONCURRENCY)),
+        }
+    }
+
+    /// A slot for one ingest request, or 429 when every slot is taken.
+    pub fn ingest_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.ingest_slots.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.ingest_throttled.inc();
+            ApiError::Overloaded(format!(
+                "{INGEST_CONCURRENCY} ingest requests are already in progress; retry shortly"
+            ))
+        })
+    }
+
     /// The stores, or 503 while recovery runs.
     pub fn stores(&self) -> Result<&Stores, ApiError> {
         self.stores.get().ok_or(ApiError::Unavailable(
@@ -57,8 +84,16 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics))
-        .route("/api/v1/write", post(api::remote_write))
-        .route("/api/v1/import/prometheus", post(api::import_prometheus))
+        .route(
+            "/api/v1/write",
+            post(api::remote_write)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
+        )
+        .route(
+            "/api/v1/import/prometheus",
+            post(api::import_prometheus)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
+        )
         .route("/api/v1/export", get(api::export).post(api::export))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
@@ -81,6 +116,15 @@ async fn count_requests(
         stats.errors.inc();
     }
     response
+}
+
+/// Takes an ingest slot before the body is read, so a flood of senders is
+/// refused with 429 instead of being buffered.
+async fn ingest_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.ingest_slot() {
+        Ok(_slot) => next.run(request).await,
+        Err(err) => err.into_response(),
+    }
 }
 
 async fn healthy() -> &'static str {
@@ -150,6 +194,8 @@ pub enum ApiError {
     Internal(String),
     /// Not ready yet: 503 with Retry-After.
     Unavailable(String),
+    /// Too many requests at once: 429 with Retry-After.
+    Overloaded(String),
     /// 404.
     NotFound(String),
     /// 501.
@@ -195,6 +241,12 @@ impl IntoResponse for ApiError {
                 )
                     .into_response()
             }
+            Self::Overloaded(m) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(json!({ "error": m })),
+            )
+                .into_response(),
             Self::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "5")],
@@ -215,10 +267,7 @@ mod tests {
     fn test_app() -> (Router, Arc<SelfMetrics>, Arc<ListenerStats>) {
         let stats = Arc::new(ListenerStats::new("http", "tcp"));
         let metrics = Arc::new(SelfMetrics::new(vec![stats.clone()], Default::default()));
-        let state = AppState {
-            metrics: metrics.clone(),
-            stores: Arc::new(OnceLock::new()),
-        };
+        let state = AppState::new(metrics.clone(), Arc::new(OnceLock::new()));
         (app(state, stats.clone()), metrics, stats)
     }
 
@@ -255,6 +304,28 @@ mod tests {
         let (status, body) = call(&app, "GET", "/api/v1/labels").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("write-ahead log is being replayed"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn ingest_beyond_the_concurrency_limit_gets_429_and_is_counted() {
+        let stats = Arc::new(ListenerStats::new("http", "tcp"));
+        let metrics = Arc::new(SelfMetrics::new(vec![stats.clone()], Default::default()));
+        let state = AppState::new(metrics.clone(), Arc::new(OnceLock::new()));
+        let held: Vec<_> = (0..INGEST_CONCURRENCY)
+            .map(|_| state.ingest_slot().unwrap())
+            .collect();
+        let router = app(state.clone(), stats);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/api/v1/import/prometheus")
+            .body(Body::from("up 1\n"))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(metrics.ingest_throttled.get(), 1);
+        drop(held);
+        assert!(state.ingest_slot().is_ok());
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sextant_model::telemetry::{Exposition, ListenerStats, MetricKind, render_listeners};
+use sextant_model::telemetry::{Counter, Exposition, ListenerStats, MetricKind, render_listeners};
 use sextant_storage::TsdbStats;
 
 /// Everything `/metrics` reports, shared by every listener.
@@ -18,6 +18,8 @@ pub struct SelfMetrics {
     pub ready: AtomicBool,
     /// The time-series engine's counters.
     pub tsdb: Arc<TsdbStats>,
+    /// Ingest requests refused with 429 because too many were in progress.
+    pub ingest_throttled: Counter,
 }
 
 impl SelfMetrics {
@@ -30,6 +32,7 @@ impl SelfMetrics {
             listeners,
             ready: AtomicBool::new(false),
             tsdb,
+            ingest_throttled: Counter::default(),
         }
     }
 
@@ -85,6 +88,12 @@ impl SelfMetrics {
             process.render(&mut page);
         }
         render_listeners(&mut page, &self.listeners);
+        page.single(
+            "sextant_http_ingest_throttled_total",
+            MetricKind::Counter,
+            "Ingest requests refused with 429 because too many were in progress.",
+            self.ingest_throttled.get() as f64,
+        );
         self.tsdb.render(&mut page);
         page.finish()
     }

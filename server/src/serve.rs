@@ -66,10 +66,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     {
         let stats = metrics.listener("http", "tcp");
-        let state = AppState {
-            metrics: metrics.clone(),
-            stores: stores.clone(),
-        };
+        let state = AppState::new(metrics.clone(), stores.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
         tasks.spawn(named(
