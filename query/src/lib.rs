@@ -13,3 +13,4 @@ mod time;
 pub use error::{Error, Result};
 pub use selector::parse_selector;
 pub use time::parse_time;
+pub mod promqltest;
