@@ -494,17 +494,19 @@ impl Tsdb {
             blocks.push(Arc::new(block));
             blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
         }
-        let live = {
+        let (live, first_new_id) = {
             let mut head = self.head.write().expect("head lock");
             let (removed, chunks) = head.truncate_before(maxt);
             self.stats.series_removed.add(removed as u64);
             self.stats.head_chunks.sub(chunks as u64);
             self.stats.head_series.set(head.series_count() as u64);
-            head.ids()
+            (head.ids(), head.next_id())
         };
         let last = self.wal.roll().map_err(io_err("roll the metrics WAL"))?;
+        // Series created after the snapshot above (ids from `first_new_id` on)
+        // may have their records in the segments being checkpointed: keep them.
         self.wal
-            .checkpoint(last, maxt, |id| live.contains(&id))
+            .checkpoint(last, maxt, |id| live.contains(&id) || id >= first_new_id)
             .map_err(io_err("checkpoint the metrics WAL"))?;
         self.stats.head_cuts.inc();
         Ok(())

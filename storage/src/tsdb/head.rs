@@ -504,6 +504,11 @@ impl HeadInner {
             .collect()
     }
 
+    /// The id the next new series will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Every live series id (for WAL checkpoints).
     pub fn ids(&self) -> HashSet<u64> {
         self.series.keys().copied().collect()
