@@ -154,6 +154,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The engine as `sextant serve` runs it by default, with 15 days' retention.
+fn open_tsdb(dir: &Path) -> Tsdb {
+    Tsdb::open(
+        dir,
+        config(),
+        PromDuration::from_secs(15 * 86_400),
+        Arc::new(TsdbStats::default()),
+    )
+    .expect("open the metrics store")
+}
+
 fn config() -> TsdbConfig {
     TsdbConfig {
         wal_fsync: FsyncPolicy::Interval,
@@ -163,13 +174,7 @@ fn config() -> TsdbConfig {
 
 /// Appends scrape by scrape; returns (block bytes per block sample, samples/s of append).
 fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f64) {
-    let db = Tsdb::open(
-        dir,
-        config(),
-        PromDuration::from_secs(15 * 86_400),
-        Arc::new(TsdbStats::default()),
-    )
-    .expect("open");
+    let db = open_tsdb(dir);
     let labels = workload.labels();
     let mut stream = workload.scrapes(START_MS, 42);
     let mut appending = Duration::ZERO;
@@ -430,13 +435,7 @@ fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
 fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize, f64) {
     let labels = workload.labels();
     {
-        let db = Tsdb::open(
-            dir,
-            config(),
-            PromDuration::from_secs(15 * 86_400),
-            Arc::new(TsdbStats::default()),
-        )
-        .expect("open");
+        let db = open_tsdb(dir);
         let mut stream = workload.scrapes(START_MS, 3);
         for _ in 0..scrapes {
             let (t, values) = stream.next_scrape();
@@ -448,13 +447,7 @@ fn sextant_replay(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (usize
         db.sync().expect("sync");
     }
     let started = Instant::now();
-    let db = Tsdb::open(
-        dir,
-        config(),
-        PromDuration::from_secs(15 * 86_400),
-        Arc::new(TsdbStats::default()),
-    )
-    .expect("reopen");
+    let db = open_tsdb(dir);
     let took = started.elapsed().as_secs_f64();
     drop(db);
     (labels.len(), took)

@@ -70,7 +70,7 @@ impl ChunkEncoder {
     }
 
     fn write_dod(&mut self, dod: i64) {
-        write_dod_bits(&mut self.bits, dod);
+        write_bucketed(&mut self.bits, dod, TIME_WIDTHS);
     }
 
     fn write_xor(&mut self, bits: u64) {
@@ -180,7 +180,7 @@ fn decode_xor(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<(), Co
     let mut leading = 0u8;
     let mut trailing = 0u8;
     for _ in 1..count {
-        let dod = read_dod(&mut bits).ok_or(truncated.clone())?;
+        let dod = read_bucketed(&mut bits, TIME_WIDTHS).ok_or(truncated.clone())?;
         delta = delta.wrapping_add(dod);
         t = t.wrapping_add(delta);
         if bits.bit().ok_or(truncated.clone())? {
@@ -275,7 +275,7 @@ fn encode_decimal(
             bits.write(m as u64, 64);
         } else {
             let delta_t = s.timestamp_ms.wrapping_sub(last_t);
-            write_dod_bits(&mut bits, delta_t.wrapping_sub(last_delta_t));
+            write_bucketed(&mut bits, delta_t.wrapping_sub(last_delta_t), TIME_WIDTHS);
             last_delta_t = delta_t;
             let delta_m = m.wrapping_sub(last_m);
             let residual = if second_order {
@@ -283,7 +283,7 @@ fn encode_decimal(
             } else {
                 delta_m
             };
-            write_value_bits(&mut bits, residual);
+            write_bucketed(&mut bits, residual, VALUE_WIDTHS);
             last_delta_m = delta_m;
         }
         last_t = s.timestamp_ms;
@@ -296,65 +296,50 @@ fn encode_decimal(
     out
 }
 
-/// Value residual buckets: (prefix, prefix length, width in bits).
-const VALUE_BUCKETS: [(u64, u8, u8); 4] = [
-    (0b10, 2, 7),
-    (0b110, 3, 14),
-    (0b1110, 4, 24),
-    (0b11110, 5, 40),
-];
+/// Bucket widths of timestamp delta-of-deltas: `0` is one bit, then `10`,
+/// `110`, `1110` prefix 14, 17, 20 bits, and `1111` 64.
+const TIME_WIDTHS: &[u8] = &[14, 17, 20];
+/// Bucket widths of scaled-value residuals: `0`, then `10`..`11110` prefix 7,
+/// 14, 24, 40 bits, and `11111` 64.
+const VALUE_WIDTHS: &[u8] = &[7, 14, 24, 40];
 
-fn write_value_bits(bits: &mut BitWriter, x: i64) {
+/// Writes a signed integer in the smallest bucket of `widths` that holds it:
+/// zero as a single `0`; bucket `k` as `k+1` ones, a zero and `widths[k]`
+/// two's-complement bits; anything larger as `widths.len()+1` ones and 64 bits.
+fn write_bucketed(bits: &mut BitWriter, x: i64, widths: &[u8]) {
     if x == 0 {
         bits.bit(false);
         return;
     }
-    for (prefix, prefix_len, width) in VALUE_BUCKETS {
+    for (k, &width) in widths.iter().enumerate() {
         let limit = 1i64 << (width - 1);
         if (-limit..limit).contains(&x) {
-            bits.write(prefix, prefix_len);
+            let ones = k as u8 + 1;
+            bits.write(((1u64 << ones) - 1) << 1, ones + 1);
             bits.write(x as u64, width);
             return;
         }
     }
-    bits.write(0b11111, 5);
+    let ones = widths.len() as u8 + 1;
+    bits.write((1u64 << ones) - 1, ones);
     bits.write(x as u64, 64);
 }
 
-fn read_value_bits(bits: &mut BitReader<'_>) -> Option<i64> {
-    let mut ones = 0u8;
-    while ones < 5 && bits.bit()? {
+/// Reads what [`write_bucketed`] wrote with the same `widths`.
+fn read_bucketed(bits: &mut BitReader<'_>, widths: &[u8]) -> Option<i64> {
+    let mut ones = 0usize;
+    while ones <= widths.len() && bits.bit()? {
         ones += 1;
     }
     let width = match ones {
         0 => return Some(0),
-        1 => 7,
-        2 => 14,
-        3 => 24,
-        4 => 40,
+        k if k <= widths.len() => widths[k - 1],
         _ => 64,
     };
     let raw = bits.read(width)?;
+    // Sign-extend from `width` bits.
     let shift = 64 - u32::from(width);
     Some(((raw << shift) as i64) >> shift)
-}
-
-fn write_dod_bits(bits: &mut BitWriter, dod: i64) {
-    const BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
-    if dod == 0 {
-        bits.bit(false);
-        return;
-    }
-    for (prefix, prefix_len, width) in BUCKETS {
-        let limit = 1i64 << (width - 1);
-        if (-limit..limit).contains(&dod) {
-            bits.write(prefix, prefix_len);
-            bits.write(dod as u64, width);
-            return;
-        }
-    }
-    bits.write(0b1111, 4);
-    bits.write(dod as u64, 64);
 }
 
 fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
@@ -373,9 +358,10 @@ fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<()
     });
     let (mut delta_t, mut delta_m) = (0i64, 0i64);
     for _ in 1..count {
-        delta_t = delta_t.wrapping_add(read_dod(&mut bits).ok_or(truncated.clone())?);
+        delta_t =
+            delta_t.wrapping_add(read_bucketed(&mut bits, TIME_WIDTHS).ok_or(truncated.clone())?);
         t = t.wrapping_add(delta_t);
-        let residual = read_value_bits(&mut bits).ok_or(truncated.clone())?;
+        let residual = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or(truncated.clone())?;
         delta_m = if second_order {
             delta_m.wrapping_add(residual)
         } else {
@@ -388,24 +374,6 @@ fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<()
         });
     }
     Ok(())
-}
-
-fn read_dod(bits: &mut BitReader<'_>) -> Option<i64> {
-    let mut ones = 0u8;
-    while ones < 4 && bits.bit()? {
-        ones += 1;
-    }
-    let width = match ones {
-        0 => return Some(0),
-        1 => 14,
-        2 => 17,
-        3 => 20,
-        _ => 64,
-    };
-    let raw = bits.read(width)?;
-    // Sign-extend from `width` bits.
-    let shift = 64 - u32::from(width);
-    Some(((raw << shift) as i64) >> shift)
 }
 
 #[cfg(test)]
