@@ -108,6 +108,36 @@ impl Labels {
         self.0.is_empty()
     }
 
+    /// The labels whose names `keep` accepts.
+    pub fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> Self {
+        Self(self.0.iter().filter(|l| keep(&l.name)).cloned().collect())
+    }
+
+    /// These labels without the metric name.
+    pub fn without_metric_name(&self) -> Self {
+        self.filter(|n| n != METRIC_NAME)
+    }
+
+    /// These labels with `name` set to `value`; an empty value removes it.
+    pub fn with(&self, name: &str, value: &str) -> Self {
+        let mut labels = self.0.clone();
+        match labels.binary_search_by(|l| (*l.name).cmp(name)) {
+            Ok(i) if value.is_empty() => {
+                labels.remove(i);
+            }
+            Ok(i) => labels[i].value = value.into(),
+            Err(_) if value.is_empty() => {}
+            Err(i) => labels.insert(
+                i,
+                Label {
+                    name: name.into(),
+                    value: value.into(),
+                },
+            ),
+        }
+        Self(labels)
+    }
+
     /// Whether every matcher accepts this series (absent labels match as "").
     pub fn matches(&self, matchers: &[crate::Matcher]) -> bool {
         matchers

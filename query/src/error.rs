@@ -17,6 +17,20 @@ pub enum Error {
         /// As given.
         value: String,
     },
+    /// A PromQL expression does not parse.
+    #[error("parse error: {0}")]
+    Parse(String),
+    /// A query failed while evaluating.
+    #[error("{0}")]
+    Execution(String),
+    /// A query ran past its timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// A query would hold more samples than allowed.
+    #[error(
+        "query processing would load too many samples into memory in query execution (limit {0})"
+    )]
+    TooManySamples(usize),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] sextant_storage::Error),

@@ -13,4 +13,5 @@ mod time;
 pub use error::{Error, Result};
 pub use selector::parse_selector;
 pub use time::parse_time;
+pub mod promql;
 pub mod promqltest;

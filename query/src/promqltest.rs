@@ -58,6 +58,8 @@ pub enum EvalAt {
 pub struct Expectations {
     /// `eval_fail` or `expect fail`: the query must fail; with a message or regex when given.
     pub fail: Option<Option<String>>,
+    /// The failure message is a regex (`expect fail regex: ...`), not exact text.
+    pub fail_is_regex: bool,
     /// Results must come in this order.
     pub ordered: bool,
     /// A string result.
@@ -248,7 +250,10 @@ fn parse_eval_body_line(case: &mut EvalCase, line: &str) -> Result<(), String> {
             .or_else(|| rest.trim().strip_prefix("regex:"))
             .map(|m| m.trim().to_owned());
         match word {
-            "fail" => case.expect.fail = Some(detail),
+            "fail" => {
+                case.expect.fail_is_regex = rest.trim().starts_with("regex:");
+                case.expect.fail = Some(detail);
+            }
             "ordered" => case.expect.ordered = true,
             "warn" => case.expect.warn = Some(true),
             "no_warn" => case.expect.warn = Some(false),

@@ -1,0 +1,331 @@
+//! Aggregation operators: `sum by (job) (...)` and friends.
+//!
+//! A series' group is decided once from its labels; accumulators then run per
+//! (group, step). Operators that rank or count values (`topk`, `quantile`,
+//! `count_values`, `limitk`) collect each step's members first.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use sextant_model::{Labels, METRIC_NAME, is_valid_label_name};
+
+use super::eval::{Evaluator, Grid, Value, exec};
+use super::functions::{format_go_float, kahan_sum_inc, quantile};
+use super::{Point, Series};
+use crate::Result;
+
+/// Prometheus's running state of one group at one step.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    count: f64,
+    value: f64,
+    kahan: f64,
+    mean: f64,
+    incremental_mean: bool,
+}
+
+impl Acc {
+    fn new(op: &str, v: f64) -> Self {
+        if matches!(op, "stddev" | "stdvar") {
+            // Welford from zero, so that a lone NaN gives NaN.
+            let mut acc = Self {
+                count: 0.0,
+                value: 0.0,
+                kahan: 0.0,
+                mean: 0.0,
+                incremental_mean: false,
+            };
+            acc.add(op, v);
+            return acc;
+        }
+        let value = match op {
+            "group" => 1.0,
+            "stddev" | "stdvar" => 0.0,
+            _ => v,
+        };
+        Self {
+            count: 1.0,
+            value,
+            kahan: 0.0,
+            mean: v,
+            incremental_mean: false,
+        }
+    }
+
+    fn add(&mut self, op: &str, v: f64) {
+        match op {
+            "sum" => (self.value, self.kahan) = kahan_sum_inc(v, self.value, self.kahan),
+            "avg" => {
+                self.count += 1.0;
+                if !self.incremental_mean {
+                    let (sum, c) = kahan_sum_inc(v, self.value, self.kahan);
+                    if !sum.is_infinite() {
+                        (self.value, self.kahan) = (sum, c);
+                        return;
+                    }
+                    // The sum would overflow: continue with an incremental mean.
+                    self.incremental_mean = true;
+                    self.mean = self.value / (self.count - 1.0);
+                    self.kahan /= self.count - 1.0;
+                }
+                if self.mean.is_infinite() {
+                    if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                let current = self.mean + self.kahan;
+                (self.mean, self.kahan) =
+                    kahan_sum_inc(v / self.count - current / self.count, self.mean, self.kahan);
+            }
+            "count" => self.count += 1.0,
+            "max" if self.value < v || self.value.is_nan() => self.value = v,
+            "min" if self.value > v || self.value.is_nan() => self.value = v,
+            "stddev" | "stdvar" => {
+                self.count += 1.0;
+                let delta = v - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (v - self.mean);
+            }
+            _ => {}
+        }
+    }
+
+    fn result(&self, op: &str) -> f64 {
+        match op {
+            "sum" => self.value + self.kahan,
+            "avg" if self.incremental_mean => self.mean + self.kahan,
+            "avg" => (self.value + self.kahan) / self.count,
+            "count" => self.count,
+            "stdvar" => self.value / self.count,
+            "stddev" => (self.value / self.count).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
+impl Evaluator<'_> {
+    pub(super) fn aggregate(&mut self, agg: &AggregateExpr, grid: Grid) -> Result<Value> {
+        let op = agg.op.to_string().to_lowercase();
+        let (scalar_param, string_param) = match &agg.param {
+            None => (None, None),
+            Some(p) => match self.eval(p, grid)? {
+                Value::Scalar(v) => (Some(v), None),
+                Value::String(s) => (None, Some(s)),
+                other => {
+                    return Err(exec(format!(
+                        "expected type scalar or string as the parameter of {op}, got {}",
+                        other.type_name()
+                    )));
+                }
+            },
+        };
+        let k_is_nan = scalar_param
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|k| k.is_nan()));
+        if matches!(op.as_str(), "topk" | "bottomk" | "limitk") && k_is_nan {
+            return Err(exec("Parameter value is NaN"));
+        }
+        let input = self.eval_vector(&agg.expr, grid, &format!("aggregation {op}"))?;
+        let key_of = |labels: &Labels| -> Labels {
+            match &agg.modifier {
+                None => Labels::default(),
+                Some(LabelModifier::Include(names)) => {
+                    labels.filter(|n| names.labels.iter().any(|x| x == n))
+                }
+                Some(LabelModifier::Exclude(names)) => {
+                    labels.filter(|n| n != METRIC_NAME && !names.labels.iter().any(|x| x == n))
+                }
+            }
+        };
+        // Groups in order of first appearance.
+        let mut group_index: HashMap<Labels, usize> = HashMap::new();
+        let mut group_labels: Vec<Labels> = Vec::new();
+        let mut group_of: Vec<usize> = Vec::with_capacity(input.len());
+        for s in &input {
+            let key = key_of(&s.labels);
+            let next = group_labels.len();
+            let g = *group_index.entry(key.clone()).or_insert_with(|| {
+                group_labels.push(key);
+                next
+            });
+            group_of.push(g);
+        }
+        let steps = grid.len();
+        let out = match op.as_str() {
+            "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
+                let mut accs: Vec<Vec<Option<Acc>>> = vec![vec![None; steps]; group_labels.len()];
+                for (s, &g) in input.iter().zip(&group_of) {
+                    self.check_deadline()?;
+                    for p in &s.points {
+                        let slot = &mut accs[g][grid.index(p.t)];
+                        match slot {
+                            Some(acc) => acc.add(&op, p.v),
+                            None => *slot = Some(Acc::new(&op, p.v)),
+                        }
+                    }
+                }
+                group_labels
+                    .into_iter()
+                    .zip(accs)
+                    .map(|(labels, accs)| Series {
+                        labels,
+                        points: accs
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(i, a)| {
+                                a.map(|a| Point {
+                                    t: grid.ts(i),
+                                    v: a.result(&op),
+                                })
+                            })
+                            .collect(),
+                    })
+                    .filter(|s| !s.points.is_empty())
+                    .collect()
+            }
+            "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile" | "count_values" => {
+                let param = scalar_param.as_deref();
+                self.ranking(
+                    &op,
+                    param,
+                    string_param.as_deref(),
+                    &input,
+                    &group_of,
+                    group_labels,
+                    grid,
+                )?
+            }
+            other => return Err(exec(format!("unsupported aggregation operator {other:?}"))),
+        };
+        Ok(Value::Vector(out))
+    }
+
+    /// Aggregations that look at each step's members together.
+    #[allow(clippy::too_many_arguments)]
+    fn ranking(
+        &mut self,
+        op: &str,
+        param: Option<&[f64]>,
+        label: Option<&str>,
+        input: &[Series],
+        group_of: &[usize],
+        group_labels: Vec<Labels>,
+        grid: Grid,
+    ) -> Result<Vec<Series>> {
+        let steps = grid.len();
+        if op == "count_values" {
+            let label = label.ok_or_else(|| exec("count_values needs a label name"))?;
+            if !is_valid_label_name(label) {
+                return Err(exec(format!("invalid label name {label:?}")));
+            }
+        }
+        // Members per step, in input order.
+        let mut at_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); steps];
+        for (i, s) in input.iter().enumerate() {
+            for p in &s.points {
+                at_step[grid.index(p.t)].push((i, p.v));
+            }
+        }
+        let mut out: Vec<Series> = Vec::new();
+        let mut out_index: HashMap<Labels, usize> = HashMap::new();
+        let mut push = |out: &mut Vec<Series>, labels: Labels, t: i64, v: f64| {
+            let i = *out_index.entry(labels.clone()).or_insert_with(|| {
+                out.push(Series {
+                    labels,
+                    points: Vec::new(),
+                });
+                out.len() - 1
+            });
+            out[i].points.push(Point { t, v });
+        };
+        for (step, members) in at_step.iter().enumerate() {
+            self.check_deadline()?;
+            if members.is_empty() {
+                continue;
+            }
+            let t = grid.ts(step);
+            let p = param.map(|p| p[step]);
+            // Members per group, groups in order of first appearance at this step.
+            let mut groups: Vec<(usize, Vec<(usize, f64)>)> = Vec::new();
+            let mut slot: HashMap<usize, usize> = HashMap::new();
+            for &(i, v) in members {
+                let g = group_of[i];
+                let at = *slot.entry(g).or_insert_with(|| {
+                    groups.push((g, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[at].1.push((i, v));
+            }
+            match op {
+                "topk" | "bottomk" | "limitk" => {
+                    let k = p.unwrap_or(f64::NAN);
+                    if k.is_nan() || k.abs() >= 9.223_372_036_854_776e18 {
+                        return Err(exec(format!(
+                            "Scalar value {} overflows int64",
+                            format_go_float(k)
+                        )));
+                    }
+                    let k = k as i64;
+                    if k < 1 {
+                        continue;
+                    }
+                    for (_, mut members) in groups {
+                        if op == "topk" {
+                            members.sort_by(|a, b| desc_nan_last(a.1, b.1));
+                        } else if op == "bottomk" {
+                            members.sort_by(|a, b| asc_nan_last(a.1, b.1));
+                        }
+                        for &(i, v) in members.iter().take(k as usize) {
+                            push(&mut out, input[i].labels.clone(), t, v);
+                        }
+                    }
+                }
+                "limit_ratio" => {
+                    return Err(exec("limit_ratio is not supported by Sextant's engine yet"));
+                }
+                "quantile" => {
+                    let q = p.unwrap_or(f64::NAN);
+                    for (g, members) in groups {
+                        let values: Vec<f64> = members.iter().map(|m| m.1).collect();
+                        push(&mut out, group_labels[g].clone(), t, quantile(q, values));
+                    }
+                }
+                "count_values" => {
+                    let label = label.unwrap_or_default();
+                    for (g, members) in groups {
+                        let mut counts: Vec<(String, f64)> = Vec::new();
+                        for (_, v) in members {
+                            let value = format_go_float(v);
+                            match counts.iter_mut().find(|c| c.0 == value) {
+                                Some(c) => c.1 += 1.0,
+                                None => counts.push((value, 1.0)),
+                            }
+                        }
+                        for (value, n) in counts {
+                            push(&mut out, group_labels[g].with(label, &value), t, n);
+                        }
+                    }
+                }
+                _ => unreachable!("ranking operators are listed by the caller"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Descending by value, NaN last.
+fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    nan_last(a, b).then_with(|| b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+/// Ascending by value, NaN last.
+fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    nan_last(a, b).then_with(|| a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+fn nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    a.is_nan().cmp(&b.is_nan())
+}

@@ -1,0 +1,382 @@
+//! Binary operators: arithmetic, comparison (with and without `bool`), set
+//! operators, and vector matching (`on`, `ignoring`, `group_left`,
+//! `group_right`).
+//!
+//! Each series' match signature is interned once; the per-step work indexes
+//! flat arrays by signature id instead of hashing labels.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use sextant_model::{Labels, METRIC_NAME};
+
+use super::eval::{Evaluator, Grid, Value, exec, merge_same_labels};
+use super::{Point, Series};
+use crate::Result;
+
+fn is_comparison(op: &str) -> bool {
+    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+}
+
+/// Applies `op`; the flag says whether a comparison holds (always true for arithmetic).
+pub(crate) fn elem_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        "+" => (l + r, true),
+        "-" => (l - r, true),
+        "*" => (l * r, true),
+        "/" => (l / r, true),
+        "%" => (l % r, true),
+        "^" => (l.powf(r), true),
+        "atan2" => (l.atan2(r), true),
+        "==" => (l, l == r),
+        "!=" => (l, l != r),
+        ">" => (l, l > r),
+        "<" => (l, l < r),
+        ">=" => (l, l >= r),
+        "<=" => (l, l <= r),
+        _ => (f64::NAN, false),
+    }
+}
+
+impl Evaluator<'_> {
+    pub(super) fn binary(&mut self, bin: &BinaryExpr, grid: Grid) -> Result<Value> {
+        let op = bin.op.to_string().to_lowercase();
+        let return_bool = bin.modifier.as_ref().is_some_and(|m| m.return_bool);
+        let lhs = self.eval(&bin.lhs, grid)?;
+        let rhs = self.eval(&bin.rhs, grid)?;
+        match (lhs, rhs) {
+            (Value::Scalar(a), Value::Scalar(b)) => Ok(Value::Scalar(
+                a.iter()
+                    .zip(&b)
+                    .map(|(&l, &r)| {
+                        let (v, keep) = elem_binop(&op, l, r);
+                        if is_comparison(&op) {
+                            if keep { 1.0 } else { 0.0 }
+                        } else {
+                            v
+                        }
+                    })
+                    .collect(),
+            )),
+            (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(
+                &op,
+                v,
+                &s,
+                false,
+                return_bool,
+                grid,
+            )?)),
+            (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+                &op,
+                v,
+                &s,
+                true,
+                return_bool,
+                grid,
+            )?)),
+            (Value::Vector(l), Value::Vector(r)) => {
+                let matching = bin.modifier.as_ref().and_then(|m| m.matching.clone());
+                if matches!(op.as_str(), "and" | "or" | "unless") {
+                    return Ok(Value::Vector(set_op(&op, l, r, matching.as_ref(), grid)?));
+                }
+                let card = bin
+                    .modifier
+                    .as_ref()
+                    .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
+                self.check_deadline()?;
+                Ok(Value::Vector(vector_vector(
+                    &op,
+                    l,
+                    r,
+                    matching.as_ref(),
+                    &card,
+                    return_bool,
+                    grid,
+                )?))
+            }
+            (l, r) => Err(exec(format!(
+                "binary operator {op} is not defined between {} and {}",
+                l.type_name(),
+                r.type_name()
+            ))),
+        }
+    }
+}
+
+fn vector_scalar(
+    op: &str,
+    series: Vec<Series>,
+    scalar: &[f64],
+    swap: bool,
+    return_bool: bool,
+    grid: Grid,
+) -> Result<Vec<Series>> {
+    let comparison = is_comparison(op);
+    let drop_name = !comparison || return_bool;
+    let mut out = Vec::with_capacity(series.len());
+    for mut s in series {
+        s.points.retain_mut(|p| {
+            let r = scalar[grid.index(p.t)];
+            let (l, r) = if swap { (r, p.v) } else { (p.v, r) };
+            let (v, keep) = elem_binop(op, l, r);
+            if return_bool {
+                p.v = if keep { 1.0 } else { 0.0 };
+                true
+            } else if comparison {
+                // A comparison keeps the vector's own value, whichever side it is on.
+                keep
+            } else {
+                p.v = v;
+                true
+            }
+        });
+        if s.points.is_empty() {
+            continue;
+        }
+        if drop_name {
+            s.labels = s.labels.without_metric_name();
+        }
+        out.push(s);
+    }
+    if drop_name {
+        merge_same_labels(out)
+    } else {
+        Ok(out)
+    }
+}
+
+/// The labels two series are matched on.
+fn signature(labels: &Labels, matching: Option<&LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(names)) => {
+            labels.filter(|n| names.labels.iter().any(|x| x == n))
+        }
+        Some(LabelModifier::Exclude(names)) => {
+            labels.filter(|n| n != METRIC_NAME && !names.labels.iter().any(|x| x == n))
+        }
+        None => labels.without_metric_name(),
+    }
+}
+
+/// Interns signatures: one id per distinct label set.
+#[derive(Default)]
+struct Signatures {
+    ids: HashMap<Labels, usize>,
+    labels: Vec<Labels>,
+}
+
+impl Signatures {
+    fn id(&mut self, sig: Labels) -> usize {
+        let next = self.labels.len();
+        *self.ids.entry(sig.clone()).or_insert_with(|| {
+            self.labels.push(sig);
+            next
+        })
+    }
+}
+
+/// Each step's points of a set of series: `(series, value)` per step.
+fn by_step(series: &[Series], grid: Grid) -> Vec<Vec<(usize, f64)>> {
+    let mut steps = vec![Vec::new(); grid.len()];
+    for (i, s) in series.iter().enumerate() {
+        for p in &s.points {
+            steps[grid.index(p.t)].push((i, p.v));
+        }
+    }
+    steps
+}
+
+fn set_op(
+    op: &str,
+    lhs: Vec<Series>,
+    rhs: Vec<Series>,
+    matching: Option<&LabelModifier>,
+    grid: Grid,
+) -> Result<Vec<Series>> {
+    let mut sigs = Signatures::default();
+    let lsig: Vec<usize> = lhs
+        .iter()
+        .map(|s| sigs.id(signature(&s.labels, matching)))
+        .collect();
+    let rsig: Vec<usize> = rhs
+        .iter()
+        .map(|s| sigs.id(signature(&s.labels, matching)))
+        .collect();
+    let steps = grid.len();
+    let presence = |series: &[Series], sig: &[usize]| -> Vec<Vec<bool>> {
+        let mut present = vec![Vec::new(); sigs.labels.len()];
+        for (s, &g) in series.iter().zip(sig) {
+            if present[g].is_empty() {
+                present[g] = vec![false; steps];
+            }
+            for p in &s.points {
+                present[g][grid.index(p.t)] = true;
+            }
+        }
+        present
+    };
+    let has = |present: &[Vec<bool>], g: usize, t: i64| -> bool {
+        present[g].get(grid.index(t)).copied().unwrap_or(false)
+    };
+    let mut out = Vec::new();
+    match op {
+        "and" | "unless" => {
+            let right = presence(&rhs, &rsig);
+            let want = op == "and";
+            for (mut s, g) in lhs.into_iter().zip(lsig) {
+                s.points.retain(|p| has(&right, g, p.t) == want);
+                if !s.points.is_empty() {
+                    out.push(s);
+                }
+            }
+        }
+        _ => {
+            let left = presence(&lhs, &lsig);
+            out.extend(lhs);
+            for (mut s, g) in rhs.into_iter().zip(rsig) {
+                s.points.retain(|p| !has(&left, g, p.t));
+                if !s.points.is_empty() {
+                    out.push(s);
+                }
+            }
+            return merge_same_labels(out);
+        }
+    }
+    Ok(out)
+}
+
+fn vector_vector(
+    op: &str,
+    lhs: Vec<Series>,
+    rhs: Vec<Series>,
+    matching: Option<&LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+    grid: Grid,
+) -> Result<Vec<Series>> {
+    let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut sigs = Signatures::default();
+    let many_sig: Vec<usize> = many
+        .iter()
+        .map(|s| sigs.id(signature(&s.labels, matching)))
+        .collect();
+    let one_sig: Vec<usize> = one
+        .iter()
+        .map(|s| sigs.id(signature(&s.labels, matching)))
+        .collect();
+    let many_steps = by_step(&many, grid);
+    let one_steps = by_step(&one, grid);
+
+    // Per signature: the one-side member at the current step, and the step it was last matched.
+    let mut right: Vec<Option<(usize, f64)>> = vec![None; sigs.labels.len()];
+    let mut matched_at: Vec<usize> = vec![usize::MAX; sigs.labels.len()];
+    let mut out: Vec<Series> = Vec::new();
+    let mut out_of_pair: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut out_of_labels: HashMap<Labels, usize> = HashMap::new();
+    for step in 0..grid.len() {
+        let t = grid.ts(step);
+        for &(j, v) in &one_steps[step] {
+            let g = one_sig[j];
+            if let Some((other, _)) = right[g] {
+                let side = if swapped { "left" } else { "right" };
+                let (a, b) = (&one[other].labels, &one[j].labels);
+                let (a, b) = if a <= b { (a, b) } else { (b, a) };
+                return Err(exec(format!(
+                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    sigs.labels[g]
+                )));
+            }
+            right[g] = Some((j, v));
+        }
+        for &(i, v) in &many_steps[step] {
+            let g = many_sig[i];
+            let Some((j, rv)) = right[g] else { continue };
+            let (l, r) = if swapped { (rv, v) } else { (v, rv) };
+            let (mut value, keep) = elem_binop(op, l, r);
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            if one_to_one {
+                if matched_at[g] == step {
+                    return Err(exec(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                    ));
+                }
+                matched_at[g] = step;
+            }
+            let o = match out_of_pair.get(&(i, j)) {
+                Some(&o) => o,
+                None => {
+                    let labels = result_labels(
+                        &many[i].labels,
+                        &one[j].labels,
+                        op,
+                        matching,
+                        one_to_one,
+                        &include,
+                        return_bool,
+                    );
+                    let next = out.len();
+                    let o = *out_of_labels.entry(labels.clone()).or_insert_with(|| {
+                        out.push(Series {
+                            labels,
+                            points: Vec::new(),
+                        });
+                        next
+                    });
+                    out_of_pair.insert((i, j), o);
+                    o
+                }
+            };
+            let points = &mut out[o].points;
+            if points.last().is_some_and(|p| p.t == t) {
+                return Err(exec(if one_to_one {
+                    "vector cannot contain metrics with the same labelset"
+                } else {
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                }));
+            }
+            points.push(Point { t, v: value });
+        }
+        for &(j, _) in &one_steps[step] {
+            right[one_sig[j]] = None;
+        }
+    }
+    Ok(out)
+}
+
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    op: &str,
+    matching: Option<&LabelModifier>,
+    one_to_one: bool,
+    include: &[String],
+    return_bool: bool,
+) -> Labels {
+    let mut labels = if !is_comparison(op) || return_bool {
+        many.without_metric_name()
+    } else {
+        many.clone()
+    };
+    if one_to_one {
+        labels = match matching {
+            Some(LabelModifier::Include(names)) => {
+                labels.filter(|n| names.labels.iter().any(|x| x == n))
+            }
+            Some(LabelModifier::Exclude(names)) => {
+                labels.filter(|n| !names.labels.iter().any(|x| x == n))
+            }
+            None => labels,
+        };
+    }
+    for name in include {
+        labels = labels.with(name, one.get(name).unwrap_or(""));
+    }
+    labels
+}

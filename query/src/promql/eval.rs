@@ -1,0 +1,527 @@
+//! The evaluator: walks the syntax tree over a grid of steps.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use sextant_model::{Labels, MatchOp, Matcher, is_stale_nan};
+use sextant_storage::{MetricsReader, SeriesSamples};
+
+use super::{EngineOptions, Point, Series};
+use crate::{Error, Result};
+
+/// The steps an expression is evaluated at: `start..=end` every `step` (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grid {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Grid {
+    pub fn len(&self) -> usize {
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.step + 1) as usize
+        }
+    }
+
+    pub fn ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    /// The step index of a timestamp on this grid.
+    pub fn index(&self, t: i64) -> usize {
+        ((t - self.start) / self.step) as usize
+    }
+}
+
+/// A value between nodes.
+#[derive(Debug)]
+pub(crate) enum Value {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    /// Series with points on the grid's steps.
+    Vector(Vec<Series>),
+    /// A range selector or subquery, not yet cut into windows.
+    Matrix(RangeVector),
+    String(String),
+}
+
+impl Value {
+    fn size(&self) -> usize {
+        match self {
+            Self::Scalar(v) => v.len(),
+            Self::Vector(s) => s.iter().map(|s| s.points.len()).sum(),
+            Self::Matrix(rv) => rv.series.iter().map(|s| s.points.len()).sum(),
+            Self::String(_) => 1,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Scalar(_) => "scalar",
+            Self::Vector(_) => "instant vector",
+            Self::Matrix(_) => "range vector",
+            Self::String(_) => "string",
+        }
+    }
+}
+
+/// Raw points of a range selector or subquery and how to window them: at a
+/// step `ts` the window is `(end - range, end]` with `end = (at or ts) - offset`.
+#[derive(Debug)]
+pub(crate) struct RangeVector {
+    pub series: Vec<Series>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+    /// The selector's matchers, for `absent_over_time`'s labels.
+    pub selector_labels: Option<Labels>,
+}
+
+impl RangeVector {
+    /// The exclusive lower and inclusive upper bound of the window at `ts`.
+    pub fn window_bounds(&self, ts: i64) -> (i64, i64) {
+        let end = self.at.unwrap_or(ts) - self.offset;
+        (end - self.range, end)
+    }
+
+    /// Calls `f(step, window_end, window)` for every step whose window over
+    /// `points` is not empty.
+    pub fn for_each_window(
+        &self,
+        points: &[Point],
+        grid: Grid,
+        mut f: impl FnMut(usize, i64, &[Point]),
+    ) {
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for i in 0..grid.len() {
+            let (start, end) = self.window_bounds(grid.ts(i));
+            while hi < points.len() && points[hi].t <= end {
+                hi += 1;
+            }
+            if self.at.is_some() {
+                lo = 0;
+            }
+            while lo < hi && points[lo].t <= start {
+                lo += 1;
+            }
+            if lo < hi {
+                f(i, end, &points[lo..hi]);
+            }
+        }
+    }
+}
+
+pub(crate) struct Evaluator<'a> {
+    pub reader: &'a dyn MetricsReader,
+    pub options: &'a EngineOptions,
+    pub query_start: i64,
+    pub query_end: i64,
+    /// The query's step in ms; 0 for an instant query.
+    pub query_step: i64,
+    pub deadline: Instant,
+    /// Samples and points held by the values alive now.
+    pub held: usize,
+}
+
+pub(crate) fn exec(msg: impl Into<String>) -> Error {
+    Error::Execution(msg.into())
+}
+
+impl Evaluator<'_> {
+    pub fn check_deadline(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout(format!(
+                "query timed out in expression evaluation after {:?}",
+                self.options.timeout
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more samples held; fails past the limit.
+    pub fn charge(&mut self, n: usize) -> Result<()> {
+        self.held += n;
+        if self.held > self.options.max_samples {
+            return Err(Error::TooManySamples(self.options.max_samples));
+        }
+        Ok(())
+    }
+
+    pub fn eval(&mut self, expr: &Expr, grid: Grid) -> Result<Value> {
+        self.check_deadline()?;
+        let before = self.held;
+        let value = self.eval_node(expr, grid)?;
+        // The children are consumed; what stays held is this node's value.
+        let size = value.size();
+        self.charge(size)?;
+        self.held = before + size;
+        Ok(value)
+    }
+
+    fn eval_node(&mut self, expr: &Expr, grid: Grid) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; grid.len()])),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, grid),
+            Expr::Unary(u) => match self.eval(&u.expr, grid)? {
+                Value::Scalar(mut v) => {
+                    v.iter_mut().for_each(|x| *x = -*x);
+                    Ok(Value::Scalar(v))
+                }
+                Value::Vector(series) => {
+                    let series = series
+                        .into_iter()
+                        .map(|mut s| {
+                            s.labels = s.labels.without_metric_name();
+                            s.points.iter_mut().for_each(|p| p.v = -p.v);
+                            s
+                        })
+                        .collect();
+                    Ok(Value::Vector(merge_same_labels(series)?))
+                }
+                other => Err(exec(format!(
+                    "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, grid, false)?)),
+            Expr::MatrixSelector(ms) => {
+                let range = duration_ms(&ms.range);
+                Ok(Value::Matrix(self.range_selector(&ms.vs, range, grid)?))
+            }
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, grid)?)),
+            Expr::Call(call) => self.call(call, grid),
+            Expr::Aggregate(agg) => self.aggregate(agg, grid),
+            Expr::Binary(bin) => self.binary(bin, grid),
+            Expr::Extension(_) => Err(exec("extension expressions are not supported")),
+        }
+    }
+
+    /// Evaluates an expression that must give one number per step.
+    pub fn eval_scalar(&mut self, expr: &Expr, grid: Grid, what: &str) -> Result<Vec<f64>> {
+        match self.eval(expr, grid)? {
+            Value::Scalar(v) => Ok(v),
+            other => Err(exec(format!(
+                "expected type scalar in {what}, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    pub fn eval_vector(&mut self, expr: &Expr, grid: Grid, what: &str) -> Result<Vec<Series>> {
+        match self.eval(expr, grid)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(exec(format!(
+                "expected type instant vector in {what}, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    pub fn eval_range(&mut self, expr: &Expr, grid: Grid, what: &str) -> Result<RangeVector> {
+        match self.eval(expr, grid)? {
+            Value::Matrix(v) => Ok(v),
+            other => Err(exec(format!(
+                "expected type range vector in {what}, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    pub fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|at| match at {
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+            AtModifier::At(t) => system_time_ms(*t),
+        })
+    }
+
+    fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
+        let sets = selector_matchers(vs)?;
+        let mut out: Vec<SeriesSamples> = Vec::new();
+        for (i, matchers) in sets.iter().enumerate() {
+            let found = self.reader.select(matchers, mint, maxt)?;
+            if i == 0 {
+                out = found;
+            } else {
+                // `{a="1" or b="2"}`: the union, each series once.
+                let mut by_labels: HashMap<Labels, SeriesSamples> =
+                    out.drain(..).map(|s| (s.labels.clone(), s)).collect();
+                for s in found {
+                    by_labels.entry(s.labels.clone()).or_insert(s);
+                }
+                out = by_labels.into_values().collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+        }
+        let n = out.iter().map(|s| s.samples.len()).sum();
+        self.charge(n)?;
+        Ok(out)
+    }
+
+    /// An instant selector: at each step the newest sample in `(t - lookback, t]`
+    /// (shifted by offset and pinned by `@`), unless it is a staleness marker.
+    /// With `timestamps`, the value is the sample's time in seconds (`timestamp()`).
+    pub fn vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        grid: Grid,
+        timestamps: bool,
+    ) -> Result<Vec<Series>> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let lookback = self.options.lookback_delta_ms;
+        let first = at.unwrap_or(grid.start) - offset;
+        let last = at.unwrap_or(grid.end) - offset;
+        let data = self.select(vs, first - lookback + 1, last)?;
+        let mut out = Vec::with_capacity(data.len());
+        for s in data {
+            self.check_deadline()?;
+            let samples = &s.samples;
+            let mut points = Vec::new();
+            let mut next = 0usize;
+            for i in 0..grid.len() {
+                let ts = grid.ts(i);
+                let t = at.unwrap_or(ts) - offset;
+                if at.is_some() {
+                    next = 0;
+                }
+                while next < samples.len() && samples[next].timestamp_ms <= t {
+                    next += 1;
+                }
+                if next == 0 {
+                    continue;
+                }
+                let sample = samples[next - 1];
+                if sample.timestamp_ms <= t - lookback || is_stale_nan(sample.value) {
+                    continue;
+                }
+                let v = if timestamps {
+                    sample.timestamp_ms as f64 / 1000.0
+                } else {
+                    sample.value
+                };
+                points.push(Point { t: ts, v });
+            }
+            if !points.is_empty() {
+                out.push(Series {
+                    labels: s.labels,
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn range_selector(
+        &mut self,
+        vs: &VectorSelector,
+        range: i64,
+        grid: Grid,
+    ) -> Result<RangeVector> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let first = at.unwrap_or(grid.start) - offset;
+        let last = at.unwrap_or(grid.end) - offset;
+        let data = self.select(vs, first - range + 1, last)?;
+        let series = data
+            .into_iter()
+            .map(|s| Series {
+                labels: s.labels,
+                points: s
+                    .samples
+                    .iter()
+                    .filter(|p| !is_stale_nan(p.value))
+                    .map(|p| Point {
+                        t: p.timestamp_ms,
+                        v: p.value,
+                    })
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        Ok(RangeVector {
+            series,
+            range,
+            offset,
+            at,
+            selector_labels: Some(equality_labels(vs)),
+        })
+    }
+
+    fn subquery(
+        &mut self,
+        sq: &promql_parser::parser::SubqueryExpr,
+        grid: Grid,
+    ) -> Result<RangeVector> {
+        let offset = offset_ms(&sq.offset);
+        let at = self.at_ms(&sq.at);
+        let range = duration_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map_or(self.options.default_subquery_step_ms, duration_ms);
+        if step <= 0 {
+            return Err(exec("zero or negative subquery step"));
+        }
+        let (first, last) = match at {
+            Some(a) => (a - offset, a - offset),
+            None => (grid.start - offset, grid.end - offset),
+        };
+        // The first step-aligned time after the earliest window's start.
+        let mut start = step * ((first - range) / step);
+        if start <= first - range {
+            start += step;
+        }
+        let inner = Grid {
+            start,
+            end: last,
+            step,
+        };
+        let series = match self.eval(&sq.expr, inner)? {
+            Value::Vector(series) => series,
+            other => {
+                return Err(exec(format!(
+                    "subquery is only allowed on instant vector, got {} instead",
+                    other.type_name()
+                )));
+            }
+        };
+        Ok(RangeVector {
+            series,
+            range,
+            offset,
+            at,
+            selector_labels: None,
+        })
+    }
+}
+
+/// The matcher sets of a selector: one, or several for `{a="1" or b="2"}`.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>> {
+    let convert = |m: &promql_parser::label::Matcher| -> Result<Matcher> {
+        let op = match m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::Regex,
+            PMatchOp::NotRe(_) => MatchOp::NotRegex,
+        };
+        Matcher::new(m.name.clone(), op, m.value.clone()).map_err(Error::Parse)
+    };
+    let name = vs
+        .name
+        .as_ref()
+        .map(|n| Matcher::new(sextant_model::METRIC_NAME, MatchOp::Equal, n.clone()));
+    let mut sets = Vec::new();
+    let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty() {
+        vec![&vs.matchers.matchers]
+    } else {
+        vs.matchers.or_matchers.iter().collect()
+    };
+    for group in groups {
+        let mut set: Vec<Matcher> = group.iter().map(convert).collect::<Result<_>>()?;
+        if let Some(name) = &name {
+            set.push(name.clone().map_err(Error::Parse)?);
+        }
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+/// The labels `absent()` reports for a selector: its equality matchers, each
+/// name once.
+pub(crate) fn equality_labels(vs: &VectorSelector) -> Labels {
+    // Prometheus's rule: the first `=` matcher of a name sets it; any other
+    // matcher of that name removes it again.
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut has: Vec<&str> = Vec::new();
+    if vs.matchers.or_matchers.is_empty() {
+        for m in &vs.matchers.matchers {
+            if m.name == sextant_model::METRIC_NAME {
+                continue;
+            }
+            if m.op == PMatchOp::Equal && !has.contains(&m.name.as_str()) {
+                pairs.retain(|(n, _)| *n != m.name);
+                pairs.push((m.name.clone(), m.value.clone()));
+                has.push(&m.name);
+            } else {
+                pairs.retain(|(n, _)| *n != m.name);
+            }
+        }
+    }
+    Labels::from_pairs(pairs)
+}
+
+pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Series that came to share labels (a dropped metric name) become one,
+/// unless they have points at the same step: Prometheus's "vector cannot
+/// contain metrics with the same labelset".
+pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<Series> = Vec::with_capacity(series.len());
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                let target = &mut out[i];
+                let mut points = Vec::with_capacity(target.points.len() + s.points.len());
+                let (a, b) = (&target.points, &s.points);
+                let (mut i, mut j) = (0, 0);
+                while i < a.len() || j < b.len() {
+                    if j == b.len() || (i < a.len() && a[i].t < b[j].t) {
+                        points.push(a[i]);
+                        i += 1;
+                    } else if i == a.len() || b[j].t < a[i].t {
+                        points.push(b[j]);
+                        j += 1;
+                    } else {
+                        return Err(duplicate_labelset());
+                    }
+                }
+                target.points = points;
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn duplicate_labelset() -> Error {
+    exec("vector cannot contain metrics with the same labelset")
+}
+
+/// Fails when two series of a result share labels.
+pub(crate) fn check_unique_labels(series: &[Series]) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(series.len());
+    for s in series {
+        if !seen.insert(&s.labels) {
+            return Err(duplicate_labelset());
+        }
+    }
+    Ok(())
+}

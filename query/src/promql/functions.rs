@@ -1,0 +1,1124 @@
+//! PromQL's functions, with Prometheus's numerics (Kahan sums, its linear
+//! regression, its rate extrapolation, its bucket quantile).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{Call, Expr};
+use sextant_model::{Labels, is_valid_label_name};
+
+use super::eval::{Evaluator, Grid, Value, equality_labels, exec, merge_same_labels};
+use super::{Point, Series};
+use crate::Result;
+
+/// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
+pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Prometheus's `quantile`: linear interpolation between the closest ranks.
+pub(crate) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    // NaN sorts first, as in Prometheus.
+    values.sort_by(|a, b| {
+        b.is_nan()
+            .cmp(&a.is_nan())
+            .then_with(|| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`, as Prometheus prints values.
+pub fn format_go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Go's `math.Max`/`math.Min`: NaN wins.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn linear_regression(points: &[Point], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = points[0].v;
+    let mut const_y = true;
+    for (i, p) in points.iter().enumerate() {
+        if const_y && i > 0 && p.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (p.t - intercept_time) as f64 / 1e3;
+        (sum_x, c_x) = kahan_sum_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_sum_inc(p.v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_sum_inc(x * p.v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_sum_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// `rate`, `increase` and `delta`: the change over the window, extrapolated
+/// to the window's edges as Prometheus does.
+fn extrapolated_rate(
+    w: &[Point],
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut result = last.v - first.v;
+    if counter {
+        let mut prev = first.v;
+        for p in &w[1..] {
+            if p.v < prev {
+                result += prev;
+            }
+            prev = p.v;
+        }
+    }
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg_between = sampled / (w.len() - 1) as f64;
+    let threshold = avg_between * 1.1;
+    if to_start >= threshold {
+        to_start = avg_between / 2.0;
+    }
+    if counter {
+        let mut to_zero = to_start;
+        if result > 0.0 && first.v >= 0.0 {
+            to_zero = sampled * (first.v / result);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_between / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if rate {
+        factor /= range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_delta(w: &[Point], rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let last = w[w.len() - 1];
+    let prev = w[w.len() - 2];
+    let mut result = if rate && last.v < prev.v {
+        last.v
+    } else {
+        last.v - prev.v
+    };
+    if rate {
+        let sampled = last.t - prev.t;
+        if sampled == 0 {
+            return None;
+        }
+        result /= sampled as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+fn avg_values(w: &[Point]) -> f64 {
+    let (mut sum, mut c, mut mean) = (w[0].v, 0.0, 0.0);
+    let mut incremental = false;
+    let mut count = 1.0;
+    for p in &w[1..] {
+        count += 1.0;
+        if !incremental {
+            let (s, nc) = kahan_sum_inc(p.v, sum, c);
+            if !s.is_infinite() {
+                (sum, c) = (s, nc);
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        if mean.is_infinite() {
+            if p.v.is_infinite() && (mean > 0.0) == (p.v > 0.0) {
+                continue;
+            }
+            if !p.v.is_infinite() && !p.v.is_nan() {
+                continue;
+            }
+        }
+        let current = mean + c;
+        (mean, c) = kahan_sum_inc(p.v / count - current / count, mean, c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        (sum + c) / count
+    }
+}
+
+fn stdvar_values(w: &[Point]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for p in w {
+        count += 1.0;
+        let delta = p.v - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (p.v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+fn double_exponential_smoothing(w: &[Point], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, w[0].v);
+    let mut b = w[1].v - w[0].v;
+    for (i, p) in w.iter().enumerate().skip(1) {
+        let x = sf * p.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        (s0, s1) = (s1, x + y);
+    }
+    Some(s1)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn date_part(name: &str, seconds: f64) -> f64 {
+    let secs = seconds as i64;
+    let days = secs.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let month_days = [
+        31,
+        if is_leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    (match name {
+        "minute" => secs.rem_euclid(3600) / 60,
+        "hour" => secs.rem_euclid(86_400) / 3600,
+        "day_of_week" => (days + 4).rem_euclid(7),
+        "day_of_month" => d,
+        "day_of_year" => month_days[..(m - 1) as usize].iter().sum::<i64>() + d,
+        "days_in_month" => month_days[(m - 1) as usize],
+        "month" => m,
+        _ => y,
+    }) as f64
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
+        "abs" => f64::abs,
+        "ceil" => f64::ceil,
+        "floor" => f64::floor,
+        "exp" => f64::exp,
+        "ln" => f64::ln,
+        "log2" => f64::log2,
+        "log10" => f64::log10,
+        "sqrt" => f64::sqrt,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "deg" => |v| v * 180.0 / std::f64::consts::PI,
+        "rad" => |v| v * std::f64::consts::PI / 180.0,
+        "sgn" => |v: f64| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        },
+        _ => return None,
+    })
+}
+
+/// Natural order: digit runs compare as numbers.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, _) => return Ordering::Less,
+            (_, None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let na = std::str::from_utf8(&a[..da])
+                    .unwrap_or("0")
+                    .trim_start_matches('0');
+                let nb = std::str::from_utf8(&b[..db])
+                    .unwrap_or("0")
+                    .trim_start_matches('0');
+                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                (a, b) = (&a[da..], &b[db..]);
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                (a, b) = (&a[1..], &b[1..]);
+            }
+        }
+    }
+}
+
+fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Prometheus's classic-histogram quantile over `(upper bound, count)` buckets.
+fn bucket_quantile(q: f64, buckets: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let Some(mut buckets) = normalize_buckets(buckets) else {
+        return f64::NAN;
+    };
+    // Force monotonic counts; ignore differences within floating-point noise.
+    let mut prev = buckets[0].1;
+    for b in buckets.iter_mut().skip(1) {
+        let curr = b.1;
+        if curr == prev {
+            continue;
+        }
+        if almost_equal(prev, curr, 1e-12) || curr < prev {
+            b.1 = prev;
+            continue;
+        }
+        prev = curr;
+    }
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let b = buckets[..buckets.len() - 1]
+        .iter()
+        .position(|b| b.1 >= rank)
+        .unwrap_or(buckets.len() - 1);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let mut start = 0.0;
+    let end = buckets[b].0;
+    let mut count = buckets[b].1;
+    if b > 0 {
+        start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < epsilon * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
+}
+
+fn map_points(
+    series: Vec<Series>,
+    keep_name: bool,
+    mut f: impl FnMut(usize, f64) -> Option<f64>,
+    grid: Grid,
+) -> Result<Vec<Series>> {
+    let mut out = Vec::with_capacity(series.len());
+    for mut s in series {
+        s.points.retain_mut(|p| match f(grid.index(p.t), p.v) {
+            Some(v) => {
+                p.v = v;
+                true
+            }
+            None => false,
+        });
+        if s.points.is_empty() {
+            continue;
+        }
+        if !keep_name {
+            s.labels = s.labels.without_metric_name();
+        }
+        out.push(s);
+    }
+    if keep_name {
+        Ok(out)
+    } else {
+        merge_same_labels(out)
+    }
+}
+
+/// A range function over one window: `(step, window end, points)`.
+type WindowFn = Box<dyn Fn(usize, i64, &[Point]) -> Option<f64>>;
+
+impl Evaluator<'_> {
+    pub(super) fn call(&mut self, call: &Call, grid: Grid) -> Result<Value> {
+        let name = call.func.name;
+        let args: Vec<&Expr> = call.args.args.iter().map(|a| &**a).collect();
+        let steps = grid.len();
+        let what = format!("call to function {name:?}");
+        if let Some(f) = math_fn(name) {
+            let v = self.eval_vector(args[0], grid, &what)?;
+            return Ok(Value::Vector(map_points(
+                v,
+                false,
+                |_, x| Some(f(x)),
+                grid,
+            )?));
+        }
+        match name {
+            "time" => Ok(Value::Scalar(
+                (0..steps).map(|i| grid.ts(i) as f64 / 1000.0).collect(),
+            )),
+            "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; steps])),
+            // The query's own step, range, start and end, in seconds.
+            "step" => Ok(Value::Scalar(vec![self.query_step as f64 / 1000.0; steps])),
+            "range" => Ok(Value::Scalar(vec![
+                (self.query_end - self.query_start)
+                    as f64
+                    / 1000.0;
+                steps
+            ])),
+            "start" => Ok(Value::Scalar(vec![self.query_start as f64 / 1000.0; steps])),
+            "end" => Ok(Value::Scalar(vec![self.query_end as f64 / 1000.0; steps])),
+            "min_of" | "max_of" => {
+                let a = self.eval_scalar(args[0], grid, &what)?;
+                let b = self.eval_scalar(args[1], grid, &what)?;
+                let f = if name == "min_of" { go_min } else { go_max };
+                Ok(Value::Scalar(
+                    a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect(),
+                ))
+            }
+            "vector" => {
+                let v = self.eval_scalar(args[0], grid, &what)?;
+                Ok(Value::Vector(vec![Series {
+                    labels: Labels::default(),
+                    points: v
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| Point { t: grid.ts(i), v })
+                        .collect(),
+                }]))
+            }
+            "scalar" => {
+                let series = self.eval_vector(args[0], grid, &what)?;
+                let mut count = vec![0u32; steps];
+                let mut value = vec![f64::NAN; steps];
+                for s in &series {
+                    for p in &s.points {
+                        let i = grid.index(p.t);
+                        count[i] += 1;
+                        value[i] = p.v;
+                    }
+                }
+                Ok(Value::Scalar(
+                    value
+                        .into_iter()
+                        .zip(count)
+                        .map(|(v, n)| if n == 1 { v } else { f64::NAN })
+                        .collect(),
+                ))
+            }
+            "timestamp" => {
+                let series = match unwrap_parens(args[0]) {
+                    Expr::VectorSelector(vs) => self.vector_selector(vs, grid, true)?,
+                    other => {
+                        let mut v = self.eval_vector(other, grid, &what)?;
+                        for s in &mut v {
+                            s.points.iter_mut().for_each(|p| p.v = p.t as f64 / 1000.0);
+                        }
+                        v
+                    }
+                };
+                Ok(Value::Vector(map_points(
+                    series,
+                    false,
+                    |_, v| Some(v),
+                    grid,
+                )?))
+            }
+            "absent" => {
+                let series = self.eval_vector(args[0], grid, &what)?;
+                let labels = match unwrap_parens(args[0]) {
+                    Expr::VectorSelector(vs) => equality_labels(vs),
+                    _ => Labels::default(),
+                };
+                let mut present = vec![false; steps];
+                for s in &series {
+                    for p in &s.points {
+                        present[grid.index(p.t)] = true;
+                    }
+                }
+                Ok(Value::Vector(absent_series(labels, &present, grid)))
+            }
+            "round" => {
+                let v = self.eval_vector(args[0], grid, &what)?;
+                let to = match args.get(1) {
+                    Some(a) => self.eval_scalar(a, grid, &what)?,
+                    None => vec![1.0; steps],
+                };
+                Ok(Value::Vector(map_points(
+                    v,
+                    false,
+                    |i, x| {
+                        let inverse = 1.0 / to[i];
+                        Some((x * inverse + 0.5).floor() / inverse)
+                    },
+                    grid,
+                )?))
+            }
+            "clamp" | "clamp_min" | "clamp_max" => {
+                let v = self.eval_vector(args[0], grid, &what)?;
+                let a = self.eval_scalar(args[1], grid, &what)?;
+                let b = match args.get(2) {
+                    Some(e) => self.eval_scalar(e, grid, &what)?,
+                    None => Vec::new(),
+                };
+                Ok(Value::Vector(map_points(
+                    v,
+                    false,
+                    |i, x| match name {
+                        "clamp_min" => Some(go_max(x, a[i])),
+                        "clamp_max" => Some(go_min(x, a[i])),
+                        _ if b[i] < a[i] => None,
+                        _ => Some(go_max(a[i], go_min(b[i], x))),
+                    },
+                    grid,
+                )?))
+            }
+            "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year"
+            | "days_in_month" | "month" | "year" => {
+                let v = match args.first() {
+                    Some(a) => self.eval_vector(a, grid, &what)?,
+                    None => vec![Series {
+                        labels: Labels::default(),
+                        points: (0..steps)
+                            .map(|i| Point {
+                                t: grid.ts(i),
+                                v: grid.ts(i) as f64 / 1000.0,
+                            })
+                            .collect(),
+                    }],
+                };
+                Ok(Value::Vector(map_points(
+                    v,
+                    false,
+                    |_, x| Some(date_part(name, x)),
+                    grid,
+                )?))
+            }
+            "sort" | "sort_desc" => {
+                let mut v = self.eval_vector(args[0], grid, &what)?;
+                if steps == 1 {
+                    let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);
+                    v.sort_by(|a, b| {
+                        let (x, y) = (key(a), key(b));
+                        let by_value = if name == "sort" {
+                            x.partial_cmp(&y)
+                        } else {
+                            y.partial_cmp(&x)
+                        };
+                        x.is_nan()
+                            .cmp(&y.is_nan())
+                            .then(by_value.unwrap_or(std::cmp::Ordering::Equal))
+                    });
+                }
+                Ok(Value::Vector(v))
+            }
+            "sort_by_label" | "sort_by_label_desc" => {
+                let mut v = self.eval_vector(args[0], grid, &what)?;
+                let mut names = Vec::new();
+                for a in &args[1..] {
+                    match self.eval(a, grid)? {
+                        Value::String(s) => names.push(s),
+                        other => {
+                            return Err(exec(format!(
+                                "expected string label names in {what}, got {}",
+                                other.type_name()
+                            )));
+                        }
+                    }
+                }
+                v.sort_by(|a, b| {
+                    let mut ord = std::cmp::Ordering::Equal;
+                    for n in &names {
+                        let (x, y) = (a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                        if x != y {
+                            ord = natural_cmp(x, y);
+                            break;
+                        }
+                    }
+                    let ord = ord.then_with(|| a.labels.cmp(&b.labels));
+                    if name == "sort_by_label_desc" {
+                        ord.reverse()
+                    } else {
+                        ord
+                    }
+                });
+                Ok(Value::Vector(v))
+            }
+            "label_replace" => self.label_replace(&args, grid),
+            "label_join" => self.label_join(&args, grid),
+            "histogram_quantile" => {
+                let q = self.eval_scalar(args[0], grid, &what)?;
+                let v = self.eval_vector(args[1], grid, &what)?;
+                Ok(Value::Vector(classic_histograms(v, grid, |i, b| {
+                    bucket_quantile(q[i], b)
+                })?))
+            }
+            "histogram_fraction" => {
+                let lower = self.eval_scalar(args[0], grid, &what)?;
+                let upper = self.eval_scalar(args[1], grid, &what)?;
+                let v = self.eval_vector(args[2], grid, &what)?;
+                Ok(Value::Vector(classic_histograms(v, grid, |i, b| {
+                    bucket_fraction(lower[i], upper[i], b)
+                })?))
+            }
+            "histogram_quantiles" => {
+                let v = self.eval_vector(args[0], grid, &what)?;
+                let label = match self.eval(args[1], grid)? {
+                    Value::String(s) => s,
+                    other => {
+                        return Err(exec(format!(
+                            "expected a label name in {what}, got {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                if !is_valid_label_name(&label) {
+                    return Err(exec(format!("invalid label name {label:?}")));
+                }
+                let mut out = Vec::new();
+                for q_arg in &args[2..] {
+                    let q = self.eval_scalar(q_arg, grid, &what)?;
+                    for mut s in
+                        classic_histograms(v.clone(), grid, |i, b| bucket_quantile(q[i], b))?
+                    {
+                        // Label each result with its quantile, written as Prometheus does ("0.0", "0.25").
+                        s.labels = s.labels.with(&label, &format!("{:?}", q[0]));
+                        out.push(s);
+                    }
+                }
+                Ok(Value::Vector(merge_same_labels(out)?))
+            }
+            // These read native histograms only; float samples are ignored.
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" => {
+                for a in &args {
+                    self.eval(a, grid)?;
+                }
+                Ok(Value::Vector(Vec::new()))
+            }
+            _ => self.range_function(name, &args, grid),
+        }
+    }
+
+    fn label_replace(&mut self, args: &[&Expr], grid: Grid) -> Result<Value> {
+        let what = "call to function \"label_replace\"";
+        let v = self.eval_vector(args[0], grid, what)?;
+        let mut strings = Vec::new();
+        for a in &args[1..] {
+            match self.eval(a, grid)? {
+                Value::String(s) => strings.push(s),
+                other => {
+                    return Err(exec(format!(
+                        "expected string arguments in {what}, got {}",
+                        other.type_name()
+                    )));
+                }
+            }
+        }
+        let [dst, replacement, src, pattern] = &strings[..] else {
+            return Err(exec("label_replace takes a vector and four strings"));
+        };
+        let re = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+            exec(format!(
+                "invalid regular expression in label_replace(): {pattern}: {e}"
+            ))
+        })?;
+        if !is_valid_label_name(dst) && dst != sextant_model::METRIC_NAME {
+            return Err(exec(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let out = v
+            .into_iter()
+            .map(|mut s| {
+                let value = s.labels.get(src).unwrap_or("").to_string();
+                if let Some(caps) = re.captures(&value) {
+                    let mut result = String::new();
+                    caps.expand(replacement, &mut result);
+                    s.labels = s.labels.with(dst, &result);
+                }
+                s
+            })
+            .collect();
+        Ok(Value::Vector(merge_same_labels(out)?))
+    }
+
+    fn label_join(&mut self, args: &[&Expr], grid: Grid) -> Result<Value> {
+        let what = "call to function \"label_join\"";
+        let v = self.eval_vector(args[0], grid, what)?;
+        let mut strings = Vec::new();
+        for a in &args[1..] {
+            match self.eval(a, grid)? {
+                Value::String(s) => strings.push(s),
+                other => {
+                    return Err(exec(format!(
+                        "expected string arguments in {what}, got {}",
+                        other.type_name()
+                    )));
+                }
+            }
+        }
+        if strings.len() < 2 {
+            return Err(exec(
+                "label_join takes a vector, a destination label, a separator and source labels",
+            ));
+        }
+        let (dst, sep, srcs) = (&strings[0], &strings[1], &strings[2..]);
+        if !is_valid_label_name(dst) && dst != sextant_model::METRIC_NAME {
+            return Err(exec(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        for src in srcs {
+            if !is_valid_label_name(src) && src != sextant_model::METRIC_NAME {
+                return Err(exec(format!(
+                    "invalid source label name in label_join(): {src}"
+                )));
+            }
+        }
+        let out = v
+            .into_iter()
+            .map(|mut s| {
+                let joined: Vec<&str> =
+                    srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+                let joined = joined.join(sep);
+                s.labels = s.labels.with(dst, &joined);
+                s
+            })
+            .collect();
+        Ok(Value::Vector(merge_same_labels(out)?))
+    }
+
+    fn range_function(&mut self, name: &str, args: &[&Expr], grid: Grid) -> Result<Value> {
+        let what = format!("call to function {name:?}");
+        // The range argument and the scalars around it.
+        let (range_at, scalars): (usize, Vec<usize>) = match name {
+            "quantile_over_time" => (1, vec![0]),
+            "predict_linear" => (0, vec![1]),
+            "double_exponential_smoothing" | "holt_winters" => (0, vec![1, 2]),
+            _ => (0, vec![]),
+        };
+        if args.len() <= range_at || scalars.iter().any(|&i| i >= args.len()) {
+            return Err(exec(format!(
+                "function {name:?} is not supported by Sextant's engine yet"
+            )));
+        }
+        let mut params: Vec<Vec<f64>> = Vec::new();
+        for &i in &scalars {
+            params.push(self.eval_scalar(args[i], grid, &what)?);
+        }
+        let rv = self.eval_range(args[range_at], grid, &what)?;
+        if name == "absent_over_time" {
+            let mut present = vec![false; grid.len()];
+            for s in &rv.series {
+                rv.for_each_window(&s.points, grid, |i, _, _| present[i] = true);
+            }
+            let labels = rv.selector_labels.unwrap_or_default();
+            return Ok(Value::Vector(absent_series(labels, &present, grid)));
+        }
+        if matches!(name, "double_exponential_smoothing" | "holt_winters") {
+            for (&sf, &tf) in params[0].iter().zip(&params[1]) {
+                if sf <= 0.0 || sf >= 1.0 {
+                    return Err(exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return Err(exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
+            }
+        }
+        let keep_name = matches!(name, "last_over_time" | "first_over_time");
+        let f: WindowFn = match name {
+            "rate" | "increase" | "delta" => {
+                let (counter, rate) = (name != "delta", name == "rate");
+                let range = rv.range;
+                Box::new(move |_, end, w| {
+                    extrapolated_rate(w, end - range, end, range, counter, rate)
+                })
+            }
+            "irate" => Box::new(|_, _, w| instant_delta(w, true)),
+            "idelta" => Box::new(|_, _, w| instant_delta(w, false)),
+            "deriv" => Box::new(|_, _, w| (w.len() >= 2).then(|| linear_regression(w, w[0].t).0)),
+            "predict_linear" => {
+                let d = params[0].clone();
+                Box::new(move |i, _, w| {
+                    if w.len() < 2 {
+                        return None;
+                    }
+                    let (slope, intercept) = linear_regression(w, grid.ts(i));
+                    Some(slope * d[i] + intercept)
+                })
+            }
+            "resets" => {
+                Box::new(|_, _, w| Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64))
+            }
+            "changes" => Box::new(|_, _, w| {
+                Some(
+                    w.windows(2)
+                        .filter(|p| !(p[1].v == p[0].v || (p[1].v.is_nan() && p[0].v.is_nan())))
+                        .count() as f64,
+                )
+            }),
+            "sum_over_time" => Box::new(|_, _, w| {
+                let (s, c) = w
+                    .iter()
+                    .fold((0.0, 0.0), |(s, c), p| kahan_sum_inc(p.v, s, c));
+                Some(s + c)
+            }),
+            "avg_over_time" => Box::new(|_, _, w| Some(avg_values(w))),
+            "count_over_time" => Box::new(|_, _, w| Some(w.len() as f64)),
+            "present_over_time" => Box::new(|_, _, _| Some(1.0)),
+            "last_over_time" => Box::new(|_, _, w| Some(w[w.len() - 1].v)),
+            "first_over_time" => Box::new(|_, _, w| Some(w[0].v)),
+            "ts_of_last_over_time" => Box::new(|_, _, w| Some(w[w.len() - 1].t as f64 / 1000.0)),
+            "ts_of_first_over_time" => Box::new(|_, _, w| Some(w[0].t as f64 / 1000.0)),
+            "max_over_time" | "min_over_time" | "ts_of_max_over_time" | "ts_of_min_over_time" => {
+                let max = name.contains("max");
+                let ts = name.starts_with("ts_of");
+                Box::new(move |_, _, w| {
+                    let mut best = w[0];
+                    for p in w {
+                        let better = match (max, ts) {
+                            (true, false) => p.v > best.v,
+                            (false, false) => p.v < best.v,
+                            (true, true) => p.v >= best.v,
+                            (false, true) => p.v <= best.v,
+                        };
+                        if better || best.v.is_nan() {
+                            best = *p;
+                        }
+                    }
+                    Some(if ts { best.t as f64 / 1000.0 } else { best.v })
+                })
+            }
+            "stddev_over_time" => Box::new(|_, _, w| Some(stdvar_values(w).sqrt())),
+            "stdvar_over_time" => Box::new(|_, _, w| Some(stdvar_values(w))),
+            "quantile_over_time" => {
+                let q = params[0].clone();
+                Box::new(move |i, _, w| Some(quantile(q[i], w.iter().map(|p| p.v).collect())))
+            }
+            "mad_over_time" => Box::new(|_, _, w| {
+                if w.iter().any(|p| p.v.is_nan()) {
+                    return Some(f64::NAN);
+                }
+                let median = quantile(0.5, w.iter().map(|p| p.v).collect());
+                Some(quantile(
+                    0.5,
+                    w.iter().map(|p| (p.v - median).abs()).collect(),
+                ))
+            }),
+            "double_exponential_smoothing" | "holt_winters" => {
+                let (sf, tf) = (params[0].clone(), params[1].clone());
+                Box::new(move |i, _, w| double_exponential_smoothing(w, sf[i], tf[i]))
+            }
+            other => {
+                return Err(exec(format!(
+                    "function {other:?} is not supported by Sextant's engine yet"
+                )));
+            }
+        };
+        let mut out = Vec::with_capacity(rv.series.len());
+        for s in &rv.series {
+            self.check_deadline()?;
+            let mut points = Vec::new();
+            rv.for_each_window(&s.points, grid, |i, end, w| {
+                if let Some(v) = f(i, end, w) {
+                    points.push(Point { t: grid.ts(i), v });
+                }
+            });
+            if !points.is_empty() {
+                let labels = if keep_name {
+                    s.labels.clone()
+                } else {
+                    s.labels.without_metric_name()
+                };
+                out.push(Series { labels, points });
+            }
+        }
+        Ok(Value::Vector(if keep_name {
+            out
+        } else {
+            merge_same_labels(out)?
+        }))
+    }
+}
+
+fn absent_series(labels: Labels, present: &[bool], grid: Grid) -> Vec<Series> {
+    let points: Vec<Point> = present
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !**p)
+        .map(|(i, _)| Point {
+            t: grid.ts(i),
+            v: 1.0,
+        })
+        .collect();
+    if points.is_empty() {
+        Vec::new()
+    } else {
+        vec![Series { labels, points }]
+    }
+}
+
+/// Classic histograms: series grouped by their labels without `le`, and
+/// `f(step, buckets)` per step over `(upper bound, count)` buckets. The metric
+/// name is part of the group (two histograms never mix) and dropped from the
+/// result, so two metrics that collide are an error.
+fn classic_histograms(
+    series: Vec<Series>,
+    grid: Grid,
+    f: impl Fn(usize, Vec<(f64, f64)>) -> f64,
+) -> Result<Vec<Series>> {
+    let mut groups: Vec<(Labels, Vec<(f64, &Series)>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for s in &series {
+        let Some(le) = s.labels.get("le") else {
+            continue;
+        };
+        let Ok(bound) = parse_go_float(le) else {
+            continue;
+        };
+        let key = s.labels.filter(|n| n != "le");
+        let next = groups.len();
+        let g = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            next
+        });
+        groups[g].1.push((bound, s));
+    }
+    let mut out = Vec::new();
+    for (labels, members) in groups {
+        let mut per_step: Vec<Vec<(f64, f64)>> = vec![Vec::new(); grid.len()];
+        for (bound, s) in members {
+            for p in &s.points {
+                per_step[grid.index(p.t)].push((bound, p.v));
+            }
+        }
+        let points: Vec<Point> = per_step
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| Point {
+                t: grid.ts(i),
+                v: f(i, b),
+            })
+            .collect();
+        if !points.is_empty() {
+            out.push(Series {
+                labels: labels.without_metric_name(),
+                points,
+            });
+        }
+    }
+    merge_same_labels(out)
+}
+
+/// Sorts buckets by bound and merges equal bounds; `None` without a `+Inf` bucket.
+fn normalize_buckets(mut buckets: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == b.0 => last.1 += b.1,
+            _ => merged.push(b),
+        }
+    }
+    Some(merged)
+}
+
+/// The fraction of observations between `lower` and `upper`, interpolating
+/// linearly within finite buckets. The first bucket starts at 0 when its
+/// bound is positive (as `histogram_quantile` assumes); a bucket of infinite
+/// width contributes whole when the range reaches its infinite end.
+fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<(f64, f64)>) -> f64 {
+    let Some(buckets) = normalize_buckets(buckets) else {
+        return f64::NAN;
+    };
+    let total = buckets[buckets.len() - 1].1;
+    if total == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let mut inside = 0.0;
+    let mut prev_count = 0.0;
+    for (i, &(hi, count)) in buckets.iter().enumerate() {
+        let lo = match i {
+            0 if hi > 0.0 => 0.0,
+            0 => f64::NEG_INFINITY,
+            _ => buckets[i - 1].0,
+        };
+        let n = count - prev_count;
+        prev_count = count;
+        // A bucket of infinite width counts whole when the range reaches its
+        // infinite end, and not at all otherwise.
+        let reaches_infinite_end = (hi == f64::INFINITY && upper == hi && lower < hi)
+            || (lo == f64::NEG_INFINITY && lower == lo && upper > lo);
+        if (lower <= lo && hi <= upper) || reaches_infinite_end {
+            inside += n;
+        } else if lo.is_finite() && hi.is_finite() {
+            let overlap = hi.min(upper) - lo.max(lower);
+            if overlap > 0.0 {
+                inside += n * overlap / (hi - lo);
+            }
+        }
+    }
+    inside / total
+}
+
+/// Go's `strconv.ParseFloat`, which also reads `+Inf`, `Inf` and `NaN`.
+pub(crate) fn parse_go_float(s: &str) -> std::result::Result<f64, std::num::ParseFloatError> {
+    match s.to_ascii_lowercase().as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Ok(f64::INFINITY),
+        "-inf" | "-infinity" => Ok(f64::NEG_INFINITY),
+        "nan" => Ok(f64::NAN),
+        _ => s.parse(),
+    }
+}

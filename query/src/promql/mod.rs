@@ -1,0 +1,271 @@
+//! PromQL: parsing (the `promql-parser` crate) and evaluation over the metrics
+//! store with Prometheus's semantics.
+//!
+//! Every expression is evaluated over a grid of steps (`start..=end` every
+//! `step`; an instant query is a grid of one step). Values flow between nodes
+//! as whole series, not step by step: a series' labels are fixed across steps,
+//! so grouping, matching and name handling are decided once per series and
+//! the per-step work is arithmetic on sorted point lists. Range selectors and
+//! subqueries stay unevaluated windows ([`eval::RangeVector`]) until the
+//! function that consumes them walks each series' windows in one pass.
+//!
+//! Windows follow Prometheus 3: a range `[5m]` at `t` holds samples in
+//! `(t-5m, t]`, and an instant selector looks back over `(t-lookback, t]`.
+
+mod aggregate;
+mod binary;
+mod eval;
+mod functions;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::Expr;
+use sextant_model::Labels;
+use sextant_storage::MetricsReader;
+
+use crate::{Error, Result};
+
+/// Limits and defaults of evaluation.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta_ms: i64,
+    /// The step of a subquery written without one (Prometheus: the global
+    /// evaluation interval, 1m by default).
+    pub default_subquery_step_ms: i64,
+    /// Most samples and points one query may hold at once.
+    pub max_samples: usize,
+    /// Longest a query may run.
+    pub timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta_ms: 5 * 60 * 1000,
+            default_subquery_step_ms: 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A point of a series: milliseconds and value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A series with its points, sorted by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    pub points: Vec<Point>,
+}
+
+/// One element of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantSample {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// What a query returns, in the Prometheus API's four shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryValue {
+    Scalar {
+        t: i64,
+        v: f64,
+    },
+    String {
+        t: i64,
+        v: String,
+    },
+    /// In the engine's order (meaningful after `sort`, `topk`, ...).
+    Vector(Vec<InstantSample>),
+    /// Sorted by labels for range queries.
+    Matrix(Vec<Series>),
+}
+
+impl QueryValue {
+    /// The API's `resultType`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Scalar { .. } => "scalar",
+            Self::String { .. } => "string",
+            Self::Vector(_) => "vector",
+            Self::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// Parses a PromQL expression; the error reads like Prometheus's.
+pub fn parse(query: &str) -> Result<Expr> {
+    if query.trim().is_empty() {
+        return Err(Error::Parse("no expression found in input".into()));
+    }
+    promql_parser::parser::parse(query).map_err(Error::Parse)
+}
+
+/// Every selector's matcher sets in `query` (a selector with `or` gives several).
+pub fn selectors(query: &str) -> Result<Vec<Vec<sextant_model::Matcher>>> {
+    fn walk(e: &Expr, out: &mut Vec<Vec<sextant_model::Matcher>>) -> Result<()> {
+        match e {
+            Expr::VectorSelector(vs) => out.extend(eval::selector_matchers(vs)?),
+            Expr::MatrixSelector(ms) => out.extend(eval::selector_matchers(&ms.vs)?),
+            Expr::Aggregate(a) => {
+                walk(&a.expr, out)?;
+                if let Some(p) = &a.param {
+                    walk(p, out)?;
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, out)?,
+            Expr::Binary(b) => {
+                walk(&b.lhs, out)?;
+                walk(&b.rhs, out)?;
+            }
+            Expr::Paren(p) => walk(&p.expr, out)?,
+            Expr::Subquery(s) => walk(&s.expr, out)?,
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    walk(a, out)?;
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(&parse(query)?, &mut out)?;
+    Ok(out)
+}
+
+/// Evaluates PromQL over a metrics reader.
+#[derive(Clone)]
+pub struct Engine {
+    reader: Arc<dyn MetricsReader>,
+    options: EngineOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(reader: Arc<dyn MetricsReader>, options: EngineOptions) -> Self {
+        Self { reader, options }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Evaluates `query` at `t` (ms).
+    pub fn instant_query(&self, query: &str, t: i64) -> Result<QueryValue> {
+        let expr = parse(query)?;
+        let grid = eval::Grid {
+            start: t,
+            end: t,
+            step: 1,
+        };
+        let mut ev = self.evaluator(t, t, 0);
+        let value = ev.eval(&expr, grid)?;
+        Ok(match value {
+            eval::Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
+            eval::Value::String(s) => QueryValue::String { t, v: s },
+            eval::Value::Vector(series) => {
+                eval::check_unique_labels(&series)?;
+                QueryValue::Vector(
+                    series
+                        .into_iter()
+                        .filter_map(|s| {
+                            let p = s.points.first()?;
+                            Some(InstantSample {
+                                labels: s.labels,
+                                t,
+                                v: p.v,
+                            })
+                        })
+                        .collect(),
+                )
+            }
+            eval::Value::Matrix(rv) => {
+                let mut out = Vec::new();
+                let (lo, hi) = rv.window_bounds(t);
+                for s in rv.series {
+                    let points: Vec<Point> = s
+                        .points
+                        .iter()
+                        .filter(|p| p.t > lo && p.t <= hi)
+                        .copied()
+                        .collect();
+                    if !points.is_empty() {
+                        out.push(Series {
+                            labels: s.labels,
+                            points,
+                        });
+                    }
+                }
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                QueryValue::Matrix(out)
+            }
+        })
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (all ms).
+    pub fn range_query(&self, query: &str, start: i64, end: i64, step: i64) -> Result<QueryValue> {
+        let expr = parse(query)?;
+        if step <= 0 {
+            return Err(Error::Execution(
+                "zero or negative query resolution step widths are not accepted".into(),
+            ));
+        }
+        let grid = eval::Grid { start, end, step };
+        let mut ev = self.evaluator(start, end, step);
+        let value = ev.eval(&expr, grid)?;
+        let mut series = match value {
+            eval::Value::Scalar(values) => vec![Series {
+                labels: Labels::default(),
+                points: values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| Point { t: grid.ts(i), v })
+                    .collect(),
+            }],
+            eval::Value::Vector(series) => series,
+            eval::Value::Matrix(_) => {
+                return Err(Error::Execution(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+            eval::Value::String(_) => {
+                return Err(Error::Execution(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+        };
+        series.retain(|s| !s.points.is_empty());
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        eval::check_unique_labels(&series)?;
+        Ok(QueryValue::Matrix(series))
+    }
+
+    fn evaluator(&self, start: i64, end: i64, step: i64) -> eval::Evaluator<'_> {
+        eval::Evaluator {
+            reader: &*self.reader,
+            options: &self.options,
+            query_start: start,
+            query_end: end,
+            query_step: step,
+            deadline: Instant::now() + self.options.timeout,
+            held: 0,
+        }
+    }
+}
