@@ -20,7 +20,7 @@ const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
 /// How many line errors an import error message lists before summarising.
 const ERRORS_SHOWN: usize = 5;
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -189,7 +189,7 @@ fn import_outcome(
 }
 
 /// Query parameters from the URL and, for POST, a form body.
-fn params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -200,7 +200,7 @@ fn params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> 
     pairs
 }
 
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
@@ -234,11 +234,11 @@ fn time_range(pairs: &[(String, String)]) -> Result<(i64, i64), ApiError> {
     Ok((start, end))
 }
 
-fn success(data: Value) -> Response {
+pub(crate) fn success(data: Value) -> Response {
     axum::Json(json!({ "status": "success", "data": data })).into_response()
 }
 
-fn labels_json(labels: &Labels) -> Value {
+pub(crate) fn labels_json(labels: &Labels) -> Value {
     Value::Object(
         labels
             .iter()

@@ -56,6 +56,34 @@ pub struct ConfigFile {
     /// The stores' tuning: WAL fsync policy, out-of-order window, limits.
     #[serde(default, deserialize_with = "null_as_default")]
     pub storage: StorageConfig,
+    /// PromQL limits and defaults.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub query: QuerySection,
+}
+
+/// The `query` section: Prometheus's `--query.*` flags.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerySection {
+    /// How far back an instant selector looks for a sample.
+    pub lookback_delta: PromDuration,
+    /// Longest a query may run before it fails with `timeout`.
+    pub timeout: PromDuration,
+    /// Most samples one query may hold in memory at once.
+    pub max_samples: usize,
+    /// Queries evaluated at once; more wait their turn.
+    pub max_concurrency: usize,
+}
+
+impl Default for QuerySection {
+    fn default() -> Self {
+        Self {
+            lookback_delta: PromDuration::from_secs(5 * 60),
+            timeout: PromDuration::from_secs(2 * 60),
+            max_samples: 50_000_000,
+            max_concurrency: 20,
+        }
+    }
 }
 
 fn unique_jobs<'de, D: serde::Deserializer<'de>>(

@@ -18,6 +18,7 @@ use sextant_storage::{MetricsReader, MetricsWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api;
+use crate::query_api::{self, QueryState};
 use crate::self_metrics::SelfMetrics;
 
 /// The stores, available once recovery is done.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub stores: Arc<OnceLock<Stores>>,
     /// Ingest requests being decoded or stored at once; beyond this, 429.
     pub ingest_slots: Arc<Semaphore>,
+    /// PromQL options and the queries running at once.
+    pub query: QueryState,
 }
 
 /// Ingest requests handled at once. Each holds its decoded batch in memory, so
@@ -54,7 +57,14 @@ impl AppState {
             metrics,
             stores,
             ingest_slots: Arc::new(Semaphore::new(INGEST_CONCURRENCY)),
+            query: QueryState::default(),
         }
+    }
+
+    /// The same state with these query settings.
+    pub fn with_query(mut self, query: QueryState) -> Self {
+        self.query = query;
+        self
     }
 
     /// A slot for one ingest request, or 429 when every slot is taken.
@@ -99,6 +109,23 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/metadata", get(api::metadata))
+        .route(
+            "/api/v1/query",
+            get(query_api::instant).post(query_api::instant),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query_api::range).post(query_api::range),
+        )
+        .route(
+            "/api/v1/format_query",
+            get(query_api::format_query).post(query_api::format_query),
+        )
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_api::query_exemplars).post(query_api::query_exemplars),
+        )
+        .route("/api/v1/status/buildinfo", get(query_api::buildinfo))
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -190,6 +217,10 @@ pub enum ApiError {
     Unsupported(String),
     /// Bad query parameters: 400 in Prometheus's envelope (`bad_data`).
     BadData(String),
+    /// A query failed while evaluating: 422 `execution`.
+    Execution(String),
+    /// A query ran out of time: 503 `timeout`.
+    Timeout(String),
     /// Storage failed: 500 (senders retry).
     Internal(String),
     /// Not ready yet: 503 with Retry-After.
@@ -212,6 +243,11 @@ impl From<sextant_query::Error> for ApiError {
     fn from(err: sextant_query::Error) -> Self {
         match err {
             sextant_query::Error::Storage(err) => err.into(),
+            err
+            @ (sextant_query::Error::Execution(_) | sextant_query::Error::TooManySamples(_)) => {
+                Self::Execution(err.to_string())
+            }
+            sextant_query::Error::Timeout(m) => Self::Timeout(m),
             other => Self::BadData(other.to_string()),
         }
     }
@@ -231,6 +267,16 @@ impl IntoResponse for ApiError {
             Self::BadData(m) => (
                 StatusCode::BAD_REQUEST,
                 axum::Json(json!({ "status": "error", "errorType": "bad_data", "error": m })),
+            )
+                .into_response(),
+            Self::Execution(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({ "status": "error", "errorType": "execution", "error": m })),
+            )
+                .into_response(),
+            Self::Timeout(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "error", "errorType": "timeout", "error": m })),
             )
                 .into_response(),
             Self::Internal(m) => {
@@ -354,12 +400,12 @@ mod tests {
     #[tokio::test]
     async fn unbuilt_contract_paths_say_so_and_others_are_not_found() {
         let (app, _, _) = test_app();
-        let (status, body) = call(&app, "GET", "/api/v1/query?query=up").await;
+        let (status, body) = call(&app, "GET", "/api/v1/rules").await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body["error"],
-            "GET /api/v1/query is not implemented yet in this Sextant build"
+            "GET /api/v1/rules is not implemented yet in this Sextant build"
         );
         assert_eq!(
             call(&app, "POST", "/fluentd-20180202/_bulk").await.0,

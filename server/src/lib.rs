@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod query_api;
 pub mod self_metrics;
 pub mod serve;
 pub mod settings;

@@ -20,6 +20,10 @@ pub struct SelfMetrics {
     pub tsdb: Arc<TsdbStats>,
     /// Ingest requests refused with 429 because too many were in progress.
     pub ingest_throttled: Counter,
+    /// PromQL queries answered, failed, and the time spent on them (µs).
+    pub queries: Counter,
+    pub query_failures: Counter,
+    pub query_micros: Counter,
 }
 
 impl SelfMetrics {
@@ -33,6 +37,9 @@ impl SelfMetrics {
             ready: AtomicBool::new(false),
             tsdb,
             ingest_throttled: Counter::default(),
+            queries: Counter::default(),
+            query_failures: Counter::default(),
+            query_micros: Counter::default(),
         }
     }
 
@@ -93,6 +100,24 @@ impl SelfMetrics {
             MetricKind::Counter,
             "Ingest requests refused with 429 because too many were in progress.",
             self.ingest_throttled.get() as f64,
+        );
+        page.single(
+            "sextant_queries_total",
+            MetricKind::Counter,
+            "PromQL queries evaluated (instant and range).",
+            self.queries.get() as f64,
+        );
+        page.single(
+            "sextant_query_failures_total",
+            MetricKind::Counter,
+            "PromQL queries that failed while evaluating (bad queries are refused before).",
+            self.query_failures.get() as f64,
+        );
+        page.single(
+            "sextant_query_duration_seconds_total",
+            MetricKind::Counter,
+            "Time spent evaluating PromQL queries.",
+            self.query_micros.get() as f64 / 1e6,
         );
         self.tsdb.render(&mut page);
         page.finish()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
 use sextant_model::telemetry::ListenerStats;
+use sextant_query::promql::EngineOptions;
 use sextant_storage::{DataDir, RetentionConfig, Tsdb, TsdbStats};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::http::{AppState, Stores};
+use crate::query_api::QueryState;
 use crate::self_metrics::SelfMetrics;
 use crate::settings::{Endpoint, Settings};
 
@@ -66,7 +68,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     {
         let stats = metrics.listener("http", "tcp");
-        let state = AppState::new(metrics.clone(), stores.clone());
+        let state =
+            AppState::new(metrics.clone(), stores.clone()).with_query(query_state(&settings));
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
         tasks.spawn(named(
@@ -375,6 +378,21 @@ fn is_loopback(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// PromQL settings from the config file's `query` section and the global
+/// evaluation interval (the default subquery step, as in Prometheus).
+fn query_state(settings: &Settings) -> QueryState {
+    let file = settings.file();
+    let query = file.map(|f| f.query.clone()).unwrap_or_default();
+    let step = file.map_or(60_000, |f| f.global.evaluation_interval.as_millis());
+    let options = EngineOptions {
+        lookback_delta_ms: i64::try_from(query.lookback_delta.as_millis()).unwrap_or(i64::MAX),
+        default_subquery_step_ms: i64::try_from(step).unwrap_or(60_000).max(1),
+        max_samples: query.max_samples,
+        timeout: query.timeout.as_std(),
+    };
+    QueryState::new(options, query.max_concurrency)
 }
 
 #[cfg(test)]

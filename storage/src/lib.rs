@@ -41,6 +41,20 @@ pub trait MetricsWriter: Send + Sync {
 pub trait MetricsReader: Send + Sync {
     /// Matching series with their samples in `[mint, maxt]`, sorted by labels.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>>;
+    /// As [`MetricsReader::select`], handing each series to `each` as soon
+    /// as it is read (in label order), so a reader holds one at a time.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
+        for series in self.select(matchers, mint, maxt)? {
+            each(series)?;
+        }
+        Ok(())
+    }
     /// Label sets of matching series with samples in `[mint, maxt]`.
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>>;
     /// Label names on matching series in `[mint, maxt]`, sorted.
@@ -70,6 +84,16 @@ impl MetricsWriter for Tsdb {
 impl MetricsReader for Tsdb {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
         Tsdb::select(self, matchers, mint, maxt)
+    }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
+        Tsdb::select_each(self, matchers, mint, maxt, each)
     }
 
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {

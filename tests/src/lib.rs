@@ -496,6 +496,16 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts `/usr/bin/prometheus` with `config` (YAML) and extra flags; waits for ready.
     pub fn start(config: &str, extra_flags: &[&str]) -> Self {
+        Self::start_with_backfill(config, extra_flags, None)
+    }
+
+    /// As [`Prometheus::start`], with `openmetrics` (OpenMetrics text ending in
+    /// `# EOF`) first turned into blocks by `promtool tsdb create-blocks-from`.
+    pub fn start_with_backfill(
+        config: &str,
+        extra_flags: &[&str],
+        openmetrics: Option<&str>,
+    ) -> Self {
         let binary = Path::new("/usr/bin/prometheus");
         assert!(
             binary.is_file(),
@@ -504,6 +514,21 @@ impl Prometheus {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
+        if let Some(text) = openmetrics {
+            let input = dir.path().join("backfill.om");
+            std::fs::write(&input, text).expect("write backfill.om");
+            let out = Command::new("/usr/bin/promtool")
+                .args(["tsdb", "create-blocks-from", "openmetrics", "--quiet"])
+                .arg(&input)
+                .arg(dir.path().join("data"))
+                .output()
+                .expect("run promtool");
+            assert!(
+                out.status.success(),
+                "promtool backfill failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
         let child = Command::new(binary)

@@ -117,11 +117,11 @@ print(grpc.export(spans).name, http.export(spans).name)
 #[test]
 fn unbuilt_http_api_paths_answer_501_with_a_json_error() {
     let server = Sextant::start();
-    let reply = server.get("/api/v1/query?query=up");
+    let reply = server.get("/api/v1/alerts");
     assert_eq!(reply.status, 501);
     assert_eq!(
         reply.json()["error"],
-        "GET /api/v1/query is not implemented yet in this Sextant build"
+        "GET /api/v1/alerts is not implemented yet in this Sextant build"
     );
     let reply = server.get("/no/such/thing");
     assert_eq!(reply.status, 404);

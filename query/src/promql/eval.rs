@@ -70,19 +70,23 @@ impl Value {
     }
 }
 
-/// Raw points of a range selector or subquery and how to window them: at a
-/// step `ts` the window is `(end - range, end]` with `end = (at or ts) - offset`.
+/// Raw points of a range selector or subquery and how to window them.
 #[derive(Debug)]
 pub(crate) struct RangeVector {
     pub series: Vec<Series>,
+    pub window: Window,
+}
+
+/// How a range is cut at each step `ts`: the window is `(end - range, end]`
+/// with `end = (at or ts) - offset`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
-    /// The selector's matchers, for `absent_over_time`'s labels.
-    pub selector_labels: Option<Labels>,
 }
 
-impl RangeVector {
+impl Window {
     /// The exclusive lower and inclusive upper bound of the window at `ts`.
     pub fn window_bounds(&self, ts: i64) -> (i64, i64) {
         let end = self.at.unwrap_or(ts) - self.offset;
@@ -191,8 +195,13 @@ impl Evaluator<'_> {
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, grid, false)?)),
             Expr::MatrixSelector(ms) => {
-                let range = duration_ms(&ms.range);
-                Ok(Value::Matrix(self.range_selector(&ms.vs, range, grid)?))
+                let window = self.window_of(ms);
+                let mut series = Vec::new();
+                self.each_range_series(&ms.vs, window, grid, |s| {
+                    series.push(s);
+                    Ok(())
+                })?;
+                Ok(Value::Matrix(RangeVector { series, window }))
             }
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, grid)?)),
             Expr::Call(call) => self.call(call, grid),
@@ -241,27 +250,57 @@ impl Evaluator<'_> {
         })
     }
 
-    fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
+    /// Hands each series matching `vs` with samples in `[mint, maxt]` to
+    /// `each`, one at a time and in label order, charging its samples while it
+    /// is held and checking the deadline between series.
+    fn select_each(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        mut each: impl FnMut(&mut Self, SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
         let sets = selector_matchers(vs)?;
-        let mut out: Vec<SeriesSamples> = Vec::new();
-        for (i, matchers) in sets.iter().enumerate() {
-            let found = self.reader.select(matchers, mint, maxt)?;
-            if i == 0 {
-                out = found;
-            } else {
-                // `{a="1" or b="2"}`: the union, each series once.
-                let mut by_labels: HashMap<Labels, SeriesSamples> =
-                    out.drain(..).map(|s| (s.labels.clone(), s)).collect();
-                for s in found {
+        if sets.len() > 1 {
+            // `{a="1" or b="2"}`: the union, each series once, in label order.
+            let mut by_labels: std::collections::BTreeMap<Labels, SeriesSamples> =
+                Default::default();
+            for matchers in &sets {
+                for s in self.reader.select(matchers, mint, maxt)? {
                     by_labels.entry(s.labels.clone()).or_insert(s);
                 }
-                out = by_labels.into_values().collect();
-                out.sort_by(|a, b| a.labels.cmp(&b.labels));
             }
+            for s in by_labels.into_values() {
+                self.hold(s, &mut each)?;
+            }
+            return Ok(());
         }
-        let n = out.iter().map(|s| s.samples.len()).sum();
+        let reader = self.reader;
+        let mut failed: Option<Error> = None;
+        let read = reader.select_each(&sets[0], mint, maxt, &mut |s| {
+            self.hold(s, &mut each).map_err(|e| {
+                failed = Some(e);
+                sextant_storage::Error::Stopped
+            })
+        });
+        match (read, failed) {
+            (_, Some(e)) => Err(e),
+            (Err(e), None) => Err(e.into()),
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    fn hold(
+        &mut self,
+        s: SeriesSamples,
+        each: &mut impl FnMut(&mut Self, SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
+        self.check_deadline()?;
+        let n = s.samples.len();
         self.charge(n)?;
-        Ok(out)
+        let result = each(self, s);
+        self.held -= n;
+        result
     }
 
     /// An instant selector: at each step the newest sample in `(t - lookback, t]`
@@ -278,10 +317,8 @@ impl Evaluator<'_> {
         let lookback = self.options.lookback_delta_ms;
         let first = at.unwrap_or(grid.start) - offset;
         let last = at.unwrap_or(grid.end) - offset;
-        let data = self.select(vs, first - lookback + 1, last)?;
-        let mut out = Vec::with_capacity(data.len());
-        for s in data {
-            self.check_deadline()?;
+        let mut out = Vec::new();
+        self.select_each(vs, first - lookback + 1, last, |ev, s| {
             let samples = &s.samples;
             let mut points = Vec::new();
             let mut next = 0usize;
@@ -309,48 +346,55 @@ impl Evaluator<'_> {
                 points.push(Point { t: ts, v });
             }
             if !points.is_empty() {
+                ev.charge(points.len())?;
                 out.push(Series {
                     labels: s.labels,
                     points,
                 });
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    fn range_selector(
+    /// The window of a range selector.
+    pub fn window_of(&self, ms: &promql_parser::parser::MatrixSelector) -> Window {
+        Window {
+            range: duration_ms(&ms.range),
+            offset: offset_ms(&ms.vs.offset),
+            at: self.at_ms(&ms.vs.at),
+        }
+    }
+
+    /// Hands each series of a range selector to `each` with its samples
+    /// (staleness markers removed) over every window of the grid, one series
+    /// at a time.
+    pub fn each_range_series(
         &mut self,
         vs: &VectorSelector,
-        range: i64,
+        window: Window,
         grid: Grid,
-    ) -> Result<RangeVector> {
-        let offset = offset_ms(&vs.offset);
-        let at = self.at_ms(&vs.at);
-        let first = at.unwrap_or(grid.start) - offset;
-        let last = at.unwrap_or(grid.end) - offset;
-        let data = self.select(vs, first - range + 1, last)?;
-        let series = data
-            .into_iter()
-            .map(|s| Series {
+        mut each: impl FnMut(Series) -> Result<()>,
+    ) -> Result<()> {
+        let first = window.at.unwrap_or(grid.start) - window.offset;
+        let last = window.at.unwrap_or(grid.end) - window.offset;
+        self.select_each(vs, first - window.range + 1, last, |_, s| {
+            let points: Vec<Point> = s
+                .samples
+                .iter()
+                .filter(|p| !is_stale_nan(p.value))
+                .map(|p| Point {
+                    t: p.timestamp_ms,
+                    v: p.value,
+                })
+                .collect();
+            if points.is_empty() {
+                return Ok(());
+            }
+            each(Series {
                 labels: s.labels,
-                points: s
-                    .samples
-                    .iter()
-                    .filter(|p| !is_stale_nan(p.value))
-                    .map(|p| Point {
-                        t: p.timestamp_ms,
-                        v: p.value,
-                    })
-                    .collect(),
+                points,
             })
-            .filter(|s| !s.points.is_empty())
-            .collect();
-        Ok(RangeVector {
-            series,
-            range,
-            offset,
-            at,
-            selector_labels: Some(equality_labels(vs)),
         })
     }
 
@@ -394,10 +438,7 @@ impl Evaluator<'_> {
         };
         Ok(RangeVector {
             series,
-            range,
-            offset,
-            at,
-            selector_labels: None,
+            window: Window { range, offset, at },
         })
     }
 }

@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::{Call, Expr, MatrixSelector};
 use sextant_model::{Labels, is_valid_label_name};
 
-use super::eval::{Evaluator, Grid, Value, equality_labels, exec, merge_same_labels};
+use super::eval::{
+    Evaluator, Grid, RangeVector, Value, Window, equality_labels, exec, merge_same_labels,
+};
 use super::{Point, Series};
 use crate::Result;
 
@@ -475,6 +477,23 @@ fn map_points(
     }
 }
 
+/// Where a range function's series come from.
+enum RangeSource<'e> {
+    /// A range selector, read from storage series by series.
+    Selector(&'e MatrixSelector, Window),
+    /// A subquery's result.
+    Evaluated(RangeVector),
+}
+
+impl RangeSource<'_> {
+    fn window(&self) -> Window {
+        match self {
+            Self::Selector(_, w) => *w,
+            Self::Evaluated(rv) => rv.window,
+        }
+    }
+}
+
 /// A range function over one window: `(step, window end, points)`.
 type WindowFn = Box<dyn Fn(usize, i64, &[Point]) -> Option<f64>>;
 
@@ -829,6 +848,25 @@ impl Evaluator<'_> {
         Ok(Value::Vector(merge_same_labels(out)?))
     }
 
+    /// Calls `each` with every series of a range source, one at a time.
+    fn visit_range(
+        &mut self,
+        source: RangeSource<'_>,
+        grid: Grid,
+        mut each: impl FnMut(Series) -> Result<()>,
+    ) -> Result<()> {
+        match source {
+            RangeSource::Selector(ms, window) => self.each_range_series(&ms.vs, window, grid, each),
+            RangeSource::Evaluated(rv) => {
+                for s in rv.series {
+                    self.check_deadline()?;
+                    each(s)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn range_function(&mut self, name: &str, args: &[&Expr], grid: Grid) -> Result<Value> {
         let what = format!("call to function {name:?}");
         // The range argument and the scalars around it.
@@ -847,13 +885,23 @@ impl Evaluator<'_> {
         for &i in &scalars {
             params.push(self.eval_scalar(args[i], grid, &what)?);
         }
-        let rv = self.eval_range(args[range_at], grid, &what)?;
+        // A range selector streams from storage one series at a time; a
+        // subquery is evaluated first.
+        let source = match unwrap_parens(args[range_at]) {
+            Expr::MatrixSelector(ms) => RangeSource::Selector(ms, self.window_of(ms)),
+            other => RangeSource::Evaluated(self.eval_range(other, grid, &what)?),
+        };
+        let window = source.window();
         if name == "absent_over_time" {
             let mut present = vec![false; grid.len()];
-            for s in &rv.series {
-                rv.for_each_window(&s.points, grid, |i, _, _| present[i] = true);
-            }
-            let labels = rv.selector_labels.unwrap_or_default();
+            let labels = match &source {
+                RangeSource::Selector(ms, _) => equality_labels(&ms.vs),
+                RangeSource::Evaluated(_) => Labels::default(),
+            };
+            self.visit_range(source, grid, |s| {
+                window.for_each_window(&s.points, grid, |i, _, _| present[i] = true);
+                Ok(())
+            })?;
             return Ok(Value::Vector(absent_series(labels, &present, grid)));
         }
         if matches!(name, "double_exponential_smoothing" | "holt_winters") {
@@ -874,7 +922,7 @@ impl Evaluator<'_> {
         let f: WindowFn = match name {
             "rate" | "increase" | "delta" => {
                 let (counter, rate) = (name != "delta", name == "rate");
-                let range = rv.range;
+                let range = window.range;
                 Box::new(move |_, end, w| {
                     extrapolated_rate(w, end - range, end, range, counter, rate)
                 })
@@ -960,24 +1008,24 @@ impl Evaluator<'_> {
                 )));
             }
         };
-        let mut out = Vec::with_capacity(rv.series.len());
-        for s in &rv.series {
-            self.check_deadline()?;
+        let mut out = Vec::new();
+        self.visit_range(source, grid, |s| {
             let mut points = Vec::new();
-            rv.for_each_window(&s.points, grid, |i, end, w| {
+            window.for_each_window(&s.points, grid, |i, end, w| {
                 if let Some(v) = f(i, end, w) {
                     points.push(Point { t: grid.ts(i), v });
                 }
             });
             if !points.is_empty() {
                 let labels = if keep_name {
-                    s.labels.clone()
+                    s.labels
                 } else {
                     s.labels.without_metric_name()
                 };
                 out.push(Series { labels, points });
             }
-        }
+            Ok(())
+        })?;
         Ok(Value::Vector(if keep_name {
             out
         } else {

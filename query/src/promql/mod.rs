@@ -107,7 +107,10 @@ pub fn parse(query: &str) -> Result<Expr> {
     if query.trim().is_empty() {
         return Err(Error::Parse("no expression found in input".into()));
     }
-    promql_parser::parser::parse(query).map_err(Error::Parse)
+    // The parser is a dependency; a panic in it must not take a request down.
+    std::panic::catch_unwind(|| promql_parser::parser::parse(query))
+        .unwrap_or_else(|_| Err("the expression could not be parsed".into()))
+        .map_err(Error::Parse)
 }
 
 /// Every selector's matcher sets in `query` (a selector with `or` gives several).
@@ -198,7 +201,7 @@ impl Engine {
             }
             eval::Value::Matrix(rv) => {
                 let mut out = Vec::new();
-                let (lo, hi) = rv.window_bounds(t);
+                let (lo, hi) = rv.window.window_bounds(t);
                 for s in rv.series {
                     let points: Vec<Point> = s
                         .points

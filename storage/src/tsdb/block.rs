@@ -333,30 +333,37 @@ impl Block {
             .collect()
     }
 
-    /// Samples in `[mint, maxt]` of every series matching `matchers`.
-    pub fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> io::Result<Vec<(Labels, Vec<Sample>)>> {
-        let mut out = Vec::new();
-        for i in self.select_indexes(matchers) {
-            let series = &self.series[i];
-            let mut samples = Vec::new();
-            for c in series
-                .chunks
-                .iter()
-                .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-            {
-                self.read_chunk(c, &mut samples)?;
-            }
-            samples.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
-            if !samples.is_empty() {
-                out.push((series.labels.clone(), samples));
-            }
+    /// Indexes of the series matching `matchers` with chunks in `[mint, maxt]`.
+    pub fn select_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<usize> {
+        self.select_indexes(matchers)
+            .into_iter()
+            .filter(|&i| {
+                self.series[i]
+                    .chunks
+                    .iter()
+                    .any(|c| c.max_t >= mint && c.min_t <= maxt)
+            })
+            .collect()
+    }
+
+    /// The labels of series `index` (from [`Block::select_series`]).
+    pub fn labels(&self, index: usize) -> &Labels {
+        &self.series[index].labels
+    }
+
+    /// The samples in `[mint, maxt]` of series `index`, decoding only the
+    /// chunks that overlap the range.
+    pub fn samples(&self, index: usize, mint: i64, maxt: i64) -> io::Result<Vec<Sample>> {
+        let mut samples = Vec::new();
+        for c in self.series[index]
+            .chunks
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+        {
+            self.read_chunk(c, &mut samples)?;
         }
-        Ok(out)
+        samples.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
+        Ok(samples)
     }
 
     /// Every series with all its samples, in label order (for compaction).

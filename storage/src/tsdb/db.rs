@@ -315,30 +315,81 @@ impl Tsdb {
     /// Every series matching `matchers` with its samples in `[mint, maxt]`
     /// (inclusive), sorted by labels, merged across blocks and head.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut out = Vec::new();
+        self.select_each(matchers, mint, maxt, &mut |series| {
+            out.push(series);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// As [`Tsdb::select`], but hands each series to `each` in label order as
+    /// soon as it is read, so a reader holds one series' samples at a time.
+    /// Only the chunks overlapping `[mint, maxt]` are decoded.
+    pub fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(SeriesSamples) -> Result<()>,
+    ) -> Result<()> {
+        enum Source {
+            Block(usize, usize),
+            Head(u64),
+        }
         let blocks: Vec<Arc<Block>> = self.blocks.read().expect("blocks lock").clone();
-        for block in blocks.iter().filter(|b| b.overlaps(mint, maxt)) {
-            let series = block
-                .select(matchers, mint, maxt)
-                .map_err(io_err(format!("read block {}", block.meta.id)))?;
-            for (labels, samples) in series {
-                merge_into(&mut merged, labels, samples);
+        let mut sources: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
+        for (b, block) in blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.overlaps(mint, maxt))
+        {
+            for i in block.select_series(matchers, mint, maxt) {
+                sources
+                    .entry(block.labels(i).clone())
+                    .or_default()
+                    .push(Source::Block(b, i));
             }
         }
         {
             let head = self.head.read().expect("head lock");
             for id in head.select_ids(matchers) {
                 let series = head.series(id).expect("selected");
-                let samples = series.samples(mint, maxt);
-                if !samples.is_empty() {
-                    merge_into(&mut merged, series.labels.clone(), samples);
+                if series.overlaps(mint, maxt) {
+                    sources
+                        .entry(series.labels.clone())
+                        .or_default()
+                        .push(Source::Head(id));
                 }
             }
         }
-        Ok(merged
-            .into_iter()
-            .map(|(labels, samples)| SeriesSamples { labels, samples })
-            .collect())
+        for (labels, from) in sources {
+            let mut samples: Vec<Sample> = Vec::new();
+            for source in from {
+                let more = match source {
+                    Source::Block(b, i) => blocks[b]
+                        .samples(i, mint, maxt)
+                        .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
+                    // A series truncated away since it was selected has nothing left.
+                    Source::Head(id) => self
+                        .head
+                        .read()
+                        .expect("head lock")
+                        .series(id)
+                        .map(|s| s.samples(mint, maxt))
+                        .unwrap_or_default(),
+                };
+                samples = if samples.is_empty() {
+                    more
+                } else {
+                    merge_last_wins(samples, more)
+                };
+            }
+            if !samples.is_empty() {
+                each(SeriesSamples { labels, samples })?;
+            }
+        }
+        Ok(())
     }
 
     /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
@@ -767,18 +818,6 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
             applied,
         ))
     })
-}
-
-fn merge_into(merged: &mut BTreeMap<Labels, Vec<Sample>>, labels: Labels, samples: Vec<Sample>) {
-    match merged.get_mut(&labels) {
-        Some(existing) => {
-            let earlier = std::mem::take(existing);
-            *existing = merge_last_wins(earlier, samples);
-        }
-        None => {
-            merged.insert(labels, samples);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,15 @@ impl MemSeries {
         }
     }
 
+    /// Whether any sample may lie in `[mint, maxt]` (cheap: chunk bounds only).
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.min_time().is_some_and(|min| min <= maxt)
+            && self
+                .max_t
+                .max(self.extra.keys().next_back().copied().unwrap_or(i64::MIN))
+                >= mint
+    }
+
     fn is_empty(&self) -> bool {
         self.sealed.is_empty() && self.open.is_empty() && self.extra.is_empty()
     }

@@ -1,0 +1,258 @@
+//! PromQL over HTTP, as Prometheus serves it: `/api/v1/query`,
+//! `/api/v1/query_range`, `/api/v1/format_query`, `/api/v1/query_exemplars`
+//! and `/api/v1/status/buildinfo`, GET or POST form, in Prometheus's envelope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use serde_json::{Value, json};
+use sextant_model::PromDuration;
+use sextant_query::parse_time;
+use sextant_query::promql::{Engine, EngineOptions, QueryValue, Series};
+
+use crate::api::{blocking, format_value, labels_json, param, params, success};
+use crate::http::{ApiError, AppState};
+
+/// Prometheus refuses range queries with more points than this per series.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// A timestamp in seconds as Prometheus writes it: a number, with
+/// milliseconds only when there are some.
+fn timestamp_json(ms: i64) -> Value {
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
+}
+
+fn series_values(s: &Series) -> Value {
+    Value::Array(
+        s.points
+            .iter()
+            .map(|p| json!([timestamp_json(p.t), format_value(p.v)]))
+            .collect(),
+    )
+}
+
+fn result_json(value: QueryValue) -> Value {
+    let result = match &value {
+        QueryValue::Scalar { t, v } => json!([timestamp_json(*t), format_value(*v)]),
+        QueryValue::String { t, v } => json!([timestamp_json(*t), v]),
+        QueryValue::Vector(samples) => Value::Array(
+            samples
+                .iter()
+                .map(|s| {
+                    json!({
+                        "metric": labels_json(&s.labels),
+                        "value": [timestamp_json(s.t), format_value(s.v)],
+                    })
+                })
+                .collect(),
+        ),
+        QueryValue::Matrix(series) => Value::Array(
+            series
+                .iter()
+                .map(|s| json!({ "metric": labels_json(&s.labels), "values": series_values(s) }))
+                .collect(),
+        ),
+    };
+    json!({ "resultType": value.type_name(), "result": result })
+}
+
+/// A duration parameter in seconds: Prometheus's notation (`15s`, `1m30s`)
+/// or a number of seconds.
+fn parse_duration_param(name: &str, value: &str) -> Result<f64, ApiError> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        if seconds.is_finite() && seconds.abs() < 1e15 {
+            return Ok(seconds);
+        }
+    } else if let Ok(d) = value.parse::<PromDuration>() {
+        return Ok(d.as_std().as_secs_f64());
+    }
+    Err(ApiError::BadData(format!(
+        "invalid parameter {name:?}: cannot parse {value:?} to a valid duration"
+    )))
+}
+
+fn time_param(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, ApiError> {
+    param(pairs, name)
+        .map(|v| {
+            parse_time(name, v).map_err(|_| {
+                ApiError::BadData(format!(
+                    "invalid parameter {name:?}: cannot parse {v:?} to a valid timestamp"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The engine for one request: the server's options, narrowed by the
+/// request's `timeout` and `lookback_delta`.
+fn engine_for(state: &AppState, pairs: &[(String, String)]) -> Result<Engine, ApiError> {
+    let reader = state.stores()?.metrics_reader.clone();
+    let mut options: EngineOptions = state.query.options.clone();
+    if let Some(t) = param(pairs, "timeout") {
+        let seconds = parse_duration_param("timeout", t)?;
+        if seconds > 0.0 {
+            options.timeout = options.timeout.min(Duration::from_secs_f64(seconds));
+        }
+    }
+    if let Some(l) = param(pairs, "lookback_delta") {
+        let ms = (parse_duration_param("lookback_delta", l)? * 1000.0).round() as i64;
+        if ms > 0 {
+            options.lookback_delta_ms = ms;
+        }
+    }
+    Ok(Engine::new(reader, options))
+}
+
+fn query_param(pairs: &[(String, String)]) -> Result<String, ApiError> {
+    let query = param(pairs, "query").unwrap_or_default();
+    sextant_query::promql::parse(query)
+        .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
+    Ok(query.to_owned())
+}
+
+/// Runs a query on the blocking pool, at most `max_concurrency` at once.
+async fn run(
+    state: &AppState,
+    work: impl FnOnce() -> Result<QueryValue, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let _slot = state
+        .query
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::Unavailable("Sextant is shutting down".into()))?;
+    let started = std::time::Instant::now();
+    let value = blocking(work).await;
+    state.metrics.queries.inc();
+    state
+        .metrics
+        .query_micros
+        .add(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    if value.is_err() {
+        state.metrics.query_failures.inc();
+    }
+    Ok(success(result_json(value?)))
+}
+
+/// `GET|POST /api/v1/query?query=&time=&timeout=`.
+pub async fn instant(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let query = query_param(&pairs)?;
+    let time = time_param(&pairs, "time")?.unwrap_or_else(sextant_storage::Tsdb::now_ms);
+    let engine = engine_for(&state, &pairs)?;
+    run(&state, move || Ok(engine.instant_query(&query, time)?)).await
+}
+
+/// `GET|POST /api/v1/query_range?query=&start=&end=&step=&timeout=`.
+pub async fn range(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let start = time_param(&pairs, "start")?
+        .ok_or_else(|| ApiError::BadData("invalid parameter \"start\": missing".into()))?;
+    let end = time_param(&pairs, "end")?
+        .ok_or_else(|| ApiError::BadData("invalid parameter \"end\": missing".into()))?;
+    if end < start {
+        return Err(ApiError::BadData(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    let step = param(&pairs, "step")
+        .ok_or_else(|| ApiError::BadData("invalid parameter \"step\": missing".into()))
+        .and_then(|s| parse_duration_param("step", s))
+        .map(|seconds| (seconds * 1000.0).round() as i64)?;
+    if step <= 0 {
+        return Err(ApiError::BadData(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    let query = query_param(&pairs)?;
+    let engine = engine_for(&state, &pairs)?;
+    run(&state, move || {
+        Ok(engine.range_query(&query, start, end, step)?)
+    })
+    .await
+}
+
+/// `GET|POST /api/v1/format_query?query=`: the expression pretty-printed.
+pub async fn format_query(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let query = param(&pairs, "query").unwrap_or_default();
+    let expr = sextant_query::promql::parse(query)
+        .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
+    Ok(success(Value::String(expr.prettify())))
+}
+
+/// `GET|POST /api/v1/query_exemplars`: Sextant keeps no exemplars, so always
+/// an empty list (after checking the query, as Prometheus does).
+pub async fn query_exemplars(
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    query_param(&pairs)?;
+    Ok(success(Value::Array(Vec::new())))
+}
+
+/// `GET /api/v1/status/buildinfo`. `version` is the Prometheus API level
+/// Sextant answers to (Grafana enables features by it); Sextant's own version
+/// and revision are beside it.
+pub async fn buildinfo() -> Response {
+    success(json!({
+        "version": PROMETHEUS_COMPATIBLE_VERSION,
+        "revision": crate::REVISION,
+        "branch": "main",
+        "buildUser": "sextant",
+        "buildDate": "",
+        "goVersion": "n/a (Rust)",
+        "sextantVersion": crate::VERSION,
+    }))
+}
+
+/// The Prometheus release whose query API Sextant follows.
+pub const PROMETHEUS_COMPATIBLE_VERSION: &str = "3.0.0";
+
+/// Query settings shared by handlers.
+#[derive(Debug, Clone)]
+pub struct QueryState {
+    pub options: EngineOptions,
+    pub slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl QueryState {
+    pub fn new(options: EngineOptions, max_concurrency: usize) -> Self {
+        Self {
+            options,
+            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1))),
+        }
+    }
+}
+
+impl Default for QueryState {
+    fn default() -> Self {
+        Self::new(EngineOptions::default(), 20)
+    }
+}
