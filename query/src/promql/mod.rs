@@ -272,3 +272,17 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_panics_become_parse_errors() {
+        // promql-parser panics converting this step into a Duration.
+        let err = parse("rate(x[5m:3111111111111111111111111111111111111])").unwrap_err();
+        assert!(matches!(err, Error::Parse(_)), "{err}");
+        assert!(parse("").is_err());
+        assert!(parse("sum(rate(x[5m]))").is_ok());
+    }
+}
