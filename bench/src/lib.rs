@@ -326,3 +326,128 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A server under test (Sextant or Prometheus), killed on drop.
+#[derive(Debug)]
+pub struct Peer {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Its remote-write receiver.
+    pub write_url: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(url: &str) {
+    for _ in 0..600 {
+        if ureq::get(url).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} never became ready");
+}
+
+/// Starts the release `sextant` beside this bench binary, data in `dir/data`.
+pub fn start_sextant(dir: &std::path::Path, extra: &[&str]) -> Peer {
+    let port = free_port();
+    let binary = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("sextant");
+    let child = Command::new(&binary)
+        .args(["serve", "--data-dir"])
+        .arg(dir.join("data"))
+        .args([
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--otlp-grpc",
+            "0",
+            "--otlp-http",
+            "0",
+            "--statsd",
+            "0",
+            "--logstash",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "start {}: {e} (cargo build --release -p sextant-server)",
+                binary.display()
+            )
+        });
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/-/ready"));
+    Peer {
+        child,
+        write_url: format!("{url}/api/v1/write"),
+        url,
+    }
+}
+
+/// Starts Debian's Prometheus 2.42 with its remote-write receiver on, data in `dir/data`.
+pub fn start_prometheus(dir: &std::path::Path, extra: &[&str]) -> Peer {
+    std::fs::create_dir_all(dir).expect("dir");
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 15s\n",
+    )
+    .expect("config");
+    let child = Command::new("/usr/bin/prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/-/ready"));
+    Peer {
+        child,
+        write_url: format!("{url}/api/v1/write"),
+        url,
+    }
+}
+
+/// Posts one snappy remote-write body; panics unless it is accepted.
+pub fn remote_write(agent: &ureq::Agent, url: &str, body: &[u8]) {
+    let reply = agent
+        .post(url)
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .send(body)
+        .expect("remote write");
+    assert!(
+        reply.status().is_success(),
+        "remote write to {url} answered {}",
+        reply.status()
+    );
+}

@@ -7,61 +7,98 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sextant_model::PromDuration;
 use sextant_query::parse_time;
-use sextant_query::promql::{Engine, EngineOptions, QueryValue, Series};
+use sextant_query::promql::{Engine, EngineOptions, QueryValue};
 
-use crate::api::{blocking, format_value, labels_json, param, params, success};
+use crate::api::{blocking, format_value, param, params, success};
 use crate::http::{ApiError, AppState};
 
 /// Prometheus refuses range queries with more points than this per series.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
-/// A timestamp in seconds as Prometheus writes it: a number, with
-/// milliseconds only when there are some.
-fn timestamp_json(ms: i64) -> Value {
-    if ms % 1000 == 0 {
-        json!(ms / 1000)
-    } else {
-        json!(ms as f64 / 1000.0)
+/// Writes a query result in Prometheus's envelope straight into text: a
+/// range query can return millions of points, too many for a JSON tree.
+fn result_body(value: &QueryValue) -> String {
+    use std::fmt::Write as _;
+    fn string(out: &mut String, text: &str) {
+        // serde_json escapes exactly as JSON requires.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
     }
-}
-
-fn series_values(s: &Series) -> Value {
-    Value::Array(
-        s.points
-            .iter()
-            .map(|p| json!([timestamp_json(p.t), format_value(p.v)]))
-            .collect(),
-    )
-}
-
-fn result_json(value: QueryValue) -> Value {
-    let result = match &value {
-        QueryValue::Scalar { t, v } => json!([timestamp_json(*t), format_value(*v)]),
-        QueryValue::String { t, v } => json!([timestamp_json(*t), v]),
-        QueryValue::Vector(samples) => Value::Array(
-            samples
-                .iter()
-                .map(|s| {
-                    json!({
-                        "metric": labels_json(&s.labels),
-                        "value": [timestamp_json(s.t), format_value(s.v)],
-                    })
-                })
-                .collect(),
-        ),
-        QueryValue::Matrix(series) => Value::Array(
-            series
-                .iter()
-                .map(|s| json!({ "metric": labels_json(&s.labels), "values": series_values(s) }))
-                .collect(),
-        ),
-    };
-    json!({ "resultType": value.type_name(), "result": result })
+    fn timestamp(out: &mut String, ms: i64) {
+        // Seconds, with milliseconds only when there are some (as Prometheus).
+        let _ = write!(out, "{}", ms as f64 / 1000.0);
+    }
+    fn point(out: &mut String, t: i64, v: f64) {
+        out.push('[');
+        timestamp(out, t);
+        out.push_str(",\"");
+        out.push_str(&format_value(v));
+        out.push_str("\"]");
+    }
+    fn metric(out: &mut String, labels: &sextant_model::Labels) {
+        out.push_str("{\"metric\":{");
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            string(out, &l.name);
+            out.push(':');
+            string(out, &l.value);
+        }
+        out.push('}');
+    }
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
+    out.push_str(value.type_name());
+    out.push_str("\",\"result\":");
+    match value {
+        QueryValue::Scalar { t, v } => point(&mut out, *t, *v),
+        QueryValue::String { t, v } => {
+            out.push('[');
+            timestamp(&mut out, *t);
+            out.push(',');
+            string(&mut out, v);
+            out.push(']');
+        }
+        QueryValue::Vector(samples) => {
+            out.push('[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                metric(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                point(&mut out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        QueryValue::Matrix(series) => {
+            out.reserve(series.iter().map(|s| 64 + s.points.len() * 32).sum());
+            out.push('[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                metric(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, p) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    point(&mut out, p.t, p.v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push_str("}}");
+    out
 }
 
 /// A duration parameter in seconds: Prometheus's notation (`15s`, `1m30s`)
@@ -140,7 +177,8 @@ async fn run(
     if value.is_err() {
         state.metrics.query_failures.inc();
     }
-    Ok(success(result_json(value?)))
+    let body = blocking(move || Ok(result_body(&value?))).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `GET|POST /api/v1/query?query=&time=&timeout=`.

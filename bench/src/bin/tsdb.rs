@@ -19,12 +19,15 @@
 //! 4. restart: Sextant's WAL replay time for many series x 120 samples.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sextant_bench::{NodeExporter, NodeWorkload, dir_bytes, rss_bytes, scrape_batch};
+use sextant_bench::{
+    NodeExporter, NodeWorkload, Peer, dir_bytes, free_port, remote_write, rss_bytes, scrape_batch,
+    start_prometheus, start_sextant,
+};
 use sextant_ingest::remote_write::{encode, proto};
 use sextant_model::PromDuration;
 use sextant_storage::tsdb::FsyncPolicy;
@@ -123,10 +126,10 @@ fn remote_write_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
     let payloads = remote_write_payloads(&rw, sizes.rw_scrapes);
     let samples = (rw.hosts * per_host * sizes.rw_scrapes) as f64;
     let series = (rw.hosts * per_host) as f64;
-    let sextant = start_sextant(&scratch.join("sextant-rw"));
+    let sextant = start_sextant(&scratch.join("sextant-rw"), &[]);
     let (ours_rate, ours_rss) = drive(&sextant, &payloads, samples);
     drop(sextant);
-    let prometheus = start_prometheus(&scratch.join("prometheus-rw"));
+    let prometheus = start_prometheus(&scratch.join("prometheus-rw"), &[]);
     let (theirs_rate, theirs_rss) = drive(&prometheus, &payloads, samples);
     drop(prometheus);
     say(&format!(
@@ -145,13 +148,6 @@ fn remote_write_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 /// The engine as `sextant serve` runs it by default, with 15 days' retention.
@@ -305,97 +301,6 @@ fn remote_write_payloads(workload: &NodeWorkload, scrapes: usize) -> Vec<Vec<Vec
     per_sender
 }
 
-struct Peer {
-    child: Child,
-    write_url: String,
-    _dir: PathBuf,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_ready(url: &str) {
-    for _ in 0..300 {
-        if ureq::get(url).call().is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{url} never became ready");
-}
-
-fn start_sextant(dir: &Path) -> Peer {
-    let port = free_port();
-    let binary = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("sextant");
-    let child = Command::new(&binary)
-        .args(["serve", "--data-dir"])
-        .arg(dir.join("data"))
-        .args([
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--otlp-grpc",
-            "0",
-            "--otlp-http",
-            "0",
-            "--statsd",
-            "0",
-            "--logstash",
-            "0",
-            "--log-level",
-            "warn",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "start {}: {e} (cargo build --release -p sextant-server)",
-                binary.display()
-            )
-        });
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
-    Peer {
-        child,
-        write_url: format!("http://127.0.0.1:{port}/api/v1/write"),
-        _dir: dir.to_owned(),
-    }
-}
-
-fn start_prometheus(dir: &Path) -> Peer {
-    std::fs::create_dir_all(dir).expect("dir");
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "global:\n  scrape_interval: 15s\n",
-    )
-    .expect("config");
-    let child = Command::new("/usr/bin/prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
-    Peer {
-        child,
-        write_url: format!("http://127.0.0.1:{port}/api/v1/write"),
-        _dir: dir.to_owned(),
-    }
-}
-
 /// Sends every payload with 4 senders; returns (samples/s, RSS growth in bytes).
 fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
     std::thread::sleep(Duration::from_millis(500));
@@ -410,18 +315,7 @@ fn drive(peer: &Peer, payloads: &[Vec<Vec<u8>>], samples: f64) -> (f64, u64) {
                     .build()
                     .into();
                 for body in bodies {
-                    let reply = agent
-                        .post(&url)
-                        .header("content-type", "application/x-protobuf")
-                        .header("content-encoding", "snappy")
-                        .header("x-prometheus-remote-write-version", "0.1.0")
-                        .send(&body[..])
-                        .expect("remote write");
-                    assert!(
-                        reply.status().is_success(),
-                        "remote write answered {}",
-                        reply.status()
-                    );
+                    remote_write(&agent, &url, body);
                 }
             });
         }
