@@ -249,15 +249,9 @@ pub(crate) fn labels_json(labels: &Labels) -> Value {
 
 /// Formats a sample value as Prometheus's API does.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        v.to_string()
-    }
+    let mut out = String::new();
+    sextant_query::promql::write_sample_value(&mut out, v);
+    out
 }
 
 /// `GET|POST /api/v1/export?match[]=...&start=&end=`: raw samples as JSON

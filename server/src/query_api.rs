@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sextant_model::PromDuration;
 use sextant_query::parse_time;
-use sextant_query::promql::{Engine, EngineOptions, QueryValue};
+use sextant_query::promql::{Engine, EngineOptions, QueryValue, write_sample_value};
 
-use crate::api::{blocking, format_value, param, params, success};
+use crate::api::{blocking, param, params, success};
 use crate::http::{ApiError, AppState};
 
 /// Prometheus refuses range queries with more points than this per series.
@@ -30,13 +30,23 @@ fn result_body(value: &QueryValue) -> String {
     }
     fn timestamp(out: &mut String, ms: i64) {
         // Seconds, with milliseconds only when there are some (as Prometheus).
-        let _ = write!(out, "{}", ms as f64 / 1000.0);
+        if ms < 0 {
+            let _ = write!(out, "{}", ms as f64 / 1000.0);
+            return;
+        }
+        let _ = write!(out, "{}", ms / 1000);
+        let frac = ms % 1000;
+        if frac != 0 {
+            let digits = format!("{frac:03}");
+            out.push('.');
+            out.push_str(digits.trim_end_matches('0'));
+        }
     }
     fn point(out: &mut String, t: i64, v: f64) {
         out.push('[');
         timestamp(out, t);
         out.push_str(",\"");
-        out.push_str(&format_value(v));
+        write_sample_value(out, v);
         out.push_str("\"]");
     }
     fn metric(out: &mut String, labels: &sextant_model::Labels) {
@@ -78,21 +88,49 @@ fn result_body(value: &QueryValue) -> String {
             out.push(']');
         }
         QueryValue::Matrix(series) => {
-            out.reserve(series.iter().map(|s| 64 + s.points.len() * 32).sum());
-            out.push('[');
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                metric(&mut out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, p) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+            // Large matrices are written in parts on all cores, then joined.
+            let write_part = |part: &[sextant_query::promql::Series]| {
+                let mut out =
+                    String::with_capacity(part.iter().map(|s| 64 + s.points.len() * 24).sum());
+                for s in part {
+                    metric(&mut out, &s.labels);
+                    out.push_str(",\"values\":[");
+                    for (j, p) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        point(&mut out, p.t, p.v);
                     }
-                    point(&mut out, p.t, p.v);
+                    out.push_str("]},");
                 }
-                out.push_str("]}");
+                out
+            };
+            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            let threads = std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(8);
+            let parts: Vec<String> = if points < 100_000 || threads == 1 || series.len() < 2 {
+                vec![write_part(series)]
+            } else {
+                let per = series.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = series
+                        .chunks(per)
+                        .map(|part| scope.spawn(move || write_part(part)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_default())
+                        .collect()
+                })
+            };
+            out.reserve(parts.iter().map(String::len).sum::<usize>() + 2);
+            out.push('[');
+            for part in &parts {
+                out.push_str(part);
+            }
+            if out.ends_with(',') {
+                out.pop();
             }
             out.push(']');
         }
@@ -292,5 +330,66 @@ impl QueryState {
 impl Default for QueryState {
     fn default() -> Self {
         Self::new(EngineOptions::default(), 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sextant_model::Labels;
+    use sextant_query::promql::{InstantSample, Point, Series};
+
+    use super::*;
+
+    #[test]
+    fn results_are_written_as_prometheus_writes_them() {
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]);
+        let matrix = QueryValue::Matrix(vec![Series {
+            labels: labels.clone(),
+            points: vec![
+                Point { t: 1_000, v: 1.5 },
+                Point {
+                    t: 1_250,
+                    v: f64::NAN,
+                },
+                Point {
+                    t: 1_001,
+                    v: f64::INFINITY,
+                },
+                Point { t: -1_500, v: -0.0 },
+            ],
+        }]);
+        let json: Value = serde_json::from_str(&result_body(&matrix)).unwrap();
+        assert_eq!(
+            json,
+            json!({"status": "success", "data": {"resultType": "matrix", "result": [{
+                "metric": {"__name__": "up", "job": "a\"b"},
+                "values": [[1, "1.5"], [1.25, "NaN"], [1.001, "+Inf"], [-1.5, "-0"]],
+            }]}})
+        );
+        // Go's notation: plain between 1e-6 and 1e21, an exponent outside.
+        for (v, text) in [
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-07"),
+            (-2.5e300, "-2.5e+300"),
+            (1e20, "100000000000000000000"),
+            (0.000001, "0.000001"),
+        ] {
+            let vector = QueryValue::Vector(vec![InstantSample {
+                labels: labels.clone(),
+                t: 2_000,
+                v,
+            }]);
+            let json: Value = serde_json::from_str(&result_body(&vector)).unwrap();
+            assert_eq!(json["data"]["result"][0]["value"], json!([2, text]));
+        }
+        let scalar = QueryValue::Scalar {
+            t: 0,
+            v: f64::NEG_INFINITY,
+        };
+        let json: Value = serde_json::from_str(&result_body(&scalar)).unwrap();
+        assert_eq!(
+            json["data"],
+            json!({"resultType": "scalar", "result": [0, "-Inf"]})
+        );
     }
 }

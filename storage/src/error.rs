@@ -30,9 +30,6 @@ pub enum Error {
         /// `" (pid N)"` when the holder wrote its pid, otherwise empty.
         holder: String,
     },
-    /// A reader of [`crate::MetricsReader::select_each`] asked to stop early.
-    #[error("the read was stopped by its reader")]
-    Stopped,
 }
 
 /// The result type of this crate.

@@ -26,7 +26,35 @@ pub struct StorageConfig {
 
 pub use tsdb::{AppendReport, MetricMetadata, SeriesSamples, Tsdb, TsdbConfig, TsdbStats};
 
-use sextant_model::{Labels, Matcher};
+use sextant_model::{Labels, Matcher, Sample};
+
+/// A selected series whose samples are read when asked for.
+pub struct LazySeries<'a> {
+    pub labels: Labels,
+    read: Box<dyn Fn() -> Result<Vec<Sample>> + Send + Sync + 'a>,
+}
+
+impl<'a> LazySeries<'a> {
+    pub fn new(labels: Labels, read: impl Fn() -> Result<Vec<Sample>> + Send + Sync + 'a) -> Self {
+        Self {
+            labels,
+            read: Box::new(read),
+        }
+    }
+
+    /// Decodes the series' samples in the selected range.
+    pub fn samples(&self) -> Result<Vec<Sample>> {
+        (self.read)()
+    }
+}
+
+impl std::fmt::Debug for LazySeries<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazySeries")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What ingest writes metrics through. The engine behind it may change (local
 /// disk today, shared object storage later); protocol code only sees this.
@@ -41,19 +69,23 @@ pub trait MetricsWriter: Send + Sync {
 pub trait MetricsReader: Send + Sync {
     /// Matching series with their samples in `[mint, maxt]`, sorted by labels.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>>;
-    /// As [`MetricsReader::select`], handing each series to `each` as soon
-    /// as it is read (in label order), so a reader holds one at a time.
-    fn select_each(
+    /// As [`MetricsReader::select`], but only the labels are read now: each
+    /// series' samples are decoded when asked for, from any thread, so a
+    /// query holds one series' samples per worker at a time. Label order.
+    fn select_lazy(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        each: &mut dyn FnMut(SeriesSamples) -> Result<()>,
-    ) -> Result<()> {
-        for series in self.select(matchers, mint, maxt)? {
-            each(series)?;
-        }
-        Ok(())
+    ) -> Result<Vec<LazySeries<'_>>> {
+        Ok(self
+            .select(matchers, mint, maxt)?
+            .into_iter()
+            .map(|s| {
+                let samples = s.samples;
+                LazySeries::new(s.labels, move || Ok(samples.clone()))
+            })
+            .collect())
     }
     /// Label sets of matching series with samples in `[mint, maxt]`.
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>>;
@@ -86,14 +118,13 @@ impl MetricsReader for Tsdb {
         Tsdb::select(self, matchers, mint, maxt)
     }
 
-    fn select_each(
+    fn select_lazy(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        each: &mut dyn FnMut(SeriesSamples) -> Result<()>,
-    ) -> Result<()> {
-        Tsdb::select_each(self, matchers, mint, maxt, each)
+    ) -> Result<Vec<LazySeries<'_>>> {
+        Tsdb::select_lazy(self, matchers, mint, maxt)
     }
 
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {

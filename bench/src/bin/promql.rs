@@ -5,6 +5,7 @@
 //! cargo build --release -p sextant-server -p sextant-bench
 //! target/release/promql            # the full run (about ten minutes)
 //! target/release/promql --quick    # 1k series x 6 h and 10k instant series
+//! target/release/promql --only instant   # one part: range or instant
 //! ```
 //!
 //! 1. Range queries over 10k series x 24 h at 15 s (a histogram of 10 jobs x
@@ -196,7 +197,13 @@ fn url_encode(text: &str) -> String {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let (instances, hours, instant_instances) = if quick { (10, 6, 100) } else { (100, 24, 1000) };
     let scratch = tempfile::tempdir().expect("scratch dir");
     let sextant = start_sextant(&scratch.path().join("sextant"), &[]);
@@ -209,7 +216,32 @@ fn main() {
     );
     let mut rng = Rng(11);
 
-    // 1. Range queries: 10 jobs x `instances` x 10 buckets, `hours` of history.
+    let range_ratios = if run("range") {
+        range_part(&sextant, &prometheus, instances, hours, quick, &mut rng)
+    } else {
+        Vec::new()
+    };
+    let instant_ratios = if run("instant") {
+        instant_part(&sextant, &prometheus, instant_instances, &mut rng)
+    } else {
+        Vec::new()
+    };
+    say(&format!(
+        "worst ratio: range {:.2}, instant {:.2} (goal <= 0.5)",
+        range_ratios.iter().copied().fold(0.0, f64::max),
+        instant_ratios.iter().copied().fold(0.0, f64::max)
+    ));
+}
+
+/// Range queries: 10 jobs x `instances` x 10 buckets, `hours` of history.
+fn range_part(
+    sextant: &Peer,
+    prometheus: &Peer,
+    instances: usize,
+    hours: i64,
+    quick: bool,
+    rng: &mut Rng,
+) -> Vec<f64> {
     let les = [
         "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
     ];
@@ -240,9 +272,9 @@ fn main() {
         "loading {} series x {scrapes} samples ({hours} h at 15 s) into both over remote write...",
         series.len()
     ));
-    let payload = bodies(&mut series, start, scrapes, 20, 2, &mut rng);
-    let ours_load = load(&sextant, &payload);
-    let theirs_load = load(&prometheus, &payload);
+    let payload = bodies(&mut series, start, scrapes, 20, 2, rng);
+    let ours_load = load(sextant, &payload);
+    let theirs_load = load(prometheus, &payload);
     drop(payload);
     let samples = series.len() as f64 * scrapes as f64;
     say(&format!(
@@ -273,9 +305,16 @@ fn main() {
         "range queries, {} series x {hours} h, 60 s step (median of {RUNS}):",
         series.len()
     ));
-    let range_ratios = compare(&sextant, &prometheus, &range_queries);
+    compare(sextant, prometheus, &range_queries)
+}
 
-    // 2. Instant queries over `instant_instances` x 100 routes.
+/// Instant queries over `instant_instances` x 100 routes.
+fn instant_part(
+    sextant: &Peer,
+    prometheus: &Peer,
+    instant_instances: usize,
+    rng: &mut Rng,
+) -> Vec<f64> {
     let mut wide = Vec::new();
     for instance in 0..instant_instances {
         for route in 0..100 {
@@ -297,9 +336,9 @@ fn main() {
         "loading {} series x {wide_scrapes} samples...",
         wide.len()
     ));
-    let payload = bodies(&mut wide, wide_start, wide_scrapes, 40, 2, &mut rng);
-    load(&sextant, &payload);
-    load(&prometheus, &payload);
+    let payload = bodies(&mut wide, wide_start, wide_scrapes, 40, 2, rng);
+    load(sextant, &payload);
+    load(prometheus, &payload);
     drop(payload);
     std::thread::sleep(Duration::from_secs(5));
     let instant = |q: &str| {
@@ -322,10 +361,5 @@ fn main() {
         "instant queries over {} series (median of {RUNS}):",
         wide.len()
     ));
-    let instant_ratios = compare(&sextant, &prometheus, &instant_queries);
-    say(&format!(
-        "worst ratio: range {:.2}, instant {:.2} (goal <= 0.5)",
-        range_ratios.iter().copied().fold(0.0, f64::max),
-        instant_ratios.iter().copied().fold(0.0, f64::max)
-    ));
+    compare(sextant, prometheus, &instant_queries)
 }

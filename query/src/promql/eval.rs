@@ -1,12 +1,12 @@
 //! The evaluator: walks the syntax tree over a grid of steps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
-use sextant_model::{Labels, MatchOp, Matcher, is_stale_nan};
-use sextant_storage::{MetricsReader, SeriesSamples};
+use sextant_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
+use sextant_storage::{LazySeries, MetricsReader, SeriesSamples};
 
 use super::{EngineOptions, Point, Series};
 use crate::{Error, Result};
@@ -120,6 +120,17 @@ impl Window {
     }
 }
 
+/// Most threads one query evaluates on.
+const MAX_WORKERS: usize = 8;
+/// Fewer series than this per thread are not worth a thread.
+const MIN_SERIES_PER_WORKER: usize = 64;
+
+pub(crate) fn timed_out(timeout: std::time::Duration) -> Error {
+    Error::Timeout(format!(
+        "query timed out in expression evaluation after {timeout:?}"
+    ))
+}
+
 pub(crate) struct Evaluator<'a> {
     pub reader: &'a dyn MetricsReader,
     pub options: &'a EngineOptions,
@@ -136,13 +147,10 @@ pub(crate) fn exec(msg: impl Into<String>) -> Error {
     Error::Execution(msg.into())
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     pub fn check_deadline(&self) -> Result<()> {
         if Instant::now() > self.deadline {
-            return Err(Error::Timeout(format!(
-                "query timed out in expression evaluation after {:?}",
-                self.options.timeout
-            )));
+            return Err(timed_out(self.options.timeout));
         }
         Ok(())
     }
@@ -196,11 +204,8 @@ impl Evaluator<'_> {
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, grid, false)?)),
             Expr::MatrixSelector(ms) => {
                 let window = self.window_of(ms);
-                let mut series = Vec::new();
-                self.each_range_series(&ms.vs, window, grid, |s| {
-                    series.push(s);
-                    Ok(())
-                })?;
+                let series = self.map_range_series(&ms.vs, window, grid, Some)?;
+                self.charge(series.iter().map(|s| s.points.len()).sum())?;
                 Ok(Value::Matrix(RangeVector { series, window }))
             }
             Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq, grid)?)),
@@ -250,57 +255,92 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Hands each series matching `vs` with samples in `[mint, maxt]` to
-    /// `each`, one at a time and in label order, charging its samples while it
-    /// is held and checking the deadline between series.
-    fn select_each(
-        &mut self,
+    /// The series matching `vs` with samples in `[mint, maxt]`, in label
+    /// order, not yet decoded.
+    fn select_lazy(
+        &self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
-        mut each: impl FnMut(&mut Self, SeriesSamples) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Vec<LazySeries<'a>>> {
         let sets = selector_matchers(vs)?;
-        if sets.len() > 1 {
-            // `{a="1" or b="2"}`: the union, each series once, in label order.
-            let mut by_labels: std::collections::BTreeMap<Labels, SeriesSamples> =
-                Default::default();
-            for matchers in &sets {
-                for s in self.reader.select(matchers, mint, maxt)? {
-                    by_labels.entry(s.labels.clone()).or_insert(s);
-                }
-            }
-            for s in by_labels.into_values() {
-                self.hold(s, &mut each)?;
-            }
-            return Ok(());
+        if sets.len() == 1 {
+            return Ok(self.reader.select_lazy(&sets[0], mint, maxt)?);
         }
-        let reader = self.reader;
-        let mut failed: Option<Error> = None;
-        let read = reader.select_each(&sets[0], mint, maxt, &mut |s| {
-            self.hold(s, &mut each).map_err(|e| {
-                failed = Some(e);
-                sextant_storage::Error::Stopped
+        // `{a="1" or b="2"}`: the union, each series once, in label order.
+        let mut by_labels: BTreeMap<Labels, SeriesSamples> = BTreeMap::new();
+        for matchers in &sets {
+            for s in self.reader.select(matchers, mint, maxt)? {
+                by_labels.entry(s.labels.clone()).or_insert(s);
+            }
+        }
+        Ok(by_labels
+            .into_values()
+            .map(|s| {
+                let samples = s.samples;
+                LazySeries::new(s.labels, move || Ok(samples.clone()))
             })
-        });
-        match (read, failed) {
-            (_, Some(e)) => Err(e),
-            (Err(e), None) => Err(e.into()),
-            (Ok(()), None) => Ok(()),
-        }
+            .collect())
     }
 
-    fn hold(
-        &mut self,
-        s: SeriesSamples,
-        each: &mut impl FnMut(&mut Self, SeriesSamples) -> Result<()>,
-    ) -> Result<()> {
-        self.check_deadline()?;
-        let n = s.samples.len();
-        self.charge(n)?;
-        let result = each(self, s);
-        self.held -= n;
-        result
+    /// Decodes every series and applies `work` to it, on all cores, keeping
+    /// the input order. Each worker holds one series' samples at a time.
+    fn par_map<T: Send>(
+        &self,
+        mut series: Vec<LazySeries<'a>>,
+        work: impl Fn(Labels, Vec<Sample>) -> Option<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let deadline = self.deadline;
+        let timeout = self.options.timeout;
+        let run = |part: Vec<LazySeries<'a>>| -> Result<Vec<T>> {
+            let mut out = Vec::with_capacity(part.len());
+            for s in part {
+                if Instant::now() > deadline {
+                    return Err(timed_out(timeout));
+                }
+                let samples = s.samples()?;
+                if let Some(t) = work(s.labels, samples) {
+                    out.push(t);
+                }
+            }
+            Ok(out)
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_WORKERS)
+            .min(series.len().div_ceil(MIN_SERIES_PER_WORKER))
+            .max(1);
+        if threads == 1 {
+            return run(series);
+        }
+        let total = series.len();
+        let per = total.div_ceil(threads);
+        let mut parts_in = Vec::with_capacity(threads);
+        while series.len() > per {
+            let tail = series.split_off(series.len() - per);
+            parts_in.push(tail);
+        }
+        parts_in.push(series);
+        parts_in.reverse();
+        let run = &run;
+        let parts: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = parts_in
+                .into_iter()
+                .map(|part| scope.spawn(move || run(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Execution("a query worker failed".into())))
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(total);
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
     }
 
     /// An instant selector: at each step the newest sample in `(t - lookback, t]`
@@ -317,9 +357,8 @@ impl Evaluator<'_> {
         let lookback = self.options.lookback_delta_ms;
         let first = at.unwrap_or(grid.start) - offset;
         let last = at.unwrap_or(grid.end) - offset;
-        let mut out = Vec::new();
-        self.select_each(vs, first - lookback + 1, last, |ev, s| {
-            let samples = &s.samples;
+        let lazy = self.select_lazy(vs, first - lookback + 1, last)?;
+        let out = self.par_map(lazy, |labels, samples| {
             let mut points = Vec::new();
             let mut next = 0usize;
             for i in 0..grid.len() {
@@ -345,15 +384,9 @@ impl Evaluator<'_> {
                 };
                 points.push(Point { t: ts, v });
             }
-            if !points.is_empty() {
-                ev.charge(points.len())?;
-                out.push(Series {
-                    labels: s.labels,
-                    points,
-                });
-            }
-            Ok(())
+            (!points.is_empty()).then_some(Series { labels, points })
         })?;
+        self.charge(out.iter().map(|s| s.points.len()).sum())?;
         Ok(out)
     }
 
@@ -366,21 +399,21 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Hands each series of a range selector to `each` with its samples
-    /// (staleness markers removed) over every window of the grid, one series
-    /// at a time.
-    pub fn each_range_series(
+    /// Applies `work` to each series of a range selector, with its samples
+    /// (staleness markers removed) over every window of the grid; in parallel,
+    /// in label order.
+    pub fn map_range_series<T: Send>(
         &mut self,
         vs: &VectorSelector,
         window: Window,
         grid: Grid,
-        mut each: impl FnMut(Series) -> Result<()>,
-    ) -> Result<()> {
+        work: impl Fn(Series) -> Option<T> + Sync,
+    ) -> Result<Vec<T>> {
         let first = window.at.unwrap_or(grid.start) - window.offset;
         let last = window.at.unwrap_or(grid.end) - window.offset;
-        self.select_each(vs, first - window.range + 1, last, |_, s| {
-            let points: Vec<Point> = s
-                .samples
+        let lazy = self.select_lazy(vs, first - window.range + 1, last)?;
+        self.par_map(lazy, |labels, samples| {
+            let points: Vec<Point> = samples
                 .iter()
                 .filter(|p| !is_stale_nan(p.value))
                 .map(|p| Point {
@@ -389,12 +422,9 @@ impl Evaluator<'_> {
                 })
                 .collect();
             if points.is_empty() {
-                return Ok(());
+                return None;
             }
-            each(Series {
-                labels: s.labels,
-                points,
-            })
+            work(Series { labels, points })
         })
     }
 

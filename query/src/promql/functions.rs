@@ -63,6 +63,25 @@ pub fn format_go_float(v: f64) -> String {
     }
 }
 
+/// A sample value as Prometheus's HTTP API writes it: Go's shortest
+/// representation, plain between 1e-6 and 1e21 and with an exponent outside
+/// (`1e+21`, `1.5e-07`); `NaN`, `+Inf`, `-Inf`.
+pub fn write_sample_value(out: &mut String, v: f64) {
+    use std::fmt::Write as _;
+    let abs = v.abs();
+    if !v.is_finite() {
+        out.push_str(&format_go_float(v));
+    } else if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let text = format!("{v:e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let exponent: i32 = exponent.parse().unwrap_or(0);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        let _ = write!(out, "{mantissa}e{sign}{:02}", exponent.unsigned_abs());
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
 /// Go's `math.Max`/`math.Min`: NaN wins.
 fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
@@ -495,7 +514,7 @@ impl RangeSource<'_> {
 }
 
 /// A range function over one window: `(step, window end, points)`.
-type WindowFn = Box<dyn Fn(usize, i64, &[Point]) -> Option<f64>>;
+type WindowFn = Box<dyn Fn(usize, i64, &[Point]) -> Option<f64> + Send + Sync>;
 
 impl Evaluator<'_> {
     pub(super) fn call(&mut self, call: &Call, grid: Grid) -> Result<Value> {
@@ -848,21 +867,23 @@ impl Evaluator<'_> {
         Ok(Value::Vector(merge_same_labels(out)?))
     }
 
-    /// Calls `each` with every series of a range source, one at a time.
-    fn visit_range(
+    /// Applies `work` to every series of a range source (in parallel when
+    /// read from storage), keeping their order.
+    fn map_range<T: Send>(
         &mut self,
         source: RangeSource<'_>,
         grid: Grid,
-        mut each: impl FnMut(Series) -> Result<()>,
-    ) -> Result<()> {
+        work: impl Fn(Series) -> Option<T> + Sync,
+    ) -> Result<Vec<T>> {
         match source {
-            RangeSource::Selector(ms, window) => self.each_range_series(&ms.vs, window, grid, each),
+            RangeSource::Selector(ms, window) => self.map_range_series(&ms.vs, window, grid, work),
             RangeSource::Evaluated(rv) => {
+                let mut out = Vec::with_capacity(rv.series.len());
                 for s in rv.series {
                     self.check_deadline()?;
-                    each(s)?;
+                    out.extend(work(s));
                 }
-                Ok(())
+                Ok(out)
             }
         }
     }
@@ -898,10 +919,14 @@ impl Evaluator<'_> {
                 RangeSource::Selector(ms, _) => equality_labels(&ms.vs),
                 RangeSource::Evaluated(_) => Labels::default(),
             };
-            self.visit_range(source, grid, |s| {
-                window.for_each_window(&s.points, grid, |i, _, _| present[i] = true);
-                Ok(())
+            let steps_present = self.map_range(source, grid, |s| {
+                let mut steps = Vec::new();
+                window.for_each_window(&s.points, grid, |i, _, _| steps.push(i));
+                Some(steps)
             })?;
+            for i in steps_present.into_iter().flatten() {
+                present[i] = true;
+            }
             return Ok(Value::Vector(absent_series(labels, &present, grid)));
         }
         if matches!(name, "double_exponential_smoothing" | "holt_winters") {
@@ -1008,24 +1033,24 @@ impl Evaluator<'_> {
                 )));
             }
         };
-        let mut out = Vec::new();
-        self.visit_range(source, grid, |s| {
+        let out = self.map_range(source, grid, |s| {
             let mut points = Vec::new();
             window.for_each_window(&s.points, grid, |i, end, w| {
                 if let Some(v) = f(i, end, w) {
                     points.push(Point { t: grid.ts(i), v });
                 }
             });
-            if !points.is_empty() {
-                let labels = if keep_name {
-                    s.labels
-                } else {
-                    s.labels.without_metric_name()
-                };
-                out.push(Series { labels, points });
+            if points.is_empty() {
+                return None;
             }
-            Ok(())
+            let labels = if keep_name {
+                s.labels
+            } else {
+                s.labels.without_metric_name()
+            };
+            Some(Series { labels, points })
         })?;
+        self.charge(out.iter().map(|s| s.points.len()).sum())?;
         Ok(Value::Vector(if keep_name {
             out
         } else {

@@ -17,6 +17,8 @@ mod binary;
 mod eval;
 mod functions;
 
+pub use functions::write_sample_value;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -62,24 +62,41 @@ impl<'a> BitReader<'a> {
 
     /// Reads `count` bits (<= 64) as the low bits of the result.
     pub fn read(&mut self, count: u8) -> Option<u64> {
-        let mut value = 0u64;
-        let mut remaining = count;
-        while remaining > 0 {
-            let byte = *self.bytes.get(self.pos / 8)?;
-            let offset = (self.pos % 8) as u8;
-            let available = 8 - offset;
-            let take = available.min(remaining);
-            let bits = (byte >> (available - take)) & (((1u16 << take) - 1) as u8);
-            value = (value << take) | u64::from(bits);
-            self.pos += usize::from(take);
-            remaining -= take;
+        let count = usize::from(count);
+        if count == 0 {
+            return Some(0);
         }
+        let end = self.pos + count;
+        if end > self.bytes.len() * 8 {
+            return None;
+        }
+        // A big-endian window of up to 8 bytes from the current byte.
+        let first = self.pos / 8;
+        let offset = self.pos % 8;
+        let mut window = [0u8; 8];
+        let available = (self.bytes.len() - first).min(8);
+        window[..available].copy_from_slice(&self.bytes[first..first + available]);
+        let word = u64::from_be_bytes(window);
+        let in_word = 64 - offset;
+        let value = if count <= in_word {
+            (word << offset) >> (64 - count)
+        } else {
+            // The read spans a ninth byte.
+            let high = word & (u64::MAX >> offset);
+            let rest = count - in_word;
+            let next = u64::from(self.bytes[first + 8]);
+            (high << rest) | (next >> (8 - rest))
+        };
+        self.pos = end;
         Some(value)
     }
 
     /// Reads one bit.
     pub fn bit(&mut self) -> Option<bool> {
-        self.read(1).map(|b| b == 1)
+        let byte = *self.bytes.get(self.pos / 8)?;
+        let bit = (byte >> (7 - self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(bit == 1)
     }
 }
 

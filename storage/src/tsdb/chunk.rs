@@ -127,6 +127,15 @@ impl ChunkEncoder {
     }
 
     /// The encoded chunk so far.
+    /// Decodes the samples so far without copying the chunk.
+    pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        out.reserve(usize::from(self.count));
+        decode_xor(self.bits.bytes(), self.count, out)
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(3 + self.bits.len());
         out.push(XOR);

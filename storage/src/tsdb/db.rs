@@ -18,7 +18,7 @@ use super::head::{HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_w
 use super::stats::TsdbStats;
 use super::store::{BlockStore, LocalBlockStore};
 use super::wal::{self, FsyncPolicy, Record, Wal};
-use crate::{Error, Result};
+use crate::{Error, LazySeries, Result};
 
 /// The `storage.metrics` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -315,81 +315,114 @@ impl Tsdb {
     /// Every series matching `matchers` with its samples in `[mint, maxt]`
     /// (inclusive), sorted by labels, merged across blocks and head.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
-        let mut out = Vec::new();
-        self.select_each(matchers, mint, maxt, &mut |series| {
-            out.push(series);
-            Ok(())
-        })?;
-        Ok(out)
+        self.select_lazy(matchers, mint, maxt)?
+            .into_iter()
+            .map(|s| {
+                let samples = s.samples()?;
+                Ok(SeriesSamples {
+                    labels: s.labels,
+                    samples,
+                })
+            })
+            .filter(|s| s.as_ref().map_or(true, |s| !s.samples.is_empty()))
+            .collect()
     }
 
-    /// As [`Tsdb::select`], but hands each series to `each` in label order as
-    /// soon as it is read, so a reader holds one series' samples at a time.
-    /// Only the chunks overlapping `[mint, maxt]` are decoded.
-    pub fn select_each(
+    /// The series matching `matchers` with data in `[mint, maxt]`, in label
+    /// order, merged across blocks and head; each decodes its samples (only
+    /// the overlapping chunks) when asked, so readers can decode in parallel.
+    pub fn select_lazy(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        each: &mut dyn FnMut(SeriesSamples) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<Vec<LazySeries<'_>>> {
+        #[derive(Clone, Copy)]
         enum Source {
             Block(usize, usize),
             Head(u64),
         }
-        let blocks: Vec<Arc<Block>> = self.blocks.read().expect("blocks lock").clone();
-        let mut sources: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
+        let blocks: Arc<Vec<Arc<Block>>> =
+            Arc::new(self.blocks.read().expect("blocks lock").clone());
+        // One label-ordered list per block and one for the head.
+        let mut lists: Vec<Vec<(Labels, Source)>> = Vec::new();
         for (b, block) in blocks
             .iter()
             .enumerate()
             .filter(|(_, b)| b.overlaps(mint, maxt))
         {
-            for i in block.select_series(matchers, mint, maxt) {
-                sources
-                    .entry(block.labels(i).clone())
-                    .or_default()
-                    .push(Source::Block(b, i));
-            }
+            lists.push(
+                block
+                    .select_series(matchers, mint, maxt)
+                    .into_iter()
+                    .map(|i| (block.labels(i).clone(), Source::Block(b, i)))
+                    .collect(),
+            );
         }
         {
             let head = self.head.read().expect("head lock");
-            for id in head.select_ids(matchers) {
-                let series = head.series(id).expect("selected");
-                if series.overlaps(mint, maxt) {
-                    sources
-                        .entry(series.labels.clone())
-                        .or_default()
-                        .push(Source::Head(id));
+            lists.push(
+                head.select_ids_in_label_order(matchers)
+                    .into_iter()
+                    .filter_map(|id| {
+                        let series = head.series(id)?;
+                        series
+                            .overlaps(mint, maxt)
+                            .then(|| (series.labels.clone(), Source::Head(id)))
+                    })
+                    .collect(),
+            );
+        }
+        lists.retain(|l| !l.is_empty());
+        // Merge: a series in several blocks (or a block and the head) reads from each.
+        let mut merged: Vec<(Labels, Vec<Source>)> = Vec::new();
+        if lists.len() == 1 {
+            merged = lists
+                .pop()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(l, s)| (l, vec![s]))
+                .collect();
+        } else {
+            let mut all: Vec<(Labels, Source)> = lists.into_iter().flatten().collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            for (labels, source) in all {
+                match merged.last_mut() {
+                    Some((last, sources)) if *last == labels => sources.push(source),
+                    _ => merged.push((labels, vec![source])),
                 }
             }
         }
-        for (labels, from) in sources {
-            let mut samples: Vec<Sample> = Vec::new();
-            for source in from {
-                let more = match source {
-                    Source::Block(b, i) => blocks[b]
-                        .samples(i, mint, maxt)
-                        .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
-                    // A series truncated away since it was selected has nothing left.
-                    Source::Head(id) => self
-                        .head
-                        .read()
-                        .expect("head lock")
-                        .series(id)
-                        .map(|s| s.samples(mint, maxt))
-                        .unwrap_or_default(),
-                };
-                samples = if samples.is_empty() {
-                    more
-                } else {
-                    merge_last_wins(samples, more)
-                };
-            }
-            if !samples.is_empty() {
-                each(SeriesSamples { labels, samples })?;
-            }
-        }
-        Ok(())
+        Ok(merged
+            .into_iter()
+            .map(|(labels, sources)| {
+                let blocks = blocks.clone();
+                LazySeries::new(labels, move || {
+                    let mut samples: Vec<Sample> = Vec::new();
+                    for source in &sources {
+                        let more = match *source {
+                            Source::Block(b, i) => blocks[b]
+                                .samples(i, mint, maxt)
+                                .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
+                            // A series truncated away since it was selected has nothing left.
+                            Source::Head(id) => self
+                                .head
+                                .read()
+                                .expect("head lock")
+                                .series(id)
+                                .map(|s| s.samples(mint, maxt))
+                                .unwrap_or_default(),
+                        };
+                        samples = if samples.is_empty() {
+                            more
+                        } else {
+                            merge_last_wins(samples, more)
+                        };
+                    }
+                    Ok(samples)
+                })
+            })
+            .collect())
     }
 
     /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
@@ -1106,5 +1139,38 @@ mod tests {
                 std::fs::copy(entry.path(), target).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn lazy_select_lists_head_series_in_label_order_as_series_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let all = |db: &Tsdb| -> Vec<String> {
+            let m = Matcher::new("__name__", MatchOp::Equal, "up").unwrap();
+            db.select_lazy(&[m], 0, i64::MAX)
+                .unwrap()
+                .iter()
+                .map(|s| s.labels.get("instance").unwrap().to_owned())
+                .collect()
+        };
+        // Created out of label order.
+        for instance in ["c", "a", "b"] {
+            db.append(&[series("up", instance, [(MIN, 1.0)])]).unwrap();
+        }
+        assert_eq!(all(&db), ["a", "b", "c"]);
+        // A new series after the order was cached takes its place.
+        db.append(&[series("up", "aa", [(2 * MIN, 1.0)])]).unwrap();
+        assert_eq!(all(&db), ["a", "aa", "b", "c"]);
+        let lazy = {
+            let m = Matcher::new("instance", MatchOp::Equal, "aa").unwrap();
+            db.select_lazy(&[m], 0, i64::MAX).unwrap()
+        };
+        assert_eq!(
+            lazy[0].samples().unwrap(),
+            [Sample {
+                timestamp_ms: 2 * MIN,
+                value: 1.0
+            }]
+        );
     }
 }

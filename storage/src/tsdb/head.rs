@@ -104,7 +104,7 @@ impl MemSeries {
             chunk::decode_into(&c.data, &mut out).expect("head chunk decodes");
         }
         if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
-            chunk::decode_into(&self.open.bytes(), &mut out).expect("head chunk decodes");
+            self.open.decode_into(&mut out).expect("head chunk decodes");
         }
         out.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
         let extra: Vec<Sample> = self
@@ -287,6 +287,9 @@ pub(crate) struct HeadInner {
     next_id: u64,
     /// Samples before this are refused: the newest block ends here.
     pub min_valid_time: i64,
+    /// Each series' rank in label order, built on first use after series
+    /// came or went, so queries list series in label order without sorting.
+    label_order: std::sync::Mutex<Option<Arc<IdMap<u32>>>>,
 }
 
 impl HeadInner {
@@ -338,6 +341,7 @@ impl HeadInner {
     }
 
     fn unindex_labels(&mut self, labels: &Labels, id: u64) {
+        *self.label_order.get_mut().expect("label order lock") = None;
         let hash = hash_labels(labels);
         if self.by_hash.get(&hash) == Some(&id) {
             self.by_hash.remove(&hash);
@@ -404,6 +408,7 @@ impl HeadInner {
 
     /// Adds a new series' labels to postings, the per-metric counts and the label index.
     fn index_new(&mut self, id: u64, labels: &Labels) {
+        *self.label_order.get_mut().expect("label order lock") = None;
         for l in labels {
             self.postings
                 .entry((l.name.clone(), l.value.clone()))
@@ -464,6 +469,36 @@ impl HeadInner {
             }
         }
         head
+    }
+
+    /// Ids of series matching every matcher, in their labels' order.
+    pub fn select_ids_in_label_order(&self, matchers: &[Matcher]) -> Vec<u64> {
+        let order = self.label_order();
+        let mut ranked: Vec<(u32, u64)> = self
+            .select_ids(matchers)
+            .into_iter()
+            .map(|id| (order.get(&id).copied().unwrap_or(u32::MAX), id))
+            .collect();
+        ranked.sort_unstable();
+        ranked.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn label_order(&self) -> Arc<IdMap<u32>> {
+        let mut cached = self.label_order.lock().expect("label order lock");
+        if let Some(order) = cached.as_ref() {
+            return order.clone();
+        }
+        let mut all: Vec<(&Labels, u64)> =
+            self.series.iter().map(|(&id, s)| (&s.labels, id)).collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let order: Arc<IdMap<u32>> = Arc::new(
+            all.iter()
+                .enumerate()
+                .map(|(rank, &(_, id))| (id, rank as u32))
+                .collect(),
+        );
+        *cached = Some(order.clone());
+        order
     }
 
     /// Ids of series matching every matcher, ascending.
