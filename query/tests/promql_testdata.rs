@@ -28,13 +28,7 @@ fn testdata_dir() -> PathBuf {
 }
 
 /// Functions and operators the engine leaves out on purpose, with why.
-const NOT_SUPPORTED: &[(&str, &str)] = &[
-    (
-        "limit_ratio(",
-        "limit_ratio samples series by Prometheus's label hash (experimental)",
-    ),
-    ("info(", "info() joins info metrics (experimental)"),
-];
+const NOT_SUPPORTED: &[(&str, &str)] = &[("info(", "info() joins info metrics (experimental)")];
 
 struct Store {
     _dir: tempfile::TempDir,

@@ -128,6 +128,9 @@ impl Evaluator<'_> {
         if matches!(op.as_str(), "topk" | "bottomk" | "limitk") && k_is_nan {
             return Err(exec("Parameter value is NaN"));
         }
+        if op == "limit_ratio" && k_is_nan {
+            return Err(exec("Ratio value is NaN"));
+        }
         let input = self.eval_vector(&agg.expr, grid, &format!("aggregation {op}"))?;
         let key_of = |labels: &Labels| -> Labels {
             match &agg.modifier {
@@ -284,7 +287,14 @@ impl Evaluator<'_> {
                     }
                 }
                 "limit_ratio" => {
-                    return Err(exec("limit_ratio is not supported by Sextant's engine yet"));
+                    let ratio = p.unwrap_or(f64::NAN).clamp(-1.0, 1.0);
+                    for (_, members) in groups {
+                        for (i, v) in members {
+                            if ratio_sampled(&input[i].labels, ratio) {
+                                push(&mut out, input[i].labels.clone(), t, v);
+                            }
+                        }
+                    }
                 }
                 "quantile" => {
                     let q = p.unwrap_or(f64::NAN);
@@ -314,6 +324,23 @@ impl Evaluator<'_> {
         }
         Ok(out)
     }
+}
+
+/// Whether `limit_ratio(ratio, ...)` keeps a series: as Prometheus, by where
+/// the xxhash of its labels falls in [0, 1) — below `ratio` when it is
+/// positive, at or above `1 + ratio` when negative — so the same series are
+/// kept at every step and `limit_ratio(r)` and `limit_ratio(r - 1)` split a
+/// vector in two.
+fn ratio_sampled(labels: &Labels, ratio: f64) -> bool {
+    let mut bytes = Vec::with_capacity(128);
+    for l in labels {
+        bytes.extend_from_slice(l.name.as_bytes());
+        bytes.push(0xff);
+        bytes.extend_from_slice(l.value.as_bytes());
+        bytes.push(0xff);
+    }
+    let offset = xxhash_rust::xxh64::xxh64(&bytes, 0) as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
 /// Descending by value, NaN last.
