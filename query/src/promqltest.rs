@@ -71,6 +71,17 @@ pub struct Expectations {
     /// Warning/info annotations expected (`Some(true)`), forbidden (`Some(false)`) or unchecked.
     pub warn: Option<bool>,
     pub info: Option<bool>,
+    /// The expected warning's text (`expect warn msg: ...`) or pattern (`regex:`).
+    pub warn_message: Option<MessageMatch>,
+    /// The expected info's text or pattern.
+    pub info_message: Option<MessageMatch>,
+}
+
+/// An expected message: exact text, or a regex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageMatch {
+    Exact(String),
+    Regex(String),
 }
 
 /// One eval case.
@@ -105,7 +116,7 @@ pub enum Command {
         native_histograms: bool,
         series: Vec<TestSeries>,
     },
-    Eval(EvalCase),
+    Eval(Box<EvalCase>),
     /// Drop everything loaded.
     Clear,
 }
@@ -180,7 +191,7 @@ pub fn parse_test_file(text: &str) -> Result<Vec<Command>, TestFileError> {
                         message: m,
                     })?;
                 }
-                commands.push(Command::Eval(case));
+                commands.push(Command::Eval(Box::new(case)));
             }
             other => return Err(err(format!("unknown command {other:?}"))),
         }
@@ -255,9 +266,15 @@ fn parse_eval_body_line(case: &mut EvalCase, line: &str) -> Result<(), String> {
                 case.expect.fail = Some(detail);
             }
             "ordered" => case.expect.ordered = true,
-            "warn" => case.expect.warn = Some(true),
+            "warn" => {
+                case.expect.warn = Some(true);
+                case.expect.warn_message = message_match(rest);
+            }
             "no_warn" => case.expect.warn = Some(false),
-            "info" => case.expect.info = Some(true),
+            "info" => {
+                case.expect.info = Some(true);
+                case.expect.info_message = message_match(rest);
+            }
             "no_info" => case.expect.info = Some(false),
             "string" => case.expect.string = Some(unquote(rest.trim())?),
             "range" => {
@@ -282,6 +299,16 @@ fn parse_eval_body_line(case: &mut EvalCase, line: &str) -> Result<(), String> {
     }
     case.series.push(parse_series_line(line)?);
     Ok(())
+}
+
+fn message_match(rest: &str) -> Option<MessageMatch> {
+    let rest = rest.trim();
+    if let Some(m) = rest.strip_prefix("msg:") {
+        Some(MessageMatch::Exact(m.trim().to_owned()))
+    } else {
+        rest.strip_prefix("regex:")
+            .map(|r| MessageMatch::Regex(r.trim().to_owned()))
+    }
 }
 
 fn unquote(text: &str) -> Result<String, String> {

@@ -103,3 +103,31 @@ fn a_query_past_its_deadline_times_out() {
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
 }
+
+#[test]
+fn hints_come_back_as_prometheus_words_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::new(store(dir.path()), EngineOptions::default());
+    let (_, notes) = engine
+        .instant_query_annotated("rate(x[5m])", 1_800_000)
+        .unwrap();
+    assert_eq!(
+        notes.infos,
+        [
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"x\""
+        ]
+    );
+    assert!(notes.warnings.is_empty());
+    let (_, notes) = engine
+        .range_query_annotated("sort(quantile(1.5, x))", 0, 600_000, 60_000)
+        .unwrap();
+    assert_eq!(
+        notes.warnings,
+        [
+            "PromQL warning: quantile value should be between 0 and 1, got 1.5",
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels",
+        ]
+    );
+    let (_, notes) = engine.instant_query_annotated("sum(x)", 1_800_000).unwrap();
+    assert_eq!(notes, Default::default());
+}

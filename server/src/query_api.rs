@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sextant_model::PromDuration;
 use sextant_query::parse_time;
-use sextant_query::promql::{Engine, EngineOptions, QueryValue, write_sample_value};
+use sextant_query::promql::{Annotations, Engine, EngineOptions, QueryValue, write_sample_value};
 
 use crate::api::{blocking, param, params, success};
 use crate::http::{ApiError, AppState};
@@ -22,7 +22,7 @@ const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// Writes a query result in Prometheus's envelope straight into text: a
 /// range query can return millions of points, too many for a JSON tree.
-fn result_body(value: &QueryValue) -> String {
+fn result_body(value: &QueryValue, notes: &Annotations) -> String {
     use std::fmt::Write as _;
     fn string(out: &mut String, text: &str) {
         // serde_json escapes exactly as JSON requires.
@@ -135,7 +135,23 @@ fn result_body(value: &QueryValue) -> String {
             out.push(']');
         }
     }
-    out.push_str("}}");
+    out.push('}');
+    // Prometheus 3 reports hints beside the data; Grafana shows them.
+    for (key, list) in [("warnings", &notes.warnings), ("infos", &notes.infos)] {
+        if !list.is_empty() {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":[");
+            for (i, note) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                string(&mut out, note);
+            }
+            out.push(']');
+        }
+    }
+    out.push('}');
     out
 }
 
@@ -196,7 +212,7 @@ fn query_param(pairs: &[(String, String)]) -> Result<String, ApiError> {
 /// Runs a query on the blocking pool, at most `max_concurrency` at once.
 async fn run(
     state: &AppState,
-    work: impl FnOnce() -> Result<QueryValue, ApiError> + Send + 'static,
+    work: impl FnOnce() -> Result<(QueryValue, Annotations), ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let _slot = state
         .query
@@ -215,7 +231,11 @@ async fn run(
     if value.is_err() {
         state.metrics.query_failures.inc();
     }
-    let body = blocking(move || Ok(result_body(&value?))).await?;
+    let body = blocking(move || {
+        let (value, notes) = value?;
+        Ok(result_body(&value, &notes))
+    })
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -230,7 +250,10 @@ pub async fn instant(
     let query = query_param(&pairs)?;
     let time = time_param(&pairs, "time")?.unwrap_or_else(sextant_storage::Tsdb::now_ms);
     let engine = engine_for(&state, &pairs)?;
-    run(&state, move || Ok(engine.instant_query(&query, time)?)).await
+    run(&state, move || {
+        Ok(engine.instant_query_annotated(&query, time)?)
+    })
+    .await
 }
 
 /// `GET|POST /api/v1/query_range?query=&start=&end=&step=&timeout=`.
@@ -267,7 +290,7 @@ pub async fn range(
     let query = query_param(&pairs)?;
     let engine = engine_for(&state, &pairs)?;
     run(&state, move || {
-        Ok(engine.range_query(&query, start, end, step)?)
+        Ok(engine.range_query_annotated(&query, start, end, step)?)
     })
     .await
 }
@@ -358,7 +381,8 @@ mod tests {
                 Point { t: -1_500, v: -0.0 },
             ],
         }]);
-        let json: Value = serde_json::from_str(&result_body(&matrix)).unwrap();
+        let json: Value =
+            serde_json::from_str(&result_body(&matrix, &Annotations::default())).unwrap();
         assert_eq!(
             json,
             json!({"status": "success", "data": {"resultType": "matrix", "result": [{
@@ -379,14 +403,16 @@ mod tests {
                 t: 2_000,
                 v,
             }]);
-            let json: Value = serde_json::from_str(&result_body(&vector)).unwrap();
+            let json: Value =
+                serde_json::from_str(&result_body(&vector, &Annotations::default())).unwrap();
             assert_eq!(json["data"]["result"][0]["value"], json!([2, text]));
         }
         let scalar = QueryValue::Scalar {
             t: 0,
             v: f64::NEG_INFINITY,
         };
-        let json: Value = serde_json::from_str(&result_body(&scalar)).unwrap();
+        let json: Value =
+            serde_json::from_str(&result_body(&scalar, &Annotations::default())).unwrap();
         assert_eq!(
             json["data"],
             json!({"resultType": "scalar", "result": [0, "-Inf"]})

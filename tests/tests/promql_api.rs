@@ -297,6 +297,23 @@ fn grafana_requests_get_prometheus_shapes() {
         4
     );
 
+    // Hints ride beside the data, as Prometheus 3 sends them (Grafana shows them).
+    let json = sextant
+        .get(&format!(
+            "/api/v1/query?query={}&time={}",
+            url_encode("rate(node_memory_bytes[5m])"),
+            secs(end)
+        ))
+        .json();
+    assert_eq!(json["data"]["result"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        json["infos"],
+        serde_json::json!([
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"node_memory_bytes\""
+        ])
+    );
+    assert!(json.get("warnings").is_none());
+
     // What Grafana asks for besides queries.
     let json = sextant.get("/api/v1/status/buildinfo").json();
     assert_eq!(json["status"], "success");

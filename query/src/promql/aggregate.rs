@@ -298,6 +298,7 @@ impl Evaluator<'_> {
                 }
                 "quantile" => {
                     let q = p.unwrap_or(f64::NAN);
+                    self.check_quantile(&[q]);
                     for (g, members) in groups {
                         let values: Vec<f64> = members.iter().map(|m| m.1).collect();
                         push(&mut out, group_labels[g].clone(), t, quantile(q, values));

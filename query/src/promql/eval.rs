@@ -141,6 +141,11 @@ pub(crate) struct Evaluator<'a> {
     pub deadline: Instant,
     /// Samples and points held by the values alive now.
     pub held: usize,
+    /// Warnings and infos so far (sets: each said once).
+    pub notes: std::sync::Mutex<(
+        std::collections::BTreeSet<String>,
+        std::collections::BTreeSet<String>,
+    )>,
 }
 
 pub(crate) fn exec(msg: impl Into<String>) -> Error {
@@ -148,6 +153,42 @@ pub(crate) fn exec(msg: impl Into<String>) -> Error {
 }
 
 impl<'a> Evaluator<'a> {
+    /// Records a warning (`PromQL warning: ...`).
+    pub fn warn(&self, message: String) {
+        self.notes
+            .lock()
+            .expect("notes lock")
+            .0
+            .insert(format!("PromQL warning: {message}"));
+    }
+
+    /// Records an info (`PromQL info: ...`).
+    pub fn info(&self, message: String) {
+        self.notes
+            .lock()
+            .expect("notes lock")
+            .1
+            .insert(format!("PromQL info: {message}"));
+    }
+
+    pub fn annotations(&self) -> super::Annotations {
+        let notes = self.notes.lock().expect("notes lock");
+        super::Annotations {
+            warnings: notes.0.iter().cloned().collect(),
+            infos: notes.1.iter().cloned().collect(),
+        }
+    }
+
+    /// Warns about a quantile outside [0, 1], as Prometheus does.
+    pub fn check_quantile(&self, q: &[f64]) {
+        if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            self.warn(format!(
+                "quantile value should be between 0 and 1, got {}",
+                super::functions::format_go_float(*bad)
+            ));
+        }
+    }
+
     pub fn check_deadline(&self) -> Result<()> {
         if Instant::now() > self.deadline {
             return Err(timed_out(self.options.timeout));
@@ -403,7 +444,7 @@ impl<'a> Evaluator<'a> {
     /// (staleness markers removed) over every window of the grid; in parallel,
     /// in label order.
     pub fn map_range_series<T: Send>(
-        &mut self,
+        &self,
         vs: &VectorSelector,
         window: Window,
         grid: Grid,

@@ -398,38 +398,45 @@ fn unwrap_parens(mut e: &Expr) -> &Expr {
 }
 
 /// Prometheus's classic-histogram quantile over `(upper bound, count)` buckets.
-fn bucket_quantile(q: f64, buckets: Vec<(f64, f64)>) -> f64 {
+/// Also says whether the counts had to be forced monotonic.
+fn bucket_quantile(q: f64, buckets: Vec<(f64, f64)>) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     let Some(mut buckets) = normalize_buckets(buckets) else {
-        return f64::NAN;
+        return (f64::NAN, false);
     };
     // Force monotonic counts; ignore differences within floating-point noise.
     let mut prev = buckets[0].1;
+    let mut forced = false;
     for b in buckets.iter_mut().skip(1) {
         let curr = b.1;
         if curr == prev {
             continue;
         }
-        if almost_equal(prev, curr, 1e-12) || curr < prev {
+        if almost_equal(prev, curr, 1e-12) {
             b.1 = prev;
+            continue;
+        }
+        if curr < prev {
+            b.1 = prev;
+            forced = true;
             continue;
         }
         prev = curr;
     }
     if buckets.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let observations = buckets[buckets.len() - 1].1;
     if observations == 0.0 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let mut rank = q * observations;
     let b = buckets[..buckets.len() - 1]
@@ -437,10 +444,10 @@ fn bucket_quantile(q: f64, buckets: Vec<(f64, f64)>) -> f64 {
         .position(|b| b.1 >= rank)
         .unwrap_or(buckets.len() - 1);
     if b == buckets.len() - 1 {
-        return buckets[buckets.len() - 2].0;
+        return (buckets[buckets.len() - 2].0, forced);
     }
     if b == 0 && buckets[0].0 <= 0.0 {
-        return buckets[0].0;
+        return (buckets[0].0, forced);
     }
     let mut start = 0.0;
     let end = buckets[b].0;
@@ -450,7 +457,7 @@ fn bucket_quantile(q: f64, buckets: Vec<(f64, f64)>) -> f64 {
         count -= buckets[b - 1].1;
         rank -= buckets[b - 1].1;
     }
-    start + (end - start) * (rank / count)
+    (start + (end - start) * (rank / count), forced)
 }
 
 fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
@@ -495,6 +502,9 @@ fn map_points(
         merge_same_labels(out)
     }
 }
+
+/// Names that mark a counter, for `rate`'s "might not be a counter" info.
+const COUNTER_SUFFIXES: [&str; 4] = ["_total", "_sum", "_count", "_bucket"];
 
 /// Where a range function's series come from.
 enum RangeSource<'e> {
@@ -673,6 +683,7 @@ impl Evaluator<'_> {
                 )?))
             }
             "sort" | "sort_desc" => {
+                self.warn_sort_in_range_query();
                 let mut v = self.eval_vector(args[0], grid, &what)?;
                 if steps == 1 {
                     let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);
@@ -691,6 +702,7 @@ impl Evaluator<'_> {
                 Ok(Value::Vector(v))
             }
             "sort_by_label" | "sort_by_label_desc" => {
+                self.warn_sort_in_range_query();
                 let mut v = self.eval_vector(args[0], grid, &what)?;
                 let mut names = Vec::new();
                 for a in &args[1..] {
@@ -726,18 +738,23 @@ impl Evaluator<'_> {
             "label_join" => self.label_join(&args, grid),
             "histogram_quantile" => {
                 let q = self.eval_scalar(args[0], grid, &what)?;
+                self.check_quantile(&q);
                 let v = self.eval_vector(args[1], grid, &what)?;
-                Ok(Value::Vector(classic_histograms(v, grid, |i, b| {
-                    bucket_quantile(q[i], b)
-                })?))
+                Ok(Value::Vector(self.classic_histograms(
+                    v,
+                    grid,
+                    |i, b| bucket_quantile(q[i], b),
+                )?))
             }
             "histogram_fraction" => {
                 let lower = self.eval_scalar(args[0], grid, &what)?;
                 let upper = self.eval_scalar(args[1], grid, &what)?;
                 let v = self.eval_vector(args[2], grid, &what)?;
-                Ok(Value::Vector(classic_histograms(v, grid, |i, b| {
-                    bucket_fraction(lower[i], upper[i], b)
-                })?))
+                Ok(Value::Vector(self.classic_histograms(
+                    v,
+                    grid,
+                    |i, b| (bucket_fraction(lower[i], upper[i], b), false),
+                )?))
             }
             "histogram_quantiles" => {
                 let v = self.eval_vector(args[0], grid, &what)?;
@@ -756,8 +773,9 @@ impl Evaluator<'_> {
                 let mut out = Vec::new();
                 for q_arg in &args[2..] {
                     let q = self.eval_scalar(q_arg, grid, &what)?;
+                    self.check_quantile(&q);
                     for mut s in
-                        classic_histograms(v.clone(), grid, |i, b| bucket_quantile(q[i], b))?
+                        self.classic_histograms(v.clone(), grid, |i, b| bucket_quantile(q[i], b))?
                     {
                         // Label each result with its quantile, written as Prometheus does ("0.0", "0.25").
                         s.labels = s.labels.with(&label, &format!("{:?}", q[0]));
@@ -775,6 +793,79 @@ impl Evaluator<'_> {
                 Ok(Value::Vector(Vec::new()))
             }
             _ => self.range_function(name, &args, grid),
+        }
+    }
+
+    /// Classic histograms: series grouped by their labels without `le`, and
+    /// `f(step, buckets)` per step over `(upper bound, count)` buckets (it
+    /// also says whether the counts had to be forced monotonic). The metric
+    /// name is part of the group (two histograms never mix) and dropped from
+    /// the result, so two metrics that collide are an error. Series without a
+    /// readable `le` are skipped with a warning, as in Prometheus.
+    fn classic_histograms(
+        &self,
+        series: Vec<Series>,
+        grid: Grid,
+        f: impl Fn(usize, Vec<(f64, f64)>) -> (f64, bool),
+    ) -> Result<Vec<Series>> {
+        let mut groups: Vec<(Labels, Vec<(f64, &Series)>)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in &series {
+            let le = s.labels.get("le").unwrap_or("");
+            let Ok(bound) = parse_go_float(le) else {
+                self.warn(format!(
+                    "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+                    s.labels.metric_name().unwrap_or("")
+                ));
+                continue;
+            };
+            let key = s.labels.filter(|n| n != "le");
+            let next = groups.len();
+            let g = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                next
+            });
+            groups[g].1.push((bound, s));
+        }
+        let mut out = Vec::new();
+        for (labels, members) in groups {
+            let mut per_step: Vec<Vec<(f64, f64)>> = vec![Vec::new(); grid.len()];
+            for (bound, s) in members {
+                for p in &s.points {
+                    per_step[grid.index(p.t)].push((bound, p.v));
+                }
+            }
+            let mut points = Vec::new();
+            for (i, buckets) in per_step.into_iter().enumerate() {
+                if buckets.is_empty() {
+                    continue;
+                }
+                let (v, forced) = f(i, buckets);
+                if forced {
+                    self.info(format!(
+                        "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                        labels.metric_name().unwrap_or("")
+                    ));
+                }
+                points.push(Point { t: grid.ts(i), v });
+            }
+            if !points.is_empty() {
+                out.push(Series {
+                    labels: labels.without_metric_name(),
+                    points,
+                });
+            }
+        }
+        merge_same_labels(out)
+    }
+
+    /// Prometheus warns that `sort` has no effect on a range query's result.
+    fn warn_sort_in_range_query(&self) {
+        if self.query_step != 0 {
+            self.warn(
+                "sort is ineffective for range queries since results are always ordered by labels"
+                    .into(),
+            );
         }
     }
 
@@ -870,7 +961,7 @@ impl Evaluator<'_> {
     /// Applies `work` to every series of a range source (in parallel when
     /// read from storage), keeping their order.
     fn map_range<T: Send>(
-        &mut self,
+        &self,
         source: RangeSource<'_>,
         grid: Grid,
         work: impl Fn(Series) -> Option<T> + Sync,
@@ -1010,6 +1101,7 @@ impl Evaluator<'_> {
             "stddev_over_time" => Box::new(|_, _, w| Some(stdvar_values(w).sqrt())),
             "stdvar_over_time" => Box::new(|_, _, w| Some(stdvar_values(w))),
             "quantile_over_time" => {
+                self.check_quantile(&params[0]);
                 let q = params[0].clone();
                 Box::new(move |i, _, w| Some(quantile(q[i], w.iter().map(|p| p.v).collect())))
             }
@@ -1033,6 +1125,7 @@ impl Evaluator<'_> {
                 )));
             }
         };
+        let counter_function = matches!(name, "rate" | "increase");
         let out = self.map_range(source, grid, |s| {
             let mut points = Vec::new();
             window.for_each_window(&s.points, grid, |i, end, w| {
@@ -1042,6 +1135,14 @@ impl Evaluator<'_> {
             });
             if points.is_empty() {
                 return None;
+            }
+            if counter_function
+                && let Some(metric) = s.labels.metric_name()
+                && !COUNTER_SUFFIXES.iter().any(|suffix| metric.ends_with(suffix))
+            {
+                self.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                ));
             }
             let labels = if keep_name {
                 s.labels
@@ -1074,59 +1175,6 @@ fn absent_series(labels: Labels, present: &[bool], grid: Grid) -> Vec<Series> {
     } else {
         vec![Series { labels, points }]
     }
-}
-
-/// Classic histograms: series grouped by their labels without `le`, and
-/// `f(step, buckets)` per step over `(upper bound, count)` buckets. The metric
-/// name is part of the group (two histograms never mix) and dropped from the
-/// result, so two metrics that collide are an error.
-fn classic_histograms(
-    series: Vec<Series>,
-    grid: Grid,
-    f: impl Fn(usize, Vec<(f64, f64)>) -> f64,
-) -> Result<Vec<Series>> {
-    let mut groups: Vec<(Labels, Vec<(f64, &Series)>)> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    for s in &series {
-        let Some(le) = s.labels.get("le") else {
-            continue;
-        };
-        let Ok(bound) = parse_go_float(le) else {
-            continue;
-        };
-        let key = s.labels.filter(|n| n != "le");
-        let next = groups.len();
-        let g = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            next
-        });
-        groups[g].1.push((bound, s));
-    }
-    let mut out = Vec::new();
-    for (labels, members) in groups {
-        let mut per_step: Vec<Vec<(f64, f64)>> = vec![Vec::new(); grid.len()];
-        for (bound, s) in members {
-            for p in &s.points {
-                per_step[grid.index(p.t)].push((bound, p.v));
-            }
-        }
-        let points: Vec<Point> = per_step
-            .into_iter()
-            .enumerate()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(i, b)| Point {
-                t: grid.ts(i),
-                v: f(i, b),
-            })
-            .collect();
-        if !points.is_empty() {
-            out.push(Series {
-                labels: labels.without_metric_name(),
-                points,
-            });
-        }
-    }
-    merge_same_labels(out)
 }
 
 /// Sorts buckets by bound and merges equal bounds; `None` without a `+Inf` bucket.

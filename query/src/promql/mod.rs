@@ -104,6 +104,14 @@ impl QueryValue {
     }
 }
 
+/// Warnings and infos a query produced, worded as Prometheus words them
+/// (without the expression position Prometheus appends).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
 /// Parses a PromQL expression; the error reads like Prometheus's.
 pub fn parse(query: &str) -> Result<Expr> {
     if query.trim().is_empty() {
@@ -174,6 +182,20 @@ impl Engine {
 
     /// Evaluates `query` at `t` (ms).
     pub fn instant_query(&self, query: &str, t: i64) -> Result<QueryValue> {
+        Ok(self.instant_query_annotated(query, t)?.0)
+    }
+
+    /// Evaluates `query` at every `step` from `start` to `end` (all ms).
+    pub fn range_query(&self, query: &str, start: i64, end: i64, step: i64) -> Result<QueryValue> {
+        Ok(self.range_query_annotated(query, start, end, step)?.0)
+    }
+
+    /// As [`Engine::instant_query`], with the query's warnings and infos.
+    pub fn instant_query_annotated(
+        &self,
+        query: &str,
+        t: i64,
+    ) -> Result<(QueryValue, Annotations)> {
         let expr = parse(query)?;
         let grid = eval::Grid {
             start: t,
@@ -182,7 +204,8 @@ impl Engine {
         };
         let mut ev = self.evaluator(t, t, 0);
         let value = ev.eval(&expr, grid)?;
-        Ok(match value {
+        let annotations = ev.annotations();
+        let value = match value {
             eval::Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
             eval::Value::String(s) => QueryValue::String { t, v: s },
             eval::Value::Vector(series) => {
@@ -221,11 +244,18 @@ impl Engine {
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
                 QueryValue::Matrix(out)
             }
-        })
+        };
+        Ok((value, annotations))
     }
 
-    /// Evaluates `query` at every `step` from `start` to `end` (all ms).
-    pub fn range_query(&self, query: &str, start: i64, end: i64, step: i64) -> Result<QueryValue> {
+    /// As [`Engine::range_query`], with the query's warnings and infos.
+    pub fn range_query_annotated(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<(QueryValue, Annotations)> {
         let expr = parse(query)?;
         if step <= 0 {
             return Err(Error::Execution(
@@ -259,7 +289,7 @@ impl Engine {
         series.retain(|s| !s.points.is_empty());
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         eval::check_unique_labels(&series)?;
-        Ok(QueryValue::Matrix(series))
+        Ok((QueryValue::Matrix(series), ev.annotations()))
     }
 
     fn evaluator(&self, start: i64, end: i64, step: i64) -> eval::Evaluator<'_> {
@@ -271,6 +301,7 @@ impl Engine {
             query_step: step,
             deadline: Instant::now() + self.options.timeout,
             held: 0,
+            notes: Default::default(),
         }
     }
 }
