@@ -717,4 +717,10 @@ fn promql_matches_prometheus_2_42_on_the_same_data() {
         "only {with_data} of {} requests returned data",
         requests.len()
     );
+    // Shown with --nocapture: how much was compared.
+    let summary = format!(
+        "{} requests, {points} points compared, {with_data} with data\n",
+        requests.len()
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), summary.as_bytes());
 }
