@@ -268,6 +268,16 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    pub fn eval_string(&mut self, expr: &Expr, grid: Grid, what: &str) -> Result<String> {
+        match self.eval(expr, grid)? {
+            Value::String(s) => Ok(s),
+            other => Err(exec(format!(
+                "expected type string in {what}, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
     pub fn eval_vector(&mut self, expr: &Expr, grid: Grid, what: &str) -> Result<Vec<Series>> {
         match self.eval(expr, grid)? {
             Value::Vector(v) => Ok(v),

@@ -704,18 +704,10 @@ impl Evaluator<'_> {
             "sort_by_label" | "sort_by_label_desc" => {
                 self.warn_sort_in_range_query();
                 let mut v = self.eval_vector(args[0], grid, &what)?;
-                let mut names = Vec::new();
-                for a in &args[1..] {
-                    match self.eval(a, grid)? {
-                        Value::String(s) => names.push(s),
-                        other => {
-                            return Err(exec(format!(
-                                "expected string label names in {what}, got {}",
-                                other.type_name()
-                            )));
-                        }
-                    }
-                }
+                let names = args[1..]
+                    .iter()
+                    .map(|a| self.eval_string(a, grid, &what))
+                    .collect::<Result<Vec<String>>>()?;
                 v.sort_by(|a, b| {
                     let mut ord = std::cmp::Ordering::Equal;
                     for n in &names {
@@ -758,15 +750,7 @@ impl Evaluator<'_> {
             }
             "histogram_quantiles" => {
                 let v = self.eval_vector(args[0], grid, &what)?;
-                let label = match self.eval(args[1], grid)? {
-                    Value::String(s) => s,
-                    other => {
-                        return Err(exec(format!(
-                            "expected a label name in {what}, got {}",
-                            other.type_name()
-                        )));
-                    }
-                };
+                let label = self.eval_string(args[1], grid, &what)?;
                 if !is_valid_label_name(&label) {
                     return Err(exec(format!("invalid label name {label:?}")));
                 }
@@ -872,18 +856,10 @@ impl Evaluator<'_> {
     fn label_replace(&mut self, args: &[&Expr], grid: Grid) -> Result<Value> {
         let what = "call to function \"label_replace\"";
         let v = self.eval_vector(args[0], grid, what)?;
-        let mut strings = Vec::new();
-        for a in &args[1..] {
-            match self.eval(a, grid)? {
-                Value::String(s) => strings.push(s),
-                other => {
-                    return Err(exec(format!(
-                        "expected string arguments in {what}, got {}",
-                        other.type_name()
-                    )));
-                }
-            }
-        }
+        let strings = args[1..]
+            .iter()
+            .map(|a| self.eval_string(a, grid, what))
+            .collect::<Result<Vec<String>>>()?;
         let [dst, replacement, src, pattern] = &strings[..] else {
             return Err(exec("label_replace takes a vector and four strings"));
         };
@@ -915,18 +891,10 @@ impl Evaluator<'_> {
     fn label_join(&mut self, args: &[&Expr], grid: Grid) -> Result<Value> {
         let what = "call to function \"label_join\"";
         let v = self.eval_vector(args[0], grid, what)?;
-        let mut strings = Vec::new();
-        for a in &args[1..] {
-            match self.eval(a, grid)? {
-                Value::String(s) => strings.push(s),
-                other => {
-                    return Err(exec(format!(
-                        "expected string arguments in {what}, got {}",
-                        other.type_name()
-                    )));
-                }
-            }
-        }
+        let strings = args[1..]
+            .iter()
+            .map(|a| self.eval_string(a, grid, what))
+            .collect::<Result<Vec<String>>>()?;
         if strings.len() < 2 {
             return Err(exec(
                 "label_join takes a vector, a destination label, a separator and source labels",
