@@ -93,16 +93,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             shutdown.clone(),
         ),
     ));
+    let statsd_config = settings
+        .file()
+        .map(|f| f.statsd.clone())
+        .unwrap_or_default();
+    let statsd_pipeline = statsd::Statsd::new(&statsd_config);
     tasks.spawn(infallible(statsd::serve_udp(
         statsd_udp,
         metrics.listener("statsd", "udp"),
+        statsd_pipeline.clone(),
         shutdown.clone(),
     )));
     tasks.spawn(infallible(statsd::serve_tcp(
         statsd_tcp,
         metrics.listener("statsd", "tcp"),
+        statsd_pipeline.clone(),
         shutdown.clone(),
     )));
+    {
+        let stores = stores.clone();
+        tasks.spawn(infallible(statsd::run_flusher(
+            statsd_pipeline,
+            move || stores.get().map(|s| s.metrics_writer.clone()),
+            statsd_config
+                .flush_interval
+                .as_std()
+                .max(Duration::from_millis(100)),
+            shutdown.clone(),
+        )));
+    }
     tasks.spawn(infallible(logstash::serve_tcp(
         logstash_tcp,
         metrics.listener("logstash", "tcp"),
@@ -346,7 +365,7 @@ fn warn_about_unimplemented_sections(settings: &Settings) {
         inert.push("alerting (notifications)");
     }
     if file.statsd.mapping_config.is_some() {
-        inert.push("statsd.mapping_config (StatsD ingest)");
+        inert.push("statsd.mapping_config (statsd_exporter mappings)");
     }
     if !inert.is_empty() {
         warn!(

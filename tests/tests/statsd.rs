@@ -1,0 +1,168 @@
+//! StatsD as services send it: the Python `statsd` client over UDP and TCP,
+//! and raw DogStatsD packets, aggregated like statsd_exporter and read back
+//! through PromQL.
+
+use std::time::{Duration, Instant};
+
+use sextant_tests::{Sextant, run_python, url_encode};
+
+/// A server flushing StatsD aggregates every 200 ms.
+fn start() -> (Sextant, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "statsd:\n  flush_interval: 200ms\n  max_series_per_metric: 3\n",
+    )
+    .unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    (server, dir)
+}
+
+/// Polls an instant query until `check` accepts its result (a JSON array).
+fn wait_for(
+    server: &Sextant,
+    query: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let json = server
+            .get(&format!("/api/v1/query?query={}", url_encode(query)))
+            .json();
+        let result = json["data"]["result"].clone();
+        if check(&result) {
+            return result;
+        }
+        assert!(Instant::now() < deadline, "{query} never matched: {result}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn value_of(result: &serde_json::Value) -> f64 {
+    result[0]["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn python_statsd_counters_gauges_and_timers_arrive_as_prometheus_metrics() {
+    let (server, _dir) = start();
+    let udp = server.addr("statsd", "udp");
+    let tcp = server.addr("statsd", "tcp");
+    run_python(
+        r#"
+import sys, statsd
+host, udp_port, tcp_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+udp = statsd.StatsClient(host, udp_port, prefix="simplebank-demo.market")
+for ms in (72.8, 30.0, 150.0):
+    udp.timing("place_order_stock_exchange", ms)
+udp.incr("orders", 3)
+udp.incr("orders")
+udp.gauge("queue_depth", 10)
+udp.gauge("queue_depth", -4, delta=True)
+udp.set("customers", "alice")
+udp.set("customers", "bob")
+tcp = statsd.TCPStatsClient(host, tcp_port, prefix="simplebank-demo.fees")
+tcp.connect()
+tcp.incr("charged", 2)
+tcp.timing("charge_fee", 12.5)
+tcp.close()
+"#,
+        &[
+            &udp.ip().to_string(),
+            &udp.port().to_string(),
+            &tcp.port().to_string(),
+        ],
+    );
+    let orders = wait_for(&server, "simplebank_demo_market_orders", |r| {
+        r.as_array().is_some_and(|a| a.len() == 1) && value_of(r) == 4.0
+    });
+    assert_eq!(
+        orders[0]["metric"]["__name__"],
+        "simplebank_demo_market_orders"
+    );
+    let depth = wait_for(&server, "simplebank_demo_market_queue_depth", |r| {
+        !r[0].is_null()
+    });
+    assert_eq!(value_of(&depth), 6.0);
+    // Timers become summaries in seconds: quantiles, _sum and _count.
+    let count = wait_for(
+        &server,
+        "simplebank_demo_market_place_order_stock_exchange_count",
+        |r| !r[0].is_null(),
+    );
+    assert_eq!(value_of(&count), 3.0);
+    let sum = wait_for(
+        &server,
+        "simplebank_demo_market_place_order_stock_exchange_sum",
+        |r| !r[0].is_null(),
+    );
+    assert!((value_of(&sum) - 0.2528).abs() < 1e-9, "{sum}");
+    let median = wait_for(
+        &server,
+        "simplebank_demo_market_place_order_stock_exchange{quantile=\"0.5\"}",
+        |r| !r[0].is_null(),
+    );
+    assert!((value_of(&median) - 0.0728).abs() < 1e-9, "{median}");
+    // Over TCP too.
+    let charged = wait_for(&server, "simplebank_demo_fees_charged", |r| !r[0].is_null());
+    assert_eq!(value_of(&charged), 2.0);
+    let fee = wait_for(&server, "simplebank_demo_fees_charge_fee_count", |r| {
+        !r[0].is_null()
+    });
+    assert_eq!(value_of(&fee), 1.0);
+    // Metadata says what each became.
+    let meta = server.get("/api/v1/metadata").json();
+    assert_eq!(
+        meta["data"]["simplebank_demo_market_orders"][0]["type"],
+        "counter"
+    );
+    assert_eq!(
+        meta["data"]["simplebank_demo_market_place_order_stock_exchange"][0]["type"],
+        "summary"
+    );
+}
+
+#[test]
+fn dogstatsd_packets_with_tags_rates_and_packed_values() {
+    let (server, _dir) = start();
+    let udp = server.addr("statsd", "udp");
+    let packet = [
+        "api.requests:1|c|@0.25|#service:orders,env:prod",
+        "api.latency:100:200:300|ms|#service:orders",
+        "api.errors:not-a-number|c",
+        "api.requests:1|g",
+        "api.requests:1|c|#service:a",
+        "api.requests:1|c|#service:b",
+        "api.requests:1|c|#service:c",
+    ]
+    .join("\n");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(packet.as_bytes(), udp).unwrap();
+    // The sample rate scales the counter; tags become labels.
+    let requests = wait_for(&server, "api_requests{service=\"orders\"}", |r| {
+        !r[0].is_null()
+    });
+    assert_eq!(value_of(&requests), 4.0);
+    assert_eq!(requests[0]["metric"]["env"], "prod");
+    let latency = wait_for(&server, "api_latency_count", |r| !r[0].is_null());
+    assert_eq!(value_of(&latency), 3.0);
+    assert_eq!(latency[0]["metric"]["service"], "orders");
+    // The bad line is an error, the type conflict and the fourth label set of
+    // api_requests (budget 3) are dropped; the rest of the packet was kept.
+    server.wait_for_metric(
+        "sextant_listener_errors_total",
+        &[("listener", "statsd"), ("transport", "udp")],
+        |v| v == 1.0,
+    );
+    server.wait_for_metric(
+        "sextant_listener_dropped_total",
+        &[("listener", "statsd"), ("transport", "udp")],
+        |v| v == 2.0,
+    );
+    let all = wait_for(&server, "api_requests", |r| {
+        r.as_array().is_some_and(|a| a.len() == 3)
+    });
+    assert_eq!(all.as_array().unwrap().len(), 3);
+}
