@@ -4,11 +4,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use sextant_ingest::statsd::aggregate::Aggregator;
+use sextant_ingest::statsd::mapping::Mapper;
 use sextant_ingest::statsd::parse::parse_line;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let mut aggregator = Aggregator::new(100);
+    let mut aggregator = Aggregator::new(100, Mapper::default());
     for line in text.split('\n') {
         match parse_line(line) {
             Ok(events) => {

@@ -16,6 +16,7 @@ use sextant_alerting::rules::{RuleFile, expand_rule_files, load_rule_file};
 use sextant_ingest::logs::LogsConfig;
 use sextant_ingest::scrape::{LabelName, ScrapeConfig};
 use sextant_ingest::statsd::StatsdConfig;
+use sextant_ingest::statsd::mapping::Mapper;
 use sextant_model::de::{null_as_default, unique_by};
 use sextant_model::{PromDuration, SourceError};
 use sextant_storage::{RetentionConfig, StorageConfig};
@@ -343,6 +344,8 @@ pub struct LoadedConfig {
     pub file: ConfigFile,
     /// Every rule file matched by `rule_files`, parsed.
     pub rule_files: Vec<(PathBuf, RuleFile)>,
+    /// The statsd_exporter mapping file `statsd.mapping_config` names, compiled.
+    pub statsd_mapping: Option<Mapper>,
 }
 
 impl LoadedConfig {
@@ -407,6 +410,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
         path: path.to_owned(),
         file,
         rule_files: Vec::new(),
+        statsd_mapping: None,
     };
     for rule_path in expand_rule_files(loaded.base_dir(), &loaded.file.rule_files)? {
         let rules = load_rule_file(&rule_path)?;
@@ -421,6 +425,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
             )
             .into());
         }
+        loaded.statsd_mapping = Some(Mapper::load(&mapping)?);
     }
     Ok(loaded)
 }

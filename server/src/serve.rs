@@ -97,7 +97,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .file()
         .map(|f| f.statsd.clone())
         .unwrap_or_default();
-    let statsd_pipeline = statsd::Statsd::new(&statsd_config);
+    let statsd_mapping = settings
+        .config
+        .as_ref()
+        .and_then(|c| c.statsd_mapping.clone())
+        .unwrap_or_default();
+    let statsd_pipeline = statsd::Statsd::new(&statsd_config, statsd_mapping);
     tasks.spawn(infallible(statsd::serve_udp(
         statsd_udp,
         metrics.listener("statsd", "udp"),
@@ -363,9 +368,6 @@ fn warn_about_unimplemented_sections(settings: &Settings) {
     }
     if !file.alerting.receivers.is_empty() {
         inert.push("alerting (notifications)");
-    }
-    if file.statsd.mapping_config.is_some() {
-        inert.push("statsd.mapping_config (statsd_exporter mappings)");
     }
     if !inert.is_empty() {
         warn!(

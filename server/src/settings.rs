@@ -130,6 +130,7 @@ mod tests {
             path: PathBuf::from("/etc/sextant/sextant.yaml"),
             file: config::parse(Path::new("sextant.yaml"), text).unwrap(),
             rule_files: Vec::new(),
+            statsd_mapping: None,
         }
     }
 

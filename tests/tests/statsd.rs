@@ -166,3 +166,84 @@ fn dogstatsd_packets_with_tags_rates_and_packed_values() {
     });
     assert_eq!(all.as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn the_books_statsd_exporter_mapping_gives_the_series_it_promises() {
+    // deploy/statsd_mapping.yml, unchanged: simplebank-demo.*.request_reservation
+    // -> request_reservation{app="$1"}.
+    let dir = tempfile::tempdir().unwrap();
+    let mapping =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/statsd_mapping.yml");
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "statsd:\n  flush_interval: 200ms\n  mapping_config: {}\n",
+            mapping.canonicalize().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let udp = server.addr("statsd", "udp");
+    run_python(
+        r#"
+import sys, statsd
+client = statsd.StatsClient(sys.argv[1], int(sys.argv[2]))
+for service, ms in (("orders", 20), ("orders", 40), ("gateway", 10)):
+    client.timing("simplebank-demo.%s.request_reservation" % service, ms)
+client.incr("simplebank-demo.orders.unmapped")
+"#,
+        &[&udp.ip().to_string(), &udp.port().to_string()],
+    );
+    let counts = wait_for(&server, "request_reservation_count", |r| {
+        r.as_array().is_some_and(|a| a.len() == 2)
+    });
+    let by_app: std::collections::BTreeMap<String, f64> = counts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let labels = s["metric"].as_object().unwrap();
+            // Exactly the promised labels: the name and app.
+            assert_eq!(labels.len(), 2, "{s}");
+            (
+                s["metric"]["app"].as_str().unwrap().to_owned(),
+                s["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_app,
+        [("gateway".to_owned(), 1.0), ("orders".to_owned(), 2.0)].into()
+    );
+    let sum = wait_for(&server, "request_reservation_sum{app=\"orders\"}", |r| {
+        !r[0].is_null()
+    });
+    assert!((value_of(&sum) - 0.06).abs() < 1e-9, "{sum}");
+    // Names no mapping matches keep statsd_exporter's escaping.
+    let unmapped = wait_for(&server, "simplebank_demo_orders_unmapped", |r| {
+        !r[0].is_null()
+    });
+    assert_eq!(value_of(&unmapped), 1.0);
+}
+
+#[test]
+fn a_bad_mapping_file_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mapping.yml"),
+        "mappings:\n  - match: \"a.*\"\n    labels: {x: \"$1\"}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, "statsd:\n  mapping_config: mapping.yml\n").unwrap();
+    let out = sextant_tests::run_sextant(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mapping.yml") && stderr.contains("needs a name"),
+        "{stderr}"
+    );
+}

@@ -9,12 +9,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use sextant_model::{Labels, METRIC_NAME, Sample};
 use sextant_storage::{MetricMetadata, SeriesSamples};
 
+use super::mapping::{EventType, Mapper, Observer};
 use super::parse::{Event, EventKind, escape_name};
 
-/// Quantiles of a timer's summary, as statsd_exporter's defaults.
-pub const QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
-/// How long an observation counts towards a summary's quantiles (statsd_exporter: 10m).
-const SUMMARY_MAX_AGE_MS: i64 = 10 * 60 * 1000;
 /// Most observations a summary keeps for its quantiles; older ones go first.
 const SUMMARY_MAX_OBSERVATIONS: usize = 10_000;
 
@@ -23,7 +20,16 @@ enum Slot {
     Counter(f64),
     Gauge(f64),
     Summary {
+        quantiles: Vec<f64>,
+        max_age_ms: i64,
         window: VecDeque<(i64, f64)>,
+        sum: f64,
+        count: f64,
+    },
+    Histogram {
+        bounds: Vec<f64>,
+        /// Per bucket (not cumulative); the last is `+Inf`.
+        counts: Vec<f64>,
         sum: f64,
         count: f64,
     },
@@ -36,9 +42,18 @@ impl Slot {
             Self::Counter(_) => "counter",
             Self::Gauge(_) => "gauge",
             Self::Summary { .. } => "summary",
+            Self::Histogram { .. } => "histogram",
             Self::Set(_) => "set",
         }
     }
+}
+
+/// A series' state and when it was last updated.
+#[derive(Debug)]
+struct Entry {
+    slot: Slot,
+    updated_ms: i64,
+    ttl_ms: i64,
 }
 
 /// What an event could not do.
@@ -59,34 +74,52 @@ pub enum Refused {
 /// The StatsD state between flushes.
 #[derive(Debug)]
 pub struct Aggregator {
-    slots: HashMap<Labels, Slot>,
+    slots: HashMap<Labels, Entry>,
+    mapper: Mapper,
     /// Each metric name's type and series count.
     names: HashMap<String, (&'static str, usize)>,
     max_series_per_metric: usize,
 }
 
 impl Aggregator {
-    /// An empty aggregator allowing `max_series_per_metric` label sets per name (0: no limit).
-    pub fn new(max_series_per_metric: usize) -> Self {
+    /// An empty aggregator that maps names with `mapper` and allows
+    /// `max_series_per_metric` label sets per name (0: no limit).
+    pub fn new(max_series_per_metric: usize, mapper: Mapper) -> Self {
         Self {
             slots: HashMap::new(),
+            mapper,
             names: HashMap::new(),
             max_series_per_metric,
         }
     }
 
-    /// Applies one event received at `now_ms`.
+    /// Applies one event received at `now_ms`; an event the mapping drops is
+    /// ignored.
     pub fn add(&mut self, event: Event, now_ms: i64) -> Result<(), Refused> {
-        let name = escape_name(&event.name);
-        let new_kind = match event.kind {
-            EventKind::Counter(_) => "counter",
-            EventKind::Gauge { .. } => "gauge",
-            EventKind::Observation { .. } => "summary",
-            EventKind::Set(_) => "set",
+        let event_type = match event.kind {
+            EventKind::Counter(_) => EventType::Counter,
+            EventKind::Gauge { .. } => EventType::Gauge,
+            EventKind::Observation { .. } => EventType::Observer,
+            EventKind::Set(_) => EventType::Set,
         };
+        let mapped = match self.mapper.map(&event.name, event_type) {
+            Some(None) => return Ok(()),
+            Some(Some(mapped)) => mapped,
+            None => self.mapper.unmapped(&event.name),
+        };
+        let name = escape_name(&mapped.name);
+        let new_kind = match (&event.kind, &mapped.observer) {
+            (EventKind::Counter(_), _) => "counter",
+            (EventKind::Gauge { .. }, _) => "gauge",
+            (EventKind::Observation { .. }, Observer::Summary { .. }) => "summary",
+            (EventKind::Observation { .. }, Observer::Histogram { .. }) => "histogram",
+            (EventKind::Set(_), _) => "set",
+        };
+        // Tags first, then the mapping's labels over them.
         let mut pairs: Vec<(String, String)> = event
             .tags
             .iter()
+            .chain(&mapped.labels)
             .map(|(k, v)| (escape_name(k), v.clone()))
             .collect();
         pairs.push((METRIC_NAME.to_owned(), name.clone()));
@@ -107,25 +140,71 @@ impl Aggregator {
                 });
             }
             *count += 1;
-            let slot = match &event.kind {
-                EventKind::Counter(_) => Slot::Counter(0.0),
-                EventKind::Gauge { .. } => Slot::Gauge(0.0),
-                EventKind::Observation { .. } => Slot::Summary {
+            let slot = match (&event.kind, mapped.observer) {
+                (EventKind::Counter(_), _) => Slot::Counter(0.0),
+                (EventKind::Gauge { .. }, _) => Slot::Gauge(0.0),
+                (
+                    EventKind::Observation { .. },
+                    Observer::Summary {
+                        quantiles,
+                        max_age_ms,
+                    },
+                ) => Slot::Summary {
+                    quantiles,
+                    max_age_ms,
                     window: VecDeque::new(),
                     sum: 0.0,
                     count: 0.0,
                 },
-                EventKind::Set(_) => Slot::Set(HashSet::new()),
+                (EventKind::Observation { .. }, Observer::Histogram { buckets }) => {
+                    Slot::Histogram {
+                        counts: vec![0.0; buckets.len() + 1],
+                        bounds: buckets,
+                        sum: 0.0,
+                        count: 0.0,
+                    }
+                }
+                (EventKind::Set(_), _) => Slot::Set(HashSet::new()),
             };
-            self.slots.insert(labels.clone(), slot);
+            self.slots.insert(
+                labels.clone(),
+                Entry {
+                    slot,
+                    updated_ms: now_ms,
+                    ttl_ms: mapped.ttl_ms,
+                },
+            );
         }
-        let slot = self.slots.get_mut(&labels).expect("inserted above");
-        match (slot, event.kind) {
+        let entry = self.slots.get_mut(&labels).expect("inserted above");
+        entry.updated_ms = now_ms;
+        match (&mut entry.slot, event.kind) {
             (Slot::Counter(total), EventKind::Counter(v)) => *total += v,
             (Slot::Gauge(current), EventKind::Gauge { value, relative }) => {
                 *current = if relative { *current + value } else { value };
             }
-            (Slot::Summary { window, sum, count }, EventKind::Observation { value, weight }) => {
+            (
+                Slot::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                },
+                EventKind::Observation { value, weight },
+            ) => {
+                let bucket = bounds
+                    .iter()
+                    .position(|b| value <= *b)
+                    .unwrap_or(bounds.len());
+                counts[bucket] += weight;
+                *sum += value * weight;
+                *count += weight;
+            }
+            (
+                Slot::Summary {
+                    window, sum, count, ..
+                },
+                EventKind::Observation { value, weight },
+            ) => {
                 *sum += value * weight;
                 *count += weight;
                 if window.len() == SUMMARY_MAX_OBSERVATIONS {
@@ -158,23 +237,61 @@ impl Aggregator {
                 value,
             }],
         };
-        for (labels, slot) in &mut self.slots {
-            match slot {
+        // Series past their mapping's ttl are forgotten.
+        let names = &mut self.names;
+        self.slots.retain(|labels, entry| {
+            let keep = entry.ttl_ms == 0 || now_ms - entry.updated_ms <= entry.ttl_ms;
+            if !keep && let Some((_, n)) = labels.metric_name().and_then(|name| names.get_mut(name))
+            {
+                *n -= 1;
+            }
+            keep
+        });
+        for (labels, entry) in &mut self.slots {
+            match &mut entry.slot {
                 Slot::Counter(v) | Slot::Gauge(v) => out.push(at(labels.clone(), *v)),
                 Slot::Set(members) => {
                     out.push(at(labels.clone(), members.len() as f64));
                     members.clear();
                 }
-                Slot::Summary { window, sum, count } => {
+                Slot::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                } => {
+                    let name = labels.metric_name().unwrap_or_default().to_owned();
+                    let bucket_labels = labels.with(METRIC_NAME, &format!("{name}_bucket"));
+                    let mut cumulative = 0.0;
+                    for (i, c) in counts.iter().enumerate() {
+                        cumulative += c;
+                        let le = bounds
+                            .get(i)
+                            .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                        out.push(at(bucket_labels.with("le", &le), cumulative));
+                    }
+                    out.push(at(labels.with(METRIC_NAME, &format!("{name}_sum")), *sum));
+                    out.push(at(
+                        labels.with(METRIC_NAME, &format!("{name}_count")),
+                        *count,
+                    ));
+                }
+                Slot::Summary {
+                    quantiles,
+                    max_age_ms,
+                    window,
+                    sum,
+                    count,
+                } => {
                     while window
                         .front()
-                        .is_some_and(|(t, _)| *t <= now_ms - SUMMARY_MAX_AGE_MS)
+                        .is_some_and(|(t, _)| *t <= now_ms - *max_age_ms)
                     {
                         window.pop_front();
                     }
                     let mut values: Vec<f64> = window.iter().map(|(_, v)| *v).collect();
                     values.sort_by(f64::total_cmp);
-                    for q in QUANTILES {
+                    for &q in quantiles.iter() {
                         let value = if values.is_empty() {
                             f64::NAN
                         } else {
@@ -249,7 +366,7 @@ mod tests {
 
     #[test]
     fn counters_gauges_timers_and_sets_flush_like_statsd_exporter() {
-        let mut agg = Aggregator::new(0);
+        let mut agg = Aggregator::new(0, Mapper::default());
         feed(
             &mut agg,
             &[
@@ -299,7 +416,7 @@ mod tests {
 
     #[test]
     fn conflicting_types_and_series_over_budget_are_refused() {
-        let mut agg = Aggregator::new(2);
+        let mut agg = Aggregator::new(2, Mapper::default());
         feed(&mut agg, &["x:1|c"], 0);
         let err = agg
             .add(parse_line("x:1|g").unwrap().remove(0), 0)
@@ -314,5 +431,58 @@ mod tests {
             "\"x\" already has 2 series; new label sets are dropped"
         );
         assert_eq!(agg.series(), 2);
+    }
+
+    #[test]
+    fn mapped_names_histograms_drops_and_ttl() {
+        let mapper = Mapper::parse(
+            std::path::Path::new("m.yml"),
+            r#"
+mappings:
+  - match: "simplebank-demo.*.request_reservation"
+    name: "request_reservation"
+    timer_type: histogram
+    buckets: [0.05, 0.1]
+    ttl: 1m
+    labels:
+      app: "$1"
+  - match: "debug.*"
+    action: drop
+"#,
+        )
+        .unwrap();
+        let mut agg = Aggregator::new(0, mapper);
+        feed(
+            &mut agg,
+            &[
+                "simplebank-demo.orders.request_reservation:40|ms",
+                "simplebank-demo.orders.request_reservation:70|ms",
+                "simplebank-demo.orders.request_reservation:900|ms",
+                "debug.noise:1|c",
+            ],
+            0,
+        );
+        let (samples, metadata) = agg.flush(1_000);
+        let bucket = |le: &str| {
+            value(
+                &samples,
+                &format!("request_reservation_bucket{{app=\"orders\", le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(
+            (bucket("0.05"), bucket("0.1"), bucket("+Inf")),
+            (1.0, 2.0, 3.0)
+        );
+        assert_eq!(
+            value(&samples, "request_reservation_count{app=\"orders\"}"),
+            3.0
+        );
+        assert!((value(&samples, "request_reservation_sum{app=\"orders\"}") - 1.01).abs() < 1e-12);
+        assert_eq!(samples.len(), 5, "the dropped name made no series");
+        assert_eq!(metadata[0].1.kind, "histogram");
+        // Not updated for longer than its ttl: forgotten.
+        let (samples, _) = agg.flush(62_000);
+        assert!(samples.is_empty());
+        assert_eq!(agg.series(), 0);
     }
 }

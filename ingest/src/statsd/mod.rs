@@ -1,6 +1,7 @@
 //! StatsD and DogStatsD over UDP and TCP (`:8125`).
 
 pub mod aggregate;
+pub mod mapping;
 pub mod parse;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use sextant_storage::MetricsWriter;
 use tracing::warn;
 
 use self::aggregate::Aggregator;
+use self::mapping::Mapper;
 use crate::net::{LineLimits, RateLimitedWarning, serve_datagrams, serve_lines};
 
 /// The `statsd` section of the config file.
@@ -52,9 +54,11 @@ pub struct Statsd {
 }
 
 impl Statsd {
-    pub fn new(config: &StatsdConfig) -> Arc<Self> {
+    /// The pipeline for `config`, naming metrics with `mapper` (a
+    /// statsd_exporter mapping file, or `Mapper::default()` for none).
+    pub fn new(config: &StatsdConfig, mapper: Mapper) -> Arc<Self> {
         Arc::new(Self {
-            aggregator: Mutex::new(Aggregator::new(config.max_series_per_metric)),
+            aggregator: Mutex::new(Aggregator::new(config.max_series_per_metric, mapper)),
             warning: RateLimitedWarning::new(Duration::from_secs(60)),
         })
     }
