@@ -69,7 +69,14 @@ pub enum Refused {
     /// The metric already has as many series as allowed.
     #[error("{name:?} already has {limit} series; new label sets are dropped")]
     TooManySeries { name: String, limit: usize },
+    /// StatsD as a whole holds as many series as it may.
+    #[error("StatsD already holds {0} series; new series are dropped")]
+    Full(usize),
 }
+
+/// Most series StatsD holds in all, whatever the names: memory stays bounded
+/// even under a flood of distinct names.
+pub const MAX_SERIES: usize = 1_000_000;
 
 /// The StatsD state between flushes.
 #[derive(Debug)]
@@ -125,6 +132,9 @@ impl Aggregator {
         pairs.push((METRIC_NAME.to_owned(), name.clone()));
         let labels = Labels::from_pairs(pairs);
         if !self.slots.contains_key(&labels) {
+            if self.slots.len() >= MAX_SERIES {
+                return Err(Refused::Full(MAX_SERIES));
+            }
             let (kind, count) = self.names.entry(name.clone()).or_insert((new_kind, 0));
             if *kind != new_kind {
                 return Err(Refused::TypeConflict {
