@@ -368,23 +368,24 @@ pub fn start_sextant(dir: &std::path::Path, extra: &[&str]) -> Peer {
     let binary = std::env::current_exe()
         .expect("exe")
         .with_file_name("sextant");
+    // Listeners the bench does not use get port 0, unless `extra` names them.
+    let mut defaults: Vec<String> = Vec::new();
+    for (flag, value) in [
+        ("--http", format!("127.0.0.1:{port}")),
+        ("--otlp-grpc", "0".into()),
+        ("--otlp-http", "0".into()),
+        ("--statsd", "0".into()),
+        ("--logstash", "0".into()),
+        ("--log-level", "warn".into()),
+    ] {
+        if !extra.contains(&flag) {
+            defaults.extend([flag.to_owned(), value]);
+        }
+    }
     let child = Command::new(&binary)
         .args(["serve", "--data-dir"])
         .arg(dir.join("data"))
-        .args([
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--otlp-grpc",
-            "0",
-            "--otlp-http",
-            "0",
-            "--statsd",
-            "0",
-            "--logstash",
-            "0",
-            "--log-level",
-            "warn",
-        ])
+        .args(&defaults)
         .args(extra)
         .stderr(Stdio::null())
         .spawn()
