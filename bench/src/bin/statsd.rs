@@ -83,7 +83,11 @@ fn run_rates(name: &str, port: u16, read: impl Fn() -> f64) -> u64 {
             "  {name:<8} {rate:>9} lines/s for {SECONDS} s: took {taken:>9.0} of {sent} ({:.2}% lost; kernel receive-buffer drops {} datagrams){}",
             100.0 * lost,
             rcvbuf_errors() - drops,
-            if kept_up { "" } else { " [the sender fell behind]" }
+            if kept_up {
+                ""
+            } else {
+                " [the sender fell behind]"
+            }
         ));
         if taken as u64 == sent && kept_up {
             best = rate;
@@ -107,7 +111,6 @@ fn settle(read: &impl Fn() -> f64) -> (f64, Instant) {
     }
     (last, moved)
 }
-
 
 fn etsy_statsd() -> PathBuf {
     let prefix = std::env::var_os("HOME")

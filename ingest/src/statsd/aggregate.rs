@@ -82,6 +82,9 @@ pub const MAX_SERIES: usize = 1_000_000;
 #[derive(Debug)]
 pub struct Aggregator {
     slots: HashMap<Labels, Entry>,
+    /// What each raw name, tag list and type resolved to (`None`: dropped by
+    /// the mapping), so repeated lines skip mapping, escaping and label building.
+    resolved: HashMap<String, Option<Labels>>,
     mapper: Mapper,
     /// Each metric name's type and series count.
     names: HashMap<String, (&'static str, usize)>,
@@ -94,6 +97,7 @@ impl Aggregator {
     pub fn new(max_series_per_metric: usize, mapper: Mapper) -> Self {
         Self {
             slots: HashMap::new(),
+            resolved: HashMap::new(),
             mapper,
             names: HashMap::new(),
             max_series_per_metric,
@@ -109,8 +113,26 @@ impl Aggregator {
             EventKind::Observation { .. } => EventType::Observer,
             EventKind::Set(_) => EventType::Set,
         };
+        let key = resolution_key(&event, event_type);
+        if let Some(resolved) = self.resolved.get(&key) {
+            let Some(labels) = resolved else {
+                return Ok(());
+            };
+            // A series forgotten since (ttl) is built again below.
+            if let Some(entry) = self.slots.get_mut(labels) {
+                entry.updated_ms = now_ms;
+                let name = labels.metric_name().unwrap_or_default();
+                return apply(&mut entry.slot, event.kind, name, now_ms);
+            }
+        }
+        if self.resolved.len() >= 2 * MAX_SERIES {
+            self.resolved.clear();
+        }
         let mapped = match self.mapper.map(&event.name, event_type) {
-            Some(None) => return Ok(()),
+            Some(None) => {
+                self.resolved.insert(key, None);
+                return Ok(());
+            }
             Some(Some(mapped)) => mapped,
             None => self.mapper.unmapped(&event.name),
         };
@@ -187,52 +209,8 @@ impl Aggregator {
         }
         let entry = self.slots.get_mut(&labels).expect("inserted above");
         entry.updated_ms = now_ms;
-        match (&mut entry.slot, event.kind) {
-            (Slot::Counter(total), EventKind::Counter(v)) => *total += v,
-            (Slot::Gauge(current), EventKind::Gauge { value, relative }) => {
-                *current = if relative { *current + value } else { value };
-            }
-            (
-                Slot::Histogram {
-                    bounds,
-                    counts,
-                    sum,
-                    count,
-                },
-                EventKind::Observation { value, weight },
-            ) => {
-                let bucket = bounds
-                    .iter()
-                    .position(|b| value <= *b)
-                    .unwrap_or(bounds.len());
-                counts[bucket] += weight;
-                *sum += value * weight;
-                *count += weight;
-            }
-            (
-                Slot::Summary {
-                    window, sum, count, ..
-                },
-                EventKind::Observation { value, weight },
-            ) => {
-                *sum += value * weight;
-                *count += weight;
-                if window.len() == SUMMARY_MAX_OBSERVATIONS {
-                    window.pop_front();
-                }
-                window.push_back((now_ms, value));
-            }
-            (Slot::Set(members), EventKind::Set(member)) => {
-                members.insert(member);
-            }
-            (slot, _) => {
-                return Err(Refused::TypeConflict {
-                    name,
-                    existing: slot.kind(),
-                    new: new_kind,
-                });
-            }
-        }
+        apply(&mut entry.slot, event.kind, &name, now_ms)?;
+        self.resolved.insert(key, Some(labels));
         Ok(())
     }
 
@@ -342,6 +320,83 @@ impl Aggregator {
     pub fn series(&self) -> usize {
         self.slots.len()
     }
+}
+
+/// The cache key of an event: raw name, tags and type.
+fn resolution_key(event: &Event, event_type: EventType) -> String {
+    let mut key = String::with_capacity(event.name.len() + 16);
+    key.push_str(&event.name);
+    for (k, v) in &event.tags {
+        key.push('\0');
+        key.push_str(k);
+        key.push('\u{1}');
+        key.push_str(v);
+    }
+    key.push('\0');
+    key.push(match event_type {
+        EventType::Counter => 'c',
+        EventType::Gauge => 'g',
+        EventType::Observer => 'o',
+        EventType::Set => 's',
+    });
+    key
+}
+
+/// Applies an event to its series' state.
+fn apply(slot: &mut Slot, kind: EventKind, name: &str, now_ms: i64) -> Result<(), Refused> {
+    match (slot, kind) {
+        (Slot::Counter(total), EventKind::Counter(v)) => *total += v,
+        (Slot::Gauge(current), EventKind::Gauge { value, relative }) => {
+            *current = if relative { *current + value } else { value };
+        }
+        (
+            Slot::Histogram {
+                bounds,
+                counts,
+                sum,
+                count,
+            },
+            EventKind::Observation { value, weight },
+        ) => {
+            let bucket = bounds
+                .iter()
+                .position(|b| value <= *b)
+                .unwrap_or(bounds.len());
+            counts[bucket] += weight;
+            *sum += value * weight;
+            *count += weight;
+        }
+        (
+            Slot::Summary {
+                window, sum, count, ..
+            },
+            EventKind::Observation { value, weight },
+        ) => {
+            *sum += value * weight;
+            *count += weight;
+            if window.len() == SUMMARY_MAX_OBSERVATIONS {
+                window.pop_front();
+            }
+            window.push_back((now_ms, value));
+        }
+        (Slot::Set(members), EventKind::Set(member)) => {
+            members.insert(member);
+        }
+        (slot, kind) => {
+            let new = match kind {
+                EventKind::Counter(_) => "counter",
+                EventKind::Gauge { .. } => "gauge",
+                EventKind::Observation { .. } => "summary",
+                EventKind::Set(_) => "set",
+            };
+            return Err(Refused::TypeConflict {
+                name: name.to_owned(),
+                existing: slot.kind(),
+                new,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
