@@ -161,7 +161,7 @@ fn etsy_counter(mgmt: u16, name: &str) -> f64 {
     text.find(&key)
         .and_then(|i| {
             text[i + key.len()..]
-                .split(|c: char| c == ',' || c == '\n' || c == '}')
+                .split([',', '\n', '}'])
                 .next()
                 .and_then(|v| v.trim().parse().ok())
         })
