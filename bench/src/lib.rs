@@ -452,3 +452,10 @@ pub fn remote_write(agent: &ureq::Agent, url: &str, body: &[u8]) {
         reply.status()
     );
 }
+
+/// The value after `flag` on the command line (`--only range`), if given.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}

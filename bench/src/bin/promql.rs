@@ -22,7 +22,7 @@
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use sextant_bench::{Peer, Rng, remote_write, start_prometheus, start_sextant};
+use sextant_bench::{Peer, Rng, flag_value, remote_write, start_prometheus, start_sextant};
 use sextant_ingest::remote_write::{encode, proto};
 
 const STEP_MS: i64 = 15_000;
@@ -199,10 +199,7 @@ fn url_encode(text: &str) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
+    let only = flag_value(&args, "--only");
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let (instances, hours, instant_instances) = if quick { (10, 6, 100) } else { (100, 24, 1000) };
     let scratch = tempfile::tempdir().expect("scratch dir");

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sextant_bench::{
-    NodeExporter, NodeWorkload, Peer, dir_bytes, free_port, remote_write, rss_bytes, scrape_batch,
-    start_prometheus, start_sextant,
+    NodeExporter, NodeWorkload, Peer, dir_bytes, flag_value, free_port, remote_write, rss_bytes,
+    scrape_batch, start_prometheus, start_sextant,
 };
 use sextant_ingest::remote_write::{encode, proto};
 use sextant_model::PromDuration;
@@ -46,16 +46,9 @@ struct Sizes {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1).cloned());
+    let only = flag_value(&args, "--only");
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    let rw_hosts: Option<usize> = args
-        .iter()
-        .position(|a| a == "--rw-hosts")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok());
+    let rw_hosts: Option<usize> = flag_value(&args, "--rw-hosts").and_then(|n| n.parse().ok());
     let sizes = if quick {
         Sizes {
             disk_hosts: 2,
