@@ -1,26 +1,65 @@
-//! The Prometheus text exposition format (0.0.4, and OpenMetrics' `# EOF`,
-//! `# UNIT`): what scrapes return and what `POST /api/v1/import/prometheus`
-//! takes. [`parse`] is pure and keeps every valid line of a body with errors.
+//! The Prometheus text exposition format (0.0.4) and OpenMetrics 1.0: what
+//! scrapes return and what `POST /api/v1/import/prometheus` takes.
+//!
+//! [`Parser`] is a pure, allocation-free (unless a value holds escapes)
+//! streaming reader: it yields one [`Entry`] per meaningful line and keeps the
+//! current sample's labels as slices of the input, so a scrape can look a
+//! series up by its text before building anything. A bad line is reported
+//! with its number and skipped; the rest is kept. [`parse`] collects a whole
+//! body into owned samples for the import endpoint.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sextant_model::{Labels, is_valid_label_name, is_valid_metric_name};
 
-/// One sample line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TextSample {
-    pub labels: Labels,
-    pub value: f64,
-    /// Milliseconds since the epoch, when the line gave one.
-    pub timestamp_ms: Option<i64>,
+/// Which exposition format a body is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`: integer millisecond timestamps.
+    Prometheus,
+    /// `application/openmetrics-text`: float second timestamps, exemplars, `# EOF`.
+    OpenMetrics,
 }
 
-/// `# TYPE`, `# HELP` and `# UNIT` of one metric family.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FamilyMetadata {
-    pub kind: Option<String>,
-    pub help: Option<String>,
-    pub unit: Option<String>,
+impl Format {
+    /// The format a `Content-Type` header announces (text 0.0.4 when unsure).
+    pub fn from_content_type(content_type: &str) -> Self {
+        if content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/openmetrics-text")
+        {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+}
+
+/// One meaningful line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// A sample; its labels are in [`Parser::labels`] until the next call.
+    Sample(SampleLine<'a>),
+    /// `# TYPE family kind`.
+    Type { family: &'a str, kind: &'a str },
+    /// `# HELP family text`, unescaped.
+    Help { family: &'a str, text: Cow<'a, str> },
+    /// `# UNIT family unit`.
+    Unit { family: &'a str, unit: &'a str },
+}
+
+/// A sample line without its labels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleLine<'a> {
+    /// The name and label block exactly as written: a cache key for the series.
+    pub series: &'a str,
+    /// The metric name.
+    pub name: &'a str,
+    pub value: f64,
+    /// Milliseconds since the epoch, when the line gave a timestamp.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A line that did not parse.
@@ -37,6 +76,302 @@ impl std::fmt::Display for LineError {
     }
 }
 
+/// Metric types a `# TYPE` line may name, in either format.
+pub const KINDS: [&str; 9] = [
+    "counter",
+    "gauge",
+    "histogram",
+    "summary",
+    "untyped",
+    "unknown",
+    "info",
+    "stateset",
+    "gaugehistogram",
+];
+
+/// A streaming reader over one body.
+#[derive(Debug)]
+pub struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+    line: usize,
+    format: Format,
+    labels: Vec<(&'a str, Cow<'a, str>)>,
+    seen_eof: bool,
+}
+
+impl<'a> Parser<'a> {
+    /// A reader over `text` in `format`.
+    pub fn new(text: &'a str, format: Format) -> Self {
+        Self {
+            text,
+            pos: 0,
+            line: 0,
+            format,
+            labels: Vec::new(),
+            seen_eof: false,
+        }
+    }
+
+    /// The labels of the last [`Entry::Sample`] (without `__name__`), in written order.
+    pub fn labels(&self) -> &[(&'a str, Cow<'a, str>)] {
+        &self.labels
+    }
+
+    /// The 1-based number of the line last read.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// Whether an OpenMetrics body ended without `# EOF` (call after the last entry).
+    pub fn missing_eof(&self) -> bool {
+        self.format == Format::OpenMetrics && !self.seen_eof
+    }
+
+    /// The next entry, an error for a bad line, or `None` at the end.
+    #[allow(clippy::should_implement_trait)] // a lending iterator: labels borrow the parser
+    pub fn next(&mut self) -> Option<Result<Entry<'a>, LineError>> {
+        loop {
+            if self.pos >= self.text.len() || self.seen_eof {
+                return None;
+            }
+            let rest = &self.text[self.pos..];
+            let (raw, advance) = match memchr::memchr(b'\n', rest.as_bytes()) {
+                Some(i) => (&rest[..i], i + 1),
+                None => (rest, rest.len()),
+            };
+            self.pos += advance;
+            self.line += 1;
+            let line = raw.trim_matches(|c| c == ' ' || c == '\t' || c == '\r');
+            if line.is_empty() {
+                continue;
+            }
+            let result = if let Some(comment) = line.strip_prefix('#') {
+                match self.comment(comment) {
+                    Ok(None) => continue,
+                    Ok(Some(entry)) => Ok(entry),
+                    Err(message) => Err(message),
+                }
+            } else {
+                self.sample(line).map(Entry::Sample)
+            };
+            return Some(result.map_err(|message| LineError {
+                line: self.line,
+                message,
+            }));
+        }
+    }
+
+    fn comment(&mut self, comment: &'a str) -> Result<Option<Entry<'a>>, String> {
+        let comment = comment.trim_start_matches([' ', '\t']);
+        if comment == "EOF" {
+            self.seen_eof = true;
+            return Ok(None);
+        }
+        let (keyword, rest) = comment.split_once([' ', '\t']).unwrap_or((comment, ""));
+        if !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
+            return Ok(None); // an ordinary comment
+        }
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let (family, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
+        if !is_valid_metric_name(family) {
+            return Err(format!("# {keyword}: invalid metric name {family:?}"));
+        }
+        Ok(Some(match keyword {
+            "HELP" => Entry::Help {
+                family,
+                text: unescape(text, false),
+            },
+            "TYPE" => {
+                let kind = text.trim();
+                if !KINDS.contains(&kind) {
+                    return Err(format!("# TYPE {family}: unknown type {kind:?}"));
+                }
+                Entry::Type { family, kind }
+            }
+            _ => Entry::Unit {
+                family,
+                unit: text.trim(),
+            },
+        }))
+    }
+
+    fn sample(&mut self, line: &'a str) -> Result<SampleLine<'a>, String> {
+        self.labels.clear();
+        let bytes = line.as_bytes();
+        let name_end = bytes
+            .iter()
+            .position(|&b| b == b'{' || b == b' ' || b == b'\t')
+            .unwrap_or(bytes.len());
+        let name = &line[..name_end];
+        if !is_valid_metric_name(name) {
+            return Err(format!("invalid metric name {name:?}"));
+        }
+        let mut series_end = name_end;
+        if bytes.get(name_end) == Some(&b'{') {
+            series_end = self.label_block(line, name_end + 1)?;
+        }
+        let series = &line[..series_end];
+        let rest = &line[series_end..];
+        // An OpenMetrics exemplar follows " # ": not stored.
+        let rest = match rest.find(" # ") {
+            Some(i) if self.format == Format::OpenMetrics => &rest[..i],
+            _ => rest,
+        };
+        let mut fields = rest.split_ascii_whitespace();
+        let value_text = fields
+            .next()
+            .ok_or_else(|| format!("{name}: missing value"))?;
+        let value = parse_value(value_text)
+            .ok_or_else(|| format!("{name}: invalid value {value_text:?}"))?;
+        let timestamp_ms = match fields.next() {
+            None => None,
+            Some(t) => Some(self.timestamp(name, t)?),
+        };
+        if let Some(extra) = fields.next() {
+            return Err(format!("{name}: unexpected {extra:?} after the timestamp"));
+        }
+        Ok(SampleLine {
+            series,
+            name,
+            value,
+            timestamp_ms,
+        })
+    }
+
+    fn timestamp(&self, name: &str, text: &str) -> Result<i64, String> {
+        match self.format {
+            Format::Prometheus => text.parse::<i64>().map_err(|_| {
+                format!("{name}: invalid timestamp {text:?} (expected integer milliseconds)")
+            }),
+            Format::OpenMetrics => text
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && s.abs() < 9.2e15)
+                .map(|seconds| (seconds * 1000.0).round() as i64)
+                .ok_or_else(|| format!("{name}: invalid timestamp {text:?} (expected seconds)")),
+        }
+    }
+
+    /// Reads `name="value",...}` from `start` and returns the index after `}`.
+    fn label_block(&mut self, line: &'a str, start: usize) -> Result<usize, String> {
+        let bytes = line.as_bytes();
+        let mut i = start;
+        loop {
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            match bytes.get(i) {
+                None => return Err("label block without '}'".to_owned()),
+                Some(b'}') => return Ok(i + 1),
+                _ => {}
+            }
+            let eq = memchr::memchr(b'=', &bytes[i..])
+                .map(|e| i + e)
+                .ok_or("label without '='")?;
+            let name = line[i..eq].trim_end_matches([' ', '\t']);
+            if !is_valid_label_name(name) {
+                return Err(format!("invalid label name {name:?}"));
+            }
+            if self.labels.iter().any(|(n, _)| *n == name) {
+                return Err(format!("duplicate label {name:?}"));
+            }
+            i = eq + 1;
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            if bytes.get(i) != Some(&b'"') {
+                return Err(format!("label {name}: value must be in double quotes"));
+            }
+            let value_start = i + 1;
+            let mut j = value_start;
+            let mut escaped = false;
+            let value_end = loop {
+                match memchr::memchr2(b'"', b'\\', &bytes[j..]) {
+                    None => return Err(format!("label {name}: unterminated value")),
+                    Some(k) if bytes[j + k] == b'"' => break j + k,
+                    Some(k) => {
+                        escaped = true;
+                        j += k + 2;
+                        if j > bytes.len() {
+                            return Err(format!("label {name}: unterminated value"));
+                        }
+                    }
+                }
+            };
+            let raw = &line[value_start..value_end];
+            let value = if escaped {
+                unescape(raw, true)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            self.labels.push((name, value));
+            i = value_end + 1;
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            match bytes.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') => {}
+                _ => return Err(format!("expected ',' or '}}' after label {name}")),
+            }
+        }
+    }
+}
+
+/// Undoes `\n`, `\\` and (in label values) `\"`; other escapes stay as written.
+fn unescape(text: &str, quotes: bool) -> Cow<'_, str> {
+    if !text.contains('\\') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some('"') if quotes => out.push('"'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A sample value as Go's `ParseFloat` reads it, plus the exposition spellings of infinity.
+pub fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ => text.parse().ok(),
+    }
+}
+
+/// One sample line, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextSample {
+    pub labels: Labels,
+    pub value: f64,
+    /// Milliseconds since the epoch, when the line gave one.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// `# TYPE`, `# HELP` and `# UNIT` of one metric family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyMetadata {
+    pub kind: Option<String>,
+    pub help: Option<String>,
+    pub unit: Option<String>,
+}
+
 /// What a body held.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Parsed {
@@ -45,184 +380,38 @@ pub struct Parsed {
     pub errors: Vec<LineError>,
 }
 
-/// Parses a whole body. Bad lines are reported and skipped; the rest is kept.
+/// Parses a whole text-format body. Bad lines are reported and skipped; the rest is kept.
 pub fn parse(text: &str) -> Parsed {
     let mut out = Parsed::default();
-    for (index, raw) in text.lines().enumerate() {
-        let line = raw.trim_matches(|c| c == ' ' || c == '\t' || c == '\r');
-        if line.is_empty() {
-            continue;
-        }
-        let result = if let Some(comment) = line.strip_prefix('#') {
-            if comment.trim() == "EOF" {
-                break;
+    let mut parser = Parser::new(text, Format::Prometheus);
+    while let Some(entry) = parser.next() {
+        match entry {
+            Err(error) => out.errors.push(error),
+            Ok(Entry::Sample(sample)) => {
+                let pairs = std::iter::once(("__name__", sample.name.to_owned())).chain(
+                    parser
+                        .labels()
+                        .iter()
+                        .map(|(n, v)| (*n, v.clone().into_owned())),
+                );
+                out.samples.push(TextSample {
+                    labels: Labels::from_pairs(pairs),
+                    value: sample.value,
+                    timestamp_ms: sample.timestamp_ms,
+                });
             }
-            parse_comment(comment, &mut out.metadata)
-        } else {
-            parse_sample(line).map(|s| out.samples.push(s))
-        };
-        if let Err(message) = result {
-            out.errors.push(LineError {
-                line: index + 1,
-                message,
-            });
+            Ok(Entry::Type { family, kind }) => {
+                out.metadata.entry(family.to_owned()).or_default().kind = Some(kind.to_owned());
+            }
+            Ok(Entry::Help { family, text }) => {
+                out.metadata.entry(family.to_owned()).or_default().help = Some(text.into_owned());
+            }
+            Ok(Entry::Unit { family, unit }) => {
+                out.metadata.entry(family.to_owned()).or_default().unit = Some(unit.to_owned());
+            }
         }
     }
     out
-}
-
-fn parse_comment(
-    comment: &str,
-    metadata: &mut BTreeMap<String, FamilyMetadata>,
-) -> Result<(), String> {
-    let comment = comment.trim_start();
-    let (keyword, rest) = comment.split_once([' ', '\t']).unwrap_or((comment, ""));
-    if !matches!(keyword, "HELP" | "TYPE" | "UNIT") {
-        return Ok(()); // an ordinary comment
-    }
-    let rest = rest.trim_start();
-    let (name, text) = rest.split_once([' ', '\t']).unwrap_or((rest, ""));
-    if !is_valid_metric_name(name) {
-        return Err(format!("# {keyword}: invalid metric name {name:?}"));
-    }
-    let entry = metadata.entry(name.to_owned()).or_default();
-    match keyword {
-        "HELP" => entry.help = Some(unescape_help(text)),
-        "TYPE" => {
-            let kind = text.trim();
-            const KINDS: [&str; 9] = [
-                "counter",
-                "gauge",
-                "histogram",
-                "summary",
-                "untyped",
-                "unknown",
-                "info",
-                "stateset",
-                "gaugehistogram",
-            ];
-            if !KINDS.contains(&kind) {
-                return Err(format!("# TYPE {name}: unknown type {kind:?}"));
-            }
-            entry.kind = Some(kind.to_owned());
-        }
-        _ => entry.unit = Some(text.trim().to_owned()),
-    }
-    Ok(())
-}
-
-fn unescape_help(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('\\') => out.push('\\'),
-                Some(other) => {
-                    out.push('\\');
-                    out.push(other);
-                }
-                None => out.push('\\'),
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn parse_sample(line: &str) -> Result<TextSample, String> {
-    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
-    let name = &line[..name_end];
-    if !is_valid_metric_name(name) {
-        return Err(format!("invalid metric name {name:?}"));
-    }
-    let mut pairs: Vec<(String, String)> = vec![("__name__".to_owned(), name.to_owned())];
-    let mut rest = &line[name_end..];
-    if let Some(after) = rest.strip_prefix('{') {
-        rest = parse_labels(after, &mut pairs)?;
-    }
-    let mut fields = rest.split_whitespace();
-    let value_text = fields
-        .next()
-        .ok_or_else(|| format!("{name}: missing value"))?;
-    let value =
-        parse_value(value_text).ok_or_else(|| format!("{name}: invalid value {value_text:?}"))?;
-    let timestamp_ms = match fields.next() {
-        None => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| {
-            format!("{name}: invalid timestamp {t:?} (expected integer milliseconds)")
-        })?),
-    };
-    if let Some(extra) = fields.next() {
-        return Err(format!("{name}: unexpected {extra:?} after the timestamp"));
-    }
-    Ok(TextSample {
-        labels: Labels::from_pairs(pairs),
-        value,
-        timestamp_ms,
-    })
-}
-
-/// Parses `name="value",...}` and returns what follows the `}`.
-fn parse_labels<'a>(
-    mut text: &'a str,
-    pairs: &mut Vec<(String, String)>,
-) -> Result<&'a str, String> {
-    loop {
-        text = text.trim_start();
-        if let Some(after) = text.strip_prefix('}') {
-            return Ok(after);
-        }
-        let eq = text.find('=').ok_or("label without '='")?;
-        let name = text[..eq].trim();
-        if !is_valid_label_name(name) {
-            return Err(format!("invalid label name {name:?}"));
-        }
-        if pairs.iter().any(|(n, _)| n == name) {
-            return Err(format!("duplicate label {name:?}"));
-        }
-        let after_eq = text[eq + 1..].trim_start();
-        let quoted = after_eq
-            .strip_prefix('"')
-            .ok_or_else(|| format!("label {name}: value must be in double quotes"))?;
-        let mut value = String::new();
-        let mut chars = quoted.char_indices();
-        let end = loop {
-            match chars.next() {
-                None => return Err(format!("label {name}: unterminated value")),
-                Some((i, '"')) => break i,
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, '\\')) => value.push('\\'),
-                    Some((_, '"')) => value.push('"'),
-                    Some((_, c)) => {
-                        value.push('\\');
-                        value.push(c);
-                    }
-                    None => return Err(format!("label {name}: unterminated value")),
-                },
-                Some((_, c)) => value.push(c),
-            }
-        };
-        pairs.push((name.to_owned(), value));
-        text = quoted[end + 1..].trim_start();
-        if let Some(after) = text.strip_prefix(',') {
-            text = after;
-        } else if !text.starts_with('}') {
-            return Err(format!("expected ',' or '}}' after label {name}"));
-        }
-    }
-}
-
-fn parse_value(text: &str) -> Option<f64> {
-    match text {
-        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" | "nan" => Some(f64::NAN),
-        _ => text.parse().ok(),
-    }
 }
 
 #[cfg(test)]
@@ -304,6 +493,65 @@ mod tests {
                 "line 8: x: invalid value \"one\"",
                 "line 9: # TYPE x: unknown type \"flavour\"",
             ]
+        );
+    }
+
+    #[test]
+    fn openmetrics_timestamps_exemplars_and_eof() {
+        let body = "# TYPE rpc counter\n\
+                    # UNIT rpc_seconds seconds\n\
+                    # HELP rpc Calls \\\"made\\\".\n\
+                    rpc_total{code=\"200\"} 17 1520879607.789 # {trace_id=\"abc\"} 0.5 1520879607.7\n\
+                    rpc_created{code=\"200\"} 1520430000.123\n\
+                    # EOF\n";
+        let mut parser = Parser::new(body, Format::OpenMetrics);
+        let mut samples = Vec::new();
+        let mut kinds = Vec::new();
+        while let Some(entry) = parser.next() {
+            match entry.unwrap() {
+                Entry::Sample(s) => samples.push((s.series, s.value, s.timestamp_ms)),
+                Entry::Type { family, kind } => kinds.push((family, kind)),
+                Entry::Help { text, .. } => assert_eq!(text, "Calls \\\"made\\\"."),
+                Entry::Unit { unit, .. } => assert_eq!(unit, "seconds"),
+            }
+        }
+        assert!(!parser.missing_eof());
+        assert_eq!(kinds, [("rpc", "counter")]);
+        assert_eq!(
+            samples,
+            [
+                ("rpc_total{code=\"200\"}", 17.0, Some(1_520_879_607_789)),
+                ("rpc_created{code=\"200\"}", 1_520_430_000.123, None),
+            ]
+        );
+        let mut cut = Parser::new("a 1\n", Format::OpenMetrics);
+        while cut.next().is_some() {}
+        assert!(cut.missing_eof());
+        assert_eq!(
+            Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_content_type("text/plain; version=0.0.4"),
+            Format::Prometheus
+        );
+    }
+
+    #[test]
+    fn labels_are_slices_of_the_input_unless_escaped() {
+        let body = "m{a=\"plain\", b=\"esc\\\"aped\",} 1\n";
+        let mut parser = Parser::new(body, Format::Prometheus);
+        let Some(Ok(Entry::Sample(sample))) = parser.next() else {
+            panic!("expected a sample");
+        };
+        assert_eq!(sample.series, "m{a=\"plain\", b=\"esc\\\"aped\",}");
+        let labels = parser.labels();
+        assert!(matches!(labels[0].1, Cow::Borrowed("plain")));
+        assert!(matches!(&labels[1].1, Cow::Owned(v) if v == "esc\"aped"));
+        let mut bad = Parser::new("m{a=\"x\\", Format::Prometheus);
+        assert_eq!(
+            bad.next().unwrap().unwrap_err().message,
+            "label a: unterminated value"
         );
     }
 }

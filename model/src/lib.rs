@@ -13,6 +13,7 @@ mod matcher;
 mod series;
 mod source_error;
 pub mod telemetry;
+pub mod time;
 
 pub use duration::{DurationError, PromDuration};
 pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};

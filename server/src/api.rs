@@ -411,3 +411,84 @@ pub async fn metadata(
         .collect();
     Ok(success(Value::Object(data)))
 }
+
+/// `GET /api/v1/targets`: Prometheus's shape, with `state=active|dropped|any`
+/// and `scrapePool=` filters.
+pub async fn targets(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let params: Vec<(String, String)> = uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let wanted = param("state").unwrap_or("any").to_ascii_lowercase();
+    if !matches!(wanted.as_str(), "active" | "dropped" | "any") {
+        return Err(ApiError::BadData(format!(
+            "invalid parameter \"state\": {wanted:?} is not one of active, dropped, any"
+        )));
+    }
+    let pool = param("scrapePool");
+    let (active, dropped) = state
+        .runtime
+        .scrape()
+        .map(|m| m.targets())
+        .unwrap_or_default();
+    let in_pool = |name: &str| pool.is_none_or(|p| p == name);
+    let labels_json = |labels: &Labels| -> serde_json::Map<String, Value> {
+        labels
+            .iter()
+            .map(|l| (l.name.to_string(), Value::from(&*l.value)))
+            .collect()
+    };
+    let active_json: Vec<Value> = active
+        .iter()
+        .filter(|t| wanted != "dropped" && in_pool(&t.pool))
+        .map(|t| {
+            let health = &t.health;
+            let last_scrape = health.last_scrape.map_or_else(
+                || "0001-01-01T00:00:00Z".to_owned(),
+                |at| {
+                    let nanos = at
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as i128);
+                    sextant_model::time::rfc3339_utc(nanos, 9)
+                },
+            );
+            json!({
+                "discoveredLabels": t.target.discovered,
+                "labels": labels_json(&t.target.labels),
+                "scrapePool": t.pool,
+                "scrapeUrl": t.target.url(),
+                "globalUrl": t.target.url(),
+                "lastError": health.last_error,
+                "lastScrape": last_scrape,
+                "lastScrapeDuration": health.last_duration.as_secs_f64(),
+                "health": health.state,
+                "scrapeInterval": sextant_model::PromDuration::new(t.target.interval).to_string(),
+                "scrapeTimeout": sextant_model::PromDuration::new(t.target.timeout).to_string(),
+            })
+        })
+        .collect();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for t in &dropped {
+        *counts.entry(&t.pool).or_default() += 1;
+    }
+    let dropped_json: Vec<Value> = dropped
+        .iter()
+        .filter(|t| wanted != "active" && in_pool(&t.pool))
+        .map(|t| json!({ "discoveredLabels": t.discovered, "scrapePool": t.pool }))
+        .collect();
+    let body = json!({
+        "status": "success",
+        "data": {
+            "activeTargets": active_json,
+            "droppedTargets": dropped_json,
+            "droppedTargetCounts": counts,
+        }
+    });
+    Ok(axum::Json(body).into_response())
+}

@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api;
 use crate::query_api::{self, QueryState};
+use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
 
 /// The stores, available once recovery is done.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub ingest_slots: Arc<Semaphore>,
     /// PromQL options and the queries running at once.
     pub query: QueryState,
+    /// Scraping and reloads.
+    pub runtime: Arc<Runtime>,
 }
 
 /// Ingest requests handled at once. Each holds its decoded batch in memory, so
@@ -58,7 +61,14 @@ impl AppState {
             stores,
             ingest_slots: Arc::new(Semaphore::new(INGEST_CONCURRENCY)),
             query: QueryState::default(),
+            runtime: Arc::default(),
         }
+    }
+
+    /// The same state with this runtime (scrape manager, reloads).
+    pub fn with_runtime(mut self, runtime: Arc<Runtime>) -> Self {
+        self.runtime = runtime;
+        self
     }
 
     /// The same state with these query settings.
@@ -126,10 +136,25 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             get(query_api::query_exemplars).post(query_api::query_exemplars),
         )
         .route("/api/v1/status/buildinfo", get(query_api::buildinfo))
+        .route("/api/v1/targets", get(api::targets))
+        .route("/-/reload", post(reload).put(reload))
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .layer(middleware::from_fn_with_state(stats, count_requests))
+}
+
+/// `POST /-/reload`: re-reads the config file; 500 naming what is wrong when
+/// it does not load (the running configuration stays), as Prometheus answers.
+async fn reload(State(state): State<AppState>) -> Response {
+    match state.runtime.reload().await {
+        Ok(()) => (StatusCode::OK, "configuration reloaded\n").into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {err:#}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn count_requests(

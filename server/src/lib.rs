@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod query_api;
+pub mod runtime;
 pub mod self_metrics;
 pub mod serve;
 pub mod settings;

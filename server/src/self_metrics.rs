@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use sextant_ingest::scrape::ScrapeStats;
 use sextant_model::telemetry::{Counter, Exposition, ListenerStats, MetricKind, render_listeners};
 use sextant_storage::TsdbStats;
 
@@ -24,6 +25,12 @@ pub struct SelfMetrics {
     pub queries: Counter,
     pub query_failures: Counter,
     pub query_micros: Counter,
+    /// The scrape manager's counters.
+    pub scrape: Arc<ScrapeStats>,
+    /// Config reloads tried and failed, and whether the last one worked.
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+    pub last_reload_ok: AtomicBool,
 }
 
 impl SelfMetrics {
@@ -40,6 +47,10 @@ impl SelfMetrics {
             queries: Counter::default(),
             query_failures: Counter::default(),
             query_micros: Counter::default(),
+            scrape: Arc::default(),
+            reloads: Counter::default(),
+            reload_failures: Counter::default(),
+            last_reload_ok: AtomicBool::new(true),
         }
     }
 
@@ -118,6 +129,51 @@ impl SelfMetrics {
             MetricKind::Counter,
             "Time spent evaluating PromQL queries.",
             self.query_micros.get() as f64 / 1e6,
+        );
+        let counters = [
+            (
+                "sextant_scrapes_total",
+                "Scrapes attempted.",
+                self.scrape.scrapes.get(),
+            ),
+            (
+                "sextant_scrape_failures_total",
+                "Scrapes that failed (target down, timeout, limit exceeded).",
+                self.scrape.failures.get(),
+            ),
+            (
+                "sextant_scrape_samples_total",
+                "Samples stored from scrapes, after metric relabelling.",
+                self.scrape.samples.get(),
+            ),
+            (
+                "sextant_scrape_bad_lines_total",
+                "Exposition lines that did not parse and were skipped.",
+                self.scrape.bad_lines.get(),
+            ),
+            (
+                "sextant_config_reloads_total",
+                "Configuration reloads tried (SIGHUP or POST /-/reload).",
+                self.reloads.get(),
+            ),
+            (
+                "sextant_config_reload_failures_total",
+                "Configuration reloads refused because the new file was invalid.",
+                self.reload_failures.get(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            page.single(name, MetricKind::Counter, help, value as f64);
+        }
+        page.single(
+            "sextant_config_last_reload_successful",
+            MetricKind::Gauge,
+            "Whether the last configuration reload succeeded.",
+            if self.last_reload_ok.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
         );
         self.tsdb.render(&mut page);
         page.finish()

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use sextant_ingest::scrape::ScrapeManager;
 use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
 use sextant_model::telemetry::ListenerStats;
 use sextant_query::promql::EngineOptions;
@@ -19,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::http::{AppState, Stores};
 use crate::query_api::QueryState;
+use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
 use crate::settings::{Endpoint, Settings};
 
@@ -66,10 +68,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let statsd_config = settings
+        .file()
+        .map(|f| f.statsd.clone())
+        .unwrap_or_default();
+    let statsd_mapping = settings
+        .config
+        .as_ref()
+        .and_then(|c| c.statsd_mapping.clone())
+        .unwrap_or_default();
+    let statsd_pipeline = statsd::Statsd::new(&statsd_config, statsd_mapping);
+    let runtime = Arc::new(Runtime::new(
+        settings.config.as_ref().map(|c| c.path.clone()),
+        statsd_pipeline.clone(),
+        metrics.clone(),
+    ));
     {
         let stats = metrics.listener("http", "tcp");
-        let state =
-            AppState::new(metrics.clone(), stores.clone()).with_query(query_state(&settings));
+        let state = AppState::new(metrics.clone(), stores.clone())
+            .with_query(query_state(&settings))
+            .with_runtime(runtime.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
         tasks.spawn(named(
@@ -93,16 +111,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             shutdown.clone(),
         ),
     ));
-    let statsd_config = settings
-        .file()
-        .map(|f| f.statsd.clone())
-        .unwrap_or_default();
-    let statsd_mapping = settings
-        .config
-        .as_ref()
-        .and_then(|c| c.statsd_mapping.clone())
-        .unwrap_or_default();
-    let statsd_pipeline = statsd::Statsd::new(&statsd_config, statsd_mapping);
     tasks.spawn(infallible(statsd::serve_udp(
         statsd_udp,
         metrics.listener("statsd", "udp"),
@@ -165,17 +173,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics_reader: tsdb.clone(),
     });
     let background = Background::start(&tsdb);
+    let scraper = ScrapeManager::new(tsdb.clone(), shutdown.child_token(), metrics.scrape.clone());
+    runtime
+        .start_scraping(scraper, settings.config.as_ref())
+        .await;
 
     metrics.set_ready();
     info!("ready");
 
-    tokio::select! {
-        signal = stop.next() => info!(signal, "stopping: draining connections"),
-        Some(ended) = tasks.join_next() => {
-            // A listener ended on its own: stop everything rather than run half a server.
-            shutdown.cancel();
-            tasks.abort_all();
-            bail!("a listener stopped unexpectedly: {}", describe(ended));
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            signal = stop.next() => {
+                info!(signal, "stopping: draining connections");
+                break;
+            }
+            Some(()) = hangups.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                // A refused reload is logged and counted; the server keeps running.
+                let _ = runtime.reload().await;
+            }
+            Some(ended) = tasks.join_next() => {
+                // A listener ended on its own: stop everything rather than run half a server.
+                shutdown.cancel();
+                tasks.abort_all();
+                bail!("a listener stopped unexpectedly: {}", describe(ended));
+            }
         }
     }
     shutdown.cancel();
@@ -360,9 +384,6 @@ fn warn_about_unimplemented_sections(settings: &Settings) {
     };
     let file = &config.file;
     let mut inert = Vec::new();
-    if !file.scrape_configs.is_empty() {
-        inert.push("scrape_configs (scraping)");
-    }
     if !config.rule_files.is_empty() {
         inert.push("rule_files (rule evaluation)");
     }

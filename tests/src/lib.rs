@@ -288,6 +288,23 @@ impl Sextant {
         self.addrs[&format!("{listener}/{transport}")]
     }
 
+    /// Polls an instant query until `check` accepts its result (the
+    /// `data.result` JSON array); panics with the last result after 20 s.
+    pub fn wait_for_query(&self, query: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let json = self
+                .get(&format!("/api/v1/query?query={}", url_encode(query)))
+                .json();
+            let result = json["data"]["result"].clone();
+            if check(&result) {
+                return result;
+            }
+            assert!(Instant::now() < deadline, "{query} never matched: {json}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `http://127.0.0.1:PORT` of the HTTP API.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr("http", "tcp"))
@@ -605,6 +622,79 @@ impl Drop for Sextant {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A helper process (an exporter, a peer) killed when dropped.
+#[derive(Debug)]
+pub struct Helper {
+    child: Child,
+    /// What it printed on its first stdout line (e.g. the port it bound).
+    pub first_line: String,
+}
+
+impl Helper {
+    /// Spawns `command` and waits for its first stdout line.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn helper");
+        let mut first_line = String::new();
+        let stdout = child.stdout.take().expect("helper stdout");
+        BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("helper's first line");
+        Self {
+            child,
+            first_line: first_line.trim().to_owned(),
+        }
+    }
+
+    /// A Python script in the test venv that prints one line once it is serving.
+    pub fn python(script: &str, args: &[&str]) -> Self {
+        let mut command = Command::new(python());
+        command.arg("-c").arg(script).args(args);
+        Self::spawn(command)
+    }
+
+    /// Debian's `prometheus-node-exporter` on a free loopback port; returns it and `host:port`.
+    pub fn node_exporter() -> (Self, String) {
+        let binary = Path::new("/usr/bin/prometheus-node-exporter");
+        assert!(
+            binary.is_file(),
+            "Debian's prometheus-node-exporter is not installed: run scripts/setup-test-env"
+        );
+        let address = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(binary)
+            .arg(format!("--web.listen-address={address}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus-node-exporter");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node exporter never listened on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let helper = Self {
+            child,
+            first_line: address.clone(),
+        };
+        (helper, address)
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

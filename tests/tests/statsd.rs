@@ -2,9 +2,8 @@
 //! and raw DogStatsD packets, aggregated like statsd_exporter and read back
 //! through PromQL.
 
-use std::time::{Duration, Instant};
 
-use sextant_tests::{Sextant, run_python, url_encode};
+use sextant_tests::{Sextant, run_python};
 
 /// A server flushing StatsD aggregates every 200 ms.
 fn start() -> (Sextant, tempfile::TempDir) {
@@ -21,24 +20,12 @@ fn start() -> (Sextant, tempfile::TempDir) {
     (server, dir)
 }
 
-/// Polls an instant query until `check` accepts its result (a JSON array).
 fn wait_for(
     server: &Sextant,
     query: &str,
     check: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let json = server
-            .get(&format!("/api/v1/query?query={}", url_encode(query)))
-            .json();
-        let result = json["data"]["result"].clone();
-        if check(&result) {
-            return result;
-        }
-        assert!(Instant::now() < deadline, "{query} never matched: {result}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_for_query(query, check)
 }
 
 fn value_of(result: &serde_json::Value) -> f64 {

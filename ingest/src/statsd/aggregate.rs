@@ -104,6 +104,13 @@ impl Aggregator {
         }
     }
 
+    /// Names new events with `mapper` from now on (a reloaded mapping file).
+    /// Series already aggregated keep their slots until their `ttl` or forever.
+    pub fn set_mapper(&mut self, mapper: Mapper) {
+        self.mapper = mapper;
+        self.resolved.clear();
+    }
+
     /// Applies one event received at `now_ms`; an event the mapping drops is
     /// ignored.
     pub fn add(&mut self, event: Event, now_ms: i64) -> Result<(), Refused> {

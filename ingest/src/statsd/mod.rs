@@ -63,6 +63,14 @@ impl Statsd {
         })
     }
 
+    /// Swaps in a reloaded mapping file.
+    pub fn set_mapper(&self, mapper: Mapper) {
+        self.aggregator
+            .lock()
+            .expect("statsd lock")
+            .set_mapper(mapper);
+    }
+
     /// Takes one datagram or line: each line's events are aggregated; a line
     /// that does not parse is counted as an error and the rest kept; an event
     /// refused (type conflict, series budget) is counted as dropped.

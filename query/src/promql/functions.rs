@@ -264,27 +264,6 @@ fn double_exponential_smoothing(w: &[Point], sf: f64, tf: f64) -> Option<f64> {
     Some(s1)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -292,7 +271,7 @@ fn is_leap(y: i64) -> bool {
 fn date_part(name: &str, seconds: f64) -> f64 {
     let secs = seconds as i64;
     let days = secs.div_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = sextant_model::time::civil_from_days(days);
     let month_days = [
         31,
         if is_leap(y) { 29 } else { 28 },

@@ -1,5 +1,5 @@
-//! Prometheus scraping: the `scrape_configs` section, in exactly Prometheus's
-//! format so that a `prometheus.yml` scrape section pastes unchanged.
+//! The `scrape_configs` section, in exactly Prometheus's format so that a
+//! `prometheus.yml` scrape section pastes unchanged.
 //!
 //! Defaults that depend on the `global` section (interval, timeout) stay `None`
 //! here and are filled in by whoever composes the whole config.

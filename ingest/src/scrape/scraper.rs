@@ -1,0 +1,629 @@
+//! One scrape: fetch a target over HTTP, parse what it returned, attach the
+//! target's labels, apply `metric_relabel_configs`, write the samples, the
+//! `up`/`scrape_*` series and staleness markers for series that went away.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper::header;
+use sextant_model::{Labels, Sample, stale_nan};
+use sextant_storage::{MetricMetadata, MetricsWriter, SeriesSamples};
+
+use super::config::{Scheme, ScrapeConfig};
+use super::relabel::{LabelMap, relabel};
+use super::target::Target;
+use crate::prom_text::{Entry, Format, LineError, Parser};
+
+/// What Prometheus 3 asks for, minus the protobuf format Sextant does not read.
+pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
+application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+/// The largest scrape body read when the job sets no `body_size_limit`.
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// A fetched exposition.
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    pub format: Format,
+}
+
+/// GETs the target's metrics page: one HTTP/1.1 request over a fresh
+/// connection, gzip undone, at most `limit` bytes. Errors read like Prometheus's.
+pub async fn fetch(
+    target: &Target,
+    config: &ScrapeConfig,
+    limit: usize,
+) -> Result<Fetched, String> {
+    if target.scheme == Scheme::Https {
+        return Err(
+            "https targets are not supported by this Sextant build (no TLS client yet)".into(),
+        );
+    }
+    let stream = tokio::net::TcpStream::connect(target.address.as_str())
+        .await
+        .map_err(|e| format!("Get \"{}\": dial tcp {}: {e}", target.url(), target.address))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("Get \"{}\": {e}", target.url()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = hyper::Request::get(target.path_and_query.as_str())
+        .header(header::HOST, target.address.as_str())
+        .header(header::ACCEPT, ACCEPT)
+        .header(
+            header::USER_AGENT,
+            concat!("Sextant/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", target.timeout.as_secs_f64()),
+        );
+    if config.enable_compression {
+        request = request.header(header::ACCEPT_ENCODING, "gzip");
+    }
+    if let Some(value) = authorization(config)? {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("building the request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("Get \"{}\": {e}", target.url()))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("server returned HTTP status {status}"));
+    }
+    let text = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let format = Format::from_content_type(&text(header::CONTENT_TYPE));
+    let gzip = text(header::CONTENT_ENCODING).eq_ignore_ascii_case("gzip");
+    let body = Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                format!("body size limit exceeded ({limit} bytes)")
+            } else {
+                format!("reading the body: {e}")
+            }
+        })?
+        .to_bytes();
+    let body = if gzip {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("decompressing the gzip body: {e}"))?;
+        if out.len() > limit {
+            return Err(format!("body size limit exceeded ({limit} bytes)"));
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    Ok(Fetched { body, format })
+}
+
+/// The `Authorization` header a job asks for, reading files at scrape time.
+fn authorization(config: &ScrapeConfig) -> Result<Option<String>, String> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("reading {path}: {e}"))
+    };
+    if let Some(auth) = &config.basic_auth {
+        let password = match (&auth.password, &auth.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(file)) => read(file)?,
+            (None, None) => String::new(),
+        };
+        let raw = format!("{}:{password}", auth.username);
+        return Ok(Some(format!("Basic {}", base64(raw.as_bytes()))));
+    }
+    if let Some(token) = &config.bearer_token {
+        return Ok(Some(format!("Bearer {token}")));
+    }
+    if let Some(file) = &config.bearer_token_file {
+        return Ok(Some(format!("Bearer {}", read(file)?)));
+    }
+    if let Some(auth) = &config.authorization {
+        let credentials = match (&auth.credentials, &auth.credentials_file) {
+            (Some(c), _) => c.clone(),
+            (None, Some(file)) => read(file)?,
+            (None, None) => return Ok(None),
+        };
+        return Ok(Some(format!("{} {credentials}", auth.kind)));
+    }
+    Ok(None)
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// What a scrape needs to know about its target and job, beyond the body.
+#[derive(Debug, Clone)]
+pub struct ScrapeContext {
+    pub target: Arc<Target>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub track_timestamps_staleness: bool,
+    pub metric_relabel: Arc<[super::config::RelabelConfig]>,
+    pub sample_limit: usize,
+    pub label_limit: usize,
+    pub label_name_length_limit: usize,
+    pub label_value_length_limit: usize,
+}
+
+impl ScrapeContext {
+    /// The context for `target` of `config`.
+    pub fn new(target: Arc<Target>, config: &ScrapeConfig) -> Self {
+        let limit = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Self {
+            target,
+            honor_labels: config.honor_labels,
+            honor_timestamps: config.honor_timestamps,
+            track_timestamps_staleness: config.track_timestamps_staleness,
+            metric_relabel: config.metric_relabel_configs.clone().into(),
+            sample_limit: limit(config.sample_limit),
+            label_limit: limit(config.label_limit),
+            label_name_length_limit: limit(config.label_name_length_limit),
+            label_value_length_limit: limit(config.label_value_length_limit),
+        }
+    }
+}
+
+/// A scraped series as last seen.
+#[derive(Debug)]
+struct CachedSeries {
+    /// `None` when `metric_relabel_configs` dropped it.
+    labels: Option<Labels>,
+    /// The scrape that last saw it.
+    seen: u64,
+    /// It came with its own timestamp (no staleness marker unless tracked).
+    explicit_timestamp: bool,
+}
+
+/// A target's memory between scrapes: series by the text they were written
+/// as, so a repeated series costs a hash lookup; what metadata was written.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    series: HashMap<String, CachedSeries>,
+    iteration: u64,
+    metadata: HashMap<String, MetricMetadata>,
+}
+
+impl ScrapeCache {
+    /// Series from the last successful scrape that will get a staleness marker if they vanish.
+    pub fn live_series(&self) -> usize {
+        self.series.values().filter(|s| s.labels.is_some()).count()
+    }
+}
+
+/// What one scrape produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScrapeOutcome {
+    /// Samples in the body.
+    pub scraped: u64,
+    /// Samples left after metric relabelling.
+    pub post_relabel: u64,
+    /// Series not in the previous scrape.
+    pub added: u64,
+    /// Staleness markers written for series that vanished.
+    pub stale: u64,
+    /// Lines that did not parse (the rest was kept).
+    pub bad_lines: Vec<LineError>,
+    /// Samples the store refused.
+    pub refused: u64,
+}
+
+/// Parses `body`, writes its samples at `now_ms` (or their own timestamps)
+/// and staleness markers for series of the last scrape that are gone.
+/// An error fails the scrape as a whole (nothing written), as a sample
+/// limit or label limit does in Prometheus.
+pub fn ingest(
+    body: &str,
+    format: Format,
+    context: &ScrapeContext,
+    cache: &mut ScrapeCache,
+    writer: &dyn MetricsWriter,
+    now_ms: i64,
+) -> Result<ScrapeOutcome, String> {
+    let iteration = cache.iteration + 1;
+    let mut outcome = ScrapeOutcome::default();
+    let mut batch: Vec<SeriesSamples> = Vec::new();
+    let mut metadata: HashMap<&str, MetricMetadata> = HashMap::new();
+    let mut new_series: Vec<(String, CachedSeries)> = Vec::new();
+    let mut parser = Parser::new(body, format);
+    while let Some(entry) = parser.next() {
+        let sample = match entry {
+            Err(error) => {
+                outcome.bad_lines.push(error);
+                continue;
+            }
+            Ok(Entry::Type { family, kind }) => {
+                metadata.entry(family).or_default().kind = kind.to_owned();
+                continue;
+            }
+            Ok(Entry::Help { family, text }) => {
+                metadata.entry(family).or_default().help = text.into_owned();
+                continue;
+            }
+            Ok(Entry::Unit { family, unit }) => {
+                metadata.entry(family).or_default().unit = unit.to_owned();
+                continue;
+            }
+            Ok(Entry::Sample(sample)) => sample,
+        };
+        outcome.scraped += 1;
+        let explicit = sample.timestamp_ms.is_some() && context.honor_timestamps;
+        let timestamp_ms = if explicit {
+            sample.timestamp_ms.unwrap_or(now_ms)
+        } else {
+            now_ms
+        };
+        let labels = if let Some(cached) = cache.series.get_mut(sample.series) {
+            cached.seen = iteration;
+            cached.explicit_timestamp = explicit;
+            cached.labels.clone()
+        } else {
+            let labels = series_labels(sample.name, parser.labels(), context)?;
+            if labels.is_some() {
+                outcome.added += 1;
+            }
+            new_series.push((
+                sample.series.to_owned(),
+                CachedSeries {
+                    labels: labels.clone(),
+                    seen: iteration,
+                    explicit_timestamp: explicit,
+                },
+            ));
+            labels
+        };
+        let Some(labels) = labels else { continue };
+        outcome.post_relabel += 1;
+        if context.sample_limit > 0 && outcome.post_relabel as usize > context.sample_limit {
+            return Err(format!(
+                "sample_limit exceeded: more than {} samples after relabelling",
+                context.sample_limit
+            ));
+        }
+        batch.push(SeriesSamples {
+            labels,
+            samples: vec![Sample {
+                timestamp_ms,
+                value: sample.value,
+            }],
+        });
+    }
+    if parser.missing_eof() && outcome.scraped > 0 {
+        outcome.bad_lines.push(LineError {
+            line: parser.line(),
+            message: "OpenMetrics body does not end with # EOF".to_owned(),
+        });
+    }
+    cache.iteration = iteration;
+    // A series written in a body twice: the later entry wins the cache slot.
+    cache.series.extend(new_series);
+    for cached in cache.series.values() {
+        if cached.seen == iteration - 1
+            && (!cached.explicit_timestamp || context.track_timestamps_staleness)
+            && let Some(labels) = &cached.labels
+        {
+            batch.push(stale(labels, now_ms));
+            outcome.stale += 1;
+        }
+    }
+    cache.series.retain(|_, s| s.seen == iteration);
+    let report = writer.append(&batch).map_err(|e| format!("storing: {e}"))?;
+    outcome.refused = report.rejected_total();
+    for (family, meta) in metadata {
+        if cache.metadata.get(family) != Some(&meta) {
+            writer
+                .set_metadata(family, meta.clone())
+                .map_err(|e| format!("storing metadata: {e}"))?;
+            cache.metadata.insert(family.to_owned(), meta);
+        }
+    }
+    Ok(outcome)
+}
+
+/// After a failed scrape or when a target goes away: every series of the
+/// last scrape gets a staleness marker and the cache starts over.
+pub fn mark_all_stale(
+    cache: &mut ScrapeCache,
+    context: &ScrapeContext,
+    writer: &dyn MetricsWriter,
+    now_ms: i64,
+) -> Result<u64, String> {
+    let batch: Vec<SeriesSamples> = cache
+        .series
+        .values()
+        .filter(|s| s.seen == cache.iteration)
+        .filter(|s| !s.explicit_timestamp || context.track_timestamps_staleness)
+        .filter_map(|s| s.labels.as_ref())
+        .map(|labels| stale(labels, now_ms))
+        .collect();
+    cache.series.clear();
+    cache.iteration += 1;
+    writer.append(&batch).map_err(|e| format!("storing: {e}"))?;
+    Ok(batch.len() as u64)
+}
+
+fn stale(labels: &Labels, timestamp_ms: i64) -> SeriesSamples {
+    SeriesSamples {
+        labels: labels.clone(),
+        samples: vec![Sample {
+            timestamp_ms,
+            value: stale_nan(),
+        }],
+    }
+}
+
+/// A scraped series' final labels: the target's labels attached (the
+/// scraped one renamed `exported_*` on a clash unless `honor_labels`), then
+/// metric relabelling. `None` when relabelling dropped it.
+fn series_labels(
+    name: &str,
+    scraped: &[(&str, std::borrow::Cow<'_, str>)],
+    context: &ScrapeContext,
+) -> Result<Option<Labels>, String> {
+    let mut map: LabelMap = scraped
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(n, v)| ((*n).to_owned(), v.clone().into_owned()))
+        .collect();
+    map.insert("__name__".to_owned(), name.to_owned());
+    for label in context.target.labels.iter() {
+        let (target_name, target_value) = (&*label.name, &*label.value);
+        if context.honor_labels {
+            map.entry(target_name.to_owned())
+                .or_insert_with(|| target_value.to_owned());
+            continue;
+        }
+        if let Some(existing) = map.remove(target_name) {
+            let mut renamed = format!("exported_{target_name}");
+            while map.contains_key(&renamed) {
+                renamed = format!("exported_{renamed}");
+            }
+            map.insert(renamed, existing);
+        }
+        map.insert(target_name.to_owned(), target_value.to_owned());
+    }
+    if !relabel(&mut map, &context.metric_relabel) {
+        return Ok(None);
+    }
+    map.retain(|_, v| !v.is_empty());
+    if !map.contains_key("__name__") {
+        return Ok(None);
+    }
+    if context.label_limit > 0 && map.len() - 1 > context.label_limit {
+        return Err(format!(
+            "label_limit exceeded: {name} has {} labels, more than {}",
+            map.len() - 1,
+            context.label_limit
+        ));
+    }
+    for (label, value) in &map {
+        if context.label_name_length_limit > 0 && label.len() > context.label_name_length_limit {
+            return Err(format!(
+                "label_name_length_limit exceeded: {name} has label {label:?} longer than {}",
+                context.label_name_length_limit
+            ));
+        }
+        if context.label_value_length_limit > 0 && value.len() > context.label_value_length_limit {
+            return Err(format!(
+                "label_value_length_limit exceeded: {name} label {label} is longer than {}",
+                context.label_value_length_limit
+            ));
+        }
+    }
+    Ok(Some(Labels::from_pairs(map)))
+}
+
+/// The series Prometheus writes about each scrape of a target.
+pub const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// The report series' values for one scrape, in [`REPORT_SERIES`] order.
+pub fn report_batch(target: &Labels, values: [f64; 5], timestamp_ms: i64) -> Vec<SeriesSamples> {
+    REPORT_SERIES
+        .iter()
+        .zip(values)
+        .map(|(name, value)| SeriesSamples {
+            labels: target.with("__name__", name),
+            samples: vec![Sample {
+                timestamp_ms,
+                value,
+            }],
+        })
+        .collect()
+}
+
+/// How long a scrape took, in seconds, as `scrape_duration_seconds` reports it.
+pub fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sextant_storage::{RetentionConfig, Tsdb, TsdbConfig, TsdbStats};
+
+    fn tsdb(dir: &std::path::Path) -> Tsdb {
+        Tsdb::open(
+            dir,
+            TsdbConfig::default(),
+            RetentionConfig::default().metrics,
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap()
+    }
+
+    fn context(config: &str) -> ScrapeContext {
+        let config: ScrapeConfig = serde_norway::from_str(config).unwrap();
+        let target = Target {
+            discovered: LabelMap::new(),
+            labels: Labels::from_pairs([("job", "app"), ("instance", "h:1")]),
+            address: "h:1".into(),
+            path_and_query: "/metrics".into(),
+            scheme: Scheme::Http,
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+        };
+        ScrapeContext::new(Arc::new(target), &config)
+    }
+
+    fn stored(db: &Tsdb) -> Vec<(String, Vec<(i64, f64)>)> {
+        let all = [
+            sextant_model::Matcher::new("__name__", sextant_model::MatchOp::Regex, ".+").unwrap(),
+        ];
+        db.select(&all, 0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let points = s
+                    .samples
+                    .iter()
+                    .map(|p| (p.timestamp_ms, p.value))
+                    .collect();
+                (s.labels.to_string(), points)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn target_labels_win_and_vanished_series_go_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb(dir.path());
+        let ctx = context("job_name: app");
+        let mut cache = ScrapeCache::default();
+        let first = "# TYPE req counter\nreq{job=\"inner\",path=\"/a\"} 1\nreq{path=\"/b\"} 2\n";
+        let outcome = ingest(first, Format::Prometheus, &ctx, &mut cache, &db, 1000).unwrap();
+        assert_eq!((outcome.scraped, outcome.added, outcome.stale), (2, 2, 0));
+        let second = "req{job=\"inner\",path=\"/a\"} 3\n";
+        let outcome = ingest(second, Format::Prometheus, &ctx, &mut cache, &db, 2000).unwrap();
+        assert_eq!((outcome.scraped, outcome.added, outcome.stale), (1, 0, 1));
+        let series = stored(&db);
+        assert_eq!(series.len(), 2);
+        assert_eq!(
+            series[0].0,
+            "req{exported_job=\"inner\", instance=\"h:1\", job=\"app\", path=\"/a\"}"
+        );
+        assert_eq!(series[0].1, [(1000, 1.0), (2000, 3.0)]);
+        assert_eq!(
+            series[1].0,
+            "req{instance=\"h:1\", job=\"app\", path=\"/b\"}"
+        );
+        assert_eq!(series[1].1[0], (1000, 2.0));
+        assert!(sextant_model::is_stale_nan(series[1].1[1].1));
+        assert_eq!(db.metadata()["req"].kind, "counter");
+    }
+
+    #[test]
+    fn honor_labels_relabelling_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb(dir.path());
+        let ctx = context(
+            r#"
+job_name: app
+honor_labels: true
+honor_timestamps: false
+metric_relabel_configs:
+  - source_labels: [__name__]
+    regex: 'go_.*'
+    action: drop
+"#,
+        );
+        let mut cache = ScrapeCache::default();
+        let body = "req{job=\"inner\"} 1 5\ngo_threads 7\nbad line\n";
+        let outcome = ingest(body, Format::Prometheus, &ctx, &mut cache, &db, 9000).unwrap();
+        assert_eq!((outcome.scraped, outcome.post_relabel), (2, 1));
+        assert_eq!(outcome.bad_lines.len(), 1);
+        assert_eq!(
+            stored(&db),
+            [(
+                "req{instance=\"h:1\", job=\"inner\"}".to_owned(),
+                vec![(9000, 1.0)]
+            )]
+        );
+        let limited = context("job_name: app\nsample_limit: 1");
+        let err = ingest(
+            "a 1\nb 2\n",
+            Format::Prometheus,
+            &limited,
+            &mut ScrapeCache::default(),
+            &db,
+            1,
+        )
+        .unwrap_err();
+        assert!(err.contains("sample_limit exceeded"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_scrape_marks_everything_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb(dir.path());
+        let ctx = context("job_name: app");
+        let mut cache = ScrapeCache::default();
+        ingest(
+            "a 1\nb 2 77\n",
+            Format::Prometheus,
+            &ctx,
+            &mut cache,
+            &db,
+            1000,
+        )
+        .unwrap();
+        // `b` carried its own timestamp: Prometheus leaves it alone.
+        assert_eq!(mark_all_stale(&mut cache, &ctx, &db, 2000).unwrap(), 1);
+        assert_eq!(cache.live_series(), 0);
+    }
+
+    #[test]
+    fn base64_matches_the_rfc() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    }
+}

@@ -1,0 +1,111 @@
+//! What can change while the server runs: the scrape jobs and the StatsD
+//! mapping, reloaded from the config file on SIGHUP and `POST /-/reload`.
+//! A file that does not load is refused and the running state kept.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sextant_ingest::scrape::ScrapeManager;
+use sextant_ingest::statsd::Statsd;
+use tracing::{info, warn};
+
+use crate::config::{self, LoadedConfig};
+use crate::self_metrics::SelfMetrics;
+
+/// The server's reloadable parts.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    config_path: Option<PathBuf>,
+    statsd: Option<Arc<Statsd>>,
+    scrape: OnceLock<Arc<ScrapeManager>>,
+    metrics: Option<Arc<SelfMetrics>>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Runtime {
+    /// The runtime for a server started from `config_path` (if any).
+    pub fn new(
+        config_path: Option<PathBuf>,
+        statsd: Arc<Statsd>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
+        Self {
+            config_path,
+            statsd: Some(statsd),
+            scrape: OnceLock::new(),
+            metrics: Some(metrics),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The scrape manager, once the store is open.
+    pub fn scrape(&self) -> Option<&Arc<ScrapeManager>> {
+        self.scrape.get()
+    }
+
+    /// Starts scraping `config`'s jobs with `manager`.
+    pub async fn start_scraping(&self, manager: Arc<ScrapeManager>, config: Option<&LoadedConfig>) {
+        let manager = self.scrape.get_or_init(|| manager);
+        if let Some(config) = config {
+            apply_scrape(manager, config).await;
+        }
+    }
+
+    /// Re-reads the config file and applies what may change at run time.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        let _one = self.reloading.lock().await;
+        if let Some(metrics) = &self.metrics {
+            metrics.reloads.inc();
+        }
+        let result = self.reload_inner().await;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .last_reload_ok
+                .store(result.is_ok(), Ordering::Relaxed);
+            if result.is_err() {
+                metrics.reload_failures.inc();
+            }
+        }
+        match &result {
+            Ok(()) => info!("configuration reloaded"),
+            Err(err) => {
+                warn!(error = %format!("{err:#}"), "configuration reload refused; keeping the running configuration");
+            }
+        }
+        result
+    }
+
+    async fn reload_inner(&self) -> anyhow::Result<()> {
+        let Some(path) = self.config_path.clone() else {
+            anyhow::bail!("Sextant was started without --config; there is nothing to reload");
+        };
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .context("loading the config file")??;
+        if let Some(statsd) = &self.statsd {
+            statsd.set_mapper(loaded.statsd_mapping.clone().unwrap_or_default());
+        }
+        if let Some(manager) = self.scrape.get() {
+            apply_scrape(manager, &loaded).await;
+        }
+        Ok(())
+    }
+}
+
+async fn apply_scrape(manager: &Arc<ScrapeManager>, config: &LoadedConfig) {
+    let global = &config.file.global;
+    let interval: Duration = global.scrape_interval.as_std();
+    let timeout: Duration = global.scrape_timeout().as_std();
+    manager
+        .apply(
+            &config.file.scrape_configs,
+            interval,
+            timeout,
+            config.base_dir(),
+        )
+        .await;
+}

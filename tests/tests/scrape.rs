@@ -1,0 +1,322 @@
+//! Prometheus scraping as users configure it: a Python `prometheus-client`
+//! exporter and Debian's node exporter scraped by `scrape_configs`, read back
+//! through PromQL and `/api/v1/targets`; file_sd targets coming and going
+//! (staleness); reloads by `POST /-/reload` and SIGHUP.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sextant_tests::{Helper, Sextant, free_port};
+
+/// A `prometheus-client` exporter with one of each metric type; prints its port.
+const EXPORTER: &str = r#"
+import sys
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+orders = Counter('orders_placed', 'Orders placed.', ['app'])
+orders.labels('market').inc(7)
+Gauge('queue_depth', 'Messages waiting in the queue.').set(42)
+latency = Histogram('request_latency_seconds', 'Request latency.', buckets=[0.1, 0.5, 1.0])
+for v in (0.05, 0.2, 0.3, 0.7, 2.0):
+    latency.observe(v)
+Info('build', 'Build information.').info({'version': '1.2.3'})
+Gauge('clashing', 'Carries its own job label.', ['job']).labels('inner').set(1)
+server, _ = start_http_server(0, addr='127.0.0.1')
+print(server.server_port, flush=True)
+sys.stdin.read()
+"#;
+
+fn exporter() -> (Helper, String) {
+    let helper = Helper::python(EXPORTER, &[]);
+    let address = format!("127.0.0.1:{}", helper.first_line);
+    (helper, address)
+}
+
+fn start_with(config: &str) -> (Sextant, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sextant.yaml");
+    std::fs::write(&path, config).unwrap();
+    let server = Sextant::builder()
+        .args(["--config", path.to_str().unwrap()])
+        .start();
+    (server, dir)
+}
+
+fn value(result: &Value) -> f64 {
+    result[0]["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+fn one_equal(expected: f64) -> impl Fn(&Value) -> bool {
+    move |r| r.as_array().is_some_and(|a| a.len() == 1) && value(r) == expected
+}
+
+fn empty(r: &Value) -> bool {
+    r.as_array().is_some_and(Vec::is_empty)
+}
+
+fn active_targets(server: &Sextant) -> Vec<Value> {
+    let json = server.get("/api/v1/targets").json();
+    assert_eq!(json["status"], "success", "{json}");
+    json["data"]["activeTargets"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_python_prometheus_client_exporter_is_scraped_with_relabelling() {
+    let (_exporter, address) = exporter();
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    let (server, _dir) = start_with(&format!(
+        r#"
+scrape_configs:
+  - job_name: market
+    scrape_interval: 1s
+    static_configs:
+      - targets: ['{address}']
+        labels: {{env: test}}
+      - targets: ['{unreachable}', 'skip.example:80']
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: 'skip\..*'
+        action: drop
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: '(python|process)_.*'
+        action: drop
+"#
+    ));
+    let up = server.wait_for_query("up{job=\"market\",env=\"test\"}", one_equal(1.0));
+    assert_eq!(up[0]["metric"]["instance"], address.as_str());
+    server.wait_for_query(
+        &format!("up{{job=\"market\",instance=\"{unreachable}\"}}"),
+        one_equal(0.0),
+    );
+
+    // prometheus-client answered in OpenMetrics: counters, _created, gauges, info.
+    let orders = server.wait_for_query("orders_placed_total", one_equal(7.0));
+    assert_eq!(
+        orders[0]["metric"],
+        serde_json::json!({
+            "__name__": "orders_placed_total", "app": "market", "env": "test",
+            "instance": address, "job": "market"
+        })
+    );
+    server.wait_for_query("orders_placed_created{app=\"market\"} > 1e9", |r| {
+        r.as_array().is_some_and(|a| a.len() == 1)
+    });
+    server.wait_for_query("queue_depth", one_equal(42.0));
+    server.wait_for_query("build_info{version=\"1.2.3\"}", one_equal(1.0));
+    server.wait_for_query("request_latency_seconds_count", one_equal(5.0));
+    server.wait_for_query("request_latency_seconds_bucket{le=\"0.5\"}", one_equal(3.0));
+    let median = server.wait_for_query(
+        "histogram_quantile(0.5, request_latency_seconds_bucket)",
+        |r| r.as_array().is_some_and(|a| a.len() == 1),
+    );
+    // Rank 2.5 falls in (0.1, 0.5] holding ranks 2..3: 0.1 + 0.4 * 0.75.
+    assert!((value(&median) - 0.4).abs() < 1e-9, "{median}");
+    // The target's job wins; the exposed one is kept as exported_job.
+    server.wait_for_query(
+        "clashing{job=\"market\",exported_job=\"inner\"}",
+        one_equal(1.0),
+    );
+    // metric_relabel_configs dropped the runtime metrics.
+    let dropped = server.wait_for_query("count({__name__=~\"python_.*|process_.*\"})", empty);
+    assert!(empty(&dropped));
+    // Scrape report series agree with each other.
+    let scraped = value(&server.wait_for_query(
+        &format!("scrape_samples_scraped{{instance=\"{address}\"}}"),
+        |r| r.as_array().is_some_and(|a| a.len() == 1),
+    ));
+    let kept = value(&server.wait_for_query(
+        &format!("scrape_samples_post_metric_relabeling{{instance=\"{address}\"}}"),
+        |r| r.as_array().is_some_and(|a| a.len() == 1),
+    ));
+    // Two counter samples, one gauge, four buckets with _count, _sum and
+    // _created, the info metric and the clashing gauge.
+    assert_eq!(kept, 12.0, "scraped {scraped}");
+    assert!(scraped > kept, "scraped {scraped}, kept {kept}");
+    server.wait_for_query(
+        &format!("scrape_duration_seconds{{instance=\"{address}\"}} < 1"),
+        |r| r.as_array().is_some_and(|a| a.len() == 1),
+    );
+    let metadata = server.get("/api/v1/metadata?metric=orders_placed").json();
+    assert_eq!(
+        metadata["data"]["orders_placed"][0]["type"], "counter",
+        "{metadata}"
+    );
+
+    let targets = active_targets(&server);
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    let healthy = targets
+        .iter()
+        .find(|t| t["labels"]["instance"] == address.as_str())
+        .unwrap();
+    assert_eq!(healthy["health"], "up");
+    assert_eq!(healthy["scrapePool"], "market");
+    assert_eq!(healthy["scrapeUrl"], format!("http://{address}/metrics"));
+    assert_eq!(healthy["lastError"], "");
+    assert_eq!(healthy["scrapeInterval"], "1s");
+    assert_eq!(healthy["discoveredLabels"]["__address__"], address.as_str());
+    assert!(healthy["lastScrape"].as_str().unwrap().starts_with("20"));
+    let down = targets
+        .iter()
+        .find(|t| t["labels"]["instance"] == unreachable.as_str())
+        .unwrap();
+    assert_eq!(down["health"], "down");
+    assert!(
+        down["lastError"].as_str().unwrap().contains("refused"),
+        "{down}"
+    );
+    let dropped = server.get("/api/v1/targets?state=dropped").json();
+    assert_eq!(dropped["data"]["activeTargets"], serde_json::json!([]));
+    assert_eq!(
+        dropped["data"]["droppedTargets"][0]["discoveredLabels"]["__address__"],
+        "skip.example:80"
+    );
+    assert_eq!(dropped["data"]["droppedTargetCounts"]["market"], 1);
+    let bad = server.get("/api/v1/targets?state=sideways");
+    assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn the_node_exporter_is_scraped_with_gzip_like_prometheus_does() {
+    let (_node, address) = Helper::node_exporter();
+    let (server, _dir) = start_with(&format!(
+        "scrape_configs:\n  - job_name: node\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{address}']\n"
+    ));
+    server.wait_for_query("up{job=\"node\"}", one_equal(1.0));
+    server.wait_for_query("node_load1{job=\"node\"} >= 0", |r| {
+        r.as_array().is_some_and(|a| a.len() == 1)
+    });
+    server.wait_for_query("node_cpu_seconds_total{mode=\"idle\"}", |r| {
+        r.as_array().is_some_and(|a| !a.is_empty())
+    });
+    // Every sample the scrape kept is a stored series of the job (plus the
+    // five report series), at the same scrape.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = value(
+            &server.wait_for_query("count({job=\"node\",__name__!~\"up|scrape_.*\"})", |r| {
+                r.as_array().is_some_and(|a| a.len() == 1)
+            }),
+        );
+        let kept = value(
+            &server.wait_for_query("scrape_samples_post_metric_relabeling{job=\"node\"}", |r| {
+                r.as_array().is_some_and(|a| a.len() == 1)
+            }),
+        );
+        if stored == kept && kept > 200.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stored {stored} series, the scrape kept {kept}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let metadata = server
+        .get("/api/v1/metadata?metric=node_cpu_seconds_total")
+        .json();
+    assert_eq!(
+        metadata["data"]["node_cpu_seconds_total"][0]["type"], "counter",
+        "{metadata}"
+    );
+}
+
+fn write_targets(path: &Path, targets: &[&str]) {
+    let json = serde_json::json!([{ "targets": targets, "labels": { "team": "payments" } }]);
+    // Write then rename, as configuration management tools do.
+    let staging = path.with_extension("tmp");
+    std::fs::write(&staging, json.to_string()).unwrap();
+    std::fs::rename(&staging, path).unwrap();
+}
+
+#[test]
+fn file_sd_targets_come_and_go_and_their_series_go_stale() {
+    let (_exporter, address) = exporter();
+    let dir = tempfile::tempdir().unwrap();
+    let targets = dir.path().join("targets.json");
+    write_targets(&targets, &[]);
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "scrape_configs:\n  - job_name: files\n    scrape_interval: 1s\n    file_sd_configs:\n      - files: ['*.json']\n",
+    )
+    .unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    assert!(active_targets(&server).is_empty());
+
+    write_targets(&targets, &[&address]);
+    server.wait_for_query(
+        "queue_depth{job=\"files\",team=\"payments\"}",
+        one_equal(42.0),
+    );
+    let target = &active_targets(&server)[0];
+    assert_eq!(
+        target["discoveredLabels"]["__meta_filepath"],
+        targets.display().to_string()
+    );
+
+    // The target leaves the file: its series and `up` end with staleness
+    // markers instead of lingering for the 5 minute lookback.
+    write_targets(&targets, &[]);
+    server.wait_for_query("queue_depth{job=\"files\"}", empty);
+    server.wait_for_query("up{job=\"files\"}", empty);
+    assert!(active_targets(&server).is_empty());
+}
+
+#[test]
+fn reload_applies_a_new_config_and_refuses_a_broken_one() {
+    let (_exporter, address) = exporter();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    let job = |name: &str| {
+        format!(
+            "scrape_configs:\n  - job_name: {name}\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{address}']\n"
+        )
+    };
+    std::fs::write(&config, job("first")).unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    server.wait_for_query("up{job=\"first\"}", one_equal(1.0));
+
+    std::fs::write(&config, job("second")).unwrap();
+    let reply = server.post_path("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    server.wait_for_query("up{job=\"second\"}", one_equal(1.0));
+    // The removed job's series end at once.
+    server.wait_for_query("up{job=\"first\"}", empty);
+
+    std::fs::write(&config, "scrape_configs:\n  - job_name: [broken\n").unwrap();
+    let reply = server.post_path("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 500);
+    assert!(
+        reply.body.starts_with("failed to reload config: ") && reply.body.contains("sextant.yaml:"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        server.metric("sextant_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    // The running configuration stays.
+    assert_eq!(active_targets(&server)[0]["scrapePool"], "second");
+
+    // SIGHUP reloads too.
+    std::fs::write(&config, job("third")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    server.wait_for_query("up{job=\"third\"}", one_equal(1.0));
+    assert_eq!(
+        server.metric("sextant_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        server.metric("sextant_config_reloads_total", &[]),
+        Some(3.0)
+    );
+}
