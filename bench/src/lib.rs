@@ -406,13 +406,14 @@ pub fn start_sextant(dir: &std::path::Path, extra: &[&str]) -> Peer {
 
 /// Starts Debian's Prometheus 2.42 with its remote-write receiver on, data in `dir/data`.
 pub fn start_prometheus(dir: &std::path::Path, extra: &[&str]) -> Peer {
+    start_prometheus_with(dir, "global:\n  scrape_interval: 15s\n", extra)
+}
+
+/// As [`start_prometheus`], with `config` as its prometheus.yml.
+pub fn start_prometheus_with(dir: &std::path::Path, config: &str, extra: &[&str]) -> Peer {
     std::fs::create_dir_all(dir).expect("dir");
     let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "global:\n  scrape_interval: 15s\n",
-    )
-    .expect("config");
+    std::fs::write(dir.join("prometheus.yml"), config).expect("config");
     let child = Command::new("/usr/bin/prometheus")
         .arg(format!(
             "--config.file={}",

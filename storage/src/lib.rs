@@ -24,7 +24,9 @@ pub struct StorageConfig {
     pub metrics: TsdbConfig,
 }
 
-pub use tsdb::{AppendReport, MetricMetadata, SeriesSamples, Tsdb, TsdbConfig, TsdbStats};
+pub use tsdb::{
+    AppendReport, MetricMetadata, RefSample, SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
+};
 
 use sextant_model::{Labels, Matcher, Sample};
 
@@ -61,6 +63,18 @@ impl std::fmt::Debug for LazySeries<'_> {
 pub trait MetricsWriter: Send + Sync {
     /// Appends samples; refused samples are counted in the report, the rest kept.
     fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport>;
+    /// As [`MetricsWriter::append`], one sample per item, by the series
+    /// reference the engine wrote back last time where known (scrapes).
+    fn append_refs(&self, batch: &mut [RefSample<'_>]) -> Result<AppendReport> {
+        let series: Vec<SeriesSamples> = batch
+            .iter()
+            .map(|s| SeriesSamples {
+                labels: s.labels.clone(),
+                samples: vec![s.sample],
+            })
+            .collect();
+        self.append(&series)
+    }
     /// Records a metric's type, help and unit.
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()>;
 }
@@ -106,6 +120,10 @@ pub trait MetricsReader: Send + Sync {
 impl MetricsWriter for Tsdb {
     fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport> {
         Tsdb::append(self, batch)
+    }
+
+    fn append_refs(&self, batch: &mut [RefSample<'_>]) -> Result<AppendReport> {
+        Tsdb::append_refs(self, batch)
     }
 
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()> {

@@ -2,7 +2,6 @@
 //! and raw DogStatsD packets, aggregated like statsd_exporter and read back
 //! through PromQL.
 
-
 use sextant_tests::{Sextant, run_python};
 
 /// A server flushing StatsD aggregates every 200 ms.

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::header;
 use sextant_model::{Labels, Sample, stale_nan};
-use sextant_storage::{MetricMetadata, MetricsWriter, SeriesSamples};
+use sextant_storage::{MetricMetadata, MetricsWriter, RefSample, SeriesSamples};
 
 use super::config::{Scheme, ScrapeConfig};
 use super::relabel::{LabelMap, relabel};
@@ -210,17 +210,23 @@ impl ScrapeContext {
 struct CachedSeries {
     /// `None` when `metric_relabel_configs` dropped it.
     labels: Option<Labels>,
+    /// What the store calls it (0 until the first append).
+    series_ref: u64,
     /// The scrape that last saw it.
     seen: u64,
     /// It came with its own timestamp (no staleness marker unless tracked).
     explicit_timestamp: bool,
 }
 
+type FastMap<K, V> = HashMap<K, V, xxhash_rust::xxh64::Xxh64Builder>;
+
 /// A target's memory between scrapes: series by the text they were written
-/// as, so a repeated series costs a hash lookup; what metadata was written.
+/// as, so a repeated series costs one hash lookup and is appended by the
+/// store's reference; what metadata was written.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
-    series: HashMap<String, CachedSeries>,
+    index: FastMap<String, usize>,
+    slots: Vec<CachedSeries>,
     iteration: u64,
     metadata: HashMap<String, MetricMetadata>,
 }
@@ -228,7 +234,56 @@ pub struct ScrapeCache {
 impl ScrapeCache {
     /// Series from the last successful scrape that will get a staleness marker if they vanish.
     pub fn live_series(&self) -> usize {
-        self.series.values().filter(|s| s.labels.is_some()).count()
+        self.slots.iter().filter(|s| s.labels.is_some()).count()
+    }
+
+    /// Appends `samples` (slot, sample) and remembers the references the store gave.
+    fn append(
+        &mut self,
+        samples: &[(usize, Sample)],
+        writer: &dyn MetricsWriter,
+    ) -> Result<u64, String> {
+        let mut batch: Vec<RefSample<'_>> = samples
+            .iter()
+            .filter_map(|&(slot, sample)| {
+                let cached = &self.slots[slot];
+                Some(RefSample {
+                    labels: cached.labels.as_ref()?,
+                    series_ref: cached.series_ref,
+                    sample,
+                })
+            })
+            .collect();
+        let result = writer.append_refs(&mut batch);
+        let refs: Vec<u64> = batch.iter().map(|s| s.series_ref).collect();
+        drop(batch);
+        for (&(slot, _), series_ref) in samples.iter().zip(refs) {
+            self.slots[slot].series_ref = series_ref;
+        }
+        result
+            .map(|report| report.rejected_total())
+            .map_err(|e| format!("storing: {e}"))
+    }
+
+    /// Forgets series not seen by the current scrape.
+    fn keep_current(&mut self) {
+        let iteration = self.iteration;
+        if self.slots.iter().all(|s| s.seen == iteration) {
+            return;
+        }
+        let mut renumber = vec![usize::MAX; self.slots.len()];
+        let mut kept = Vec::with_capacity(self.slots.len());
+        for (old, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if slot.seen == iteration {
+                renumber[old] = kept.len();
+                kept.push(slot);
+            }
+        }
+        self.slots = kept;
+        self.index.retain(|_, slot| {
+            *slot = renumber[*slot];
+            *slot != usize::MAX
+        });
     }
 }
 
@@ -263,11 +318,14 @@ pub fn ingest(
 ) -> Result<ScrapeOutcome, String> {
     let iteration = cache.iteration + 1;
     let mut outcome = ScrapeOutcome::default();
-    let mut batch: Vec<SeriesSamples> = Vec::new();
+    let mut samples: Vec<(usize, Sample)> = Vec::with_capacity(cache.slots.len());
     let mut metadata: HashMap<&str, MetricMetadata> = HashMap::new();
-    let mut new_series: Vec<(String, CachedSeries)> = Vec::new();
+    let first_new = cache.slots.len();
     let mut parser = Parser::new(body, format);
-    while let Some(entry) = parser.next() {
+    let result = loop {
+        let Some(entry) = parser.next() else {
+            break Ok(());
+        };
         let sample = match entry {
             Err(error) => {
                 outcome.bad_lines.push(error);
@@ -294,40 +352,55 @@ pub fn ingest(
         } else {
             now_ms
         };
-        let labels = if let Some(cached) = cache.series.get_mut(sample.series) {
-            cached.seen = iteration;
-            cached.explicit_timestamp = explicit;
-            cached.labels.clone()
-        } else {
-            let labels = series_labels(sample.name, parser.labels(), context)?;
-            if labels.is_some() {
-                outcome.added += 1;
-            }
-            new_series.push((
-                sample.series.to_owned(),
-                CachedSeries {
-                    labels: labels.clone(),
-                    seen: iteration,
+        let slot = match cache.index.get(sample.series) {
+            Some(&slot) => slot,
+            None => {
+                let labels = match series_labels(sample.name, parser.labels(), context) {
+                    Ok(labels) => labels,
+                    Err(err) => break Err(err),
+                };
+                if labels.is_some() {
+                    outcome.added += 1;
+                }
+                cache.slots.push(CachedSeries {
+                    labels,
+                    series_ref: 0,
+                    seen: 0,
                     explicit_timestamp: explicit,
-                },
-            ));
-            labels
+                });
+                cache
+                    .index
+                    .insert(sample.series.to_owned(), cache.slots.len() - 1);
+                cache.slots.len() - 1
+            }
         };
-        let Some(labels) = labels else { continue };
+        let cached = &mut cache.slots[slot];
+        // A series written twice in one body: the later line wins, as in the store.
+        cached.seen = iteration;
+        cached.explicit_timestamp = explicit;
+        if cached.labels.is_none() {
+            continue;
+        }
         outcome.post_relabel += 1;
         if context.sample_limit > 0 && outcome.post_relabel as usize > context.sample_limit {
-            return Err(format!(
+            break Err(format!(
                 "sample_limit exceeded: more than {} samples after relabelling",
                 context.sample_limit
             ));
         }
-        batch.push(SeriesSamples {
-            labels,
-            samples: vec![Sample {
+        samples.push((
+            slot,
+            Sample {
                 timestamp_ms,
                 value: sample.value,
-            }],
-        });
+            },
+        ));
+    };
+    if let Err(err) = result {
+        // Nothing of a failed scrape is kept: forget the series it added.
+        cache.slots.truncate(first_new);
+        cache.index.retain(|_, slot| *slot < first_new);
+        return Err(err);
     }
     if parser.missing_eof() && outcome.scraped > 0 {
         outcome.bad_lines.push(LineError {
@@ -336,20 +409,23 @@ pub fn ingest(
         });
     }
     cache.iteration = iteration;
-    // A series written in a body twice: the later entry wins the cache slot.
-    cache.series.extend(new_series);
-    for cached in cache.series.values() {
+    for (slot, cached) in cache.slots.iter().enumerate() {
         if cached.seen == iteration - 1
             && (!cached.explicit_timestamp || context.track_timestamps_staleness)
-            && let Some(labels) = &cached.labels
+            && cached.labels.is_some()
         {
-            batch.push(stale(labels, now_ms));
+            samples.push((
+                slot,
+                Sample {
+                    timestamp_ms: now_ms,
+                    value: stale_nan(),
+                },
+            ));
             outcome.stale += 1;
         }
     }
-    cache.series.retain(|_, s| s.seen == iteration);
-    let report = writer.append(&batch).map_err(|e| format!("storing: {e}"))?;
-    outcome.refused = report.rejected_total();
+    outcome.refused = cache.append(&samples, writer)?;
+    cache.keep_current();
     for (family, meta) in metadata {
         if cache.metadata.get(family) != Some(&meta) {
             writer
@@ -369,28 +445,27 @@ pub fn mark_all_stale(
     writer: &dyn MetricsWriter,
     now_ms: i64,
 ) -> Result<u64, String> {
-    let batch: Vec<SeriesSamples> = cache
-        .series
-        .values()
-        .filter(|s| s.seen == cache.iteration)
-        .filter(|s| !s.explicit_timestamp || context.track_timestamps_staleness)
-        .filter_map(|s| s.labels.as_ref())
-        .map(|labels| stale(labels, now_ms))
+    let stale: Vec<(usize, Sample)> = cache
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.seen == cache.iteration && s.labels.is_some())
+        .filter(|(_, s)| !s.explicit_timestamp || context.track_timestamps_staleness)
+        .map(|(slot, _)| {
+            (
+                slot,
+                Sample {
+                    timestamp_ms: now_ms,
+                    value: stale_nan(),
+                },
+            )
+        })
         .collect();
-    cache.series.clear();
+    let result = cache.append(&stale, writer);
+    cache.slots.clear();
+    cache.index.clear();
     cache.iteration += 1;
-    writer.append(&batch).map_err(|e| format!("storing: {e}"))?;
-    Ok(batch.len() as u64)
-}
-
-fn stale(labels: &Labels, timestamp_ms: i64) -> SeriesSamples {
-    SeriesSamples {
-        labels: labels.clone(),
-        samples: vec![Sample {
-            timestamp_ms,
-            value: stale_nan(),
-        }],
-    }
+    result.map(|_| stale.len() as u64)
 }
 
 /// A scraped series' final labels: the target's labels attached (the

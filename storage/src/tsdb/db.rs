@@ -58,6 +58,25 @@ pub struct SeriesSamples {
     pub samples: Vec<Sample>,
 }
 
+/// One sample of a series a writer has seen before: `series_ref` is what
+/// the engine called the series last time (0 when unknown), so a repeated
+/// series (every scrape of a target) skips the lookup by labels. The engine
+/// writes the reference back; a reference to a series that has since left
+/// the head is looked up by labels again.
+#[derive(Debug, Clone)]
+pub struct RefSample<'a> {
+    pub labels: &'a Labels,
+    pub series_ref: u64,
+    pub sample: Sample,
+}
+
+/// One series' samples on their way in, with where to put its reference.
+struct AppendItem<'a> {
+    labels: &'a Labels,
+    series_ref: Option<&'a mut u64>,
+    samples: &'a [Sample],
+}
+
 /// What an append kept and refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppendReport {
@@ -230,6 +249,26 @@ impl Tsdb {
     /// Appends samples. Acknowledged (Ok) means logged per the fsync policy;
     /// refused samples are counted in the report and the rest kept.
     pub fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport> {
+        self.append_items(batch.iter().map(|s| AppendItem {
+            labels: &s.labels,
+            series_ref: None,
+            samples: &s.samples,
+        }))
+    }
+
+    /// As [`Tsdb::append`], one sample per item, by series reference where known.
+    pub fn append_refs(&self, batch: &mut [RefSample<'_>]) -> Result<AppendReport> {
+        self.append_items(batch.iter_mut().map(|s| AppendItem {
+            labels: s.labels,
+            series_ref: Some(&mut s.series_ref),
+            samples: std::slice::from_ref(&s.sample),
+        }))
+    }
+
+    fn append_items<'a>(
+        &self,
+        batch: impl Iterator<Item = AppendItem<'a>>,
+    ) -> Result<AppendReport> {
         let limits = self.limits();
         let mut report = AppendReport::default();
         let reject = |report: &mut AppendReport, reason: RejectReason, n: u64, labels: &Labels| {
@@ -248,22 +287,36 @@ impl Tsdb {
             let mut created = Vec::new();
             let mut accepted: Vec<(u64, i64, f64)> = Vec::new();
             for series in batch {
-                let id = match head.get_or_create(&series.labels, &limits, &mut created) {
-                    Ok(id) => id,
+                let known = series
+                    .series_ref
+                    .as_deref()
+                    .copied()
+                    .filter(|&id| id != 0 && head.series(id).is_some());
+                let resolved = match known {
+                    Some(id) => Ok(id),
+                    None => head.get_or_create(series.labels, &limits, &mut created),
+                };
+                let id = match resolved {
+                    Ok(id) => {
+                        if let Some(slot) = series.series_ref {
+                            *slot = id;
+                        }
+                        id
+                    }
                     Err(reason) => {
                         reject(
                             &mut report,
                             reason,
                             series.samples.len() as u64,
-                            &series.labels,
+                            series.labels,
                         );
                         continue;
                     }
                 };
-                for s in &series.samples {
+                for s in series.samples {
                     match head.check(id, s.timestamp_ms, &limits) {
                         Ok(()) => accepted.push((id, s.timestamp_ms, s.value)),
-                        Err(reason) => reject(&mut report, reason, 1, &series.labels),
+                        Err(reason) => reject(&mut report, reason, 1, series.labels),
                     }
                 }
             }

@@ -16,7 +16,7 @@ mod store;
 mod wal;
 
 pub use block::BlockMeta;
-pub use db::{AppendReport, MetricMetadata, SeriesSamples, Tsdb, TsdbConfig};
+pub use db::{AppendReport, MetricMetadata, RefSample, SeriesSamples, Tsdb, TsdbConfig};
 pub use head::RejectReason;
 pub use stats::TsdbStats;
 pub use store::{BlockStore, LocalBlockStore};
