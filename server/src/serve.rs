@@ -95,10 +95,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             axum::serve(CountingListener::new(http, stats), app).with_graceful_shutdown(stop),
         ));
     }
+    let otlp_pipeline = {
+        let stores = stores.clone();
+        otlp::Otlp::new(move || stores.get().map(|s| s.metrics_writer.clone()))
+    };
     tasks.spawn(named(
         "otlp_grpc",
         otlp::serve_grpc(
             otlp_grpc,
+            otlp_pipeline.clone(),
             metrics.listener("otlp_grpc", "tcp"),
             shutdown.clone().cancelled_owned(),
         ),
@@ -107,6 +112,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         "otlp_http",
         otlp::serve_http(
             otlp_http,
+            otlp_pipeline,
             metrics.listener("otlp_http", "tcp"),
             shutdown.clone(),
         ),

@@ -1,0 +1,424 @@
+//! OpenTelemetry's OTLP over gRPC (`:4317`) and HTTP (`:4318`).
+//!
+//! Metrics are taken on both: `MetricsService/Export` and `POST
+//! /v1/metrics` (protobuf or JSON, gzip), converted as Prometheus's OTLP
+//! receiver converts them ([`metrics`]) and written to the store before the
+//! answer; points that cannot be stored are named in a partial success.
+//! Traces and logs still answer honestly that they are not implemented
+//! (HTTP 501, gRPC `UNIMPLEMENTED`), so an exporter reports a permanent
+//! failure instead of believing its data was kept.
+
+pub mod json;
+pub mod metrics;
+pub mod proto;
+
+use std::future::Future;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prost::Message as _;
+use sextant_model::telemetry::ListenerStats;
+use sextant_storage::MetricsWriter;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use self::metrics::DeltaState;
+use self::proto::metrics::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use crate::net::{CountingListener, CountingStream};
+
+/// The largest OTLP request taken, compressed or not.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Export requests decoded or stored at once; beyond this, 429/UNAVAILABLE.
+pub const CONCURRENCY: usize = 16;
+
+/// The gRPC path of the metrics export call.
+pub const METRICS_EXPORT_PATH: &str =
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+type WriterSource = dyn Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync;
+
+/// What both OTLP listeners share: where metrics go, and the delta totals.
+pub struct Otlp {
+    writer: Box<WriterSource>,
+    deltas: Mutex<DeltaState>,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Otlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Otlp").finish_non_exhaustive()
+    }
+}
+
+/// Why an export was not taken.
+#[derive(Debug)]
+pub enum ExportError {
+    /// The body could not be read: permanent (400, INVALID_ARGUMENT).
+    Invalid(String),
+    /// Try again later (503/429, UNAVAILABLE): starting, overloaded, or the store failed.
+    Retry(String),
+}
+
+impl Otlp {
+    /// The OTLP pipeline writing metrics to whatever `writer` returns (`None` while starting).
+    pub fn new(
+        writer: impl Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            writer: Box::new(writer),
+            deltas: Mutex::new(DeltaState::default()),
+            slots: Arc::new(Semaphore::new(CONCURRENCY)),
+        })
+    }
+
+    /// Converts and stores one metrics export; returns the partial success, if any.
+    pub async fn export_metrics(
+        self: &Arc<Self>,
+        request: ExportMetricsServiceRequest,
+        stats: &ListenerStats,
+    ) -> Result<ExportMetricsServiceResponse, ExportError> {
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            stats.dropped.inc();
+            return Err(ExportError::Retry(format!(
+                "{CONCURRENCY} OTLP exports are already in progress; retry shortly"
+            )));
+        };
+        let Some(writer) = (self.writer)() else {
+            return Err(ExportError::Retry(
+                "Sextant is starting: the write-ahead log is being replayed".into(),
+            ));
+        };
+        let this = self.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let converted = {
+                let mut deltas = this.deltas.lock().expect("delta lock");
+                metrics::convert(&request, &mut deltas, now)
+            };
+            for (name, meta) in &converted.metadata {
+                writer.set_metadata(name, meta.clone())?;
+            }
+            let report = writer.append(&converted.series)?;
+            Ok::<_, sextant_storage::Error>((converted, report))
+        })
+        .await
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
+        let (converted, report) = stored;
+        let mut reasons = converted.reasons;
+        if let Some(first) = &report.first_rejection {
+            reasons.push(format!(
+                "{} samples refused by the store (first: {first})",
+                report.rejected_total()
+            ));
+        }
+        let rejected = converted.rejected + report.rejected_total();
+        if rejected > 0 {
+            stats.dropped.add(rejected);
+        }
+        Ok(ExportMetricsServiceResponse {
+            partial_success: (rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: i64::try_from(rejected).unwrap_or(i64::MAX),
+                error_message: reasons.join("; "),
+            }),
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(Clone)]
+struct HttpState {
+    otlp: Arc<Otlp>,
+    stats: Arc<ListenerStats>,
+}
+
+/// The OTLP/HTTP router.
+pub fn http_router(otlp: Arc<Otlp>, stats: Arc<ListenerStats>) -> Router {
+    Router::new()
+        .route("/v1/metrics", axum::routing::post(http_metrics))
+        .fallback(http_not_implemented)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(HttpState { otlp, stats })
+}
+
+/// How an OTLP/HTTP body is encoded; the answer uses the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+async fn http_metrics(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    state.stats.requests.inc();
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let content_type = text(header::CONTENT_TYPE)
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let encoding = match content_type.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        other => {
+            state.stats.errors.inc();
+            return status_response(
+                Encoding::Json,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Type {other:?} is not supported; send application/x-protobuf or application/json"
+                ),
+            );
+        }
+    };
+    let outcome = async {
+        let body =
+            decompress(text(header::CONTENT_ENCODING), &body).map_err(ExportError::Invalid)?;
+        let request = match encoding {
+            Encoding::Protobuf => ExportMetricsServiceRequest::decode(&body[..]).map_err(|e| {
+                ExportError::Invalid(format!("body is not an ExportMetricsServiceRequest: {e}"))
+            })?,
+            Encoding::Json => json::metrics_request(&body).map_err(ExportError::Invalid)?,
+        };
+        state.otlp.export_metrics(request, &state.stats).await
+    }
+    .await;
+    match outcome {
+        Ok(response) => {
+            let body = match encoding {
+                Encoding::Protobuf => response.encode_to_vec(),
+                Encoding::Json => response_json(&response).into_bytes(),
+            };
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, content_type_of(encoding))],
+                body,
+            )
+                .into_response()
+        }
+        Err(ExportError::Invalid(message)) => {
+            state.stats.errors.inc();
+            status_response(encoding, StatusCode::BAD_REQUEST, message)
+        }
+        Err(ExportError::Retry(message)) => {
+            let mut response = status_response(encoding, StatusCode::SERVICE_UNAVAILABLE, message);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            response
+        }
+    }
+}
+
+fn content_type_of(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Protobuf => "application/x-protobuf",
+        Encoding::Json => "application/json",
+    }
+}
+
+fn response_json(response: &ExportMetricsServiceResponse) -> String {
+    match &response.partial_success {
+        None => "{}".to_owned(),
+        Some(partial) => serde_json::json!({
+            "partialSuccess": {
+                "rejectedDataPoints": partial.rejected_data_points.to_string(),
+                "errorMessage": partial.error_message,
+            }
+        })
+        .to_string(),
+    }
+}
+
+/// An error answer: a `google.rpc.Status` in the request's encoding.
+fn status_response(encoding: Encoding, status: StatusCode, message: String) -> Response {
+    let code = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
+        StatusCode::NOT_FOUND => 5,
+        StatusCode::NOT_IMPLEMENTED | StatusCode::METHOD_NOT_ALLOWED => 12, // UNIMPLEMENTED
+        _ => 14,                                                            // UNAVAILABLE
+    };
+    let body = match encoding {
+        Encoding::Protobuf => proto::Status { code, message }.encode_to_vec(),
+        Encoding::Json => serde_json::json!({ "code": code, "message": message, "error": message })
+            .to_string()
+            .into_bytes(),
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, content_type_of(encoding))],
+        body,
+    )
+        .into_response()
+}
+
+/// Undoes `Content-Encoding: gzip` (or none), at most [`MAX_REQUEST_BYTES`].
+fn decompress(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    match encoding.trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(body.to_vec()),
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(body)
+                .take(MAX_REQUEST_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("body is not valid gzip: {e}"))?;
+            if out.len() > MAX_REQUEST_BYTES {
+                return Err(format!(
+                    "decompressed body is larger than {MAX_REQUEST_BYTES} bytes"
+                ));
+            }
+            Ok(out)
+        }
+        other => Err(format!(
+            "Content-Encoding {other:?} is not supported; send gzip or none"
+        )),
+    }
+}
+
+async fn http_not_implemented(
+    State(state): State<HttpState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let stats = &state.stats;
+    stats.requests.inc();
+    let path = uri.path();
+    let known = matches!(path, "/v1/traces" | "/v1/logs" | "/v1/metrics");
+    let (status, message) = if known && method == Method::POST {
+        stats.dropped.inc();
+        (
+            StatusCode::NOT_IMPLEMENTED,
+            format!("OTLP/HTTP {path} is not implemented yet in this Sextant build"),
+        )
+    } else if known {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} {path}: OTLP/HTTP accepts POST only"),
+        )
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            format!("no OTLP/HTTP endpoint at {path}; use /v1/traces, /v1/logs or /v1/metrics"),
+        )
+    };
+    stats.errors.inc();
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled.
+pub async fn serve_http(
+    listener: TcpListener,
+    otlp: Arc<Otlp>,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let router = http_router(otlp, stats.clone());
+    axum::serve(CountingListener::new(listener, stats), router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// The metrics export call as a tonic unary service.
+#[derive(Clone)]
+struct MetricsExport(HttpState);
+
+impl tonic::server::UnaryService<ExportMetricsServiceRequest> for MetricsExport {
+    type Response = ExportMetricsServiceResponse;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<tonic::Response<Self::Response>, tonic::Status>> + Send>,
+    >;
+
+    fn call(&mut self, request: tonic::Request<ExportMetricsServiceRequest>) -> Self::Future {
+        let state = self.0.clone();
+        Box::pin(async move {
+            state.stats.requests.inc();
+            match state
+                .otlp
+                .export_metrics(request.into_inner(), &state.stats)
+                .await
+            {
+                Ok(response) => Ok(tonic::Response::new(response)),
+                Err(ExportError::Invalid(message)) => {
+                    state.stats.errors.inc();
+                    Err(tonic::Status::invalid_argument(message))
+                }
+                Err(ExportError::Retry(message)) => Err(tonic::Status::unavailable(message)),
+            }
+        })
+    }
+}
+
+async fn grpc_metrics(State(state): State<HttpState>, request: Request) -> Response {
+    let codec = tonic_prost::ProstCodec::<ExportMetricsServiceResponse, ExportMetricsServiceRequest>::default();
+    let mut grpc = tonic::server::Grpc::new(codec)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    grpc.unary(MetricsExport(state), request)
+        .await
+        .map(axum::body::Body::new)
+}
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` completes.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    otlp: Arc<Otlp>,
+    stats: Arc<ListenerStats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let routes = tonic::service::Routes::from(
+        Router::new()
+            .route(METRICS_EXPORT_PATH, axum::routing::post(grpc_metrics))
+            .fallback(grpc_not_implemented)
+            .with_state(HttpState {
+                otlp,
+                stats: stats.clone(),
+            }),
+    );
+    let incoming = TcpListenerStream::new(listener).map(move |accepted| {
+        accepted.map(|stream| {
+            let _ = stream.set_nodelay(true);
+            CountingStream::new(stream, stats.clone())
+        })
+    });
+    tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(routes, incoming, shutdown)
+        .await
+}
+
+async fn grpc_not_implemented(
+    State(state): State<HttpState>,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let stats = &state.stats;
+    stats.requests.inc();
+    stats.dropped.inc();
+    stats.errors.inc();
+    tonic::Status::unimplemented(format!(
+        "{} is not implemented yet in this Sextant build",
+        uri.path()
+    ))
+    .into_http::<axum::body::Body>()
+}
