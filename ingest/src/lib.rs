@@ -17,3 +17,4 @@ pub mod prom_text;
 pub mod remote_write;
 pub mod scrape;
 pub mod statsd;
+pub mod udp;

@@ -16,6 +16,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::udp;
+
 /// A TCP stream that adds what it reads to its listener's byte counter and
 /// keeps the open-connections gauge right for as long as it lives.
 #[derive(Debug)]
@@ -192,31 +194,64 @@ pub fn not_implemented(
     }
 }
 
-/// The largest UDP payload; anything larger is truncated by the kernel anyway.
-const MAX_DATAGRAM: usize = 65_535;
-
-/// Receives datagrams until shutdown, counting each and handing it to `handle`.
+/// Receives datagrams until shutdown, counting each and handing it to
+/// `handle`: batches of up to [`udp::BATCH`] per system call on Linux, and
+/// a receive buffer enlarged to [`udp::RECEIVE_BUFFER`].
 pub async fn serve_datagrams(
     socket: UdpSocket,
     stats: Arc<ListenerStats>,
     shutdown: CancellationToken,
     mut handle: impl FnMut(&[u8], SocketAddr),
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    match udp::enlarge_receive_buffer(&socket, udp::RECEIVE_BUFFER) {
+        Ok(granted) => debug!(
+            listener = stats.listener,
+            bytes = granted,
+            "UDP receive buffer"
+        ),
+        Err(err) => {
+            warn!(listener = stats.listener, error = %err, "cannot enlarge the UDP receive buffer");
+        }
+    }
+    let unknown: SocketAddr = ([0, 0, 0, 0], 0).into();
+    let mut batch = udp::BatchReceiver::new();
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => return,
-            received = socket.recv_from(&mut buf) => received,
-        };
-        match received {
-            Ok((len, peer)) => {
-                stats.received_bytes.add(len as u64);
-                stats.requests.inc();
-                handle(&buf[..len], peer);
+            ready = socket.readable() => {
+                if let Err(err) = ready {
+                    stats.errors.inc();
+                    debug!(listener = stats.listener, error = %err, "UDP socket not readable");
+                    continue;
+                }
             }
-            Err(err) => {
-                stats.errors.inc();
-                debug!(listener = stats.listener, error = %err, "recv failed");
+        }
+        // Drain what is waiting, a batch per call, then wait for readiness again.
+        loop {
+            let received = socket.try_io(tokio::io::Interest::READABLE, || {
+                batch.receive(std::os::fd::AsRawFd::as_raw_fd(&socket))
+            });
+            match received {
+                Ok(count) => {
+                    for i in 0..count {
+                        let (payload, peer, truncated) = batch.datagram(i);
+                        stats.received_bytes.add(payload.len() as u64);
+                        stats.requests.inc();
+                        if truncated {
+                            stats.errors.inc();
+                        }
+                        handle(payload, peer.unwrap_or(unknown));
+                    }
+                    if count < udp::BATCH {
+                        break;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    stats.errors.inc();
+                    debug!(listener = stats.listener, error = %err, "recv failed");
+                    break;
+                }
             }
         }
     }

@@ -233,3 +233,52 @@ fn a_bad_mapping_file_is_refused_with_its_place() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_changed_mapping_file_applies_after_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("mapping.yml");
+    let rule = |name: &str| {
+        format!(
+            "mappings:\n  - match: 'shop.*.orders'\n    name: '{name}'\n    labels:\n      shop: '$1'\n"
+        )
+    };
+    std::fs::write(&mapping, rule("orders_before")).unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "statsd:\n  flush_interval: 200ms\n  mapping_config: mapping.yml\n",
+    )
+    .unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let udp = server.addr("statsd", "udp");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.send_to(b"shop.lyon.orders:2|c", udp).unwrap();
+    wait_for(&server, "orders_before{shop=\"lyon\"}", |r| {
+        r.as_array().is_some_and(|a| a.len() == 1) && value_of(r) == 2.0
+    });
+
+    std::fs::write(&mapping, rule("orders_after")).unwrap();
+    let reply = server.post_path("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    socket.send_to(b"shop.lyon.orders:5|c", udp).unwrap();
+    wait_for(&server, "orders_after{shop=\"lyon\"}", |r| {
+        r.as_array().is_some_and(|a| a.len() == 1) && value_of(r) == 5.0
+    });
+
+    // A broken mapping is refused and the running one kept.
+    std::fs::write(
+        &mapping,
+        "mappings:\n  - match: 'a.*'\n    labels: {x: '$1'}\n",
+    )
+    .unwrap();
+    let reply = server.post_path("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert!(reply.body.contains("needs a name"), "{}", reply.body);
+    socket.send_to(b"shop.paris.orders:1|c", udp).unwrap();
+    wait_for(&server, "orders_after{shop=\"paris\"}", |r| {
+        r.as_array().is_some_and(|a| a.len() == 1) && value_of(r) == 1.0
+    });
+}
