@@ -320,3 +320,167 @@ fn reload_applies_a_new_config_and_refuses_a_broken_one() {
         Some(3.0)
     );
 }
+
+/// An exporter behind authentication at the book's RabbitMQ path: answers
+/// `/api/metrics` only with `guest:guest` basic auth or the bearer token.
+const GUARDED: &str = r#"
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+ALLOWED = {'Basic Z3Vlc3Q6Z3Vlc3Q=', 'Bearer s3cret'}
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if not self.path.startswith('/api/metrics'):
+            self.send_response(404); self.end_headers(); return
+        if self.headers.get('Authorization') not in ALLOWED:
+            self.send_response(401); self.end_headers(); return
+        body = ('rabbitmq_queue_messages{queue="orders",scheme="%s"} 120\n'
+                % self.headers['Authorization'].split()[0]).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain; version=0.0.4')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+print(server.server_address[1], flush=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+sys.stdin.read()
+"#;
+
+#[test]
+fn basic_auth_and_bearer_tokens_reach_a_guarded_exporter() {
+    let guarded = Helper::python(GUARDED, &[]);
+    let address = format!("127.0.0.1:{}", guarded.first_line);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    let (server, _dir) = start_with(&format!(
+        r#"
+scrape_configs:
+  - job_name: rabbitmq
+    scrape_interval: 1s
+    metrics_path: /api/metrics
+    basic_auth: {{username: guest, password: guest}}
+    static_configs: [{{targets: ['{address}']}}]
+  - job_name: bearer
+    scrape_interval: 1s
+    metrics_path: /api/metrics
+    bearer_token_file: {token}
+    static_configs: [{{targets: ['{address}']}}]
+  - job_name: anonymous
+    scrape_interval: 1s
+    metrics_path: /api/metrics
+    static_configs: [{{targets: ['{address}']}}]
+"#,
+        token = dir.path().join("token").display()
+    ));
+    server.wait_for_query(
+        "rabbitmq_queue_messages{job=\"rabbitmq\",scheme=\"Basic\"}",
+        one_equal(120.0),
+    );
+    server.wait_for_query(
+        "rabbitmq_queue_messages{job=\"bearer\",scheme=\"Bearer\"}",
+        one_equal(120.0),
+    );
+    server.wait_for_query("up{job=\"anonymous\"}", one_equal(0.0));
+    let anonymous = active_targets(&server)
+        .into_iter()
+        .find(|t| t["scrapePool"] == "anonymous")
+        .unwrap();
+    assert_eq!(
+        anonymous["lastError"],
+        "server returned HTTP status 401 Unauthorized"
+    );
+}
+
+/// Every label set and value under `job`, as one server answers `{job=...}`.
+fn scraped_series(
+    query: impl Fn(&str) -> Value,
+    job: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let json = query(&format!(
+        "{{job=\"{job}\",__name__!=\"scrape_duration_seconds\"}}"
+    ));
+    json["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"].to_string(),
+                s["value"][1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_exporter_scraped_by_prometheus_gives_the_same_series() {
+    let (_exporter, address) = exporter();
+    let config = format!(
+        r#"
+scrape_configs:
+  - job_name: market
+    scrape_interval: 1s
+    static_configs:
+      - targets: ['{address}']
+        labels: {{env: test, __meta_zone: eu}}
+    relabel_configs:
+      - source_labels: [__meta_zone]
+        target_label: zone
+      - source_labels: [__address__]
+        regex: '([^:]+):.*'
+        target_label: host
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: '(python|process)_.*'
+        action: drop
+      - source_labels: [__name__, app]
+        regex: 'orders_placed_total;(.*)'
+        target_label: market_app
+        replacement: 'app-$1'
+"#
+    );
+    let prometheus = sextant_tests::Prometheus::start(&config, &[]);
+    let (server, _dir) = start_with(&config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ours = scraped_series(
+            |q| {
+                server
+                    .get(&format!(
+                        "/api/v1/query?query={}",
+                        sextant_tests::url_encode(q)
+                    ))
+                    .json()
+            },
+            "market",
+        );
+        let theirs = scraped_series(
+            |q| {
+                prometheus.get_json(&format!(
+                    "/api/v1/query?query={}",
+                    sextant_tests::url_encode(q)
+                ))
+            },
+            "market",
+        );
+        // `_created` values are the exporter's start times: equal in both.
+        if !ours.is_empty() && ours == theirs {
+            assert!(ours.len() >= 16, "{ours:#?}");
+            assert!(
+                ours.keys()
+                    .any(|k| k.contains("\"market_app\":\"app-market\""))
+            );
+            assert!(
+                ours.keys()
+                    .any(|k| k.contains("\"exported_job\":\"inner\""))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sextant and Prometheus disagree:\nSextant {ours:#?}\nPrometheus {theirs:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
