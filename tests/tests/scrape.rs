@@ -484,3 +484,196 @@ scrape_configs:
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// An HTTPS exporter with a self-signed certificate for 127.0.0.1; prints its port.
+const TLS_EXPORTER: &str = r#"
+import ssl, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'tls_served_total 3\n'
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain; version=0.0.4')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+if len(sys.argv) > 3:  # mutual TLS: clients must present a certificate from this CA
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(sys.argv[3])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+sys.stdin.read()
+"#;
+
+#[test]
+fn https_targets_are_verified_against_the_jobs_ca() {
+    // A CA, and a server certificate it signed for 127.0.0.1 and exporter.internal.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (cert, key) = (path("cert.pem"), path("key.pem"));
+    std::fs::write(
+        path("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:exporter.internal\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (scripts/setup-test-env installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        &path("ca.key"),
+        "-out",
+        &path("ca.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=exporter",
+        "-keyout",
+        &key,
+        "-out",
+        &path("server.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &path("san.ext"),
+        "-out",
+        &cert,
+    ]);
+    // A client certificate from the same CA, for mutual TLS.
+    std::fs::write(
+        path("client.ext"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=sextant",
+        "-keyout",
+        &path("client.key"),
+        "-out",
+        &path("client.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("client.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &path("client.ext"),
+        "-out",
+        &path("client.pem"),
+    ]);
+    let exporter = Helper::python(TLS_EXPORTER, &[&cert, &key]);
+    let address = format!("127.0.0.1:{}", exporter.first_line);
+    let mutual = Helper::python(TLS_EXPORTER, &[&cert, &key, &path("ca.pem")]);
+    let mutual_address = format!("127.0.0.1:{}", mutual.first_line);
+    let config = format!(
+        r#"
+scrape_configs:
+  - job_name: verified
+    scrape_interval: 1s
+    scheme: https
+    tls_config: {{ca_file: ca.pem}}
+    static_configs: [{{targets: ['{address}']}}]
+  - job_name: by-name
+    scrape_interval: 1s
+    scheme: https
+    tls_config: {{ca_file: ca.pem, server_name: exporter.internal}}
+    static_configs: [{{targets: ['{address}']}}]
+  - job_name: untrusted
+    scrape_interval: 1s
+    scheme: https
+    static_configs: [{{targets: ['{address}']}}]
+  - job_name: skip-verify
+    scrape_interval: 1s
+    scheme: https
+    tls_config: {{insecure_skip_verify: true}}
+    static_configs: [{{targets: ['{address}']}}]
+  - job_name: mutual
+    scrape_interval: 1s
+    scheme: https
+    tls_config: {{ca_file: ca.pem, cert_file: client.pem, key_file: client.key}}
+    static_configs: [{{targets: ['{mutual_address}']}}]
+  - job_name: mutual-without-certificate
+    scrape_interval: 1s
+    scheme: https
+    tls_config: {{ca_file: ca.pem}}
+    static_configs: [{{targets: ['{mutual_address}']}}]
+"#
+    );
+    // Relative TLS paths resolve against the config file's directory.
+    std::fs::write(dir.path().join("sextant.yaml"), config).unwrap();
+    let server = Sextant::builder()
+        .args([
+            "--config",
+            dir.path().join("sextant.yaml").to_str().unwrap(),
+        ])
+        .start();
+    for job in ["verified", "by-name", "skip-verify", "mutual"] {
+        server.wait_for_query(
+            &format!("tls_served_total{{job=\"{job}\"}}"),
+            one_equal(3.0),
+        );
+    }
+    server.wait_for_query("up{job=\"untrusted\"}", one_equal(0.0));
+    server.wait_for_query("up{job=\"mutual-without-certificate\"}", one_equal(0.0));
+    let untrusted = active_targets(&server)
+        .into_iter()
+        .find(|t| t["scrapePool"] == "untrusted")
+        .unwrap();
+    assert_eq!(untrusted["scrapeUrl"], format!("https://{address}/metrics"));
+    let error = untrusted["lastError"].as_str().unwrap();
+    assert!(
+        error.contains("tls") && error.contains("UnknownIssuer"),
+        "{error}"
+    );
+}

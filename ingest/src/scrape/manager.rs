@@ -143,7 +143,9 @@ impl ScrapeManager {
             }
         }
         for (name, config) in wanted {
-            let job = Arc::new(Job::new(config.clone(), global_interval, global_timeout));
+            let job = Arc::new(
+                Job::new(config.clone(), global_interval, global_timeout).with_base_dir(base_dir),
+            );
             let fingerprint = format!("{job:?}{}", base_dir.display());
             if pools
                 .get(name)
@@ -333,6 +335,9 @@ impl ScrapeManager {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + wait, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_report: Option<i64> = None;
+        // Built once per loop; a bad CA file fails every scrape with its reason.
+        let tls = (target.scheme == super::config::Scheme::Https)
+            .then(|| super::tls::client_config(&job));
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -342,7 +347,7 @@ impl ScrapeManager {
             let started = Instant::now();
             let fetched = tokio::select! {
                 () = stop.cancelled() => break,
-                fetched = tokio::time::timeout(target.timeout, scraper::fetch(&target, &job.config, limit)) => {
+                fetched = tokio::time::timeout(target.timeout, scraper::fetch(&target, &job, tls.as_ref(), limit)) => {
                     fetched.unwrap_or_else(|_| Err(format!(
                         "Get \"{}\": context deadline exceeded (scrape timeout {:?})",
                         target.url(), target.timeout

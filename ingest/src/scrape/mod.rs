@@ -9,6 +9,7 @@ pub mod manager;
 pub mod relabel;
 pub mod scraper;
 pub mod target;
+pub mod tls;
 
 pub use config::*;
 pub use manager::{ActiveTarget, DroppedTarget, Health, ScrapeManager, ScrapeStats};

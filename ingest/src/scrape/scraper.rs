@@ -15,7 +15,7 @@ use sextant_storage::{MetricMetadata, MetricsWriter, RefSample, SeriesSamples};
 
 use super::config::{Scheme, ScrapeConfig};
 use super::relabel::{LabelMap, relabel};
-use super::target::Target;
+use super::target::{Job, Target};
 use crate::prom_text::{Entry, Format, LineError, Parser};
 
 /// What Prometheus 3 asks for, minus the protobuf format Sextant does not read.
@@ -36,25 +36,12 @@ pub struct Fetched {
 /// connection, gzip undone, at most `limit` bytes. Errors read like Prometheus's.
 pub async fn fetch(
     target: &Target,
-    config: &ScrapeConfig,
+    job: &Job,
+    tls: Option<&Result<Arc<rustls::ClientConfig>, String>>,
     limit: usize,
 ) -> Result<Fetched, String> {
-    if target.scheme == Scheme::Https {
-        return Err(
-            "https targets are not supported by this Sextant build (no TLS client yet)".into(),
-        );
-    }
-    let stream = tokio::net::TcpStream::connect(target.address.as_str())
-        .await
-        .map_err(|e| format!("Get \"{}\": dial tcp {}: {e}", target.url(), target.address))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("Get \"{}\": {e}", target.url()))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let config = &job.config;
+    let url = target.url();
     let mut request = hyper::Request::get(target.path_and_query.as_str())
         .header(header::HOST, target.address.as_str())
         .header(header::ACCEPT, ACCEPT)
@@ -69,16 +56,32 @@ pub async fn fetch(
     if config.enable_compression {
         request = request.header(header::ACCEPT_ENCODING, "gzip");
     }
-    if let Some(value) = authorization(config)? {
+    if let Some(value) = authorization(job)? {
         request = request.header(header::AUTHORIZATION, value);
     }
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("building the request: {e}"))?;
-    let response = sender
-        .send_request(request)
+    let stream = tokio::net::TcpStream::connect(target.address.as_str())
         .await
-        .map_err(|e| format!("Get \"{}\": {e}", target.url()))?;
+        .map_err(|e| format!("Get \"{url}\": dial tcp {}: {e}", target.address))?;
+    let _ = stream.set_nodelay(true);
+    let response = match target.scheme {
+        Scheme::Http => send(stream, request, &url).await?,
+        Scheme::Https => {
+            let tls_config = match tls {
+                Some(Ok(tls_config)) => tls_config.clone(),
+                Some(Err(err)) => return Err(err.clone()),
+                None => return Err("no TLS configuration for an https target".to_owned()),
+            };
+            let name = super::tls::server_name(config.tls_config.as_ref(), &target.address)?;
+            let stream = tokio_rustls::TlsConnector::from(tls_config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("Get \"{url}\": tls: {e}"))?;
+            send(stream, request, &url).await?
+        }
+    };
     let status = response.status();
     if !status.is_success() {
         return Err(format!("server returned HTTP status {status}"));
@@ -120,12 +123,36 @@ pub async fn fetch(
     Ok(Fetched { body, format })
 }
 
+/// One HTTP/1.1 exchange over `io` (plain TCP or TLS).
+async fn send<IO>(
+    io: IO,
+    request: hyper::Request<Empty<Bytes>>,
+    url: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(|e| format!("Get \"{url}\": {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("Get \"{url}\": {e}"))
+}
+
 /// The `Authorization` header a job asks for, reading files at scrape time.
-fn authorization(config: &ScrapeConfig) -> Result<Option<String>, String> {
+fn authorization(job: &Job) -> Result<Option<String>, String> {
+    let config = &job.config;
     let read = |path: &str| {
-        std::fs::read_to_string(path)
+        let path = job.resolve(path);
+        std::fs::read_to_string(&path)
             .map(|s| s.trim().to_owned())
-            .map_err(|e| format!("reading {path}: {e}"))
+            .map_err(|e| format!("reading {}: {e}", path.display()))
     };
     if let Some(auth) = &config.basic_auth {
         let password = match (&auth.password, &auth.password_file) {

@@ -18,6 +18,8 @@ pub struct Job {
     pub config: ScrapeConfig,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Where relative file paths in the job (password, token, TLS files) are resolved.
+    pub base_dir: PathBuf,
 }
 
 impl Job {
@@ -34,7 +36,19 @@ impl Job {
             config,
             interval,
             timeout,
+            base_dir: PathBuf::from("."),
         }
+    }
+
+    /// The same job resolving relative file paths against `dir` (the config file's directory).
+    pub fn with_base_dir(mut self, dir: &Path) -> Self {
+        dir.clone_into(&mut self.base_dir);
+        self
+    }
+
+    /// A file path as written in the job, resolved.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
     }
 }
 
