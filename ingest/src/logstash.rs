@@ -1,6 +1,16 @@
 //! logstash JSON events over TCP (newline-delimited) and UDP (one per datagram), `:5959`.
+//!
+//! [`parse_event`] reads both event schemas python-logstash and
+//! logstash-formatter write: version 0 (`@message`, `@fields`,
+//! `@source_host`, `@tags`, `@type`) and version 1 (`message`, `@version`,
+//! `host`, fields at the top level).
 
 use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use sextant_model::LogRecord;
+
+use crate::logs::Normalizer;
 
 use sextant_model::telemetry::ListenerStats;
 use tokio::net::{TcpListener, UdpSocket};
@@ -11,6 +21,61 @@ use crate::net::{LineLimits, not_implemented, serve_datagrams, serve_lines};
 /// The longest accepted event line: python-logstash events with tracebacks run to
 /// tens of kilobytes, so a megabyte leaves room without letting one peer hoard memory.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// One event as a record, or why it is not one.
+pub fn parse_event(
+    bytes: &[u8],
+    normalizer: &Normalizer,
+    arrival_us: i64,
+) -> Result<LogRecord, String> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("event is not UTF-8: {e}"))?
+        .trim();
+    if text.is_empty() {
+        return Err("empty event".to_owned());
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("event is not JSON: {e}"))?;
+    let Value::Object(object) = value else {
+        return Err(format!(
+            "a logstash event must be a JSON object, found {}",
+            match value {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ));
+    };
+    Ok(normalizer.record(version_one(object), arrival_us, None))
+}
+
+/// A version 0 event rewritten as version 1 (a version 1 event is returned as is).
+fn version_one(mut object: Map<String, Value>) -> Map<String, Value> {
+    if !object.contains_key("@message") && !object.contains_key("@fields") {
+        return object;
+    }
+    let mut out = match object.remove("@fields") {
+        Some(Value::Object(fields)) => fields,
+        Some(other) => Map::from_iter([("fields".to_owned(), other)]),
+        None => Map::new(),
+    };
+    for (old, new) in [
+        ("@message", "message"),
+        ("@source_host", "host"),
+        ("@tags", "tags"),
+        ("@type", "type"),
+        ("@source_path", "path"),
+        ("@source", "source"),
+    ] {
+        if let Some(value) = object.remove(old) {
+            out.insert(new.to_owned(), value);
+        }
+    }
+    // What remains (`@timestamp`, anything else) keeps its name.
+    out.extend(object);
+    out
+}
 
 /// Reads newline-delimited events over TCP until shutdown.
 ///
@@ -33,4 +98,48 @@ pub async fn serve_tcp(
 pub async fn serve_udp(socket: UdpSocket, stats: Arc<ListenerStats>, shutdown: CancellationToken) {
     let handler = not_implemented(stats.clone(), "logstash");
     serve_datagrams(socket, stats, shutdown, handler).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use sextant_model::{FieldValue, Level};
+
+    use super::*;
+
+    #[test]
+    fn python_logstash_version_0_and_1_events_read_alike() {
+        // What python-logstash 0.4.8 sends with version=0 (its default) and version=1.
+        let v0 = br#"{"@fields": {"levelname": "ERROR", "logger": "gateway", "uuid": "e5b1", "stack_info": null},
+                      "@message": "sell order failed", "@source": "Logstash://gw-1/app.py", "@source_host": "gw-1",
+                      "@source_path": "/app/app.py", "@tags": [], "@timestamp": "2026-11-28T10:00:00.500000Z", "@type": "logstash"}"#;
+        let v1 = br#"{"@timestamp": "2026-11-28T10:00:00.500Z", "@version": "1", "message": "sell order failed",
+                      "host": "gw-1", "path": "/app/app.py", "tags": [], "type": "logstash", "levelname": "ERROR",
+                      "logger_name": "gateway", "uuid": "e5b1"}"#;
+        let normalizer = Normalizer::default();
+        for event in [&v0[..], &v1[..]] {
+            let record = parse_event(event, &normalizer, 0).unwrap();
+            assert_eq!(record.message, "sell order failed");
+            assert_eq!(record.level, Level::Error);
+            assert_eq!(record.host, "gw-1");
+            assert_eq!(record.timestamp_us, 1_795_860_000_500_000);
+            assert_eq!(record.fields["uuid"], FieldValue::Str("e5b1".into()));
+            assert_eq!(record.fields["path"], FieldValue::Str("/app/app.py".into()));
+            // python-logstash's `type` is its message_type, "logstash" by default.
+            assert_eq!(record.service, "logstash");
+        }
+    }
+
+    #[test]
+    fn bad_events_say_why() {
+        let normalizer = Normalizer::default();
+        for (event, reason) in [
+            (&b"  "[..], "empty event"),
+            (b"{\"message\": ", "event is not JSON: EOF while parsing"),
+            (b"[1, 2]", "must be a JSON object, found an array"),
+            (b"\xff{}", "event is not UTF-8"),
+        ] {
+            let err = parse_event(event, &normalizer, 0).unwrap_err();
+            assert!(err.starts_with(reason) || err.contains(reason), "{err}");
+        }
+    }
 }

@@ -9,6 +9,7 @@
 pub mod de;
 mod duration;
 mod labels;
+mod log;
 mod matcher;
 mod series;
 mod source_error;
@@ -17,6 +18,7 @@ pub mod time;
 
 pub use duration::{DurationError, PromDuration};
 pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};
+pub use log::{FieldValue, Level, LogRecord};
 pub use matcher::{MatchOp, Matcher};
 pub use series::{Label, Labels, METRIC_NAME, STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
 pub use source_error::SourceError;
