@@ -19,6 +19,12 @@ pub enum Error {
         /// The underlying failure.
         source: std::io::Error,
     },
+    /// The search index failed.
+    #[error("log index: {0}")]
+    Index(String),
+    /// A log query could not be read.
+    #[error("{0}")]
+    BadQuery(String),
     /// Another process holds the data directory's lock.
     #[error(
         "data directory {path} is already in use by another Sextant process{holder}; \

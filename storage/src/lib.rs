@@ -9,6 +9,7 @@
 
 mod data_dir;
 mod error;
+pub mod logs;
 mod retention;
 pub mod tsdb;
 
