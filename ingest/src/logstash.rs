@@ -5,18 +5,23 @@
 //! `@source_host`, `@tags`, `@type`) and version 1 (`message`, `@version`,
 //! `host`, fields at the top level).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use sextant_model::LogRecord;
+use sextant_storage::LogWriter;
+use tracing::warn;
 
 use crate::logs::Normalizer;
+use crate::net::RateLimitedWarning;
 
 use sextant_model::telemetry::ListenerStats;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::net::{LineLimits, not_implemented, serve_datagrams, serve_lines};
+use crate::net::{LineLimits, serve_datagrams, serve_lines};
 
 /// The longest accepted event line: python-logstash events with tracebacks run to
 /// tens of kilobytes, so a megabyte leaves room without letting one peer hoard memory.
@@ -77,27 +82,101 @@ fn version_one(mut object: Map<String, Value>) -> Map<String, Value> {
     out
 }
 
+type WriterSource = dyn Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync;
+
+/// The logstash pipeline both listeners feed: parse, normalise, redact, store.
+pub struct Logstash {
+    normalizer: Normalizer,
+    writer: Box<WriterSource>,
+    warning: RateLimitedWarning,
+}
+
+impl std::fmt::Debug for Logstash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logstash").finish_non_exhaustive()
+    }
+}
+
+impl Logstash {
+    /// The pipeline writing to whatever `writer` returns (`None` while starting).
+    pub fn new(
+        normalizer: Normalizer,
+        writer: impl Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            normalizer,
+            writer: Box::new(writer),
+            warning: RateLimitedWarning::new(Duration::from_secs(60)),
+        })
+    }
+
+    /// Takes one event (a line or a datagram). A bad event is counted as an
+    /// error with a rate-limited warning naming why; one that cannot be
+    /// stored yet (starting) or at all is counted as dropped.
+    pub fn receive(&self, bytes: &[u8], stats: &ListenerStats, peer: SocketAddr) {
+        let mut record = match parse_event(bytes, &self.normalizer, now_us()) {
+            Ok(record) => record,
+            Err(reason) => {
+                stats.errors.inc();
+                self.warning.warn(|suppressed| {
+                    warn!(listener = stats.listener, %peer, suppressed, "logstash event refused: {reason}");
+                });
+                return;
+            }
+        };
+        self.normalizer.redact(&mut record);
+        let stored = match (self.writer)() {
+            Some(writer) => writer
+                .append_logs(std::slice::from_ref(&record))
+                .map_err(|e| e.to_string()),
+            None => Err("Sextant is starting: the log store is being opened".to_owned()),
+        };
+        if let Err(reason) = stored {
+            stats.dropped.inc();
+            self.warning.warn(|suppressed| {
+                warn!(listener = stats.listener, %peer, suppressed, "logstash event dropped: {reason}");
+            });
+        }
+    }
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Reads newline-delimited events over TCP until shutdown.
-///
-/// Until the logstash parser lands, every line is counted in
-/// `sextant_listener_dropped_total` and a rate-limited warning says so.
 pub async fn serve_tcp(
     listener: TcpListener,
     stats: Arc<ListenerStats>,
+    logstash: Arc<Logstash>,
     shutdown: CancellationToken,
 ) {
     let limits = LineLimits {
         max_line: MAX_EVENT_BYTES,
         max_connections: 1024,
     };
-    let handler = not_implemented(stats.clone(), "logstash");
-    serve_lines(listener, stats, shutdown, limits, handler).await;
+    let counted = stats.clone();
+    serve_lines(listener, stats, shutdown, limits, move |line, peer| {
+        logstash.receive(line, &counted, peer);
+    })
+    .await;
 }
 
-/// Receives one event per datagram until shutdown; dropped like TCP for now.
-pub async fn serve_udp(socket: UdpSocket, stats: Arc<ListenerStats>, shutdown: CancellationToken) {
-    let handler = not_implemented(stats.clone(), "logstash");
-    serve_datagrams(socket, stats, shutdown, handler).await;
+/// Receives one event per datagram until shutdown.
+pub async fn serve_udp(
+    socket: UdpSocket,
+    stats: Arc<ListenerStats>,
+    logstash: Arc<Logstash>,
+    shutdown: CancellationToken,
+) {
+    let counted = stats.clone();
+    serve_datagrams(socket, stats, shutdown, move |datagram, peer| {
+        logstash.receive(datagram, &counted, peer);
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -174,26 +174,6 @@ impl RateLimitedWarning {
     }
 }
 
-/// A handler for a protocol whose parser has not landed: it counts each
-/// message as dropped and says so in a warning at most once a minute.
-pub fn not_implemented(
-    stats: Arc<ListenerStats>,
-    protocol: &'static str,
-) -> impl Fn(&[u8], SocketAddr) + Clone + Send + Sync + 'static {
-    let warning = Arc::new(RateLimitedWarning::new(Duration::from_secs(60)));
-    move |_, peer| {
-        stats.dropped.inc();
-        warning.warn(|suppressed| {
-            warn!(
-                listener = stats.listener,
-                %peer,
-                suppressed,
-                "{protocol} ingest is not implemented yet; message dropped"
-            );
-        });
-    }
-}
-
 /// Receives datagrams until shutdown, counting each and handing it to
 /// `handle`: batches of up to [`udp::BATCH`] per system call on Linux, and
 /// a receive buffer enlarged to [`udp::RECEIVE_BUFFER`].

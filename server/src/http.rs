@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use sextant_model::telemetry::{CONTENT_TYPE, ListenerStats};
-use sextant_storage::{MetricsReader, MetricsWriter};
+use sextant_storage::{LogReader, LogWriter, MetricsReader, MetricsWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api;
+use crate::logs_api;
 use crate::query_api::{self, QueryState};
 use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
@@ -27,6 +28,8 @@ use crate::self_metrics::SelfMetrics;
 pub struct Stores {
     pub metrics_writer: Arc<dyn MetricsWriter>,
     pub metrics_reader: Arc<dyn MetricsReader>,
+    pub logs_writer: Arc<dyn LogWriter>,
+    pub logs_reader: Arc<dyn LogReader>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -44,6 +47,8 @@ pub struct AppState {
     pub ingest_slots: Arc<Semaphore>,
     /// PromQL options and the queries running at once.
     pub query: QueryState,
+    /// Normalisation and redaction for logs posted over HTTP.
+    pub logs: Arc<sextant_ingest::logs::Normalizer>,
     /// Scraping and reloads.
     pub runtime: Arc<Runtime>,
 }
@@ -61,8 +66,15 @@ impl AppState {
             stores,
             ingest_slots: Arc::new(Semaphore::new(INGEST_CONCURRENCY)),
             query: QueryState::default(),
+            logs: Arc::default(),
             runtime: Arc::default(),
         }
+    }
+
+    /// The same state normalising posted logs with `normalizer`.
+    pub fn with_logs(mut self, normalizer: Arc<sextant_ingest::logs::Normalizer>) -> Self {
+        self.logs = normalizer;
+        self
     }
 
     /// The same state with this runtime (scrape manager, reloads).
@@ -137,6 +149,13 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         )
         .route("/api/v1/status/buildinfo", get(query_api::buildinfo))
         .route("/api/v1/targets", get(api::targets))
+        .route(
+            "/api/v1/logs",
+            post(logs_api::ingest)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
+        )
+        .route("/api/v1/logs/search", get(logs_api::search))
+        .route("/api/v1/logs/histogram", get(logs_api::histogram))
         .route("/-/reload", post(reload).put(reload))
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod logs_api;
 pub mod query_api;
 pub mod runtime;
 pub mod self_metrics;

@@ -12,6 +12,7 @@ use sextant_ingest::scrape::ScrapeManager;
 use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
 use sextant_model::telemetry::ListenerStats;
 use sextant_query::promql::EngineOptions;
+use sextant_storage::logs::LogStore;
 use sextant_storage::{DataDir, RetentionConfig, Tsdb, TsdbStats};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
@@ -23,6 +24,9 @@ use crate::query_api::QueryState;
 use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
 use crate::settings::{Endpoint, Settings};
+
+/// How often new logs are committed to the index (made searchable).
+const LOG_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long in-flight work may take to finish after a stop signal; the
 /// contract allows 10 s from signal to exit.
@@ -78,6 +82,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .and_then(|c| c.statsd_mapping.clone())
         .unwrap_or_default();
     let statsd_pipeline = statsd::Statsd::new(&statsd_config, statsd_mapping);
+    let log_normalizer = Arc::new(sextant_ingest::logs::Normalizer::new(
+        &settings.file().map(|f| f.logs.clone()).unwrap_or_default(),
+    ));
     let runtime = Arc::new(Runtime::new(
         settings.config.as_ref().map(|c| c.path.clone()),
         statsd_pipeline.clone(),
@@ -87,6 +94,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let stats = metrics.listener("http", "tcp");
         let state = AppState::new(metrics.clone(), stores.clone())
             .with_query(query_state(&settings))
+            .with_logs(log_normalizer.clone())
             .with_runtime(runtime.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
@@ -141,14 +149,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             shutdown.clone(),
         )));
     }
+    let logstash_pipeline = {
+        let stores = stores.clone();
+        logstash::Logstash::new((*log_normalizer).clone(), move || {
+            stores.get().map(|s| s.logs_writer.clone())
+        })
+    };
     tasks.spawn(infallible(logstash::serve_tcp(
         logstash_tcp,
         metrics.listener("logstash", "tcp"),
+        logstash_pipeline.clone(),
         shutdown.clone(),
     )));
     tasks.spawn(infallible(logstash::serve_udp(
         logstash_udp,
         metrics.listener("logstash", "udp"),
+        logstash_pipeline,
         shutdown.clone(),
     )));
 
@@ -174,11 +190,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let tsdb = Arc::new(tsdb);
+    let logs_dir = data_dir.path().join("logs");
+    let opening = tokio::task::spawn_blocking(move || LogStore::open(&logs_dir));
+    let log_store = tokio::select! {
+        opened = opening => Arc::new(opened.context("opening the log store panicked")??),
+        signal = stop.next() => {
+            info!(signal, "stopping during recovery");
+            shutdown.cancel();
+            tasks.abort_all();
+            return Ok(());
+        }
+    };
     let _ = stores.set(Stores {
         metrics_writer: tsdb.clone(),
         metrics_reader: tsdb.clone(),
+        logs_writer: log_store.clone(),
+        logs_reader: log_store.clone(),
     });
-    let background = Background::start(&tsdb);
+    let background = Background::start(&tsdb, &log_store);
     let scraper = ScrapeManager::new(tsdb.clone(), shutdown.child_token(), metrics.scrape.clone());
     runtime
         .start_scraping(scraper, settings.config.as_ref())
@@ -228,6 +257,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Err(err) = tsdb.sync() {
         warn!(error = %err, "final WAL fsync failed");
     }
+    if let Err(err) = log_store.commit() {
+        warn!(error = %err, "final log index commit failed; the log WAL will be replayed at start");
+    }
     drop(data_dir);
     info!("stopped");
     Ok(())
@@ -241,9 +273,26 @@ struct Background {
 }
 
 impl Background {
-    fn start(tsdb: &Arc<Tsdb>) -> Self {
+    fn start(tsdb: &Arc<Tsdb>, logs: &Arc<LogStore>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        {
+            // New logs become searchable within about a second.
+            let (logs, stop) = (logs.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("log-commit".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(LOG_COMMIT_INTERVAL);
+                            if let Err(err) = logs.commit() {
+                                warn!(error = %err, "log index commit failed");
+                            }
+                        }
+                    })
+                    .expect("spawn the log committer"),
+            );
+        }
         {
             let (tsdb, stop) = (tsdb.clone(), stop.clone());
             threads.push(

@@ -59,6 +59,36 @@ impl std::fmt::Debug for LazySeries<'_> {
     }
 }
 
+/// What ingest writes log records through.
+pub trait LogWriter: Send + Sync {
+    /// Makes `records` durable; they become searchable within the commit interval.
+    fn append_logs(&self, records: &[sextant_model::LogRecord]) -> Result<()>;
+}
+
+/// What queries read log records through.
+pub trait LogReader: Send + Sync {
+    /// Matching records, newest first unless asked otherwise, and how many match.
+    fn search_logs(&self, query: &logs::LogQuery) -> Result<logs::LogHits>;
+    /// Matching records counted per `step_us`, buckets aligned to the step.
+    fn log_histogram(&self, query: &logs::LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>>;
+}
+
+impl LogWriter for logs::LogStore {
+    fn append_logs(&self, records: &[sextant_model::LogRecord]) -> Result<()> {
+        self.append(records)
+    }
+}
+
+impl LogReader for logs::LogStore {
+    fn search_logs(&self, query: &logs::LogQuery) -> Result<logs::LogHits> {
+        self.search(query)
+    }
+
+    fn log_histogram(&self, query: &logs::LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>> {
+        self.histogram(query, step_us)
+    }
+}
+
 /// What ingest writes metrics through. The engine behind it may change (local
 /// disk today, shared object storage later); protocol code only sees this.
 pub trait MetricsWriter: Send + Sync {

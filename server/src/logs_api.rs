@@ -1,0 +1,212 @@
+//! The log endpoints: `POST /api/v1/logs` (NDJSON, one logstash-style event
+//! a line), `GET /api/v1/logs/search` and `GET /api/v1/logs/histogram`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sextant_model::{FieldValue, LogRecord};
+use sextant_storage::logs::LogQuery;
+
+use crate::http::{ApiError, AppState};
+
+/// Bad lines named in an error answer; the rest are counted.
+const ERRORS_SHOWN: usize = 5;
+
+/// Most hits one search returns.
+const MAX_LIMIT: usize = 10_000;
+
+/// `POST /api/v1/logs`: every valid line is stored; bad lines are named
+/// (400) while the valid ones of the same body are kept.
+pub async fn ingest(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let writer = state.stores()?.logs_writer.clone();
+    let normalizer = state.logs.clone();
+    let (stored, errors) = tokio::task::spawn_blocking(move || {
+        let arrival = sextant_ingest::logstash::now_us();
+        let mut records = Vec::new();
+        let mut errors = Vec::new();
+        for (index, line) in body.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match sextant_ingest::logstash::parse_event(line, &normalizer, arrival) {
+                Ok(mut record) => {
+                    normalizer.redact(&mut record);
+                    records.push(record);
+                }
+                Err(reason) => errors.push(format!("line {}: {reason}", index + 1)),
+            }
+        }
+        writer.append_logs(&records)?;
+        Ok::<_, sextant_storage::Error>((records.len(), errors))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("storing logs failed: {e}")))??;
+    if errors.is_empty() {
+        return Ok((StatusCode::OK, axum::Json(json!({ "stored": stored }))).into_response());
+    }
+    let mut shown: Vec<String> = errors.iter().take(ERRORS_SHOWN).cloned().collect();
+    if errors.len() > ERRORS_SHOWN {
+        shown.push(format!(
+            "and {} more bad lines",
+            errors.len() - ERRORS_SHOWN
+        ));
+    }
+    Err(ApiError::BadIngest(format!(
+        "stored {stored} events; {} bad lines: {}",
+        errors.len(),
+        shown.join("; ")
+    )))
+}
+
+fn params(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// The query, time range (default: the last 24 hours), limit and order of a request.
+fn log_query(uri: &Uri) -> Result<LogQuery, ApiError> {
+    let params = params(uri);
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let now_us = sextant_ingest::logstash::now_us();
+    let time = |name: &str, default: i64| -> Result<i64, ApiError> {
+        match get(name) {
+            None => Ok(default),
+            Some(text) => sextant_query::parse_time(name, text)
+                .map(|ms| ms.saturating_mul(1000))
+                .map_err(|e| ApiError::BadIngest(e.to_string())),
+        }
+    };
+    let end_us = time("end", now_us + 1)?;
+    let start_us = time("start", end_us - 24 * 3600 * 1_000_000)?;
+    if end_us < start_us {
+        return Err(ApiError::BadIngest(
+            "invalid parameter \"end\": end is before start".to_owned(),
+        ));
+    }
+    let limit = match get("limit") {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadIngest(format!(
+                    "invalid parameter \"limit\": {text:?} is not a number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    let ascending = match get("order") {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::BadIngest(format!(
+                "invalid parameter \"order\": {other:?} is not asc or desc"
+            )));
+        }
+    };
+    Ok(LogQuery {
+        text: get("q").unwrap_or_default().to_owned(),
+        start_us,
+        end_us,
+        limit,
+        ascending,
+    })
+}
+
+fn query_error(err: sextant_storage::Error) -> ApiError {
+    match err {
+        sextant_storage::Error::BadQuery(message) => ApiError::BadIngest(message),
+        other => other.into(),
+    }
+}
+
+fn timestamp(us: i64) -> String {
+    sextant_model::time::rfc3339_utc(i128::from(us) * 1000, 6)
+}
+
+fn hit_json(record: &LogRecord) -> Value {
+    let fields: serde_json::Map<String, Value> = record
+        .fields
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                FieldValue::Str(s) => Value::from(s.as_str()),
+                FieldValue::Int(i) => Value::from(*i),
+                FieldValue::Float(x) => Value::from(*x),
+                FieldValue::Bool(b) => Value::from(*b),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    json!({
+        "timestamp": timestamp(record.timestamp_us),
+        "service": record.service,
+        "level": record.level.as_str(),
+        "host": record.host,
+        "message": record.message,
+        "fields": fields,
+    })
+}
+
+/// `GET /api/v1/logs/search?q=&start=&end=&limit=&order=desc|asc`.
+pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let query = log_query(&uri)?;
+    let reader = state.stores()?.logs_reader.clone();
+    let found = tokio::task::spawn_blocking(move || reader.search_logs(&query))
+        .await
+        .map_err(|e| ApiError::Internal(format!("search failed: {e}")))?
+        .map_err(query_error)?;
+    let hits: Vec<Value> = found.hits.iter().map(hit_json).collect();
+    Ok(axum::Json(json!({ "total": found.total, "hits": hits })).into_response())
+}
+
+/// `GET /api/v1/logs/histogram?q=&start=&end=&step=`: counts per step
+/// (default: the range in 100 buckets), buckets aligned to the step.
+pub async fn histogram(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let query = log_query(&uri)?;
+    let step_us = match params(&uri).into_iter().find(|(n, _)| n == "step") {
+        Some((_, text)) if !text.is_empty() => {
+            let step = text
+                .parse::<f64>()
+                .ok()
+                .map(|s| s * 1e6)
+                .or_else(|| {
+                    text.parse::<sextant_model::PromDuration>()
+                        .ok()
+                        .map(|d| d.as_millis() as f64 * 1e3)
+                })
+                .filter(|s| s.is_finite() && *s >= 1e3)
+                .ok_or_else(|| {
+                    ApiError::BadIngest(format!(
+                        "invalid parameter \"step\": {text:?} is not a duration of at least 1ms (e.g. 60, 1m)"
+                    ))
+                })?;
+            step as i64
+        }
+        _ => ((query.end_us - query.start_us) / 100).max(1_000_000),
+    };
+    if (query.end_us - query.start_us) / step_us > 11_000 {
+        return Err(ApiError::BadIngest(
+            "exceeded maximum resolution of 11,000 buckets; use a larger step".to_owned(),
+        ));
+    }
+    let reader = state.stores()?.logs_reader.clone();
+    let buckets = tokio::task::spawn_blocking(move || reader.log_histogram(&query, step_us))
+        .await
+        .map_err(|e| ApiError::Internal(format!("histogram failed: {e}")))?
+        .map_err(query_error)?;
+    let buckets: Vec<Value> = buckets
+        .into_iter()
+        .map(|(t, count)| json!({ "t": timestamp(t), "count": count }))
+        .collect();
+    Ok(axum::Json(json!({ "buckets": buckets })).into_response())
+}

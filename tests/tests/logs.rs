@@ -1,0 +1,241 @@
+//! Logs as services send them: python-logstash over TCP and UDP (event
+//! versions 0 and 1) and NDJSON over HTTP, found again through the search
+//! and histogram APIs by request id, level, service and free text.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sextant_tests::{Sextant, run_python, url_encode};
+
+/// Searches until `check` accepts the answer (logs are searchable within a
+/// second or two of arriving); panics with the last answer after 20 s.
+fn search_until(server: &Sextant, query: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = server.get(&format!(
+            "/api/v1/logs/search?q={}&limit=1000",
+            url_encode(query)
+        ));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let json = reply.json();
+        if check(&json) {
+            return json;
+        }
+        assert!(Instant::now() < deadline, "{query}: {json}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn total(n: u64) -> impl Fn(&Value) -> bool {
+    move |json| json["total"] == n
+}
+
+#[test]
+fn python_logstash_events_are_found_by_uuid_level_service_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "logs:\n  redact:\n    - {pattern: card_number, action: mask}\n    - {field: password, action: drop}\n",
+    )
+    .unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let addr = server.addr("logstash", "tcp");
+    run_python(
+        r#"
+import logging, sys, logstash
+host, port = sys.argv[1], int(sys.argv[2])
+uuid = "a95d17ac-f2b5-4f2c-8e8e-2a3f07c68cf2"
+for version in (0, 1):
+    for transport in ("tcp", "udp"):
+        log = logging.getLogger("gateway-%s-%d" % (transport, version))
+        log.setLevel(logging.DEBUG)
+        log.propagate = False
+        if transport == "tcp":
+            handler = logstash.TCPLogstashHandler(host, port, version=version, message_type="gateway")
+        else:
+            handler = logstash.LogstashHandler(host, port, version=version, message_type="gateway")
+        log.addHandler(handler)
+        extra = {"uuid": uuid, "transport": transport, "event_version": version}
+        log.info("placing sell order", extra=extra)
+        log.warning("queue is filling up", extra=dict(extra, depth=120))
+        log.error("sell order failed with card 4111 1111 1111 1111",
+                  extra=dict(extra, password="hunter2"))
+        handler.close()
+"#,
+        &[&addr.ip().to_string(), &addr.port().to_string()],
+    );
+    let uuid = "a95d17ac-f2b5-4f2c-8e8e-2a3f07c68cf2";
+    // 3 lines x 2 versions x 2 transports, all carrying the request id.
+    let all = search_until(&server, &format!("uuid:\"{uuid}\""), total(12));
+    let hits = all["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 12);
+    for hit in hits {
+        assert_eq!(hit["service"], "gateway", "{hit}");
+        assert!(hit["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert!(hit["fields"]["transport"].is_string(), "{hit}");
+    }
+    // Newest first.
+    let times: Vec<&str> = hits
+        .iter()
+        .map(|h| h["timestamp"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+
+    search_until(&server, "level:ERROR", total(4));
+    search_until(&server, "level:WARN AND fields.event_version:0", total(2));
+    search_until(&server, "transport:udp AND sell", total(4));
+    search_until(&server, "\"queue is filling\"", total(4));
+    search_until(&server, "depth:[100 TO 200]", total(4));
+    search_until(&server, "service:gateway NOT failed", total(8));
+
+    // Redaction happened before storing: the card number is masked, the password gone.
+    let failed = search_until(&server, "failed", total(4));
+    for hit in failed["hits"].as_array().unwrap() {
+        assert_eq!(hit["message"], "sell order failed with card ****", "{hit}");
+        assert!(hit["fields"].get("password").is_none(), "{hit}");
+    }
+    let data = server_data_dir(&server);
+    for secret in ["4111 1111 1111 1111", "hunter2"] {
+        assert!(
+            !dir_contains(&data, secret.as_bytes()),
+            "{secret} reached the disk"
+        );
+    }
+
+    // The histogram counts the same lines.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Eleven whole minutes ending after now: buckets align to the step.
+    let start = now / 60 * 60 - 600;
+    let histogram = server
+        .get(&format!(
+            "/api/v1/logs/histogram?q={}&start={}&end={}&step=60",
+            url_encode(&format!("uuid:\"{uuid}\"")),
+            start,
+            start + 660
+        ))
+        .json();
+    let buckets = histogram["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 11, "{histogram}");
+    let counted: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 12, "{histogram}");
+}
+
+fn server_data_dir(server: &Sextant) -> std::path::PathBuf {
+    server.data_dir.clone()
+}
+
+fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            dir_contains(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        }
+    })
+}
+
+#[test]
+fn ndjson_over_http_keeps_good_lines_and_names_bad_ones() {
+    let server = Sextant::start();
+    let body = concat!(
+        r#"{"@timestamp": "2026-11-28T10:00:00.000001Z", "message": "settings loaded", "service": "settings", "level": "info", "request_id": "r-1"}"#,
+        "\n",
+        "{not json\n",
+        "\n",
+        r#"{"timestamp": 1795860001, "msg": "x", "app": "profile", "levelname": "ERROR", "request_id": "r-1", "duration_ms": 812}"#,
+        "\n",
+        "[1]\n",
+    );
+    let reply = server.post_path("/api/v1/logs", "application/x-ndjson", body.as_bytes());
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    let error = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.starts_with("stored 2 events; 2 bad lines: line 2: event is not JSON"),
+        "{error}"
+    );
+    assert!(
+        error.contains("line 5: a logstash event must be a JSON object"),
+        "{error}"
+    );
+
+    let range = "&start=2026-11-28T00:00:00Z&end=2026-11-29T00:00:00Z";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let json = server
+            .get(&format!(
+                "/api/v1/logs/search?q=request_id:r-1&order=asc{range}"
+            ))
+            .json();
+        if json["total"] == 2 || Instant::now() > deadline {
+            break json;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found["total"], 2, "{found}");
+    let first = &found["hits"][0];
+    assert_eq!(first["timestamp"], "2026-11-28T10:00:00.000001Z");
+    assert_eq!(
+        (&first["service"], &first["level"]),
+        (&"settings".into(), &"INFO".into())
+    );
+    let second = &found["hits"][1];
+    assert_eq!(second["timestamp"], "2026-11-28T10:00:01.000000Z");
+    assert_eq!(
+        (&second["service"], &second["level"]),
+        (&"profile".into(), &"ERROR".into())
+    );
+    assert_eq!(second["fields"]["duration_ms"], 812);
+    let slow = server
+        .get(&format!(
+            "/api/v1/logs/search?q={}{range}",
+            url_encode("duration_ms:>500")
+        ))
+        .json();
+    assert_eq!(slow["total"], 1, "{slow}");
+
+    for (path, reason) in [
+        ("/api/v1/logs/search?q=level:(", "invalid query"),
+        ("/api/v1/logs/search?limit=0", "invalid parameter \"limit\""),
+        (
+            "/api/v1/logs/search?order=up",
+            "invalid parameter \"order\"",
+        ),
+        (
+            "/api/v1/logs/histogram?step=-1",
+            "invalid parameter \"step\"",
+        ),
+        ("/api/v1/logs/search?start=yesterday", "start"),
+    ] {
+        let reply = server.get(path);
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+        let error = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(reason), "{path}: {error}");
+    }
+}
+
+#[test]
+fn acknowledged_logs_survive_kill_9() {
+    let server = Sextant::start();
+    let lines: String = (0..50)
+        .map(|i| format!("{{\"message\": \"payment {i} settled\", \"service\": \"payments\", \"seq\": {i}}}\n"))
+        .collect();
+    let reply = server.post_path("/api/v1/logs", "application/x-ndjson", lines.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["stored"], 50);
+    // Killed at once: the index may not have committed, the WAL has it.
+    let kept = server.kill_hard();
+    let server = Sextant::restart_on(&kept);
+    let found = server
+        .get("/api/v1/logs/search?q=service:payments&limit=100")
+        .json();
+    assert_eq!(found["total"], 50, "{found}");
+}
