@@ -9,6 +9,7 @@
 //! `sextant_listener_dropped_total`, answered 501 over HTTP and `UNIMPLEMENTED`
 //! over gRPC) until their protocol's parser lands.
 
+pub mod bulk;
 pub mod logs;
 pub mod logstash;
 pub mod net;

@@ -194,7 +194,11 @@ impl Normalizer {
                 break;
             }
         }
-        let message = match fields.remove("message") {
+        // `log` is what Fluent Bit and Fluentd's tail inputs call it, `msg` many JSON loggers.
+        let message = match ["message", "log", "msg"]
+            .iter()
+            .find_map(|name| fields.remove(*name))
+        {
             Some(FieldValue::Str(text)) => text,
             Some(other) => other.to_text(),
             None => String::new(),
@@ -393,7 +397,9 @@ mod tests {
             FieldValue::Str("WARNING".into())
         );
         assert!(!record.fields.contains_key("@version") && !record.fields.contains_key("host"));
-        let bare = Normalizer::default().record(object(r#"{"msg": 1}"#), 42, Some("orders"));
+        let bare =
+            Normalizer::default().record(object(r#"{"log": "started\n"}"#), 42, Some("orders"));
+        assert_eq!(bare.message, "started\n");
         assert_eq!(
             (bare.timestamp_us, bare.service.as_str(), bare.level),
             (42, "orders", Level::Info)

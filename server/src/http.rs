@@ -18,10 +18,10 @@ use sextant_storage::{LogReader, LogWriter, MetricsReader, MetricsWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api;
-use crate::logs_api;
 use crate::query_api::{self, QueryState};
 use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
+use crate::{es_api, logs_api};
 
 /// The stores, available once recovery is done.
 #[derive(Clone)]
@@ -154,6 +154,42 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             post(logs_api::ingest)
                 .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
         )
+        .route("/", get(es_api::info).head(es_api::info_head))
+        .route("/_license", get(es_api::license))
+        .route(
+            "/_bulk",
+            post(es_api::bulk)
+                .put(es_api::bulk)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
+        )
+        .route(
+            "/{index}/_bulk",
+            post(es_api::bulk_index)
+                .put(es_api::bulk_index)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
+        )
+        .route(
+            "/_index_template/{name}",
+            get(es_api::not_found)
+                .put(es_api::acknowledge)
+                .post(es_api::acknowledge),
+        )
+        .route(
+            "/_template/{name}",
+            get(es_api::not_found)
+                .put(es_api::acknowledge)
+                .post(es_api::acknowledge),
+        )
+        .route(
+            "/_component_template/{name}",
+            get(es_api::not_found)
+                .put(es_api::acknowledge)
+                .post(es_api::acknowledge),
+        )
+        .route(
+            "/_ilm/policy/{name}",
+            get(es_api::not_found).put(es_api::acknowledge),
+        )
         .route("/api/v1/logs/search", get(logs_api::search))
         .route("/api/v1/logs/histogram", get(logs_api::histogram))
         .route("/-/reload", post(reload).put(reload))
@@ -223,23 +259,11 @@ async fn self_metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Paths CONTRACTS.md promises, whose handlers later issues add.
-const PLANNED: &[&str] = &[
-    "/api/v1/",
-    "/_bulk",
-    "/_license",
-    "/_index_template",
-    "/_template",
-    "/_ilm",
-    "/loki/api/v1/",
-    "/jaeger/",
-    "/-/reload",
-];
+const PLANNED: &[&str] = &["/api/v1/", "/loki/api/v1/", "/jaeger/"];
 
 async fn not_here(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     let path = uri.path();
-    let planned = path == "/"
-        || path.ends_with("/_bulk")
-        || PLANNED.iter().any(|prefix| path.starts_with(prefix));
+    let planned = PLANNED.iter().any(|prefix| path.starts_with(prefix));
     if planned {
         ApiError::NotImplemented(format!(
             "{method} {path} is not implemented yet in this Sextant build"
@@ -452,7 +476,7 @@ mod tests {
             "GET /api/v1/rules is not implemented yet in this Sextant build"
         );
         assert_eq!(
-            call(&app, "POST", "/fluentd-20180202/_bulk").await.0,
+            call(&app, "POST", "/loki/api/v1/push").await.0,
             StatusCode::NOT_IMPLEMENTED
         );
         let (status, body) = call(&app, "GET", "/wp-admin").await;

@@ -10,6 +10,7 @@ use clap::Parser as _;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod es_api;
 pub mod http;
 pub mod logging;
 pub mod logs_api;

@@ -316,6 +316,21 @@ impl Sextant {
         self.reply(self.http.get(&url).call())
     }
 
+    /// POSTs a gzip-compressed body (`Content-Encoding: gzip`) to a path of the HTTP API.
+    pub fn post_gzip(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(body).expect("gzip");
+        let compressed = encoder.finish().expect("gzip");
+        self.reply(
+            self.http
+                .post(format!("{}{path}", self.base_url()))
+                .header("content-type", content_type)
+                .header("content-encoding", "gzip")
+                .send(&compressed[..]),
+        )
+    }
+
     /// POSTs a body to a URL.
     pub fn post(&self, url: &str, content_type: &str, body: &[u8]) -> Reply {
         self.reply(

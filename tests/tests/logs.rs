@@ -239,3 +239,104 @@ fn acknowledged_logs_survive_kill_9() {
         .json();
     assert_eq!(found["total"], 50, "{found}");
 }
+
+#[test]
+fn elasticsearch_bulk_as_fluent_bit_and_logstash_send_it() {
+    let server = Sextant::start();
+    // The handshake shippers make before sending.
+    let info = server.get("/");
+    assert_eq!(info.status, 200);
+    assert_eq!(
+        info.json()["version"]["number"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .next(),
+        Some("8")
+    );
+    assert_eq!(info.json()["version"]["build_flavor"], "default");
+    assert_eq!(
+        server.get("/_license").json()["license"]["status"],
+        "active"
+    );
+    assert_eq!(server.get("/_index_template/logs").status, 404);
+    let put = server.post_path("/_ilm/policy/logs", "application/json", b"{}");
+    assert_eq!(put.status, 405, "POST is not how ILM policies are made");
+
+    // Fluent Bit's es output: create actions, the line in `log`, the index in the URL.
+    let body = concat!(
+        r#"{"create":{"_index":"payments"}}"#,
+        "\n",
+        r#"{"@timestamp":"2026-11-28T10:00:00.250Z","log":"payment accepted","request_id":"b-7","stream":"stdout"}"#,
+        "\n",
+        r#"{"create":{}}"#,
+        "\n",
+        "{this is not json}\n",
+        r#"{"index":{"_index":"logstash-2026.11.28","_id":"abc"}}"#,
+        "\n",
+        r#"{"@timestamp":"2026-11-28T10:00:01Z","message":"payment refunded","level":"warn","request_id":"b-7"}"#,
+        "\n",
+    );
+    let reply = server.post_path("/fluent-bit/_bulk", "application/x-ndjson", body.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["errors"], true);
+    let items = answer["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{answer}");
+    assert_eq!(items[0]["create"]["status"], 201);
+    assert_eq!(items[0]["create"]["_index"], "payments");
+    assert_eq!(items[1]["create"]["status"], 400);
+    assert_eq!(
+        items[1]["create"]["error"]["type"],
+        "mapper_parsing_exception"
+    );
+    assert_eq!(items[2]["index"]["_id"], "abc");
+    assert_eq!(items[2]["index"]["result"], "created");
+
+    let range = "&start=2026-11-28T00:00:00Z&end=2026-11-29T00:00:00Z&order=asc";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let json = server
+            .get(&format!("/api/v1/logs/search?q=request_id:b-7{range}"))
+            .json();
+        if json["total"] == 2 || Instant::now() > deadline {
+            break json;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found["total"], 2, "{found}");
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(
+        (&hits[0]["message"], &hits[0]["service"]),
+        (&"payment accepted".into(), &"payments".into())
+    );
+    assert_eq!(hits[0]["fields"]["stream"], "stdout");
+
+    // Fluent Bit with `Compress gzip`.
+    let gzipped = concat!(
+        r#"{"create":{}}"#,
+        "\n",
+        r#"{"@timestamp":"2026-11-28T11:00:00Z","log":"compressed line","request_id":"gz-1"}"#,
+        "\n",
+    );
+    let reply = server.post_gzip("/_bulk", "application/x-ndjson", gzipped.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["errors"], false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server
+        .get(&format!("/api/v1/logs/search?q=request_id:gz-1{range}"))
+        .json()["total"]
+        != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gzip bulk line never became searchable"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The index name, without its date, names the service.
+    assert_eq!(
+        (&hits[1]["service"], &hits[1]["level"]),
+        (&"logstash".into(), &"WARN".into())
+    );
+}
