@@ -1,10 +1,13 @@
-//! OTLP metrics bodies, protobuf or JSON, never panic on their way to
-//! series: decoding fails with a message or converts, whatever the bytes.
+//! OTLP metrics and logs bodies, protobuf or JSON, never panic on their way
+//! to series and log records: decoding fails with a message or converts,
+//! whatever the bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
-use sextant_ingest::otlp::{json, metrics, proto::metrics::ExportMetricsServiceRequest};
+use sextant_ingest::logs::Normalizer;
+use sextant_ingest::otlp::proto::logs::ExportLogsServiceRequest;
+use sextant_ingest::otlp::{json, logs, metrics, proto::metrics::ExportMetricsServiceRequest};
 
 fuzz_target!(|data: &[u8]| {
     let mut deltas = metrics::DeltaState::default();
@@ -13,6 +16,13 @@ fuzz_target!(|data: &[u8]| {
         for series in &converted.series {
             assert!(series.labels.metric_name().is_some());
         }
+    }
+    let normalizer = Normalizer::default();
+    if let Ok(request) = ExportLogsServiceRequest::decode(data) {
+        logs::convert(&request, &normalizer, 0);
+    }
+    if let Ok(request) = json::logs_request(data) {
+        logs::convert(&request, &normalizer, 0);
     }
     match json::metrics_request(data) {
         Ok(request) => {

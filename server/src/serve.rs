@@ -105,7 +105,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let otlp_pipeline = {
         let stores = stores.clone();
-        otlp::Otlp::new(move || stores.get().map(|s| s.metrics_writer.clone()))
+        let log_stores = stores.clone();
+        otlp::Otlp::new(
+            move || stores.get().map(|s| s.metrics_writer.clone()),
+            move || log_stores.get().map(|s| s.logs_writer.clone()),
+            (*log_normalizer).clone(),
+        )
     };
     tasks.spawn(named(
         "otlp_grpc",

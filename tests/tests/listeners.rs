@@ -41,14 +41,14 @@ print(grpc.export(spans).name, http.export(spans).name)
 
     // What an exporter gets over plain HTTP: 501 with a JSON error that says why.
     let reply = server.post(
-        &format!("http://{http}/v1/logs"),
+        &format!("http://{http}/v1/traces"),
         "application/json",
-        b"{\"resourceLogs\": []}",
+        b"{\"resourceSpans\": []}",
     );
     assert_eq!(reply.status, 501);
     assert_eq!(
         reply.json()["error"],
-        "OTLP/HTTP /v1/logs is not implemented yet in this Sextant build"
+        "OTLP/HTTP /v1/traces is not implemented yet in this Sextant build"
     );
 }
 

@@ -340,3 +340,79 @@ fn elasticsearch_bulk_as_fluent_bit_and_logstash_send_it() {
         (&"logstash".into(), &"WARN".into())
     );
 }
+
+/// The Python SDK's logging bridge inside a span: each record carries the
+/// span's trace and span ids. Prints the trace id.
+const OTEL_LOGS: &str = r#"
+import logging, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
+
+transport, endpoint = sys.argv[1], sys.argv[2]
+exporter = Grpc(endpoint=endpoint, insecure=True) if transport == "grpc" else Http(endpoint=endpoint + "/v1/logs")
+resource = Resource.create({"service.name": "profile-" + transport, "host.name": "pod-7"})
+provider = LoggerProvider(resource=resource)
+provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+log = logging.getLogger("profile-" + transport)
+log.setLevel(logging.INFO)
+log.propagate = False
+log.addHandler(LoggingHandler(level=logging.INFO, logger_provider=provider))
+tracer = TracerProvider(resource=resource).get_tracer("profile")
+with tracer.start_as_current_span("GET /profile") as span:
+    log.info("looking up ip address", extra={"ip": "10.0.0.7"})
+    log.error("settings service timed out", extra={"timeout_ms": 500})
+    trace_id = format(span.get_span_context().trace_id, "032x")
+provider.shutdown()
+print(trace_id)
+"#;
+
+#[test]
+fn opentelemetry_sdk_logs_arrive_over_grpc_and_http_with_their_trace_ids() {
+    let server = Sextant::start();
+    for (transport, endpoint) in [
+        (
+            "grpc",
+            format!("http://{}", server.addr("otlp_grpc", "tcp")),
+        ),
+        (
+            "http",
+            format!("http://{}", server.addr("otlp_http", "tcp")),
+        ),
+    ] {
+        let trace_id = run_python(OTEL_LOGS, &[transport, &endpoint])
+            .trim()
+            .to_owned();
+        assert_eq!(trace_id.len(), 32, "{trace_id}");
+        let found = search_until(&server, &format!("trace_id:{trace_id}"), total(2));
+        let hits = found["hits"].as_array().unwrap();
+        let error = &hits[0];
+        assert_eq!(error["message"], "settings service timed out", "{found}");
+        assert_eq!(error["level"], "ERROR");
+        assert_eq!(error["service"], format!("profile-{transport}"));
+        assert_eq!(error["host"], "pod-7");
+        assert_eq!(error["fields"]["timeout_ms"], 500);
+        assert_eq!(error["fields"]["trace_id"], trace_id.as_str());
+        assert_eq!(error["fields"]["span_id"].as_str().unwrap().len(), 16);
+        assert_eq!(hits[1]["level"], "INFO");
+        assert_eq!(hits[1]["fields"]["ip"], "10.0.0.7");
+        search_until(
+            &server,
+            &format!("service:profile-{transport} AND level:ERROR"),
+            total(1),
+        );
+    }
+    // OTLP/JSON with a bad id names it.
+    let url = format!("http://{}/v1/logs", server.addr("otlp_http", "tcp"));
+    let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"},"traceId":"xyz"}]}]}]}"#;
+    let reply = server.post(&url, "application/json", body);
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.json()["message"],
+        "resourceLogs[0].scopeLogs[0].logRecords[0].traceId: expected 32 hex digits, found \"xyz\""
+    );
+}

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use super::proto::common::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, Resource, any_value,
 };
+use super::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
 use super::proto::metrics::{
     ExponentialHistogram, ExponentialHistogramDataPoint, ExportMetricsServiceRequest, Gauge,
     Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -377,6 +378,67 @@ fn summary_point(value: &Value, path: String) -> Result<SummaryDataPoint> {
         })?,
         flags: u32::try_from(p.u64("flags")?).unwrap_or(0),
     })
+}
+
+/// Decodes an `ExportLogsServiceRequest` in OTLP/JSON (trace and span ids in hex).
+pub fn logs_request(body: &[u8]) -> Result<ExportLogsServiceRequest> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let root = Obj::new(&value, String::new())?;
+    Ok(ExportLogsServiceRequest {
+        resource_logs: root.list("resourceLogs", |v, path| {
+            let rl = Obj::new(v, path)?;
+            Ok(ResourceLogs {
+                resource: resource(&rl)?,
+                scope_logs: rl.list("scopeLogs", |v, path| {
+                    let sl = Obj::new(v, path)?;
+                    Ok(ScopeLogs {
+                        scope: scope(&sl)?,
+                        log_records: sl
+                            .list("logRecords", |v, path| log_record(&Obj::new(v, path)?))?,
+                    })
+                })?,
+            })
+        })?,
+    })
+}
+
+fn log_record(obj: &Obj<'_>) -> Result<LogRecord> {
+    Ok(LogRecord {
+        time_unix_nano: obj.u64("timeUnixNano")?,
+        observed_time_unix_nano: obj.u64("observedTimeUnixNano")?,
+        severity_number: match obj.get("severityNumber") {
+            None => 0,
+            Some(v) => signed(v)
+                .and_then(|n| i32::try_from(n).ok())
+                .ok_or_else(|| obj.bad("severityNumber", "a number from 1 to 24", v))?,
+        },
+        severity_text: obj.string("severityText")?,
+        body: obj.object("body")?.map(|b| any_value(&b)).transpose()?,
+        attributes: attributes(obj, "attributes")?,
+        trace_id: hex_id(obj, "traceId", 16)?,
+        span_id: hex_id(obj, "spanId", 8)?,
+        event_name: obj.string("eventName")?,
+    })
+}
+
+/// A trace or span id: hex in OTLP/JSON, `bytes` long (empty when absent).
+fn hex_id(obj: &Obj<'_>, camel: &str, bytes: usize) -> Result<Vec<u8>> {
+    let text = obj.string(camel)?;
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let valid = text.len() == bytes * 2 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid {
+        return Err(format!(
+            "{}: expected {} hex digits, found {text:?}",
+            obj.at(camel),
+            bytes * 2
+        ));
+    }
+    Ok((0..bytes)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
+        .collect())
 }
 
 #[cfg(test)]

@@ -412,7 +412,7 @@ fn format_float(value: f64) -> String {
 }
 
 /// An attribute value as label text (`AsString` in the collector's pdata).
-fn value_text(value: Option<&AnyValue>) -> String {
+pub(crate) fn value_text(value: Option<&AnyValue>) -> String {
     use any_value::Value as V;
     match value.and_then(|v| v.value.as_ref()) {
         None => String::new(),

@@ -1,14 +1,16 @@
 //! OpenTelemetry's OTLP over gRPC (`:4317`) and HTTP (`:4318`).
 //!
-//! Metrics are taken on both: `MetricsService/Export` and `POST
-//! /v1/metrics` (protobuf or JSON, gzip), converted as Prometheus's OTLP
-//! receiver converts them ([`metrics`]) and written to the store before the
-//! answer; points that cannot be stored are named in a partial success.
-//! Traces and logs still answer honestly that they are not implemented
-//! (HTTP 501, gRPC `UNIMPLEMENTED`), so an exporter reports a permanent
-//! failure instead of believing its data was kept.
+//! Metrics and logs are taken on both: `MetricsService/Export` and `POST
+//! /v1/metrics`, `LogsService/Export` and `POST /v1/logs` (protobuf or JSON,
+//! gzip). Metrics are converted as Prometheus's OTLP receiver converts them
+//! ([`metrics`]), logs into log records ([`logs`]); both are written to
+//! their store before the answer, and points that cannot be stored are named
+//! in a partial success. Traces still answer honestly that they are not
+//! implemented (HTTP 501, gRPC `UNIMPLEMENTED`), so an exporter reports a
+//! permanent failure instead of believing its data was kept.
 
 pub mod json;
+pub mod logs;
 pub mod metrics;
 pub mod proto;
 
@@ -23,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message as _;
 use sextant_model::telemetry::ListenerStats;
-use sextant_storage::MetricsWriter;
+use sextant_storage::{LogWriter, MetricsWriter};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt as _;
@@ -31,9 +33,11 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use self::metrics::DeltaState;
+use self::proto::logs::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use self::proto::metrics::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use crate::logs::Normalizer;
 use crate::net::{CountingListener, CountingStream};
 
 /// The largest OTLP request taken, compressed or not.
@@ -46,11 +50,18 @@ pub const CONCURRENCY: usize = 16;
 pub const METRICS_EXPORT_PATH: &str =
     "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
-type WriterSource = dyn Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync;
+/// The gRPC path of the logs export call.
+pub const LOGS_EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
-/// What both OTLP listeners share: where metrics go, and the delta totals.
+type WriterSource = dyn Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync;
+type LogWriterSource = dyn Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync;
+
+/// What both OTLP listeners share: where metrics and logs go, the delta
+/// totals, and log normalisation (redaction).
 pub struct Otlp {
     writer: Box<WriterSource>,
+    log_writer: Box<LogWriterSource>,
+    normalizer: Normalizer,
     deltas: Mutex<DeltaState>,
     slots: Arc<Semaphore>,
 }
@@ -71,14 +82,50 @@ pub enum ExportError {
 }
 
 impl Otlp {
-    /// The OTLP pipeline writing metrics to whatever `writer` returns (`None` while starting).
+    /// The OTLP pipeline writing metrics to whatever `writer` returns and
+    /// logs to whatever `log_writer` returns (`None` while starting).
     pub fn new(
         writer: impl Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync + 'static,
+        log_writer: impl Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync + 'static,
+        normalizer: Normalizer,
     ) -> Arc<Self> {
         Arc::new(Self {
             writer: Box::new(writer),
+            log_writer: Box::new(log_writer),
+            normalizer,
             deltas: Mutex::new(DeltaState::default()),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
+        })
+    }
+
+    /// Stores one logs export (redacted) before answering.
+    pub async fn export_logs(
+        self: &Arc<Self>,
+        request: ExportLogsServiceRequest,
+        stats: &ListenerStats,
+    ) -> Result<ExportLogsServiceResponse, ExportError> {
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            stats.dropped.inc();
+            return Err(ExportError::Retry(format!(
+                "{CONCURRENCY} OTLP exports are already in progress; retry shortly"
+            )));
+        };
+        let Some(writer) = (self.log_writer)() else {
+            return Err(ExportError::Retry(
+                "Sextant is starting: the log store is being opened".into(),
+            ));
+        };
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let now_us = now_ms().saturating_mul(1000);
+            let records = logs::convert(&request, &this.normalizer, now_us);
+            writer.append_logs(&records)
+        })
+        .await
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
+        Ok(ExportLogsServiceResponse {
+            partial_success: None,
         })
     }
 
@@ -152,6 +199,7 @@ struct HttpState {
 pub fn http_router(otlp: Arc<Otlp>, stats: Arc<ListenerStats>) -> Router {
     Router::new()
         .route("/v1/metrics", axum::routing::post(http_metrics))
+        .route("/v1/logs", axum::routing::post(http_logs))
         .fallback(http_not_implemented)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(HttpState { otlp, stats })
@@ -165,6 +213,51 @@ enum Encoding {
 }
 
 async fn http_metrics(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let otlp = state.otlp.clone();
+    let stats = state.stats.clone();
+    http_export(
+        &state,
+        &headers,
+        &body,
+        "ExportMetricsServiceRequest",
+        json::metrics_request,
+        metrics_response_json,
+        |request| async move { otlp.export_metrics(request, &stats).await },
+    )
+    .await
+}
+
+async fn http_logs(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let otlp = state.otlp.clone();
+    let stats = state.stats.clone();
+    http_export(
+        &state,
+        &headers,
+        &body,
+        "ExportLogsServiceRequest",
+        json::logs_request,
+        |_| "{}".to_owned(),
+        |request| async move { otlp.export_logs(request, &stats).await },
+    )
+    .await
+}
+
+/// One OTLP/HTTP export: the body decoded (protobuf or JSON, gzip), handed
+/// to `export`, and the answer (or a `google.rpc.Status`) in the request's encoding.
+async fn http_export<Req, Resp, Fut>(
+    state: &HttpState,
+    headers: &HeaderMap,
+    body: &[u8],
+    message: &str,
+    from_json: fn(&[u8]) -> Result<Req, String>,
+    to_json: fn(&Resp) -> String,
+    export: impl FnOnce(Req) -> Fut,
+) -> Response
+where
+    Req: prost::Message + Default,
+    Resp: prost::Message,
+    Fut: Future<Output = Result<Resp, ExportError>>,
+{
     state.stats.requests.inc();
     let text = |name| {
         headers
@@ -194,21 +287,20 @@ async fn http_metrics(State(state): State<HttpState>, headers: HeaderMap, body: 
     };
     let outcome = async {
         let body =
-            decompress(text(header::CONTENT_ENCODING), &body).map_err(ExportError::Invalid)?;
+            decompress(text(header::CONTENT_ENCODING), body).map_err(ExportError::Invalid)?;
         let request = match encoding {
-            Encoding::Protobuf => ExportMetricsServiceRequest::decode(&body[..]).map_err(|e| {
-                ExportError::Invalid(format!("body is not an ExportMetricsServiceRequest: {e}"))
-            })?,
-            Encoding::Json => json::metrics_request(&body).map_err(ExportError::Invalid)?,
+            Encoding::Protobuf => Req::decode(&body[..])
+                .map_err(|e| ExportError::Invalid(format!("body is not an {message}: {e}")))?,
+            Encoding::Json => from_json(&body).map_err(ExportError::Invalid)?,
         };
-        state.otlp.export_metrics(request, &state.stats).await
+        export(request).await
     }
     .await;
     match outcome {
         Ok(response) => {
             let body = match encoding {
                 Encoding::Protobuf => response.encode_to_vec(),
-                Encoding::Json => response_json(&response).into_bytes(),
+                Encoding::Json => to_json(&response).into_bytes(),
             };
             (
                 StatusCode::OK,
@@ -238,7 +330,7 @@ fn content_type_of(encoding: Encoding) -> &'static str {
     }
 }
 
-fn response_json(response: &ExportMetricsServiceResponse) -> String {
+fn metrics_response_json(response: &ExportMetricsServiceResponse) -> String {
     match &response.partial_success {
         None => "{}".to_owned(),
         Some(partial) => serde_json::json!({
@@ -339,25 +431,41 @@ pub async fn serve_http(
         .await
 }
 
-/// The metrics export call as a tonic unary service.
-#[derive(Clone)]
-struct MetricsExport(HttpState);
+type ExportFuture<Resp> = std::pin::Pin<Box<dyn Future<Output = Result<Resp, ExportError>> + Send>>;
 
-impl tonic::server::UnaryService<ExportMetricsServiceRequest> for MetricsExport {
-    type Response = ExportMetricsServiceResponse;
+/// An export call as a tonic unary service: `export` stores the request.
+struct Unary<Req, Resp> {
+    state: HttpState,
+    export: fn(Arc<Otlp>, Req, Arc<ListenerStats>) -> ExportFuture<Resp>,
+}
+
+impl<Req, Resp> Clone for Unary<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            export: self.export,
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> tonic::server::UnaryService<Req>
+    for Unary<Req, Resp>
+{
+    type Response = Resp;
     type Future = std::pin::Pin<
         Box<dyn Future<Output = Result<tonic::Response<Self::Response>, tonic::Status>> + Send>,
     >;
 
-    fn call(&mut self, request: tonic::Request<ExportMetricsServiceRequest>) -> Self::Future {
-        let state = self.0.clone();
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        let state = self.state.clone();
+        let exported = (self.export)(
+            state.otlp.clone(),
+            request.into_inner(),
+            state.stats.clone(),
+        );
         Box::pin(async move {
             state.stats.requests.inc();
-            match state
-                .otlp
-                .export_metrics(request.into_inner(), &state.stats)
-                .await
-            {
+            match exported.await {
                 Ok(response) => Ok(tonic::Response::new(response)),
                 Err(ExportError::Invalid(message)) => {
                     state.stats.errors.inc();
@@ -369,16 +477,40 @@ impl tonic::server::UnaryService<ExportMetricsServiceRequest> for MetricsExport 
     }
 }
 
-async fn grpc_metrics(State(state): State<HttpState>, request: Request) -> Response {
-    let codec = tonic_prost::ProstCodec::<ExportMetricsServiceResponse, ExportMetricsServiceRequest>::default();
+async fn grpc_unary<Req, Resp>(service: Unary<Req, Resp>, request: Request) -> Response
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+{
+    let codec = tonic_prost::ProstCodec::<Resp, Req>::default();
     let mut grpc = tonic::server::Grpc::new(codec)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
-    grpc.unary(MetricsExport(state), request)
+    grpc.unary(service, request)
         .await
         .map(axum::body::Body::new)
+}
+
+async fn grpc_metrics(State(state): State<HttpState>, request: Request) -> Response {
+    let service = Unary {
+        state,
+        export: |otlp, request: ExportMetricsServiceRequest, stats| {
+            Box::pin(async move { otlp.export_metrics(request, &stats).await })
+        },
+    };
+    grpc_unary(service, request).await
+}
+
+async fn grpc_logs(State(state): State<HttpState>, request: Request) -> Response {
+    let service = Unary {
+        state,
+        export: |otlp, request: ExportLogsServiceRequest, stats| {
+            Box::pin(async move { otlp.export_logs(request, &stats).await })
+        },
+    };
+    grpc_unary(service, request).await
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` completes.
@@ -391,6 +523,7 @@ pub async fn serve_grpc(
     let routes = tonic::service::Routes::from(
         Router::new()
             .route(METRICS_EXPORT_PATH, axum::routing::post(grpc_metrics))
+            .route(LOGS_EXPORT_PATH, axum::routing::post(grpc_logs))
             .fallback(grpc_not_implemented)
             .with_state(HttpState {
                 otlp,

@@ -292,3 +292,72 @@ pub struct Status {
     #[prost(string, tag = "2")]
     pub message: String,
 }
+
+/// `opentelemetry.proto.logs.v1` and its export service.
+pub mod logs {
+    use super::common::{AnyValue, InstrumentationScope, KeyValue, Resource};
+
+    /// `ResourceLogs`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceLogs {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_logs: Vec<ScopeLogs>,
+    }
+
+    /// `ScopeLogs`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeLogs {
+        #[prost(message, optional, tag = "1")]
+        pub scope: Option<InstrumentationScope>,
+        #[prost(message, repeated, tag = "2")]
+        pub log_records: Vec<LogRecord>,
+    }
+
+    /// `LogRecord`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LogRecord {
+        #[prost(fixed64, tag = "1")]
+        pub time_unix_nano: u64,
+        #[prost(fixed64, tag = "11")]
+        pub observed_time_unix_nano: u64,
+        #[prost(int32, tag = "2")]
+        pub severity_number: i32,
+        #[prost(string, tag = "3")]
+        pub severity_text: String,
+        #[prost(message, optional, tag = "5")]
+        pub body: Option<AnyValue>,
+        #[prost(message, repeated, tag = "6")]
+        pub attributes: Vec<KeyValue>,
+        #[prost(bytes = "vec", tag = "9")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "10")]
+        pub span_id: Vec<u8>,
+        #[prost(string, tag = "12")]
+        pub event_name: String,
+    }
+
+    /// `collector.logs.v1.ExportLogsServiceRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportLogsServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_logs: Vec<ResourceLogs>,
+    }
+
+    /// `collector.logs.v1.ExportLogsServiceResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportLogsServiceResponse {
+        #[prost(message, optional, tag = "1")]
+        pub partial_success: Option<ExportLogsPartialSuccess>,
+    }
+
+    /// `collector.logs.v1.ExportLogsPartialSuccess`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportLogsPartialSuccess {
+        #[prost(int64, tag = "1")]
+        pub rejected_log_records: i64,
+        #[prost(string, tag = "2")]
+        pub error_message: String,
+    }
+}
