@@ -12,6 +12,7 @@
 pub mod bulk;
 pub mod logs;
 pub mod logstash;
+pub mod loki;
 pub mod net;
 pub mod otlp;
 pub mod prom_text;

@@ -190,6 +190,11 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             "/_ilm/policy/{name}",
             get(es_api::not_found).put(es_api::acknowledge),
         )
+        .route(
+            "/loki/api/v1/push",
+            post(logs_api::loki_push)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
+        )
         .route("/api/v1/logs/search", get(logs_api::search))
         .route("/api/v1/logs/histogram", get(logs_api::histogram))
         .route("/-/reload", post(reload).put(reload))
@@ -259,7 +264,7 @@ async fn self_metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Paths CONTRACTS.md promises, whose handlers later issues add.
-const PLANNED: &[&str] = &["/api/v1/", "/loki/api/v1/", "/jaeger/"];
+const PLANNED: &[&str] = &["/api/v1/", "/jaeger/"];
 
 async fn not_here(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     let path = uri.path();
@@ -476,7 +481,7 @@ mod tests {
             "GET /api/v1/rules is not implemented yet in this Sextant build"
         );
         assert_eq!(
-            call(&app, "POST", "/loki/api/v1/push").await.0,
+            call(&app, "GET", "/jaeger/api/services").await.0,
             StatusCode::NOT_IMPLEMENTED
         );
         let (status, body) = call(&app, "GET", "/wp-admin").await;

@@ -60,6 +60,56 @@ pub async fn ingest(State(state): State<AppState>, body: Bytes) -> Result<Respon
     )))
 }
 
+/// `POST /loki/api/v1/push`: snappy protobuf or JSON (gzip allowed), 204 when stored.
+pub async fn loki_push(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let content_type = text(axum::http::header::CONTENT_TYPE);
+    let protobuf = content_type.starts_with("application/x-protobuf")
+        || content_type.starts_with("application/protobuf");
+    if !protobuf && !content_type.starts_with("application/json") {
+        return Err(ApiError::Unsupported(format!(
+            "Content-Type {content_type:?} is not supported; send application/x-protobuf (snappy) or application/json"
+        )));
+    }
+    let body = match text(axum::http::header::CONTENT_ENCODING).as_str() {
+        "" | "identity" | "snappy" => body.to_vec(),
+        "gzip" => {
+            use std::io::Read as _;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(crate::http::MAX_BODY_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadIngest(format!("body is not valid gzip: {e}")))?;
+            out
+        }
+        other => {
+            return Err(ApiError::Unsupported(format!(
+                "Content-Encoding {other:?} is not supported; send gzip or none"
+            )));
+        }
+    };
+    let writer = state.stores()?.logs_writer.clone();
+    let normalizer = state.logs.clone();
+    tokio::task::spawn_blocking(move || {
+        let records = sextant_ingest::loki::parse(&body, protobuf, &normalizer)
+            .map_err(ApiError::BadIngest)?;
+        writer.append_logs(&records).map_err(ApiError::from)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("storing logs failed: {e}")))??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 fn params(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())

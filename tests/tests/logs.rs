@@ -416,3 +416,55 @@ fn opentelemetry_sdk_logs_arrive_over_grpc_and_http_with_their_trace_ids() {
         "resourceLogs[0].scopeLogs[0].logRecords[0].traceId: expected 32 hex digits, found \"xyz\""
     );
 }
+
+#[test]
+fn loki_pushes_in_json_and_snappy_protobuf() {
+    use sextant_ingest::loki::proto;
+    let server = Sextant::start();
+    let json = br#"{"streams": [{"stream": {"app": "market", "env": "prod"},
+        "values": [["1795860000000000000", "order 17 placed"],
+                   ["1795860001000000000", "{\"msg\": \"order 18 failed\", \"level\": \"error\"}"]]}]}"#;
+    let reply = server.post_path("/loki/api/v1/push", "application/json", json);
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let request = proto::PushRequest {
+        streams: vec![proto::Stream {
+            labels: r#"{app="market", env="staging"}"#.to_owned(),
+            entries: vec![proto::EntryAdapter {
+                timestamp: Some(proto::Timestamp {
+                    seconds: 1_795_860_002,
+                    nanos: 500_000_000,
+                }),
+                line: "order 19 placed".to_owned(),
+                structured_metadata: vec![],
+            }],
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&prost::Message::encode_to_vec(&request))
+        .unwrap();
+    let reply = server.post_path("/loki/api/v1/push", "application/x-protobuf", &body);
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let range = "&start=2026-11-28T00:00:00Z&end=2026-11-29T00:00:00Z&order=asc";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let json = server
+            .get(&format!("/api/v1/logs/search?q=service:market{range}"))
+            .json();
+        if json["total"] == 3 || Instant::now() > deadline {
+            break json;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(found["total"], 3, "{found}");
+    assert_eq!(found["hits"][1]["level"], "ERROR");
+    assert_eq!(found["hits"][2]["timestamp"], "2026-11-28T10:00:02.500000Z");
+    assert_eq!(found["hits"][2]["fields"]["env"], "staging");
+    let bad = server.post_path("/loki/api/v1/push", "application/json", b"{\"streams\": 1}");
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"streams\" array")
+    );
+}
