@@ -197,6 +197,8 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         )
         .route("/api/v1/logs/search", get(logs_api::search))
         .route("/api/v1/logs/histogram", get(logs_api::histogram))
+        .route("/api/v1/logs/fields", get(logs_api::fields))
+        .route("/api/v1/logs/tail", get(logs_api::tail))
         .route("/-/reload", post(reload).put(reload))
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -260,3 +260,127 @@ pub async fn histogram(State(state): State<AppState>, uri: Uri) -> Result<Respon
         .collect();
     Ok(axum::Json(json!({ "buckets": buckets })).into_response())
 }
+
+/// Documents `fields` samples, newest first, as Kibana's field list does.
+const FIELD_SAMPLE: usize = 500;
+/// Values shown per field.
+const TOP_VALUES: usize = 5;
+
+/// `GET /api/v1/logs/fields?q=&start=&end=`: the fields of the newest
+/// matching records (up to 500) with how many carry each and its top values.
+pub async fn fields(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let mut query = log_query(&uri)?;
+    query.limit = FIELD_SAMPLE;
+    query.ascending = false;
+    let reader = state.stores()?.logs_reader.clone();
+    let found = tokio::task::spawn_blocking(move || reader.search_logs(&query))
+        .await
+        .map_err(|e| ApiError::Internal(format!("fields failed: {e}")))?
+        .map_err(query_error)?;
+    let mut by_field: std::collections::BTreeMap<String, std::collections::HashMap<String, u64>> =
+        std::collections::BTreeMap::new();
+    for record in &found.hits {
+        let builtin = [
+            ("service", record.service.clone()),
+            ("level", record.level.as_str().to_owned()),
+            ("host", record.host.clone()),
+        ];
+        let values = builtin
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (n.to_owned(), v))
+            .chain(record.fields.iter().map(|(n, v)| (n.clone(), v.to_text())));
+        for (name, value) in values {
+            *by_field.entry(name).or_default().entry(value).or_default() += 1;
+        }
+    }
+    let fields: Vec<Value> = by_field
+        .into_iter()
+        .map(|(name, values)| {
+            let count: u64 = values.values().sum();
+            let mut top: Vec<(String, u64)> = values.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            top.truncate(TOP_VALUES);
+            let top: Vec<Value> = top
+                .into_iter()
+                .map(|(value, count)| json!({ "value": value, "count": count }))
+                .collect();
+            json!({ "name": name, "count": count, "top": top })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "total": found.total,
+        "sampled": found.hits.len(),
+        "fields": fields,
+    }))
+    .into_response())
+}
+
+/// How often the tail looks for new records.
+const TAIL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /api/v1/logs/tail?q=`: server-sent events, one record a `data:`
+/// line as the search API shows it, from now on, oldest first; a comment
+/// every 15 s keeps proxies from closing an idle stream.
+pub async fn tail(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let mut query = log_query(&uri)?;
+    // Validate the query now, so a bad one is a 400 rather than a dead stream.
+    let reader = state.stores()?.logs_reader.clone();
+    query.start_us = sextant_ingest::logstash::now_us();
+    query.limit = 1000;
+    query.ascending = true;
+    {
+        let probe = LogQuery {
+            limit: 1,
+            ..query.clone()
+        };
+        let reader = reader.clone();
+        tokio::task::spawn_blocking(move || reader.search_logs(&probe))
+            .await
+            .map_err(|e| ApiError::Internal(format!("tail failed: {e}")))?
+            .map_err(query_error)?;
+    }
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        let mut since_keepalive = std::time::Duration::ZERO;
+        loop {
+            tokio::time::sleep(TAIL_POLL).await;
+            since_keepalive += TAIL_POLL;
+            let mut window = query.clone();
+            window.end_us = sextant_ingest::logstash::now_us() + 1;
+            let reader = reader.clone();
+            let searched = {
+                let window = window.clone();
+                tokio::task::spawn_blocking(move || reader.search_logs(&window)).await
+            };
+            let Ok(Ok(found)) = searched else { continue };
+            let mut events = String::new();
+            for record in &found.hits {
+                events.push_str("data: ");
+                events.push_str(&hit_json(record).to_string());
+                events.push_str("\n\n");
+                query.start_us = query.start_us.max(record.timestamp_us + 1);
+            }
+            if events.is_empty() && since_keepalive >= std::time::Duration::from_secs(15) {
+                events.push_str(": keep-alive\n\n");
+            }
+            if !events.is_empty() {
+                since_keepalive = std::time::Duration::ZERO;
+                if sender.send(Ok(Bytes::from(events))).await.is_err() {
+                    return; // the client went away
+                }
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    Ok((
+        StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}

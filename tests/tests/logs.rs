@@ -468,3 +468,88 @@ fn loki_pushes_in_json_and_snappy_protobuf() {
             .contains("\"streams\" array")
     );
 }
+
+#[test]
+fn fields_show_top_values_and_tail_streams_new_lines() {
+    use std::io::BufRead as _;
+    let server = Sextant::start();
+    let lines: String = (0..30)
+        .map(|i| {
+            let level = if i % 3 == 0 { "error" } else { "info" };
+            format!("{{\"message\": \"request {i}\", \"service\": \"gateway\", \"level\": \"{level}\", \"route\": \"/orders/{}\"}}\n", i % 2)
+        })
+        .collect();
+    assert_eq!(
+        server
+            .post_path("/api/v1/logs", "application/x-ndjson", lines.as_bytes())
+            .status,
+        200
+    );
+    search_until(&server, "service:gateway", total(30));
+    let fields = server.get("/api/v1/logs/fields?q=service:gateway").json();
+    assert_eq!(fields["sampled"], 30, "{fields}");
+    let level = fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "level")
+        .unwrap()
+        .clone();
+    assert_eq!(level["count"], 30);
+    assert_eq!(
+        level["top"][0],
+        serde_json::json!({"value": "INFO", "count": 20})
+    );
+    assert_eq!(
+        level["top"][1],
+        serde_json::json!({"value": "ERROR", "count": 10})
+    );
+    let route = fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "route")
+        .unwrap()
+        .clone();
+    assert_eq!(route["top"].as_array().unwrap().len(), 2);
+
+    // Tail: only what arrives after the stream opens, as server-sent events.
+    let url = format!(
+        "{}/api/v1/logs/tail?q={}",
+        server.base_url(),
+        url_encode("level:ERROR")
+    );
+    let response = ureq::get(&url).call().unwrap();
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "text/event-stream"
+    );
+    let mut reader = std::io::BufReader::new(response.into_body().into_reader());
+    let fresh = "{\"message\": \"payment declined\", \"service\": \"payments\", \"level\": \"error\"}\n{\"message\": \"fine\", \"level\": \"info\"}\n";
+    assert_eq!(
+        server
+            .post_path("/api/v1/logs", "application/x-ndjson", fresh.as_bytes())
+            .status,
+        200
+    );
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if let Some(data) = line.strip_prefix("data: ") {
+            let event: Value = serde_json::from_str(data.trim()).unwrap();
+            assert_eq!(
+                event["message"], "payment declined",
+                "only new ERROR lines are tailed"
+            );
+            break;
+        }
+    }
+    let bad = server.get("/api/v1/logs/tail?q=level:(");
+    assert_eq!(bad.status, 400);
+}
