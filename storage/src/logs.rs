@@ -18,7 +18,7 @@ use sextant_model::{FieldValue, Level, LogRecord};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema, TEXT,
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema,
     TextFieldIndexing, TextOptions,
 };
 use tantivy::{
@@ -49,23 +49,26 @@ fn schema() -> (Schema, Fields) {
     let service = builder.add_text_field("service", STRING | STORED | FAST);
     let level = builder.add_text_field("level", STRING | STORED | FAST);
     let host = builder.add_text_field("host", STRING | STORED);
-    let message = builder.add_text_field("message", TEXT | STORED);
+    // Hits sort by time, not relevance: no field norms to keep.
+    let positions = TextFieldIndexing::default()
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+        .set_fieldnorms(false);
+    let message = builder.add_text_field(
+        "message",
+        TextOptions::default()
+            .set_indexing_options(positions.clone())
+            .set_stored(),
+    );
     // Fast too: numeric ranges (`duration_ms:>500`) on JSON paths need the columns.
     let json = JsonObjectOptions::default()
         .set_stored()
         .set_fast("raw")
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("default")
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
+        .set_indexing_options(positions.clone())
         .set_expand_dots_enabled();
     let fields = builder.add_json_field("fields", json);
     let all = builder.add_text_field(
         "all",
-        TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default().set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        ),
+        TextOptions::default().set_indexing_options(positions),
     );
     (
         builder.build(),
@@ -144,7 +147,20 @@ impl LogStore {
         std::fs::create_dir_all(&index_dir).map_err(io_err("create", &index_dir))?;
         let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(&index_dir).map_err(index_err)?;
-        let index = Index::open_or_create(directory, schema).map_err(index_err)?;
+        // zstd over large doc-store blocks: logs repeat themselves, and a
+        // search reads few documents.
+        let settings = tantivy::IndexSettings {
+            docstore_blocksize: 256 * 1024,
+            docstore_compression: tantivy::store::Compressor::Zstd(
+                tantivy::store::ZstdCompressor::default(),
+            ),
+            ..tantivy::IndexSettings::default()
+        };
+        let index = Index::builder()
+            .schema(schema)
+            .settings(settings)
+            .open_or_create(directory)
+            .map_err(index_err)?;
         let writer: IndexWriter = index.writer(WRITER_MEMORY).map_err(index_err)?;
         let reader = index
             .reader_builder()
