@@ -99,20 +99,7 @@ pub fn parse(
         .and_then(Value::as_array)
         .ok_or("the body needs a \"streams\" array")?;
     for (i, stream) in streams.iter().enumerate() {
-        let labels: Vec<(String, String)> = stream
-            .get("stream")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let labels = pairs(stream.get("stream"));
         let values = stream
             .get("values")
             .and_then(Value::as_array)
@@ -136,25 +123,29 @@ pub fn parse(
                 .get(1)
                 .and_then(Value::as_str)
                 .ok_or_else(|| at("the line must be a string"))?;
-            let metadata: Vec<(String, String)> = entry
-                .get(2)
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| {
-                            (
-                                k.clone(),
-                                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let metadata = pairs(entry.get(2));
             let us = i64::try_from(nanos / 1000).unwrap_or(i64::MAX);
             out.push(record(line, us, &labels, &metadata, normalizer));
         }
     }
     Ok(out)
+}
+
+/// A JSON object's entries as text pairs (labels, structured metadata).
+fn pairs(object: Option<&Value>) -> Vec<(String, String)> {
+    object
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `{a="b", c="d"}` as pairs, read by the exposition parser's label reader.

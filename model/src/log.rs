@@ -28,6 +28,30 @@ pub enum FieldValue {
 }
 
 impl FieldValue {
+    /// The value as JSON, typed.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Str(s) => s.as_str().into(),
+            Self::Int(i) => (*i).into(),
+            Self::Float(x) => (*x).into(),
+            Self::Bool(b) => (*b).into(),
+        }
+    }
+
+    /// A JSON scalar as a value (`None` for null, arrays and objects).
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        use serde_json::Value;
+        Some(match value {
+            Value::String(s) => Self::Str(s.clone()),
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Self::Int(i),
+                None => Self::Float(n.as_f64()?),
+            },
+            Value::Null | Value::Array(_) | Value::Object(_) => return None,
+        })
+    }
+
     /// The value as text, as search and display show it.
     pub fn to_text(&self) -> String {
         match self {

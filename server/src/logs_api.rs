@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sextant_model::{FieldValue, LogRecord};
+use sextant_model::LogRecord;
 use sextant_storage::logs::LogQuery;
 
 use crate::http::{ApiError, AppState};
@@ -187,15 +187,7 @@ fn hit_json(record: &LogRecord) -> Value {
     let fields: serde_json::Map<String, Value> = record
         .fields
         .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                FieldValue::Str(s) => Value::from(s.as_str()),
-                FieldValue::Int(i) => Value::from(*i),
-                FieldValue::Float(x) => Value::from(*x),
-                FieldValue::Bool(b) => Value::from(*b),
-            };
-            (name.clone(), value)
-        })
+        .map(|(name, value)| (name.clone(), value.to_json()))
         .collect();
     json!({
         "timestamp": timestamp(record.timestamp_us),

@@ -477,15 +477,7 @@ fn record_json(record: &LogRecord) -> Value {
     let fields: Map<String, Value> = record
         .fields
         .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                FieldValue::Str(s) => Value::from(s.as_str()),
-                FieldValue::Int(i) => Value::from(*i),
-                FieldValue::Float(x) => Value::from(*x),
-                FieldValue::Bool(b) => Value::from(*b),
-            };
-            (name.clone(), value)
-        })
+        .map(|(name, value)| (name.clone(), value.to_json()))
         .collect();
     serde_json::json!({
         "t": record.timestamp_us,
@@ -507,16 +499,9 @@ fn record_from_json(value: &Value) -> Option<LogRecord> {
     };
     let mut fields = BTreeMap::new();
     for (name, v) in value.get("f")?.as_object()? {
-        let field = match v {
-            Value::String(s) => FieldValue::Str(s.clone()),
-            Value::Bool(b) => FieldValue::Bool(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => FieldValue::Int(i),
-                None => FieldValue::Float(n.as_f64()?),
-            },
-            _ => continue,
-        };
-        fields.insert(name.clone(), field);
+        if let Some(field) = FieldValue::from_json(v) {
+            fields.insert(name.clone(), field);
+        }
     }
     Some(LogRecord {
         timestamp_us: value.get("t")?.as_i64()?,

@@ -98,18 +98,26 @@ impl Otlp {
         })
     }
 
+    /// One of the export slots, or a retryable refusal when all are taken.
+    fn slot(
+        &self,
+        stats: &ListenerStats,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExportError> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            stats.dropped.inc();
+            ExportError::Retry(format!(
+                "{CONCURRENCY} OTLP exports are already in progress; retry shortly"
+            ))
+        })
+    }
+
     /// Stores one logs export (redacted) before answering.
     pub async fn export_logs(
         self: &Arc<Self>,
         request: ExportLogsServiceRequest,
         stats: &ListenerStats,
     ) -> Result<ExportLogsServiceResponse, ExportError> {
-        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
-            stats.dropped.inc();
-            return Err(ExportError::Retry(format!(
-                "{CONCURRENCY} OTLP exports are already in progress; retry shortly"
-            )));
-        };
+        let _slot = self.slot(stats)?;
         let Some(writer) = (self.log_writer)() else {
             return Err(ExportError::Retry(
                 "Sextant is starting: the log store is being opened".into(),
@@ -135,12 +143,7 @@ impl Otlp {
         request: ExportMetricsServiceRequest,
         stats: &ListenerStats,
     ) -> Result<ExportMetricsServiceResponse, ExportError> {
-        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
-            stats.dropped.inc();
-            return Err(ExportError::Retry(format!(
-                "{CONCURRENCY} OTLP exports are already in progress; retry shortly"
-            )));
-        };
+        let _slot = self.slot(stats)?;
         let Some(writer) = (self.writer)() else {
             return Err(ExportError::Retry(
                 "Sextant is starting: the write-ahead log is being replayed".into(),
