@@ -174,6 +174,39 @@ impl RateLimitedWarning {
     }
 }
 
+/// Why a gzip body could not be undone.
+#[derive(Debug)]
+pub enum GunzipError {
+    /// Not gzip, or cut short.
+    Invalid(io::Error),
+    /// It unpacks to more than the limit (bytes).
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for GunzipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(err) => write!(f, "body is not valid gzip: {err}"),
+            Self::TooLarge(limit) => write!(f, "decompressed body is larger than {limit} bytes"),
+        }
+    }
+}
+
+/// Undoes gzip, reading at most `limit` bytes of output, so a small bomb
+/// cannot make the server hold a large body.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(GunzipError::Invalid)?;
+    if out.len() > limit {
+        return Err(GunzipError::TooLarge(limit));
+    }
+    Ok(out)
+}
+
 /// Receives datagrams until shutdown, counting each and handing it to
 /// `handle`: batches of up to [`udp::BATCH`] per system call on Linux, and
 /// a receive buffer enlarged to [`udp::RECEIVE_BUFFER`].

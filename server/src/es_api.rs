@@ -4,7 +4,6 @@
 //! `GET /_license`, index templates and ILM policies acknowledged), so
 //! Fluent Bit, Fluentd, Logstash and Filebeat outputs work unchanged.
 
-use std::io::Read as _;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -113,19 +112,7 @@ async fn bulk_into(
         .to_ascii_lowercase();
     let body = match encoding.as_str() {
         "" | "identity" => body.to_vec(),
-        "gzip" => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .take(MAX_BODY_BYTES as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| ApiError::BadIngest(format!("body is not valid gzip: {e}")))?;
-            if out.len() > MAX_BODY_BYTES {
-                return Err(ApiError::TooLarge(format!(
-                    "decompressed body is larger than {MAX_BODY_BYTES} bytes"
-                )));
-            }
-            out
-        }
+        "gzip" => sextant_ingest::net::gunzip(&body, MAX_BODY_BYTES)?,
         other => {
             return Err(ApiError::Unsupported(format!(
                 "Content-Encoding {other:?} is not supported; send gzip or none"

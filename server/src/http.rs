@@ -308,6 +308,15 @@ pub enum ApiError {
     NotImplemented(String),
 }
 
+impl From<sextant_ingest::net::GunzipError> for ApiError {
+    fn from(err: sextant_ingest::net::GunzipError) -> Self {
+        match err {
+            sextant_ingest::net::GunzipError::Invalid(_) => Self::BadIngest(err.to_string()),
+            sextant_ingest::net::GunzipError::TooLarge(_) => Self::TooLarge(err.to_string()),
+        }
+    }
+}
+
 impl From<sextant_storage::Error> for ApiError {
     fn from(err: sextant_storage::Error) -> Self {
         Self::Internal(err.to_string())

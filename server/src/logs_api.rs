@@ -83,15 +83,7 @@ pub async fn loki_push(
     }
     let body = match text(axum::http::header::CONTENT_ENCODING).as_str() {
         "" | "identity" | "snappy" => body.to_vec(),
-        "gzip" => {
-            use std::io::Read as _;
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .take(crate::http::MAX_BODY_BYTES as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| ApiError::BadIngest(format!("body is not valid gzip: {e}")))?;
-            out
-        }
+        "gzip" => sextant_ingest::net::gunzip(&body, crate::http::MAX_BODY_BYTES)?,
         other => {
             return Err(ApiError::Unsupported(format!(
                 "Content-Encoding {other:?} is not supported; send gzip or none"

@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod proto;
 
 use std::future::Future;
-use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -372,19 +371,7 @@ fn status_response(encoding: Encoding, status: StatusCode, message: String) -> R
 fn decompress(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body.to_vec()),
-        "gzip" => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(body)
-                .take(MAX_REQUEST_BYTES as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("body is not valid gzip: {e}"))?;
-            if out.len() > MAX_REQUEST_BYTES {
-                return Err(format!(
-                    "decompressed body is larger than {MAX_REQUEST_BYTES} bytes"
-                ));
-            }
-            Ok(out)
-        }
+        "gzip" => crate::net::gunzip(body, MAX_REQUEST_BYTES).map_err(|e| e.to_string()),
         other => Err(format!(
             "Content-Encoding {other:?} is not supported; send gzip or none"
         )),

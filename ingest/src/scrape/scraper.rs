@@ -3,7 +3,6 @@
 //! `up`/`scrape_*` series and staleness markers for series that went away.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,15 +107,12 @@ pub async fn fetch(
         })?
         .to_bytes();
     let body = if gzip {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&body[..])
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("decompressing the gzip body: {e}"))?;
-        if out.len() > limit {
-            return Err(format!("body size limit exceeded ({limit} bytes)"));
-        }
-        out
+        crate::net::gunzip(&body, limit).map_err(|e| match e {
+            crate::net::GunzipError::Invalid(e) => format!("decompressing the gzip body: {e}"),
+            crate::net::GunzipError::TooLarge(_) => {
+                format!("body size limit exceeded ({limit} bytes)")
+            }
+        })?
     } else {
         body.to_vec()
     };
