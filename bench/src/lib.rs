@@ -327,6 +327,46 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes under `dir` per file extension (tantivy's `.idx`, `.pos`, `.store`, ...), largest first.
+pub fn bytes_by_extension(dir: &std::path::Path) -> Vec<(String, u64)> {
+    fn walk(dir: &std::path::Path, out: &mut std::collections::BTreeMap<String, u64>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => walk(&entry.path(), out),
+                Ok(m) => {
+                    let path = entry.path();
+                    let ext = path
+                        .extension()
+                        .map_or_else(|| "(none)".to_owned(), |e| e.to_string_lossy().into_owned());
+                    *out.entry(ext).or_default() += m.len();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, &mut out);
+    let mut out: Vec<(String, u64)> = out.into_iter().collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.1));
+    out
+}
+
+/// CPU seconds (user and system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

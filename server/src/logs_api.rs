@@ -7,7 +7,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sextant_model::LogRecord;
-use sextant_storage::logs::LogQuery;
+use sextant_storage::logs::{HitKey, LogQuery};
 
 use crate::http::{ApiError, AppState};
 
@@ -155,12 +155,35 @@ fn log_query(uri: &Uri) -> Result<LogQuery, ApiError> {
             )));
         }
     };
+    let after = get("cursor")
+        .map(|text| {
+            parse_cursor(text).ok_or_else(|| {
+                ApiError::BadIngest(format!(
+                    "invalid parameter \"cursor\": {text:?} is not a cursor from a previous page's next_cursor"
+                ))
+            })
+        })
+        .transpose()?;
     Ok(LogQuery {
         text: get("q").unwrap_or_default().to_owned(),
         start_us,
         end_us,
         limit,
         ascending,
+        after,
+    })
+}
+
+/// A page boundary as the API hands it out: `<timestamp µs>.<sequence>`.
+fn cursor(key: HitKey) -> String {
+    format!("{}.{}", key.timestamp_us, key.seq)
+}
+
+fn parse_cursor(text: &str) -> Option<HitKey> {
+    let (t, seq) = text.split_once('.')?;
+    Some(HitKey {
+        timestamp_us: t.parse().ok()?,
+        seq: seq.parse().ok()?,
     })
 }
 
@@ -191,7 +214,8 @@ fn hit_json(record: &LogRecord) -> Value {
     })
 }
 
-/// `GET /api/v1/logs/search?q=&start=&end=&limit=&order=desc|asc`.
+/// `GET /api/v1/logs/search?q=&start=&end=&limit=&order=desc|asc&cursor=`:
+/// a full page carries `next_cursor`, which `cursor=` continues from.
 pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let query = log_query(&uri)?;
     let reader = state.stores()?.logs_reader.clone();
@@ -200,7 +224,11 @@ pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response,
         .map_err(|e| ApiError::Internal(format!("search failed: {e}")))?
         .map_err(query_error)?;
     let hits: Vec<Value> = found.hits.iter().map(hit_json).collect();
-    Ok(axum::Json(json!({ "total": found.total, "hits": hits })).into_response())
+    let mut body = json!({ "total": found.total, "hits": hits });
+    if let Some(next) = found.next {
+        body["next_cursor"] = cursor(next).into();
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// `GET /api/v1/logs/histogram?q=&start=&end=&step=`: counts per step
@@ -302,28 +330,27 @@ pub async fn fields(State(state): State<AppState>, uri: Uri) -> Result<Response,
 
 /// How often the tail looks for new records.
 const TAIL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Records a tail sends per poll at most; the rest follow at the next.
+const TAIL_BATCH: usize = 1000;
 
 /// `GET /api/v1/logs/tail?q=`: server-sent events, one record a `data:`
-/// line as the search API shows it, from now on, oldest first; a comment
-/// every 15 s keeps proxies from closing an idle stream.
+/// line as the search API shows it, for every matching record stored from
+/// now on (whatever time it carries), in time order within each batch; a
+/// comment every 15 s keeps proxies from closing an idle stream.
 pub async fn tail(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
-    let mut query = log_query(&uri)?;
-    // Validate the query now, so a bad one is a 400 rather than a dead stream.
+    let text = log_query(&uri)?.text;
     let reader = state.stores()?.logs_reader.clone();
-    query.start_us = sextant_ingest::logstash::now_us();
-    query.limit = 1000;
-    query.ascending = true;
-    {
-        let probe = LogQuery {
-            limit: 1,
-            ..query.clone()
-        };
-        let reader = reader.clone();
-        tokio::task::spawn_blocking(move || reader.search_logs(&probe))
-            .await
-            .map_err(|e| ApiError::Internal(format!("tail failed: {e}")))?
-            .map_err(query_error)?;
-    }
+    // Validate the query now, so a bad one is a 400 rather than a dead stream.
+    let mut after = {
+        let (reader, text) = (reader.clone(), text.clone());
+        tokio::task::spawn_blocking(move || {
+            let start = reader.log_tail_start();
+            reader.tail_logs(&text, start, 1).map(|_| start)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("tail failed: {e}")))?
+        .map_err(query_error)?
+    };
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
     tokio::spawn(async move {
@@ -331,20 +358,19 @@ pub async fn tail(State(state): State<AppState>, uri: Uri) -> Result<Response, A
         loop {
             tokio::time::sleep(TAIL_POLL).await;
             since_keepalive += TAIL_POLL;
-            let mut window = query.clone();
-            window.end_us = sextant_ingest::logstash::now_us() + 1;
-            let reader = reader.clone();
-            let searched = {
-                let window = window.clone();
-                tokio::task::spawn_blocking(move || reader.search_logs(&window)).await
+            let (reader, text) = (reader.clone(), text.clone());
+            let polled =
+                tokio::task::spawn_blocking(move || reader.tail_logs(&text, after, TAIL_BATCH))
+                    .await;
+            let Ok(Ok((found, next))) = polled else {
+                continue;
             };
-            let Ok(Ok(found)) = searched else { continue };
+            after = next;
             let mut events = String::new();
-            for record in &found.hits {
+            for record in &found {
                 events.push_str("data: ");
                 events.push_str(&hit_json(record).to_string());
                 events.push_str("\n\n");
-                query.start_us = query.start_us.max(record.timestamp_us + 1);
             }
             if events.is_empty() && since_keepalive >= std::time::Duration::from_secs(15) {
                 events.push_str(": keep-alive\n\n");

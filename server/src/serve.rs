@@ -12,7 +12,7 @@ use sextant_ingest::scrape::ScrapeManager;
 use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
 use sextant_model::telemetry::ListenerStats;
 use sextant_query::promql::EngineOptions;
-use sextant_storage::logs::LogStore;
+use sextant_storage::logs::{LogStore, LogStoreConfig, SplitConfig};
 use sextant_storage::{DataDir, RetentionConfig, Tsdb, TsdbStats};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
@@ -27,6 +27,8 @@ use crate::settings::{Endpoint, Settings};
 
 /// How often new logs are committed to the index (made searchable).
 const LOG_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often log retention runs and finished days are sealed.
+const LOG_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long in-flight work may take to finish after a stop signal; the
 /// contract allows 10 s from signal to exit.
@@ -196,7 +198,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let tsdb = Arc::new(tsdb);
     let logs_dir = data_dir.path().join("logs");
-    let opening = tokio::task::spawn_blocking(move || LogStore::open(&logs_dir));
+    let log_config = LogStoreConfig {
+        splits: SplitConfig {
+            retention_us: file
+                .map(|f| f.retention.logs)
+                .unwrap_or_else(|| RetentionConfig::default().logs)
+                .as_millis() as i64
+                * 1000,
+            ..SplitConfig::default()
+        },
+        correlation_fields: file
+            .map(|f| f.logs.correlation_fields.clone())
+            .unwrap_or_else(|| LogStoreConfig::default().correlation_fields),
+    };
+    let opening = tokio::task::spawn_blocking(move || LogStore::open(&logs_dir, log_config));
     let log_store = tokio::select! {
         opened = opening => Arc::new(opened.context("opening the log store panicked")??),
         signal = stop.next() => {
@@ -288,10 +303,19 @@ impl Background {
                 std::thread::Builder::new()
                     .name("log-commit".into())
                     .spawn(move || {
+                        let mut since_maintenance = Duration::ZERO;
                         while !stop.load(Ordering::Relaxed) {
                             std::thread::sleep(LOG_COMMIT_INTERVAL);
                             if let Err(err) = logs.commit() {
                                 warn!(error = %err, "log index commit failed");
+                            }
+                            since_maintenance += LOG_COMMIT_INTERVAL;
+                            if since_maintenance >= LOG_MAINTENANCE_INTERVAL {
+                                since_maintenance = Duration::ZERO;
+                                // Retention and sealing finished days into splits.
+                                if let Err(err) = logs.maintain() {
+                                    warn!(error = %err, "log store maintenance failed");
+                                }
                             }
                         }
                     })

@@ -7,10 +7,12 @@
 //! the only crate that knows a file format or tantivy; the others write and
 //! read through [`MetricsWriter`] and [`MetricsReader`].
 
+mod block_store;
 mod data_dir;
 mod error;
 pub mod logs;
 mod retention;
+mod splits;
 pub mod tsdb;
 
 pub use data_dir::DataDir;
@@ -71,6 +73,16 @@ pub trait LogReader: Send + Sync {
     fn search_logs(&self, query: &logs::LogQuery) -> Result<logs::LogHits>;
     /// Matching records counted per `step_us`, buckets aligned to the step.
     fn log_histogram(&self, query: &logs::LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>>;
+    /// Where a live tail starts: what is appended from now on follows it.
+    fn log_tail_start(&self) -> u64;
+    /// Matching records appended after `after` and searchable, in time
+    /// order, at most `limit`; and where to follow on from.
+    fn tail_logs(
+        &self,
+        text: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<sextant_model::LogRecord>, u64)>;
 }
 
 impl LogWriter for logs::LogStore {
@@ -86,6 +98,19 @@ impl LogReader for logs::LogStore {
 
     fn log_histogram(&self, query: &logs::LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>> {
         self.histogram(query, step_us)
+    }
+
+    fn log_tail_start(&self) -> u64 {
+        self.tail_start()
+    }
+
+    fn tail_logs(
+        &self,
+        text: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<sextant_model::LogRecord>, u64)> {
+        self.tail(text, after, limit)
     }
 }
 

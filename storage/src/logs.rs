@@ -1,34 +1,24 @@
-//! The log store under `<data>/logs/`: a write-ahead log that makes an
-//! append durable before it is acknowledged, and a tantivy index that makes
-//! it searchable once committed (in the background, every second by default).
-//!
-//! The index's commit payload records that everything in the WAL up to the
-//! commit is indexed; after a crash the WAL's remaining records are indexed
-//! again at open, so nothing acknowledged is lost and nothing is indexed twice.
+//! The log store under `<data>/logs/`: log records in the time-partitioned
+//! search engine ([`crate::splits`]): durable in its WAL before an append
+//! returns, searchable once committed (every second in the server), in daily
+//! partitions that retention drops whole.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
-use std::ops::Bound;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde::ser::SerializeMap as _;
+use serde_json::Value;
 use sextant_model::{FieldValue, Level, LogRecord};
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::query::{AllQuery, Query, QueryParser, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema,
+    FAST, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, STORED, Schema,
     TextFieldIndexing, TextOptions,
 };
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
-};
+use tantivy::{TantivyDocument, Term};
 
+use crate::splits::{Engine, Kind};
+pub use crate::splits::{HitKey, SplitConfig};
 use crate::{Error, Result};
-
-/// Memory tantivy may use for documents not yet committed.
-const WRITER_MEMORY: usize = 64 * 1024 * 1024;
 
 /// The index's fields.
 #[derive(Debug, Clone, Copy)]
@@ -38,18 +28,34 @@ struct Fields {
     level: Field,
     host: Field,
     message: Field,
+    /// Every other field, stored and searchable by `name:value`.
     fields: Field,
-    /// The message and every text field value: what free text searches.
+    /// Numeric fields again, as columns: what ranges (`duration_ms:>500`) read.
+    nums: Field,
+    /// String field values, the service and the host: free text searches
+    /// these and the message.
     all: Field,
+    /// Values of the correlation fields, whole: exact request-id lookups.
+    corr: Field,
+    /// The correlation fields themselves, stored only (`corr` finds them).
+    ids: Field,
 }
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
-    let timestamp = builder.add_i64_field("timestamp", INDEXED | FAST | STORED);
-    let service = builder.add_text_field("service", STRING | STORED | FAST);
-    let level = builder.add_text_field("level", STRING | STORED | FAST);
-    let host = builder.add_text_field("host", STRING | STORED);
-    // Hits sort by time, not relevance: no field norms to keep.
+    let timestamp = builder.add_i64_field("timestamp", FAST | STORED);
+    // The engine fills it in: the WAL sequence number.
+    builder.add_u64_field("seq", NumericOptions::default().set_fast());
+    // Hits sort by time, not relevance: no field norms anywhere.
+    let keyword = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(IndexRecordOption::Basic)
+            .set_fieldnorms(false),
+    );
+    let service = builder.add_text_field("service", keyword.clone().set_stored());
+    let level = builder.add_text_field("level", keyword.clone().set_stored());
+    let host = builder.add_text_field("host", keyword.clone().set_stored());
     let positions = TextFieldIndexing::default()
         .set_index_option(IndexRecordOption::WithFreqsAndPositions)
         .set_fieldnorms(false);
@@ -59,17 +65,23 @@ fn schema() -> (Schema, Fields) {
             .set_indexing_options(positions.clone())
             .set_stored(),
     );
-    // Fast too: numeric ranges (`duration_ms:>500`) on JSON paths need the columns.
     let json = JsonObjectOptions::default()
         .set_stored()
-        .set_fast("raw")
         .set_indexing_options(positions.clone())
         .set_expand_dots_enabled();
     let fields = builder.add_json_field("fields", json);
+    let nums = builder.add_json_field(
+        "nums",
+        JsonObjectOptions::default()
+            .set_fast("raw")
+            .set_expand_dots_enabled(),
+    );
     let all = builder.add_text_field(
         "all",
         TextOptions::default().set_indexing_options(positions),
     );
+    let corr = builder.add_text_field("corr", keyword);
+    let ids = builder.add_json_field("ids", JsonObjectOptions::default().set_stored());
     (
         builder.build(),
         Fields {
@@ -79,7 +91,10 @@ fn schema() -> (Schema, Fields) {
             host,
             message,
             fields,
+            nums,
             all,
+            corr,
+            ids,
         },
     )
 }
@@ -91,6 +106,8 @@ pub struct LogHits {
     pub total: usize,
     /// The records asked for, in the order asked for.
     pub hits: Vec<LogRecord>,
+    /// Where the next page starts, when this page is full.
+    pub next: Option<HitKey>,
 }
 
 /// What to search.
@@ -105,24 +122,115 @@ pub struct LogQuery {
     pub limit: usize,
     /// Oldest first instead of newest first.
     pub ascending: bool,
+    /// Only what comes after this hit in the order asked for (the next page).
+    pub after: Option<HitKey>,
 }
 
-struct Wal {
-    path: PathBuf,
-    file: File,
-    /// Records written since the last index commit.
-    pending: usize,
+/// How the log store keeps records.
+#[derive(Debug, Clone)]
+pub struct LogStoreConfig {
+    pub splits: SplitConfig,
+    /// Fields whose values are indexed whole for exact lookups by request id.
+    pub correlation_fields: Vec<String>,
+}
+
+impl Default for LogStoreConfig {
+    fn default() -> Self {
+        Self {
+            splits: SplitConfig::default(),
+            correlation_fields: [
+                "trace_id",
+                "span_id",
+                "request_id",
+                "x_request_id",
+                "correlation_id",
+                "uuid",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+}
+
+struct LogKind {
+    schema: Schema,
+    fields: Fields,
+    correlation_fields: Vec<String>,
+}
+
+impl Kind for LogKind {
+    type Record = LogRecord;
+
+    fn schema(&self) -> Schema {
+        self.schema.clone()
+    }
+
+    fn timestamp_us(&self, record: &LogRecord) -> i64 {
+        record.timestamp_us
+    }
+
+    fn document(&self, record: &LogRecord) -> TantivyDocument {
+        use tantivy::schema::OwnedValue;
+        let f = &self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_i64(f.timestamp, record.timestamp_us);
+        doc.add_text(f.service, &record.service);
+        doc.add_text(f.level, record.level.as_str());
+        doc.add_text(f.host, &record.host);
+        doc.add_text(f.message, &record.message);
+        doc.add_text(f.all, &record.service);
+        doc.add_text(f.all, &record.host);
+        let mut object = BTreeMap::new();
+        let mut numbers = BTreeMap::new();
+        let mut ids = BTreeMap::new();
+        for (name, value) in &record.fields {
+            let owned = match value {
+                FieldValue::Str(text) if self.correlation_fields.contains(name) => {
+                    // Ids are looked up whole, never by their parts.
+                    doc.add_text(f.corr, text);
+                    ids.insert(name.clone(), OwnedValue::Str(text.clone()));
+                    continue;
+                }
+                FieldValue::Str(text) => {
+                    doc.add_text(f.all, text);
+                    OwnedValue::Str(text.clone())
+                }
+                FieldValue::Int(i) => {
+                    numbers.insert(name.clone(), OwnedValue::I64(*i));
+                    OwnedValue::I64(*i)
+                }
+                FieldValue::Float(x) => {
+                    numbers.insert(name.clone(), OwnedValue::F64(*x));
+                    OwnedValue::F64(*x)
+                }
+                FieldValue::Bool(b) => OwnedValue::Bool(*b),
+            };
+            object.insert(name.clone(), owned);
+        }
+        doc.add_object(f.fields, object);
+        if !numbers.is_empty() {
+            doc.add_object(f.nums, numbers);
+        }
+        if !ids.is_empty() {
+            doc.add_object(f.ids, ids);
+        }
+        doc
+    }
+
+    fn encode(&self, record: &LogRecord, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, &WalRecord(record)).expect("a log record serializes");
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Option<LogRecord> {
+        record_from_json(&serde_json::from_slice(bytes).ok()?)
+    }
 }
 
 /// The log store.
 pub struct LogStore {
-    index: Index,
+    engine: Engine<LogKind>,
     fields: Fields,
-    reader: IndexReader,
-    writer: Mutex<IndexWriter>,
-    /// Held while appending and while committing, so a commit covers
-    /// exactly what the WAL holds.
-    wal: Mutex<Wal>,
+    correlation_fields: Vec<String>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -131,188 +239,80 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-fn index_err(err: impl std::fmt::Display) -> Error {
-    Error::Index(err.to_string())
-}
-
-fn io_err(context: &str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-    let context = format!("{context} {}", path.display());
-    move |source| Error::Io { context, source }
-}
-
 impl LogStore {
     /// Opens (or creates) the store in `dir`, indexing what the WAL holds beyond the last commit.
-    pub fn open(dir: &Path) -> Result<Self> {
-        let index_dir = dir.join("index");
-        std::fs::create_dir_all(&index_dir).map_err(io_err("create", &index_dir))?;
+    pub fn open(dir: &std::path::Path, config: LogStoreConfig) -> Result<Self> {
         let (schema, fields) = schema();
-        let directory = tantivy::directory::MmapDirectory::open(&index_dir).map_err(index_err)?;
-        // zstd over large doc-store blocks: logs repeat themselves, and a
-        // search reads few documents.
-        let settings = tantivy::IndexSettings {
-            docstore_blocksize: 256 * 1024,
-            docstore_compression: tantivy::store::Compressor::Zstd(
-                tantivy::store::ZstdCompressor::default(),
-            ),
-            ..tantivy::IndexSettings::default()
-        };
-        let index = Index::builder()
-            .schema(schema)
-            .settings(settings)
-            .open_or_create(directory)
-            .map_err(index_err)?;
-        let writer: IndexWriter = index.writer(WRITER_MEMORY).map_err(index_err)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(index_err)?;
-        let wal_path = dir.join("wal");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&wal_path)
-            .map_err(io_err("open", &wal_path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(io_err("read", &wal_path))?;
-        let (records, valid) = decode_wal(&bytes);
-        if valid < bytes.len() {
-            // A torn last write: nothing after it was acknowledged.
-            file.set_len(valid as u64)
-                .map_err(io_err("truncate", &wal_path))?;
-        }
-        let store = Self {
-            index,
+        let kind = LogKind {
+            schema,
             fields,
-            reader,
-            writer: Mutex::new(writer),
-            wal: Mutex::new(Wal {
-                path: wal_path,
-                file,
-                pending: 0,
-            }),
+            correlation_fields: config.correlation_fields.clone(),
         };
-        {
-            let writer = store.writer.lock().expect("writer lock");
-            for record in &records {
-                writer
-                    .add_document(store.document(record))
-                    .map_err(index_err)?;
-            }
-        }
-        store.wal.lock().expect("wal lock").pending = records.len();
-        store.commit()?;
-        Ok(store)
+        Ok(Self {
+            engine: Engine::open(dir, kind, config.splits)?,
+            fields,
+            correlation_fields: config.correlation_fields,
+        })
     }
 
     /// Makes `records` durable (written to the WAL in one write) and queues
     /// them for the index; they are searchable after the next [`LogStore::commit`].
     pub fn append(&self, records: &[LogRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut frames = Vec::new();
-        for record in records {
-            let payload = record_json(record).to_string();
-            frames.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            frames.extend_from_slice(&crc32fast::hash(payload.as_bytes()).to_le_bytes());
-            frames.extend_from_slice(payload.as_bytes());
-        }
-        let mut wal = self.wal.lock().expect("wal lock");
-        let path = wal.path.clone();
-        wal.file
-            .write_all(&frames)
-            .map_err(io_err("write", &path))?;
-        wal.pending += records.len();
-        let writer = self.writer.lock().expect("writer lock");
-        for record in records {
-            writer
-                .add_document(self.document(record))
-                .map_err(index_err)?;
-        }
-        Ok(())
+        self.engine.append(records)
     }
 
     /// Commits the index (everything appended so far becomes searchable)
     /// and empties the WAL it now covers.
     pub fn commit(&self) -> Result<()> {
-        let mut wal = self.wal.lock().expect("wal lock");
-        if wal.pending == 0 {
-            return Ok(());
-        }
-        self.writer
-            .lock()
-            .expect("writer lock")
-            .commit()
-            .map_err(index_err)?;
-        let path = wal.path.clone();
-        wal.file.set_len(0).map_err(io_err("truncate", &path))?;
-        wal.file.sync_all().map_err(io_err("fsync", &path))?;
-        wal.pending = 0;
-        drop(wal);
-        self.reader.reload().map_err(index_err)
+        self.engine.commit()
     }
 
     /// Fsyncs the WAL.
     pub fn sync(&self) -> Result<()> {
-        let wal = self.wal.lock().expect("wal lock");
-        wal.file.sync_data().map_err(io_err("fsync", &wal.path))
+        self.engine.sync()
     }
 
-    fn document(&self, record: &LogRecord) -> TantivyDocument {
-        let f = &self.fields;
-        let mut doc = TantivyDocument::default();
-        doc.add_i64(f.timestamp, record.timestamp_us);
-        doc.add_text(f.service, &record.service);
-        doc.add_text(f.level, record.level.as_str());
-        doc.add_text(f.host, &record.host);
-        doc.add_text(f.message, &record.message);
-        for text in [&record.message, &record.service, &record.host] {
-            doc.add_text(f.all, text);
-        }
-        let mut object = BTreeMap::new();
-        for (name, value) in &record.fields {
-            if let FieldValue::Str(text) = value {
-                doc.add_text(f.all, text);
-            }
-            object.insert(name.clone(), owned_value(value));
-        }
-        doc.add_object(f.fields, object);
-        doc
+    /// Applies retention and seals finished days into immutable splits.
+    pub fn maintain(&self) -> Result<()> {
+        self.engine.maintain()
+    }
+
+    /// [`LogStore::maintain`] as if the clock read `now_us`.
+    pub fn maintain_at(&self, now_us: i64) -> Result<()> {
+        self.engine.maintain_at(now_us)
+    }
+
+    /// Ids of the sealed daily splits and of the partitions still written.
+    pub fn partitions(&self) -> (Vec<String>, Vec<String>) {
+        (self.engine.sealed_ids(), self.engine.active_ids())
     }
 
     /// Matching records in `[start, end)`, newest first unless asked otherwise.
     pub fn search(&self, query: &LogQuery) -> Result<LogHits> {
-        let searcher = self.reader.searcher();
-        let filter = self.filter(query)?;
-        let total = searcher.search(&filter, &Count).map_err(index_err)?;
-        let order = if query.ascending {
-            Order::Asc
-        } else {
-            Order::Desc
-        };
-        let top =
-            TopDocs::with_limit(query.limit.max(1)).order_by_fast_field::<i64>("timestamp", order);
-        let found: Vec<(Option<i64>, DocAddress)> =
-            searcher.search(&filter, &top).map_err(index_err)?;
-        let mut hits = Vec::with_capacity(found.len());
-        for (_, address) in found.into_iter().take(query.limit) {
-            let doc: TantivyDocument = searcher.doc(address).map_err(index_err)?;
-            hits.push(self.record_of(&doc));
-        }
-        Ok(LogHits { total, hits })
+        let (total, found) = self.engine.search(
+            self.parse(&query.text)?,
+            query.start_us,
+            query.end_us,
+            query.limit,
+            query.ascending,
+            query.after,
+        )?;
+        let next = (found.len() == query.limit && query.limit > 0)
+            .then(|| found.last().map(|(key, _)| *key))
+            .flatten();
+        let hits = found.iter().map(|(_, doc)| self.record_of(doc)).collect();
+        Ok(LogHits { total, hits, next })
     }
 
     /// Counts of matching records per `step_us` bucket in `[start, end)`.
     pub fn histogram(&self, query: &LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>> {
         let step_us = step_us.max(1);
-        let searcher = self.reader.searcher();
-        let filter = self.filter(query)?;
-        let buckets = searcher
-            .search(&filter, &TimestampBuckets { step_us })
-            .map_err(index_err)?;
+        let buckets = self.engine.histogram(
+            self.parse(&query.text)?,
+            query.start_us,
+            query.end_us,
+            step_us,
+        )?;
         let first = query.start_us - query.start_us.rem_euclid(step_us);
         let mut out = Vec::new();
         let mut t = first;
@@ -323,26 +323,60 @@ impl LogStore {
         Ok(out)
     }
 
-    fn filter(&self, query: &LogQuery) -> Result<Box<dyn Query>> {
-        let text = query.text.trim();
-        let user: Box<dyn Query> = if text.is_empty() || text == "*" {
-            Box::new(AllQuery)
-        } else {
-            let mut parser =
-                QueryParser::for_index(&self.index, vec![self.fields.all, self.fields.fields]);
-            parser.set_conjunction_by_default();
-            parser
-                .parse_query(&rewrite_query(text))
-                .map_err(|e| Error::BadQuery(format!("invalid query {text:?}: {e}")))?
-        };
-        let range = RangeQuery::new(
-            Bound::Included(Term::from_field_i64(self.fields.timestamp, query.start_us)),
-            Bound::Excluded(Term::from_field_i64(self.fields.timestamp, query.end_us)),
+    /// Records carrying `id` whole in a correlation field, in `[start, end)`, oldest first.
+    pub fn correlated(
+        &self,
+        id: &str,
+        start_us: i64,
+        end_us: i64,
+        limit: usize,
+    ) -> Result<LogHits> {
+        let term = TermQuery::new(
+            Term::from_field_text(self.fields.corr, id),
+            IndexRecordOption::Basic,
         );
-        Ok(Box::new(BooleanQuery::new(vec![
-            (Occur::Must, user),
-            (Occur::Must, Box::new(range)),
-        ])))
+        let (total, found) =
+            self.engine
+                .search(Box::new(term), start_us, end_us, limit, true, None)?;
+        let hits = found.iter().map(|(_, doc)| self.record_of(doc)).collect();
+        Ok(LogHits {
+            total,
+            hits,
+            next: None,
+        })
+    }
+
+    /// Where a live tail starts: records appended from now on follow this.
+    pub fn tail_start(&self) -> u64 {
+        self.engine.visible_seq()
+    }
+
+    /// Matching records appended after `after` (a [`LogStore::tail_start`]
+    /// or the last answer's) and searchable, whatever their timestamps, in
+    /// time order, at most `limit`; and where to follow on from.
+    pub fn tail(&self, text: &str, after: u64, limit: usize) -> Result<(Vec<LogRecord>, u64)> {
+        let (found, next) = self.engine.since(self.parse(text)?, after, limit)?;
+        Ok((
+            found.iter().map(|(_, doc)| self.record_of(doc)).collect(),
+            next,
+        ))
+    }
+
+    fn parse(&self, text: &str) -> Result<Box<dyn Query>> {
+        let text = text.trim();
+        if text.is_empty() || text == "*" {
+            return Ok(Box::new(AllQuery));
+        }
+        // A bare id pasted into the query bar finds its records through `corr`.
+        let mut parser = QueryParser::new(
+            self.engine.schema().clone(),
+            vec![self.fields.message, self.fields.all, self.fields.corr],
+            tantivy::tokenizer::TokenizerManager::default(),
+        );
+        parser.set_conjunction_by_default();
+        parser
+            .parse_query(&rewrite_query(text, &self.correlation_fields))
+            .map_err(|e| Error::BadQuery(format!("invalid query {text:?}: {e}")))
     }
 
     fn record_of(&self, doc: &TantivyDocument) -> LogRecord {
@@ -355,7 +389,10 @@ impl LogStore {
                 .to_owned()
         };
         let mut fields = BTreeMap::new();
-        if let Some(object) = doc.get_first(f.fields).and_then(|v| v.as_object()) {
+        let objects = [f.fields, f.ids]
+            .into_iter()
+            .filter_map(|field| doc.get_first(field).and_then(|v| v.as_object()));
+        for object in objects {
             for (name, value) in object {
                 let value = if let Some(s) = value.as_str() {
                     FieldValue::Str(s.to_owned())
@@ -388,28 +425,43 @@ impl LogStore {
 }
 
 /// The index's own field names; any other `name:` is a path in `fields`.
-const TOP_FIELDS: [&str; 7] = [
+const TOP_FIELDS: [&str; 11] = [
     "timestamp",
+    "seq",
     "service",
     "level",
     "host",
     "message",
     "fields",
+    "nums",
     "all",
+    "corr",
+    "ids",
 ];
 
-/// `uuid:x` as `fields.uuid:x` (a token's leading `-`, `+` or `(` kept).
-fn json_path(token: &str) -> String {
+/// `route:x` as `fields.route:x`, a correlation field (`uuid:x`) as
+/// `corr:x`, and a range (`duration_ms:>500`, `qty:[1 TO 5]`) as
+/// `nums.duration_ms:>500`, where numbers have columns (a token's leading
+/// `-`, `+` or `(` kept).
+fn json_path(token: &str, correlation_fields: &[String]) -> String {
     let start = token.len() - token.trim_start_matches(['-', '+', '(']).len();
     let (lead, rest) = token.split_at(start);
     match rest.split_once(':') {
-        Some((name, _))
+        Some((name, value))
             if !name.is_empty()
                 && !name.starts_with('"')
                 && !TOP_FIELDS.contains(&name)
-                && !name.starts_with("fields.") =>
+                && !TOP_FIELDS.iter().any(|top| {
+                    name.strip_prefix(top)
+                        .is_some_and(|path| path.starts_with('.'))
+                }) =>
         {
-            format!("{lead}fields.{rest}")
+            if correlation_fields.iter().any(|c| c == name) {
+                return format!("{lead}corr:{value}");
+            }
+            let range = value.starts_with(['>', '<', '[', '{']);
+            let root = if range { "nums" } else { "fields" };
+            format!("{lead}{root}.{rest}")
         }
         _ => token.to_owned(),
     }
@@ -417,7 +469,7 @@ fn json_path(token: &str) -> String {
 
 /// Lucene's `NOT x` and `a AND NOT x` as tantivy's `-x` (with `*` in front
 /// when nothing positive is left), outside quotes.
-fn rewrite_query(text: &str) -> String {
+fn rewrite_query(text: &str, correlation_fields: &[String]) -> String {
     let mut tokens: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
@@ -438,7 +490,10 @@ fn rewrite_query(text: &str) -> String {
     }
     let mut out: Vec<String> = Vec::new();
     let mut negate = false;
-    for token in tokens.into_iter().map(|t| json_path(&t)) {
+    for token in tokens
+        .into_iter()
+        .map(|t| json_path(&t, correlation_fields))
+    {
         if token == "NOT" {
             if out.last().is_some_and(|t| t == "AND") {
                 out.pop();
@@ -462,31 +517,44 @@ fn rewrite_query(text: &str) -> String {
     out.join(" ")
 }
 
-fn owned_value(value: &FieldValue) -> tantivy::schema::OwnedValue {
-    use tantivy::schema::OwnedValue;
-    match value {
-        FieldValue::Str(s) => OwnedValue::Str(s.clone()),
-        FieldValue::Int(i) => OwnedValue::I64(*i),
-        FieldValue::Float(x) => OwnedValue::F64(*x),
-        FieldValue::Bool(b) => OwnedValue::Bool(*b),
+/// A record as the WAL keeps it, serialized without building a JSON tree.
+struct WalRecord<'a>(&'a LogRecord);
+
+struct WalFields<'a>(&'a BTreeMap<String, FieldValue>);
+
+impl Serialize for WalFields<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in self.0 {
+            match value {
+                FieldValue::Str(s) => map.serialize_entry(name, s)?,
+                FieldValue::Int(i) => map.serialize_entry(name, i)?,
+                FieldValue::Float(x) => map.serialize_entry(name, x)?,
+                FieldValue::Bool(b) => map.serialize_entry(name, b)?,
+            }
+        }
+        map.end()
     }
 }
 
-/// A record as the WAL keeps it.
-fn record_json(record: &LogRecord) -> Value {
-    let fields: Map<String, Value> = record
-        .fields
-        .iter()
-        .map(|(name, value)| (name.clone(), value.to_json()))
-        .collect();
-    serde_json::json!({
-        "t": record.timestamp_us,
-        "s": record.service,
-        "l": record.level.as_str(),
-        "h": record.host,
-        "m": record.message,
-        "f": fields,
-    })
+impl Serialize for WalRecord<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut map = serializer.serialize_map(Some(6))?;
+        map.serialize_entry("t", &r.timestamp_us)?;
+        map.serialize_entry("s", &r.service)?;
+        map.serialize_entry("l", r.level.as_str())?;
+        map.serialize_entry("h", &r.host)?;
+        map.serialize_entry("m", &r.message)?;
+        map.serialize_entry("f", &WalFields(&r.fields))?;
+        map.end()
+    }
 }
 
 fn record_from_json(value: &Value) -> Option<LogRecord> {
@@ -511,90 +579,6 @@ fn record_from_json(value: &Value) -> Option<LogRecord> {
         message: text("m"),
         fields,
     })
-}
-
-/// The records of a WAL and the length of its valid prefix.
-fn decode_wal(bytes: &[u8]) -> (Vec<LogRecord>, usize) {
-    let mut records = Vec::new();
-    let mut at = 0;
-    while at + 8 <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(at + 8..at + 8 + len) else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        let Some(record) = serde_json::from_slice(payload)
-            .ok()
-            .as_ref()
-            .and_then(record_from_json)
-        else {
-            break;
-        };
-        records.push(record);
-        at += 8 + len;
-    }
-    (records, at)
-}
-
-/// Counts documents per time bucket from the timestamp column.
-struct TimestampBuckets {
-    step_us: i64,
-}
-
-struct SegmentBuckets {
-    column: tantivy::columnar::Column<i64>,
-    step_us: i64,
-    counts: BTreeMap<i64, u64>,
-}
-
-impl tantivy::collector::Collector for TimestampBuckets {
-    type Fruit = BTreeMap<i64, u64>;
-    type Child = SegmentBuckets;
-
-    fn for_segment(
-        &self,
-        _segment: tantivy::SegmentOrdinal,
-        reader: &tantivy::SegmentReader,
-    ) -> tantivy::Result<SegmentBuckets> {
-        Ok(SegmentBuckets {
-            column: reader.fast_fields().i64("timestamp")?,
-            step_us: self.step_us,
-            counts: BTreeMap::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<BTreeMap<i64, u64>>) -> tantivy::Result<BTreeMap<i64, u64>> {
-        let mut out = BTreeMap::new();
-        for fruit in fruits {
-            for (t, n) in fruit {
-                *out.entry(t).or_default() += n;
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl tantivy::collector::SegmentCollector for SegmentBuckets {
-    type Fruit = BTreeMap<i64, u64>;
-
-    fn collect(&mut self, doc: tantivy::DocId, _score: tantivy::Score) {
-        if let Some(t) = self.column.first(doc) {
-            // Buckets are aligned to multiples of the step, as the histogram API reports them.
-            let bucket = t - t.rem_euclid(self.step_us);
-            *self.counts.entry(bucket).or_default() += 1;
-        }
-    }
-
-    fn harvest(self) -> BTreeMap<i64, u64> {
-        self.counts
-    }
 }
 
 #[cfg(test)]
@@ -622,13 +606,14 @@ mod tests {
             end_us: i64::MAX,
             limit: 100,
             ascending: false,
+            after: None,
         }
     }
 
     #[test]
     fn appended_logs_are_found_by_text_field_level_and_service() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
         store
             .append(&[
                 record(10, "gateway", Level::Info, "placing sell order", "u-1"),
@@ -646,6 +631,13 @@ mod tests {
         assert_eq!(found.total, 2);
         assert_eq!(found.hits[0].message, "sell order failed", "newest first");
         assert_eq!(store.search(&all("uuid:u-1")).unwrap().total, 2);
+        assert_eq!(store.search(&all("uuid:\"u-1\"")).unwrap().total, 2);
+        assert_eq!(
+            store.search(&all("uuid:u")).unwrap().total,
+            0,
+            "ids match whole"
+        );
+        assert_eq!(store.search(&all("u-2")).unwrap().total, 1, "a bare id");
         assert_eq!(store.search(&all("level:ERROR")).unwrap().total, 1);
         assert_eq!(
             store
@@ -695,7 +687,7 @@ mod tests {
     fn acknowledged_logs_survive_a_crash_before_commit() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = LogStore::open(dir.path()).unwrap();
+            let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
             store
                 .append(&[record(1, "a", Level::Info, "committed", "x")])
                 .unwrap();
@@ -710,10 +702,179 @@ mod tests {
         let mut bytes = std::fs::read(&wal).unwrap();
         bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2]);
         std::fs::write(&wal, bytes).unwrap();
-        let store = LogStore::open(dir.path()).unwrap();
+        let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
         let found = store.search(&all("")).unwrap();
         assert_eq!(found.total, 2, "{:?}", found.hits);
         assert_eq!(found.hits[0].message, "only in the wal");
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    }
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn days_are_partitions_that_seal_into_splits_and_expire_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogStoreConfig {
+            splits: SplitConfig {
+                retention_us: 3 * DAY * 1_000_000,
+                seal_idle_us: 0,
+                ..SplitConfig::default()
+            },
+            ..LogStoreConfig::default()
+        };
+        let base = 20_000 * DAY; // 2024-10-04
+        let store = LogStore::open(dir.path(), config.clone()).unwrap();
+        for day in 0..3 {
+            store
+                .append(&[
+                    record(base + day * DAY + 10, "a", Level::Info, "early", "x"),
+                    record(base + day * DAY + 20, "a", Level::Info, "late", "y"),
+                ])
+                .unwrap();
+        }
+        store.commit().unwrap();
+        assert_eq!(store.partitions().1.len(), 3);
+        // Two hours into the third day: the first two are finished.
+        store
+            .maintain_at((base + 2 * DAY + 7200) * 1_000_000)
+            .unwrap();
+        let (sealed, active) = store.partitions();
+        assert_eq!(sealed, ["20241004-1", "20241005-1"]);
+        assert_eq!(active, ["20241006-1"]);
+        assert!(dir.path().join("splits/20241004-1/meta.json").exists());
+        assert!(!dir.path().join("active/20241004-1").exists());
+        assert_eq!(store.search(&all("")).unwrap().total, 6);
+        let second_day = LogQuery {
+            start_us: (base + DAY) * 1_000_000,
+            end_us: (base + DAY + 15) * 1_000_000,
+            ..all("early")
+        };
+        assert_eq!(store.search(&second_day).unwrap().total, 1);
+        // A late record for a sealed day opens a new partition of that day.
+        store
+            .append(&[record(base + 30, "a", Level::Warn, "straggler", "z")])
+            .unwrap();
+        store.commit().unwrap();
+        assert_eq!(store.search(&all("straggler")).unwrap().total, 1);
+        assert_eq!(store.partitions().1, ["20241004-2", "20241006-1"]);
+        store
+            .maintain_at((base + 2 * DAY + 7300) * 1_000_000)
+            .unwrap();
+        assert_eq!(
+            store.partitions().0,
+            ["20241004-1", "20241004-2", "20241005-1"]
+        );
+        assert_eq!(store.search(&all("")).unwrap().total, 7);
+        drop(store);
+        let store = LogStore::open(dir.path(), config).unwrap();
+        assert_eq!(store.search(&all("")).unwrap().total, 7);
+        assert_eq!(store.search(&all("uuid:z")).unwrap().total, 1);
+        // Retention of three days, four days after the first: it goes whole
+        // (and the third day, finished by then, is sealed).
+        store
+            .maintain_at((base + 4 * DAY + 10) * 1_000_000)
+            .unwrap();
+        assert_eq!(
+            store.partitions(),
+            (
+                vec!["20241005-1".to_owned(), "20241006-1".to_owned()],
+                vec![]
+            )
+        );
+        assert_eq!(store.search(&all("")).unwrap().total, 4);
+        assert!(!dir.path().join("splits/20241004-1").exists());
+    }
+
+    #[test]
+    fn pages_follow_a_cursor_without_overlap_in_both_orders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
+        // Pairs of records share a timestamp: the sequence number breaks ties.
+        let records: Vec<LogRecord> = (0..25)
+            .map(|i| record(100 + i / 2, "a", Level::Info, &format!("line {i}"), "u"))
+            .collect();
+        store.append(&records[..13]).unwrap();
+        store.commit().unwrap();
+        store.append(&records[13..]).unwrap();
+        store.commit().unwrap();
+        for ascending in [false, true] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .search(&LogQuery {
+                        limit: 10,
+                        ascending,
+                        after,
+                        ..all("line")
+                    })
+                    .unwrap();
+                assert_eq!(page.total, 25);
+                seen.extend(page.hits.iter().map(|h| h.message.clone()));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let mut expected: Vec<String> = (0..25).map(|i| format!("line {i}")).collect();
+            if !ascending {
+                expected.reverse();
+            }
+            assert_eq!(seen, expected, "ascending: {ascending}");
+        }
+    }
+
+    #[test]
+    fn a_tail_follows_appends_not_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
+        store
+            .append(&[record(50, "a", Level::Info, "before the tail", "u")])
+            .unwrap();
+        store.commit().unwrap();
+        let start = store.tail_start();
+        store
+            .append(&[
+                record(60, "a", Level::Info, "new", "u"),
+                record(5, "a", Level::Error, "new but stamped long ago", "u"),
+                record(70, "b", Level::Info, "other", "u"),
+            ])
+            .unwrap();
+        let (none, same) = store.tail("new", start, 10).unwrap();
+        assert!(none.is_empty(), "not searchable before the commit");
+        assert_eq!(same, start);
+        store.commit().unwrap();
+        let (found, next) = store.tail("new", start, 10).unwrap();
+        let messages: Vec<&str> = found.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(messages, ["new but stamped long ago", "new"]);
+        let (first, after_first) = store.tail("", start, 1).unwrap();
+        assert_eq!(first[0].message, "new");
+        let (rest, _) = store.tail("", after_first, 10).unwrap();
+        assert_eq!(rest.len(), 2);
+        assert!(store.tail("new", next, 10).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn a_wal_replayed_after_its_commit_is_not_indexed_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("wal");
+        let saved = {
+            let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
+            store
+                .append(&[
+                    record(1, "a", Level::Info, "one", "x"),
+                    record(DAY + 1, "a", Level::Info, "two", "x"),
+                ])
+                .unwrap();
+            let saved = std::fs::read(&wal).unwrap();
+            // A crash between the partitions' commit and the WAL's truncation.
+            store.commit().unwrap();
+            saved
+        };
+        std::fs::write(&wal, saved).unwrap();
+        let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
+        assert_eq!(store.search(&all("")).unwrap().total, 2);
+        assert_eq!(store.correlated("x", 0, i64::MAX, 10).unwrap().total, 2);
+        assert_eq!(store.correlated("X", 0, i64::MAX, 10).unwrap().total, 0);
     }
 }

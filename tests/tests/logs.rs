@@ -513,7 +513,34 @@ fn fields_show_top_values_and_tail_streams_new_lines() {
         .clone();
     assert_eq!(route["top"].as_array().unwrap().len(), 2);
 
-    // Tail: only what arrives after the stream opens, as server-sent events.
+    // Pages: each full page hands out the cursor of the next; no line twice.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pages = 0;
+    let mut path = "/api/v1/logs/search?q=service:gateway&limit=12".to_owned();
+    loop {
+        let page = server.get(&path).json();
+        assert_eq!(page["total"], 30, "{page}");
+        pages += 1;
+        for hit in page["hits"].as_array().unwrap() {
+            assert!(seen.insert(hit["message"].as_str().unwrap().to_owned()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                path = format!(
+                    "/api/v1/logs/search?q=service:gateway&limit=12&cursor={}",
+                    url_encode(cursor)
+                );
+            }
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (30, 3));
+    let bad = server.get("/api/v1/logs/search?cursor=yesterday");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("cursor"), "{}", bad.body);
+
+    // Tail: only what arrives after the stream opens, as server-sent events,
+    // a late line stamped an hour ago included.
     let url = format!(
         "{}/api/v1/logs/tail?q={}",
         server.base_url(),
@@ -530,7 +557,14 @@ fn fields_show_top_values_and_tail_streams_new_lines() {
         "text/event-stream"
     );
     let mut reader = std::io::BufReader::new(response.into_body().into_reader());
-    let fresh = "{\"message\": \"payment declined\", \"service\": \"payments\", \"level\": \"error\"}\n{\"message\": \"fine\", \"level\": \"info\"}\n";
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let fresh = format!(
+        "{{\"message\": \"payment declined\", \"service\": \"payments\", \"level\": \"error\", \"timestamp\": {hour_ago}}}\n{{\"message\": \"fine\", \"level\": \"info\"}}\n"
+    );
     assert_eq!(
         server
             .post_path("/api/v1/logs", "application/x-ndjson", fresh.as_bytes())

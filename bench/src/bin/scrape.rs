@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sextant_bench::{
-    NodeExporter, Peer, flag_value, free_port, start_prometheus_with, start_sextant,
+    NodeExporter, Peer, cpu_seconds, flag_value, free_port, start_prometheus_with, start_sextant,
 };
 use sextant_ingest::prom_text::{self, Entry, Format, Parser};
 
@@ -196,21 +196,6 @@ fn serve(page: Arc<String>) -> u16 {
         }
     });
     port
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn query(peer: &Peer, expr: &str) -> Vec<f64> {

@@ -26,7 +26,7 @@ use super::head::postings_candidates;
 /// Samples per chunk in a block: larger than the head's, since a block is
 /// written once and read whole, and each chunk carries a fixed overhead.
 const BLOCK_CHUNK_SAMPLES: usize = 960;
-use super::store::BlockStore;
+use crate::block_store::BlockStore;
 
 const INDEX_MAGIC: &[u8] = b"SXIDX1\n";
 

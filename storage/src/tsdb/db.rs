@@ -16,8 +16,8 @@ use tracing::{info, warn};
 use super::block::{Block, BlockWriter};
 use super::head::{HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_wins};
 use super::stats::TsdbStats;
-use super::store::{BlockStore, LocalBlockStore};
 use super::wal::{self, FsyncPolicy, Record, Wal};
+use crate::block_store::{BlockStore, LocalBlockStore};
 use crate::{Error, LazySeries, Result};
 
 /// The `storage.metrics` settings.

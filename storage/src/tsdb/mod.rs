@@ -12,12 +12,12 @@ pub mod chunk;
 mod db;
 mod head;
 mod stats;
-mod store;
+
 mod wal;
 
+pub use crate::block_store::{BlockStore, LocalBlockStore};
 pub use block::BlockMeta;
 pub use db::{AppendReport, MetricMetadata, RefSample, SeriesSamples, Tsdb, TsdbConfig};
 pub use head::RejectReason;
 pub use stats::TsdbStats;
-pub use store::{BlockStore, LocalBlockStore};
 pub use wal::FsyncPolicy;

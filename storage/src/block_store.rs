@@ -30,6 +30,11 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     fn delete(&self, id: &str) -> io::Result<()>;
     /// A local directory where a new block may be staged.
     fn staging_dir(&self, id: &str) -> io::Result<PathBuf>;
+    /// A local directory holding a published block's files, for readers that
+    /// need a file system path (tantivy maps its files into memory). Local
+    /// disk answers with the block itself; a remote store would answer with
+    /// its local cache of the block.
+    fn local_dir(&self, id: &str) -> io::Result<PathBuf>;
 }
 
 /// Blocks as directories under `<data>/blocks/`.
@@ -132,6 +137,18 @@ impl BlockStore for LocalBlockStore {
         fs::rename(&path, &doomed)?;
         sync_dir(&self.dir)?;
         fs::remove_dir_all(doomed)
+    }
+
+    fn local_dir(&self, id: &str) -> io::Result<PathBuf> {
+        let path = self.dir.join(id);
+        if path.is_dir() {
+            Ok(path)
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no block {id} in {}", self.dir.display()),
+            ))
+        }
     }
 
     fn staging_dir(&self, id: &str) -> io::Result<PathBuf> {
