@@ -60,6 +60,9 @@ pub mod proto {
     }
 }
 
+/// The most a snappy push body may unpack to.
+pub const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
+
 /// Labels that name a stream's service, in order.
 const SERVICE_LABELS: [&str; 4] = ["service_name", "service", "app", "job"];
 
@@ -71,6 +74,15 @@ pub fn parse(
 ) -> Result<Vec<LogRecord>, String> {
     let mut out = Vec::new();
     if protobuf {
+        // The length is declared up front: refuse a small body that would
+        // unpack into more memory than any honest push needs.
+        let declared = snap::raw::decompress_len(body)
+            .map_err(|e| format!("body is not snappy-compressed: {e}"))?;
+        if declared > MAX_DECOMPRESSED {
+            return Err(format!(
+                "body would decompress to {declared} bytes, more than the {MAX_DECOMPRESSED} allowed"
+            ));
+        }
         let raw = snap::raw::Decoder::new()
             .decompress_vec(body)
             .map_err(|e| format!("body is not snappy-compressed: {e}"))?;

@@ -13,6 +13,7 @@ mod log;
 mod matcher;
 mod series;
 mod source_error;
+mod span;
 pub mod telemetry;
 pub mod time;
 
@@ -22,3 +23,4 @@ pub use log::{FieldValue, Level, LogRecord};
 pub use matcher::{MatchOp, Matcher};
 pub use series::{Label, Labels, METRIC_NAME, STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
 pub use source_error::SourceError;
+pub use span::{SpanEvent, SpanKind, SpanLink, SpanRecord, SpanStatus};

@@ -12,6 +12,7 @@ mod data_dir;
 mod error;
 pub mod logs;
 mod retention;
+mod lucene;
 mod splits;
 pub mod tsdb;
 

@@ -16,6 +16,7 @@ use tantivy::schema::{
 };
 use tantivy::{TantivyDocument, Term};
 
+use crate::lucene::{Dialect, rewrite_query};
 use crate::splits::{Engine, Kind};
 pub use crate::splits::{HitKey, SplitConfig};
 use crate::{Error, Result};
@@ -375,7 +376,7 @@ impl LogStore {
         );
         parser.set_conjunction_by_default();
         parser
-            .parse_query(&rewrite_query(text, &self.correlation_fields))
+            .parse_query(&rewrite_query(text, &dialect(&self.correlation_fields)))
             .map_err(|e| Error::BadQuery(format!("invalid query {text:?}: {e}")))
     }
 
@@ -424,97 +425,27 @@ impl LogStore {
     }
 }
 
-/// The index's own field names; any other `name:` is a path in `fields`.
-const TOP_FIELDS: [&str; 11] = [
-    "timestamp",
-    "seq",
-    "service",
-    "level",
-    "host",
-    "message",
-    "fields",
-    "nums",
-    "all",
-    "corr",
-    "ids",
-];
-
-/// `route:x` as `fields.route:x`, a correlation field (`uuid:x`) as
-/// `corr:x`, and a range (`duration_ms:>500`, `qty:[1 TO 5]`) as
-/// `nums.duration_ms:>500`, where numbers have columns (a token's leading
-/// `-`, `+` or `(` kept).
-fn json_path(token: &str, correlation_fields: &[String]) -> String {
-    let start = token.len() - token.trim_start_matches(['-', '+', '(']).len();
-    let (lead, rest) = token.split_at(start);
-    match rest.split_once(':') {
-        Some((name, value))
-            if !name.is_empty()
-                && !name.starts_with('"')
-                && !TOP_FIELDS.contains(&name)
-                && !TOP_FIELDS.iter().any(|top| {
-                    name.strip_prefix(top)
-                        .is_some_and(|path| path.starts_with('.'))
-                }) =>
-        {
-            if correlation_fields.iter().any(|c| c == name) {
-                return format!("{lead}corr:{value}");
-            }
-            let range = value.starts_with(['>', '<', '[', '{']);
-            let root = if range { "nums" } else { "fields" };
-            format!("{lead}{root}.{rest}")
-        }
-        _ => token.to_owned(),
+/// How this index's fields meet the Lucene-style query language.
+fn dialect(correlation_fields: &[String]) -> Dialect<'_> {
+    Dialect {
+        top: &[
+            "timestamp",
+            "seq",
+            "service",
+            "level",
+            "host",
+            "message",
+            "fields",
+            "nums",
+            "all",
+            "corr",
+            "ids",
+        ],
+        fields: "fields",
+        numbers: Some("nums"),
+        correlation_fields,
+        correlation: "corr",
     }
-}
-
-/// Lucene's `NOT x` and `a AND NOT x` as tantivy's `-x` (with `*` in front
-/// when nothing positive is left), outside quotes.
-fn rewrite_query(text: &str, correlation_fields: &[String]) -> String {
-    let mut tokens: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        if c == '"' {
-            quoted = !quoted;
-        }
-        if c.is_whitespace() && !quoted {
-            if !current.is_empty() {
-                tokens.push(std::mem::take(&mut current));
-            }
-        } else {
-            current.push(c);
-        }
-    }
-    if !current.is_empty() {
-        tokens.push(current);
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut negate = false;
-    for token in tokens
-        .into_iter()
-        .map(|t| json_path(&t, correlation_fields))
-    {
-        if token == "NOT" {
-            if out.last().is_some_and(|t| t == "AND") {
-                out.pop();
-            }
-            negate = true;
-            continue;
-        }
-        if negate {
-            out.push(format!("-{token}"));
-            negate = false;
-        } else {
-            out.push(token);
-        }
-    }
-    let positive = out
-        .iter()
-        .any(|t| !t.starts_with('-') && !matches!(t.as_str(), "AND" | "OR"));
-    if !positive {
-        out.insert(0, "*".to_owned());
-    }
-    out.join(" ")
 }
 
 /// A record as the WAL keeps it, serialized without building a JSON tree.

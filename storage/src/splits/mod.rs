@@ -48,6 +48,9 @@ const DAY_US: i64 = 86_400 * 1_000_000;
 /// Tantivy's smallest writer budget per indexing thread.
 const MIN_WRITER_MEMORY: usize = 15 * 1024 * 1024;
 
+/// Segments of an active partition with this many records merge no further.
+const MAX_DOCS_BEFORE_MERGE: usize = 1_000_000;
+
 /// What a kind of record (logs, spans) tells the engine.
 pub(crate) trait Kind: Send + Sync + 'static {
     type Record: Send + Sync;
@@ -797,6 +800,12 @@ fn open_active(
         index.writer_with_num_threads(1, MIN_WRITER_MEMORY)
     }
     .map_err(index_err)?;
+    // While the day is written, segments stop merging at a size where a
+    // search still visits few of them; sealing merges the day into one, so
+    // each record is not rewritten at every level on the way.
+    let mut policy = tantivy::merge_policy::LogMergePolicy::default();
+    policy.set_max_docs_before_merge(MAX_DOCS_BEFORE_MERGE);
+    writer.set_merge_policy(Box::new(policy));
     Ok(Active {
         part: Arc::new(Part::open(id, day, index)?),
         writer: Mutex::new(writer),

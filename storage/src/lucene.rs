@@ -1,0 +1,126 @@
+//! The Lucene-style query language users type (Kibana's, Jaeger's tags)
+//! rewritten for tantivy's parser, for any index of the `splits` engine.
+
+/// How an index's fields meet the query language.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect<'a> {
+    /// The index's own field names; any other `name:` is a path in `fields`.
+    pub top: &'a [&'a str],
+    /// The JSON field that holds every other field.
+    pub fields: &'a str,
+    /// The fast-only JSON field that holds numbers again, for ranges.
+    pub numbers: Option<&'a str>,
+    /// Field names whose values are indexed whole in `correlation`.
+    pub correlation_fields: &'a [String],
+    pub correlation: &'a str,
+}
+
+impl Dialect<'_> {
+    /// `route:x` as `fields.route:x`, a correlation field (`uuid:x`) as
+    /// `corr:x`, and a range (`duration_ms:>500`, `qty:[1 TO 5]`) as
+    /// `nums.duration_ms:>500`, where numbers have columns (a token's leading
+    /// `-`, `+` or `(` kept).
+    fn path(&self, token: &str) -> String {
+        let start = token.len() - token.trim_start_matches(['-', '+', '(']).len();
+        let (lead, rest) = token.split_at(start);
+        match rest.split_once(':') {
+            Some((name, value))
+                if !name.is_empty()
+                    && !name.starts_with('"')
+                    && !self.top.contains(&name)
+                    && !self.top.iter().any(|top| {
+                        name.strip_prefix(top)
+                            .is_some_and(|path| path.starts_with('.'))
+                    }) =>
+            {
+                if self.correlation_fields.iter().any(|c| c == name) {
+                    return format!("{lead}{}:{value}", self.correlation);
+                }
+                let root = match self.numbers {
+                    Some(numbers) if value.starts_with(['>', '<', '[', '{']) => numbers,
+                    _ => self.fields,
+                };
+                format!("{lead}{root}.{rest}")
+            }
+            _ => token.to_owned(),
+        }
+    }
+}
+
+/// Lucene's `NOT x` and `a AND NOT x` as tantivy's `-x` (with `*` in front
+/// when nothing positive is left), outside quotes, and field names mapped
+/// by the dialect.
+pub(crate) fn rewrite_query(text: &str, dialect: &Dialect<'_>) -> String {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in text.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c.is_whitespace() && !quoted {
+            if !current.is_empty() {
+                tokens.push(std::mem::take(&mut current));
+            }
+        } else {
+            current.push(c);
+        }
+    }
+    if !current.is_empty() {
+        tokens.push(current);
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut negate = false;
+    for token in tokens.into_iter().map(|t| dialect.path(&t)) {
+        if token == "NOT" {
+            if out.last().is_some_and(|t| t == "AND") {
+                out.pop();
+            }
+            negate = true;
+            continue;
+        }
+        if negate {
+            out.push(format!("-{token}"));
+            negate = false;
+        } else {
+            out.push(token);
+        }
+    }
+    let positive = out
+        .iter()
+        .any(|t| !t.starts_with('-') && !matches!(t.as_str(), "AND" | "OR"));
+    if !positive {
+        out.insert(0, "*".to_owned());
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_ranges_ids_and_negations_are_mapped() {
+        let ids = ["uuid".to_owned()];
+        let dialect = Dialect {
+            top: &["service", "message", "fields"],
+            fields: "fields",
+            numbers: Some("nums"),
+            correlation_fields: &ids,
+            correlation: "corr",
+        };
+        let cases = [
+            ("route:/orders", "fields.route:/orders"),
+            ("service:a AND NOT failed", "service:a -failed"),
+            ("NOT failed", "* -failed"),
+            ("duration_ms:>500", "nums.duration_ms:>500"),
+            ("qty:[1 TO 5]", "nums.qty:[1 TO 5]"),
+            ("x -uuid:\"a b\"", "x -corr:\"a b\""),
+            ("message:\"x: y\"", "message:\"x: y\""),
+            ("fields.route:x", "fields.route:x"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(rewrite_query(input, &dialect), expected, "{input}");
+        }
+    }
+}
