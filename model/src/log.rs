@@ -18,8 +18,9 @@ pub struct LogRecord {
     pub fields: BTreeMap<String, FieldValue>,
 }
 
-/// A field's value, typed as it arrived.
-#[derive(Debug, Clone, PartialEq)]
+/// A field's value, typed as it arrived (as JSON: the bare value).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
 pub enum FieldValue {
     Str(String),
     Int(i64),

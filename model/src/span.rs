@@ -2,10 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::FieldValue;
 
-/// A span: one operation of one service within a trace.
-#[derive(Debug, Clone, PartialEq)]
+/// A span: one operation of one service within a trace. Its JSON form
+/// (serde) is what the span store keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanRecord {
     /// 32 lowercase hex digits.
     pub trace_id: String,
@@ -36,7 +39,7 @@ pub struct SpanRecord {
 }
 
 /// Something that happened during a span (an exception, a retry).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanEvent {
     pub timestamp_us: i64,
     pub name: String,
@@ -44,14 +47,17 @@ pub struct SpanEvent {
 }
 
 /// A reference to a span of another (or the same) trace.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpanLink {
     pub trace_id: String,
     pub span_id: String,
 }
 
 /// OTLP's span kinds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum SpanKind {
     #[default]
     Unspecified,
@@ -102,7 +108,10 @@ impl SpanKind {
 }
 
 /// OTLP's status codes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum SpanStatus {
     #[default]
     Unset,

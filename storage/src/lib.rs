@@ -11,8 +11,9 @@ mod block_store;
 mod data_dir;
 mod error;
 pub mod logs;
-mod retention;
 mod lucene;
+mod retention;
+pub mod spans;
 mod splits;
 pub mod tsdb;
 

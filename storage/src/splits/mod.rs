@@ -650,7 +650,26 @@ impl<K: Kind> Engine<K> {
             .collect()
     }
 
-    fn time_filter(&self, query: Box<dyn Query>, start_us: i64, end_us: i64) -> Box<dyn Query> {
+    /// Calls `f` with a searcher of every partition that may hold records in `[start_us, end_us)`.
+    pub(crate) fn each_part(
+        &self,
+        start_us: i64,
+        end_us: i64,
+        mut f: impl FnMut(&tantivy::Searcher) -> Result<()>,
+    ) -> Result<()> {
+        for part in self.parts_in(start_us, end_us) {
+            f(&part.searcher())?;
+        }
+        Ok(())
+    }
+
+    /// `query` limited to records in `[start_us, end_us)`.
+    pub(crate) fn time_filter(
+        &self,
+        query: Box<dyn Query>,
+        start_us: i64,
+        end_us: i64,
+    ) -> Box<dyn Query> {
         let field = self.schema.get_field("timestamp").expect("timestamp field");
         let range = RangeQuery::new(
             Bound::Included(Term::from_field_i64(field, start_us)),
