@@ -15,3 +15,4 @@ pub use selector::parse_selector;
 pub use time::parse_time;
 pub mod promql;
 pub mod promqltest;
+pub mod traces;

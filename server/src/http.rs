@@ -14,14 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use sextant_model::telemetry::{CONTENT_TYPE, ListenerStats};
-use sextant_storage::{LogReader, LogWriter, MetricsReader, MetricsWriter};
+use sextant_storage::{LogReader, LogWriter, MetricsReader, MetricsWriter, SpanReader, SpanWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api;
 use crate::query_api::{self, QueryState};
 use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
-use crate::{es_api, logs_api};
+use crate::{es_api, logs_api, traces_api};
 
 /// The stores, available once recovery is done.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct Stores {
     pub metrics_reader: Arc<dyn MetricsReader>,
     pub logs_writer: Arc<dyn LogWriter>,
     pub logs_reader: Arc<dyn LogReader>,
+    pub spans_writer: Arc<dyn SpanWriter>,
+    pub spans_reader: Arc<dyn SpanReader>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -199,6 +201,16 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route("/api/v1/logs/histogram", get(logs_api::histogram))
         .route("/api/v1/logs/fields", get(logs_api::fields))
         .route("/api/v1/logs/tail", get(logs_api::tail))
+        .route("/api/v1/correlate/{id}", get(traces_api::correlate))
+        .route("/jaeger/api/services", get(traces_api::services))
+        .route(
+            "/jaeger/api/services/{service}/operations",
+            get(traces_api::service_operations),
+        )
+        .route("/jaeger/api/operations", get(traces_api::operations))
+        .route("/jaeger/api/traces", get(traces_api::find_traces))
+        .route("/jaeger/api/traces/{trace_id}", get(traces_api::trace))
+        .route("/jaeger/api/dependencies", get(traces_api::dependencies))
         .route("/-/reload", post(reload).put(reload))
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -266,7 +278,7 @@ async fn self_metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Paths CONTRACTS.md promises, whose handlers later issues add.
-const PLANNED: &[&str] = &["/api/v1/", "/jaeger/"];
+const PLANNED: &[&str] = &["/api/v1/"];
 
 async fn not_here(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     let path = uri.path();
@@ -492,8 +504,8 @@ mod tests {
             "GET /api/v1/rules is not implemented yet in this Sextant build"
         );
         assert_eq!(
-            call(&app, "GET", "/jaeger/api/services").await.0,
-            StatusCode::NOT_IMPLEMENTED
+            call(&app, "GET", "/jaeger/api/no-such").await.0,
+            StatusCode::NOT_FOUND
         );
         let (status, body) = call(&app, "GET", "/wp-admin").await;
         assert_eq!(status, StatusCode::NOT_FOUND);

@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod self_metrics;
 pub mod serve;
 pub mod settings;
+pub mod traces_api;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

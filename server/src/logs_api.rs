@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use sextant_model::LogRecord;
+use sextant_query::traces::{log_json, timestamp};
 use sextant_storage::logs::{HitKey, LogQuery};
 
 use crate::http::{ApiError, AppState};
@@ -194,26 +194,6 @@ fn query_error(err: sextant_storage::Error) -> ApiError {
     }
 }
 
-fn timestamp(us: i64) -> String {
-    sextant_model::time::rfc3339_utc(i128::from(us) * 1000, 6)
-}
-
-fn hit_json(record: &LogRecord) -> Value {
-    let fields: serde_json::Map<String, Value> = record
-        .fields
-        .iter()
-        .map(|(name, value)| (name.clone(), value.to_json()))
-        .collect();
-    json!({
-        "timestamp": timestamp(record.timestamp_us),
-        "service": record.service,
-        "level": record.level.as_str(),
-        "host": record.host,
-        "message": record.message,
-        "fields": fields,
-    })
-}
-
 /// `GET /api/v1/logs/search?q=&start=&end=&limit=&order=desc|asc&cursor=`:
 /// a full page carries `next_cursor`, which `cursor=` continues from.
 pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
@@ -223,7 +203,7 @@ pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response,
         .await
         .map_err(|e| ApiError::Internal(format!("search failed: {e}")))?
         .map_err(query_error)?;
-    let hits: Vec<Value> = found.hits.iter().map(hit_json).collect();
+    let hits: Vec<Value> = found.hits.iter().map(log_json).collect();
     let mut body = json!({ "total": found.total, "hits": hits });
     if let Some(next) = found.next {
         body["next_cursor"] = cursor(next).into();
@@ -369,7 +349,7 @@ pub async fn tail(State(state): State<AppState>, uri: Uri) -> Result<Response, A
             let mut events = String::new();
             for record in &found {
                 events.push_str("data: ");
-                events.push_str(&hit_json(record).to_string());
+                events.push_str(&log_json(record).to_string());
                 events.push_str("\n\n");
             }
             if events.is_empty() && since_keepalive >= std::time::Duration::from_secs(15) {

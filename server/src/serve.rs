@@ -13,6 +13,7 @@ use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
 use sextant_model::telemetry::ListenerStats;
 use sextant_query::promql::EngineOptions;
 use sextant_storage::logs::{LogStore, LogStoreConfig, SplitConfig};
+use sextant_storage::spans::{SpanStore, SpanStoreConfig};
 use sextant_storage::{DataDir, RetentionConfig, Tsdb, TsdbStats};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
@@ -108,9 +109,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let otlp_pipeline = {
         let stores = stores.clone();
         let log_stores = stores.clone();
+        let span_stores = stores.clone();
         otlp::Otlp::new(
             move || stores.get().map(|s| s.metrics_writer.clone()),
             move || log_stores.get().map(|s| s.logs_writer.clone()),
+            move || span_stores.get().map(|s| s.spans_writer.clone()),
             (*log_normalizer).clone(),
         )
     };
@@ -221,13 +224,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let traces_dir = data_dir.path().join("traces");
+    let span_config = SpanStoreConfig {
+        splits: SplitConfig {
+            retention_us: file
+                .map(|f| f.retention.traces)
+                .unwrap_or_else(|| RetentionConfig::default().traces)
+                .as_millis() as i64
+                * 1000,
+            ..SplitConfig::default()
+        },
+        correlation_fields: file
+            .map(|f| f.logs.correlation_fields.clone())
+            .unwrap_or_else(|| SpanStoreConfig::default().correlation_fields),
+    };
+    let opening = tokio::task::spawn_blocking(move || SpanStore::open(&traces_dir, span_config));
+    let span_store = tokio::select! {
+        opened = opening => Arc::new(opened.context("opening the span store panicked")??),
+        signal = stop.next() => {
+            info!(signal, "stopping during recovery");
+            shutdown.cancel();
+            tasks.abort_all();
+            return Ok(());
+        }
+    };
     let _ = stores.set(Stores {
         metrics_writer: tsdb.clone(),
         metrics_reader: tsdb.clone(),
         logs_writer: log_store.clone(),
         logs_reader: log_store.clone(),
+        spans_writer: span_store.clone(),
+        spans_reader: span_store.clone(),
     });
-    let background = Background::start(&tsdb, &log_store);
+    let background = Background::start(&tsdb, &log_store, &span_store);
     let scraper = ScrapeManager::new(tsdb.clone(), shutdown.child_token(), metrics.scrape.clone());
     runtime
         .start_scraping(scraper, settings.config.as_ref())
@@ -280,6 +309,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Err(err) = log_store.commit() {
         warn!(error = %err, "final log index commit failed; the log WAL will be replayed at start");
     }
+    if let Err(err) = span_store.commit() {
+        warn!(error = %err, "final span index commit failed; the span WAL will be replayed at start");
+    }
     drop(data_dir);
     info!("stopped");
     Ok(())
@@ -293,12 +325,12 @@ struct Background {
 }
 
 impl Background {
-    fn start(tsdb: &Arc<Tsdb>, logs: &Arc<LogStore>) -> Self {
+    fn start(tsdb: &Arc<Tsdb>, logs: &Arc<LogStore>, spans: &Arc<SpanStore>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         {
-            // New logs become searchable within about a second.
-            let (logs, stop) = (logs.clone(), stop.clone());
+            // New logs and spans become searchable within about a second.
+            let (logs, spans, stop) = (logs.clone(), spans.clone(), stop.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("log-commit".into())
@@ -309,12 +341,18 @@ impl Background {
                             if let Err(err) = logs.commit() {
                                 warn!(error = %err, "log index commit failed");
                             }
+                            if let Err(err) = spans.commit() {
+                                warn!(error = %err, "span index commit failed");
+                            }
                             since_maintenance += LOG_COMMIT_INTERVAL;
                             if since_maintenance >= LOG_MAINTENANCE_INTERVAL {
                                 since_maintenance = Duration::ZERO;
                                 // Retention and sealing finished days into splits.
                                 if let Err(err) = logs.maintain() {
                                     warn!(error = %err, "log store maintenance failed");
+                                }
+                                if let Err(err) = spans.maintain() {
+                                    warn!(error = %err, "span store maintenance failed");
                                 }
                             }
                         }

@@ -85,6 +85,14 @@ pub trait LogReader: Send + Sync {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<sextant_model::LogRecord>, u64)>;
+    /// Records carrying `id` whole in a correlation field, oldest first.
+    fn correlated_logs(
+        &self,
+        id: &str,
+        start_us: i64,
+        end_us: i64,
+        limit: usize,
+    ) -> Result<logs::LogHits>;
 }
 
 impl LogWriter for logs::LogStore {
@@ -113,6 +121,92 @@ impl LogReader for logs::LogStore {
         limit: usize,
     ) -> Result<(Vec<sextant_model::LogRecord>, u64)> {
         self.tail(text, after, limit)
+    }
+
+    fn correlated_logs(
+        &self,
+        id: &str,
+        start_us: i64,
+        end_us: i64,
+        limit: usize,
+    ) -> Result<logs::LogHits> {
+        self.correlated(id, start_us, end_us, limit)
+    }
+}
+
+/// What ingest writes spans through.
+pub trait SpanWriter: Send + Sync {
+    /// Makes `spans` durable; they become searchable within the commit interval.
+    fn append_spans(&self, spans: &[sextant_model::SpanRecord]) -> Result<()>;
+}
+
+impl SpanWriter for spans::SpanStore {
+    fn append_spans(&self, spans: &[sextant_model::SpanRecord]) -> Result<()> {
+        self.append(spans)
+    }
+}
+
+/// What queries read spans through.
+pub trait SpanReader: Send + Sync {
+    /// Every service with a span in `[start, end)`, sorted.
+    fn services(&self, start_us: i64, end_us: i64) -> Result<Vec<String>>;
+    /// The operations of a service with their span kinds, sorted.
+    fn operations(
+        &self,
+        service: &str,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<(String, sextant_model::SpanKind)>>;
+    /// Ids of the traces with a matching span, newest first.
+    fn find_trace_ids(&self, query: &spans::TraceQuery) -> Result<Vec<String>>;
+    /// Every span of a trace, oldest first (empty when there is none).
+    fn trace(&self, trace_id: &str) -> Result<Vec<sextant_model::SpanRecord>>;
+    /// `(parent service, child service, calls)` in `[start, end)`.
+    fn dependencies(&self, start_us: i64, end_us: i64) -> Result<Vec<(String, String, u64)>>;
+    /// Spans carrying `id` as trace id, span id or correlation attribute, oldest first.
+    fn correlated_spans(
+        &self,
+        id: &str,
+        start_us: i64,
+        end_us: i64,
+        limit: usize,
+    ) -> Result<Vec<sextant_model::SpanRecord>>;
+}
+
+impl SpanReader for spans::SpanStore {
+    fn services(&self, start_us: i64, end_us: i64) -> Result<Vec<String>> {
+        spans::SpanStore::services(self, start_us, end_us)
+    }
+
+    fn operations(
+        &self,
+        service: &str,
+        start_us: i64,
+        end_us: i64,
+    ) -> Result<Vec<(String, sextant_model::SpanKind)>> {
+        spans::SpanStore::operations(self, service, start_us, end_us)
+    }
+
+    fn find_trace_ids(&self, query: &spans::TraceQuery) -> Result<Vec<String>> {
+        spans::SpanStore::find_trace_ids(self, query)
+    }
+
+    fn trace(&self, trace_id: &str) -> Result<Vec<sextant_model::SpanRecord>> {
+        spans::SpanStore::trace(self, trace_id)
+    }
+
+    fn dependencies(&self, start_us: i64, end_us: i64) -> Result<Vec<(String, String, u64)>> {
+        spans::SpanStore::dependencies(self, start_us, end_us)
+    }
+
+    fn correlated_spans(
+        &self,
+        id: &str,
+        start_us: i64,
+        end_us: i64,
+        limit: usize,
+    ) -> Result<Vec<sextant_model::SpanRecord>> {
+        self.correlated(id, start_us, end_us, limit)
     }
 }
 

@@ -15,6 +15,9 @@ use super::proto::metrics::{
     Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
     Summary, SummaryDataPoint, ValueAtQuantile, metric, number_data_point,
 };
+use super::proto::trace::{
+    Event, ExportTraceServiceRequest, Link, ResourceSpans, ScopeSpans, Span, Status as SpanStatus,
+};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -420,6 +423,102 @@ fn log_record(obj: &Obj<'_>) -> Result<LogRecord> {
         span_id: hex_id(obj, "spanId", 8)?,
         event_name: obj.string("eventName")?,
     })
+}
+
+/// `ExportTraceServiceRequest` from OTLP/JSON (ids in hex).
+pub fn traces_request(body: &[u8]) -> Result<ExportTraceServiceRequest> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let root = Obj::new(&value, String::new())?;
+    Ok(ExportTraceServiceRequest {
+        resource_spans: root.list("resourceSpans", |v, path| {
+            let rs = Obj::new(v, path)?;
+            Ok(ResourceSpans {
+                resource: resource(&rs)?,
+                scope_spans: rs.list("scopeSpans", |v, path| {
+                    let ss = Obj::new(v, path)?;
+                    Ok(ScopeSpans {
+                        scope: scope(&ss)?,
+                        spans: ss.list("spans", |v, path| span(&Obj::new(v, path)?))?,
+                    })
+                })?,
+            })
+        })?,
+    })
+}
+
+fn span(obj: &Obj<'_>) -> Result<Span> {
+    Ok(Span {
+        trace_id: hex_id(obj, "traceId", 16)?,
+        span_id: hex_id(obj, "spanId", 8)?,
+        trace_state: obj.string("traceState")?,
+        parent_span_id: hex_id(obj, "parentSpanId", 8)?,
+        name: obj.string("name")?,
+        kind: named_enum(
+            obj,
+            "kind",
+            &[
+                "SPAN_KIND_UNSPECIFIED",
+                "SPAN_KIND_INTERNAL",
+                "SPAN_KIND_SERVER",
+                "SPAN_KIND_CLIENT",
+                "SPAN_KIND_PRODUCER",
+                "SPAN_KIND_CONSUMER",
+            ],
+        )?,
+        start_time_unix_nano: obj.u64("startTimeUnixNano")?,
+        end_time_unix_nano: obj.u64("endTimeUnixNano")?,
+        attributes: attributes(obj, "attributes")?,
+        events: obj.list("events", |v, path| {
+            let e = Obj::new(v, path)?;
+            Ok(Event {
+                time_unix_nano: e.u64("timeUnixNano")?,
+                name: e.string("name")?,
+                attributes: attributes(&e, "attributes")?,
+            })
+        })?,
+        links: obj.list("links", |v, path| {
+            let l = Obj::new(v, path)?;
+            Ok(Link {
+                trace_id: hex_id(&l, "traceId", 16)?,
+                span_id: hex_id(&l, "spanId", 8)?,
+            })
+        })?,
+        status: obj
+            .object("status")?
+            .map(|st| {
+                Ok::<_, String>(SpanStatus {
+                    message: st.string("message")?,
+                    code: named_enum(
+                        &st,
+                        "code",
+                        &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"],
+                    )?,
+                })
+            })
+            .transpose()?,
+    })
+}
+
+/// An enum as its number, or its name (`names[n]` is number `n`).
+fn named_enum(obj: &Obj<'_>, camel: &str, names: &[&str]) -> Result<i32> {
+    match obj.get(camel) {
+        None => Ok(0),
+        Some(Value::String(name)) => names
+            .iter()
+            .position(|n| n == name)
+            .map(|n| n as i32)
+            .ok_or_else(|| {
+                format!(
+                    "{}: unknown value {name:?} (expected one of {})",
+                    obj.at(camel),
+                    names.join(", ")
+                )
+            }),
+        Some(v) => signed(v)
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| obj.bad(camel, "an enum number or name", v)),
+    }
 }
 
 /// A trace or span id: hex in OTLP/JSON, `bytes` long (empty when absent).

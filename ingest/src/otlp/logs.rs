@@ -98,7 +98,7 @@ fn add(fields: &mut BTreeMap<String, FieldValue>, prefix: &str, attributes: &[Ke
     }
 }
 
-fn field(value: Option<&AnyValue>) -> FieldValue {
+pub(super) fn field(value: Option<&AnyValue>) -> FieldValue {
     use any_value::Value as V;
     match value.and_then(|v| v.value.as_ref()) {
         None => FieldValue::Str(String::new()),
@@ -111,6 +111,6 @@ fn field(value: Option<&AnyValue>) -> FieldValue {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,18 +1,20 @@
 //! OpenTelemetry's OTLP over gRPC (`:4317`) and HTTP (`:4318`).
 //!
-//! Metrics and logs are taken on both: `MetricsService/Export` and `POST
-//! /v1/metrics`, `LogsService/Export` and `POST /v1/logs` (protobuf or JSON,
-//! gzip). Metrics are converted as Prometheus's OTLP receiver converts them
-//! ([`metrics`]), logs into log records ([`logs`]); both are written to
-//! their store before the answer, and points that cannot be stored are named
-//! in a partial success. Traces still answer honestly that they are not
-//! implemented (HTTP 501, gRPC `UNIMPLEMENTED`), so an exporter reports a
-//! permanent failure instead of believing its data was kept.
+//! Metrics, logs and traces are taken on both: `MetricsService/Export` and
+//! `POST /v1/metrics`, `LogsService/Export` and `POST /v1/logs`,
+//! `TraceService/Export` and `POST /v1/traces` (protobuf or JSON, gzip).
+//! Metrics are converted as Prometheus's OTLP receiver converts them
+//! ([`metrics`]), logs into log records ([`logs`]), spans into span records
+//! ([`traces`]) whose RED metrics go to the metrics store
+//! ([`spanmetrics`]); all are written to their store before the answer,
+//! and what cannot be stored is named in a partial success.
 
 pub mod json;
 pub mod logs;
 pub mod metrics;
 pub mod proto;
+pub mod spanmetrics;
+pub mod traces;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prost::Message as _;
 use sextant_model::telemetry::ListenerStats;
-use sextant_storage::{LogWriter, MetricsWriter};
+use sextant_storage::{LogWriter, MetricsWriter, SpanWriter};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt as _;
@@ -36,6 +38,10 @@ use self::proto::logs::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use self::proto::metrics::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use self::proto::trace::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use self::spanmetrics::SpanMetrics;
 use crate::logs::Normalizer;
 use crate::net::{CountingListener, CountingStream};
 
@@ -52,14 +58,20 @@ pub const METRICS_EXPORT_PATH: &str =
 /// The gRPC path of the logs export call.
 pub const LOGS_EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
+/// The gRPC path of the trace export call.
+pub const TRACES_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 type WriterSource = dyn Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync;
 type LogWriterSource = dyn Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync;
+type SpanWriterSource = dyn Fn() -> Option<Arc<dyn SpanWriter>> + Send + Sync;
 
 /// What both OTLP listeners share: where metrics and logs go, the delta
 /// totals, and log normalisation (redaction).
 pub struct Otlp {
     writer: Box<WriterSource>,
     log_writer: Box<LogWriterSource>,
+    span_writer: Box<SpanWriterSource>,
+    span_metrics: SpanMetrics,
     normalizer: Normalizer,
     deltas: Mutex<DeltaState>,
     slots: Arc<Semaphore>,
@@ -81,16 +93,20 @@ pub enum ExportError {
 }
 
 impl Otlp {
-    /// The OTLP pipeline writing metrics to whatever `writer` returns and
-    /// logs to whatever `log_writer` returns (`None` while starting).
+    /// The OTLP pipeline writing metrics to whatever `writer` returns, logs
+    /// to whatever `log_writer` returns and spans to whatever `span_writer`
+    /// returns (`None` while starting).
     pub fn new(
         writer: impl Fn() -> Option<Arc<dyn MetricsWriter>> + Send + Sync + 'static,
         log_writer: impl Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync + 'static,
+        span_writer: impl Fn() -> Option<Arc<dyn SpanWriter>> + Send + Sync + 'static,
         normalizer: Normalizer,
     ) -> Arc<Self> {
         Arc::new(Self {
             writer: Box::new(writer),
             log_writer: Box::new(log_writer),
+            span_writer: Box::new(span_writer),
+            span_metrics: SpanMetrics::default(),
             normalizer,
             deltas: Mutex::new(DeltaState::default()),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
@@ -133,6 +149,45 @@ impl Otlp {
         .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
         Ok(ExportLogsServiceResponse {
             partial_success: None,
+        })
+    }
+
+    /// Stores one trace export, then its span metrics; refused spans are
+    /// named in the partial success.
+    pub async fn export_traces(
+        self: &Arc<Self>,
+        request: ExportTraceServiceRequest,
+        stats: &ListenerStats,
+    ) -> Result<ExportTraceServiceResponse, ExportError> {
+        let _slot = self.slot(stats)?;
+        let (Some(spans), Some(metrics)) = ((self.span_writer)(), (self.writer)()) else {
+            return Err(ExportError::Retry(
+                "Sextant is starting: the span store is being opened".into(),
+            ));
+        };
+        let this = self.clone();
+        let converted = tokio::task::spawn_blocking(move || {
+            let converted = traces::convert(&request);
+            spans.append_spans(&converted.spans)?;
+            // The spans are kept: their metrics follow, and a failure there
+            // is logged rather than making the exporter send the spans again.
+            let series = this.span_metrics.observe(&converted.spans, now_ms());
+            if let Err(err) = metrics.append(&series) {
+                tracing::warn!(error = %err, "storing span metrics failed");
+            }
+            Ok::<_, sextant_storage::Error>(converted)
+        })
+        .await
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
+        if converted.rejected > 0 {
+            stats.dropped.add(converted.rejected);
+        }
+        Ok(ExportTraceServiceResponse {
+            partial_success: (converted.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(converted.rejected).unwrap_or(i64::MAX),
+                error_message: converted.reasons.join("; "),
+            }),
         })
     }
 
@@ -202,7 +257,8 @@ pub fn http_router(otlp: Arc<Otlp>, stats: Arc<ListenerStats>) -> Router {
     Router::new()
         .route("/v1/metrics", axum::routing::post(http_metrics))
         .route("/v1/logs", axum::routing::post(http_logs))
-        .fallback(http_not_implemented)
+        .route("/v1/traces", axum::routing::post(http_traces))
+        .fallback(http_fallback)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(HttpState { otlp, stats })
 }
@@ -242,6 +298,34 @@ async fn http_logs(State(state): State<HttpState>, headers: HeaderMap, body: Byt
         |request| async move { otlp.export_logs(request, &stats).await },
     )
     .await
+}
+
+async fn http_traces(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let otlp = state.otlp.clone();
+    let stats = state.stats.clone();
+    http_export(
+        &state,
+        &headers,
+        &body,
+        "ExportTraceServiceRequest",
+        json::traces_request,
+        traces_response_json,
+        |request| async move { otlp.export_traces(request, &stats).await },
+    )
+    .await
+}
+
+fn traces_response_json(response: &ExportTraceServiceResponse) -> String {
+    match &response.partial_success {
+        None => "{}".to_owned(),
+        Some(partial) => serde_json::json!({
+            "partialSuccess": {
+                "rejectedSpans": partial.rejected_spans.to_string(),
+                "errorMessage": partial.error_message,
+            }
+        })
+        .to_string(),
+    }
 }
 
 /// One OTLP/HTTP export: the body decoded (protobuf or JSON, gzip), handed
@@ -378,7 +462,7 @@ fn decompress(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-async fn http_not_implemented(
+async fn http_fallback(
     State(state): State<HttpState>,
     method: Method,
     OriginalUri(uri): OriginalUri,
@@ -387,13 +471,7 @@ async fn http_not_implemented(
     stats.requests.inc();
     let path = uri.path();
     let known = matches!(path, "/v1/traces" | "/v1/logs" | "/v1/metrics");
-    let (status, message) = if known && method == Method::POST {
-        stats.dropped.inc();
-        (
-            StatusCode::NOT_IMPLEMENTED,
-            format!("OTLP/HTTP {path} is not implemented yet in this Sextant build"),
-        )
-    } else if known {
+    let (status, message) = if known {
         (
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} {path}: OTLP/HTTP accepts POST only"),
@@ -493,6 +571,16 @@ async fn grpc_metrics(State(state): State<HttpState>, request: Request) -> Respo
     grpc_unary(service, request).await
 }
 
+async fn grpc_traces(State(state): State<HttpState>, request: Request) -> Response {
+    let service = Unary {
+        state,
+        export: |otlp, request: ExportTraceServiceRequest, stats| {
+            Box::pin(async move { otlp.export_traces(request, &stats).await })
+        },
+    };
+    grpc_unary(service, request).await
+}
+
 async fn grpc_logs(State(state): State<HttpState>, request: Request) -> Response {
     let service = Unary {
         state,
@@ -514,7 +602,8 @@ pub async fn serve_grpc(
         Router::new()
             .route(METRICS_EXPORT_PATH, axum::routing::post(grpc_metrics))
             .route(LOGS_EXPORT_PATH, axum::routing::post(grpc_logs))
-            .fallback(grpc_not_implemented)
+            .route(TRACES_EXPORT_PATH, axum::routing::post(grpc_traces))
+            .fallback(grpc_fallback)
             .with_state(HttpState {
                 otlp,
                 stats: stats.clone(),
@@ -531,16 +620,12 @@ pub async fn serve_grpc(
         .await
 }
 
-async fn grpc_not_implemented(
-    State(state): State<HttpState>,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
+async fn grpc_fallback(State(state): State<HttpState>, OriginalUri(uri): OriginalUri) -> Response {
     let stats = &state.stats;
     stats.requests.inc();
-    stats.dropped.inc();
     stats.errors.inc();
     tonic::Status::unimplemented(format!(
-        "{} is not implemented yet in this Sextant build",
+        "{} is not an OTLP export service; use TraceService, MetricsService or LogsService",
         uri.path()
     ))
     .into_http::<axum::body::Body>()

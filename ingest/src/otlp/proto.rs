@@ -361,3 +361,107 @@ pub mod logs {
         pub error_message: String,
     }
 }
+
+/// `opentelemetry.proto.trace.v1` and its export service.
+pub mod trace {
+    use super::common::{InstrumentationScope, KeyValue, Resource};
+
+    /// `ResourceSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+
+    /// `ScopeSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        #[prost(message, optional, tag = "1")]
+        pub scope: Option<InstrumentationScope>,
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Span>,
+    }
+
+    /// `Span`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        #[prost(string, tag = "3")]
+        pub trace_state: String,
+        #[prost(bytes = "vec", tag = "4")]
+        pub parent_span_id: Vec<u8>,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(int32, tag = "6")]
+        pub kind: i32,
+        #[prost(fixed64, tag = "7")]
+        pub start_time_unix_nano: u64,
+        #[prost(fixed64, tag = "8")]
+        pub end_time_unix_nano: u64,
+        #[prost(message, repeated, tag = "9")]
+        pub attributes: Vec<KeyValue>,
+        #[prost(message, repeated, tag = "11")]
+        pub events: Vec<Event>,
+        #[prost(message, repeated, tag = "13")]
+        pub links: Vec<Link>,
+        #[prost(message, optional, tag = "15")]
+        pub status: Option<Status>,
+    }
+
+    /// `Span.Event`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Event {
+        #[prost(fixed64, tag = "1")]
+        pub time_unix_nano: u64,
+        #[prost(string, tag = "2")]
+        pub name: String,
+        #[prost(message, repeated, tag = "3")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    /// `Span.Link`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Link {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+    }
+
+    /// `Status` of a span.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(int32, tag = "3")]
+        pub code: i32,
+    }
+
+    /// `collector.trace.v1.ExportTraceServiceRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+
+    /// `collector.trace.v1.ExportTraceServiceResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceResponse {
+        #[prost(message, optional, tag = "1")]
+        pub partial_success: Option<ExportTracePartialSuccess>,
+    }
+
+    /// `collector.trace.v1.ExportTracePartialSuccess`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTracePartialSuccess {
+        #[prost(int64, tag = "1")]
+        pub rejected_spans: i64,
+        #[prost(string, tag = "2")]
+        pub error_message: String,
+    }
+}

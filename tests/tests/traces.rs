@@ -1,0 +1,318 @@
+//! Traces as the book's services send them: the Python OpenTelemetry SDK
+//! exporting over OTLP gRPC and HTTP, the profile service calling the
+//! settings service with the trace context passed in HTTP headers, a
+//! request uuid on every span and in python-logstash log lines; read back
+//! through the Jaeger query API, span metrics in PromQL and the
+//! correlation view.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sextant_tests::{Sextant, run_python, url_encode};
+
+const PROFILE_AND_SETTINGS: &str = r#"
+import sys, uuid, logging, logstash
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.propagate import inject, extract
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+transport, endpoint, logstash_port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def provider(service):
+    exporter = Grpc(endpoint=endpoint, insecure=True) if transport == "grpc" else Http(endpoint=endpoint + "/v1/traces")
+    p = TracerProvider(resource=Resource.create({"service.name": service + "-" + transport, "host.name": "pod-3"}))
+    p.add_span_processor(SimpleSpanProcessor(exporter))
+    return p
+
+profile, settings = provider("profile"), provider("settings")
+request_id = str(uuid.uuid4())
+log = logging.getLogger("simplebank-" + transport)
+log.setLevel(logging.INFO)
+handler = logstash.TCPLogstashHandler("127.0.0.1", logstash_port, version=1)
+log.addHandler(handler)
+
+tracer = profile.get_tracer("profile")
+with tracer.start_as_current_span("GET /profile", kind=SpanKind.SERVER,
+        attributes={"uuid": request_id, "http.status_code": 200}) as root:
+    log.info("profile requested", extra={"uuid": request_id, "service": "profile-" + transport})
+    with tracer.start_as_current_span("lookup ip", kind=SpanKind.CLIENT, attributes={"uuid": request_id}):
+        pass
+    # The call to the settings service: the context travels in the headers.
+    headers = {}
+    inject(headers)
+    assert "traceparent" in headers
+    with settings.get_tracer("settings").start_as_current_span("get settings", context=extract(headers),
+            kind=SpanKind.SERVER, attributes={"uuid": request_id}) as span:
+        span.add_event("cache miss", {"key": "prefs"})
+        span.set_status(Status(StatusCode.ERROR, "settings store unavailable"))
+        log.warning("settings store unavailable", extra={"uuid": request_id, "service": "settings-" + transport})
+    trace_id = format(root.get_span_context().trace_id, "032x")
+profile.shutdown()
+settings.shutdown()
+handler.close()
+print(trace_id, request_id)
+"#;
+
+/// GETs `path` until `check` accepts the JSON; panics with the last after 20 s.
+fn get_until(server: &Sextant, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = server.get(path);
+        let json: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        if check(&json) {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation() {
+    let server = Sextant::start();
+    let logstash_port = server.addr("logstash", "tcp").port().to_string();
+    for (transport, endpoint) in [
+        (
+            "grpc",
+            format!("http://{}", server.addr("otlp_grpc", "tcp")),
+        ),
+        (
+            "http",
+            format!("http://{}", server.addr("otlp_http", "tcp")),
+        ),
+    ] {
+        let out = run_python(
+            PROFILE_AND_SETTINGS,
+            &[transport, &endpoint, &logstash_port],
+        );
+        let mut words = out.split_whitespace();
+        let (trace_id, request_id) = (words.next().unwrap(), words.next().unwrap());
+        let (profile, settings) = (
+            format!("profile-{transport}"),
+            format!("settings-{transport}"),
+        );
+
+        // Services and operations, in both of Jaeger's forms.
+        get_until(&server, "/jaeger/api/services", |j| {
+            j["data"].as_array().is_some_and(|s| {
+                s.contains(&profile.as_str().into()) && s.contains(&settings.as_str().into())
+            })
+        });
+        let operations = server
+            .get(&format!("/jaeger/api/services/{profile}/operations"))
+            .json();
+        assert_eq!(
+            operations["data"],
+            serde_json::json!(["GET /profile", "lookup ip"])
+        );
+        let client = server
+            .get(&format!(
+                "/jaeger/api/operations?service={profile}&spanKind=client"
+            ))
+            .json();
+        assert_eq!(
+            client["data"],
+            serde_json::json!([{"name": "lookup ip", "spanKind": "client"}])
+        );
+
+        // The trace by its request uuid (a tag), with its three spans.
+        let tags = url_encode(&format!("{{\"uuid\":\"{request_id}\"}}"));
+        let found = get_until(
+            &server,
+            &format!("/jaeger/api/traces?service={settings}&tags={tags}&limit=20&lookback=1h"),
+            |j| {
+                j["data"]
+                    .as_array()
+                    .is_some_and(|d| d.len() == 1 && d[0]["spans"].as_array().unwrap().len() == 3)
+            },
+        );
+        let trace = &found["data"][0];
+        assert_eq!(trace["traceID"], trace_id);
+        let spans = trace["spans"].as_array().unwrap();
+        let by_name = |name: &str| spans.iter().find(|s| s["operationName"] == name).unwrap();
+        let root = by_name("GET /profile");
+        assert_eq!(root["references"], serde_json::json!([]));
+        let child = by_name("get settings");
+        assert_eq!(child["references"][0]["refType"], "CHILD_OF");
+        assert_eq!(
+            child["references"][0]["spanID"], root["spanID"],
+            "parent from the headers"
+        );
+        assert_eq!(
+            trace["processes"][child["processID"].as_str().unwrap()]["serviceName"],
+            settings.as_str()
+        );
+        let tags = child["tags"].as_array().unwrap();
+        assert!(
+            tags.contains(&serde_json::json!({"key": "error", "type": "bool", "value": true})),
+            "{child}"
+        );
+        assert_eq!(child["logs"][0]["fields"][0]["value"], "cache miss");
+        assert!(root["duration"].as_i64().unwrap() >= child["duration"].as_i64().unwrap());
+
+        // Other searches: repeated tag=, an operation, a duration bound, none.
+        let by_tag = server
+            .get(&format!(
+                "/jaeger/api/traces?service={profile}&tag=http.status_code:200"
+            ))
+            .json();
+        assert!(
+            by_tag["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["traceID"] == trace_id)
+        );
+        let by_operation = server
+            .get(&format!(
+                "/jaeger/api/traces?service={profile}&operation={}",
+                url_encode("lookup ip")
+            ))
+            .json();
+        assert_eq!(by_operation["data"].as_array().unwrap().len(), 1);
+        let too_slow = server
+            .get(&format!(
+                "/jaeger/api/traces?service={profile}&minDuration=1h"
+            ))
+            .json();
+        assert_eq!(too_slow["data"], serde_json::json!([]));
+        let bad = server.get(&format!(
+            "/jaeger/api/traces?service={profile}&minDuration=fast"
+        ));
+        assert_eq!(bad.status, 400);
+        assert!(
+            bad.json()["errors"][0]["msg"]
+                .as_str()
+                .unwrap()
+                .contains("minDuration")
+        );
+
+        // By id; an unknown id is a 404.
+        let by_id = server.get(&format!("/jaeger/api/traces/{trace_id}")).json();
+        assert_eq!(by_id["data"][0]["spans"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            server
+                .get("/jaeger/api/traces/0123456789abcdef0123456789abcdef")
+                .status,
+            404
+        );
+
+        // The dependency edge, and the span metrics through PromQL.
+        let deps = server
+            .get("/jaeger/api/dependencies?lookback=3600000")
+            .json();
+        assert!(
+            deps["data"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({
+                    "parent": profile, "child": settings, "callCount": 1
+                })),
+            "{deps}"
+        );
+        server.wait_for_query(
+            &format!("traces_spanmetrics_calls_total{{service=\"{settings}\",status_code=\"STATUS_CODE_ERROR\",span_kind=\"SPAN_KIND_SERVER\"}}"),
+            |r| r.as_array().is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1"),
+        );
+        server.wait_for_query(
+            &format!("sum(traces_spanmetrics_duration_seconds_count{{service=\"{profile}\"}})"),
+            |r| {
+                r.as_array()
+                    .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "2")
+            },
+        );
+        server.wait_for_query(
+            &format!(
+                "traces_service_graph_request_total{{client=\"{profile}\",server=\"{settings}\"}}"
+            ),
+            |r| {
+                r.as_array()
+                    .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1")
+            },
+        );
+
+        // The correlation view: the uuid finds both log lines and all three
+        // spans, on one timeline in time order, grouped by service.
+        let view = get_until(&server, &format!("/api/v1/correlate/{request_id}"), |j| {
+            j["logs"].as_array().is_some_and(|l| l.len() == 2)
+                && j["spans"].as_array().is_some_and(|s| s.len() == 3)
+        });
+        assert_eq!(view["id"], request_id);
+        let timeline = view["timeline"].as_array().unwrap();
+        assert_eq!(timeline.len(), 5);
+        let times: Vec<&str> = timeline
+            .iter()
+            .map(|e| e["timestamp"].as_str().unwrap())
+            .collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted, "time order");
+        assert_eq!(timeline.iter().filter(|e| e["kind"] == "log").count(), 2);
+        let services: Vec<&str> = view["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(services, [profile.as_str(), settings.as_str()]);
+        assert_eq!(view["traces"][0]["trace_id"], trace_id);
+        let tree = &view["traces"][0]["tree"];
+        assert_eq!(tree[0]["operation"], "GET /profile");
+        assert_eq!(tree[0]["children"].as_array().unwrap().len(), 2);
+        // The trace id correlates too (the spans, by trace id).
+        let by_trace = server.get(&format!("/api/v1/correlate/{trace_id}")).json();
+        assert_eq!(by_trace["spans"].as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn bad_spans_are_refused_by_name_and_the_rest_kept() {
+    let server = Sextant::start();
+    let url = format!("http://{}/v1/traces", server.addr("otlp_http", "tcp"));
+    let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"orders"}}]},
+      "scopeSpans":[{"spans":[
+        {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"place order","kind":"SPAN_KIND_SERVER",
+         "startTimeUnixNano":"1795824000000000000","endTimeUnixNano":"1795824000250000000"},
+        {"traceId":"00000000000000000000000000000000","spanId":"eee19b7ec3c1b175","name":"no trace"}]}]}]}"#;
+    let reply = server.post(&url, "application/json", body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let answer = reply.json();
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "1");
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("\"no trace\"")
+    );
+    let trace = get_until(
+        &server,
+        "/jaeger/api/traces/5b8efff798038103d269b633813fc60c",
+        |j| j["data"].is_array(),
+    );
+    assert_eq!(trace["data"][0]["spans"][0]["duration"], 250_000);
+    let bad = server.post(
+        &url,
+        "application/json",
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"spanId":"zz"}]}]}]}"#,
+    );
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("spans[0].spanId"),
+        "{}",
+        bad.body
+    );
+    let not_protobuf = server.post(&url, "application/x-protobuf", b"\xff\xff\xff");
+    assert_eq!(not_protobuf.status, 400);
+}
