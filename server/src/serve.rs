@@ -28,6 +28,8 @@ use crate::settings::{Endpoint, Settings};
 
 /// How often new logs are committed to the index (made searchable).
 const LOG_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often span metrics are written to the metrics store.
+const SPAN_METRICS_FLUSH: Duration = Duration::from_secs(5);
 /// How often log retention runs and finished days are sealed.
 const LOG_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -117,6 +119,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             (*log_normalizer).clone(),
         )
     };
+    {
+        // Span metrics reach the metrics store every few seconds, and once more at shutdown.
+        let (otlp, shutdown) = (otlp_pipeline.clone(), shutdown.clone());
+        tasks.spawn(infallible(async move {
+            let mut tick = tokio::time::interval(SPAN_METRICS_FLUSH);
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    () = shutdown.cancelled() => true,
+                };
+                let flushing = otlp.clone();
+                let _ = tokio::task::spawn_blocking(move || flushing.flush_span_metrics()).await;
+                if last {
+                    return;
+                }
+            }
+        }));
+    }
     tasks.spawn(named(
         "otlp_grpc",
         otlp::serve_grpc(

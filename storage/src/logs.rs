@@ -170,7 +170,7 @@ impl Kind for LogKind {
         record.timestamp_us
     }
 
-    fn document(&self, record: &LogRecord) -> TantivyDocument {
+    fn document(&self, record: &LogRecord, _encoded: &[u8]) -> TantivyDocument {
         use tantivy::schema::OwnedValue;
         let f = &self.fields;
         let mut doc = TantivyDocument::default();

@@ -28,6 +28,10 @@ const MAX_TRACE_SPANS: usize = 50_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Fields {
+    timestamp: Field,
+    duration: Field,
+    span: Field,
+    parent_span: Field,
     trace_id: Field,
     span_id: Field,
     parent: Field,
@@ -45,12 +49,12 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
-    builder.add_i64_field("timestamp", FAST);
+    let timestamp = builder.add_i64_field("timestamp", FAST);
     builder.add_u64_field("seq", NumericOptions::default().set_fast());
-    builder.add_i64_field("duration", FAST);
+    let duration = builder.add_i64_field("duration", FAST);
     // Span ids as numbers too: the dependency graph joins children to parents on them.
-    builder.add_u64_field("span", FAST);
-    builder.add_u64_field("parent_span", FAST);
+    let span = builder.add_u64_field("span", FAST);
+    let parent_span = builder.add_u64_field("parent_span", FAST);
     let indexing = TextFieldIndexing::default()
         .set_tokenizer("raw")
         .set_index_option(IndexRecordOption::Basic)
@@ -75,6 +79,10 @@ fn schema() -> (Schema, Fields) {
     (
         builder.build(),
         Fields {
+            timestamp,
+            duration,
+            span,
+            parent_span,
             trace_id,
             span_id,
             parent,
@@ -147,15 +155,13 @@ impl Kind for SpanKindOf {
         span.start_us
     }
 
-    fn document(&self, span: &SpanRecord) -> TantivyDocument {
+    fn document(&self, span: &SpanRecord, encoded: &[u8]) -> TantivyDocument {
         let f = &self.fields;
-        let schema = &self.schema;
-        let number = |name: &str| schema.get_field(name).expect("schema field");
         let mut doc = TantivyDocument::default();
-        doc.add_i64(number("timestamp"), span.start_us);
-        doc.add_i64(number("duration"), span.duration_us);
-        doc.add_u64(number("span"), span_number(&span.span_id));
-        doc.add_u64(number("parent_span"), span_number(&span.parent_span_id));
+        doc.add_i64(f.timestamp, span.start_us);
+        doc.add_i64(f.duration, span.duration_us);
+        doc.add_u64(f.span, span_number(&span.span_id));
+        doc.add_u64(f.parent_span, span_number(&span.parent_span_id));
         doc.add_text(f.trace_id, &span.trace_id);
         doc.add_text(f.span_id, &span.span_id);
         doc.add_text(f.parent, &span.parent_span_id);
@@ -181,9 +187,7 @@ impl Kind for SpanKindOf {
                 doc.add_text(f.corr, value);
             }
         }
-        let mut raw = Vec::with_capacity(512);
-        self.encode(span, &mut raw);
-        doc.add_bytes(f.raw, &raw);
+        doc.add_bytes(f.raw, encoded);
         doc
     }
 

@@ -160,7 +160,7 @@ impl Otlp {
         stats: &ListenerStats,
     ) -> Result<ExportTraceServiceResponse, ExportError> {
         let _slot = self.slot(stats)?;
-        let (Some(spans), Some(metrics)) = ((self.span_writer)(), (self.writer)()) else {
+        let Some(spans) = (self.span_writer)() else {
             return Err(ExportError::Retry(
                 "Sextant is starting: the span store is being opened".into(),
             ));
@@ -169,12 +169,8 @@ impl Otlp {
         let converted = tokio::task::spawn_blocking(move || {
             let converted = traces::convert(&request);
             spans.append_spans(&converted.spans)?;
-            // The spans are kept: their metrics follow, and a failure there
-            // is logged rather than making the exporter send the spans again.
-            let series = this.span_metrics.observe(&converted.spans, now_ms());
-            if let Err(err) = metrics.append(&series) {
-                tracing::warn!(error = %err, "storing span metrics failed");
-            }
+            // Counted once kept; written by the next flush.
+            this.span_metrics.observe(&converted.spans);
             Ok::<_, sextant_storage::Error>(converted)
         })
         .await
@@ -189,6 +185,22 @@ impl Otlp {
                 error_message: converted.reasons.join("; "),
             }),
         })
+    }
+
+    /// Writes the span metrics counted since the last flush to the metrics
+    /// store (every few seconds in the server). A failure is logged; the
+    /// counts stay, and their series are written again when next counted.
+    pub fn flush_span_metrics(&self) {
+        let Some(metrics) = (self.writer)() else {
+            return;
+        };
+        let series = self.span_metrics.flush(now_ms());
+        if series.is_empty() {
+            return;
+        }
+        if let Err(err) = metrics.append(&series) {
+            tracing::warn!(error = %err, "storing span metrics failed");
+        }
     }
 
     /// Converts and stores one metrics export; returns the partial success, if any.

@@ -9,8 +9,11 @@
 //!   another service (the parent may arrive before or after the child, in
 //!   another export; unpaired spans wait in a bounded window).
 //!
-//! Counters are cumulative since start; each export writes the current
-//! value of the series it touched. Operation names are capped per service
+//! Counters are cumulative since start; [`SpanMetrics::observe`] counts,
+//! and [`SpanMetrics::flush`] (every few seconds in the server) returns the
+//! current value of every series touched since the last flush, so a busy
+//! series costs one sample per flush rather than one per export. Operation
+//! names are capped per service
 //! (`operation="other"` beyond the cap), so a span name with an id in it
 //! cannot grow the series without bound.
 
@@ -57,6 +60,9 @@ struct State {
     /// Services of children whose parent has not been seen, by parent id.
     waiting: HashMap<String, Vec<String>>,
     waiting_order: VecDeque<String>,
+    /// Series and edges counted since the last flush.
+    dirty: HashSet<Key>,
+    dirty_edges: HashSet<(String, String)>,
 }
 
 /// The span metrics generator.
@@ -127,12 +133,10 @@ impl State {
 }
 
 impl SpanMetrics {
-    /// Counts `spans` and returns the current values of the series they
-    /// touched, stamped `now_ms`.
-    pub fn observe(&self, spans: &[SpanRecord], now_ms: i64) -> Vec<SeriesSamples> {
+    /// Counts `spans`.
+    pub fn observe(&self, spans: &[SpanRecord]) {
         let mut state = self.state.lock().expect("span metrics lock");
-        let mut touched = HashSet::new();
-        let mut touched_edges = HashSet::new();
+        let mut touched_edges = std::mem::take(&mut state.dirty_edges);
         for span in spans {
             let operations = state.operations.entry(span.service.clone()).or_default();
             let operation = if operations.contains(&span.operation)
@@ -158,9 +162,17 @@ impl SpanMetrics {
             hist.counts[bucket] += 1;
             hist.sum += seconds;
             hist.calls += 1;
-            touched.insert(key);
+            state.dirty.insert(key);
             state.pair(span, &mut touched_edges);
         }
+        state.dirty_edges = touched_edges;
+    }
+
+    /// The current values of the series counted since the last flush, stamped `now_ms`.
+    pub fn flush(&self, now_ms: i64) -> Vec<SeriesSamples> {
+        let mut state = self.state.lock().expect("span metrics lock");
+        let touched = std::mem::take(&mut state.dirty);
+        let touched_edges = std::mem::take(&mut state.dirty_edges);
         let mut out = Vec::new();
         let sample = |value: f64| {
             vec![Sample {
@@ -265,7 +277,8 @@ mod tests {
     fn calls_durations_and_edges_in_either_arrival_order() {
         let metrics = SpanMetrics::default();
         // The child (settings) arrives before its parent (profile).
-        let out = metrics.observe(&[span("b", "a", "settings", "get", 3)], 1000);
+        metrics.observe(&[span("b", "a", "settings", "get", 3)]);
+        let out = metrics.flush(1000);
         assert_eq!(
             value(
                 &out,
@@ -291,13 +304,9 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(value(&out, "traces_service_graph_request_total", &[]), None);
-        let out = metrics.observe(
-            &[
-                span("a", "", "profile", "GET /profile", 20),
-                span("c", "a", "settings", "get", 1),
-            ],
-            2000,
-        );
+        metrics.observe(&[span("a", "", "profile", "GET /profile", 20)]);
+        metrics.observe(&[span("c", "a", "settings", "get", 1)]);
+        let out = metrics.flush(2000);
         assert_eq!(
             value(
                 &out,
@@ -321,6 +330,10 @@ mod tests {
         );
         assert!((sum.unwrap() - 0.004).abs() < 1e-9);
         assert_eq!(out[0].samples[0].timestamp_ms, 2000);
+        assert!(
+            metrics.flush(3000).is_empty(),
+            "nothing new, nothing written"
+        );
     }
 
     #[test]
@@ -337,7 +350,8 @@ mod tests {
                 )
             })
             .collect();
-        let out = metrics.observe(&spans, 0);
+        metrics.observe(&spans);
+        let out = metrics.flush(0);
         assert_eq!(
             value(
                 &out,

@@ -57,8 +57,10 @@ pub(crate) trait Kind: Send + Sync + 'static {
     /// The schema: it has a fast i64 `timestamp` and a fast u64 `seq`.
     fn schema(&self) -> Schema;
     fn timestamp_us(&self, record: &Self::Record) -> i64;
-    /// The document to index for `record` (the engine adds `seq`).
-    fn document(&self, record: &Self::Record) -> TantivyDocument;
+    /// The document to index for `record` (the engine adds `seq`);
+    /// `encoded` is the record as [`Kind::encode`] wrote it, for a kind that
+    /// stores it whole.
+    fn document(&self, record: &Self::Record, encoded: &[u8]) -> TantivyDocument;
     /// The record as the WAL keeps it.
     fn encode(&self, record: &Self::Record, out: &mut Vec<u8>);
     fn decode(&self, bytes: &[u8]) -> Option<Self::Record>;
@@ -315,7 +317,7 @@ impl<K: Kind> Engine<K> {
                     continue;
                 }
                 let t = engine.kind.timestamp_us(&record);
-                engine.index([(seq, t, engine.kind.document(&record))])?;
+                engine.index([(seq, t, engine.kind.document(&record, &payload))])?;
             }
             let last = state.next_seq - 1;
             engine.commit_locked(&mut state)?;
@@ -340,9 +342,11 @@ impl<K: Kind> Engine<K> {
         let mut ends = Vec::with_capacity(records.len());
         let mut docs = Vec::with_capacity(records.len());
         for record in records {
+            let start = payloads.len();
             self.kind.encode(record, &mut payloads);
             ends.push(payloads.len());
-            docs.push((self.kind.timestamp_us(record), self.kind.document(record)));
+            let doc = self.kind.document(record, &payloads[start..]);
+            docs.push((self.kind.timestamp_us(record), doc));
         }
         let mut frames = Vec::with_capacity(payloads.len() + records.len() * 16);
         let mut state = self.wal.lock().expect("wal lock");
