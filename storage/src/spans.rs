@@ -33,8 +33,6 @@ struct Fields {
     span: Field,
     parent_span: Field,
     trace_id: Field,
-    span_id: Field,
-    parent: Field,
     service: Field,
     operation: Field,
     svc_op: Field,
@@ -61,8 +59,6 @@ fn schema() -> (Schema, Fields) {
         .set_fieldnorms(false);
     let keyword = TextOptions::default().set_indexing_options(indexing.clone());
     let trace_id = builder.add_text_field("trace_id", keyword.clone().set_stored());
-    let span_id = builder.add_text_field("span_id", keyword.clone());
-    let parent = builder.add_text_field("parent_span_id", keyword.clone());
     let service = builder.add_text_field("service", keyword.clone().set_fast("raw"));
     let operation = builder.add_text_field("operation", keyword.clone());
     let svc_op = builder.add_text_field("svc_op", keyword.clone());
@@ -84,8 +80,6 @@ fn schema() -> (Schema, Fields) {
             span,
             parent_span,
             trace_id,
-            span_id,
-            parent,
             service,
             operation,
             svc_op,
@@ -127,21 +121,20 @@ fn span_number(hex: &str) -> u64 {
     u64::from_str_radix(hex, 16).unwrap_or(0)
 }
 
+fn owned(value: &FieldValue) -> tantivy::schema::OwnedValue {
+    use tantivy::schema::OwnedValue;
+    match value {
+        FieldValue::Str(s) => OwnedValue::Str(s.clone()),
+        FieldValue::Int(i) => OwnedValue::I64(*i),
+        FieldValue::Float(x) => OwnedValue::F64(*x),
+        FieldValue::Bool(b) => OwnedValue::Bool(*b),
+    }
+}
+
 fn json_object(
     map: &BTreeMap<String, FieldValue>,
 ) -> BTreeMap<String, tantivy::schema::OwnedValue> {
-    use tantivy::schema::OwnedValue;
-    map.iter()
-        .map(|(k, v)| {
-            let value = match v {
-                FieldValue::Str(s) => OwnedValue::Str(s.clone()),
-                FieldValue::Int(i) => OwnedValue::I64(*i),
-                FieldValue::Float(x) => OwnedValue::F64(*x),
-                FieldValue::Bool(b) => OwnedValue::Bool(*b),
-            };
-            (k.clone(), value)
-        })
-        .collect()
+    map.iter().map(|(k, v)| (k.clone(), owned(v))).collect()
 }
 
 impl Kind for SpanKindOf {
@@ -163,8 +156,6 @@ impl Kind for SpanKindOf {
         doc.add_u64(f.span, span_number(&span.span_id));
         doc.add_u64(f.parent_span, span_number(&span.parent_span_id));
         doc.add_text(f.trace_id, &span.trace_id);
-        doc.add_text(f.span_id, &span.span_id);
-        doc.add_text(f.parent, &span.parent_span_id);
         doc.add_text(f.service, &span.service);
         doc.add_text(f.operation, &span.operation);
         doc.add_text(
@@ -178,15 +169,22 @@ impl Kind for SpanKindOf {
         );
         doc.add_text(f.kind, span.kind.as_str());
         doc.add_text(f.status, span.status.as_str());
-        doc.add_object(f.attrs, json_object(&span.attributes));
-        doc.add_object(f.resource, json_object(&span.resource));
-        doc.add_text(f.corr, &span.trace_id);
+        // Span ids and correlation attributes are indexed once, whole, in
+        // `corr`; the trace id has its own field.
         doc.add_text(f.corr, &span.span_id);
-        for name in &self.correlation_fields {
-            if let Some(FieldValue::Str(value)) = span.attributes.get(name) {
-                doc.add_text(f.corr, value);
+        let mut attributes = BTreeMap::new();
+        for (name, value) in &span.attributes {
+            match value {
+                FieldValue::Str(id) if self.correlation_fields.contains(name) => {
+                    doc.add_text(f.corr, id);
+                }
+                other => {
+                    attributes.insert(name.clone(), owned(other));
+                }
             }
         }
+        doc.add_object(f.attrs, attributes);
+        doc.add_object(f.resource, json_object(&span.resource));
         doc.add_bytes(f.raw, encoded);
         doc
     }
@@ -336,6 +334,9 @@ impl SpanStore {
     }
 
     fn tag_query(&self, name: &str, value: &str) -> Box<dyn Query> {
+        if name == "span_id" || self.correlation_fields.iter().any(|c| c == name) {
+            return self.term(self.fields.corr, value);
+        }
         // A tag matches a span attribute or a resource attribute, typed as
         // the value reads: text always, and a number or a bool when it is one.
         let mut terms = Vec::new();
@@ -491,11 +492,11 @@ impl SpanStore {
         if text.is_empty() || text == "*" {
             return Ok(Box::new(AllQuery));
         }
+        let mut ids = self.correlation_fields.clone();
+        ids.push("span_id".to_owned());
         let dialect = Dialect {
             top: &[
                 "trace_id",
-                "span_id",
-                "parent_span_id",
                 "service",
                 "operation",
                 "kind",
@@ -506,7 +507,7 @@ impl SpanStore {
             ],
             fields: "attrs",
             numbers: None,
-            correlation_fields: &self.correlation_fields,
+            correlation_fields: &ids,
             correlation: "corr",
         };
         let mut parser = QueryParser::new(

@@ -316,3 +316,38 @@ fn bad_spans_are_refused_by_name_and_the_rest_kept() {
     let not_protobuf = server.post(&url, "application/x-protobuf", b"\xff\xff\xff");
     assert_eq!(not_protobuf.status, 400);
 }
+
+#[test]
+fn acknowledged_spans_survive_kill_9() {
+    let server = Sextant::start();
+    let url = format!("http://{}/v1/traces", server.addr("otlp_http", "tcp"));
+    let spans: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                r#"{{"traceId":"00000000000000000000000000000a{i:02x}","spanId":"00000000000000{i:02x}","name":"settle payment","startTimeUnixNano":"1795824000000000000","endTimeUnixNano":"1795824000100000000"}}"#
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"payments"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+        spans.join(",")
+    );
+    let reply = server.post(&url, "application/json", body.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // Killed at once: the index may not have committed, the WAL has it.
+    let kept = server.kill_hard();
+    let server = Sextant::restart_on(&kept);
+    for i in [0, 17, 39] {
+        let trace = server
+            .get(&format!(
+                "/jaeger/api/traces/00000000000000000000000000000a{i:02x}"
+            ))
+            .json();
+        assert_eq!(
+            trace["data"][0]["spans"][0]["operationName"], "settle payment",
+            "{trace}"
+        );
+    }
+    let services = server.get("/jaeger/api/services").json();
+    assert_eq!(services["data"], serde_json::json!(["payments"]));
+}

@@ -815,10 +815,17 @@ fn open_active(
         .settings(settings())
         .open_or_create(directory)
         .map_err(index_err)?;
-    // Today's partition takes nearly everything; older days get the minimum.
+    // Today's partition takes nearly everything, indexing on a thread per
+    // two cores (up to four: one indexing thread keeps up with what the
+    // other core decodes, and fewer threads make fewer segments to merge);
+    // older days get one thread and tantivy's minimum.
     let current = day >= day_of(now_us()) - 1;
+    let threads = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4));
     let writer = if current {
-        index.writer_with_num_threads(1, config.writer_memory.max(MIN_WRITER_MEMORY))
+        index.writer_with_num_threads(
+            threads,
+            config.writer_memory.max(threads * MIN_WRITER_MEMORY),
+        )
     } else {
         index.writer_with_num_threads(1, MIN_WRITER_MEMORY)
     }
