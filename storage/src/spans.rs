@@ -460,14 +460,13 @@ impl SpanStore {
         end_us: i64,
         limit: usize,
     ) -> Result<Vec<SpanRecord>> {
-        let (_, found) = self.engine.search(
-            self.term(self.fields.corr, id),
-            start_us,
-            end_us,
-            limit,
-            true,
-            None,
-        )?;
+        let either = BooleanQuery::new(vec![
+            (Occur::Should, self.term(self.fields.corr, id)),
+            (Occur::Should, self.term(self.fields.trace_id, id)),
+        ]);
+        let (_, found) =
+            self.engine
+                .search(Box::new(either), start_us, end_us, limit, true, None)?;
         Ok(self.spans_of(&found))
     }
 
@@ -804,6 +803,10 @@ mod tests {
             .unwrap();
         assert_eq!((n, found[0].trace_id.as_str()), (1, T2));
         assert_eq!(store.search("uuid:order-1", 0, i64::MAX, 10).unwrap().0, 3);
+        // A trace id correlates its spans, over any time range.
+        let by_trace = store.correlated(T1, i64::MIN, i64::MAX, 10_000).unwrap();
+        assert_eq!(by_trace.len(), 3);
+        assert!(store.correlated("nothing", 0, i64::MAX, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -324,7 +324,7 @@ fn acknowledged_spans_survive_kill_9() {
     let spans: Vec<String> = (0..40)
         .map(|i| {
             format!(
-                r#"{{"traceId":"00000000000000000000000000000a{i:02x}","spanId":"00000000000000{i:02x}","name":"settle payment","startTimeUnixNano":"1795824000000000000","endTimeUnixNano":"1795824000100000000"}}"#
+                r#"{{"traceId":"00000000000000000000000000000a{i:02x}","spanId":"10000000000000{i:02x}","name":"settle payment","startTimeUnixNano":"1795824000000000000","endTimeUnixNano":"1795824000100000000"}}"#
             )
         })
         .collect();
