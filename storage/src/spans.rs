@@ -806,7 +806,12 @@ mod tests {
         // A trace id correlates its spans, over any time range.
         let by_trace = store.correlated(T1, i64::MIN, i64::MAX, 10_000).unwrap();
         assert_eq!(by_trace.len(), 3);
-        assert!(store.correlated("nothing", 0, i64::MAX, 10).unwrap().is_empty());
+        assert!(
+            store
+                .correlated("nothing", 0, i64::MAX, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
