@@ -109,6 +109,36 @@ impl AppState {
     }
 }
 
+/// A request's query-string pairs, decoded.
+pub(crate) struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub(crate) fn of(uri: &axum::http::Uri) -> Self {
+        Self(
+            uri.query()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// The first value of `name`, unless it is empty.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every value of `name`, in order.
+    pub(crate) fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// The largest request body accepted by ingest endpoints (compressed).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 

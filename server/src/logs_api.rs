@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sextant_query::traces::{log_json, timestamp};
 use sextant_storage::logs::{HitKey, LogQuery};
 
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, AppState, QueryParams};
 
 /// Bad lines named in an error answer; the rest are counted.
 const ERRORS_SHOWN: usize = 5;
@@ -102,22 +102,10 @@ pub async fn loki_push(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn params(uri: &Uri) -> Vec<(String, String)> {
-    uri.query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
-
 /// The query, time range (default: the last 24 hours), limit and order of a request.
 fn log_query(uri: &Uri) -> Result<LogQuery, ApiError> {
-    let params = params(uri);
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let params = QueryParams::of(uri);
+    let get = |name: &str| params.get(name);
     let now_us = sextant_ingest::logstash::now_us();
     let time = |name: &str, default: i64| -> Result<i64, ApiError> {
         match get(name) {
@@ -215,8 +203,8 @@ pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response,
 /// (default: the range in 100 buckets), buckets aligned to the step.
 pub async fn histogram(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let query = log_query(&uri)?;
-    let step_us = match params(&uri).into_iter().find(|(n, _)| n == "step") {
-        Some((_, text)) if !text.is_empty() => {
+    let step_us = match QueryParams::of(&uri).get("step") {
+        Some(text) => {
             let step = text
                 .parse::<f64>()
                 .ok()

@@ -9,7 +9,7 @@ use sextant_model::LogRecord;
 use sextant_query::traces::{correlation, jaeger_trace, parse_go_duration};
 use sextant_storage::spans::TraceQuery;
 
-use crate::http::AppState;
+use crate::http::{AppState, QueryParams};
 
 /// Traces a search returns unless asked otherwise (Jaeger UI's default).
 const DEFAULT_LIMIT: usize = 20;
@@ -19,12 +19,6 @@ const MAX_LIMIT: usize = 1500;
 const CORRELATE_LIMIT: usize = 10_000;
 /// Traces the correlation view follows at most.
 const CORRELATE_TRACES: usize = 20;
-
-fn params(uri: &Uri) -> Vec<(String, String)> {
-    uri.query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
 
 /// Jaeger's envelope around `data`.
 fn envelope(data: Value) -> Response {
@@ -133,14 +127,8 @@ pub async fn service_operations(
 
 /// `GET /jaeger/api/operations?service=&spanKind=`: `{name, spanKind}`.
 pub async fn operations(State(state): State<AppState>, uri: Uri) -> Response {
-    let params = params(&uri);
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    };
+    let params = QueryParams::of(&uri);
+    let get = |name: &str| params.get(name).map(str::to_owned);
     let Some(service) = get("service") else {
         return bad_request("parameter 'service' is required").into_response();
     };
@@ -169,14 +157,8 @@ fn micros(text: &str, name: &str) -> Result<i64, JaegerError> {
 
 /// The trace search of a `/api/traces` request.
 fn trace_query(uri: &Uri) -> Result<(TraceQuery, Vec<String>), JaegerError> {
-    let params = params(uri);
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let params = QueryParams::of(uri);
+    let get = |name: &str| params.get(name);
     let bad = bad_request;
     let end_us = match get("end") {
         Some(text) => micros(text, "end")?,
@@ -233,21 +215,15 @@ fn trace_query(uri: &Uri) -> Result<(TraceQuery, Vec<String>), JaegerError> {
             tags.push((key, value));
         }
     }
-    for (name, value) in &params {
-        if name == "tag" {
-            let (key, value) = value.split_once(':').ok_or_else(|| {
-                bad(format!(
-                    "parameter 'tag' must be key:value, found {value:?}"
-                ))
-            })?;
-            tags.push((key.to_owned(), value.to_owned()));
-        }
+    for value in params.all("tag") {
+        let (key, value) = value.split_once(':').ok_or_else(|| {
+            bad(format!(
+                "parameter 'tag' must be key:value, found {value:?}"
+            ))
+        })?;
+        tags.push((key.to_owned(), value.to_owned()));
     }
-    let trace_ids: Vec<String> = params
-        .iter()
-        .filter(|(n, _)| n == "traceID")
-        .map(|(_, v)| v.to_ascii_lowercase())
-        .collect();
+    let trace_ids: Vec<String> = params.all("traceID").map(str::to_ascii_lowercase).collect();
     let query = TraceQuery {
         service: get("service").map(str::to_owned),
         operation: get("operation")
@@ -316,14 +292,8 @@ pub async fn trace(State(state): State<AppState>, Path(trace_id): Path<String>) 
 
 /// `GET /jaeger/api/dependencies?endTs=&lookback=` (milliseconds).
 pub async fn dependencies(State(state): State<AppState>, uri: Uri) -> Response {
-    let params = params(&uri);
-    let get = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .filter(|v| !v.is_empty())
-    };
+    let params = QueryParams::of(&uri);
+    let get = |name: &str| params.get(name).map(str::to_owned);
     let number = |name: &str, default: i64| -> Result<i64, JaegerError> {
         match get(name) {
             None => Ok(default),
@@ -364,14 +334,10 @@ pub async fn correlate(
     Path(id): Path<String>,
     uri: Uri,
 ) -> Response {
-    let params = params(&uri);
+    let params = QueryParams::of(&uri);
     let time = |name: &str, default: i64| -> Result<i64, String> {
-        match params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-        {
-            None | Some("") => Ok(default),
+        match params.get(name) {
+            None => Ok(default),
             Some(text) => sextant_query::parse_time(name, text)
                 .map(|ms| ms.saturating_mul(1000))
                 .map_err(|e| e.to_string()),
