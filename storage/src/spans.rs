@@ -342,22 +342,19 @@ impl SpanStore {
         let mut terms = Vec::new();
         for field in [self.fields.attrs, self.fields.resource] {
             let base = Term::from_field_json_path(field, name, true);
-            let mut text = base.clone();
-            text.append_type_and_str(value);
-            terms.push(text);
+            let mut typed = |append: &dyn Fn(&mut Term)| {
+                let mut term = base.clone();
+                append(&mut term);
+                terms.push(term);
+            };
+            typed(&|t| t.append_type_and_str(value));
             if let Ok(i) = value.parse::<i64>() {
-                let mut t = base.clone();
-                t.append_type_and_fast_value(i);
-                terms.push(t);
+                typed(&|t| t.append_type_and_fast_value(i));
             } else if let Ok(x) = value.parse::<f64>() {
-                let mut t = base.clone();
-                t.append_type_and_fast_value(x);
-                terms.push(t);
+                typed(&|t| t.append_type_and_fast_value(x));
             }
             if let Ok(b) = value.parse::<bool>() {
-                let mut t = base.clone();
-                t.append_type_and_fast_value(b);
-                terms.push(t);
+                typed(&|t| t.append_type_and_fast_value(b));
             }
         }
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
