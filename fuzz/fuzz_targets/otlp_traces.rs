@@ -8,7 +8,7 @@ use prost::Message as _;
 use sextant_ingest::otlp::proto::trace::ExportTraceServiceRequest;
 use sextant_ingest::otlp::{json, spanmetrics::SpanMetrics, traces};
 
-fn check(request: &ExportTraceServiceRequest) {
+fn check(request: ExportTraceServiceRequest) {
     let converted = traces::convert(request);
     for span in &converted.spans {
         assert_eq!(span.trace_id.len(), 32);
@@ -24,10 +24,10 @@ fn check(request: &ExportTraceServiceRequest) {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = ExportTraceServiceRequest::decode(data) {
-        check(&request);
+        check(request);
     }
     match json::traces_request(data) {
-        Ok(request) => check(&request),
+        Ok(request) => check(request),
         Err(message) => assert!(!message.is_empty()),
     }
 });

@@ -121,20 +121,55 @@ fn span_number(hex: &str) -> u64 {
     u64::from_str_radix(hex, 16).unwrap_or(0)
 }
 
-fn owned(value: &FieldValue) -> tantivy::schema::OwnedValue {
-    use tantivy::schema::OwnedValue;
-    match value {
-        FieldValue::Str(s) => OwnedValue::Str(s.clone()),
-        FieldValue::Int(i) => OwnedValue::I64(*i),
-        FieldValue::Float(x) => OwnedValue::F64(*x),
-        FieldValue::Bool(b) => OwnedValue::Bool(*b),
+/// Attributes as a tantivy JSON object, borrowed from the span: indexing
+/// copies nothing on the way. String attributes named in `skip` are left
+/// out (they are indexed whole in `corr`).
+#[derive(Debug, Clone, Copy)]
+enum Attrs<'a> {
+    Object {
+        map: &'a BTreeMap<String, FieldValue>,
+        skip: &'a [String],
+    },
+    Leaf(&'a FieldValue),
+}
+
+struct AttrsIter<'a> {
+    inner: std::collections::btree_map::Iter<'a, String, FieldValue>,
+    skip: &'a [String],
+}
+
+impl<'a> Iterator for AttrsIter<'a> {
+    type Item = (&'a str, Attrs<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (name, value) = self.inner.next()?;
+            if !(matches!(value, FieldValue::Str(_)) && self.skip.contains(name)) {
+                return Some((name.as_str(), Attrs::Leaf(value)));
+            }
+        }
     }
 }
 
-fn json_object(
-    map: &BTreeMap<String, FieldValue>,
-) -> BTreeMap<String, tantivy::schema::OwnedValue> {
-    map.iter().map(|(k, v)| (k.clone(), owned(v))).collect()
+impl<'a> tantivy::schema::Value<'a> for Attrs<'a> {
+    type ArrayIter = std::iter::Empty<Self>;
+    type ObjectIter = AttrsIter<'a>;
+
+    fn as_value(&self) -> tantivy::schema::document::ReferenceValue<'a, Self> {
+        use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf as L};
+        match *self {
+            Attrs::Object { map, skip } => ReferenceValue::Object(AttrsIter {
+                inner: map.iter(),
+                skip,
+            }),
+            Attrs::Leaf(value) => ReferenceValue::Leaf(match value {
+                FieldValue::Str(s) => L::Str(s),
+                FieldValue::Int(i) => L::I64(*i),
+                FieldValue::Float(x) => L::F64(*x),
+                FieldValue::Bool(b) => L::Bool(*b),
+            }),
+        }
+    }
 }
 
 impl Kind for SpanKindOf {
@@ -172,19 +207,25 @@ impl Kind for SpanKindOf {
         // Span ids and correlation attributes are indexed once, whole, in
         // `corr`; the trace id has its own field.
         doc.add_text(f.corr, &span.span_id);
-        let mut attributes = BTreeMap::new();
-        for (name, value) in &span.attributes {
-            match value {
-                FieldValue::Str(id) if self.correlation_fields.contains(name) => {
-                    doc.add_text(f.corr, id);
-                }
-                other => {
-                    attributes.insert(name.clone(), owned(other));
-                }
+        for name in &self.correlation_fields {
+            if let Some(FieldValue::Str(id)) = span.attributes.get(name) {
+                doc.add_text(f.corr, id);
             }
         }
-        doc.add_object(f.attrs, attributes);
-        doc.add_object(f.resource, json_object(&span.resource));
+        doc.add_field_value(
+            f.attrs,
+            Attrs::Object {
+                map: &span.attributes,
+                skip: &self.correlation_fields,
+            },
+        );
+        doc.add_field_value(
+            f.resource,
+            Attrs::Object {
+                map: &span.resource,
+                skip: &[],
+            },
+        );
         doc.add_bytes(f.raw, encoded);
         doc
     }

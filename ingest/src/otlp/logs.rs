@@ -98,6 +98,14 @@ fn add(fields: &mut BTreeMap<String, FieldValue>, prefix: &str, attributes: &[Ke
     }
 }
 
+/// [`field`] of a value that is no longer needed: strings move, not copy.
+pub(super) fn owned_field(value: Option<AnyValue>) -> FieldValue {
+    match value.and_then(|v| v.value) {
+        Some(any_value::Value::StringValue(s)) => FieldValue::Str(s),
+        other => field(other.map(|value| AnyValue { value: Some(value) }).as_ref()),
+    }
+}
+
 pub(super) fn field(value: Option<&AnyValue>) -> FieldValue {
     use any_value::Value as V;
     match value.and_then(|v| v.value.as_ref()) {
@@ -112,5 +120,11 @@ pub(super) fn field(value: Option<&AnyValue>) -> FieldValue {
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }

@@ -167,7 +167,7 @@ impl Otlp {
         };
         let this = self.clone();
         let converted = tokio::task::spawn_blocking(move || {
-            let converted = traces::convert(&request);
+            let converted = traces::convert(request);
             spans.append_spans(&converted.spans)?;
             // Counted once kept; written by the next flush.
             this.span_metrics.observe(&converted.spans);

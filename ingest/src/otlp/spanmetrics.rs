@@ -17,7 +17,7 @@
 //! (`operation="other"` beyond the cap), so a span name with an id in it
 //! cannot grow the series without bound.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use sextant_model::{Labels, Sample, SpanRecord};
@@ -34,35 +34,42 @@ pub const MAX_OPERATIONS_PER_SERVICE: usize = 200;
 /// Spans remembered for pairing children with parents of other services.
 const PAIRING_WINDOW: usize = 200_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    service: String,
-    operation: String,
-    kind: &'static str,
-    status: &'static str,
-}
-
 #[derive(Debug, Default)]
 struct Hist {
     counts: [u64; BUCKETS.len() + 1],
     sum: f64,
     calls: u64,
+    /// Counted since the last flush.
+    dirty: bool,
+}
+
+/// The histograms of one service: by operation, then by span kind and status.
+#[derive(Debug, Default)]
+struct Service {
+    name: String,
+    operations: HashMap<String, HashMap<(&'static str, &'static str), Hist>>,
 }
 
 #[derive(Debug, Default)]
+struct Edge {
+    calls: u64,
+    dirty: bool,
+}
+
+/// Services are numbered in the order first seen, so the hot path hashes
+/// numbers and allocates nothing for a series or a span it already knows.
+#[derive(Debug, Default)]
 struct State {
-    series: HashMap<Key, Hist>,
-    operations: HashMap<String, HashSet<String>>,
-    edges: HashMap<(String, String), u64>,
+    services: Vec<Service>,
+    service_ids: HashMap<String, u32>,
+    /// Calls from one service (the parent span's) to another, by number.
+    edges: HashMap<(u32, u32), Edge>,
     /// Service of recently seen spans, by span id, oldest evicted first.
-    seen: HashMap<String, String>,
-    seen_order: VecDeque<String>,
+    seen: HashMap<u64, u32>,
+    seen_order: VecDeque<u64>,
     /// Services of children whose parent has not been seen, by parent id.
-    waiting: HashMap<String, Vec<String>>,
-    waiting_order: VecDeque<String>,
-    /// Series and edges counted since the last flush.
-    dirty: HashSet<Key>,
-    dirty_edges: HashSet<(String, String)>,
+    waiting: HashMap<u64, Vec<u32>>,
+    waiting_order: VecDeque<u64>,
 }
 
 /// The span metrics generator.
@@ -83,32 +90,68 @@ fn kind_label(span: &SpanRecord) -> &'static str {
     }
 }
 
+/// A span id as a number; `None` for an empty or non-hex id.
+fn span_number(hex: &str) -> Option<u64> {
+    u64::from_str_radix(hex, 16).ok()
+}
+
 impl State {
-    fn edge(&mut self, client: &str, server: &str, touched: &mut HashSet<(String, String)>) {
-        if client == server {
-            return;
+    fn service_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.service_ids.get(name) {
+            return id;
         }
-        let key = (client.to_owned(), server.to_owned());
-        *self.edges.entry(key.clone()).or_default() += 1;
-        touched.insert(key);
+        let id = u32::try_from(self.services.len()).unwrap_or(u32::MAX);
+        self.services.push(Service {
+            name: name.to_owned(),
+            ..Service::default()
+        });
+        self.service_ids.insert(name.to_owned(), id);
+        id
     }
 
-    fn pair(&mut self, span: &SpanRecord, touched: &mut HashSet<(String, String)>) {
+    fn histogram(&mut self, service: u32, span: &SpanRecord) -> &mut Hist {
+        let operations = &mut self.services[service as usize].operations;
+        let operation = if operations.contains_key(&span.operation)
+            || operations.len() < MAX_OPERATIONS_PER_SERVICE
+        {
+            span.operation.as_str()
+        } else {
+            "other"
+        };
+        if !operations.contains_key(operation) {
+            operations.insert(operation.to_owned(), HashMap::new());
+        }
+        operations
+            .get_mut(operation)
+            .expect("inserted above")
+            .entry((kind_label(span), span.status.as_str()))
+            .or_default()
+    }
+
+    fn edge(&mut self, client: u32, server: u32) {
+        if client != server {
+            let edge = self.edges.entry((client, server)).or_default();
+            edge.calls += 1;
+            edge.dirty = true;
+        }
+    }
+
+    fn pair(&mut self, service: u32, span: &SpanRecord) {
+        let Some(id) = span_number(&span.span_id) else {
+            return;
+        };
         // Children that arrived first wait for this span.
-        if let Some(children) = self.waiting.remove(&span.span_id) {
+        if let Some(children) = self.waiting.remove(&id) {
             for child in children {
-                self.edge(&span.service, &child, touched);
+                self.edge(service, child);
             }
         }
-        if !span.parent_span_id.is_empty() {
-            match self.seen.get(&span.parent_span_id).cloned() {
-                Some(parent) => self.edge(&parent, &span.service, touched),
+        if let Some(parent_id) = span_number(&span.parent_span_id) {
+            match self.seen.get(&parent_id).copied() {
+                Some(parent) => self.edge(parent, service),
                 None => {
-                    self.waiting
-                        .entry(span.parent_span_id.clone())
-                        .or_default()
-                        .push(span.service.clone());
-                    self.waiting_order.push_back(span.parent_span_id.clone());
+                    self.waiting.entry(parent_id).or_default().push(service);
+                    self.waiting_order.push_back(parent_id);
                     while self.waiting_order.len() > PAIRING_WINDOW {
                         if let Some(old) = self.waiting_order.pop_front() {
                             self.waiting.remove(&old);
@@ -117,12 +160,8 @@ impl State {
                 }
             }
         }
-        if self
-            .seen
-            .insert(span.span_id.clone(), span.service.clone())
-            .is_none()
-        {
-            self.seen_order.push_back(span.span_id.clone());
+        if self.seen.insert(id, service).is_none() {
+            self.seen_order.push_back(id);
             while self.seen_order.len() > PAIRING_WINDOW {
                 if let Some(old) = self.seen_order.pop_front() {
                     self.seen.remove(&old);
@@ -136,43 +175,31 @@ impl SpanMetrics {
     /// Counts `spans`.
     pub fn observe(&self, spans: &[SpanRecord]) {
         let mut state = self.state.lock().expect("span metrics lock");
-        let mut touched_edges = std::mem::take(&mut state.dirty_edges);
+        let mut last: Option<(&str, u32)> = None;
         for span in spans {
-            let operations = state.operations.entry(span.service.clone()).or_default();
-            let operation = if operations.contains(&span.operation)
-                || operations.len() < MAX_OPERATIONS_PER_SERVICE
-            {
-                operations.insert(span.operation.clone());
-                span.operation.clone()
-            } else {
-                "other".to_owned()
+            // Spans come grouped by resource: most share the last one's service.
+            let service = match last {
+                Some((name, id)) if name == span.service => id,
+                _ => state.service_id(&span.service),
             };
-            let key = Key {
-                service: span.service.clone(),
-                operation,
-                kind: kind_label(span),
-                status: span.status.as_str(),
-            };
+            last = Some((&span.service, service));
             let seconds = span.duration_us as f64 / 1e6;
-            let hist = state.series.entry(key.clone()).or_default();
             let bucket = BUCKETS
                 .iter()
                 .position(|&b| seconds <= b)
                 .unwrap_or(BUCKETS.len());
+            let hist = state.histogram(service, span);
             hist.counts[bucket] += 1;
             hist.sum += seconds;
             hist.calls += 1;
-            state.dirty.insert(key);
-            state.pair(span, &mut touched_edges);
+            hist.dirty = true;
+            state.pair(service, span);
         }
-        state.dirty_edges = touched_edges;
     }
 
     /// The current values of the series counted since the last flush, stamped `now_ms`.
     pub fn flush(&self, now_ms: i64) -> Vec<SeriesSamples> {
         let mut state = self.state.lock().expect("span metrics lock");
-        let touched = std::mem::take(&mut state.dirty);
-        let touched_edges = std::mem::take(&mut state.dirty_edges);
         let mut out = Vec::new();
         let sample = |value: f64| {
             vec![Sample {
@@ -180,58 +207,65 @@ impl SpanMetrics {
                 value,
             }]
         };
-        for key in touched {
-            let hist = &state.series[&key];
-            let base = [
-                ("service", key.service.as_str()),
-                ("operation", key.operation.as_str()),
-                ("span_kind", key.kind),
-                ("status_code", key.status),
-            ];
-            let labels = |name: &str, extra: Option<(&str, &str)>| {
-                Labels::from_pairs(
-                    base.iter()
-                        .copied()
-                        .chain(extra)
-                        .chain([("__name__", name)]),
-                )
-            };
-            out.push(SeriesSamples {
-                labels: labels("traces_spanmetrics_calls_total", None),
-                samples: sample(hist.calls as f64),
-            });
-            let mut cumulative = 0;
-            for (i, count) in hist.counts.iter().enumerate() {
-                cumulative += count;
-                let le = BUCKETS
-                    .get(i)
-                    .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-                out.push(SeriesSamples {
-                    labels: labels(
-                        "traces_spanmetrics_duration_seconds_bucket",
-                        Some(("le", &le)),
-                    ),
-                    samples: sample(cumulative as f64),
-                });
+        for service in &mut state.services {
+            for (operation, hists) in &mut service.operations {
+                for (&(kind, status), hist) in hists.iter_mut().filter(|(_, h)| h.dirty) {
+                    hist.dirty = false;
+                    let base = [
+                        ("service", service.name.as_str()),
+                        ("operation", operation.as_str()),
+                        ("span_kind", kind),
+                        ("status_code", status),
+                    ];
+                    let labels = |name: &str, extra: Option<(&str, &str)>| {
+                        Labels::from_pairs(
+                            base.iter()
+                                .copied()
+                                .chain(extra)
+                                .chain([("__name__", name)]),
+                        )
+                    };
+                    out.push(SeriesSamples {
+                        labels: labels("traces_spanmetrics_calls_total", None),
+                        samples: sample(hist.calls as f64),
+                    });
+                    let mut cumulative = 0;
+                    for (i, count) in hist.counts.iter().enumerate() {
+                        cumulative += count;
+                        let le = BUCKETS
+                            .get(i)
+                            .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+                        out.push(SeriesSamples {
+                            labels: labels(
+                                "traces_spanmetrics_duration_seconds_bucket",
+                                Some(("le", &le)),
+                            ),
+                            samples: sample(cumulative as f64),
+                        });
+                    }
+                    out.push(SeriesSamples {
+                        labels: labels("traces_spanmetrics_duration_seconds_sum", None),
+                        samples: sample(hist.sum),
+                    });
+                    out.push(SeriesSamples {
+                        labels: labels("traces_spanmetrics_duration_seconds_count", None),
+                        samples: sample(hist.calls as f64),
+                    });
+                }
             }
-            out.push(SeriesSamples {
-                labels: labels("traces_spanmetrics_duration_seconds_sum", None),
-                samples: sample(hist.sum),
-            });
-            out.push(SeriesSamples {
-                labels: labels("traces_spanmetrics_duration_seconds_count", None),
-                samples: sample(hist.calls as f64),
-            });
         }
-        for (client, server) in touched_edges {
-            let calls = state.edges[&(client.clone(), server.clone())];
+        let State {
+            services, edges, ..
+        } = &mut *state;
+        for (&(client, server), edge) in edges.iter_mut().filter(|(_, e)| e.dirty) {
+            edge.dirty = false;
             out.push(SeriesSamples {
                 labels: Labels::from_pairs([
                     ("__name__", "traces_service_graph_request_total"),
-                    ("client", client.as_str()),
-                    ("server", server.as_str()),
+                    ("client", services[client as usize].name.as_str()),
+                    ("server", services[server as usize].name.as_str()),
                 ]),
-                samples: sample(calls as f64),
+                samples: sample(edge.calls as f64),
             });
         }
         out

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use sextant_model::{FieldValue, SpanEvent, SpanKind, SpanLink, SpanRecord, SpanStatus};
 
-use super::logs::{field, hex};
+use super::logs::{hex, owned_field};
 use super::proto::common::KeyValue;
-use super::proto::trace::ExportTraceServiceRequest;
+use super::proto::trace::{ExportTraceServiceRequest, Span};
 
 /// The spans of one request, and the refused ones with why.
 #[derive(Debug, Default)]
@@ -20,9 +20,9 @@ pub struct Converted {
     pub reasons: Vec<String>,
 }
 
-fn attributes(list: &[KeyValue]) -> BTreeMap<String, FieldValue> {
-    list.iter()
-        .map(|kv| (kv.key.clone(), field(kv.value.as_ref())))
+fn attributes(list: Vec<KeyValue>) -> BTreeMap<String, FieldValue> {
+    list.into_iter()
+        .map(|kv| (kv.key, owned_field(kv.value)))
         .collect()
 }
 
@@ -30,44 +30,46 @@ fn micros(nanos: u64) -> i64 {
     i64::try_from(nanos / 1000).unwrap_or(i64::MAX)
 }
 
-/// Converts a request's spans.
-pub fn convert(request: &ExportTraceServiceRequest) -> Converted {
+/// Why a span cannot be kept, if it cannot.
+fn problem(span: &Span) -> Option<String> {
+    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+        Some(format!(
+            "span {:?}: trace id must be 16 bytes, not all zero (found {} bytes)",
+            span.name,
+            span.trace_id.len()
+        ))
+    } else if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+        Some(format!(
+            "span {:?}: span id must be 8 bytes, not all zero (found {} bytes)",
+            span.name,
+            span.span_id.len()
+        ))
+    } else if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        Some(format!(
+            "span {:?}: parent span id must be 8 bytes or empty (found {} bytes)",
+            span.name,
+            span.parent_span_id.len()
+        ))
+    } else {
+        None
+    }
+}
+
+/// Converts a request's spans, moving their strings out of it.
+pub fn convert(request: ExportTraceServiceRequest) -> Converted {
     let mut out = Converted::default();
-    for rs in &request.resource_spans {
-        let resource = attributes(rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]));
+    for rs in request.resource_spans {
+        let resource = attributes(rs.resource.map(|r| r.attributes).unwrap_or_default());
         let service = match resource.get("service.name") {
             Some(FieldValue::Str(name)) if !name.is_empty() => name.clone(),
             _ => "unknown_service".to_owned(),
         };
-        for ss in &rs.scope_spans {
+        for ss in rs.scope_spans {
             let (scope, scope_version) = ss
                 .scope
-                .as_ref()
-                .map_or_else(Default::default, |s| (s.name.clone(), s.version.clone()));
-            for span in &ss.spans {
-                let problem = if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0)
-                {
-                    Some(format!(
-                        "span {:?}: trace id must be 16 bytes, not all zero (found {} bytes)",
-                        span.name,
-                        span.trace_id.len()
-                    ))
-                } else if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
-                    Some(format!(
-                        "span {:?}: span id must be 8 bytes, not all zero (found {} bytes)",
-                        span.name,
-                        span.span_id.len()
-                    ))
-                } else if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-                    Some(format!(
-                        "span {:?}: parent span id must be 8 bytes or empty (found {} bytes)",
-                        span.name,
-                        span.parent_span_id.len()
-                    ))
-                } else {
-                    None
-                };
-                if let Some(reason) = problem {
+                .map_or_else(Default::default, |s| (s.name, s.version));
+            for span in ss.spans {
+                if let Some(reason) = problem(&span) {
                     out.rejected += 1;
                     if out.reasons.len() < 5 {
                         out.reasons.push(reason);
@@ -76,29 +78,31 @@ pub fn convert(request: &ExportTraceServiceRequest) -> Converted {
                 }
                 let start_us = micros(span.start_time_unix_nano);
                 let end_us = micros(span.end_time_unix_nano);
-                let status = span.status.as_ref();
+                let (status_code, status_message) = span
+                    .status
+                    .map_or((0, String::new()), |s| (s.code, s.message));
                 out.spans.push(SpanRecord {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
                     service: service.clone(),
-                    operation: span.name.clone(),
+                    operation: span.name,
                     kind: SpanKind::from_otel(span.kind),
-                    status: SpanStatus::from_otel(status.map_or(0, |s| s.code)),
-                    status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+                    status: SpanStatus::from_otel(status_code),
+                    status_message,
                     start_us,
                     duration_us: end_us.saturating_sub(start_us).max(0),
-                    attributes: attributes(&span.attributes),
+                    attributes: attributes(span.attributes),
                     resource: resource.clone(),
                     scope: scope.clone(),
                     scope_version: scope_version.clone(),
                     events: span
                         .events
-                        .iter()
+                        .into_iter()
                         .map(|e| SpanEvent {
                             timestamp_us: micros(e.time_unix_nano),
-                            name: e.name.clone(),
-                            attributes: attributes(&e.attributes),
+                            name: e.name,
+                            attributes: attributes(e.attributes),
                         })
                         .collect(),
                     links: span
@@ -140,7 +144,7 @@ mod tests {
             r#""traceId":"00000000000000000000000000000000","#,
         );
         let request = super::super::json::traces_request(good.as_bytes()).unwrap();
-        let converted = convert(&request);
+        let converted = convert(request);
         assert_eq!(converted.rejected, 1, "{:?}", converted.reasons);
         assert!(converted.reasons[0].contains("\"bad\""));
         let span = &converted.spans[0];
