@@ -69,6 +69,10 @@ pub(crate) trait Kind: Send + Sync + 'static {
     /// The record as the WAL keeps it.
     fn encode(&self, record: &Self::Record, out: &mut Vec<u8>);
     fn decode(&self, bytes: &[u8]) -> Option<Self::Record>;
+    /// The zstd level of the document store (`None`: zstd's default, 3).
+    fn docstore_level(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// How the engine partitions, seals and forgets.
@@ -187,14 +191,14 @@ pub(crate) fn index_err(err: impl std::fmt::Display) -> Error {
     Error::Index(err.to_string())
 }
 
-fn settings() -> tantivy::IndexSettings {
+fn settings(level: Option<i32>) -> tantivy::IndexSettings {
     // zstd over large doc-store blocks: records repeat themselves, and a
     // search reads few documents.
     tantivy::IndexSettings {
         docstore_blocksize: 256 * 1024,
-        docstore_compression: tantivy::store::Compressor::Zstd(
-            tantivy::store::ZstdCompressor::default(),
-        ),
+        docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
+            compression_level: level,
+        }),
         ..tantivy::IndexSettings::default()
     }
 }
@@ -284,7 +288,14 @@ impl<K: Kind> Engine<K> {
         }
         found.sort();
         for (day, _, id, path) in found {
-            let active = Arc::new(open_active(&schema, &path, &id, day, &config)?);
+            let active = Arc::new(open_active(
+                &schema,
+                kind.docstore_level(),
+                &path,
+                &id,
+                day,
+                &config,
+            )?);
             let seq = payload_seq(&active.part.index)?.unwrap_or(0);
             next_seq = next_seq.max(seq + 1);
             if let Some(older) = parts.active.insert(day, active) {
@@ -418,7 +429,14 @@ impl<K: Kind> Engine<K> {
             + 1;
         let id = part_id(day, n);
         let path = self.dir.join("active").join(&id);
-        let active = Arc::new(open_active(&self.schema, &path, &id, day, &self.config)?);
+        let active = Arc::new(open_active(
+            &self.schema,
+            self.kind.docstore_level(),
+            &path,
+            &id,
+            day,
+            &self.config,
+        )?);
         parts.active.insert(day, active.clone());
         Ok(active)
     }
@@ -808,6 +826,7 @@ impl<K: Kind> Engine<K> {
 
 fn open_active(
     schema: &Schema,
+    docstore_level: Option<i32>,
     path: &Path,
     id: &str,
     day: i64,
@@ -817,7 +836,7 @@ fn open_active(
     let directory = MmapDirectory::open(path).map_err(index_err)?;
     let index = Index::builder()
         .schema(schema.clone())
-        .settings(settings())
+        .settings(settings(docstore_level))
         .open_or_create(directory)
         .map_err(index_err)?;
     // Today's partition takes nearly everything, indexing on a thread per
