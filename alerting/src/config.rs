@@ -17,6 +17,23 @@ pub struct AlertingConfig {
     pub receivers: Vec<Receiver>,
     /// The routing tree; absent means alerts are recorded but sent nowhere.
     pub route: Option<Route>,
+    /// Firing alerts that mute others (a critical alert mutes its warnings).
+    pub inhibit_rules: Vec<InhibitRule>,
+}
+
+/// An inhibition rule, in Alertmanager's shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRule {
+    /// Alerts that mute (when firing).
+    #[serde(default)]
+    pub source_matchers: Vec<Matcher>,
+    /// Alerts that are muted.
+    #[serde(default)]
+    pub target_matchers: Vec<Matcher>,
+    /// Labels source and target must share.
+    #[serde(default)]
+    pub equal: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -26,6 +43,8 @@ struct RawAlertingConfig {
     #[serde(default)]
     receivers: Vec<Receiver>,
     route: Option<Route>,
+    #[serde(default)]
+    inhibit_rules: Vec<InhibitRule>,
     // Prometheus's own `alerting:` block, if pasted from a prometheus.yml.
     #[serde(default)]
     alertmanagers: Option<NoAlertmanagers>,
@@ -67,6 +86,7 @@ impl TryFrom<RawAlertingConfig> for AlertingConfig {
             external_url: raw.external_url,
             receivers: raw.receivers,
             route: raw.route,
+            inhibit_rules: raw.inhibit_rules,
         })
     }
 }
@@ -118,6 +138,36 @@ pub struct Webhook {
     pub send_resolved: bool,
     /// Most alerts in one notification; 0 means all.
     pub max_alerts: u64,
+    /// The `Authorization` header from `basic_auth` or `bearer_token`.
+    pub authorization: Option<String>,
+}
+
+/// HTTP basic authentication credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -132,6 +182,8 @@ struct RawWebhook {
     send_resolved: bool,
     #[serde(default)]
     max_alerts: u64,
+    basic_auth: Option<BasicAuth>,
+    bearer_token: Option<String>,
 }
 
 fn yes() -> bool {
@@ -143,7 +195,22 @@ impl TryFrom<RawWebhook> for Webhook {
 
     fn try_from(raw: RawWebhook) -> Result<Self, Self::Error> {
         check_http_url(&raw.url, "webhook url")?;
+        let authorization = match (raw.basic_auth, raw.bearer_token) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "webhook {}: set `basic_auth` or `bearer_token`, not both",
+                    raw.url
+                ));
+            }
+            (Some(basic), None) => Some(format!(
+                "Basic {}",
+                base64(format!("{}:{}", basic.username, basic.password).as_bytes())
+            )),
+            (None, Some(token)) => Some(format!("Bearer {token}")),
+            (None, None) => None,
+        };
         Ok(Self {
+            authorization,
             url: raw.url,
             format: raw.format,
             headers: raw.headers,

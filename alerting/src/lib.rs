@@ -8,8 +8,12 @@
 
 mod config;
 mod error;
+pub mod notify;
+pub mod ruler;
 pub mod rules;
+pub mod state;
+pub mod template;
 
-pub use config::{AlertingConfig, Receiver, Route, Webhook, WebhookFormat};
+pub use config::{AlertingConfig, BasicAuth, InhibitRule, Receiver, Route, Webhook, WebhookFormat};
 pub use error::{Error, Result};
 pub use sextant_model::{MatchOp, Matcher};

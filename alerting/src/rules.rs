@@ -79,8 +79,37 @@ impl TryFrom<RawRuleGroup> for RuleGroup {
     }
 }
 
+/// What an alerting rule does when its condition returns nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoDataState {
+    /// An alert instance in a `no_data` state of its own.
+    #[default]
+    NoData,
+    /// Nothing: no data is fine.
+    Ok,
+    /// An alert that fires.
+    Alerting,
+}
+
+/// How an alerting rule treats an empty result (a Sextant extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoData {
+    /// How long the result must stay empty.
+    pub after: PromDuration,
+    pub state: NoDataState,
+}
+
+/// A log rule's condition (a Sextant extension): more than `threshold`
+/// log lines matching the rule's query (its `expr`) within `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogCondition {
+    pub window: PromDuration,
+    pub threshold: f64,
+}
+
 /// Whether a rule alerts or records.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
     /// An alerting rule.
     Alert {
@@ -92,6 +121,8 @@ pub enum RuleKind {
         keep_firing_for: PromDuration,
         /// Templated descriptions (`summary`, `description`, ...).
         annotations: BTreeMap<String, String>,
+        /// What an empty result means, when the rule says.
+        no_data: Option<NoData>,
     },
     /// A recording rule: its result is stored as a new series.
     Record {
@@ -106,8 +137,10 @@ pub enum RuleKind {
 pub struct Rule {
     /// Alerting or recording, with what only that kind has.
     pub kind: RuleKind,
-    /// The PromQL expression.
+    /// The PromQL expression, or a log rule's log query.
     pub expr: String,
+    /// Set for a log rule: `expr` is then a log query.
+    pub logs: Option<LogCondition>,
     /// Labels added to (or overriding) the result's.
     pub labels: BTreeMap<String, String>,
 }
@@ -128,6 +161,12 @@ struct RawRule {
     alert: Option<String>,
     #[serde(default, deserialize_with = "expr_text")]
     expr: Option<String>,
+    /// A log rule's query, window and threshold (Sextant's extension).
+    logs: Option<String>,
+    window: Option<PromDuration>,
+    threshold: Option<f64>,
+    no_data_for: Option<PromDuration>,
+    no_data_state: Option<NoDataState>,
     #[serde(rename = "for")]
     for_duration: Option<PromDuration>,
     keep_firing_for: Option<PromDuration>,
@@ -165,11 +204,55 @@ impl TryFrom<RawRule> for Rule {
             }
             (None, None) => return Err("a rule needs `alert` or `record`".to_owned()),
         };
-        let expr = match raw.expr {
-            Some(expr) if !expr.trim().is_empty() => expr,
+        let (expr, logs) = match (raw.expr, raw.logs) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{what}: a rule has either `expr` (PromQL) or `logs` (a log query), not both"
+                ));
+            }
+            (None, Some(query)) => {
+                if raw.record.is_some() {
+                    return Err(format!("{what}: `logs` is only for alerting rules"));
+                }
+                let window = raw
+                    .window
+                    .filter(|w| !w.is_zero())
+                    .ok_or_else(|| format!("{what}: a log rule needs a `window` above zero"))?;
+                let threshold = raw.threshold.unwrap_or(0.0);
+                if query.trim().is_empty() {
+                    return Err(format!("{what}: `logs` must not be empty"));
+                }
+                (query, Some(LogCondition { window, threshold }))
+            }
+            (Some(expr), None) if !expr.trim().is_empty() => {
+                if raw.window.is_some() || raw.threshold.is_some() {
+                    return Err(format!(
+                        "{what}: `window` and `threshold` belong to log rules (`logs`)"
+                    ));
+                }
+                if let Err(e) = sextant_query::promql::parse(&expr) {
+                    return Err(format!("{what}: invalid expression {expr:?}: {e}"));
+                }
+                (expr, None)
+            }
             _ => return Err(format!("{what}: `expr` is required")),
         };
         check_label_names(&raw.labels, &what)?;
+        for (name, text) in raw.labels.iter().chain(raw.annotations.iter().flatten()) {
+            if let Err(e) = crate::template::Template::parse(text) {
+                return Err(format!("{what}: template of {name:?}: {e}"));
+            }
+        }
+        let no_data = match (raw.no_data_for, raw.no_data_state) {
+            (None, None) => None,
+            (Some(after), state) => Some(NoData {
+                after,
+                state: state.unwrap_or_default(),
+            }),
+            (None, Some(_)) => {
+                return Err(format!("{what}: `no_data_state` needs `no_data_for`"));
+            }
+        };
         let kind = if let Some(name) = raw.alert {
             if name.trim().is_empty() {
                 return Err("`alert` must not be empty".to_owned());
@@ -179,6 +262,7 @@ impl TryFrom<RawRule> for Rule {
                 for_duration: raw.for_duration.unwrap_or_default(),
                 keep_firing_for: raw.keep_firing_for.unwrap_or_default(),
                 annotations: raw.annotations.unwrap_or_default(),
+                no_data,
             }
         } else {
             let name = raw.record.unwrap_or_default();
@@ -191,6 +275,7 @@ impl TryFrom<RawRule> for Rule {
                 ("for", raw.for_duration.is_some()),
                 ("keep_firing_for", raw.keep_firing_for.is_some()),
                 ("annotations", raw.annotations.is_some()),
+                ("no_data_for", no_data.is_some()),
             ];
             if let Some((field, _)) = alert_only.iter().find(|(_, present)| *present) {
                 return Err(format!(
@@ -202,6 +287,7 @@ impl TryFrom<RawRule> for Rule {
         Ok(Self {
             kind,
             expr,
+            logs,
             labels: raw.labels,
         })
     }

@@ -21,7 +21,7 @@ use crate::api;
 use crate::query_api::{self, QueryState};
 use crate::runtime::Runtime;
 use crate::self_metrics::SelfMetrics;
-use crate::{es_api, logs_api, traces_api};
+use crate::{alerting_api, es_api, logs_api, traces_api};
 
 /// The stores, available once recovery is done.
 #[derive(Clone)]
@@ -242,6 +242,17 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route("/jaeger/api/traces/{trace_id}", get(traces_api::trace))
         .route("/jaeger/api/dependencies", get(traces_api::dependencies))
         .route("/-/reload", post(reload).put(reload))
+        .route("/api/v1/rules", get(alerting_api::rules))
+        .route("/api/v1/alerts", get(alerting_api::alerts))
+        .route("/api/v1/alerts/history", get(alerting_api::history))
+        .route(
+            "/api/v1/silences",
+            get(alerting_api::silences).post(alerting_api::add_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(alerting_api::expire_silence),
+        )
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -300,11 +311,13 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn self_metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut page = state.metrics.render();
+    if let Some(ruler) = state.runtime.ruler() {
+        let mut alerting = sextant_model::telemetry::Exposition::default();
+        ruler.render_metrics(&mut alerting);
+        page += &alerting.finish();
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], page).into_response()
 }
 
 /// Paths CONTRACTS.md promises, whose handlers later issues add.
@@ -526,12 +539,12 @@ mod tests {
     #[tokio::test]
     async fn unbuilt_contract_paths_say_so_and_others_are_not_found() {
         let (app, _, _) = test_app();
-        let (status, body) = call(&app, "GET", "/api/v1/rules").await;
+        let (status, body) = call(&app, "GET", "/api/v1/rules/changes").await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body["error"],
-            "GET /api/v1/rules is not implemented yet in this Sextant build"
+            "GET /api/v1/rules/changes is not implemented yet in this Sextant build"
         );
         assert_eq!(
             call(&app, "GET", "/jaeger/api/no-such").await.0,

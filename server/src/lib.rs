@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+pub mod alerting_api;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,5 @@
-//! What can change while the server runs: the scrape jobs and the StatsD
-//! mapping, reloaded from the config file on SIGHUP and `POST /-/reload`.
+//! What can change while the server runs: the scrape jobs, the StatsD
+//! mapping and the rule files, reloaded from the config file on SIGHUP and `POST /-/reload`.
 //! A file that does not load is refused and the running state kept.
 
 use std::path::PathBuf;
@@ -8,8 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sextant_alerting::ruler::Ruler;
 use sextant_ingest::scrape::ScrapeManager;
 use sextant_ingest::statsd::Statsd;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{self, LoadedConfig};
@@ -21,6 +23,7 @@ pub struct Runtime {
     config_path: Option<PathBuf>,
     statsd: Option<Arc<Statsd>>,
     scrape: OnceLock<Arc<ScrapeManager>>,
+    ruler: OnceLock<(Arc<Ruler>, CancellationToken)>,
     metrics: Option<Arc<SelfMetrics>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -37,6 +40,7 @@ impl Runtime {
             config_path,
             statsd: Some(statsd),
             scrape: OnceLock::new(),
+            ruler: OnceLock::new(),
             metrics: Some(metrics),
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -45,6 +49,17 @@ impl Runtime {
     /// The scrape manager, once the store is open.
     pub fn scrape(&self) -> Option<&Arc<ScrapeManager>> {
         self.scrape.get()
+    }
+
+    /// The rule evaluator and notifier, once the stores are open.
+    pub fn ruler(&self) -> Option<&Arc<Ruler>> {
+        self.ruler.get().map(|(ruler, _)| ruler)
+    }
+
+    /// Starts evaluating rules and notifying until `cancel`.
+    pub fn start_alerting(&self, ruler: Arc<Ruler>, cancel: CancellationToken) {
+        ruler.start(&cancel);
+        let _ = self.ruler.set((ruler, cancel));
     }
 
     /// Starts scraping `config`'s jobs with `manager`.
@@ -91,6 +106,9 @@ impl Runtime {
         }
         if let Some(manager) = self.scrape.get() {
             apply_scrape(manager, &loaded).await;
+        }
+        if let Some((ruler, cancel)) = self.ruler.get() {
+            ruler.reload(crate::alerting_api::groups_of(Some(&loaded)), cancel);
         }
         Ok(())
     }

@@ -49,7 +49,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         data_dir = %data_dir.path().display(),
         "starting Sextant"
     );
-    warn_about_unimplemented_sections(&settings);
     warn_if_exposed(&settings);
 
     let stats = |listener, transport| Arc::new(ListenerStats::new(listener, transport));
@@ -277,10 +276,36 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         spans_reader: span_store.clone(),
     });
     let background = Background::start(&tsdb, &log_store, &span_store);
+    let log_store_reader: Arc<dyn sextant_storage::LogReader> = log_store.clone();
+    let tsdb_writer: Arc<dyn sextant_storage::MetricsWriter> = tsdb.clone();
     let scraper = ScrapeManager::new(tsdb.clone(), shutdown.child_token(), metrics.scrape.clone());
     runtime
         .start_scraping(scraper, settings.config.as_ref())
         .await;
+    {
+        use crate::alerting_api::{DataDirState, LogStoreCounter, MetricsSink, groups_of};
+        let state = sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
+            .context("opening the alerting state directory")?;
+        let engine =
+            sextant_query::promql::Engine::new(tsdb.clone(), query_state(&settings).options);
+        let interval_ms = file.map_or(60_000, |f| f.global.evaluation_interval.as_millis() as i64);
+        let config = file.map(|f| f.alerting.clone()).unwrap_or_default();
+        let groups = groups_of(settings.config.as_ref());
+        let ruler = tokio::task::spawn_blocking(move || {
+            sextant_alerting::ruler::Ruler::new(
+                engine,
+                Arc::new(LogStoreCounter(log_store_reader)),
+                Arc::new(MetricsSink(tsdb_writer)),
+                Arc::new(DataDirState(state)),
+                config,
+                interval_ms,
+                groups,
+            )
+        })
+        .await
+        .context("loading the alerting state panicked")?;
+        runtime.start_alerting(Arc::new(ruler), shutdown.child_token());
+    }
 
     metrics.set_ready();
     info!("ready");
@@ -520,26 +545,6 @@ fn refuse_unenforced_settings(settings: &Settings) -> anyhow::Result<()> {
 
 /// Sections that parse but have no effect yet are named at start, so nobody
 /// waits for scrapes or alerts that will not happen.
-fn warn_about_unimplemented_sections(settings: &Settings) {
-    let Some(config) = &settings.config else {
-        return;
-    };
-    let file = &config.file;
-    let mut inert = Vec::new();
-    if !config.rule_files.is_empty() {
-        inert.push("rule_files (rule evaluation)");
-    }
-    if !file.alerting.receivers.is_empty() {
-        inert.push("alerting (notifications)");
-    }
-    if !inert.is_empty() {
-        warn!(
-            sections = %inert.join(", "),
-            "these config sections are valid but not acted on yet in this Sextant build"
-        );
-    }
-}
-
 /// Binding beyond loopback with no authentication gets a loud warning.
 fn warn_if_exposed(settings: &Settings) {
     let l = &settings.listeners;

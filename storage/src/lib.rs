@@ -15,11 +15,13 @@ mod lucene;
 mod retention;
 pub mod spans;
 mod splits;
+mod state_dir;
 pub mod tsdb;
 
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use retention::RetentionConfig;
+pub use state_dir::StateDir;
 
 /// The `storage` section of the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]

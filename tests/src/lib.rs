@@ -453,6 +453,12 @@ impl Sextant {
         Self::builder().data_dir(&kept.data_dir).start()
     }
 
+    /// A DELETE to the HTTP API.
+    pub fn delete(&self, path: &str) -> Reply {
+        let url = format!("{}{path}", self.base_url());
+        self.reply(self.http.delete(&url).call())
+    }
+
     /// A POST to the HTTP API with a body.
     pub fn post_path(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
         let url = format!("{}{path}", self.base_url());

@@ -1,0 +1,989 @@
+//! The running alerting system: every rule group evaluated on its interval
+//! (concurrently across groups, aligned to the interval so evaluations do
+//! not drift), recording rules written back, alert states moved on and kept
+//! across restarts, notifications routed and grouped by the [`Dispatcher`],
+//! and a durable outbox that writes every webhook request before sending it
+//! and retries with backoff until it is delivered or a day has passed.
+//!
+//! The ruler reads metrics through the PromQL engine, counts log lines and
+//! writes recorded samples through the small traits below, and keeps its
+//! state through [`StateStore`]: it opens no file itself.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use serde::{Deserialize, Serialize};
+use sextant_model::Labels;
+use sextant_model::telemetry::{Counter, Exposition, MetricKind};
+use sextant_query::promql::{Engine, QueryValue};
+use tokio_util::sync::CancellationToken;
+
+use crate::AlertingConfig;
+use crate::notify::{Delivery, Dispatcher, NotifyAlert, Silence, Status};
+use crate::rules::{Rule, RuleGroup, RuleKind};
+use crate::state::{AlertState, LabelMap, RuleAlerts, Transition};
+
+/// Counts log lines for log rules.
+pub trait LogCounter: Send + Sync {
+    /// Lines matching `query` with timestamps in `[start_ms, end_ms]`.
+    fn count(&self, query: &str, start_ms: i64, end_ms: i64) -> Result<u64, String>;
+}
+
+/// Stores what recording rules compute.
+pub trait SampleSink: Send + Sync {
+    fn write(&self, samples: Vec<(Labels, i64, f64)>) -> Result<(), String>;
+}
+
+/// Durable named blobs: written whole and atomically, or not at all.
+pub trait StateStore: Send + Sync {
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()>;
+    fn get(&self, name: &str) -> std::io::Result<Option<Vec<u8>>>;
+    fn delete(&self, name: &str) -> std::io::Result<()>;
+    /// Names starting with `prefix`.
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
+}
+
+/// A rule group and the file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedGroup {
+    pub file: PathBuf,
+    pub group: RuleGroup,
+}
+
+/// The most state changes kept for `/api/v1/alerts/history`.
+const HISTORY: usize = 10_000;
+/// How long the outbox keeps trying one notification.
+const DELIVERY_EXPIRY_MS: i64 = 24 * 3_600_000;
+/// The longest wait between two attempts.
+const MAX_BACKOFF_MS: i64 = 60_000;
+
+/// What the last evaluation of a rule found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RuleHealth {
+    pub last_error: Option<String>,
+    pub last_eval_ms: Option<i64>,
+    pub eval_seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+struct GroupRun {
+    file: PathBuf,
+    group: RuleGroup,
+    interval_ms: i64,
+    health: Vec<RuleHealth>,
+    alerts: Vec<RuleAlerts>,
+    last_eval_ms: Option<i64>,
+    eval_seconds: f64,
+}
+
+impl GroupRun {
+    fn key(&self) -> String {
+        format!("{};{}", self.file.display(), self.group.name)
+    }
+}
+
+/// A webhook request waiting in the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub delivery: Delivery,
+    pub created_ms: i64,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    #[serde(skip)]
+    in_flight: bool,
+}
+
+/// What survives a restart, besides the outbox.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    /// Alert instances by group key, then rule name.
+    alerts: BTreeMap<String, BTreeMap<String, RuleAlerts>>,
+    groups: BTreeMap<String, crate::notify::Group>,
+    silences: Vec<Silence>,
+    history: VecDeque<Transition>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    groups: Vec<GroupRun>,
+    dispatcher: Dispatcher,
+    history: VecDeque<Transition>,
+    outbox: BTreeMap<String, OutboxEntry>,
+    next_id: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    evaluations: Counter,
+    evaluation_failures: Counter,
+    notifications: Counter,
+    delivered: Counter,
+    delivery_failures: Counter,
+    expired: Counter,
+}
+
+/// The rule evaluator, notifier and outbox.
+pub struct Ruler {
+    engine: Engine,
+    logs: Arc<dyn LogCounter>,
+    sink: Arc<dyn SampleSink>,
+    store: Arc<dyn StateStore>,
+    config: AlertingConfig,
+    default_interval_ms: i64,
+    inner: Mutex<Inner>,
+    flush_wake: tokio::sync::Notify,
+    send_wake: tokio::sync::Notify,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Ruler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ruler").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Alerts worth telling the dispatcher about.
+fn to_notify(alerts: &RuleAlerts, expr: &str, external: &str) -> Vec<NotifyAlert> {
+    let generator_url = format!(
+        "{}/graph?g0.expr={}&g0.tab=1",
+        external.trim_end_matches('/'),
+        percent_encode(expr)
+    );
+    alerts
+        .alerts
+        .values()
+        .filter_map(|a| {
+            let status = match a.state {
+                AlertState::Firing => Status::Firing,
+                AlertState::NoData => Status::NoData,
+                AlertState::Inactive if a.resolved_at_ms.is_some() && a.fired_at_ms.is_some() => {
+                    Status::Resolved
+                }
+                _ => return None,
+            };
+            Some(NotifyAlert {
+                labels: a.labels.clone(),
+                annotations: a.annotations.clone(),
+                status,
+                value: a.value,
+                starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
+                ends_at_ms: a.resolved_at_ms.filter(|_| status == Status::Resolved),
+                generator_url: generator_url.clone(),
+            })
+        })
+        .collect()
+}
+
+impl Ruler {
+    /// A ruler over `groups`, with the state a previous run saved.
+    pub fn new(
+        engine: Engine,
+        logs: Arc<dyn LogCounter>,
+        sink: Arc<dyn SampleSink>,
+        store: Arc<dyn StateStore>,
+        config: AlertingConfig,
+        default_interval_ms: i64,
+        groups: Vec<LoadedGroup>,
+    ) -> Self {
+        let saved: Saved = store
+            .get("state.json")
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let mut dispatcher = Dispatcher::new(&config);
+        dispatcher.groups = saved.groups;
+        dispatcher.silences = saved.silences;
+        let mut outbox = BTreeMap::new();
+        let mut next_id = 0;
+        for name in store.list("outbox/").unwrap_or_default() {
+            if let Ok(Some(bytes)) = store.get(&name)
+                && let Ok(entry) = serde_json::from_slice::<OutboxEntry>(&bytes)
+            {
+                let n = entry
+                    .id
+                    .rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+                next_id = next_id.max(n + 1);
+                outbox.insert(entry.id.clone(), entry);
+            }
+        }
+        let ruler = Self {
+            engine,
+            logs,
+            sink,
+            store,
+            config,
+            default_interval_ms,
+            inner: Mutex::new(Inner {
+                groups: Vec::new(),
+                dispatcher,
+                history: saved.history,
+                outbox,
+                next_id,
+            }),
+            flush_wake: tokio::sync::Notify::new(),
+            send_wake: tokio::sync::Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+            stats: Stats::default(),
+        };
+        ruler.set_groups(groups, Some(&saved.alerts));
+        ruler
+    }
+
+    fn set_groups(
+        &self,
+        groups: Vec<LoadedGroup>,
+        saved: Option<&BTreeMap<String, BTreeMap<String, RuleAlerts>>>,
+    ) {
+        let mut inner = self.inner.lock().expect("ruler lock");
+        let old: BTreeMap<String, BTreeMap<String, RuleAlerts>> = inner
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.key(),
+                    g.group
+                        .rules
+                        .iter()
+                        .zip(&g.alerts)
+                        .map(|(r, a)| (r.name().to_owned(), a.clone()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let previous = saved.unwrap_or(&old);
+        inner.groups = groups
+            .into_iter()
+            .map(|loaded| {
+                let mut run = GroupRun {
+                    interval_ms: loaded
+                        .group
+                        .interval
+                        .map_or(self.default_interval_ms, |d| d.as_millis() as i64)
+                        .max(1),
+                    file: loaded.file,
+                    group: loaded.group,
+                    health: Vec::new(),
+                    alerts: Vec::new(),
+                    last_eval_ms: None,
+                    eval_seconds: 0.0,
+                };
+                let kept = previous.get(&run.key());
+                run.alerts = run
+                    .group
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        kept.and_then(|k| k.get(r.name()))
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                run.health = vec![RuleHealth::default(); run.group.rules.len()];
+                run
+            })
+            .collect();
+    }
+
+    /// Starts evaluating, notifying and delivering until `cancel`.
+    pub fn start(self: &Arc<Self>, cancel: &CancellationToken) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let groups = self.inner.lock().expect("ruler lock").groups.len();
+        for index in 0..groups {
+            tasks.push(tokio::spawn(self.clone().group_loop(index, cancel.clone())));
+        }
+        tasks.push(tokio::spawn(self.clone().flush_loop(cancel.clone())));
+        tasks.push(tokio::spawn(self.clone().send_loop(cancel.clone())));
+    }
+
+    /// Replaces the rule groups (a reload): alert states of rules that stay are kept.
+    pub fn reload(self: &Arc<Self>, groups: Vec<LoadedGroup>, cancel: &CancellationToken) {
+        for task in self.tasks.lock().expect("tasks lock").drain(..) {
+            task.abort();
+        }
+        self.set_groups(groups, None);
+        self.start(cancel);
+    }
+
+    async fn group_loop(self: Arc<Self>, index: usize, cancel: CancellationToken) {
+        let (interval, offset) = {
+            let inner = self.inner.lock().expect("ruler lock");
+            let Some(group) = inner.groups.get(index) else {
+                return;
+            };
+            let key = group.key();
+            let hash = crate::state::fingerprint(&LabelMap::from([("g".to_owned(), key)]));
+            let offset = i64::from_str_radix(&hash[..8], 16).unwrap_or(0) % group.interval_ms;
+            (group.interval_ms, offset)
+        };
+        loop {
+            let now = now_ms();
+            // The next tick of this group's own grid: no drift, and groups spread out.
+            let at = (now - offset).div_euclid(interval) * interval + offset + interval;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis((at - now).max(0) as u64)) => {}
+            }
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || this.evaluate_group(index, at)).await;
+            self.flush_wake.notify_one();
+        }
+    }
+
+    fn results(&self, rule: &Rule, t_ms: i64) -> Result<Vec<(LabelMap, f64)>, String> {
+        if let Some(logs) = &rule.logs {
+            let window = logs.window.as_millis() as i64;
+            let count = self.logs.count(&rule.expr, t_ms - window, t_ms)? as f64;
+            return Ok(if count > logs.threshold {
+                vec![(LabelMap::new(), count)]
+            } else {
+                Vec::new()
+            });
+        }
+        match self.engine.instant_query(&rule.expr, t_ms) {
+            Ok(QueryValue::Vector(samples)) => Ok(samples
+                .into_iter()
+                .map(|s| {
+                    let labels: LabelMap = s
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.to_string(), l.value.to_string()))
+                        .collect();
+                    (labels, s.v)
+                })
+                .collect()),
+            Ok(QueryValue::Scalar { v, .. }) => Ok(vec![(LabelMap::new(), v)]),
+            Ok(other) => Err(format!(
+                "rule result is not a vector or scalar: {}",
+                other.type_name()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Evaluates one group at `t_ms` (called on a blocking thread).
+    pub fn evaluate_group(&self, index: usize, t_ms: i64) {
+        let (group, file) = {
+            let inner = self.inner.lock().expect("ruler lock");
+            let Some(run) = inner.groups.get(index) else {
+                return;
+            };
+            (run.group.clone(), run.file.clone())
+        };
+        let external = self.config.external_url.clone().unwrap_or_default();
+        let eval_t = t_ms - group.query_offset.map_or(0, |d| d.as_millis() as i64);
+        let started = std::time::Instant::now();
+        let mut transitions = Vec::new();
+        let mut notify = Vec::new();
+        let mut healths = Vec::new();
+        let mut new_alerts = Vec::new();
+        let current: Vec<RuleAlerts> = {
+            let inner = self.inner.lock().expect("ruler lock");
+            inner.groups[index].alerts.clone()
+        };
+        for (rule, mut alerts) in group.rules.iter().zip(current) {
+            let rule_started = std::time::Instant::now();
+            self.stats.evaluations.inc();
+            let outcome = self.results(rule, eval_t).and_then(|results| {
+                if group.limit > 0 && results.len() as u64 > group.limit {
+                    return Err(format!(
+                        "exceeded limit of {} with {} series",
+                        group.limit,
+                        results.len()
+                    ));
+                }
+                match &rule.kind {
+                    RuleKind::Record { name } => {
+                        self.record(rule, name, &group.labels, results, t_ms)
+                    }
+                    RuleKind::Alert { .. } => {
+                        let at = crate::state::Evaluation {
+                            group: &group.name,
+                            group_labels: &group.labels,
+                            now_ms: t_ms,
+                            external_url: &external,
+                        };
+                        alerts.evaluate(rule, &at, results, &mut transitions)?;
+                        notify.extend(to_notify(&alerts, &rule.expr, &external));
+                        Ok(())
+                    }
+                }
+            });
+            if outcome.is_err() {
+                self.stats.evaluation_failures.inc();
+            }
+            healths.push(RuleHealth {
+                last_error: outcome.err(),
+                last_eval_ms: Some(t_ms),
+                eval_seconds: rule_started.elapsed().as_secs_f64(),
+            });
+            new_alerts.push(alerts);
+        }
+        let mut inner = self.inner.lock().expect("ruler lock");
+        let Some(run) = inner.groups.get_mut(index) else {
+            return;
+        };
+        if run.file != file || run.group.name != group.name {
+            return;
+        }
+        run.alerts = new_alerts;
+        run.health = healths;
+        run.last_eval_ms = Some(t_ms);
+        run.eval_seconds = started.elapsed().as_secs_f64();
+        inner.dispatcher.receive(notify, now_ms());
+        for transition in transitions {
+            if inner.history.len() >= HISTORY {
+                inner.history.pop_front();
+            }
+            inner.history.push_back(transition);
+        }
+        self.save(&inner);
+    }
+
+    fn record(
+        &self,
+        rule: &Rule,
+        name: &str,
+        group_labels: &BTreeMap<String, String>,
+        results: Vec<(LabelMap, f64)>,
+        t_ms: i64,
+    ) -> Result<(), String> {
+        let mut out = Vec::with_capacity(results.len());
+        let mut seen = std::collections::HashSet::new();
+        for (mut labels, value) in results {
+            labels.insert("__name__".to_owned(), name.to_owned());
+            for (k, v) in group_labels.iter().chain(&rule.labels) {
+                if v.is_empty() {
+                    labels.remove(k);
+                } else {
+                    labels.insert(k.clone(), v.clone());
+                }
+            }
+            let labels = Labels::from_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if !seen.insert(labels.clone()) {
+                return Err(
+                    "vector contains metrics with the same labelset after applying rule labels"
+                        .to_owned(),
+                );
+            }
+            out.push((labels, t_ms, value));
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.sink.write(out)
+    }
+
+    fn save(&self, inner: &Inner) {
+        let saved = Saved {
+            alerts: inner
+                .groups
+                .iter()
+                .map(|g| {
+                    (
+                        g.key(),
+                        g.group
+                            .rules
+                            .iter()
+                            .zip(&g.alerts)
+                            .map(|(r, a)| (r.name().to_owned(), a.clone()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            groups: inner.dispatcher.groups.clone(),
+            silences: inner.dispatcher.silences.clone(),
+            history: inner.history.clone(),
+        };
+        match serde_json::to_vec(&saved) {
+            Ok(bytes) => {
+                if let Err(e) = self.store.put("state.json", &bytes) {
+                    tracing::error!(error = %e, "cannot save the alerting state");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode the alerting state"),
+        }
+    }
+
+    async fn flush_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let wait = {
+                let mut inner = self.inner.lock().expect("ruler lock");
+                let now = now_ms();
+                let notifications = inner.dispatcher.flush(now);
+                let mut queued = false;
+                for notification in &notifications {
+                    self.stats.notifications.inc();
+                    for delivery in inner.dispatcher.deliveries(notification) {
+                        let id = format!("{now}-{}", inner.next_id);
+                        inner.next_id += 1;
+                        let entry = OutboxEntry {
+                            id: id.clone(),
+                            delivery,
+                            created_ms: now,
+                            attempts: 0,
+                            next_attempt_ms: now,
+                            last_error: None,
+                            in_flight: false,
+                        };
+                        // Written before it is sent: a crash cannot lose it.
+                        match serde_json::to_vec(&entry) {
+                            Ok(bytes) => {
+                                if let Err(e) = self.store.put(&format!("outbox/{id}"), &bytes) {
+                                    tracing::error!(error = %e, "cannot write a notification to the outbox");
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot encode a notification"),
+                        }
+                        inner.outbox.insert(id, entry);
+                        queued = true;
+                    }
+                }
+                if !notifications.is_empty() {
+                    self.save(&inner);
+                }
+                if queued {
+                    self.send_wake.notify_one();
+                }
+                inner
+                    .dispatcher
+                    .next_due_ms()
+                    .map_or(60_000, |due| (due - now).clamp(1, 60_000))
+            };
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.flush_wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            }
+        }
+    }
+
+    async fn send_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let now = now_ms();
+            let (due, wait) = {
+                let mut inner = self.inner.lock().expect("ruler lock");
+                let mut due = Vec::new();
+                let mut expired = Vec::new();
+                for entry in inner.outbox.values_mut() {
+                    if entry.in_flight {
+                        continue;
+                    }
+                    if now - entry.created_ms > DELIVERY_EXPIRY_MS {
+                        expired.push(entry.id.clone());
+                    } else if entry.next_attempt_ms <= now {
+                        entry.in_flight = true;
+                        due.push(entry.clone());
+                    }
+                }
+                for id in expired {
+                    inner.outbox.remove(&id);
+                    self.stats.expired.inc();
+                    let _ = self.store.delete(&format!("outbox/{id}"));
+                    tracing::warn!(id = %id, "a notification expired undelivered after a day");
+                }
+                let wait = inner
+                    .outbox
+                    .values()
+                    .filter(|e| !e.in_flight)
+                    .map(|e| e.next_attempt_ms - now)
+                    .min()
+                    .unwrap_or(60_000)
+                    .clamp(1, 60_000);
+                (due, wait)
+            };
+            for entry in due {
+                let this = self.clone();
+                tokio::spawn(async move { this.deliver(entry).await });
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.send_wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            }
+        }
+    }
+
+    async fn deliver(self: Arc<Self>, entry: OutboxEntry) {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), post(&entry.delivery))
+            .await
+            .unwrap_or_else(|_| Err("timed out after 10s".to_owned()));
+        let mut inner = self.inner.lock().expect("ruler lock");
+        match outcome {
+            Ok(()) => {
+                self.stats.delivered.inc();
+                inner.outbox.remove(&entry.id);
+                if let Err(e) = self.store.delete(&format!("outbox/{}", entry.id)) {
+                    tracing::error!(error = %e, "cannot remove a delivered notification");
+                }
+            }
+            Err(error) => {
+                self.stats.delivery_failures.inc();
+                let Some(stored) = inner.outbox.get_mut(&entry.id) else {
+                    return;
+                };
+                stored.in_flight = false;
+                stored.attempts += 1;
+                // Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... up to a minute.
+                let base = (500i64 << stored.attempts.min(10)).min(MAX_BACKOFF_MS);
+                let jitter =
+                    (now_ms() ^ (i64::from(stored.attempts) * 7919)).rem_euclid(base / 4 + 1);
+                stored.next_attempt_ms = now_ms() + base - base / 8 + jitter;
+                tracing::warn!(
+                    receiver = %stored.delivery.receiver,
+                    url = %stored.delivery.url,
+                    attempts = stored.attempts,
+                    error = %error,
+                    "webhook delivery failed; will retry"
+                );
+                stored.last_error = Some(error);
+                if let Ok(bytes) = serde_json::to_vec(&*stored) {
+                    let _ = self.store.put(&format!("outbox/{}", stored.id), &bytes);
+                }
+                drop(inner);
+                self.send_wake.notify_one();
+            }
+        }
+    }
+
+    /// The groups with their rules, for `/api/v1/rules`, in Prometheus's shape.
+    pub fn rules_json(&self, kind: Option<&str>) -> serde_json::Value {
+        use serde_json::json;
+        let inner = self.inner.lock().expect("ruler lock");
+        let groups: Vec<serde_json::Value> = inner
+            .groups
+            .iter()
+            .map(|g| {
+                let rules: Vec<serde_json::Value> = g
+                    .group
+                    .rules
+                    .iter()
+                    .zip(&g.alerts)
+                    .zip(&g.health)
+                    .filter(|((r, _), _)| match kind {
+                        Some("alert") => matches!(r.kind, RuleKind::Alert { .. }),
+                        Some("record") => matches!(r.kind, RuleKind::Record { .. }),
+                        _ => true,
+                    })
+                    .map(|((rule, alerts), health)| {
+                        let health_word = match (&health.last_error, health.last_eval_ms) {
+                            (Some(_), _) => "err",
+                            (None, Some(_)) => "ok",
+                            (None, None) => "unknown",
+                        };
+                        let common = |mut v: serde_json::Value| {
+                            v["health"] = json!(health_word);
+                            v["lastError"] = json!(health.last_error.clone().unwrap_or_default());
+                            v["evaluationTime"] = json!(health.eval_seconds);
+                            v["lastEvaluation"] = json!(
+                                health
+                                    .last_eval_ms
+                                    .map_or_else(|| "0001-01-01T00:00:00Z".to_owned(), crate::notify::rfc3339)
+                            );
+                            v
+                        };
+                        match &rule.kind {
+                            RuleKind::Record { name } => common(json!({
+                                "name": name,
+                                "query": rule.expr,
+                                "labels": rule.labels,
+                                "type": "recording",
+                            })),
+                            RuleKind::Alert {
+                                name,
+                                for_duration,
+                                keep_firing_for,
+                                annotations,
+                                ..
+                            } => {
+                                let active: Vec<serde_json::Value> = alerts
+                                    .alerts
+                                    .values()
+                                    .filter(|a| a.state != AlertState::Inactive)
+                                    .map(alert_json)
+                                    .collect();
+                                let state = alerts
+                                    .alerts
+                                    .values()
+                                    .map(|a| a.state)
+                                    .max_by_key(|s| match s {
+                                        AlertState::Inactive => 0,
+                                        AlertState::Pending => 1,
+                                        AlertState::NoData => 2,
+                                        AlertState::Firing => 3,
+                                    })
+                                    .unwrap_or(AlertState::Inactive);
+                                let mut v = common(json!({
+                                    "state": state.as_str(),
+                                    "name": name,
+                                    "query": rule.expr,
+                                    "duration": for_duration.as_millis() / 1000,
+                                    "keepFiringFor": keep_firing_for.as_millis() / 1000,
+                                    "labels": rule.labels,
+                                    "annotations": annotations,
+                                    "alerts": active,
+                                    "type": "alerting",
+                                }));
+                                if let Some(logs) = &rule.logs {
+                                    v["logQuery"] = json!({
+                                        "window": logs.window.to_string(),
+                                        "threshold": logs.threshold,
+                                    });
+                                }
+                                v
+                            }
+                        }
+                    })
+                    .collect();
+                json!({
+                    "name": g.group.name,
+                    "file": g.file.display().to_string(),
+                    "rules": rules,
+                    "interval": g.interval_ms as f64 / 1000.0,
+                    "limit": g.group.limit,
+                    "evaluationTime": g.eval_seconds,
+                    "lastEvaluation": g.last_eval_ms.map_or_else(|| "0001-01-01T00:00:00Z".to_owned(), crate::notify::rfc3339),
+                })
+            })
+            .collect();
+        json!({ "groups": groups })
+    }
+
+    /// Active alerts, for `/api/v1/alerts`, in Prometheus's shape.
+    pub fn alerts_json(&self) -> serde_json::Value {
+        let inner = self.inner.lock().expect("ruler lock");
+        let alerts: Vec<serde_json::Value> = inner
+            .groups
+            .iter()
+            .flat_map(|g| g.alerts.iter())
+            .flat_map(|a| a.alerts.values())
+            .filter(|a| a.state != AlertState::Inactive)
+            .map(alert_json)
+            .collect();
+        serde_json::json!({ "alerts": alerts })
+    }
+
+    /// State changes, oldest first, of `rule` (all rules when `None`).
+    pub fn history_json(&self, rule: Option<&str>) -> serde_json::Value {
+        let inner = self.inner.lock().expect("ruler lock");
+        let changes: Vec<serde_json::Value> = inner
+            .history
+            .iter()
+            .filter(|t| rule.is_none_or(|r| t.rule == r))
+            .map(|t| {
+                serde_json::json!({
+                    "rule": t.rule,
+                    "group": t.group,
+                    "labels": t.labels,
+                    "from": t.from.as_str(),
+                    "to": t.to.as_str(),
+                    "value": crate::notify::value_text(t.value),
+                    "timestamp": crate::notify::rfc3339(t.at_ms),
+                })
+            })
+            .collect();
+        serde_json::json!(changes)
+    }
+
+    /// Silences with their state, in Alertmanager's v2 shape.
+    pub fn silences_json(&self) -> serde_json::Value {
+        let inner = self.inner.lock().expect("ruler lock");
+        let now = now_ms();
+        let list: Vec<serde_json::Value> = inner
+            .dispatcher
+            .silences
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                v["status"] = serde_json::json!({ "state": s.state(now) });
+                v
+            })
+            .collect();
+        serde_json::json!(list)
+    }
+
+    /// Adds (or, with a known id, replaces) a silence; returns its id.
+    pub fn add_silence(&self, mut silence: Silence) -> Result<String, String> {
+        silence.compile()?;
+        let mut inner = self.inner.lock().expect("ruler lock");
+        if silence.id.is_empty() {
+            let n = inner.next_id;
+            inner.next_id += 1;
+            silence.id = format!("{:016x}-{n}", now_ms());
+        } else if !inner.dispatcher.silences.iter().any(|s| s.id == silence.id) {
+            return Err(format!("silence {} not found", silence.id));
+        }
+        let id = silence.id.clone();
+        inner.dispatcher.silences.retain(|s| s.id != id);
+        inner.dispatcher.silences.push(silence);
+        self.save(&inner);
+        Ok(id)
+    }
+
+    /// Expires a silence now; false when there is none with that id.
+    pub fn expire_silence(&self, id: &str) -> bool {
+        let mut inner = self.inner.lock().expect("ruler lock");
+        let now = now_ms();
+        let Some(silence) = inner.dispatcher.silences.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        if silence.state(now) != "expired" {
+            silence.ends_at = crate::notify::rfc3339(now);
+            if silence.starts_at_ms().is_some_and(|s| s > now) {
+                silence.starts_at = silence.ends_at.clone();
+            }
+        }
+        self.save(&inner);
+        drop(inner);
+        self.flush_wake.notify_one();
+        true
+    }
+
+    /// Writes the ruler's counters to a `/metrics` page.
+    pub fn render_metrics(&self, page: &mut Exposition) {
+        let s = &self.stats;
+        page.single(
+            "sextant_rule_evaluations_total",
+            MetricKind::Counter,
+            "Rule evaluations.",
+            s.evaluations.get() as f64,
+        );
+        page.single(
+            "sextant_rule_evaluation_failures_total",
+            MetricKind::Counter,
+            "Rule evaluations that failed.",
+            s.evaluation_failures.get() as f64,
+        );
+        page.single(
+            "sextant_alert_notifications_total",
+            MetricKind::Counter,
+            "Notifications sent to receivers (before delivery).",
+            s.notifications.get() as f64,
+        );
+        page.family(
+            "sextant_webhook_deliveries_total",
+            MetricKind::Counter,
+            "Webhook requests by outcome.",
+        );
+        for (outcome, n) in [
+            ("delivered", s.delivered.get()),
+            ("failed", s.delivery_failures.get()),
+            ("expired", s.expired.get()),
+        ] {
+            page.sample(
+                "sextant_webhook_deliveries_total",
+                &[("outcome", outcome)],
+                n as f64,
+            );
+        }
+        let inner = self.inner.lock().expect("ruler lock");
+        page.single(
+            "sextant_webhook_outbox",
+            MetricKind::Gauge,
+            "Webhook requests waiting to be delivered.",
+            inner.outbox.len() as f64,
+        );
+        page.family(
+            "sextant_rule_group_last_duration_seconds",
+            MetricKind::Gauge,
+            "How long the last evaluation of a rule group took.",
+        );
+        for g in &inner.groups {
+            page.sample(
+                "sextant_rule_group_last_duration_seconds",
+                &[("rule_group", &g.key())],
+                g.eval_seconds,
+            );
+        }
+    }
+}
+
+fn alert_json(a: &crate::state::Alert) -> serde_json::Value {
+    serde_json::json!({
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "state": a.state.as_str(),
+        "activeAt": crate::notify::rfc3339(a.active_at_ms),
+        "value": crate::notify::value_text(a.value),
+    })
+}
+
+/// POSTs a webhook body; any 2xx is delivered.
+async fn post(delivery: &Delivery) -> Result<(), String> {
+    let rest = delivery.url.strip_prefix("http://").ok_or_else(|| {
+        format!(
+            "{}: only http:// webhooks can be delivered by this build",
+            delivery.url
+        )
+    })?;
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let address = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .map_err(|e| format!("POST {}: {e}", delivery.url))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("POST {}: {e}", delivery.url))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = hyper::Request::post(path)
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("Sextant/", env!("CARGO_PKG_VERSION")),
+        );
+    for (name, value) in &delivery.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request
+        .body(Full::new(Bytes::from(delivery.body.clone())))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("POST {}: {e}", delivery.url))?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("POST {}: HTTP status {status}", delivery.url))
+    }
+}

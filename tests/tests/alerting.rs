@@ -1,0 +1,440 @@
+//! The book's alert, end to end: a queue-depth gauge pushed with the Python
+//! `statsd` client crosses 100, a Prometheus rule file fires, and webhook
+//! receivers (small HTTP servers here) get Grafana's `alerting` and
+//! Alertmanager's `firing`, then `ok` and `resolved`; a silence mutes; a
+//! receiver that is down gets every notification once it is back, across a
+//! crash of Sextant too.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sextant_tests::{KeptData, Sextant, run_python};
+
+/// A webhook receiver: records every JSON body POSTed to it.
+struct Receiver {
+    port: u16,
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        Self::on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn on(listener: TcpListener) -> Self {
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+                if let Ok(json) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push((path, json));
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self { port, bodies }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits for a body at `path` that `check` accepts; returns it.
+    fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((_, body)) = self
+                .bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(p, b)| p == path && check(b))
+            {
+                return body.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} at {path}; got {:?}",
+                self.bodies.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn count(&self, path: &str, check: impl Fn(&Value) -> bool) -> usize {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, b)| p == path && check(b))
+            .count()
+    }
+}
+
+const RULES: &str = r#"
+groups:
+  - name: rabbitmq
+    interval: 1s
+    rules:
+      - alert: HighNumberOfMessagesInQueue
+        expr: rabbitmq_queue_messages > 100
+        for: 0s
+        labels:
+          severity: page
+        annotations:
+          summary: "Messages accumulating in the queue"
+          description: "{{ $value }} messages in the queue"
+      - record: queue:messages:max
+        expr: max(rabbitmq_queue_messages)
+"#;
+
+fn write_config(dir: &Path, receiver: &str) -> String {
+    std::fs::write(dir.join("rules.yml"), RULES).unwrap();
+    let config = dir.join("sextant.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+rule_files: [rules.yml]
+statsd:
+  flush_interval: 200ms
+alerting:
+  external_url: http://sextant.example:7070
+  receivers:
+    - name: ops
+      webhooks:
+        - url: {receiver}/grafana
+          format: grafana
+        - url: {receiver}/alertmanager
+          format: alertmanager
+          headers: {{X-Team: payments}}
+  route:
+    receiver: ops
+    group_by: [alertname]
+    group_wait: 0s
+    group_interval: 1s
+    repeat_interval: 1h
+"#
+        ),
+    )
+    .unwrap();
+    config.to_str().unwrap().to_owned()
+}
+
+fn start(config: &str) -> Sextant {
+    Sextant::builder().args(["--config", config]).start()
+}
+
+fn push_queue_depth(server: &Sextant, depth: i64) {
+    let udp = server.addr("statsd", "udp");
+    run_python(
+        r#"
+import sys, statsd
+client = statsd.StatsClient(sys.argv[1], int(sys.argv[2]), prefix="rabbitmq")
+client.gauge("queue_messages", int(sys.argv[3]))
+"#,
+        &[
+            &udp.ip().to_string(),
+            &udp.port().to_string(),
+            &depth.to_string(),
+        ],
+    );
+}
+
+fn firing(body: &Value) -> bool {
+    body["status"] == "firing"
+}
+
+fn alerting(body: &Value) -> bool {
+    body["state"] == "alerting"
+}
+
+#[test]
+fn the_books_queue_alert_fires_and_resolves_in_both_webhook_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let server = start(&write_config(dir.path(), &receiver.url("")));
+    push_queue_depth(&server, 150);
+
+    let grafana = receiver.wait_for("/grafana", "alerting notification", alerting);
+    assert_eq!(grafana["title"], "[Alerting] HighNumberOfMessagesInQueue");
+    assert_eq!(grafana["ruleName"], "HighNumberOfMessagesInQueue");
+    assert_eq!(grafana["evalMatches"][0]["value"], 150.0);
+    assert_eq!(grafana["evalMatches"][0]["tags"]["severity"], "page");
+    assert_eq!(grafana["message"], "Messages accumulating in the queue");
+    assert!(
+        grafana["ruleUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://sextant.example:7070/")
+    );
+    let am = receiver.wait_for("/alertmanager", "firing notification", firing);
+    assert_eq!(am["version"], "4");
+    assert_eq!(am["receiver"], "ops");
+    assert_eq!(
+        am["groupKey"],
+        "{}:{alertname=\"HighNumberOfMessagesInQueue\"}"
+    );
+    assert_eq!(
+        am["groupLabels"]["alertname"],
+        "HighNumberOfMessagesInQueue"
+    );
+    assert_eq!(am["commonLabels"]["severity"], "page");
+    assert_eq!(am["externalURL"], "http://sextant.example:7070");
+    let alert = &am["alerts"][0];
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["labels"]["alertname"], "HighNumberOfMessagesInQueue");
+    assert_eq!(
+        alert["annotations"]["description"],
+        "150 messages in the queue"
+    );
+    assert_eq!(alert["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(alert["fingerprint"].as_str().unwrap().len(), 16);
+    assert!(
+        alert["generatorURL"]
+            .as_str()
+            .unwrap()
+            .contains("rabbitmq_queue_messages")
+    );
+
+    // The APIs show the alert firing, and the recording rule stored its series.
+    let alerts = server.get("/api/v1/alerts").json();
+    assert_eq!(alerts["data"]["alerts"][0]["state"], "firing");
+    assert_eq!(alerts["data"]["alerts"][0]["value"], "1.5e+02");
+    let rules = server.get("/api/v1/rules").json();
+    let group = &rules["data"]["groups"][0];
+    assert_eq!(group["name"], "rabbitmq");
+    assert_eq!(group["interval"], 1.0);
+    assert_eq!(group["rules"][0]["state"], "firing");
+    assert_eq!(group["rules"][0]["health"], "ok");
+    assert_eq!(group["rules"][1]["type"], "recording");
+    let recorded = server.wait_for_query("queue:messages:max", |r| !r[0].is_null());
+    assert_eq!(recorded[0]["value"][1], "150");
+    let only_alerting = server.get("/api/v1/rules?type=alert").json();
+    assert_eq!(
+        only_alerting["data"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The queue drains: ok and resolved, once each.
+    push_queue_depth(&server, 20);
+    let ok = receiver.wait_for("/grafana", "ok notification", |b| b["state"] == "ok");
+    assert_eq!(ok["title"], "[OK] HighNumberOfMessagesInQueue");
+    let resolved = receiver.wait_for("/alertmanager", "resolved notification", |b| {
+        b["status"] == "resolved"
+    });
+    assert_eq!(resolved["alerts"][0]["status"], "resolved");
+    assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        receiver.count("/grafana", alerting),
+        1,
+        "one alerting notification"
+    );
+    assert_eq!(
+        receiver.count("/alertmanager", firing),
+        1,
+        "one firing notification"
+    );
+    assert_eq!(
+        receiver.count("/alertmanager", |b| b["status"] == "resolved"),
+        1
+    );
+
+    // Every change is in the history, oldest first.
+    let history = server
+        .get("/api/v1/alerts/history?rule=HighNumberOfMessagesInQueue")
+        .json();
+    let changes: Vec<(String, String)> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["from"].as_str().unwrap().to_owned(),
+                c["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("inactive".to_owned(), "pending".to_owned()),
+            ("pending".to_owned(), "firing".to_owned()),
+            ("firing".to_owned(), "inactive".to_owned()),
+        ]
+    );
+    assert_eq!(history["data"][1]["value"], "1.5e+02");
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("sextant_webhook_deliveries_total{outcome=\"delivered\"} 4"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_silence_mutes_until_it_is_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let server = start(&write_config(dir.path(), &receiver.url("")));
+    let silence = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "HighNumberOfMessagesInQueue", "isRegex": false, "isEqual": true}],
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2100-01-01T00:00:00Z",
+        "createdBy": "ops@simplebank",
+        "comment": "queue migration",
+    });
+    let reply = server.post_path(
+        "/api/v1/silences",
+        "application/json",
+        silence.to_string().as_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply.json()["silenceID"].as_str().unwrap().to_owned();
+    let listed = server.get("/api/v1/silences").json();
+    assert_eq!(listed[0]["status"]["state"], "active");
+    assert_eq!(listed[0]["comment"], "queue migration");
+
+    push_queue_depth(&server, 150);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] != "firing" {
+        assert!(Instant::now() < deadline, "the alert never fired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Firing, but muted: evaluations go on for three seconds and nothing is sent.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        assert_eq!(
+            server.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"],
+            "firing"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(receiver.count("/alertmanager", |_| true), 0, "silenced");
+
+    // A bad silence is refused with the reason.
+    let bad = server.post_path(
+        "/api/v1/silences",
+        "application/json",
+        br#"{"matchers": [], "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2100-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("at least one matcher"), "{}", bad.body);
+
+    assert_eq!(server.delete(&format!("/api/v1/silences/{id}")).status, 200);
+    assert_eq!(server.delete("/api/v1/silences/nope").status, 404);
+    receiver.wait_for("/alertmanager", "firing once the silence expired", firing);
+    assert_eq!(
+        server.get("/api/v1/silences").json()[0]["status"]["state"],
+        "expired"
+    );
+}
+
+#[test]
+fn a_receiver_that_was_down_gets_every_notification_even_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    // The receiver's port is known but nothing listens on it yet.
+    let reserved = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    drop(reserved);
+    let config = write_config(dir.path(), &format!("http://127.0.0.1:{port}"));
+    let server = start(&config);
+    push_queue_depth(&server, 150);
+    // Firing; the webhook fails and the notification waits in the outbox.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = server.get("/metrics").body;
+        if metrics.contains("sextant_webhook_deliveries_total{outcome=\"failed\"} ")
+            && !metrics.contains("sextant_webhook_deliveries_total{outcome=\"failed\"} 0\n")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed delivery: {metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kept: KeptData = server.kill_hard();
+
+    let receiver = Receiver::on(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let server = Sextant::builder()
+        .data_dir(&kept.data_dir)
+        .args(["--config", &config])
+        .start();
+    receiver.wait_for(
+        "/grafana",
+        "alerting notification after the restart",
+        alerting,
+    );
+    receiver.wait_for(
+        "/alertmanager",
+        "firing notification after the restart",
+        firing,
+    );
+    // The alert kept firing across the restart: it is not announced twice.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(receiver.count("/alertmanager", firing), 1);
+    assert_eq!(receiver.count("/grafana", alerting), 1);
+    push_queue_depth(&server, 10);
+    receiver.wait_for("/alertmanager", "resolved", |b| b["status"] == "resolved");
+}
+
+#[test]
+fn check_config_refuses_what_prometheus_refuses_in_rule_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9");
+    let out = sextant_tests::run_sextant(&["check-config", &config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (rules, reason) in [
+        (
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(x[5m]\n",
+            "invalid expression",
+        ),
+        (
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    annotations: {s: '{{ $nope }}'}\n",
+            "undefined variable",
+        ),
+        (
+            "groups:\n- name: g\n  rules:\n  - alert: A\n    logs: 'level:ERROR'\n",
+            "needs a `window`",
+        ),
+    ] {
+        std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+        let out = sextant_tests::run_sextant(&["check-config", &config]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{rules}");
+        assert!(stderr.contains(reason), "{rules}: {stderr}");
+        assert!(stderr.contains("rules.yml"), "{stderr}");
+    }
+}
