@@ -64,6 +64,8 @@ const MAX_BACKOFF_MS: i64 = 60_000;
 /// What the last evaluation of a rule found.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RuleHealth {
+    /// Evaluations that failed since start.
+    pub failures: u64,
     pub last_error: Option<String>,
     pub last_eval_ms: Option<i64>,
     pub eval_seconds: f64,
@@ -405,9 +407,12 @@ impl Ruler {
         let mut notify = Vec::new();
         let mut healths = Vec::new();
         let mut new_alerts = Vec::new();
-        let current: Vec<RuleAlerts> = {
+        let (current, previous_health): (Vec<RuleAlerts>, Vec<RuleHealth>) = {
             let inner = self.inner.lock().expect("ruler lock");
-            inner.groups[index].alerts.clone()
+            (
+                inner.groups[index].alerts.clone(),
+                inner.groups[index].health.clone(),
+            )
         };
         for (rule, mut alerts) in group.rules.iter().zip(current) {
             let rule_started = std::time::Instant::now();
@@ -433,6 +438,7 @@ impl Ruler {
                         };
                         alerts.evaluate(rule, &at, results, &mut transitions)?;
                         notify.extend(to_notify(&alerts, &rule.expr, &external));
+                        self.write_alert_series(&alerts, t_ms);
                         Ok(())
                     }
                 }
@@ -440,7 +446,13 @@ impl Ruler {
             if outcome.is_err() {
                 self.stats.evaluation_failures.inc();
             }
+            let failures = previous_health.get(healths.len()).map_or(0, |h| h.failures)
+                + u64::from(outcome.is_err());
+            if let Err(e) = &outcome {
+                tracing::warn!(group = %group.name, rule = %rule.name(), error = %e, "rule evaluation failed");
+            }
             healths.push(RuleHealth {
+                failures,
                 last_error: outcome.err(),
                 last_eval_ms: Some(t_ms),
                 eval_seconds: rule_started.elapsed().as_secs_f64(),
@@ -500,6 +512,41 @@ impl Ruler {
             return Ok(());
         }
         self.sink.write(out)
+    }
+
+    /// `ALERTS` and `ALERTS_FOR_STATE` series, as Prometheus writes them, so
+    /// PromQL and dashboards see which alerts are pending or firing.
+    fn write_alert_series(&self, alerts: &RuleAlerts, t_ms: i64) {
+        let mut out = Vec::new();
+        for alert in alerts.alerts.values() {
+            let state = match alert.state {
+                AlertState::Pending => "pending",
+                AlertState::Firing => "firing",
+                AlertState::NoData => "nodata",
+                AlertState::Inactive => continue,
+            };
+            let pairs = |name: &'static str, extra: Option<(&'static str, &'static str)>| {
+                Labels::from_pairs(
+                    alert
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .chain([("__name__", name)])
+                        .chain(extra),
+                )
+            };
+            out.push((pairs("ALERTS", Some(("alertstate", state))), t_ms, 1.0));
+            out.push((
+                pairs("ALERTS_FOR_STATE", None),
+                t_ms,
+                alert.active_at_ms as f64 / 1000.0,
+            ));
+        }
+        if !out.is_empty()
+            && let Err(e) = self.sink.write(out)
+        {
+            tracing::warn!(error = %e, "cannot write the ALERTS series");
+        }
     }
 
     fn save(&self, inner: &Inner) {
@@ -922,6 +969,35 @@ impl Ruler {
                 &[("rule_group", &g.key())],
                 g.eval_seconds,
             );
+        }
+        for (family, kind, help) in [
+            (
+                "sextant_rule_last_evaluation_seconds",
+                MetricKind::Gauge,
+                "How long the last evaluation of a rule took.",
+            ),
+            (
+                "sextant_rule_evaluation_failures_by_rule_total",
+                MetricKind::Counter,
+                "Failed evaluations of a rule since start.",
+            ),
+        ] {
+            page.family(family, kind, help);
+            for g in &inner.groups {
+                let key = g.key();
+                for (rule, health) in g.group.rules.iter().zip(&g.health) {
+                    let value = if kind == MetricKind::Counter {
+                        health.failures as f64
+                    } else {
+                        health.eval_seconds
+                    };
+                    page.sample(
+                        family,
+                        &[("rule_group", &key), ("rule", rule.name())],
+                        value,
+                    );
+                }
+            }
         }
     }
 }

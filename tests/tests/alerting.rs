@@ -234,6 +234,12 @@ fn the_books_queue_alert_fires_and_resolves_in_both_webhook_shapes() {
     assert_eq!(group["rules"][0]["state"], "firing");
     assert_eq!(group["rules"][0]["health"], "ok");
     assert_eq!(group["rules"][1]["type"], "recording");
+    let series = server.wait_for_query("ALERTS{alertstate=\"firing\"}", |r| !r[0].is_null());
+    assert_eq!(
+        series[0]["metric"]["alertname"],
+        "HighNumberOfMessagesInQueue"
+    );
+    assert_eq!(series[0]["metric"]["severity"], "page");
     let recorded = server.wait_for_query("queue:messages:max", |r| !r[0].is_null());
     assert_eq!(recorded[0]["value"][1], "150");
     let only_alerting = server.get("/api/v1/rules?type=alert").json();
@@ -437,4 +443,145 @@ fn check_config_refuses_what_prometheus_refuses_in_rule_files() {
         assert!(stderr.contains(reason), "{rules}: {stderr}");
         assert!(stderr.contains("rules.yml"), "{stderr}");
     }
+}
+
+#[test]
+fn a_log_rule_fires_on_the_count_of_matching_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = write_config(dir.path(), &receiver.url(""));
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        r#"
+groups:
+  - name: logs
+    interval: 1s
+    rules:
+      - alert: OrderErrors
+        logs: 'level:ERROR AND service:orders'
+        window: 5m
+        threshold: 5
+        labels: {severity: warning}
+        annotations: {summary: "{{ $value }} errors in orders"}
+"#,
+    )
+    .unwrap();
+    let server = start(&config);
+    let mut batch = String::new();
+    for (service, level, n) in [
+        ("orders", "ERROR", 7),
+        ("orders", "INFO", 20),
+        ("fees", "ERROR", 9),
+    ] {
+        for i in 0..n {
+            batch.push_str(&format!(
+                "{{\"message\":\"sell order {i} failed\",\"service\":\"{service}\",\"levelname\":\"{level}\"}}\n"
+            ));
+        }
+    }
+    let reply = server.post_path("/api/v1/logs", "application/x-ndjson", batch.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = receiver.wait_for("/grafana", "alerting notification", alerting);
+    assert_eq!(body["ruleName"], "OrderErrors");
+    assert_eq!(body["evalMatches"][0]["value"], 7.0);
+    assert_eq!(body["message"], "7 errors in orders");
+    let rules = server.get("/api/v1/rules").json();
+    let rule = &rules["data"]["groups"][0]["rules"][0];
+    assert_eq!(rule["query"], "level:ERROR AND service:orders");
+    assert_eq!(rule["state"], "firing");
+    assert_eq!(rule["logQuery"]["threshold"], 5.0);
+}
+
+#[test]
+fn rule_files_reload_on_post_and_sighup_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9");
+    let server = start(&config);
+    let names = |server: &Sextant| -> Vec<String> {
+        server.get("/api/v1/rules").json()["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap().clone())
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&server),
+        ["HighNumberOfMessagesInQueue", "queue:messages:max"]
+    );
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: orders\n    rules:\n      - alert: NoOrdersCompleted\n        expr: sum(rate(orders_completed[5m])) == 0\n        for: 5m\n",
+    )
+    .unwrap();
+    let reply = server.post_path("/-/reload", "text/plain", b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(names(&server), ["NoOrdersCompleted"]);
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: broken\n    rules:\n      - alert: X\n        expr: rate(\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.logs().contains("configuration reload refused") {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        names(&server),
+        ["NoOrdersCompleted"],
+        "the running rules stay"
+    );
+}
+
+#[test]
+fn promtool_and_check_config_agree_on_rule_files() {
+    let promtool = Path::new("/usr/bin/promtool");
+    assert!(
+        promtool.is_file(),
+        "Debian's prometheus (promtool) is not installed: run scripts/setup-test-env"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "http://127.0.0.1:9");
+    let cases = [
+        RULES,
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(x[5m]\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    record: b\n    expr: up\n",
+        "groups:\n- name: g\n  rules:\n  - record: 'bad name'\n    expr: up\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    for: 5x\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    labels: {'0bad': x}\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    annotations: {s: '{{ $nope }}'}\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    annotations: {s: '{{ $labels.job'}\n",
+        "groups:\n- name: g\n  rules: []\n- name: g\n  rules: []\n",
+        "groups:\n- name: g\n  interval: 30s\n  rules:\n  - record: job:up:sum\n    expr: sum by (job) (up)\n    labels: {team: infra}\n",
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: up == 0\n    for: 1m\n    keep_firing_for: 5m\n    annotations: {d: '{{ $value | humanize }} {{ humanizeDuration 3 }}'}\n",
+    ];
+    let mut valid = 0;
+    for rules in cases {
+        let file = dir.path().join("rules.yml");
+        std::fs::write(&file, rules).unwrap();
+        let theirs = std::process::Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let ours = sextant_tests::run_sextant(&["check-config", &config]);
+        assert_eq!(
+            ours.status.success(),
+            theirs.status.success(),
+            "{rules}\npromtool: {}{}\nsextant: {}",
+            String::from_utf8_lossy(&theirs.stdout),
+            String::from_utf8_lossy(&theirs.stderr),
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        valid += usize::from(theirs.status.success());
+    }
+    assert_eq!(valid, 3, "the valid files are the book's and two more");
 }
