@@ -270,6 +270,37 @@ mod tests {
     }
 
     #[test]
+    fn webhook_credentials_become_an_authorization_header() {
+        let config = parse(
+            r#"
+receivers:
+  - name: basic
+    webhooks:
+      - url: http://hooks.example/a
+        basic_auth: {username: alertbot, password: "s3cret!"}
+      - url: http://hooks.example/b
+        bearer_token: abc.def
+"#,
+        )
+        .unwrap();
+        let hooks = &config.receivers[0].webhooks;
+        // base64("alertbot:s3cret!")
+        assert_eq!(
+            hooks[0].authorization.as_deref(),
+            Some("Basic YWxlcnRib3Q6czNjcmV0IQ==")
+        );
+        assert_eq!(hooks[1].authorization.as_deref(), Some("Bearer abc.def"));
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        let both = parse(
+            "receivers:\n  - name: x\n    webhooks:\n      - url: http://h/\n        bearer_token: t\n        basic_auth: {username: u}\n",
+        )
+        .unwrap_err();
+        assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
     fn the_contract_example_parses() {
         let config = parse(
             r#"

@@ -413,6 +413,13 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Drops groups whose route index no longer exists (after a reload with
+    /// a smaller routing tree); their alerts arrive again at the next evaluation.
+    pub fn forget_unknown_routes(&mut self) {
+        let routes = self.routes.len();
+        self.groups.retain(|_, g| g.route < routes);
+    }
+
     /// The earliest time a group may flush.
     pub fn next_due_ms(&self) -> Option<i64> {
         self.groups.values().map(|g| g.next_flush_ms).min()

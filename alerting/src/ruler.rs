@@ -101,18 +101,43 @@ pub struct OutboxEntry {
     in_flight: bool,
 }
 
-/// What survives a restart, besides the outbox.
+/// The alert instances of one rule group, kept in `rules/<fingerprint>`
+/// and written when one of them changes state.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Saved {
-    /// Alert instances by group key, then rule name.
-    alerts: BTreeMap<String, BTreeMap<String, RuleAlerts>>,
+struct SavedGroup {
+    key: String,
+    /// By rule name.
+    alerts: BTreeMap<String, RuleAlerts>,
+}
+
+/// The notifier's groups and the silences, kept in `notify.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedNotify {
     groups: BTreeMap<String, crate::notify::Group>,
     silences: Vec<Silence>,
-    history: VecDeque<Transition>,
+}
+
+fn load<T: serde::de::DeserializeOwned>(store: &dyn StateStore, name: &str) -> Option<T> {
+    let bytes = store.get(name).ok().flatten()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(name, error = %e, "unreadable alerting state; starting without it");
+            None
+        }
+    }
+}
+
+fn group_file(key: &str) -> String {
+    format!(
+        "rules/{}.json",
+        crate::state::fingerprint(&LabelMap::from([("group".to_owned(), key.to_owned())]))
+    )
 }
 
 #[derive(Debug)]
 struct Inner {
+    config: AlertingConfig,
     groups: Vec<GroupRun>,
     dispatcher: Dispatcher,
     history: VecDeque<Transition>,
@@ -136,7 +161,6 @@ pub struct Ruler {
     logs: Arc<dyn LogCounter>,
     sink: Arc<dyn SampleSink>,
     store: Arc<dyn StateStore>,
-    config: AlertingConfig,
     default_interval_ms: i64,
     inner: Mutex<Inner>,
     flush_wake: tokio::sync::Notify,
@@ -212,15 +236,18 @@ impl Ruler {
         default_interval_ms: i64,
         groups: Vec<LoadedGroup>,
     ) -> Self {
-        let saved: Saved = store
-            .get("state.json")
-            .ok()
-            .flatten()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let notify: SavedNotify = load(&*store, "notify.json").unwrap_or_default();
+        let history: VecDeque<Transition> = load(&*store, "history.json").unwrap_or_default();
+        let saved_alerts: BTreeMap<String, BTreeMap<String, RuleAlerts>> = store
+            .list("rules/")
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| load::<SavedGroup>(&*store, name))
+            .map(|g| (g.key, g.alerts))
+            .collect();
         let mut dispatcher = Dispatcher::new(&config);
-        dispatcher.groups = saved.groups;
-        dispatcher.silences = saved.silences;
+        dispatcher.groups = notify.groups;
+        dispatcher.silences = notify.silences;
         let mut outbox = BTreeMap::new();
         let mut next_id = 0;
         for name in store.list("outbox/").unwrap_or_default() {
@@ -242,12 +269,12 @@ impl Ruler {
             logs,
             sink,
             store,
-            config,
             default_interval_ms,
             inner: Mutex::new(Inner {
+                config,
                 groups: Vec::new(),
                 dispatcher,
-                history: saved.history,
+                history,
                 outbox,
                 next_id,
             }),
@@ -256,7 +283,7 @@ impl Ruler {
             tasks: Mutex::new(Vec::new()),
             stats: Stats::default(),
         };
-        ruler.set_groups(groups, Some(&saved.alerts));
+        ruler.set_groups(groups, Some(&saved_alerts));
         ruler
     }
 
@@ -326,10 +353,26 @@ impl Ruler {
         tasks.push(tokio::spawn(self.clone().send_loop(cancel.clone())));
     }
 
-    /// Replaces the rule groups (a reload): alert states of rules that stay are kept.
-    pub fn reload(self: &Arc<Self>, groups: Vec<LoadedGroup>, cancel: &CancellationToken) {
+    /// Replaces the rule groups and the receivers and routes (a reload):
+    /// alert states of rules that stay, notification groups and silences are kept.
+    pub fn reload(
+        self: &Arc<Self>,
+        groups: Vec<LoadedGroup>,
+        config: AlertingConfig,
+        cancel: &CancellationToken,
+    ) {
         for task in self.tasks.lock().expect("tasks lock").drain(..) {
             task.abort();
+        }
+        {
+            let mut inner = self.inner.lock().expect("ruler lock");
+            let mut dispatcher = Dispatcher::new(&config);
+            dispatcher.groups = std::mem::take(&mut inner.dispatcher.groups);
+            dispatcher.silences = std::mem::take(&mut inner.dispatcher.silences);
+            // Groups whose route is gone start over under the new tree.
+            dispatcher.forget_unknown_routes();
+            inner.dispatcher = dispatcher;
+            inner.config = config;
         }
         self.set_groups(groups, None);
         self.start(cancel);
@@ -400,7 +443,14 @@ impl Ruler {
             };
             (run.group.clone(), run.file.clone())
         };
-        let external = self.config.external_url.clone().unwrap_or_default();
+        let external = self
+            .inner
+            .lock()
+            .expect("ruler lock")
+            .config
+            .external_url
+            .clone()
+            .unwrap_or_default();
         let eval_t = t_ms - group.query_offset.map_or(0, |d| d.as_millis() as i64);
         let started = std::time::Instant::now();
         let mut transitions = Vec::new();
@@ -459,6 +509,18 @@ impl Ruler {
             });
             new_alerts.push(alerts);
         }
+        // Saved when an alert changed state (a value that moved is not worth
+        // a write), encoded under the lock and written after it.
+        let changed = !transitions.is_empty();
+        let saved = changed.then(|| SavedGroup {
+            key: format!("{};{}", file.display(), group.name),
+            alerts: group
+                .rules
+                .iter()
+                .zip(&new_alerts)
+                .map(|(r, a)| (r.name().to_owned(), a.clone()))
+                .collect(),
+        });
         let mut inner = self.inner.lock().expect("ruler lock");
         let Some(run) = inner.groups.get_mut(index) else {
             return;
@@ -477,7 +539,19 @@ impl Ruler {
             }
             inner.history.push_back(transition);
         }
-        self.save(&inner);
+        let history = saved.as_ref().map(|_| serde_json::to_vec(&inner.history));
+        drop(inner);
+        if let (Some(saved), Some(history)) = (saved, history) {
+            self.put(&group_file(&saved.key), &saved);
+            match history {
+                Ok(bytes) => {
+                    if let Err(e) = self.store.put("history.json", &bytes) {
+                        tracing::error!(error = %e, "cannot save the alert history");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot encode the alert history"),
+            }
+        }
     }
 
     fn record(
@@ -549,35 +623,25 @@ impl Ruler {
         }
     }
 
-    fn save(&self, inner: &Inner) {
-        let saved = Saved {
-            alerts: inner
-                .groups
-                .iter()
-                .map(|g| {
-                    (
-                        g.key(),
-                        g.group
-                            .rules
-                            .iter()
-                            .zip(&g.alerts)
-                            .map(|(r, a)| (r.name().to_owned(), a.clone()))
-                            .collect(),
-                    )
-                })
-                .collect(),
-            groups: inner.dispatcher.groups.clone(),
-            silences: inner.dispatcher.silences.clone(),
-            history: inner.history.clone(),
-        };
-        match serde_json::to_vec(&saved) {
+    fn put(&self, name: &str, value: &impl Serialize) {
+        match serde_json::to_vec(value) {
             Ok(bytes) => {
-                if let Err(e) = self.store.put("state.json", &bytes) {
-                    tracing::error!(error = %e, "cannot save the alerting state");
+                if let Err(e) = self.store.put(name, &bytes) {
+                    tracing::error!(name, error = %e, "cannot save the alerting state");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode the alerting state"),
+            Err(e) => tracing::error!(name, error = %e, "cannot encode the alerting state"),
         }
+    }
+
+    fn save_notify(&self, inner: &Inner) {
+        self.put(
+            "notify.json",
+            &SavedNotify {
+                groups: inner.dispatcher.groups.clone(),
+                silences: inner.dispatcher.silences.clone(),
+            },
+        );
     }
 
     async fn flush_loop(self: Arc<Self>, cancel: CancellationToken) {
@@ -615,7 +679,7 @@ impl Ruler {
                     }
                 }
                 if !notifications.is_empty() {
-                    self.save(&inner);
+                    self.save_notify(&inner);
                 }
                 if queued {
                     self.send_wake.notify_one();
@@ -891,7 +955,7 @@ impl Ruler {
         let id = silence.id.clone();
         inner.dispatcher.silences.retain(|s| s.id != id);
         inner.dispatcher.silences.push(silence);
-        self.save(&inner);
+        self.save_notify(&inner);
         Ok(id)
     }
 
@@ -908,7 +972,7 @@ impl Ruler {
                 silence.starts_at = silence.ends_at.clone();
             }
         }
-        self.save(&inner);
+        self.save_notify(&inner);
         drop(inner);
         self.flush_wake.notify_one();
         true

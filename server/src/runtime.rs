@@ -108,7 +108,11 @@ impl Runtime {
             apply_scrape(manager, &loaded).await;
         }
         if let Some((ruler, cancel)) = self.ruler.get() {
-            ruler.reload(crate::alerting_api::groups_of(Some(&loaded)), cancel);
+            ruler.reload(
+                crate::alerting_api::groups_of(Some(&loaded)),
+                loaded.file.alerting.clone(),
+                cancel,
+            );
         }
         Ok(())
     }

@@ -585,3 +585,24 @@ fn promtool_and_check_config_agree_on_rule_files() {
     }
     assert_eq!(valid, 3, "the valid files are the book's and two more");
 }
+
+#[test]
+fn a_rule_without_data_goes_to_no_data_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let config = write_config(dir.path(), &receiver.url(""));
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: orders\n    interval: 1s\n    rules:\n      - alert: NoOrdersCompleted\n        expr: sum(rate(orders_completed_total[1m])) == 0\n        no_data_for: 2s\n",
+    )
+    .unwrap();
+    let server = start(&config);
+    let body = receiver.wait_for("/grafana", "no_data notification", |b| {
+        b["state"] == "no_data"
+    });
+    assert_eq!(body["title"], "[No Data] NoOrdersCompleted");
+    let am = receiver.wait_for("/alertmanager", "firing (no data)", firing);
+    assert_eq!(am["alerts"][0]["labels"]["alertstate"], "nodata");
+    let alerts = server.get("/api/v1/alerts").json();
+    assert_eq!(alerts["data"]["alerts"][0]["state"], "nodata");
+}

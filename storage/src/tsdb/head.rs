@@ -473,9 +473,24 @@ impl HeadInner {
 
     /// Ids of series matching every matcher, in their labels' order.
     pub fn select_ids_in_label_order(&self, matchers: &[Matcher]) -> Vec<u64> {
-        let order = self.label_order();
-        let mut ranked: Vec<(u32, u64)> = self
-            .select_ids(matchers)
+        let ids = self.select_ids(matchers);
+        let cached = self.label_order.lock().expect("label order lock").clone();
+        // The rank of every series pays off for a large selection; a small
+        // one (a rule's, a dashboard panel's) is sorted by its own labels, so
+        // series that come and go between queries cost no full re-sort.
+        let order = match cached {
+            Some(order) => order,
+            None if ids.len() >= 1024 && ids.len() * 4 >= self.series.len() => self.label_order(),
+            None => {
+                let mut by_labels: Vec<(&Labels, u64)> = ids
+                    .iter()
+                    .map(|id| (&self.series[id].labels, *id))
+                    .collect();
+                by_labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                return by_labels.into_iter().map(|(_, id)| id).collect();
+            }
+        };
+        let mut ranked: Vec<(u32, u64)> = ids
             .into_iter()
             .map(|id| (order.get(&id).copied().unwrap_or(u32::MAX), id))
             .collect();
