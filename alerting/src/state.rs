@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::rules::{NoDataState, Rule, RuleKind};
-use crate::template::{self, Context};
+use crate::template::{Context, Template};
 
 /// Labels or annotations by name.
 pub type LabelMap = BTreeMap<String, String>;
@@ -145,6 +145,19 @@ impl RuleAlerts {
         self.first_eval_ms.get_or_insert(now_ms);
         let mut seen: BTreeMap<String, (LabelMap, LabelMap, f64)> = BTreeMap::new();
         let empty = results.is_empty();
+        // Templates are parsed once per evaluation, not once per alert.
+        let compile = |map: &'_ BTreeMap<String, String>| -> Vec<(String, Template)> {
+            map.iter()
+                .map(|(k, v)| {
+                    let template = Template::parse(v).unwrap_or_else(|e| {
+                        Template::literal(format!("<error expanding template: {e}>"))
+                    });
+                    (k.clone(), template)
+                })
+                .collect()
+        };
+        let label_templates = compile(&rule.labels);
+        let annotation_templates = compile(annotations);
         for (mut labels, value) in results {
             labels.remove("__name__");
             let context = Context {
@@ -153,12 +166,12 @@ impl RuleAlerts {
                 external_url,
             };
             let mut extra: LabelMap = group_labels.clone();
-            for (k, v) in &rule.labels {
-                extra.insert(k.clone(), template::expand(v, &context));
+            for (k, t) in &label_templates {
+                extra.insert(k.clone(), t.expand(&context));
             }
-            let expanded: LabelMap = annotations
+            let expanded: LabelMap = annotation_templates
                 .iter()
-                .map(|(k, v)| (k.clone(), template::expand(v, &context)))
+                .map(|(k, t)| (k.clone(), t.expand(&context)))
                 .collect();
             for (k, v) in extra {
                 if v.is_empty() {

@@ -199,6 +199,13 @@ impl Template {
         Ok(Self { parts })
     }
 
+    /// A template that is only text.
+    pub fn literal(text: String) -> Self {
+        Self {
+            parts: vec![Part::Text(text)],
+        }
+    }
+
     /// The text with every action replaced by its value.
     pub fn expand(&self, context: &Context<'_>) -> String {
         let mut out = String::new();
@@ -209,18 +216,6 @@ impl Template {
             }
         }
         out
-    }
-}
-
-/// Parses and expands in one step (a template that fails to parse expands
-/// to an error text, as Prometheus does at evaluation).
-pub fn expand(text: &str, context: &Context<'_>) -> String {
-    if !text.contains("{{") {
-        return text.to_owned();
-    }
-    match Template::parse(text) {
-        Ok(template) => template.expand(context),
-        Err(e) => format!("<error expanding template: {e}>"),
     }
 }
 
