@@ -140,6 +140,16 @@ pub struct Webhook {
     pub max_alerts: u64,
     /// The `Authorization` header from `basic_auth` or `bearer_token`.
     pub authorization: Option<String>,
+    /// For an `https://` URL: the CA bundle that signs the receiver's
+    /// certificate (PEM); the system's roots when absent.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// TLS settings of a webhook, in Alertmanager's `tls_config` shape.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookTls {
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// HTTP basic authentication credentials.
@@ -184,6 +194,7 @@ struct RawWebhook {
     max_alerts: u64,
     basic_auth: Option<BasicAuth>,
     bearer_token: Option<String>,
+    tls_config: Option<WebhookTls>,
 }
 
 fn yes() -> bool {
@@ -210,6 +221,7 @@ impl TryFrom<RawWebhook> for Webhook {
             (None, None) => None,
         };
         Ok(Self {
+            ca_file: raw.tls_config.and_then(|t| t.ca_file),
             authorization,
             url: raw.url,
             format: raw.format,

@@ -204,6 +204,9 @@ pub struct Notification {
 pub struct Delivery {
     pub receiver: String,
     pub url: String,
+    /// The CA bundle for an `https://` URL (the system's roots when absent).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     pub headers: BTreeMap<String, String>,
     pub body: String,
 }
@@ -538,6 +541,7 @@ impl Dispatcher {
                 Some(Delivery {
                     receiver: receiver.name.clone(),
                     url: hook.url.clone(),
+                    ca_file: hook.ca_file.clone(),
                     headers,
                     body: body.to_string(),
                 })

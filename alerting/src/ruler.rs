@@ -1076,32 +1076,88 @@ fn alert_json(a: &crate::state::Alert) -> serde_json::Value {
     })
 }
 
-/// POSTs a webhook body; any 2xx is delivered.
-async fn post(delivery: &Delivery) -> Result<(), String> {
-    let rest = delivery.url.strip_prefix("http://").ok_or_else(|| {
-        format!(
-            "{}: only http:// webhooks can be delivered by this build",
-            delivery.url
-        )
-    })?;
-    let (authority, path) = rest
-        .find('/')
-        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let address = if authority.contains(':') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
+/// Where Linux distributions keep their CA bundle.
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// A TLS client trusting `ca_file`, or the system's roots.
+fn tls_client(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let bundle = match ca_file {
+        Some(path) => path.to_owned(),
+        None => SYSTEM_BUNDLES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or("no CA bundle found on this system; set the webhook's tls_config.ca_file")?,
     };
-    let stream = tokio::net::TcpStream::connect(&address)
-        .await
-        .map_err(|e| format!("POST {}: {e}", delivery.url))?;
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&bundle)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(format!("{}: no usable CA certificate", bundle.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// One HTTP/1.1 exchange over `io` (plain TCP or TLS).
+async fn exchange<IO>(
+    io: IO,
+    request: hyper::Request<Full<Bytes>>,
+    url: &str,
+) -> Result<hyper::StatusCode, String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
             .await
-            .map_err(|e| format!("POST {}: {e}", delivery.url))?;
+            .map_err(|e| format!("POST {url}: {e}"))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    Ok(status)
+}
+
+/// POSTs a webhook body over HTTP or HTTPS; any 2xx is delivered.
+async fn post(delivery: &Delivery) -> Result<(), String> {
+    let url = &delivery.url;
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(format!("{url}: not an http:// or https:// URL")),
+    };
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(authority, |(host, _)| host);
+    let address = if host.len() == authority.len() {
+        format!("{authority}:{}", if https { 443 } else { 80 })
+    } else {
+        authority.to_owned()
+    };
     let mut request = hyper::Request::post(path)
         .header(hyper::header::HOST, authority)
         .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -1115,15 +1171,28 @@ async fn post(delivery: &Delivery) -> Result<(), String> {
     let request = request
         .body(Full::new(Bytes::from(delivery.body.clone())))
         .map_err(|e| format!("building the request: {e}"))?;
-    let response = sender
-        .send_request(request)
+    let stream = tokio::net::TcpStream::connect(&address)
         .await
-        .map_err(|e| format!("POST {}: {e}", delivery.url))?;
-    let status = response.status();
-    let _ = response.into_body().collect().await;
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = if https {
+        let config = tls_client(delivery.ca_file.as_deref())?;
+        let name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .map_err(|e| format!("{url}: invalid TLS server name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("POST {url}: tls: {e}"))?;
+        exchange(tls, request, url).await?
+    } else {
+        exchange(stream, request, url).await?
+    };
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("POST {}: HTTP status {status}", delivery.url))
+        Err(format!("POST {url}: HTTP status {status}"))
     }
 }

@@ -416,6 +416,23 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
         let rules = load_rule_file(&rule_path)?;
         loaded.rule_files.push((rule_path, rules));
     }
+    // Webhook CA files, like every path in the file, are relative to it.
+    let base = loaded.base_dir().to_owned();
+    for receiver in &mut loaded.file.alerting.receivers {
+        for hook in &mut receiver.webhooks {
+            if let Some(ca_file) = &mut hook.ca_file {
+                *ca_file = base.join(&*ca_file);
+                if !ca_file.is_file() {
+                    anyhow::bail!(
+                        "{}: webhook {}: tls_config.ca_file {} not found",
+                        path.display(),
+                        hook.url,
+                        ca_file.display()
+                    );
+                }
+            }
+        }
+    }
     if let Some(mapping) = &loaded.file.statsd.mapping_config {
         let mapping = loaded.resolve(mapping);
         if !mapping.is_file() {

@@ -606,3 +606,89 @@ fn a_rule_without_data_goes_to_no_data_and_says_so() {
     let alerts = server.get("/api/v1/alerts").json();
     assert_eq!(alerts["data"]["alerts"][0]["state"], "nodata");
 }
+
+/// An HTTPS webhook receiver: prints its port, appends `path body` lines to a file.
+const HTTPS_RECEIVER: &str = r#"
+import http.server, ssl, sys
+out = open(sys.argv[3], "a")
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        out.write(self.path + " " + body.decode() + "\n")
+        out.flush()
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[test]
+fn https_webhooks_are_verified_against_their_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = sextant_tests::TestCertificates::create(dir.path());
+    let received = dir.path().join("received.txt");
+    let receiver = sextant_tests::Helper::python(
+        HTTPS_RECEIVER,
+        &[
+            certs.cert.to_str().unwrap(),
+            certs.key.to_str().unwrap(),
+            received.to_str().unwrap(),
+        ],
+    );
+    let config = write_config(
+        dir.path(),
+        &format!("https://localhost:{}", receiver.first_line),
+    );
+    // Both webhooks trust the test CA (a path relative to the config file).
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "          format: grafana\n",
+        "          format: grafana\n          tls_config: {ca_file: test-ca.pem}\n",
+    );
+    let text = text.replace(
+        "          format: alertmanager\n",
+        "          format: alertmanager\n          tls_config: {ca_file: test-ca.pem}\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = start(&config);
+    push_queue_depth(&server, 150);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = std::fs::read_to_string(&received).unwrap_or_default();
+        let firing = lines.lines().any(|l| {
+            l.starts_with("/alertmanager ")
+                && serde_json::from_str::<Value>(&l["/alertmanager ".len()..])
+                    .is_ok_and(|b| b["status"] == "firing")
+        });
+        if firing && lines.lines().any(|l| l.starts_with("/grafana ")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing over https: {lines}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without the CA the system's roots are used: the receiver is not
+    // trusted, and the failure is counted, logged and retried.
+    let other = tempfile::tempdir().unwrap();
+    let untrusted = start(&write_config(
+        other.path(),
+        &format!("https://localhost:{}", receiver.first_line),
+    ));
+    push_queue_depth(&untrusted, 150);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !untrusted.logs().contains("webhook delivery failed") {
+        assert!(Instant::now() < deadline, "{}", untrusted.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(untrusted.logs().contains("tls"), "{}", untrusted.logs());
+    let metrics = untrusted.get("/metrics").body;
+    assert!(
+        !metrics.contains("sextant_webhook_deliveries_total{outcome=\"failed\"} 0\n"),
+        "{metrics}"
+    );
+}
