@@ -242,6 +242,10 @@ fn check_config_accepts_the_example_and_names_the_line_of_a_mistake() {
         stdout.contains("simplebank.yml: 2 groups, 5 rules"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("simplebank-logs.yml: 1 groups, 2 rules"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.yaml");
