@@ -441,12 +441,37 @@ fn printf(format: &str, args: &[Val]) -> String {
             out.push_str(&format!("%!{verb}(MISSING)"));
             continue;
         };
-        let (width, precision) = match spec.trim_start_matches(['-', '+']).split_once('.') {
-            Some((w, p)) => (w.parse().unwrap_or(0), p.parse::<usize>().ok()),
-            None => (
-                spec.trim_start_matches(['-', '+']).parse().unwrap_or(0),
-                None,
-            ),
+        // Widths and precisions past what any message needs are refused, as
+        // Go refuses absurd ones (`%!(BADWIDTH)`), rather than allocated.
+        const MAX_WIDTH: usize = 1024;
+        let digits = spec.trim_start_matches(['-', '+']);
+        let (w, p) = digits
+            .split_once('.')
+            .map_or((digits, None), |(w, p)| (w, Some(p)));
+        let Some(width) = (if w.is_empty() {
+            Some(0)
+        } else {
+            w.parse::<usize>().ok()
+        })
+        .filter(|w| *w <= MAX_WIDTH) else {
+            out.push_str("%!(BADWIDTH)");
+            continue;
+        };
+        let precision = match p {
+            None => None,
+            Some(p) => match (if p.is_empty() {
+                Some(0)
+            } else {
+                p.parse::<usize>().ok()
+            })
+            .filter(|p| *p <= MAX_WIDTH)
+            {
+                Some(p) => Some(p),
+                None => {
+                    out.push_str("%!(BADPREC)");
+                    continue;
+                }
+            },
         };
         let text = match verb {
             'd' => format!("{}", arg.number() as i64),
@@ -513,6 +538,14 @@ mod tests {
         );
         assert_eq!(run("{{ $labels.missing }}", 0.0), "");
         assert_eq!(run("{{ $value }}", 1e21), "1e+21");
+        assert_eq!(
+            run(r#"{{ printf "%5d|%-4s|" $value "ab" }}"#, 42.0),
+            "   42|ab  |"
+        );
+        assert_eq!(
+            run(r#"{{ printf "%99999999999999999999f" $value }}"#, 1.0),
+            "%!(BADWIDTH)"
+        );
     }
 
     #[test]
