@@ -436,34 +436,25 @@ impl Ruler {
 
     /// Evaluates one group at `t_ms` (called on a blocking thread).
     pub fn evaluate_group(&self, index: usize, t_ms: i64) {
-        let (group, file) = {
+        let (group, file, external, current, previous_health) = {
             let inner = self.inner.lock().expect("ruler lock");
             let Some(run) = inner.groups.get(index) else {
                 return;
             };
-            (run.group.clone(), run.file.clone())
+            (
+                run.group.clone(),
+                run.file.clone(),
+                inner.config.external_url.clone().unwrap_or_default(),
+                run.alerts.clone(),
+                run.health.clone(),
+            )
         };
-        let external = self
-            .inner
-            .lock()
-            .expect("ruler lock")
-            .config
-            .external_url
-            .clone()
-            .unwrap_or_default();
         let eval_t = t_ms - group.query_offset.map_or(0, |d| d.as_millis() as i64);
         let started = std::time::Instant::now();
         let mut transitions = Vec::new();
         let mut notify = Vec::new();
         let mut healths = Vec::new();
         let mut new_alerts = Vec::new();
-        let (current, previous_health): (Vec<RuleAlerts>, Vec<RuleHealth>) = {
-            let inner = self.inner.lock().expect("ruler lock");
-            (
-                inner.groups[index].alerts.clone(),
-                inner.groups[index].health.clone(),
-            )
-        };
         for (rule, mut alerts) in group.rules.iter().zip(current) {
             let rule_started = std::time::Instant::now();
             self.stats.evaluations.inc();
