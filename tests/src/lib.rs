@@ -752,35 +752,42 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// Certificates made with `openssl` for TLS tests: a CA, and a server
-/// certificate it signed for `127.0.0.1` and `localhost`.
+/// Runs `openssl` with `args`; panics with its error output if it fails.
+pub fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl (scripts/setup-test-env installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Certificates made with `openssl` for TLS tests: a CA (`test-ca.pem`,
+/// `test-ca.key`), and a server certificate it signed for `127.0.0.1`,
+/// `localhost` and any further DNS names asked for.
 #[derive(Debug)]
 pub struct TestCertificates {
     pub ca: PathBuf,
+    pub ca_key: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl TestCertificates {
     /// Writes the certificates into `dir`.
-    pub fn create(dir: &Path) -> Self {
+    pub fn create(dir: &Path, dns_names: &[&str]) -> Self {
         let path = |name: &str| dir.join(name).to_str().expect("path").to_owned();
+        let names: String = dns_names.iter().map(|n| format!(",DNS:{n}")).collect();
         std::fs::write(
             path("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+            format!(
+                "subjectAltName=IP:127.0.0.1,DNS:localhost{names}\nbasicConstraints=CA:FALSE\n"
+            ),
         )
         .expect("write the extension file");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl (scripts/setup-test-env installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
         let (ca, ca_key) = (path("test-ca.pem"), path("test-ca.key"));
         let (cert, key, csr) = (path("server.pem"), path("server.key"), path("server.csr"));
         openssl(&[
@@ -829,6 +836,7 @@ impl TestCertificates {
         ]);
         Self {
             ca: ca.into(),
+            ca_key: ca_key.into(),
             cert: cert.into(),
             key: key.into(),
         }

@@ -632,7 +632,7 @@ server.serve_forever()
 #[test]
 fn https_webhooks_are_verified_against_their_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = sextant_tests::TestCertificates::create(dir.path());
+    let certs = sextant_tests::TestCertificates::create(dir.path(), &[]);
     let received = dir.path().join("received.txt");
     let receiver = sextant_tests::Helper::python(
         HTTPS_RECEIVER,

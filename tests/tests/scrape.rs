@@ -516,74 +516,22 @@ fn https_targets_are_verified_against_the_jobs_ca() {
     // A CA, and a server certificate it signed for 127.0.0.1 and exporter.internal.
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let (cert, key) = (path("cert.pem"), path("key.pem"));
-    std::fs::write(
-        path("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:exporter.internal\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl (scripts/setup-test-env installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-        "-keyout",
-        &path("ca.key"),
-        "-out",
-        &path("ca.pem"),
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=exporter",
-        "-keyout",
-        &key,
-        "-out",
-        &path("server.csr"),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("server.csr"),
-        "-CA",
-        &path("ca.pem"),
-        "-CAkey",
-        &path("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &path("san.ext"),
-        "-out",
-        &cert,
-    ]);
+    let certs = sextant_tests::TestCertificates::create(dir.path(), &["exporter.internal"]);
+    let (cert, key) = (
+        certs.cert.to_str().unwrap().to_owned(),
+        certs.key.to_str().unwrap().to_owned(),
+    );
+    let (ca, ca_key) = (
+        certs.ca.to_str().unwrap().to_owned(),
+        certs.ca_key.to_str().unwrap().to_owned(),
+    );
     // A client certificate from the same CA, for mutual TLS.
     std::fs::write(
         path("client.ext"),
         "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    openssl(&[
+    sextant_tests::openssl(&[
         "req",
         "-newkey",
         "rsa:2048",
@@ -595,15 +543,15 @@ fn https_targets_are_verified_against_the_jobs_ca() {
         "-out",
         &path("client.csr"),
     ]);
-    openssl(&[
+    sextant_tests::openssl(&[
         "x509",
         "-req",
         "-in",
         &path("client.csr"),
         "-CA",
-        &path("ca.pem"),
+        &ca,
         "-CAkey",
-        &path("ca.key"),
+        &ca_key,
         "-CAcreateserial",
         "-days",
         "2",
@@ -614,7 +562,7 @@ fn https_targets_are_verified_against_the_jobs_ca() {
     ]);
     let exporter = Helper::python(TLS_EXPORTER, &[&cert, &key]);
     let address = format!("127.0.0.1:{}", exporter.first_line);
-    let mutual = Helper::python(TLS_EXPORTER, &[&cert, &key, &path("ca.pem")]);
+    let mutual = Helper::python(TLS_EXPORTER, &[&cert, &key, &ca]);
     let mutual_address = format!("127.0.0.1:{}", mutual.first_line);
     let config = format!(
         r#"
@@ -622,12 +570,12 @@ scrape_configs:
   - job_name: verified
     scrape_interval: 1s
     scheme: https
-    tls_config: {{ca_file: ca.pem}}
+    tls_config: {{ca_file: test-ca.pem}}
     static_configs: [{{targets: ['{address}']}}]
   - job_name: by-name
     scrape_interval: 1s
     scheme: https
-    tls_config: {{ca_file: ca.pem, server_name: exporter.internal}}
+    tls_config: {{ca_file: test-ca.pem, server_name: exporter.internal}}
     static_configs: [{{targets: ['{address}']}}]
   - job_name: untrusted
     scrape_interval: 1s
@@ -641,12 +589,12 @@ scrape_configs:
   - job_name: mutual
     scrape_interval: 1s
     scheme: https
-    tls_config: {{ca_file: ca.pem, cert_file: client.pem, key_file: client.key}}
+    tls_config: {{ca_file: test-ca.pem, cert_file: client.pem, key_file: client.key}}
     static_configs: [{{targets: ['{mutual_address}']}}]
   - job_name: mutual-without-certificate
     scrape_interval: 1s
     scheme: https
-    tls_config: {{ca_file: ca.pem}}
+    tls_config: {{ca_file: test-ca.pem}}
     static_configs: [{{targets: ['{mutual_address}']}}]
 "#
     );

@@ -27,23 +27,11 @@ use std::time::{Duration, Instant};
 use sextant_bench::{
     Peer, Rng, cpu_seconds, flag_value, remote_write, start_prometheus_with, start_sextant,
 };
+use sextant_bench::{now_ms, say};
 use sextant_ingest::remote_write::{encode, proto};
 
 const STEP_MS: i64 = 15_000;
 const GROUPS: usize = 20;
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn label(name: &str, value: &str) -> proto::Label {
     proto::Label {

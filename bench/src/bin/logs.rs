@@ -19,13 +19,12 @@
 //! 4. Sealing: the day's partition merged into one immutable split, as every
 //!    finished day is kept; its size against the raw JSON's.
 
-use std::io::Write as _;
-
 /// The allocator the server uses.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
+use sextant_bench::say;
 use sextant_bench::{Rng, bytes_by_extension, cpu_seconds, dir_bytes, flag_value};
 use sextant_ingest::logs::Normalizer;
 use sextant_storage::logs::{LogQuery, LogStore, LogStoreConfig, SplitConfig};
@@ -61,12 +60,6 @@ const ROUTES: [&str; 6] = [
     "/health",
 ];
 const DAY_US: i64 = 24 * 3600 * 1_000_000;
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
 
 /// Event `i` as python-logstash (v1) writes it; requests share a uuid over ~10 lines.
 fn event(i: u64, rng: &mut Rng, start_us: i64, docs: u64) -> String {

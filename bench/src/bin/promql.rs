@@ -19,27 +19,14 @@
 //! medians and their ratio (Sextant / Prometheus) are printed. The responses
 //! are checked to hold the same number of series.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use sextant_bench::{Peer, Rng, flag_value, remote_write, start_prometheus, start_sextant};
+use sextant_bench::{now_ms, say};
 use sextant_ingest::remote_write::{encode, proto};
 
 const STEP_MS: i64 = 15_000;
 const RUNS: usize = 7;
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// One series: its labels, and how its value moves each scrape.
 struct Gen {

@@ -27,16 +27,11 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sextant_bench::say;
 use sextant_bench::{
     NodeExporter, Peer, cpu_seconds, flag_value, free_port, start_prometheus_with, start_sextant,
 };
 use sextant_ingest::prom_text::{self, Entry, Format, Parser};
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
 
 /// `copies` copies of a node_exporter page, each series with a `shard` label.
 fn build_page(copies: usize) -> String {

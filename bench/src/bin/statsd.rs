@@ -20,17 +20,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sextant_bench::say;
 use sextant_bench::{flag_value, free_port, start_sextant};
 
 const LINES_PER_DATAGRAM: usize = 20;
 const SECONDS: u64 = 3;
 /// Target rates, lines per second.
 const RATES: [u64; 5] = [250_000, 500_000, 1_000_000, 1_500_000, 2_000_000];
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-}
 
 /// The kernel's count of UDP datagrams dropped for a full receive buffer.
 fn rcvbuf_errors() -> u64 {

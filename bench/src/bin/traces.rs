@@ -17,12 +17,12 @@
 //! 3. Trace by id through `/jaeger/api/traces/{id}` (p50/p99 of 200), and
 //!    the correlation view of a request uuid (p50/p99 of 200), over HTTP.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use prost::Message as _;
+use sextant_bench::say;
 use sextant_bench::{Rng, cpu_seconds, flag_value, free_port, start_sextant};
 use sextant_ingest::otlp::proto::common::{AnyValue, KeyValue, Resource, any_value};
 use sextant_ingest::otlp::proto::trace::{
@@ -33,12 +33,6 @@ const SERVICES: [&str; 5] = ["gateway", "orders", "market", "fees", "account"];
 const ROUTES: [&str; 4] = ["/orders", "/orders/{id}", "/market/quote", "/fees"];
 const BATCH: usize = 500;
 const CONNECTIONS: usize = 4;
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
 
 fn text(key: &str, value: &str) -> KeyValue {
     KeyValue {

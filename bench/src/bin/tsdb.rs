@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sextant_bench::say;
 use sextant_bench::{
     NodeExporter, NodeWorkload, Peer, dir_bytes, flag_value, free_port, remote_write, rss_bytes,
     scrape_batch, start_prometheus, start_sextant,
@@ -136,11 +137,6 @@ fn remote_write_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
         theirs_rss as f64 / series,
         ours_rss as f64 / theirs_rss as f64
     ));
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
 }
 
 /// The engine as `sextant serve` runs it by default, with 15 days' retention.
