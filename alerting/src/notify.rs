@@ -376,13 +376,24 @@ impl Dispatcher {
         }
     }
 
-    fn muted(&self, alert: &NotifyAlert, firing: &[&NotifyAlert], now_ms: i64) -> bool {
-        let silenced = self.silences.iter().any(|s| {
-            s.state(now_ms) == "active"
-                && s.compile()
-                    .is_ok_and(|matchers| matches_all(&matchers, &alert.labels))
-        });
-        silenced
+    /// The matchers of the silences active at `now_ms`, compiled once per flush.
+    fn active_silences(&self, now_ms: i64) -> Vec<Vec<Matcher>> {
+        self.silences
+            .iter()
+            .filter(|s| s.state(now_ms) == "active")
+            .filter_map(|s| s.compile().ok())
+            .collect()
+    }
+
+    fn muted(
+        &self,
+        alert: &NotifyAlert,
+        silences: &[Vec<Matcher>],
+        firing: &[&NotifyAlert],
+    ) -> bool {
+        silences
+            .iter()
+            .any(|matchers| matches_all(matchers, &alert.labels))
             || self.inhibit.iter().any(|(source, target, equal)| {
                 matches_all(target, &alert.labels)
                     && firing.iter().any(|s| {
@@ -391,21 +402,6 @@ impl Dispatcher {
                             && equal.iter().all(|n| s.labels.get(n) == alert.labels.get(n))
                     })
             })
-    }
-
-    /// Whether any alert in any group is silenced or inhibited now.
-    pub fn is_muted(&self, labels: &LabelMap, now_ms: i64) -> bool {
-        let firing: Vec<&NotifyAlert> = self.firing_alerts();
-        let probe = NotifyAlert {
-            labels: labels.clone(),
-            annotations: LabelMap::new(),
-            status: Status::Firing,
-            value: 0.0,
-            starts_at_ms: 0,
-            ends_at_ms: None,
-            generator_url: String::new(),
-        };
-        self.muted(&probe, &firing, now_ms)
     }
 
     fn firing_alerts(&self) -> Vec<&NotifyAlert> {
@@ -432,6 +428,7 @@ impl Dispatcher {
     pub fn flush(&mut self, now_ms: i64) -> Vec<Notification> {
         let firing_now: Vec<NotifyAlert> = self.firing_alerts().into_iter().cloned().collect();
         let firing_refs: Vec<&NotifyAlert> = firing_now.iter().collect();
+        let silences = self.active_silences(now_ms);
         let mut out = Vec::new();
         let keys: Vec<String> = self
             .groups
@@ -448,7 +445,7 @@ impl Dispatcher {
             let visible: Vec<NotifyAlert> = group
                 .alerts
                 .values()
-                .filter(|a| !self.muted(a, &firing_refs, now_ms))
+                .filter(|a| !self.muted(a, &silences, &firing_refs))
                 .cloned()
                 .collect();
             let firing: BTreeSet<String> = visible
