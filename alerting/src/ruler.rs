@@ -435,7 +435,7 @@ impl Ruler {
     }
 
     /// Evaluates one group at `t_ms` (called on a blocking thread).
-    pub fn evaluate_group(&self, index: usize, t_ms: i64) {
+    fn evaluate_group(&self, index: usize, t_ms: i64) {
         let (group, file, external, current, previous_health) = {
             let inner = self.inner.lock().expect("ruler lock");
             let Some(run) = inner.groups.get(index) else {
