@@ -779,17 +779,9 @@ pub struct TestCertificates {
 impl TestCertificates {
     /// Writes the certificates into `dir`.
     pub fn create(dir: &Path, dns_names: &[&str]) -> Self {
-        let path = |name: &str| dir.join(name).to_str().expect("path").to_owned();
-        let names: String = dns_names.iter().map(|n| format!(",DNS:{n}")).collect();
-        std::fs::write(
-            path("server.ext"),
-            format!(
-                "subjectAltName=IP:127.0.0.1,DNS:localhost{names}\nbasicConstraints=CA:FALSE\n"
-            ),
-        )
-        .expect("write the extension file");
+        let path = |name: &str| dir.join(name);
+        let text = |p: &Path| p.to_str().expect("path").to_owned();
         let (ca, ca_key) = (path("test-ca.pem"), path("test-ca.key"));
-        let (cert, key, csr) = (path("server.pem"), path("server.key"), path("server.csr"));
         openssl(&[
             "req",
             "-x509",
@@ -801,44 +793,69 @@ impl TestCertificates {
             "-subj",
             "/CN=Sextant test CA",
             "-keyout",
-            &ca_key,
+            &text(&ca_key),
             "-out",
-            &ca,
+            &text(&ca),
         ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
+        let names: String = dns_names.iter().map(|n| format!(",DNS:{n}")).collect();
+        let mut certs = Self {
+            ca,
+            ca_key,
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+        };
+        (certs.cert, certs.key) = certs.issue(
+            dir,
+            "server",
             "/CN=localhost",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
+            &format!(
+                "subjectAltName=IP:127.0.0.1,DNS:localhost{names}\nbasicConstraints=CA:FALSE\n"
+            ),
+        );
+        certs
+    }
+
+    /// A certificate for `subject` with the `extensions` (openssl's extfile
+    /// syntax) signed by the CA, as `dir/<name>.pem` and its key `dir/<name>.key`.
+    pub fn issue(
+        &self,
+        dir: &Path,
+        name: &str,
+        subject: &str,
+        extensions: &str,
+    ) -> (PathBuf, PathBuf) {
+        let path = |ext: &str| {
+            dir.join(format!("{name}.{ext}"))
+                .to_str()
+                .expect("path")
+                .to_owned()
+        };
+        std::fs::write(path("ext"), extensions).expect("write the extension file");
+        let (cert, key, csr) = (path("pem"), path("key"), path("csr"));
+        openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
         ]);
+        let (ca, ca_key) = (
+            self.ca.to_str().expect("path"),
+            self.ca_key.to_str().expect("path"),
+        );
         openssl(&[
             "x509",
             "-req",
             "-in",
             &csr,
             "-CA",
-            &ca,
+            ca,
             "-CAkey",
-            &ca_key,
+            ca_key,
             "-CAcreateserial",
             "-days",
             "2",
             "-extfile",
-            &path("server.ext"),
+            &path("ext"),
             "-out",
             &cert,
         ]);
-        Self {
-            ca: ca.into(),
-            ca_key: ca_key.into(),
-            cert: cert.into(),
-            key: key.into(),
-        }
+        (cert.into(), key.into())
     }
 }

@@ -515,51 +515,19 @@ sys.stdin.read()
 fn https_targets_are_verified_against_the_jobs_ca() {
     // A CA, and a server certificate it signed for 127.0.0.1 and exporter.internal.
     let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let certs = sextant_tests::TestCertificates::create(dir.path(), &["exporter.internal"]);
     let (cert, key) = (
         certs.cert.to_str().unwrap().to_owned(),
         certs.key.to_str().unwrap().to_owned(),
     );
-    let (ca, ca_key) = (
-        certs.ca.to_str().unwrap().to_owned(),
-        certs.ca_key.to_str().unwrap().to_owned(),
-    );
+    let ca = certs.ca.to_str().unwrap().to_owned();
     // A client certificate from the same CA, for mutual TLS.
-    std::fs::write(
-        path("client.ext"),
-        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    sextant_tests::openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+    certs.issue(
+        dir.path(),
+        "client",
         "/CN=sextant",
-        "-keyout",
-        &path("client.key"),
-        "-out",
-        &path("client.csr"),
-    ]);
-    sextant_tests::openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path("client.csr"),
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &path("client.ext"),
-        "-out",
-        &path("client.pem"),
-    ]);
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    );
     let exporter = Helper::python(TLS_EXPORTER, &[&cert, &key]);
     let address = format!("127.0.0.1:{}", exporter.first_line);
     let mutual = Helper::python(TLS_EXPORTER, &[&cert, &key, &ca]);
