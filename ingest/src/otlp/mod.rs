@@ -139,14 +139,12 @@ impl Otlp {
             ));
         };
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        on_blocking_thread(move || {
             let now_us = now_ms().saturating_mul(1000);
             let records = logs::convert(&request, &this.normalizer, now_us);
             writer.append_logs(&records)
         })
-        .await
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
+        .await?;
         Ok(ExportLogsServiceResponse {
             partial_success: None,
         })
@@ -166,16 +164,14 @@ impl Otlp {
             ));
         };
         let this = self.clone();
-        let converted = tokio::task::spawn_blocking(move || {
+        let converted = on_blocking_thread(move || {
             let converted = traces::convert(request);
             spans.append_spans(&converted.spans)?;
             // Counted once kept; written by the next flush.
             this.span_metrics.observe(&converted.spans);
             Ok::<_, sextant_storage::Error>(converted)
         })
-        .await
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
+        .await?;
         if converted.rejected > 0 {
             stats.dropped.add(converted.rejected);
         }
@@ -216,7 +212,7 @@ impl Otlp {
             ));
         };
         let this = self.clone();
-        let stored = tokio::task::spawn_blocking(move || {
+        let stored = on_blocking_thread(move || {
             let now = now_ms();
             let converted = {
                 let mut deltas = this.deltas.lock().expect("delta lock");
@@ -228,9 +224,7 @@ impl Otlp {
             let report = writer.append(&converted.series)?;
             Ok::<_, sextant_storage::Error>((converted, report))
         })
-        .await
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?;
+        .await?;
         let (converted, report) = stored;
         let mut reasons = converted.reasons;
         if let Some(first) = &report.first_rejection {
@@ -250,6 +244,17 @@ impl Otlp {
             }),
         })
     }
+}
+
+/// Runs a conversion and store off the async threads; a failure (or a
+/// panic) asks the sender to retry.
+async fn on_blocking_thread<T: Send + 'static>(
+    work: impl FnOnce() -> sextant_storage::Result<T> + Send + 'static,
+) -> Result<T, ExportError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
+        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))
 }
 
 fn now_ms() -> i64 {
