@@ -588,6 +588,9 @@ mod tests {
         assert_eq!(store.search(&all("gateway OR failed")).unwrap().total, 2);
         assert_eq!(store.search(&all("\"placed order\"")).unwrap().total, 0);
         assert_eq!(store.search(&all("\"buy order placed\"")).unwrap().total, 1);
+        // Term dictionaries are sstables: a phrase prefix walks them.
+        assert_eq!(store.search(&all("\"placing se\"*")).unwrap().total, 1);
+        assert_eq!(store.search(&all("message:\"sell or\"*")).unwrap().total, 2);
         assert_eq!(store.search(&all("order.qty:[15 TO 40]")).unwrap().total, 2);
         let window = LogQuery {
             start_us: 15_000_000,
