@@ -186,7 +186,10 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             post(logs_api::ingest)
                 .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
         )
-        .route("/", get(es_api::info).head(es_api::info_head))
+        .route("/", get(crate::ui::root).head(es_api::info_head))
+        .route("/ui", get(crate::ui::page))
+        .route("/ui/", get(crate::ui::page))
+        .route("/ui/{*path}", get(crate::ui::file))
         .route("/_license", get(es_api::license))
         .route(
             "/_bulk",

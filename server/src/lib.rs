@@ -21,6 +21,7 @@ pub mod self_metrics;
 pub mod serve;
 pub mod settings;
 pub mod traces_api;
+pub mod ui;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -734,6 +734,23 @@ pub fn python() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
 }
 
+/// The directory whose `node_modules/` holds playwright-core for the browser
+/// tests: `$SEXTANT_TEST_BROWSER_ENV`, else the one
+/// `scripts/setup-browser-env` reports (installing it and Debian's chromium
+/// when missing).
+pub fn browser_env() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SEXTANT_TEST_BROWSER_ENV") {
+        return dir.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-browser-env");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
+    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+}
+
 /// Runs a Python script in the test venv with `args`; panics with its output on failure.
 pub fn run_python(script: &str, args: &[&str]) -> String {
     let out = Command::new(python())

@@ -11,8 +11,11 @@
 //!
 //! Counters are cumulative since start; [`SpanMetrics::observe`] counts,
 //! and [`SpanMetrics::flush`] (every few seconds in the server) returns the
-//! current value of every series touched since the last flush, so a busy
-//! series costs one sample per flush rather than one per export. Operation
+//! current value of every series counted in the last [`ACTIVE_FOR`], as a
+//! scrape would: a busy series costs one sample per flush rather than one
+//! per export, and a quiet one still has the two samples `rate()` needs
+//! (a series written only when it changes would vanish from a 5m rate
+//! between calls minutes apart). Operation
 //! names are capped per service
 //! (`operation="other"` beyond the cap), so a span name with an id in it
 //! cannot grow the series without bound.
@@ -31,6 +34,9 @@ pub const BUCKETS: [f64; 16] = [
 /// Distinct operations kept per service; others count as `other`.
 pub const MAX_OPERATIONS_PER_SERVICE: usize = 200;
 
+/// How long after its last count a series is still written at every flush.
+pub const ACTIVE_FOR_MS: i64 = 15 * 60 * 1000;
+
 /// Spans remembered for pairing children with parents of other services.
 const PAIRING_WINDOW: usize = 200_000;
 
@@ -41,6 +47,8 @@ struct Hist {
     calls: u64,
     /// Counted since the last flush.
     dirty: bool,
+    /// Written at every flush until then (ms since the epoch).
+    active_until_ms: i64,
 }
 
 /// The histograms of one service: by operation, then by span kind and status.
@@ -54,6 +62,7 @@ struct Service {
 struct Edge {
     calls: u64,
     dirty: bool,
+    active_until_ms: i64,
 }
 
 /// Services are numbered in the order first seen, so the hot path hashes
@@ -209,8 +218,13 @@ impl SpanMetrics {
         };
         for service in &mut state.services {
             for (operation, hists) in &mut service.operations {
-                for (&(kind, status), hist) in hists.iter_mut().filter(|(_, h)| h.dirty) {
-                    hist.dirty = false;
+                for (&(kind, status), hist) in hists.iter_mut() {
+                    if std::mem::take(&mut hist.dirty) {
+                        hist.active_until_ms = now_ms + ACTIVE_FOR_MS;
+                    }
+                    if hist.active_until_ms < now_ms {
+                        continue;
+                    }
                     let base = [
                         ("service", service.name.as_str()),
                         ("operation", operation.as_str()),
@@ -257,8 +271,13 @@ impl SpanMetrics {
         let State {
             services, edges, ..
         } = &mut *state;
-        for (&(client, server), edge) in edges.iter_mut().filter(|(_, e)| e.dirty) {
-            edge.dirty = false;
+        for (&(client, server), edge) in edges.iter_mut() {
+            if std::mem::take(&mut edge.dirty) {
+                edge.active_until_ms = now_ms + ACTIVE_FOR_MS;
+            }
+            if edge.active_until_ms < now_ms {
+                continue;
+            }
             out.push(SeriesSamples {
                 labels: Labels::from_pairs([
                     ("__name__", "traces_service_graph_request_total"),
@@ -364,9 +383,23 @@ mod tests {
         );
         assert!((sum.unwrap() - 0.004).abs() < 1e-9);
         assert_eq!(out[0].samples[0].timestamp_ms, 2000);
+        let again = metrics.flush(3000);
+        assert_eq!(
+            again.len(),
+            out.len(),
+            "a quiet series is still written, so rate() has two samples"
+        );
+        assert_eq!(
+            value(
+                &again,
+                "traces_spanmetrics_calls_total",
+                &[("service", "settings")]
+            ),
+            Some(2.0)
+        );
         assert!(
-            metrics.flush(3000).is_empty(),
-            "nothing new, nothing written"
+            metrics.flush(3000 + ACTIVE_FOR_MS + 1).is_empty(),
+            "a series quiet for longer than ACTIVE_FOR_MS is no longer written"
         );
     }
 
