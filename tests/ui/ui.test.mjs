@@ -70,12 +70,12 @@ try {
     const box = page.getByRole("textbox", { name: "Log query" });
     await box.fill(requestId);
     await box.press("Enter");
-    const rows = page.getByRole("list", { name: "Log lines" }).locator("li.log");
+    const rows = page.getByRole("list", { name: "Log lines" }).locator(".log");
     await rows.first().waitFor();
     check((await rows.count()) === logLines, `${await rows.count()} rows, want ${logLines}`);
     const text = await page.locator(".count").innerText();
     check(text.startsWith(`${logLines} lines`), `the count says "${text}"`);
-    const shown = await page.locator("li.log .svc").allInnerTexts();
+    const shown = await page.locator(".loglist .log .svc").allInnerTexts();
     for (const s of services) check(shown.includes(s), `no line of ${s} among ${shown}`);
     check(new URL(page.url()).searchParams.get("q") === requestId, `the URL keeps the query: ${page.url()}`);
     await page.locator(".chart canvas").first().waitFor();
@@ -83,7 +83,7 @@ try {
   });
 
   await run("expand a line, filter by a field value", async () => {
-    const first = page.locator("li.log").first();
+    const first = page.locator(".loglist .log").first();
     await first.locator("button.line").click();
     const fields = first.locator("table.fields");
     await fields.waitFor();
@@ -96,15 +96,71 @@ try {
     await fields.getByRole("button", { name: "Filter for service" }).click();
     await page.waitForURL((u) => u.searchParams.get("q")?.includes(`service:"${service}"`));
     await page.waitForFunction((s) => {
-      const svcs = [...document.querySelectorAll("li.log .svc")].map((e) => e.textContent);
+      const svcs = [...document.querySelectorAll(".loglist .log .svc")].map((e) => e.textContent);
       return svcs.length > 0 && svcs.every((x) => x === s);
     }, service);
     await page.goBack();
-    await page.waitForFunction((n) => document.querySelectorAll("li.log").length === n, logLines);
+    await page.waitForFunction((n) => document.querySelectorAll(".loglist .log").length === n, logLines);
+  });
+
+  await run("drag across the histogram to zoom, switch the zone, follow the live tail", async () => {
+    await page.goto(`${base}/ui/logs?q=${encodeURIComponent(requestId)}&from=now-15m&to=now`);
+    const canvas = page.locator(".chart .u-over").first();
+    await canvas.waitFor();
+    const box = await canvas.boundingBox();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height / 2);
+    await page.mouse.down();
+    // Past the right edge: the selection stops at the plot's end, now.
+    await page.mouse.move(box.x + box.width + 30, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await page.waitForURL((u) => /^\d{4}-/.test(u.searchParams.get("from") ?? ""));
+    const from = Date.parse(new URL(page.url()).searchParams.get("from"));
+    const to = Date.parse(new URL(page.url()).searchParams.get("to"));
+    check(to - from < 9 * 60e3 && to > from, `zoomed to ${from}..${to}`);
+    await page.waitForFunction((n) => document.querySelectorAll(".loglist .log").length === n, logLines);
+
+    await page.getByRole("button", { name: /▾$/ }).click();
+    const zone = page.getByLabel(/Show times in UTC/);
+    if (!(await zone.isChecked())) await zone.check();
+    await page.keyboard.press("Escape");
+    check((await page.locator(".count").innerText()).includes("UTC"), "times are said to be in UTC");
+
+    await page.goto(`${base}/ui/logs?q=${encodeURIComponent("service:tailtest")}&live=1`);
+    await page.getByText("Live tail").first().waitFor();
+    await page.waitForTimeout(500);
+    const sent = await fetch(`${base}/api/v1/logs`, {
+      method: "POST",
+      body: JSON.stringify({ message: "a line for the tail", service: "tailtest", level: "INFO" }) + "\n",
+    });
+    check(sent.ok, `posting a log line answered ${sent.status}`);
+    await page.locator(".tail .log", { hasText: "a line for the tail" }).waitFor();
+  });
+
+  await run("a long result renders a screenful and scrolls through all of it", async () => {
+    const now = Date.now() / 1000;
+    const lines = [];
+    for (let i = 0; i < 1200; i++) lines.push(JSON.stringify({ timestamp: now - 1200 + i, message: `bulk line ${i}`, service: "bulk", level: "INFO" }));
+    const sent = await fetch(`${base}/api/v1/logs`, { method: "POST", body: lines.join("\n") + "\n" });
+    check(sent.ok, `posting 1200 lines answered ${sent.status}`);
+    await new Promise((r) => setTimeout(r, 2500));
+    await page.goto(`${base}/ui/logs?q=${encodeURIComponent("service:bulk")}`);
+    const list = page.getByRole("list", { name: "Log lines" });
+    await list.locator(".log").first().waitFor();
+    check((await list.getAttribute("aria-rowcount")) === "500", `a page of ${await list.getAttribute("aria-rowcount")} rows, want 500`);
+    const inDom = await list.locator(".log").count();
+    check(inDom < 150, `${inDom} rows in the DOM: the list should render about a screenful`);
+    check((await list.locator(".log").first().innerText()).includes("bulk line 1199"), "newest first");
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await list.locator(".log", { hasText: "bulk line 700" }).waitFor();
+    await page.getByRole("button", { name: "Older lines" }).click();
+    await page.waitForFunction(() => document.querySelector('[aria-label="Log lines"]').getAttribute("aria-rowcount") === "1000");
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await list.locator(".log", { hasText: "bulk line 200" }).waitFor();
   });
 
   await run("open the trace from a log line", async () => {
-    const withTrace = page.locator("li.log", { hasText: "settings store unavailable" }).first();
+    await page.goto(`${base}/ui/logs?q=${encodeURIComponent(requestId)}`);
+    const withTrace = page.locator(".loglist .log", { hasText: "settings store unavailable" }).first();
     await withTrace.locator("button.line").click();
     await withTrace.getByRole("link", { name: traceId }).click();
     await page.waitForURL(`**/ui/traces/${traceId}`);
@@ -223,8 +279,8 @@ try {
     await page.goto(`${base}/ui/logs?q=${encodeURIComponent(requestId)}`);
     await page.getByRole("button", { name: /dark theme/ }).click();
     check((await page.evaluate(() => document.documentElement.dataset.theme)) === "dark", "the theme switched");
-    await page.locator("li.log").first().waitFor();
-    await page.locator("li.log button.line").first().focus();
+    await page.locator(".loglist .log").first().waitFor();
+    await page.locator(".loglist .log button.line").first().focus();
     await page.keyboard.press("Enter");
     await page.locator("table.fields").first().waitFor();
     await shot("logs-dark");
