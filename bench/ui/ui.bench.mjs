@@ -52,6 +52,7 @@ for (let i = 0; i < runs; i++) {
   await page.waitForFunction(() => performance.getEntriesByName("logs:render").length > 0);
   out.logsRender.push(await page.evaluate(() => performance.getEntriesByName("logs:render")[0].duration));
 }
+if (process.env.SCREENSHOTS) await page.screenshot({ path: `${process.env.SCREENSHOTS}/bench-logs.png` });
 out.logRows = await page.evaluate(() => Number(document.querySelector('[aria-label="Log lines"]').getAttribute("aria-rowcount")));
 out.logRowsInDom = await page.locator(".loglist .log").count();
 
@@ -66,6 +67,7 @@ for (let i = 0; i < runs; i++) {
   out.chartDraw.push(m.ms);
   out.chartPoints = m.points;
 }
+if (process.env.SCREENSHOTS) await page.screenshot({ path: `${process.env.SCREENSHOTS}/bench-metrics.png` });
 out.summary = {
   logsRenderP50: pct(out.logsRender, 0.5),
   logsRenderMax: Math.max(...out.logsRender),

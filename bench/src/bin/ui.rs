@@ -13,6 +13,8 @@
 //! 3. A graph of 10,000 points (one series at a 1 s step over 10,000 s):
 //!    from making the chart to its first drawing (goal < 100 ms).
 //!
+//! `SEXTANT_SCREENSHOTS=<dir>` also saves the two pages it measured.
+//!
 //! No peer runs here (Grafana and Kibana are not packaged for Debian): the
 //! figures stand against the goals.
 
@@ -78,6 +80,10 @@ fn main() {
         .arg(root.join("bench/ui/ui.bench.mjs"))
         .env("BROWSER_ENV", browser_env.trim())
         .env("SEXTANT_URL", &server.url)
+        .env(
+            "SCREENSHOTS",
+            std::env::var("SEXTANT_SCREENSHOTS").unwrap_or_default(),
+        )
         .env("GRAPH_EXPR", "ui_bench_latency")
         .env("GRAPH_FROM", (start_s + 1).to_string())
         .env("GRAPH_TO", (start_s + 10_000).to_string())

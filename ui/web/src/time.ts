@@ -41,7 +41,12 @@ export function rangeLabel(range: Range): string {
     const quick = QUICK_RANGES.find((q) => q.from === range.from);
     if (quick) return quick.label;
   }
-  return `${range.from} to ${range.to}`;
+  const show = (t: string) => {
+    if (t.startsWith("now")) return t;
+    const ms = resolve(t);
+    return ms === null ? t : formatTime(ms, false);
+  };
+  return `${show(range.from)} to ${show(range.to)}`;
 }
 
 let utc = localStorage.getItem("sextant.utc") === "1";

@@ -27,6 +27,8 @@ export function Chart(props: {
   kind?: "line" | "bars" | "points";
   height?: number;
   bands?: Band[];
+  /** The x axis's span in seconds (the query's range), else the data's. */
+  xRange?: [number, number];
   yLabel?: string;
   onSelect?: (fromSec: number, toSec: number) => void;
   onPick?: (seriesIndex: number, index: number) => void;
@@ -48,7 +50,7 @@ export function Chart(props: {
       height: props.height ?? 240,
       legend: { show: kind === "line" && props.series.length <= 20 },
       cursor: { drag: { x: true, y: false, setScale: false }, points: { show: kind !== "bars" } },
-      scales: { x: { time: true } },
+      scales: { x: props.xRange ? { time: true, range: () => props.xRange! } : { time: true } },
       axes: [{ ...axis }, { ...axis, label: props.yLabel, size: 60 }],
       series: [
         { value: (_u, v) => (v == null ? "" : formatTime(v * 1000, false)) },

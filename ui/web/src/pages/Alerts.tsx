@@ -72,7 +72,7 @@ function RuleHistory(props: { rule: Rule }) {
   const bands = useMemo(() => (history.state === "done" ? bandsOf(history.value, endMs / 1000) : []), [history]);
   return (
     <div class="rulehistory">
-      <Status load={graph}>{(g) => (g.xs.length ? <Chart label={`${rule.name} over the last 3 hours with its threshold; pending and firing shaded`} xs={g.xs} series={g.series} bands={bands} height={220} /> : null)}</Status>
+      <Status load={graph}>{(g) => (g.xs.length ? <Chart label={`${rule.name} with its threshold; pending and firing shaded`} xRange={[g.xs[0], g.xs[g.xs.length - 1]]} xs={g.xs} series={g.series} bands={bands} height={220} /> : null)}</Status>
       <Status load={history} empty={(h) => (h.length === 0 ? "This rule has not changed state since Sextant started keeping its history." : null)}>
         {(changes) => (
           <table class="history" aria-label={`State history of ${rule.name}`}>

@@ -212,6 +212,7 @@ export function LogsPage(props: { onZone: () => void }) {
           label="Matches over time (drag to zoom)"
           kind="bars"
           height={120}
+          xRange={typeof window === "string" ? undefined : [window.start / 1000, window.end / 1000]}
           xs={chartData.xs}
           series={chartData.series}
           onSelect={(a, b) => setParams({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() })}

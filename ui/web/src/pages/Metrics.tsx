@@ -155,7 +155,7 @@ export function MetricsPage() {
         {(r) =>
           tab === "graph" && chart ? (
             <>
-              <Chart label="Query result over time (drag to zoom)" xs={chart.xs} series={chart.series} height={320} onSelect={(a, b) => setParams({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() })} />
+              <Chart label="Query result over time (drag to zoom)" xRange={typeof resolved === "string" ? undefined : [resolved.start / 1000, resolved.end / 1000]} xs={chart.xs} series={chart.series} height={320} onSelect={(a, b) => setParams({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() })} />
               <p class="note">
                 {chart.series.length} series · {chart.points.toLocaleString()} points · step {r.step}s
               </p>
