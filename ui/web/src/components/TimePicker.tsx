@@ -12,7 +12,7 @@ export function TimePicker(props: { range: Range; onChange: (r: Range) => void; 
         {rangeLabel(props.range)} ▾
       </button>
       {open && (
-        <div class="popover" role="dialog" aria-label="Time range">
+        <div class="popover" role="dialog" aria-label="Time range" onKeyDown={(e) => e.key === "Escape" && setOpen(false)}>
           <div class="quick">
             {QUICK_RANGES.map((q) => (
               <button type="button" key={q.from} onClick={() => { props.onChange({ from: q.from, to: "now" }); setOpen(false); }}>

@@ -116,25 +116,25 @@ export function LogsPage(props: { onZone: () => void }) {
   const [run, setRun] = useState(0);
   const resolved = resolveRange({ from, to });
   const key = typeof resolved === "string" ? null : JSON.stringify([q, from, to, run]);
-  const window = useMemo(() => resolved, [key]);
+  const bounds = useMemo(() => resolved, [key]);
   const [more, setMore] = useState<LogHit[]>([]);
   const [cursor, setCursor] = useState<string | undefined>();
   const results = useLoad(key, async (signal) => {
-    if (typeof window === "string") throw new Error(window);
-    const page = await getJson<LogPage>("/api/v1/logs/search", { q, start: window.start / 1000, end: window.end / 1000, limit: PAGE }, signal);
+    if (typeof bounds === "string") throw new Error(bounds);
+    const page = await getJson<LogPage>("/api/v1/logs/search", { q, start: bounds.start / 1000, end: bounds.end / 1000, limit: PAGE }, signal);
     performance.mark("logs:response");
     setMore([]);
     setCursor(page.next_cursor);
     return { page, generation: ++generation };
   });
   const histogram = useLoad(key, async (signal) => {
-    if (typeof window === "string") throw new Error(window);
-    const step = Math.max(1, Math.round((window.end - window.start) / 1000 / 100));
-    return getJson<{ buckets: Bucket[] }>("/api/v1/logs/histogram", { q, start: window.start / 1000, end: window.end / 1000, step }, signal);
+    if (typeof bounds === "string") throw new Error(bounds);
+    const step = Math.max(1, Math.round((bounds.end - bounds.start) / 1000 / 100));
+    return getJson<{ buckets: Bucket[] }>("/api/v1/logs/histogram", { q, start: bounds.start / 1000, end: bounds.end / 1000, step }, signal);
   });
   const fields = useLoad(typeof resolved === "string" ? null : JSON.stringify([from, to, run]), async (signal) => {
-    if (typeof window === "string") return [];
-    const body = await getJson<{ fields: FieldSummary[] }>("/api/v1/logs/fields", { start: window.start / 1000, end: window.end / 1000 }, signal);
+    if (typeof bounds === "string") return [];
+    const body = await getJson<{ fields: FieldSummary[] }>("/api/v1/logs/fields", { start: bounds.start / 1000, end: bounds.end / 1000 }, signal);
     return body.fields;
   });
   const [tailed, setTailed] = useState<{ seq: number; hit: LogHit }[]>([]);
@@ -212,7 +212,7 @@ export function LogsPage(props: { onZone: () => void }) {
           label="Matches over time (drag to zoom)"
           kind="bars"
           height={120}
-          xRange={typeof window === "string" ? undefined : [window.start / 1000, window.end / 1000]}
+          xRange={typeof bounds === "string" ? undefined : [bounds.start / 1000, bounds.end / 1000]}
           xs={chartData.xs}
           series={chartData.series}
           onSelect={(a, b) => setParams({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() })}
@@ -236,8 +236,8 @@ export function LogsPage(props: { onZone: () => void }) {
                 type="button"
                 class="more"
                 onClick={async () => {
-                  if (typeof window === "string") return;
-                  const page = await getJson<LogPage>("/api/v1/logs/search", { q, start: window.start / 1000, end: window.end / 1000, limit: PAGE, cursor });
+                  if (typeof bounds === "string") return;
+                  const page = await getJson<LogPage>("/api/v1/logs/search", { q, start: bounds.start / 1000, end: bounds.end / 1000, limit: PAGE, cursor });
                   setMore((m) => [...m, ...page.hits]);
                   setCursor(page.next_cursor);
                 }}

@@ -23,12 +23,12 @@ function graphLink(expr: string, legend: string) {
 /** The golden signals per service: traffic, errors and latency from span metrics, and the StatsD timers beside them. */
 export function ServicesPage() {
   const { params } = useLocation();
-  const window = params.get("window") ?? "5m";
-  const spans = useLoad(`spans ${window}`, async (signal) => {
+  const rateWindow = params.get("window") ?? "5m";
+  const spans = useLoad(`spans ${rateWindow}`, async (signal) => {
     const rows = new Map<string, Row>();
     await Promise.all(
       Object.entries(SPAN_QUERIES).map(async ([name, q]) => {
-        const data = await prom<{ result: InstantSample[] }>("/api/v1/query", { query: q.replace("[W]", `[${window}]`) }, signal);
+        const data = await prom<{ result: InstantSample[] }>("/api/v1/query", { query: q.replace("[W]", `[${rateWindow}]`) }, signal);
         for (const s of data.result) {
           const service = s.metric.service ?? "";
           const row = rows.get(service) ?? ({} as Row);
@@ -39,7 +39,7 @@ export function ServicesPage() {
     );
     return [...rows].sort((a, b) => a[0].localeCompare(b[0]));
   });
-  const timers = useLoad(`timers ${window}`, async (signal) => {
+  const timers = useLoad(`timers ${rateWindow}`, async (signal) => {
     const meta = await getJson<{ data: Record<string, { type: string }[]> }>("/api/v1/metadata", {}, signal);
     const summaries = Object.entries(meta.data)
       .filter(([, m]) => m.some((x) => x.type === "summary"))
@@ -50,7 +50,7 @@ export function ServicesPage() {
       summaries.map(async (name) => {
         const [quantiles, rate] = await Promise.all([
           prom<{ result: InstantSample[] }>("/api/v1/query", { query: `${name}{quantile=~"0.5|0.9|0.99"}` }, signal),
-          prom<{ result: InstantSample[] }>("/api/v1/query", { query: `sum(rate(${name}_count[${window}]))` }, signal),
+          prom<{ result: InstantSample[] }>("/api/v1/query", { query: `sum(rate(${name}_count[${rateWindow}]))` }, signal),
         ]);
         const q = (want: string) => {
           const values = quantiles.result.filter((s) => s.metric.quantile === want).map((s) => Number(s.value[1]));
@@ -65,7 +65,7 @@ export function ServicesPage() {
       <h1>Services</h1>
       <label>
         Rate window{" "}
-        <select value={window} onChange={(e) => setParams({ window: e.currentTarget.value })}>
+        <select value={rateWindow} onChange={(e) => setParams({ window: e.currentTarget.value })}>
           {["1m", "5m", "15m", "1h"].map((w) => (
             <option key={w}>{w}</option>
           ))}
@@ -96,15 +96,15 @@ export function ServicesPage() {
                       <a href={href("/ui/traces", { service })}>{service}</a>
                     </th>
                     <td>
-                      <a href={graphLink(`sum by (operation) (rate(traces_spanmetrics_calls_total{${sel}}[${window}]))`, "{{operation}}")}>{fmtRate(r.traffic)}</a>
+                      <a href={graphLink(`sum by (operation) (rate(traces_spanmetrics_calls_total{${sel}}[${rateWindow}]))`, "{{operation}}")}>{fmtRate(r.traffic)}</a>
                     </td>
                     <td>
-                      <a href={graphLink(`sum by (operation) (rate(traces_spanmetrics_calls_total{${sel},status_code="STATUS_CODE_ERROR"}[${window}]))`, "{{operation}}")}>{fmtRate(r.errors ?? 0)}</a>
+                      <a href={graphLink(`sum by (operation) (rate(traces_spanmetrics_calls_total{${sel},status_code="STATUS_CODE_ERROR"}[${rateWindow}]))`, "{{operation}}")}>{fmtRate(r.errors ?? 0)}</a>
                     </td>
                     <td class={ratio && ratio > 0.01 ? "err" : ""}>{ratio === undefined ? "–" : `${(ratio * 100).toFixed(2)} %`}</td>
                     {(["p50", "p90", "p99"] as const).map((p) => (
                       <td key={p}>
-                        <a href={graphLink(`histogram_quantile(0.${p.slice(1)}, sum by (le, operation) (rate(traces_spanmetrics_duration_seconds_bucket{${sel}}[${window}])))`, `{{operation}} ${p}`)}>{fmtSeconds(r[p])}</a>
+                        <a href={graphLink(`histogram_quantile(0.${p.slice(1)}, sum by (le, operation) (rate(traces_spanmetrics_duration_seconds_bucket{${sel}}[${rateWindow}])))`, `{{operation}} ${p}`)}>{fmtSeconds(r[p])}</a>
                       </td>
                     ))}
                   </tr>
