@@ -6,8 +6,8 @@
 //! and query back what they sent. Nothing here mocks Sextant.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -516,7 +516,7 @@ pub fn url_encode(text: &str) -> String {
 
 /// A free TCP port on loopback (released before use, so a rare race is possible).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
@@ -874,5 +874,104 @@ impl TestCertificates {
             &cert,
         ]);
         (cert.into(), key.into())
+    }
+}
+
+/// A webhook receiver: records every JSON body POSTed to it, by path.
+#[derive(Debug)]
+pub struct Receiver {
+    port: u16,
+    bodies: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    /// A receiver on a free loopback port.
+    pub fn start() -> Self {
+        Self::on(TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    /// A receiver on `listener` (a port chosen, or kept, by the caller).
+    pub fn on(listener: TcpListener) -> Self {
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+                if let Ok(json) = serde_json::from_slice(&body) {
+                    seen.lock().unwrap().push((path, json));
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Self { port, bodies }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits (up to 30 s) for a body at `path` that `check` accepts; returns it.
+    pub fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_within(path, what, 30, check)
+    }
+
+    /// Waits up to `seconds` for a body at `path` that `check` accepts; returns it.
+    pub fn wait_for_within(
+        &self,
+        path: &str,
+        what: &str,
+        seconds: u64,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some((_, body)) = self
+                .bodies
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(p, b)| p == path && check(b))
+            {
+                return body.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} at {path}; got {:?}",
+                self.bodies.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many bodies at `path` `check` accepts.
+    pub fn count(&self, path: &str, check: impl Fn(&Value) -> bool) -> usize {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, b)| p == path && check(b))
+            .count()
     }
 }

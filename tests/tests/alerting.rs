@@ -5,97 +5,12 @@
 //! receiver that is down gets every notification once it is back, across a
 //! crash of Sextant too.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sextant_tests::{KeptData, Sextant, run_python};
-
-/// A webhook receiver: records every JSON body POSTed to it.
-struct Receiver {
-    port: u16,
-    bodies: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        Self::on(TcpListener::bind("127.0.0.1:0").unwrap())
-    }
-
-    fn on(listener: TcpListener) -> Self {
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let seen = bodies.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                let _ = reader.read_line(&mut request_line);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
-                if let Ok(json) = serde_json::from_slice(&body) {
-                    seen.lock().unwrap().push((path, json));
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
-        });
-        Self { port, bodies }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Waits for a body at `path` that `check` accepts; returns it.
-    fn wait_for(&self, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((_, body)) = self
-                .bodies
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(p, b)| p == path && check(b))
-            {
-                return body.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} at {path}; got {:?}",
-                self.bodies.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn count(&self, path: &str, check: impl Fn(&Value) -> bool) -> usize {
-        self.bodies
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, b)| p == path && check(b))
-            .count()
-    }
-}
+use sextant_tests::{KeptData, Receiver, Sextant, run_python};
 
 const RULES: &str = r#"
 groups:
