@@ -59,7 +59,7 @@ def post(url, body, headers=None):
         return json.loads(r.read() or b"{}")
 
 
-def alerts_service(port):
+def alerts_service(bind, port):
     """The book's alerts service: prints every notification it receives."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -76,7 +76,7 @@ def alerts_service(port):
             self.send_response(200)
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((bind, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -109,17 +109,26 @@ def main():
     parser.add_argument("--http", type=int, default=7070, help="Sextant's HTTP port (0: any free port)")
     parser.add_argument("--webhook", help="where alerts go (default: the alerts service here, printing them)")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument("--sextant-url", help="use this running Sextant (e.g. http://sextant:7070 in the compose file) instead of starting one")
+    parser.add_argument("--sextant-host", default="127.0.0.1", help="with --sextant-url: the host its StatsD, logstash and OTLP ports are on")
+    parser.add_argument("--base-port", type=int, default=0, help="services on this port and the next six (default: free ports)")
+    parser.add_argument("--bind", default="127.0.0.1", help="the services' listen address")
+    parser.add_argument("--alerts-port", type=int, default=0, help="the alerts service's port (default: a free one)")
     args = parser.parse_args()
 
     scratch = tempfile.mkdtemp(prefix="simplebank-")
-    ports = {s: free_port() for s in SERVICES}
-    http = args.http or free_port()
-    sextant_ports = {"http": http, "otlp_grpc": free_port(), "otlp_http": free_port(), "statsd": free_port(), "logstash": free_port()}
+    ports = {s: (args.base_port + i if args.base_port else free_port()) for i, s in enumerate(SERVICES)}
+    if args.sextant_url:
+        http = int(args.sextant_url.rsplit(":", 1)[1].strip("/"))
+        sextant_ports = {"http": http, "otlp_grpc": 4317, "otlp_http": 4318, "statsd": 8125, "logstash": 5959}
+    else:
+        http = args.http or free_port()
+        sextant_ports = {"http": http, "otlp_grpc": free_port(), "otlp_http": free_port(), "statsd": free_port(), "logstash": free_port()}
     alerts = None
     webhook = args.webhook
     if not webhook:
-        alerts_port = free_port()
-        alerts = alerts_service(alerts_port)
+        alerts_port = args.alerts_port or free_port()
+        alerts = alerts_service(args.bind, alerts_port)
         webhook = f"http://127.0.0.1:{alerts_port}/alerts"
     with open(os.path.join(HERE, "sextant.yaml")) as f:
         config = f.read()
@@ -149,18 +158,22 @@ def main():
                 child.kill()
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
-    flags = [f"--{name.replace('_', '-')}={port}" for name, port in sextant_ports.items()]
-    children.append(subprocess.Popen([args.sextant, "serve", "--config", config_path, "--data-dir", args.data_dir or os.path.join(scratch, "data"), "--log-level", "warn", *flags]))
-    base = f"http://127.0.0.1:{http}"
-    wait_ready(base + "/-/ready")
+    if args.sextant_url:
+        base = args.sextant_url.rstrip("/")
+    else:
+        flags = [f"--{name.replace('_', '-')}={port}" for name, port in sextant_ports.items()]
+        children.append(subprocess.Popen([args.sextant, "serve", "--config", config_path, "--data-dir", args.data_dir or os.path.join(scratch, "data"), "--log-level", "warn", *flags]))
+        base = f"http://127.0.0.1:{http}"
+    wait_ready(base + "/-/ready", 300)
 
     for name in SERVICES:
         peers = ",".join(f"{p}={ports[p]}" for p in CALLS.get(name, []))
         children.append(
             subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "services.py"), name, "--port", str(ports[name]), "--peers", peers,
+                [sys.executable, os.path.join(HERE, "services.py"), name, "--port", str(ports[name]), "--bind", args.bind, "--peers", peers,
+                 "--sextant-host", args.sextant_host,
                  "--statsd-port", str(sextant_ports["statsd"]), "--logstash-port", str(sextant_ports["logstash"]),
-                 "--otlp", f"http://127.0.0.1:{sextant_ports['otlp_http']}"],
+                 "--otlp", f"http://{args.sextant_host}:{sextant_ports['otlp_http']}"],
                 stdout=subprocess.DEVNULL,
             )
         )

@@ -224,6 +224,7 @@ def main():
     parser.add_argument("service", choices=["gateway", "orders", "account-transactions", "market", "fees", "profile", "settings"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--peers", default="", help="name=port,... of the services this one calls")
+    parser.add_argument("--bind", default="127.0.0.1", help="listen address")
     parser.add_argument("--sextant-host", default="127.0.0.1")
     parser.add_argument("--statsd-port", type=int, default=8125)
     parser.add_argument("--logstash-port", type=int, default=5959)
@@ -234,7 +235,7 @@ def main():
         QUEUE_DEPTH.labels(QUEUE_NAME, "/").set(0)
         for _ in range(4):
             threading.Thread(target=service.market_consume, daemon=True).start()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(service))
+    server = ThreadingHTTPServer((args.bind, args.port), handler_for(service))
     print(json.dumps({"service": service.name, "port": args.port}), flush=True)
     try:
         server.serve_forever()
