@@ -123,6 +123,11 @@ fn the_dockerfile_builds_in_stages_and_runs_as_a_non_root_user_with_a_health_che
         assert!(exposed.contains(&port), "EXPOSE {port}: {exposed:?}");
     }
     assert!(all("CMD")[0].contains(r#""--bind", "0.0.0.0""#));
+    // The context leaves out build output and node_modules.
+    let ignored = read(&deploy().join("../.dockerignore"));
+    for path in ["target", "ui/web/node_modules"] {
+        assert!(ignored.lines().any(|l| l == path), ".dockerignore lists {path}");
+    }
     // What the image copies from the repository exists.
     let root = deploy().join("..");
     for copy in all("COPY").iter().filter(|c| !c.starts_with("--from")) {
