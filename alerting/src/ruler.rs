@@ -378,6 +378,17 @@ impl Ruler {
         self.start(cancel);
     }
 
+    /// Replaces the rule groups and keeps the receivers and routes: what a
+    /// change through the ruler API needs. Alerts of groups that stay keep
+    /// their state, as on [`Ruler::reload`].
+    pub fn replace_groups(self: &Arc<Self>, groups: Vec<LoadedGroup>, cancel: &CancellationToken) {
+        for task in self.tasks.lock().expect("tasks lock").drain(..) {
+            task.abort();
+        }
+        self.set_groups(groups, None);
+        self.start(cancel);
+    }
+
     async fn group_loop(self: Arc<Self>, index: usize, cancel: CancellationToken) {
         let (interval, offset) = {
             let inner = self.inner.lock().expect("ruler lock");

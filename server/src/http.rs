@@ -144,7 +144,22 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// The HTTP API. `stats` counts this listener's requests and errors.
 pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    // The ruler API under each prefix Mimir, Cortex and Grafana use.
+    for prefix in crate::ruler_api::PREFIXES {
+        router = router
+            .route(
+                &format!("{prefix}/{{namespace}}"),
+                get(crate::ruler_api::get_namespace)
+                    .post(crate::ruler_api::post_group)
+                    .delete(crate::ruler_api::delete_namespace),
+            )
+            .route(
+                &format!("{prefix}/{{namespace}}/{{group}}"),
+                get(crate::ruler_api::get_group).delete(crate::ruler_api::delete_group),
+            );
+    }
+    router
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/metrics", get(self_metrics))
@@ -245,7 +260,14 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route("/jaeger/api/traces/{trace_id}", get(traces_api::trace))
         .route("/jaeger/api/dependencies", get(traces_api::dependencies))
         .route("/-/reload", post(reload).put(reload))
-        .route("/api/v1/rules", get(alerting_api::rules))
+        .route("/api/v1/rules", get(crate::ruler_api::list_or_prometheus))
+        .route("/api/v1/rules/changes", get(crate::ruler_api::changes))
+        .route("/config/v1/rules", get(crate::ruler_api::list))
+        .route("/prometheus/config/v1/rules", get(crate::ruler_api::list))
+        .route("/rules", get(crate::ruler_api::list))
+        .route("/prometheus/rules", get(crate::ruler_api::list))
+        .route("/api/prom/rules", get(crate::ruler_api::list))
+        .route("/api/v1/status/flags", get(query_api::flags))
         .route("/api/v1/alerts", get(alerting_api::alerts))
         .route("/api/v1/alerts/history", get(alerting_api::history))
         .route(
@@ -542,12 +564,12 @@ mod tests {
     #[tokio::test]
     async fn unbuilt_contract_paths_say_so_and_others_are_not_found() {
         let (app, _, _) = test_app();
-        let (status, body) = call(&app, "GET", "/api/v1/rules/changes").await;
+        let (status, body) = call(&app, "GET", "/api/v1/status/tsdb").await;
         assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body["error"],
-            "GET /api/v1/rules/changes is not implemented yet in this Sextant build"
+            "GET /api/v1/status/tsdb is not implemented yet in this Sextant build"
         );
         assert_eq!(
             call(&app, "GET", "/jaeger/api/no-such").await.0,

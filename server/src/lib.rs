@@ -16,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod logs_api;
 pub mod query_api;
+pub mod ruler_api;
 pub mod runtime;
 pub mod self_metrics;
 pub mod serve;

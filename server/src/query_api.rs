@@ -321,6 +321,14 @@ pub async fn query_exemplars(
 /// and revision are beside it.
 pub async fn buildinfo() -> Response {
     success(json!({
+        // What Mimir reports here, and Grafana reads: rule groups can be
+        // edited through the ruler API (ruler_api.rs).
+        "features": {
+            "ruler_config_api": "true",
+            "alertmanager_config_api": "false",
+            "query_sharding": "false",
+            "federated_rules": "false",
+        },
         "version": PROMETHEUS_COMPATIBLE_VERSION,
         "revision": crate::REVISION,
         "branch": "main",
@@ -328,6 +336,16 @@ pub async fn buildinfo() -> Response {
         "buildDate": "",
         "goVersion": "n/a (Rust)",
         "sextantVersion": crate::VERSION,
+    }))
+}
+
+/// `GET /api/v1/status/flags`: Prometheus's flags endpoint. Grafana's
+/// alerting probes it and, when it answers, asks the ruler API whether
+/// rules can be edited (where vanilla Prometheus says no).
+pub async fn flags() -> Response {
+    success(json!({
+        "sextant.version": crate::VERSION,
+        "ruler.api": "true",
     }))
 }
 

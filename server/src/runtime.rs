@@ -24,6 +24,10 @@ pub struct Runtime {
     statsd: Option<Arc<Statsd>>,
     scrape: OnceLock<Arc<ScrapeManager>>,
     ruler: OnceLock<(Arc<Ruler>, CancellationToken)>,
+    /// Rule groups created through the ruler API.
+    rule_namespaces: OnceLock<Arc<crate::ruler_api::RuleNamespaces>>,
+    /// The groups of the config's rule files, as last loaded.
+    file_groups: std::sync::Mutex<Vec<sextant_alerting::ruler::LoadedGroup>>,
     metrics: Option<Arc<SelfMetrics>>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -41,6 +45,8 @@ impl Runtime {
             statsd: Some(statsd),
             scrape: OnceLock::new(),
             ruler: OnceLock::new(),
+            rule_namespaces: OnceLock::new(),
+            file_groups: std::sync::Mutex::new(Vec::new()),
             metrics: Some(metrics),
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -57,9 +63,48 @@ impl Runtime {
     }
 
     /// Starts evaluating rules and notifying until `cancel`.
-    pub fn start_alerting(&self, ruler: Arc<Ruler>, cancel: CancellationToken) {
-        ruler.start(&cancel);
+    /// Starts evaluating: the rule files' groups (`file_groups`, which the
+    /// ruler was made with) and those created through the ruler API.
+    pub fn start_alerting(
+        &self,
+        ruler: Arc<Ruler>,
+        namespaces: Arc<crate::ruler_api::RuleNamespaces>,
+        file_groups: Vec<sextant_alerting::ruler::LoadedGroup>,
+        cancel: CancellationToken,
+    ) {
+        *self.file_groups.lock().expect("file groups lock") = file_groups;
+        let _ = self.rule_namespaces.set(namespaces);
         let _ = self.ruler.set((ruler, cancel));
+        self.apply_rule_groups();
+    }
+
+    /// The rule groups created through the ruler API, once alerting runs.
+    pub fn rule_namespaces(&self) -> Option<&Arc<crate::ruler_api::RuleNamespaces>> {
+        self.rule_namespaces.get()
+    }
+
+    /// The rule files the config named, as last loaded.
+    pub fn rule_file_paths(&self) -> Vec<PathBuf> {
+        let groups = self.file_groups.lock().expect("file groups lock");
+        let mut paths: Vec<PathBuf> = groups.iter().map(|g| g.file.clone()).collect();
+        paths.dedup();
+        paths
+    }
+
+    /// Every group, from files and the API.
+    fn all_rule_groups(&self) -> Vec<sextant_alerting::ruler::LoadedGroup> {
+        let mut groups = self.file_groups.lock().expect("file groups lock").clone();
+        if let Some(namespaces) = self.rule_namespaces.get() {
+            groups.extend(namespaces.loaded_groups());
+        }
+        groups
+    }
+
+    /// Has the ruler evaluate the current groups (after a change through the API).
+    pub fn apply_rule_groups(&self) {
+        if let Some((ruler, cancel)) = self.ruler.get() {
+            ruler.replace_groups(self.all_rule_groups(), cancel);
+        }
     }
 
     /// Starts scraping `config`'s jobs with `manager`.
@@ -108,11 +153,9 @@ impl Runtime {
             apply_scrape(manager, &loaded).await;
         }
         if let Some((ruler, cancel)) = self.ruler.get() {
-            ruler.reload(
-                crate::alerting_api::groups_of(Some(&loaded)),
-                loaded.file.alerting.clone(),
-                cancel,
-            );
+            *self.file_groups.lock().expect("file groups lock") =
+                crate::alerting_api::groups_of(Some(&loaded));
+            ruler.reload(self.all_rule_groups(), loaded.file.alerting.clone(), cancel);
         }
         Ok(())
     }

@@ -290,7 +290,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             sextant_query::promql::Engine::new(tsdb.clone(), query_state(&settings).options);
         let interval_ms = file.map_or(60_000, |f| f.global.evaluation_interval.as_millis() as i64);
         let config = file.map(|f| f.alerting.clone()).unwrap_or_default();
-        let groups = groups_of(settings.config.as_ref());
+        let file_groups = groups_of(settings.config.as_ref());
+        let namespaces = crate::ruler_api::RuleNamespaces::open(
+            sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
+                .context("opening the alerting state directory")?,
+        )
+        .context("loading the rule groups created through the ruler API")?;
+        let mut groups = file_groups.clone();
+        groups.extend(namespaces.loaded_groups());
         let ruler = tokio::task::spawn_blocking(move || {
             sextant_alerting::ruler::Ruler::new(
                 engine,
@@ -304,7 +311,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
         .await
         .context("loading the alerting state panicked")?;
-        runtime.start_alerting(Arc::new(ruler), shutdown.child_token());
+        runtime.start_alerting(
+            Arc::new(ruler),
+            Arc::new(namespaces),
+            file_groups,
+            shutdown.child_token(),
+        );
     }
 
     metrics.set_ready();

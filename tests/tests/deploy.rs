@@ -126,7 +126,10 @@ fn the_dockerfile_builds_in_stages_and_runs_as_a_non_root_user_with_a_health_che
     // The context leaves out build output and node_modules.
     let ignored = read(&deploy().join("../.dockerignore"));
     for path in ["target", "ui/web/node_modules"] {
-        assert!(ignored.lines().any(|l| l == path), ".dockerignore lists {path}");
+        assert!(
+            ignored.lines().any(|l| l == path),
+            ".dockerignore lists {path}"
+        );
     }
     // What the image copies from the repository exists.
     let root = deploy().join("..");

@@ -275,6 +275,25 @@ try {
     await silences.locator("tr", { hasText: "browser test" }).locator(".s-expired").waitFor();
   });
 
+  await run("write a rule group through the ruler API and delete it", async () => {
+    await page.goto(`${base}/ui/alerts`);
+    await page.getByRole("button", { name: "New or changed rule group" }).click();
+    const form = page.getByRole("form", { name: "Rule group" });
+    await form.getByLabel("Namespace").fill("browser");
+    await form.getByLabel(/Group \(YAML/).fill("name: broken\nrules:\n  - alert: Broken\n    expr: sum(rate(x[5m])\n");
+    await form.getByRole("button", { name: "Save group" }).click();
+    const error = form.getByRole("alert");
+    await error.waitFor();
+    check((await error.innerText()).includes("Broken"), `the error names the rule: ${await error.innerText()}`);
+    await form.getByLabel(/Group \(YAML/).fill("name: from-the-ui\nrules:\n  - alert: QueueDeep\n    expr: rabbitmq_queue_messages > 1000\n");
+    await form.getByRole("button", { name: "Save group" }).click();
+    const rules = page.getByRole("table", { name: "Rules" });
+    const row = rules.locator("tr", { hasText: "QueueDeep" });
+    await row.waitFor();
+    await row.getByRole("button", { name: "Delete group" }).click();
+    await row.waitFor({ state: "detached" });
+  });
+
   await run("the dark theme and the keyboard", async () => {
     await page.goto(`${base}/ui/logs?q=${encodeURIComponent(requestId)}`);
     await page.getByRole("button", { name: /dark theme/ }).click();

@@ -167,12 +167,66 @@ function SilenceForm(props: { matchers: string; onDone: () => void }) {
   );
 }
 
+const EXAMPLE_GROUP = `name: queue
+interval: 30s
+rules:
+  - alert: QueueBacklog
+    expr: avg_over_time(rabbitmq_queue_messages[1m]) > 100
+    labels:
+      severity: task
+    annotations:
+      message: Messages accumulating in the queue
+`;
+
+/** A rule group written here goes through the ruler API (POST /api/v1/rules/{namespace}), validated as rule files are. */
+function GroupEditor(props: { onDone: () => void }) {
+  const [namespace, setNamespace] = useState("ui");
+  const [yaml, setYaml] = useState(EXAMPLE_GROUP);
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <form
+      class="groupeditor"
+      aria-label="Rule group"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setError(null);
+        const response = await fetch(`/api/v1/rules/${encodeURIComponent(namespace.trim())}`, { method: "POST", headers: { "Content-Type": "application/yaml" }, body: yaml });
+        if (!response.ok) {
+          const text = await response.text();
+          try {
+            setError(JSON.parse(text).error ?? text);
+          } catch {
+            setError(text);
+          }
+          return;
+        }
+        props.onDone();
+      }}
+    >
+      <label>
+        Namespace <input value={namespace} onInput={(e) => setNamespace(e.currentTarget.value)} />
+      </label>
+      <label class="wide">
+        Group (YAML, as in a Prometheus rule file; log rules too)
+        <textarea rows={12} spellcheck={false} value={yaml} onInput={(e) => setYaml(e.currentTarget.value)} />
+      </label>
+      <button type="submit">Save group</button>
+      {error && (
+        <p class="error" role="alert">
+          {error}
+        </p>
+      )}
+    </form>
+  );
+}
+
 /** Rules with their state, firing and pending alerts, a rule's history over its graph, silences. */
 export function AlertsPage() {
   const { params } = useLocation();
   const selected = params.get("rule");
   const [tick, setTick] = useState(0);
   const [silencing, setSilencing] = useState<string | null>(null);
+  const [editing, setEditing] = useState(false);
   const groups = useLoad(`rules ${tick}`, (signal) => prom<{ groups: RuleGroup[] }>("/api/v1/rules", {}, signal).then((d) => d.groups));
   const silences = useLoad(`silences ${tick}`, (signal) => getJson<Silence[] | PromEnvelope<Silence[]>>("/api/v1/silences", {}, signal).then((b) => (Array.isArray(b) ? b : b.data)));
   const refresh = () => setTick((n) => n + 1);
@@ -250,6 +304,17 @@ export function AlertsPage() {
         </>
       )}
       <h2>Rules</h2>
+      <button type="button" onClick={() => setEditing(!editing)} aria-expanded={editing}>
+        {editing ? "Close the editor" : "New or changed rule group"}
+      </button>
+      {editing && (
+        <GroupEditor
+          onDone={() => {
+            setEditing(false);
+            refresh();
+          }}
+        />
+      )}
       <Status load={groups} empty={(g) => (g.length === 0 ? "No rules: add Prometheus rule files under rule_files in the config." : null)}>
         {(list) => (
           <table class="rules" aria-label="Rules">
@@ -261,6 +326,7 @@ export function AlertsPage() {
                 <th>Health</th>
                 <th>Last evaluation</th>
                 <th>Took</th>
+                <th />
               </tr>
             </thead>
             <tbody>
@@ -281,6 +347,21 @@ export function AlertsPage() {
                     </td>
                     <td class="ts">{r.lastEvaluation.startsWith("0001") ? "not yet" : formatTime(parseTs(r.lastEvaluation), false)}</td>
                     <td>{(r.evaluationTime * 1000).toFixed(1)} ms</td>
+                    <td>
+                      {/* Rule files have absolute paths; a namespace made through the ruler API does not. */}
+                      {!g.file.startsWith("/") && r === g.rules[0] && (
+                        <button
+                          type="button"
+                          title={`Delete group ${g.name} of namespace ${g.file} (ruler API)`}
+                          onClick={async () => {
+                            await send("DELETE", `/api/v1/rules/${encodeURIComponent(g.file)}/${encodeURIComponent(g.name)}`);
+                            refresh();
+                          }}
+                        >
+                          Delete group
+                        </button>
+                      )}
+                    </td>
                   </tr>
                 )),
               )}

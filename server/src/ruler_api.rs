@@ -1,0 +1,610 @@
+//! The ruler API as Mimir, Cortex and Loki define it, so that Grafana's
+//! data source-managed rule editor, `mimirtool` and scripts can create,
+//! replace and delete rule groups without a restart:
+//!
+//! - `GET {prefix}` lists every namespace with its groups (YAML);
+//! - `GET {prefix}/{namespace}` and `GET {prefix}/{namespace}/{group}`;
+//! - `POST {prefix}/{namespace}` with one group as YAML creates or replaces it;
+//! - `DELETE {prefix}/{namespace}/{group}` and `DELETE {prefix}/{namespace}`;
+//! - `GET /api/v1/rules/changes`: who changed what, when.
+//!
+//! for the prefixes `/api/v1/rules` (listing with `Accept: application/yaml`,
+//! as Prometheus's own JSON answers there otherwise), `/config/v1/rules` and
+//! `/prometheus/config/v1/rules`. Groups are validated exactly as rule
+//! files are, kept one namespace per file under `<data>/alerting/`, written
+//! atomically, and evaluated at once beside the file-loaded ones, which the
+//! API may read but not change (409).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sextant_alerting::ruler::LoadedGroup;
+use sextant_alerting::rules::{RuleGroup, parse_rule_file};
+use sextant_model::SourceError;
+use sextant_storage::StateDir;
+
+use crate::http::AppState;
+
+/// Where the ruler API answers: Cortex's and Loki's paths, Mimir's (with
+/// and without its `/prometheus` prefix), and the `/rules` paths Grafana's
+/// ruler proxy builds from a data source URL.
+pub const PREFIXES: [&str; 6] = [
+    "/api/v1/rules",
+    "/config/v1/rules",
+    "/prometheus/config/v1/rules",
+    "/rules",
+    "/prometheus/rules",
+    "/api/prom/rules",
+];
+
+/// Changes kept for `/api/v1/rules/changes`.
+const CHANGES: usize = 1000;
+const CHANGES_DOC: &str = "ruler-changes.json";
+/// Namespace files: `ruler/ns-<escaped name>.yml`.
+const LEVEL: &str = "ruler/";
+const PREFIX: &str = "ruler/ns-";
+
+/// A namespace's name as a document name: `a-z A-Z 0-9 _ -` kept, every
+/// other byte as `.XX` (hex), so that any name maps to one file and back.
+fn escape(namespace: &str) -> String {
+    let mut out = String::from(PREFIX);
+    for byte in namespace.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!(".{byte:02x}"));
+        }
+    }
+    out.push_str(".yml");
+    out
+}
+
+fn unescape(name: &str) -> Option<String> {
+    let body = name.strip_prefix(PREFIX)?.strip_suffix(".yml")?;
+    let mut bytes = Vec::new();
+    let mut chars = body.bytes();
+    while let Some(b) = chars.next() {
+        if b == b'.' {
+            let hex = [chars.next()?, chars.next()?];
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// One group as it was posted: its YAML (to answer with) and its rules.
+#[derive(Debug, Clone)]
+struct StoredGroup {
+    yaml: serde_norway::Value,
+    group: RuleGroup,
+}
+
+/// The rule groups created through the API, by namespace.
+#[derive(Debug)]
+pub struct RuleNamespaces {
+    dir: StateDir,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    namespaces: BTreeMap<String, Vec<StoredGroup>>,
+    changes: VecDeque<serde_json::Value>,
+}
+
+/// Why a change was refused.
+#[derive(Debug)]
+pub enum RulerError {
+    /// 400: the body is not a valid rule group.
+    Invalid(String),
+    /// 404.
+    NotFound(String),
+    /// 409: a namespace that comes from a rule file.
+    ReadOnly(String),
+    /// 500: the change could not be stored.
+    Storage(String),
+    /// 503: the stores are still opening.
+    Unavailable(String),
+}
+
+impl RuleNamespaces {
+    /// Loads every namespace kept in `dir`. A file that no longer validates
+    /// (a rule feature removed since) is skipped with a warning.
+    pub fn open(dir: StateDir) -> std::io::Result<Self> {
+        let mut inner = Inner::default();
+        for name in dir.list(LEVEL)? {
+            let Some(namespace) = unescape(&name) else {
+                continue;
+            };
+            let Some(bytes) = dir.get(&name)? else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            match parse_namespace(&namespace, &text) {
+                Ok(groups) => {
+                    inner.namespaces.insert(namespace, groups);
+                }
+                Err(err) => {
+                    tracing::warn!(namespace = %namespace, error = %err, "a stored rule namespace no longer loads; skipped");
+                }
+            }
+        }
+        if let Some(bytes) = dir.get(CHANGES_DOC)?
+            && let Ok(changes) = serde_json::from_slice::<VecDeque<serde_json::Value>>(&bytes)
+        {
+            inner.changes = changes;
+        }
+        Ok(Self {
+            dir,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Every API group, for the ruler: the namespace stands where a rule file's path would.
+    pub fn loaded_groups(&self) -> Vec<LoadedGroup> {
+        let inner = self.inner.lock().expect("namespaces lock");
+        inner
+            .namespaces
+            .iter()
+            .flat_map(|(namespace, groups)| {
+                groups.iter().map(move |g| LoadedGroup {
+                    file: PathBuf::from(namespace),
+                    group: g.group.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn yaml_of(&self, namespace: &str) -> Option<Vec<serde_norway::Value>> {
+        let inner = self.inner.lock().expect("namespaces lock");
+        inner
+            .namespaces
+            .get(namespace)
+            .map(|groups| groups.iter().map(|g| g.yaml.clone()).collect())
+    }
+
+    fn all_yaml(&self) -> BTreeMap<String, Vec<serde_norway::Value>> {
+        let inner = self.inner.lock().expect("namespaces lock");
+        inner
+            .namespaces
+            .iter()
+            .map(|(ns, groups)| (ns.clone(), groups.iter().map(|g| g.yaml.clone()).collect()))
+            .collect()
+    }
+
+    /// Creates or replaces the group `body` (one group, YAML) in `namespace`.
+    pub fn put_group(&self, namespace: &str, body: &str, who: &str) -> Result<String, RulerError> {
+        let source = PathBuf::from(namespace);
+        let group: RuleGroup = serde_norway::from_str(body)
+            .map_err(|e| RulerError::Invalid(SourceError::from_yaml(&source, &e).to_string()))?;
+        let yaml: serde_norway::Value = serde_norway::from_str(body)
+            .map_err(|e| RulerError::Invalid(SourceError::from_yaml(&source, &e).to_string()))?;
+        let name = group.name.clone();
+        let mut inner = self.inner.lock().expect("namespaces lock");
+        let mut groups = inner.namespaces.get(namespace).cloned().unwrap_or_default();
+        let replaced = match groups.iter_mut().find(|g| g.group.name == name) {
+            Some(existing) => {
+                *existing = StoredGroup { yaml, group };
+                true
+            }
+            None => {
+                groups.push(StoredGroup { yaml, group });
+                false
+            }
+        };
+        self.store(namespace, &groups)?;
+        inner.namespaces.insert(namespace.to_owned(), groups);
+        let what = if replaced { "replaced" } else { "created" };
+        self.record(&mut inner, who, what, namespace, Some(&name), Some(body));
+        Ok(name)
+    }
+
+    /// Deletes one group; a namespace left empty goes with it.
+    pub fn delete_group(&self, namespace: &str, group: &str, who: &str) -> Result<(), RulerError> {
+        let mut inner = self.inner.lock().expect("namespaces lock");
+        let Some(groups) = inner.namespaces.get(namespace) else {
+            return Err(RulerError::NotFound(format!(
+                "no rule groups found: no namespace {namespace:?}"
+            )));
+        };
+        if !groups.iter().any(|g| g.group.name == group) {
+            return Err(RulerError::NotFound(format!(
+                "group does not exist: no group {group:?} in namespace {namespace:?}"
+            )));
+        }
+        let left: Vec<StoredGroup> = groups
+            .iter()
+            .filter(|g| g.group.name != group)
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            self.dir.delete(&escape(namespace)).map_err(|e| {
+                RulerError::Storage(format!("deleting namespace {namespace:?}: {e}"))
+            })?;
+            inner.namespaces.remove(namespace);
+        } else {
+            self.store(namespace, &left)?;
+            inner.namespaces.insert(namespace.to_owned(), left);
+        }
+        self.record(&mut inner, who, "deleted", namespace, Some(group), None);
+        Ok(())
+    }
+
+    /// Deletes a namespace and its groups.
+    pub fn delete_namespace(&self, namespace: &str, who: &str) -> Result<(), RulerError> {
+        let mut inner = self.inner.lock().expect("namespaces lock");
+        if !inner.namespaces.contains_key(namespace) {
+            return Err(RulerError::NotFound(format!(
+                "no rule groups found: no namespace {namespace:?}"
+            )));
+        }
+        self.dir
+            .delete(&escape(namespace))
+            .map_err(|e| RulerError::Storage(format!("deleting namespace {namespace:?}: {e}")))?;
+        inner.namespaces.remove(namespace);
+        self.record(&mut inner, who, "deleted namespace", namespace, None, None);
+        Ok(())
+    }
+
+    /// The namespace as a rule file (`groups:`), written atomically.
+    fn store(&self, namespace: &str, groups: &[StoredGroup]) -> Result<(), RulerError> {
+        let file = serde_norway::to_string(&BTreeMap::from([(
+            "groups",
+            groups.iter().map(|g| g.yaml.clone()).collect::<Vec<_>>(),
+        )]))
+        .map_err(|e| RulerError::Storage(format!("encoding namespace {namespace:?}: {e}")))?;
+        self.dir
+            .put(&escape(namespace), file.as_bytes())
+            .map_err(|e| RulerError::Storage(format!("storing namespace {namespace:?}: {e}")))
+    }
+
+    fn record(
+        &self,
+        inner: &mut Inner,
+        who: &str,
+        what: &str,
+        namespace: &str,
+        group: Option<&str>,
+        body: Option<&str>,
+    ) {
+        inner.changes.push_back(json!({
+            "time": sextant_alerting::notify::rfc3339(now_ms()),
+            "who": who,
+            "what": what,
+            "namespace": namespace,
+            "group": group,
+            "body": body,
+        }));
+        while inner.changes.len() > CHANGES {
+            inner.changes.pop_front();
+        }
+        if let Ok(bytes) = serde_json::to_vec(&inner.changes)
+            && let Err(err) = self.dir.put(CHANGES_DOC, &bytes)
+        {
+            tracing::warn!(error = %err, "storing the ruler change log failed");
+        }
+    }
+
+    fn changes(&self) -> Vec<serde_json::Value> {
+        self.inner
+            .lock()
+            .expect("namespaces lock")
+            .changes
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A stored namespace's file: a rule file, validated as one.
+fn parse_namespace(namespace: &str, text: &str) -> Result<Vec<StoredGroup>, String> {
+    let file = parse_rule_file(std::path::Path::new(namespace), text).map_err(|e| e.to_string())?;
+    let yaml: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let values = yaml
+        .get("groups")
+        .and_then(|g| g.as_sequence())
+        .cloned()
+        .unwrap_or_default();
+    Ok(file
+        .groups
+        .into_iter()
+        .zip(values)
+        .map(|(group, yaml)| StoredGroup { yaml, group })
+        .collect())
+}
+
+// ---- HTTP
+
+/// Mimir's answer envelope.
+fn envelope(status: StatusCode, error: Option<(&str, String)>) -> Response {
+    let body = match error {
+        None => json!({"status": "success", "data": null, "errorType": "", "error": ""}),
+        Some((kind, message)) => {
+            json!({"status": "error", "data": null, "errorType": kind, "error": message})
+        }
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for RulerError {
+    fn into_response(self) -> Response {
+        match self {
+            RulerError::Invalid(m) => envelope(StatusCode::BAD_REQUEST, Some(("bad_data", m))),
+            RulerError::NotFound(m) => envelope(StatusCode::NOT_FOUND, Some(("not_found", m))),
+            RulerError::ReadOnly(m) => envelope(StatusCode::CONFLICT, Some(("conflict", m))),
+            RulerError::Storage(m) => {
+                envelope(StatusCode::INTERNAL_SERVER_ERROR, Some(("internal", m)))
+            }
+            RulerError::Unavailable(m) => {
+                envelope(StatusCode::SERVICE_UNAVAILABLE, Some(("unavailable", m)))
+            }
+        }
+    }
+}
+
+fn yaml_response<T: serde::Serialize>(value: &T) -> Response {
+    match serde_norway::to_string(value) {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/yaml")], text).into_response(),
+        Err(e) => RulerError::Storage(format!("encoding YAML: {e}")).into_response(),
+    }
+}
+
+/// Who made a change: the user Grafana forwards (`send_user_header`), a
+/// proxy's user header, else "anonymous".
+fn who(headers: &HeaderMap) -> String {
+    ["x-grafana-user", "x-forwarded-user"]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map_or_else(|| "anonymous".to_owned(), str::to_owned)
+}
+
+fn namespaces(state: &AppState) -> Result<&std::sync::Arc<RuleNamespaces>, RulerError> {
+    state
+        .runtime
+        .rule_namespaces()
+        .ok_or_else(|| RulerError::Unavailable("the ruler starts once the stores are open".into()))
+}
+
+/// The groups of rule files, by file, as YAML: listed, never changed.
+fn file_namespaces(state: &AppState) -> BTreeMap<String, Vec<serde_norway::Value>> {
+    let mut out = BTreeMap::new();
+    for path in state.runtime.rule_file_paths() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(yaml) = serde_norway::from_str::<serde_norway::Value>(&text) else {
+            continue;
+        };
+        let groups = yaml
+            .get("groups")
+            .and_then(|g| g.as_sequence())
+            .cloned()
+            .unwrap_or_default();
+        out.insert(path.display().to_string(), groups);
+    }
+    out
+}
+
+/// A namespace a rule file owns: its path as listed, its file name, or its stem.
+fn owned_by_a_file(state: &AppState, namespace: &str) -> Option<PathBuf> {
+    state.runtime.rule_file_paths().into_iter().find(|path| {
+        path.display().to_string() == namespace
+            || path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy() == namespace)
+            || path
+                .file_stem()
+                .is_some_and(|n| n.to_string_lossy() == namespace)
+    })
+}
+
+/// `GET {prefix}`: every namespace, file-loaded ones too.
+pub async fn list(State(state): State<AppState>) -> Response {
+    let api = match namespaces(&state) {
+        Ok(n) => n.all_yaml(),
+        Err(e) => return e.into_response(),
+    };
+    let mut all = file_namespaces(&state);
+    all.extend(api);
+    yaml_response(&all)
+}
+
+/// `GET /api/v1/rules`: the ruler's YAML listing when asked for YAML,
+/// Prometheus's rules endpoint otherwise.
+pub async fn list_or_prometheus(
+    state: State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let wants_yaml = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("yaml"));
+    if wants_yaml && uri.query().is_none() {
+        return list(state).await;
+    }
+    match crate::alerting_api::rules(state, uri).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET {prefix}/{namespace}`.
+pub async fn get_namespace(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+) -> Response {
+    let found = match namespaces(&state) {
+        Ok(n) => n.yaml_of(&namespace),
+        Err(e) => return e.into_response(),
+    }
+    .or_else(|| {
+        owned_by_a_file(&state, &namespace)
+            .and_then(|p| file_namespaces(&state).remove(&p.display().to_string()))
+    });
+    match found {
+        Some(groups) => yaml_response(&BTreeMap::from([(namespace, groups)])),
+        None => RulerError::NotFound(format!("no rule groups found: no namespace {namespace:?}"))
+            .into_response(),
+    }
+}
+
+/// `GET {prefix}/{namespace}/{group}`.
+pub async fn get_group(
+    State(state): State<AppState>,
+    Path((namespace, group)): Path<(String, String)>,
+) -> Response {
+    let groups = match namespaces(&state) {
+        Ok(n) => n.yaml_of(&namespace),
+        Err(e) => return e.into_response(),
+    }
+    .or_else(|| {
+        owned_by_a_file(&state, &namespace)
+            .and_then(|p| file_namespaces(&state).remove(&p.display().to_string()))
+    })
+    .unwrap_or_default();
+    match groups
+        .into_iter()
+        .find(|g| g.get("name").and_then(|n| n.as_str()) == Some(group.as_str()))
+    {
+        Some(found) => yaml_response(&found),
+        None => RulerError::NotFound(format!(
+            "group does not exist: no group {group:?} in namespace {namespace:?}"
+        ))
+        .into_response(),
+    }
+}
+
+fn refuse_files(state: &AppState, namespace: &str) -> Result<(), RulerError> {
+    match owned_by_a_file(state, namespace) {
+        Some(path) => Err(RulerError::ReadOnly(format!(
+            "namespace {namespace:?} comes from the rule file {}: it is read-only through the API; change the file and reload",
+            path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `POST {prefix}/{namespace}`: one group as YAML, created or replaced.
+pub async fn post_group(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let store = match namespaces(&state) {
+        Ok(n) => n.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = refuse_files(&state, &namespace) {
+        return e.into_response();
+    }
+    let who = who(&headers);
+    let outcome =
+        tokio::task::spawn_blocking(move || store.put_group(&namespace, &body, &who)).await;
+    match outcome {
+        Ok(Ok(_)) => {
+            state.runtime.apply_rule_groups();
+            envelope(StatusCode::ACCEPTED, None)
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => RulerError::Storage(format!("storing the group failed: {e}")).into_response(),
+    }
+}
+
+/// `DELETE {prefix}/{namespace}/{group}`.
+pub async fn delete_group(
+    State(state): State<AppState>,
+    Path((namespace, group)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let store = match namespaces(&state) {
+        Ok(n) => n.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = refuse_files(&state, &namespace) {
+        return e.into_response();
+    }
+    let who = who(&headers);
+    match tokio::task::spawn_blocking(move || store.delete_group(&namespace, &group, &who)).await {
+        Ok(Ok(())) => {
+            state.runtime.apply_rule_groups();
+            envelope(StatusCode::ACCEPTED, None)
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => RulerError::Storage(format!("deleting the group failed: {e}")).into_response(),
+    }
+}
+
+/// `DELETE {prefix}/{namespace}`.
+pub async fn delete_namespace(
+    State(state): State<AppState>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let store = match namespaces(&state) {
+        Ok(n) => n.clone(),
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = refuse_files(&state, &namespace) {
+        return e.into_response();
+    }
+    let who = who(&headers);
+    match tokio::task::spawn_blocking(move || store.delete_namespace(&namespace, &who)).await {
+        Ok(Ok(())) => {
+            state.runtime.apply_rule_groups();
+            envelope(StatusCode::ACCEPTED, None)
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => {
+            RulerError::Storage(format!("deleting the namespace failed: {e}")).into_response()
+        }
+    }
+}
+
+/// `GET /api/v1/rules/changes`: every change through the API, oldest first.
+pub async fn changes(State(state): State<AppState>) -> Response {
+    match namespaces(&state) {
+        Ok(n) => crate::api::success(serde_json::Value::Array(n.changes())),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_namespace_name_maps_to_one_document_and_back() {
+        for name in [
+            "simplebank",
+            "team/payments",
+            "Grafana folder ü",
+            "a.b",
+            ".x",
+        ] {
+            let doc = escape(name);
+            let file = doc.strip_prefix("ruler/").expect("one level down");
+            assert!(
+                file.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "{doc}"
+            );
+            assert_eq!(unescape(&doc).as_deref(), Some(name));
+        }
+        assert_ne!(escape("a.b"), escape("a.2eb"));
+    }
+}
