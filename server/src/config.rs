@@ -191,7 +191,7 @@ pub enum Scope {
 }
 
 /// One access token.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawToken")]
 pub struct TokenConfig {
     pub name: String,
@@ -201,11 +201,34 @@ pub struct TokenConfig {
 }
 
 /// How a token's secret is written in the file. Its `Debug` never shows it.
+#[derive(Clone)]
 pub enum TokenSecret {
     /// Hex SHA-256 of the token: the file never holds the token itself.
     Sha256(String),
     /// The token in plain text, for tests.
     Plain(String),
+}
+
+impl TokenSecret {
+    /// Whether `presented` is this token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        match self {
+            Self::Plain(token) => constant_time_eq(token.as_bytes(), presented.as_bytes()),
+            Self::Sha256(hex) => {
+                let digest = ring::digest::digest(&ring::digest::SHA256, presented.as_bytes());
+                let mine: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                constant_time_eq(hex.as_bytes(), mine.as_bytes())
+            }
+        }
+    }
+}
+
+/// Equality whose time depends on the lengths only, not on where bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl std::fmt::Debug for TokenSecret {

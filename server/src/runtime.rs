@@ -14,7 +14,7 @@ use sextant_ingest::statsd::Statsd;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{self, LoadedConfig};
+use crate::config::{self, LoadedConfig, TokenConfig};
 use crate::self_metrics::SelfMetrics;
 
 /// The server's reloadable parts.
@@ -26,6 +26,9 @@ pub struct Runtime {
     ruler: OnceLock<(Arc<Ruler>, CancellationToken)>,
     /// Rule groups created through the ruler API.
     rule_namespaces: OnceLock<Arc<crate::ruler_api::RuleNamespaces>>,
+    /// The config's access tokens, as last loaded (the ruler API's writes
+    /// need one with the admin scope once there are any).
+    tokens: std::sync::RwLock<Vec<TokenConfig>>,
     /// The groups of the config's rule files, as last loaded.
     file_groups: std::sync::Mutex<Vec<sextant_alerting::ruler::LoadedGroup>>,
     metrics: Option<Arc<SelfMetrics>>,
@@ -47,6 +50,7 @@ impl Runtime {
             ruler: OnceLock::new(),
             rule_namespaces: OnceLock::new(),
             file_groups: std::sync::Mutex::new(Vec::new()),
+            tokens: std::sync::RwLock::new(Vec::new()),
             metrics: Some(metrics),
             reloading: tokio::sync::Mutex::new(()),
         }
@@ -76,6 +80,16 @@ impl Runtime {
         let _ = self.rule_namespaces.set(namespaces);
         let _ = self.ruler.set((ruler, cancel));
         self.apply_rule_groups();
+    }
+
+    /// Replaces the access tokens (at start and on reload).
+    pub fn set_tokens(&self, tokens: Vec<TokenConfig>) {
+        *self.tokens.write().expect("tokens lock") = tokens;
+    }
+
+    /// The tokens configured now.
+    pub fn tokens(&self) -> Vec<TokenConfig> {
+        self.tokens.read().expect("tokens lock").clone()
     }
 
     /// The rule groups created through the ruler API, once alerting runs.
@@ -149,6 +163,7 @@ impl Runtime {
         if let Some(statsd) = &self.statsd {
             statsd.set_mapper(loaded.statsd_mapping.clone().unwrap_or_default());
         }
+        self.set_tokens(loaded.file.auth.tokens.clone());
         if let Some(manager) = self.scrape.get() {
             apply_scrape(manager, &loaded).await;
         }

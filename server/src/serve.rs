@@ -94,6 +94,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         statsd_pipeline.clone(),
         metrics.clone(),
     ));
+    runtime.set_tokens(
+        settings
+            .file()
+            .map(|f| f.auth.tokens.clone())
+            .unwrap_or_default(),
+    );
     {
         let stats = metrics.listener("http", "tcp");
         let state = AppState::new(metrics.clone(), stores.clone())
