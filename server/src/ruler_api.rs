@@ -540,6 +540,26 @@ fn refuse_files(state: &AppState, namespace: &str) -> Result<(), RulerError> {
     }
 }
 
+/// A change to `namespace`: refused for rule files' namespaces and callers
+/// without the admin scope (once tokens are configured); otherwise `apply`
+/// runs on a blocking thread (it writes to disk) with the caller's name,
+/// and the ruler takes the new groups at once.
+async fn change(
+    state: &AppState,
+    namespace: &str,
+    headers: &HeaderMap,
+    apply: impl FnOnce(&RuleNamespaces, &str) -> Result<(), RulerError> + Send + 'static,
+) -> Result<Response, RulerError> {
+    let store = namespaces(state)?.clone();
+    refuse_files(state, namespace)?;
+    let who = authorize_admin(state, headers)?;
+    tokio::task::spawn_blocking(move || apply(&store, &who))
+        .await
+        .map_err(|e| RulerError::Storage(format!("the change failed: {e}")))??;
+    state.runtime.apply_rule_groups();
+    Ok(envelope(StatusCode::ACCEPTED, None))
+}
+
 /// `POST {prefix}/{namespace}`: one group as YAML, created or replaced.
 pub async fn post_group(
     State(state): State<AppState>,
@@ -547,27 +567,12 @@ pub async fn post_group(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    let store = match namespaces(&state) {
-        Ok(n) => n.clone(),
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = refuse_files(&state, &namespace) {
-        return e.into_response();
-    }
-    let who = match authorize_admin(&state, &headers) {
-        Ok(who) => who,
-        Err(e) => return e.into_response(),
-    };
-    let outcome =
-        tokio::task::spawn_blocking(move || store.put_group(&namespace, &body, &who)).await;
-    match outcome {
-        Ok(Ok(_)) => {
-            state.runtime.apply_rule_groups();
-            envelope(StatusCode::ACCEPTED, None)
-        }
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => RulerError::Storage(format!("storing the group failed: {e}")).into_response(),
-    }
+    let ns = namespace.clone();
+    change(&state, &namespace, &headers, move |store, who| {
+        store.put_group(&ns, &body, who).map(drop)
+    })
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `DELETE {prefix}/{namespace}/{group}`.
@@ -576,25 +581,12 @@ pub async fn delete_group(
     Path((namespace, group)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let store = match namespaces(&state) {
-        Ok(n) => n.clone(),
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = refuse_files(&state, &namespace) {
-        return e.into_response();
-    }
-    let who = match authorize_admin(&state, &headers) {
-        Ok(who) => who,
-        Err(e) => return e.into_response(),
-    };
-    match tokio::task::spawn_blocking(move || store.delete_group(&namespace, &group, &who)).await {
-        Ok(Ok(())) => {
-            state.runtime.apply_rule_groups();
-            envelope(StatusCode::ACCEPTED, None)
-        }
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => RulerError::Storage(format!("deleting the group failed: {e}")).into_response(),
-    }
+    let ns = namespace.clone();
+    change(&state, &namespace, &headers, move |store, who| {
+        store.delete_group(&ns, &group, who)
+    })
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `DELETE {prefix}/{namespace}`.
@@ -603,27 +595,12 @@ pub async fn delete_namespace(
     Path(namespace): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let store = match namespaces(&state) {
-        Ok(n) => n.clone(),
-        Err(e) => return e.into_response(),
-    };
-    if let Err(e) = refuse_files(&state, &namespace) {
-        return e.into_response();
-    }
-    let who = match authorize_admin(&state, &headers) {
-        Ok(who) => who,
-        Err(e) => return e.into_response(),
-    };
-    match tokio::task::spawn_blocking(move || store.delete_namespace(&namespace, &who)).await {
-        Ok(Ok(())) => {
-            state.runtime.apply_rule_groups();
-            envelope(StatusCode::ACCEPTED, None)
-        }
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => {
-            RulerError::Storage(format!("deleting the namespace failed: {e}")).into_response()
-        }
-    }
+    let ns = namespace.clone();
+    change(&state, &namespace, &headers, move |store, who| {
+        store.delete_namespace(&ns, who)
+    })
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /api/v1/rules/changes`: every change through the API, oldest first.

@@ -305,6 +305,26 @@ impl Sextant {
         }
     }
 
+    /// GETs `path` until `check` accepts its JSON (a body that is not JSON
+    /// counts as null); panics with the last answer after 30 s.
+    pub fn get_until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = self.get(path);
+            let json: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+            if check(&json) {
+                return json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path}: {} {}",
+                reply.status,
+                reply.body
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `http://127.0.0.1:PORT` of the HTTP API.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr("http", "tcp"))
@@ -719,13 +739,15 @@ impl Drop for Helper {
     }
 }
 
-/// The Python interpreter of the test venv: `$SEXTANT_TEST_PYTHON`, else the
-/// one `scripts/setup-test-env` reports (installing it when missing).
-pub fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("SEXTANT_TEST_PYTHON") {
-        return python.into();
+/// `$var` when set, else what `scripts/<script>` prints (it installs what is
+/// missing, idempotently).
+fn from_env_or_setup(var: &str, script: &str) -> PathBuf {
+    if let Some(value) = std::env::var_os(var) {
+        return value.into();
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-test-env");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(script);
     let out = Command::new(&script)
         .stderr(Stdio::inherit())
         .output()
@@ -734,21 +756,18 @@ pub fn python() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
 }
 
+/// The Python interpreter of the test venv: `$SEXTANT_TEST_PYTHON`, else the
+/// one `scripts/setup-test-env` reports (installing it when missing).
+pub fn python() -> PathBuf {
+    from_env_or_setup("SEXTANT_TEST_PYTHON", "setup-test-env")
+}
+
 /// The directory whose `node_modules/` holds playwright-core for the browser
 /// tests: `$SEXTANT_TEST_BROWSER_ENV`, else the one
 /// `scripts/setup-browser-env` reports (installing it and Debian's chromium
 /// when missing).
 pub fn browser_env() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SEXTANT_TEST_BROWSER_ENV") {
-        return dir.into();
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-browser-env");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
+    from_env_or_setup("SEXTANT_TEST_BROWSER_ENV", "setup-browser-env")
 }
 
 /// Runs a Python script in the test venv with `args`; panics with its output on failure.

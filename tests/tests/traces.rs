@@ -5,9 +5,6 @@
 //! through the Jaeger query API, span metrics in PromQL and the
 //! correlation view.
 
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 use sextant_tests::{Sextant, run_python, url_encode};
 
 const PROFILE_AND_SETTINGS: &str = r#"
@@ -57,25 +54,6 @@ handler.close()
 print(trace_id, request_id)
 "#;
 
-/// GETs `path` until `check` accepts the JSON; panics with the last after 20 s.
-fn get_until(server: &Sextant, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = server.get(path);
-        let json: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-        if check(&json) {
-            return json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path}: {} {}",
-            reply.status,
-            reply.body
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation() {
     let server = Sextant::start();
@@ -102,7 +80,7 @@ fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation()
         );
 
         // Services and operations, in both of Jaeger's forms.
-        get_until(&server, "/jaeger/api/services", |j| {
+        server.get_until("/jaeger/api/services", |j| {
             j["data"].as_array().is_some_and(|s| {
                 s.contains(&profile.as_str().into()) && s.contains(&settings.as_str().into())
             })
@@ -126,8 +104,7 @@ fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation()
 
         // The trace by its request uuid (a tag), with its three spans.
         let tags = url_encode(&format!("{{\"uuid\":\"{request_id}\"}}"));
-        let found = get_until(
-            &server,
+        let found = server.get_until(
             &format!("/jaeger/api/traces?service={settings}&tags={tags}&limit=20&lookback=1h"),
             |j| {
                 j["data"]
@@ -242,7 +219,7 @@ fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation()
 
         // The correlation view: the uuid finds both log lines and all three
         // spans, on one timeline in time order, grouped by service.
-        let view = get_until(&server, &format!("/api/v1/correlate/{request_id}"), |j| {
+        let view = server.get_until(&format!("/api/v1/correlate/{request_id}"), |j| {
             j["logs"].as_array().is_some_and(|l| l.len() == 2)
                 && j["spans"].as_array().is_some_and(|s| s.len() == 3)
         });
@@ -293,11 +270,9 @@ fn bad_spans_are_refused_by_name_and_the_rest_kept() {
             .unwrap()
             .contains("\"no trace\"")
     );
-    let trace = get_until(
-        &server,
-        "/jaeger/api/traces/5b8efff798038103d269b633813fc60c",
-        |j| j["data"].is_array(),
-    );
+    let trace = server.get_until("/jaeger/api/traces/5b8efff798038103d269b633813fc60c", |j| {
+        j["data"].is_array()
+    });
     assert_eq!(trace["data"][0]["spans"][0]["duration"], 250_000);
     let bad = server.post(
         &url,

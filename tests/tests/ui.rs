@@ -9,9 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use sextant_tests::{Sextant, browser_env, run_python};
 
 const RULES: &str = r#"
@@ -85,24 +83,6 @@ statsd.StatsClient(statsd_host, statsd_port, prefix="rabbitmq").gauge("queue_mes
 print(trace_id, request_id)
 "#;
 
-fn get_until(server: &Sextant, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = server.get(path);
-        let json: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-        if check(&json) {
-            return json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path}: {} {}",
-            reply.status,
-            reply.body
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Where the screenshots go: `$SEXTANT_SCREENSHOTS`, else `target/ui-screenshots`.
 fn screenshots() -> PathBuf {
     if let Some(dir) = std::env::var_os("SEXTANT_SCREENSHOTS") {
@@ -142,11 +122,11 @@ fn an_engineer_follows_a_sell_order_through_logs_traces_metrics_and_alerts() {
     let (trace_id, request_id) = (words.next().unwrap(), words.next().unwrap());
 
     // Everything is searchable and the alert fires before the browser looks.
-    get_until(&server, &format!("/api/v1/correlate/{request_id}"), |j| {
+    server.get_until(&format!("/api/v1/correlate/{request_id}"), |j| {
         j["logs"].as_array().is_some_and(|l| l.len() == 5)
             && j["spans"].as_array().is_some_and(|s| s.len() == 3)
     });
-    get_until(&server, "/api/v1/alerts", |j| {
+    server.get_until("/api/v1/alerts", |j| {
         j["data"]["alerts"]
             .as_array()
             .is_some_and(|a| a.iter().any(|x| x["state"] == "firing"))
