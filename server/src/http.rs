@@ -280,6 +280,10 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         )
         .fallback(not_here)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.runtime.clone(),
+            crate::auth::gate,
+        ))
         .with_state(state)
         .layer(middleware::from_fn_with_state(stats, count_requests))
 }

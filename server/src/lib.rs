@@ -9,6 +9,7 @@ use clap::Parser as _;
 
 pub mod alerting_api;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod es_api;

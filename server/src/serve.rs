@@ -39,7 +39,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Runs the server until a stop signal.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    refuse_unenforced_settings(&settings)?;
     // Watch for stop signals from the start, so one during recovery is a clean stop too.
     let mut stop = StopSignals::watch()?;
     let data_dir = DataDir::open(&settings.data_dir)?;
@@ -124,6 +123,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             (*log_normalizer).clone(),
         )
     };
+    otlp_pipeline.set_auth(Arc::new(crate::auth::OtlpAuth(runtime.clone())));
     {
         // Span metrics reach the metrics store every few seconds, and once more at shutdown.
         let (otlp, shutdown) = (otlp_pipeline.clone(), shutdown.clone());
@@ -547,35 +547,33 @@ impl StopSignals {
     }
 }
 
-/// Settings whose absence of effect would be a security hole are refused, not ignored.
-fn refuse_unenforced_settings(settings: &Settings) -> anyhow::Result<()> {
-    if let Some(file) = settings.file()
-        && !file.auth.tokens.is_empty()
-    {
-        bail!(
-            "auth.tokens is set, but this Sextant build does not enforce authentication yet; \
-             remove the auth section (and keep Sextant on a loopback or private address) rather \
-             than run unprotected while believing it is protected"
-        );
-    }
-    Ok(())
-}
-
-/// Sections that parse but have no effect yet are named at start, so nobody
-/// waits for scrapes or alerts that will not happen.
-/// Binding beyond loopback with no authentication gets a loud warning.
+/// Binding beyond loopback with no access tokens gets a loud warning; with
+/// tokens, StatsD and logstash (which carry none) beyond loopback still do.
 fn warn_if_exposed(settings: &Settings) {
     let l = &settings.listeners;
-    let exposed = [&l.http, &l.otlp_grpc, &l.otlp_http, &l.statsd, &l.logstash]
-        .into_iter()
-        .filter(|e| !is_loopback(&e.host))
-        .map(ToString::to_string)
-        .collect::<Vec<_>>();
-    if !exposed.is_empty() {
+    let exposed = |listeners: &[&Endpoint]| {
+        listeners
+            .iter()
+            .filter(|e| !is_loopback(&e.host))
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    if settings.file().is_some_and(|f| !f.auth.tokens.is_empty()) {
+        let open = exposed(&[&l.statsd, &l.logstash]);
+        if !open.is_empty() {
+            warn!(
+                listeners = %open.join(", "),
+                "StatsD and logstash listen beyond loopback and carry no tokens: restrict who can reach them"
+            );
+        }
+        return;
+    }
+    let open = exposed(&[&l.http, &l.otlp_grpc, &l.otlp_http, &l.statsd, &l.logstash]);
+    if !open.is_empty() {
         warn!(
-            listeners = %exposed.join(", "),
+            listeners = %open.join(", "),
             "listening beyond loopback WITHOUT AUTHENTICATION: anyone who can reach these \
-             addresses can read and write this Sextant's data"
+             addresses can read and write this Sextant's data; set auth.tokens"
         );
     }
 }

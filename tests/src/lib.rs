@@ -308,9 +308,24 @@ impl Sextant {
     /// GETs `path` until `check` accepts its JSON (a body that is not JSON
     /// counts as null); panics with the last answer after 30 s.
     pub fn get_until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        self.get_until_with(path, &[], check)
+    }
+
+    /// [`Sextant::get_until`] with request headers (a token, say).
+    pub fn get_until_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let reply = self.get(path);
+            let url = format!("{}{path}", self.base_url());
+            let mut request = self.http.get(&url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let reply = self.reply(request.call());
             let json: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
             if check(&json) {
                 return json;

@@ -417,30 +417,3 @@ fn version_and_help_follow_the_contract() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
-
-#[test]
-fn auth_tokens_are_refused_until_authentication_is_enforced() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sextant.yaml");
-    std::fs::write(
-        &config,
-        "auth:\n  tokens:\n    - name: services\n      token: s3cret\n      scopes: [ingest]\n",
-    )
-    .unwrap();
-    let out = run_sextant(&["check-config", config.to_str().unwrap()]);
-    assert!(out.status.success());
-    let out = run_sextant(&[
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("does not enforce authentication yet"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("s3cret"), "the token leaked: {stderr}");
-}

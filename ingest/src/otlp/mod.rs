@@ -75,12 +75,29 @@ pub struct Otlp {
     normalizer: Normalizer,
     deltas: Mutex<DeltaState>,
     slots: Arc<Semaphore>,
+    /// Checks every export's credentials once set (no checks before).
+    auth: std::sync::OnceLock<Arc<dyn ExportAuth>>,
 }
 
 impl std::fmt::Debug for Otlp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Otlp").finish_non_exhaustive()
     }
+}
+
+/// Who may export: the server checks the credentials a request carries
+/// (HTTP headers, or gRPC metadata, which arrive as headers too).
+pub trait ExportAuth: Send + Sync + std::fmt::Debug {
+    fn check(&self, headers: &HeaderMap) -> Result<(), AuthRefusal>;
+}
+
+/// Why an export was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// 401 / UNAUTHENTICATED: no credentials, or unknown ones.
+    Unauthenticated(String),
+    /// 403 / PERMISSION_DENIED: known credentials without the right to export.
+    Forbidden(String),
 }
 
 /// Why an export was not taken.
@@ -110,7 +127,17 @@ impl Otlp {
             normalizer,
             deltas: Mutex::new(DeltaState::default()),
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
+            auth: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Has every export's credentials checked by `auth` from now on.
+    pub fn set_auth(&self, auth: Arc<dyn ExportAuth>) {
+        let _ = self.auth.set(auth);
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), AuthRefusal> {
+        self.auth.get().map_or(Ok(()), |auth| auth.check(headers))
     }
 
     /// One of the export slots, or a retryable refusal when all are taken.
@@ -277,7 +304,58 @@ pub fn http_router(otlp: Arc<Otlp>, stats: Arc<ListenerStats>) -> Router {
         .route("/v1/traces", axum::routing::post(http_traces))
         .fallback(http_fallback)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            otlp.clone(),
+            http_gate,
+        ))
         .with_state(HttpState { otlp, stats })
+}
+
+/// OTLP/HTTP's credentials check: 401 or 403 with a `google.rpc.Status`
+/// in the request's encoding.
+async fn http_gate(
+    State(otlp): State<Arc<Otlp>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match otlp.authorize(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            let encoding = if request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/json"))
+            {
+                Encoding::Json
+            } else {
+                Encoding::Protobuf
+            };
+            let (status, message) = match refusal {
+                AuthRefusal::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+                AuthRefusal::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            };
+            status_response(encoding, status, message)
+        }
+    }
+}
+
+/// OTLP/gRPC's credentials check, on the call's metadata: UNAUTHENTICATED
+/// or PERMISSION_DENIED.
+async fn grpc_gate(
+    State(otlp): State<Arc<Otlp>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match otlp.authorize(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(AuthRefusal::Unauthenticated(m)) => {
+            tonic::Status::unauthenticated(m).into_http::<axum::body::Body>()
+        }
+        Err(AuthRefusal::Forbidden(m)) => {
+            tonic::Status::permission_denied(m).into_http::<axum::body::Body>()
+        }
+    }
 }
 
 /// How an OTLP/HTTP body is encoded; the answer uses the same.
@@ -451,8 +529,10 @@ fn status_response(encoding: Encoding, status: StatusCode, message: String) -> R
     let code = match status {
         StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => 3, // INVALID_ARGUMENT
         StatusCode::NOT_FOUND => 5,
+        StatusCode::UNAUTHORIZED => 16, // UNAUTHENTICATED
+        StatusCode::FORBIDDEN => 7,     // PERMISSION_DENIED
         StatusCode::NOT_IMPLEMENTED | StatusCode::METHOD_NOT_ALLOWED => 12, // UNIMPLEMENTED
-        _ => 14,                                                            // UNAVAILABLE
+        _ => 14,                        // UNAVAILABLE
     };
     let body = match encoding {
         Encoding::Protobuf => proto::Status { code, message }.encode_to_vec(),
@@ -621,6 +701,10 @@ pub async fn serve_grpc(
             .route(LOGS_EXPORT_PATH, axum::routing::post(grpc_logs))
             .route(TRACES_EXPORT_PATH, axum::routing::post(grpc_traces))
             .fallback(grpc_fallback)
+            .layer(axum::middleware::from_fn_with_state(
+                otlp.clone(),
+                grpc_gate,
+            ))
             .with_state(HttpState {
                 otlp,
                 stats: stats.clone(),

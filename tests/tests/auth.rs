@@ -1,0 +1,207 @@
+//! Access tokens, as the real clients send them: once `auth.tokens` is
+//! set, a request without a token gets 401 (and a browser's basic-auth
+//! prompt), an ingest-only token cannot query, a query token cannot ingest
+//! or change rules; the OpenTelemetry SDK's exporters send theirs in gRPC
+//! metadata and HTTP headers; Grafana-style basic auth carries the token as
+//! its password. Health probes and the UI's files stay open. No token is
+//! ever logged.
+
+use sextant_tests::{Sextant, run_python};
+
+const CONFIG: &str = r#"
+auth:
+  tokens:
+    - name: ops-admin
+      token: admin-secret
+      scopes: [admin, query]
+    - name: services
+      token_sha256: "0ef1b1cc7714b8962d51d48483dc481b170a6028e0c1488c0778070c42970b1f"
+      scopes: [ingest]
+    - name: grafana
+      token: query-secret
+      scopes: [query]
+"#;
+
+fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Option<String>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut response = agent
+        .run(builder.body(body.to_owned()).unwrap())
+        .expect("HTTP");
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+        challenge,
+    )
+}
+
+const SPANS: &str = r#"
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+transport, endpoint, token, service = sys.argv[1:5]
+headers = {"authorization": "Bearer " + token} if token else None
+exporter = Grpc(endpoint=endpoint, insecure=True, headers=headers) if transport == "grpc" else Http(endpoint=endpoint + "/v1/traces", headers=headers)
+provider = TracerProvider(resource=Resource.create({"service.name": service}))
+spans = []
+with provider.get_tracer("t").start_as_current_span("checkout") as span:
+    pass
+result = exporter.export([span])
+print("SUCCESS" if result == SpanExportResult.SUCCESS else "FAILURE")
+"#;
+
+#[test]
+fn tokens_guard_every_endpoint_by_scope_and_clients_send_them_as_they_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let base = server.base_url();
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    // Probes and the UI's files are open; data is not.
+    assert_eq!(request("GET", &format!("{base}/-/ready"), &[], "").0, 200);
+    assert_eq!(request("GET", &format!("{base}/ui/logs"), &[], "").0, 200);
+    let (status, body, challenge) =
+        request("GET", &format!("{base}/api/v1/query?query=up"), &[], "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("query scope"), "{body}");
+    assert!(
+        challenge.unwrap().starts_with("Basic realm="),
+        "a browser prompts"
+    );
+    let (status, _, _) = request(
+        "GET",
+        &format!("{base}/api/v1/query?query=up"),
+        &[("authorization", "Bearer nope")],
+        "",
+    );
+    assert_eq!(status, 401);
+
+    // Scopes: ingest cannot query, query cannot ingest.
+    let (status, body, _) = request(
+        "GET",
+        &format!("{base}/api/v1/query?query=up"),
+        &[("authorization", &bearer("ingest-secret"))],
+        "",
+    );
+    assert_eq!(status, 403, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        error["error"],
+        "token \"services\" lacks the query scope this request needs"
+    );
+    let line = r#"{"message":"sell order failed","service":"orders","level":"ERROR"}"#;
+    let (status, _, _) = request(
+        "POST",
+        &format!("{base}/api/v1/logs"),
+        &[("authorization", &bearer("query-secret"))],
+        line,
+    );
+    assert_eq!(status, 403);
+    let (status, body, _) = request(
+        "POST",
+        &format!("{base}/api/v1/logs"),
+        &[("authorization", &bearer("ingest-secret"))],
+        line,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Grafana's basic auth: any user, the token as the password.
+    // printf 'grafana:query-secret' | base64
+    let (status, body, _) = request(
+        "GET",
+        &format!("{base}/api/v1/labels"),
+        &[("authorization", "Basic Z3JhZmFuYTpxdWVyeS1zZWNyZXQ=")],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Admin: reloads and rule changes.
+    let group = "name: queue\nrules:\n  - alert: Deep\n    expr: rabbitmq_queue_messages > 100\n";
+    let (status, body, _) = request(
+        "POST",
+        &format!("{base}/api/v1/rules/payments"),
+        &[("authorization", &bearer("query-secret"))],
+        group,
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body, _) = request(
+        "POST",
+        &format!("{base}/api/v1/rules/payments"),
+        &[("authorization", &bearer("admin-secret"))],
+        group,
+    );
+    assert_eq!(status, 202, "{body}");
+    let (_, changes, _) = request(
+        "GET",
+        &format!("{base}/api/v1/rules/changes"),
+        &[("authorization", &bearer("admin-secret"))],
+        "",
+    );
+    assert!(changes.contains("\"who\":\"ops-admin\""), "{changes}");
+
+    // The OpenTelemetry SDK: metadata over gRPC, a header over HTTP.
+    let grpc = format!("http://{}", server.addr("otlp_grpc", "tcp"));
+    let http = format!("http://{}", server.addr("otlp_http", "tcp"));
+    assert_eq!(
+        run_python(SPANS, &["grpc", &grpc, "", "no-token"]).trim(),
+        "FAILURE"
+    );
+    assert_eq!(
+        run_python(SPANS, &["http", &http, "query-secret", "wrong-scope"]).trim(),
+        "FAILURE"
+    );
+    assert_eq!(
+        run_python(SPANS, &["grpc", &grpc, "ingest-secret", "checkout-grpc"]).trim(),
+        "SUCCESS"
+    );
+    assert_eq!(
+        run_python(SPANS, &["http", &http, "ingest-secret", "checkout-http"]).trim(),
+        "SUCCESS"
+    );
+    let (status, body, _) = request(
+        "POST",
+        &format!("{http}/v1/traces"),
+        &[("content-type", "application/json")],
+        "{}",
+    );
+    assert_eq!(status, 401, "{body}");
+    let services = server.get_until_with(
+        "/jaeger/api/services",
+        &[("authorization", "Bearer query-secret")],
+        |j| j["data"].as_array().is_some_and(|s| s.len() == 2),
+    );
+    assert_eq!(
+        services["data"],
+        serde_json::json!(["checkout-grpc", "checkout-http"])
+    );
+
+    let logs = server.logs();
+    for secret in ["admin-secret", "ingest-secret", "query-secret"] {
+        assert!(!logs.contains(secret), "{secret} was logged");
+    }
+}
