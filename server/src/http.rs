@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -284,6 +284,7 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             state.runtime.clone(),
             crate::auth::gate,
         ))
+        .layer(middleware::from_fn(browser_safety))
         .with_state(state)
         .layer(middleware::from_fn_with_state(stats, count_requests))
 }
@@ -299,6 +300,51 @@ async fn reload(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// What a browser needs to keep another site from using it against this
+/// one: a change (POST, PUT, PATCH, DELETE) a browser sends from another
+/// origin is refused (CSRF; servers and shippers send no `Origin` or
+/// `Sec-Fetch-Site` and are not affected), no CORS headers are ever sent
+/// (cross-origin reads stay closed), and every answer says not to sniff or
+/// frame it.
+async fn browser_safety(request: Request, next: Next) -> Response {
+    let changes = matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if changes && let Some(refusal) = cross_site(request.headers()) {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({ "status": "error", "errorType": "forbidden", "error": refusal })),
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(header::HeaderValue::from_static("nosniff"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(header::HeaderValue::from_static("frame-ancestors 'none'"));
+    response
+}
+
+/// Why a browser's change request comes from another site, if it does.
+fn cross_site(headers: &HeaderMap) -> Option<String> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
+        return Some(
+            "a change sent by a page of another site is refused (Sec-Fetch-Site: cross-site)"
+                .into(),
+        );
+    }
+    let origin = text(header::ORIGIN)?;
+    let host = text(header::HOST)?;
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    (origin != "null" && !origin_host.eq_ignore_ascii_case(host))
+        .then(|| format!("a change sent by a page of another origin ({origin}) is refused"))
 }
 
 async fn count_requests(
@@ -563,6 +609,61 @@ mod tests {
         assert!(body.contains("sextant_tsdb_head_series 0\n"), "{body}");
         assert!(body.contains("process_resident_memory_bytes "), "{body}");
         assert_eq!(stats.requests.get(), 3);
+    }
+
+    async fn call_with(
+        app: &Router,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_browser_on_another_site_cannot_make_changes_and_nothing_is_framed() {
+        let (app, _, _) = test_app();
+        let evil = [("host", "sextant:7070"), ("origin", "https://evil.example")];
+        let refused = call_with(&app, "POST", "/-/reload", &evil).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("https://evil.example"));
+        let fetch = [("sec-fetch-site", "cross-site")];
+        assert_eq!(
+            call_with(&app, "DELETE", "/api/v1/silences/x", &fetch)
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+        // The same origin, and clients that are not browsers, get through.
+        let same = [("host", "sextant:7070"), ("origin", "http://sextant:7070")];
+        assert_ne!(
+            call_with(&app, "POST", "/-/reload", &same).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_ne!(
+            call_with(&app, "POST", "/-/reload", &[]).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        // Reads from elsewhere are answered without CORS headers, so a page
+        // of another site cannot read them; nothing may be framed or sniffed.
+        let read = call_with(&app, "GET", "/-/healthy", &evil).await;
+        assert_eq!(read.status(), StatusCode::OK);
+        assert!(read.headers().get("access-control-allow-origin").is_none());
+        assert_eq!(read.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(
+            read.headers()["content-security-policy"],
+            "frame-ancestors 'none'"
+        );
     }
 
     #[tokio::test]

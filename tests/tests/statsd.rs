@@ -282,3 +282,57 @@ fn a_changed_mapping_file_applies_after_reload() {
         r.as_array().is_some_and(|a| a.len() == 1) && value_of(r) == 1.0
     });
 }
+
+/// StatsD carries no token: `statsd.allowed_sources` is its access control.
+#[test]
+fn statsd_from_outside_the_allowed_sources_is_dropped_and_counted() {
+    let send = r#"
+import sys, statsd
+statsd.StatsClient(sys.argv[1], int(sys.argv[2]), prefix="gate").incr("hits", 5)
+"#;
+    for (allowed, kept) in [("10.0.0.0/8", false), ("127.0.0.0/8", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("sextant.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "statsd:\n  flush_interval: 200ms\n  allowed_sources: ['{allowed}', 'fd00::/8']\n"
+            ),
+        )
+        .unwrap();
+        let server = Sextant::builder()
+            .args(["--config", config.to_str().unwrap()])
+            .start();
+        let udp = server.addr("statsd", "udp");
+        run_python(send, &[&udp.ip().to_string(), &udp.port().to_string()]);
+        if kept {
+            let hits = server.wait_for_query("gate_hits", |r| !r[0].is_null());
+            assert_eq!(value_of(&hits), 5.0);
+        } else {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let dropped =
+                "sextant_listener_dropped_total{listener=\"statsd\",transport=\"udp\"} 1\n";
+            while !server.get("/metrics").body.contains(dropped) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}",
+                    server.get("/metrics").body
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let result = server.get("/api/v1/query?query=gate_hits").json();
+            assert_eq!(result["data"]["result"], serde_json::json!([]), "{allowed}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, "statsd:\n  allowed_sources: ['10.0.0.0/33']\n").unwrap();
+    let out = sextant_tests::run_sextant(&["check-config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the prefix length must be 0 to 32"),
+        "{stderr}"
+    );
+}

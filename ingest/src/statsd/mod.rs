@@ -34,6 +34,70 @@ pub struct StatsdConfig {
     /// Most label sets one metric name may have; events for more are
     /// dropped and counted (0: no limit).
     pub max_series_per_metric: usize,
+    /// Networks (CIDR, e.g. `10.0.0.0/8`, `::1/128`) StatsD is taken from;
+    /// datagrams and lines from elsewhere are dropped and counted. Empty:
+    /// from anywhere. StatsD carries no token, so this is its access control.
+    pub allowed_sources: Vec<Cidr>,
+}
+
+/// A network: an address and how many of its leading bits must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in this network (an IPv4 address also as `::ffff:a.b.c.d`).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, bits) = text.split_once('/').unwrap_or((text, ""));
+        let network: std::net::IpAddr = address.trim().parse().map_err(|_| {
+            format!("{text:?} is not a network: write it as 10.0.0.0/8 or fd00::/8")
+        })?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let bits = if bits.is_empty() {
+            max
+        } else {
+            bits.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?
+        };
+        Ok(Self { network, bits })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for StatsdConfig {
@@ -42,6 +106,7 @@ impl Default for StatsdConfig {
             mapping_config: None,
             flush_interval: PromDuration::from_secs(10),
             max_series_per_metric: 10_000,
+            allowed_sources: Vec::new(),
         }
     }
 }
@@ -51,6 +116,7 @@ impl Default for StatsdConfig {
 pub struct Statsd {
     aggregator: Mutex<Aggregator>,
     warning: RateLimitedWarning,
+    allowed_sources: Vec<Cidr>,
 }
 
 impl Statsd {
@@ -60,6 +126,7 @@ impl Statsd {
         Arc::new(Self {
             aggregator: Mutex::new(Aggregator::new(config.max_series_per_metric, mapper)),
             warning: RateLimitedWarning::new(Duration::from_secs(60)),
+            allowed_sources: config.allowed_sources.clone(),
         })
     }
 
@@ -75,6 +142,15 @@ impl Statsd {
     /// that does not parse is counted as an error and the rest kept; an event
     /// refused (type conflict, series budget) is counted as dropped.
     pub fn receive(&self, payload: &[u8], stats: &ListenerStats, peer: SocketAddr) {
+        if !self.allowed_sources.is_empty()
+            && !self.allowed_sources.iter().any(|c| c.contains(peer.ip()))
+        {
+            stats.dropped.inc();
+            self.warning.warn(|suppressed| {
+                warn!(listener = stats.listener, %peer, suppressed, "StatsD from a source outside statsd.allowed_sources dropped");
+            });
+            return;
+        }
         let now = now_ms();
         let text = String::from_utf8_lossy(payload);
         let mut aggregator = self.aggregator.lock().expect("statsd lock");
@@ -176,5 +252,33 @@ pub async fn run_flusher(
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_contain_their_addresses_and_refuse_bad_text() {
+        let lan: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(lan.contains("10.20.30.40".parse().unwrap()));
+        assert!(lan.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!lan.contains("11.0.0.1".parse().unwrap()));
+        let host: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(host.contains("127.0.0.1".parse().unwrap()));
+        assert!(!host.contains("127.0.0.2".parse().unwrap()));
+        let any: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("203.0.113.9".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            "10.0.0.0/33"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("0 to 32")
+        );
+        assert!("lan".parse::<Cidr>().unwrap_err().contains("not a network"));
     }
 }
