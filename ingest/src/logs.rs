@@ -19,6 +19,11 @@ pub struct LogsConfig {
     pub correlation_fields: Vec<String>,
     /// Fields and patterns dropped or masked before anything is stored.
     pub redact: Vec<RedactRule>,
+    /// A secret every event on the logstash listeners must carry in
+    /// `logstash_secret_field` (logstash has no headers to put a token in);
+    /// events without it are dropped and counted. The field is never stored.
+    pub logstash_secret: Option<String>,
+    pub logstash_secret_field: String,
 }
 
 impl Default for LogsConfig {
@@ -35,6 +40,8 @@ impl Default for LogsConfig {
                 "uuid",
             ]),
             redact: Vec::new(),
+            logstash_secret: None,
+            logstash_secret_field: "sextant_secret".to_owned(),
         }
     }
 }

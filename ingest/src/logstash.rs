@@ -89,6 +89,8 @@ pub struct Logstash {
     normalizer: Normalizer,
     writer: Box<WriterSource>,
     warning: RateLimitedWarning,
+    /// The field every event must carry, and its value, when set.
+    secret: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for Logstash {
@@ -99,14 +101,18 @@ impl std::fmt::Debug for Logstash {
 
 impl Logstash {
     /// The pipeline writing to whatever `writer` returns (`None` while starting).
+    /// `secret` is the field every event must carry and its value (see
+    /// `LogsConfig::logstash_secret`), or `None` to take every event.
     pub fn new(
         normalizer: Normalizer,
         writer: impl Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync + 'static,
+        secret: Option<(String, String)>,
     ) -> Arc<Self> {
         Arc::new(Self {
             normalizer,
             writer: Box::new(writer),
             warning: RateLimitedWarning::new(Duration::from_secs(60)),
+            secret,
         })
     }
 
@@ -124,6 +130,21 @@ impl Logstash {
                 return;
             }
         };
+        if let Some((field, secret)) = &self.secret {
+            let carried = match record.fields.remove(field) {
+                Some(sextant_model::FieldValue::Str(value)) => {
+                    constant_time_eq(value.as_bytes(), secret.as_bytes())
+                }
+                _ => false,
+            };
+            if !carried {
+                stats.dropped.inc();
+                self.warning.warn(|suppressed| {
+                    warn!(listener = stats.listener, %peer, suppressed, "logstash event without the shared secret (field {field:?}) dropped");
+                });
+                return;
+            }
+        }
         self.normalizer.redact(&mut record);
         let stored = match (self.writer)() {
             Some(writer) => writer
@@ -138,6 +159,11 @@ impl Logstash {
             });
         }
     }
+}
+
+/// Equality whose time depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Microseconds since the epoch, now.

@@ -186,9 +186,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let logstash_pipeline = {
         let stores = stores.clone();
-        logstash::Logstash::new((*log_normalizer).clone(), move || {
-            stores.get().map(|s| s.logs_writer.clone())
-        })
+        let logs = settings.file().map(|f| f.logs.clone()).unwrap_or_default();
+        let secret = logs
+            .logstash_secret
+            .map(|secret| (logs.logstash_secret_field, secret));
+        logstash::Logstash::new(
+            (*log_normalizer).clone(),
+            move || stores.get().map(|s| s.logs_writer.clone()),
+            secret,
+        )
     };
     tasks.spawn(infallible(logstash::serve_tcp(
         logstash_tcp,
@@ -563,7 +569,7 @@ fn warn_if_exposed(settings: &Settings) {
         if !open.is_empty() {
             warn!(
                 listeners = %open.join(", "),
-                "StatsD and logstash listen beyond loopback and carry no tokens: restrict who can reach them"
+                "StatsD and logstash listen beyond loopback and carry no tokens: set statsd.allowed_sources and logs.logstash_secret, or restrict who can reach them"
             );
         }
         return;

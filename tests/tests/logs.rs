@@ -587,3 +587,64 @@ fn fields_show_top_values_and_tail_streams_new_lines() {
     let bad = server.get("/api/v1/logs/tail?q=level:(");
     assert_eq!(bad.status, 400);
 }
+
+/// Logstash has no headers for a token: with `logs.logstash_secret`, every
+/// event carries it in a field (python-logstash: a logging filter), events
+/// without it are dropped and counted, and the field is never stored.
+#[test]
+fn with_a_shared_secret_only_events_that_carry_it_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, "logs:\n  logstash_secret: s3cret-value\n").unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let port = server.addr("logstash", "tcp").port().to_string();
+    run_python(
+        r#"
+import sys, logging, logstash
+port = int(sys.argv[1])
+
+class Secret(logging.Filter):
+    def filter(self, record):
+        record.sextant_secret = "s3cret-value"
+        return True
+
+good = logging.getLogger("with-secret")
+good.setLevel(logging.INFO)
+handler = logstash.TCPLogstashHandler("127.0.0.1", port, version=1)
+handler.addFilter(Secret())
+good.addHandler(handler)
+bad = logging.getLogger("without-secret")
+bad.setLevel(logging.INFO)
+plain = logstash.TCPLogstashHandler("127.0.0.1", port, version=1)
+bad.addHandler(plain)
+good.info("kept order", extra={"service": "orders", "uuid": "u-secret-1"})
+bad.info("dropped order", extra={"service": "orders", "uuid": "u-secret-2"})
+handler.close()
+plain.close()
+"#,
+        &[&port],
+    );
+    let found = search_until(&server, "uuid:u-secret-1", total(1));
+    let hit = &found["hits"][0];
+    assert_eq!(hit["message"], "kept order");
+    assert!(hit["fields"].get("sextant_secret").is_none(), "{hit}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dropped = "sextant_listener_dropped_total{listener=\"logstash\",transport=\"tcp\"} 1\n";
+    while !server.get("/metrics").body.contains(dropped) {
+        assert!(Instant::now() < deadline, "{}", server.get("/metrics").body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let missing = server
+        .get(&format!(
+            "/api/v1/logs/search?q={}",
+            url_encode("uuid:u-secret-2")
+        ))
+        .json();
+    assert_eq!(missing["total"], 0);
+    assert!(
+        !server.logs().contains("s3cret-value"),
+        "the secret was logged"
+    );
+}
