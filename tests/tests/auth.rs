@@ -205,3 +205,59 @@ fn tokens_guard_every_endpoint_by_scope_and_clients_send_them_as_they_do() {
         assert!(!logs.contains(secret), "{secret} was logged");
     }
 }
+
+#[test]
+fn binding_beyond_loopback_without_tokens_says_so_loudly() {
+    // Every listener on a free port of every address.
+    let everywhere = |dir: &std::path::Path| {
+        let data = dir.join("data").to_str().unwrap().to_owned();
+        let mut args = vec![
+            "--data-dir".to_owned(),
+            data,
+            "--bind".into(),
+            "0.0.0.0".into(),
+        ];
+        for flag in [
+            "--http",
+            "--otlp-grpc",
+            "--otlp-http",
+            "--statsd",
+            "--logstash",
+        ] {
+            args.extend([flag.to_owned(), "0".to_owned()]);
+        }
+        args
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let open = Sextant::builder()
+        .addresses_from_caller()
+        .args(everywhere(scratch.path()))
+        .start();
+    assert!(
+        open.logs().contains("WITHOUT AUTHENTICATION"),
+        "{}",
+        open.logs()
+    );
+    drop(open);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let guarded = Sextant::builder()
+        .addresses_from_caller()
+        .args(everywhere(dir.path()))
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let logs = guarded.logs();
+    assert!(!logs.contains("WITHOUT AUTHENTICATION"), "{logs}");
+    assert!(
+        logs.contains("StatsD and logstash listen beyond loopback and carry no tokens"),
+        "{logs}"
+    );
+    let loopback = Sextant::start();
+    assert!(
+        !loopback.logs().contains("beyond loopback"),
+        "{}",
+        loopback.logs()
+    );
+}
