@@ -456,3 +456,176 @@ mod tests {
         assert_eq!(warning.suppressed.load(Ordering::Relaxed), 4);
     }
 }
+
+/// A listener's TLS: a certificate chain and its key, PEM files, re-read
+/// when they change (a renewed certificate needs no restart).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
+
+/// How long a TLS handshake may take before the connection is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files' modification times are looked at.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// The certificate served now, swapped when its files change.
+#[derive(Debug)]
+struct ReloadingCert {
+    files: TlsFiles,
+    state: std::sync::Mutex<CertState>,
+}
+
+#[derive(Debug)]
+struct CertState {
+    key: Arc<rustls::sign::CertifiedKey>,
+    stamp: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    checked: Instant,
+}
+
+fn modified(files: &TlsFiles) -> Option<(std::time::SystemTime, std::time::SystemTime)> {
+    let time = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((time(&files.cert_file)?, time(&files.key_file)?))
+}
+
+fn load_certified_key(files: &TlsFiles) -> Result<rustls::sign::CertifiedKey, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_file)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("tls cert_file {}: {e}", files.cert_file.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "tls cert_file {}: no certificate in it",
+            files.cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key_file)
+        .map_err(|e| format!("tls key_file {}: {e}", files.key_file.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("tls key_file {}: {e}", files.key_file.display()))?;
+    Ok(rustls::sign::CertifiedKey::new(chain, signing))
+}
+
+impl ReloadingCert {
+    fn current(&self) -> Arc<rustls::sign::CertifiedKey> {
+        let mut state = self.state.lock().expect("tls lock");
+        if state.checked.elapsed() >= RELOAD_CHECK {
+            state.checked = Instant::now();
+            let stamp = modified(&self.files);
+            if stamp.is_some() && stamp != state.stamp {
+                // A half-written pair fails to load: keep serving the old one.
+                match load_certified_key(&self.files) {
+                    Ok(key) => {
+                        state.key = Arc::new(key);
+                        state.stamp = stamp;
+                        tracing::info!(cert_file = %self.files.cert_file.display(), "TLS certificate reloaded");
+                    }
+                    Err(err) => {
+                        warn!(error = %err, "TLS certificate not reloaded; serving the previous one");
+                    }
+                }
+            }
+        }
+        state.key.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// A TLS acceptor serving `files` (HTTP/1.1 and HTTP/2 by ALPN); an error
+/// names the file that could not be used.
+pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let key = load_certified_key(files)?;
+    let resolver = ReloadingCert {
+        files: files.clone(),
+        state: std::sync::Mutex::new(CertState {
+            key: Arc::new(key),
+            stamp: modified(files),
+            checked: Instant::now(),
+        }),
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TLS listener for `axum::serve`: connections are accepted at once and
+/// their handshakes run on their own tasks (with a timeout), so a slow or
+/// silent client never holds up the others.
+#[derive(Debug)]
+pub struct TlsListener {
+    ready:
+        tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<CountingStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `listener` until the listener is dropped.
+    pub fn new(
+        listener: TcpListener,
+        stats: Arc<ListenerStats>,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (send, ready) = tokio::sync::mpsc::channel(64);
+        let mut plain = CountingListener::new(listener, stats.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = axum::serve::Listener::accept(&mut plain).await;
+                if send.is_closed() {
+                    return;
+                }
+                let (acceptor, ready, stats) = (acceptor.clone(), send.clone(), stats.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = ready.send((tls, peer)).await;
+                        }
+                        Ok(Err(err)) => {
+                            stats.errors.inc();
+                            debug!(listener = stats.listener, %peer, error = %err, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            stats.errors.inc();
+                            debug!(listener = stats.listener, %peer, "TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<CountingStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accept loop only ends once this listener is gone.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}

@@ -110,6 +110,9 @@ pub struct ServerSection {
     pub logstash: Option<ListenAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// TLS for the HTTP and OTLP/HTTP listeners: `cert_file` and `key_file`
+    /// (PEM, relative to this file), re-read when they change.
+    pub tls: Option<sextant_ingest::net::TlsFiles>,
 }
 
 /// The `global` section, as in prometheus.yml.
@@ -453,6 +456,21 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
                         ca_file.display()
                     );
                 }
+            }
+        }
+    }
+    if let Some(tls) = &mut loaded.file.server.tls {
+        for (key, file) in [
+            ("cert_file", &mut tls.cert_file),
+            ("key_file", &mut tls.key_file),
+        ] {
+            *file = base.join(&*file);
+            if !file.is_file() {
+                anyhow::bail!(
+                    "{}: server.tls.{key} {} not found",
+                    path.display(),
+                    file.display()
+                );
             }
         }
     }

@@ -67,9 +67,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let stores: Arc<OnceLock<Stores>> = Arc::new(OnceLock::new());
 
     let listeners = &settings.listeners;
-    let http = bind_tcp("http", &listeners.http).await?;
-    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc).await?;
-    let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http).await?;
+    // TLS for the HTTP listeners, when configured: a certificate that
+    // cannot be used stops the start, naming the file.
+    let tls = match settings.file().and_then(|f| f.server.tls.as_ref()) {
+        Some(files) => Some(sextant_ingest::net::tls_acceptor(files).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let http = bind_tcp("http", &listeners.http, tls.is_some()).await?;
+    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, false).await?;
+    let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http, tls.is_some()).await?;
     let (statsd_tcp, statsd_udp) = bind_tcp_and_udp("statsd", &listeners.statsd).await?;
     let (logstash_tcp, logstash_udp) = bind_tcp_and_udp("logstash", &listeners.logstash).await?;
 
@@ -107,10 +113,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .with_runtime(runtime.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
-        tasks.spawn(named(
-            "http",
-            axum::serve(CountingListener::new(http, stats), app).with_graceful_shutdown(stop),
-        ));
+        match tls.clone() {
+            Some(acceptor) => tasks.spawn(named(
+                "http",
+                axum::serve(
+                    sextant_ingest::net::TlsListener::new(http, stats, acceptor)?,
+                    app,
+                )
+                .with_graceful_shutdown(stop),
+            )),
+            None => tasks.spawn(named(
+                "http",
+                axum::serve(CountingListener::new(http, stats), app).with_graceful_shutdown(stop),
+            )),
+        };
     }
     let otlp_pipeline = {
         let stores = stores.clone();
@@ -158,6 +174,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             otlp_pipeline,
             metrics.listener("otlp_http", "tcp"),
             shutdown.clone(),
+            tls,
         ),
     ));
     tasks.spawn(infallible(statsd::serve_udp(
@@ -493,11 +510,11 @@ fn describe(ended: Result<TaskResult, tokio::task::JoinError>) -> String {
     }
 }
 
-async fn bind_tcp(name: &str, endpoint: &Endpoint) -> anyhow::Result<TcpListener> {
+async fn bind_tcp(name: &str, endpoint: &Endpoint, tls: bool) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
         .await
         .with_context(|| format!("cannot bind the {name} listener to {endpoint} (tcp)"))?;
-    info!(listener = name, transport = "tcp", addr = %listener.local_addr()?, "listening");
+    info!(listener = name, transport = "tcp", addr = %listener.local_addr()?, tls, "listening");
     Ok(listener)
 }
 

@@ -589,11 +589,24 @@ pub async fn serve_http(
     otlp: Arc<Otlp>,
     stats: Arc<ListenerStats>,
     shutdown: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<()> {
     let router = http_router(otlp, stats.clone());
-    axum::serve(CountingListener::new(listener, stats), router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    match tls {
+        Some(acceptor) => {
+            axum::serve(
+                crate::net::TlsListener::new(listener, stats, acceptor)?,
+                router,
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        }
+        None => {
+            axum::serve(CountingListener::new(listener, stats), router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 type ExportFuture<Resp> = std::pin::Pin<Box<dyn Future<Output = Result<Resp, ExportError>> + Send>>;

@@ -1,0 +1,126 @@
+//! TLS on the HTTP API and OTLP/HTTP, as clients configured for it use it:
+//! Python's `ssl` with the CA file, and the OpenTelemetry SDK's OTLP/HTTP
+//! exporter with `certificate_file`. A renewed certificate written over the
+//! files is served without a restart; plain HTTP to a TLS port gets nothing.
+
+use std::path::Path;
+
+use sextant_tests::{Sextant, TestCertificates, run_python};
+
+/// GETs `url` trusting `ca`; prints the status, the certificate's CN and the body.
+const GET: &str = r#"
+import sys, ssl, json, urllib.request
+url, ca = sys.argv[1], sys.argv[2]
+context = ssl.create_default_context(cafile=ca)
+with urllib.request.urlopen(url, context=context, timeout=10) as r:
+    cert = r.fp.raw._sock.getpeercert()
+    cn = [v for rdn in cert["subject"] for (k, v) in rdn if k == "commonName"][0]
+    print(r.status, cn, r.read().decode()[:200].replace("\n", " "))
+"#;
+
+const EXPORT: &str = r#"
+import os, sys
+# requests lets these override a session's CA file (requests#3829); this
+# machine sets them to the system bundle, which does not hold the test CA.
+for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(name, None)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+endpoint, ca = sys.argv[1], sys.argv[2]
+exporter = OTLPSpanExporter(endpoint=endpoint + "/v1/traces", certificate_file=ca)
+provider = TracerProvider(resource=Resource.create({"service.name": "tls-checkout"}))
+with provider.get_tracer("t").start_as_current_span("pay") as span:
+    pass
+print("SUCCESS" if exporter.export([span]) == SpanExportResult.SUCCESS else "FAILURE")
+"#;
+
+fn replace(from: &Path, to: &Path) {
+    let staging = to.with_extension("new");
+    std::fs::copy(from, &staging).unwrap();
+    std::fs::rename(&staging, to).unwrap();
+}
+
+#[test]
+fn https_and_otlp_over_tls_work_and_a_renewed_certificate_is_served_without_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = TestCertificates::create(dir.path(), &[]);
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
+            certs.cert.display(),
+            certs.key.display()
+        ),
+    )
+    .unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let ca = certs.ca.to_str().unwrap();
+    let http = server.addr("http", "tcp");
+    let otlp = server.addr("otlp_http", "tcp");
+
+    let ready = run_python(
+        GET,
+        &[&format!("https://127.0.0.1:{}/-/ready", http.port()), ca],
+    );
+    assert!(ready.starts_with("200 localhost"), "{ready}");
+    let exported = run_python(EXPORT, &[&format!("https://127.0.0.1:{}", otlp.port()), ca]);
+    assert_eq!(exported.trim(), "SUCCESS");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let services = run_python(
+            GET,
+            &[
+                &format!("https://127.0.0.1:{}/jaeger/api/services", http.port()),
+                ca,
+            ],
+        );
+        if services.contains("tls-checkout") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{services}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = std::process::Command::new(sextant_tests::python())
+        .args([
+            "-c",
+            "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)",
+        ])
+        .arg(format!("http://127.0.0.1:{}/-/ready", http.port()))
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "plain HTTP was answered");
+
+    // A renewed certificate (a new subject) over the same files.
+    let (renewed_cert, renewed_key) = certs.issue(
+        dir.path(),
+        "renewed",
+        "/CN=renewed",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    );
+    replace(&renewed_key, &certs.key);
+    replace(&renewed_cert, &certs.cert);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = run_python(
+            GET,
+            &[&format!("https://127.0.0.1:{}/-/ready", http.port()), ca],
+        );
+        if answer.starts_with("200 renewed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(
+        server.logs().contains("TLS certificate reloaded"),
+        "{}",
+        server.logs()
+    );
+}
