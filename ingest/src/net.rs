@@ -13,6 +13,7 @@ use sextant_model::telemetry::ListenerStats;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -610,6 +611,56 @@ impl TlsListener {
             }
         });
         Ok(Self { ready, local })
+    }
+}
+
+impl TlsListener {
+    /// The accepted connections as a stream, for tonic's server.
+    pub fn into_incoming(
+        self,
+    ) -> impl tokio_stream::Stream<Item = io::Result<TlsConnection>> + Send + 'static {
+        tokio_stream::wrappers::ReceiverStream::new(self.ready)
+            .map(|(stream, _)| Ok(TlsConnection(stream)))
+    }
+}
+
+/// A TLS connection tonic can serve.
+#[derive(Debug)]
+pub struct TlsConnection(tokio_rustls::server::TlsStream<CountingStream>);
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for TlsConnection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
     }
 }
 

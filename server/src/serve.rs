@@ -74,7 +74,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let http = bind_tcp("http", &listeners.http, tls.is_some()).await?;
-    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, false).await?;
+    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, tls.is_some()).await?;
     let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http, tls.is_some()).await?;
     let (statsd_tcp, statsd_udp) = bind_tcp_and_udp("statsd", &listeners.statsd).await?;
     let (logstash_tcp, logstash_udp) = bind_tcp_and_udp("logstash", &listeners.logstash).await?;
@@ -165,6 +165,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             otlp_pipeline.clone(),
             metrics.listener("otlp_grpc", "tcp"),
             shutdown.clone().cancelled_owned(),
+            tls.clone(),
         ),
     ));
     tasks.spawn(named(

@@ -1,6 +1,7 @@
-//! TLS on the HTTP API and OTLP/HTTP, as clients configured for it use it:
-//! Python's `ssl` with the CA file, and the OpenTelemetry SDK's OTLP/HTTP
-//! exporter with `certificate_file`. A renewed certificate written over the
+//! TLS on the HTTP API and OTLP (HTTP and gRPC), as clients configured for
+//! it use it: Python's `ssl` with the CA file, and the OpenTelemetry SDK's
+//! OTLP/HTTP exporter with `certificate_file` and gRPC exporter with SSL
+//! channel credentials. A renewed certificate written over the
 //! files is served without a restart; plain HTTP to a TLS port gets nothing.
 
 use std::path::Path;
@@ -31,6 +32,21 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 endpoint, ca = sys.argv[1], sys.argv[2]
 exporter = OTLPSpanExporter(endpoint=endpoint + "/v1/traces", certificate_file=ca)
 provider = TracerProvider(resource=Resource.create({"service.name": "tls-checkout"}))
+with provider.get_tracer("t").start_as_current_span("pay") as span:
+    pass
+print("SUCCESS" if exporter.export([span]) == SpanExportResult.SUCCESS else "FAILURE")
+"#;
+
+const EXPORT_GRPC: &str = r#"
+import sys, grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+endpoint, ca = sys.argv[1], sys.argv[2]
+credentials = grpc.ssl_channel_credentials(root_certificates=open(ca, "rb").read())
+exporter = OTLPSpanExporter(endpoint=endpoint, credentials=credentials)
+provider = TracerProvider(resource=Resource.create({"service.name": "tls-grpc"}))
 with provider.get_tracer("t").start_as_current_span("pay") as span:
     pass
 print("SUCCESS" if exporter.export([span]) == SpanExportResult.SUCCESS else "FAILURE")
@@ -70,6 +86,12 @@ fn https_and_otlp_over_tls_work_and_a_renewed_certificate_is_served_without_rest
     assert!(ready.starts_with("200 localhost"), "{ready}");
     let exported = run_python(EXPORT, &[&format!("https://127.0.0.1:{}", otlp.port()), ca]);
     assert_eq!(exported.trim(), "SUCCESS");
+    let grpc = server.addr("otlp_grpc", "tcp");
+    let exported = run_python(
+        EXPORT_GRPC,
+        &[&format!("https://localhost:{}", grpc.port()), ca],
+    );
+    assert_eq!(exported.trim(), "SUCCESS");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let services = run_python(
@@ -79,7 +101,7 @@ fn https_and_otlp_over_tls_work_and_a_renewed_certificate_is_served_without_rest
                 ca,
             ],
         );
-        if services.contains("tls-checkout") {
+        if services.contains("tls-checkout") && services.contains("tls-grpc") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{services}");

@@ -707,6 +707,7 @@ pub async fn serve_grpc(
     otlp: Arc<Otlp>,
     stats: Arc<ListenerStats>,
     shutdown: impl Future<Output = ()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> Result<(), tonic::transport::Error> {
     let routes = tonic::service::Routes::from(
         Router::new()
@@ -723,6 +724,18 @@ pub async fn serve_grpc(
                 stats: stats.clone(),
             }),
     );
+    if let Some(acceptor) = tls {
+        let incoming = match crate::net::TlsListener::new(listener, stats, acceptor) {
+            Ok(tls) => tls.into_incoming(),
+            Err(err) => {
+                tracing::error!(error = %err, "the OTLP/gRPC TLS listener could not start");
+                return Ok(());
+            }
+        };
+        return tonic::transport::Server::builder()
+            .serve_with_incoming_shutdown(routes, incoming, shutdown)
+            .await;
+    }
     let incoming = TcpListenerStream::new(listener).map(move |accepted| {
         accepted.map(|stream| {
             let _ = stream.set_nodelay(true);
