@@ -377,8 +377,8 @@ fn yaml_response<T: serde::Serialize>(value: &T) -> Response {
 
 /// Who may change rules, and who they are. With no tokens configured, anyone
 /// (named by the user Grafana forwards, `send_user_header`, or a proxy's
-/// user header, else "anonymous"); with tokens, a bearer token with the
-/// admin scope, named by the token's name.
+/// user header, else "anonymous"); with tokens, a token with the admin
+/// scope (as `auth` checks it), named by the token's name.
 fn authorize_admin(state: &AppState, headers: &HeaderMap) -> Result<String, RulerError> {
     let tokens = state.runtime.tokens();
     if tokens.is_empty() {
@@ -387,30 +387,12 @@ fn authorize_admin(state: &AppState, headers: &HeaderMap) -> Result<String, Rule
             .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
             .map_or_else(|| "anonymous".to_owned(), str::to_owned));
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            RulerError::Unauthorized(
-                "changing rules needs a bearer token with the admin scope (Authorization: Bearer ...)"
-                    .into(),
-            )
-        })?;
-    let token = tokens
-        .iter()
-        .find(|t| t.secret.matches(presented))
-        .ok_or_else(|| {
-            RulerError::Unauthorized("the bearer token is not one Sextant knows".into())
-        })?;
-    if !token.scopes.contains(&crate::config::Scope::Admin) {
-        return Err(RulerError::Forbidden(format!(
-            "token {:?} lacks the admin scope that changing rules needs",
-            token.name
-        )));
-    }
-    Ok(token.name.clone())
+    crate::auth::check(&tokens, headers, crate::config::Scope::Admin).map_err(|refusal| {
+        match refusal {
+            crate::auth::Refusal::Unauthenticated(m) => RulerError::Unauthorized(m),
+            crate::auth::Refusal::Forbidden(m) => RulerError::Forbidden(m),
+        }
+    })
 }
 
 fn namespaces(state: &AppState) -> Result<&std::sync::Arc<RuleNamespaces>, RulerError> {
