@@ -1022,3 +1022,32 @@ impl Receiver {
             .count()
     }
 }
+
+/// An HTTP answer whatever its status: status, body and the headers asked for.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub headers: ureq::http::HeaderMap,
+}
+
+/// Sends `method url` with `headers` and `body`, and returns the answer
+/// whatever its status (a token test wants its 401s and 403s).
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut response = agent
+        .run(builder.body(body.to_owned()).expect("a request"))
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}

@@ -28,28 +28,13 @@ fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, Option<String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let mut response = agent
-        .run(builder.body(body.to_owned()).unwrap())
-        .expect("HTTP");
-    let challenge = response
-        .headers()
+    let answer = sextant_tests::request(method, url, headers, body);
+    let challenge = answer
+        .headers
         .get("www-authenticate")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-        challenge,
-    )
+    (answer.status, answer.body, challenge)
 }
 
 const SPANS: &str = r#"

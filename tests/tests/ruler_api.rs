@@ -80,21 +80,8 @@ statsd.StatsClient(sys.argv[1], int(sys.argv[2]), prefix="rabbitmq").gauge("queu
 
 /// A request with headers, answered whatever its status.
 fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut builder = ureq::http::Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder.body(body.unwrap_or("").to_owned()).unwrap();
-    let mut response = agent.run(request).expect("HTTP");
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
+    let answer = sextant_tests::request(method, url, headers, body.unwrap_or(""));
+    (answer.status, answer.body)
 }
 
 fn rule_files(server: &Sextant) -> Vec<(String, String)> {
