@@ -26,6 +26,12 @@ pub enum Command {
         /// The YAML config file to check.
         file: PathBuf,
     },
+    /// Check every store under a data directory (WAL, blocks, indexes) without
+    /// changing it; exit 1 naming each damaged file. The server must be stopped.
+    CheckData {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 /// `sextant serve`'s flags. Each may also come from `SEXTANT_<FLAG>` or the

@@ -43,6 +43,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Serve(args) => serve_command(args),
         cli::Command::CheckConfig { file } => check_config(&file),
+        cli::Command::CheckData { dir } => check_data(&dir),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +69,44 @@ fn serve_command(args: cli::ServeArgs) -> anyhow::Result<()> {
     // Tasks still parked on sockets must not hold the exit past the contract's 10 s.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// Reads back every store of a stopped server's data directory; a crash's
+/// torn WAL tail is reported as a note, damage as an error.
+fn check_data(dir: &std::path::Path) -> anyhow::Result<()> {
+    if !dir.is_dir() {
+        anyhow::bail!("{}: no such data directory", dir.display());
+    }
+    // Holding the lock keeps a server from writing while the check reads.
+    let _lock = sextant_storage::DataDir::open(dir)?;
+    let report = sextant_storage::check_data_dir(dir);
+    let mut text = String::new();
+    for line in &report.checked {
+        text += &format!("ok       {line}\n");
+    }
+    for line in &report.notes {
+        text += &format!("repaired at start: {line}\n");
+    }
+    for line in &report.problems {
+        text += &format!("DAMAGED  {line}\n");
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{text}");
+    }
+    if report.is_clean() {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{}: OK", dir.display());
+        }
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{}: {} problems found",
+            dir.display(),
+            report.problems.len()
+        )
+    }
 }
 
 /// Validates a config file and everything it names, like `promtool check config`.

@@ -8,6 +8,7 @@
 //! read through [`MetricsWriter`] and [`MetricsReader`].
 
 mod block_store;
+mod check;
 mod data_dir;
 mod error;
 pub mod logs;
@@ -18,6 +19,7 @@ mod splits;
 mod state_dir;
 pub mod tsdb;
 
+pub use check::{CheckReport, check_data_dir};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
 pub use retention::RetentionConfig;

@@ -488,6 +488,14 @@ impl Serialize for WalRecord<'_> {
     }
 }
 
+/// Whether WAL bytes decode to a log record (for `check-data`).
+pub(crate) fn decodes(bytes: &[u8]) -> bool {
+    serde_json::from_slice(bytes)
+        .ok()
+        .and_then(|v| record_from_json(&v))
+        .is_some()
+}
+
 fn record_from_json(value: &Value) -> Option<LogRecord> {
     let text = |key: &str| {
         value

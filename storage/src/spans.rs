@@ -172,6 +172,11 @@ impl<'a> tantivy::schema::Value<'a> for Attrs<'a> {
     }
 }
 
+/// Whether WAL bytes decode to a span (for `check-data`).
+pub(crate) fn decodes(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<SpanRecord>(bytes).is_ok()
+}
+
 impl Kind for SpanKindOf {
     type Record = SpanRecord;
 

@@ -89,6 +89,18 @@ impl Wal {
     }
 }
 
+/// Reads a WAL file without changing it: its whole frames and how many
+/// bytes follow them (a torn tail).
+pub(crate) fn read(path: &Path) -> Result<(Vec<Frame>, usize)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let (frames, valid) = decode(&bytes);
+    Ok((frames, bytes.len() - valid))
+}
+
 /// The frames of a WAL and the length of its valid prefix.
 fn decode(bytes: &[u8]) -> (Vec<Frame>, usize) {
     let mut frames = Vec::new();

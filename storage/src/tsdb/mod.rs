@@ -16,8 +16,10 @@ mod stats;
 mod wal;
 
 pub use crate::block_store::{BlockStore, LocalBlockStore};
+pub(crate) use block::Block;
 pub use block::BlockMeta;
 pub use db::{AppendReport, MetricMetadata, RefSample, SeriesSamples, Tsdb, TsdbConfig};
 pub use head::RejectReason;
 pub use stats::TsdbStats;
-pub use wal::FsyncPolicy;
+pub(crate) use wal::verify as verify_wal;
+pub use wal::{FsyncPolicy, WalCheck};

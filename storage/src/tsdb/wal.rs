@@ -198,6 +198,83 @@ fn read_segment(path: &Path) -> io::Result<(Vec<Vec<u8>>, Option<u64>)> {
     Ok((records, None))
 }
 
+/// What [`verify`] found in a WAL directory, read without changing it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WalCheck {
+    /// Segments read (checkpoint segments included).
+    pub segments: u64,
+    /// Records that framed and decoded.
+    pub records: u64,
+    /// A torn or corrupt record at the end of the newest segment: a write a
+    /// crash cut short, never acknowledged; replay cuts it off.
+    pub torn_tail: Option<String>,
+    /// Damage replay cannot explain by a crash: records that frame but do
+    /// not decode, a corrupt checkpoint, a torn record before the last segment.
+    pub problems: Vec<String>,
+}
+
+/// Reads the checkpoint and the segments after it as replay would, without
+/// repairing anything.
+pub(crate) fn verify(dir: &Path) -> io::Result<WalCheck> {
+    let mut check = WalCheck::default();
+    let count = |records: &[Vec<u8>], path: &Path, check: &mut WalCheck| {
+        for (i, record) in records.iter().enumerate() {
+            if decode(record).is_some() {
+                check.records += 1;
+            } else {
+                check
+                    .problems
+                    .push(format!("{}: record {i} does not decode", path.display()));
+            }
+        }
+    };
+    let after = match latest_checkpoint(dir)? {
+        Some((index, path)) => {
+            for segment in segments(&path)? {
+                let file = path.join(segment_name(segment));
+                let (records, torn) = read_segment(&file)?;
+                check.segments += 1;
+                count(&records, &file, &mut check);
+                if let Some(offset) = torn {
+                    check.problems.push(format!(
+                        "{}: checkpoint segment corrupt at byte {offset}",
+                        file.display()
+                    ));
+                }
+            }
+            Some(index)
+        }
+        None => None,
+    };
+    let live: Vec<u64> = segments(dir)?
+        .into_iter()
+        .filter(|s| after.is_none_or(|a| *s > a))
+        .collect();
+    for (i, &segment) in live.iter().enumerate() {
+        let file = dir.join(segment_name(segment));
+        let (records, torn) = read_segment(&file)?;
+        check.segments += 1;
+        count(&records, &file, &mut check);
+        if let Some(offset) = torn {
+            let size = fs::metadata(&file)?.len();
+            let what = format!(
+                "{}: {} bytes after byte {offset} are a torn record",
+                file.display(),
+                size - offset
+            );
+            if i + 1 == live.len() {
+                check.torn_tail = Some(what);
+            } else {
+                check.problems.push(format!(
+                    "{what}, and {} segments follow it",
+                    live.len() - i - 1
+                ));
+            }
+        }
+    }
+    Ok(check)
+}
+
 /// What replay found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplayReport {
