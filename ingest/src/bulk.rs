@@ -119,12 +119,24 @@ pub fn parse(
             items.push(item);
             break;
         };
+        let limited = |reason: String| ItemError {
+            status: 400,
+            kind: "illegal_argument_exception",
+            reason: format!("line {}: {reason}", source_number + 1),
+        };
+        if let Err(reason) = normalizer.check_event_size(source.len()) {
+            item.outcome = Err(limited(reason));
+            items.push(item);
+            continue;
+        }
         item.outcome = match serde_json::from_slice::<Value>(source) {
             Ok(Value::Object(document)) => {
                 let service = service_of_index(&item.index);
                 let mut record = normalizer.record(document, arrival_us, service.as_deref());
-                normalizer.redact(&mut record);
-                Ok(record)
+                normalizer
+                    .finish(&mut record)
+                    .map(|()| record)
+                    .map_err(limited)
             }
             Ok(_) => Err(ItemError {
                 status: 400,

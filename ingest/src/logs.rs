@@ -143,6 +143,9 @@ const HOST_FIELDS: [&str; 4] = ["host", "source_host", "hostname", "host.name"];
 pub struct Normalizer {
     service_fields: Vec<String>,
     rules: Vec<(CompiledTarget, RedactAction)>,
+    /// `limits.max_fields_per_log` and `limits.max_log_event`.
+    max_fields: usize,
+    max_event: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -171,10 +174,52 @@ impl Normalizer {
                 (target, rule.action)
             })
             .collect();
+        let limits = crate::limits::Limits::default();
         Self {
             service_fields: config.service_fields.clone(),
             rules,
+            max_fields: limits.max_fields_per_log,
+            max_event: limits.max_log_event,
         }
+    }
+
+    /// The same normaliser enforcing `limits` on every event.
+    pub fn with_limits(mut self, limits: &crate::limits::Limits) -> Self {
+        self.max_fields = limits.max_fields_per_log;
+        self.max_event = limits.max_log_event;
+        self
+    }
+
+    /// `limits.max_log_event`.
+    pub fn max_event(&self) -> usize {
+        self.max_event
+    }
+
+    /// Refuses (and counts) an event of `len` bytes over `limits.max_log_event`.
+    pub fn check_event_size(&self, len: usize) -> Result<(), String> {
+        if len > self.max_event {
+            crate::limits::REFUSED.log_event.inc();
+            return Err(format!(
+                "the event is {len} bytes, more than limits.max_log_event ({} bytes)",
+                self.max_event
+            ));
+        }
+        Ok(())
+    }
+
+    /// The last step before a record is stored: refuses (and counts) one with
+    /// more fields than `limits.max_fields_per_log`, then redacts it.
+    pub fn finish(&self, record: &mut LogRecord) -> Result<(), String> {
+        if record.fields.len() > self.max_fields {
+            crate::limits::REFUSED.fields_per_log.inc();
+            return Err(format!(
+                "the event has {} fields, more than limits.max_fields_per_log ({})",
+                record.fields.len(),
+                self.max_fields
+            ));
+        }
+        self.redact(record);
+        Ok(())
     }
 
     /// A JSON object as a record: nested objects flattened to dotted keys,

@@ -23,16 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::net::{LineLimits, serve_datagrams, serve_lines};
 
-/// The longest accepted event line: python-logstash events with tracebacks run to
-/// tens of kilobytes, so a megabyte leaves room without letting one peer hoard memory.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
-
 /// One event as a record, or why it is not one.
 pub fn parse_event(
     bytes: &[u8],
     normalizer: &Normalizer,
     arrival_us: i64,
 ) -> Result<LogRecord, String> {
+    normalizer.check_event_size(bytes.len())?;
     let text = std::str::from_utf8(bytes)
         .map_err(|e| format!("event is not UTF-8: {e}"))?
         .trim();
@@ -145,7 +142,13 @@ impl Logstash {
                 return;
             }
         }
-        self.normalizer.redact(&mut record);
+        if let Err(reason) = self.normalizer.finish(&mut record) {
+            stats.errors.inc();
+            self.warning.warn(|suppressed| {
+                warn!(listener = stats.listener, %peer, suppressed, "logstash event refused: {reason}");
+            });
+            return;
+        }
         let stored = match (self.writer)() {
             Some(writer) => writer
                 .append_logs(std::slice::from_ref(&record))
@@ -181,8 +184,9 @@ pub async fn serve_tcp(
     shutdown: CancellationToken,
 ) {
     let limits = LineLimits {
-        max_line: MAX_EVENT_BYTES,
+        max_line: logstash.normalizer.max_event(),
         max_connections: 1024,
+        too_long: Some(&crate::limits::REFUSED.log_event),
     };
     let counted = stats.clone();
     serve_lines(listener, stats, shutdown, limits, move |line, peer| {

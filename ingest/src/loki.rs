@@ -60,27 +60,35 @@ pub mod proto {
     }
 }
 
-/// The most a snappy push body may unpack to.
-pub const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
-
 /// Labels that name a stream's service, in order.
 const SERVICE_LABELS: [&str; 4] = ["service_name", "service", "app", "job"];
 
-/// Reads a push body (already gunzipped for JSON): records, or why the body is bad.
+/// What a push brought: the records to store, and the entries refused by a
+/// limit (each named by its place in the push).
+#[derive(Debug, Default)]
+pub struct Push {
+    pub records: Vec<LogRecord>,
+    pub refused: Vec<String>,
+}
+
+/// Reads a push body (already gunzipped for JSON; a snappy body may unpack to
+/// at most `max_decompressed` bytes): its records, or why the body is bad.
 pub fn parse(
     body: &[u8],
     protobuf: bool,
     normalizer: &Normalizer,
-) -> Result<Vec<LogRecord>, String> {
-    let mut out = Vec::new();
+    max_decompressed: usize,
+) -> Result<Push, String> {
+    let mut out = Push::default();
     if protobuf {
         // The length is declared up front: refuse a small body that would
         // unpack into more memory than any honest push needs.
         let declared = snap::raw::decompress_len(body)
             .map_err(|e| format!("body is not snappy-compressed: {e}"))?;
-        if declared > MAX_DECOMPRESSED {
+        if declared > max_decompressed {
+            crate::limits::REFUSED.decompressed_body.inc();
             return Err(format!(
-                "body would decompress to {declared} bytes, more than the {MAX_DECOMPRESSED} allowed"
+                "body would decompress to {declared} bytes, more than limits.max_decompressed_body ({max_decompressed} bytes)"
             ));
         }
         let raw = snap::raw::Decoder::new()
@@ -91,7 +99,7 @@ pub fn parse(
         for (i, stream) in request.streams.iter().enumerate() {
             let labels =
                 stream_labels(&stream.labels).map_err(|e| format!("streams[{i}].labels: {e}"))?;
-            for entry in &stream.entries {
+            for (j, entry) in stream.entries.iter().enumerate() {
                 let ts = entry.timestamp.unwrap_or_default();
                 let us = ts.seconds.saturating_mul(1_000_000) + i64::from(ts.nanos) / 1000;
                 let metadata: Vec<(String, String)> = entry
@@ -99,7 +107,10 @@ pub fn parse(
                     .iter()
                     .map(|p| (p.name.clone(), p.value.clone()))
                     .collect();
-                out.push(record(&entry.line, us, &labels, &metadata, normalizer));
+                match record(&entry.line, us, &labels, &metadata, normalizer) {
+                    Ok(record) => out.records.push(record),
+                    Err(e) => out.refused.push(format!("streams[{i}].entries[{j}]: {e}")),
+                }
             }
         }
         return Ok(out);
@@ -137,7 +148,10 @@ pub fn parse(
                 .ok_or_else(|| at("the line must be a string"))?;
             let metadata = pairs(entry.get(2));
             let us = i64::try_from(nanos / 1000).unwrap_or(i64::MAX);
-            out.push(record(line, us, &labels, &metadata, normalizer));
+            match record(line, us, &labels, &metadata, normalizer) {
+                Ok(record) => out.records.push(record),
+                Err(e) => out.refused.push(at(&e)),
+            }
         }
     }
     Ok(out)
@@ -185,7 +199,8 @@ fn record(
     labels: &[(String, String)],
     metadata: &[(String, String)],
     normalizer: &Normalizer,
-) -> LogRecord {
+) -> Result<LogRecord, String> {
+    normalizer.check_event_size(line.len())?;
     let mut object = match serde_json::from_str::<Value>(line) {
         Ok(Value::Object(object)) => object,
         _ => Map::from_iter([("message".to_owned(), Value::from(line))]),
@@ -200,8 +215,8 @@ fn record(
         .find_map(|n| labels.iter().find(|(l, _)| l == n).map(|(_, v)| v.as_str()));
     // A time inside a JSON line wins; otherwise the entry's time is the record's.
     let mut record = normalizer.record(object, timestamp_us, service);
-    normalizer.redact(&mut record);
-    record
+    normalizer.finish(&mut record)?;
+    Ok(record)
 }
 
 #[cfg(test)]
@@ -214,7 +229,9 @@ mod tests {
         let json = br#"{"streams": [{"stream": {"app": "orders", "env": "prod"},
             "values": [["1795860000000000000", "order 17 placed"],
                        ["1795860001000000000", "{\"msg\": \"order 18 failed\", \"level\": \"error\"}", {"trace_id": "t1"}]]}]}"#;
-        let from_json = parse(json, false, &Normalizer::default()).unwrap();
+        let from_json = parse(json, false, &Normalizer::default(), 1 << 20)
+            .unwrap()
+            .records;
         let request = proto::PushRequest {
             streams: vec![proto::Stream {
                 labels: r#"{app="orders", env="prod"}"#.to_owned(),
@@ -244,7 +261,9 @@ mod tests {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .unwrap();
-        let from_proto = parse(&body, true, &Normalizer::default()).unwrap();
+        let from_proto = parse(&body, true, &Normalizer::default(), 1 << 20)
+            .unwrap()
+            .records;
         assert_eq!(from_json, from_proto);
         assert_eq!(from_json[0].message, "order 17 placed");
         assert_eq!(from_json[0].service, "orders");
@@ -275,8 +294,36 @@ mod tests {
             ),
             (b"not snappy", true, "not snappy-compressed"),
         ] {
-            let err = parse(body, protobuf, &normalizer).unwrap_err();
+            let err = parse(body, protobuf, &normalizer, 1 << 20).unwrap_err();
             assert!(err.contains(reason), "{err}");
         }
+    }
+
+    #[test]
+    fn entries_over_a_limit_are_refused_by_place_and_the_rest_kept() {
+        let limits = crate::limits::Limits {
+            max_log_event: 20,
+            max_fields_per_log: 3,
+            ..Default::default()
+        };
+        let normalizer = Normalizer::default().with_limits(&limits);
+        let body = br#"{"streams": [{"stream": {"app": "orders"},
+            "values": [["1", "short"], ["2", "a line well over twenty bytes"],
+                       ["3", "{\"a\":1,\"b\":2,\"c\":3}"]]}]}"#;
+        let push = parse(body, false, &normalizer, 1 << 20).unwrap();
+        assert_eq!(push.records.len(), 1);
+        assert_eq!(push.records[0].message, "short");
+        assert_eq!(push.refused.len(), 2, "{:?}", push.refused);
+        assert!(push.refused[0].starts_with("streams[0].values[1]: the event is 29 bytes"));
+        assert!(push.refused[0].contains("limits.max_log_event (20 bytes)"));
+        assert!(push.refused[1].contains("4 fields, more than limits.max_fields_per_log (3)"));
+        let snappy = snap::raw::Encoder::new()
+            .compress_vec(&[0u8; 4096])
+            .unwrap();
+        let err = parse(&snappy, true, &normalizer, 1024).unwrap_err();
+        assert!(
+            err.contains("limits.max_decompressed_body (1024 bytes)"),
+            "{err}"
+        );
     }
 }

@@ -278,6 +278,8 @@ pub struct LineLimits {
     pub max_line: usize,
     /// Most connections open at once; more are closed on accept and counted as errors.
     pub max_connections: usize,
+    /// Counts a line skipped for its length, besides the listener's errors.
+    pub too_long: Option<&'static sextant_model::telemetry::Counter>,
 }
 
 /// Accepts connections until shutdown and hands every complete line
@@ -318,7 +320,7 @@ pub async fn serve_lines<H>(
             let _slot = slot;
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = read_lines(stream, peer, &stats, limits.max_line, &handle) => {}
+                () = read_lines(stream, peer, &stats, limits, &handle) => {}
             }
         });
     }
@@ -328,9 +330,17 @@ async fn read_lines(
     mut stream: CountingStream,
     peer: SocketAddr,
     stats: &ListenerStats,
-    max_line: usize,
+    limits: LineLimits,
     handle: &impl Fn(&[u8], SocketAddr),
 ) {
+    let max_line = limits.max_line;
+    let too_long = || {
+        stats.errors.inc();
+        if let Some(counter) = limits.too_long {
+            counter.inc();
+        }
+        debug!(listener = stats.listener, %peer, max_line, "line too long; skipped");
+    };
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     // Set while the rest of an over-long line is being skipped.
@@ -355,7 +365,7 @@ async fn read_lines(
             }
             pending.extend_from_slice(head);
             if pending.len() > max_line {
-                stats.errors.inc();
+                too_long();
             } else {
                 deliver(&pending, peer, stats, handle);
             }
@@ -364,7 +374,7 @@ async fn read_lines(
         if !skipping {
             pending.extend_from_slice(data);
             if pending.len() > max_line {
-                stats.errors.inc();
+                too_long();
                 pending = Vec::new();
                 skipping = true;
             }
@@ -413,6 +423,7 @@ mod tests {
             LineLimits {
                 max_line: 16,
                 max_connections: 4,
+                too_long: None,
             },
             move |line, _| {
                 sink.lock()

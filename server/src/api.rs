@@ -15,8 +15,6 @@ use sextant_storage::{AppendReport, MetricMetadata, MetricsReader, SeriesSamples
 
 use crate::http::{ApiError, AppState};
 
-/// The most a remote write body may decompress to.
-const MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
 /// How many line errors an import error message lists before summarising.
 const ERRORS_SHOWN: usize = 5;
 
@@ -59,8 +57,14 @@ pub async fn remote_write(
         )));
     }
     let writer = state.stores()?.metrics_writer.clone();
-    let batch = remote_write::decode(&body, MAX_DECOMPRESSED_BYTES).map_err(|e| match e {
-        remote_write::RemoteWriteError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
+    let limit = state.limits.max_decompressed_body;
+    let batch = remote_write::decode(&body, limit).map_err(|e| match e {
+        remote_write::RemoteWriteError::TooLarge { size, .. } => {
+            sextant_ingest::limits::REFUSED.decompressed_body.inc();
+            ApiError::TooLarge(format!(
+                "the body decompresses to {size} bytes, more than limits.max_decompressed_body ({limit} bytes)"
+            ))
+        }
         other => ApiError::BadIngest(other.to_string()),
     })?;
     let histograms = batch.histograms_dropped;

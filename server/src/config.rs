@@ -60,6 +60,9 @@ pub struct ConfigFile {
     /// PromQL limits and defaults.
     #[serde(default, deserialize_with = "null_as_default")]
     pub query: QuerySection,
+    /// How much one request, event or export may carry.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limits: sextant_ingest::limits::Limits,
 }
 
 /// The `query` section: Prometheus's `--query.*` flags.

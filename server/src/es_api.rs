@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, AppState, MAX_BODY_BYTES};
+use crate::http::{ApiError, AppState};
 
 /// The Elasticsearch version announced; shippers check the major.
 pub const ES_VERSION: &str = "8.11.0";
@@ -112,7 +112,7 @@ async fn bulk_into(
         .to_ascii_lowercase();
     let body = match encoding.as_str() {
         "" | "identity" => body.to_vec(),
-        "gzip" => sextant_ingest::net::gunzip(&body, MAX_BODY_BYTES)?,
+        "gzip" => state.gunzip(&body)?,
         other => {
             return Err(ApiError::Unsupported(format!(
                 "Content-Encoding {other:?} is not supported; send gzip or none"

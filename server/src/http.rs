@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use sextant_ingest::limits::Limits;
 use sextant_model::telemetry::{CONTENT_TYPE, ListenerStats};
 use sextant_storage::{LogReader, LogWriter, MetricsReader, MetricsWriter, SpanReader, SpanWriter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -53,12 +54,9 @@ pub struct AppState {
     pub logs: Arc<sextant_ingest::logs::Normalizer>,
     /// Scraping and reloads.
     pub runtime: Arc<Runtime>,
+    /// The `limits` settings.
+    pub limits: Arc<Limits>,
 }
-
-/// Ingest requests handled at once. Each holds its decoded batch in memory, so
-/// this bounds what a flood of senders can make the server hold; senders that
-/// get 429 retry after a second (Prometheus's remote write does, with backoff).
-pub const INGEST_CONCURRENCY: usize = 16;
 
 impl AppState {
     /// Fresh state around the self-metrics and the (not yet open) stores.
@@ -66,11 +64,35 @@ impl AppState {
         Self {
             metrics,
             stores,
-            ingest_slots: Arc::new(Semaphore::new(INGEST_CONCURRENCY)),
+            ingest_slots: Arc::new(Semaphore::new(Limits::default().max_concurrent_ingest)),
             query: QueryState::default(),
             logs: Arc::default(),
             runtime: Arc::default(),
+            limits: Arc::default(),
         }
+    }
+
+    /// The same state enforcing `limits`. Ingest requests handled at once
+    /// are bounded (each holds its decoded batch in memory), so a flood of
+    /// senders gets 429 and retries (remote write does, with backoff).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.ingest_slots = Arc::new(Semaphore::new(limits.max_concurrent_ingest.max(1)));
+        self.limits = Arc::new(limits);
+        self
+    }
+
+    /// Undoes gzip, refusing (413, counted) more than `limits.max_decompressed_body`.
+    pub fn gunzip(&self, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let limit = self.limits.max_decompressed_body;
+        sextant_ingest::net::gunzip(body, limit).map_err(|e| match e {
+            sextant_ingest::net::GunzipError::TooLarge(_) => {
+                sextant_ingest::limits::REFUSED.decompressed_body.inc();
+                ApiError::TooLarge(format!(
+                    "the body decompresses to more than limits.max_decompressed_body ({limit} bytes)"
+                ))
+            }
+            other => other.into(),
+        })
     }
 
     /// The same state normalising posted logs with `normalizer`.
@@ -96,7 +118,8 @@ impl AppState {
         self.ingest_slots.clone().try_acquire_owned().map_err(|_| {
             self.metrics.ingest_throttled.inc();
             ApiError::Overloaded(format!(
-                "{INGEST_CONCURRENCY} ingest requests are already in progress; retry shortly"
+                "{} ingest requests are already in progress (limits.max_concurrent_ingest); retry shortly",
+                self.limits.max_concurrent_ingest
             ))
         })
     }
@@ -138,9 +161,6 @@ impl QueryParams {
             .map(|(_, v)| v.as_str())
     }
 }
-
-/// The largest request body accepted by ingest endpoints (compressed).
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// The HTTP API. `stats` counts this listener's requests and errors.
 pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
@@ -279,7 +299,11 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             axum::routing::delete(alerting_api::expire_silence),
         )
         .fallback(not_here)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(state.limits.max_request_body))
+        .layer(middleware::from_fn_with_state(
+            state.limits.max_request_body,
+            body_limit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.runtime.clone(),
             crate::auth::gate,
@@ -287,6 +311,25 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .layer(middleware::from_fn(browser_safety))
         .with_state(state)
         .layer(middleware::from_fn_with_state(stats, count_requests))
+}
+
+/// A body whose declared length is over `limits.max_request_body` gets 413
+/// naming the limit before it is read (a chunked one is cut off at the limit
+/// by axum's own check).
+async fn body_limit(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = declared.filter(|&n| n > limit as u64) {
+        sextant_ingest::limits::REFUSED.request_body.inc();
+        return ApiError::TooLarge(format!(
+            "the body is {length} bytes, more than limits.max_request_body ({limit} bytes)"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// `POST /-/reload`: re-reads the config file; 500 naming what is wrong when
@@ -571,7 +614,7 @@ mod tests {
         let stats = Arc::new(ListenerStats::new("http", "tcp"));
         let metrics = Arc::new(SelfMetrics::new(vec![stats.clone()], Default::default()));
         let state = AppState::new(metrics.clone(), Arc::new(OnceLock::new()));
-        let held: Vec<_> = (0..INGEST_CONCURRENCY)
+        let held: Vec<_> = (0..Limits::default().max_concurrent_ingest)
             .map(|_| state.ingest_slot().unwrap())
             .collect();
         let router = app(state.clone(), stats);

@@ -17,9 +17,27 @@ const ERRORS_SHOWN: usize = 5;
 /// Most hits one search returns.
 const MAX_LIMIT: usize = 10_000;
 
-/// `POST /api/v1/logs`: every valid line is stored; bad lines are named
-/// (400) while the valid ones of the same body are kept.
-pub async fn ingest(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+/// `POST /api/v1/logs` (gzip allowed): every valid line is stored; bad lines
+/// are named (400) while the valid ones of the same body are kept.
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body = match encoding.as_str() {
+        "" | "identity" => body,
+        "gzip" => Bytes::from(state.gunzip(&body)?),
+        other => {
+            return Err(ApiError::Unsupported(format!(
+                "Content-Encoding {other:?} is not supported; send gzip or none"
+            )));
+        }
+    };
     let writer = state.stores()?.logs_writer.clone();
     let normalizer = state.logs.clone();
     let (stored, errors) = tokio::task::spawn_blocking(move || {
@@ -31,10 +49,10 @@ pub async fn ingest(State(state): State<AppState>, body: Bytes) -> Result<Respon
                 continue;
             }
             match sextant_ingest::logstash::parse_event(line, &normalizer, arrival) {
-                Ok(mut record) => {
-                    normalizer.redact(&mut record);
-                    records.push(record);
-                }
+                Ok(mut record) => match normalizer.finish(&mut record) {
+                    Ok(()) => records.push(record),
+                    Err(reason) => errors.push(format!("line {}: {reason}", index + 1)),
+                },
                 Err(reason) => errors.push(format!("line {}: {reason}", index + 1)),
             }
         }
@@ -83,7 +101,7 @@ pub async fn loki_push(
     }
     let body = match text(axum::http::header::CONTENT_ENCODING).as_str() {
         "" | "identity" | "snappy" => body.to_vec(),
-        "gzip" => sextant_ingest::net::gunzip(&body, crate::http::MAX_BODY_BYTES)?,
+        "gzip" => state.gunzip(&body)?,
         other => {
             return Err(ApiError::Unsupported(format!(
                 "Content-Encoding {other:?} is not supported; send gzip or none"
@@ -92,10 +110,25 @@ pub async fn loki_push(
     };
     let writer = state.stores()?.logs_writer.clone();
     let normalizer = state.logs.clone();
+    let max_decompressed = state.limits.max_decompressed_body;
     tokio::task::spawn_blocking(move || {
-        let records = sextant_ingest::loki::parse(&body, protobuf, &normalizer)
+        let push = sextant_ingest::loki::parse(&body, protobuf, &normalizer, max_decompressed)
             .map_err(ApiError::BadIngest)?;
-        writer.append_logs(&records).map_err(ApiError::from)
+        writer.append_logs(&push.records)?;
+        if push.refused.is_empty() {
+            return Ok(());
+        }
+        // As Loki does: the valid entries are stored, the refused ones named in a 400.
+        let mut shown: Vec<String> = push.refused.iter().take(ERRORS_SHOWN).cloned().collect();
+        if push.refused.len() > ERRORS_SHOWN {
+            shown.push(format!("and {} more", push.refused.len() - ERRORS_SHOWN));
+        }
+        Err(ApiError::BadIngest(format!(
+            "stored {} entries; {} refused: {}",
+            push.records.len(),
+            push.refused.len(),
+            shown.join("; ")
+        )))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("storing logs failed: {e}")))??;

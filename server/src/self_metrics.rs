@@ -112,6 +112,18 @@ impl SelfMetrics {
             "Ingest requests refused with 429 because too many were in progress.",
             self.ingest_throttled.get() as f64,
         );
+        page.family(
+            "sextant_ingest_limit_refusals_total",
+            MetricKind::Counter,
+            "Requests, events or spans refused by a limit in the `limits` settings, by limit.",
+        );
+        for (limit, counter) in sextant_ingest::limits::REFUSED.each() {
+            page.sample(
+                "sextant_ingest_limit_refusals_total",
+                &[("limit", limit)],
+                counter.get() as f64,
+            );
+        }
         page.single(
             "sextant_queries_total",
             MetricKind::Counter,

@@ -91,9 +91,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .and_then(|c| c.statsd_mapping.clone())
         .unwrap_or_default();
     let statsd_pipeline = statsd::Statsd::new(&statsd_config, statsd_mapping);
-    let log_normalizer = Arc::new(sextant_ingest::logs::Normalizer::new(
-        &settings.file().map(|f| f.logs.clone()).unwrap_or_default(),
-    ));
+    let limits = settings
+        .file()
+        .map(|f| f.limits.clone())
+        .unwrap_or_default();
+    let log_normalizer = Arc::new(
+        sextant_ingest::logs::Normalizer::new(
+            &settings.file().map(|f| f.logs.clone()).unwrap_or_default(),
+        )
+        .with_limits(&limits),
+    );
     let runtime = Arc::new(Runtime::new(
         settings.config.as_ref().map(|c| c.path.clone()),
         statsd_pipeline.clone(),
@@ -110,6 +117,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let state = AppState::new(metrics.clone(), stores.clone())
             .with_query(query_state(&settings))
             .with_logs(log_normalizer.clone())
+            .with_limits(limits.clone())
             .with_runtime(runtime.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
@@ -137,6 +145,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             move || log_stores.get().map(|s| s.logs_writer.clone()),
             move || span_stores.get().map(|s| s.spans_writer.clone()),
             (*log_normalizer).clone(),
+            limits.clone(),
         )
     };
     otlp_pipeline.set_auth(Arc::new(crate::auth::OtlpAuth(runtime.clone())));

@@ -12,12 +12,14 @@ use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::logs::ExportLogsServiceRequest;
 use crate::logs::Normalizer;
 
-/// The records of one request, redacted, with `now_us` for records without a time.
+/// The records of one request, redacted, with `now_us` for records without a
+/// time; and why each record over a limit (`limits.max_fields_per_log`) was refused.
 pub fn convert(
     request: &ExportLogsServiceRequest,
     normalizer: &Normalizer,
     now_us: i64,
-) -> Vec<LogRecord> {
+) -> (Vec<LogRecord>, Vec<String>) {
+    let mut refused = Vec::new();
     let mut out = Vec::new();
     for rl in &request.resource_logs {
         let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
@@ -84,12 +86,14 @@ pub fn convert(
                         .map_or_else(String::new, |b| field(Some(b)).to_text()),
                     fields,
                 };
-                normalizer.redact(&mut record);
-                out.push(record);
+                match normalizer.finish(&mut record) {
+                    Ok(()) => out.push(record),
+                    Err(reason) => refused.push(reason),
+                }
             }
         }
     }
-    out
+    (out, refused)
 }
 
 fn add(fields: &mut BTreeMap<String, FieldValue>, prefix: &str, attributes: &[KeyValue]) {

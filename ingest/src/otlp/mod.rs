@@ -34,7 +34,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use self::metrics::DeltaState;
-use self::proto::logs::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use self::proto::logs::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use self::proto::metrics::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -42,14 +44,9 @@ use self::proto::trace::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use self::spanmetrics::SpanMetrics;
+use crate::limits::Limits;
 use crate::logs::Normalizer;
 use crate::net::{CountingListener, CountingStream};
-
-/// The largest OTLP request taken, compressed or not.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
-
-/// Export requests decoded or stored at once; beyond this, 429/UNAVAILABLE.
-pub const CONCURRENCY: usize = 16;
 
 /// The gRPC path of the metrics export call.
 pub const METRICS_EXPORT_PATH: &str =
@@ -75,6 +72,8 @@ pub struct Otlp {
     normalizer: Normalizer,
     deltas: Mutex<DeltaState>,
     slots: Arc<Semaphore>,
+    /// The `limits` settings: body sizes, spans per export, exports at once.
+    limits: Limits,
     /// Checks every export's credentials once set (no checks before).
     auth: std::sync::OnceLock<Arc<dyn ExportAuth>>,
 }
@@ -118,6 +117,7 @@ impl Otlp {
         log_writer: impl Fn() -> Option<Arc<dyn LogWriter>> + Send + Sync + 'static,
         span_writer: impl Fn() -> Option<Arc<dyn SpanWriter>> + Send + Sync + 'static,
         normalizer: Normalizer,
+        limits: Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
             writer: Box::new(writer),
@@ -126,7 +126,8 @@ impl Otlp {
             span_metrics: SpanMetrics::default(),
             normalizer,
             deltas: Mutex::new(DeltaState::default()),
-            slots: Arc::new(Semaphore::new(CONCURRENCY)),
+            slots: Arc::new(Semaphore::new(limits.max_concurrent_ingest.max(1))),
+            limits,
             auth: std::sync::OnceLock::new(),
         })
     }
@@ -148,7 +149,8 @@ impl Otlp {
         self.slots.clone().try_acquire_owned().map_err(|_| {
             stats.dropped.inc();
             ExportError::Retry(format!(
-                "{CONCURRENCY} OTLP exports are already in progress; retry shortly"
+                "{} OTLP exports are already in progress (limits.max_concurrent_ingest); retry shortly",
+                self.limits.max_concurrent_ingest
             ))
         })
     }
@@ -166,14 +168,21 @@ impl Otlp {
             ));
         };
         let this = self.clone();
-        on_blocking_thread(move || {
+        let refused = on_blocking_thread(move || {
             let now_us = now_ms().saturating_mul(1000);
-            let records = logs::convert(&request, &this.normalizer, now_us);
-            writer.append_logs(&records)
+            let (records, refused) = logs::convert(&request, &this.normalizer, now_us);
+            writer.append_logs(&records)?;
+            Ok::<_, sextant_storage::Error>(refused)
         })
         .await?;
+        if !refused.is_empty() {
+            stats.dropped.add(refused.len() as u64);
+        }
         Ok(ExportLogsServiceResponse {
-            partial_success: None,
+            partial_success: (!refused.is_empty()).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(refused.len()).unwrap_or(i64::MAX),
+                error_message: summary(&refused),
+            }),
         })
     }
 
@@ -192,7 +201,18 @@ impl Otlp {
         };
         let this = self.clone();
         let converted = on_blocking_thread(move || {
-            let converted = traces::convert(request);
+            let mut converted = traces::convert(request);
+            let max = this.limits.max_spans_per_request;
+            if converted.spans.len() > max {
+                let excess = converted.spans.len() - max;
+                crate::limits::REFUSED.spans_per_request.add(excess as u64);
+                converted.reasons.push(format!(
+                    "the export has {} spans, more than limits.max_spans_per_request ({max}); the first {max} were kept",
+                    converted.spans.len()
+                ));
+                converted.rejected += excess as u64;
+                converted.spans.truncate(max);
+            }
             spans.append_spans(&converted.spans)?;
             // Counted once kept; written by the next flush.
             this.span_metrics.observe(&converted.spans);
@@ -303,7 +323,7 @@ pub fn http_router(otlp: Arc<Otlp>, stats: Arc<ListenerStats>) -> Router {
         .route("/v1/logs", axum::routing::post(http_logs))
         .route("/v1/traces", axum::routing::post(http_traces))
         .fallback(http_fallback)
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(DefaultBodyLimit::max(otlp.limits.max_request_body))
         .layer(axum::middleware::from_fn_with_state(
             otlp.clone(),
             http_gate,
@@ -389,7 +409,7 @@ async fn http_logs(State(state): State<HttpState>, headers: HeaderMap, body: Byt
         &body,
         "ExportLogsServiceRequest",
         json::logs_request,
-        |_| "{}".to_owned(),
+        logs_response_json,
         |request| async move { otlp.export_logs(request, &stats).await },
     )
     .await
@@ -408,6 +428,19 @@ async fn http_traces(State(state): State<HttpState>, headers: HeaderMap, body: B
         |request| async move { otlp.export_traces(request, &stats).await },
     )
     .await
+}
+
+fn logs_response_json(response: &ExportLogsServiceResponse) -> String {
+    match &response.partial_success {
+        None => "{}".to_owned(),
+        Some(partial) => serde_json::json!({
+            "partialSuccess": {
+                "rejectedLogRecords": partial.rejected_log_records.to_string(),
+                "errorMessage": partial.error_message,
+            }
+        })
+        .to_string(),
+    }
 }
 
 fn traces_response_json(response: &ExportTraceServiceResponse) -> String {
@@ -467,8 +500,12 @@ where
         }
     };
     let outcome = async {
-        let body =
-            decompress(text(header::CONTENT_ENCODING), body).map_err(ExportError::Invalid)?;
+        let body = decompress(
+            text(header::CONTENT_ENCODING),
+            body,
+            state.otlp.limits.max_decompressed_body,
+        )
+        .map_err(ExportError::Invalid)?;
         let request = match encoding {
             Encoding::Protobuf => Req::decode(&body[..])
                 .map_err(|e| ExportError::Invalid(format!("body is not an {message}: {e}")))?,
@@ -548,11 +585,29 @@ fn status_response(encoding: Encoding, status: StatusCode, message: String) -> R
         .into_response()
 }
 
-/// Undoes `Content-Encoding: gzip` (or none), at most [`MAX_REQUEST_BYTES`].
-fn decompress(encoding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+/// Several refusal reasons in one message: the first few, then how many more.
+fn summary(reasons: &[String]) -> String {
+    let mut shown: Vec<&str> = reasons.iter().take(3).map(String::as_str).collect();
+    let more = reasons.len().saturating_sub(3);
+    let tail = format!("and {more} more");
+    if more > 0 {
+        shown.push(&tail);
+    }
+    shown.join("; ")
+}
+
+/// Undoes `Content-Encoding: gzip` (or none), at most `limit` bytes
+/// (`limits.max_decompressed_body`).
+fn decompress(encoding: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     match encoding.trim().to_ascii_lowercase().as_str() {
         "" | "identity" => Ok(body.to_vec()),
-        "gzip" => crate::net::gunzip(body, MAX_REQUEST_BYTES).map_err(|e| e.to_string()),
+        "gzip" => crate::net::gunzip(body, limit).map_err(|e| match e {
+            crate::net::GunzipError::TooLarge(_) => {
+                crate::limits::REFUSED.decompressed_body.inc();
+                format!("the body decompresses to more than limits.max_decompressed_body ({limit} bytes)")
+            }
+            other => other.to_string(),
+        }),
         other => Err(format!(
             "Content-Encoding {other:?} is not supported; send gzip or none"
         )),
@@ -660,12 +715,14 @@ where
     Req: prost::Message + Default + Send + 'static,
     Resp: prost::Message + Send + 'static,
 {
+    // A message is checked once decompressed, so the larger limit applies.
+    let limit = service.state.otlp.limits.max_decompressed_body;
     let codec = tonic_prost::ProstCodec::<Resp, Req>::default();
     let mut grpc = tonic::server::Grpc::new(codec)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(MAX_REQUEST_BYTES);
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     grpc.unary(service, request)
         .await
         .map(axum::body::Body::new)

@@ -215,6 +215,7 @@ pub async fn serve_tcp(
     let limits = LineLimits {
         max_line: 64 * 1024,
         max_connections: 1024,
+        too_long: None,
     };
     let counted = stats.clone();
     serve_lines(listener, stats, shutdown, limits, move |line, peer| {

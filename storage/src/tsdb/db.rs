@@ -36,6 +36,12 @@ pub struct TsdbConfig {
     pub max_series: usize,
     /// Most series per metric name in the head; 0 means no limit.
     pub max_series_per_metric: usize,
+    /// Most labels (the metric name included) a new series may have; 0 means no limit.
+    pub max_labels_per_series: usize,
+    /// Longest label name of a new series, in bytes; 0 means no limit.
+    pub max_label_name_length: usize,
+    /// Longest label value of a new series, in bytes; 0 means no limit.
+    pub max_label_value_length: usize,
 }
 
 impl Default for TsdbConfig {
@@ -47,6 +53,11 @@ impl Default for TsdbConfig {
             block_duration: PromDuration::from_secs(2 * 3600),
             max_series: 5_000_000,
             max_series_per_metric: 1_000_000,
+            // Mimir's defaults are 30 labels and 2048-byte values; OTLP's
+            // target_info carries every resource attribute, so more room here.
+            max_labels_per_series: 128,
+            max_label_name_length: 1024,
+            max_label_value_length: 4096,
         }
     }
 }
@@ -243,6 +254,9 @@ impl Tsdb {
                 .unwrap_or(i64::MAX),
             max_series: self.config.max_series,
             max_series_per_metric: self.config.max_series_per_metric,
+            max_labels_per_series: self.config.max_labels_per_series,
+            max_label_name_length: self.config.max_label_name_length,
+            max_label_value_length: self.config.max_label_value_length,
         }
     }
 

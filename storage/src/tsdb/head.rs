@@ -250,6 +250,12 @@ pub enum RejectReason {
     MetricSeriesLimit,
     /// The series has no labels, an empty metric name, or a bad label name.
     InvalidSeries,
+    /// The series has more labels than `max_labels_per_series`.
+    TooManyLabels,
+    /// A label name is longer than `max_label_name_length`.
+    LabelNameTooLong,
+    /// A label value is longer than `max_label_value_length`.
+    LabelValueTooLong,
 }
 
 impl RejectReason {
@@ -261,6 +267,15 @@ impl RejectReason {
             Self::SeriesLimit => "the store's series limit is reached",
             Self::MetricSeriesLimit => "the metric's series limit is reached",
             Self::InvalidSeries => "the series has no metric name or an invalid label name",
+            Self::TooManyLabels => {
+                "the series has more labels than storage.metrics.max_labels_per_series allows"
+            }
+            Self::LabelNameTooLong => {
+                "a label name is longer than storage.metrics.max_label_name_length allows"
+            }
+            Self::LabelValueTooLong => {
+                "a label value is longer than storage.metrics.max_label_value_length allows"
+            }
         }
     }
 }
@@ -271,6 +286,9 @@ pub(crate) struct HeadLimits {
     pub ooo_window_ms: i64,
     pub max_series: usize,
     pub max_series_per_metric: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
 }
 
 /// The head's state; the engine guards it with one lock.
@@ -373,6 +391,22 @@ impl HeadInner {
             && labels.iter().all(|l| !l.name.is_empty());
         if !valid {
             return Err(RejectReason::InvalidSeries);
+        }
+        if limits.max_labels_per_series > 0 && labels.len() > limits.max_labels_per_series {
+            return Err(RejectReason::TooManyLabels);
+        }
+        let over = |limit: usize, len: usize| limit > 0 && len > limit;
+        if labels
+            .iter()
+            .any(|l| over(limits.max_label_name_length, l.name.len()))
+        {
+            return Err(RejectReason::LabelNameTooLong);
+        }
+        if labels
+            .iter()
+            .any(|l| over(limits.max_label_value_length, l.value.len()))
+        {
+            return Err(RejectReason::LabelValueTooLong);
         }
         if limits.max_series > 0 && self.series.len() >= limits.max_series {
             return Err(RejectReason::SeriesLimit);
@@ -728,7 +762,41 @@ mod tests {
         ooo_window_ms: 10_000,
         max_series: 3,
         max_series_per_metric: 2,
+        max_labels_per_series: 3,
+        max_label_name_length: 8,
+        max_label_value_length: 16,
     };
+
+    #[test]
+    fn new_series_over_the_label_limits_are_refused_by_reason() {
+        let mut head = HeadInner::default();
+        let mut created = Vec::new();
+        let mut refused = |pairs: &[(&str, &str)]| {
+            head.get_or_create(
+                &Labels::from_pairs(pairs.iter().copied()),
+                &LIMITS,
+                &mut created,
+            )
+            .err()
+        };
+        assert_eq!(
+            refused(&[("__name__", "up"), ("job", "a"), ("zone", "b")]),
+            None
+        );
+        assert_eq!(
+            refused(&[("__name__", "up"), ("a", "1"), ("b", "2"), ("c", "3")]),
+            Some(RejectReason::TooManyLabels)
+        );
+        assert_eq!(
+            refused(&[("__name__", "up"), ("very_long_name", "1")]),
+            Some(RejectReason::LabelNameTooLong)
+        );
+        assert_eq!(
+            refused(&[("__name__", "up"), ("job", "seventeen bytes!!")]),
+            Some(RejectReason::LabelValueTooLong)
+        );
+        assert_eq!(created.len(), 1);
+    }
 
     fn labels(name: &str, job: &str) -> Labels {
         Labels::from_pairs([("__name__", name), ("job", job)])

@@ -19,6 +19,9 @@ pub struct TsdbStats {
     pub rejected_series_limit: Counter,
     pub rejected_metric_series_limit: Counter,
     pub rejected_invalid: Counter,
+    pub rejected_too_many_labels: Counter,
+    pub rejected_label_name_too_long: Counter,
+    pub rejected_label_value_too_long: Counter,
     pub wal_bytes_written: Counter,
     pub wal_size_bytes: Gauge,
     pub fsyncs: Counter,
@@ -48,6 +51,9 @@ impl TsdbStats {
             RejectReason::SeriesLimit => &self.rejected_series_limit,
             RejectReason::MetricSeriesLimit => &self.rejected_metric_series_limit,
             RejectReason::InvalidSeries => &self.rejected_invalid,
+            RejectReason::TooManyLabels => &self.rejected_too_many_labels,
+            RejectReason::LabelNameTooLong => &self.rejected_label_name_too_long,
+            RejectReason::LabelValueTooLong => &self.rejected_label_value_too_long,
         };
         counter.add(n);
     }
@@ -101,6 +107,9 @@ impl TsdbStats {
             ("series_limit", &self.rejected_series_limit),
             ("metric_series_limit", &self.rejected_metric_series_limit),
             ("invalid_series", &self.rejected_invalid),
+            ("too_many_labels", &self.rejected_too_many_labels),
+            ("label_name_too_long", &self.rejected_label_name_too_long),
+            ("label_value_too_long", &self.rejected_label_value_too_long),
         ] {
             page.sample(
                 "sextant_tsdb_rejected_samples_total",
