@@ -13,7 +13,7 @@ static NORMALIZER: OnceLock<Normalizer> = OnceLock::new();
 fuzz_target!(|data: &[u8]| {
     let normalizer = NORMALIZER.get_or_init(Normalizer::default);
     for protobuf in [false, true] {
-        if let Err(reason) = sextant_ingest::loki::parse(data, protobuf, normalizer) {
+        if let Err(reason) = sextant_ingest::loki::parse(data, protobuf, normalizer, 1 << 20) {
             assert!(!reason.is_empty());
         }
     }

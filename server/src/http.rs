@@ -492,6 +492,14 @@ impl From<sextant_ingest::net::GunzipError> for ApiError {
 
 impl From<sextant_storage::Error> for ApiError {
     fn from(err: sextant_storage::Error) -> Self {
+        if err.is_disk_full() {
+            // Retryable: nothing was acknowledged, and writes resume by
+            // themselves once space is freed.
+            tracing::warn!(error = %err, "write refused: the disk is full");
+            return Self::Unavailable(format!(
+                "the disk holding the data directory is full; nothing of this request was stored, retry once space is freed ({err})"
+            ));
+        }
         Self::Internal(err.to_string())
     }
 }

@@ -38,5 +38,23 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the failure was the disk running out of space (or quota):
+    /// nothing was acknowledged, and a retry succeeds once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        let full = |e: &std::io::Error| {
+            e.kind() == std::io::ErrorKind::StorageFull
+                || e.kind() == std::io::ErrorKind::QuotaExceeded
+                || matches!(e.raw_os_error(), Some(28 | 122)) // ENOSPC, EDQUOT
+        };
+        match self {
+            Self::Io { source, .. } | Self::DataDir { source, .. } => full(source),
+            // tantivy reports its I/O errors as text.
+            Self::Index(text) => text.contains("No space left on device"),
+            _ => false,
+        }
+    }
+}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -301,7 +301,13 @@ async fn on_blocking_thread<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))?
-        .map_err(|e| ExportError::Retry(format!("storing failed: {e}")))
+        .map_err(|e| {
+            ExportError::Retry(if e.is_disk_full() {
+                format!("the disk holding the data directory is full; nothing was stored, retry once space is freed ({e})")
+            } else {
+                format!("storing failed: {e}")
+            })
+        })
 }
 
 fn now_ms() -> i64 {

@@ -67,9 +67,17 @@ impl Wal {
 
     /// Writes `frames` (built with [`frame`]) in one write.
     pub(crate) fn write(&mut self, frames: &[u8], records: usize) -> Result<()> {
-        self.file
-            .write_all(frames)
-            .map_err(io_err("write", &self.path))?;
+        let before = self
+            .file
+            .metadata()
+            .map_err(io_err("stat", &self.path))?
+            .len();
+        if let Err(err) = self.file.write_all(frames) {
+            // A write cut short (a full disk) must not leave half a frame for
+            // the next one to follow: reading stops at the first bad frame.
+            let _ = self.file.set_len(before);
+            return Err(io_err("write", &self.path)(err));
+        }
         self.pending += records;
         Ok(())
     }

@@ -436,7 +436,12 @@ impl Wal {
         if writer.size > 0 && writer.size + frame.len() as u64 > SEGMENT_BYTES {
             self.roll_locked(&mut writer)?;
         }
-        (&*writer.file).write_all(&frame)?;
+        if let Err(err) = (&*writer.file).write_all(&frame) {
+            // A write cut short (a full disk) must not leave half a record
+            // for the next one to follow: replay would stop at it.
+            let _ = writer.file.set_len(writer.size);
+            return Err(err);
+        }
         writer.size += frame.len() as u64;
         writer.seq += 1;
         self.stats.wal_bytes_written.add(frame.len() as u64);
