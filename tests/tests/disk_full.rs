@@ -108,6 +108,8 @@ fn a_full_disk_refuses_ingest_clearly_keeps_queries_and_recovers_by_itself() {
         v["total"] == 10
     });
 
+    // Acknowledged, then the disk fills before the index commits them (every second).
+    assert_eq!(post_logs(&server, "pending", 200).0, 200);
     let filler = fill(&disk.path);
     // Writes are refused with 503 and a reason: the metrics WAL and the log WAL.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -148,6 +150,13 @@ fn a_full_disk_refuses_ingest_clearly_keeps_queries_and_recovers_by_itself() {
         .json();
     assert!(search["total"].as_u64().unwrap() >= 10, "{search}");
 
+    // Full for a while: the index's commits (every second) fail too.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        server.logs().contains("log index commit failed"),
+        "the index never tried to commit on the full disk:\n{}",
+        server.logs()
+    );
     // Space comes back: ingest resumes with no restart.
     std::fs::remove_file(filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -168,6 +177,14 @@ fn a_full_disk_refuses_ingest_clearly_keeps_queries_and_recovers_by_itself() {
     server.get_until("/api/v1/logs/search?q=message:after&start=0", |v| {
         v["total"].as_u64().unwrap_or(0) >= 5
     });
+    server.get_until("/api/v1/logs/search?q=message:pending&start=0", |v| {
+        v["total"] == 200
+    });
+    assert!(
+        server
+            .logs()
+            .contains("index writers rolled back after a failed commit")
+    );
 
     // Nothing on disk is damaged, and what was acknowledged is there after a crash.
     let kept = server.kill_hard();
@@ -187,6 +204,10 @@ fn a_full_disk_refuses_ingest_clearly_keeps_queries_and_recovers_by_itself() {
         .get("/api/v1/logs/search?q=message:after&start=0")
         .json();
     assert!(search["total"].as_u64().unwrap() >= 5, "{search}");
+    let search = server
+        .get("/api/v1/logs/search?q=message:pending&start=0")
+        .json();
+    assert_eq!(search["total"], 200, "{search}");
     drop(server);
     drop(kept);
 }

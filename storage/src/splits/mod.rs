@@ -573,14 +573,66 @@ impl<K: Kind> Engine<K> {
                 continue;
             }
             let mut writer = active.writer.lock().expect("writer lock");
-            let mut prepared = writer.prepare_commit().map_err(index_err)?;
-            prepared.set_payload(&through);
-            prepared.commit().map_err(index_err)?;
+            let committed = writer.prepare_commit().and_then(|mut prepared| {
+                prepared.set_payload(&through);
+                prepared.commit()
+            });
             drop(writer);
+            if let Err(err) = committed {
+                if let Err(again) = self.recover_locked() {
+                    tracing::warn!(error = %again, "re-indexing the WAL after a failed commit failed; retried at the next commit");
+                }
+                return Err(index_err(err));
+            }
             active.pending.store(0, Ordering::Relaxed);
             active.part.reader.reload().map_err(index_err)?;
         }
         state.wal.clear()
+    }
+
+    /// After a failed commit (a full disk, say) a writer's uncommitted
+    /// documents are in an unknown state, and tantivy may have stopped the
+    /// writer. Every active writer is rolled back to its last commit and
+    /// what the WAL holds beyond that commit is indexed again: the WAL is the
+    /// record of what was acknowledged. Called with the WAL lock held.
+    fn recover_locked(&self) -> Result<()> {
+        let actives: Vec<(i64, Arc<Active>)> = self
+            .parts
+            .read()
+            .expect("parts lock")
+            .active
+            .iter()
+            .map(|(day, a)| (*day, a.clone()))
+            .collect();
+        let mut covered = BTreeMap::new();
+        for (day, active) in &actives {
+            active
+                .writer
+                .lock()
+                .expect("writer lock")
+                .rollback()
+                .map_err(index_err)?;
+            active.pending.store(0, Ordering::Relaxed);
+            covered.insert(*day, payload_seq(&active.part.index)?.unwrap_or(0));
+        }
+        let (frames, _) = wal::read(&self.dir.join("wal"))?;
+        let docs = frames.into_iter().filter_map(|(seq, payload)| {
+            let record = self.kind.decode(&payload)?;
+            let t = self.kind.timestamp_us(&record);
+            if covered
+                .get(&day_of(t))
+                .is_some_and(|&through| seq <= through)
+            {
+                return None;
+            }
+            Some((seq, t, self.kind.document(&record, &payload)))
+        });
+        self.index(docs)?;
+        tracing::info!(
+            partitions = actives.len(),
+            "index writers rolled back after a failed commit; the WAL is indexed again"
+        );
+        Ok(())
     }
 
     /// Fsyncs the WAL.
