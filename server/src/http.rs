@@ -500,6 +500,9 @@ impl From<sextant_storage::Error> for ApiError {
                 "the disk holding the data directory is full; nothing of this request was stored, retry once space is freed ({err})"
             ));
         }
+        if let sextant_storage::Error::Unavailable(m) = err {
+            return Self::Unavailable(m);
+        }
         Self::Internal(err.to_string())
     }
 }

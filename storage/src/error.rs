@@ -22,6 +22,10 @@ pub enum Error {
     /// The search index failed.
     #[error("log index: {0}")]
     Index(String),
+    /// A write was refused for now: the index is recovering from a failed
+    /// write (a full disk); a retry succeeds once it has.
+    #[error("{0}")]
+    Unavailable(String),
     /// A log query could not be read.
     #[error("{0}")]
     BadQuery(String),

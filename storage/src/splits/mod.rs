@@ -171,6 +171,9 @@ struct Parts {
 struct WalState {
     wal: Wal,
     next_seq: u64,
+    /// An index write or commit failed (a full disk): the writers are rolled
+    /// back and the WAL indexed again before anything else is indexed.
+    needs_recovery: bool,
 }
 
 /// The engine.
@@ -421,7 +424,11 @@ impl<K: Kind> Engine<K> {
             dir: dir.to_owned(),
             config,
             blocks,
-            wal: Mutex::new(WalState { wal, next_seq }),
+            wal: Mutex::new(WalState {
+                wal,
+                next_seq,
+                needs_recovery: false,
+            }),
             parts: RwLock::new(parts),
             visible_seq: AtomicU64::new(0),
         };
@@ -470,6 +477,13 @@ impl<K: Kind> Engine<K> {
         }
         let mut frames = Vec::with_capacity(payloads.len() + records.len() * 16);
         let mut state = self.wal.lock().expect("wal lock");
+        if state.needs_recovery {
+            self.recover_locked(&mut state).map_err(|e| {
+                Error::Unavailable(format!(
+                    "the index is recovering from a failed write and cannot take more yet; retry shortly ({e})"
+                ))
+            })?;
+        }
         let first = state.next_seq;
         let mut start = 0;
         for (i, &end) in ends.iter().enumerate() {
@@ -482,7 +496,13 @@ impl<K: Kind> Engine<K> {
             .into_iter()
             .enumerate()
             .map(|(i, (t, doc))| (first + i as u64, t, doc));
-        self.index(numbered)
+        if let Err(err) = self.index(numbered) {
+            // The records are in the WAL, so they are kept: the next commit
+            // rolls the writers back and indexes the WAL again.
+            tracing::warn!(error = %err, "indexing failed; the WAL is indexed again at the next commit");
+            state.needs_recovery = true;
+        }
+        Ok(())
     }
 
     /// Adds documents `(seq, timestamp, doc)` to the active partitions of
@@ -556,6 +576,9 @@ impl<K: Kind> Engine<K> {
     }
 
     fn commit_locked(&self, state: &mut WalState) -> Result<()> {
+        if state.needs_recovery {
+            self.recover_locked(state)?;
+        }
         if state.wal.pending == 0 {
             return Ok(());
         }
@@ -579,9 +602,8 @@ impl<K: Kind> Engine<K> {
             });
             drop(writer);
             if let Err(err) = committed {
-                if let Err(again) = self.recover_locked() {
-                    tracing::warn!(error = %again, "re-indexing the WAL after a failed commit failed; retried at the next commit");
-                }
+                // The WAL stays: the next commit recovers from it.
+                state.needs_recovery = true;
                 return Err(index_err(err));
             }
             active.pending.store(0, Ordering::Relaxed);
@@ -594,8 +616,9 @@ impl<K: Kind> Engine<K> {
     /// documents are in an unknown state, and tantivy may have stopped the
     /// writer. Every active writer is rolled back to its last commit and
     /// what the WAL holds beyond that commit is indexed again: the WAL is the
-    /// record of what was acknowledged. Called with the WAL lock held.
-    fn recover_locked(&self) -> Result<()> {
+    /// record of what was acknowledged. Until this succeeds, appends are
+    /// refused and the WAL is not emptied.
+    fn recover_locked(&self, state: &mut WalState) -> Result<()> {
         let actives: Vec<(i64, Arc<Active>)> = self
             .parts
             .read()
@@ -628,6 +651,7 @@ impl<K: Kind> Engine<K> {
             Some((seq, t, self.kind.document(&record, &payload)))
         });
         self.index(docs)?;
+        state.needs_recovery = false;
         tracing::info!(
             partitions = actives.len(),
             "index writers rolled back after a failed commit; the WAL is indexed again"
