@@ -21,7 +21,7 @@ use sextant_model::telemetry::ListenerStats;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::net::{LineLimits, serve_datagrams, serve_lines};
+use crate::net::{LineLimits, serve_datagrams, serve_lines_tls};
 
 /// One event as a record, or why it is not one.
 pub fn parse_event(
@@ -176,12 +176,14 @@ pub fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// Reads newline-delimited events over TCP until shutdown.
+/// Reads newline-delimited events over TCP (TLS when `tls` is set, as
+/// logstash's tcp output with `ssl_enable` sends) until shutdown.
 pub async fn serve_tcp(
     listener: TcpListener,
     stats: Arc<ListenerStats>,
     logstash: Arc<Logstash>,
     shutdown: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let limits = LineLimits {
         max_line: logstash.normalizer.max_event(),
@@ -189,7 +191,7 @@ pub async fn serve_tcp(
         too_long: Some(&crate::limits::REFUSED.log_event),
     };
     let counted = stats.clone();
-    serve_lines(listener, stats, shutdown, limits, move |line, peer| {
+    serve_lines_tls(listener, stats, shutdown, limits, tls, move |line, peer| {
         logstash.receive(line, &counted, peer);
     })
     .await;

@@ -294,6 +294,21 @@ pub async fn serve_lines<H>(
 ) where
     H: Fn(&[u8], SocketAddr) + Clone + Send + Sync + 'static,
 {
+    serve_lines_tls(listener, stats, shutdown, limits, None, handle).await;
+}
+
+/// [`serve_lines`], with each connection's TLS handshake first when
+/// `tls` is set (on the connection's own task, with a timeout).
+pub async fn serve_lines_tls<H>(
+    listener: TcpListener,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+    limits: LineLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handle: H,
+) where
+    H: Fn(&[u8], SocketAddr) + Clone + Send + Sync + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
@@ -316,8 +331,31 @@ pub async fn serve_lines<H>(
             continue;
         };
         let (stats, shutdown, handle) = (stats.clone(), shutdown.clone(), handle.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let Some(acceptor) = tls else {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = read_lines(stream, peer, &stats, limits, &handle) => {}
+                }
+                return;
+            };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    stats.errors.inc();
+                    debug!(listener = stats.listener, %peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    stats.errors.inc();
+                    debug!(listener = stats.listener, %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = read_lines(stream, peer, &stats, limits, &handle) => {}
@@ -327,7 +365,7 @@ pub async fn serve_lines<H>(
 }
 
 async fn read_lines(
-    mut stream: CountingStream,
+    mut stream: impl AsyncRead + Unpin,
     peer: SocketAddr,
     stats: &ListenerStats,
     limits: LineLimits,
@@ -476,6 +514,12 @@ mod tests {
 pub struct TlsFiles {
     pub cert_file: std::path::PathBuf,
     pub key_file: std::path::PathBuf,
+    /// CA certificates (PEM) that sign clients' certificates. When set, the
+    /// ingest-only listeners (OTLP gRPC and HTTP, logstash TCP) require a
+    /// client certificate it signed (mutual TLS); the HTTP API, which
+    /// browsers and Grafana use, keeps server-only TLS.
+    #[serde(default)]
+    pub client_ca_file: Option<std::path::PathBuf>,
 }
 
 /// How long a TLS handshake may take before the connection is closed.
@@ -557,6 +601,42 @@ impl rustls::server::ResolvesServerCert for ReloadingCert {
 /// A TLS acceptor serving `files` (HTTP/1.1 and HTTP/2 by ALPN); an error
 /// names the file that could not be used.
 pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+    acceptor(files, false)
+}
+
+/// The acceptor for ingest-only listeners: as [`tls_acceptor`], and when
+/// `client_ca_file` is set, a client certificate signed by it is required.
+pub fn ingest_tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, String> {
+    acceptor(files, files.client_ca_file.is_some())
+}
+
+fn client_verifier(
+    path: &std::path::Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect)
+        .map_err(|e| format!("tls client_ca_file {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "tls client_ca_file {}: no certificate in it",
+            path.display()
+        ));
+    }
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("tls client_ca_file {}: {e}", path.display()))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("tls client_ca_file {}: {e}", path.display()))
+}
+
+fn acceptor(files: &TlsFiles, mutual: bool) -> Result<tokio_rustls::TlsAcceptor, String> {
     let key = load_certified_key(files)?;
     let resolver = ReloadingCert {
         files: files.clone(),
@@ -566,13 +646,15 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, Strin
             checked: Instant::now(),
         }),
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS: {e}"))?
-    .with_no_client_auth()
-    .with_cert_resolver(Arc::new(resolver));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let builder = match (&files.client_ca_file, mutual) {
+        (Some(ca), true) => builder.with_client_cert_verifier(client_verifier(ca, provider)?),
+        _ => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -69,15 +69,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listeners = &settings.listeners;
     // TLS for the HTTP listeners, when configured: a certificate that
     // cannot be used stops the start, naming the file.
-    let tls = match settings.file().and_then(|f| f.server.tls.as_ref()) {
+    let tls_files = settings.file().and_then(|f| f.server.tls.as_ref());
+    let tls = match tls_files {
         Some(files) => Some(sextant_ingest::net::tls_acceptor(files).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let http = bind_tcp("http", &listeners.http, tls.is_some()).await?;
-    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, tls.is_some()).await?;
-    let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http, tls.is_some()).await?;
-    let (statsd_tcp, statsd_udp) = bind_tcp_and_udp("statsd", &listeners.statsd).await?;
-    let (logstash_tcp, logstash_udp) = bind_tcp_and_udp("logstash", &listeners.logstash).await?;
+    // The ingest-only listeners also ask for a client certificate when
+    // `client_ca_file` is set (mutual TLS).
+    let ingest_tls = match tls_files {
+        Some(files) => {
+            Some(sextant_ingest::net::ingest_tls_acceptor(files).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let mutual = tls_files.is_some_and(|f| f.client_ca_file.is_some());
+    let http = bind_tcp("http", &listeners.http, tls.is_some(), false).await?;
+    let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, tls.is_some(), mutual).await?;
+    let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http, tls.is_some(), mutual).await?;
+    let (statsd_tcp, statsd_udp) =
+        bind_tcp_and_udp("statsd", &listeners.statsd, false, false).await?;
+    let (logstash_tcp, logstash_udp) =
+        bind_tcp_and_udp("logstash", &listeners.logstash, tls.is_some(), mutual).await?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -174,7 +186,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             otlp_pipeline.clone(),
             metrics.listener("otlp_grpc", "tcp"),
             shutdown.clone().cancelled_owned(),
-            tls.clone(),
+            ingest_tls.clone(),
         ),
     ));
     tasks.spawn(named(
@@ -184,7 +196,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             otlp_pipeline,
             metrics.listener("otlp_http", "tcp"),
             shutdown.clone(),
-            tls,
+            ingest_tls.clone(),
         ),
     ));
     tasks.spawn(infallible(statsd::serve_udp(
@@ -228,6 +240,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.listener("logstash", "tcp"),
         logstash_pipeline.clone(),
         shutdown.clone(),
+        ingest_tls,
     )));
     tasks.spawn(infallible(logstash::serve_udp(
         logstash_udp,
@@ -520,11 +533,18 @@ fn describe(ended: Result<TaskResult, tokio::task::JoinError>) -> String {
     }
 }
 
-async fn bind_tcp(name: &str, endpoint: &Endpoint, tls: bool) -> anyhow::Result<TcpListener> {
+/// Binds a TCP listener; the "listening" line says whether it speaks TLS
+/// and whether it requires client certificates (`mutual_tls`).
+async fn bind_tcp(
+    name: &str,
+    endpoint: &Endpoint,
+    tls: bool,
+    mutual_tls: bool,
+) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind((endpoint.host.as_str(), endpoint.port))
         .await
         .with_context(|| format!("cannot bind the {name} listener to {endpoint} (tcp)"))?;
-    info!(listener = name, transport = "tcp", addr = %listener.local_addr()?, tls, "listening");
+    info!(listener = name, transport = "tcp", addr = %listener.local_addr()?, tls, mutual_tls, "listening");
     Ok(listener)
 }
 
@@ -533,6 +553,8 @@ async fn bind_tcp(name: &str, endpoint: &Endpoint, tls: bool) -> anyhow::Result<
 async fn bind_tcp_and_udp(
     name: &str,
     endpoint: &Endpoint,
+    tls: bool,
+    mutual_tls: bool,
 ) -> anyhow::Result<(TcpListener, UdpSocket)> {
     const ATTEMPTS: usize = 16;
     for _ in 0..ATTEMPTS {
@@ -542,7 +564,7 @@ async fn bind_tcp_and_udp(
         let addr = tcp.local_addr()?;
         match UdpSocket::bind(addr).await {
             Ok(udp) => {
-                info!(listener = name, transport = "tcp", %addr, "listening");
+                info!(listener = name, transport = "tcp", %addr, tls, mutual_tls, "listening");
                 info!(listener = name, transport = "udp", %addr, "listening");
                 return Ok((tcp, udp));
             }
