@@ -20,4 +20,5 @@ pub mod prom_text;
 pub mod remote_write;
 pub mod scrape;
 pub mod statsd;
+pub mod tenant;
 pub mod udp;

@@ -85,8 +85,15 @@ pub fn presented(headers: &HeaderMap) -> Option<String> {
         .map(|(_, password)| password.to_owned())
 }
 
-/// Checks `headers` against `tokens` for `scope`; the token's name when it passes.
-pub fn check(tokens: &[TokenConfig], headers: &HeaderMap, scope: Scope) -> Result<String, Refusal> {
+/// Who a request is, once its token passed: the token's name and tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    pub tenant: Option<Arc<str>>,
+}
+
+/// Checks `headers` against `tokens` for `scope`; who it is when it passes.
+pub fn check(tokens: &[TokenConfig], headers: &HeaderMap, scope: Scope) -> Result<Grant, Refusal> {
     let Some(token) = presented(headers) else {
         return Err(Refusal::Unauthenticated(format!(
             "this Sextant needs a token with the {} scope: send Authorization: Bearer <token> (or basic auth with the token as the password)",
@@ -105,7 +112,47 @@ pub fn check(tokens: &[TokenConfig], headers: &HeaderMap, scope: Scope) -> Resul
             scope_name(scope)
         )));
     }
-    Ok(known.name.clone())
+    Ok(Grant {
+        name: known.name.clone(),
+        tenant: known.tenant.as_deref().map(Arc::from),
+    })
+}
+
+/// Whether a token limited to a tenant may use `path`: the paths whose
+/// answers the tenant's view of the stores filters. Rules, alerts,
+/// silences, targets, `/metrics` and reloads span every tenant.
+pub fn tenant_may_use(path: &str) -> bool {
+    const EXACT: [&str; 18] = [
+        "/",
+        "/api/v1/write",
+        "/api/v1/import/prometheus",
+        "/api/v1/logs",
+        "/loki/api/v1/push",
+        "/api/v1/query",
+        "/api/v1/query_range",
+        "/api/v1/format_query",
+        "/api/v1/series",
+        "/api/v1/labels",
+        "/api/v1/export",
+        "/api/v1/metadata",
+        "/api/v1/status/buildinfo",
+        "/jaeger/api/services",
+        "/jaeger/api/operations",
+        "/jaeger/api/traces",
+        "/jaeger/api/dependencies",
+        "/api/v1/query_exemplars",
+    ];
+    const PREFIXES: [&str; 6] = [
+        "/api/v1/label/",
+        "/api/v1/logs/",
+        "/api/v1/correlate/",
+        "/jaeger/api/services/",
+        "/jaeger/api/traces/",
+        "/_",
+    ];
+    EXACT.contains(&path)
+        || PREFIXES.iter().any(|p| path.starts_with(p))
+        || path.ends_with("/_bulk")
 }
 
 fn scope_name(scope: Scope) -> &'static str {
@@ -147,6 +194,21 @@ pub async fn gate(State(runtime): State<Arc<Runtime>>, request: Request, next: N
     match need(request.method(), request.uri().path()) {
         Need::Open => next.run(request).await,
         Need::Scope(scope) => match check(&tokens, request.headers(), scope) {
+            Ok(Grant {
+                tenant: Some(tenant),
+                name,
+            }) => {
+                if !tenant_may_use(request.uri().path()) {
+                    return Refusal::Forbidden(format!(
+                        "token {name:?} is limited to tenant {tenant:?}, and {} answers for every tenant",
+                        request.uri().path()
+                    ))
+                    .into_response();
+                }
+                sextant_ingest::tenant::TENANT
+                    .scope(Some(tenant), next.run(request))
+                    .await
+            }
             Ok(_) => next.run(request).await,
             Err(refusal) => refusal.into_response(),
         },
@@ -158,13 +220,16 @@ pub async fn gate(State(runtime): State<Arc<Runtime>>, request: Request, next: N
 pub struct OtlpAuth(pub Arc<Runtime>);
 
 impl sextant_ingest::otlp::ExportAuth for OtlpAuth {
-    fn check(&self, headers: &HeaderMap) -> Result<(), sextant_ingest::otlp::AuthRefusal> {
+    fn check(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<str>>, sextant_ingest::otlp::AuthRefusal> {
         let tokens = self.0.tokens();
         if tokens.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         check(&tokens, headers, Scope::Ingest)
-            .map(drop)
+            .map(|grant| grant.tenant)
             .map_err(|r| match r {
                 Refusal::Unauthenticated(m) => {
                     sextant_ingest::otlp::AuthRefusal::Unauthenticated(m)

@@ -284,6 +284,18 @@ impl TryFrom<RawToken> for TokenConfig {
                 "token {name:?}: scopes must name at least one of ingest, query, admin"
             ));
         }
+        if let Some(tenant) = &raw.tenant
+            && !crate::tenant::valid_name(tenant)
+        {
+            return Err(format!(
+                "token {name:?}: tenant {tenant:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if raw.tenant.is_some() && raw.scopes.contains(&Scope::Admin) {
+            return Err(format!(
+                "token {name:?}: a token with a tenant cannot have the admin scope (rules, silences and reloads span every tenant)"
+            ));
+        }
         Ok(Self {
             name: raw.name,
             secret,

@@ -124,11 +124,16 @@ impl AppState {
         })
     }
 
-    /// The stores, or 503 while recovery runs.
-    pub fn stores(&self) -> Result<&Stores, ApiError> {
-        self.stores.get().ok_or(ApiError::Unavailable(
+    /// The stores, or 503 while recovery runs. Inside a request whose token
+    /// has a tenant, the tenant's view of them ([`crate::tenant`]).
+    pub fn stores(&self) -> Result<Stores, ApiError> {
+        let stores = self.stores.get().ok_or(ApiError::Unavailable(
             "Sextant is starting: the write-ahead log is being replayed".into(),
-        ))
+        ))?;
+        Ok(match sextant_ingest::tenant::current() {
+            Some(tenant) => crate::tenant::stores_for(stores, &tenant),
+            None => stores.clone(),
+        })
     }
 }
 

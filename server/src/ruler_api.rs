@@ -387,12 +387,12 @@ fn authorize_admin(state: &AppState, headers: &HeaderMap) -> Result<String, Rule
             .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
             .map_or_else(|| "anonymous".to_owned(), str::to_owned));
     }
-    crate::auth::check(&tokens, headers, crate::config::Scope::Admin).map_err(|refusal| {
-        match refusal {
+    crate::auth::check(&tokens, headers, crate::config::Scope::Admin)
+        .map(|grant| grant.name)
+        .map_err(|refusal| match refusal {
             crate::auth::Refusal::Unauthenticated(m) => RulerError::Unauthorized(m),
             crate::auth::Refusal::Forbidden(m) => RulerError::Forbidden(m),
-        }
-    })
+        })
 }
 
 fn namespaces(state: &AppState) -> Result<&std::sync::Arc<RuleNamespaces>, RulerError> {

@@ -246,3 +246,168 @@ fn binding_beyond_loopback_without_tokens_says_so_loudly() {
         loopback.logs()
     );
 }
+
+const TENANTS: &str = r#"
+auth:
+  tokens:
+    - name: team-a
+      token: a-secret
+      scopes: [ingest, query]
+      tenant: team-a
+    - name: team-b
+      token: b-secret
+      scopes: [ingest, query]
+      tenant: team-b
+    - name: operator
+      token: op-secret
+      scopes: [ingest, query, admin]
+"#;
+
+#[test]
+fn a_tenant_token_writes_as_its_tenant_and_reads_only_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, TENANTS).unwrap();
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let base = server.base_url();
+    let bearer = |token: &str| format!("Bearer {token}");
+    let (a, b, op) = (bearer("a-secret"), bearer("b-secret"), bearer("op-secret"));
+    // Both teams write the same metric name, log service and span service; team
+    // b also claims to be team a in its label and field (it is overwritten).
+    for (token, team) in [(&a, "a"), (&b, "b")] {
+        let (status, body, _) = request(
+            "POST",
+            &format!("{base}/api/v1/import/prometheus"),
+            &[("authorization", token)],
+            &format!("checkout_total{{team=\"{team}\",tenant=\"team-a\"}} 1\n"),
+        );
+        assert_eq!(status, 204, "{body}");
+        let line = format!(
+            "{{\"message\": \"checkout by team {team}\", \"service\": \"checkout\", \"tenant\": \"team-a\", \"uuid\": \"shared-id\"}}\n"
+        );
+        let (status, body, _) = request(
+            "POST",
+            &format!("{base}/api/v1/logs"),
+            &[
+                ("authorization", token),
+                ("content-type", "application/x-ndjson"),
+            ],
+            &line,
+        );
+        assert_eq!(status, 200, "{body}");
+        let token = token.trim_start_matches("Bearer ");
+        let out = run_python(
+            SPANS,
+            &[
+                "http",
+                &format!("http://{}", server.addr("otlp_http", "tcp")),
+                token,
+                &format!("shop-{team}"),
+            ],
+        );
+        assert!(out.contains("SUCCESS"), "{out}");
+    }
+    let get = |token: &str, path: &str| {
+        let (status, body, _) = request(
+            "GET",
+            &format!("{base}{path}"),
+            &[("authorization", token)],
+            "",
+        );
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
+        )
+    };
+    // The operator (no tenant) sees both, each stamped with its writer's tenant.
+    let all = server.get_until_with(
+        "/api/v1/query?query=checkout_total",
+        &[("authorization", &op)],
+        |v| v["data"]["result"].as_array().is_some_and(|r| r.len() == 2),
+    );
+    let mut tenants: Vec<(String, String)> = all["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["team"].as_str().unwrap().to_owned(),
+                s["metric"]["tenant"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    tenants.sort();
+    assert_eq!(
+        tenants,
+        [("a".into(), "team-a".into()), ("b".into(), "team-b".into())]
+    );
+    // Team a's metrics, series and labels show only its own series.
+    let (status, mine) = get(&a, "/api/v1/query?query=checkout_total");
+    assert_eq!(status, 200, "{mine}");
+    let result = mine["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{mine}");
+    assert_eq!(result[0]["metric"]["team"], "a");
+    let (_, values) = get(&a, "/api/v1/label/team/values");
+    assert_eq!(values["data"], serde_json::json!(["a"]), "{values}");
+    // Logs: search, and the correlation view of an id both teams used.
+    server.get_until_with(
+        "/api/v1/logs/search?q=service:checkout&start=0",
+        &[("authorization", &op)],
+        |v| v["total"] == 2,
+    );
+    let (_, logs) = get(&b, "/api/v1/logs/search?q=service:checkout&start=0");
+    assert_eq!(logs["total"], 1, "{logs}");
+    assert_eq!(logs["hits"][0]["message"], "checkout by team b");
+    assert_eq!(logs["hits"][0]["fields"]["tenant"], "team-b", "{logs}");
+    let (_, correlated) = get(&b, "/api/v1/correlate/shared-id");
+    let text = correlated.to_string();
+    assert!(
+        text.contains("team b") && !text.contains("team a"),
+        "{text}"
+    );
+    // Traces: services and searches.
+    server.get_until_with("/jaeger/api/services", &[("authorization", &op)], |v| {
+        v["data"].as_array().is_some_and(|s| s.len() >= 2)
+    });
+    let (_, services) = get(&a, "/jaeger/api/services");
+    assert_eq!(
+        services["data"],
+        serde_json::json!(["shop-a"]),
+        "{services}"
+    );
+    let (_, found) = get(&a, "/jaeger/api/traces?service=shop-b&limit=10");
+    assert_eq!(found["data"].as_array().map_or(0, Vec::len), 0, "{found}");
+    // What spans every tenant is refused to a tenant token.
+    for path in [
+        "/api/v1/rules",
+        "/api/v1/alerts",
+        "/api/v1/targets",
+        "/metrics",
+    ] {
+        let (status, body) = get(&a, path);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(
+            body.to_string().contains("limited to tenant"),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_a_tenant_token_with_the_admin_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "auth:\n  tokens:\n    - name: x\n      token: s\n      scopes: [admin]\n      tenant: team-a\n",
+    )
+    .unwrap();
+    let out = sextant_tests::run_sextant(&["check-config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot have the admin scope"),
+        "{out:?}"
+    );
+}

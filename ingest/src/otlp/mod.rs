@@ -87,7 +87,9 @@ impl std::fmt::Debug for Otlp {
 /// Who may export: the server checks the credentials a request carries
 /// (HTTP headers, or gRPC metadata, which arrive as headers too).
 pub trait ExportAuth: Send + Sync + std::fmt::Debug {
-    fn check(&self, headers: &HeaderMap) -> Result<(), AuthRefusal>;
+    /// Ok with the token's tenant, if it has one (what is exported is
+    /// stamped with it).
+    fn check(&self, headers: &HeaderMap) -> Result<Option<Arc<str>>, AuthRefusal>;
 }
 
 /// Why an export was refused.
@@ -137,8 +139,8 @@ impl Otlp {
         let _ = self.auth.set(auth);
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), AuthRefusal> {
-        self.auth.get().map_or(Ok(()), |auth| auth.check(headers))
+    fn authorize(&self, headers: &HeaderMap) -> Result<Option<Arc<str>>, AuthRefusal> {
+        self.auth.get().map_or(Ok(None), |auth| auth.check(headers))
     }
 
     /// One of the export slots, or a retryable refusal when all are taken.
@@ -168,9 +170,15 @@ impl Otlp {
             ));
         };
         let this = self.clone();
+        let tenant = crate::tenant::current();
         let refused = on_blocking_thread(move || {
             let now_us = now_ms().saturating_mul(1000);
-            let (records, refused) = logs::convert(&request, &this.normalizer, now_us);
+            let (mut records, refused) = logs::convert(&request, &this.normalizer, now_us);
+            if let Some(tenant) = &tenant {
+                records
+                    .iter_mut()
+                    .for_each(|r| crate::tenant::stamp_log(r, tenant));
+            }
             writer.append_logs(&records)?;
             Ok::<_, sextant_storage::Error>(refused)
         })
@@ -200,8 +208,15 @@ impl Otlp {
             ));
         };
         let this = self.clone();
+        let tenant = crate::tenant::current();
         let converted = on_blocking_thread(move || {
             let mut converted = traces::convert(request);
+            if let Some(tenant) = &tenant {
+                converted
+                    .spans
+                    .iter_mut()
+                    .for_each(|s| crate::tenant::stamp_span(s, tenant));
+            }
             let max = this.limits.max_spans_per_request;
             if converted.spans.len() > max {
                 let excess = converted.spans.len() - max;
@@ -259,12 +274,18 @@ impl Otlp {
             ));
         };
         let this = self.clone();
+        let tenant = crate::tenant::current();
         let stored = on_blocking_thread(move || {
             let now = now_ms();
-            let converted = {
+            let mut converted = {
                 let mut deltas = this.deltas.lock().expect("delta lock");
                 metrics::convert(&request, &mut deltas, now)
             };
+            if let Some(tenant) = &tenant {
+                for series in &mut converted.series {
+                    series.labels = crate::tenant::stamp_labels(&series.labels, tenant);
+                }
+            }
             for (name, meta) in &converted.metadata {
                 writer.set_metadata(name, meta.clone())?;
             }
@@ -345,7 +366,7 @@ async fn http_gate(
     next: axum::middleware::Next,
 ) -> Response {
     match otlp.authorize(request.headers()) {
-        Ok(()) => next.run(request).await,
+        Ok(tenant) => crate::tenant::TENANT.scope(tenant, next.run(request)).await,
         Err(refusal) => {
             let encoding = if request
                 .headers()
@@ -374,7 +395,7 @@ async fn grpc_gate(
     next: axum::middleware::Next,
 ) -> Response {
     match otlp.authorize(request.headers()) {
-        Ok(()) => next.run(request).await,
+        Ok(tenant) => crate::tenant::TENANT.scope(tenant, next.run(request)).await,
         Err(AuthRefusal::Unauthenticated(m)) => {
             tonic::Status::unauthenticated(m).into_http::<axum::body::Body>()
         }
