@@ -24,6 +24,9 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     fn read(&self, id: &str, file: &str) -> io::Result<Vec<u8>>;
     /// Part of a file of a block.
     fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// A file of a block, open: reads through it keep working after the
+    /// block is deleted (compaction replaces blocks while queries read them).
+    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<File>>;
     /// Total bytes of a block.
     fn size(&self, id: &str) -> io::Result<u64>;
     /// Deletes a block; deleting a missing block is not an error.
@@ -106,6 +109,10 @@ impl BlockStore for LocalBlockStore {
 
     fn read(&self, id: &str, file: &str) -> io::Result<Vec<u8>> {
         fs::read(self.dir.join(id).join(file))
+    }
+
+    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<File>> {
+        self.file(id, file)
     }
 
     fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {

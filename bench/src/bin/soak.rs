@@ -6,7 +6,7 @@
 //! and query kind, and every error.
 //!
 //! `cargo build --release -p sextant-server -p sextant-bench && target/release/soak`
-//! (`--minutes N`, `--load 0.7`, `--calibrate-seconds 20`).
+//! (`--minutes N`, `--load 0.7`, `--calibrate-seconds 20`, `--block-duration 2m`).
 
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +29,8 @@ const SERIES_PER_WRITE: usize = 200;
 const LINES_PER_POST: usize = 100;
 const SPANS_PER_EXPORT: usize = 50;
 const STATSD_LINES_PER_SEND: usize = 20;
+/// Paced senders per ingest kind.
+const SENDERS: usize = 4;
 const SERVICES: [&str; 5] = ["gateway", "orders", "market", "fees", "accounts"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,10 +133,19 @@ fn status_ok(
     }
 }
 
+/// One sending thread: which it is, and the last timestamp it wrote, so
+/// that each of its series sees time move forward, as a Prometheus remote
+/// write shard's series do.
+struct Sender {
+    id: usize,
+    last_ms: i64,
+}
+
 /// Sends unit `n` of `kind`.
 fn send(
     kind: Kind,
     n: u64,
+    sender: &mut Sender,
     target: &Target,
     agent: &ureq::Agent,
     udp: &UdpSocket,
@@ -142,6 +153,8 @@ fn send(
     let now = now_ms();
     match kind {
         Kind::RemoteWrite => {
+            let t = now.max(sender.last_ms + 1);
+            sender.last_ms = t;
             let request = proto::WriteRequest {
                 timeseries: (0..SERIES_PER_WRITE)
                     .map(|s| proto::TimeSeries {
@@ -158,10 +171,14 @@ fn send(
                                 name: "route".into(),
                                 value: format!("/r{}", s / 20),
                             },
+                            proto::Label {
+                                name: "shard".into(),
+                                value: sender.id.to_string(),
+                            },
                         ],
                         samples: vec![proto::Sample {
                             value: (n * 10 + s as u64 % 7) as f64,
-                            timestamp: now,
+                            timestamp: t,
                         }],
                         histograms: vec![],
                     })
@@ -300,7 +317,7 @@ fn queries(target: &Target, round: u64) -> Vec<(&'static str, String, u16)> {
                 "{}/api/v1/logs/search?q={}&start={}&limit=100",
                 target.http,
                 enc("service:orders AND level:ERROR"),
-                (now - 900) * 1000
+                now - 900
             ),
             200,
         ),
@@ -322,6 +339,32 @@ fn queries(target: &Target, round: u64) -> Vec<(&'static str, String, u16)> {
     ]
 }
 
+/// Anonymous resident memory (the heap, not mapped index files) of `pid`.
+fn anon_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// One unlabelled sample of the server's `/metrics`.
+fn metric(http: &str, name: &str) -> f64 {
+    ureq::get(format!("{http}/metrics"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|page| {
+            page.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 #[allow(clippy::too_many_lines)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -332,15 +375,31 @@ fn main() {
         flag_value(&args, "--calibrate-seconds").map_or(20, |v| v.parse().expect("seconds"));
     let dir = tempfile::tempdir().expect("temp dir");
     let (otlp_port, statsd_port) = (free_port(), free_port());
+    // The head keeps every sample until it is cut into a block (at 1.5 block
+    // durations; Prometheus's 2 h blocks mean 3 h). A soak of minutes would
+    // only watch it fill, so blocks here are short enough to be cut during
+    // the run: memory must level off once the head is cut and refilled.
+    let block = flag_value(&args, "--block-duration").unwrap_or_else(|| "2m".to_owned());
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  metrics:\n    block_duration: {block}\n    out_of_order_window: 30s\n"
+        ),
+    )
+    .expect("config");
     let peer = start_sextant(
         dir.path(),
         &[
+            "--config",
+            config.to_str().expect("path"),
             "--otlp-http",
             &format!("127.0.0.1:{otlp_port}"),
             "--statsd",
             &format!("127.0.0.1:{statsd_port}"),
         ],
     );
+    say(&format!("soak: blocks of {block} (--block-duration)"));
     let pid = peer.child.id();
     let target = Arc::new(Target {
         http: peer.url.clone(),
@@ -367,9 +426,13 @@ fn main() {
                 (target.clone(), stop.clone(), count.clone(), counter.clone());
             std::thread::spawn(move || {
                 let (agent, udp) = (agent(), UdpSocket::bind("127.0.0.1:0").unwrap());
+                let mut sender = Sender {
+                    id: SENDERS,
+                    last_ms: 0,
+                };
                 while !stop.load(Ordering::Relaxed) {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    if send(kind, n, &target, &agent, &udp).is_ok() {
+                    if send(kind, n, &mut sender, &target, &agent, &udp).is_ok() {
                         count.fetch_add(1, Ordering::Relaxed);
                     }
                     if kind == Kind::Statsd {
@@ -421,14 +484,15 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for ((&kind, rate), tally) in Kind::ALL.iter().zip(&rates).zip(&tallies) {
-        // Two senders per kind, each at half the rate, so one slow answer
-        // does not hold the schedule back.
-        for _ in 0..2 {
+        // Several senders per kind, each at its share of the rate, so one
+        // slow answer does not hold the schedule back.
+        for id in 0..SENDERS {
             let (target, stop, tally, counter) =
                 (target.clone(), stop.clone(), tally.clone(), counter.clone());
-            let interval = Duration::from_secs_f64(2.0 / rate.max(0.01));
+            let interval = Duration::from_secs_f64(SENDERS as f64 / rate.max(0.01));
             threads.push(std::thread::spawn(move || {
                 let (agent, udp) = (agent(), UdpSocket::bind("127.0.0.1:0").unwrap());
+                let mut sender = Sender { id, last_ms: 0 };
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
@@ -438,7 +502,7 @@ fn main() {
                     next += interval;
                     let n = counter.fetch_add(1, Ordering::Relaxed);
                     let started = Instant::now();
-                    tally.record(started, send(kind, n, &target, &agent, &udp));
+                    tally.record(started, send(kind, n, &mut sender, &target, &agent, &udp));
                 }
             }));
         }
@@ -469,15 +533,19 @@ fn main() {
     let total = Duration::from_secs_f64(minutes * 60.0);
     let started = Instant::now();
     let mut rss: Vec<(u64, u64)> = Vec::new();
-    say("RSS over time (s, MiB):");
+    let mut anon: Vec<u64> = Vec::new();
+    say("memory over time: s, RSS MiB, of it anonymous (heap) MiB, samples appended to the TSDB");
     while started.elapsed() < total {
         std::thread::sleep(Duration::from_secs(10).min(total.saturating_sub(started.elapsed())));
         let sample = (started.elapsed().as_secs(), rss_bytes(pid));
+        anon.push(anon_bytes(pid));
         if sample.0 % 60 < 10 || started.elapsed() >= total {
             say(&format!(
-                "  {:>5} s  {:>7.1} MiB",
+                "  {:>5} s  {:>7.1}  {:>7.1}  {:>11.0}",
                 sample.0,
-                sample.1 as f64 / 1048576.0
+                sample.1 as f64 / 1048576.0,
+                anon.last().copied().unwrap_or(0) as f64 / 1048576.0,
+                metric(&target.http, "sextant_tsdb_samples_appended_total")
             ));
         }
         rss.push(sample);
@@ -489,15 +557,17 @@ fn main() {
         "soak: {minutes} min at {:.0} % of the calibrated maximum",
         load * 100.0
     ));
-    say("ingest                  requests   p50 ms    p99 ms   errors");
+    say("ingest                  requests  achieved/s  target/s   p50 ms    p99 ms   errors");
     let mut errors = 0;
-    for (kind, tally) in Kind::ALL.iter().zip(&tallies) {
+    let seconds = total.as_secs_f64();
+    for ((kind, tally), rate) in Kind::ALL.iter().zip(&tallies).zip(&rates) {
         let (count, p50, p99) = tally.percentiles();
         let e = tally.errors.load(Ordering::Relaxed);
         errors += e;
         say(&format!(
-            "  {:<20} {count:>9} {p50:>8.2} {p99:>9.2} {e:>8}",
-            kind.name()
+            "  {:<20} {count:>9} {:>11.1} {rate:>9.1} {p50:>8.2} {p99:>9.2} {e:>8}",
+            kind.name(),
+            count as f64 / seconds
         ));
         if e > 0 {
             say(&format!(
@@ -544,6 +614,19 @@ fn main() {
         mib(second_half_max),
         (second_half_max as f64 / first_half_max.max(1) as f64 - 1.0) * 100.0,
         mib(rss.last().map_or(0, |s| s.1))
+    ));
+    let first = anon[..half].iter().max().copied().unwrap_or(0);
+    let second = anon[half..].iter().max().copied().unwrap_or(0);
+    say(&format!(
+        "anonymous: max {:.1} MiB in the first half, {:.1} MiB in the second ({:+.1} %)",
+        mib(first),
+        mib(second),
+        (second as f64 / first.max(1) as f64 - 1.0) * 100.0
+    ));
+    say(&format!(
+        "head: {:.0} series, {:.0} chunks",
+        metric(&target.http, "sextant_tsdb_head_series"),
+        metric(&target.http, "sextant_tsdb_head_chunks")
     ));
     say(&format!("errors: {errors}"));
 }

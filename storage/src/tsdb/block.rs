@@ -200,7 +200,9 @@ pub(crate) struct Block {
     pub meta: BlockMeta,
     series: Vec<BlockSeries>,
     postings: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
-    store: Arc<dyn BlockStore>,
+    /// The chunks file, held open from the start: a query that still holds
+    /// this block reads it even after compaction has deleted the block.
+    chunks: Arc<File>,
     pub bytes: u64,
 }
 
@@ -229,11 +231,12 @@ impl Block {
         let (series, postings) =
             Self::parse_index(body).ok_or_else(|| corrupt(id, "index (structure)"))?;
         let bytes = store.size(id)?;
+        let chunks = store.open_file(id, "chunks")?;
         Ok(Self {
             meta,
             series,
             postings,
-            store,
+            chunks,
             bytes,
         })
     }
@@ -381,17 +384,50 @@ impl Block {
         let id = &self.meta.id;
         // The length prefix is at most 10 bytes, and every chunk record is longer
         // than that (3-byte header, 16-byte first sample, 4-byte CRC).
-        let head = self.store.read_range(id, "chunks", c.offset, 10)?;
+        let read = |offset: u64, len: usize| -> io::Result<Vec<u8>> {
+            use std::os::unix::fs::FileExt as _;
+            let mut buf = vec![0; len];
+            self.chunks.read_exact_at(&mut buf, offset)?;
+            Ok(buf)
+        };
+        let head = read(c.offset, 10)?;
         let mut r = ByteReader::new(&head);
         let len = r.len().ok_or_else(|| corrupt(id, "chunk length"))?;
         let prefix = head.len() - r.remaining();
-        let raw = self
-            .store
-            .read_range(id, "chunks", c.offset + prefix as u64, len + 4)?;
+        let raw = read(c.offset + prefix as u64, len + 4)?;
         let (data, crc) = raw.split_at(len);
         if crc32fast::hash(data).to_le_bytes() != crc {
             return Err(corrupt(id, "chunk (checksum)"));
         }
         chunk::decode_into(data, out).map_err(|e| corrupt(id, &e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_store::LocalBlockStore;
+
+    #[test]
+    fn a_reader_holding_a_block_reads_it_after_compaction_deleted_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn BlockStore> = Arc::new(LocalBlockStore::open(dir.path()).unwrap());
+        let staging = store.staging_dir("b1").unwrap();
+        let mut writer = BlockWriter::new(staging).unwrap();
+        let samples: Vec<Sample> = (0..300)
+            .map(|i| Sample {
+                timestamp_ms: i * 1000,
+                value: i as f64,
+            })
+            .collect();
+        writer
+            .add_series(Labels::from_pairs([("__name__", "up")]), &samples)
+            .unwrap();
+        let (staged, _) = writer.finish("b1", 0, 300_000, 1, Vec::new()).unwrap();
+        store.publish("b1", &staged).unwrap();
+        let block = Block::open(store.clone(), "b1").unwrap();
+        store.delete("b1").unwrap();
+        assert!(!dir.path().join("b1").exists());
+        assert_eq!(block.samples(0, 0, 300_000).unwrap(), samples);
     }
 }
