@@ -300,11 +300,21 @@ impl Drop for NodeExporter {
 
 /// Resident memory of a process, from `/proc/<pid>/status`.
 pub fn rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// Anonymous resident memory of `pid` (the heap, not mapped files), bytes.
+pub fn anon_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "RssAnon:")
+}
+
+/// A kB figure of `/proc/<pid>/status`, in bytes (0 when unreadable).
+fn status_bytes(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

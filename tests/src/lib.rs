@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sextant_ingest::remote_write::proto::TimeSeries;
 
 /// How long a server may take to bind its listeners and become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -507,6 +508,19 @@ impl Sextant {
         self.reply(self.http.delete(&url).call())
     }
 
+    /// Remote-writes `series` (snappy protobuf), whatever the answer.
+    pub fn remote_write(&self, series: Vec<TimeSeries>) -> Reply {
+        let request = sextant_ingest::remote_write::proto::WriteRequest {
+            timeseries: series,
+            metadata: vec![],
+        };
+        self.post_path(
+            "/api/v1/write",
+            "application/x-protobuf",
+            &sextant_ingest::remote_write::encode(&request),
+        )
+    }
+
     /// A POST to the HTTP API with a body.
     pub fn post_path(&self, path: &str, content_type: &str, body: &[u8]) -> Reply {
         let url = format!("{}{path}", self.base_url());
@@ -547,6 +561,25 @@ impl Sextant {
                 (key, points)
             })
             .collect()
+    }
+}
+
+/// One remote-write series: its labels and `(timestamp ms, value)` samples.
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    use sextant_ingest::remote_write::proto;
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(name, value)| proto::Label {
+                name: (*name).into(),
+                value: (*value).into(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| proto::Sample { value, timestamp })
+            .collect(),
+        histograms: vec![],
     }
 }
 

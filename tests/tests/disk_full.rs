@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sextant_ingest::remote_write::{encode, proto};
-use sextant_tests::{Sextant, run_sextant};
+use sextant_tests::{Sextant, run_sextant, series};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct SmallDisk {
@@ -66,25 +65,7 @@ fn now_ms() -> i64 {
 }
 
 fn remote_write(server: &Sextant, name: &str, t: i64) -> (u16, String) {
-    let request = proto::WriteRequest {
-        timeseries: vec![proto::TimeSeries {
-            labels: vec![proto::Label {
-                name: "__name__".into(),
-                value: name.into(),
-            }],
-            samples: vec![proto::Sample {
-                value: 1.0,
-                timestamp: t,
-            }],
-            histograms: vec![],
-        }],
-        metadata: vec![],
-    };
-    let reply = server.post(
-        &format!("{}/api/v1/write", server.base_url()),
-        "application/x-protobuf",
-        &encode(&request),
-    );
+    let reply = server.remote_write(vec![series(&[("__name__", name)], &[(t, 1.0)])]);
     (reply.status, reply.body)
 }
 

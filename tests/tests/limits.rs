@@ -4,8 +4,7 @@
 use std::io::Write as _;
 
 use serde_json::{Value, json};
-use sextant_ingest::remote_write::{encode, proto};
-use sextant_tests::Sextant;
+use sextant_tests::{Sextant, series};
 
 const CONFIG: &str = "\
 limits:
@@ -68,25 +67,8 @@ fn bodies_over_the_size_limits_get_413_naming_the_limit() {
         );
     }
     // Remote write: snappy declares its decompressed length.
-    let request = proto::WriteRequest {
-        timeseries: vec![proto::TimeSeries {
-            labels: vec![proto::Label {
-                name: "__name__".into(),
-                value: "x".repeat(200 * 1024),
-            }],
-            samples: vec![proto::Sample {
-                value: 1.0,
-                timestamp: 1,
-            }],
-            histograms: vec![],
-        }],
-        metadata: vec![],
-    };
-    let reply = server.post(
-        &format!("{}/api/v1/write", server.base_url()),
-        "application/x-protobuf",
-        &encode(&request),
-    );
+    let long_name = "x".repeat(200 * 1024);
+    let reply = server.remote_write(vec![series(&[("__name__", &long_name)], &[(1, 1.0)])]);
     assert_eq!(reply.status, 413, "{}", reply.body);
     assert!(
         reply.body.contains("limits.max_decompressed_body"),
@@ -211,43 +193,22 @@ fn series_over_the_label_limits_are_refused_by_name_and_the_rest_kept() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let series = |pairs: &[(&str, &str)]| proto::TimeSeries {
-        labels: pairs
-            .iter()
-            .map(|(n, v)| proto::Label {
-                name: (*n).into(),
-                value: (*v).into(),
-            })
-            .collect(),
-        samples: vec![proto::Sample {
-            value: 1.0,
-            timestamp: now_ms,
-        }],
-        histograms: vec![],
-    };
-    let request = proto::WriteRequest {
-        timeseries: vec![
-            series(&[("__name__", "limited_ok"), ("job", "a")]),
-            series(&[
-                ("__name__", "limited_wide"),
-                ("a", "1"),
-                ("b", "2"),
-                ("c", "3"),
-                ("d", "4"),
-            ]),
-            series(&[("__name__", "limited_long"), ("job", &"v".repeat(40))]),
-            series(&[
-                ("__name__", "limited_name"),
-                ("a_label_name_far_too_long", "1"),
-            ]),
-        ],
-        metadata: vec![],
-    };
-    let reply = server.post(
-        &format!("{}/api/v1/write", server.base_url()),
-        "application/x-protobuf",
-        &encode(&request),
-    );
+    let one = |pairs: &[(&str, &str)]| series(pairs, &[(now_ms, 1.0)]);
+    let reply = server.remote_write(vec![
+        one(&[("__name__", "limited_ok"), ("job", "a")]),
+        one(&[
+            ("__name__", "limited_wide"),
+            ("a", "1"),
+            ("b", "2"),
+            ("c", "3"),
+            ("d", "4"),
+        ]),
+        one(&[("__name__", "limited_long"), ("job", &"v".repeat(40))]),
+        one(&[
+            ("__name__", "limited_name"),
+            ("a_label_name_far_too_long", "1"),
+        ]),
+    ]);
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(
         reply.body.contains("stored 1 samples; 3 samples refused"),

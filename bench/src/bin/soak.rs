@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
-use sextant_bench::{flag_value, free_port, now_ms, rss_bytes, say, start_sextant};
+use sextant_bench::{anon_bytes, flag_value, free_port, now_ms, rss_bytes, say, start_sextant};
 use sextant_ingest::otlp::proto::common::{AnyValue, KeyValue, Resource, any_value};
 use sextant_ingest::otlp::proto::trace::{
     ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Span,
@@ -337,19 +337,6 @@ fn queries(target: &Target, round: u64) -> Vec<(&'static str, String, u16)> {
             200,
         ),
     ]
-}
-
-/// Anonymous resident memory (the heap, not mapped index files) of `pid`.
-fn anon_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// One unlabelled sample of the server's `/metrics`.
