@@ -154,6 +154,15 @@ fn action(text: &str) -> Result<Arg, String> {
     if words.iter().any(|(q, w)| !q && (w == "(" || w == ")")) {
         return Err("parenthesised pipelines are not supported".to_owned());
     }
+    // Each stage wraps the one before it, and evaluation recurses through
+    // them: a pipeline is as deep as it is long.
+    let stages = words.iter().filter(|(q, w)| !q && w == "|").count() + 1;
+    sextant_model::depth::check_depth(stages).map_err(|_| {
+        format!(
+            "a pipeline of {stages} commands is longer than the limit of {} (query.max_depth)",
+            sextant_model::depth::max_depth()
+        )
+    })?;
     let mut current = None;
     for stage in words.split(|(q, w)| !q && w == "|") {
         current = Some(command(stage, current)?);
@@ -508,6 +517,18 @@ mod tests {
             external_url: "http://sextant:7070",
         };
         Template::parse(text).unwrap().expand(&context)
+    }
+
+    #[test]
+    fn pipelines_longer_than_the_depth_budget_are_refused() {
+        let max = sextant_model::depth::max_depth();
+        let within = format!("{{{{ $value{} }}}}", " | toUpper".repeat(max - 1));
+        assert_eq!(run(&within, 1.0), "1");
+        for stages in [max, 100_000] {
+            let long = format!("{{{{ $value{} }}}}", " | toUpper".repeat(stages));
+            let err = Template::parse(&long).unwrap_err();
+            assert!(err.contains("query.max_depth"), "{err}");
+        }
     }
 
     #[test]

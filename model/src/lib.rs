@@ -7,6 +7,7 @@
 //! elsewhere.
 
 pub mod de;
+pub mod depth;
 mod duration;
 mod labels;
 mod log;

@@ -12,9 +12,20 @@ pub fn parse_time(param: &str, value: &str) -> Result<i64> {
         if !seconds.is_finite() {
             return Err(bad());
         }
-        return Ok((seconds * 1000.0).round() as i64);
+        return Ok(clamp_ms((seconds * 1000.0).round() as i64));
     }
-    parse_rfc3339(value).ok_or_else(bad)
+    parse_rfc3339(value).map(clamp_ms).ok_or_else(bad)
+}
+
+/// The furthest from the epoch any time the APIs take may be, in ms (about
+/// 142,000 years either way): far past any calendar a client means, near
+/// enough that sums and differences of a few such times and durations never
+/// overflow. Prometheus clamps the same way, to its own `minTime`/`maxTime`.
+pub const MAX_TIME_MS: i64 = 1 << 52;
+
+/// `ms` moved inside `±MAX_TIME_MS`.
+pub fn clamp_ms(ms: i64) -> i64 {
+    ms.clamp(-MAX_TIME_MS, MAX_TIME_MS)
 }
 
 /// `2018-02-02T18:43:08.221Z` or with a `+01:00` offset, in milliseconds.
@@ -43,6 +54,13 @@ mod tests {
             parse_time("t", "2000-03-01T00:00:00.5Z").unwrap(),
             951_868_800_500
         );
+    }
+
+    #[test]
+    fn times_outside_any_calendar_are_clamped() {
+        assert_eq!(parse_time("t", "1e300").unwrap(), MAX_TIME_MS);
+        assert_eq!(parse_time("t", "-1e300").unwrap(), -MAX_TIME_MS);
+        assert_eq!(parse_time("t", "9223372036854775807").unwrap(), MAX_TIME_MS);
     }
 
     #[test]

@@ -77,6 +77,12 @@ pub struct QuerySection {
     pub max_samples: usize,
     /// Queries evaluated at once; more wait their turn.
     pub max_concurrency: usize,
+    /// How deep any query (PromQL, log search, alert templates) may nest:
+    /// brackets, calls and chained operators. Deeper ones are refused before
+    /// they are parsed. Read at start; a reload keeps the first value.
+    pub max_depth: usize,
+    /// The longest query text, in bytes, in any query language.
+    pub max_query_bytes: usize,
 }
 
 impl Default for QuerySection {
@@ -86,6 +92,8 @@ impl Default for QuerySection {
             timeout: PromDuration::from_secs(2 * 60),
             max_samples: 50_000_000,
             max_concurrency: 20,
+            max_depth: sextant_model::depth::DEFAULT_MAX_DEPTH,
+            max_query_bytes: sextant_model::depth::DEFAULT_MAX_QUERY_BYTES,
         }
     }
 }
@@ -453,10 +461,27 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
         rule_files: Vec::new(),
         statsd_mapping: None,
     };
-    for rule_path in expand_rule_files(loaded.base_dir(), &loaded.file.rule_files)? {
-        let rules = load_rule_file(&rule_path)?;
-        loaded.rule_files.push((rule_path, rules));
-    }
+    // The budgets apply to the rule files this file names (at start: a
+    // running server keeps the budgets its threads' stacks were sized for).
+    let query = &loaded.file.query;
+    sextant_model::depth::set_limits(query.max_depth, query.max_query_bytes);
+    let rule_paths = expand_rule_files(loaded.base_dir(), &loaded.file.rule_files)?;
+    // Their expressions are parsed on a thread with the query stack, as
+    // queries are, whatever thread loads the config.
+    loaded.rule_files = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("rule-files".into())
+            .stack_size(sextant_model::depth::stack_size())
+            .spawn_scoped(scope, || {
+                rule_paths
+                    .into_iter()
+                    .map(|rule_path| Ok((rule_path.clone(), load_rule_file(&rule_path)?)))
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .context("starting the thread that reads rule files")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("reading the rule files failed"))?
+    })?;
     // Webhook CA files, like every path in the file, are relative to it.
     let base = loaded.base_dir().to_owned();
     for receiver in &mut loaded.file.alerting.receivers {

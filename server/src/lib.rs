@@ -62,10 +62,15 @@ fn serve_command(args: cli::ServeArgs) -> anyhow::Result<()> {
     let loaded = args.config.as_deref().map(config::load).transpose()?;
     let settings = settings::resolve(args, loaded)?;
     logging::init(&settings.log_level, settings.log_format)?;
+    // Every runtime thread may parse or evaluate a query (handlers, the
+    // blocking pool, rule evaluation): each gets the stack the depth budget
+    // needs, fixed from here on.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sextant")
+        .thread_stack_size(sextant_model::depth::stack_size())
         .build()?;
+    sextant_model::depth::freeze();
     let result = runtime.block_on(serve::run(settings));
     // Tasks still parked on sockets must not hold the exit past the contract's 10 s.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -202,27 +202,76 @@ fn engine_for(state: &AppState, pairs: &[(String, String)]) -> Result<Engine, Ap
     Ok(Engine::new(reader, options))
 }
 
-fn query_param(pairs: &[(String, String)]) -> Result<String, ApiError> {
-    let query = param(pairs, "query").unwrap_or_default();
-    sextant_query::promql::parse(query)
-        .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
-    Ok(query.to_owned())
+/// The `query` parameter, parsed: off the async threads, since a long or
+/// deep expression takes a while to refuse, and within the query deadline.
+async fn parsed_query(
+    state: &AppState,
+    pairs: &[(String, String)],
+    deadline: std::time::Instant,
+) -> Result<(String, sextant_query::promql::Expr), ApiError> {
+    let query = param(pairs, "query").unwrap_or_default().to_owned();
+    with_deadline(state, deadline, move || {
+        let expr = sextant_query::promql::parse(&query)
+            .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
+        Ok((query, expr))
+    })
+    .await
 }
 
-/// Runs a query on the blocking pool, at most `max_concurrency` at once.
-async fn run(
+/// Runs `work` on the blocking pool (whose threads have the query stack)
+/// and gives up waiting at `deadline`; the work then finishes on its own,
+/// holding a query slot, so abandoned work cannot pile up past
+/// `query.max_concurrency`.
+async fn with_deadline<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce() -> Result<(QueryValue, Annotations), ApiError> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let _slot = state
+    deadline: std::time::Instant,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let slot = state
         .query
         .slots
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| ApiError::Unavailable("Sextant is shutting down".into()))?;
+    let timeout = state.query.options.timeout;
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    });
+    match tokio::time::timeout_at(deadline.into(), task).await {
+        Ok(done) => done.map_err(|e| ApiError::Internal(format!("query worker failed: {e}")))?,
+        Err(_) => Err(ApiError::Timeout(format!(
+            "query timed out after {timeout:?} (query.timeout)"
+        ))),
+    }
+}
+
+/// When a request's query must be answered by: its `timeout` or the
+/// server's, counted from when the request came in.
+fn deadline_of(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<std::time::Instant, ApiError> {
+    let mut timeout = state.query.options.timeout;
+    if let Some(t) = param(pairs, "timeout") {
+        let seconds = parse_duration_param("timeout", t)?;
+        if seconds > 0.0 {
+            timeout = timeout.min(Duration::from_secs_f64(seconds));
+        }
+    }
+    Ok(std::time::Instant::now() + timeout)
+}
+
+/// Evaluates a parsed query, at most `max_concurrency` at once, and writes
+/// the answer.
+async fn run(
+    state: &AppState,
+    deadline: std::time::Instant,
+    work: impl FnOnce() -> Result<(QueryValue, Annotations), ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let value = blocking(work).await;
+    let value = with_deadline(state, deadline, work).await;
     state.metrics.queries.inc();
     state
         .metrics
@@ -247,11 +296,12 @@ pub async fn instant(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
-    let query = query_param(&pairs)?;
+    let deadline = deadline_of(&state, &pairs)?;
     let time = time_param(&pairs, "time")?.unwrap_or_else(sextant_storage::Tsdb::now_ms);
     let engine = engine_for(&state, &pairs)?;
-    run(&state, move || {
-        Ok(engine.instant_query_annotated(&query, time)?)
+    let (_, expr) = parsed_query(&state, &pairs, deadline).await?;
+    run(&state, deadline, move || {
+        Ok(engine.instant_query_expr(&expr, time)?)
     })
     .await
 }
@@ -287,32 +337,40 @@ pub async fn range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         ));
     }
-    let query = query_param(&pairs)?;
+    let deadline = deadline_of(&state, &pairs)?;
     let engine = engine_for(&state, &pairs)?;
-    run(&state, move || {
-        Ok(engine.range_query_annotated(&query, start, end, step)?)
+    let (_, expr) = parsed_query(&state, &pairs, deadline).await?;
+    run(&state, deadline, move || {
+        Ok(engine.range_query_expr(&expr, start, end, step)?)
     })
     .await
 }
 
 /// `GET|POST /api/v1/format_query?query=`: the expression pretty-printed.
-pub async fn format_query(uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let pairs = params(&uri, &headers, &body);
-    let query = param(&pairs, "query").unwrap_or_default();
-    let expr = sextant_query::promql::parse(query)
-        .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
-    Ok(success(Value::String(expr.prettify())))
-}
-
-/// `GET|POST /api/v1/query_exemplars`: Sextant keeps no exemplars, so always
-/// an empty list (after checking the query, as Prometheus does).
-pub async fn query_exemplars(
+pub async fn format_query(
+    State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
-    query_param(&pairs)?;
+    let deadline = deadline_of(&state, &pairs)?;
+    let (_, expr) = parsed_query(&state, &pairs, deadline).await?;
+    let pretty = with_deadline(&state, deadline, move || Ok(expr.prettify())).await?;
+    Ok(success(Value::String(pretty)))
+}
+
+/// `GET|POST /api/v1/query_exemplars`: Sextant keeps no exemplars, so always
+/// an empty list (after checking the query, as Prometheus does).
+pub async fn query_exemplars(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let pairs = params(&uri, &headers, &body);
+    let deadline = deadline_of(&state, &pairs)?;
+    parsed_query(&state, &pairs, deadline).await?;
     Ok(success(Value::Array(Vec::new())))
 }
 

@@ -16,7 +16,7 @@ use tantivy::schema::{
 };
 use tantivy::{TantivyDocument, Term};
 
-use crate::lucene::{Dialect, rewrite_query};
+use crate::lucene::{Dialect, check_budget, rewrite_query};
 use crate::splits::{Engine, Kind};
 pub use crate::splits::{HitKey, SplitConfig};
 use crate::{Error, Result};
@@ -365,6 +365,7 @@ impl LogStore {
 
     fn parse(&self, text: &str) -> Result<Box<dyn Query>> {
         let text = text.trim();
+        check_budget(text)?;
         if text.is_empty() || text == "*" {
             return Ok(Box::new(AllQuery));
         }

@@ -47,6 +47,16 @@ impl Dialect<'_> {
     }
 }
 
+/// Refuses a query longer than `query.max_query_bytes` or with more
+/// brackets than `query.max_depth`, before tantivy's parser (which recurses
+/// once per bracket) sees it.
+pub(crate) fn check_budget(text: &str) -> crate::Result<()> {
+    use sextant_model::depth;
+    depth::check_length(text)
+        .and_then(|()| depth::check_depth(depth::paren_depth(text)))
+        .map_err(|e| crate::Error::BadQuery(format!("invalid query: {e}")))
+}
+
 /// Lucene's `NOT x` and `a AND NOT x` as tantivy's `-x` (with `*` in front
 /// when nothing positive is left), outside quotes, and field names mapped
 /// by the dialect.

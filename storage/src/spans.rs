@@ -15,7 +15,7 @@ use tantivy::schema::{
 };
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyDocument, Term};
 
-use crate::lucene::{Dialect, rewrite_query};
+use crate::lucene::{Dialect, check_budget, rewrite_query};
 pub use crate::splits::SplitConfig;
 use crate::splits::{Engine, Kind, index_err};
 use crate::{Error, Result};
@@ -537,6 +537,7 @@ impl SpanStore {
 
     fn parse(&self, text: &str) -> Result<Box<dyn Query>> {
         let text = text.trim();
+        check_budget(text)?;
         if text.is_empty() || text == "*" {
             return Ok(Box::new(AllQuery));
         }

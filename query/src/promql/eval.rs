@@ -9,6 +9,7 @@ use sextant_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
 use sextant_storage::{LazySeries, MetricsReader, SeriesSamples};
 
 use super::{EngineOptions, Point, Series};
+use crate::time::MAX_TIME_MS;
 use crate::{Error, Result};
 
 /// The steps an expression is evaluated at: `start..=end` every `step` (ms).
@@ -207,6 +208,11 @@ impl<'a> Evaluator<'a> {
 
     pub fn eval(&mut self, expr: &Expr, grid: Grid) -> Result<Value> {
         self.check_deadline()?;
+        // A subquery's grid (`x[1000y:1ms]`) can have more steps than a value
+        // could ever hold: refuse it before anything is allocated for it.
+        if grid.len() > self.options.max_samples {
+            return Err(Error::TooManySamples(self.options.max_samples));
+        }
         let before = self.held;
         let value = self.eval_node(expr, grid)?;
         // The children are consumed; what stays held is this node's value.
@@ -579,8 +585,11 @@ pub(crate) fn equality_labels(vs: &VectorSelector) -> Labels {
     Labels::from_pairs(pairs)
 }
 
+/// A duration in ms, at most [`crate::time::MAX_TIME_MS`]: a range or offset
+/// of a million years is answered like one of 142,000, and arithmetic on
+/// times and durations cannot overflow.
 pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
-    d.as_millis() as i64
+    i64::try_from(d.as_millis()).map_or(MAX_TIME_MS, |ms| ms.min(MAX_TIME_MS))
 }
 
 pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
@@ -593,8 +602,8 @@ pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
 
 fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
     }
 }
 

@@ -16,14 +16,15 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod nesting;
 
 pub use functions::write_sample_value;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use promql_parser::parser::Expr;
-use sextant_model::Labels;
+pub use promql_parser::parser::Expr;
+use sextant_model::{Labels, depth};
 use sextant_storage::MetricsReader;
 
 use crate::{Error, Result};
@@ -113,10 +114,17 @@ pub struct Annotations {
 }
 
 /// Parses a PromQL expression; the error reads like Prometheus's.
+///
+/// Text longer than `query.max_query_bytes` or nested deeper than
+/// `query.max_depth` is refused before the parser sees it (see `nesting`),
+/// so every tree this returns is within the depth budget that the threads
+/// running queries have stack for.
 pub fn parse(query: &str) -> Result<Expr> {
     if query.trim().is_empty() {
         return Err(Error::Parse("no expression found in input".into()));
     }
+    depth::check_length(query).map_err(|e| Error::Parse(e.to_string()))?;
+    depth::check_depth(nesting::depth_bound(query)).map_err(|e| Error::Parse(e.to_string()))?;
     // The parser is a dependency; a panic in it must not take a request down.
     std::panic::catch_unwind(|| promql_parser::parser::parse(query))
         .unwrap_or_else(|_| Err("the expression could not be parsed".into()))
@@ -196,14 +204,18 @@ impl Engine {
         query: &str,
         t: i64,
     ) -> Result<(QueryValue, Annotations)> {
-        let expr = parse(query)?;
+        self.instant_query_expr(&parse(query)?, t)
+    }
+
+    /// As [`Engine::instant_query_annotated`], for an expression [`parse`] gave.
+    pub fn instant_query_expr(&self, expr: &Expr, t: i64) -> Result<(QueryValue, Annotations)> {
         let grid = eval::Grid {
             start: t,
             end: t,
             step: 1,
         };
         let mut ev = self.evaluator(t, t, 0);
-        let value = ev.eval(&expr, grid)?;
+        let value = ev.eval(expr, grid)?;
         let annotations = ev.annotations();
         let value = match value {
             eval::Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
@@ -256,7 +268,17 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<(QueryValue, Annotations)> {
-        let expr = parse(query)?;
+        self.range_query_expr(&parse(query)?, start, end, step)
+    }
+
+    /// As [`Engine::range_query_annotated`], for an expression [`parse`] gave.
+    pub fn range_query_expr(
+        &self,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<(QueryValue, Annotations)> {
         if step <= 0 {
             return Err(Error::Execution(
                 "zero or negative query resolution step widths are not accepted".into(),
@@ -264,7 +286,7 @@ impl Engine {
         }
         let grid = eval::Grid { start, end, step };
         let mut ev = self.evaluator(start, end, step);
-        let value = ev.eval(&expr, grid)?;
+        let value = ev.eval(expr, grid)?;
         let mut series = match value {
             eval::Value::Scalar(values) => vec![Series {
                 labels: Labels::default(),

@@ -1,0 +1,963 @@
+//! The hostile-input battery: one table per endpoint that takes a language
+//! or a structure, filled with what an attacker (or a broken generator)
+//! sends: nesting up to 100,000 deep, 100,000-term chains, huge regex
+//! alternations and repetition counts, invalid UTF-8, numbers past f64,
+//! absurd steps and ranges, times outside any calendar.
+//!
+//! Every input must be answered, with a 4xx or a real answer, never a 5xx
+//! and never a dead process: the client gives each request a generous
+//! timeout (a hang fails the test, however fast the answer otherwise is),
+//! `/-/ready` is asked after every input, and after each table a normal
+//! query must still give its value. Inputs that a limit refuses must name
+//! the limit's setting.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+use sextant_tests::Sextant;
+
+/// One hostile request.
+struct Case {
+    name: String,
+    method: &'static str,
+    /// Path and query string, already encoded.
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// Text the answer must contain (a refusal naming its setting).
+    must_say: Option<&'static str>,
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+/// Sends one request over its own connection, written by hand: the inputs
+/// include URLs longer than HTTP client crates build and bytes they refuse.
+fn send(base: &str, case: &Case) -> Answer {
+    let address = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    // Not a speed assertion: a request that hangs this long is a hang.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "{} {} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n",
+        case.method,
+        case.path,
+        case.content_type,
+        case.body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&case.body);
+    // The server may answer (413, 431) before it has read everything.
+    let _ = stream.write_all(&request);
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader
+        .read_line(&mut status_line)
+        .unwrap_or_else(|e| panic!("{}: no answer: {e}", case.name));
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{}: no status line: {status_line:?}", case.name));
+    let mut streaming = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        streaming |= line
+            .to_ascii_lowercase()
+            .starts_with("content-type: text/event-stream");
+    }
+    // A tail that was accepted streams for ever: its status is the answer.
+    let mut body = Vec::new();
+    if !streaming {
+        let _ = reader.take(64 << 20).read_to_end(&mut body);
+    }
+    Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Sends every case and checks the answer and that the server lives on.
+fn run_table(server: &Sextant, table: &str, cases: &[Case], base: &str) {
+    let mut report = Vec::new();
+    for case in cases {
+        let answer = send(base, case);
+        let first_line: String = answer.body.chars().take(160).collect();
+        report.push(format!(
+            "{table} | {} | {} | {first_line}",
+            case.name, answer.status
+        ));
+        assert!(
+            (200..500).contains(&answer.status),
+            "{table}: {}: status {} ({first_line})\n{}",
+            case.name,
+            answer.status,
+            server.logs()
+        );
+        if let Some(text) = case.must_say {
+            assert!(
+                answer.body.contains(text),
+                "{table}: {}: {} does not say {text:?}: {first_line}",
+                case.name,
+                answer.status
+            );
+        }
+        let ready = server.get("/-/ready");
+        assert_eq!(
+            ready.status,
+            200,
+            "{table}: {}: server not ready after it\n{}",
+            case.name,
+            server.logs()
+        );
+    }
+    // What each input got, for the record (shown with --nocapture).
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{}", report.join("\n"));
+    }
+    still_answers(server);
+}
+
+/// A normal query and a normal log search still work.
+fn still_answers(server: &Sextant) {
+    let two = server
+        .get("/api/v1/query?query=vector(1)%2Bvector(1)")
+        .json();
+    assert_eq!(two["data"]["result"][0]["value"][1], "2", "{two}");
+    let found = server.get("/api/v1/logs/search?q=canary&start=0").json();
+    assert!(found.to_string().contains("canary line"), "{found}");
+}
+
+/// Percent-encodes `bytes` for a query string or form body, leaving the
+/// characters queries are made of readable where the URI grammar allows.
+fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.~()*!,:/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Form fields: names and raw values.
+type Pairs<'a> = Vec<(&'a str, &'a [u8])>;
+
+fn form(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+fn nest(open: &str, inner: &str, close: &str, n: usize) -> String {
+    format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+}
+
+fn chain(term: &str, op: &str, n: usize) -> String {
+    vec![term; n].join(op)
+}
+
+const DEPTH: Option<&str> = Some("query.max_depth");
+const BYTES: Option<&str> = Some("query.max_query_bytes");
+/// Either of the two.
+const LIMIT: Option<&str> = Some("query.max_");
+
+/// PromQL inputs: (name, text, what a refusal must name).
+fn promql_inputs() -> Vec<(String, Vec<u8>, Option<&'static str>)> {
+    let mut inputs: Vec<(String, Vec<u8>, Option<&'static str>)> = Vec::new();
+    let mut add = |name: &str, text: String, must: Option<&'static str>| {
+        inputs.push((name.to_owned(), text.into_bytes(), must));
+    };
+    for n in [1_000, 10_000, 50_000] {
+        // A thousand levels is at the budget: answered or refused, by name.
+        let deep = if n == 1_000 { None } else { DEPTH };
+        add(
+            &format!("sum( nested {n}"),
+            nest("sum(", "up", ")", n),
+            deep,
+        );
+        add(
+            &format!("abs( nested {n}"),
+            nest("abs(", "up", ")", n),
+            deep,
+        );
+        add(&format!("( nested {n}"), nest("(", "1", ")", n), deep);
+        add(&format!("{n}-term 1+1"), chain("1", "+", n), deep);
+        // 50,000 of them are over the length limit before the depth limit.
+        add(&format!("{n} ORs"), chain("up", " or ", n), deep.and(LIMIT));
+        add(&format!("- - - {n}"), format!("{}1", "-".repeat(n)), deep);
+    }
+    add(
+        "max_over_time( subqueries nested 1,000",
+        nest("max_over_time(", "up", "[5m:1m])", 1_000),
+        DEPTH,
+    );
+    add("( nested 100,000", nest("(", "1", ")", 100_000), DEPTH);
+    add("100,000-term 1+1", chain("1", "+", 100_000), DEPTH);
+    add("100,000 ORs", chain("up", " or ", 100_000), BYTES);
+    add("unclosed ( 100,000", "(".repeat(100_000), DEPTH);
+    add(
+        "unclosed [ 100,000",
+        format!("up{}", "[".repeat(100_000)),
+        DEPTH,
+    );
+    add(
+        "nested { 100,000",
+        format!("up{}", "{".repeat(100_000)),
+        DEPTH,
+    );
+    add(
+        "query over max bytes",
+        format!("up{{a=\"{}\"}}", "x".repeat(300_000)),
+        BYTES,
+    );
+    // Regexes: the regex crate's own nest and size limits refuse these.
+    let alternation: Vec<String> = (0..20_000).map(|i| format!("host-{i}")).collect();
+    add(
+        "regex alternation of 20,000",
+        format!("up{{instance=~\"{}\"}}", alternation.join("|")),
+        None,
+    );
+    add(
+        "regex repetition a{1000}{1000}",
+        "up{job=~\"a{1000}{1000}\"}".into(),
+        None,
+    );
+    add(
+        "regex repetition (a{100}){100}{100}",
+        "up{job=~\"(a{100}){100}{100}\"}".into(),
+        None,
+    );
+    add(
+        "regex nested 10,000",
+        format!("up{{job=~\"{}\"}}", nest("(", "a", ")", 10_000)),
+        None,
+    );
+    add(
+        "regex 100,000 stars",
+        format!("up{{job=~\"{}\"}}", "a*".repeat(50_000)),
+        None,
+    );
+    add(
+        "label_replace huge regex",
+        format!(
+            "label_replace(up, \"a\", \"$1\", \"job\", \"{}\")",
+            nest("(", "a", ")", 5_000)
+        ),
+        None,
+    );
+    // Numbers and durations past any range.
+    add("1e400", "1e400".into(), None);
+    add("huge integer", "9".repeat(400), None);
+    add(
+        "range of 1e12 years",
+        "rate(up[1000000000000y])".into(),
+        None,
+    );
+    add("offset 1e12 years", "up offset 1000000000000y".into(), None);
+    add(
+        "negative offset 1e12 years",
+        "up offset -1000000000000y".into(),
+        None,
+    );
+    add("@ 1e30", "up @ 1e30".into(), None);
+    add("@ -1e30", "up @ -1e30".into(), None);
+    add(
+        "subquery 1000y:1ms",
+        "max_over_time(vector(1)[1000y:1ms])".into(),
+        None,
+    );
+    add("subquery step 0", "max_over_time(up[5m:0s])".into(), None);
+    add(
+        "nested subqueries 10y:1s",
+        nest("max_over_time(", "vector(1)", "[10y:1s])", 3),
+        None,
+    );
+    add(
+        "quantile_over_time NaN",
+        "quantile_over_time(NaN, up[5m])".into(),
+        None,
+    );
+    add("topk 1e30", "topk(1e30, up)".into(), None);
+    add("topk -1", "topk(-1, up)".into(), None);
+    add(
+        "count_values huge label",
+        format!("count_values(\"{}\", up)", "l".repeat(100_000)),
+        None,
+    );
+    add(
+        "histogram_quantile 1e308",
+        "histogram_quantile(1e308, up)".into(),
+        None,
+    );
+    add(
+        "predict_linear 1e308",
+        "predict_linear(up[5m], 1e308)".into(),
+        None,
+    );
+    add("round to 0", "round(up, 0)".into(), None);
+    add(
+        "string 200 KB",
+        format!("\"{}\"", "s".repeat(200_000)),
+        None,
+    );
+    // Not UTF-8, or not text at all.
+    inputs.push((
+        "invalid UTF-8".into(),
+        b"up{job=\"\xff\xfe\"}".to_vec(),
+        None,
+    ));
+    inputs.push(("lone continuation bytes".into(), vec![0x80; 1000], None));
+    inputs.push(("NUL bytes".into(), b"up\0\0\0".to_vec(), None));
+    inputs.push(("empty".into(), Vec::new(), None));
+    inputs
+}
+
+fn promql_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (name, query, must) in promql_inputs() {
+        let paths: [(&str, Pairs<'_>); 4] = [
+            ("/api/v1/query", vec![("time", b"100")]),
+            (
+                "/api/v1/query_range",
+                vec![("start", b"0"), ("end", b"3600"), ("step", b"60")],
+            ),
+            ("/api/v1/format_query", vec![]),
+            (
+                "/api/v1/query_exemplars",
+                vec![("start", b"0"), ("end", b"3600")],
+            ),
+        ];
+        for (path, extra) in paths {
+            let mut pairs: Vec<(&str, &[u8])> = vec![("query", &query)];
+            pairs.extend(extra);
+            cases.push(Case {
+                name: format!("{path} {name}"),
+                method: "POST",
+                path: path.to_owned(),
+                content_type: "application/x-www-form-urlencoded",
+                body: form(&pairs),
+                must_say: must,
+            });
+        }
+    }
+    // One small hostile query by GET too, as Grafana sends them.
+    cases.push(Case {
+        name: "GET /api/v1/query sum( nested 1,000".into(),
+        method: "GET",
+        path: format!(
+            "/api/v1/query?query={}",
+            encode(nest("sum(", "up", ")", 1_000).as_bytes())
+        ),
+        content_type: "text/plain",
+        body: Vec::new(),
+        must_say: DEPTH,
+    });
+    cases
+}
+
+/// Absurd times, steps and ranges on the query APIs.
+fn time_cases() -> Vec<Case> {
+    let q = |path: &str, params: &str| Case {
+        name: format!("{path}?{params}"),
+        method: "GET",
+        path: format!("{path}?query=up&{params}"),
+        content_type: "text/plain",
+        body: Vec::new(),
+        must_say: None,
+    };
+    let mut cases = Vec::new();
+    for t in [
+        "1e300",
+        "-1e300",
+        "NaN",
+        "Inf",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "99999-12-31T00:00:00Z",
+        "2024-13-45T99:99:99Z",
+        "%FF%FE",
+    ] {
+        cases.push(q("/api/v1/query", &format!("time={t}")));
+        cases.push(q(
+            "/api/v1/query_range",
+            &format!("start={t}&end=100&step=15"),
+        ));
+        cases.push(q(
+            "/api/v1/query_range",
+            &format!("start=0&end={t}&step=15"),
+        ));
+        cases.push(q("/api/v1/series", &format!("match[]=up&start={t}")));
+        cases.push(q("/api/v1/labels", &format!("end={t}")));
+        cases.push(q("/api/v1/logs/search", &format!("q=canary&start={t}")));
+        cases.push(q("/api/v1/logs/histogram", &format!("q=canary&end={t}")));
+        cases.push(q("/jaeger/api/traces", &format!("service=x&start={t}")));
+    }
+    for step in [
+        "0",
+        "-1",
+        "1e-300",
+        "1e300",
+        "NaN",
+        "0.0001",
+        "1000000000000y",
+        "%FF",
+    ] {
+        cases.push(q(
+            "/api/v1/query_range",
+            &format!("start=0&end=3600&step={step}"),
+        ));
+        cases.push(q(
+            "/api/v1/logs/histogram",
+            &format!("q=canary&step={step}"),
+        ));
+    }
+    cases.push(q(
+        "/api/v1/query_range",
+        "start=-1e300&end=1e300&step=1e300",
+    ));
+    cases.push(q("/api/v1/query_range", "start=0&end=1e15&step=1"));
+    cases.push(q("/api/v1/query", "timeout=1e300s"));
+    cases.push(q("/api/v1/query", "timeout=-5s"));
+    cases.push(q("/api/v1/query", "lookback_delta=1000000000000y"));
+    cases.push(q("/api/v1/query", "lookback_delta=%FF"));
+    cases
+}
+
+/// `match[]` on the series, labels, values and export paths.
+fn selector_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    let many: Vec<String> = (0..10_000)
+        .map(|i| format!("match[]=up{{i=\"{i}\"}}"))
+        .collect();
+    let inputs: Vec<(String, String)> = vec![
+        ("10,000 match[]".into(), many.join("&")),
+        (
+            "match[] nested ( 10,000".into(),
+            format!(
+                "match[]={}",
+                encode(nest("(", "up", ")", 10_000).as_bytes())
+            ),
+        ),
+        (
+            "match[] nested { 10,000".into(),
+            format!("match[]=up{}", encode("{".repeat(10_000).as_bytes())),
+        ),
+        (
+            "match[] regex nested 10,000".into(),
+            format!(
+                "match[]={}",
+                encode(format!("up{{a=~\"{}\"}}", nest("(", "a", ")", 10_000)).as_bytes())
+            ),
+        ),
+        (
+            "match[] invalid UTF-8".into(),
+            "match[]=up{a=%22%FF%22}".into(),
+        ),
+        (
+            "match[] 20,000 or".into(),
+            format!(
+                "match[]={}",
+                encode(format!("{{{}}}", chain("a=\"1\"", " or ", 20_000)).as_bytes())
+            ),
+        ),
+    ];
+    for (name, params) in inputs {
+        for path in ["/api/v1/series", "/api/v1/labels", "/api/v1/export"] {
+            cases.push(Case {
+                name: format!("{path} {name}"),
+                method: "POST",
+                path: path.to_owned(),
+                content_type: "application/x-www-form-urlencoded",
+                body: params.clone().into_bytes(),
+                must_say: None,
+            });
+        }
+        // GET only, as in Prometheus: the long ones end at the URL limit.
+        cases.push(Case {
+            name: format!("/api/v1/label/job/values {name}"),
+            method: "GET",
+            path: format!("/api/v1/label/job/values?{params}"),
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: None,
+        });
+    }
+    cases
+}
+
+/// The log search language on search, histogram, fields and tail.
+fn log_query_cases() -> Vec<Case> {
+    let inputs: Vec<(String, Vec<u8>, Option<&'static str>)> = vec![
+        (
+            "( nested 10,000".into(),
+            nest("(", "a", ")", 10_000).into_bytes(),
+            DEPTH,
+        ),
+        // Past 64 KiB a URL is refused whole (414) before any handler.
+        (
+            "( nested 100,000".into(),
+            nest("(", "a", ")", 100_000).into_bytes(),
+            None,
+        ),
+        (
+            "quoted )s hiding ( nested 5,000".into(),
+            format!("\"{}\" {}", ")".repeat(5_000), nest("(", "a", ")", 5_000)).into_bytes(),
+            DEPTH,
+        ),
+        (
+            "20,000 ORs".into(),
+            chain("a", " OR ", 20_000).into_bytes(),
+            None,
+        ),
+        (
+            "20,000 NOTs".into(),
+            format!("{}a", "NOT ".repeat(20_000)).into_bytes(),
+            None,
+        ),
+        (
+            "20,000 ANDs of fields".into(),
+            chain("route:x", " AND ", 20_000).into_bytes(),
+            None,
+        ),
+        (
+            "regex repetition".into(),
+            b"message:/a{1000}{1000}/".to_vec(),
+            None,
+        ),
+        (
+            "regex nested 5,000".into(),
+            format!("message:/{}/", nest("(", "a", ")", 5_000)).into_bytes(),
+            None,
+        ),
+        (
+            "range past f64".into(),
+            b"n:[1e400 TO 1e500]".to_vec(),
+            None,
+        ),
+        (
+            "range of huge integers".into(),
+            format!("n:>{}", "9".repeat(400)).into_bytes(),
+            None,
+        ),
+        ("unterminated quote".into(), b"\"abc".to_vec(), None),
+        ("unterminated range".into(), b"n:[1 TO".to_vec(), None),
+        ("wildcards".into(), "*a".repeat(10_000).into_bytes(), None),
+        ("fuzzy".into(), b"a~100000".to_vec(), None),
+        ("boost".into(), b"a^1e400".to_vec(), None),
+        ("invalid UTF-8".into(), b"\xff\xfe(".to_vec(), None),
+        (
+            "URL over 64 KiB".into(),
+            "a ".repeat(150_000).into_bytes(),
+            None,
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (name, q, must) in inputs {
+        for path in [
+            "/api/v1/logs/search",
+            "/api/v1/logs/histogram",
+            "/api/v1/logs/fields",
+            "/api/v1/logs/tail",
+        ] {
+            cases.push(Case {
+                name: format!("{path} {name}"),
+                method: "GET",
+                path: format!("{path}?q={}&start=0", encode(&q)),
+                content_type: "text/plain",
+                body: Vec::new(),
+                must_say: must,
+            });
+        }
+    }
+    cases
+}
+
+/// Jaeger's `tags` (a JSON object) and its other parameters.
+fn jaeger_cases() -> Vec<Case> {
+    let inputs: Vec<(&str, String)> = vec![
+        (
+            "tags nested arrays 100,000",
+            format!(
+                "tags={}",
+                encode(format!("{{\"a\":{}}}", nest("[", "1", "]", 100_000)).as_bytes())
+            ),
+        ),
+        (
+            "tags nested arrays 5,000",
+            format!(
+                "tags={}",
+                encode(format!("{{\"a\":{}}}", nest("[", "1", "]", 5_000)).as_bytes())
+            ),
+        ),
+        (
+            "tags nested objects 2,000",
+            format!(
+                "tags={}",
+                encode(nest("{\"a\":", "1", "}", 2_000).as_bytes())
+            ),
+        ),
+        (
+            "tags nested objects 10,000",
+            format!(
+                "tags={}",
+                encode(nest("{\"a\":", "1", "}", 10_000).as_bytes())
+            ),
+        ),
+        (
+            "tags 10,000 keys",
+            format!(
+                "tags={}",
+                encode(
+                    format!(
+                        "{{{}}}",
+                        (0..10_000)
+                            .map(|i| format!("\"k{i}\":\"v\""))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                    .as_bytes()
+                )
+            ),
+        ),
+        (
+            "tags invalid UTF-8",
+            "tags=%7B%22a%22%3A%22%FF%22%7D".into(),
+        ),
+        ("tags not JSON", "tags=%7B%7B%7B".into()),
+        (
+            "tags huge number",
+            format!(
+                "tags={}",
+                encode(format!("{{\"a\":{}}}", "9".repeat(1000)).as_bytes())
+            ),
+        ),
+        ("minDuration 1e400s", "minDuration=1e400s".into()),
+        (
+            "maxDuration 1000000000000h",
+            "maxDuration=1000000000000h".into(),
+        ),
+        ("limit -1", "limit=-1".into()),
+        ("limit 1e30", "limit=1000000000000000000000000000000".into()),
+        ("lookback garbage", "lookback=%FF%FF".into()),
+        ("lookback 1e12 hours", "lookback=1000000000000h".into()),
+        ("end before start", "start=10&end=5".into()),
+    ];
+    inputs
+        .into_iter()
+        .map(|(name, params)| Case {
+            name: format!("/jaeger/api/traces {name}"),
+            method: "GET",
+            path: format!("/jaeger/api/traces?service=canary&{params}"),
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: None,
+        })
+        .collect()
+}
+
+/// NDJSON and Elasticsearch bulk bodies.
+fn log_body_cases() -> Vec<Case> {
+    let deep_object = nest("{\"a\":", "1", "}", 100_000);
+    let deep_array = format!(
+        "{{\"message\":\"x\",\"a\":{}}}",
+        nest("[", "1", "]", 100_000)
+    );
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("object nested 100,000", format!("{deep_object}\n{{\"message\":\"kept\"}}\n").into_bytes()),
+        ("array nested 100,000", format!("{deep_array}\n").into_bytes()),
+        ("object nested 127", format!("{}\n", nest("{\"a\":", "1", "}", 127)).into_bytes()),
+        ("invalid UTF-8 line", b"{\"message\":\"\xff\xfe\"}\n{\"message\":\"kept\"}\n".to_vec()),
+        ("number past f64", b"{\"message\":\"x\",\"n\":1e400}\n".to_vec()),
+        ("huge integer", format!("{{\"message\":\"x\",\"n\":{}}}\n", "9".repeat(10_000)).into_bytes()),
+        ("20,000 fields", format!("{{\"message\":\"x\",{}}}\n", (0..20_000).map(|i| format!("\"f{i}\":{i}")).collect::<Vec<_>>().join(",")).into_bytes()),
+        ("timestamp outside any calendar", b"{\"message\":\"x\",\"@timestamp\":\"99999-99-99T99:99:99Z\"}\n{\"message\":\"x\",\"@timestamp\":1e300}\n".to_vec()),
+        ("not JSON", b"{{{{{{\n".to_vec()),
+    ];
+    let mut cases = Vec::new();
+    for (name, body) in bodies {
+        cases.push(Case {
+            name: format!("/api/v1/logs {name}"),
+            method: "POST",
+            path: "/api/v1/logs".into(),
+            content_type: "application/x-ndjson",
+            body: body.clone(),
+            must_say: None,
+        });
+        let mut bulk = Vec::new();
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            bulk.extend_from_slice(b"{\"index\":{}}\n");
+            bulk.extend_from_slice(line);
+            bulk.push(b'\n');
+        }
+        cases.push(Case {
+            name: format!("/_bulk {name}"),
+            method: "POST",
+            path: "/_bulk".into(),
+            content_type: "application/x-ndjson",
+            body: bulk,
+            must_say: None,
+        });
+    }
+    cases
+}
+
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A protobuf field of wire type 2.
+fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2];
+    varint(bytes.len(), &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// An OTLP `AnyValue` of kvlists nested `depth` deep.
+fn deep_any_value(depth: usize) -> Vec<u8> {
+    let mut value = field(1, b"leaf"); // string_value
+    for _ in 0..depth {
+        let key_value = [field(1, b"k"), field(2, &value)].concat();
+        let list = field(1, &key_value);
+        value = field(6, &list); // kvlist_value
+    }
+    value
+}
+
+/// OTLP bodies, protobuf and JSON, for logs, traces and metrics.
+fn otlp_cases() -> Vec<Case> {
+    let deep_json_value = nest(
+        "{\"kvlistValue\":{\"values\":[{\"key\":\"k\",\"value\":",
+        "{\"stringValue\":\"x\"}",
+        "}]}}",
+        30_000,
+    );
+    let json_logs = format!(
+        "{{\"resourceLogs\":[{{\"scopeLogs\":[{{\"logRecords\":[{{\"body\":{deep_json_value}}}]}}]}}]}}"
+    );
+    let json_traces = format!(
+        "{{\"resourceSpans\":[{{\"scopeSpans\":[{{\"spans\":[{{\"traceId\":\"5b8efff798038103d269b633813fc60c\",\"spanId\":\"eee19b7ec3c1b174\",\"name\":\"x\",\"attributes\":[{{\"key\":\"a\",\"value\":{deep_json_value}}}]}}]}}]}}]}}"
+    );
+    let nested_arrays = nest("[", "1", "]", 100_000);
+    // ExportLogsServiceRequest { resource_logs { scope_logs { log_records { body } } } }
+    let record = field(5, &deep_any_value(10_000));
+    let proto_logs = field(1, &field(2, &field(2, &record)));
+    let mut cases = Vec::new();
+    let mut add = |name: &str, path: &str, content_type: &'static str, body: Vec<u8>| {
+        cases.push(Case {
+            name: format!("{path} {name}"),
+            method: "POST",
+            path: path.to_owned(),
+            content_type,
+            body,
+            must_say: None,
+        });
+    };
+    add(
+        "JSON body kvlist nested 30,000",
+        "/v1/logs",
+        "application/json",
+        json_logs.into_bytes(),
+    );
+    add(
+        "JSON attribute kvlist nested 30,000",
+        "/v1/traces",
+        "application/json",
+        json_traces.into_bytes(),
+    );
+    for path in ["/v1/logs", "/v1/traces", "/v1/metrics"] {
+        add(
+            "JSON arrays nested 100,000",
+            path,
+            "application/json",
+            nested_arrays.clone().into_bytes(),
+        );
+        add(
+            "invalid UTF-8",
+            path,
+            "application/json",
+            b"{\"resourceLogs\":\"\xff\"}".to_vec(),
+        );
+        add(
+            "protobuf garbage",
+            path,
+            "application/x-protobuf",
+            vec![0xff; 1000],
+        );
+    }
+    add(
+        "protobuf kvlist nested 10,000",
+        "/v1/logs",
+        "application/x-protobuf",
+        proto_logs,
+    );
+    cases
+}
+
+/// Rule groups through the ruler API: PromQL, YAML and templates.
+fn ruler_cases() -> Vec<Case> {
+    let group = |expr: &str, annotation: &str| {
+        format!(
+            "name: hostile\nrules:\n  - alert: Hostile\n    expr: {}\n    annotations:\n      summary: {}\n",
+            serde_json::to_string(expr).unwrap(),
+            serde_json::to_string(annotation).unwrap()
+        )
+    };
+    let laughs = {
+        let mut yaml = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names = ["b", "c", "d", "e", "f", "g", "h", "i"];
+        let mut previous = "a";
+        for name in names {
+            yaml += &format!(
+                "{name}: &{name} [*{previous},*{previous},*{previous},*{previous},*{previous},*{previous},*{previous},*{previous},*{previous}]\n"
+            );
+            previous = name;
+        }
+        yaml + "name: laughs\nrules: []\n"
+    };
+    let inputs: Vec<(&str, String, Option<&'static str>)> = vec![
+        (
+            "expr sum( nested 5,000",
+            group(&nest("sum(", "up", ")", 5_000), "x"),
+            DEPTH,
+        ),
+        (
+            "expr 20,000-term chain",
+            group(&chain("1", "+", 20_000), "x"),
+            DEPTH,
+        ),
+        (
+            "expr 100,000 nested (",
+            group(&nest("(", "1", ")", 100_000), "x"),
+            DEPTH,
+        ),
+        (
+            "template pipeline of 100,000",
+            group(
+                "up",
+                &format!("{{{{ $value{} }}}}", " | humanize".repeat(100_000)),
+            ),
+            DEPTH,
+        ),
+        ("template unclosed", group("up", "{{ $value"), None),
+        (
+            "YAML sequences nested 100,000",
+            nest("[", "1", "]", 100_000),
+            None,
+        ),
+        (
+            "YAML mappings nested 10,000",
+            nest("{a: ", "1", "}", 10_000),
+            None,
+        ),
+        ("YAML billion laughs", laughs, None),
+        (
+            "rules nested sequences 100,000",
+            format!("name: x\nrules: {}\n", nest("[", "1", "]", 100_000)),
+            None,
+        ),
+        (
+            "labels nested mappings 50,000",
+            format!(
+                "name: x\nlabels: {}\nrules: []\n",
+                nest("{a: ", "1", "}", 50_000)
+            ),
+            None,
+        ),
+        (
+            "YAML invalid UTF-8",
+            "name: \u{fffd}\n".replace('\u{fffd}', "\u{7f}") + "rules: [\u{1}]\n",
+            None,
+        ),
+    ];
+    let mut cases: Vec<Case> = inputs
+        .into_iter()
+        .map(|(name, body, must)| Case {
+            name: format!("ruler {name}"),
+            method: "POST",
+            path: "/config/v1/rules/hostile".into(),
+            content_type: "application/yaml",
+            body: body.into_bytes(),
+            must_say: must,
+        })
+        .collect();
+    cases.push(Case {
+        name: "ruler raw invalid UTF-8".into(),
+        method: "POST",
+        path: "/config/v1/rules/hostile".into(),
+        content_type: "application/yaml",
+        body: b"name: \xff\xfe\nrules: []\n".to_vec(),
+        must_say: None,
+    });
+    cases
+}
+
+fn start() -> Sextant {
+    let server = Sextant::start();
+    let canary = server.post_path(
+        "/api/v1/logs",
+        "application/x-ndjson",
+        b"{\"message\":\"canary line\",\"service\":\"canary\"}\n",
+    );
+    assert!(canary.status < 300, "{}", canary.body);
+    server.get_until("/api/v1/logs/search?q=canary&start=0", |v: &Value| {
+        v.to_string().contains("canary line")
+    });
+    server
+}
+
+#[test]
+fn promql_on_every_query_path() {
+    let server = start();
+    let base = server.base_url();
+    run_table(&server, "promql", &promql_cases(), &base);
+    run_table(&server, "times", &time_cases(), &base);
+    run_table(&server, "match[]", &selector_cases(), &base);
+}
+
+#[test]
+fn log_and_trace_languages_and_bodies() {
+    let server = start();
+    let base = server.base_url();
+    run_table(&server, "log query", &log_query_cases(), &base);
+    run_table(&server, "jaeger", &jaeger_cases(), &base);
+    run_table(&server, "log bodies", &log_body_cases(), &base);
+    let otlp = format!("http://{}", server.addr("otlp_http", "tcp"));
+    run_table(&server, "otlp", &otlp_cases(), &otlp);
+    // The valid lines of the hostile batches were kept.
+    server.get_until("/api/v1/logs/search?q=kept&start=0", |v: &Value| {
+        v.to_string().contains("\"kept\"")
+    });
+}
+
+#[test]
+fn rule_groups_and_templates() {
+    let server = start();
+    let base = server.base_url();
+    run_table(&server, "ruler", &ruler_cases(), &base);
+    // Nothing hostile was stored.
+    let rules = server.get("/api/v1/rules").json();
+    assert!(!rules.to_string().contains("Hostile"), "{rules}");
+}
