@@ -67,6 +67,65 @@ pub struct Series {
     pub points: Vec<Point>,
 }
 
+/// A label set as Prometheus prints it in messages (Go's `labels.Labels`
+/// `String()`): `{__name__="up", job="a"}`, the metric name an ordinary label
+/// and each value quoted as Go's `strconv.Quote` quotes it.
+pub(crate) fn prometheus_labels_string(labels: &Labels) -> String {
+    let mut out = String::from("{");
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&label.name);
+        out.push('=');
+        go_quote(&label.value, &mut out);
+    }
+    out.push('}');
+    out
+}
+
+/// Go's `strconv.Quote`.
+fn go_quote(value: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            ' '..='~' => out.push(c),
+            c if c < ' ' || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if go_is_print(c) => out.push(c),
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Go's `unicode.IsPrint` for a non-ASCII character: letters, marks,
+/// numbers, punctuation and symbols. Rust's `escape_debug` leaves exactly
+/// those unescaped (it excludes the same categories: controls, formats,
+/// surrogates, private use, unassigned and separators), except that it also
+/// escapes a grapheme extender at the start of a string, hence the prefix.
+fn go_is_print(c: char) -> bool {
+    let mut probe = String::from("a");
+    probe.push(c);
+    probe.escape_debug().count() == probe.chars().count()
+}
+
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstantSample {
@@ -317,5 +376,21 @@ mod tests {
         assert!(matches!(err, Error::Parse(_)), "{err}");
         assert!(parse("").is_err());
         assert!(parse("sum(rate(x[5m]))").is_ok());
+    }
+
+    #[test]
+    fn label_sets_print_as_go_prints_them() {
+        let labels = Labels::from_pairs([
+            ("__name__", "up"),
+            ("path", "/a\"b\\c"),
+            ("ctl", "\t\n\u{1}\u{7f}"),
+            ("text", "é😀"),
+            ("hidden", "\u{200b}\u{a0}\u{e000}\u{1d173}"),
+        ]);
+        assert_eq!(
+            prometheus_labels_string(&labels),
+            r#"{__name__="up", ctl="\t\n\x01\x7f", hidden="\u200b\u00a0\ue000\U0001d173", path="/a\"b\\c", text="é😀"}"#
+        );
+        assert_eq!(prometheus_labels_string(&Labels::default()), "{}");
     }
 }
