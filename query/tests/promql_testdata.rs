@@ -563,3 +563,53 @@ eval_fail instant at 0m left / on(job) {__name__=~"right.*"}
         &EngineOptions::default(),
     );
 }
+
+/// `topk`/`bottomk` choose among equal values as Prometheus's heap does, not
+/// as a stable sort would, and order what they keep as Go's sort leaves it.
+#[test]
+fn topk_and_bottomk_break_ties_as_prometheus() {
+    assert_cases(
+        r#"
+load 1m
+    score{id="a"} 5
+    score{id="b"} 5
+    score{id="c"} 6
+    score{id="d"} 5
+    lat{id="a", job="x"} 5
+    lat{id="b", job="x"} 5
+    lat{id="c", job="x"} 4
+    lat{id="d", job="x"} 5
+    lat{id="e", job="y"} NaN
+    lat{id="f", job="y"} NaN
+    lat{id="g", job="y"} 1
+
+eval_ordered instant at 0m topk(2, score)
+    score{id="c"} 6
+    score{id="b"} 5
+
+eval_ordered instant at 0m bottomk(2, score)
+    score{id="a"} 5
+    score{id="b"} 5
+
+eval_ordered instant at 0m bottomk by (job) (2, lat)
+    lat{id="c", job="x"} 4
+    lat{id="b", job="x"} 5
+    lat{id="g", job="y"} 1
+    lat{id="e", job="y"} NaN
+
+eval_ordered instant at 0m topk(1, lat{job="y"})
+    lat{id="g", job="y"} 1
+
+eval range from 0 to 2m step 1m topk(2, score)
+    score{id="c"} 6 6 6
+    score{id="b"} 5 5 5
+
+eval_ordered instant at 0m topk(9, score)
+    score{id="c"} 6
+    score{id="a"} 5
+    score{id="b"} 5
+    score{id="d"} 5
+"#,
+        &EngineOptions::default(),
+    );
+}

@@ -11,6 +11,7 @@ use sextant_model::{Labels, METRIC_NAME, is_valid_label_name};
 
 use super::eval::{Evaluator, Grid, Value, exec};
 use super::functions::{format_go_float, kahan_sum_inc, quantile};
+use super::gosort::go_sort;
 use super::{Point, Series};
 use crate::Result;
 
@@ -271,17 +272,19 @@ impl Evaluator<'_> {
                             format_go_float(k)
                         )));
                     }
-                    let k = k as i64;
+                    // Prometheus never keeps more than there are input series.
+                    let k = (k as i64).min(input.len() as i64);
                     if k < 1 {
                         continue;
                     }
-                    for (_, mut members) in groups {
-                        if op == "topk" {
-                            members.sort_by(|a, b| desc_nan_last(a.1, b.1));
-                        } else if op == "bottomk" {
-                            members.sort_by(|a, b| asc_nan_last(a.1, b.1));
-                        }
-                        for &(i, v) in members.iter().take(k as usize) {
+                    let k = k as usize;
+                    for (_, members) in groups {
+                        let chosen = match op {
+                            "topk" => select_k(&members, k, Rank::Top),
+                            "bottomk" => select_k(&members, k, Rank::Bottom),
+                            _ => members.into_iter().take(k).collect(),
+                        };
+                        for (i, v) in chosen {
                             push(&mut out, input[i].labels.clone(), t, v);
                         }
                     }
@@ -344,16 +347,91 @@ fn ratio_sampled(labels: &Labels, ratio: f64) -> bool {
     (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
-/// Descending by value, NaN last.
-fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    nan_last(a, b).then_with(|| b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal))
+/// Which end `topk`/`bottomk` keep.
+#[derive(Debug, Clone, Copy)]
+enum Rank {
+    Top,
+    Bottom,
 }
 
-/// Ascending by value, NaN last.
-fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    nan_last(a, b).then_with(|| a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal))
+impl Rank {
+    /// The order of Prometheus's `vectorByValueHeap` (`Top`) and
+    /// `vectorByReverseValueHeap` (`Bottom`): NaN is "less" than anything, so
+    /// it sits at the root and is the first to be replaced.
+    fn less(self, a: f64, b: f64) -> bool {
+        a.is_nan()
+            || match self {
+                Self::Top => a < b,
+                Self::Bottom => a > b,
+            }
+    }
 }
 
-fn nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    a.is_nan().cmp(&b.is_nan())
+/// `topk`/`bottomk` of one group at one step, choosing among equal values as
+/// Prometheus does: the members, in input order, go through a heap of at
+/// most `k` (Go's `container/heap`) whose root is the weakest kept member,
+/// replaced only by a strictly better value; the survivors are then ordered
+/// best first by Go's `sort.Sort(sort.Reverse(heap))`. A plain stable sort
+/// would choose other series among ties, because the heap moves members
+/// around as it replaces its root.
+fn select_k(members: &[(usize, f64)], k: usize, rank: Rank) -> Vec<(usize, f64)> {
+    let less = |a: &(usize, f64), b: &(usize, f64)| rank.less(a.1, b.1);
+    let mut heap: Vec<(usize, f64)> = Vec::with_capacity(k);
+    for &m in members {
+        if heap.len() < k {
+            heap.push(m);
+            let last = heap.len() - 1;
+            heap_up(&mut heap, last, less);
+            continue;
+        }
+        let root = heap[0].1;
+        let better = match rank {
+            Rank::Top => root < m.1,
+            Rank::Bottom => root > m.1,
+        };
+        if better || (root.is_nan() && !m.1.is_nan()) {
+            heap[0] = m;
+            if k > 1 && !heap_down(&mut heap, 0, less) {
+                heap_up(&mut heap, 0, less);
+            }
+        }
+    }
+    if heap.len() > 1 {
+        go_sort(&mut heap, |a, b| less(b, a));
+    }
+    heap
+}
+
+/// Go's `container/heap` `up`.
+fn heap_up<T>(h: &mut [T], mut j: usize, less: impl Fn(&T, &T) -> bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+/// Go's `container/heap` `down`; says whether the element moved.
+fn heap_down<T>(h: &mut [T], i0: usize, less: impl Fn(&T, &T) -> bool) -> bool {
+    let n = h.len();
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        if j1 + 1 < n && less(&h[j1 + 1], &h[j1]) {
+            j = j1 + 1;
+        }
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+    i > i0
 }

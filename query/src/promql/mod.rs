@@ -16,6 +16,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod gosort;
 
 pub use functions::write_sample_value;
 
