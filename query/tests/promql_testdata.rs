@@ -433,7 +433,7 @@ fn promql_conformance() {
         let text = std::fs::read_to_string(file).unwrap();
         // Every eval of the file is accounted for by the parser.
         let written = text.lines().filter(|l| l.starts_with("eval")).count();
-        let report = run_file(&text, &EngineOptions::default());
+        let report = run_file(&text, &prometheus_test_options());
         assert_eq!(
             report.passed + report.failed.len() + report.skipped.len(),
             written,
@@ -466,6 +466,14 @@ fn promql_conformance() {
         total_failed, 0,
         "PromQL conformance failures:\n{details}\n{out}"
     );
+}
+
+/// The engine as Prometheus's `promqltest` sets it up: delayed name removal on.
+fn prometheus_test_options() -> EngineOptions {
+    EngineOptions {
+        delayed_name_removal: true,
+        ..EngineOptions::default()
+    }
 }
 
 /// Runs cases written in the test-file format; fails listing every case that failed.
@@ -612,4 +620,88 @@ eval_ordered instant at 0m topk(9, score)
 "#,
         &EngineOptions::default(),
     );
+}
+
+/// With delayed name removal, functions only mark the name to be dropped: a
+/// later `label_replace`/`label_join` can read it (and keep it by writing
+/// it), `by (__name__)` still groups by it, and names collide only at the end.
+#[test]
+fn delayed_name_removal_keeps_the_name_until_the_end() {
+    let cases = r#"
+load 1m
+    hits_total{job="a"} 0+60x5
+    misses_total{job="a"} 0+120x5
+    temp{job="b"} -3x5
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "src", "$1", "__name__", "(.+)")
+    {job="a", src="hits_total"} 1
+
+eval instant at 5m label_join(abs(temp), "what", "-", "__name__", "job")
+    {job="b", what="temp-b"} 3
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "__name__", "per_second_$1", "__name__", "(.+)")
+    per_second_hits_total{job="a"} 1
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "__name__", "x", "job", "nomatch")
+    {job="a"} 1
+
+eval instant at 5m sum by (__name__) (rate({__name__=~".+_total"}[5m]))
+    expect fail msg: vector cannot contain metrics with the same labelset
+
+eval instant at 5m sum by (__name__) (temp or rate(hits_total[5m]))
+    temp -3
+    {} 1
+
+eval instant at 5m sum by (__name__) (label_replace(rate(hits_total[5m]), "__name__", "$1", "__name__", "(.+)") or temp)
+    hits_total 1
+    temp -3
+
+eval instant at 5m sum by (job) (rate({__name__=~".+_total"}[5m]))
+    {job="a"} 3
+
+eval instant at 5m topk by (__name__) (1, rate({__name__=~".+_total"}[5m]))
+    expect fail msg: vector cannot contain metrics with the same labelset
+
+eval instant at 5m -{__name__=~".+_total"}
+    expect fail msg: vector cannot contain metrics with the same labelset
+
+eval range from 0 to 5m step 1m -hits_total or -misses_total
+    {job="a"} 0 -60 -120 -180 -240 -300
+
+eval instant at 5m last_over_time(rate(hits_total[2m])[3m:1m])
+    {job="a"} 1
+
+eval instant at 5m last_over_time(hits_total[3m])
+    hits_total{job="a"} 300
+
+eval instant at 5m hits_total > bool on(job) rate(hits_total[5m])
+    {job="a"} 1
+"#;
+    assert_cases(cases, &prometheus_test_options());
+}
+
+/// Without delayed name removal (Prometheus 3's default) the name goes as
+/// soon as a function drops it.
+#[test]
+fn names_drop_at_once_by_default() {
+    let cases = r#"
+load 1m
+    hits_total{job="a"} 0+60x5
+    misses_total{job="b"} 0+120x5
+    temp{job="a"} 1x5
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "src", "$1", "__name__", "(.+)")
+    {job="a"} 1
+
+eval instant at 5m sum by (__name__) (rate({__name__=~".+_total"}[5m]))
+    {} 3
+
+eval instant at 5m sum by (__name__) (temp or rate(misses_total[5m]))
+    temp 1
+    {} 2
+
+eval_fail instant at 5m -{job="a"}
+    expect fail msg: vector cannot contain metrics with the same labelset
+"#;
+    assert_cases(cases, &EngineOptions::default());
 }

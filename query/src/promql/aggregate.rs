@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use sextant_model::{Labels, METRIC_NAME, is_valid_label_name};
 
+use super::Point;
+use super::eval::Series;
 use super::eval::{Evaluator, Grid, Value, exec};
 use super::functions::{format_go_float, kahan_sum_inc, quantile};
 use super::gosort::go_sort;
-use super::{Point, Series};
 use crate::Result;
 
 /// Prometheus's running state of one group at one step.
@@ -161,10 +162,14 @@ impl Evaluator<'_> {
         let out = match op.as_str() {
             "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
                 let mut accs: Vec<Vec<Option<Acc>>> = vec![vec![None; steps]; group_labels.len()];
+                // Per group and step: whether a member there had its name dropped.
+                let mut dropped: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
                 for (s, &g) in input.iter().zip(&group_of) {
                     self.check_deadline()?;
                     for p in &s.points {
-                        let slot = &mut accs[g][grid.index(p.t)];
+                        let step = grid.index(p.t);
+                        dropped[g][step] |= s.drop_name;
+                        let slot = &mut accs[g][step];
                         match slot {
                             Some(acc) => acc.add(&op, p.v),
                             None => *slot = Some(Acc::new(&op, p.v)),
@@ -174,9 +179,9 @@ impl Evaluator<'_> {
                 group_labels
                     .into_iter()
                     .zip(accs)
-                    .map(|(labels, accs)| Series {
-                        labels,
-                        points: accs
+                    .zip(dropped)
+                    .filter_map(|((labels, accs), dropped)| {
+                        let points: Vec<Point> = accs
                             .iter()
                             .enumerate()
                             .filter_map(|(i, a)| {
@@ -185,9 +190,15 @@ impl Evaluator<'_> {
                                     v: a.result(&op),
                                 })
                             })
-                            .collect(),
+                            .collect();
+                        let last = grid.index(points.last()?.t);
+                        // Prometheus sets the group's flag at every step, so the last one stands.
+                        Some(Series {
+                            labels,
+                            points,
+                            drop_name: dropped[last],
+                        })
                     })
-                    .filter(|s| !s.points.is_empty())
                     .collect()
             }
             "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile" | "count_values" => {
@@ -235,15 +246,18 @@ impl Evaluator<'_> {
         }
         let mut out: Vec<Series> = Vec::new();
         let mut out_index: HashMap<Labels, usize> = HashMap::new();
-        let mut push = |out: &mut Vec<Series>, labels: Labels, t: i64, v: f64| {
+        // An output series takes its name flag from its first sample, as in Prometheus.
+        let mut push = |out: &mut Vec<Series>, labels: Labels, t: i64, v: f64, drop_name: bool| {
             let i = *out_index.entry(labels.clone()).or_insert_with(|| {
                 out.push(Series {
                     labels,
                     points: Vec::new(),
+                    drop_name,
                 });
                 out.len() - 1
             });
             out[i].points.push(Point { t, v });
+            i
         };
         for (step, members) in at_step.iter().enumerate() {
             self.check_deadline()?;
@@ -285,7 +299,8 @@ impl Evaluator<'_> {
                             _ => members.into_iter().take(k).collect(),
                         };
                         for (i, v) in chosen {
-                            push(&mut out, input[i].labels.clone(), t, v);
+                            let s = &input[i];
+                            push(&mut out, s.labels.clone(), t, v, s.drop_name);
                         }
                     }
                 }
@@ -293,8 +308,9 @@ impl Evaluator<'_> {
                     let ratio = p.unwrap_or(f64::NAN).clamp(-1.0, 1.0);
                     for (_, members) in groups {
                         for (i, v) in members {
-                            if ratio_sampled(&input[i].labels, ratio) {
-                                push(&mut out, input[i].labels.clone(), t, v);
+                            let s = &input[i];
+                            if ratio_sampled(&s.labels, ratio) {
+                                push(&mut out, s.labels.clone(), t, v, s.drop_name);
                             }
                         }
                     }
@@ -304,7 +320,16 @@ impl Evaluator<'_> {
                     self.check_quantile(&[q]);
                     for (g, members) in groups {
                         let values: Vec<f64> = members.iter().map(|m| m.1).collect();
-                        push(&mut out, group_labels[g].clone(), t, quantile(q, values));
+                        let dropped = members.iter().any(|m| input[m.0].drop_name);
+                        let o = push(
+                            &mut out,
+                            group_labels[g].clone(),
+                            t,
+                            quantile(q, values),
+                            false,
+                        );
+                        // As for `sum`, the flag of the group's latest step stands.
+                        out[o].drop_name = dropped;
                     }
                 }
                 "count_values" => {
@@ -319,7 +344,7 @@ impl Evaluator<'_> {
                             }
                         }
                         for (value, n) in counts {
-                            push(&mut out, group_labels[g].with(label, &value), t, n);
+                            push(&mut out, group_labels[g].with(label, &value), t, n, false);
                         }
                     }
                 }

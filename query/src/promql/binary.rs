@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use sextant_model::{Labels, METRIC_NAME};
 
+use super::eval::Series;
 use super::eval::{Evaluator, Grid, Value, duplicate_labelset, exec, merge_same_labels};
-use super::{Point, Series, prometheus_labels_string};
+use super::{Point, prometheus_labels_string};
 use crate::Result;
 
 fn is_comparison(op: &str) -> bool {
@@ -64,6 +65,7 @@ impl Evaluator<'_> {
                 &s,
                 false,
                 return_bool,
+                self.delayed(),
                 grid,
             )?)),
             (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
@@ -72,6 +74,7 @@ impl Evaluator<'_> {
                 &s,
                 true,
                 return_bool,
+                self.delayed(),
                 grid,
             )?)),
             (Value::Vector(l), Value::Vector(r)) => {
@@ -91,6 +94,7 @@ impl Evaluator<'_> {
                     matching.as_ref(),
                     &card,
                     return_bool,
+                    self.delayed(),
                     grid,
                 )?))
             }
@@ -109,6 +113,7 @@ fn vector_scalar(
     scalar: &[f64],
     swap: bool,
     return_bool: bool,
+    delayed: bool,
     grid: Grid,
 ) -> Result<Vec<Series>> {
     let comparison = is_comparison(op);
@@ -134,7 +139,7 @@ fn vector_scalar(
             continue;
         }
         if drop_name {
-            s.labels = s.labels.without_metric_name();
+            s.drop_name(delayed);
         }
         out.push(s);
     }
@@ -245,6 +250,7 @@ fn set_op(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     op: &str,
     lhs: Vec<Series>,
@@ -252,6 +258,7 @@ fn vector_vector(
     matching: Option<&LabelModifier>,
     card: &VectorMatchCardinality,
     return_bool: bool,
+    delayed: bool,
     grid: Grid,
 ) -> Result<Vec<Series>> {
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
@@ -319,13 +326,17 @@ fn vector_vector(
                         matching,
                         one_to_one,
                         &include,
-                        return_bool,
+                        return_bool && !delayed,
                     );
                     let next = out.len();
                     let o = *out_of_labels.entry(labels.clone()).or_insert_with(|| {
+                        // As in Prometheus, only `bool` marks the name to be
+                        // dropped later; arithmetic drops it at once and a
+                        // filtering comparison keeps the left side's labels.
                         out.push(Series {
                             labels,
                             points: Vec::new(),
+                            drop_name: return_bool,
                         });
                         next
                     });
@@ -371,9 +382,9 @@ fn result_labels(
     matching: Option<&LabelModifier>,
     one_to_one: bool,
     include: &[String],
-    return_bool: bool,
+    drop_bool_name: bool,
 ) -> Labels {
-    let mut labels = if !is_comparison(op) || return_bool {
+    let mut labels = if !is_comparison(op) || drop_bool_name {
         many.without_metric_name()
     } else {
         many.clone()

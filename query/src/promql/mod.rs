@@ -41,6 +41,11 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Longest a query may run.
     pub timeout: Duration,
+    /// Prometheus's `promql-delayed-name-removal` feature: operations that
+    /// drop `__name__` only mark a series, and the names go at the end of
+    /// the query, so `label_replace(rate(x[5m]), "n", "$1", "__name__", "(.+)")`
+    /// still reads the name. Off by default, as in Prometheus 3.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +55,7 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60 * 1000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            delayed_name_removal: false,
         }
     }
 }
@@ -125,6 +131,15 @@ fn go_is_print(c: char) -> bool {
     let mut probe = String::from("a");
     probe.push(c);
     probe.escape_debug().count() == probe.chars().count()
+}
+
+impl From<eval::Series> for Series {
+    fn from(s: eval::Series) -> Self {
+        Self {
+            labels: s.labels,
+            points: s.points,
+        }
+    }
 }
 
 /// One element of an instant vector.
@@ -269,7 +284,8 @@ impl Engine {
             eval::Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
             eval::Value::String(s) => QueryValue::String { t, v: s },
             eval::Value::Vector(series) => {
-                eval::check_unique_labels(&series)?;
+                let series = ev.finish(series)?;
+                eval::check_unique_labels(series.iter().map(|s| &s.labels))?;
                 QueryValue::Vector(
                     series
                         .into_iter()
@@ -295,12 +311,10 @@ impl Engine {
                         .copied()
                         .collect();
                     if !points.is_empty() {
-                        out.push(Series {
-                            labels: s.labels,
-                            points,
-                        });
+                        out.push(eval::Series { points, ..s });
                     }
                 }
+                let mut out: Vec<Series> = ev.finish(out)?.into_iter().map(Series::from).collect();
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
                 QueryValue::Matrix(out)
             }
@@ -334,7 +348,9 @@ impl Engine {
                     .map(|(i, v)| Point { t: grid.ts(i), v })
                     .collect(),
             }],
-            eval::Value::Vector(series) => series,
+            eval::Value::Vector(series) => {
+                ev.finish(series)?.into_iter().map(Series::from).collect()
+            }
             eval::Value::Matrix(_) => {
                 return Err(Error::Execution(
                     "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
@@ -348,7 +364,7 @@ impl Engine {
         };
         series.retain(|s| !s.points.is_empty());
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        eval::check_unique_labels(&series)?;
+        eval::check_unique_labels(series.iter().map(|s| &s.labels))?;
         Ok((QueryValue::Matrix(series), ev.annotations()))
     }
 
