@@ -9,13 +9,20 @@ use libfuzzer_sys::fuzz_target;
 use sextant_alerting::notify::Silence;
 use sextant_alerting::template::{Context, Template};
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: sextant_fuzz::catch_stack_overflows(),
+    |data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let Ok(text) = std::str::from_utf8(rest) else {
+    let rest = sextant_fuzz::expand(rest);
+    let Ok(text) = std::str::from_utf8(&rest) else {
         return;
     };
+    sextant_fuzz::on_small_stack(|| run(first, text));
+});
+
+fn run(first: u8, text: &str) {
     match Template::parse(text) {
         Ok(template) => {
             let labels = BTreeMap::from([
@@ -37,4 +44,4 @@ fuzz_target!(|data: &[u8]| {
     {
         assert!(!reason.is_empty());
     }
-});
+}

@@ -10,6 +10,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(duration) = text.parse::<PromDuration>() {
         let printed = duration.to_string();
-        assert_eq!(printed.parse::<PromDuration>(), Ok(duration), "{text:?} -> {printed:?}");
+        assert_eq!(
+            printed.parse::<PromDuration>(),
+            Ok(duration),
+            "{text:?} -> {printed:?}"
+        );
     }
 });

@@ -1,6 +1,7 @@
 //! PromQL: any text either fails to parse with an error or evaluates (to a
 //! value or an error) over a small store, as an instant and a range query;
-//! nothing panics.
+//! nothing panics, and nothing recurses past the depth budget (see
+//! `sextant_fuzz`).
 
 #![no_main]
 
@@ -59,24 +60,36 @@ fn store() -> Fixed {
     Fixed(vec![
         series(&[("__name__", "x"), ("job", "a")], |i| i as f64),
         series(&[("__name__", "x"), ("job", "b")], |i| (i % 7) as f64),
-        series(&[("__name__", "h_bucket"), ("le", "+Inf")], |i| (i * 2) as f64),
+        series(&[("__name__", "h_bucket"), ("le", "+Inf")], |i| {
+            (i * 2) as f64
+        }),
     ])
 }
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: sextant_fuzz::catch_stack_overflows(),
+    |data: &[u8]| {
     // The parser crate panics on some inputs (a subquery step too large for a
     // Duration); `promql::parse` catches those and answers a parse error.
     // Silence the hook so a caught panic does not count as a crash; one that
     // escapes still aborts the run.
     static QUIET: std::sync::Once = std::sync::Once::new();
     QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let data = sextant_fuzz::expand(data);
+    let Ok(text) = std::str::from_utf8(&data) else { return };
     let options = EngineOptions {
         max_samples: 100_000,
         timeout: std::time::Duration::from_secs(5),
         ..EngineOptions::default()
     };
     let engine = Engine::new(Arc::new(store()), options);
-    let _ = engine.instant_query(text, 300_000);
-    let _ = engine.range_query(text, 0, 600_000, 60_000);
+    sextant_fuzz::on_small_stack(|| {
+        // What format_query and error messages do with a tree, too.
+        if let Ok(expr) = sextant_query::promql::parse(text) {
+            let _ = expr.prettify();
+            let _ = expr.to_string();
+        }
+        let _ = engine.instant_query(text, 300_000);
+        let _ = engine.range_query(text, 0, 600_000, 60_000);
+    });
 });

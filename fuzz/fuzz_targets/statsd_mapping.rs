@@ -8,11 +8,23 @@ use libfuzzer_sys::fuzz_target;
 use sextant_ingest::statsd::mapping::{EventType, Mapper};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match Mapper::parse(Path::new("mapping.yml"), text) {
         Ok(mapper) => {
-            for name in ["a.b.c", "simplebank-demo.orders.request_reservation", "", "x"] {
-                for kind in [EventType::Counter, EventType::Gauge, EventType::Observer, EventType::Set] {
+            for name in [
+                "a.b.c",
+                "simplebank-demo.orders.request_reservation",
+                "",
+                "x",
+            ] {
+                for kind in [
+                    EventType::Counter,
+                    EventType::Gauge,
+                    EventType::Observer,
+                    EventType::Set,
+                ] {
                     let _ = mapper.map(name, kind);
                 }
             }

@@ -9,6 +9,9 @@
 //! its reason; it fails if any case that is not skipped fails.
 //!
 //! Run one file: `PROMQL_FILE=functions.test cargo nextest run -p sextant-query promql`.
+//!
+//! Sextant's own cases, in the same format, follow the conformance test:
+//! each pins a rule of Prometheus's engine that the shared files do not reach.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -362,11 +365,10 @@ struct FileReport {
     skipped: Vec<String>,
 }
 
-fn run_file(text: &str) -> FileReport {
+fn run_file(text: &str, options: &EngineOptions) -> FileReport {
     let commands = parse_test_file(text).unwrap();
     let mut report = FileReport::default();
     let mut store = Store::new();
-    let options = EngineOptions::default();
     for command in commands {
         match command {
             Command::Clear => store = Store::new(),
@@ -431,7 +433,7 @@ fn promql_conformance() {
         let text = std::fs::read_to_string(file).unwrap();
         // Every eval of the file is accounted for by the parser.
         let written = text.lines().filter(|l| l.starts_with("eval")).count();
-        let report = run_file(&text);
+        let report = run_file(&text, &prometheus_test_options());
         assert_eq!(
             report.passed + report.failed.len() + report.skipped.len(),
             written,
@@ -464,4 +466,242 @@ fn promql_conformance() {
         total_failed, 0,
         "PromQL conformance failures:\n{details}\n{out}"
     );
+}
+
+/// The engine as Prometheus's `promqltest` sets it up: delayed name removal on.
+fn prometheus_test_options() -> EngineOptions {
+    EngineOptions {
+        delayed_name_removal: true,
+        ..EngineOptions::default()
+    }
+}
+
+/// Runs cases written in the test-file format; fails listing every case that failed.
+fn assert_cases(text: &str, options: &EngineOptions) {
+    let report = run_file(text, options);
+    assert!(
+        report.failed.is_empty() && report.skipped.is_empty(),
+        "failed:\n{}\nskipped:\n{}",
+        report.failed.join("\n"),
+        report.skipped.join("\n")
+    );
+    assert!(report.passed > 0, "no case ran");
+}
+
+/// A comparison does not hide invalid vector matching: Prometheus checks the
+/// matching before the comparison filters the result.
+#[test]
+fn comparisons_fail_on_invalid_matching_even_when_nothing_passes() {
+    assert_cases(
+        r#"
+load 1m
+    reqs{job="api", instance="a"} 1
+    reqs{job="api", instance="b"} 2
+    limit{job="api", tier="x"} 100
+    limit{job="api", tier="y"} 200
+    cap{job="api"} 100
+    m{job="api", tier="p"} 1
+    m{job="api", tier="q"} 2
+
+eval_fail instant at 0m reqs > on(job) limit
+    expect fail msg: found duplicate series for the match group {job="api"} on the right hand-side of the operation: [{__name__="limit", job="api", tier="x"}, {__name__="limit", job="api", tier="y"}];many-to-many matching not allowed: matching labels must be unique on one side
+
+eval_fail instant at 0m reqs > ignoring(instance, tier) limit
+    expect fail msg: found duplicate series for the match group {job="api"} on the right hand-side of the operation
+
+eval_fail instant at 0m limit < on(job) group_right cap
+    expect fail msg: found duplicate series for the match group {job="api"} on the left hand-side of the operation
+
+eval_fail instant at 0m reqs > on(job) cap
+    expect fail msg: multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)
+
+eval_fail instant at 0m reqs > ignoring(instance) cap
+    expect fail msg: multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)
+
+eval_fail range from 0 to 2m step 1m reqs >= on(job) cap
+    expect fail msg: multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)
+
+eval_fail instant at 0m m > on(job) group_left(tier) limit{tier="x"}
+    expect fail msg: multiple matches for labels: grouping labels must ensure unique matches
+
+eval instant at 0m reqs > on(job) group_left cap
+"#,
+        &EngineOptions::default(),
+    );
+}
+
+/// Matching is only checked where both sides have samples: a side that is
+/// empty at a step matches nothing there, so its duplicates do not matter.
+#[test]
+fn matching_is_checked_only_where_both_sides_have_samples() {
+    assert_cases(
+        r#"
+load 1m
+    early{job="api"} 1 1 stale
+    dup{job="api", copy="1"} _ _ 5 5
+    dup{job="api", copy="2"} _ _ 6 6
+
+eval range from 0 to 3m step 1m early > on(job) dup
+
+eval_fail range from 0 to 3m step 1m (early or dup) > on(job) dup
+    expect fail msg: found duplicate series for the match group {job="api"}
+
+eval_fail instant at 2m dup + ignoring(copy) dup
+    expect fail msg: found duplicate series for the match group {job="api"} on the right hand-side of the operation: [{__name__="dup", copy="1", job="api"}, {__name__="dup", copy="2", job="api"}]
+"#,
+        &EngineOptions::default(),
+    );
+}
+
+/// Series in messages print as Go's `labels.Labels`: the name as a label,
+/// pairs joined by ", ", values quoted by `strconv.Quote`; the two series of
+/// a duplicate pair in the order of their printed form.
+#[test]
+fn messages_print_label_sets_as_prometheus() {
+    assert_cases(
+        r#"
+load 1m
+    left{job="a"} 1
+    right{job="a", path="/b\"q\\"} 1
+    right{job="a", path="/a\tb"} 1
+
+eval_fail instant at 0m left / on(job) {__name__=~"right.*"}
+    expect fail msg: found duplicate series for the match group {job="a"} on the right hand-side of the operation: [{__name__="right", job="a", path="/a\tb"}, {__name__="right", job="a", path="/b\"q\\"}]
+"#,
+        &EngineOptions::default(),
+    );
+}
+
+/// `topk`/`bottomk` choose among equal values as Prometheus's heap does, not
+/// as a stable sort would, and order what they keep as Go's sort leaves it.
+#[test]
+fn topk_and_bottomk_break_ties_as_prometheus() {
+    assert_cases(
+        r#"
+load 1m
+    score{id="a"} 5
+    score{id="b"} 5
+    score{id="c"} 6
+    score{id="d"} 5
+    lat{id="a", job="x"} 5
+    lat{id="b", job="x"} 5
+    lat{id="c", job="x"} 4
+    lat{id="d", job="x"} 5
+    lat{id="e", job="y"} NaN
+    lat{id="f", job="y"} NaN
+    lat{id="g", job="y"} 1
+
+eval_ordered instant at 0m topk(2, score)
+    score{id="c"} 6
+    score{id="b"} 5
+
+eval_ordered instant at 0m bottomk(2, score)
+    score{id="a"} 5
+    score{id="b"} 5
+
+eval_ordered instant at 0m bottomk by (job) (2, lat)
+    lat{id="c", job="x"} 4
+    lat{id="b", job="x"} 5
+    lat{id="g", job="y"} 1
+    lat{id="e", job="y"} NaN
+
+eval_ordered instant at 0m topk(1, lat{job="y"})
+    lat{id="g", job="y"} 1
+
+eval range from 0 to 2m step 1m topk(2, score)
+    score{id="c"} 6 6 6
+    score{id="b"} 5 5 5
+
+eval_ordered instant at 0m topk(9, score)
+    score{id="c"} 6
+    score{id="a"} 5
+    score{id="b"} 5
+    score{id="d"} 5
+"#,
+        &EngineOptions::default(),
+    );
+}
+
+/// With delayed name removal, functions only mark the name to be dropped: a
+/// later `label_replace`/`label_join` can read it (and keep it by writing
+/// it), `by (__name__)` still groups by it, and names collide only at the end.
+#[test]
+fn delayed_name_removal_keeps_the_name_until_the_end() {
+    let cases = r#"
+load 1m
+    hits_total{job="a"} 0+60x5
+    misses_total{job="a"} 0+120x5
+    temp{job="b"} -3x5
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "src", "$1", "__name__", "(.+)")
+    {job="a", src="hits_total"} 1
+
+eval instant at 5m label_join(abs(temp), "what", "-", "__name__", "job")
+    {job="b", what="temp-b"} 3
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "__name__", "per_second_$1", "__name__", "(.+)")
+    per_second_hits_total{job="a"} 1
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "__name__", "x", "job", "nomatch")
+    {job="a"} 1
+
+eval instant at 5m sum by (__name__) (rate({__name__=~".+_total"}[5m]))
+    expect fail msg: vector cannot contain metrics with the same labelset
+
+eval instant at 5m sum by (__name__) (temp or rate(hits_total[5m]))
+    temp -3
+    {} 1
+
+eval instant at 5m sum by (__name__) (label_replace(rate(hits_total[5m]), "__name__", "$1", "__name__", "(.+)") or temp)
+    hits_total 1
+    temp -3
+
+eval instant at 5m sum by (job) (rate({__name__=~".+_total"}[5m]))
+    {job="a"} 3
+
+eval instant at 5m topk by (__name__) (1, rate({__name__=~".+_total"}[5m]))
+    expect fail msg: vector cannot contain metrics with the same labelset
+
+eval instant at 5m -{__name__=~".+_total"}
+    expect fail msg: vector cannot contain metrics with the same labelset
+
+eval range from 0 to 5m step 1m -hits_total or -misses_total
+    {job="a"} 0 -60 -120 -180 -240 -300
+
+eval instant at 5m last_over_time(rate(hits_total[2m])[3m:1m])
+    {job="a"} 1
+
+eval instant at 5m last_over_time(hits_total[3m])
+    hits_total{job="a"} 300
+
+eval instant at 5m hits_total > bool on(job) rate(hits_total[5m])
+    {job="a"} 1
+"#;
+    assert_cases(cases, &prometheus_test_options());
+}
+
+/// Without delayed name removal (Prometheus 3's default) the name goes as
+/// soon as a function drops it.
+#[test]
+fn names_drop_at_once_by_default() {
+    let cases = r#"
+load 1m
+    hits_total{job="a"} 0+60x5
+    misses_total{job="b"} 0+120x5
+    temp{job="a"} 1x5
+
+eval instant at 5m label_replace(rate(hits_total[5m]), "src", "$1", "__name__", "(.+)")
+    {job="a"} 1
+
+eval instant at 5m sum by (__name__) (rate({__name__=~".+_total"}[5m]))
+    {} 3
+
+eval instant at 5m sum by (__name__) (temp or rate(misses_total[5m]))
+    temp 1
+    {} 2
+
+eval_fail instant at 5m -{job="a"}
+    expect fail msg: vector cannot contain metrics with the same labelset
+"#;
+    assert_cases(cases, &EngineOptions::default());
 }

@@ -83,6 +83,11 @@ pub struct QuerySection {
     pub max_depth: usize,
     /// The longest query text, in bytes, in any query language.
     pub max_query_bytes: usize,
+    /// Prometheus's `--enable-feature=promql-delayed-name-removal`: the
+    /// metric name is dropped at the end of the query rather than by each
+    /// function, so `label_replace` after `rate()` still sees it. Off by
+    /// default, as in Prometheus 3.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for QuerySection {
@@ -94,6 +99,7 @@ impl Default for QuerySection {
             max_concurrency: 20,
             max_depth: sextant_model::depth::DEFAULT_MAX_DEPTH,
             max_query_bytes: sextant_model::depth::DEFAULT_MAX_QUERY_BYTES,
+            delayed_name_removal: false,
         }
     }
 }

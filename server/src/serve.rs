@@ -651,6 +651,7 @@ fn query_state(settings: &Settings) -> QueryState {
         default_subquery_step_ms: i64::try_from(step).unwrap_or(60_000).max(1),
         max_samples: query.max_samples,
         timeout: query.timeout.as_std(),
+        delayed_name_removal: query.delayed_name_removal,
     };
     QueryState::new(options, query.max_concurrency)
 }

@@ -49,9 +49,15 @@ impl Dialect<'_> {
 
 /// Refuses a query longer than `query.max_query_bytes` or with more
 /// brackets than `query.max_depth`, before tantivy's parser (which recurses
-/// once per bracket) sees it.
+/// once per bracket) sees it; and control characters, which tantivy uses
+/// inside its JSON-field terms (a NUL in a field name trips an assertion).
 pub(crate) fn check_budget(text: &str) -> crate::Result<()> {
     use sextant_model::depth;
+    if let Some(c) = text.chars().find(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(crate::Error::BadQuery(format!(
+            "invalid query: control character {c:?} is not allowed"
+        )));
+    }
     depth::check_length(text)
         .and_then(|()| depth::check_depth(depth::paren_depth(text)))
         .map_err(|e| crate::Error::BadQuery(format!("invalid query: {e}")))

@@ -90,11 +90,14 @@ fn send(base: &str, case: &Case) -> Answer {
 fn run_table(server: &Sextant, table: &str, cases: &[Case], base: &str) {
     let mut report = Vec::new();
     for case in cases {
+        let started = std::time::Instant::now();
         let answer = send(base, case);
+        let elapsed = started.elapsed();
         let first_line: String = answer.body.chars().take(160).collect();
+        // The time is for the record only (shown with --nocapture).
         report.push(format!(
-            "{table} | {} | {} | {first_line}",
-            case.name, answer.status
+            "{table} | {} | {} | {:.0?} | {first_line}",
+            case.name, answer.status, elapsed
         ));
         assert!(
             (200..500).contains(&answer.status),
@@ -561,6 +564,17 @@ fn log_query_cases() -> Vec<Case> {
         ("fuzzy".into(), b"a~100000".to_vec(), None),
         ("boost".into(), b"a^1e400".to_vec(), None),
         ("invalid UTF-8".into(), b"\xff\xfe(".to_vec(), None),
+        // Found by the log_query fuzz target: tantivy asserted on the NUL.
+        (
+            "NUL in a field name".into(),
+            b"\0uuid:R *".to_vec(),
+            Some("control character"),
+        ),
+        (
+            "NUL in a JSON path".into(),
+            b"route\0.x:y".to_vec(),
+            Some("control character"),
+        ),
         (
             "URL over 64 KiB".into(),
             "a ".repeat(150_000).into_bytes(),
@@ -640,6 +654,15 @@ fn jaeger_cases() -> Vec<Case> {
             "tags=%7B%22a%22%3A%22%FF%22%7D".into(),
         ),
         ("tags not JSON", "tags=%7B%7B%7B".into()),
+        (
+            "tags NUL in a key",
+            "tags=%7B%22a%5Cu0000b%22%3A%22x%22%7D".into(),
+        ),
+        (
+            "tags NUL in a value",
+            "tags=%7B%22a%22%3A%22x%5Cu0000%22%7D".into(),
+        ),
+        ("tag NUL in a key", "tag=a%00b:x".into()),
         (
             "tags huge number",
             format!(
@@ -925,6 +948,22 @@ fn start() -> Sextant {
     server.get_until("/api/v1/logs/search?q=canary&start=0", |v: &Value| {
         v.to_string().contains("canary line")
     });
+    // A span, so that trace searches for its service reach the tag query.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let span = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"canary"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /canary","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{now_ns}","attributes":[{{"key":"http.route","value":{{"stringValue":"/canary"}}}}]}}]}}]}}]}}"#,
+        now_ns - 1_000_000
+    );
+    let otlp = format!("http://{}/v1/traces", server.addr("otlp_http", "tcp"));
+    let sent = server.post(&otlp, "application/json", span.as_bytes());
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    server.get_until(
+        "/jaeger/api/traces?service=canary&lookback=1h",
+        |v: &Value| v.to_string().contains("GET /canary"),
+    );
     server
 }
 

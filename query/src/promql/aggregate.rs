@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use sextant_model::{Labels, METRIC_NAME, is_valid_label_name};
 
+use super::Point;
+use super::eval::Series;
 use super::eval::{Evaluator, Grid, Value, exec};
 use super::functions::{format_go_float, kahan_sum_inc, quantile};
-use super::{Point, Series};
+use super::gosort::go_sort;
 use crate::Result;
 
 /// Prometheus's running state of one group at one step.
@@ -160,10 +162,14 @@ impl Evaluator<'_> {
         let out = match op.as_str() {
             "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
                 let mut accs: Vec<Vec<Option<Acc>>> = vec![vec![None; steps]; group_labels.len()];
+                // Per group and step: whether a member there had its name dropped.
+                let mut dropped: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
                 for (s, &g) in input.iter().zip(&group_of) {
                     self.check_deadline()?;
                     for p in &s.points {
-                        let slot = &mut accs[g][grid.index(p.t)];
+                        let step = grid.index(p.t);
+                        dropped[g][step] |= s.drop_name;
+                        let slot = &mut accs[g][step];
                         match slot {
                             Some(acc) => acc.add(&op, p.v),
                             None => *slot = Some(Acc::new(&op, p.v)),
@@ -173,9 +179,9 @@ impl Evaluator<'_> {
                 group_labels
                     .into_iter()
                     .zip(accs)
-                    .map(|(labels, accs)| Series {
-                        labels,
-                        points: accs
+                    .zip(dropped)
+                    .filter_map(|((labels, accs), dropped)| {
+                        let points: Vec<Point> = accs
                             .iter()
                             .enumerate()
                             .filter_map(|(i, a)| {
@@ -184,9 +190,15 @@ impl Evaluator<'_> {
                                     v: a.result(&op),
                                 })
                             })
-                            .collect(),
+                            .collect();
+                        let last = grid.index(points.last()?.t);
+                        // Prometheus sets the group's flag at every step, so the last one stands.
+                        Some(Series {
+                            labels,
+                            points,
+                            drop_name: dropped[last],
+                        })
                     })
-                    .filter(|s| !s.points.is_empty())
                     .collect()
             }
             "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile" | "count_values" => {
@@ -234,15 +246,18 @@ impl Evaluator<'_> {
         }
         let mut out: Vec<Series> = Vec::new();
         let mut out_index: HashMap<Labels, usize> = HashMap::new();
-        let mut push = |out: &mut Vec<Series>, labels: Labels, t: i64, v: f64| {
+        // An output series takes its name flag from its first sample, as in Prometheus.
+        let mut push = |out: &mut Vec<Series>, labels: Labels, t: i64, v: f64, drop_name: bool| {
             let i = *out_index.entry(labels.clone()).or_insert_with(|| {
                 out.push(Series {
                     labels,
                     points: Vec::new(),
+                    drop_name,
                 });
                 out.len() - 1
             });
             out[i].points.push(Point { t, v });
+            i
         };
         for (step, members) in at_step.iter().enumerate() {
             self.check_deadline()?;
@@ -271,18 +286,21 @@ impl Evaluator<'_> {
                             format_go_float(k)
                         )));
                     }
-                    let k = k as i64;
+                    // Prometheus never keeps more than there are input series.
+                    let k = (k as i64).min(input.len() as i64);
                     if k < 1 {
                         continue;
                     }
-                    for (_, mut members) in groups {
-                        if op == "topk" {
-                            members.sort_by(|a, b| desc_nan_last(a.1, b.1));
-                        } else if op == "bottomk" {
-                            members.sort_by(|a, b| asc_nan_last(a.1, b.1));
-                        }
-                        for &(i, v) in members.iter().take(k as usize) {
-                            push(&mut out, input[i].labels.clone(), t, v);
+                    let k = k as usize;
+                    for (_, members) in groups {
+                        let chosen = match op {
+                            "topk" => select_k(&members, k, Rank::Top),
+                            "bottomk" => select_k(&members, k, Rank::Bottom),
+                            _ => members.into_iter().take(k).collect(),
+                        };
+                        for (i, v) in chosen {
+                            let s = &input[i];
+                            push(&mut out, s.labels.clone(), t, v, s.drop_name);
                         }
                     }
                 }
@@ -290,8 +308,9 @@ impl Evaluator<'_> {
                     let ratio = p.unwrap_or(f64::NAN).clamp(-1.0, 1.0);
                     for (_, members) in groups {
                         for (i, v) in members {
-                            if ratio_sampled(&input[i].labels, ratio) {
-                                push(&mut out, input[i].labels.clone(), t, v);
+                            let s = &input[i];
+                            if ratio_sampled(&s.labels, ratio) {
+                                push(&mut out, s.labels.clone(), t, v, s.drop_name);
                             }
                         }
                     }
@@ -301,7 +320,16 @@ impl Evaluator<'_> {
                     self.check_quantile(&[q]);
                     for (g, members) in groups {
                         let values: Vec<f64> = members.iter().map(|m| m.1).collect();
-                        push(&mut out, group_labels[g].clone(), t, quantile(q, values));
+                        let dropped = members.iter().any(|m| input[m.0].drop_name);
+                        let o = push(
+                            &mut out,
+                            group_labels[g].clone(),
+                            t,
+                            quantile(q, values),
+                            false,
+                        );
+                        // As for `sum`, the flag of the group's latest step stands.
+                        out[o].drop_name = dropped;
                     }
                 }
                 "count_values" => {
@@ -316,7 +344,7 @@ impl Evaluator<'_> {
                             }
                         }
                         for (value, n) in counts {
-                            push(&mut out, group_labels[g].with(label, &value), t, n);
+                            push(&mut out, group_labels[g].with(label, &value), t, n, false);
                         }
                     }
                 }
@@ -344,16 +372,91 @@ fn ratio_sampled(labels: &Labels, ratio: f64) -> bool {
     (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
-/// Descending by value, NaN last.
-fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    nan_last(a, b).then_with(|| b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal))
+/// Which end `topk`/`bottomk` keep.
+#[derive(Debug, Clone, Copy)]
+enum Rank {
+    Top,
+    Bottom,
 }
 
-/// Ascending by value, NaN last.
-fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    nan_last(a, b).then_with(|| a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal))
+impl Rank {
+    /// The order of Prometheus's `vectorByValueHeap` (`Top`) and
+    /// `vectorByReverseValueHeap` (`Bottom`): NaN is "less" than anything, so
+    /// it sits at the root and is the first to be replaced.
+    fn less(self, a: f64, b: f64) -> bool {
+        a.is_nan()
+            || match self {
+                Self::Top => a < b,
+                Self::Bottom => a > b,
+            }
+    }
 }
 
-fn nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    a.is_nan().cmp(&b.is_nan())
+/// `topk`/`bottomk` of one group at one step, choosing among equal values as
+/// Prometheus does: the members, in input order, go through a heap of at
+/// most `k` (Go's `container/heap`) whose root is the weakest kept member,
+/// replaced only by a strictly better value; the survivors are then ordered
+/// best first by Go's `sort.Sort(sort.Reverse(heap))`. A plain stable sort
+/// would choose other series among ties, because the heap moves members
+/// around as it replaces its root.
+fn select_k(members: &[(usize, f64)], k: usize, rank: Rank) -> Vec<(usize, f64)> {
+    let less = |a: &(usize, f64), b: &(usize, f64)| rank.less(a.1, b.1);
+    let mut heap: Vec<(usize, f64)> = Vec::with_capacity(k);
+    for &m in members {
+        if heap.len() < k {
+            heap.push(m);
+            let last = heap.len() - 1;
+            heap_up(&mut heap, last, less);
+            continue;
+        }
+        let root = heap[0].1;
+        let better = match rank {
+            Rank::Top => root < m.1,
+            Rank::Bottom => root > m.1,
+        };
+        if better || (root.is_nan() && !m.1.is_nan()) {
+            heap[0] = m;
+            if k > 1 && !heap_down(&mut heap, 0, less) {
+                heap_up(&mut heap, 0, less);
+            }
+        }
+    }
+    if heap.len() > 1 {
+        go_sort(&mut heap, |a, b| less(b, a));
+    }
+    heap
+}
+
+/// Go's `container/heap` `up`.
+fn heap_up<T>(h: &mut [T], mut j: usize, less: impl Fn(&T, &T) -> bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+/// Go's `container/heap` `down`; says whether the element moved.
+fn heap_down<T>(h: &mut [T], i0: usize, less: impl Fn(&T, &T) -> bool) -> bool {
+    let n = h.len();
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        if j1 + 1 < n && less(&h[j1 + 1], &h[j1]) {
+            j = j1 + 1;
+        }
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+    i > i0
 }

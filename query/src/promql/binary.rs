@@ -5,13 +5,14 @@
 //! Each series' match signature is interned once; the per-step work indexes
 //! flat arrays by signature id instead of hashing labels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use sextant_model::{Labels, METRIC_NAME};
 
-use super::eval::{Evaluator, Grid, Value, exec, merge_same_labels};
-use super::{Point, Series};
+use super::eval::Series;
+use super::eval::{Evaluator, Grid, Value, duplicate_labelset, exec, merge_same_labels};
+use super::{Point, prometheus_labels_string};
 use crate::Result;
 
 fn is_comparison(op: &str) -> bool {
@@ -64,6 +65,7 @@ impl Evaluator<'_> {
                 &s,
                 false,
                 return_bool,
+                self.delayed(),
                 grid,
             )?)),
             (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
@@ -72,6 +74,7 @@ impl Evaluator<'_> {
                 &s,
                 true,
                 return_bool,
+                self.delayed(),
                 grid,
             )?)),
             (Value::Vector(l), Value::Vector(r)) => {
@@ -91,6 +94,7 @@ impl Evaluator<'_> {
                     matching.as_ref(),
                     &card,
                     return_bool,
+                    self.delayed(),
                     grid,
                 )?))
             }
@@ -109,6 +113,7 @@ fn vector_scalar(
     scalar: &[f64],
     swap: bool,
     return_bool: bool,
+    delayed: bool,
     grid: Grid,
 ) -> Result<Vec<Series>> {
     let comparison = is_comparison(op);
@@ -134,7 +139,7 @@ fn vector_scalar(
             continue;
         }
         if drop_name {
-            s.labels = s.labels.without_metric_name();
+            s.drop_name(delayed);
         }
         out.push(s);
     }
@@ -245,6 +250,7 @@ fn set_op(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     op: &str,
     lhs: Vec<Series>,
@@ -252,6 +258,7 @@ fn vector_vector(
     matching: Option<&LabelModifier>,
     card: &VectorMatchCardinality,
     return_bool: bool,
+    delayed: bool,
     grid: Grid,
 ) -> Result<Vec<Series>> {
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
@@ -273,24 +280,34 @@ fn vector_vector(
     // Per signature: the one-side member at the current step, and the step it was last matched.
     let mut right: Vec<Option<(usize, f64)>> = vec![None; sigs.labels.len()];
     let mut matched_at: Vec<usize> = vec![usize::MAX; sigs.labels.len()];
+    // Many-to-one: the (signature, result series) pairs matched at the current step.
+    let mut matched_results: HashSet<(usize, usize)> = HashSet::new();
     let mut out: Vec<Series> = Vec::new();
     let mut out_of_pair: HashMap<(usize, usize), usize> = HashMap::new();
     let mut out_of_labels: HashMap<Labels, usize> = HashMap::new();
     for step in 0..grid.len() {
+        // Prometheus returns at once when either side is empty at a step, so
+        // a step without a partner checks nothing.
+        if many_steps[step].is_empty() || one_steps[step].is_empty() {
+            continue;
+        }
         let t = grid.ts(step);
         for &(j, v) in &one_steps[step] {
             let g = one_sig[j];
             if let Some((other, _)) = right[g] {
                 let side = if swapped { "left" } else { "right" };
-                let (a, b) = (&one[other].labels, &one[j].labels);
+                // Prometheus orders the pair by its printed form, so the message is stable.
+                let a = prometheus_labels_string(&one[j].labels);
+                let b = prometheus_labels_string(&one[other].labels);
                 let (a, b) = if a <= b { (a, b) } else { (b, a) };
                 return Err(exec(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    sigs.labels[g]
+                    prometheus_labels_string(&sigs.labels[g])
                 )));
             }
             right[g] = Some((j, v));
         }
+        matched_results.clear();
         for &(i, v) in &many_steps[step] {
             let g = many_sig[i];
             let Some((j, rv)) = right[g] else { continue };
@@ -298,16 +315,6 @@ fn vector_vector(
             let (mut value, keep) = elem_binop(op, l, r);
             if return_bool {
                 value = if keep { 1.0 } else { 0.0 };
-            } else if !keep {
-                continue;
-            }
-            if one_to_one {
-                if matched_at[g] == step {
-                    return Err(exec(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                    ));
-                }
-                matched_at[g] = step;
             }
             let o = match out_of_pair.get(&(i, j)) {
                 Some(&o) => o,
@@ -319,13 +326,17 @@ fn vector_vector(
                         matching,
                         one_to_one,
                         &include,
-                        return_bool,
+                        return_bool && !delayed,
                     );
                     let next = out.len();
                     let o = *out_of_labels.entry(labels.clone()).or_insert_with(|| {
+                        // As in Prometheus, only `bool` marks the name to be
+                        // dropped later; arithmetic drops it at once and a
+                        // filtering comparison keeps the left side's labels.
                         out.push(Series {
                             labels,
                             points: Vec::new(),
+                            drop_name: return_bool,
                         });
                         next
                     });
@@ -333,13 +344,26 @@ fn vector_vector(
                     o
                 }
             };
+            // The matching must be valid whatever the comparison then
+            // filters: Prometheus checks it before looking at the result.
+            if one_to_one {
+                if matched_at[g] == step {
+                    return Err(exec(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                    ));
+                }
+                matched_at[g] = step;
+            } else if !matched_results.insert((g, o)) {
+                return Err(exec(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
+            }
+            if !keep && !return_bool {
+                continue;
+            }
             let points = &mut out[o].points;
             if points.last().is_some_and(|p| p.t == t) {
-                return Err(exec(if one_to_one {
-                    "vector cannot contain metrics with the same labelset"
-                } else {
-                    "multiple matches for labels: grouping labels must ensure unique matches"
-                }));
+                return Err(duplicate_labelset());
             }
             points.push(Point { t, v: value });
         }
@@ -347,6 +371,7 @@ fn vector_vector(
             right[one_sig[j]] = None;
         }
     }
+    out.retain(|s| !s.points.is_empty());
     Ok(out)
 }
 
@@ -357,9 +382,9 @@ fn result_labels(
     matching: Option<&LabelModifier>,
     one_to_one: bool,
     include: &[String],
-    return_bool: bool,
+    drop_bool_name: bool,
 ) -> Labels {
-    let mut labels = if !is_comparison(op) || return_bool {
+    let mut labels = if !is_comparison(op) || drop_bool_name {
         many.without_metric_name()
     } else {
         many.clone()

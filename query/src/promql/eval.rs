@@ -8,7 +8,7 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 use sextant_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
 use sextant_storage::{LazySeries, MetricsReader, SeriesSamples};
 
-use super::{EngineOptions, Point, Series};
+use super::{EngineOptions, Point};
 use crate::time::MAX_TIME_MS;
 use crate::{Error, Result};
 
@@ -36,6 +36,36 @@ impl Grid {
     /// The step index of a timestamp on this grid.
     pub fn index(&self, t: i64) -> usize {
         ((t - self.start) / self.step) as usize
+    }
+}
+
+/// A series between nodes: labels fixed across steps, points on the grid.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Series {
+    pub labels: Labels,
+    pub points: Vec<Point>,
+    /// Prometheus's `DropName`: an operation dropped the metric name. With
+    /// delayed name removal the name stays in `labels` until the query ends
+    /// (so later steps can still read and group by it); without, it is gone
+    /// already and the flag changes nothing.
+    pub drop_name: bool,
+}
+
+impl Series {
+    pub fn new(labels: Labels, points: Vec<Point>) -> Self {
+        Self {
+            labels,
+            points,
+            drop_name: false,
+        }
+    }
+
+    /// Drops the metric name: now, or at the end of the query when delayed.
+    pub fn drop_name(&mut self, delayed: bool) {
+        self.drop_name = true;
+        if !delayed {
+            self.labels = self.labels.without_metric_name();
+        }
     }
 }
 
@@ -190,6 +220,30 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Whether names are dropped at the end of the query (see [`Series::drop_name`]).
+    pub fn delayed(&self) -> bool {
+        self.options.delayed_name_removal
+    }
+
+    /// The end of the query: with delayed name removal, the marked names go
+    /// now, and series that come to share labels merge, failing where they
+    /// share a step (Prometheus's `cleanupMetricLabels`).
+    pub fn finish(&self, series: Vec<Series>) -> Result<Vec<Series>> {
+        if !self.delayed() || !series.iter().any(|s| s.drop_name) {
+            return Ok(series);
+        }
+        let series = series
+            .into_iter()
+            .map(|mut s| {
+                if s.drop_name {
+                    s.labels = s.labels.without_metric_name();
+                }
+                s
+            })
+            .collect();
+        merge_same_labels(series)
+    }
+
     pub fn check_deadline(&self) -> Result<()> {
         if Instant::now() > self.deadline {
             return Err(timed_out(self.options.timeout));
@@ -236,7 +290,7 @@ impl<'a> Evaluator<'a> {
                     let series = series
                         .into_iter()
                         .map(|mut s| {
-                            s.labels = s.labels.without_metric_name();
+                            s.drop_name(self.delayed());
                             s.points.iter_mut().for_each(|p| p.v = -p.v);
                             s
                         })
@@ -441,7 +495,7 @@ impl<'a> Evaluator<'a> {
                 };
                 points.push(Point { t: ts, v });
             }
-            (!points.is_empty()).then_some(Series { labels, points })
+            (!points.is_empty()).then(|| Series::new(labels, points))
         })?;
         self.charge(out.iter().map(|s| s.points.len()).sum())?;
         Ok(out)
@@ -481,7 +535,7 @@ impl<'a> Evaluator<'a> {
             if points.is_empty() {
                 return None;
             }
-            work(Series { labels, points })
+            work(Series::new(labels, points))
         })
     }
 
@@ -647,10 +701,10 @@ pub(crate) fn duplicate_labelset() -> Error {
 }
 
 /// Fails when two series of a result share labels.
-pub(crate) fn check_unique_labels(series: &[Series]) -> Result<()> {
-    let mut seen = std::collections::HashSet::with_capacity(series.len());
-    for s in series {
-        if !seen.insert(&s.labels) {
+pub(crate) fn check_unique_labels<'l>(labels: impl Iterator<Item = &'l Labels>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for l in labels {
+        if !seen.insert(l) {
             return Err(duplicate_labelset());
         }
     }

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use promql_parser::parser::{Call, Expr, MatrixSelector};
 use sextant_model::{Labels, is_valid_label_name};
 
+use super::Point;
+use super::eval::Series;
 use super::eval::{
     Evaluator, Grid, RangeVector, Value, Window, equality_labels, exec, merge_same_labels,
 };
-use super::{Point, Series};
 use crate::Result;
 
 /// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
@@ -452,9 +453,11 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < epsilon
 }
 
+/// Applies `f` to every point (dropping those it refuses) and drops the
+/// metric name, as Prometheus's functions of an instant vector do.
 fn map_points(
     series: Vec<Series>,
-    keep_name: bool,
+    delayed: bool,
     mut f: impl FnMut(usize, f64) -> Option<f64>,
     grid: Grid,
 ) -> Result<Vec<Series>> {
@@ -470,16 +473,10 @@ fn map_points(
         if s.points.is_empty() {
             continue;
         }
-        if !keep_name {
-            s.labels = s.labels.without_metric_name();
-        }
+        s.drop_name(delayed);
         out.push(s);
     }
-    if keep_name {
-        Ok(out)
-    } else {
-        merge_same_labels(out)
-    }
+    merge_same_labels(out)
 }
 
 /// Names that mark a counter, for `rate`'s "might not be a counter" info.
@@ -515,7 +512,7 @@ impl Evaluator<'_> {
             let v = self.eval_vector(args[0], grid, &what)?;
             return Ok(Value::Vector(map_points(
                 v,
-                false,
+                self.delayed(),
                 |_, x| Some(f(x)),
                 grid,
             )?));
@@ -545,14 +542,13 @@ impl Evaluator<'_> {
             }
             "vector" => {
                 let v = self.eval_scalar(args[0], grid, &what)?;
-                Ok(Value::Vector(vec![Series {
-                    labels: Labels::default(),
-                    points: v
-                        .into_iter()
+                Ok(Value::Vector(vec![Series::new(
+                    Labels::default(),
+                    v.into_iter()
                         .enumerate()
                         .map(|(i, v)| Point { t: grid.ts(i), v })
                         .collect(),
-                }]))
+                )]))
             }
             "scalar" => {
                 let series = self.eval_vector(args[0], grid, &what)?;
@@ -586,7 +582,7 @@ impl Evaluator<'_> {
                 };
                 Ok(Value::Vector(map_points(
                     series,
-                    false,
+                    self.delayed(),
                     |_, v| Some(v),
                     grid,
                 )?))
@@ -613,7 +609,7 @@ impl Evaluator<'_> {
                 };
                 Ok(Value::Vector(map_points(
                     v,
-                    false,
+                    self.delayed(),
                     |i, x| {
                         let inverse = 1.0 / to[i];
                         Some((x * inverse + 0.5).floor() / inverse)
@@ -630,7 +626,7 @@ impl Evaluator<'_> {
                 };
                 Ok(Value::Vector(map_points(
                     v,
-                    false,
+                    self.delayed(),
                     |i, x| match name {
                         "clamp_min" => Some(go_max(x, a[i])),
                         "clamp_max" => Some(go_min(x, a[i])),
@@ -644,19 +640,19 @@ impl Evaluator<'_> {
             | "days_in_month" | "month" | "year" => {
                 let v = match args.first() {
                     Some(a) => self.eval_vector(a, grid, &what)?,
-                    None => vec![Series {
-                        labels: Labels::default(),
-                        points: (0..steps)
+                    None => vec![Series::new(
+                        Labels::default(),
+                        (0..steps)
                             .map(|i| Point {
                                 t: grid.ts(i),
                                 v: grid.ts(i) as f64 / 1000.0,
                             })
                             .collect(),
-                    }],
+                    )],
                 };
                 Ok(Value::Vector(map_points(
                     v,
-                    false,
+                    self.delayed(),
                     |_, x| Some(date_part(name, x)),
                     grid,
                 )?))
@@ -778,7 +774,7 @@ impl Evaluator<'_> {
             let Ok(bound) = parse_go_float(le) else {
                 self.warn(format!(
                     "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
-                    s.labels.metric_name().unwrap_or("")
+                    self.name_in_message(&s.labels)
                 ));
                 continue;
             };
@@ -807,19 +803,28 @@ impl Evaluator<'_> {
                 if forced {
                     self.info(format!(
                         "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
-                        labels.metric_name().unwrap_or("")
+                        self.name_in_message(&labels)
                     ));
                 }
                 points.push(Point { t: grid.ts(i), v });
             }
             if !points.is_empty() {
-                out.push(Series {
-                    labels: labels.without_metric_name(),
-                    points,
-                });
+                let mut s = Series::new(labels, points);
+                s.drop_name(self.delayed());
+                out.push(s);
             }
         }
         merge_same_labels(out)
+    }
+
+    /// The metric name Prometheus's histogram messages give: none unless
+    /// names are dropped late, since otherwise it may be gone already.
+    fn name_in_message<'l>(&self, labels: &'l Labels) -> &'l str {
+        if self.delayed() {
+            labels.metric_name().unwrap_or("")
+        } else {
+            ""
+        }
     }
 
     /// Prometheus warns that `sort` has no effect on a range query's result.
@@ -860,6 +865,10 @@ impl Evaluator<'_> {
                     let mut result = String::new();
                     caps.expand(replacement, &mut result);
                     s.labels = s.labels.with(dst, &result);
+                    // Writing the name keeps it: the series has one again.
+                    if dst == sextant_model::METRIC_NAME {
+                        s.drop_name = false;
+                    }
                 }
                 s
             })
@@ -899,6 +908,9 @@ impl Evaluator<'_> {
                     srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
                 let joined = joined.join(sep);
                 s.labels = s.labels.with(dst, &joined);
+                if dst == sextant_model::METRIC_NAME {
+                    s.drop_name = false;
+                }
                 s
             })
             .collect();
@@ -1091,19 +1103,20 @@ impl Evaluator<'_> {
                     "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
                 ));
             }
-            let labels = if keep_name {
-                s.labels
-            } else {
-                s.labels.without_metric_name()
+            let mut out = Series {
+                labels: s.labels,
+                points,
+                drop_name: s.drop_name,
             };
-            Some(Series { labels, points })
+            // `last_over_time` keeps the name, unless the subquery it reads
+            // had already dropped it.
+            if !keep_name || s.drop_name {
+                out.drop_name(self.delayed());
+            }
+            Some(out)
         })?;
         self.charge(out.iter().map(|s| s.points.len()).sum())?;
-        Ok(Value::Vector(if keep_name {
-            out
-        } else {
-            merge_same_labels(out)?
-        }))
+        Ok(Value::Vector(merge_same_labels(out)?))
     }
 }
 
@@ -1120,7 +1133,7 @@ fn absent_series(labels: Labels, present: &[bool], grid: Grid) -> Vec<Series> {
     if points.is_empty() {
         Vec::new()
     } else {
-        vec![Series { labels, points }]
+        vec![Series::new(labels, points)]
     }
 }
 

@@ -16,6 +16,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod gosort;
 mod nesting;
 
 pub use functions::write_sample_value;
@@ -41,6 +42,11 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// Longest a query may run.
     pub timeout: Duration,
+    /// Prometheus's `promql-delayed-name-removal` feature: operations that
+    /// drop `__name__` only mark a series, and the names go at the end of
+    /// the query, so `label_replace(rate(x[5m]), "n", "$1", "__name__", "(.+)")`
+    /// still reads the name. Off by default, as in Prometheus 3.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +56,7 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60 * 1000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            delayed_name_removal: false,
         }
     }
 }
@@ -66,6 +73,74 @@ pub struct Point {
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<Point>,
+}
+
+/// A label set as Prometheus prints it in messages (Go's `labels.Labels`
+/// `String()`): `{__name__="up", job="a"}`, the metric name an ordinary label
+/// and each value quoted as Go's `strconv.Quote` quotes it.
+pub(crate) fn prometheus_labels_string(labels: &Labels) -> String {
+    let mut out = String::from("{");
+    for (i, label) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&label.name);
+        out.push('=');
+        go_quote(&label.value, &mut out);
+    }
+    out.push('}');
+    out
+}
+
+/// Go's `strconv.Quote`.
+fn go_quote(value: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            ' '..='~' => out.push(c),
+            c if c < ' ' || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if go_is_print(c) => out.push(c),
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// Go's `unicode.IsPrint` for a non-ASCII character: letters, marks,
+/// numbers, punctuation and symbols. Rust's `escape_debug` leaves exactly
+/// those unescaped (it excludes the same categories: controls, formats,
+/// surrogates, private use, unassigned and separators), except that it also
+/// escapes a grapheme extender at the start of a string, hence the prefix.
+fn go_is_print(c: char) -> bool {
+    let mut probe = String::from("a");
+    probe.push(c);
+    probe.escape_debug().count() == probe.chars().count()
+}
+
+impl From<eval::Series> for Series {
+    fn from(s: eval::Series) -> Self {
+        Self {
+            labels: s.labels,
+            points: s.points,
+        }
+    }
 }
 
 /// One element of an instant vector.
@@ -221,7 +296,8 @@ impl Engine {
             eval::Value::Scalar(v) => QueryValue::Scalar { t, v: v[0] },
             eval::Value::String(s) => QueryValue::String { t, v: s },
             eval::Value::Vector(series) => {
-                eval::check_unique_labels(&series)?;
+                let series = ev.finish(series)?;
+                eval::check_unique_labels(series.iter().map(|s| &s.labels))?;
                 QueryValue::Vector(
                     series
                         .into_iter()
@@ -247,12 +323,10 @@ impl Engine {
                         .copied()
                         .collect();
                     if !points.is_empty() {
-                        out.push(Series {
-                            labels: s.labels,
-                            points,
-                        });
+                        out.push(eval::Series { points, ..s });
                     }
                 }
+                let mut out: Vec<Series> = ev.finish(out)?.into_iter().map(Series::from).collect();
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
                 QueryValue::Matrix(out)
             }
@@ -296,7 +370,9 @@ impl Engine {
                     .map(|(i, v)| Point { t: grid.ts(i), v })
                     .collect(),
             }],
-            eval::Value::Vector(series) => series,
+            eval::Value::Vector(series) => {
+                ev.finish(series)?.into_iter().map(Series::from).collect()
+            }
             eval::Value::Matrix(_) => {
                 return Err(Error::Execution(
                     "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
@@ -310,7 +386,7 @@ impl Engine {
         };
         series.retain(|s| !s.points.is_empty());
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        eval::check_unique_labels(&series)?;
+        eval::check_unique_labels(series.iter().map(|s| &s.labels))?;
         Ok((QueryValue::Matrix(series), ev.annotations()))
     }
 
@@ -339,5 +415,21 @@ mod tests {
         assert!(matches!(err, Error::Parse(_)), "{err}");
         assert!(parse("").is_err());
         assert!(parse("sum(rate(x[5m]))").is_ok());
+    }
+
+    #[test]
+    fn label_sets_print_as_go_prints_them() {
+        let labels = Labels::from_pairs([
+            ("__name__", "up"),
+            ("path", "/a\"b\\c"),
+            ("ctl", "\t\n\u{1}\u{7f}"),
+            ("text", "é😀"),
+            ("hidden", "\u{200b}\u{a0}\u{e000}\u{1d173}"),
+        ]);
+        assert_eq!(
+            prometheus_labels_string(&labels),
+            r#"{__name__="up", ctl="\t\n\x01\x7f", hidden="\u200b\u00a0\ue000\U0001d173", path="/a\"b\\c", text="é😀"}"#
+        );
+        assert_eq!(prometheus_labels_string(&Labels::default()), "{}");
     }
 }
