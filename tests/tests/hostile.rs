@@ -888,18 +888,23 @@ fn ruler_cases() -> Vec<Case> {
         (
             "YAML sequences nested 100,000",
             nest("[", "1", "]", 100_000),
-            None,
+            DEPTH,
         ),
         (
-            "YAML mappings nested 10,000",
-            nest("{a: ", "1", "}", 10_000),
-            None,
+            "YAML mappings nested 20,000",
+            nest("{a: ", "1", "}", 20_000),
+            DEPTH,
         ),
         ("YAML billion laughs", laughs, None),
         (
+            "rules nested sequences 9,000 (under the limit)",
+            format!("name: x\nrules: {}\n", nest("[", "1", "]", 9_000)),
+            None,
+        ),
+        (
             "rules nested sequences 100,000",
             format!("name: x\nrules: {}\n", nest("[", "1", "]", 100_000)),
-            None,
+            DEPTH,
         ),
         (
             "labels nested mappings 50,000",
@@ -907,7 +912,7 @@ fn ruler_cases() -> Vec<Case> {
                 "name: x\nlabels: {}\nrules: []\n",
                 nest("{a: ", "1", "}", 50_000)
             ),
-            None,
+            DEPTH,
         ),
         (
             "YAML invalid UTF-8",
@@ -999,4 +1004,38 @@ fn rule_groups_and_templates() {
     // Nothing hostile was stored.
     let rules = server.get("/api/v1/rules").json();
     assert!(!rules.to_string().contains("Hostile"), "{rules}");
+}
+
+/// `sextant check-config` refuses a rule file nested past the budget by
+/// name, and takes it once the config's `query.max_depth` allows it: the
+/// file is read on a thread with the stack that budget needs.
+#[test]
+fn check_config_applies_the_depth_budget_to_rule_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let expr = nest("sum(", "up", ")", 5_000);
+    std::fs::write(
+        dir.path().join("deep.yml"),
+        format!(
+            "groups:\n  - name: deep\n    rules:\n      - record: deep\n        expr: {expr}\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(&config, "rule_files: [deep.yml]\n").unwrap();
+    let refused = sextant_tests::run_sextant(&["check-config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("query.max_depth"), "{stderr}");
+    std::fs::write(
+        &config,
+        "rule_files: [deep.yml]\nquery:\n  max_depth: 6000\n",
+    )
+    .unwrap();
+    let taken = sextant_tests::run_sextant(&["check-config", config.to_str().unwrap()]);
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    assert!(String::from_utf8_lossy(&taken.stdout).contains("1 groups, 1 rules"));
 }
