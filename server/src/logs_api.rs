@@ -215,15 +215,31 @@ fn query_error(err: sextant_storage::Error) -> ApiError {
     }
 }
 
+/// Runs a read of the log store on the blocking pool, answering 503 once
+/// `query.timeout` has passed (parsing included); the read then finishes
+/// on its own.
+async fn read_logs<T: Send + 'static>(
+    state: &AppState,
+    what: &str,
+    read: impl FnOnce() -> sextant_storage::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let timeout = state.query.options.timeout;
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(read)).await {
+        Ok(done) => done
+            .map_err(|e| ApiError::Internal(format!("{what} failed: {e}")))?
+            .map_err(query_error),
+        Err(_) => Err(ApiError::Timeout(format!(
+            "{what} timed out after {timeout:?} (query.timeout)"
+        ))),
+    }
+}
+
 /// `GET /api/v1/logs/search?q=&start=&end=&limit=&order=desc|asc&cursor=`:
 /// a full page carries `next_cursor`, which `cursor=` continues from.
 pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let query = log_query(&uri)?;
     let reader = state.stores()?.logs_reader.clone();
-    let found = tokio::task::spawn_blocking(move || reader.search_logs(&query))
-        .await
-        .map_err(|e| ApiError::Internal(format!("search failed: {e}")))?
-        .map_err(query_error)?;
+    let found = read_logs(&state, "search", move || reader.search_logs(&query)).await?;
     let hits: Vec<Value> = found.hits.iter().map(log_json).collect();
     let mut body = json!({ "total": found.total, "hits": hits });
     if let Some(next) = found.next {
@@ -263,10 +279,10 @@ pub async fn histogram(State(state): State<AppState>, uri: Uri) -> Result<Respon
         ));
     }
     let reader = state.stores()?.logs_reader.clone();
-    let buckets = tokio::task::spawn_blocking(move || reader.log_histogram(&query, step_us))
-        .await
-        .map_err(|e| ApiError::Internal(format!("histogram failed: {e}")))?
-        .map_err(query_error)?;
+    let buckets = read_logs(&state, "histogram", move || {
+        reader.log_histogram(&query, step_us)
+    })
+    .await?;
     let buckets: Vec<Value> = buckets
         .into_iter()
         .map(|(t, count)| json!({ "t": timestamp(t), "count": count }))
@@ -286,10 +302,7 @@ pub async fn fields(State(state): State<AppState>, uri: Uri) -> Result<Response,
     query.limit = FIELD_SAMPLE;
     query.ascending = false;
     let reader = state.stores()?.logs_reader.clone();
-    let found = tokio::task::spawn_blocking(move || reader.search_logs(&query))
-        .await
-        .map_err(|e| ApiError::Internal(format!("fields failed: {e}")))?
-        .map_err(query_error)?;
+    let found = read_logs(&state, "fields", move || reader.search_logs(&query)).await?;
     let mut by_field: std::collections::BTreeMap<String, std::collections::HashMap<String, u64>> =
         std::collections::BTreeMap::new();
     for record in &found.hits {

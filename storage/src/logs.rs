@@ -550,6 +550,48 @@ mod tests {
         }
     }
 
+    /// tantivy's query grammar recurses once per bracket: as many as the
+    /// budget allows parse on the stack query threads get, one more is
+    /// refused by name, and so is a control character.
+    #[test]
+    fn the_deepest_allowed_log_query_fits_the_query_stack() {
+        use sextant_model::depth;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path(), LogStoreConfig::default()).unwrap();
+        store
+            .append(&[record(10, "orders", Level::Info, "sell order", "u-1")])
+            .unwrap();
+        store.commit().unwrap();
+        let max = depth::max_depth();
+        let nest = |open: &str, n: usize| format!("{}sell{}", open.repeat(n), ")".repeat(n));
+        let found = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(depth::stack_size())
+                .spawn_scoped(scope, || {
+                    [
+                        nest("(", max),
+                        nest("NOT NOT (", max),
+                        nest("message:(", max),
+                    ]
+                    .iter()
+                    .map(|q| store.search(&all(q)).map(|hits| hits.total))
+                    .collect::<Vec<_>>()
+                })
+                .unwrap()
+                .join()
+                .expect("a log query within the budget overflowed the query stack")
+        });
+        assert_eq!(found[0].as_ref().unwrap(), &1);
+        assert_eq!(found[2].as_ref().unwrap(), &1);
+        let err = store
+            .search(&all(&nest("(", max + 1)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("query.max_depth"), "{err}");
+        let err = store.search(&all("\0uuid:x")).unwrap_err().to_string();
+        assert!(err.contains("control character"), "{err}");
+    }
+
     #[test]
     fn appended_logs_are_found_by_text_field_level_and_service() {
         let dir = tempfile::tempdir().unwrap();
