@@ -426,7 +426,24 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SourceError> {
     let file: ConfigFile =
         serde_norway::from_str(text).map_err(|err| SourceError::from_yaml(path, &err))?;
     check_scrape_timeouts(&file).map_err(|message| SourceError::new(path, message))?;
+    check_query_budgets(&file.query).map_err(|message| SourceError::new(path, message))?;
     Ok(file)
+}
+
+/// The depth budget sizes every runtime thread's stack (about 48 KiB a
+/// level), so it is kept to what a machine can reserve.
+fn check_query_budgets(query: &QuerySection) -> Result<(), String> {
+    const MAX_DEPTH: usize = 100_000;
+    if !(1..=MAX_DEPTH).contains(&query.max_depth) {
+        return Err(format!(
+            "query.max_depth must be 1 to {MAX_DEPTH}, not {}",
+            query.max_depth
+        ));
+    }
+    if query.max_query_bytes == 0 {
+        return Err("query.max_query_bytes must be at least 1".to_owned());
+    }
+    Ok(())
 }
 
 /// Prometheus refuses a scrape timeout longer than the scrape interval.
@@ -580,6 +597,26 @@ scrape_configs:
             file.global.external_labels[&LabelName("monitor".into())],
             "simplebank-demo"
         );
+    }
+
+    #[test]
+    fn query_budgets_are_checked() {
+        let file = parse_text("query:\n  max_depth: 200\n  max_query_bytes: 4096\n").unwrap();
+        assert_eq!(
+            (file.query.max_depth, file.query.max_query_bytes),
+            (200, 4096)
+        );
+        for bad in [
+            "query:\n  max_depth: 0\n",
+            "query:\n  max_depth: 1000000000\n",
+        ] {
+            let err = parse_text(bad).unwrap_err().to_string();
+            assert!(err.contains("query.max_depth must be 1 to 100000"), "{err}");
+        }
+        let err = parse_text("query:\n  max_query_bytes: 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("query.max_query_bytes"), "{err}");
     }
 
     #[test]
