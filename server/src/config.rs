@@ -610,12 +610,10 @@ scrape_configs:
             "query:\n  max_depth: 0\n",
             "query:\n  max_depth: 1000000000\n",
         ] {
-            let err = parse_text(bad).unwrap_err().to_string();
+            let err = parse_text(bad).unwrap_err();
             assert!(err.contains("query.max_depth must be 1 to 100000"), "{err}");
         }
-        let err = parse_text("query:\n  max_query_bytes: 0\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_text("query:\n  max_query_bytes: 0\n").unwrap_err();
         assert!(err.contains("query.max_query_bytes"), "{err}");
     }
 

@@ -207,15 +207,22 @@ fn engine_for(state: &AppState, pairs: &[(String, String)]) -> Result<Engine, Ap
 async fn parsed_query(
     state: &AppState,
     pairs: &[(String, String)],
-    deadline: std::time::Instant,
-) -> Result<(String, sextant_query::promql::Expr), ApiError> {
+    deadline: Deadline,
+) -> Result<sextant_query::promql::Expr, ApiError> {
     let query = param(pairs, "query").unwrap_or_default().to_owned();
     with_deadline(state, deadline, move || {
-        let expr = sextant_query::promql::parse(&query)
-            .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
-        Ok((query, expr))
+        sextant_query::promql::parse(&query)
+            .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))
     })
     .await
+}
+
+/// When a request's query must be answered by.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: std::time::Instant,
+    /// The request's `timeout` or `query.timeout`, whichever is shorter.
+    timeout: Duration,
 }
 
 /// Runs `work` on the blocking pool (whose threads have the query stack)
@@ -224,7 +231,7 @@ async fn parsed_query(
 /// `query.max_concurrency`.
 async fn with_deadline<T: Send + 'static>(
     state: &AppState,
-    deadline: std::time::Instant,
+    deadline: Deadline,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let slot = state
@@ -234,25 +241,22 @@ async fn with_deadline<T: Send + 'static>(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::Unavailable("Sextant is shutting down".into()))?;
-    let timeout = state.query.options.timeout;
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
     });
-    match tokio::time::timeout_at(deadline.into(), task).await {
+    match tokio::time::timeout_at(deadline.at.into(), task).await {
         Ok(done) => done.map_err(|e| ApiError::Internal(format!("query worker failed: {e}")))?,
         Err(_) => Err(ApiError::Timeout(format!(
-            "query timed out after {timeout:?} (query.timeout)"
+            "query timed out after {:?} (the request's timeout or query.timeout)",
+            deadline.timeout
         ))),
     }
 }
 
 /// When a request's query must be answered by: its `timeout` or the
 /// server's, counted from when the request came in.
-fn deadline_of(
-    state: &AppState,
-    pairs: &[(String, String)],
-) -> Result<std::time::Instant, ApiError> {
+fn deadline_of(state: &AppState, pairs: &[(String, String)]) -> Result<Deadline, ApiError> {
     let mut timeout = state.query.options.timeout;
     if let Some(t) = param(pairs, "timeout") {
         let seconds = parse_duration_param("timeout", t)?;
@@ -260,14 +264,17 @@ fn deadline_of(
             timeout = timeout.min(Duration::from_secs_f64(seconds));
         }
     }
-    Ok(std::time::Instant::now() + timeout)
+    Ok(Deadline {
+        at: std::time::Instant::now() + timeout,
+        timeout,
+    })
 }
 
 /// Evaluates a parsed query, at most `max_concurrency` at once, and writes
 /// the answer.
 async fn run(
     state: &AppState,
-    deadline: std::time::Instant,
+    deadline: Deadline,
     work: impl FnOnce() -> Result<(QueryValue, Annotations), ApiError> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
@@ -299,7 +306,7 @@ pub async fn instant(
     let deadline = deadline_of(&state, &pairs)?;
     let time = time_param(&pairs, "time")?.unwrap_or_else(sextant_storage::Tsdb::now_ms);
     let engine = engine_for(&state, &pairs)?;
-    let (_, expr) = parsed_query(&state, &pairs, deadline).await?;
+    let expr = parsed_query(&state, &pairs, deadline).await?;
     run(&state, deadline, move || {
         Ok(engine.instant_query_expr(&expr, time)?)
     })
@@ -339,7 +346,7 @@ pub async fn range(
     }
     let deadline = deadline_of(&state, &pairs)?;
     let engine = engine_for(&state, &pairs)?;
-    let (_, expr) = parsed_query(&state, &pairs, deadline).await?;
+    let expr = parsed_query(&state, &pairs, deadline).await?;
     run(&state, deadline, move || {
         Ok(engine.range_query_expr(&expr, start, end, step)?)
     })
@@ -355,7 +362,7 @@ pub async fn format_query(
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
     let deadline = deadline_of(&state, &pairs)?;
-    let (_, expr) = parsed_query(&state, &pairs, deadline).await?;
+    let expr = parsed_query(&state, &pairs, deadline).await?;
     let pretty = with_deadline(&state, deadline, move || Ok(expr.prettify())).await?;
     Ok(success(Value::String(pretty)))
 }
