@@ -31,6 +31,8 @@ pub struct SelfMetrics {
     pub reloads: Counter,
     pub reload_failures: Counter,
     pub last_reload_ok: AtomicBool,
+    /// The object store's counters, once it is connected.
+    pub object_store: std::sync::OnceLock<Arc<sextant_storage::remote::RemoteStats>>,
 }
 
 impl SelfMetrics {
@@ -51,6 +53,7 @@ impl SelfMetrics {
             reloads: Counter::default(),
             reload_failures: Counter::default(),
             last_reload_ok: AtomicBool::new(true),
+            object_store: std::sync::OnceLock::new(),
         }
     }
 
@@ -106,6 +109,55 @@ impl SelfMetrics {
             process.render(&mut page);
         }
         render_listeners(&mut page, &self.listeners);
+        if let Some(remote) = self.object_store.get() {
+            let count = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+            for (name, kind, help, value) in [
+                (
+                    "sextant_object_store_uploads_total",
+                    MetricKind::Counter,
+                    "Blocks uploaded to the object store (files, then the manifest that publishes them).",
+                    count(&remote.uploads),
+                ),
+                (
+                    "sextant_object_store_uploaded_bytes_total",
+                    MetricKind::Counter,
+                    "Bytes of block files uploaded.",
+                    count(&remote.uploaded_bytes),
+                ),
+                (
+                    "sextant_object_store_write_failures_total",
+                    MetricKind::Counter,
+                    "Uploads and deletes that failed and wait to be retried.",
+                    count(&remote.upload_failures),
+                ),
+                (
+                    "sextant_object_store_downloads_total",
+                    MetricKind::Counter,
+                    "Block files downloaded into the local copy.",
+                    count(&remote.downloads),
+                ),
+                (
+                    "sextant_object_store_downloaded_bytes_total",
+                    MetricKind::Counter,
+                    "Bytes of block files downloaded.",
+                    count(&remote.downloaded_bytes),
+                ),
+                (
+                    "sextant_object_store_deletes_total",
+                    MetricKind::Counter,
+                    "Blocks deleted from the object store (compaction, retention).",
+                    count(&remote.deletes),
+                ),
+                (
+                    "sextant_object_store_backlog_blocks",
+                    MetricKind::Gauge,
+                    "Blocks sealed locally and not yet in the object store.",
+                    count(&remote.backlog),
+                ),
+            ] {
+                page.single(name, kind, help, value);
+            }
+        }
         page.single(
             "sextant_http_ingest_throttled_total",
             MetricKind::Counter,

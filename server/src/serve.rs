@@ -257,8 +257,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map(|f| f.retention.metrics)
         .unwrap_or_else(|| RetentionConfig::default().metrics);
     let metrics_dir = data_dir.path().join("metrics");
-    let opening = tokio::task::spawn_blocking(move || {
-        Tsdb::open(&metrics_dir, tsdb_config, retention, tsdb_stats)
+    let object_store = file.and_then(|f| f.storage.object_store.clone());
+    let remote_stats = metrics.clone();
+    let opening = tokio::task::spawn_blocking(move || -> anyhow::Result<Tsdb> {
+        // The bucket is checked before anything is opened: a wrong URL,
+        // refused credentials or a missing bucket stop the start by name.
+        let remote = object_store
+            .as_ref()
+            .map(sextant_storage::remote::RemoteStore::connect)
+            .transpose()?
+            .map(Arc::new);
+        if let Some(remote) = &remote {
+            let _ = remote_stats.object_store.set(remote.stats.clone());
+        }
+        Ok(Tsdb::open_with_remote(
+            &metrics_dir,
+            tsdb_config,
+            retention,
+            tsdb_stats,
+            remote,
+        )?)
     });
     let tsdb = tokio::select! {
         opened = opening => opened.context("opening the metrics store panicked")??,

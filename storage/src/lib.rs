@@ -13,6 +13,7 @@ mod data_dir;
 mod error;
 pub mod logs;
 mod lucene;
+pub mod remote;
 mod retention;
 pub mod spans;
 mod splits;
@@ -31,6 +32,8 @@ pub use state_dir::StateDir;
 pub struct StorageConfig {
     /// The time-series engine.
     pub metrics: TsdbConfig,
+    /// Sealed blocks also kept in S3-compatible object storage.
+    pub object_store: Option<remote::ObjectStoreConfig>,
 }
 
 pub use tsdb::{

@@ -1084,3 +1084,276 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) ->
         body: response.body_mut().read_to_string().unwrap_or_default(),
     }
 }
+
+/// The order of [`SeaweedFs`]'s ports: master, volume, filer and S3 servers,
+/// each with an HTTP and a gRPC port.
+const WEED_MASTER: usize = 0;
+const WEED_VOLUME: usize = 2;
+const WEED_FILER: usize = 4;
+const WEED_S3: usize = 6;
+
+/// How long SeaweedFS may take, after a start or restart, to take a write:
+/// about 3 s on an idle machine; the margin is for a busy one.
+const WEED_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// SeaweedFS 4.48 (`weed server`, which `scripts/setup-test-env` installs in
+/// the test venv from `tests/python/seaweedfs.txt`) as the S3 server the
+/// object-storage tests run Sextant against, with bucket [`SeaweedFs::bucket`]
+/// created.
+///
+/// Everything listens on loopback ports from [`free_port`] (weed cannot bind
+/// port 0, and its gRPC ports default to HTTP + 10000, so each is passed);
+/// telemetry, which phones home, and the Iceberg and Lance listeners, which
+/// take fixed ports, are off. `-master.electionTimeout=1s` and
+/// `-master.resumeState=false` bring a restart on the same data to writes in
+/// ~3 s instead of 13–17 s. It is stopped with SIGKILL: SIGTERM's graceful
+/// gRPC stop takes over 7 s. Dropping it kills it and removes the data and
+/// the `/tmp/seaweedfs-*-grpc-<port>.sock` files weed leaves.
+///
+/// [`SeaweedFs::list`], [`SeaweedFs::put`] and friends go through boto3
+/// (`tests/python/s3.py`), a client independent of Sextant's.
+#[derive(Debug)]
+pub struct SeaweedFs {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    ports: [u16; 8],
+    python: PathBuf,
+}
+
+impl SeaweedFs {
+    /// Starts SeaweedFS on fresh ports and data, waits until S3 takes a
+    /// write, and creates the bucket.
+    pub fn start() -> Self {
+        let python = python();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("data")).expect("create the data dir");
+        let identities = serde_json::json!({"identities": [{
+            "name": "sextant",
+            "credentials": [{"accessKey": Self::access_key(), "secretKey": Self::secret_key()}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }]});
+        std::fs::write(dir.path().join("s3.json"), identities.to_string()).expect("write s3.json");
+        // free_port releases each port at once: insist on eight distinct ones.
+        let mut ports = [0; 8];
+        for i in 0..ports.len() {
+            ports[i] = loop {
+                let port = free_port();
+                if !ports[..i].contains(&port) {
+                    break port;
+                }
+            };
+        }
+        let mut weed = Self {
+            child: None,
+            dir,
+            ports,
+            python,
+        };
+        weed.spawn_and_wait();
+        weed.s3(&["create-bucket"]);
+        weed
+    }
+
+    /// The access key of the one identity, an admin.
+    pub const fn access_key() -> &'static str {
+        "sextant-test"
+    }
+
+    /// The secret key of the one identity.
+    pub const fn secret_key() -> &'static str {
+        "sextant-test-secret"
+    }
+
+    /// The bucket [`SeaweedFs::start`] creates.
+    pub const fn bucket() -> &'static str {
+        "sextant"
+    }
+
+    /// The S3 endpoint, `http://127.0.0.1:PORT` (path-style, region `us-east-1`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[WEED_S3])
+    }
+
+    /// The keys under `prefix` in the bucket, sorted by bytes (SeaweedFS
+    /// itself lists in directory-tree order: `b1/x` before `b1.json`).
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.s3(&["list", prefix])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Stores `body` as `key` in the bucket.
+    pub fn put(&self, key: &str, body: &[u8]) {
+        self.s3_with_stdin(&["put", key], body);
+    }
+
+    /// The bytes of `key` in the bucket; panics if it is missing.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        self.s3_with_stdin(&["get", key], b"")
+    }
+
+    /// Deletes `key` from the bucket.
+    pub fn delete(&self, key: &str) {
+        self.s3(&["delete", key]);
+    }
+
+    /// Kills SeaweedFS with SIGKILL, as a crash or an outage would, keeping
+    /// its data and ports for [`SeaweedFs::restart`]. Does nothing if stopped.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again (stopping it first if running) on the same ports and
+    /// data, and waits until S3 takes a write.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn_and_wait();
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait").is_none())
+    }
+
+    /// The last 100 lines weed logged (over all its starts), for failure messages.
+    pub fn logs(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(100)..].join("\n")
+    }
+
+    fn spawn_and_wait(&mut self) {
+        let weed = self.python.with_file_name("weed");
+        assert!(
+            weed.is_file(),
+            "{} not found: run scripts/setup-test-env",
+            weed.display()
+        );
+        let dir = self.dir.path();
+        let path = |name: &str| dir.join(name).to_str().expect("utf-8 path").to_owned();
+        let p = self.ports;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("weed.log"))
+            .expect("open weed.log");
+        let child = Command::new(&weed)
+            // A global flag: without it glog also writes weed.* files to /tmp.
+            .arg("-logtostderr")
+            .arg("server")
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-dir={}", path("data")))
+            .arg(format!("-master.port={}", p[WEED_MASTER]))
+            .arg(format!("-master.port.grpc={}", p[WEED_MASTER + 1]))
+            .args([
+                "-master.volumeSizeLimitMB=64",
+                "-master.telemetry=false",
+                "-master.electionTimeout=1s",
+                "-master.resumeState=false",
+            ])
+            .arg(format!("-volume.port={}", p[WEED_VOLUME]))
+            .arg(format!("-volume.port.grpc={}", p[WEED_VOLUME + 1]))
+            .args(["-volume.max=16", "-volume.preStopSeconds=0", "-filer"])
+            .arg(format!("-filer.port={}", p[WEED_FILER]))
+            .arg(format!("-filer.port.grpc={}", p[WEED_FILER + 1]))
+            .arg(format!("-filer.localSocket={}", path("filer.sock")))
+            .arg("-s3")
+            .arg(format!("-s3.port={}", p[WEED_S3]))
+            .arg(format!("-s3.port.grpc={}", p[WEED_S3 + 1]))
+            .arg(format!("-s3.config={}", path("s3.json")))
+            .arg(format!("-s3.localSocket={}", path("s3.sock")))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone weed.log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", weed.display()));
+        self.child = Some(child);
+        // Cheap polls, watching the process, until S3 listens; then boto3
+        // (slow to import) waits for a write to go through.
+        let deadline = Instant::now() + WEED_START_TIMEOUT;
+        let s3 = SocketAddr::from(([127, 0, 0, 1], p[WEED_S3]));
+        while std::net::TcpStream::connect_timeout(&s3, Duration::from_secs(1)).is_err() {
+            self.assert_running("before S3 listened");
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS S3 never listened on {s3}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs() + 1;
+        let out = self.s3_output(&["wait", &left.to_string()], b"");
+        self.assert_running("while waiting for S3");
+        assert!(
+            out.status.success(),
+            "SeaweedFS S3 never took a write: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
+    fn assert_running(&mut self, when: &str) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+            panic!("weed exited with {status} {when}:\n{}", self.logs());
+        }
+    }
+
+    /// Runs `tests/python/s3.py ENDPOINT args...`; panics with its stderr on failure.
+    fn s3(&self, args: &[&str]) -> String {
+        String::from_utf8(self.s3_with_stdin(args, b"")).expect("utf-8 output")
+    }
+
+    fn s3_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let out = self.s3_output(args, stdin);
+        assert!(
+            out.status.success(),
+            "s3.py {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn s3_output(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/s3.py");
+        let mut child = Command::new(&self.python)
+            .arg(script)
+            .arg(self.endpoint())
+            .args(args)
+            .env("S3_BUCKET", Self::bucket())
+            .env("S3_ACCESS_KEY", Self::access_key())
+            .env("S3_SECRET_KEY", Self::secret_key())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run s3.py");
+        let mut pipe = child.stdin.take().expect("s3.py stdin");
+        pipe.write_all(stdin).expect("write s3.py's stdin");
+        drop(pipe);
+        child.wait_with_output().expect("wait for s3.py")
+    }
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        self.stop();
+        for (server, grpc) in [
+            ("master", WEED_MASTER + 1),
+            ("volume", WEED_VOLUME + 1),
+            ("filer", WEED_FILER + 1),
+            ("s3", WEED_S3 + 1),
+        ] {
+            let socket = format!("/tmp/seaweedfs-{server}-grpc-{}.sock", self.ports[grpc]);
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}

@@ -167,10 +167,29 @@ impl Tsdb {
         retention: PromDuration,
         stats: Arc<TsdbStats>,
     ) -> Result<Self> {
+        Self::open_with_remote(dir, config, retention, stats, None)
+    }
+
+    /// As [`Tsdb::open`], with sealed blocks also kept in object storage
+    /// under `<prefix>/metrics/` (see [`crate::remote`]).
+    pub fn open_with_remote(
+        dir: &Path,
+        config: TsdbConfig,
+        retention: PromDuration,
+        stats: Arc<TsdbStats>,
+        remote: Option<Arc<crate::remote::RemoteStore>>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
-        let store: Arc<dyn BlockStore> = Arc::new(
-            LocalBlockStore::open(&dir.join("blocks")).map_err(io_err("open the block store"))?,
-        );
+        let blocks_dir = dir.join("blocks");
+        let store: Arc<dyn BlockStore> = match remote {
+            Some(remote) => Arc::new(
+                crate::remote::ObjectBlockStore::open(&blocks_dir, remote, "metrics")
+                    .map_err(io_err("open the block store"))?,
+            ),
+            None => Arc::new(
+                LocalBlockStore::open(&blocks_dir).map_err(io_err("open the block store"))?,
+            ),
+        };
         let blocks = Self::load_blocks(&store)?;
         let min_valid_time = blocks
             .iter()
@@ -827,7 +846,9 @@ impl Tsdb {
 
     /// How often maintenance should run.
     pub fn maintenance_interval(&self) -> Duration {
-        Duration::from_secs(60)
+        // Blocks of a few minutes (tests, small installations) are cut and
+        // compacted on their own time scale.
+        Duration::from_secs(60).min(self.config.block_duration.as_std() / 4)
     }
 
     /// The current wall clock in milliseconds, for callers without a timestamp.

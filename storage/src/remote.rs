@@ -1,0 +1,690 @@
+//! Sealed blocks in S3-compatible object storage.
+//!
+//! [`ObjectBlockStore`] is a [`BlockStore`] over a local one: a block is
+//! published on local disk first (so nothing waits on the network and a
+//! crash loses nothing the WAL gave up), then uploaded by a background
+//! thread, file by file under `<prefix>/<kind>/<id>/`, and made visible by
+//! a manifest `<prefix>/<kind>/<id>.json` written last with a conditional
+//! put: a block without its manifest is never listed, so a half upload is
+//! never seen. Deleting removes the manifest first. Uploads and deletes run
+//! in order from one queue, so a compacted block is in the bucket before its
+//! parents leave it. While the store is down the queue waits and retries
+//! with backoff; ingest and queries over local blocks go on.
+//!
+//! At open, the bucket's manifests join the local blocks: a node whose disk
+//! was lost finds its history again, each block downloaded whole into the
+//! local directory when first opened. Local blocks without a manifest are
+//! queued for upload again (a crash between publish and upload).
+//!
+//! This room talks to the store through the `object_store` crate's async
+//! API from synchronous code: every call is spawned on a private runtime and
+//! awaited through a channel, which works from any thread.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use futures_util::TryStreamExt as _;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
+};
+use tracing::{info, warn};
+
+use crate::block_store::{BlockStore, LocalBlockStore};
+
+/// Where the bucket is and how to reach it (`storage.object_store`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectStoreConfig {
+    /// `s3://bucket/prefix`.
+    pub url: String,
+    /// An S3-compatible endpoint (MinIO, SeaweedFS, Ceph RGW); AWS when empty.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Both empty: the usual `AWS_*` environment variables.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+}
+
+/// Counters for `/metrics` (`sextant_object_store_*`).
+#[derive(Debug, Default)]
+pub struct RemoteStats {
+    pub uploads: AtomicU64,
+    pub uploaded_bytes: AtomicU64,
+    pub upload_failures: AtomicU64,
+    pub downloads: AtomicU64,
+    pub downloaded_bytes: AtomicU64,
+    pub deletes: AtomicU64,
+    /// Blocks published locally and not yet in the bucket.
+    pub backlog: AtomicU64,
+}
+
+/// A connection to one bucket and prefix.
+pub struct RemoteStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// The runtime every request runs on, whatever thread asks.
+    runtime: tokio::runtime::Runtime,
+    /// What errors name: the URL and endpoint.
+    name: String,
+    pub stats: Arc<RemoteStats>,
+}
+
+impl std::fmt::Debug for RemoteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteStore")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(what: impl std::fmt::Display, err: object_store::Error) -> io::Error {
+    let kind = match err {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            io::ErrorKind::AlreadyExists
+        }
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{what}: {err}"))
+}
+
+impl RemoteStore {
+    /// Connects and lists the prefix once, so that an unreachable endpoint,
+    /// wrong credentials or a missing bucket stop the start with a message
+    /// that says which.
+    pub fn connect(config: &ObjectStoreConfig) -> io::Result<Self> {
+        // reqwest builds its TLS config even for http:// endpoints; ring is
+        // the one provider in the build.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let rest = config.url.strip_prefix("s3://").ok_or_else(|| {
+            io::Error::other(format!(
+                "storage.object_store.url {:?} must be s3://bucket/prefix",
+                config.url
+            ))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(io::Error::other(format!(
+                "storage.object_store.url {:?} names no bucket",
+                config.url
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()))
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(3))
+                    .with_timeout(Duration::from_secs(60)),
+            );
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(key) = &config.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let name = match &config.endpoint {
+            Some(endpoint) => format!("{} at {endpoint}", config.url),
+            None => config.url.clone(),
+        };
+        let store = builder
+            .build()
+            .map_err(|e| io::Error::other(format!("object store {name}: {e}")))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("object-store")
+            .enable_all()
+            .build()?;
+        let remote = Self {
+            store: Arc::new(store),
+            prefix: Path::from(prefix.trim_matches('/')),
+            runtime,
+            name,
+            stats: Arc::new(RemoteStats::default()),
+        };
+        remote.check()?;
+        info!(store = %remote.name, "object store reached");
+        Ok(remote)
+    }
+
+    /// Lists the prefix: the start-up check.
+    fn check(&self) -> io::Result<()> {
+        let store = self.store.clone();
+        let prefix = self.prefix.clone();
+        self.run(async move { store.list_with_delimiter(Some(&prefix)).await })
+            .map(drop)
+            .map_err(|e| {
+                // A list's errors reach us as generic S3 errors: the status
+                // and S3's error code tell which.
+                let text = e.to_string();
+                let says = |codes: &[&str]| codes.iter().any(|c| text.contains(c));
+                let why = match &e {
+                    object_store::Error::NotFound { .. } => "the bucket does not exist",
+                    object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. } => "the credentials were refused",
+                    _ if says(&["NoSuchBucket", "404 Not Found"]) => "the bucket does not exist",
+                    _ if says(&[
+                        "SignatureDoesNotMatch",
+                        "InvalidAccessKeyId",
+                        "AccessDenied",
+                        "403 Forbidden",
+                    ]) =>
+                    {
+                        "the credentials were refused"
+                    }
+                    _ => "it cannot be reached",
+                };
+                io::Error::other(format!("object store {}: {why}: {e}", self.name))
+            })
+    }
+
+    /// Runs `future` on the store's runtime and waits for it.
+    fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv()
+            .expect("the object store runtime dropped a request")
+    }
+
+    fn path(&self, parts: &[&str]) -> Path {
+        let mut path = self.prefix.clone();
+        for part in parts {
+            path = path.join(*part);
+        }
+        path
+    }
+
+    fn put(&self, path: Path, bytes: Vec<u8>, mode: PutMode) -> io::Result<()> {
+        let store = self.store.clone();
+        let what = format!("upload {path} to {}", self.name);
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        self.run(async move {
+            store
+                .put_opts(&path, PutPayload::from(bytes), options)
+                .await
+        })
+        .map(drop)
+        .map_err(|e| io_error(what, e))
+    }
+
+    fn get(&self, path: Path) -> io::Result<Vec<u8>> {
+        let store = self.store.clone();
+        let what = format!("download {path} from {}", self.name);
+        self.run(async move { store.get(&path).await?.bytes().await })
+            .map(|b| b.to_vec())
+            .map_err(|e| io_error(what, e))
+    }
+
+    fn delete(&self, path: Path) -> io::Result<()> {
+        let store = self.store.clone();
+        let what = format!("delete {path} from {}", self.name);
+        match self.run(async move { store.delete(&path).await }) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_error(what, e)),
+        }
+    }
+
+    /// Keys under `parts`, relative to it, sorted (S3-compatible stores do
+    /// not all list in byte order).
+    fn list(&self, parts: &[&str]) -> io::Result<Vec<String>> {
+        let store = self.store.clone();
+        let base = self.path(parts);
+        let what = format!("list {base} in {}", self.name);
+        let listed = {
+            let base = base.clone();
+            self.run(async move {
+                store
+                    .list(Some(&base))
+                    .map_ok(|meta| meta.location)
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+        }
+        .map_err(|e| io_error(what, e))?;
+        let mut keys: Vec<String> = listed
+            .iter()
+            .filter_map(|p| p.prefix_match(&base))
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// What a manifest says: the block's files and their sizes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    files: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Task {
+    Upload(String),
+    Delete(String),
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    tasks: VecDeque<Task>,
+    stopped: bool,
+}
+
+/// A [`BlockStore`] whose blocks also live in object storage.
+#[derive(Debug)]
+pub struct ObjectBlockStore {
+    local: Arc<LocalBlockStore>,
+    shared: Arc<Shared>,
+    downloading: Mutex<()>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    local: Arc<LocalBlockStore>,
+    remote: Arc<RemoteStore>,
+    /// `metrics`, `logs` or `traces`.
+    kind: String,
+    /// Blocks whose manifest is in the bucket.
+    remote_ids: Mutex<BTreeSet<String>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl ObjectBlockStore {
+    /// Opens the local store in `dir` and joins it with the bucket's blocks
+    /// of `kind`; starts the uploader.
+    pub fn open(dir: &FsPath, remote: Arc<RemoteStore>, kind: &str) -> io::Result<Self> {
+        let local = Arc::new(LocalBlockStore::open(dir)?);
+        let manifests = remote.list(&[kind])?;
+        let remote_ids: BTreeSet<String> = manifests
+            .iter()
+            .filter_map(|key| key.strip_suffix(".json"))
+            .filter(|id| !id.contains('/'))
+            .map(str::to_owned)
+            .collect();
+        let mut queue = Queue::default();
+        for id in local.list()? {
+            if !remote_ids.contains(&id) {
+                queue.tasks.push_back(Task::Upload(id));
+            }
+        }
+        remote
+            .stats
+            .backlog
+            .store(queue.tasks.len() as u64, Ordering::Relaxed);
+        info!(
+            kind,
+            in_bucket = remote_ids.len(),
+            to_upload = queue.tasks.len(),
+            "object store blocks"
+        );
+        let shared = Arc::new(Shared {
+            local: local.clone(),
+            remote,
+            kind: kind.to_owned(),
+            remote_ids: Mutex::new(remote_ids),
+            queue: Mutex::new(queue),
+            wake: Condvar::new(),
+        });
+        let worker = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("upload-{kind}"))
+                .spawn(move || shared.run())?
+        };
+        Ok(Self {
+            local,
+            shared,
+            downloading: Mutex::new(()),
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// Blocks not yet in the bucket.
+    pub fn backlog(&self) -> usize {
+        let queue = self.shared.queue.lock().expect("queue lock");
+        queue
+            .tasks
+            .iter()
+            .filter(|t| matches!(t, Task::Upload(_)))
+            .count()
+    }
+
+    /// Downloads block `id` into the local directory unless it is there.
+    fn ensure_local(&self, id: &str) -> io::Result<()> {
+        if self.local.local_dir(id).is_ok() {
+            return Ok(());
+        }
+        // One download at a time: two readers of a missing block would
+        // otherwise stage it into the same directory.
+        let _downloading = self.downloading.lock().expect("download lock");
+        if self.local.local_dir(id).is_ok() {
+            return Ok(());
+        }
+        let remote = &self.shared.remote;
+        let kind = &self.shared.kind;
+        let manifest: Manifest =
+            serde_json::from_slice(&remote.get(remote.path(&[kind, &format!("{id}.json")]))?)
+                .map_err(|e| io::Error::other(format!("manifest of block {id}: {e}")))?;
+        let staging = self.local.staging_dir(&format!("download-{id}"))?;
+        for (file, size) in &manifest.files {
+            let bytes = remote.get(remote.path(&[kind, id, file]))?;
+            if bytes.len() as u64 != *size {
+                return Err(io::Error::other(format!(
+                    "block {id}: {file} is {} bytes in the bucket, its manifest says {size}",
+                    bytes.len()
+                )));
+            }
+            std::fs::write(staging.join(file), &bytes)?;
+            remote.stats.downloads.fetch_add(1, Ordering::Relaxed);
+            remote
+                .stats
+                .downloaded_bytes
+                .fetch_add(*size, Ordering::Relaxed);
+        }
+        self.local.publish(id, &staging)
+    }
+}
+
+impl Drop for ObjectBlockStore {
+    fn drop(&mut self) {
+        self.shared.queue.lock().expect("queue lock").stopped = true;
+        self.shared.wake.notify_all();
+        if let Some(worker) = self.worker.lock().expect("worker lock").take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Shared {
+    fn push(&self, task: Task) {
+        let mut queue = self.queue.lock().expect("queue lock");
+        if matches!(task, Task::Upload(_)) {
+            self.remote.stats.backlog.fetch_add(1, Ordering::Relaxed);
+        }
+        queue.tasks.push_back(task);
+        self.wake.notify_all();
+    }
+
+    /// The uploader: one task at a time, in order; a failure is retried
+    /// with backoff until it succeeds or the store is dropped.
+    fn run(&self) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let task = {
+                let mut queue = self.queue.lock().expect("queue lock");
+                loop {
+                    if queue.stopped {
+                        return;
+                    }
+                    if let Some(task) = queue.tasks.front() {
+                        break task.clone();
+                    }
+                    queue = self.wake.wait(queue).expect("queue lock");
+                }
+            };
+            let done = match &task {
+                Task::Upload(id) => self.upload(id),
+                Task::Delete(id) => self.delete_remote(id),
+            };
+            match done {
+                Ok(()) => {
+                    backoff = Duration::from_millis(500);
+                    let mut queue = self.queue.lock().expect("queue lock");
+                    queue.tasks.pop_front();
+                    if matches!(task, Task::Upload(_)) {
+                        self.remote.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    self.remote
+                        .stats
+                        .upload_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(kind = %self.kind, error = %e, retry_in_ms = backoff.as_millis() as u64, "object store write failed; retrying");
+                    let queue = self.queue.lock().expect("queue lock");
+                    let _ = self.wake.wait_timeout(queue, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    fn upload(&self, id: &str) -> io::Result<()> {
+        let dir = match self.local.local_dir(id) {
+            Ok(dir) => dir,
+            // Deleted locally before it was uploaded (compacted or expired).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            files.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        files.sort();
+        let mut manifest = Manifest { files: Vec::new() };
+        for file in files {
+            let bytes = match std::fs::read(dir.join(&file)) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let size = bytes.len() as u64;
+            self.remote.put(
+                self.remote.path(&[&self.kind, id, &file]),
+                bytes,
+                PutMode::Overwrite,
+            )?;
+            self.remote
+                .stats
+                .uploaded_bytes
+                .fetch_add(size, Ordering::Relaxed);
+            manifest.files.push((file, size));
+        }
+        let body = serde_json::to_vec(&manifest).expect("a manifest serialises");
+        match self.remote.put(
+            self.remote.path(&[&self.kind, &format!("{id}.json")]),
+            body,
+            PutMode::Create,
+        ) {
+            // A crash after the manifest, before the queue moved on.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
+        self.remote.stats.uploads.fetch_add(1, Ordering::Relaxed);
+        self.remote_ids
+            .lock()
+            .expect("remote ids lock")
+            .insert(id.to_owned());
+        Ok(())
+    }
+
+    fn delete_remote(&self, id: &str) -> io::Result<()> {
+        // The manifest first: from then on the block is not there for anyone.
+        self.remote
+            .delete(self.remote.path(&[&self.kind, &format!("{id}.json")]))?;
+        self.remote_ids.lock().expect("remote ids lock").remove(id);
+        for file in self.remote.list(&[&self.kind, id])? {
+            self.remote
+                .delete(self.remote.path(&[&self.kind, id, &file]))?;
+        }
+        self.remote.stats.deletes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl BlockStore for ObjectBlockStore {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut ids: BTreeSet<String> = self.local.list()?.into_iter().collect();
+        ids.extend(
+            self.shared
+                .remote_ids
+                .lock()
+                .expect("remote ids lock")
+                .iter()
+                .cloned(),
+        );
+        Ok(ids.into_iter().collect())
+    }
+
+    fn publish(&self, id: &str, staging: &FsPath) -> io::Result<()> {
+        self.local.publish(id, staging)?;
+        self.shared.push(Task::Upload(id.to_owned()));
+        Ok(())
+    }
+
+    fn read(&self, id: &str, file: &str) -> io::Result<Vec<u8>> {
+        self.ensure_local(id)?;
+        self.local.read(id, file)
+    }
+
+    fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.ensure_local(id)?;
+        self.local.read_range(id, file, offset, len)
+    }
+
+    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<std::fs::File>> {
+        self.ensure_local(id)?;
+        self.local.open_file(id, file)
+    }
+
+    fn size(&self, id: &str) -> io::Result<u64> {
+        self.ensure_local(id)?;
+        self.local.size(id)
+    }
+
+    fn delete(&self, id: &str) -> io::Result<()> {
+        self.local.delete(id)?;
+        self.shared.push(Task::Delete(id.to_owned()));
+        Ok(())
+    }
+
+    fn staging_dir(&self, id: &str) -> io::Result<PathBuf> {
+        self.local.staging_dir(id)
+    }
+
+    fn local_dir(&self, id: &str) -> io::Result<PathBuf> {
+        self.ensure_local(id)?;
+        self.local.local_dir(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote_in_memory() -> Arc<RemoteStore> {
+        Arc::new(RemoteStore {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            prefix: Path::from("team"),
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+            name: "memory".into(),
+            stats: Arc::new(RemoteStats::default()),
+        })
+    }
+
+    fn stage(store: &ObjectBlockStore, id: &str, body: &[u8]) {
+        let staging = store.staging_dir(id).unwrap();
+        std::fs::write(staging.join("chunks"), body).unwrap();
+        std::fs::write(staging.join("meta.json"), b"{}").unwrap();
+        store.publish(id, &staging).unwrap();
+    }
+
+    fn wait_for(what: &str, check: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{what} did not happen");
+    }
+
+    #[test]
+    fn blocks_upload_behind_a_manifest_and_come_back_on_an_empty_disk() {
+        let remote = remote_in_memory();
+        let first = tempfile::tempdir().unwrap();
+        let store = ObjectBlockStore::open(first.path(), remote.clone(), "metrics").unwrap();
+        stage(&store, "b1", b"chunk bytes");
+        stage(&store, "b2", b"more bytes");
+        wait_for("two uploads", || store.backlog() == 0);
+        assert_eq!(
+            remote.list(&["metrics"]).unwrap(),
+            [
+                "b1.json",
+                "b1/chunks",
+                "b1/meta.json",
+                "b2.json",
+                "b2/chunks",
+                "b2/meta.json"
+            ]
+        );
+        store.delete("b1").unwrap();
+        wait_for("the delete", || {
+            remote.list(&["metrics"]).unwrap().len() == 3
+        });
+        drop(store);
+        // Another disk: the bucket's blocks are listed and read back.
+        let second = tempfile::tempdir().unwrap();
+        let store = ObjectBlockStore::open(second.path(), remote.clone(), "metrics").unwrap();
+        assert_eq!(store.list().unwrap(), ["b2"]);
+        assert_eq!(store.read("b2", "chunks").unwrap(), b"more bytes");
+        assert_eq!(remote.stats.downloads.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_block_published_before_a_crash_is_uploaded_at_the_next_open() {
+        let remote = remote_in_memory();
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBlockStore::open(dir.path()).unwrap();
+        let staging = local.staging_dir("b1").unwrap();
+        std::fs::write(staging.join("chunks"), b"x").unwrap();
+        local.publish("b1", &staging).unwrap();
+        drop(local);
+        let store = ObjectBlockStore::open(dir.path(), remote.clone(), "metrics").unwrap();
+        wait_for("the upload", || store.backlog() == 0);
+        assert!(
+            remote
+                .list(&["metrics"])
+                .unwrap()
+                .contains(&"b1.json".to_owned())
+        );
+    }
+}

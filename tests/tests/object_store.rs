@@ -1,0 +1,243 @@
+//! Sealed metric blocks in S3-compatible object storage, against a real
+//! SeaweedFS on loopback: blocks appear in the bucket behind their
+//! manifests; a server whose local copies are gone answers the same range
+//! query from the bucket; an outage of the store delays uploads without
+//! refusing ingest or readiness, and the backlog drains once it is back;
+//! and a wrong bucket, refused credentials or an unreachable endpoint stop
+//! the start with a message that names which.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sextant_tests::{SeaweedFs, Sextant, free_port, series, sextant_bin};
+
+fn config(dir: &Path, endpoint: &str, bucket: &str, secret: &str) -> String {
+    let path = dir.join("sextant.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+storage:
+  metrics:
+    block_duration: 1m
+  object_store:
+    url: s3://{bucket}/team
+    endpoint: {endpoint}
+    region: us-east-1
+    access_key_id: {}
+    secret_access_key: {secret}
+"#,
+            SeaweedFs::access_key()
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn start(data: &Path, config: &str) -> Sextant {
+    Sextant::builder()
+        .data_dir(data)
+        .args(["--config", config])
+        .start()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `minutes` of one sample every 15 s for `name` from `start` (ms).
+fn write_minutes(server: &Sextant, name: &str, start: i64, minutes: i64) -> (i64, i64) {
+    let end = start + minutes * 60_000;
+    let samples: Vec<(i64, f64)> = (0..=minutes * 4)
+        .map(|i| (start + i * 15_000, i as f64))
+        .collect();
+    let reply = server.remote_write(vec![
+        series(&[("__name__", name), ("job", "a")], &samples),
+        series(&[("__name__", name), ("job", "b")], &samples),
+    ]);
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    (start, end)
+}
+
+fn metric(server: &Sextant, name: &str) -> f64 {
+    server.metric(name, &[]).unwrap_or(0.0)
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn manifests(s3: &SeaweedFs) -> Vec<String> {
+    s3.list("team/metrics/")
+        .into_iter()
+        .filter(|k| {
+            k.strip_prefix("team/metrics/")
+                .is_some_and(|name| name.ends_with(".json") && !name.contains('/'))
+        })
+        .collect()
+}
+
+#[test]
+fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
+    let mut s3 = SeaweedFs::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config(
+        dir.path(),
+        &s3.endpoint(),
+        SeaweedFs::bucket(),
+        SeaweedFs::secret_key(),
+    );
+    let server = start(&data, &config);
+    let now = now_ms() / 15_000 * 15_000;
+    let (first, end) = write_minutes(&server, "orders_total", now - 30 * 60_000, 30);
+
+    // 1 m blocks are cut every 15 s, compacted into longer ones, uploaded.
+    wait_until("blocks in the bucket", Duration::from_secs(90), || {
+        manifests(&s3).len() >= 2 && metric(&server, "sextant_object_store_backlog_blocks") == 0.0
+    });
+    for manifest in manifests(&s3) {
+        let id = manifest.trim_end_matches(".json").to_owned();
+        let files = s3.list(&format!("{id}/"));
+        for file in ["chunks", "index", "meta.json"] {
+            assert!(
+                files.contains(&format!("{id}/{file}")),
+                "{manifest} published without {file}: {files:?}"
+            );
+        }
+    }
+    assert!(metric(&server, "sextant_object_store_uploads_total") >= 2.0);
+    let query = format!(
+        "/api/v1/query_range?query=sum%20by%20(job)%20(orders_total)&start={}&end={}&step=60",
+        first / 1000,
+        end / 1000
+    );
+    let before = server.get(&query).json();
+    assert_eq!(
+        before["data"]["result"].as_array().unwrap().len(),
+        2,
+        "{before}"
+    );
+
+    // The store down: ingest, readiness and queries go on; new blocks wait.
+    s3.stop();
+    let uploaded = metric(&server, "sextant_object_store_uploads_total");
+    // Later samples move the head on, so more blocks are cut meanwhile.
+    let (_, later) = write_minutes(&server, "payments_total", end, 6);
+    wait_until(
+        "a backlog while the store is down",
+        Duration::from_secs(90),
+        || {
+            metric(&server, "sextant_object_store_backlog_blocks") > 0.0
+                && metric(&server, "sextant_object_store_write_failures_total") > 0.0
+        },
+    );
+    assert_eq!(server.get("/-/ready").status, 200);
+    assert_eq!(server.get(&query).json()["data"], before["data"]);
+    s3.restart();
+    wait_until("the backlog drained", Duration::from_secs(120), || {
+        metric(&server, "sextant_object_store_backlog_blocks") == 0.0
+    });
+    assert!(metric(&server, "sextant_object_store_uploads_total") > uploaded);
+
+    // Lose the local copies: the blocks come back from the bucket.
+    drop(server);
+    std::fs::remove_dir_all(data.join("metrics/blocks")).unwrap();
+    let server = start(&data, &config);
+    let after = server.get(&query).json();
+    assert_eq!(after["data"], before["data"], "answered from the bucket");
+    assert!(metric(&server, "sextant_object_store_downloads_total") > 0.0);
+    let payments = server
+        .get(&format!(
+            "/api/v1/query?query=count(payments_total)&time={}",
+            later / 1000
+        ))
+        .json();
+    assert_eq!(payments["data"]["result"][0]["value"][1], "2", "{payments}");
+}
+
+/// Runs `sextant serve` and expects it to stop on its own, saying `why`.
+fn refused_start(config: &str, why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(sextant_bin())
+        .args(["serve", "--config", config, "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+        ])
+        .args(["--statsd", "127.0.0.1:0", "--logstash", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("sextant kept running with {config} (expected: {why})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(why), "expected {why:?} in: {stderr}");
+}
+
+#[test]
+fn a_wrong_bucket_credentials_or_endpoint_stop_the_start_by_name() {
+    let s3 = SeaweedFs::start();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = |name: &str, endpoint: &str, bucket: &str, secret: &str| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        config(&sub, endpoint, bucket, secret)
+    };
+    refused_start(
+        &wrong(
+            "bucket",
+            &s3.endpoint(),
+            "no-such-bucket",
+            SeaweedFs::secret_key(),
+        ),
+        "the bucket does not exist",
+    );
+    refused_start(
+        &wrong(
+            "secret",
+            &s3.endpoint(),
+            SeaweedFs::bucket(),
+            "not-the-secret",
+        ),
+        "the credentials were refused",
+    );
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    refused_start(
+        &wrong(
+            "endpoint",
+            &closed,
+            SeaweedFs::bucket(),
+            SeaweedFs::secret_key(),
+        ),
+        "it cannot be reached",
+    );
+}
