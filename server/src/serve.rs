@@ -30,9 +30,6 @@ use crate::settings::{Endpoint, Settings};
 const LOG_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often span metrics are written to the metrics store.
 const SPAN_METRICS_FLUSH: Duration = Duration::from_secs(5);
-/// How often log retention runs and finished days are sealed.
-const LOG_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(60);
-
 /// How long in-flight work may take to finish after a stop signal; the
 /// contract allows 10 s from signal to exit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -257,26 +254,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map(|f| f.retention.metrics)
         .unwrap_or_else(|| RetentionConfig::default().metrics);
     let metrics_dir = data_dir.path().join("metrics");
-    let object_store = file.and_then(|f| f.storage.object_store.clone());
-    let remote_stats = metrics.clone();
-    let opening = tokio::task::spawn_blocking(move || -> anyhow::Result<Tsdb> {
-        // The bucket is checked before anything is opened: a wrong URL,
-        // refused credentials or a missing bucket stop the start by name.
-        let remote = object_store
-            .as_ref()
-            .map(sextant_storage::remote::RemoteStore::connect)
-            .transpose()?
-            .map(Arc::new);
-        if let Some(remote) = &remote {
-            let _ = remote_stats.object_store.set(remote.stats.clone());
+    // The bucket is checked before anything is opened: a wrong URL, refused
+    // credentials or a missing bucket stop the start by name.
+    let remote = match file.and_then(|f| f.storage.object_store.clone()) {
+        Some(config) => {
+            let remote = tokio::task::spawn_blocking(move || {
+                sextant_storage::remote::RemoteStore::connect(&config)
+            })
+            .await
+            .context("connecting to the object store panicked")??;
+            let remote = Arc::new(remote);
+            let _ = metrics.object_store.set(remote.stats.clone());
+            Some(remote)
         }
-        Ok(Tsdb::open_with_remote(
+        None => None,
+    };
+    let seal_idle_us = file.and_then(|f| f.storage.seal_idle).map(|d| {
+        i64::try_from(d.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000)
+    });
+    let tsdb_remote = remote.clone();
+    let opening = tokio::task::spawn_blocking(move || {
+        Tsdb::open_with_remote(
             &metrics_dir,
             tsdb_config,
             retention,
             tsdb_stats,
-            remote,
-        )?)
+            tsdb_remote,
+        )
     });
     let tsdb = tokio::select! {
         opened = opening => opened.context("opening the metrics store panicked")??,
@@ -297,6 +303,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or_else(|| RetentionConfig::default().logs)
                 .as_millis() as i64
                 * 1000,
+            seal_idle_us: seal_idle_us.unwrap_or(SplitConfig::default().seal_idle_us),
+            remote: remote.clone(),
             ..SplitConfig::default()
         },
         correlation_fields: file
@@ -321,6 +329,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or_else(|| RetentionConfig::default().traces)
                 .as_millis() as i64
                 * 1000,
+            seal_idle_us: seal_idle_us.unwrap_or(SplitConfig::default().seal_idle_us),
+            remote: remote.clone(),
             ..SplitConfig::default()
         },
         correlation_fields: file
@@ -472,7 +482,11 @@ impl Background {
                                 warn!(error = %err, "span index commit failed");
                             }
                             since_maintenance += LOG_COMMIT_INTERVAL;
-                            if since_maintenance >= LOG_MAINTENANCE_INTERVAL {
+                            if since_maintenance
+                                >= logs
+                                    .maintenance_interval()
+                                    .min(spans.maintenance_interval())
+                            {
                                 since_maintenance = Duration::ZERO;
                                 // Retention and sealing finished days into splits.
                                 if let Err(err) = logs.maintain() {

@@ -34,6 +34,9 @@ pub struct StorageConfig {
     pub metrics: TsdbConfig,
     /// Sealed blocks also kept in S3-compatible object storage.
     pub object_store: Option<remote::ObjectStoreConfig>,
+    /// How long a log or span partition whose day has ended waits for late
+    /// records before it is sealed (and uploaded); 10m when unset.
+    pub seal_idle: Option<sextant_model::PromDuration>,
 }
 
 pub use tsdb::{

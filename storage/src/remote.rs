@@ -234,6 +234,44 @@ impl RemoteStore {
         .map_err(|e| io_error(what, e))
     }
 
+    /// Uploads a local file: whole when small, in parts when large, so a
+    /// split of gigabytes never sits in memory (an unfinished multipart
+    /// upload is invisible, like a missing manifest).
+    fn put_file(&self, path: Path, file: &FsPath) -> io::Result<u64> {
+        const PART: usize = 16 << 20;
+        let size = std::fs::metadata(file)?.len();
+        if size <= PART as u64 {
+            return self
+                .put(path, std::fs::read(file)?, PutMode::Overwrite)
+                .map(|()| size);
+        }
+        let store = self.store.clone();
+        let what = format!("upload {path} to {}", self.name);
+        let file = file.to_owned();
+        self.run(async move {
+            let upload = store
+                .put_multipart(&path)
+                .await
+                .map_err(|e| io_error(&what, e))?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+            let mut source = std::fs::File::open(&file)?;
+            let mut buffer = vec![0; PART];
+            loop {
+                let n = read_full(&mut source, &mut buffer)?;
+                if n == 0 {
+                    break;
+                }
+                writer
+                    .wait_for_capacity(4)
+                    .await
+                    .map_err(|e| io_error(&what, e))?;
+                writer.write(&buffer[..n]);
+            }
+            writer.finish().await.map_err(|e| io_error(&what, e))?;
+            Ok(size)
+        })
+    }
+
     fn get(&self, path: Path) -> io::Result<Vec<u8>> {
         let store = self.store.clone();
         let what = format!("download {path} from {}", self.name);
@@ -281,6 +319,19 @@ impl RemoteStore {
         keys.sort();
         Ok(keys)
     }
+}
+
+/// Reads until `buffer` is full or the file ends.
+fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read as _;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// What a manifest says: the block's files and their sizes.
@@ -497,17 +548,15 @@ impl Shared {
         files.sort();
         let mut manifest = Manifest { files: Vec::new() };
         for file in files {
-            let bytes = match std::fs::read(dir.join(&file)) {
-                Ok(bytes) => bytes,
+            let size = match self
+                .remote
+                .put_file(self.remote.path(&[&self.kind, id, &file]), &dir.join(&file))
+            {
+                Ok(size) => size,
+                // Deleted locally meanwhile (compacted or expired).
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let size = bytes.len() as u64;
-            self.remote.put(
-                self.remote.path(&[&self.kind, id, &file]),
-                bytes,
-                PutMode::Overwrite,
-            )?;
             self.remote
                 .stats
                 .uploaded_bytes

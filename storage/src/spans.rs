@@ -308,6 +308,11 @@ impl SpanStore {
     }
 
     /// Applies retention and seals finished days into immutable splits.
+    /// How often [`Self::maintain`] should run.
+    pub fn maintenance_interval(&self) -> std::time::Duration {
+        self.engine.maintenance_interval()
+    }
+
     pub fn maintain(&self) -> Result<()> {
         self.engine.maintain()
     }

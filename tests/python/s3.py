@@ -24,7 +24,7 @@ from botocore.config import Config
 PROBE_KEY = "sextant-harness-probe"
 
 
-def client(endpoint, timeout=10):
+def client(endpoint, read_timeout=30):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -33,8 +33,8 @@ def client(endpoint, timeout=10):
         aws_secret_access_key=os.environ.get("S3_SECRET_KEY", "sextant-test-secret"),
         config=Config(
             s3={"addressing_style": "path"},
-            connect_timeout=timeout,
-            read_timeout=timeout,
+            connect_timeout=2,
+            read_timeout=read_timeout,
             # The harness decides when to give up, not botocore's retries.
             retries={"max_attempts": 1, "mode": "standard"},
         ),
@@ -57,18 +57,24 @@ def wait(endpoint, bucket, seconds):
     # The probe goes in the tests' bucket and is deleted at once: another
     # bucket would be another collection, whose 7 preallocated volumes would
     # take 7 of the 16 slots (-volume.max) the tests have.
-    s3 = client(endpoint, timeout=2)
+    # A request SeaweedFS has taken is never given up on, however slow (the
+    # first write to a bucket waits for 7 volumes to be made): a PUT abandoned
+    # and retried could land after the DELETE and leave the probe behind.
+    s3 = client(endpoint, read_timeout=seconds)
     deadline = time.monotonic() + seconds
     while True:
         try:
             create_bucket(s3, bucket)
             s3.put_object(Bucket=bucket, Key=PROBE_KEY, Body=b"probe")
             s3.delete_object(Bucket=bucket, Key=PROBE_KEY)
-            return
+            if PROBE_KEY not in list_keys(s3, bucket, PROBE_KEY):
+                return
+            last = "the deleted probe is still listed"
         except Exception as e:  # noqa: BLE001 - anything means "not yet"
-            if time.monotonic() > deadline:
-                sys.exit(f"S3 at {endpoint} took no write within {seconds} s: {e!r}")
-            time.sleep(0.2)
+            last = repr(e)
+        if time.monotonic() > deadline:
+            sys.exit(f"S3 at {endpoint} took no write within {seconds} s: {last}")
+        time.sleep(0.2)
 
 
 def list_keys(s3, bucket, prefix):

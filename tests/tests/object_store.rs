@@ -19,6 +19,7 @@ fn config(dir: &Path, endpoint: &str, bucket: &str, secret: &str) -> String {
         format!(
             r#"
 storage:
+  seal_idle: 2s
   metrics:
     block_duration: 1m
   object_store:
@@ -40,6 +41,29 @@ fn start(data: &Path, config: &str) -> Sextant {
         .data_dir(data)
         .args(["--config", config])
         .start()
+}
+
+/// Microseconds since the epoch as RFC 3339 (days to a civil date as in
+/// Howard Hinnant's algorithm).
+fn rfc3339(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        us.rem_euclid(1_000_000)
+    )
 }
 
 fn now_ms() -> i64 {
@@ -165,6 +189,75 @@ fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
         ))
         .json();
     assert_eq!(payments["data"]["result"][0]["value"][1], "2", "{payments}");
+}
+
+#[test]
+fn log_and_span_splits_live_in_the_bucket() {
+    let s3 = SeaweedFs::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config(
+        dir.path(),
+        &s3.endpoint(),
+        SeaweedFs::bucket(),
+        SeaweedFs::secret_key(),
+    );
+    let server = start(&data, &config);
+    // Yesterday's records: their day has ended, so they seal after 2 s idle.
+    let at_us = (now_ms() - 26 * 3_600_000) * 1000;
+    let line = format!(
+        r#"{{"@timestamp":"{}","message":"order 42 placed","service":"orders","uuid":"req-42"}}"#,
+        rfc3339(at_us)
+    );
+    let reply = server.post_path("/api/v1/logs", "application/x-ndjson", line.as_bytes());
+    assert!(reply.status < 300, "{}", reply.body);
+    let trace_id = "5b8efff798038103d269b633813fc60c";
+    let span = format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"orders"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace_id}","spanId":"eee19b7ec3c1b174","name":"POST /orders","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}]}}]}}]}}"#,
+        at_us * 1000,
+        at_us * 1000 + 5_000_000
+    );
+    let otlp = format!("http://{}/v1/traces", server.addr("otlp_http", "tcp"));
+    let reply = server.post(&otlp, "application/json", span.as_bytes());
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let published = |kind: &str| {
+        s3.list(&format!("team/{kind}/"))
+            .into_iter()
+            .filter(|k| k.ends_with(".json") && k.matches('/').count() == 2)
+            .count()
+    };
+    wait_until(
+        "a log split and a span split in the bucket",
+        Duration::from_secs(60),
+        || published("logs") >= 1 && published("traces") >= 1,
+    );
+    let search = "/api/v1/logs/search?q=uuid:req-42&start=0";
+    let trace = format!("/jaeger/api/traces/{trace_id}");
+    let logs_before = server.get(search).json();
+    assert_eq!(logs_before["total"], 1, "{logs_before}");
+    let trace_before = server.get(&trace).json();
+    assert_eq!(
+        trace_before["data"][0]["spans"].as_array().unwrap().len(),
+        1,
+        "{trace_before}"
+    );
+
+    drop(server);
+    for kind in ["logs", "traces"] {
+        std::fs::remove_dir_all(data.join(kind).join("splits")).unwrap();
+    }
+    let server = start(&data, &config);
+    assert_eq!(
+        server.get(search).json(),
+        logs_before,
+        "logs from the bucket"
+    );
+    assert_eq!(
+        server.get(&trace).json(),
+        trace_before,
+        "the trace from the bucket"
+    );
 }
 
 /// Runs `sextant serve` and expects it to stop on its own, saying `why`.

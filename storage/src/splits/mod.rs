@@ -86,6 +86,9 @@ pub struct SplitConfig {
     /// A partition whose day has ended is sealed once it has taken no
     /// record for this long.
     pub seal_idle_us: i64,
+    /// Sealed splits also kept in object storage, under the prefix's
+    /// `logs/` or `traces/` (the engine directory's name).
+    pub remote: Option<Arc<crate::remote::RemoteStore>>,
 }
 
 impl Default for SplitConfig {
@@ -94,6 +97,7 @@ impl Default for SplitConfig {
             retention_us: 7 * DAY_US,
             writer_memory: 64 * 1024 * 1024,
             seal_idle_us: 10 * 60 * 1_000_000,
+            remote: None,
         }
     }
 }
@@ -357,10 +361,21 @@ impl<K: Kind> Engine<K> {
         let active_dir = dir.join("active");
         std::fs::create_dir_all(&active_dir).map_err(io_err("create", &active_dir))?;
         let splits_dir = dir.join("splits");
-        let blocks: Arc<dyn BlockStore> = Arc::new(
-            LocalBlockStore::open(&splits_dir)
-                .map_err(io_err("open the split store", &splits_dir))?,
-        );
+        let blocks: Arc<dyn BlockStore> = match &config.remote {
+            Some(remote) => {
+                let kind_name = dir
+                    .file_name()
+                    .map_or_else(|| "splits".into(), |n| n.to_string_lossy());
+                Arc::new(
+                    crate::remote::ObjectBlockStore::open(&splits_dir, remote.clone(), &kind_name)
+                        .map_err(io_err("open the split store", &splits_dir))?,
+                )
+            }
+            None => Arc::new(
+                LocalBlockStore::open(&splits_dir)
+                    .map_err(io_err("open the split store", &splits_dir))?,
+            ),
+        };
         let mut parts = Parts::default();
         let mut next_seq = 1;
         let sealed_ids = blocks.list().map_err(io_err("list", &splits_dir))?;
@@ -666,6 +681,15 @@ impl<K: Kind> Engine<K> {
 
     /// Deletes partitions that retention has passed and seals finished ones.
     /// Run it now and then (every minute in the server).
+    /// How often [`Engine::maintain`] should run: every minute, or twice
+    /// per `seal_idle` when that is shorter, so splits seal on time.
+    pub(crate) fn maintenance_interval(&self) -> std::time::Duration {
+        let idle = std::time::Duration::from_micros(self.config.seal_idle_us.max(0) as u64);
+        std::time::Duration::from_secs(60)
+            .min(idle / 2)
+            .max(std::time::Duration::from_secs(1))
+    }
+
     pub(crate) fn maintain(&self) -> Result<()> {
         self.maintain_at(now_us())
     }
