@@ -31,6 +31,10 @@ pub enum Command {
     CheckData {
         /// The data directory.
         dir: PathBuf,
+        /// The server's config file: with a `storage.object_store` section,
+        /// the bucket's blocks and splits are checked too.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 

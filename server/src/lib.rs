@@ -44,7 +44,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Serve(args) => serve_command(args),
         cli::Command::CheckConfig { file } => check_config(&file),
-        cli::Command::CheckData { dir } => check_data(&dir),
+        cli::Command::CheckData { dir, config } => check_data(&dir, config.as_deref()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,13 +79,26 @@ fn serve_command(args: cli::ServeArgs) -> anyhow::Result<()> {
 
 /// Reads back every store of a stopped server's data directory; a crash's
 /// torn WAL tail is reported as a note, damage as an error.
-fn check_data(dir: &std::path::Path) -> anyhow::Result<()> {
+fn check_data(dir: &std::path::Path, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     if !dir.is_dir() {
         anyhow::bail!("{}: no such data directory", dir.display());
     }
+    let remote = match config.map(config::load).transpose()? {
+        Some(loaded) => loaded
+            .file
+            .storage
+            .object_store
+            .as_ref()
+            .map(sextant_storage::remote::RemoteStore::connect)
+            .transpose()?,
+        None => None,
+    };
     // Holding the lock keeps a server from writing while the check reads.
     let _lock = sextant_storage::DataDir::open(dir)?;
-    let report = sextant_storage::check_data_dir(dir);
+    let mut report = sextant_storage::check_data_dir(dir);
+    if let Some(remote) = &remote {
+        remote.check_data(&mut report);
+    }
     let mut text = String::new();
     for line in &report.checked {
         text += &format!("ok       {line}\n");

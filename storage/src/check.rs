@@ -107,7 +107,7 @@ fn check_metrics(dir: &Path, report: &mut CheckReport) {
 
 /// Every chunk of a block decoded, its series in label order, its samples
 /// inside the block's time range and in time order, its counts as its meta says.
-fn check_block(store: &Arc<dyn BlockStore>, id: &str) -> Result<String, String> {
+pub(crate) fn check_block(store: &Arc<dyn BlockStore>, id: &str) -> Result<String, String> {
     let block = Block::open(store.clone(), id).map_err(|e| e.to_string())?;
     let meta = block.meta.clone();
     if meta.id != id {

@@ -164,13 +164,13 @@ impl RemoteStore {
             name,
             stats: Arc::new(RemoteStats::default()),
         };
-        remote.check()?;
+        remote.check_reachable()?;
         info!(store = %remote.name, "object store reached");
         Ok(remote)
     }
 
     /// Lists the prefix: the start-up check.
-    fn check(&self) -> io::Result<()> {
+    fn check_reachable(&self) -> io::Result<()> {
         let store = self.store.clone();
         let prefix = self.prefix.clone();
         self.run(async move { store.list_with_delimiter(Some(&prefix)).await })
@@ -332,6 +332,120 @@ fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+impl RemoteStore {
+    /// Keys under `parts` with their sizes, relative and sorted.
+    fn list_sized(&self, parts: &[&str]) -> io::Result<Vec<(String, u64)>> {
+        let store = self.store.clone();
+        let base = self.path(parts);
+        let what = format!("list {base} in {}", self.name);
+        let listed = {
+            let base = base.clone();
+            self.run(async move {
+                store
+                    .list(Some(&base))
+                    .map_ok(|meta| (meta.location, meta.size))
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+        }
+        .map_err(|e| io_error(what, e))?;
+        let mut keys: Vec<(String, u64)> = listed
+            .iter()
+            .filter_map(|(p, size)| {
+                let parts: Vec<String> = p
+                    .prefix_match(&base)?
+                    .map(|p| p.as_ref().to_owned())
+                    .collect();
+                Some((parts.join("/"), *size))
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// `sextant check-data` for the bucket: every manifest's files there at
+    /// the sizes it names, every metric block downloaded and read back whole
+    /// (as local blocks are checked), and files without a manifest noted (an
+    /// upload a crash cut short; the next start uploads the block again).
+    pub fn check_data(&self, report: &mut crate::CheckReport) {
+        for kind in ["metrics", "logs", "traces"] {
+            let keys = match self.list_sized(&[kind]) {
+                Ok(keys) => keys,
+                Err(e) => return report.problem(format!("{}: {e}", self.name)),
+            };
+            let sizes: std::collections::HashMap<&str, u64> =
+                keys.iter().map(|(k, s)| (k.as_str(), *s)).collect();
+            let manifests: BTreeSet<&str> = keys
+                .iter()
+                .filter_map(|(k, _)| k.strip_suffix(".json"))
+                .filter(|id| !id.contains('/'))
+                .collect();
+            for (key, _) in &keys {
+                if let Some((id, _)) = key.split_once('/')
+                    && !manifests.contains(id)
+                {
+                    report.note(format!(
+                        "{}/{kind}/{key}: no manifest (an upload cut short; retried at the next start)",
+                        self.prefix
+                    ));
+                }
+            }
+            for id in manifests {
+                let where_ = format!("{}/{kind}/{id}", self.prefix);
+                match self.check_block(kind, id, &sizes) {
+                    Ok(line) => report.checked(format!("{where_}: {line}")),
+                    Err(e) => report.problem(format!("{where_}: {e}")),
+                }
+            }
+        }
+    }
+
+    fn check_block(
+        &self,
+        kind: &str,
+        id: &str,
+        sizes: &std::collections::HashMap<&str, u64>,
+    ) -> Result<String, String> {
+        let manifest: Manifest = serde_json::from_slice(
+            &self
+                .get(self.path(&[kind, &format!("{id}.json")]))
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("manifest is not JSON: {e}"))?;
+        let mut total = 0;
+        for (file, size) in &manifest.files {
+            match sizes.get(format!("{id}/{file}").as_str()) {
+                None => return Err(format!("{file} is missing")),
+                Some(found) if found != size => {
+                    return Err(format!("{file} is {found} bytes, the manifest says {size}"));
+                }
+                Some(_) => total += size,
+            }
+        }
+        if kind != "metrics" {
+            return Ok(format!("{} files, {total} bytes", manifest.files.len()));
+        }
+        // A metric block is read back whole, from a scratch copy.
+        let scratch =
+            std::env::temp_dir().join(format!("sextant-check-{}-{id}", std::process::id()));
+        let result = (|| {
+            let local: Arc<dyn BlockStore> =
+                Arc::new(LocalBlockStore::open(&scratch).map_err(|e| e.to_string())?);
+            let staging = local.staging_dir(id).map_err(|e| e.to_string())?;
+            for (file, _) in &manifest.files {
+                let bytes = self
+                    .get(self.path(&[kind, id, file]))
+                    .map_err(|e| e.to_string())?;
+                std::fs::write(staging.join(file), bytes).map_err(|e| e.to_string())?;
+            }
+            local.publish(id, &staging).map_err(|e| e.to_string())?;
+            crate::check::check_block(&local, id)
+        })();
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
 }
 
 /// What a manifest says: the block's files and their sizes.

@@ -14,6 +14,16 @@ use serde_json::Value;
 use sextant_tests::{SeaweedFs, Sextant, free_port, series, sextant_bin};
 
 fn config(dir: &Path, endpoint: &str, bucket: &str, secret: &str) -> String {
+    config_with_blocks(dir, endpoint, bucket, secret, "1m")
+}
+
+fn config_with_blocks(
+    dir: &Path,
+    endpoint: &str,
+    bucket: &str,
+    secret: &str,
+    block_duration: &str,
+) -> String {
     let path = dir.join("sextant.yaml");
     std::fs::write(
         &path,
@@ -22,7 +32,7 @@ fn config(dir: &Path, endpoint: &str, bucket: &str, secret: &str) -> String {
 storage:
   seal_idle: 2s
   metrics:
-    block_duration: 1m
+    block_duration: {block_duration}
   object_store:
     url: s3://{bucket}/team
     endpoint: {endpoint}
@@ -270,11 +280,14 @@ fn kill_9_during_uploads_leaves_no_half_block_and_loses_nothing() {
     let s3 = SeaweedFs::start();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config = config(
+    // 20 s blocks: maintenance every 5 s, so each round cuts, compacts and
+    // uploads before it is killed.
+    let config = config_with_blocks(
         dir.path(),
         &s3.endpoint(),
         SeaweedFs::bucket(),
         SeaweedFs::secret_key(),
+        "20s",
     );
     let base = now_ms() / 60_000 * 60_000;
     let mut written = 0;
@@ -286,7 +299,7 @@ fn kill_9_during_uploads_leaves_no_half_block_and_loses_nothing() {
         // 41 samples a series; a round's first repeats the last one's end.
         written += 2 * if round == 0 { 41 } else { 40 };
         last = end;
-        std::thread::sleep(Duration::from_millis(2_000 + 1_500 * round));
+        std::thread::sleep(Duration::from_millis(5_500 + 1_700 * round));
         server.kill_hard();
     }
     let server = start(&data, &config);
@@ -304,6 +317,7 @@ fn kill_9_during_uploads_leaves_no_half_block_and_loses_nothing() {
             .to_owned()
     };
     assert_eq!(counted(&server), written.to_string());
+    assert!(!manifests(&s3).is_empty(), "no block reached the bucket");
     for manifest in manifests(&s3) {
         let listed: Value = serde_json::from_slice(&s3.get(&manifest)).unwrap();
         let id = manifest.trim_end_matches(".json");
@@ -322,6 +336,33 @@ fn kill_9_during_uploads_leaves_no_half_block_and_loses_nothing() {
     std::fs::remove_dir_all(data.join("metrics/blocks")).unwrap();
     let server = start(&data, &config);
     assert_eq!(counted(&server), written.to_string(), "from the bucket");
+    drop(server);
+
+    // check-data reads the bucket too: whole, then with a file gone.
+    let check = || {
+        Command::new(sextant_bin())
+            .args(["check-data", "--config", &config])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let clean = check();
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(
+        clean.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(stdout.contains("team/metrics/"), "{stdout}");
+    let victim = manifests(&s3)[0].trim_end_matches(".json").to_owned();
+    s3.delete(&format!("{victim}/chunks"));
+    let damaged = check();
+    let stdout = String::from_utf8_lossy(&damaged.stdout);
+    assert!(!damaged.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("DAMAGED  {victim}: chunks is missing")),
+        "{stdout}"
+    );
 }
 
 /// Runs `sextant serve` and expects it to stop on its own, saying `why`.
