@@ -508,6 +508,9 @@ impl From<sextant_storage::Error> for ApiError {
         if let sextant_storage::Error::Unavailable(m) = err {
             return Self::Unavailable(m);
         }
+        if err.is_remote_unavailable() {
+            return Self::Unavailable(err.to_string());
+        }
         Self::Internal(err.to_string())
     }
 }

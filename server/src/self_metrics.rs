@@ -137,6 +137,12 @@ impl SelfMetrics {
                     count(&remote.downloads),
                 ),
                 (
+                    "sextant_object_store_range_reads_total",
+                    MetricKind::Counter,
+                    "Pages of block files read from the object store by range for queries (each cached in memory).",
+                    count(&remote.range_reads),
+                ),
+                (
                     "sextant_object_store_downloaded_bytes_total",
                     MetricKind::Counter,
                     "Bytes of block files downloaded.",

@@ -13,6 +13,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 
+/// A file of a block, read by offset: a local file, or ranges of an object
+/// in object storage.
+pub trait BlockFile: Send + Sync + std::fmt::Debug {
+    /// Exactly `len` bytes from `offset`.
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+}
+
+impl BlockFile for File {
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        self.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+}
+
 /// Immutable block storage.
 pub trait BlockStore: Send + Sync + std::fmt::Debug {
     /// Ids of every complete block.
@@ -26,7 +41,7 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// A file of a block, open: reads through it keep working after the
     /// block is deleted (compaction replaces blocks while queries read them).
-    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<File>>;
+    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<dyn BlockFile>>;
     /// Total bytes of a block.
     fn size(&self, id: &str) -> io::Result<u64>;
     /// Deletes a block; deleting a missing block is not an error.
@@ -111,8 +126,8 @@ impl BlockStore for LocalBlockStore {
         fs::read(self.dir.join(id).join(file))
     }
 
-    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<File>> {
-        self.file(id, file)
+    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<dyn BlockFile>> {
+        Ok(self.file(id, file)?)
     }
 
     fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {

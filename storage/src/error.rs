@@ -60,5 +60,17 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether the failure was the object store being unreachable (a
+    /// query over blocks only in the bucket): retryable, and the message
+    /// names the store.
+    pub fn is_remote_unavailable(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => crate::remote::is_unavailable(source),
+            _ => false,
+        }
+    }
+}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -12,9 +12,15 @@
 //! with backoff; ingest and queries over local blocks go on.
 //!
 //! At open, the bucket's manifests join the local blocks: a node whose disk
-//! was lost finds its history again, each block downloaded whole into the
-//! local directory when first opened. Local blocks without a manifest are
-//! queued for upload again (a crash between publish and upload).
+//! was lost finds its history again. A metric block that is not on local
+//! disk is read from the bucket: its small `meta.json` and `index` whole,
+//! its chunks by ranges (256 KiB pages, through an in-memory LRU bounded by
+//! `cache_size`), so a query never downloads a whole block; a split (which
+//! tantivy maps into memory) is downloaded whole into the local directory
+//! when first opened. Local blocks without a manifest are queued for upload
+//! again (a crash between publish and upload). A read the store cannot
+//! answer is a [`RemoteUnavailable`] error, which the server answers with
+//! 503 naming the store.
 //!
 //! This room talks to the store through the `object_store` crate's async
 //! API from synchronous code: every call is spawned on a private runtime and
@@ -53,6 +59,29 @@ pub struct ObjectStoreConfig {
     pub access_key_id: Option<String>,
     #[serde(default)]
     pub secret_access_key: Option<String>,
+    /// Bytes of fetched ranges kept in memory (LRU) for blocks read from the
+    /// bucket; 256 MiB when unset.
+    #[serde(default)]
+    pub cache_size: Option<u64>,
+}
+
+/// The error of a store that could not be reached or answered otherwise
+/// than "not found": the server answers 503 naming the store.
+#[derive(Debug)]
+pub struct RemoteUnavailable(pub String);
+
+impl std::fmt::Display for RemoteUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RemoteUnavailable {}
+
+/// Whether `err` (or what it wraps) is a [`RemoteUnavailable`].
+pub fn is_unavailable(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|inner| inner.is::<RemoteUnavailable>())
 }
 
 /// Counters for `/metrics` (`sextant_object_store_*`).
@@ -62,6 +91,8 @@ pub struct RemoteStats {
     pub uploaded_bytes: AtomicU64,
     pub upload_failures: AtomicU64,
     pub downloads: AtomicU64,
+    /// Ranges of block files read for queries (pages, cached).
+    pub range_reads: AtomicU64,
     pub downloaded_bytes: AtomicU64,
     pub deletes: AtomicU64,
     /// Blocks published locally and not yet in the bucket.
@@ -77,6 +108,8 @@ pub struct RemoteStore {
     /// What errors name: the URL and endpoint.
     name: String,
     pub stats: Arc<RemoteStats>,
+    /// Ranges of block files fetched for queries.
+    cache: RangeCache,
 }
 
 impl std::fmt::Debug for RemoteStore {
@@ -95,7 +128,11 @@ fn io_error(what: impl std::fmt::Display, err: object_store::Error) -> io::Error
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
             io::ErrorKind::AlreadyExists
         }
-        _ => io::ErrorKind::Other,
+        _ => {
+            return io::Error::other(RemoteUnavailable(format!(
+                "the object store is unavailable: {what}: {err}"
+            )));
+        }
     };
     io::Error::new(kind, format!("{what}: {err}"))
 }
@@ -163,6 +200,7 @@ impl RemoteStore {
             runtime,
             name,
             stats: Arc::new(RemoteStats::default()),
+            cache: RangeCache::new(config.cache_size.unwrap_or(256 << 20)),
         };
         remote.check_reachable()?;
         info!(store = %remote.name, "object store reached");
@@ -280,6 +318,14 @@ impl RemoteStore {
             .map_err(|e| io_error(what, e))
     }
 
+    fn get_range(&self, path: Path, range: std::ops::Range<u64>) -> io::Result<Vec<u8>> {
+        let store = self.store.clone();
+        let what = format!("read {path} {range:?} from {}", self.name);
+        self.run(async move { store.get_range(&path, range).await })
+            .map(|b| b.to_vec())
+            .map_err(|e| io_error(what, e))
+    }
+
     fn delete(&self, path: Path) -> io::Result<()> {
         let store = self.store.clone();
         let what = format!("delete {path} from {}", self.name);
@@ -318,6 +364,118 @@ impl RemoteStore {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+}
+
+/// Fetched pages of block files, least recently used first out, bounded by
+/// bytes.
+#[derive(Debug)]
+struct RangeCache {
+    capacity: u64,
+    inner: Mutex<CacheInner>,
+}
+
+/// A page of a file: the file's cache name and the page number.
+type PageKey = (Arc<str>, u64);
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// Page -> bytes and last use.
+    pages: std::collections::HashMap<PageKey, (Arc<Vec<u8>>, u64)>,
+    /// Last use -> page.
+    order: std::collections::BTreeMap<u64, PageKey>,
+    tick: u64,
+    bytes: u64,
+}
+
+impl RangeCache {
+    fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::default(),
+        }
+    }
+
+    fn get(&self, key: &PageKey) -> Option<Arc<Vec<u8>>> {
+        let mut inner = self.inner.lock().expect("cache lock");
+        inner.tick += 1;
+        let tick = inner.tick;
+        let (page, used) = inner.pages.get_mut(key)?;
+        let (page, old) = (page.clone(), std::mem::replace(used, tick));
+        inner.order.remove(&old);
+        inner.order.insert(tick, key.clone());
+        Some(page)
+    }
+
+    fn put(&self, key: PageKey, page: Arc<Vec<u8>>) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.bytes += page.len() as u64;
+        if let Some((old_page, old_tick)) = inner.pages.insert(key.clone(), (page, tick)) {
+            inner.bytes -= old_page.len() as u64;
+            inner.order.remove(&old_tick);
+        }
+        inner.order.insert(tick, key);
+        while inner.bytes > self.capacity {
+            let Some((_, oldest)) = inner.order.pop_first() else {
+                break;
+            };
+            if let Some((page, _)) = inner.pages.remove(&oldest) {
+                inner.bytes -= page.len() as u64;
+            }
+        }
+    }
+}
+
+/// Reads are of whole pages, so a chunk's length prefix and the chunk
+/// after it (two reads) are one request, and neighbours come along.
+const PAGE: u64 = 256 * 1024;
+
+/// A block file in the bucket, read by ranges through the cache.
+#[derive(Debug)]
+struct RemoteFile {
+    remote: Arc<RemoteStore>,
+    path: Path,
+    /// The cache's name for this file.
+    key: Arc<str>,
+    len: u64,
+}
+
+impl crate::block_store::BlockFile for RemoteFile {
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let end = offset + len as u64;
+        if end > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{}: read past the end", self.path),
+            ));
+        }
+        let mut out = Vec::with_capacity(len);
+        let mut at = offset;
+        while at < end {
+            let page = at / PAGE;
+            let key = (self.key.clone(), page);
+            let bytes = match self.remote.cache.get(&key) {
+                Some(bytes) => bytes,
+                None => {
+                    let range = page * PAGE..((page + 1) * PAGE).min(self.len);
+                    let fetched = Arc::new(self.remote.get_range(self.path.clone(), range)?);
+                    let stats = &self.remote.stats;
+                    stats.range_reads.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .downloaded_bytes
+                        .fetch_add(fetched.len() as u64, Ordering::Relaxed);
+                    self.remote.cache.put(key, fetched.clone());
+                    fetched
+                }
+            };
+            let from = (at - page * PAGE) as usize;
+            let to = ((end - page * PAGE) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+            at = page * PAGE + to as u64;
+        }
+        Ok(out)
     }
 }
 
@@ -547,6 +705,14 @@ impl ObjectBlockStore {
             .count()
     }
 
+    /// Block `id`'s manifest from the bucket.
+    fn manifest(&self, id: &str) -> io::Result<Manifest> {
+        let remote = &self.shared.remote;
+        let kind = &self.shared.kind;
+        serde_json::from_slice(&remote.get(remote.path(&[kind, &format!("{id}.json")]))?)
+            .map_err(|e| io::Error::other(format!("manifest of block {id}: {e}")))
+    }
+
     /// Downloads block `id` into the local directory unless it is there.
     fn ensure_local(&self, id: &str) -> io::Result<()> {
         if self.local.local_dir(id).is_ok() {
@@ -730,23 +896,56 @@ impl BlockStore for ObjectBlockStore {
     }
 
     fn read(&self, id: &str, file: &str) -> io::Result<Vec<u8>> {
-        self.ensure_local(id)?;
-        self.local.read(id, file)
+        if self.local.local_dir(id).is_ok() {
+            return self.local.read(id, file);
+        }
+        let remote = &self.shared.remote;
+        let bytes = remote.get(remote.path(&[&self.shared.kind, id, file]))?;
+        remote.stats.downloads.fetch_add(1, Ordering::Relaxed);
+        remote
+            .stats
+            .downloaded_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
 
     fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.ensure_local(id)?;
-        self.local.read_range(id, file, offset, len)
+        self.open_file(id, file)?.read_at(offset, len)
     }
 
-    fn open_file(&self, id: &str, file: &str) -> io::Result<Arc<std::fs::File>> {
-        self.ensure_local(id)?;
-        self.local.open_file(id, file)
+    fn open_file(
+        &self,
+        id: &str,
+        file: &str,
+    ) -> io::Result<Arc<dyn crate::block_store::BlockFile>> {
+        if self.local.local_dir(id).is_ok() {
+            return self.local.open_file(id, file);
+        }
+        // Not here: read from the bucket by ranges, never whole.
+        let manifest = self.manifest(id)?;
+        let len = manifest
+            .files
+            .iter()
+            .find(|(name, _)| name == file)
+            .map(|(_, size)| *size)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("block {id} has no {file}"))
+            })?;
+        let remote = self.shared.remote.clone();
+        let path = remote.path(&[&self.shared.kind, id, file]);
+        Ok(Arc::new(RemoteFile {
+            key: Arc::from(path.as_ref()),
+            path,
+            remote,
+            len,
+        }))
     }
 
     fn size(&self, id: &str) -> io::Result<u64> {
-        self.ensure_local(id)?;
-        self.local.size(id)
+        if self.local.local_dir(id).is_ok() {
+            return self.local.size(id);
+        }
+        Ok(self.manifest(id)?.files.iter().map(|(_, size)| size).sum())
     }
 
     fn delete(&self, id: &str) -> io::Result<()> {
@@ -780,6 +979,7 @@ mod tests {
                 .unwrap(),
             name: "memory".into(),
             stats: Arc::new(RemoteStats::default()),
+            cache: RangeCache::new(1 << 20),
         })
     }
 
@@ -828,8 +1028,17 @@ mod tests {
         let second = tempfile::tempdir().unwrap();
         let store = ObjectBlockStore::open(second.path(), remote.clone(), "metrics").unwrap();
         assert_eq!(store.list().unwrap(), ["b2"]);
-        assert_eq!(store.read("b2", "chunks").unwrap(), b"more bytes");
-        assert_eq!(remote.stats.downloads.load(Ordering::Relaxed), 2);
+        assert_eq!(store.read("b2", "meta.json").unwrap(), b"{}");
+        let chunks = store.open_file("b2", "chunks").unwrap();
+        assert_eq!(chunks.read_at(5, 5).unwrap(), b"bytes");
+        assert_eq!(chunks.read_at(0, 4).unwrap(), b"more");
+        assert!(chunks.read_at(8, 5).is_err(), "past the end");
+        // One range read (a page, cached), and nothing downloaded to disk.
+        assert_eq!(remote.stats.range_reads.load(Ordering::Relaxed), 1);
+        assert!(second.path().join("b2").read_dir().is_err());
+        // Splits, which tantivy maps into memory, come down whole.
+        let dir = store.local_dir("b2").unwrap();
+        assert_eq!(std::fs::read(dir.join("chunks")).unwrap(), b"more bytes");
     }
 
     #[test]

@@ -186,13 +186,24 @@ fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
     });
     assert!(metric(&server, "sextant_object_store_uploads_total") > uploaded);
 
-    // Lose the local copies: the blocks come back from the bucket.
+    // Lose the local copies: the blocks are read from the bucket, by ranges.
     drop(server);
     std::fs::remove_dir_all(data.join("metrics/blocks")).unwrap();
     let server = start(&data, &config);
+    // With the store down, a query over blocks only in the bucket is a 503
+    // that names the store (their indexes were read at start).
+    s3.stop();
+    let down = server.get(&query);
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert!(down.body.contains("object store"), "{}", down.body);
+    s3.restart();
     let after = server.get(&query).json();
     assert_eq!(after["data"], before["data"], "answered from the bucket");
-    assert!(metric(&server, "sextant_object_store_downloads_total") > 0.0);
+    assert!(metric(&server, "sextant_object_store_range_reads_total") > 0.0);
+    assert!(
+        std::fs::read_dir(data.join("metrics/blocks")).map_or(0, |d| d.count()) == 0,
+        "no block was downloaded whole"
+    );
     let payments = server
         .get(&format!(
             "/api/v1/query?query=count(payments_total)&time={}",

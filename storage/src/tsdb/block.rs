@@ -202,7 +202,7 @@ pub(crate) struct Block {
     postings: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
     /// The chunks file, held open from the start: a query that still holds
     /// this block reads it even after compaction has deleted the block.
-    chunks: Arc<File>,
+    chunks: Arc<dyn crate::block_store::BlockFile>,
     pub bytes: u64,
 }
 
@@ -384,12 +384,7 @@ impl Block {
         let id = &self.meta.id;
         // The length prefix is at most 10 bytes, and every chunk record is longer
         // than that (3-byte header, 16-byte first sample, 4-byte CRC).
-        let read = |offset: u64, len: usize| -> io::Result<Vec<u8>> {
-            use std::os::unix::fs::FileExt as _;
-            let mut buf = vec![0; len];
-            self.chunks.read_exact_at(&mut buf, offset)?;
-            Ok(buf)
-        };
+        let read = |offset: u64, len: usize| self.chunks.read_at(offset, len);
         let head = read(c.offset, 10)?;
         let mut r = ByteReader::new(&head);
         let len = r.len().ok_or_else(|| corrupt(id, "chunk length"))?;
