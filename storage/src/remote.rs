@@ -103,13 +103,24 @@ pub struct RemoteStats {
 pub struct RemoteStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
-    /// The runtime every request runs on, whatever thread asks.
-    runtime: tokio::runtime::Runtime,
+    /// The runtime every request runs on, whatever thread asks (taken only
+    /// by `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
     /// What errors name: the URL and endpoint.
     name: String,
     pub stats: Arc<RemoteStats>,
     /// Ranges of block files fetched for queries.
     cache: RangeCache,
+}
+
+impl Drop for RemoteStore {
+    fn drop(&mut self) {
+        // The last owner may be an async task: a runtime may not be dropped
+        // (which blocks) there, but it may be shut down in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteStore {
@@ -197,7 +208,7 @@ impl RemoteStore {
         let remote = Self {
             store: Arc::new(store),
             prefix: Path::from(prefix.trim_matches('/')),
-            runtime,
+            runtime: Some(runtime),
             name,
             stats: Arc::new(RemoteStats::default()),
             cache: RangeCache::new(config.cache_size.unwrap_or(256 << 20)),
@@ -241,9 +252,12 @@ impl RemoteStore {
     /// Runs `future` on the store's runtime and waits for it.
     fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(future.await);
-        });
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .spawn(async move {
+                let _ = tx.send(future.await);
+            });
         rx.recv()
             .expect("the object store runtime dropped a request")
     }
@@ -630,7 +644,6 @@ pub struct ObjectBlockStore {
     local: Arc<LocalBlockStore>,
     shared: Arc<Shared>,
     downloading: Mutex<()>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -681,17 +694,16 @@ impl ObjectBlockStore {
             queue: Mutex::new(queue),
             wake: Condvar::new(),
         });
-        let worker = {
+        {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("upload-{kind}"))
-                .spawn(move || shared.run())?
-        };
+                .spawn(move || shared.run())?;
+        }
         Ok(Self {
             local,
             shared,
             downloading: Mutex::new(()),
-            worker: Mutex::new(Some(worker)),
         })
     }
 
@@ -751,11 +763,11 @@ impl ObjectBlockStore {
 
 impl Drop for ObjectBlockStore {
     fn drop(&mut self) {
+        // The uploader stops at its next task; one in flight is not waited
+        // for (a stop must not wait on a slow store): its block has no
+        // manifest yet, and the next start uploads it again.
         self.shared.queue.lock().expect("queue lock").stopped = true;
         self.shared.wake.notify_all();
-        if let Some(worker) = self.worker.lock().expect("worker lock").take() {
-            let _ = worker.join();
-        }
     }
 }
 
@@ -972,11 +984,13 @@ mod tests {
         Arc::new(RemoteStore {
             store: Arc::new(object_store::memory::InMemory::new()),
             prefix: Path::from("team"),
-            runtime: tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap(),
+            runtime: Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+            ),
             name: "memory".into(),
             stats: Arc::new(RemoteStats::default()),
             cache: RangeCache::new(1 << 20),

@@ -187,7 +187,8 @@ fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
     assert!(metric(&server, "sextant_object_store_uploads_total") > uploaded);
 
     // Lose the local copies: the blocks are read from the bucket, by ranges.
-    drop(server);
+    let (status, took) = server.stop_with("TERM", Duration::from_secs(10));
+    assert!(status.success(), "stopped with {status} after {took:?}");
     std::fs::remove_dir_all(data.join("metrics/blocks")).unwrap();
     let server = start(&data, &config);
     // With the store down, a query over blocks only in the bucket is a 503
