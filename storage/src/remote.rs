@@ -352,32 +352,11 @@ impl RemoteStore {
     /// Keys under `parts`, relative to it, sorted (S3-compatible stores do
     /// not all list in byte order).
     fn list(&self, parts: &[&str]) -> io::Result<Vec<String>> {
-        let store = self.store.clone();
-        let base = self.path(parts);
-        let what = format!("list {base} in {}", self.name);
-        let listed = {
-            let base = base.clone();
-            self.run(async move {
-                store
-                    .list(Some(&base))
-                    .map_ok(|meta| meta.location)
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-        }
-        .map_err(|e| io_error(what, e))?;
-        let mut keys: Vec<String> = listed
-            .iter()
-            .filter_map(|p| p.prefix_match(&base))
-            .map(|parts| {
-                parts
-                    .map(|p| p.as_ref().to_owned())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            })
-            .collect();
-        keys.sort();
-        Ok(keys)
+        Ok(self
+            .list_sized(parts)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
     }
 }
 

@@ -47,6 +47,33 @@ storage:
     path.to_string_lossy().into_owned()
 }
 
+/// A SeaweedFS with its bucket, and a data directory and config that use it.
+struct Setup {
+    s3: SeaweedFs,
+    /// Holds the config file and the data directory: keep it alive.
+    _scratch: tempfile::TempDir,
+    data: std::path::PathBuf,
+    config: String,
+}
+
+fn setup(block_duration: &str) -> Setup {
+    let s3 = SeaweedFs::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let config = config_with_blocks(
+        scratch.path(),
+        &s3.endpoint(),
+        SeaweedFs::bucket(),
+        SeaweedFs::secret_key(),
+        block_duration,
+    );
+    Setup {
+        data: scratch.path().join("data"),
+        s3,
+        _scratch: scratch,
+        config,
+    }
+}
+
 fn start(data: &Path, config: &str) -> Sextant {
     Sextant::builder()
         .data_dir(data)
@@ -125,15 +152,12 @@ fn manifests(s3: &SeaweedFs) -> Vec<String> {
 
 #[test]
 fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
-    let mut s3 = SeaweedFs::start();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = config(
-        dir.path(),
-        &s3.endpoint(),
-        SeaweedFs::bucket(),
-        SeaweedFs::secret_key(),
-    );
+    let Setup {
+        mut s3,
+        data,
+        config,
+        _scratch: _keep,
+    } = setup("1m");
     let server = start(&data, &config);
     let now = now_ms() / 15_000 * 15_000;
     let (first, end) = write_minutes(&server, "orders_total", now - 30 * 60_000, 30);
@@ -216,15 +240,12 @@ fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
 
 #[test]
 fn log_and_span_splits_live_in_the_bucket() {
-    let s3 = SeaweedFs::start();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = config(
-        dir.path(),
-        &s3.endpoint(),
-        SeaweedFs::bucket(),
-        SeaweedFs::secret_key(),
-    );
+    let Setup {
+        s3,
+        data,
+        config,
+        _scratch: _keep,
+    } = setup("1m");
     let server = start(&data, &config);
     // Yesterday's records: their day has ended, so they seal after 2 s idle.
     let at_us = (now_ms() - 26 * 3_600_000) * 1000;
@@ -289,18 +310,14 @@ fn log_and_span_splits_live_in_the_bucket() {
 /// counted once, also after the local copies are gone.
 #[test]
 fn kill_9_during_uploads_leaves_no_half_block_and_loses_nothing() {
-    let s3 = SeaweedFs::start();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     // 20 s blocks: maintenance every 5 s, so each round cuts, compacts and
     // uploads before it is killed.
-    let config = config_with_blocks(
-        dir.path(),
-        &s3.endpoint(),
-        SeaweedFs::bucket(),
-        SeaweedFs::secret_key(),
-        "20s",
-    );
+    let Setup {
+        s3,
+        data,
+        config,
+        _scratch: _keep,
+    } = setup("20s");
     let base = now_ms() / 60_000 * 60_000;
     let mut written = 0;
     let mut last = base;
