@@ -623,6 +623,8 @@ pub struct ObjectBlockStore {
     local: Arc<LocalBlockStore>,
     shared: Arc<Shared>,
     downloading: Mutex<()>,
+    /// Manifests of blocks read from the bucket.
+    manifests: Mutex<std::collections::HashMap<String, Arc<Manifest>>>,
 }
 
 #[derive(Debug)]
@@ -683,6 +685,7 @@ impl ObjectBlockStore {
             local,
             shared,
             downloading: Mutex::new(()),
+            manifests: Mutex::default(),
         })
     }
 
@@ -697,11 +700,22 @@ impl ObjectBlockStore {
     }
 
     /// Block `id`'s manifest from the bucket.
-    fn manifest(&self, id: &str) -> io::Result<Manifest> {
+    /// Blocks are immutable, so each manifest is fetched once.
+    fn manifest(&self, id: &str) -> io::Result<Arc<Manifest>> {
+        if let Some(manifest) = self.manifests.lock().expect("manifests lock").get(id) {
+            return Ok(manifest.clone());
+        }
         let remote = &self.shared.remote;
         let kind = &self.shared.kind;
-        serde_json::from_slice(&remote.get(remote.path(&[kind, &format!("{id}.json")]))?)
-            .map_err(|e| io::Error::other(format!("manifest of block {id}: {e}")))
+        let manifest: Arc<Manifest> = Arc::new(
+            serde_json::from_slice(&remote.get(remote.path(&[kind, &format!("{id}.json")]))?)
+                .map_err(|e| io::Error::other(format!("manifest of block {id}: {e}")))?,
+        );
+        self.manifests
+            .lock()
+            .expect("manifests lock")
+            .insert(id.to_owned(), manifest.clone());
+        Ok(manifest)
     }
 
     /// Downloads block `id` into the local directory unless it is there.
@@ -715,11 +729,9 @@ impl ObjectBlockStore {
         if self.local.local_dir(id).is_ok() {
             return Ok(());
         }
+        let manifest = self.manifest(id)?;
         let remote = &self.shared.remote;
         let kind = &self.shared.kind;
-        let manifest: Manifest =
-            serde_json::from_slice(&remote.get(remote.path(&[kind, &format!("{id}.json")]))?)
-                .map_err(|e| io::Error::other(format!("manifest of block {id}: {e}")))?;
         let staging = self.local.staging_dir(&format!("download-{id}"))?;
         for (file, size) in &manifest.files {
             let bytes = remote.get(remote.path(&[kind, id, file]))?;
@@ -940,6 +952,7 @@ impl BlockStore for ObjectBlockStore {
     }
 
     fn delete(&self, id: &str) -> io::Result<()> {
+        self.manifests.lock().expect("manifests lock").remove(id);
         self.local.delete(id)?;
         self.shared.push(Task::Delete(id.to_owned()));
         Ok(())
