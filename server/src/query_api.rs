@@ -202,19 +202,16 @@ fn engine_for(state: &AppState, pairs: &[(String, String)]) -> Result<Engine, Ap
     Ok(Engine::new(reader, options))
 }
 
-/// The `query` parameter, parsed: off the async threads, since a long or
-/// deep expression takes a while to refuse, and within the query deadline.
-async fn parsed_query(
-    state: &AppState,
-    pairs: &[(String, String)],
-    deadline: Deadline,
-) -> Result<sextant_query::promql::Expr, ApiError> {
-    let query = param(pairs, "query").unwrap_or_default().to_owned();
-    with_deadline(state, deadline, move || {
-        sextant_query::promql::parse(&query)
-            .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))
-    })
-    .await
+/// The `query` parameter's text.
+fn query_text(pairs: &[(String, String)]) -> String {
+    param(pairs, "query").unwrap_or_default().to_owned()
+}
+
+/// Parses a query; call it on the blocking pool (within the deadline), since
+/// a long or deep expression takes a while to refuse.
+fn parse_query(query: &str) -> Result<sextant_query::promql::Expr, ApiError> {
+    sextant_query::promql::parse(query)
+        .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
 /// When a request's query must be answered by.
@@ -306,8 +303,9 @@ pub async fn instant(
     let deadline = deadline_of(&state, &pairs)?;
     let time = time_param(&pairs, "time")?.unwrap_or_else(sextant_storage::Tsdb::now_ms);
     let engine = engine_for(&state, &pairs)?;
-    let expr = parsed_query(&state, &pairs, deadline).await?;
+    let query = query_text(&pairs);
     run(&state, deadline, move || {
+        let expr = parse_query(&query)?;
         Ok(engine.instant_query_expr(&expr, time)?)
     })
     .await
@@ -346,8 +344,9 @@ pub async fn range(
     }
     let deadline = deadline_of(&state, &pairs)?;
     let engine = engine_for(&state, &pairs)?;
-    let expr = parsed_query(&state, &pairs, deadline).await?;
+    let query = query_text(&pairs);
     run(&state, deadline, move || {
+        let expr = parse_query(&query)?;
         Ok(engine.range_query_expr(&expr, start, end, step)?)
     })
     .await
@@ -362,8 +361,13 @@ pub async fn format_query(
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
     let deadline = deadline_of(&state, &pairs)?;
-    let expr = parsed_query(&state, &pairs, deadline).await?;
-    let pretty = with_deadline(&state, deadline, move || Ok(expr.prettify())).await?;
+    let query = query_text(&pairs);
+    let pretty = with_deadline(
+        &state,
+        deadline,
+        move || Ok(parse_query(&query)?.prettify()),
+    )
+    .await?;
     Ok(success(Value::String(pretty)))
 }
 
@@ -377,7 +381,8 @@ pub async fn query_exemplars(
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
     let deadline = deadline_of(&state, &pairs)?;
-    parsed_query(&state, &pairs, deadline).await?;
+    let query = query_text(&pairs);
+    with_deadline(&state, deadline, move || parse_query(&query).map(drop)).await?;
     Ok(success(Value::Array(Vec::new())))
 }
 

@@ -238,6 +238,8 @@ try {
     await page.getByRole("tab", { name: "Table" }).click();
     const cells = page.getByRole("table", { name: "Query result" }).locator("tbody tr");
     await cells.first().waitFor();
+    // The graph's rows may show until the instant query answers: wait for it.
+    await page.waitForFunction(() => [...document.querySelectorAll("table.result tbody tr td:last-child")].some((td) => !td.textContent.includes("@")));
     check((await cells.count()) >= 2, "the table view lists the series");
   });
 
