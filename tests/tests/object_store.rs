@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sextant_tests::{SeaweedFs, Sextant, free_port, series, sextant_bin};
+use sextant_tests::{SeaweedFs, Sextant, free_port, run_sextant, series, sextant_bin};
 
 fn config(dir: &Path, endpoint: &str, bucket: &str, secret: &str) -> String {
     config_with_blocks(dir, endpoint, bucket, secret, "1m")
@@ -368,13 +368,7 @@ fn kill_9_during_uploads_leaves_no_half_block_and_loses_nothing() {
     drop(server);
 
     // check-data reads the bucket too: whole, then with a file gone.
-    let check = || {
-        Command::new(sextant_bin())
-            .args(["check-data", "--config", &config])
-            .arg(&data)
-            .output()
-            .unwrap()
-    };
+    let check = || run_sextant(&["check-data", "--config", &config, data.to_str().unwrap()]);
     let clean = check();
     let stdout = String::from_utf8_lossy(&clean.stdout);
     assert!(
