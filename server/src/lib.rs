@@ -89,7 +89,7 @@ fn check_data(dir: &std::path::Path, config: Option<&std::path::Path>) -> anyhow
             .storage
             .object_store
             .as_ref()
-            .map(sextant_storage::remote::RemoteStore::connect)
+            .map(|c| sextant_storage::remote::RemoteStore::connect(c, &dir.join("cache")))
             .transpose()?,
         None => None,
     };

@@ -160,6 +160,18 @@ impl SelfMetrics {
                     "Blocks sealed locally and not yet in the object store.",
                     count(&remote.backlog),
                 ),
+                (
+                    "sextant_object_store_cache_bytes",
+                    MetricKind::Gauge,
+                    "Bytes the object store's local cache holds: fetched pages and local copies of uploaded blocks.",
+                    count(&remote.cache_bytes),
+                ),
+                (
+                    "sextant_object_store_cache_evictions_total",
+                    MetricKind::Counter,
+                    "Entries the object store's cache budget (cache_size) pushed out.",
+                    count(&remote.cache_evictions),
+                ),
             ] {
                 page.single(name, kind, help, value);
             }

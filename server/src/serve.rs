@@ -258,8 +258,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // credentials or a missing bucket stop the start by name.
     let remote = match file.and_then(|f| f.storage.object_store.clone()) {
         Some(config) => {
+            let cache_dir = data_dir.path().join("cache");
             let remote = tokio::task::spawn_blocking(move || {
-                sextant_storage::remote::RemoteStore::connect(&config)
+                sextant_storage::remote::RemoteStore::connect(&config, &cache_dir)
             })
             .await
             .context("connecting to the object store panicked")??;

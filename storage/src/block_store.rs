@@ -1,6 +1,5 @@
-//! Where immutable blocks live: one narrow interface, so that blocks can later
-//! sit on object storage and be shared by several nodes. Local disk is the
-//! only backend today.
+//! Where immutable blocks live: one narrow interface over local disk
+//! ([`LocalBlockStore`]) and object storage (`remote::ObjectBlockStore`).
 //!
 //! A block is a set of named files under an id. It is built in a local staging
 //! directory and handed over whole: a reader sees all of a block or none of it.
@@ -48,11 +47,27 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     fn delete(&self, id: &str) -> io::Result<()>;
     /// A local directory where a new block may be staged.
     fn staging_dir(&self, id: &str) -> io::Result<PathBuf>;
-    /// A local directory holding a published block's files, for readers that
-    /// need a file system path (tantivy maps its files into memory). Local
-    /// disk answers with the block itself; a remote store would answer with
-    /// its local cache of the block.
+    /// The local directory holding a published block's files; not found
+    /// for a block only in object storage.
     fn local_dir(&self, id: &str) -> io::Result<PathBuf>;
+    /// A block as a tantivy directory (splits): mapped into memory from
+    /// local disk, or read by ranges from object storage.
+    fn directory(&self, id: &str) -> io::Result<Box<dyn tantivy::Directory>> {
+        mmap_directory(&self.local_dir(id)?)
+    }
+    /// Blocks whose local copy was dropped since the last call (the copy was
+    /// only a cache of a block in object storage): their readers should
+    /// reopen them, so that the space is freed.
+    fn take_evicted(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A local block directory for tantivy, mapped into memory.
+pub(crate) fn mmap_directory(dir: &Path) -> io::Result<Box<dyn tantivy::Directory>> {
+    tantivy::directory::MmapDirectory::open(dir)
+        .map(|d| Box::new(d) as Box<dyn tantivy::Directory>)
+        .map_err(|e| io::Error::other(format!("{}: {e}", dir.display())))
 }
 
 /// Blocks as directories under `<data>/blocks/`.

@@ -67,6 +67,8 @@ impl Error {
     pub fn is_remote_unavailable(&self) -> bool {
         match self {
             Self::Io { source, .. } => crate::remote::is_unavailable(source),
+            // tantivy reports the errors of a split's reads as text.
+            Self::Index(text) => text.contains(crate::remote::UNAVAILABLE),
             _ => false,
         }
     }

@@ -198,6 +198,15 @@ pub(crate) fn index_err(err: impl std::fmt::Display) -> Error {
     Error::Index(err.to_string())
 }
 
+/// Opens sealed split `id`: mapped from local disk, or read by ranges from
+/// object storage.
+fn open_split(blocks: &dyn BlockStore, id: &str, splits_dir: &Path) -> Result<Index> {
+    let directory = blocks
+        .directory(id)
+        .map_err(io_err("open split", &splits_dir.join(id)))?;
+    Index::open(directory).map_err(index_err)
+}
+
 fn settings(level: Option<i32>) -> tantivy::IndexSettings {
     // zstd over large doc-store blocks: records repeat themselves, and a
     // search reads few documents.
@@ -383,11 +392,7 @@ impl<K: Kind> Engine<K> {
             let Some((day, _)) = parse_part_id(id) else {
                 continue;
             };
-            let path = blocks
-                .local_dir(id)
-                .map_err(io_err("open split", &splits_dir))?;
-            let index =
-                Index::open(MmapDirectory::open(&path).map_err(index_err)?).map_err(index_err)?;
+            let index = open_split(blocks.as_ref(), id, &splits_dir)?;
             if let Some(seq) = payload_seq(&index)? {
                 next_seq = next_seq.max(seq + 1);
             }
@@ -761,7 +766,7 @@ impl<K: Kind> Engine<K> {
         for active in leftover {
             self.finish_seal(active)?;
         }
-        Ok(())
+        self.reopen_evicted()
     }
 
     /// Merges the active partition of `day` into one segment and publishes
@@ -832,13 +837,42 @@ impl<K: Kind> Engine<K> {
         self.blocks
             .publish(&part.id, &staging)
             .map_err(io_err("publish split", &staging))?;
-        let path = self
-            .blocks
-            .local_dir(&part.id)
-            .map_err(io_err("open split", &staging))?;
-        let index =
-            Index::open(MmapDirectory::open(&path).map_err(index_err)?).map_err(index_err)?;
+        let index = open_split(self.blocks.as_ref(), &part.id, &self.dir.join("splits"))?;
         Part::open(&part.id, part.day, index)
+    }
+
+    /// Reopens the splits whose local copies the object store's cache
+    /// dropped: from the bucket now, so the copies' space is freed once
+    /// the searches that hold them end.
+    fn reopen_evicted(&self) -> Result<()> {
+        let evicted = self.blocks.take_evicted();
+        if evicted.is_empty() {
+            return Ok(());
+        }
+        let splits_dir = self.dir.join("splits");
+        for id in evicted {
+            let Some(day) = self
+                .parts
+                .read()
+                .expect("parts lock")
+                .sealed
+                .iter()
+                .find(|p| p.id == id)
+                .map(|p| p.day)
+            else {
+                continue;
+            };
+            let part = Arc::new(Part::open(
+                &id,
+                day,
+                open_split(self.blocks.as_ref(), &id, &splits_dir)?,
+            )?);
+            let mut parts = self.parts.write().expect("parts lock");
+            if let Some(slot) = parts.sealed.iter_mut().find(|p| p.id == id) {
+                *slot = part;
+            }
+        }
+        Ok(())
     }
 
     /// Partitions that may hold records in `[start_us, end_us)`.

@@ -234,9 +234,29 @@ impl Tsdb {
     }
 
     fn load_blocks(store: &Arc<dyn BlockStore>) -> Result<Vec<Arc<Block>>> {
+        let ids = store.list().map_err(io_err("list blocks"))?;
+        // Several at a time: a block only in the bucket costs two requests.
+        const OPENERS: usize = 8;
+        let opened: Vec<io::Result<Block>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = ids
+                .chunks(ids.len().div_ceil(OPENERS).max(1))
+                .map(|batch| {
+                    scope.spawn(move || {
+                        batch
+                            .iter()
+                            .map(|id| Block::open(store.clone(), id))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a block opener panicked"))
+                .collect()
+        });
         let mut blocks = Vec::new();
-        for id in store.list().map_err(io_err("list blocks"))? {
-            match Block::open(store.clone(), &id) {
+        for (id, block) in ids.iter().zip(opened) {
+            match block {
                 Ok(block) => blocks.push(Arc::new(block)),
                 Err(err) => {
                     return Err(Error::Io {
@@ -598,7 +618,32 @@ impl Tsdb {
             return Err(err);
         }
         self.apply_retention()?;
+        self.reopen_evicted()?;
         self.refresh_stats();
+        Ok(())
+    }
+
+    /// Reopens the blocks whose local copies the object store's cache
+    /// dropped: from the bucket now, so the copies' space is freed once
+    /// the queries that hold them end.
+    fn reopen_evicted(&self) -> Result<()> {
+        for id in self.store.take_evicted() {
+            if !self
+                .blocks
+                .read()
+                .expect("blocks lock")
+                .iter()
+                .any(|b| b.meta.id == id)
+            {
+                continue;
+            }
+            let block =
+                Arc::new(Block::open(self.store.clone(), &id).map_err(io_err("reopen a block"))?);
+            let mut blocks = self.blocks.write().expect("blocks lock");
+            if let Some(slot) = blocks.iter_mut().find(|b| b.meta.id == id) {
+                *slot = block;
+            }
+        }
         Ok(())
     }
 

@@ -41,7 +41,10 @@ use object_store::{
 };
 use tracing::{info, warn};
 
-use crate::block_store::{BlockStore, LocalBlockStore};
+use crate::block_store::{BlockFile as _, BlockStore, LocalBlockStore};
+
+mod cache;
+mod directory;
 
 /// Where the bucket is and how to reach it (`storage.object_store`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -59,11 +62,17 @@ pub struct ObjectStoreConfig {
     pub access_key_id: Option<String>,
     #[serde(default)]
     pub secret_access_key: Option<String>,
-    /// Bytes of fetched ranges kept in memory (LRU) for blocks read from the
-    /// bucket; 256 MiB when unset.
+    /// Bytes of local cache (LRU): pages fetched from the bucket and the
+    /// local copies of blocks already uploaded; 1 GiB when unset.
     #[serde(default)]
     pub cache_size: Option<u64>,
+    /// Where fetched pages are kept; `<data-dir>/cache` when unset.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
+
+/// The cache budget when `cache_size` is unset.
+pub const DEFAULT_CACHE_SIZE: u64 = 1 << 30;
 
 /// The error of a store that could not be reached or answered otherwise
 /// than "not found": the server answers 503 naming the store.
@@ -77,6 +86,9 @@ impl std::fmt::Display for RemoteUnavailable {
 }
 
 impl std::error::Error for RemoteUnavailable {}
+
+/// How a [`RemoteUnavailable`] message begins.
+pub const UNAVAILABLE: &str = "the object store is unavailable";
 
 /// Whether `err` (or what it wraps) is a [`RemoteUnavailable`].
 pub fn is_unavailable(err: &io::Error) -> bool {
@@ -97,6 +109,11 @@ pub struct RemoteStats {
     pub deletes: AtomicU64,
     /// Blocks published locally and not yet in the bucket.
     pub backlog: AtomicU64,
+    /// Bytes the local cache holds: fetched pages and local copies of
+    /// uploaded blocks.
+    pub cache_bytes: AtomicU64,
+    /// Cache entries pushed out by the budget.
+    pub cache_evictions: AtomicU64,
 }
 
 /// A connection to one bucket and prefix.
@@ -109,8 +126,8 @@ pub struct RemoteStore {
     /// What errors name: the URL and endpoint.
     name: String,
     pub stats: Arc<RemoteStats>,
-    /// Ranges of block files fetched for queries.
-    cache: RangeCache,
+    /// Pages fetched for queries and the local copies of uploaded blocks.
+    cache: cache::Cache,
 }
 
 impl Drop for RemoteStore {
@@ -140,9 +157,7 @@ fn io_error(what: impl std::fmt::Display, err: object_store::Error) -> io::Error
             io::ErrorKind::AlreadyExists
         }
         _ => {
-            return io::Error::other(RemoteUnavailable(format!(
-                "the object store is unavailable: {what}: {err}"
-            )));
+            return io::Error::other(RemoteUnavailable(format!("{UNAVAILABLE}: {what}: {err}")));
         }
     };
     io::Error::new(kind, format!("{what}: {err}"))
@@ -152,7 +167,7 @@ impl RemoteStore {
     /// Connects and lists the prefix once, so that an unreachable endpoint,
     /// wrong credentials or a missing bucket stop the start with a message
     /// that says which.
-    pub fn connect(config: &ObjectStoreConfig) -> io::Result<Self> {
+    pub fn connect(config: &ObjectStoreConfig, default_cache_dir: &FsPath) -> io::Result<Self> {
         // reqwest builds its TLS config even for http:// endpoints; ring is
         // the one provider in the build.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -205,13 +220,19 @@ impl RemoteStore {
             .thread_name("object-store")
             .enable_all()
             .build()?;
+        let stats = Arc::new(RemoteStats::default());
+        let cache = cache::Cache::open(
+            config.cache_dir.as_deref().unwrap_or(default_cache_dir),
+            config.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            stats.clone(),
+        )?;
         let remote = Self {
             store: Arc::new(store),
             prefix: Path::from(prefix.trim_matches('/')),
             runtime: Some(runtime),
             name,
-            stats: Arc::new(RemoteStats::default()),
-            cache: RangeCache::new(config.cache_size.unwrap_or(256 << 20)),
+            stats,
+            cache,
         };
         remote.check_reachable()?;
         info!(store = %remote.name, "object store reached");
@@ -360,74 +381,13 @@ impl RemoteStore {
     }
 }
 
-/// Fetched pages of block files, least recently used first out, bounded by
-/// bytes.
-#[derive(Debug)]
-struct RangeCache {
-    capacity: u64,
-    inner: Mutex<CacheInner>,
-}
-
-/// A page of a file: the file's cache name and the page number.
-type PageKey = (Arc<str>, u64);
-
-#[derive(Debug, Default)]
-struct CacheInner {
-    /// Page -> bytes and last use.
-    pages: std::collections::HashMap<PageKey, (Arc<Vec<u8>>, u64)>,
-    /// Last use -> page.
-    order: std::collections::BTreeMap<u64, PageKey>,
-    tick: u64,
-    bytes: u64,
-}
-
-impl RangeCache {
-    fn new(capacity: u64) -> Self {
-        Self {
-            capacity,
-            inner: Mutex::default(),
-        }
-    }
-
-    fn get(&self, key: &PageKey) -> Option<Arc<Vec<u8>>> {
-        let mut inner = self.inner.lock().expect("cache lock");
-        inner.tick += 1;
-        let tick = inner.tick;
-        let (page, used) = inner.pages.get_mut(key)?;
-        let (page, old) = (page.clone(), std::mem::replace(used, tick));
-        inner.order.remove(&old);
-        inner.order.insert(tick, key.clone());
-        Some(page)
-    }
-
-    fn put(&self, key: PageKey, page: Arc<Vec<u8>>) {
-        let mut inner = self.inner.lock().expect("cache lock");
-        inner.tick += 1;
-        let tick = inner.tick;
-        inner.bytes += page.len() as u64;
-        if let Some((old_page, old_tick)) = inner.pages.insert(key.clone(), (page, tick)) {
-            inner.bytes -= old_page.len() as u64;
-            inner.order.remove(&old_tick);
-        }
-        inner.order.insert(tick, key);
-        while inner.bytes > self.capacity {
-            let Some((_, oldest)) = inner.order.pop_first() else {
-                break;
-            };
-            if let Some((page, _)) = inner.pages.remove(&oldest) {
-                inner.bytes -= page.len() as u64;
-            }
-        }
-    }
-}
-
 /// Reads are of whole pages, so a chunk's length prefix and the chunk
 /// after it (two reads) are one request, and neighbours come along.
 const PAGE: u64 = 256 * 1024;
 
 /// A block file in the bucket, read by ranges through the cache.
 #[derive(Debug)]
-struct RemoteFile {
+pub(crate) struct RemoteFile {
     remote: Arc<RemoteStore>,
     path: Path,
     /// The cache's name for this file.
@@ -622,7 +582,6 @@ struct Queue {
 pub struct ObjectBlockStore {
     local: Arc<LocalBlockStore>,
     shared: Arc<Shared>,
-    downloading: Mutex<()>,
     /// Manifests of blocks read from the bucket.
     manifests: Mutex<std::collections::HashMap<String, Arc<Manifest>>>,
 }
@@ -653,7 +612,10 @@ impl ObjectBlockStore {
             .collect();
         let mut queue = Queue::default();
         for id in local.list()? {
-            if !remote_ids.contains(&id) {
+            if remote_ids.contains(&id) {
+                // In the bucket: the local copy is cache.
+                remote.cache.add_local(kind, &id, local.size(&id)?);
+            } else {
                 queue.tasks.push_back(Task::Upload(id));
             }
         }
@@ -684,9 +646,30 @@ impl ObjectBlockStore {
         Ok(Self {
             local,
             shared,
-            downloading: Mutex::new(()),
             manifests: Mutex::default(),
         })
+    }
+
+    /// File `file` of block `id` in the bucket, read by ranges through the
+    /// cache.
+    fn remote_file(&self, id: &str, file: &str) -> io::Result<Arc<RemoteFile>> {
+        let manifest = self.manifest(id)?;
+        let len = manifest
+            .files
+            .iter()
+            .find(|(name, _)| name == file)
+            .map(|(_, size)| *size)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("block {id} has no {file}"))
+            })?;
+        let remote = self.shared.remote.clone();
+        let path = remote.path(&[&self.shared.kind, id, file]);
+        Ok(Arc::new(RemoteFile {
+            key: Arc::from(path.as_ref()),
+            path,
+            remote,
+            len,
+        }))
     }
 
     /// Blocks not yet in the bucket.
@@ -716,39 +699,6 @@ impl ObjectBlockStore {
             .expect("manifests lock")
             .insert(id.to_owned(), manifest.clone());
         Ok(manifest)
-    }
-
-    /// Downloads block `id` into the local directory unless it is there.
-    fn ensure_local(&self, id: &str) -> io::Result<()> {
-        if self.local.local_dir(id).is_ok() {
-            return Ok(());
-        }
-        // One download at a time: two readers of a missing block would
-        // otherwise stage it into the same directory.
-        let _downloading = self.downloading.lock().expect("download lock");
-        if self.local.local_dir(id).is_ok() {
-            return Ok(());
-        }
-        let manifest = self.manifest(id)?;
-        let remote = &self.shared.remote;
-        let kind = &self.shared.kind;
-        let staging = self.local.staging_dir(&format!("download-{id}"))?;
-        for (file, size) in &manifest.files {
-            let bytes = remote.get(remote.path(&[kind, id, file]))?;
-            if bytes.len() as u64 != *size {
-                return Err(io::Error::other(format!(
-                    "block {id}: {file} is {} bytes in the bucket, its manifest says {size}",
-                    bytes.len()
-                )));
-            }
-            std::fs::write(staging.join(file), &bytes)?;
-            remote.stats.downloads.fetch_add(1, Ordering::Relaxed);
-            remote
-                .stats
-                .downloaded_bytes
-                .fetch_add(*size, Ordering::Relaxed);
-        }
-        self.local.publish(id, &staging)
     }
 }
 
@@ -861,6 +811,9 @@ impl Shared {
             .lock()
             .expect("remote ids lock")
             .insert(id.to_owned());
+        // From now on the local copy is cache.
+        let total = manifest.files.iter().map(|(_, size)| size).sum();
+        self.remote.cache.add_local(&self.kind, id, total);
         Ok(())
     }
 
@@ -902,14 +855,8 @@ impl BlockStore for ObjectBlockStore {
         if self.local.local_dir(id).is_ok() {
             return self.local.read(id, file);
         }
-        let remote = &self.shared.remote;
-        let bytes = remote.get(remote.path(&[&self.shared.kind, id, file]))?;
-        remote.stats.downloads.fetch_add(1, Ordering::Relaxed);
-        remote
-            .stats
-            .downloaded_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(bytes)
+        let file = self.remote_file(id, file)?;
+        file.read_at(0, file.len as usize)
     }
 
     fn read_range(&self, id: &str, file: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -925,23 +872,7 @@ impl BlockStore for ObjectBlockStore {
             return self.local.open_file(id, file);
         }
         // Not here: read from the bucket by ranges, never whole.
-        let manifest = self.manifest(id)?;
-        let len = manifest
-            .files
-            .iter()
-            .find(|(name, _)| name == file)
-            .map(|(_, size)| *size)
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("block {id} has no {file}"))
-            })?;
-        let remote = self.shared.remote.clone();
-        let path = remote.path(&[&self.shared.kind, id, file]);
-        Ok(Arc::new(RemoteFile {
-            key: Arc::from(path.as_ref()),
-            path,
-            remote,
-            len,
-        }))
+        Ok(self.remote_file(id, file)?)
     }
 
     fn size(&self, id: &str) -> io::Result<u64> {
@@ -953,6 +884,7 @@ impl BlockStore for ObjectBlockStore {
 
     fn delete(&self, id: &str) -> io::Result<()> {
         self.manifests.lock().expect("manifests lock").remove(id);
+        self.shared.remote.cache.remove_local(&self.shared.kind, id);
         self.local.delete(id)?;
         self.shared.push(Task::Delete(id.to_owned()));
         Ok(())
@@ -963,8 +895,36 @@ impl BlockStore for ObjectBlockStore {
     }
 
     fn local_dir(&self, id: &str) -> io::Result<PathBuf> {
-        self.ensure_local(id)?;
         self.local.local_dir(id)
+    }
+
+    fn directory(&self, id: &str) -> io::Result<Box<dyn tantivy::Directory>> {
+        if let Ok(dir) = self.local.local_dir(id) {
+            return crate::block_store::mmap_directory(&dir);
+        }
+        let manifest = self.manifest(id)?;
+        let files = manifest
+            .files
+            .iter()
+            .map(|(name, _)| Ok((name.clone(), self.remote_file(id, name)?)))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Box::new(directory::RemoteDirectory::new(files)))
+    }
+
+    fn take_evicted(&self) -> Vec<String> {
+        let ids = self.shared.remote.cache.take_evicted(&self.shared.kind);
+        let mut gone = Vec::new();
+        for id in ids {
+            // Readers that hold the copy open keep reading it; its engine
+            // reopens the block from the bucket.
+            match self.local.delete(&id) {
+                Ok(()) => gone.push(id),
+                Err(e) => {
+                    warn!(kind = %self.shared.kind, block = %id, error = %e, "cannot drop a cached local copy");
+                }
+            }
+        }
+        gone
     }
 }
 
@@ -973,6 +933,11 @@ mod tests {
     use super::*;
 
     fn remote_in_memory() -> Arc<RemoteStore> {
+        remote_in_memory_with(tempfile::tempdir().unwrap().keep(), 1 << 20)
+    }
+
+    fn remote_in_memory_with(cache_dir: PathBuf, cache_size: u64) -> Arc<RemoteStore> {
+        let stats = Arc::new(RemoteStats::default());
         Arc::new(RemoteStore {
             store: Arc::new(object_store::memory::InMemory::new()),
             prefix: Path::from("team"),
@@ -984,8 +949,8 @@ mod tests {
                     .unwrap(),
             ),
             name: "memory".into(),
-            stats: Arc::new(RemoteStats::default()),
-            cache: RangeCache::new(1 << 20),
+            cache: cache::Cache::open(&cache_dir, cache_size, stats.clone()).unwrap(),
+            stats,
         })
     }
 
@@ -1039,12 +1004,93 @@ mod tests {
         assert_eq!(chunks.read_at(5, 5).unwrap(), b"bytes");
         assert_eq!(chunks.read_at(0, 4).unwrap(), b"more");
         assert!(chunks.read_at(8, 5).is_err(), "past the end");
-        // One range read (a page, cached), and nothing downloaded to disk.
-        assert_eq!(remote.stats.range_reads.load(Ordering::Relaxed), 1);
+        // A range read (a page, cached) each for meta.json and chunks, and
+        // nothing downloaded to disk.
+        assert_eq!(remote.stats.range_reads.load(Ordering::Relaxed), 2);
         assert!(second.path().join("b2").read_dir().is_err());
-        // Splits, which tantivy maps into memory, come down whole.
-        let dir = store.local_dir("b2").unwrap();
-        assert_eq!(std::fs::read(dir.join("chunks")).unwrap(), b"more bytes");
+        assert!(store.local_dir("b2").is_err(), "not downloaded");
+    }
+
+    #[test]
+    fn local_copies_of_uploaded_blocks_are_cache_and_go_when_the_budget_says() {
+        let cache_dir = tempfile::tempdir().unwrap();
+        // Room for one block's copy, not two.
+        let remote = remote_in_memory_with(cache_dir.path().to_owned(), 20);
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectBlockStore::open(dir.path(), remote, "metrics").unwrap();
+        stage(&store, "b1", b"first block");
+        wait_for("the upload", || store.backlog() == 0);
+        assert!(store.take_evicted().is_empty());
+        let held = store.open_file("b1", "chunks").unwrap();
+        stage(&store, "b2", b"second block");
+        wait_for("the upload", || store.backlog() == 0);
+        assert_eq!(store.take_evicted(), ["b1"]);
+        assert!(store.local_dir("b1").is_err(), "the copy is gone");
+        assert!(store.local_dir("b2").is_ok());
+        // A reader that held the copy open still reads it; a new one reads
+        // the bucket.
+        assert_eq!(held.read_at(0, 5).unwrap(), b"first");
+        assert_eq!(
+            store
+                .open_file("b1", "chunks")
+                .unwrap()
+                .read_at(6, 5)
+                .unwrap(),
+            b"block"
+        );
+        assert_eq!(store.list().unwrap(), ["b1", "b2"]);
+    }
+
+    #[test]
+    fn a_split_is_searched_from_the_bucket_by_ranges() {
+        use tantivy::schema::{STORED, Schema, TEXT};
+        let mut builder = Schema::builder();
+        let body = builder.add_text_field("body", TEXT | STORED);
+        let schema = builder.build();
+        let remote = remote_in_memory();
+        let first = tempfile::tempdir().unwrap();
+        let store = ObjectBlockStore::open(first.path(), remote.clone(), "logs").unwrap();
+        let staging = store.staging_dir("s1").unwrap();
+        {
+            let index = tantivy::Index::create_in_dir(&staging, schema).unwrap();
+            let mut writer: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+            for n in 0..2000 {
+                writer
+                    .add_document(tantivy::doc!(body => format!("request req-{n} served")))
+                    .unwrap();
+            }
+            writer.commit().unwrap();
+            writer.wait_merging_threads().unwrap();
+        }
+        let lock = staging.join(".tantivy-writer.lock");
+        let _ = std::fs::remove_file(lock);
+        store.publish("s1", &staging).unwrap();
+        wait_for("the upload", || store.backlog() == 0);
+        drop(store);
+
+        let second = tempfile::tempdir().unwrap();
+        let store = ObjectBlockStore::open(second.path(), remote.clone(), "logs").unwrap();
+        let index = tantivy::Index::open(store.directory("s1").unwrap()).unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let query = tantivy::query::TermQuery::new(
+            tantivy::Term::from_field_text(body, "1234"),
+            tantivy::schema::IndexRecordOption::Basic,
+        );
+        let top = searcher
+            .search(
+                &query,
+                &tantivy::collector::TopDocs::with_limit(5).order_by_score(),
+            )
+            .unwrap();
+        assert_eq!(top.len(), 1);
+        let doc: tantivy::TantivyDocument = searcher.doc(top[0].1).unwrap();
+        assert_eq!(
+            doc.get_first(body)
+                .and_then(|v| tantivy::schema::Value::as_str(&v)),
+            Some("request req-1234 served")
+        );
+        assert!(store.local_dir("s1").is_err(), "not downloaded");
+        assert!(remote.stats.range_reads.load(Ordering::Relaxed) > 0);
     }
 
     #[test]
