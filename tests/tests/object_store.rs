@@ -232,7 +232,7 @@ fn blocks_live_in_the_bucket_and_answer_after_the_local_copies_are_gone() {
     std::fs::remove_dir_all(data.join("cache")).unwrap();
     let server = start(&data, &config);
     // With the store down, a query over blocks only in the bucket is a 503
-    // that names the store (their indexes were read at start).
+    // that names the store.
     s3.stop();
     let down = server.get(&query);
     assert_eq!(down.status, 503, "{}", down.body);

@@ -446,6 +446,28 @@ fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<usize> {
 }
 
 impl RemoteStore {
+    /// A store in memory, for the crate's tests.
+    #[cfg(test)]
+    pub(crate) fn in_memory(cache_dir: &FsPath, cache_size: u64) -> Self {
+        let stats = Arc::new(RemoteStats::default());
+        Self {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            prefix: Path::from("team"),
+            runtime: Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime"),
+            ),
+            name: "memory".into(),
+            cache: cache::Cache::open(cache_dir, cache_size, stats.clone()).expect("a cache"),
+            stats,
+        }
+    }
+}
+
+impl RemoteStore {
     /// Keys under `parts` with their sizes, relative and sorted.
     fn list_sized(&self, parts: &[&str]) -> io::Result<Vec<(String, u64)>> {
         let store = self.store.clone();
@@ -937,21 +959,7 @@ mod tests {
     }
 
     fn remote_in_memory_with(cache_dir: PathBuf, cache_size: u64) -> Arc<RemoteStore> {
-        let stats = Arc::new(RemoteStats::default());
-        Arc::new(RemoteStore {
-            store: Arc::new(object_store::memory::InMemory::new()),
-            prefix: Path::from("team"),
-            runtime: Some(
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-                    .unwrap(),
-            ),
-            name: "memory".into(),
-            cache: cache::Cache::open(&cache_dir, cache_size, stats.clone()).unwrap(),
-            stats,
-        })
+        Arc::new(RemoteStore::in_memory(&cache_dir, cache_size))
     }
 
     fn stage(store: &ObjectBlockStore, id: &str, body: &[u8]) {

@@ -388,15 +388,40 @@ impl<K: Kind> Engine<K> {
         let mut parts = Parts::default();
         let mut next_seq = 1;
         let sealed_ids = blocks.list().map_err(io_err("list", &splits_dir))?;
-        for id in &sealed_ids {
-            let Some((day, _)) = parse_part_id(id) else {
-                continue;
-            };
-            let index = open_split(blocks.as_ref(), id, &splits_dir)?;
+        let named: Vec<(i64, &String)> = sealed_ids
+            .iter()
+            .filter_map(|id| Some((parse_part_id(id)?.0, id)))
+            .collect();
+        // Several at a time: a split only in the bucket costs a few requests.
+        const OPENERS: usize = 8;
+        let opened: Vec<Result<(Index, Part)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = named
+                .chunks(named.len().div_ceil(OPENERS).max(1))
+                .map(|batch| {
+                    let (blocks, splits_dir) = (&blocks, &splits_dir);
+                    scope.spawn(move || {
+                        batch
+                            .iter()
+                            .map(|&(day, id)| {
+                                let index = open_split(blocks.as_ref(), id, splits_dir)?;
+                                let part = Part::open(id, day, index.clone())?;
+                                Ok((index, part))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("a split opener panicked"))
+                .collect()
+        });
+        for split in opened {
+            let (index, part) = split?;
             if let Some(seq) = payload_seq(&index)? {
                 next_seq = next_seq.max(seq + 1);
             }
-            parts.sealed.push(Arc::new(Part::open(id, day, index)?));
+            parts.sealed.push(Arc::new(part));
         }
         let entries = std::fs::read_dir(&active_dir).map_err(io_err("list", &active_dir))?;
         let mut found: Vec<(i64, u32, String, PathBuf)> = Vec::new();

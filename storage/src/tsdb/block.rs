@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Write as _};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use sextant_model::{Label, Labels, Matcher, Sample};
@@ -198,12 +198,21 @@ struct BlockSeries {
 #[derive(Debug)]
 pub(crate) struct Block {
     pub meta: BlockMeta,
-    series: Vec<BlockSeries>,
-    postings: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
+    store: Arc<dyn BlockStore>,
+    /// Read at open for a block on local disk; for a block only in object
+    /// storage at its first query, so that a cold start answers at once.
+    index: OnceLock<Arc<BlockIndex>>,
     /// The chunks file, held open from the start: a query that still holds
     /// this block reads it even after compaction has deleted the block.
     chunks: Arc<dyn crate::block_store::BlockFile>,
     pub bytes: u64,
+}
+
+/// A block's series and postings.
+#[derive(Debug)]
+struct BlockIndex {
+    series: Vec<BlockSeries>,
+    postings: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
 }
 
 fn corrupt(id: &str, what: &str) -> io::Error {
@@ -214,11 +223,33 @@ fn corrupt(id: &str, what: &str) -> io::Error {
 }
 
 impl Block {
-    /// Opens block `id` from `store`, checking its index.
+    /// Opens block `id` from `store`; a local block's index is read and
+    /// checked now, a remote one's when first needed.
     pub fn open(store: Arc<dyn BlockStore>, id: &str) -> io::Result<Self> {
         let meta: BlockMeta = serde_json::from_slice(&store.read(id, "meta.json")?)
             .map_err(|_| corrupt(id, "meta.json"))?;
-        let raw = store.read(id, "index")?;
+        let bytes = store.size(id)?;
+        let chunks = store.open_file(id, "chunks")?;
+        let block = Self {
+            meta,
+            store,
+            index: OnceLock::new(),
+            chunks,
+            bytes,
+        };
+        if block.store.local_dir(id).is_ok() {
+            block.index()?;
+        }
+        Ok(block)
+    }
+
+    /// The series and postings, read on first use.
+    fn index(&self) -> io::Result<&BlockIndex> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        let id = &self.meta.id;
+        let raw = self.store.read(id, "index")?;
         let (body, crc) = raw
             .split_at_checked(raw.len().saturating_sub(4))
             .ok_or_else(|| corrupt(id, "index"))?;
@@ -230,14 +261,24 @@ impl Block {
             .ok_or_else(|| corrupt(id, "index (magic)"))?;
         let (series, postings) =
             Self::parse_index(body).ok_or_else(|| corrupt(id, "index (structure)"))?;
-        let bytes = store.size(id)?;
-        let chunks = store.open_file(id, "chunks")?;
+        // Two first readers may both have read it: either copy will do.
+        let _ = self.index.set(Arc::new(BlockIndex { series, postings }));
+        Ok(self.index.get().expect("just set"))
+    }
+
+    /// The block opened again from its store (whose local copy is gone),
+    /// keeping the index already read.
+    pub fn reopen(&self) -> io::Result<Self> {
+        let index = OnceLock::new();
+        if let Some(read) = self.index.get() {
+            let _ = index.set(read.clone());
+        }
         Ok(Self {
-            meta,
-            series,
-            postings,
-            chunks,
-            bytes,
+            meta: self.meta.clone(),
+            chunks: self.store.open_file(&self.meta.id, "chunks")?,
+            store: self.store.clone(),
+            index,
+            bytes: self.bytes,
         })
     }
 
@@ -307,9 +348,10 @@ impl Block {
         self.meta.min_time <= maxt && self.meta.max_time > mint
     }
 
-    fn select_indexes(&self, matchers: &[Matcher]) -> Vec<usize> {
+    fn select_indexes(index: &BlockIndex, matchers: &[Matcher]) -> Vec<usize> {
         let candidates = postings_candidates(matchers, |name, value| {
-            self.postings
+            index
+                .postings
                 .get(&(Arc::from(name), Arc::from(value)))
                 .map(Vec::as_slice)
                 .unwrap_or_default()
@@ -318,47 +360,55 @@ impl Block {
             Some(ids) => ids
                 .into_iter()
                 .map(|i| i as usize)
-                .filter(|&i| self.series[i].labels.matches(matchers))
+                .filter(|&i| index.series[i].labels.matches(matchers))
                 .collect(),
-            None => (0..self.series.len())
-                .filter(|&i| self.series[i].labels.matches(matchers))
+            None => (0..index.series.len())
+                .filter(|&i| index.series[i].labels.matches(matchers))
                 .collect(),
         }
     }
 
     /// Labels of every series matching `matchers` that has samples in `[mint, maxt]`.
-    pub fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<&Labels> {
-        self.select_indexes(matchers)
+    pub fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> io::Result<Vec<&Labels>> {
+        Ok(self
+            .select_series(matchers, mint, maxt)?
             .into_iter()
-            .map(|i| &self.series[i])
-            .filter(|s| s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt))
-            .map(|s| &s.labels)
-            .collect()
+            .map(|(_, labels)| labels)
+            .collect())
     }
 
-    /// Indexes of the series matching `matchers` with chunks in `[mint, maxt]`.
-    pub fn select_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<usize> {
-        self.select_indexes(matchers)
+    /// The series matching `matchers` with chunks in `[mint, maxt]`: their
+    /// indexes (for [`Block::samples`]) and labels.
+    pub fn select_series(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> io::Result<Vec<(usize, &Labels)>> {
+        let index = self.index()?;
+        Ok(Self::select_indexes(index, matchers)
             .into_iter()
-            .filter(|&i| {
-                self.series[i]
-                    .chunks
-                    .iter()
-                    .any(|c| c.max_t >= mint && c.min_t <= maxt)
-            })
-            .collect()
-    }
-
-    /// The labels of series `index` (from [`Block::select_series`]).
-    pub fn labels(&self, index: usize) -> &Labels {
-        &self.series[index].labels
+            .map(|i| (i, &index.series[i]))
+            .filter(|(_, s)| s.chunks.iter().any(|c| c.max_t >= mint && c.min_t <= maxt))
+            .map(|(i, s)| (i, &s.labels))
+            .collect())
     }
 
     /// The samples in `[mint, maxt]` of series `index`, decoding only the
     /// chunks that overlap the range.
     pub fn samples(&self, index: usize, mint: i64, maxt: i64) -> io::Result<Vec<Sample>> {
         let mut samples = Vec::new();
-        for c in self.series[index]
+        let series = self
+            .index()?
+            .series
+            .get(index)
+            .ok_or_else(|| corrupt(&self.meta.id, "series reference"))?;
+        for c in series
             .chunks
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
@@ -370,14 +420,20 @@ impl Block {
     }
 
     /// Every series with all its samples, in label order (for compaction).
-    pub fn all_series(&self) -> impl Iterator<Item = io::Result<(Labels, Vec<Sample>)>> + '_ {
-        self.series.iter().map(|s| {
+    pub fn all_series(
+        &self,
+    ) -> Box<dyn Iterator<Item = io::Result<(Labels, Vec<Sample>)>> + Send + '_> {
+        let index = match self.index() {
+            Ok(index) => index,
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        Box::new(index.series.iter().map(|s| {
             let mut samples = Vec::new();
             for c in &s.chunks {
                 self.read_chunk(c, &mut samples)?;
             }
             Ok((s.labels.clone(), samples))
-        })
+        }))
     }
 
     fn read_chunk(&self, c: &ChunkMeta, out: &mut Vec<Sample>) -> io::Result<()> {

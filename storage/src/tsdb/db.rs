@@ -460,8 +460,9 @@ impl Tsdb {
             lists.push(
                 block
                     .select_series(matchers, mint, maxt)
+                    .map_err(io_err(format!("read block {}", block.meta.id)))?
                     .into_iter()
-                    .map(|i| (block.labels(i).clone(), Source::Block(b, i)))
+                    .map(|(i, labels)| (labels.clone(), Source::Block(b, i)))
                     .collect(),
             );
         }
@@ -539,6 +540,7 @@ impl Tsdb {
             out.extend(
                 block
                     .series_labels(matchers, mint, maxt)
+                    .map_err(io_err(format!("read block {}", block.meta.id)))?
                     .into_iter()
                     .cloned(),
             );
@@ -628,17 +630,17 @@ impl Tsdb {
     /// the queries that hold them end.
     fn reopen_evicted(&self) -> Result<()> {
         for id in self.store.take_evicted() {
-            if !self
+            let Some(old) = self
                 .blocks
                 .read()
                 .expect("blocks lock")
                 .iter()
-                .any(|b| b.meta.id == id)
-            {
+                .find(|b| b.meta.id == id)
+                .cloned()
+            else {
                 continue;
-            }
-            let block =
-                Arc::new(Block::open(self.store.clone(), &id).map_err(io_err("reopen a block"))?);
+            };
+            let block = Arc::new(old.reopen().map_err(io_err("reopen a block"))?);
             let mut blocks = self.blocks.write().expect("blocks lock");
             if let Some(slot) = blocks.iter_mut().find(|b| b.meta.id == id) {
                 *slot = block;
@@ -780,7 +782,7 @@ impl Tsdb {
         // equal labels the later source wins per timestamp.
         let mut sources: Vec<SeriesIter<'_>> = group
             .iter()
-            .map(|b| Box::new(b.all_series()) as SeriesIter<'_>)
+            .map(|b| b.all_series() as SeriesIter<'_>)
             .collect();
         let mut heap: BinaryHeap<Reverse<(Labels, usize)>> = BinaryHeap::new();
         let mut pending: Vec<Vec<Sample>> = vec![Vec::new(); sources.len()];
@@ -1060,6 +1062,51 @@ mod tests {
     fn sorted(mut batch: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
         batch.sort_by(|a, b| a.labels.cmp(&b.labels));
         batch
+    }
+
+    #[test]
+    fn blocks_whose_local_copies_the_cache_drops_are_read_from_the_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        // No room for any local copy.
+        let remote = Arc::new(crate::remote::RemoteStore::in_memory(cache.path(), 1));
+        let db = Tsdb::open_with_remote(
+            dir.path(),
+            config(),
+            PromDuration::from_secs(30 * 24 * 3600),
+            Arc::new(TsdbStats::default()),
+            Some(remote.clone()),
+        )
+        .unwrap();
+        let written = sorted(load(&db, 0, 300));
+        db.maintain().unwrap();
+        let blocks = dir.path().join("blocks");
+        let local_blocks = || {
+            std::fs::read_dir(&blocks)
+                .unwrap()
+                .filter(|e| {
+                    !e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with('.')
+                })
+                .count()
+        };
+        assert!(!db.blocks.read().unwrap().is_empty());
+        for _ in 0..500 {
+            if remote.stats.backlog.load(Ordering::Relaxed) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(remote.stats.backlog.load(Ordering::Relaxed), 0);
+        // The next maintenance drops the copies and reopens the blocks.
+        db.maintain().unwrap();
+        assert_eq!(local_blocks(), 0);
+        let before = remote.stats.range_reads.load(Ordering::Relaxed);
+        assert_eq!(everything(&db), written);
+        assert!(remote.stats.range_reads.load(Ordering::Relaxed) > before);
     }
 
     #[test]
