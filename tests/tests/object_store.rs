@@ -267,13 +267,13 @@ fn log_and_span_splits_live_in_the_bucket() {
     let server = start(&data, &config);
     // Yesterday's records: their day has ended, so they seal after 2 s idle.
     let at_us = (now_ms() - 26 * 3_600_000) * 1000;
+    let trace_id = "5b8efff798038103d269b633813fc60c";
     let line = format!(
-        r#"{{"@timestamp":"{}","message":"order 42 placed","service":"orders","uuid":"req-42"}}"#,
+        r#"{{"@timestamp":"{}","message":"order 42 placed","service":"orders","uuid":"req-42","trace_id":"{trace_id}"}}"#,
         rfc3339(at_us)
     );
     let reply = server.post_path("/api/v1/logs", "application/x-ndjson", line.as_bytes());
     assert!(reply.status < 300, "{}", reply.body);
-    let trace_id = "5b8efff798038103d269b633813fc60c";
     let span = format!(
         r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"orders"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace_id}","spanId":"eee19b7ec3c1b174","name":"POST /orders","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}]}}]}}]}}"#,
         at_us * 1000,
@@ -296,8 +296,22 @@ fn log_and_span_splits_live_in_the_bucket() {
     );
     let search = "/api/v1/logs/search?q=uuid:req-42&start=0";
     let trace = format!("/jaeger/api/traces/{trace_id}");
+    let correlate = format!(
+        "/api/v1/correlate/{trace_id}?start={}&end={}",
+        at_us / 1_000_000 - 3600,
+        at_us / 1_000_000 + 3600
+    );
     let logs_before = server.get(search).json();
     assert_eq!(logs_before["total"], 1, "{logs_before}");
+    let correlated_before = server.get(&correlate).json();
+    assert_eq!(
+        (
+            correlated_before["logs"].as_array().map(Vec::len),
+            correlated_before["spans"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1)),
+        "{correlated_before}"
+    );
     let trace_before = server.get(&trace).json();
     assert_eq!(
         trace_before["data"][0]["spans"].as_array().unwrap().len(),
@@ -334,6 +348,7 @@ fn log_and_span_splits_live_in_the_bucket() {
         trace_before,
         "the trace from the bucket"
     );
+    assert_eq!(server.get(&correlate).json(), correlated_before);
     assert!(metric(&server, "sextant_object_store_range_reads_total") > reads);
 
     drop(server);
@@ -349,6 +364,7 @@ fn log_and_span_splits_live_in_the_bucket() {
         trace_before,
         "the trace from the bucket"
     );
+    assert_eq!(server.get(&correlate).json(), correlated_before);
 }
 
 /// `sextant serve` killed with SIGKILL while it cuts, compacts and uploads
