@@ -1357,3 +1357,165 @@ impl Drop for SeaweedFs {
         }
     }
 }
+
+/// A NATS cluster with JetStream on loopback: `nats-server` from the test
+/// venv (`tests/python/nats.txt`), one process per node, each with its own
+/// store directory, routed to the others. Dropping it kills every node.
+#[derive(Debug)]
+pub struct NatsCluster {
+    dir: tempfile::TempDir,
+    /// Per node: client, route and monitoring ports.
+    ports: Vec<[u16; 3]>,
+    children: Vec<Option<Child>>,
+}
+
+const NATS_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl NatsCluster {
+    /// Starts `nodes` servers and waits until JetStream is ready on each.
+    pub fn start(nodes: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut taken = Vec::new();
+        let mut port = || loop {
+            let port = free_port();
+            if !taken.contains(&port) {
+                taken.push(port);
+                break port;
+            }
+        };
+        let ports: Vec<[u16; 3]> = (0..nodes).map(|_| [port(), port(), port()]).collect();
+        let mut cluster = Self {
+            dir,
+            ports,
+            children: (0..nodes).map(|_| None).collect(),
+        };
+        for node in 0..nodes {
+            cluster.spawn(node);
+        }
+        for node in 0..nodes {
+            cluster.wait_ready(node);
+        }
+        cluster
+    }
+
+    /// Client URLs of the nodes, `nats://127.0.0.1:PORT`.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{}", p[0]))
+            .collect()
+    }
+
+    /// Kills node `node` with SIGKILL (its store stays for [`NatsCluster::restart`]).
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.children[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `node` again on its ports and store, and waits for it.
+    pub fn restart(&mut self, node: usize) {
+        self.kill(node);
+        self.spawn(node);
+        self.wait_ready(node);
+    }
+
+    /// The last 50 lines node `node` logged.
+    pub fn logs(&self, node: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join(format!("n{node}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(50)..].join("\n")
+    }
+
+    fn spawn(&mut self, node: usize) {
+        let bin = python().with_file_name("nats-server");
+        assert!(
+            bin.is_file(),
+            "{} not found: run scripts/setup-test-env",
+            bin.display()
+        );
+        let dir = self.dir.path();
+        let [client, route, monitor] = self.ports[node];
+        let routes: Vec<String> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != node)
+            .map(|(_, p)| format!("\"nats-route://127.0.0.1:{}\"", p[1]))
+            .collect();
+        let config = format!(
+            r#"server_name: n{node}
+listen: 127.0.0.1:{client}
+http: 127.0.0.1:{monitor}
+jetstream {{
+  store_dir: "{store}"
+  max_memory_store: 256MB
+  max_file_store: 2GB
+}}
+cluster {{
+  name: sextant-test
+  listen: 127.0.0.1:{route}
+  routes: [{routes}]
+}}
+"#,
+            store = dir.join(format!("n{node}-store")).display(),
+            routes = routes.join(", ")
+        );
+        let config_path = dir.join(format!("n{node}.conf"));
+        std::fs::write(&config_path, config).expect("write the NATS config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("n{node}.log")))
+            .expect("open the NATS log");
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the NATS log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        self.children[node] = Some(child);
+    }
+
+    /// Polls the node's `/healthz` until JetStream answers there.
+    fn wait_ready(&mut self, node: usize) {
+        let url = format!("http://127.0.0.1:{}/healthz", self.ports[node][2]);
+        let deadline = Instant::now() + NATS_START_TIMEOUT;
+        loop {
+            if let Some(child) = self.children[node].as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "nats-server n{node} exited with {status}:\n{}",
+                    self.logs(node)
+                );
+            }
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build()
+                .into();
+            if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "NATS n{node} never became ready:\n{}",
+                self.logs(node)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in 0..self.children.len() {
+            self.kill(node);
+        }
+    }
+}

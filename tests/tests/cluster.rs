@@ -1,0 +1,121 @@
+//! Cluster mode over a real 3-node NATS JetStream cluster on loopback.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sextant_cluster::{Cluster, ClusterConfig};
+use sextant_tests::NatsCluster;
+
+fn config(node: &str, nats: &NatsCluster) -> ClusterConfig {
+    ClusterConfig {
+        node_id: node.into(),
+        nats: nats.urls(),
+        partitions: 16,
+        replicas: 3,
+        advertise: None,
+    }
+}
+
+/// Partition -> holder, from every member's own view of what it holds;
+/// panics if two members hold one partition.
+fn holders(members: &[(String, Arc<Cluster>)]) -> BTreeMap<u32, (String, u64)> {
+    let mut holders = BTreeMap::new();
+    for (name, member) in members {
+        for (partition, epoch) in member.owned() {
+            if let Some(other) = holders.insert(partition, (name.clone(), epoch)) {
+                panic!(
+                    "partition {partition} held by {name} (epoch {epoch}) and {} (epoch {}): {:#?}",
+                    other.0,
+                    other.1,
+                    members.iter().map(|(_, m)| m.status()).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+    holders
+}
+
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Three members share 16 partitions, each held by exactly one; a member
+/// that dies (no goodbye) has its partitions taken over within 15 s with
+/// higher epochs; a member that leaves hands its partitions over at once.
+#[test]
+fn partitions_are_held_once_and_taken_over_when_a_node_dies() {
+    let nats = NatsCluster::start(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut members = Vec::new();
+    let mut tasks = Vec::new();
+    for name in ["a", "b", "c"] {
+        let member = runtime
+            .block_on(Cluster::connect(&config(name, &nats), "127.0.0.1:0"))
+            .unwrap();
+        tasks.push(runtime.spawn(member.clone().run()));
+        members.push((name.to_owned(), member));
+    }
+    // The first to join takes everything, then hands over to the others as
+    // they join, until each holds what rendezvous hashing gives it.
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let spread = |held: &BTreeMap<u32, (String, u64)>| {
+        (0..16)
+            .all(|p| held.get(&p).map(|(n, _)| n.as_str()) == sextant_cluster::preferred(&names, p))
+    };
+    wait_until(
+        "every partition held by its preferred node",
+        Duration::from_secs(30),
+        || spread(&holders(&members)),
+    );
+    // Settled: more rounds move nothing.
+    let before = holders(&members);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(holders(&members), before, "partitions kept moving");
+    let status = members[0].1.status();
+    assert_eq!(status.members.len(), 3, "{status:?}");
+
+    // Member c dies without a word: its leases run out and a and b take them.
+    tasks.pop().unwrap().abort();
+    let (_, dead) = members.pop().unwrap();
+    let lost: Vec<u32> = dead.owned().keys().copied().collect();
+    assert!(!lost.is_empty());
+    drop(dead);
+    wait_until("c's partitions taken over", Duration::from_secs(15), || {
+        holders(&members).len() == 16
+    });
+    let after = holders(&members);
+    for partition in &lost {
+        assert!(
+            after[partition].1 > before[partition].1,
+            "partition {partition}: epoch {} after {}",
+            after[partition].1,
+            before[partition].1
+        );
+    }
+    // What a and b held did not move.
+    for (partition, holder) in &before {
+        if !lost.contains(partition) {
+            assert_eq!(
+                &after[partition], holder,
+                "partition {partition}: {before:?} {after:?}"
+            );
+        }
+    }
+
+    // A clean stop hands everything over at once.
+    tasks.pop().unwrap().abort();
+    let (_, leaving) = members.pop().unwrap();
+    runtime.block_on(leaving.leave());
+    wait_until("a holds everything", Duration::from_secs(10), || {
+        holders(&members).len() == 16
+    });
+}
