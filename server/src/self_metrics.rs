@@ -139,7 +139,7 @@ impl SelfMetrics {
                 (
                     "sextant_object_store_range_reads_total",
                     MetricKind::Counter,
-                    "Pages of block files read from the object store by range for queries (each cached in memory).",
+                    "Pages of block and split files fetched from the object store by range for queries (cache misses).",
                     count(&remote.range_reads),
                 ),
                 (

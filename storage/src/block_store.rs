@@ -17,6 +17,11 @@ use std::sync::Mutex;
 pub trait BlockFile: Send + Sync + std::fmt::Debug {
     /// Exactly `len` bytes from `offset`.
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Fetches the `[from, to)` ranges ahead of reads, all at once (a remote
+    /// file; nothing to do for a local one).
+    fn prefetch(&self, _ranges: &[(u64, u64)]) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl BlockFile for File {

@@ -217,6 +217,17 @@ impl Cache {
         }
     }
 
+    /// Whether a page is cached (without reading it).
+    pub(crate) fn contains(&self, key: &PageKey) -> bool {
+        self.memory.contains(key)
+            || self
+                .inner
+                .lock()
+                .expect("cache lock")
+                .entries
+                .contains_key(&Entry::Page(page_file(&key.0, key.1)))
+    }
+
     /// Keeps a fetched page. A page that cannot be written (a full disk)
     /// is only kept in memory.
     pub(crate) fn put(&self, key: PageKey, page: Arc<Vec<u8>>) {
@@ -306,6 +317,14 @@ impl MemoryPages {
             capacity,
             inner: Mutex::default(),
         }
+    }
+
+    fn contains(&self, key: &PageKey) -> bool {
+        self.inner
+            .lock()
+            .expect("cache lock")
+            .pages
+            .contains_key(key)
     }
 
     fn get(&self, key: &PageKey) -> Option<Arc<Vec<u8>>> {

@@ -12,13 +12,14 @@
 //! with backoff; ingest and queries over local blocks go on.
 //!
 //! At open, the bucket's manifests join the local blocks: a node whose disk
-//! was lost finds its history again. A metric block that is not on local
-//! disk is read from the bucket: its small `meta.json` and `index` whole,
-//! its chunks by ranges (256 KiB pages, through an in-memory LRU bounded by
-//! `cache_size`), so a query never downloads a whole block; a split (which
-//! tantivy maps into memory) is downloaded whole into the local directory
-//! when first opened. Local blocks without a manifest are queued for upload
-//! again (a crash between publish and upload). A read the store cannot
+//! was lost finds its history again, and local blocks without a manifest
+//! (a crash between publish and upload) are queued again. Once uploaded, a
+//! block's local copy is only cache. A block not on local disk is read from
+//! the bucket by 256 KiB pages (`RemoteFile`): the pages a read needs that
+//! the cache lacks are fetched together, and a query prefetches all the
+//! chunks it will decode at once; a split is a read-only tantivy directory
+//! over such files (`directory`). `cache` holds the pages and the
+//! accounting of local copies under one budget. A read the store cannot
 //! answer is a [`RemoteUnavailable`] error, which the server answers with
 //! 503 naming the store.
 //!
@@ -103,7 +104,8 @@ pub struct RemoteStats {
     pub uploaded_bytes: AtomicU64,
     pub upload_failures: AtomicU64,
     pub downloads: AtomicU64,
-    /// Ranges of block files read for queries (pages, cached).
+    /// Pages of block files fetched from the store for queries (cache
+    /// misses; hits are not counted).
     pub range_reads: AtomicU64,
     pub downloaded_bytes: AtomicU64,
     pub deletes: AtomicU64,
@@ -353,11 +355,16 @@ impl RemoteStore {
             .map_err(|e| io_error(what, e))
     }
 
-    fn get_range(&self, path: Path, range: std::ops::Range<u64>) -> io::Result<Vec<u8>> {
+    /// Several ranges of one object at once (the crate merges close ones
+    /// and fetches the rest in parallel): one round trip, not one each.
+    fn get_ranges(
+        &self,
+        path: Path,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> io::Result<Vec<bytes::Bytes>> {
         let store = self.store.clone();
-        let what = format!("read {path} {range:?} from {}", self.name);
-        self.run(async move { store.get_range(&path, range).await })
-            .map(|b| b.to_vec())
+        let what = format!("read {} ranges of {path} from {}", ranges.len(), self.name);
+        self.run(async move { store.get_ranges(&path, &ranges).await })
             .map_err(|e| io_error(what, e))
     }
 
@@ -395,6 +402,52 @@ pub(crate) struct RemoteFile {
     len: u64,
 }
 
+impl RemoteFile {
+    /// Fetches `pages` together (in one round trip) into the cache.
+    fn fetch(&self, pages: &[u64]) -> io::Result<Vec<Arc<Vec<u8>>>> {
+        let ranges = pages
+            .iter()
+            .map(|page| page * PAGE..((page + 1) * PAGE).min(self.len))
+            .collect();
+        let fetched = self.remote.get_ranges(self.path.clone(), ranges)?;
+        let stats = &self.remote.stats;
+        Ok(pages
+            .iter()
+            .zip(fetched)
+            .map(|(page, bytes)| {
+                stats.range_reads.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .downloaded_bytes
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                let bytes = Arc::new(bytes.to_vec());
+                self.remote
+                    .cache
+                    .put((self.key.clone(), *page), bytes.clone());
+                bytes
+            })
+            .collect())
+    }
+
+    /// Pages `first..=last` of the file: from the cache, the missing ones
+    /// fetched together.
+    fn pages(&self, first: u64, last: u64) -> io::Result<Vec<Arc<Vec<u8>>>> {
+        let mut pages: Vec<Option<Arc<Vec<u8>>>> = (first..=last)
+            .map(|page| self.remote.cache.get(&(self.key.clone(), page)))
+            .collect();
+        let missing: Vec<u64> = (first..=last)
+            .zip(&pages)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|(page, _)| page)
+            .collect();
+        if !missing.is_empty() {
+            for (page, bytes) in missing.iter().zip(self.fetch(&missing)?) {
+                pages[(page - first) as usize] = Some(bytes);
+            }
+        }
+        Ok(pages.into_iter().flatten().collect())
+    }
+}
+
 impl crate::block_store::BlockFile for RemoteFile {
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         let end = offset + len as u64;
@@ -404,31 +457,37 @@ impl crate::block_store::BlockFile for RemoteFile {
                 format!("{}: read past the end", self.path),
             ));
         }
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (offset / PAGE, (end - 1) / PAGE);
+        let pages = self.pages(first, last)?;
         let mut out = Vec::with_capacity(len);
-        let mut at = offset;
-        while at < end {
-            let page = at / PAGE;
-            let key = (self.key.clone(), page);
-            let bytes = match self.remote.cache.get(&key) {
-                Some(bytes) => bytes,
-                None => {
-                    let range = page * PAGE..((page + 1) * PAGE).min(self.len);
-                    let fetched = Arc::new(self.remote.get_range(self.path.clone(), range)?);
-                    let stats = &self.remote.stats;
-                    stats.range_reads.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .downloaded_bytes
-                        .fetch_add(fetched.len() as u64, Ordering::Relaxed);
-                    self.remote.cache.put(key, fetched.clone());
-                    fetched
-                }
-            };
-            let from = (at - page * PAGE) as usize;
-            let to = ((end - page * PAGE) as usize).min(bytes.len());
+        for (page, bytes) in (first..=last).zip(&pages) {
+            let start = page * PAGE;
+            let from = offset.saturating_sub(start) as usize;
+            let to = ((end - start) as usize).min(bytes.len());
             out.extend_from_slice(&bytes[from..to]);
-            at = page * PAGE + to as u64;
         }
         Ok(out)
+    }
+
+    fn prefetch(&self, ranges: &[(u64, u64)]) -> io::Result<()> {
+        let mut wanted: Vec<u64> = ranges
+            .iter()
+            .filter(|(from, to)| from < to && *from < self.len)
+            .flat_map(|&(from, to)| from / PAGE..=(to.min(self.len) - 1) / PAGE)
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let missing: Vec<u64> = wanted
+            .into_iter()
+            .filter(|page| !self.remote.cache.contains(&(self.key.clone(), *page)))
+            .collect();
+        if !missing.is_empty() {
+            self.fetch(&missing)?;
+        }
+        Ok(())
     }
 }
 

@@ -59,6 +59,9 @@ struct ChunkMeta {
     min_t: i64,
     max_t: i64,
     offset: u64,
+    /// Where the next chunk in the file starts (`u64::MAX` for the last):
+    /// chunks are written in file order, so this bounds the chunk's bytes.
+    end: u64,
 }
 
 /// Writes a block into a staging directory. Series must come in label order.
@@ -100,12 +103,14 @@ impl BlockWriter {
             self.chunks.write_all(&data)?;
             self.chunks
                 .write_all(&crc32fast::hash(&data).to_le_bytes())?;
+            let end = self.offset + (header.len() + data.len() + 4) as u64;
             metas.push(ChunkMeta {
                 min_t: part[0].timestamp_ms,
                 max_t: part[part.len() - 1].timestamp_ms,
                 offset: self.offset,
+                end,
             });
-            self.offset += (header.len() + data.len() + 4) as u64;
+            self.offset = end;
             self.num_chunks += 1;
         }
         self.num_samples += samples.len() as u64;
@@ -313,6 +318,7 @@ impl Block {
                     min_t,
                     max_t,
                     offset: r.uvarint()?,
+                    end: u64::MAX,
                 });
             }
             if !labels.windows(2).all(|w| w[0].name < w[1].name) {
@@ -340,7 +346,37 @@ impl Block {
             }
             postings.insert((name, value), ids);
         }
-        (r.remaining() == 0).then_some((series, postings))
+        if r.remaining() != 0 {
+            return None;
+        }
+        // Each chunk ends where the next in the file begins.
+        let mut offsets: Vec<u64> = series
+            .iter()
+            .flat_map(|s| s.chunks.iter().map(|c| c.offset))
+            .collect();
+        offsets.sort_unstable();
+        for chunk in series.iter_mut().flat_map(|s| s.chunks.iter_mut()) {
+            let next = offsets.partition_point(|&o| o <= chunk.offset);
+            chunk.end = offsets.get(next).copied().unwrap_or(u64::MAX);
+        }
+        Some((series, postings))
+    }
+
+    /// Fetches, all at once, the chunks of the series `indexes` (from
+    /// [`Block::select_series`]) that overlap `[mint, maxt]`: a block read
+    /// from object storage then costs one round trip, not one per chunk.
+    pub fn prefetch(&self, indexes: &[usize], mint: i64, maxt: i64) -> io::Result<()> {
+        // The last chunk's end is unknown: a chunk is far smaller than this.
+        const LAST_CHUNK: u64 = 64 * 1024;
+        let index = self.index()?;
+        let ranges: Vec<(u64, u64)> = indexes
+            .iter()
+            .filter_map(|&i| index.series.get(i))
+            .flat_map(|s| s.chunks.iter())
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .map(|c| (c.offset, c.end.min(c.offset + LAST_CHUNK)))
+            .collect();
+        self.chunks.prefetch(&ranges)
     }
 
     /// Whether the block holds any time in `[mint, maxt]`.

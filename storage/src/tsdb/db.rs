@@ -457,10 +457,15 @@ impl Tsdb {
             .enumerate()
             .filter(|(_, b)| b.overlaps(mint, maxt))
         {
+            let selected = block
+                .select_series(matchers, mint, maxt)
+                .map_err(io_err(format!("read block {}", block.meta.id)))?;
+            let indexes: Vec<usize> = selected.iter().map(|(i, _)| *i).collect();
+            block
+                .prefetch(&indexes, mint, maxt)
+                .map_err(io_err(format!("read block {}", block.meta.id)))?;
             lists.push(
-                block
-                    .select_series(matchers, mint, maxt)
-                    .map_err(io_err(format!("read block {}", block.meta.id)))?
+                selected
                     .into_iter()
                     .map(|(i, labels)| (labels.clone(), Source::Block(b, i)))
                     .collect(),
