@@ -22,6 +22,7 @@
 //! that must never change between versions: it decides where data lives.
 
 pub mod lease;
+pub mod log;
 pub mod members;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +33,7 @@ use async_nats::jetstream;
 use tracing::{info, warn};
 
 pub use lease::{Lease, Leases};
+pub use log::{Appended, PartitionLog};
 pub use members::Members;
 
 /// `cluster:` in the config file. Without it a node runs alone.
@@ -169,6 +171,7 @@ pub struct Status {
 pub struct Cluster {
     config: ClusterConfig,
     advertise: String,
+    js: jetstream::Context,
     members: Members,
     leases: Leases,
     state: Mutex<State>,
@@ -245,6 +248,7 @@ impl Cluster {
         Ok(Arc::new(Self {
             config: config.clone(),
             advertise: advertise.to_owned(),
+            js,
             members,
             leases,
             state: Mutex::default(),
@@ -254,6 +258,19 @@ impl Cluster {
     /// This node's id.
     pub fn node_id(&self) -> &str {
         &self.config.node_id
+    }
+
+    /// The partitioned log of `kind` (`metrics`, `logs`, `traces`), records
+    /// kept for `max_age` at most.
+    pub async fn log(&self, kind: &str, max_age: Duration) -> Result<PartitionLog, Error> {
+        PartitionLog::open(
+            &self.js,
+            kind,
+            self.config.partitions,
+            self.config.replicas,
+            max_age,
+        )
+        .await
     }
 
     /// The lease bucket, for singletons (rule groups, the dispatcher).

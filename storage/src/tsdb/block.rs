@@ -211,6 +211,8 @@ pub(crate) struct Block {
     /// this block reads it even after compaction has deleted the block.
     chunks: Arc<dyn crate::block_store::BlockFile>,
     pub bytes: u64,
+    /// Read from object storage rather than local disk.
+    remote: bool,
 }
 
 /// A block's series and postings.
@@ -235,14 +237,16 @@ impl Block {
             .map_err(|_| corrupt(id, "meta.json"))?;
         let bytes = store.size(id)?;
         let chunks = store.open_file(id, "chunks")?;
+        let remote = store.local_dir(id).is_err();
         let block = Self {
             meta,
             store,
             index: OnceLock::new(),
             chunks,
             bytes,
+            remote,
         };
-        if block.store.local_dir(id).is_ok() {
+        if !remote {
             block.index()?;
         }
         Ok(block)
@@ -281,6 +285,7 @@ impl Block {
         Ok(Self {
             meta: self.meta.clone(),
             chunks: self.store.open_file(&self.meta.id, "chunks")?,
+            remote: self.store.local_dir(&self.meta.id).is_err(),
             store: self.store.clone(),
             index,
             bytes: self.bytes,
@@ -377,6 +382,11 @@ impl Block {
             .map(|c| (c.offset, c.end.min(c.offset + LAST_CHUNK)))
             .collect();
         self.chunks.prefetch(&ranges)
+    }
+
+    /// Whether the block is read from object storage.
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     /// Whether the block holds any time in `[mint, maxt]`.

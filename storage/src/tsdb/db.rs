@@ -450,6 +450,29 @@ impl Tsdb {
         }
         let blocks: Arc<Vec<Arc<Block>>> =
             Arc::new(self.blocks.read().expect("blocks lock").clone());
+        // Blocks in object storage are read ahead all at once, each on its
+        // own thread: their indexes and chunks then cost one round trip or
+        // two in all, not two per block. (Errors surface below.)
+        let remote: Vec<&Arc<Block>> = blocks
+            .iter()
+            .filter(|b| b.is_remote() && b.overlaps(mint, maxt))
+            .collect();
+        if remote.len() > 1 {
+            const READERS: usize = 8;
+            std::thread::scope(|scope| {
+                for batch in remote.chunks(remote.len().div_ceil(READERS)) {
+                    scope.spawn(move || {
+                        for block in batch {
+                            if let Ok(selected) = block.select_series(matchers, mint, maxt) {
+                                let indexes: Vec<usize> =
+                                    selected.iter().map(|(i, _)| *i).collect();
+                                let _ = block.prefetch(&indexes, mint, maxt);
+                            }
+                        }
+                    });
+                }
+            });
+        }
         // One label-ordered list per block and one for the head.
         let mut lists: Vec<Vec<(Labels, Source)>> = Vec::new();
         for (b, block) in blocks

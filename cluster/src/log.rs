@@ -1,0 +1,171 @@
+//! The partitioned log: one JetStream stream per kind of data
+//! (`SEXTANT_METRICS`, ...) with a subject per partition
+//! (`sextant.metrics.<partition>`), replicated by NATS. A node that receives
+//! a write appends it to its partition's subject and acknowledges its client
+//! only once JetStream has; the partition's owner reads the subject from a
+//! sequence on, and trims what its sealed blocks hold.
+//!
+//! Every append carries a message id: JetStream drops a second append with
+//! the same id within the stream's duplicate window, so a retried write
+//! (the ack lost on the way back) is never stored twice.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::Error;
+
+/// How long JetStream remembers message ids.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// NATS's default largest message; larger writes are split by the caller.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// One kind of data's partitioned log.
+#[derive(Debug, Clone)]
+pub struct PartitionLog {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    kind: String,
+    partitions: u32,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's sequence in the stream.
+    pub sequence: u64,
+    /// Whether JetStream already had a record with this message id (the
+    /// sequence is then the earlier record's).
+    pub duplicate: bool,
+}
+
+impl PartitionLog {
+    /// Opens (creating) the stream for `kind` (`metrics`, `logs`, `traces`):
+    /// records are kept for `max_age` at most, in `replicas` copies.
+    pub async fn open(
+        js: &jetstream::Context,
+        kind: &str,
+        partitions: u32,
+        replicas: usize,
+        max_age: Duration,
+    ) -> Result<Self, Error> {
+        let name = format!("SEXTANT_{}", kind.to_ascii_uppercase());
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("sextant.{kind}.*")],
+                num_replicas: replicas,
+                max_age,
+                duplicate_window: DUPLICATE_WINDOW,
+                storage: stream::StorageType::File,
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| crate::lease::bucket_error(&name, replicas, &e))?;
+        Ok(Self {
+            js: js.clone(),
+            stream,
+            kind: kind.to_owned(),
+            partitions,
+        })
+    }
+
+    fn subject(&self, partition: u32) -> Result<String, Error> {
+        if partition >= self.partitions {
+            return Err(Error::JetStream(format!(
+                "partition {partition} out of 0..{}",
+                self.partitions
+            )));
+        }
+        Ok(format!("sextant.{}.{partition}", self.kind))
+    }
+
+    /// Appends `payload` to `partition` under message id `id`; returns once
+    /// JetStream has stored it (in `replicas` copies).
+    pub async fn append(
+        &self,
+        partition: u32,
+        id: &str,
+        payload: Bytes,
+    ) -> Result<Appended, Error> {
+        if payload.len() > MAX_MESSAGE {
+            return Err(Error::JetStream(format!(
+                "a record of {} bytes is over NATS's {MAX_MESSAGE}",
+                payload.len()
+            )));
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        let ack = self
+            .js
+            .publish_with_headers(self.subject(partition)?, headers, payload)
+            .await
+            .map_err(|e| Error::JetStream(format!("append to partition {partition}: {e}")))?
+            .await
+            .map_err(|e| Error::JetStream(format!("append to partition {partition}: {e}")))?;
+        Ok(Appended {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// Up to `max` records of `partition` from sequence `from` on, in order,
+    /// waiting up to `wait` for the first.
+    pub async fn read(
+        &self,
+        partition: u32,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(u64, Bytes)>, Error> {
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::Config {
+                filter_subject: self.subject(partition)?,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ack_policy: consumer::AckPolicy::None,
+                inactive_threshold: Duration::from_secs(30),
+                ..consumer::pull::Config::default()
+            })
+            .await
+            .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
+        let mut batch = consumer
+            .fetch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
+        let mut out = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message
+                .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
+            let info = message
+                .info()
+                .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
+            out.push((info.stream_sequence, message.message.payload.clone()));
+        }
+        let _ = self
+            .stream
+            .delete_consumer(&consumer.cached_info().name)
+            .await;
+        Ok(out)
+    }
+
+    /// Drops `partition`'s records before sequence `keep_from` (what the
+    /// partition's sealed blocks hold).
+    pub async fn trim(&self, partition: u32, keep_from: u64) -> Result<(), Error> {
+        self.stream
+            .purge()
+            .filter(self.subject(partition)?)
+            .sequence(keep_from)
+            .await
+            .map(drop)
+            .map_err(|e| Error::JetStream(format!("trim partition {partition}: {e}")))
+    }
+}
