@@ -17,6 +17,26 @@ fn config(node: &str, nats: &NatsCluster) -> ClusterConfig {
     }
 }
 
+/// Runs `op` until it succeeds, for up to 30 s: JetStream answers "timed
+/// out" while a stream elects a new leader or the machine is busy, and the
+/// product retries as this does.
+fn retry<T, F>(runtime: &tokio::runtime::Runtime, what: &str, mut op: impl FnMut() -> F) -> T
+where
+    F: Future<Output = Result<T, sextant_cluster::Error>>,
+{
+    let started = Instant::now();
+    loop {
+        match runtime.block_on(op()) {
+            Ok(done) => return done,
+            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 /// Partition -> holder, from every member's own view of what it holds;
 /// panics if two members hold one partition.
 fn holders(members: &[(String, Arc<Cluster>)]) -> BTreeMap<u32, (String, u64)> {
@@ -149,9 +169,9 @@ fn the_partition_log_keeps_order_drops_retries_and_trims() {
         })
         .collect();
     let append = |node: usize, partition: u32, id: &str, body: &str| {
-        runtime
-            .block_on(logs[node].append(partition, id, body.to_owned().into()))
-            .unwrap()
+        retry(&runtime, "append", || {
+            logs[node].append(partition, id, body.to_owned().into())
+        })
     };
     let first = append(0, 3, "a-1", "one");
     let second = append(1, 3, "b-1", "two");
@@ -163,38 +183,26 @@ fn the_partition_log_keeps_order_drops_retries_and_trims() {
     assert!(retried.duplicate);
     assert_eq!(retried.sequence, second.sequence);
     let read = |node: usize, partition: u32, from: u64| -> Vec<String> {
-        runtime
-            .block_on(logs[node].read(partition, from, 100, Duration::from_secs(1)))
-            .unwrap()
-            .into_iter()
-            .map(|(_, body)| String::from_utf8(body.to_vec()).unwrap())
-            .collect()
+        retry(&runtime, "read", || {
+            logs[node].read(partition, from, 100, Duration::from_secs(1))
+        })
+        .into_iter()
+        .map(|(_, body)| String::from_utf8(body.to_vec()).unwrap())
+        .collect()
     };
     assert_eq!(read(0, 3, 1), ["one", "two"]);
     assert_eq!(read(1, 3, second.sequence), ["two"]);
     assert_eq!(read(0, 4, 1), ["other partition"]);
 
-    // One NATS node of three down: appends and reads go on.
+    // One NATS node of three down: appends and reads go on (a stream
+    // leader on the dead node is replaced within seconds).
     nats.kill(1);
-    let third = runtime.block_on(async {
-        // A stream leader on the dead node is replaced within seconds.
-        let started = Instant::now();
-        loop {
-            match logs[0].append(3, "a-2", "three".into()).await {
-                Ok(appended) => break appended,
-                Err(e) if started.elapsed() < Duration::from_secs(20) => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => panic!("append with a NATS node down: {e}"),
-            }
-        }
-    });
+    let third = append(0, 3, "a-2", "three");
     assert!(third.sequence > second.sequence);
     assert_eq!(read(1, 3, 1), ["one", "two", "three"]);
 
     // Trimmed up to what is sealed: the rest stays.
-    runtime.block_on(logs[0].trim(3, third.sequence)).unwrap();
+    retry(&runtime, "trim", || logs[0].trim(3, third.sequence));
     assert_eq!(read(0, 3, 1), ["three"]);
     assert_eq!(read(0, 4, 1), ["other partition"]);
 }
