@@ -6,7 +6,8 @@
 //! thread, file by file under `<prefix>/<kind>/<id>/`, and made visible by
 //! a manifest `<prefix>/<kind>/<id>.json` written last with a conditional
 //! put: a block without its manifest is never listed, so a half upload is
-//! never seen. Deleting removes the manifest first. Uploads and deletes run
+//! never seen. Deleting removes the manifest first, and the files after a
+//! grace, so a query that opened the block still reads it. Uploads and deletes run
 //! in order from one queue, so a compacted block is in the bucket before its
 //! parents leave it. While the store is down the queue waits and retries
 //! with backoff; ingest and queries over local blocks go on.
@@ -579,7 +580,7 @@ impl RemoteStore {
                     && !manifests.contains(id)
                 {
                     report.note(format!(
-                        "{}/{kind}/{key}: no manifest (an upload cut short; retried at the next start)",
+                        "{}/{kind}/{key}: no manifest (an upload cut short, retried at the next start; or a deleted block's files awaiting removal)",
                         self.prefix
                     ));
                 }
@@ -649,14 +650,24 @@ struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Task {
     Upload(String),
+    /// The manifest, in order with the uploads.
     Delete(String),
+    /// The files, after the grace (from `Queue::doomed`).
+    DeleteFiles(String),
 }
 
 #[derive(Debug, Default)]
 struct Queue {
     tasks: VecDeque<Task>,
+    /// Files of deleted blocks (their manifests gone) and when they go:
+    /// a query that opened the block before its delete still reads them.
+    doomed: Vec<(String, std::time::Instant)>,
     stopped: bool,
 }
+
+/// How long a deleted block's files stay in the bucket after its manifest
+/// is gone: longer than any query may read it.
+pub const FILE_GRACE: Duration = Duration::from_secs(300);
 
 /// A [`BlockStore`] whose blocks also live in object storage.
 #[derive(Debug)]
@@ -677,22 +688,47 @@ struct Shared {
     remote_ids: Mutex<BTreeSet<String>>,
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// How long a deleted block's files outlive its manifest.
+    grace: Duration,
 }
 
 impl ObjectBlockStore {
     /// Opens the local store in `dir` and joins it with the bucket's blocks
     /// of `kind`; starts the uploader.
     pub fn open(dir: &FsPath, remote: Arc<RemoteStore>, kind: &str) -> io::Result<Self> {
+        Self::open_with_grace(dir, remote, kind, FILE_GRACE)
+    }
+
+    /// As [`ObjectBlockStore::open`], keeping a deleted block's files for
+    /// `grace` after its manifest goes.
+    pub fn open_with_grace(
+        dir: &FsPath,
+        remote: Arc<RemoteStore>,
+        kind: &str,
+        grace: Duration,
+    ) -> io::Result<Self> {
         let local = Arc::new(LocalBlockStore::open(dir)?);
-        let manifests = remote.list(&[kind])?;
-        let remote_ids: BTreeSet<String> = manifests
+        let keys = remote.list(&[kind])?;
+        let remote_ids: BTreeSet<String> = keys
             .iter()
             .filter_map(|key| key.strip_suffix(".json"))
             .filter(|id| !id.contains('/'))
             .map(str::to_owned)
             .collect();
+        let local_ids: BTreeSet<String> = local.list()?.into_iter().collect();
         let mut queue = Queue::default();
-        for id in local.list()? {
+        // Files without a manifest and without a local block: a delete whose
+        // files a stop cut short. Nobody reads them now; they go at once.
+        let orphans: BTreeSet<&str> = keys
+            .iter()
+            .filter_map(|key| key.split_once('/').map(|(id, _)| id))
+            .filter(|id| !remote_ids.contains(*id) && !local_ids.contains(*id))
+            .collect();
+        let now = std::time::Instant::now();
+        queue
+            .doomed
+            .extend(orphans.into_iter().map(|id| (id.to_owned(), now)));
+        for id in local_ids {
             if remote_ids.contains(&id) {
                 // In the bucket: the local copy is cache.
                 remote.cache.add_local(kind, &id, local.size(&id)?);
@@ -717,6 +753,7 @@ impl ObjectBlockStore {
             remote_ids: Mutex::new(remote_ids),
             queue: Mutex::new(queue),
             wake: Condvar::new(),
+            grace,
         });
         {
             let shared = shared.clone();
@@ -814,23 +851,44 @@ impl Shared {
                     if queue.stopped {
                         return;
                     }
+                    let now = std::time::Instant::now();
+                    if let Some(i) = queue.doomed.iter().position(|(_, due)| *due <= now) {
+                        break Task::DeleteFiles(queue.doomed[i].0.clone());
+                    }
                     if let Some(task) = queue.tasks.front() {
                         break task.clone();
                     }
-                    queue = self.wake.wait(queue).expect("queue lock");
+                    queue = match queue.doomed.iter().map(|(_, due)| *due).min() {
+                        Some(due) => {
+                            self.wake
+                                .wait_timeout(queue, due.saturating_duration_since(now))
+                                .expect("queue lock")
+                                .0
+                        }
+                        None => self.wake.wait(queue).expect("queue lock"),
+                    };
                 }
             };
             let done = match &task {
                 Task::Upload(id) => self.upload(id),
                 Task::Delete(id) => self.delete_remote(id),
+                Task::DeleteFiles(id) => self.delete_files(id),
             };
             match done {
                 Ok(()) => {
                     backoff = Duration::from_millis(500);
                     let mut queue = self.queue.lock().expect("queue lock");
-                    queue.tasks.pop_front();
-                    if matches!(task, Task::Upload(_)) {
-                        self.remote.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+                    match &task {
+                        Task::DeleteFiles(id) => queue.doomed.retain(|(d, _)| d != id),
+                        Task::Upload(_) => {
+                            queue.tasks.pop_front();
+                            self.remote.stats.backlog.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        Task::Delete(id) => {
+                            queue.tasks.pop_front();
+                            let due = std::time::Instant::now() + self.grace;
+                            queue.doomed.push((id.clone(), due));
+                        }
                     }
                 }
                 Err(e) => {
@@ -898,16 +956,21 @@ impl Shared {
         Ok(())
     }
 
+    /// Deletes block `id`'s manifest: from then on the block is not there
+    /// for anyone who has not opened it. Its files follow after the grace.
     fn delete_remote(&self, id: &str) -> io::Result<()> {
-        // The manifest first: from then on the block is not there for anyone.
         self.remote
             .delete(self.remote.path(&[&self.kind, &format!("{id}.json")]))?;
         self.remote_ids.lock().expect("remote ids lock").remove(id);
+        self.remote.stats.deletes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn delete_files(&self, id: &str) -> io::Result<()> {
         for file in self.remote.list(&[&self.kind, id])? {
             self.remote
                 .delete(self.remote.path(&[&self.kind, id, &file]))?;
         }
-        self.remote.stats.deletes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -1042,7 +1105,13 @@ mod tests {
     fn blocks_upload_behind_a_manifest_and_come_back_on_an_empty_disk() {
         let remote = remote_in_memory();
         let first = tempfile::tempdir().unwrap();
-        let store = ObjectBlockStore::open(first.path(), remote.clone(), "metrics").unwrap();
+        let store = ObjectBlockStore::open_with_grace(
+            first.path(),
+            remote.clone(),
+            "metrics",
+            Duration::ZERO,
+        )
+        .unwrap();
         stage(&store, "b1", b"chunk bytes");
         stage(&store, "b2", b"more bytes");
         wait_for("two uploads", || store.backlog() == 0);
@@ -1158,6 +1227,59 @@ mod tests {
         );
         assert!(store.local_dir("s1").is_err(), "not downloaded");
         assert!(remote.stats.range_reads.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn a_deleted_blocks_files_outlive_its_manifest_for_readers_and_go_later() {
+        let remote = remote_in_memory();
+        let dir = tempfile::tempdir().unwrap();
+        let grace = Duration::from_millis(300);
+        let store = ObjectBlockStore::open_with_grace(dir.path(), remote.clone(), "metrics", grace)
+            .unwrap();
+        stage(&store, "b1", b"chunk bytes");
+        wait_for("the upload", || store.backlog() == 0);
+        drop(store);
+        // Another disk: the block is read from the bucket, and a reader
+        // opens it before compaction deletes it.
+        let other = tempfile::tempdir().unwrap();
+        let store =
+            ObjectBlockStore::open_with_grace(other.path(), remote.clone(), "metrics", grace)
+                .unwrap();
+        let held = store.open_file("b1", "chunks").unwrap();
+        store.delete("b1").unwrap();
+        wait_for("the manifest gone", || {
+            !remote
+                .list(&["metrics"])
+                .unwrap()
+                .contains(&"b1.json".to_owned())
+        });
+        assert_eq!(
+            held.read_at(6, 5).unwrap(),
+            b"bytes",
+            "read within the grace"
+        );
+        assert!(store.list().unwrap().is_empty());
+        wait_for("the files gone", || {
+            remote.list(&["metrics"]).unwrap().is_empty()
+        });
+        drop(store);
+
+        // A stop before the grace ran out leaves files without a manifest:
+        // the next open removes them.
+        remote
+            .put(
+                remote.path(&["metrics", "b9", "chunks"]),
+                b"left".to_vec(),
+                PutMode::Overwrite,
+            )
+            .unwrap();
+        let store =
+            ObjectBlockStore::open_with_grace(other.path(), remote.clone(), "metrics", grace)
+                .unwrap();
+        wait_for("the orphan swept", || {
+            remote.list(&["metrics"]).unwrap().is_empty()
+        });
+        drop(store);
     }
 
     #[test]
