@@ -4,7 +4,7 @@
 //! (which fails while the key exists), renewed with an update that names the
 //! revision the holder last wrote (which fails once anyone else has written
 //! it), and it ends when its holder deletes it or stops renewing: the bucket
-//! keeps a value for [`LEASE_TTL`](crate::LEASE_TTL), so an unrenewed key
+//! keeps a value for [`LEASE_TTL`], so an unrenewed key
 //! disappears. The revision of the create is the lease's epoch.
 
 use async_nats::jetstream::{self, kv};

@@ -17,6 +17,14 @@
 //!   that each is held by the live member that rendezvous hashing prefers
 //!   (a free partition the preferred member does not take is taken by anyone
 //!   after a few rounds, so none stays orphaned).
+//! - [`log`]: the partitioned log writes go through before their owners
+//!   apply them.
+//!
+//! A lease alone does not prove sole ownership: with NATS nodes killed and
+//! restarted in turn, two members were seen each holding a partition (a
+//! renewal acknowledged by a stream state the next leader did not have).
+//! Whatever an owner writes must therefore be fenced by its epoch where it
+//! lands, not only guarded by the lease.
 //!
 //! The partition of a series, stream or trace is [`partition_of`], a hash
 //! that must never change between versions: it decides where data lives.

@@ -483,10 +483,12 @@ impl Tsdb {
             let selected = block
                 .select_series(matchers, mint, maxt)
                 .map_err(io_err(format!("read block {}", block.meta.id)))?;
-            let indexes: Vec<usize> = selected.iter().map(|(i, _)| *i).collect();
-            block
-                .prefetch(&indexes, mint, maxt)
-                .map_err(io_err(format!("read block {}", block.meta.id)))?;
+            if block.is_remote() {
+                let indexes: Vec<usize> = selected.iter().map(|(i, _)| *i).collect();
+                block
+                    .prefetch(&indexes, mint, maxt)
+                    .map_err(io_err(format!("read block {}", block.meta.id)))?;
+            }
             lists.push(
                 selected
                     .into_iter()
