@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sextant_tests::{SeaweedFs, Sextant, free_port, run_sextant, series, sextant_bin};
+use sextant_tests::{SeaweedFs, Sextant, free_port, run_python, run_sextant, series, sextant_bin};
 
 fn config(dir: &Path, endpoint: &str, bucket: &str, secret: &str) -> String {
     config_with_blocks(dir, endpoint, bucket, secret, "1m", DEFAULT_CACHE)
@@ -89,29 +89,6 @@ fn start(data: &Path, config: &str) -> Sextant {
         .data_dir(data)
         .args(["--config", config])
         .start()
-}
-
-/// Microseconds since the epoch as RFC 3339 (days to a civil date as in
-/// Howard Hinnant's algorithm).
-fn rfc3339(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        us.rem_euclid(1_000_000)
-    )
 }
 
 fn now_ms() -> i64 {
@@ -265,23 +242,52 @@ fn log_and_span_splits_live_in_the_bucket() {
         _scratch: _keep,
     } = setup_with_cache("1m", 1);
     let server = start(&data, &config);
-    // Yesterday's records: their day has ended, so they seal after 2 s idle.
+    // Yesterday's records, sent by the real clients: their day has ended,
+    // so they seal after 2 s idle. python-logstash stamps a record with its
+    // `created`, which a filter moves back a day; the OpenTelemetry SDK takes
+    // explicit start and end times.
     let at_us = (now_ms() - 26 * 3_600_000) * 1000;
-    let trace_id = "5b8efff798038103d269b633813fc60c";
-    let line = format!(
-        r#"{{"@timestamp":"{}","message":"order 42 placed","service":"orders","uuid":"req-42","trace_id":"{trace_id}"}}"#,
-        rfc3339(at_us)
+    let logstash = server.addr("logstash", "tcp");
+    let otlp = format!("http://{}", server.addr("otlp_http", "tcp"));
+    let trace_id = run_python(
+        r#"
+import logging, sys, logstash
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+host, port, otlp, at_us = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+provider = TracerProvider(resource=Resource.create({"service.name": "orders"}))
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=otlp + "/v1/traces")))
+span = provider.get_tracer("shop").start_span("POST /orders", start_time=at_us * 1000)
+trace_id = format(span.get_span_context().trace_id, "032x")
+span.end(end_time=at_us * 1000 + 5_000_000)
+provider.shutdown()
+
+class Yesterday(logging.Filter):
+    def filter(self, record):
+        record.created = at_us / 1e6
+        return True
+
+log = logging.getLogger("orders")
+log.setLevel(logging.INFO)
+log.propagate = False
+handler = logstash.TCPLogstashHandler(host, port, version=1, message_type="orders")
+handler.addFilter(Yesterday())
+log.addHandler(handler)
+log.info("order 42 placed", extra={"uuid": "req-42", "trace_id": trace_id})
+handler.close()
+print(trace_id)
+"#,
+        &[
+            &logstash.ip().to_string(),
+            &logstash.port().to_string(),
+            &otlp,
+            &at_us.to_string(),
+        ],
     );
-    let reply = server.post_path("/api/v1/logs", "application/x-ndjson", line.as_bytes());
-    assert!(reply.status < 300, "{}", reply.body);
-    let span = format!(
-        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"orders"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace_id}","spanId":"eee19b7ec3c1b174","name":"POST /orders","kind":2,"startTimeUnixNano":"{}","endTimeUnixNano":"{}"}}]}}]}}]}}"#,
-        at_us * 1000,
-        at_us * 1000 + 5_000_000
-    );
-    let otlp = format!("http://{}/v1/traces", server.addr("otlp_http", "tcp"));
-    let reply = server.post(&otlp, "application/json", span.as_bytes());
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let trace_id = trace_id.trim();
+    assert_eq!(trace_id.len(), 32, "{trace_id}");
 
     let published = |kind: &str| {
         s3.list(&format!("team/{kind}/"))
