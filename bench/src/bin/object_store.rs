@@ -59,7 +59,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sextant_bench::{Peer, Rng, dir_bytes, flag_value, free_port, now_ms, say};
+use sextant_bench::{
+    Peer, Rng, dir_bytes, event, flag_value, free_port, now_ms, request_uuid, say, url_encode,
+};
 use sextant_ingest::remote_write::{encode, proto};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -338,74 +340,6 @@ fn metrics_part(remote: &mut Node, local: &mut Node, series: usize, hours: i64) 
 }
 
 // ------------------------------------------------------------------- logs
-
-const SERVICES: [&str; 10] = [
-    "gateway",
-    "orders",
-    "market",
-    "fees",
-    "account",
-    "profile",
-    "settings",
-    "payments",
-    "transactions",
-    "notifications",
-];
-const MESSAGES: [&str; 8] = [
-    "placing sell order",
-    "order placed",
-    "order failed: insufficient funds",
-    "charging fee",
-    "looking up ip address",
-    "settings loaded from cache",
-    "request completed",
-    "upstream timed out after retry",
-];
-const ROUTES: [&str; 6] = [
-    "/orders",
-    "/orders/{id}",
-    "/profile",
-    "/fees",
-    "/market/quote",
-    "/health",
-];
-
-/// Event `i` of `docs` spread over the day from `start_us`, as
-/// python-logstash (v1) writes it (the shape of `logs.rs`); requests share
-/// a uuid over ~10 lines.
-fn event(i: u64, rng: &mut Rng, start_us: i64, docs: u64) -> String {
-    let t = start_us + (i as i64) * (DAY_US / docs as i64);
-    let seconds = t / 1_000_000;
-    let micros = t % 1_000_000;
-    let (y, mo, d) = sextant_model::time::civil_from_days(seconds / 86_400);
-    let s = seconds % 86_400;
-    let service = SERVICES[(rng.next_u64() % 10) as usize];
-    let message = MESSAGES[(rng.next_u64() % 8) as usize];
-    let level = match rng.next_u64() % 20 {
-        0 => "ERROR",
-        1 | 2 => "WARNING",
-        _ => "INFO",
-    };
-    format!(
-        r#"{{"@timestamp":"{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z","@version":"1","message":"{message}","host":"{service}-{}","levelname":"{level}","logger_name":"simplebank.{service}","type":"{service}","uuid":"{}","route":"{}","status":{},"duration_ms":{}}}"#,
-        s / 3600,
-        s % 3600 / 60,
-        s % 60,
-        rng.next_u64() % 50,
-        request_uuid(i / 10),
-        ROUTES[(rng.next_u64() % 6) as usize],
-        [200, 200, 200, 201, 404, 500][(rng.next_u64() % 6) as usize],
-        rng.next_u64() % 2000,
-    )
-}
-
-/// The uuid every line of request `request` carries.
-fn request_uuid(request: u64) -> String {
-    format!(
-        "{request:08x}-4e1f-4c2a-9b7d-{:012x}",
-        request.wrapping_mul(2_654_435_761) % (1 << 48)
-    )
-}
 
 /// Lines a request to `/api/v1/logs` carries (~3 MB).
 const LINES_PER_POST: u64 = 10_000;
@@ -1236,15 +1170,4 @@ fn rate(bytes: f64, secs: f64) -> String {
     } else {
         "-".to_owned()
     }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

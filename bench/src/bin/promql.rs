@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 use sextant_bench::{Peer, Rng, flag_value, remote_write, start_prometheus, start_sextant};
-use sextant_bench::{now_ms, say};
+use sextant_bench::{now_ms, say, url_encode};
 use sextant_ingest::remote_write::{encode, proto};
 
 const STEP_MS: i64 = 15_000;
@@ -170,17 +170,6 @@ fn compare(sextant: &Peer, prometheus: &Peer, queries: &[(String, String)]) -> V
         ));
     }
     ratios
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn main() {
