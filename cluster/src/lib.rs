@@ -244,7 +244,7 @@ impl Cluster {
             .await;
             match opened {
                 Ok(opened) => break opened,
-                Err(e) if attempts < 10 && e.to_string().contains("timed out") => {
+                Err(e) if attempts < 30 && is_transient(&e) => {
                     attempts += 1;
                     warn!(error = %e, "JetStream not ready; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -425,6 +425,21 @@ impl Cluster {
         };
         Ok(())
     }
+}
+
+/// Errors a NATS cluster gives while it is still forming or electing a
+/// JetStream leader: worth retrying for a while at start.
+fn is_transient(e: &Error) -> bool {
+    let text = e.to_string();
+    [
+        "timed out",
+        "no suitable peers",
+        "peer offline",
+        "temporarily unavailable",
+        "no responders",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 #[cfg(test)]

@@ -1395,7 +1395,58 @@ impl NatsCluster {
         for node in 0..nodes {
             cluster.wait_ready(node);
         }
+        cluster.wait_meta_current();
         cluster
+    }
+
+    /// Polls `/jsz` until the JetStream meta group has a leader and every
+    /// other running node is current with it, so streams can be placed.
+    fn wait_meta_current(&self) {
+        let running: Vec<usize> = (0..self.children.len())
+            .filter(|n| self.children[*n].is_some())
+            .collect();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .into();
+        let deadline = Instant::now() + NATS_START_TIMEOUT;
+        loop {
+            let metas: Vec<Value> = running
+                .iter()
+                .filter_map(|node| {
+                    let url = format!("http://127.0.0.1:{}/jsz", self.ports[*node][2]);
+                    let mut answer = agent.get(&url).call().ok()?;
+                    let jsz: Value = answer.body_mut().read_json().ok()?;
+                    Some(jsz["meta_cluster"].clone())
+                })
+                .collect();
+            let leader = metas
+                .first()
+                .and_then(|m| m["leader"].as_str())
+                .unwrap_or("");
+            // Every node lists the others; only the leader tracks whether
+            // each of them is current.
+            let formed = metas.len() == running.len()
+                && !leader.is_empty()
+                && metas.iter().all(|m| m["leader"] == leader)
+                && metas.iter().any(|m| {
+                    m["replicas"].as_array().is_some_and(|peers| {
+                        peers.iter().all(|p| p["name"] != leader)
+                            && peers.iter().filter(|p| p["current"] == true).count() + 1
+                                >= running.len()
+                    })
+                });
+            if formed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the NATS cluster never elected a current JetStream leader:\n{}",
+                self.logs(running[0])
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Client URLs of the nodes, `nats://127.0.0.1:PORT`.
@@ -1419,6 +1470,7 @@ impl NatsCluster {
         self.kill(node);
         self.spawn(node);
         self.wait_ready(node);
+        self.wait_meta_current();
     }
 
     /// The last 50 lines node `node` logged.
