@@ -122,13 +122,23 @@ pub(crate) async fn open_bucket(
     bucket: &str,
     replicas: usize,
 ) -> Result<kv::Store, Error> {
+    open_kv(js, bucket, replicas, LEASE_TTL).await
+}
+
+/// As [`open_bucket`], values living `max_age` (zero: for good).
+pub(crate) async fn open_kv(
+    js: &jetstream::Context,
+    bucket: &str,
+    replicas: usize,
+    max_age: std::time::Duration,
+) -> Result<kv::Store, Error> {
     let stream_name = format!("KV_{bucket}");
     if js.get_stream(&stream_name).await.is_err() {
         let created = js
             .create_key_value(kv::Config {
                 bucket: bucket.into(),
                 history: 1,
-                max_age: LEASE_TTL,
+                max_age,
                 num_replicas: replicas,
                 ..kv::Config::default()
             })

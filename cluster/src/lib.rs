@@ -29,9 +29,12 @@
 //! The partition of a series, stream or trace is [`partition_of`], a hash
 //! that must never change between versions: it decides where data lives.
 
+pub mod catalog;
 pub mod lease;
 pub mod log;
 pub mod members;
+pub mod metrics;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -40,9 +43,11 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tracing::{info, warn};
 
+pub use catalog::{Catalog, Checkpoint};
 pub use lease::{Lease, Leases};
 pub use log::{Appended, PartitionLog};
 pub use members::Members;
+pub use metrics::{ClusterMetrics, MetricsSettings, ReadRequest};
 
 /// `cluster:` in the config file. Without it a node runs alone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -279,6 +284,21 @@ impl Cluster {
             max_age,
         )
         .await
+    }
+
+    /// The JetStream context the node talks through.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// JetStream replicas of every stream and bucket.
+    pub fn replicas(&self) -> usize {
+        self.config.replicas
+    }
+
+    /// How many partitions data is spread over.
+    pub fn partitions(&self) -> u32 {
+        self.config.partitions
     }
 
     /// The lease bucket, for singletons (rule groups, the dispatcher).

@@ -157,6 +157,29 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// Every record of `partition` from sequence `from` on, in order, then
+    /// each new one as it is appended (an ordered consumer: NATS recreates
+    /// it from the last sequence seen if it is lost).
+    pub async fn follow(
+        &self,
+        partition: u32,
+        from: u64,
+    ) -> Result<consumer::pull::Ordered, Error> {
+        self.stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.subject(partition)?,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..consumer::pull::OrderedConfig::default()
+            })
+            .await
+            .map_err(|e| Error::JetStream(format!("follow partition {partition}: {e}")))?
+            .messages()
+            .await
+            .map_err(|e| Error::JetStream(format!("follow partition {partition}: {e}")))
+    }
+
     /// Drops `partition`'s records before sequence `keep_from` (what the
     /// partition's sealed blocks hold).
     pub async fn trim(&self, partition: u32, keep_from: u64) -> Result<(), Error> {

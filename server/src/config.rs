@@ -63,6 +63,9 @@ pub struct ConfigFile {
     /// How much one request, event or export may carry.
     #[serde(default, deserialize_with = "null_as_default")]
     pub limits: sextant_ingest::limits::Limits,
+    /// Several nodes as one over NATS JetStream; absent: a single node.
+    #[serde(default)]
+    pub cluster: Option<sextant_cluster::ClusterConfig>,
 }
 
 /// The `query` section: Prometheus's `--query.*` flags.
@@ -535,6 +538,25 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
                     file.display()
                 );
             }
+        }
+    }
+    if let Some(cluster) = &loaded.file.cluster {
+        cluster.validate().map_err(|e| SourceError::new(path, e))?;
+        if !loaded.file.auth.tokens.is_empty() {
+            // Nodes read each other's partitions over HTTP without a token
+            // of their own yet: refused rather than half-guarded.
+            return Err(SourceError::new(
+                path,
+                "cluster with auth.tokens is not supported yet: the nodes' reads of each other would be refused",
+            )
+            .into());
+        }
+        if loaded.file.storage.object_store.is_none() {
+            return Err(SourceError::new(
+                path,
+                "cluster needs storage.object_store: the nodes share their sealed blocks there",
+            )
+            .into());
         }
     }
     if let Some(mapping) = &loaded.file.statsd.mapping_config {

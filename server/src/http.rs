@@ -56,6 +56,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// The `limits` settings.
     pub limits: Arc<Limits>,
+    /// Cluster mode's metrics, once joined (never set on a single node).
+    pub cluster: Arc<OnceLock<Arc<sextant_cluster::ClusterMetrics>>>,
 }
 
 impl AppState {
@@ -69,7 +71,17 @@ impl AppState {
             logs: Arc::default(),
             runtime: Arc::default(),
             limits: Arc::default(),
+            cluster: Arc::default(),
         }
+    }
+
+    /// The same state serving cluster mode's reads once `cluster` is set.
+    pub fn with_cluster(
+        mut self,
+        cluster: Arc<OnceLock<Arc<sextant_cluster::ClusterMetrics>>>,
+    ) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// The same state enforcing `limits`. Ingest requests handled at once
@@ -220,6 +232,11 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             get(query_api::query_exemplars).post(query_api::query_exemplars),
         )
         .route("/api/v1/status/buildinfo", get(query_api::buildinfo))
+        .route("/api/v1/status/cluster", get(crate::cluster_api::status))
+        .route(
+            "/internal/v1/metrics/read",
+            post(crate::cluster_api::metrics_read),
+        )
         .route("/api/v1/targets", get(api::targets))
         .route(
             "/api/v1/logs",

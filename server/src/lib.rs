@@ -11,6 +11,7 @@ pub mod alerting_api;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod cluster_api;
 pub mod config;
 pub mod es_api;
 pub mod http;

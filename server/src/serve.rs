@@ -81,6 +81,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let mutual = tls_files.is_some_and(|f| f.client_ca_file.is_some());
     let http = bind_tcp("http", &listeners.http, tls.is_some(), false).await?;
+    let http_address = http.local_addr().context("the HTTP listener's address")?;
+    let cluster_metrics: Arc<OnceLock<Arc<sextant_cluster::ClusterMetrics>>> = Arc::default();
     let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, tls.is_some(), mutual).await?;
     let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http, tls.is_some(), mutual).await?;
     let (statsd_tcp, statsd_udp) =
@@ -127,7 +129,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .with_query(query_state(&settings))
             .with_logs(log_normalizer.clone())
             .with_limits(limits.clone())
-            .with_runtime(runtime.clone());
+            .with_runtime(runtime.clone())
+            .with_cluster(cluster_metrics.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
         match tls.clone() {
@@ -275,7 +278,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .unwrap_or(i64::MAX)
             .saturating_mul(1000)
     });
-    let tsdb_remote = remote.clone();
+    let cluster_config = file.and_then(|f| f.cluster.clone());
+    // In cluster mode the metrics live in the partitions' engines; this
+    // node's own engine keeps its data local (its bucket prefix holds the
+    // partitions' blocks, which it must not take for its own).
+    let tsdb_remote = if cluster_config.is_some() {
+        None
+    } else {
+        remote.clone()
+    };
+    let (partition_config, partition_retention) = (tsdb_config.clone(), retention);
     let opening = tokio::task::spawn_blocking(move || {
         Tsdb::open_with_remote(
             &metrics_dir,
@@ -305,7 +317,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .as_millis() as i64
                 * 1000,
             seal_idle_us: seal_idle_us.unwrap_or(SplitConfig::default().seal_idle_us),
-            remote: remote.clone(),
+            // Logs are not partitioned yet: in cluster mode a node keeps
+            // the logs it received on its own disk.
+            remote: remote.clone().filter(|_| cluster_config.is_none()),
             ..SplitConfig::default()
         },
         correlation_fields: file
@@ -331,7 +345,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .as_millis() as i64
                 * 1000,
             seal_idle_us: seal_idle_us.unwrap_or(SplitConfig::default().seal_idle_us),
-            remote: remote.clone(),
+            // As logs: spans stay on the node that received them for now.
+            remote: remote.clone().filter(|_| cluster_config.is_none()),
             ..SplitConfig::default()
         },
         correlation_fields: file
@@ -348,9 +363,47 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    // Cluster mode: join, then read and write metrics through the
+    // partitions (config checks made sure the object store is there).
+    let mut cluster_tasks = Vec::new();
+    let joined = match (cluster_config, remote.clone()) {
+        (Some(config), Some(remote)) => {
+            let advertise = config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| http_address.to_string());
+            let cluster = sextant_cluster::Cluster::connect(&config, &advertise)
+                .await
+                .context("joining the cluster")?;
+            cluster_tasks.push(tokio::spawn(cluster.clone().run()));
+            let partitions = sextant_cluster::ClusterMetrics::open(
+                cluster.clone(),
+                sextant_cluster::MetricsSettings {
+                    dir: data_dir.path().join("cluster").join("metrics"),
+                    config: partition_config,
+                    retention: partition_retention,
+                    stats: tsdb.stats().clone(),
+                    remote,
+                },
+            )
+            .await
+            .context("opening the cluster's metrics log")?;
+            cluster_tasks.push(tokio::spawn(partitions.clone().run()));
+            let _ = cluster_metrics.set(partitions.clone());
+            Some((cluster, partitions))
+        }
+        _ => None,
+    };
+    let (metrics_writer, metrics_reader): (
+        Arc<dyn sextant_storage::MetricsWriter>,
+        Arc<dyn sextant_storage::MetricsReader>,
+    ) = match &joined {
+        Some((_, partitions)) => (partitions.clone(), partitions.clone()),
+        None => (tsdb.clone(), tsdb.clone()),
+    };
     let _ = stores.set(Stores {
-        metrics_writer: tsdb.clone(),
-        metrics_reader: tsdb.clone(),
+        metrics_writer: metrics_writer.clone(),
+        metrics_reader: metrics_reader.clone(),
         logs_writer: log_store.clone(),
         logs_reader: log_store.clone(),
         spans_writer: span_store.clone(),
@@ -358,8 +411,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let background = Background::start(&tsdb, &log_store, &span_store);
     let log_store_reader: Arc<dyn sextant_storage::LogReader> = log_store.clone();
-    let tsdb_writer: Arc<dyn sextant_storage::MetricsWriter> = tsdb.clone();
-    let scraper = ScrapeManager::new(tsdb.clone(), shutdown.child_token(), metrics.scrape.clone());
+    let tsdb_writer = metrics_writer.clone();
+    let scraper = ScrapeManager::new(
+        metrics_writer,
+        shutdown.child_token(),
+        metrics.scrape.clone(),
+    );
     runtime
         .start_scraping(scraper, settings.config.as_ref())
         .await;
@@ -368,7 +425,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let state = sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
             .context("opening the alerting state directory")?;
         let engine =
-            sextant_query::promql::Engine::new(tsdb.clone(), query_state(&settings).options);
+            sextant_query::promql::Engine::new(metrics_reader, query_state(&settings).options);
         let interval_ms = file.map_or(60_000, |f| f.global.evaluation_interval.as_millis() as i64);
         let config = file.map(|f| f.alerting.clone()).unwrap_or_default();
         let file_groups = groups_of(settings.config.as_ref());
@@ -439,6 +496,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "connections still open after the drain timeout; closing them"
         );
         tasks.abort_all();
+    }
+    if let Some((cluster, partitions)) = joined {
+        // Hand the partitions over at once rather than let the leases run
+        // out: their next owners replay them from the log.
+        partitions.stop();
+        cluster.leave().await;
+        for task in cluster_tasks {
+            task.abort();
+        }
     }
     background.stop();
     if let Err(err) = tsdb.sync() {

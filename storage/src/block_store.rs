@@ -66,6 +66,11 @@ pub trait BlockStore: Send + Sync + std::fmt::Debug {
     fn take_evicted(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Published blocks not yet where they are durable beyond this machine
+    /// (the object store's upload queue); always 0 for local disk.
+    fn backlog(&self) -> usize {
+        0
+    }
 }
 
 /// A local block directory for tantivy, mapped into memory.

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use sextant_cluster::{Cluster, ClusterConfig};
-use sextant_tests::NatsCluster;
+use sextant_tests::{NatsCluster, SeaweedFs, Sextant, run_python, series, url_encode};
 
 fn config(node: &str, nats: &NatsCluster) -> ClusterConfig {
     ClusterConfig {
@@ -205,4 +206,236 @@ fn the_partition_log_keeps_order_drops_retries_and_trims() {
     retry(&runtime, "trim", || logs[0].trim(3, third.sequence));
     assert_eq!(read(0, 3, 1), ["three"]);
     assert_eq!(read(0, 4, 1), ["other partition"]);
+}
+
+/// A node's config: the cluster over `nats`, blocks in the shared bucket,
+/// one-minute blocks so owners cut, upload and move their replay points
+/// while the test runs.
+fn node_config(dir: &std::path::Path, node: &str, nats: &NatsCluster, s3: &SeaweedFs) -> String {
+    let path = dir.join(format!("{node}.yaml"));
+    let urls: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+cluster:
+  node_id: {node}
+  nats: [{urls}]
+  partitions: 8
+  replicas: 3
+storage:
+  metrics:
+    block_duration: 1m
+  object_store:
+    url: s3://{bucket}/cluster
+    endpoint: {endpoint}
+    region: us-east-1
+    access_key_id: {key}
+    secret_access_key: {secret}
+"#,
+            urls = urls.join(", "),
+            bucket = SeaweedFs::bucket(),
+            endpoint = s3.endpoint(),
+            key = SeaweedFs::access_key(),
+            secret = SeaweedFs::secret_key(),
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Every partition owned, as `node` sees it.
+fn all_owned(node: &Sextant, partitions: usize) -> bool {
+    let status = node.get("/api/v1/status/cluster").json();
+    status["data"]["owners"]
+        .as_object()
+        .is_some_and(|o| o.len() == partitions)
+}
+
+/// `GET path` on `node` until it answers 200; its JSON `data`.
+fn data_of(node: &Sextant, path: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = node.get(path);
+        if reply.status == 200 {
+            return reply.json()["data"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{path} never answered: {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
+    let nats = NatsCluster::start(3);
+    let s3 = SeaweedFs::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let start = |node: &str| {
+        Sextant::builder()
+            .args(["--config", &node_config(scratch.path(), node, &nats, &s3)])
+            .start()
+    };
+    let a = start("a");
+    let b = start("b");
+    let c = start("c");
+    let single = Sextant::start();
+    for node in [&a, &b, &c] {
+        wait_until("every partition owned", Duration::from_secs(30), || {
+            all_owned(node, 8)
+        });
+    }
+
+    // Half an hour of 40 series, remote-written through node a (and the
+    // reference single node), in batches as Prometheus sends them.
+    let end = now_ms() / 60_000 * 60_000;
+    let begin = end - 30 * 60_000;
+    for minute in 0..30 {
+        let batch: Vec<_> = (0..40)
+            .map(|i| {
+                let job = format!("job{}", i % 4);
+                let instance = format!("host{i}");
+                let samples: Vec<(i64, f64)> = (0..4)
+                    .map(|s| {
+                        let t = begin + minute * 60_000 + s * 15_000;
+                        (t, (minute * 4 + s) as f64 * (i + 1) as f64)
+                    })
+                    .collect();
+                series(
+                    &[
+                        ("__name__", "requests_total"),
+                        ("job", &job),
+                        ("instance", &instance),
+                    ],
+                    &samples,
+                )
+            })
+            .collect();
+        for node in [&a, &single] {
+            let reply = node.remote_write(batch.clone());
+            assert_eq!(reply.status, 204, "{}", reply.body);
+        }
+    }
+    // StatsD through node b, with the Python client.
+    let udp = b.addr("statsd", "udp");
+    run_python(
+        "import sys, statsd\nc = statsd.StatsClient(sys.argv[1], int(sys.argv[2]))\nfor _ in range(7): c.incr('orders.placed')\n",
+        &[&udp.ip().to_string(), &udp.port().to_string()],
+    );
+
+    // Every node answers as the single node does.
+    let range = format!("start={}&end={}&step=60", begin / 1000, end / 1000);
+    let queries = [
+        "sum by (job) (rate(requests_total[5m]))",
+        "requests_total{instance=~\"host1.*\"}",
+        "count(requests_total)",
+        "topk(3, max_over_time(requests_total[10m]))",
+    ];
+    for query in queries {
+        let path = format!("/api/v1/query_range?query={}&{range}", url_encode(query));
+        let expected = data_of(&single, &path);
+        assert!(
+            !expected["result"].as_array().unwrap().is_empty(),
+            "{query}: {expected}"
+        );
+        for node in [&a, &b, &c] {
+            assert_eq!(data_of(node, &path), expected, "{query}");
+        }
+    }
+    let series_path = format!(
+        "/api/v1/series?match[]=requests_total&start={}&end={}",
+        begin / 1000,
+        end / 1000
+    );
+    let mut expected = data_of(&single, &series_path);
+    let sort = |v: &mut Value| {
+        v.as_array_mut().unwrap().sort_by_key(|s| s.to_string());
+    };
+    sort(&mut expected);
+    for node in [&a, &b, &c] {
+        let mut got = data_of(node, &series_path);
+        sort(&mut got);
+        assert_eq!(got, expected);
+        assert_eq!(
+            data_of(node, "/api/v1/label/job/values"),
+            data_of(&single, "/api/v1/label/job/values")
+        );
+        node.wait_for_query("orders_placed", |r| {
+            r.as_array().is_some_and(|r| r.len() == 1) && r[0]["value"][1] == "7"
+        });
+    }
+    // Blocks went to the bucket under each partition's prefix.
+    wait_until("blocks in the bucket", Duration::from_secs(60), || {
+        s3.list("cluster/metrics/")
+            .iter()
+            .any(|k| k.ends_with(".json"))
+    });
+
+    // Kill node a in the middle of ingest through b and c: every write
+    // they acknowledged is there afterwards, once.
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (k, node) in [&b, &c].into_iter().enumerate() {
+            let (writing, acknowledged) = (&writing, &acknowledged);
+            scope.spawn(move || {
+                let mut i = 0;
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let name = format!("during_kill_{k}_{i}");
+                    let now = now_ms();
+                    let samples = [(now - 2_000, 1.0), (now - 1_000, 2.0), (now, 3.0)];
+                    let reply = node.remote_write(vec![series(&[("__name__", &name)], &samples)]);
+                    if reply.status == 204 {
+                        acknowledged.lock().unwrap().push((name, now));
+                    }
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = a.kill_hard();
+        wait_until(
+            "node a's partitions owned again",
+            Duration::from_secs(15),
+            || {
+                let status = b.get("/api/v1/status/cluster").json();
+                let owners = &status["data"]["owners"];
+                owners
+                    .as_object()
+                    .is_some_and(|o| o.len() == 8 && o.values().all(|n| n == "b" || n == "c"))
+            },
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    assert!(acknowledged.len() > 50, "{}", acknowledged.len());
+    for node in [&b, &c] {
+        let exported = node.export("{__name__=~\"during_kill_.*\"}");
+        for (name, now) in &acknowledged {
+            let points: Vec<i64> = exported
+                .get(&format!("{name}{{}}"))
+                .map(|p| p.iter().map(|(t, _)| *t).collect())
+                .unwrap_or_default();
+            assert_eq!(points, [now - 2_000, now - 1_000, *now], "{name}");
+        }
+        // And the half hour written before the kill is whole.
+        let path = format!(
+            "/api/v1/query_range?query={}&{range}",
+            url_encode(queries[0])
+        );
+        assert_eq!(data_of(node, &path), data_of(&single, &path));
+    }
 }

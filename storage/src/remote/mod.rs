@@ -288,8 +288,12 @@ impl RemoteStore {
 
     fn path(&self, parts: &[&str]) -> Path {
         let mut path = self.prefix.clone();
+        // A part may hold several segments (`metrics/p3`, a cluster
+        // partition's blocks).
         for part in parts {
-            path = path.join(*part);
+            for segment in part.split('/') {
+                path = path.join(segment);
+            }
         }
         path
     }
@@ -976,6 +980,10 @@ impl Shared {
 }
 
 impl BlockStore for ObjectBlockStore {
+    fn backlog(&self) -> usize {
+        ObjectBlockStore::backlog(self)
+    }
+
     fn list(&self) -> io::Result<Vec<String>> {
         let mut ids: BTreeSet<String> = self.local.list()?.into_iter().collect();
         ids.extend(

@@ -179,11 +179,29 @@ impl Tsdb {
         stats: Arc<TsdbStats>,
         remote: Option<Arc<crate::remote::RemoteStore>>,
     ) -> Result<Self> {
+        Self::open_in_bucket(
+            dir,
+            config,
+            retention,
+            stats,
+            remote.map(|r| (r, "metrics")),
+        )
+    }
+
+    /// As [`Tsdb::open_with_remote`], with the blocks under `kind` in the
+    /// bucket (`metrics`, or `metrics/p3` for a cluster partition).
+    pub fn open_in_bucket(
+        dir: &Path,
+        config: TsdbConfig,
+        retention: PromDuration,
+        stats: Arc<TsdbStats>,
+        remote: Option<(Arc<crate::remote::RemoteStore>, &str)>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
         let blocks_dir = dir.join("blocks");
         let store: Arc<dyn BlockStore> = match remote {
-            Some(remote) => Arc::new(
-                crate::remote::ObjectBlockStore::open(&blocks_dir, remote, "metrics")
+            Some((remote, kind)) => Arc::new(
+                crate::remote::ObjectBlockStore::open(&blocks_dir, remote, kind)
                     .map_err(io_err("open the block store"))?,
             ),
             None => Arc::new(
@@ -653,6 +671,15 @@ impl Tsdb {
         self.reopen_evicted()?;
         self.refresh_stats();
         Ok(())
+    }
+
+    /// The time before which every sample the head was given is in a block
+    /// that has left this machine (uploaded to the object store): `None`
+    /// while a published block still waits for its upload.
+    pub fn durable_before(&self) -> Option<i64> {
+        let _one_at_a_time = self.maintenance.lock().expect("maintenance lock");
+        let before = self.head.read().expect("head lock").min_valid_time;
+        (self.store.backlog() == 0).then_some(before)
     }
 
     /// Reopens the blocks whose local copies the object store's cache

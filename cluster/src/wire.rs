@@ -1,0 +1,240 @@
+//! The binary forms series take between nodes: in the partitioned log (a
+//! write on its way to its partition's owner) and in answers to another
+//! node's query. Varint lengths and counts, strings as UTF-8, timestamps and
+//! values as 8 little-endian bytes (values may be NaN: staleness markers,
+//! which JSON cannot carry). Every read is bounds-checked, so a damaged
+//! record is an error naming what was wrong, never a panic.
+
+use std::sync::Arc;
+
+use sextant_model::{Labels, Sample};
+use sextant_storage::SeriesSamples;
+
+/// The first byte of every encoded batch.
+const VERSION: u8 = 1;
+
+/// Appends to a byte buffer.
+#[derive(Debug, Default)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// A writer whose buffer starts with the format version.
+    pub fn new() -> Self {
+        Self { buf: vec![VERSION] }
+    }
+
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    pub fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    pub fn series(&mut self, series: &SeriesSamples) {
+        self.labels(&series.labels);
+        self.varint(series.samples.len() as u64);
+        for sample in &series.samples {
+            self.buf
+                .extend_from_slice(&sample.timestamp_ms.to_le_bytes());
+            self.buf
+                .extend_from_slice(&sample.value.to_bits().to_le_bytes());
+        }
+    }
+
+    pub fn labels(&mut self, labels: &Labels) {
+        self.varint(labels.len() as u64);
+        for label in labels.iter() {
+            self.str(&label.name);
+            self.str(&label.value);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() <= 1
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads what a [`Writer`] wrote.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Checks the version byte.
+    pub fn new(buf: &'a [u8]) -> Result<Self, String> {
+        match buf.first() {
+            Some(&VERSION) => Ok(Self { buf, pos: 1 }),
+            Some(v) => Err(format!("unknown record version {v}")),
+            None => Err("empty record".into()),
+        }
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    pub fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| format!("record cut short at byte {}", self.pos))?;
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(format!("varint too long at byte {}", self.pos))
+    }
+
+    /// A count of items at least `min_size` bytes each: refused when the
+    /// rest of the record cannot hold that many (so no huge allocation).
+    pub fn count(&mut self, min_size: usize) -> Result<usize, String> {
+        let n = self.varint()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n.saturating_mul(min_size.max(1) as u64) > left {
+            return Err(format!("count {n} at byte {} exceeds the record", self.pos));
+        }
+        Ok(n as usize)
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or_else(|| format!("record cut short at byte {}", self.pos))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    pub fn str(&mut self) -> Result<&'a str, String> {
+        let n = self.count(1)?;
+        let at = self.pos;
+        std::str::from_utf8(self.bytes(n)?).map_err(|_| format!("invalid UTF-8 at byte {at}"))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.bytes(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    pub fn labels(&mut self) -> Result<Labels, String> {
+        let n = self.count(2)?;
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.str()?;
+            let value = self.str()?;
+            pairs.push((name.into(), value.into()));
+        }
+        Ok(Labels::from_pairs(pairs))
+    }
+
+    pub fn series(&mut self) -> Result<SeriesSamples, String> {
+        let labels = self.labels()?;
+        let n = self.count(16)?;
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let timestamp_ms = self.u64()? as i64;
+            let value = f64::from_bits(self.u64()?);
+            samples.push(Sample {
+                timestamp_ms,
+                value,
+            });
+        }
+        Ok(SeriesSamples { labels, samples })
+    }
+}
+
+/// A batch of series as one record.
+pub fn encode_series(batch: &[SeriesSamples]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.varint(batch.len() as u64);
+    for series in batch {
+        w.series(series);
+    }
+    w.finish()
+}
+
+/// The series of a record [`encode_series`] wrote.
+pub fn decode_series(record: &[u8]) -> Result<Vec<SeriesSamples>, String> {
+    let mut r = Reader::new(record)?;
+    let n = r.count(2)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(r.series()?);
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last series",
+            record.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_round_trip_with_nan_and_refuse_damage() {
+        let batch = vec![
+            SeriesSamples {
+                labels: Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+                samples: vec![
+                    Sample {
+                        timestamp_ms: -5,
+                        value: f64::from_bits(0x7ff0_0000_0000_0002),
+                    },
+                    Sample {
+                        timestamp_ms: 1_700_000_000_000,
+                        value: 1.5,
+                    },
+                ],
+            },
+            SeriesSamples {
+                labels: Labels::from_pairs([("__name__", "x")]),
+                samples: vec![],
+            },
+        ];
+        let record = encode_series(&batch);
+        let back = decode_series(&record).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].labels, batch[0].labels);
+        assert_eq!(
+            back[0].samples[0].value.to_bits(),
+            batch[0].samples[0].value.to_bits()
+        );
+        assert_eq!(back[0].samples[1], batch[0].samples[1]);
+        for cut in 0..record.len() {
+            assert!(decode_series(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        // A count far beyond the record is refused before allocating.
+        let mut huge = vec![VERSION];
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(decode_series(&huge).unwrap_err().contains("exceeds"));
+        assert!(decode_series(&[9]).unwrap_err().contains("version"));
+    }
+}
