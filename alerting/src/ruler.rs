@@ -167,7 +167,13 @@ pub struct Ruler {
     send_wake: tokio::sync::Notify,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stats: Stats,
+    /// Whether this process evaluates now (cluster mode: the node holding
+    /// the ruler's lease); always when unset.
+    gate: std::sync::OnceLock<Gate>,
 }
+
+/// Says whether rule groups are evaluated here now.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Ruler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -282,6 +288,7 @@ impl Ruler {
             send_wake: tokio::sync::Notify::new(),
             tasks: Mutex::new(Vec::new()),
             stats: Stats::default(),
+            gate: std::sync::OnceLock::new(),
         };
         ruler.set_groups(groups, Some(&saved_alerts));
         ruler
@@ -340,6 +347,12 @@ impl Ruler {
                 run
             })
             .collect();
+    }
+
+    /// Evaluates only while `gate` says so (cluster mode: one node of the
+    /// cluster evaluates, so an alert is sent once, not once per node).
+    pub fn set_gate(&self, gate: Gate) {
+        let _ = self.gate.set(gate);
     }
 
     /// Starts evaluating, notifying and delivering until `cancel`.
@@ -407,6 +420,13 @@ impl Ruler {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_millis((at - now).max(0) as u64)) => {}
+            }
+            if self
+                .gate
+                .get()
+                .is_some_and(|evaluates_here| !evaluates_here())
+            {
+                continue;
             }
             let this = self.clone();
             let _ = tokio::task::spawn_blocking(move || this.evaluate_group(index, at)).await;

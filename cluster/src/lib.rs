@@ -194,6 +194,9 @@ pub struct Cluster {
 struct State {
     /// Partitions held, with their leases.
     held: BTreeMap<u32, Lease>,
+    /// Singletons this node runs when it holds their lease: name -> the
+    /// lease and when its last renewal was sent, while held.
+    singletons: BTreeMap<String, Option<(Lease, std::time::Instant)>>,
     /// Rounds each partition has been seen free.
     free_rounds: HashMap<u32, u32>,
     status: Status,
@@ -301,6 +304,31 @@ impl Cluster {
         self.config.partitions
     }
 
+    /// Competes for the singleton `name` (`ruler`, ...) from the next round
+    /// on: one node of the cluster holds it at a time.
+    pub fn join_singleton(&self, name: &str) {
+        self.state
+            .lock()
+            .expect("cluster state")
+            .singletons
+            .entry(name.to_owned())
+            .or_default();
+    }
+
+    /// Whether this node holds the singleton `name` now: its lease was
+    /// renewed recently enough that nobody else can have taken it (a
+    /// margin of 3 s before it could run out).
+    pub fn holds(&self, name: &str) -> bool {
+        let valid = LEASE_TTL.saturating_sub(Duration::from_secs(3));
+        self.state
+            .lock()
+            .expect("cluster state")
+            .singletons
+            .get(name)
+            .and_then(Option::as_ref)
+            .is_some_and(|(_, renewed)| renewed.elapsed() < valid)
+    }
+
     /// The lease bucket, for singletons (rule groups, the dispatcher).
     pub fn leases(&self) -> &Leases {
         &self.leases
@@ -340,10 +368,59 @@ impl Cluster {
             let mut state = self.state.lock().expect("cluster state");
             std::mem::take(&mut state.held).into_values().collect()
         };
-        for lease in held {
+        let singletons: Vec<Lease> = {
+            let mut state = self.state.lock().expect("cluster state");
+            state
+                .singletons
+                .values_mut()
+                .filter_map(|l| l.take().map(|(l, _)| l))
+                .collect()
+        };
+        for lease in held.into_iter().chain(singletons) {
             let _ = self.leases.release(&lease).await;
         }
         let _ = self.members.leave(&self.config.node_id).await;
+    }
+
+    /// Renews the singletons held and tries to take the others.
+    async fn singleton_round(&self) -> Result<(), Error> {
+        let singletons: Vec<(String, Option<Lease>)> = {
+            let state = self.state.lock().expect("cluster state");
+            state
+                .singletons
+                .iter()
+                .map(|(n, l)| (n.clone(), l.as_ref().map(|(l, _)| l.clone())))
+                .collect()
+        };
+        for (name, lease) in singletons {
+            let sent = std::time::Instant::now();
+            let now_held = match lease {
+                Some(mut lease) => match self.leases.renew(&mut lease).await {
+                    Ok(true) => Some(lease),
+                    Ok(false) => {
+                        warn!(singleton = %name, "singleton lease lost");
+                        None
+                    }
+                    Err(e) => {
+                        warn!(singleton = %name, error = %e, "cannot renew a singleton lease");
+                        continue;
+                    }
+                },
+                None => {
+                    let lease = self.leases.acquire(&format!("singleton.{name}")).await?;
+                    if let Some(lease) = &lease {
+                        info!(singleton = %name, epoch = lease.epoch, "singleton taken");
+                    }
+                    lease
+                }
+            };
+            self.state
+                .lock()
+                .expect("cluster state")
+                .singletons
+                .insert(name, now_held.map(|l| (l, sent)));
+        }
+        Ok(())
     }
 
     /// One round: heartbeat, renew, then take or hand over partitions.
@@ -434,6 +511,7 @@ impl Cluster {
                 }
             }
         }
+        self.singleton_round().await?;
         let mut state = self.state.lock().expect("cluster state");
         let owned = state.held.iter().map(|(p, l)| (*p, l.epoch)).collect();
         state.status = Status {

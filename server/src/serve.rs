@@ -449,6 +449,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
         .await
         .context("loading the alerting state panicked")?;
+        if let Some((cluster, _)) = &joined {
+            // One node of the cluster evaluates the rules and sends the
+            // notifications: the one holding the ruler's lease.
+            cluster.join_singleton("ruler");
+            let cluster = cluster.clone();
+            ruler.set_gate(Arc::new(move || cluster.holds("ruler")));
+        }
         runtime.start_alerting(
             Arc::new(ruler),
             Arc::new(namespaces),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sextant_cluster::{Cluster, ClusterConfig};
-use sextant_tests::{NatsCluster, SeaweedFs, Sextant, run_python, series, url_encode};
+use sextant_tests::{NatsCluster, Receiver, SeaweedFs, Sextant, run_python, series, url_encode};
 
 fn config(node: &str, nats: &NatsCluster) -> ClusterConfig {
     ClusterConfig {
@@ -211,7 +211,18 @@ fn the_partition_log_keeps_order_drops_retries_and_trims() {
 /// A node's config: the cluster over `nats`, blocks in the shared bucket,
 /// one-minute blocks so owners cut, upload and move their replay points
 /// while the test runs.
-fn node_config(dir: &std::path::Path, node: &str, nats: &NatsCluster, s3: &SeaweedFs) -> String {
+fn node_config(
+    dir: &std::path::Path,
+    node: &str,
+    nats: &NatsCluster,
+    s3: &SeaweedFs,
+    receiver: &str,
+) -> String {
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n  - name: traffic\n    interval: 1s\n    rules:\n      - alert: RequestsSeen\n        expr: count(requests_total) > 0\n        for: 0s\n",
+    )
+    .unwrap();
     let path = dir.join(format!("{node}.yaml"));
     let urls: Vec<String> = nats.urls().iter().map(|u| format!("\"{u}\"")).collect();
     std::fs::write(
@@ -223,6 +234,18 @@ cluster:
   nats: [{urls}]
   partitions: 8
   replicas: 3
+rule_files: [rules.yml]
+alerting:
+  receivers:
+    - name: ops
+      webhooks:
+        - url: {receiver}/alertmanager
+          format: alertmanager
+  route:
+    receiver: ops
+    group_wait: 0s
+    group_interval: 1s
+    repeat_interval: 1h
 storage:
   metrics:
     block_duration: 1m
@@ -282,10 +305,10 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
     let nats = NatsCluster::start(3);
     let s3 = SeaweedFs::start();
     let scratch = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
     let start = |node: &str| {
-        Sextant::builder()
-            .args(["--config", &node_config(scratch.path(), node, &nats, &s3)])
-            .start()
+        let config = node_config(scratch.path(), node, &nats, &s3, &receiver.url(""));
+        Sextant::builder().args(["--config", &config]).start()
     };
     let a = start("a");
     let b = start("b");
@@ -375,6 +398,13 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
             r.as_array().is_some_and(|r| r.len() == 1) && r[0]["value"][1] == "7"
         });
     }
+    // The rule every node has fires once: one node of the three evaluates.
+    receiver.wait_for("/alertmanager", "firing notification", |b| {
+        b["status"] == "firing"
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(receiver.count("/alertmanager", |_| true), 1);
+
     // Blocks went to the bucket under each partition's prefix.
     wait_until("blocks in the bucket", Duration::from_secs(60), || {
         s3.list("cluster/metrics/")
