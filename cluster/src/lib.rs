@@ -32,8 +32,12 @@
 pub mod catalog;
 pub mod lease;
 pub mod log;
+pub mod logs;
 pub mod members;
 pub mod metrics;
+mod owner;
+mod peer;
+pub mod spans;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,8 +50,10 @@ use tracing::{info, warn};
 pub use catalog::{Catalog, Checkpoint};
 pub use lease::{Lease, Leases};
 pub use log::{Appended, PartitionLog};
+pub use logs::{ClusterLogs, LogSettings};
 pub use members::Members;
 pub use metrics::{ClusterMetrics, MetricsSettings, ReadRequest};
+pub use spans::{ClusterSpans, SpanSettings};
 
 /// `cluster:` in the config file. Without it a node runs alone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]

@@ -112,6 +112,35 @@ impl PartitionLog {
         })
     }
 
+    /// Appends every `(partition, message id, payload)` at once, each
+    /// retried for up to `patience` while JetStream refuses it for now (a
+    /// stream electing a leader after a NATS node died); the first failure.
+    pub async fn append_all(
+        &self,
+        records: Vec<(u32, String, Bytes)>,
+        patience: Duration,
+    ) -> Result<(), Error> {
+        let appends = records
+            .into_iter()
+            .map(|(partition, id, payload)| async move {
+                let deadline = std::time::Instant::now() + patience;
+                loop {
+                    match self.append(partition, &id, payload.clone()).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) if std::time::Instant::now() < deadline => {
+                            tracing::debug!(partition, error = %e, "append retried");
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            });
+        futures_util::future::join_all(appends)
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// Up to `max` records of `partition` from sequence `from` on, in order,
     /// waiting up to `wait` for the first.
     pub async fn read(

@@ -25,25 +25,27 @@
 //! that no owner answers for fails the query with 503 naming it: never a
 //! silent gap.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use sextant_model::{Labels, MatchOp, Matcher, PromDuration};
 use sextant_storage::remote::RemoteStore;
 use sextant_storage::{
     AppendReport, MetricMetadata, MetricsReader, MetricsWriter, SeriesSamples, Tsdb, TsdbConfig,
     TsdbStats,
 };
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::catalog::Catalog;
+use crate::owner::{Engine, Owners};
+use crate::peer::PeerClient;
 use crate::wire::{self, Reader, Writer};
 use crate::{Cluster, Error, PartitionLog, partition_of};
 
@@ -54,10 +56,6 @@ const RECORD_BYTES: usize = 768 << 10;
 /// How long a write keeps retrying an append JetStream refuses for now
 /// (a stream electing a leader after a NATS node died).
 const APPEND_PATIENCE: Duration = Duration::from_secs(10);
-/// How long a node waits for another's answer to a read.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often an owner cuts, uploads and moves its replay point.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 /// The bucket of metric metadata (type, help, unit), shared by all nodes.
 const METADATA_BUCKET: &str = "sextant-metadata";
 
@@ -73,31 +71,53 @@ pub struct MetricsSettings {
     pub remote: Arc<RemoteStore>,
 }
 
-/// One partition this node owns.
-struct Owner {
-    epoch: u64,
-    tsdb: Arc<Tsdb>,
-    /// Caught up with the log: its answers are complete.
-    ready: AtomicBool,
-    stop: AtomicBool,
-}
-
 /// Metrics across the cluster, as this node sees them.
 pub struct ClusterMetrics {
     cluster: Arc<Cluster>,
     log: PartitionLog,
-    catalog: Catalog,
     metadata_kv: kv::Store,
     runtime: tokio::runtime::Handle,
-    settings: MetricsSettings,
     /// Message ids: this node, its start, a counter.
     id_prefix: String,
     next_id: AtomicU64,
-    owners: RwLock<BTreeMap<u32, Arc<Owner>>>,
-    /// Partitions whose owner is starting (claiming, opening, replaying).
-    starting: Mutex<BTreeSet<u32>>,
+    owners: Arc<Owners<MetricsEngine>>,
     metadata: RwLock<BTreeMap<String, MetricMetadata>>,
     http: PeerClient,
+}
+
+/// A partition's time-series engine.
+struct MetricsEngine(Arc<Tsdb>);
+
+impl Engine for MetricsEngine {
+    fn apply(&self, records: &[(u64, Bytes)]) -> Result<Vec<Option<i64>>, String> {
+        let mut newest = Vec::with_capacity(records.len());
+        let mut series = Vec::new();
+        for (_, payload) in records {
+            match wire::decode_series(payload) {
+                Ok(decoded) => {
+                    newest.push(Some(
+                        decoded
+                            .iter()
+                            .filter_map(|s| s.samples.iter().map(|x| x.timestamp_ms).max())
+                            .max()
+                            .unwrap_or(i64::MIN),
+                    ));
+                    series.extend(decoded);
+                }
+                Err(_) => newest.push(None),
+            }
+        }
+        // Refusals (out of bounds, limits) are counted by the engine.
+        self.0.append(&series).map_err(|e| e.to_string())?;
+        Ok(newest)
+    }
+
+    fn checkpoint(&self) -> Option<i64> {
+        if let Err(e) = self.0.maintain() {
+            warn!(error = %e, "partition maintenance failed");
+        }
+        self.0.durable_before()
+    }
 }
 
 impl std::fmt::Debug for ClusterMetrics {
@@ -138,6 +158,13 @@ impl ClusterMetrics {
     ) -> Result<Arc<Self>, Error> {
         let log = cluster.log("metrics", LOG_MAX_AGE).await?;
         let catalog = Catalog::open(cluster.jetstream(), cluster.replicas()).await?;
+        let owners = Owners::new(
+            cluster.clone(),
+            log.clone(),
+            catalog,
+            "metrics",
+            move |partition| open_engine(&settings, partition).map(MetricsEngine),
+        );
         let metadata_kv = crate::lease::open_kv(
             cluster.jetstream(),
             METADATA_BUCKET,
@@ -145,21 +172,14 @@ impl ClusterMetrics {
             Duration::ZERO,
         )
         .await?;
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
         Ok(Arc::new(Self {
-            id_prefix: format!("{}-{started:x}", cluster.node_id()),
+            id_prefix: id_prefix(&cluster),
             cluster,
             log,
-            catalog,
             metadata_kv,
             runtime: tokio::runtime::Handle::current(),
-            settings,
             next_id: AtomicU64::new(0),
-            owners: RwLock::default(),
-            starting: Mutex::default(),
+            owners,
             metadata: RwLock::default(),
             http: PeerClient,
         }))
@@ -180,221 +200,13 @@ impl ClusterMetrics {
             }
         }
         let _watcher = AbortOnDrop(tokio::spawn(self.clone().watch_metadata()));
-        loop {
-            self.reconcile();
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.owners.clone().run().await;
     }
 
     /// Stops every owner (a clean stop: the next owner replays from the
     /// catalog; nothing acknowledged is only here).
     pub fn stop(&self) {
-        for owner in self.owners.read().expect("owners").values() {
-            owner.stop.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn reconcile(self: &Arc<Self>) {
-        let held = self.cluster.owned();
-        {
-            let mut owners = self.owners.write().expect("owners");
-            owners.retain(|partition, owner| {
-                let keep = held.get(partition) == Some(&owner.epoch);
-                if !keep {
-                    info!(
-                        partition,
-                        epoch = owner.epoch,
-                        "partition no longer owned here"
-                    );
-                    owner.stop.store(true, Ordering::Relaxed);
-                }
-                keep
-            });
-        }
-        for (partition, epoch) in held {
-            if self.owners.read().expect("owners").contains_key(&partition) {
-                continue;
-            }
-            if !self.starting.lock().expect("starting").insert(partition) {
-                continue;
-            }
-            let this = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = this.own(partition, epoch).await {
-                    warn!(partition, epoch, error = %e, "partition owner stopped");
-                }
-                this.starting.lock().expect("starting").remove(&partition);
-                let mut owners = this.owners.write().expect("owners");
-                if owners.get(&partition).is_some_and(|o| o.epoch == epoch) {
-                    owners.remove(&partition);
-                }
-            });
-        }
-    }
-
-    /// Owns `partition` under `epoch` until told to stop or fenced out.
-    async fn own(self: &Arc<Self>, partition: u32, epoch: u64) -> Result<(), Error> {
-        let node = self.cluster.node_id().to_owned();
-        let key = format!("metrics.p{partition}");
-        let Some(mut checkpoint) = self.catalog.claim(&key, epoch, &node).await? else {
-            warn!(partition, epoch, "a later owner has claimed the partition");
-            return Ok(());
-        };
-        let tsdb = self.open_engine(partition).await?;
-        let owner = Arc::new(Owner {
-            epoch,
-            tsdb,
-            ready: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-        });
-        self.starting.lock().expect("starting").remove(&partition);
-        if self.cluster.owned().get(&partition) != Some(&epoch) {
-            return Ok(());
-        }
-        self.owners
-            .write()
-            .expect("owners")
-            .insert(partition, owner.clone());
-        info!(
-            partition,
-            epoch,
-            from = checkpoint.from,
-            "replaying the partition"
-        );
-        let started = Instant::now();
-        let mut messages = self.log.follow(partition, checkpoint.from).await?;
-        // (sequence, newest sample) of each record not yet in the bucket.
-        let mut unsealed: VecDeque<(u64, i64)> = VecDeque::new();
-        let mut next = checkpoint.from.max(1);
-        let mut last_checkpoint = Instant::now();
-        while !owner.stop.load(Ordering::Relaxed) {
-            let mut batch = Vec::new();
-            let mut pending = u64::MAX;
-            match tokio::time::timeout(Duration::from_millis(250), messages.next()).await {
-                Err(_) => {
-                    if !owner.ready.swap(true, Ordering::Relaxed) {
-                        info!(
-                            partition,
-                            secs = started.elapsed().as_secs_f64(),
-                            "partition caught up"
-                        );
-                    }
-                }
-                Ok(None) => return Err(Error::JetStream("the partition's log ended".into())),
-                Ok(Some(message)) => {
-                    batch.push(message);
-                    while batch.len() < 512 {
-                        match messages.next().now_or_never() {
-                            Some(Some(message)) => batch.push(message),
-                            _ => break,
-                        }
-                    }
-                }
-            }
-            let mut series = Vec::new();
-            for message in batch {
-                let message = message
-                    .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
-                let info = message
-                    .info()
-                    .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
-                let sequence = info.stream_sequence;
-                pending = info.pending;
-                next = sequence + 1;
-                match wire::decode_series(&message.payload) {
-                    Ok(records) => {
-                        let newest = records
-                            .iter()
-                            .filter_map(|s| s.samples.iter().map(|x| x.timestamp_ms).max())
-                            .max()
-                            .unwrap_or(i64::MIN);
-                        unsealed.push_back((sequence, newest));
-                        series.extend(records);
-                    }
-                    Err(e) => {
-                        warn!(partition, sequence, error = %e, "an unreadable record in the log is skipped");
-                    }
-                }
-            }
-            if !series.is_empty() {
-                let tsdb = owner.tsdb.clone();
-                let report = tokio::task::spawn_blocking(move || tsdb.append(&series))
-                    .await
-                    .map_err(|e| Error::JetStream(format!("append panicked: {e}")))?;
-                if let Err(e) = report {
-                    // The local engine failed (a full disk): stop owning, so
-                    // the partition moves to a node that can store it.
-                    return Err(Error::JetStream(format!(
-                        "partition {partition}'s engine refused a write: {e}"
-                    )));
-                }
-            }
-            if pending == 0 && !owner.ready.swap(true, Ordering::Relaxed) {
-                info!(
-                    partition,
-                    secs = started.elapsed().as_secs_f64(),
-                    "partition caught up"
-                );
-            }
-            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                last_checkpoint = Instant::now();
-                let tsdb = owner.tsdb.clone();
-                let durable = tokio::task::spawn_blocking(move || {
-                    if let Err(e) = tsdb.maintain() {
-                        warn!(error = %e, "partition maintenance failed");
-                    }
-                    tsdb.durable_before()
-                })
-                .await
-                .map_err(|e| Error::JetStream(format!("maintenance panicked: {e}")))?;
-                let Some(before) = durable else { continue };
-                while unsealed.front().is_some_and(|(_, newest)| *newest < before) {
-                    unsealed.pop_front();
-                }
-                let from = unsealed.front().map_or(next, |(sequence, _)| *sequence);
-                if from > checkpoint.from {
-                    if !self
-                        .catalog
-                        .advance(&key, &mut checkpoint, from, &node)
-                        .await?
-                    {
-                        warn!(partition, epoch, "fenced out by a later owner");
-                        break;
-                    }
-                    if let Err(e) = self.log.trim(partition, from).await {
-                        warn!(partition, error = %e, "cannot trim the partition's log");
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn open_engine(&self, partition: u32) -> Result<Arc<Tsdb>, Error> {
-        let dir = self.settings.dir.join(format!("p{partition}"));
-        let mut config = self.settings.config.clone();
-        // The log is the durable copy: the engine's own WAL need not sync.
-        config.wal_fsync = sextant_storage::tsdb::FsyncPolicy::Never;
-        let (retention, stats, remote) = (
-            self.settings.retention,
-            self.settings.stats.clone(),
-            self.settings.remote.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            // What an earlier owner here left is stale: the log and the
-            // bucket hold everything, from the catalog's point.
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .map_err(|e| format!("clear {}: {e}", dir.display()))?;
-            }
-            let kind = format!("metrics/p{partition}");
-            Tsdb::open_in_bucket(&dir, config, retention, stats, Some((remote, &kind)))
-                .map(Arc::new)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| Error::JetStream(format!("opening partition {partition} panicked: {e}")))?
-        .map_err(|e| Error::JetStream(format!("open partition {partition}: {e}")))
+        self.owners.stop();
     }
 
     async fn watch_metadata(self: Arc<Self>) {
@@ -421,18 +233,11 @@ impl ClusterMetrics {
         }
     }
 
-    /// Runs `fut` on the server's runtime and waits for it from this
-    /// (blocking) thread.
     fn wait<T: Send + 'static>(
         &self,
         fut: impl Future<Output = T> + Send + 'static,
     ) -> sextant_storage::Result<T> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
-            .map_err(|_| sextant_storage::Error::Unavailable("Sextant is stopping".into()))
+        crate::peer::wait(&self.runtime, fut)
     }
 
     /// Answers `request` for the partitions this node owns and has caught
@@ -456,18 +261,11 @@ impl ClusterMetrics {
         let mut missing = Vec::new();
         let mut answer = Answer::default();
         for partition in &request.partitions {
-            let owner = self
-                .owners
-                .read()
-                .expect("owners")
-                .get(partition)
-                .filter(|o| o.ready.load(Ordering::Relaxed))
-                .cloned();
-            let Some(owner) = owner else {
+            let Some(engine) = self.owners.ready(*partition) else {
                 missing.push(*partition);
                 continue;
             };
-            let (tsdb, mint, maxt) = (&owner.tsdb, request.mint, request.maxt);
+            let (tsdb, mint, maxt) = (&engine.0, request.mint, request.maxt);
             let done = match request.op.as_str() {
                 "select" => tsdb
                     .select(&matchers, mint, maxt)
@@ -516,24 +314,12 @@ impl ClusterMetrics {
         mint: i64,
         maxt: i64,
     ) -> sextant_storage::Result<Answer> {
-        let status = self.cluster.status();
-        let me = self.cluster.node_id().to_owned();
-        let mut by_node: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        let mut missing: BTreeSet<u32> = BTreeSet::new();
-        for partition in 0..status.partitions {
-            match status.owners.get(&partition) {
-                Some(owner) => by_node.entry(owner.clone()).or_default().push(partition),
-                None => {
-                    missing.insert(partition);
-                }
-            }
-        }
-        // Partitions this node took since the last round count as its own.
-        for partition in self.owners.read().expect("owners").keys() {
-            if missing.remove(partition) {
-                by_node.entry(me.clone()).or_default().push(*partition);
-            }
-        }
+        let route = crate::peer::route(
+            &self.cluster,
+            &self.owners.owned(),
+            0..self.cluster.partitions(),
+        );
+        let mut missing = route.missing;
         let request = |partitions: Vec<u32>| ReadRequest {
             op: op.to_owned(),
             name: name.to_owned(),
@@ -553,21 +339,15 @@ impl ClusterMetrics {
             maxt,
             partitions,
         };
-        let mut bodies: Vec<Result<Vec<u8>, String>> = Vec::new();
+        let mut bodies: Vec<Result<Vec<u8>, String>> = vec![self.read_local(&request(route.local))];
         let mut remote = Vec::new();
-        for (node, partitions) in by_node {
-            if node == me {
-                bodies.push(self.read_local(&request(partitions)));
-                continue;
-            }
-            let Some(address) = status.members.get(&node).cloned() else {
-                missing.extend(partitions);
-                continue;
-            };
+        for (address, partitions) in route.remote {
             let body =
                 serde_json::to_vec(&request(partitions.clone())).expect("a request serialises");
             let http = self.http;
-            remote.push((partitions, async move { http.read(&address, body).await }));
+            remote.push((partitions, async move {
+                http.post(&address, "/internal/v1/metrics/read", body).await
+            }));
         }
         let (remote_partitions, calls): (Vec<_>, Vec<_>) = remote.into_iter().unzip();
         let answers = self.wait(futures_util::future::join_all(calls))?;
@@ -588,12 +368,7 @@ impl ClusterMetrics {
             })?;
         }
         if !missing.is_empty() {
-            let list: Vec<String> = missing.iter().map(u32::to_string).collect();
-            return Err(sextant_storage::Error::Unavailable(format!(
-                "metrics partitions {} have no owner answering just now (a node joined or left; \
-                 they are taken over within 15 s): the answer would be partial, retry",
-                list.join(", ")
-            )));
+            return Err(crate::peer::partial("metrics", &missing));
         }
         merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(merged)
@@ -629,6 +404,16 @@ fn decode_answer(
     Ok(())
 }
 
+/// Message ids start with this node's id and its start time, so no two
+/// processes share one.
+pub(crate) fn id_prefix(cluster: &Cluster) -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{}-{started:x}", cluster.node_id())
+}
+
 /// The key a series is placed by: its labels, names and values separated.
 fn series_key(labels: &Labels) -> Vec<u8> {
     let mut key = Vec::new();
@@ -643,7 +428,7 @@ fn series_key(labels: &Labels) -> Vec<u8> {
 
 /// Splits a batch into records of at most [`RECORD_BYTES`] (a series with
 /// more samples than fit is split across records).
-fn records(series: Vec<SeriesSamples>) -> Vec<Bytes> {
+fn encode_records(series: Vec<SeriesSamples>) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut current: Vec<SeriesSamples> = Vec::new();
     let mut size = 0;
@@ -689,31 +474,19 @@ impl MetricsWriter for ClusterMetrics {
                 .or_default()
                 .push(series.clone());
         }
-        let mut appends = Vec::new();
+        let mut records = Vec::new();
         for (partition, series) in parts {
-            for record in records(series) {
-                let (log, id) = (self.log.clone(), self.message_id());
-                appends.push(async move {
-                    let deadline = Instant::now() + APPEND_PATIENCE;
-                    loop {
-                        match log.append(partition, &id, record.clone()).await {
-                            Ok(_) => return Ok(()),
-                            Err(e) if Instant::now() < deadline => {
-                                tracing::debug!(partition, error = %e, "append retried");
-                                tokio::time::sleep(Duration::from_millis(250)).await;
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                });
+            for record in encode_records(series) {
+                records.push((partition, self.message_id(), record));
             }
         }
-        let results = self.wait(futures_util::future::join_all(appends))?;
-        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-            return Err(sextant_storage::Error::Unavailable(format!(
-                "the cluster's log did not take the write ({e}); retry"
-            )));
-        }
+        let log = self.log.clone();
+        self.wait(async move { log.append_all(records, APPEND_PATIENCE).await })?
+            .map_err(|e| {
+                sextant_storage::Error::Unavailable(format!(
+                    "the cluster's log did not take the write ({e}); retry"
+                ))
+            })?;
         Ok(AppendReport {
             accepted: total,
             ..AppendReport::default()
@@ -797,55 +570,28 @@ impl MetricsReader for ClusterMetrics {
     }
 }
 
-/// Reads from other nodes over HTTP/1.1.
-#[derive(Debug, Clone, Copy)]
-struct PeerClient;
-
-impl PeerClient {
-    async fn read(&self, address: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
-        tokio::time::timeout(
-            READ_TIMEOUT,
-            self.post(address, "/internal/v1/metrics/read", body),
-        )
-        .await
-        .map_err(|_| format!("{address} did not answer within {READ_TIMEOUT:?}"))?
+/// A fresh engine for `partition` (`<dir>/p<N>/`, blocks under
+/// `metrics/p<N>` in the bucket).
+fn open_engine(settings: &MetricsSettings, partition: u32) -> Result<Arc<Tsdb>, String> {
+    let dir = settings.dir.join(format!("p{partition}"));
+    let mut config = settings.config.clone();
+    // The log is the durable copy: the engine's own WAL need not sync.
+    config.wal_fsync = sextant_storage::tsdb::FsyncPolicy::Never;
+    // What an earlier owner here left is stale: the log and the bucket
+    // hold everything, from the catalog's point.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("clear {}: {e}", dir.display()))?;
     }
-
-    async fn post(&self, address: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
-        use http_body_util::BodyExt as _;
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("connect to {address}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("{address}: {e}"))?;
-        tokio::spawn(connection);
-        let request = hyper::Request::post(format!("http://{address}{path}"))
-            .header(hyper::header::HOST, address)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .map_err(|e| format!("{address}: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{address}: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{address}: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "{address} answered {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            ));
-        }
-        Ok(bytes.to_vec())
-    }
+    let kind = format!("metrics/p{partition}");
+    Tsdb::open_in_bucket(
+        &dir,
+        config,
+        settings.retention,
+        settings.stats.clone(),
+        Some((settings.remote.clone(), &kind)),
+    )
+    .map(Arc::new)
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -866,7 +612,7 @@ mod tests {
                     .collect(),
             })
             .collect();
-        let out = records(series);
+        let out = encode_records(series);
         assert!(out.len() > 1);
         let mut samples = 0;
         for record in &out {

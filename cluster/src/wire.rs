@@ -38,6 +38,12 @@ impl Writer {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
+    /// Bytes with their length before them.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.varint(bytes.len() as u64);
+        self.buf.extend_from_slice(bytes);
+    }
+
     pub fn series(&mut self, series: &SeriesSamples) {
         self.labels(&series.labels);
         self.varint(series.samples.len() as u64);
@@ -129,6 +135,12 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// Bytes a [`Writer::bytes`] wrote.
+    pub fn bytes_prefixed(&mut self) -> Result<&'a [u8], String> {
+        let n = self.count(1)?;
+        self.bytes(n)
+    }
+
     pub fn str(&mut self) -> Result<&'a str, String> {
         let n = self.count(1)?;
         let at = self.pos;
@@ -165,6 +177,53 @@ impl<'a> Reader<'a> {
         }
         Ok(SeriesSamples { labels, samples })
     }
+}
+
+/// Items as one record: a count, then each with its length.
+pub fn encode_items<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.varint(items.len() as u64);
+    for item in items {
+        w.bytes(item);
+    }
+    w.finish()
+}
+
+/// The items of a record [`encode_items`] wrote.
+pub fn decode_items(record: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut r = Reader::new(record)?;
+    let n = r.count(1)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(r.bytes_prefixed()?);
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last item",
+            record.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
+/// Splits encoded items into records of at most `max` bytes each.
+pub fn pack_items(items: Vec<Vec<u8>>, max: usize) -> Vec<bytes::Bytes> {
+    let mut out = Vec::new();
+    let mut current: Vec<Vec<u8>> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        if size + item.len() + 10 > max && !current.is_empty() {
+            out.push(encode_items(current.iter().map(Vec::as_slice)).into());
+            current.clear();
+            size = 0;
+        }
+        size += item.len() + 10;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        out.push(encode_items(current.iter().map(Vec::as_slice)).into());
+    }
+    out
 }
 
 /// A batch of series as one record.

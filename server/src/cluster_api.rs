@@ -10,12 +10,24 @@ use serde_json::json;
 
 use crate::http::{ApiError, AppState};
 
+/// Cluster mode's stores, once joined.
+#[derive(Clone, Debug)]
+pub struct ClusterStores {
+    pub metrics: std::sync::Arc<sextant_cluster::ClusterMetrics>,
+    pub logs: std::sync::Arc<sextant_cluster::ClusterLogs>,
+    pub spans: std::sync::Arc<sextant_cluster::ClusterSpans>,
+}
+
+fn not_in_cluster() -> ApiError {
+    ApiError::NotFound("this node is not in a cluster (no cluster: section)".into())
+}
+
 /// `GET /api/v1/status/cluster`: members, partition owners and what this
 /// node holds; `{"mode": "single"}` without a `cluster:` section.
 pub async fn status(State(state): State<AppState>) -> Response {
     let data = match state.cluster.get() {
-        Some(metrics) => {
-            let status = metrics.cluster().status();
+        Some(stores) => {
+            let status = stores.metrics.cluster().status();
             json!({
                 "mode": "cluster",
                 "node_id": status.node_id,
@@ -37,11 +49,12 @@ pub async fn metrics_read(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(metrics) = state.cluster.get().cloned() else {
-        return Err(ApiError::NotFound(
-            "this node is not in a cluster (no cluster: section)".into(),
-        ));
-    };
+    let metrics = state
+        .cluster
+        .get()
+        .ok_or_else(not_in_cluster)?
+        .metrics
+        .clone();
     let request: sextant_cluster::ReadRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadData(format!("a cluster read request: {e}")))?;
     let answer = tokio::task::spawn_blocking(move || metrics.read_local(&request))
@@ -49,4 +62,35 @@ pub async fn metrics_read(
         .map_err(|e| ApiError::Internal(format!("a cluster read panicked: {e}")))?
         .map_err(ApiError::BadData)?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response())
+}
+
+/// `POST /internal/v1/logs/read`: a [`sextant_cluster::logs::LogRead`]
+/// answered for the partitions this node owns.
+pub async fn logs_read(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let logs = state.cluster.get().ok_or_else(not_in_cluster)?.logs.clone();
+    let read: sextant_cluster::logs::LogRead = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadData(format!("a cluster log read: {e}")))?;
+    let answer = tokio::task::spawn_blocking(move || logs.read_local(&read))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a cluster read panicked: {e}")))?
+        .map_err(ApiError::BadData)?;
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /internal/v1/traces/read`: a [`sextant_cluster::spans::SpanRead`]
+/// answered for the partitions this node owns.
+pub async fn traces_read(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let spans = state
+        .cluster
+        .get()
+        .ok_or_else(not_in_cluster)?
+        .spans
+        .clone();
+    let read: sextant_cluster::spans::SpanRead = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadData(format!("a cluster span read: {e}")))?;
+    let answer = tokio::task::spawn_blocking(move || spans.read_local(&read))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a cluster read panicked: {e}")))?
+        .map_err(ApiError::BadData)?;
+    Ok(axum::Json(answer).into_response())
 }

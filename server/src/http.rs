@@ -57,7 +57,7 @@ pub struct AppState {
     /// The `limits` settings.
     pub limits: Arc<Limits>,
     /// Cluster mode's metrics, once joined (never set on a single node).
-    pub cluster: Arc<OnceLock<Arc<sextant_cluster::ClusterMetrics>>>,
+    pub cluster: Arc<OnceLock<crate::cluster_api::ClusterStores>>,
 }
 
 impl AppState {
@@ -78,7 +78,7 @@ impl AppState {
     /// The same state serving cluster mode's reads once `cluster` is set.
     pub fn with_cluster(
         mut self,
-        cluster: Arc<OnceLock<Arc<sextant_cluster::ClusterMetrics>>>,
+        cluster: Arc<OnceLock<crate::cluster_api::ClusterStores>>,
     ) -> Self {
         self.cluster = cluster;
         self
@@ -236,6 +236,14 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route(
             "/internal/v1/metrics/read",
             post(crate::cluster_api::metrics_read),
+        )
+        .route(
+            "/internal/v1/logs/read",
+            post(crate::cluster_api::logs_read),
+        )
+        .route(
+            "/internal/v1/traces/read",
+            post(crate::cluster_api::traces_read),
         )
         .route("/api/v1/targets", get(api::targets))
         .route(

@@ -82,7 +82,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mutual = tls_files.is_some_and(|f| f.client_ca_file.is_some());
     let http = bind_tcp("http", &listeners.http, tls.is_some(), false).await?;
     let http_address = http.local_addr().context("the HTTP listener's address")?;
-    let cluster_metrics: Arc<OnceLock<Arc<sextant_cluster::ClusterMetrics>>> = Arc::default();
+    let cluster_stores: Arc<OnceLock<crate::cluster_api::ClusterStores>> = Arc::default();
     let otlp_grpc = bind_tcp("otlp_grpc", &listeners.otlp_grpc, tls.is_some(), mutual).await?;
     let otlp_http = bind_tcp("otlp_http", &listeners.otlp_http, tls.is_some(), mutual).await?;
     let (statsd_tcp, statsd_udp) =
@@ -130,7 +130,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .with_logs(log_normalizer.clone())
             .with_limits(limits.clone())
             .with_runtime(runtime.clone())
-            .with_cluster(cluster_metrics.clone());
+            .with_cluster(cluster_stores.clone());
         let app = crate::http::app(state, stats.clone());
         let stop = shutdown.clone().cancelled_owned();
         match tls.clone() {
@@ -317,8 +317,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .as_millis() as i64
                 * 1000,
             seal_idle_us: seal_idle_us.unwrap_or(SplitConfig::default().seal_idle_us),
-            // Logs are not partitioned yet: in cluster mode a node keeps
-            // the logs it received on its own disk.
+            // In cluster mode this store is unused (the partitions' are):
+            // it must not take the partitions' splits in the bucket.
             remote: remote.clone().filter(|_| cluster_config.is_none()),
             ..SplitConfig::default()
         },
@@ -326,6 +326,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .map(|f| f.logs.correlation_fields.clone())
             .unwrap_or_else(|| LogStoreConfig::default().correlation_fields),
     };
+    let partition_log_config = log_config.clone();
     let opening = tokio::task::spawn_blocking(move || LogStore::open(&logs_dir, log_config));
     let log_store = tokio::select! {
         opened = opening => Arc::new(opened.context("opening the log store panicked")??),
@@ -345,7 +346,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .as_millis() as i64
                 * 1000,
             seal_idle_us: seal_idle_us.unwrap_or(SplitConfig::default().seal_idle_us),
-            // As logs: spans stay on the node that received them for now.
+            // As logs.
             remote: remote.clone().filter(|_| cluster_config.is_none()),
             ..SplitConfig::default()
         },
@@ -353,6 +354,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .map(|f| f.logs.correlation_fields.clone())
             .unwrap_or_else(|| SpanStoreConfig::default().correlation_fields),
     };
+    let partition_span_config = span_config.clone();
     let opening = tokio::task::spawn_blocking(move || SpanStore::open(&traces_dir, span_config));
     let span_store = tokio::select! {
         opened = opening => Arc::new(opened.context("opening the span store panicked")??),
@@ -383,34 +385,67 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     config: partition_config,
                     retention: partition_retention,
                     stats: tsdb.stats().clone(),
-                    remote,
+                    remote: remote.clone(),
                 },
             )
             .await
             .context("opening the cluster's metrics log")?;
             cluster_tasks.push(tokio::spawn(partitions.clone().run()));
-            let _ = cluster_metrics.set(partitions.clone());
-            Some((cluster, partitions))
+            let logs = sextant_cluster::ClusterLogs::open(
+                cluster.clone(),
+                sextant_cluster::LogSettings {
+                    dir: data_dir.path().join("cluster").join("logs"),
+                    config: partition_log_config,
+                    remote: remote.clone(),
+                },
+            )
+            .await
+            .context("opening the cluster's log of logs")?;
+            cluster_tasks.push(tokio::spawn(logs.clone().run()));
+            let spans = sextant_cluster::ClusterSpans::open(
+                cluster.clone(),
+                sextant_cluster::SpanSettings {
+                    dir: data_dir.path().join("cluster").join("traces"),
+                    config: partition_span_config,
+                    remote,
+                },
+            )
+            .await
+            .context("opening the cluster's log of spans")?;
+            cluster_tasks.push(tokio::spawn(spans.clone().run()));
+            let parts = crate::cluster_api::ClusterStores {
+                metrics: partitions,
+                logs,
+                spans,
+            };
+            let _ = cluster_stores.set(parts.clone());
+            Some((cluster, parts))
         }
         _ => None,
     };
-    let (metrics_writer, metrics_reader): (
-        Arc<dyn sextant_storage::MetricsWriter>,
-        Arc<dyn sextant_storage::MetricsReader>,
-    ) = match &joined {
-        Some((_, partitions)) => (partitions.clone(), partitions.clone()),
-        None => (tsdb.clone(), tsdb.clone()),
-    };
-    let _ = stores.set(Stores {
-        metrics_writer: metrics_writer.clone(),
-        metrics_reader: metrics_reader.clone(),
+    let mut node_stores = Stores {
+        metrics_writer: tsdb.clone(),
+        metrics_reader: tsdb.clone(),
         logs_writer: log_store.clone(),
         logs_reader: log_store.clone(),
         spans_writer: span_store.clone(),
         spans_reader: span_store.clone(),
-    });
+    };
+    if let Some((_, parts)) = &joined {
+        node_stores = Stores {
+            metrics_writer: parts.metrics.clone(),
+            metrics_reader: parts.metrics.clone(),
+            logs_writer: parts.logs.clone(),
+            logs_reader: parts.logs.clone(),
+            spans_writer: parts.spans.clone(),
+            spans_reader: parts.spans.clone(),
+        };
+    }
+    let metrics_writer = node_stores.metrics_writer.clone();
+    let metrics_reader = node_stores.metrics_reader.clone();
+    let _ = stores.set(node_stores.clone());
     let background = Background::start(&tsdb, &log_store, &span_store);
-    let log_store_reader: Arc<dyn sextant_storage::LogReader> = log_store.clone();
+    let log_store_reader = node_stores.logs_reader.clone();
     let tsdb_writer = metrics_writer.clone();
     let scraper = ScrapeManager::new(
         metrics_writer,
@@ -504,10 +539,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         tasks.abort_all();
     }
-    if let Some((cluster, partitions)) = joined {
+    if let Some((cluster, parts)) = joined {
         // Hand the partitions over at once rather than let the leases run
         // out: their next owners replay them from the log.
-        partitions.stop();
+        parts.metrics.stop();
+        parts.logs.stop();
+        parts.spans.stop();
         cluster.leave().await;
         for task in cluster_tasks {
             task.abort();

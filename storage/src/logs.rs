@@ -288,6 +288,13 @@ impl LogStore {
         self.engine.maintain_at(now_us)
     }
 
+    /// The time (µs) before which every record appended is sealed and in
+    /// the object store (`None` while an upload waits): a cluster
+    /// partition's owner moves its replay point by it.
+    pub fn durable_before_us(&self) -> Option<i64> {
+        self.engine.durable_before_us()
+    }
+
     /// Ids of the sealed daily splits and of the partitions still written.
     pub fn partitions(&self) -> (Vec<String>, Vec<String>) {
         (self.engine.sealed_ids(), self.engine.active_ids())
@@ -308,6 +315,26 @@ impl LogStore {
             .flatten();
         let hits = found.iter().map(|(_, doc)| self.record_of(doc)).collect();
         Ok(LogHits { total, hits, next })
+    }
+
+    /// As [`LogStore::search`], each hit with its key (cluster mode merges
+    /// the pages of several stores by these keys), and how many match.
+    pub fn search_keyed(&self, query: &LogQuery) -> Result<(usize, Vec<(HitKey, LogRecord)>)> {
+        let (total, found) = self.engine.search(
+            self.parse(&query.text)?,
+            query.start_us,
+            query.end_us,
+            query.limit,
+            query.ascending,
+            query.after,
+        )?;
+        Ok((
+            total,
+            found
+                .iter()
+                .map(|(key, doc)| (*key, self.record_of(doc)))
+                .collect(),
+        ))
     }
 
     /// Counts of matching records per `step_us` bucket in `[start, end)`.
@@ -455,6 +482,17 @@ fn dialect(correlation_fields: &[String]) -> Dialect<'_> {
 }
 
 /// A record as the WAL keeps it, serialized without building a JSON tree.
+/// A record as JSON bytes, the form the WAL keeps (and cluster mode sends
+/// between nodes).
+pub fn record_to_json(record: &LogRecord) -> Vec<u8> {
+    serde_json::to_vec(&WalRecord(record)).expect("a log record serializes")
+}
+
+/// A record [`record_to_json`] wrote; `None` when the bytes are not one.
+pub fn record_from_json_bytes(bytes: &[u8]) -> Option<LogRecord> {
+    record_from_json(&serde_json::from_slice(bytes).ok()?)
+}
+
 struct WalRecord<'a>(&'a LogRecord);
 
 struct WalFields<'a>(&'a BTreeMap<String, FieldValue>);

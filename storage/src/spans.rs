@@ -313,6 +313,12 @@ impl SpanStore {
         self.engine.maintenance_interval()
     }
 
+    /// The time (µs) before which every span appended is sealed and in the
+    /// object store (`None` while an upload waits).
+    pub fn durable_before_us(&self) -> Option<i64> {
+        self.engine.durable_before_us()
+    }
+
     pub fn maintain(&self) -> Result<()> {
         self.engine.maintain()
     }

@@ -274,12 +274,33 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Every partition owned, as `node` sees it.
+/// Every partition owned and every node owning some, as `node` sees it:
+/// the partitions have settled after the nodes joined.
 fn all_owned(node: &Sextant, partitions: usize) -> bool {
     let status = node.get("/api/v1/status/cluster").json();
-    status["data"]["owners"]
-        .as_object()
-        .is_some_and(|o| o.len() == partitions)
+    status["data"]["owners"].as_object().is_some_and(|o| {
+        let holders: std::collections::BTreeSet<&str> =
+            o.values().filter_map(Value::as_str).collect();
+        o.len() == partitions && holders.len() == 3
+    })
+}
+
+/// `GET path` on `node` until it answers 200; its JSON body.
+fn data_or_body(node: &Sextant, path: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = node.get(path);
+        if reply.status == 200 {
+            return reply.json();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{path} never answered: {} {}",
+            reply.status,
+            reply.body
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// `GET path` on `node` until it answers 200; its JSON `data`.
@@ -356,6 +377,116 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
         "import sys, statsd\nc = statsd.StatsClient(sys.argv[1], int(sys.argv[2]))\nfor _ in range(7): c.incr('orders.placed')\n",
         &[&udp.ip().to_string(), &udp.port().to_string()],
     );
+
+    // Logs with python-logstash through node b, spans with the
+    // OpenTelemetry SDK through node c: five services, eight requests each,
+    // every request one log line and a trace of two spans.
+    let logstash = b.addr("logstash", "tcp");
+    let otlp = format!("http://{}", c.addr("otlp_http", "tcp"));
+    let sent = run_python(
+        r#"
+import logging, sys, logstash
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry import trace
+host, port, otlp = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+handler = logstash.TCPLogstashHandler(host, port, version=1)
+for service in ["gateway", "orders", "market", "fees", "accounts"]:
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=otlp + "/v1/traces")))
+    tracer = provider.get_tracer("shop")
+    log = logging.getLogger(service)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    for i in range(8):
+        with tracer.start_as_current_span("handle") as root:
+            with tracer.start_as_current_span("query"):
+                pass
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        log.info("request %d served", i, extra={"uuid": f"req-{service}-{i}", "trace_id": trace_id, "service": service})
+        print(service, i, trace_id)
+    provider.shutdown()
+handler.close()
+"#,
+        &[
+            &logstash.ip().to_string(),
+            &logstash.port().to_string(),
+            &otlp,
+        ],
+    );
+    let requests: Vec<(String, String, String)> = sent
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
+        })
+        .collect();
+    assert_eq!(requests.len(), 40, "{sent}");
+    let telemetry_is_whole = |node: &Sextant| {
+        // python-logstash does not wait for an answer: the lines may
+        // still be on their way.
+        node.get_until("/api/v1/logs/search?q=served&limit=100&start=0", |v| {
+            v["total"] == 40
+        });
+        for (service, i, trace_id) in &requests {
+            let trace = node.get_until(&format!("/jaeger/api/traces/{trace_id}"), |v| {
+                v["data"][0]["spans"]
+                    .as_array()
+                    .is_some_and(|s| s.len() == 2)
+            });
+            assert_eq!(trace["data"][0]["spans"].as_array().unwrap().len(), 2);
+            let correlated = node
+                .get(&format!("/api/v1/correlate/req-{service}-{i}"))
+                .json();
+            assert_eq!(
+                correlated["logs"].as_array().map(Vec::len),
+                Some(1),
+                "{correlated}"
+            );
+        }
+        let services = node.get("/jaeger/api/services").json();
+        assert_eq!(
+            services["data"].as_array().map(Vec::len),
+            Some(5),
+            "{services}"
+        );
+    };
+    for node in [&a, &b, &c] {
+        telemetry_is_whole(node);
+    }
+    // The same page of hits, in the same order, from every node, and the
+    // next page carries on where it ended.
+    let page = |node: &Sextant, cursor: &str| {
+        data_or_body(
+            node,
+            &format!("/api/v1/logs/search?q=served&limit=15&start=0{cursor}"),
+        )
+    };
+    let first = page(&a, "");
+    assert_eq!(first["hits"].as_array().unwrap().len(), 15);
+    for node in [&b, &c] {
+        assert_eq!(page(node, ""), first);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut current = first;
+    let mut pages = 1;
+    loop {
+        for hit in current["hits"].as_array().unwrap() {
+            assert!(
+                seen.insert(hit["fields"]["uuid"].to_string()),
+                "twice: {hit}"
+            );
+        }
+        let Some(next) = current["next_cursor"].as_str() else {
+            break;
+        };
+        current = page([&a, &b, &c][pages % 3], &format!("&cursor={next}"));
+        pages += 1;
+    }
+    assert_eq!((seen.len(), pages), (40, 3));
 
     // Every node answers as the single node does.
     let range = format!("start={}&end={}&step=60", begin / 1000, end / 1000);
@@ -461,6 +592,7 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
                 .unwrap_or_default();
             assert_eq!(points, [now - 2_000, now - 1_000, *now], "{name}");
         }
+        telemetry_is_whole(node);
         // And the half hour written before the kill is whole.
         let path = format!(
             "/api/v1/query_range?query={}&{range}",

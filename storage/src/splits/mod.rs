@@ -89,6 +89,9 @@ pub struct SplitConfig {
     /// Sealed splits also kept in object storage, under the prefix's
     /// `logs/` or `traces/` (the engine directory's name).
     pub remote: Option<Arc<crate::remote::RemoteStore>>,
+    /// Where in the bucket the splits go (`logs/p3`, a cluster partition);
+    /// the engine directory's name when unset.
+    pub remote_kind: Option<String>,
 }
 
 impl Default for SplitConfig {
@@ -98,6 +101,7 @@ impl Default for SplitConfig {
             writer_memory: 64 * 1024 * 1024,
             seal_idle_us: 10 * 60 * 1_000_000,
             remote: None,
+            remote_kind: None,
         }
     }
 }
@@ -372,9 +376,10 @@ impl<K: Kind> Engine<K> {
         let splits_dir = dir.join("splits");
         let blocks: Arc<dyn BlockStore> = match &config.remote {
             Some(remote) => {
-                let kind_name = dir
-                    .file_name()
-                    .map_or_else(|| "splits".into(), |n| n.to_string_lossy());
+                let kind_name = config.remote_kind.clone().unwrap_or_else(|| {
+                    dir.file_name()
+                        .map_or_else(|| "splits".into(), |n| n.to_string_lossy().into_owned())
+                });
                 Arc::new(
                     crate::remote::ObjectBlockStore::open(&splits_dir, remote.clone(), &kind_name)
                         .map_err(io_err("open the split store", &splits_dir))?,
@@ -722,6 +727,25 @@ impl<K: Kind> Engine<K> {
 
     pub(crate) fn maintain(&self) -> Result<()> {
         self.maintain_at(now_us())
+    }
+
+    /// The time (µs) before which every record appended is in a sealed
+    /// split that has left this machine: the start of the oldest day still
+    /// written or being sealed; `None` while a sealed split waits for its
+    /// upload.
+    pub(crate) fn durable_before_us(&self) -> Option<i64> {
+        if self.blocks.backlog() > 0 {
+            return None;
+        }
+        let parts = self.parts.read().expect("parts lock");
+        let oldest = parts
+            .active
+            .keys()
+            .copied()
+            .chain(parts.leftover.iter().map(|a| a.part.day))
+            .chain(parts.sealing.iter().map(|p| p.day))
+            .min();
+        Some(oldest.map_or(i64::MAX, |day| day.saturating_mul(DAY_US)))
     }
 
     /// [`Engine::maintain`] with `now_us` as the clock for days and retention.

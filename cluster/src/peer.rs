@@ -1,0 +1,156 @@
+//! How a node asks the others: which node owns which partition, HTTP/1.1
+//! calls to their `/internal/v1/...` endpoints, and waiting for async work
+//! from the blocking threads storage's traits are called on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::Cluster;
+
+/// How long a node waits for another's answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `fut` on `runtime` and waits for it from this thread. Storage's
+/// traits are synchronous and some callers call them from a runtime worker
+/// (a listener's task): there the worker's other tasks are handed to
+/// another thread while this one waits (`block_in_place`), or the future,
+/// queued on this very worker, would never run.
+pub(crate) fn wait<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> sextant_storage::Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let received = if on_worker {
+        tokio::task::block_in_place(|| rx.recv())
+    } else {
+        rx.recv()
+    };
+    received.map_err(|_| sextant_storage::Error::Unavailable("Sextant is stopping".into()))
+}
+
+/// Where each partition of a read goes.
+#[derive(Debug, Default)]
+pub(crate) struct Route {
+    /// Partitions this node answers for.
+    pub(crate) local: Vec<u32>,
+    /// Other nodes' addresses and the partitions each answers for.
+    pub(crate) remote: Vec<(String, Vec<u32>)>,
+    /// Partitions nobody owns just now.
+    pub(crate) missing: BTreeSet<u32>,
+}
+
+/// Routes `partitions` by the owners this node last saw (and the ones it
+/// took since).
+pub(crate) fn route(
+    cluster: &Cluster,
+    own: &[u32],
+    partitions: impl IntoIterator<Item = u32>,
+) -> Route {
+    let status = cluster.status();
+    let me = cluster.node_id();
+    let mut route = Route::default();
+    let mut by_node: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for partition in partitions {
+        if own.contains(&partition) {
+            route.local.push(partition);
+            continue;
+        }
+        match status.owners.get(&partition).map(String::as_str) {
+            Some(owner) if owner != me => by_node.entry(owner).or_default().push(partition),
+            _ => {
+                route.missing.insert(partition);
+            }
+        }
+    }
+    for (node, partitions) in by_node {
+        match status.members.get(node) {
+            Some(address) => route.remote.push((address.clone(), partitions)),
+            None => route.missing.extend(partitions),
+        }
+    }
+    route
+}
+
+/// The error of a read some partitions did not answer.
+pub(crate) fn partial(kind: &str, missing: &BTreeSet<u32>) -> sextant_storage::Error {
+    let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+    sextant_storage::Error::Unavailable(format!(
+        "{kind} partitions {} have no owner answering just now (a node joined or left; \
+         they are taken over within 15 s): the answer would be partial, retry",
+        list.join(", ")
+    ))
+}
+
+/// Calls other nodes over HTTP/1.1.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerClient;
+
+impl PeerClient {
+    /// POSTs `body` to `path` on `address`; the answer's body, or why not.
+    pub(crate) async fn post(
+        &self,
+        address: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        tokio::time::timeout(TIMEOUT, self.post_once(address, path, body))
+            .await
+            .map_err(|_| format!("{address} did not answer within {TIMEOUT:?}"))?
+    }
+
+    /// POSTs `request` as JSON and reads a JSON answer.
+    pub(crate) async fn call<A: serde::de::DeserializeOwned>(
+        &self,
+        address: &str,
+        path: &str,
+        request: &impl serde::Serialize,
+    ) -> Result<A, String> {
+        let body = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+        let answer = self.post(address, path, body).await?;
+        serde_json::from_slice(&answer).map_err(|e| format!("{address}'s answer: {e}"))
+    }
+
+    async fn post_once(&self, address: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        use http_body_util::BodyExt as _;
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect to {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("{address}: {e}"))?;
+        tokio::spawn(connection);
+        let request = hyper::Request::post(format!("http://{address}{path}"))
+            .header(hyper::header::HOST, address)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| format!("{address}: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{address}: {e}"))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{address}: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{address} answered {status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+}
