@@ -141,6 +141,23 @@ impl PartitionLog {
             .collect()
     }
 
+    /// The sequence of `partition`'s newest record (0: none), from the
+    /// stream's leader: a read that waits for its owner to have applied
+    /// this much sees every write acknowledged before it began.
+    pub async fn last_sequence(&self, partition: u32) -> Result<u64, Error> {
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.subject(partition)?)
+            .await
+        {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(Error::JetStream(format!(
+                "the end of partition {partition}: {e}"
+            ))),
+        }
+    }
+
     /// Up to `max` records of `partition` from sequence `from` on, in order,
     /// waiting up to `wait` for the first.
     pub async fn read(

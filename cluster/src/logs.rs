@@ -32,7 +32,7 @@ use crate::{Cluster, Error, PartitionLog, partition_of};
 /// sealed by the day, so at least two days.
 const LOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const RECORD_BYTES: usize = 768 << 10;
-const APPEND_PATIENCE: Duration = Duration::from_secs(10);
+const APPEND_PATIENCE: Duration = Duration::from_secs(20);
 /// Bits of a cluster-wide hit key's sequence that hold the local one.
 const SEQ_BITS: u32 = 48;
 /// A live tail nobody has read for this long is forgotten.
@@ -198,15 +198,16 @@ impl ClusterLogs {
         self.owners.stop();
     }
 
-    /// Answers `read` for the partitions this node owns and has caught up.
+    /// Answers `read` for the partitions this node owns, once each has
+    /// applied what its log held when the read began.
     /// The body of `/internal/v1/logs/read`.
     pub fn read_local(&self, read: &LogRead) -> Result<LogAnswer, String> {
         let mut answer = LogAnswer::default();
-        for &partition in &read.partitions {
-            let Some(engine) = self.owners.ready(partition) else {
-                answer.missing.push(partition);
-                continue;
-            };
+        let (engines, missing) =
+            self.owners
+                .consistent(&self.runtime, &read.partitions, crate::owner::READ_PATIENCE);
+        answer.missing = missing;
+        for (partition, engine) in engines {
             let store = &engine.0;
             let tag = u64::from(partition) << SEQ_BITS;
             let keyed = |hits: Vec<(HitKey, LogRecord)>| {

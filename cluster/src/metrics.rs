@@ -55,7 +55,7 @@ const LOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const RECORD_BYTES: usize = 768 << 10;
 /// How long a write keeps retrying an append JetStream refuses for now
 /// (a stream electing a leader after a NATS node died).
-const APPEND_PATIENCE: Duration = Duration::from_secs(10);
+const APPEND_PATIENCE: Duration = Duration::from_secs(20);
 /// The bucket of metric metadata (type, help, unit), shared by all nodes.
 const METADATA_BUCKET: &str = "sextant-metadata";
 
@@ -258,13 +258,13 @@ impl ClusterMetrics {
                 Matcher::new(name.clone(), op, value.clone())
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let mut missing = Vec::new();
+        let (engines, missing) = self.owners.consistent(
+            &self.runtime,
+            &request.partitions,
+            crate::owner::READ_PATIENCE,
+        );
         let mut answer = Answer::default();
-        for partition in &request.partitions {
-            let Some(engine) = self.owners.ready(*partition) else {
-                missing.push(*partition);
-                continue;
-            };
+        for (partition, engine) in &engines {
             let (tsdb, mint, maxt) = (&engine.0, request.mint, request.maxt);
             let done = match request.op.as_str() {
                 "select" => tsdb

@@ -8,7 +8,7 @@
 //! owner; whoever holds the partition next replays from the catalog.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,12 @@ use tracing::{info, warn};
 use crate::catalog::Catalog;
 use crate::{Cluster, Error, PartitionLog};
 
+/// How long a read waits for an owner to apply what its log held when the
+/// read began, before it names the partition as lagging.
+pub(crate) const READ_PATIENCE: Duration = Duration::from_secs(5);
+/// How long an owner goes without a record before it asks whether the log
+/// has more than it was given.
+const STALL_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// How often an owner seals, uploads and moves its replay point.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 /// How often an owner makes what it applied searchable (log and span
@@ -45,8 +51,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
 pub(crate) struct Owner<E> {
     epoch: u64,
     pub(crate) engine: Arc<E>,
-    /// Caught up with the log: its answers are complete.
+    /// Caught up with the log once: its answers are complete.
     ready: AtomicBool,
+    /// Every record before this sequence is visible to reads.
+    visible: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -84,14 +92,57 @@ impl<E: Engine> Owners<E> {
         })
     }
 
-    /// The engine of `partition` if this node owns it and has caught up.
-    pub(crate) fn ready(&self, partition: u32) -> Option<Arc<E>> {
-        self.map
-            .read()
-            .expect("owners")
-            .get(&partition)
-            .filter(|o| o.ready.load(Ordering::Relaxed))
-            .map(|o| o.engine.clone())
+    /// The engines of those of `partitions` this node owns, each once it
+    /// has made visible every record its log held when this was called
+    /// (waiting up to `patience`): a read through them sees every write
+    /// acknowledged before it. The partitions that are not, apart.
+    pub(crate) fn consistent(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        partitions: &[u32],
+        patience: Duration,
+    ) -> (Vec<(u32, Arc<E>)>, Vec<u32>) {
+        let mut missing = Vec::new();
+        let mut owned = Vec::new();
+        for &partition in partitions {
+            match self.map.read().expect("owners").get(&partition) {
+                Some(owner) if owner.ready.load(Ordering::Relaxed) => {
+                    owned.push((partition, owner.clone()));
+                }
+                _ => missing.push(partition),
+            }
+        }
+        let log = self.log.clone();
+        let wanted: Vec<u32> = owned.iter().map(|(p, _)| *p).collect();
+        let ends = crate::peer::wait(runtime, async move {
+            futures_util::future::join_all(wanted.iter().map(|p| log.last_sequence(*p))).await
+        });
+        let Ok(ends) = ends else {
+            missing.extend(owned.iter().map(|(p, _)| *p));
+            return (Vec::new(), missing);
+        };
+        let deadline = Instant::now() + patience;
+        let mut out = Vec::new();
+        for ((partition, owner), end) in owned.into_iter().zip(ends) {
+            let Ok(end) = end else {
+                missing.push(partition);
+                continue;
+            };
+            while owner.visible.load(Ordering::Acquire) <= end && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if owner.visible.load(Ordering::Acquire) > end {
+                out.push((partition, owner.engine.clone()));
+            } else {
+                tracing::warn!(
+                    kind = self.kind,
+                    partition,
+                    "partition lags its log; its answer would be partial"
+                );
+                missing.push(partition);
+            }
+        }
+        (out, missing)
     }
 
     /// Partitions this node owns now (caught up or not).
@@ -179,6 +230,7 @@ impl<E: Engine> Owners<E> {
             epoch,
             engine: Arc::new(engine),
             ready: AtomicBool::new(false),
+            visible: AtomicU64::new(checkpoint.from.max(1)),
             stop: AtomicBool::new(false),
         });
         if self.cluster.owned().get(&partition) != Some(&epoch) {
@@ -214,14 +266,42 @@ impl<E: Engine> Owners<E> {
         let mut last_checkpoint = Instant::now();
         let mut last_tick = Instant::now();
         let mut untold = false;
+        let mut last_message = Instant::now();
+        let mut last_stall_check = Instant::now();
         while !owner.stop.load(Ordering::Relaxed) {
             let mut batch = Vec::new();
             let mut pending = u64::MAX;
             match tokio::time::timeout(Duration::from_millis(250), messages.next()).await {
-                // Nothing more in the log just now: caught up.
-                Err(_) => pending = 0,
+                // Nothing more in the log just now: caught up, unless the
+                // consumer is stuck (its NATS server died and it did not
+                // move): then it is made again from where it stopped.
+                Err(_) => {
+                    pending = 0;
+                    if last_message.elapsed() >= STALL_CHECK_EVERY
+                        && last_stall_check.elapsed() >= STALL_CHECK_EVERY
+                    {
+                        last_stall_check = Instant::now();
+                        let behind = self
+                            .log
+                            .last_sequence(partition)
+                            .await
+                            .is_ok_and(|last| last >= next);
+                        if behind {
+                            warn!(
+                                kind,
+                                partition,
+                                next,
+                                "the partition's consumer stalled; following the log again"
+                            );
+                            messages = self.log.follow(partition, next).await?;
+                            last_message = Instant::now();
+                            continue;
+                        }
+                    }
+                }
                 Ok(None) => return Err(Error::JetStream("the partition's log ended".into())),
                 Ok(Some(message)) => {
+                    last_message = Instant::now();
                     batch.push(message);
                     while batch.len() < 512 {
                         match messages.next().now_or_never() {
@@ -274,6 +354,9 @@ impl<E: Engine> Owners<E> {
                     .map_err(|e| Error::JetStream(format!("{kind} partition {partition}: {e}")))?;
                 last_tick = Instant::now();
                 untold = false;
+                owner.visible.store(next, Ordering::Release);
+            } else if !untold {
+                owner.visible.store(next, Ordering::Release);
             }
             if pending == 0 && !untold {
                 caught_up(&owner);

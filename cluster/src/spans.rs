@@ -26,7 +26,7 @@ use crate::{Cluster, Error, PartitionLog, partition_of};
 /// How long the log keeps a span its owner has not trimmed.
 const LOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const RECORD_BYTES: usize = 768 << 10;
-const APPEND_PATIENCE: Duration = Duration::from_secs(10);
+const APPEND_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Where and how partition span stores are opened.
 #[derive(Debug, Clone)]
@@ -188,15 +188,16 @@ impl ClusterSpans {
         self.owners.stop();
     }
 
-    /// Answers `read` for the partitions this node owns and has caught up.
+    /// Answers `read` for the partitions this node owns, once each has
+    /// applied what its log held when the read began.
     /// The body of `/internal/v1/traces/read`.
     pub fn read_local(&self, read: &SpanRead) -> Result<SpanAnswer, String> {
         let mut answer = SpanAnswer::default();
-        for &partition in &read.partitions {
-            let Some(engine) = self.owners.ready(partition) else {
-                answer.missing.push(partition);
-                continue;
-            };
+        let (engines, missing) =
+            self.owners
+                .consistent(&self.runtime, &read.partitions, crate::owner::READ_PATIENCE);
+        answer.missing = missing;
+        for (_, engine) in engines {
             let store = &engine.0;
             let e = |e: sextant_storage::Error| e.to_string();
             match &read.call {

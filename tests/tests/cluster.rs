@@ -323,8 +323,8 @@ fn data_of(node: &Sextant, path: &str) -> Value {
 
 #[test]
 fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
-    let nats = NatsCluster::start(3);
-    let s3 = SeaweedFs::start();
+    let mut nats = NatsCluster::start(3);
+    let mut s3 = SeaweedFs::start();
     let scratch = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
     let start = |node: &str| {
@@ -543,13 +543,25 @@ handler.close()
             .any(|k| k.ends_with(".json"))
     });
 
-    // Kill node a in the middle of ingest through b and c: every write
-    // they acknowledged is there afterwards, once.
+    // Kill node a in the middle of ingest through b and c, then a NATS
+    // server, and stop the object store: no write fails, and every one is
+    // there afterwards, once.
     let writing = std::sync::atomic::AtomicBool::new(true);
     let acknowledged = std::sync::Mutex::new(Vec::new());
+    let failed = std::sync::Mutex::new(Vec::new());
+    let mut resumed = false;
+    /// Stops the writers however the scope ends (a failed check included),
+    /// so that the scope can join them.
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&writing);
         for (k, node) in [&b, &c].into_iter().enumerate() {
-            let (writing, acknowledged) = (&writing, &acknowledged);
+            let (writing, acknowledged, failed) = (&writing, &acknowledged, &failed);
             scope.spawn(move || {
                 let mut i = 0;
                 while writing.load(std::sync::atomic::Ordering::Relaxed) {
@@ -559,6 +571,11 @@ handler.close()
                     let reply = node.remote_write(vec![series(&[("__name__", &name)], &samples)]);
                     if reply.status == 204 {
                         acknowledged.lock().unwrap().push((name, now));
+                    } else {
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} {}", reply.status, reply.body));
                     }
                     i += 1;
                     std::thread::sleep(Duration::from_millis(20));
@@ -579,18 +596,80 @@ handler.close()
             },
         );
         std::thread::sleep(Duration::from_secs(3));
+        let before = acknowledged.lock().unwrap().len();
+        nats.kill(2);
+        s3.stop();
+        // The streams whose leader was on the dead server elect another:
+        // writes wait for that, then go on.
+        let killed = Instant::now();
+        while acknowledged.lock().unwrap().len() < before + 50
+            && killed.elapsed() < Duration::from_secs(40)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        resumed = acknowledged.lock().unwrap().len() >= before + 50;
+        s3.restart();
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
     });
+    assert!(resumed, "ingest did not go on without one NATS server");
+    assert_eq!(failed.into_inner().unwrap(), Vec::<String>::new());
     let acknowledged = acknowledged.into_inner().unwrap();
     assert!(acknowledged.len() > 50, "{}", acknowledged.len());
     for node in [&b, &c] {
-        let exported = node.export("{__name__=~\"during_kill_.*\"}");
-        for (name, now) in &acknowledged {
-            let points: Vec<i64> = exported
-                .get(&format!("{name}{{}}"))
-                .map(|p| p.iter().map(|(t, _)| *t).collect())
-                .unwrap_or_default();
-            assert_eq!(points, [now - 2_000, now - 1_000, *now], "{name}");
+        // Reads are eventually consistent: a write is seen once its
+        // partition's owner has applied it, which after a NATS server died
+        // waits for the owner's consumer to move to another server.
+        let expected: BTreeMap<String, Vec<i64>> = acknowledged
+            .iter()
+            .map(|(name, now)| (format!("{name}{{}}"), vec![now - 2_000, now - 1_000, *now]))
+            .collect();
+        let mut exported = BTreeMap::new();
+        let mut last_error = String::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            // 503 while a partition's owner catches up.
+            let answer = node.get(&format!(
+                "/api/v1/export?match[]={}",
+                url_encode("{__name__=~\"during_kill_.*\"}")
+            ));
+            if answer.status != 200 {
+                last_error = answer.body;
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            exported = node
+                .export("{__name__=~\"during_kill_.*\"}")
+                .into_iter()
+                .map(|(k, p)| (k, p.iter().map(|(t, _)| *t).collect::<Vec<i64>>()))
+                .filter(|(k, _)| expected.contains_key(k))
+                .collect();
+            if exported == expected {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|(k, v)| exported.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        if !missing.is_empty() {
+            // What the node said of its partitions, to tell a lag from a loss.
+            let owners: Vec<String> = node
+                .logs()
+                .lines()
+                .filter(|l| {
+                    l.contains("WARN") || l.contains("caught up") || l.contains("replaying")
+                })
+                .map(|l| l.chars().take(400).collect())
+                .collect();
+            panic!(
+                "{} of {} acknowledged writes missing, e.g. {:?} (last answer: {last_error})\n{}",
+                missing.len(),
+                expected.len(),
+                &missing[..missing.len().min(5)],
+                owners.join("\n")
+            );
         }
         telemetry_is_whole(node);
         // And the half hour written before the kill is whole.
