@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sextant_cluster::{Cluster, ClusterConfig};
-use sextant_tests::{NatsCluster, Receiver, SeaweedFs, Sextant, run_python, series, url_encode};
+use sextant_tests::{
+    NatsCluster, Receiver, SeaweedFs, Sextant, run_python, run_sextant, series, url_encode,
+};
 
 fn config(node: &str, nats: &NatsCluster) -> ClusterConfig {
     ClusterConfig {
@@ -327,6 +329,7 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
     let mut s3 = SeaweedFs::start();
     let scratch = tempfile::tempdir().unwrap();
     let receiver = Receiver::start();
+    let b_config = node_config(scratch.path(), "b", &nats, &s3, &receiver.url(""));
     let start = |node: &str| {
         let config = node_config(scratch.path(), node, &nats, &s3, &receiver.url(""));
         Sextant::builder().args(["--config", &config]).start()
@@ -679,4 +682,16 @@ handler.close()
         );
         assert_eq!(data_of(node, &path), data_of(&single, &path));
     }
+
+    // check-data reads the partitions' blocks in the bucket.
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let checked = run_sextant(&["check-data", "--config", &b_config, empty.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(stdout.contains("cluster/metrics/p"), "{stdout}");
 }

@@ -572,29 +572,56 @@ impl RemoteStore {
                 Ok(keys) => keys,
                 Err(e) => return report.problem(format!("{}: {e}", self.name)),
             };
-            let sizes: std::collections::HashMap<&str, u64> =
-                keys.iter().map(|(k, s)| (k.as_str(), *s)).collect();
-            let manifests: BTreeSet<&str> = keys
-                .iter()
-                .filter_map(|(k, _)| k.strip_suffix(".json"))
-                .filter(|id| !id.contains('/'))
-                .collect();
-            for (key, _) in &keys {
-                if let Some((id, _)) = key.split_once('/')
-                    && !manifests.contains(id)
-                {
-                    report.note(format!(
-                        "{}/{kind}/{key}: no manifest (an upload cut short, retried at the next start; or a deleted block's files awaiting removal)",
-                        self.prefix
-                    ));
+            // A cluster's partitions keep theirs under `<kind>/p<N>/`.
+            let is_partition = |dir: &str| {
+                dir.strip_prefix('p')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            };
+            let mut partitions: std::collections::BTreeMap<&str, Vec<(String, u64)>> =
+                std::collections::BTreeMap::new();
+            let mut own = Vec::new();
+            for (key, size) in &keys {
+                match key.split_once('/') {
+                    Some((dir, rest)) if is_partition(dir) && rest.contains(['/', '.']) => {
+                        partitions
+                            .entry(dir)
+                            .or_default()
+                            .push((rest.to_owned(), *size));
+                    }
+                    _ => own.push((key.clone(), *size)),
                 }
             }
-            for id in manifests {
-                let where_ = format!("{}/{kind}/{id}", self.prefix);
-                match self.check_block(kind, id, &sizes) {
-                    Ok(line) => report.checked(format!("{where_}: {line}")),
-                    Err(e) => report.problem(format!("{where_}: {e}")),
-                }
+            for (dir, keys) in partitions {
+                self.check_kind(&format!("{kind}/{dir}"), &keys, report);
+            }
+            self.check_kind(kind, &own, report);
+        }
+    }
+
+    /// The blocks of `kind` (`metrics`, `logs/p3`) given its keys.
+    fn check_kind(&self, kind: &str, keys: &[(String, u64)], report: &mut crate::CheckReport) {
+        let sizes: std::collections::HashMap<&str, u64> =
+            keys.iter().map(|(k, s)| (k.as_str(), *s)).collect();
+        let manifests: BTreeSet<&str> = keys
+            .iter()
+            .filter_map(|(k, _)| k.strip_suffix(".json"))
+            .filter(|id| !id.contains('/'))
+            .collect();
+        for (key, _) in keys {
+            if let Some((id, _)) = key.split_once('/')
+                && !manifests.contains(id)
+            {
+                report.note(format!(
+                    "{}/{kind}/{key}: no manifest (an upload cut short, retried at the next start; or a deleted block's files awaiting removal)",
+                    self.prefix
+                ));
+            }
+        }
+        for id in manifests {
+            let where_ = format!("{}/{kind}/{id}", self.prefix);
+            match self.check_block(kind, id, &sizes) {
+                Ok(line) => report.checked(format!("{where_}: {line}")),
+                Err(e) => report.problem(format!("{where_}: {e}")),
             }
         }
     }
@@ -621,7 +648,7 @@ impl RemoteStore {
                 Some(_) => total += size,
             }
         }
-        if kind != "metrics" {
+        if !(kind == "metrics" || kind.starts_with("metrics/")) {
             return Ok(format!("{} files, {total} bytes", manifest.files.len()));
         }
         // A metric block is read back whole, from a scratch copy.
