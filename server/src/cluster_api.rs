@@ -94,3 +94,43 @@ pub async fn traces_read(State(state): State<AppState>, body: Bytes) -> Result<R
         .map_err(ApiError::BadData)?;
     Ok(axum::Json(answer).into_response())
 }
+
+/// A metrics writer that gives every series without an `instance` label
+/// this node's id: what one node aggregates itself (StatsD) is its own
+/// series, as two statsd_exporters scraped by one Prometheus would be.
+pub struct NodeStamped {
+    pub inner: std::sync::Arc<dyn sextant_storage::MetricsWriter>,
+    pub node: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for NodeStamped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeStamped")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl sextant_storage::MetricsWriter for NodeStamped {
+    fn append(
+        &self,
+        batch: &[sextant_storage::SeriesSamples],
+    ) -> sextant_storage::Result<sextant_storage::AppendReport> {
+        let stamped: Vec<sextant_storage::SeriesSamples> = batch
+            .iter()
+            .map(|s| sextant_storage::SeriesSamples {
+                labels: sextant_ingest::otlp::with_instance(&s.labels, &self.node),
+                samples: s.samples.clone(),
+            })
+            .collect();
+        self.inner.append(&stamped)
+    }
+
+    fn set_metadata(
+        &self,
+        metric: &str,
+        metadata: sextant_storage::MetricMetadata,
+    ) -> sextant_storage::Result<()> {
+        self.inner.set_metadata(metric, metadata)
+    }
+}

@@ -161,6 +161,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
     };
     otlp_pipeline.set_auth(Arc::new(crate::auth::OtlpAuth(runtime.clone())));
+    if let Some(cluster) = settings.file().and_then(|f| f.cluster.as_ref()) {
+        otlp_pipeline.set_span_metrics_instance(&cluster.node_id);
+    }
     {
         // Span metrics reach the metrics store every few seconds, and once more at shutdown.
         let (otlp, shutdown) = (otlp_pipeline.clone(), shutdown.clone());
@@ -213,9 +216,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )));
     {
         let stores = stores.clone();
+        // In cluster mode each node aggregates what it took: its series
+        // carry its id as `instance`.
+        let node: Option<Arc<str>> = settings
+            .file()
+            .and_then(|f| f.cluster.as_ref())
+            .map(|c| c.node_id.as_str().into());
         tasks.spawn(infallible(statsd::run_flusher(
             statsd_pipeline,
-            move || stores.get().map(|s| s.metrics_writer.clone()),
+            move || {
+                let writer = stores.get().map(|s| s.metrics_writer.clone())?;
+                Some(match &node {
+                    Some(node) => Arc::new(crate::cluster_api::NodeStamped {
+                        inner: writer,
+                        node: node.clone(),
+                    }),
+                    None => writer,
+                })
+            },
             statsd_config
                 .flush_interval
                 .as_std()

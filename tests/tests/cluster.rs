@@ -374,12 +374,19 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
             assert_eq!(reply.status, 204, "{}", reply.body);
         }
     }
-    // StatsD through node b, with the Python client.
-    let udp = b.addr("statsd", "udp");
-    run_python(
-        "import sys, statsd\nc = statsd.StatsClient(sys.argv[1], int(sys.argv[2]))\nfor _ in range(7): c.incr('orders.placed')\n",
-        &[&udp.ip().to_string(), &udp.port().to_string()],
-    );
+    // StatsD through nodes b and c, with the Python client: each node
+    // aggregates what it took, as its own series (`instance`).
+    for (node, count) in [(&b, 7), (&c, 5)] {
+        let udp = node.addr("statsd", "udp");
+        run_python(
+            "import sys, statsd\nc = statsd.StatsClient(sys.argv[1], int(sys.argv[2]))\nfor _ in range(int(sys.argv[3])): c.incr('orders.placed')\n",
+            &[
+                &udp.ip().to_string(),
+                &udp.port().to_string(),
+                &count.to_string(),
+            ],
+        );
+    }
 
     // Logs with python-logstash through node b, spans with the
     // OpenTelemetry SDK through node c: five services, eight requests each,
@@ -528,8 +535,21 @@ handler.close()
             data_of(node, "/api/v1/label/job/values"),
             data_of(&single, "/api/v1/label/job/values")
         );
-        node.wait_for_query("orders_placed", |r| {
-            r.as_array().is_some_and(|r| r.len() == 1) && r[0]["value"][1] == "7"
+        node.wait_for_query("sum by (instance) (orders_placed)", |r| {
+            let by_node: BTreeMap<String, String> = r
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s["metric"]["instance"].to_string(),
+                        s["value"][1].to_string(),
+                    )
+                })
+                .collect();
+            by_node.len() == 2
+                && by_node.get("\"b\"").map(String::as_str) == Some("\"7\"")
+                && by_node.get("\"c\"").map(String::as_str) == Some("\"5\"")
         });
     }
     // The rule every node has fires once: one node of the three evaluates.

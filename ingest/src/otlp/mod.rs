@@ -76,6 +76,9 @@ pub struct Otlp {
     limits: Limits,
     /// Checks every export's credentials once set (no checks before).
     auth: std::sync::OnceLock<Arc<dyn ExportAuth>>,
+    /// `instance` given to span metrics that have none: in cluster mode
+    /// each node counts the spans it took, so its series are its own.
+    span_metrics_instance: std::sync::OnceLock<Arc<str>>,
 }
 
 impl std::fmt::Debug for Otlp {
@@ -131,6 +134,7 @@ impl Otlp {
             slots: Arc::new(Semaphore::new(limits.max_concurrent_ingest.max(1))),
             limits,
             auth: std::sync::OnceLock::new(),
+            span_metrics_instance: std::sync::OnceLock::new(),
         })
     }
 
@@ -252,13 +256,25 @@ impl Otlp {
         let Some(metrics) = (self.writer)() else {
             return;
         };
-        let series = self.span_metrics.flush(now_ms());
+        let mut series = self.span_metrics.flush(now_ms());
         if series.is_empty() {
             return;
+        }
+        if let Some(instance) = self.span_metrics_instance.get() {
+            for s in &mut series {
+                s.labels = with_instance(&s.labels, instance);
+            }
         }
         if let Err(err) = metrics.append(&series) {
             tracing::warn!(error = %err, "storing span metrics failed");
         }
+    }
+
+    /// Gives span metrics `instance="<instance>"` where they have none
+    /// (cluster mode: the node id, so two nodes' counts of the same
+    /// service are two series, as two exporters' would be).
+    pub fn set_span_metrics_instance(&self, instance: &str) {
+        let _ = self.span_metrics_instance.set(instance.into());
     }
 
     /// Converts and stores one metrics export; returns the partial success, if any.
@@ -840,4 +856,20 @@ async fn grpc_fallback(State(state): State<HttpState>, OriginalUri(uri): Origina
         uri.path()
     ))
     .into_http::<axum::body::Body>()
+}
+
+/// `labels` with `instance="<instance>"` added unless they have one.
+pub fn with_instance(labels: &sextant_model::Labels, instance: &str) -> sextant_model::Labels {
+    if labels.get("instance").is_some() {
+        return labels.clone();
+    }
+    sextant_model::Labels::from_pairs(
+        labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .chain(std::iter::once((
+                Arc::from("instance"),
+                Arc::from(instance),
+            ))),
+    )
 }
