@@ -25,7 +25,7 @@ use sextant_storage::{LogReader, LogWriter};
 
 use crate::catalog::Catalog;
 use crate::owner::{Engine, Owners};
-use crate::peer::{PeerClient, partial, route, wait};
+use crate::peer::{PeerClient, partial, route_patiently, wait};
 use crate::{Cluster, Error, PartitionLog, partition_of};
 
 /// How long the log keeps a record its owner has not trimmed: logs are
@@ -307,10 +307,12 @@ impl ClusterLogs {
 
     /// Asks every partition; fails naming the ones no owner answered for.
     fn read(&self, call: LogCall) -> sextant_storage::Result<LogAnswer> {
-        let route = route(
+        let all: Vec<u32> = (0..self.cluster.partitions()).collect();
+        let route = route_patiently(
             &self.cluster,
-            &self.owners.owned(),
-            0..self.cluster.partitions(),
+            || self.owners.owned(),
+            &all,
+            crate::owner::READ_PATIENCE,
         );
         let mut missing = route.missing;
         let mut merged = self

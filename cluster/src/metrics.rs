@@ -314,10 +314,12 @@ impl ClusterMetrics {
         mint: i64,
         maxt: i64,
     ) -> sextant_storage::Result<Answer> {
-        let route = crate::peer::route(
+        let all: Vec<u32> = (0..self.cluster.partitions()).collect();
+        let route = crate::peer::route_patiently(
             &self.cluster,
-            &self.owners.owned(),
-            0..self.cluster.partitions(),
+            || self.owners.owned(),
+            &all,
+            crate::owner::READ_PATIENCE,
         );
         let mut missing = route.missing;
         let request = |partitions: Vec<u32>| ReadRequest {

@@ -79,6 +79,25 @@ pub(crate) fn route(
     route
 }
 
+/// As [`route`], waiting up to `patience` for partitions without an owner
+/// to get one (a handover takes a round or two): a read during a move is
+/// slower, not refused.
+pub(crate) fn route_patiently(
+    cluster: &Cluster,
+    own: impl Fn() -> Vec<u32>,
+    partitions: &[u32],
+    patience: Duration,
+) -> Route {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let route = route(cluster, &own(), partitions.iter().copied());
+        if route.missing.is_empty() || std::time::Instant::now() >= deadline {
+            return route;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The error of a read some partitions did not answer.
 pub(crate) fn partial(kind: &str, missing: &BTreeSet<u32>) -> sextant_storage::Error {
     let list: Vec<String> = missing.iter().map(u32::to_string).collect();

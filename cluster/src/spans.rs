@@ -20,7 +20,7 @@ use sextant_storage::{SpanReader, SpanWriter};
 
 use crate::catalog::Catalog;
 use crate::owner::{Engine, Owners};
-use crate::peer::{PeerClient, partial, route, wait};
+use crate::peer::{PeerClient, partial, route_patiently, wait};
 use crate::{Cluster, Error, PartitionLog, partition_of};
 
 /// How long the log keeps a span its owner has not trimmed.
@@ -274,7 +274,13 @@ impl ClusterSpans {
         partitions: impl IntoIterator<Item = u32>,
         call: SpanCall,
     ) -> sextant_storage::Result<SpanAnswer> {
-        let route = route(&self.cluster, &self.owners.owned(), partitions);
+        let partitions: Vec<u32> = partitions.into_iter().collect();
+        let route = route_patiently(
+            &self.cluster,
+            || self.owners.owned(),
+            &partitions,
+            crate::owner::READ_PATIENCE,
+        );
         let mut missing = route.missing;
         let mut merged = self
             .read_local(&SpanRead {
