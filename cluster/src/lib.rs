@@ -36,7 +36,7 @@ pub mod logs;
 pub mod members;
 pub mod metrics;
 mod owner;
-mod peer;
+pub mod peer;
 pub mod spans;
 pub mod wire;
 
@@ -53,6 +53,7 @@ pub use log::{Appended, PartitionLog};
 pub use logs::{ClusterLogs, LogSettings};
 pub use members::Members;
 pub use metrics::{ClusterMetrics, MetricsSettings, ReadRequest};
+pub use peer::forward;
 pub use spans::{ClusterSpans, SpanSettings};
 
 /// `cluster:` in the config file. Without it a node runs alone.
@@ -184,6 +185,8 @@ pub struct Status {
     pub owners: BTreeMap<u32, String>,
     /// The partitions this node holds, with their epochs.
     pub owned: BTreeMap<u32, u64>,
+    /// Singleton -> the node holding it (absent: free just now).
+    pub singletons: BTreeMap<String, String>,
 }
 
 /// One node's membership of the cluster.
@@ -518,6 +521,20 @@ impl Cluster {
             }
         }
         self.singleton_round().await?;
+        let names: Vec<String> = self
+            .state
+            .lock()
+            .expect("cluster state")
+            .singletons
+            .keys()
+            .cloned()
+            .collect();
+        let mut singletons = BTreeMap::new();
+        for name in names {
+            if let Some(holder) = self.leases.holder(&format!("singleton.{name}")).await? {
+                singletons.insert(name, holder);
+            }
+        }
         let mut state = self.state.lock().expect("cluster state");
         let owned = state.held.iter().map(|(p, l)| (*p, l.epoch)).collect();
         state.status = Status {
@@ -526,6 +543,7 @@ impl Cluster {
             members,
             owners,
             owned,
+            singletons,
         };
         Ok(())
     }

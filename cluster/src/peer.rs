@@ -138,38 +138,82 @@ impl PeerClient {
     }
 
     async fn post_once(&self, address: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
-        use http_body_util::BodyExt as _;
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("connect to {address}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("{address}: {e}"))?;
-        tokio::spawn(connection);
-        let request = hyper::Request::post(format!("http://{address}{path}"))
-            .header(hyper::header::HOST, address)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .map_err(|e| format!("{address}: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("{address}: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{address}: {e}"))?
-            .to_bytes();
-        if !status.is_success() {
+        let (status, _, bytes) =
+            request_once(address, "POST", path, Some("application/json"), body).await?;
+        if !(200..300).contains(&status) {
             return Err(format!(
                 "{address} answered {status}: {}",
                 String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
             ));
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
+}
+
+/// Sends a request as another node's client would, marked as forwarded
+/// (the answering node does not forward it again): its status, content
+/// type and body.
+pub async fn forward(
+    address: &str,
+    method: &str,
+    path_and_query: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<(u16, Option<String>, Vec<u8>), String> {
+    tokio::time::timeout(
+        TIMEOUT,
+        request_once(address, method, path_and_query, content_type, body),
+    )
+    .await
+    .map_err(|_| format!("{address} did not answer within {TIMEOUT:?}"))?
+}
+
+/// The header a forwarded request carries.
+pub const FORWARDED: &str = "x-sextant-forwarded";
+
+async fn request_once(
+    address: &str,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<(u16, Option<String>, Vec<u8>), String> {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connect to {address}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("{address}: {e}"))?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{address}{path}"))
+        .header(hyper::header::HOST, address)
+        .header(FORWARDED, "1");
+    if let Some(content_type) = content_type {
+        request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    }
+    let request = request
+        .body(http_body_util::Full::new(Bytes::from(body)))
+        .map_err(|e| format!("{address}: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{address}: {e}"))?
+        .to_bytes();
+    Ok((status, content_type, bytes.to_vec()))
 }

@@ -134,3 +134,84 @@ impl sextant_storage::MetricsWriter for NodeStamped {
         self.inner.set_metadata(metric, metadata)
     }
 }
+
+/// Whether `path` reads or changes the ruler's state: rules, alerts,
+/// their history, silences and the ruler API.
+fn is_alerting(path: &str) -> bool {
+    path.starts_with("/api/v1/alerts")
+        || path.starts_with("/api/v1/silences")
+        || crate::ruler_api::PREFIXES
+            .iter()
+            .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+}
+
+/// In cluster mode, the alerting API answers from the node holding the
+/// ruler (the one that evaluates and notifies): a request reaching another
+/// node is forwarded there, so every node shows the same alerts and a
+/// silence set through any node mutes the notifications.
+pub async fn forward_alerting(
+    State(cluster): State<std::sync::Arc<std::sync::OnceLock<ClusterStores>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(stores) = cluster.get() else {
+        return next.run(request).await;
+    };
+    let node = stores.metrics.cluster();
+    if !is_alerting(request.uri().path())
+        || request
+            .headers()
+            .contains_key(sextant_cluster::peer::FORWARDED)
+        || node.holds("ruler")
+    {
+        return next.run(request).await;
+    }
+    let status = node.status();
+    let Some(address) = status
+        .singletons
+        .get("ruler")
+        .and_then(|holder| status.members.get(holder))
+        .cloned()
+    else {
+        return ApiError::Unavailable(
+            "no node of the cluster holds the ruler just now (one takes it within 15 s); retry"
+                .into(),
+        )
+        .into_response();
+    };
+    let method = request.method().as_str().to_owned();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
+        Ok(body) => body.to_vec(),
+        Err(e) => return ApiError::BadIngest(format!("reading the body: {e}")).into_response(),
+    };
+    match sextant_cluster::forward(&address, &method, &path, content_type.as_deref(), body).await {
+        Ok((status, content_type, body)) => {
+            let mut response = (
+                axum::http::StatusCode::from_u16(status)
+                    .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                body,
+            )
+                .into_response();
+            if let Some(content_type) = content_type.and_then(|c| c.parse().ok()) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, content_type);
+            }
+            response
+        }
+        Err(e) => ApiError::Unavailable(format!(
+            "the node holding the ruler ({address}) did not answer: {e}"
+        ))
+        .into_response(),
+    }
+}

@@ -329,6 +329,10 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             axum::routing::delete(alerting_api::expire_silence),
         )
         .fallback(not_here)
+        .layer(middleware::from_fn_with_state(
+            state.cluster.clone(),
+            crate::cluster_api::forward_alerting,
+        ))
         .layer(DefaultBodyLimit::max(state.limits.max_request_body))
         .layer(middleware::from_fn_with_state(
             state.limits.max_request_body,

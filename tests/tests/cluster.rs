@@ -558,6 +558,35 @@ handler.close()
     });
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(receiver.count("/alertmanager", |_| true), 1);
+    // Every node shows that alert, and a silence set through any node is
+    // the cluster's: the alerting API answers from the node that evaluates.
+    for node in [&a, &b, &c] {
+        let alerts = node.get("/api/v1/alerts").json();
+        assert_eq!(
+            alerts["data"]["alerts"][0]["labels"]["alertname"], "RequestsSeen",
+            "{alerts}"
+        );
+        assert_eq!(alerts["data"]["alerts"][0]["state"], "firing", "{alerts}");
+    }
+    let silence = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "RequestsSeen", "isRegex": false, "isEqual": true}],
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2100-01-01T00:00:00Z",
+        "createdBy": "ops",
+        "comment": "cluster test",
+    });
+    for node in [&a, &b, &c] {
+        let reply = node.post_path(
+            "/api/v1/silences",
+            "application/json",
+            silence.to_string().as_bytes(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    for node in [&a, &b, &c] {
+        let listed = node.get("/api/v1/silences").json();
+        assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    }
 
     // Blocks went to the bucket under each partition's prefix.
     wait_until("blocks in the bucket", Duration::from_secs(60), || {
