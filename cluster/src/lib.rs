@@ -74,6 +74,10 @@ pub struct ClusterConfig {
     /// listen address when unset.
     #[serde(default)]
     pub advertise: Option<String>,
+    /// The token nodes send each other when `auth.tokens` is set: one of
+    /// those tokens, with the `query` scope and no tenant.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 fn default_partitions() -> u32 {
@@ -296,6 +300,11 @@ impl Cluster {
             max_age,
         )
         .await
+    }
+
+    /// The token this node sends the others, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.config.token.as_deref()
     }
 
     /// The JetStream context the node talks through.
@@ -607,6 +616,7 @@ mod tests {
             partitions: 16,
             replicas: 3,
             advertise: None,
+            token: None,
         };
         assert!(config.validate().unwrap_err().contains("cluster.node_id"));
         let config = ClusterConfig {

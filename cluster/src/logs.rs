@@ -154,6 +154,7 @@ pub struct ClusterLogs {
     runtime: tokio::runtime::Handle,
     id_prefix: String,
     next_id: AtomicU64,
+    http: PeerClient,
     owners: Arc<Owners<LogEngine>>,
     /// Live tails: id -> last read and a cursor per partition.
     tails: Mutex<HashMap<u64, Tail>>,
@@ -177,12 +178,14 @@ impl ClusterLogs {
             "logs",
             move |partition| open_store(&settings, partition).map(LogEngine),
         );
+        let http = PeerClient::of(&cluster);
         Ok(Arc::new(Self {
             id_prefix: crate::metrics::id_prefix(&cluster),
             cluster,
             log,
             runtime: tokio::runtime::Handle::current(),
             next_id: AtomicU64::new(0),
+            http,
             owners,
             tails: Mutex::default(),
         }))
@@ -322,14 +325,14 @@ impl ClusterLogs {
             })
             .map_err(sextant_storage::Error::BadQuery)?;
         let calls = route.remote.into_iter().map(|(address, partitions)| {
+            let http = self.http.clone();
             let read = LogRead {
                 partitions: partitions.clone(),
                 call: call.clone(),
             };
             async move {
-                let answer: Result<LogAnswer, String> = PeerClient
-                    .call(&address, "/internal/v1/logs/read", &read)
-                    .await;
+                let answer: Result<LogAnswer, String> =
+                    http.call(&address, "/internal/v1/logs/read", &read).await;
                 (partitions, answer)
             }
         });

@@ -172,6 +172,7 @@ impl ClusterMetrics {
             Duration::ZERO,
         )
         .await?;
+        let http = PeerClient::of(&cluster);
         Ok(Arc::new(Self {
             id_prefix: id_prefix(&cluster),
             cluster,
@@ -181,7 +182,7 @@ impl ClusterMetrics {
             next_id: AtomicU64::new(0),
             owners,
             metadata: RwLock::default(),
-            http: PeerClient,
+            http,
         }))
     }
 
@@ -346,7 +347,7 @@ impl ClusterMetrics {
         for (address, partitions) in route.remote {
             let body =
                 serde_json::to_vec(&request(partitions.clone())).expect("a request serialises");
-            let http = self.http;
+            let http = self.http.clone();
             remote.push((partitions, async move {
                 http.post(&address, "/internal/v1/metrics/read", body).await
             }));

@@ -108,11 +108,19 @@ pub(crate) fn partial(kind: &str, missing: &BTreeSet<u32>) -> sextant_storage::E
     ))
 }
 
-/// Calls other nodes over HTTP/1.1.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerClient;
+/// Calls other nodes over HTTP/1.1, with the cluster's token if it has one.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerClient {
+    authorization: Option<String>,
+}
 
 impl PeerClient {
+    pub(crate) fn of(cluster: &Cluster) -> Self {
+        Self {
+            authorization: cluster.token().map(|t| format!("Bearer {t}")),
+        }
+    }
+
     /// POSTs `body` to `path` on `address`; the answer's body, or why not.
     pub(crate) async fn post(
         &self,
@@ -138,8 +146,15 @@ impl PeerClient {
     }
 
     async fn post_once(&self, address: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, String> {
-        let (status, _, bytes) =
-            request_once(address, "POST", path, Some("application/json"), body).await?;
+        let (status, _, bytes) = request_once(
+            address,
+            "POST",
+            path,
+            Some("application/json"),
+            self.authorization.as_deref(),
+            body,
+        )
+        .await?;
         if !(200..300).contains(&status) {
             return Err(format!(
                 "{address} answered {status}: {}",
@@ -158,11 +173,19 @@ pub async fn forward(
     method: &str,
     path_and_query: &str,
     content_type: Option<&str>,
+    authorization: Option<&str>,
     body: Vec<u8>,
 ) -> Result<(u16, Option<String>, Vec<u8>), String> {
     tokio::time::timeout(
         TIMEOUT,
-        request_once(address, method, path_and_query, content_type, body),
+        request_once(
+            address,
+            method,
+            path_and_query,
+            content_type,
+            authorization,
+            body,
+        ),
     )
     .await
     .map_err(|_| format!("{address} did not answer within {TIMEOUT:?}"))?
@@ -176,6 +199,7 @@ async fn request_once(
     method: &str,
     path: &str,
     content_type: Option<&str>,
+    authorization: Option<&str>,
     body: Vec<u8>,
 ) -> Result<(u16, Option<String>, Vec<u8>), String> {
     use http_body_util::BodyExt as _;
@@ -195,6 +219,9 @@ async fn request_once(
         .header(FORWARDED, "1");
     if let Some(content_type) = content_type {
         request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    }
+    if let Some(authorization) = authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
     }
     let request = request
         .body(http_body_util::Full::new(Bytes::from(body)))

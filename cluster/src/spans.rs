@@ -142,6 +142,7 @@ pub struct ClusterSpans {
     runtime: tokio::runtime::Handle,
     id_prefix: String,
     next_id: AtomicU64,
+    http: PeerClient,
     owners: Arc<Owners<SpanEngine>>,
 }
 
@@ -168,12 +169,14 @@ impl ClusterSpans {
             "traces",
             move |partition| open_store(&settings, partition).map(SpanEngine),
         );
+        let http = PeerClient::of(&cluster);
         Ok(Arc::new(Self {
             id_prefix: crate::metrics::id_prefix(&cluster),
             cluster,
             log,
             runtime: tokio::runtime::Handle::current(),
             next_id: AtomicU64::new(0),
+            http,
             owners,
         }))
     }
@@ -289,14 +292,14 @@ impl ClusterSpans {
             })
             .map_err(sextant_storage::Error::BadQuery)?;
         let calls = route.remote.into_iter().map(|(address, partitions)| {
+            let http = self.http.clone();
             let read = SpanRead {
                 partitions: partitions.clone(),
                 call: call.clone(),
             };
             async move {
-                let answer: Result<SpanAnswer, String> = PeerClient
-                    .call(&address, "/internal/v1/traces/read", &read)
-                    .await;
+                let answer: Result<SpanAnswer, String> =
+                    http.call(&address, "/internal/v1/traces/read", &read).await;
                 (partitions, answer)
             }
         });

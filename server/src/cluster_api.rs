@@ -185,16 +185,30 @@ pub async fn forward_alerting(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let headers = request.headers();
+    let header_of = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header_of(header::CONTENT_TYPE);
+    // The caller's credentials go along: the ruler's node checks them too.
+    let authorization = header_of(header::AUTHORIZATION);
     let body = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
         Ok(body) => body.to_vec(),
         Err(e) => return ApiError::BadIngest(format!("reading the body: {e}")).into_response(),
     };
-    match sextant_cluster::forward(&address, &method, &path, content_type.as_deref(), body).await {
+    let forwarded = sextant_cluster::forward(
+        &address,
+        &method,
+        &path,
+        content_type.as_deref(),
+        authorization.as_deref(),
+        body,
+    )
+    .await;
+    match forwarded {
         Ok((status, content_type, body)) => {
             let mut response = (
                 axum::http::StatusCode::from_u16(status)

@@ -542,14 +542,27 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
     }
     if let Some(cluster) = &loaded.file.cluster {
         cluster.validate().map_err(|e| SourceError::new(path, e))?;
-        if !loaded.file.auth.tokens.is_empty() {
-            // Nodes read each other's partitions over HTTP without a token
-            // of their own yet: refused rather than half-guarded.
-            return Err(SourceError::new(
-                path,
-                "cluster with auth.tokens is not supported yet: the nodes' reads of each other would be refused",
-            )
-            .into());
+        let tokens = &loaded.file.auth.tokens;
+        if !tokens.is_empty() {
+            // The nodes read each other's partitions over HTTP: with tokens
+            // on, they need one of them.
+            let Some(token) = &cluster.token else {
+                return Err(SourceError::new(
+                    path,
+                    "cluster.token is needed with auth.tokens: the token the nodes send each other (one of auth.tokens, with the query scope and no tenant)",
+                )
+                .into());
+            };
+            let usable = tokens.iter().any(|t| {
+                t.secret.matches(token) && t.scopes.contains(&Scope::Query) && t.tenant.is_none()
+            });
+            if !usable {
+                return Err(SourceError::new(
+                    path,
+                    "cluster.token must be one of auth.tokens with the query scope and no tenant",
+                )
+                .into());
+            }
         }
         if loaded.file.storage.object_store.is_none() {
             return Err(SourceError::new(

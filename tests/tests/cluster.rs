@@ -17,6 +17,7 @@ fn config(node: &str, nats: &NatsCluster) -> ClusterConfig {
         partitions: 16,
         replicas: 3,
         advertise: None,
+        token: None,
     }
 }
 
@@ -743,4 +744,37 @@ handler.close()
         String::from_utf8_lossy(&checked.stderr)
     );
     assert!(stdout.contains("cluster/metrics/p"), "{stdout}");
+}
+
+#[test]
+fn check_config_names_what_a_cluster_section_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |body: &str| {
+        let path = dir.path().join("sextant.yaml");
+        std::fs::write(&path, body).unwrap();
+        let out = run_sextant(&["check-config", path.to_str().unwrap()]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let cluster = "cluster:\n  node_id: a\n  nats: [nats://127.0.0.1:4222]\n";
+    let bucket = "storage:\n  object_store:\n    url: s3://b/p\n    endpoint: http://127.0.0.1:1\n    region: us-east-1\n    access_key_id: k\n    secret_access_key: s\n";
+    let tokens = "auth:\n  tokens:\n    - name: ops\n      token: ops-secret\n      scopes: [query, admin]\n    - name: team\n      token: team-secret\n      scopes: [query]\n      tenant: team\n";
+    let (ok, out) = check(cluster);
+    assert!(!ok && out.contains("storage.object_store"), "{out}");
+    let (ok, out) = check(&format!("{cluster}{bucket}{tokens}"));
+    assert!(!ok && out.contains("cluster.token"), "{out}");
+    let (ok, out) = check(&format!("{cluster}  token: team-secret\n{bucket}{tokens}"));
+    assert!(!ok && out.contains("no tenant"), "{out}");
+    let (ok, out) = check(&format!("{cluster}  token: ops-secret\n{bucket}{tokens}"));
+    assert!(ok, "{out}");
+    let (ok, out) = check(&format!(
+        "cluster:\n  node_id: a b\n  nats: [nats://x:4222]\n{bucket}"
+    ));
+    assert!(!ok && out.contains("cluster.node_id"), "{out}");
 }
