@@ -10,8 +10,10 @@
 //! node_exporter data ([`NodeWorkload`]) and process measurements.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sextant_ingest::prom_text;
 use sextant_model::{Labels, Sample};
@@ -322,7 +324,7 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
 }
 
 /// Total bytes of the files under `dir`.
-pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+pub fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -338,8 +340,8 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 /// Bytes under `dir` per file extension (tantivy's `.idx`, `.pos`, `.store`, ...), largest first.
-pub fn bytes_by_extension(dir: &std::path::Path) -> Vec<(String, u64)> {
-    fn walk(dir: &std::path::Path, out: &mut std::collections::BTreeMap<String, u64>) {
+pub fn bytes_by_extension(dir: &Path) -> Vec<(String, u64)> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeMap<String, u64>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             match entry.metadata() {
                 Ok(m) if m.is_dir() => walk(&entry.path(), out),
@@ -412,8 +414,10 @@ fn wait_ready(url: &str) {
     panic!("{url} never became ready");
 }
 
-/// Starts the release `sextant` beside this bench binary, data in `dir/data`.
-pub fn start_sextant(dir: &std::path::Path, extra: &[&str]) -> Peer {
+/// Starts the release `sextant` beside this bench binary, data in
+/// `dir/data`, its log in `dir/sextant.log`; panics with the log's end if
+/// it exits before it is ready.
+pub fn start_sextant(dir: &Path, extra: &[&str]) -> Peer {
     let port = free_port();
     let binary = std::env::current_exe()
         .expect("exe")
@@ -432,12 +436,16 @@ pub fn start_sextant(dir: &std::path::Path, extra: &[&str]) -> Peer {
             defaults.extend([flag.to_owned(), value]);
         }
     }
+    std::fs::create_dir_all(dir).expect("sextant's dir");
+    let log_path = dir.join("sextant.log");
+    let log = std::fs::File::create(&log_path).expect("create sextant.log");
     let child = Command::new(&binary)
         .args(["serve", "--data-dir"])
         .arg(dir.join("data"))
         .args(&defaults)
         .args(extra)
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
@@ -446,21 +454,33 @@ pub fn start_sextant(dir: &std::path::Path, extra: &[&str]) -> Peer {
             )
         });
     let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/-/ready"));
-    Peer {
+    let mut peer = Peer {
         child,
         write_url: format!("{url}/api/v1/write"),
         url,
+    };
+    let started = Instant::now();
+    while ureq::get(&format!("{}/-/ready", peer.url)).call().is_err() {
+        if let Some(status) = peer.child.try_wait().expect("wait") {
+            panic!("sextant exited with {status}:\n{}", log_tail(&log_path, 40));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "sextant never became ready:\n{}",
+            log_tail(&log_path, 40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
+    peer
 }
 
 /// Starts Debian's Prometheus 2.42 with its remote-write receiver on, data in `dir/data`.
-pub fn start_prometheus(dir: &std::path::Path, extra: &[&str]) -> Peer {
+pub fn start_prometheus(dir: &Path, extra: &[&str]) -> Peer {
     start_prometheus_with(dir, "global:\n  scrape_interval: 15s\n", extra)
 }
 
 /// As [`start_prometheus`], with `config` as its prometheus.yml.
-pub fn start_prometheus_with(dir: &std::path::Path, config: &str, extra: &[&str]) -> Peer {
+pub fn start_prometheus_with(dir: &Path, config: &str, extra: &[&str]) -> Peer {
     std::fs::create_dir_all(dir).expect("dir");
     let port = free_port();
     std::fs::write(dir.join("prometheus.yml"), config).expect("config");
@@ -607,4 +627,407 @@ pub fn url_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+// --------------------------------------- SeaweedFS and NATS (object_store, cluster)
+
+/// A sample's value on a `/metrics` page, summed over its series (0 if absent).
+pub fn metric_value(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// SeaweedFS (`weed server` with its S3 gateway) on loopback ports, with
+/// bucket [`SeaweedFs::BUCKET`] and one admin identity; killed and its
+/// leftovers removed on drop. The same set-up as the tests' harness: weed
+/// cannot bind port 0 and its gRPC ports default to HTTP + 10000, so all
+/// eight ports are picked and passed; telemetry (which phones home) and the
+/// Iceberg and Lance listeners (fixed ports) are off. `weed` is
+/// `$SEXTANT_WEED`, else the one beside [`test_python`].
+#[derive(Debug)]
+pub struct SeaweedFs {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// Master, volume, filer and S3: each an HTTP and a gRPC port.
+    ports: [u16; 8],
+    python: PathBuf,
+}
+
+const WEED_MASTER: usize = 0;
+const WEED_VOLUME: usize = 2;
+const WEED_FILER: usize = 4;
+const WEED_S3: usize = 6;
+
+impl SeaweedFs {
+    /// The bucket [`SeaweedFs::start`] creates.
+    pub const BUCKET: &str = "sextant";
+    /// The one identity's access key (an admin).
+    pub const ACCESS_KEY: &str = "sextant-bench";
+    /// The one identity's secret key.
+    pub const SECRET_KEY: &str = "sextant-bench-secret";
+
+    /// Starts SeaweedFS on fresh loopback ports and data; returns once S3
+    /// takes a write and the bucket exists.
+    pub fn start() -> Self {
+        let weed_env = std::env::var_os("SEXTANT_WEED").map(PathBuf::from);
+        let python = std::env::var_os("SEXTANT_TEST_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                weed_env
+                    .as_ref()
+                    .map(|w| w.with_file_name("python"))
+                    .filter(|p| p.is_file())
+            })
+            .unwrap_or_else(test_python);
+        let weed = weed_env.unwrap_or_else(|| python.with_file_name("weed"));
+        assert!(
+            weed.is_file(),
+            "{} not found: run scripts/setup-test-env or set SEXTANT_WEED",
+            weed.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("data")).expect("weed data dir");
+        let identities = serde_json::json!({"identities": [{
+            "name": "sextant",
+            "credentials": [{"accessKey": Self::ACCESS_KEY, "secretKey": Self::SECRET_KEY}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }]});
+        std::fs::write(dir.path().join("s3.json"), identities.to_string()).expect("s3.json");
+        // free_port gives each port back at once: insist on eight distinct.
+        let mut ports = [0; 8];
+        for i in 0..ports.len() {
+            ports[i] = loop {
+                let port = free_port();
+                if !ports[..i].contains(&port) {
+                    break port;
+                }
+            };
+        }
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let log = std::fs::File::create(dir.path().join("weed.log")).expect("weed.log");
+        let p = ports;
+        let child = Command::new(&weed)
+            // Without it glog also writes weed.* files to /tmp.
+            .arg("-logtostderr")
+            .arg("server")
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-dir={}", path("data")))
+            .arg(format!("-master.port={}", p[WEED_MASTER]))
+            .arg(format!("-master.port.grpc={}", p[WEED_MASTER + 1]))
+            .args([
+                "-master.volumeSizeLimitMB=64",
+                "-master.telemetry=false",
+                "-master.electionTimeout=1s",
+                "-master.resumeState=false",
+            ])
+            .arg(format!("-volume.port={}", p[WEED_VOLUME]))
+            .arg(format!("-volume.port.grpc={}", p[WEED_VOLUME + 1]))
+            // Room for the volumes a 10M-line run needs (64 MB each).
+            .args(["-volume.max=64", "-volume.preStopSeconds=0", "-filer"])
+            .arg(format!("-filer.port={}", p[WEED_FILER]))
+            .arg(format!("-filer.port.grpc={}", p[WEED_FILER + 1]))
+            .arg(format!("-filer.localSocket={}", path("filer.sock")))
+            .arg("-s3")
+            .arg(format!("-s3.port={}", p[WEED_S3]))
+            .arg(format!("-s3.port.grpc={}", p[WEED_S3 + 1]))
+            .arg(format!("-s3.config={}", path("s3.json")))
+            .arg(format!("-s3.localSocket={}", path("s3.sock")))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("weed.log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", weed.display()));
+        let mut weed = Self {
+            child,
+            dir,
+            ports,
+            python,
+        };
+        // Listings may be answered before the volume server has joined the
+        // master: only a write (s3.py's probe) proves the store ready.
+        let started = Instant::now();
+        while std::net::TcpStream::connect(weed.s3_addr()).is_err() {
+            if let Some(status) = weed.child.try_wait().expect("wait") {
+                panic!("weed exited with {status}:\n{}", weed.log_tail());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "SeaweedFS's S3 never listened:\n{}",
+                weed.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        weed.s3(&["wait", "60"]);
+        weed.s3(&["create-bucket"]);
+        weed
+    }
+
+    /// The S3 endpoint's address (path-style, region `us-east-1`).
+    pub fn s3_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[WEED_S3]))
+    }
+
+    /// The S3 endpoint, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.s3_addr())
+    }
+
+    /// The process id, for [`cpu_seconds`].
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The keys under `prefix` in the bucket.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.s3(&["list", prefix])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Runs `tests/python/s3.py` (boto3) against the store, straight (not
+    /// through the proxy); panics with its error output if it fails.
+    fn s3(&self, args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/s3.py");
+        let out = Command::new(&self.python)
+            .arg(&script)
+            .arg(format!("http://{}", self.s3_addr()))
+            .args(args)
+            .env("S3_BUCKET", Self::BUCKET)
+            .env("S3_ACCESS_KEY", Self::ACCESS_KEY)
+            .env("S3_SECRET_KEY", Self::SECRET_KEY)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "s3.py {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log_tail(&self) -> String {
+        log_tail(&self.dir.path().join("weed.log"), 40)
+    }
+}
+
+impl Drop for SeaweedFs {
+    fn drop(&mut self) {
+        // SIGKILL: SIGTERM's graceful gRPC stop takes seconds.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for (server, grpc) in [
+            ("master", WEED_MASTER + 1),
+            ("volume", WEED_VOLUME + 1),
+            ("filer", WEED_FILER + 1),
+            ("s3", WEED_S3 + 1),
+        ] {
+            let socket = format!("/tmp/seaweedfs-{server}-grpc-{}.sock", self.ports[grpc]);
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
+/// The test venv's python: `$SEXTANT_TEST_PYTHON`, else what
+/// `scripts/setup-test-env` prints (installing what is missing).
+/// `nats-server` and `weed` live beside it.
+pub fn test_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SEXTANT_TEST_PYTHON") {
+        return python.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-test-env");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed", script.display());
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The last `lines` lines of a log file (empty if unreadable), for failure messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A NATS cluster with JetStream on loopback, as the tests' harness runs
+/// one: `nats-server` from the test venv, one process per node with its own
+/// store, each routed to the others. Dropping it kills every node and
+/// removes the stores.
+#[derive(Debug)]
+pub struct NatsCluster {
+    dir: tempfile::TempDir,
+    /// Per node: client, route and monitoring ports.
+    ports: Vec<[u16; 3]>,
+    children: Vec<Child>,
+}
+
+/// Where a JetStream stream stands, as one of its replicas reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamState {
+    /// The last message's sequence: messages ever stored.
+    pub last_seq: u64,
+    /// Bytes held now (one replica's copy).
+    pub bytes: u64,
+}
+
+impl NatsCluster {
+    /// Starts `nodes` (two or more) servers and waits until each answers
+    /// `/healthz` and the JetStream meta group has a leader every node
+    /// follows, which sees the others current.
+    pub fn start(nodes: usize) -> Self {
+        assert!(nodes >= 2, "a NATS cluster of {nodes}");
+        let bin = test_python().with_file_name("nats-server");
+        assert!(
+            bin.is_file(),
+            "{} not found: run scripts/setup-test-env",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut taken = Vec::new();
+        let mut port = || loop {
+            let port = free_port();
+            if !taken.contains(&port) {
+                taken.push(port);
+                break port;
+            }
+        };
+        let ports: Vec<[u16; 3]> = (0..nodes).map(|_| [port(), port(), port()]).collect();
+        let children = (0..nodes)
+            .map(|node| {
+                let [client, route, monitor] = ports[node];
+                let routes: Vec<String> = (0..nodes)
+                    .filter(|other| *other != node)
+                    .map(|other| format!("\"nats-route://127.0.0.1:{}\"", ports[other][1]))
+                    .collect();
+                // Room for a fast run's log: three replicas of every record
+                // land on this one disk.
+                let config = format!(
+                    "server_name: n{node}\nlisten: 127.0.0.1:{client}\nhttp: 127.0.0.1:{monitor}\n\
+                     jetstream {{\n  store_dir: \"{store}\"\n  max_memory_store: 256MB\n  max_file_store: 4GB\n}}\n\
+                     cluster {{\n  name: sextant-bench\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
+                    store = dir.path().join(format!("n{node}-store")).display(),
+                    routes = routes.join(", ")
+                );
+                let config_path = dir.path().join(format!("n{node}.conf"));
+                std::fs::write(&config_path, config).expect("write the NATS config");
+                let log = std::fs::File::create(dir.path().join(format!("n{node}.log")))
+                    .expect("create the NATS log");
+                Command::new(&bin)
+                    .arg("-c")
+                    .arg(&config_path)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("clone the NATS log"))
+                    .stderr(log)
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
+            })
+            .collect();
+        let mut cluster = Self {
+            dir,
+            ports,
+            children,
+        };
+        cluster.wait_ready();
+        cluster
+    }
+
+    /// Client URLs of the nodes, `nats://127.0.0.1:PORT`.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{}", p[0]))
+            .collect()
+    }
+
+    /// Process ids of the nodes, for [`cpu_seconds`].
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    /// Stream `name` as node 0 (a replica of every stream of a cluster of
+    /// up to three) reports it on `/jsz`; the default if it does not exist.
+    pub fn stream(&self, name: &str) -> StreamState {
+        let jsz = self.monitor(0, "/jsz?streams=true").unwrap_or_default();
+        jsz["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|account| account["stream_detail"].as_array().into_iter().flatten())
+            .find(|stream| stream["name"] == name)
+            .map(|stream| StreamState {
+                last_seq: stream["state"]["last_seq"].as_u64().unwrap_or(0),
+                bytes: stream["state"]["bytes"].as_u64().unwrap_or(0),
+            })
+            .unwrap_or_default()
+    }
+
+    /// A monitoring page of node `node` as JSON, if it answers.
+    fn monitor(&self, node: usize, path: &str) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.ports[node][2]);
+        let mut reply = ureq::get(&url).call().ok()?;
+        serde_json::from_str(&reply.body_mut().read_to_string().ok()?).ok()
+    }
+
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            for node in 0..self.children.len() {
+                if let Ok(Some(status)) = self.children[node].try_wait() {
+                    panic!(
+                        "nats-server n{node} exited with {status}:\n{}",
+                        log_tail(&self.dir.path().join(format!("n{node}.log")), 40)
+                    );
+                }
+            }
+            // Every node healthy and following one meta leader, which
+            // sees every other node current: streams can be placed.
+            let metas: Vec<serde_json::Value> = (0..self.children.len())
+                .filter_map(|node| {
+                    self.monitor(node, "/healthz")?;
+                    Some(self.monitor(node, "/jsz")?["meta_cluster"].clone())
+                })
+                .collect();
+            let leader = metas.first().and_then(|m| m["leader"].as_str());
+            let formed = metas.len() == self.children.len()
+                && leader.is_some_and(|leader| {
+                    metas.iter().all(|m| m["leader"] == leader)
+                        && metas.iter().any(|m| {
+                            m["replicas"].as_array().is_some_and(|peers| {
+                                peers.iter().all(|p| p["name"] != leader)
+                                    && peers.iter().filter(|p| p["current"] == true).count() + 1
+                                        >= self.children.len()
+                            })
+                        })
+                });
+            if formed {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the NATS cluster never elected a current JetStream leader:\n{}",
+                log_tail(&self.dir.path().join("n0.log"), 40)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

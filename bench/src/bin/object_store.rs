@@ -53,14 +53,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sextant_bench::{
-    Peer, Rng, dir_bytes, event, flag_value, free_port, now_ms, request_uuid, say, url_encode,
+    Peer, Rng, SeaweedFs, dir_bytes, event, flag_value, free_port, metric_value, now_ms,
+    request_uuid, say, url_encode,
 };
 use sextant_ingest::remote_write::{encode, proto};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -72,10 +73,10 @@ const WARM_RUNS: usize = 5;
 /// Request ids looked up, each once per round.
 const LOOKUPS: u64 = 200;
 /// Where the object-store server keeps its data in the bucket.
-const BUCKET: &str = "sextant";
+const BUCKET: &str = SeaweedFs::BUCKET;
 const PREFIX: &str = "bench";
-const ACCESS_KEY: &str = "sextant-bench";
-const SECRET_KEY: &str = "sextant-bench-secret";
+const ACCESS_KEY: &str = SeaweedFs::ACCESS_KEY;
+const SECRET_KEY: &str = SeaweedFs::SECRET_KEY;
 /// The TSDB's maintenance period for 2 h blocks: once nothing has been
 /// uploaded for longer than this, no maintenance round has more to upload.
 const METRICS_QUIET: Duration = Duration::from_secs(65);
@@ -696,17 +697,6 @@ impl Drop for Node {
     }
 }
 
-/// A sample's value on a `/metrics` page, summed over its series (0 if absent).
-fn metric_value(page: &str, name: &str) -> f64 {
-    page.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// The release `sextant` beside this binary.
 fn sextant_binary() -> PathBuf {
     std::env::current_exe()
@@ -823,195 +813,6 @@ impl UploadWatch {
             _ => 0.0,
         }
     }
-}
-
-// --------------------------------------------------------------- SeaweedFS
-
-/// SeaweedFS (`weed server` with its S3 gateway) on loopback ports, with
-/// bucket [`BUCKET`] and one admin identity; killed and its leftovers
-/// removed on drop. The same set-up as the tests' harness: weed cannot bind
-/// port 0 and its gRPC ports default to HTTP + 10000, so all eight ports are
-/// picked and passed; telemetry (which phones home) and the Iceberg and
-/// Lance listeners (fixed ports) are off.
-struct SeaweedFs {
-    child: Child,
-    dir: tempfile::TempDir,
-    /// Master, volume, filer and S3: each an HTTP and a gRPC port.
-    ports: [u16; 8],
-    python: PathBuf,
-}
-
-const WEED_MASTER: usize = 0;
-const WEED_VOLUME: usize = 2;
-const WEED_FILER: usize = 4;
-const WEED_S3: usize = 6;
-
-impl SeaweedFs {
-    fn start() -> Self {
-        let weed_env = std::env::var_os("SEXTANT_WEED").map(PathBuf::from);
-        let python = std::env::var_os("SEXTANT_TEST_PYTHON")
-            .map(PathBuf::from)
-            .or_else(|| {
-                weed_env
-                    .as_ref()
-                    .map(|w| w.with_file_name("python"))
-                    .filter(|p| p.is_file())
-            })
-            .unwrap_or_else(setup_test_env);
-        let weed = weed_env.unwrap_or_else(|| python.with_file_name("weed"));
-        assert!(
-            weed.is_file(),
-            "{} not found: run scripts/setup-test-env or set SEXTANT_WEED",
-            weed.display()
-        );
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("data")).expect("weed data dir");
-        let identities = serde_json::json!({"identities": [{
-            "name": "sextant",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]});
-        std::fs::write(dir.path().join("s3.json"), identities.to_string()).expect("s3.json");
-        // free_port gives each port back at once: insist on eight distinct.
-        let mut ports = [0; 8];
-        for i in 0..ports.len() {
-            ports[i] = loop {
-                let port = free_port();
-                if !ports[..i].contains(&port) {
-                    break port;
-                }
-            };
-        }
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        let log = std::fs::File::create(dir.path().join("weed.log")).expect("weed.log");
-        let p = ports;
-        let child = Command::new(&weed)
-            // Without it glog also writes weed.* files to /tmp.
-            .arg("-logtostderr")
-            .arg("server")
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-            .arg(format!("-dir={}", path("data")))
-            .arg(format!("-master.port={}", p[WEED_MASTER]))
-            .arg(format!("-master.port.grpc={}", p[WEED_MASTER + 1]))
-            .args([
-                "-master.volumeSizeLimitMB=64",
-                "-master.telemetry=false",
-                "-master.electionTimeout=1s",
-                "-master.resumeState=false",
-            ])
-            .arg(format!("-volume.port={}", p[WEED_VOLUME]))
-            .arg(format!("-volume.port.grpc={}", p[WEED_VOLUME + 1]))
-            // Room for the volumes a 10M-line run needs (64 MB each).
-            .args(["-volume.max=64", "-volume.preStopSeconds=0", "-filer"])
-            .arg(format!("-filer.port={}", p[WEED_FILER]))
-            .arg(format!("-filer.port.grpc={}", p[WEED_FILER + 1]))
-            .arg(format!("-filer.localSocket={}", path("filer.sock")))
-            .arg("-s3")
-            .arg(format!("-s3.port={}", p[WEED_S3]))
-            .arg(format!("-s3.port.grpc={}", p[WEED_S3 + 1]))
-            .arg(format!("-s3.config={}", path("s3.json")))
-            .arg(format!("-s3.localSocket={}", path("s3.sock")))
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("weed.log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", weed.display()));
-        let mut weed = Self {
-            child,
-            dir,
-            ports,
-            python,
-        };
-        // Listings may be answered before the volume server has joined the
-        // master: only a write (s3.py's probe) proves the store ready.
-        let started = Instant::now();
-        while std::net::TcpStream::connect(weed.s3_addr()).is_err() {
-            if let Some(status) = weed.child.try_wait().expect("wait") {
-                panic!("weed exited with {status}:\n{}", weed.log_tail());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "SeaweedFS's S3 never listened:\n{}",
-                weed.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        weed.s3(&["wait", "60"]);
-        weed.s3(&["create-bucket"]);
-        weed
-    }
-
-    fn s3_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.ports[WEED_S3]))
-    }
-
-    /// The keys under `prefix` in the bucket.
-    fn list(&self, prefix: &str) -> Vec<String> {
-        self.s3(&["list", prefix])
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Runs `tests/python/s3.py` (boto3) against the store, straight (not
-    /// through the proxy); panics with its error output if it fails.
-    fn s3(&self, args: &[&str]) -> String {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/s3.py");
-        let out = Command::new(&self.python)
-            .arg(&script)
-            .arg(format!("http://{}", self.s3_addr()))
-            .args(args)
-            .env("S3_BUCKET", BUCKET)
-            .env("S3_ACCESS_KEY", ACCESS_KEY)
-            .env("S3_SECRET_KEY", SECRET_KEY)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "s3.py {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.log_tail()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-}
-
-impl Drop for SeaweedFs {
-    fn drop(&mut self) {
-        // SIGKILL: SIGTERM's graceful gRPC stop takes seconds.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for (server, grpc) in [
-            ("master", WEED_MASTER + 1),
-            ("volume", WEED_VOLUME + 1),
-            ("filer", WEED_FILER + 1),
-            ("s3", WEED_S3 + 1),
-        ] {
-            let socket = format!("/tmp/seaweedfs-{server}-grpc-{}.sock", self.ports[grpc]);
-            let _ = std::fs::remove_file(socket);
-        }
-    }
-}
-
-/// The test venv's python, as `scripts/setup-test-env` prints it (installing
-/// what is missing).
-fn setup_test_env() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-test-env");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 // ------------------------------------------------------------ the proxy
