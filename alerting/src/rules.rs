@@ -305,8 +305,28 @@ pub fn parse_rule_file(path: &Path, text: &str) -> Result<RuleFile> {
     if text.trim().is_empty() {
         return Ok(RuleFile { groups: Vec::new() });
     }
+    // libyaml's time is quadratic in the nesting of flow collections
+    // (`groups: [[[[...]]]]` 60,000 deep took half a minute of CPU).
+    // Every `[` and `{` is counted, quoted or not, so no quoting hides
+    // nesting; a real file has a few per rule.
+    let brackets = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    let limit = sextant_model::depth::max_depth()
+        .saturating_mul(10)
+        .max(MIN_BRACKET_LIMIT);
+    if brackets > limit {
+        return Err(SourceError::new(
+            path,
+            format!(
+                "{brackets} '[' and '{{' in one rule file, more than {limit} (ten times query.max_depth, at least {MIN_BRACKET_LIMIT}): split the file or raise query.max_depth"
+            ),
+        )
+        .into());
+    }
     serde_norway::from_str(text).map_err(|err| SourceError::from_yaml(path, &err).into())
 }
+
+/// The fewest `[` and `{` a rule file may hold whatever `query.max_depth`.
+const MIN_BRACKET_LIMIT: usize = 20_000;
 
 /// Reads and parses one rule file.
 pub fn load_rule_file(path: &Path) -> Result<RuleFile> {

@@ -1038,4 +1038,15 @@ fn check_config_applies_the_depth_budget_to_rule_files() {
         String::from_utf8_lossy(&taken.stderr)
     );
     assert!(String::from_utf8_lossy(&taken.stdout).contains("1 groups, 1 rules"));
+    // Flow collections nested 100,000 deep (the YAML parser's time is
+    // quadratic in that): refused before the parser sees them.
+    std::fs::write(
+        dir.path().join("deep.yml"),
+        format!("groups: {}x{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    let refused = sextant_tests::run_sextant(&["check-config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("deep.yml: 100000 '['"), "{stderr}");
 }
