@@ -25,11 +25,12 @@
 //! that no owner answers for fails the query with 503 naming it: never a
 //! silent gap.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
@@ -38,8 +39,8 @@ use futures_util::StreamExt as _;
 use sextant_model::{Labels, MatchOp, Matcher, PromDuration};
 use sextant_storage::remote::RemoteStore;
 use sextant_storage::{
-    AppendReport, MetricMetadata, MetricsReader, MetricsWriter, SeriesSamples, Tsdb, TsdbConfig,
-    TsdbStats,
+    AppendReport, MetricMetadata, MetricsReader, MetricsWriter, RefSeries, SeriesSamples, Tsdb,
+    TsdbConfig, TsdbStats,
 };
 use tracing::warn;
 
@@ -85,38 +86,128 @@ pub struct ClusterMetrics {
     http: PeerClient,
 }
 
-/// A partition's time-series engine.
-struct MetricsEngine(Arc<Tsdb>);
+/// A partition's time-series engine, with the reference the engine gave
+/// each series it has seen: a record's series are looked up by their label
+/// strings in the record, without building their labels again.
+struct MetricsEngine {
+    tsdb: Arc<Tsdb>,
+    known: Mutex<HashMap<u64, Vec<(Labels, u64)>>>,
+}
+
+/// Series references kept per partition before the map starts over.
+const KNOWN_SERIES: usize = 4_000_000;
+
+fn pairs_hash(pairs: &[(&str, &str)]) -> u64 {
+    let mut key = Vec::with_capacity(pairs.len() * 24);
+    for (name, value) in pairs {
+        key.extend_from_slice(name.as_bytes());
+        key.push(0xff);
+        key.extend_from_slice(value.as_bytes());
+        key.push(0xff);
+    }
+    crate::stable_hash(&key)
+}
+
+fn same_labels(labels: &Labels, pairs: &[(&str, &str)]) -> bool {
+    labels.len() == pairs.len()
+        && labels
+            .iter()
+            .zip(pairs)
+            .all(|(l, (n, v))| &*l.name == *n && &*l.value == *v)
+}
 
 impl Engine for MetricsEngine {
     fn apply(&self, records: &[(u64, Bytes)]) -> Result<Vec<Option<i64>>, String> {
         let mut newest = Vec::with_capacity(records.len());
-        let mut series = Vec::new();
+        let mut decoded = Vec::new();
+        let mut first_version = Vec::new();
         for (_, payload) in records {
-            match wire::decode_series(payload) {
-                Ok(decoded) => {
+            if payload.first() == Some(&1) {
+                // Written by a version before the symbol table.
+                match wire::decode_series(payload) {
+                    Ok(series) => {
+                        newest.push(Some(
+                            series
+                                .iter()
+                                .filter_map(|s| s.samples.iter().map(|x| x.timestamp_ms).max())
+                                .max()
+                                .unwrap_or(i64::MIN),
+                        ));
+                        first_version.extend(series);
+                    }
+                    Err(_) => newest.push(None),
+                }
+                continue;
+            }
+            match wire::decode_series_raw(payload) {
+                Ok(series) => {
                     newest.push(Some(
-                        decoded
+                        series
                             .iter()
                             .filter_map(|s| s.samples.iter().map(|x| x.timestamp_ms).max())
                             .max()
                             .unwrap_or(i64::MIN),
                     ));
-                    series.extend(decoded);
+                    decoded.extend(series);
                 }
                 Err(_) => newest.push(None),
             }
         }
+        // (hash, labels, reference) of each series, looked up once.
+        let mut resolved: Vec<(u64, Labels, u64)> = Vec::with_capacity(decoded.len());
+        {
+            let mut known = self.known.lock().expect("known series");
+            if known.len() > KNOWN_SERIES {
+                known.clear();
+            }
+            for series in &decoded {
+                let hash = pairs_hash(&series.labels);
+                let found = known
+                    .get(&hash)
+                    .and_then(|v| v.iter().find(|(l, _)| same_labels(l, &series.labels)));
+                resolved.push(match found {
+                    Some((labels, reference)) => (hash, labels.clone(), *reference),
+                    None => (hash, Labels::from_pairs(series.labels.iter().copied()), 0),
+                });
+            }
+        }
+        let mut batch: Vec<RefSeries<'_>> = resolved
+            .iter()
+            .zip(&decoded)
+            .map(|((_, labels, reference), series)| RefSeries {
+                labels,
+                series_ref: *reference,
+                samples: &series.samples,
+            })
+            .collect();
         // Refusals (out of bounds, limits) are counted by the engine.
-        self.0.append(&series).map_err(|e| e.to_string())?;
+        self.tsdb
+            .append_ref_series(&mut batch)
+            .map_err(|e| e.to_string())?;
+        if !first_version.is_empty() {
+            self.tsdb
+                .append(&first_version)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut known = self.known.lock().expect("known series");
+        for (item, (hash, labels, before)) in batch.iter().zip(&resolved) {
+            if item.series_ref == *before {
+                continue;
+            }
+            let entries = known.entry(*hash).or_default();
+            match entries.iter_mut().find(|(l, _)| l == labels) {
+                Some(entry) => entry.1 = item.series_ref,
+                None => entries.push((labels.clone(), item.series_ref)),
+            }
+        }
         Ok(newest)
     }
 
     fn checkpoint(&self) -> Option<i64> {
-        if let Err(e) = self.0.maintain() {
+        if let Err(e) = self.tsdb.maintain() {
             warn!(error = %e, "partition maintenance failed");
         }
-        self.0.durable_before()
+        self.tsdb.durable_before()
     }
 }
 
@@ -163,7 +254,12 @@ impl ClusterMetrics {
             log.clone(),
             catalog,
             "metrics",
-            move |partition| open_engine(&settings, partition).map(MetricsEngine),
+            move |partition| {
+                open_engine(&settings, partition).map(|tsdb| MetricsEngine {
+                    tsdb,
+                    known: Mutex::default(),
+                })
+            },
         );
         let metadata_kv = crate::lease::open_kv(
             cluster.jetstream(),
@@ -266,7 +362,7 @@ impl ClusterMetrics {
         );
         let mut answer = Answer::default();
         for (partition, engine) in &engines {
-            let (tsdb, mint, maxt) = (&engine.0, request.mint, request.maxt);
+            let (tsdb, mint, maxt) = (&engine.tsdb, request.mint, request.maxt);
             let done = match request.op.as_str() {
                 "select" => tsdb
                     .select(&matchers, mint, maxt)
@@ -431,10 +527,17 @@ fn series_key(labels: &Labels) -> Vec<u8> {
 
 /// Splits a batch into records of at most [`RECORD_BYTES`] (a series with
 /// more samples than fit is split across records).
-fn encode_records(series: Vec<SeriesSamples>) -> Vec<Bytes> {
+fn encode_records(series: Vec<&SeriesSamples>) -> Vec<Bytes> {
     let mut out = Vec::new();
-    let mut current: Vec<SeriesSamples> = Vec::new();
+    let mut current: Vec<&SeriesSamples> = Vec::new();
+    let mut pieces: Vec<SeriesSamples> = Vec::new();
     let mut size = 0;
+    let flush = |current: &mut Vec<&SeriesSamples>, out: &mut Vec<Bytes>| {
+        if !current.is_empty() {
+            out.push(Bytes::from(wire::encode_series_refs(current)));
+            current.clear();
+        }
+    };
     for s in series {
         let label_bytes: usize = s
             .labels
@@ -442,22 +545,27 @@ fn encode_records(series: Vec<SeriesSamples>) -> Vec<Bytes> {
             .map(|l| l.name.len() + l.value.len() + 4)
             .sum();
         let per_record = ((RECORD_BYTES / 2).saturating_sub(label_bytes) / 16).max(1);
-        for samples in s.samples.chunks(per_record) {
-            let bytes = label_bytes + samples.len() * 16 + 8;
-            if size + bytes > RECORD_BYTES && !current.is_empty() {
-                out.push(Bytes::from(wire::encode_series(&current)));
-                current.clear();
+        if s.samples.len() <= per_record {
+            let bytes = label_bytes + s.samples.len() * 16 + 8;
+            if size + bytes > RECORD_BYTES {
+                flush(&mut current, &mut out);
                 size = 0;
             }
             size += bytes;
-            current.push(SeriesSamples {
+            current.push(s);
+            continue;
+        }
+        // Too many samples for one record: pieces of their own.
+        for samples in s.samples.chunks(per_record) {
+            pieces.push(SeriesSamples {
                 labels: s.labels.clone(),
                 samples: samples.to_vec(),
             });
         }
     }
-    if !current.is_empty() {
-        out.push(Bytes::from(wire::encode_series(&current)));
+    flush(&mut current, &mut out);
+    for piece in &pieces {
+        out.push(Bytes::from(wire::encode_series_refs(&[piece])));
     }
     out
 }
@@ -465,7 +573,7 @@ fn encode_records(series: Vec<SeriesSamples>) -> Vec<Bytes> {
 impl MetricsWriter for ClusterMetrics {
     fn append(&self, batch: &[SeriesSamples]) -> sextant_storage::Result<AppendReport> {
         let partitions = self.cluster.partitions();
-        let mut parts: BTreeMap<u32, Vec<SeriesSamples>> = BTreeMap::new();
+        let mut parts: BTreeMap<u32, Vec<&SeriesSamples>> = BTreeMap::new();
         let mut total = 0u64;
         for series in batch {
             if series.samples.is_empty() {
@@ -475,7 +583,7 @@ impl MetricsWriter for ClusterMetrics {
             parts
                 .entry(partition_of(&series_key(&series.labels), partitions))
                 .or_default()
-                .push(series.clone());
+                .push(series);
         }
         let mut records = Vec::new();
         for (partition, series) in parts {
@@ -615,12 +723,12 @@ mod tests {
                     .collect(),
             })
             .collect();
-        let out = encode_records(series);
+        let out = encode_records(series.iter().collect());
         assert!(out.len() > 1);
         let mut samples = 0;
         for record in &out {
             assert!(record.len() <= crate::log::MAX_MESSAGE, "{}", record.len());
-            samples += wire::decode_series(record)
+            samples += wire::decode_series_raw(record)
                 .unwrap()
                 .iter()
                 .map(|s| s.samples.len())

@@ -21,7 +21,7 @@ use crate::{Cluster, Error, PartitionLog};
 
 /// How long a read waits for an owner to apply what its log held when the
 /// read began, before it names the partition as lagging.
-pub(crate) const READ_PATIENCE: Duration = Duration::from_secs(5);
+pub(crate) const READ_PATIENCE: Duration = Duration::from_secs(10);
 /// How long an owner goes without a record before it asks whether the log
 /// has more than it was given.
 const STALL_CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -112,16 +112,33 @@ impl<E: Engine> Owners<E> {
                 _ => missing.push(partition),
             }
         }
+        let deadline = Instant::now() + patience;
         let log = self.log.clone();
         let wanted: Vec<u32> = owned.iter().map(|(p, _)| *p).collect();
+        // The ends of the partitions' logs, asked again while JetStream
+        // does not answer (a leader election, a busy machine).
         let ends = crate::peer::wait(runtime, async move {
-            futures_util::future::join_all(wanted.iter().map(|p| log.last_sequence(*p))).await
+            let ask = |partition: u32| {
+                let log = log.clone();
+                async move {
+                    loop {
+                        match log.last_sequence(partition).await {
+                            Ok(end) => return Ok(end),
+                            Err(e) if Instant::now() < deadline => {
+                                tracing::debug!(partition, error = %e, "the end of a partition: retried");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            };
+            futures_util::future::join_all(wanted.into_iter().map(ask)).await
         });
         let Ok(ends) = ends else {
             missing.extend(owned.iter().map(|(p, _)| *p));
             return (Vec::new(), missing);
         };
-        let deadline = Instant::now() + patience;
         let mut out = Vec::new();
         for ((partition, owner), end) in owned.into_iter().zip(ends) {
             let Ok(end) = end else {

@@ -226,6 +226,106 @@ pub fn pack_items(items: Vec<Vec<u8>>, max: usize) -> Vec<bytes::Bytes> {
     out
 }
 
+/// The version of a record whose label names and values are a table of
+/// strings at its start, each series naming them by number: a label
+/// repeated across the record's series (`job`, `instance`, `__name__`)
+/// is sent once.
+const SYMBOLS: u8 = 2;
+
+/// Series as one record with a symbol table.
+pub fn encode_series_refs(batch: &[&SeriesSamples]) -> Vec<u8> {
+    let mut symbols: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    let mut body = Writer { buf: Vec::new() };
+    body.varint(batch.len() as u64);
+    for series in batch {
+        body.varint(series.labels.len() as u64);
+        for label in series.labels.iter() {
+            for text in [&*label.name, &*label.value] {
+                let id = *symbols.entry(text).or_insert_with(|| {
+                    order.push(text);
+                    order.len() as u64 - 1
+                });
+                body.varint(id);
+            }
+        }
+        body.varint(series.samples.len() as u64);
+        for sample in &series.samples {
+            body.buf
+                .extend_from_slice(&sample.timestamp_ms.to_le_bytes());
+            body.buf
+                .extend_from_slice(&sample.value.to_bits().to_le_bytes());
+        }
+    }
+    let mut w = Writer { buf: vec![SYMBOLS] };
+    w.varint(order.len() as u64);
+    for text in order {
+        w.str(text);
+    }
+    w.buf.extend_from_slice(&body.buf);
+    w.finish()
+}
+
+/// One series of a record, its labels still in the record.
+#[derive(Debug)]
+pub struct RawSeries<'a> {
+    /// Name and value of each label, in the order the writer had them
+    /// (sorted by name, as [`Labels`] keeps them).
+    pub labels: Vec<(&'a str, &'a str)>,
+    pub samples: Vec<Sample>,
+}
+
+/// The series of a record, borrowing their label strings from it.
+pub fn decode_series_raw(record: &[u8]) -> Result<Vec<RawSeries<'_>>, String> {
+    match record.first() {
+        Some(&SYMBOLS) => {}
+        Some(v) => return Err(format!("unknown record version {v}")),
+        None => return Err("empty record".into()),
+    }
+    let mut r = Reader {
+        buf: record,
+        pos: 1,
+    };
+    let n = r.count(1)?;
+    let mut symbols = Vec::with_capacity(n);
+    for _ in 0..n {
+        symbols.push(r.str()?);
+    }
+    let symbol = |id: u64| {
+        symbols
+            .get(id as usize)
+            .copied()
+            .ok_or_else(|| format!("symbol {id} of {}", symbols.len()))
+    };
+    let n = r.count(2)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let labels_n = r.count(2)?;
+        let mut labels = Vec::with_capacity(labels_n);
+        for _ in 0..labels_n {
+            labels.push((symbol(r.varint()?)?, symbol(r.varint()?)?));
+        }
+        let samples_n = r.count(16)?;
+        let mut samples = Vec::with_capacity(samples_n);
+        for _ in 0..samples_n {
+            let timestamp_ms = r.u64()? as i64;
+            let value = f64::from_bits(r.u64()?);
+            samples.push(Sample {
+                timestamp_ms,
+                value,
+            });
+        }
+        out.push(RawSeries { labels, samples });
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last series",
+            record.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
 /// A batch of series as one record.
 pub fn encode_series(batch: &[SeriesSamples]) -> Vec<u8> {
     let mut w = Writer::new();
@@ -295,5 +395,16 @@ mod tests {
         huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(decode_series(&huge).unwrap_err().contains("exceeds"));
         assert!(decode_series(&[9]).unwrap_err().contains("version"));
+
+        let refs: Vec<&SeriesSamples> = batch.iter().collect();
+        let record = encode_series_refs(&refs);
+        let raw = decode_series_raw(&record).unwrap();
+        assert_eq!(raw.len(), 2);
+        assert_eq!(raw[0].labels, [("__name__", "up"), ("job", "a")]);
+        assert_eq!(raw[0].samples[1], batch[0].samples[1]);
+        assert!(raw[1].samples.is_empty());
+        for cut in 1..record.len() {
+            assert!(decode_series_raw(&record[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

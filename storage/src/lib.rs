@@ -40,7 +40,7 @@ pub struct StorageConfig {
 }
 
 pub use tsdb::{
-    AppendReport, MetricMetadata, RefSample, SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
+    AppendReport, MetricMetadata, RefSample, RefSeries, SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
 };
 
 use sextant_model::{Labels, Matcher, Sample};

@@ -81,6 +81,15 @@ pub struct RefSample<'a> {
     pub sample: Sample,
 }
 
+/// A series' samples by the reference the engine wrote back last time (0
+/// when unknown), as [`RefSample`] is for one sample.
+#[derive(Debug)]
+pub struct RefSeries<'a> {
+    pub labels: &'a Labels,
+    pub series_ref: u64,
+    pub samples: &'a [Sample],
+}
+
 /// One series' samples on their way in, with where to put its reference.
 struct AppendItem<'a> {
     labels: &'a Labels,
@@ -333,6 +342,17 @@ impl Tsdb {
             labels: s.labels,
             series_ref: Some(&mut s.series_ref),
             samples: std::slice::from_ref(&s.sample),
+        }))
+    }
+
+    /// As [`Tsdb::append_refs`], several samples per series: what a cluster
+    /// partition's owner applies, its series references kept between
+    /// records so a known series skips the lookup by labels.
+    pub fn append_ref_series(&self, batch: &mut [RefSeries<'_>]) -> Result<AppendReport> {
+        self.append_items(batch.iter_mut().map(|s| AppendItem {
+            labels: s.labels,
+            series_ref: Some(&mut s.series_ref),
+            samples: s.samples,
         }))
     }
 

@@ -18,7 +18,7 @@ mod wal;
 pub use crate::block_store::{BlockStore, LocalBlockStore};
 pub(crate) use block::Block;
 pub use block::BlockMeta;
-pub use db::{AppendReport, MetricMetadata, RefSample, SeriesSamples, Tsdb, TsdbConfig};
+pub use db::{AppendReport, MetricMetadata, RefSample, RefSeries, SeriesSamples, Tsdb, TsdbConfig};
 pub use head::RejectReason;
 pub use stats::TsdbStats;
 pub(crate) use wal::verify as verify_wal;
