@@ -279,12 +279,12 @@ fn now_ms() -> i64 {
 
 /// Every partition owned and every node owning some, as `node` sees it:
 /// the partitions have settled after the nodes joined.
-fn all_owned(node: &Sextant, partitions: usize) -> bool {
+fn all_owned(node: &Sextant, partitions: usize, nodes: usize) -> bool {
     let status = node.get("/api/v1/status/cluster").json();
     status["data"]["owners"].as_object().is_some_and(|o| {
         let holders: std::collections::BTreeSet<&str> =
             o.values().filter_map(Value::as_str).collect();
-        o.len() == partitions && holders.len() == 3
+        o.len() == partitions && holders.len() == nodes
     })
 }
 
@@ -324,6 +324,83 @@ fn data_of(node: &Sextant, path: &str) -> Value {
     }
 }
 
+/// Every acknowledged write `(series name, t)` named `<prefix>...` is on
+/// `node` with its three samples, once. A partition whose owner is still
+/// catching up (after a NATS server died, its consumer moves to another)
+/// answers 503 and is asked again for up to 30 s.
+fn all_acknowledged_are_there(node: &Sextant, prefix: &str, acknowledged: &[(String, i64)]) {
+    let selector = format!("{{__name__=~\"{prefix}.*\"}}");
+    let expected: BTreeMap<String, Vec<i64>> = acknowledged
+        .iter()
+        .map(|(name, now)| (format!("{name}{{}}"), vec![now - 2_000, now - 1_000, *now]))
+        .collect();
+    let mut exported = BTreeMap::new();
+    let mut last_error = String::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let answer = node.get(&format!("/api/v1/export?match[]={}", url_encode(&selector)));
+        if answer.status != 200 {
+            last_error = answer.body;
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        exported = node
+            .export(&selector)
+            .into_iter()
+            .map(|(k, p)| (k, p.iter().map(|(t, _)| *t).collect::<Vec<i64>>()))
+            .filter(|(k, _)| expected.contains_key(k))
+            .collect();
+        if exported == expected {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|(k, v)| exported.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    // What the node said of its partitions, to tell a lag from a loss.
+    let owners: Vec<String> = node
+        .logs()
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("caught up") || l.contains("replaying"))
+        .map(|l| l.chars().take(400).collect())
+        .collect();
+    panic!(
+        "{} of {} acknowledged writes missing, e.g. {:?} (last answer: {last_error})\n{}",
+        missing.len(),
+        expected.len(),
+        &missing[..missing.len().min(5)],
+        owners.join("\n")
+    );
+}
+
+/// Writes a series named `<prefix><i>` through `node` every 20 ms while
+/// `writing` holds; what was acknowledged, and what failed.
+fn write_while(
+    node: &Sextant,
+    prefix: &str,
+    writing: &std::sync::atomic::AtomicBool,
+) -> (Vec<(String, i64)>, Vec<String>) {
+    let (mut acknowledged, mut failed) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while writing.load(std::sync::atomic::Ordering::Relaxed) {
+        let name = format!("{prefix}{i}");
+        let now = now_ms();
+        let samples = [(now - 2_000, 1.0), (now - 1_000, 2.0), (now, 3.0)];
+        let reply = node.remote_write(vec![series(&[("__name__", &name)], &samples)]);
+        if reply.status == 204 {
+            acknowledged.push((name, now));
+        } else {
+            failed.push(format!("{} {}", reply.status, reply.body));
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (acknowledged, failed)
+}
+
 #[test]
 fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
     let mut nats = NatsCluster::start(3);
@@ -333,7 +410,10 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
     let b_config = node_config(scratch.path(), "b", &nats, &s3, &receiver.url(""));
     let start = |node: &str| {
         let config = node_config(scratch.path(), node, &nats, &s3, &receiver.url(""));
-        Sextant::builder().args(["--config", &config]).start()
+        Sextant::builder()
+            .data_dir(&scratch.path().join(format!("{node}-data")))
+            .args(["--config", &config])
+            .start()
     };
     let a = start("a");
     let b = start("b");
@@ -341,7 +421,7 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
     let single = Sextant::start();
     for node in [&a, &b, &c] {
         wait_until("every partition owned", Duration::from_secs(30), || {
-            all_owned(node, 8)
+            all_owned(node, 8, 3)
         });
     }
 
@@ -669,61 +749,7 @@ handler.close()
     let acknowledged = acknowledged.into_inner().unwrap();
     assert!(acknowledged.len() > 50, "{}", acknowledged.len());
     for node in [&b, &c] {
-        // Reads are eventually consistent: a write is seen once its
-        // partition's owner has applied it, which after a NATS server died
-        // waits for the owner's consumer to move to another server.
-        let expected: BTreeMap<String, Vec<i64>> = acknowledged
-            .iter()
-            .map(|(name, now)| (format!("{name}{{}}"), vec![now - 2_000, now - 1_000, *now]))
-            .collect();
-        let mut exported = BTreeMap::new();
-        let mut last_error = String::new();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
-            // 503 while a partition's owner catches up.
-            let answer = node.get(&format!(
-                "/api/v1/export?match[]={}",
-                url_encode("{__name__=~\"during_kill_.*\"}")
-            ));
-            if answer.status != 200 {
-                last_error = answer.body;
-                std::thread::sleep(Duration::from_millis(500));
-                continue;
-            }
-            exported = node
-                .export("{__name__=~\"during_kill_.*\"}")
-                .into_iter()
-                .map(|(k, p)| (k, p.iter().map(|(t, _)| *t).collect::<Vec<i64>>()))
-                .filter(|(k, _)| expected.contains_key(k))
-                .collect();
-            if exported == expected {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|(k, v)| exported.get(*k) != Some(*v))
-            .map(|(k, _)| k)
-            .collect();
-        if !missing.is_empty() {
-            // What the node said of its partitions, to tell a lag from a loss.
-            let owners: Vec<String> = node
-                .logs()
-                .lines()
-                .filter(|l| {
-                    l.contains("WARN") || l.contains("caught up") || l.contains("replaying")
-                })
-                .map(|l| l.chars().take(400).collect())
-                .collect();
-            panic!(
-                "{} of {} acknowledged writes missing, e.g. {:?} (last answer: {last_error})\n{}",
-                missing.len(),
-                expected.len(),
-                &missing[..missing.len().min(5)],
-                owners.join("\n")
-            );
-        }
+        all_acknowledged_are_there(node, "during_kill_", &acknowledged);
         telemetry_is_whole(node);
         // And the half hour written before the kill is whole.
         let path = format!(
@@ -744,6 +770,49 @@ handler.close()
         String::from_utf8_lossy(&checked.stderr)
     );
     assert!(stdout.contains("cluster/metrics/p"), "{stdout}");
+
+    // A rolling restart of b and c under load, each stopped with SIGTERM
+    // (it hands its partitions over) while writes go through the other:
+    // no write fails, and every acknowledged one is there.
+    let restart = |node: Sextant, name: &str| {
+        let (status, _) = node.stop_with("TERM", Duration::from_secs(20));
+        assert!(status.success(), "{name} stopped with {status}");
+        Sextant::builder()
+            .data_dir(&scratch.path().join(format!("{name}-data")))
+            .args([
+                "--config",
+                scratch
+                    .path()
+                    .join(format!("{name}.yaml"))
+                    .to_str()
+                    .unwrap(),
+            ])
+            .start()
+    };
+    let mut acknowledged = Vec::new();
+    let mut failed = Vec::new();
+    let mut roll = |writer: &Sextant, restarted: Sextant, name: &str, prefix: &str| {
+        let writing = std::sync::atomic::AtomicBool::new(true);
+        let (node, (done, refused)) = std::thread::scope(|scope| {
+            let stop = StopOnDrop(&writing);
+            let written = scope.spawn(|| write_while(writer, prefix, &writing));
+            std::thread::sleep(Duration::from_secs(1));
+            let node = restart(restarted, name);
+            wait_until("the partitions settled", Duration::from_secs(30), || {
+                all_owned(&node, 8, 2)
+            });
+            drop(stop);
+            (node, written.join().unwrap())
+        });
+        acknowledged.extend(done);
+        failed.extend(refused);
+        node
+    };
+    let b = roll(&c, b, "b", "rolling_b_");
+    let _c = roll(&b, c, "c", "rolling_c_");
+    assert_eq!(failed, Vec::<String>::new());
+    assert!(acknowledged.len() > 40, "{}", acknowledged.len());
+    all_acknowledged_are_there(&b, "rolling_", &acknowledged);
 }
 
 #[test]
