@@ -355,6 +355,12 @@ impl ClusterMetrics {
                 Matcher::new(name.clone(), op, value.clone())
             })
             .collect::<Result<Vec<_>, String>>()?;
+        if !matches!(
+            request.op.as_str(),
+            "select" | "series" | "label_names" | "label_values"
+        ) {
+            return Err(format!("unknown read {:?}", request.op));
+        }
         let (engines, missing) = self.owners.consistent(
             &self.runtime,
             &request.partitions,
