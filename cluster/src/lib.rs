@@ -57,7 +57,7 @@ pub use peer::forward;
 pub use spans::{ClusterSpans, SpanSettings};
 
 /// `cluster:` in the config file. Without it a node runs alone.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// This node's name, unique in the cluster.
@@ -78,6 +78,20 @@ pub struct ClusterConfig {
     /// those tokens, with the `query` scope and no tenant.
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("nats", &self.nats)
+            .field("partitions", &self.partitions)
+            .field("replicas", &self.replicas)
+            .field("advertise", &self.advertise)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 fn default_partitions() -> u32 {

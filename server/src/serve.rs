@@ -383,8 +383,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    // Cluster mode: join, then read and write metrics through the
-    // partitions (config checks made sure the object store is there).
+    // Cluster mode: join, then read and write metrics, logs and spans
+    // through the partitions (config checks made sure the object store is
+    // there).
     let mut cluster_tasks = Vec::new();
     let joined = match (cluster_config, remote.clone()) {
         (Some(config), Some(remote)) => {
@@ -563,10 +564,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         parts.metrics.stop();
         parts.logs.stop();
         parts.spans.stop();
-        cluster.leave().await;
+        // The membership loop first, so that it takes nothing back.
         for task in cluster_tasks {
             task.abort();
         }
+        cluster.leave().await;
     }
     background.stop();
     if let Err(err) = tsdb.sync() {
