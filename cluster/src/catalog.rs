@@ -38,9 +38,27 @@ struct Entry {
     epoch: u64,
     from: u64,
     node: String,
+    /// The partition engine's earliest time it still takes samples at
+    /// (ms; metrics only): writers refuse older ones as out of bounds, as a
+    /// single node does.
+    #[serde(default)]
+    min_valid_ms: Option<i64>,
+}
+
+/// The earliest sample time each partition of `kind` takes, as its owner
+/// last wrote it in `entries` (catalog key -> value).
+pub(crate) fn min_valid_of(key: &str, value: &[u8]) -> Option<(u32, i64)> {
+    let partition = key.rsplit_once(".p")?.1.parse().ok()?;
+    let entry: Entry = serde_json::from_slice(value).ok()?;
+    Some((partition, entry.min_valid_ms?))
 }
 
 impl Catalog {
+    /// The bucket itself, to watch.
+    pub(crate) fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
     /// Opens (creating) the bucket.
     pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, Error> {
         Ok(Self {
@@ -109,16 +127,16 @@ impl Catalog {
         checkpoint: &mut Checkpoint,
         from: u64,
         node: &str,
+        min_valid_ms: Option<i64>,
     ) -> Result<bool, Error> {
-        match self
-            .kv
-            .update(
-                key,
-                encode(checkpoint.epoch, from, node),
-                checkpoint.revision,
-            )
-            .await
-        {
+        let value = serde_json::to_vec(&Entry {
+            epoch: checkpoint.epoch,
+            from,
+            node: node.to_owned(),
+            min_valid_ms,
+        })
+        .expect("a catalog entry serialises");
+        match self.kv.update(key, value.into(), checkpoint.revision).await {
             Ok(revision) => {
                 checkpoint.revision = revision;
                 checkpoint.from = from;
@@ -135,6 +153,7 @@ fn encode(epoch: u64, from: u64, node: &str) -> bytes::Bytes {
         epoch,
         from,
         node: node.to_owned(),
+        min_valid_ms: None,
     })
     .expect("a catalog entry serialises")
     .into()

@@ -38,6 +38,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use sextant_model::{Labels, MatchOp, Matcher, PromDuration};
 use sextant_storage::remote::RemoteStore;
+use sextant_storage::tsdb::RejectReason;
 use sextant_storage::{
     AppendReport, MetricMetadata, MetricsReader, MetricsWriter, RefSeries, SeriesSamples, Tsdb,
     TsdbConfig, TsdbStats,
@@ -83,6 +84,12 @@ pub struct ClusterMetrics {
     next_id: AtomicU64,
     owners: Arc<Owners<MetricsEngine>>,
     metadata: RwLock<BTreeMap<String, MetricMetadata>>,
+    /// Per partition, the earliest sample time its owner takes, from the
+    /// catalog: older samples are refused here, as a single node refuses
+    /// them, rather than acknowledged and then dropped by the owner.
+    min_valid: RwLock<HashMap<u32, i64>>,
+    catalog: Catalog,
+    stats: Arc<TsdbStats>,
     http: PeerClient,
 }
 
@@ -203,6 +210,10 @@ impl Engine for MetricsEngine {
         Ok(newest)
     }
 
+    fn min_valid_ms(&self) -> Option<i64> {
+        Some(self.tsdb.min_valid_time())
+    }
+
     fn checkpoint(&self) -> Option<i64> {
         if let Err(e) = self.tsdb.maintain() {
             warn!(error = %e, "partition maintenance failed");
@@ -249,10 +260,11 @@ impl ClusterMetrics {
     ) -> Result<Arc<Self>, Error> {
         let log = cluster.log("metrics", LOG_MAX_AGE).await?;
         let catalog = Catalog::open(cluster.jetstream(), cluster.replicas()).await?;
+        let stats = settings.stats.clone();
         let owners = Owners::new(
             cluster.clone(),
             log.clone(),
-            catalog,
+            catalog.clone(),
             "metrics",
             move |partition| {
                 open_engine(&settings, partition).map(|tsdb| MetricsEngine {
@@ -278,6 +290,9 @@ impl ClusterMetrics {
             next_id: AtomicU64::new(0),
             owners,
             metadata: RwLock::default(),
+            min_valid: RwLock::default(),
+            catalog,
+            stats,
             http,
         }))
     }
@@ -297,6 +312,7 @@ impl ClusterMetrics {
             }
         }
         let _watcher = AbortOnDrop(tokio::spawn(self.clone().watch_metadata()));
+        let _bounds = AbortOnDrop(tokio::spawn(self.clone().watch_bounds()));
         self.owners.clone().run().await;
     }
 
@@ -304,6 +320,32 @@ impl ClusterMetrics {
     /// catalog; nothing acknowledged is only here).
     pub fn stop(&self) {
         self.owners.stop();
+    }
+
+    /// Keeps `min_valid` in step with what the owners write in the catalog.
+    async fn watch_bounds(self: Arc<Self>) {
+        loop {
+            match self.catalog.kv().watch_all_from_revision(1).await {
+                Ok(mut entries) => {
+                    while let Some(entry) = entries.next().await {
+                        let Ok(entry) = entry else { break };
+                        if !entry.key.starts_with("metrics.p") {
+                            continue;
+                        }
+                        if let Some((partition, min_valid)) =
+                            crate::catalog::min_valid_of(&entry.key, &entry.value)
+                        {
+                            self.min_valid
+                                .write()
+                                .expect("bounds")
+                                .insert(partition, min_valid);
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot watch the catalog"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     async fn watch_metadata(self: Arc<Self>) {
@@ -581,15 +623,49 @@ impl MetricsWriter for ClusterMetrics {
         let partitions = self.cluster.partitions();
         let mut parts: BTreeMap<u32, Vec<&SeriesSamples>> = BTreeMap::new();
         let mut total = 0u64;
-        for series in batch {
-            if series.samples.is_empty() {
-                continue;
+        let mut report = AppendReport::default();
+        // Series with samples older than their partition takes, without them.
+        let mut trimmed: Vec<(u32, SeriesSamples)> = Vec::new();
+        {
+            let bounds = self.min_valid.read().expect("bounds");
+            for series in batch {
+                if series.samples.is_empty() {
+                    continue;
+                }
+                let partition = partition_of(&series_key(&series.labels), partitions);
+                let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
+                let old = series
+                    .samples
+                    .iter()
+                    .filter(|s| s.timestamp_ms < min_valid)
+                    .count();
+                if old > 0 {
+                    report.reject(RejectReason::OutOfBounds, old as u64, &series.labels);
+                    self.stats.reject(RejectReason::OutOfBounds, old as u64);
+                    let kept: Vec<_> = series
+                        .samples
+                        .iter()
+                        .filter(|s| s.timestamp_ms >= min_valid)
+                        .copied()
+                        .collect();
+                    if !kept.is_empty() {
+                        total += kept.len() as u64;
+                        trimmed.push((
+                            partition,
+                            SeriesSamples {
+                                labels: series.labels.clone(),
+                                samples: kept,
+                            },
+                        ));
+                    }
+                    continue;
+                }
+                total += series.samples.len() as u64;
+                parts.entry(partition).or_default().push(series);
             }
-            total += series.samples.len() as u64;
-            parts
-                .entry(partition_of(&series_key(&series.labels), partitions))
-                .or_default()
-                .push(series);
+        }
+        for (partition, series) in &trimmed {
+            parts.entry(*partition).or_default().push(series);
         }
         let mut records = Vec::new();
         for (partition, series) in parts {
@@ -604,10 +680,8 @@ impl MetricsWriter for ClusterMetrics {
                     "the cluster's log did not take the write ({e}); retry"
                 ))
             })?;
-        Ok(AppendReport {
-            accepted: total,
-            ..AppendReport::default()
-        })
+        report.accepted = total;
+        Ok(report)
     }
 
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> sextant_storage::Result<()> {

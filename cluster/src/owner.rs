@@ -45,6 +45,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// which everything applied is in the object store; `None` while
     /// uploads wait.
     fn checkpoint(&self) -> Option<i64>;
+    /// The earliest sample time the engine still takes (ms), when it
+    /// refuses older ones.
+    fn min_valid_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// One partition this node owns.
@@ -390,9 +395,10 @@ impl<E: Engine> Owners<E> {
                 }
                 let from = unsealed.front().map_or(next, |(sequence, _)| *sequence);
                 if from > checkpoint.from {
+                    let min_valid = owner.engine.min_valid_ms();
                     if !self
                         .catalog
-                        .advance(&key, &mut checkpoint, from, &node)
+                        .advance(&key, &mut checkpoint, from, &node, min_valid)
                         .await?
                     {
                         warn!(kind, partition, epoch, "fenced out by a later owner");

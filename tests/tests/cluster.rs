@@ -666,6 +666,34 @@ handler.close()
         assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
     }
 
+    // A sample older than its partition's newest block is refused by the
+    // node that receives it, as a single node refuses it, once the owner
+    // has published where its head starts (at its next checkpoint).
+    let old = series(
+        &[
+            ("__name__", "requests_total"),
+            ("job", "job0"),
+            ("instance", "host0"),
+        ],
+        &[(begin + 1, 1.0)],
+    );
+    let started = Instant::now();
+    let refused = loop {
+        let reply = a.remote_write(vec![old.clone()]);
+        if reply.status == 400 || started.elapsed() > Duration::from_secs(40) {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("older than the newest persisted block"),
+        "{}",
+        refused.body
+    );
+
     // What the nodes say to each other refuses bad input by name, and the
     // node goes on answering (asked for a partition it owns).
     let status = b.get("/api/v1/status/cluster").json();

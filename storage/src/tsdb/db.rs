@@ -119,6 +119,18 @@ impl RejectKey {
 }
 
 impl AppendReport {
+    /// Counts `n` samples of `labels` refused for `reason` (a writer that
+    /// refuses before the engine sees them: cluster mode's).
+    pub fn reject(&mut self, reason: RejectReason, n: u64, labels: &Labels) {
+        if n == 0 {
+            return;
+        }
+        *self.rejected.entry(RejectKey::of(reason)).or_default() += n;
+        if self.first_rejection.is_none() {
+            self.first_rejection = Some(format!("{labels}: {}", reason.describe()));
+        }
+    }
+
     /// Samples refused in all.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
@@ -691,6 +703,12 @@ impl Tsdb {
         self.reopen_evicted()?;
         self.refresh_stats();
         Ok(())
+    }
+
+    /// The earliest time the engine takes samples at: older ones are out
+    /// of bounds (their time is in a block already).
+    pub fn min_valid_time(&self) -> i64 {
+        self.head.read().expect("head lock").min_valid_time
     }
 
     /// The time before which every sample the head was given is in a block
