@@ -346,7 +346,7 @@ impl ClusterLogs {
                     merged.cursors.extend(answer.cursors);
                     merged.missing.extend(answer.missing);
                 }
-                Err(e) if e.contains(" 400 ") => {
+                Err(e) if crate::peer::refused_as_bad(&e) => {
                     return Err(sextant_storage::Error::BadQuery(e));
                 }
                 Err(e) => {

@@ -501,6 +501,9 @@ impl ClusterMetrics {
         for (partitions, answer) in remote_partitions.into_iter().zip(answers) {
             match answer {
                 Ok(body) => bodies.push(Ok(body)),
+                Err(e) if crate::peer::refused_as_bad(&e) => {
+                    return Err(sextant_storage::Error::BadQuery(e));
+                }
                 Err(e) => {
                     warn!(error = %e, "a node did not answer a read");
                     missing.extend(partitions);

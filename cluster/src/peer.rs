@@ -98,6 +98,12 @@ pub(crate) fn route_patiently(
     }
 }
 
+/// Whether a node refused a read as bad (400): the query is at fault, not
+/// the node, and the error goes back to the caller as it is.
+pub(crate) fn refused_as_bad(error: &str) -> bool {
+    error.contains(" answered 400")
+}
+
 /// The error of a read some partitions did not answer.
 pub(crate) fn partial(kind: &str, missing: &BTreeSet<u32>) -> sextant_storage::Error {
     let list: Vec<String> = missing.iter().map(u32::to_string).collect();
@@ -243,4 +249,19 @@ async fn request_once(
         .map_err(|e| format!("{address}: {e}"))?
         .to_bytes();
     Ok((status, content_type, bytes.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_refusal_is_told_from_a_node_that_did_not_answer() {
+        let status = 400;
+        assert!(super::refused_as_bad(&format!(
+            "127.0.0.1:7070 answered {status}: invalid regex"
+        )));
+        assert!(!super::refused_as_bad(
+            "127.0.0.1:7070 answered 503: partitions 1 have no owner"
+        ));
+        assert!(!super::refused_as_bad("connect to 127.0.0.1:7070: refused"));
+    }
 }

@@ -319,7 +319,7 @@ impl ClusterSpans {
                         }
                     }
                 }
-                Err(e) if e.contains(" 400 ") => {
+                Err(e) if crate::peer::refused_as_bad(&e) => {
                     return Err(sextant_storage::Error::BadQuery(e));
                 }
                 Err(e) => {
