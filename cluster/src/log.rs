@@ -158,6 +158,36 @@ impl PartitionLog {
         }
     }
 
+    /// Appends each partition's items, packed into records of at most
+    /// `record_bytes`, each under a fresh message id from `ids`; waits from
+    /// this (blocking) thread, and names a failure as the 503 a sender
+    /// retries.
+    pub(crate) fn append_items_from_blocking(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        parts: std::collections::BTreeMap<u32, Vec<Vec<u8>>>,
+        record_bytes: usize,
+        ids: impl Fn() -> String,
+        patience: Duration,
+    ) -> sextant_storage::Result<()> {
+        let mut messages = Vec::new();
+        for (partition, items) in parts {
+            for payload in crate::wire::pack_items(items, record_bytes) {
+                messages.push((partition, ids(), payload));
+            }
+        }
+        let log = self.clone();
+        crate::peer::wait(
+            runtime,
+            async move { log.append_all(messages, patience).await },
+        )?
+        .map_err(|e| {
+            sextant_storage::Error::Unavailable(format!(
+                "the cluster's log did not take the write ({e}); retry"
+            ))
+        })
+    }
+
     /// Up to `max` records of `partition` from sequence `from` on, in order,
     /// waiting up to `wait` for the first.
     pub async fn read(

@@ -25,7 +25,7 @@ use sextant_storage::{LogReader, LogWriter};
 
 use crate::catalog::Catalog;
 use crate::owner::{Engine, Owners};
-use crate::peer::{PeerClient, partial, route_patiently, wait};
+use crate::peer::PeerClient;
 use crate::{Cluster, Error, PartitionLog, partition_of};
 
 /// How long the log keeps a record its owner has not trimmed: logs are
@@ -311,55 +311,27 @@ impl ClusterLogs {
     /// Asks every partition; fails naming the ones no owner answered for.
     fn read(&self, call: LogCall) -> sextant_storage::Result<LogAnswer> {
         let all: Vec<u32> = (0..self.cluster.partitions()).collect();
-        let route = route_patiently(
+        crate::peer::fan_out(
             &self.cluster,
+            &self.runtime,
+            &self.http,
             || self.owners.owned(),
             &all,
-            crate::owner::READ_PATIENCE,
-        );
-        let mut missing = route.missing;
-        let mut merged = self
-            .read_local(&LogRead {
-                partitions: route.local,
+            ("log", "/internal/v1/logs/read"),
+            |partitions| LogRead {
+                partitions,
                 call: call.clone(),
-            })
-            .map_err(sextant_storage::Error::BadQuery)?;
-        let calls = route.remote.into_iter().map(|(address, partitions)| {
-            let http = self.http.clone();
-            let read = LogRead {
-                partitions: partitions.clone(),
-                call: call.clone(),
-            };
-            async move {
-                let answer: Result<LogAnswer, String> =
-                    http.call(&address, "/internal/v1/logs/read", &read).await;
-                (partitions, answer)
-            }
-        });
-        let answers = wait(&self.runtime, futures_util::future::join_all(calls))?;
-        for (partitions, answer) in answers {
-            match answer {
-                Ok(answer) => {
-                    merged.total += answer.total;
-                    merged.hits.extend(answer.hits);
-                    add_buckets(&mut merged.buckets, answer.buckets);
-                    merged.cursors.extend(answer.cursors);
-                    merged.missing.extend(answer.missing);
-                }
-                Err(e) if crate::peer::refused_as_bad(&e) => {
-                    return Err(sextant_storage::Error::BadQuery(e));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a node did not answer a log read");
-                    missing.extend(partitions);
-                }
-            }
-        }
-        missing.extend(merged.missing.drain(..));
-        if !missing.is_empty() {
-            return Err(partial("log", &missing));
-        }
-        Ok(merged)
+            },
+            |read| self.read_local(read),
+            |answer| std::mem::take(&mut answer.missing),
+            |merged, answer| {
+                merged.total += answer.total;
+                merged.hits.extend(answer.hits);
+                add_buckets(&mut merged.buckets, answer.buckets);
+                merged.cursors.extend(answer.cursors);
+                merged.missing.extend(answer.missing);
+            },
+        )
     }
 }
 
@@ -431,26 +403,19 @@ impl LogWriter for ClusterLogs {
                 .or_default()
                 .push(record_to_json(record));
         }
-        let mut messages = Vec::new();
-        for (partition, items) in parts {
-            for payload in crate::wire::pack_items(items, RECORD_BYTES) {
-                let id = format!(
+        self.log.append_items_from_blocking(
+            &self.runtime,
+            parts,
+            RECORD_BYTES,
+            || {
+                format!(
                     "{}-{}",
                     self.id_prefix,
                     self.next_id.fetch_add(1, Ordering::Relaxed)
-                );
-                messages.push((partition, id, payload));
-            }
-        }
-        let log = self.log.clone();
-        wait(&self.runtime, async move {
-            log.append_all(messages, APPEND_PATIENCE).await
-        })?
-        .map_err(|e| {
-            sextant_storage::Error::Unavailable(format!(
-                "the cluster's log did not take the write ({e}); retry"
-            ))
-        })
+                )
+            },
+            APPEND_PATIENCE,
+        )
     }
 }
 

@@ -98,6 +98,59 @@ pub(crate) fn route_patiently(
     }
 }
 
+/// A read of `partitions` through their owners, whatever it asks: `local`
+/// answers those this node owns, the other owners are sent
+/// `request(their partitions)` at `path`, and every answer is merged into
+/// the local one. `missing` takes the partitions an answer says its node
+/// did not answer for. A partition nobody answered for fails the read,
+/// naming the partitions of `kind`; a read a node refuses as bad fails it
+/// as bad.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fan_out<Q, A>(
+    cluster: &Cluster,
+    runtime: &tokio::runtime::Handle,
+    http: &PeerClient,
+    owned: impl Fn() -> Vec<u32>,
+    partitions: &[u32],
+    (kind, path): (&str, &'static str),
+    request: impl Fn(Vec<u32>) -> Q,
+    local: impl FnOnce(&Q) -> Result<A, String>,
+    missing: impl Fn(&mut A) -> Vec<u32>,
+    mut merge: impl FnMut(&mut A, A),
+) -> sextant_storage::Result<A>
+where
+    Q: serde::Serialize + Send + Sync + 'static,
+    A: serde::de::DeserializeOwned + Send + 'static,
+{
+    let route = route_patiently(cluster, owned, partitions, crate::owner::READ_PATIENCE);
+    let mut unanswered = route.missing;
+    let mut merged = local(&request(route.local)).map_err(sextant_storage::Error::BadQuery)?;
+    let calls = route.remote.into_iter().map(|(address, partitions)| {
+        let http = http.clone();
+        let read = request(partitions.clone());
+        async move {
+            let answer: Result<A, String> = http.call(&address, path, &read).await;
+            (partitions, answer)
+        }
+    });
+    let answers = wait(runtime, futures_util::future::join_all(calls))?;
+    for (partitions, answer) in answers {
+        match answer {
+            Ok(answer) => merge(&mut merged, answer),
+            Err(e) if refused_as_bad(&e) => return Err(sextant_storage::Error::BadQuery(e)),
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "a node did not answer a read");
+                unanswered.extend(partitions);
+            }
+        }
+    }
+    unanswered.extend(missing(&mut merged));
+    if !unanswered.is_empty() {
+        return Err(partial(kind, &unanswered));
+    }
+    Ok(merged)
+}
+
 /// Whether a node refused a read as bad (400): the query is at fault, not
 /// the node, and the error goes back to the caller as it is.
 pub(crate) fn refused_as_bad(error: &str) -> bool {

@@ -20,7 +20,7 @@ use sextant_storage::{SpanReader, SpanWriter};
 
 use crate::catalog::Catalog;
 use crate::owner::{Engine, Owners};
-use crate::peer::{PeerClient, partial, route_patiently, wait};
+use crate::peer::PeerClient;
 use crate::{Cluster, Error, PartitionLog, partition_of};
 
 /// How long the log keeps a span its owner has not trimmed.
@@ -278,61 +278,33 @@ impl ClusterSpans {
         call: SpanCall,
     ) -> sextant_storage::Result<SpanAnswer> {
         let partitions: Vec<u32> = partitions.into_iter().collect();
-        let route = route_patiently(
+        crate::peer::fan_out(
             &self.cluster,
+            &self.runtime,
+            &self.http,
             || self.owners.owned(),
             &partitions,
-            crate::owner::READ_PATIENCE,
-        );
-        let mut missing = route.missing;
-        let mut merged = self
-            .read_local(&SpanRead {
-                partitions: route.local,
+            ("trace", "/internal/v1/traces/read"),
+            |partitions| SpanRead {
+                partitions,
                 call: call.clone(),
-            })
-            .map_err(sextant_storage::Error::BadQuery)?;
-        let calls = route.remote.into_iter().map(|(address, partitions)| {
-            let http = self.http.clone();
-            let read = SpanRead {
-                partitions: partitions.clone(),
-                call: call.clone(),
-            };
-            async move {
-                let answer: Result<SpanAnswer, String> =
-                    http.call(&address, "/internal/v1/traces/read", &read).await;
-                (partitions, answer)
-            }
-        });
-        let answers = wait(&self.runtime, futures_util::future::join_all(calls))?;
-        for (partitions, answer) in answers {
-            match answer {
-                Ok(answer) => {
-                    merged.missing.extend(answer.missing);
-                    merged.names.extend(answer.names);
-                    merged.operations.extend(answer.operations);
-                    merged.ids.extend(answer.ids);
-                    merged.spans.extend(answer.spans);
-                    for (parent, children) in answer.dependencies {
-                        let into = merged.dependencies.entry(parent).or_default();
-                        for (child, calls) in children {
-                            *into.entry(child).or_default() += calls;
-                        }
+            },
+            |read| self.read_local(read),
+            |answer| std::mem::take(&mut answer.missing),
+            |merged, answer| {
+                merged.missing.extend(answer.missing);
+                merged.names.extend(answer.names);
+                merged.operations.extend(answer.operations);
+                merged.ids.extend(answer.ids);
+                merged.spans.extend(answer.spans);
+                for (parent, children) in answer.dependencies {
+                    let into = merged.dependencies.entry(parent).or_default();
+                    for (child, calls) in children {
+                        *into.entry(child).or_default() += calls;
                     }
                 }
-                Err(e) if crate::peer::refused_as_bad(&e) => {
-                    return Err(sextant_storage::Error::BadQuery(e));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "a node did not answer a span read");
-                    missing.extend(partitions);
-                }
-            }
-        }
-        missing.extend(merged.missing.drain(..));
-        if !missing.is_empty() {
-            return Err(partial("trace", &missing));
-        }
-        Ok(merged)
+            },
+        )
     }
 
     fn all(&self) -> std::ops::Range<u32> {
@@ -362,26 +334,19 @@ impl SpanWriter for ClusterSpans {
                 .or_default()
                 .push(serde_json::to_vec(span).expect("a span serialises"));
         }
-        let mut messages = Vec::new();
-        for (partition, items) in parts {
-            for payload in crate::wire::pack_items(items, RECORD_BYTES) {
-                let id = format!(
+        self.log.append_items_from_blocking(
+            &self.runtime,
+            parts,
+            RECORD_BYTES,
+            || {
+                format!(
                     "{}-{}",
                     self.id_prefix,
                     self.next_id.fetch_add(1, Ordering::Relaxed)
-                );
-                messages.push((partition, id, payload));
-            }
-        }
-        let log = self.log.clone();
-        wait(&self.runtime, async move {
-            log.append_all(messages, APPEND_PATIENCE).await
-        })?
-        .map_err(|e| {
-            sextant_storage::Error::Unavailable(format!(
-                "the cluster's log did not take the write ({e}); retry"
-            ))
-        })
+                )
+            },
+            APPEND_PATIENCE,
+        )
     }
 }
 
