@@ -104,6 +104,14 @@ struct MetricsEngine {
 /// Series references kept per partition before the map starts over.
 const KNOWN_SERIES: usize = 4_000_000;
 
+/// The newest sample time of a record's series.
+fn newest_ms<'a>(series: impl Iterator<Item = &'a [sextant_model::Sample]>) -> i64 {
+    series
+        .filter_map(|s| s.iter().map(|x| x.timestamp_ms).max())
+        .max()
+        .unwrap_or(i64::MIN)
+}
+
 fn pairs_hash(pairs: &[(&str, &str)]) -> u64 {
     let mut key = Vec::with_capacity(pairs.len() * 24);
     for (name, value) in pairs {
@@ -133,13 +141,7 @@ impl Engine for MetricsEngine {
                 // Written by a version before the symbol table.
                 match wire::decode_series(payload) {
                     Ok(series) => {
-                        newest.push(Some(
-                            series
-                                .iter()
-                                .filter_map(|s| s.samples.iter().map(|x| x.timestamp_ms).max())
-                                .max()
-                                .unwrap_or(i64::MIN),
-                        ));
+                        newest.push(Some(newest_ms(series.iter().map(|s| &s.samples[..]))));
                         first_version.extend(series);
                     }
                     Err(_) => newest.push(None),
@@ -148,13 +150,7 @@ impl Engine for MetricsEngine {
             }
             match wire::decode_series_raw(payload) {
                 Ok(series) => {
-                    newest.push(Some(
-                        series
-                            .iter()
-                            .filter_map(|s| s.samples.iter().map(|x| x.timestamp_ms).max())
-                            .max()
-                            .unwrap_or(i64::MIN),
-                    ));
+                    newest.push(Some(newest_ms(series.iter().map(|s| &s.samples[..]))));
                     decoded.extend(series);
                 }
                 Err(_) => newest.push(None),

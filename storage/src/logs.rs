@@ -302,18 +302,11 @@ impl LogStore {
 
     /// Matching records in `[start, end)`, newest first unless asked otherwise.
     pub fn search(&self, query: &LogQuery) -> Result<LogHits> {
-        let (total, found) = self.engine.search(
-            self.parse(&query.text)?,
-            query.start_us,
-            query.end_us,
-            query.limit,
-            query.ascending,
-            query.after,
-        )?;
+        let (total, found) = self.search_keyed(query)?;
         let next = (found.len() == query.limit && query.limit > 0)
             .then(|| found.last().map(|(key, _)| *key))
             .flatten();
-        let hits = found.iter().map(|(_, doc)| self.record_of(doc)).collect();
+        let hits = found.into_iter().map(|(_, record)| record).collect();
         Ok(LogHits { total, hits, next })
     }
 
