@@ -10,7 +10,7 @@
 //! state through [`StateStore`]: it opens no file itself.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,7 +84,23 @@ struct GroupRun {
 
 impl GroupRun {
     fn key(&self) -> String {
-        format!("{};{}", self.file.display(), self.group.name)
+        state_key(&format!("{};{}", self.file.display(), self.group.name))
+    }
+}
+
+/// The key a group's saved state goes by: its file's name (not its
+/// directory, so that the nodes of a cluster, whose configs may sit in
+/// different directories, find each other's state) and the group's name.
+/// Keys saved with the whole path (before 0.2) come out the same.
+fn state_key(key: &str) -> String {
+    match key.split_once(';') {
+        Some((path, group)) => {
+            let file = Path::new(path)
+                .file_name()
+                .map_or_else(|| path.into(), |f| f.to_string_lossy());
+            format!("{file};{group}")
+        }
+        None => key.to_owned(),
     }
 }
 
@@ -115,6 +131,57 @@ struct SavedGroup {
 struct SavedNotify {
     groups: BTreeMap<String, crate::notify::Group>,
     silences: Vec<Silence>,
+}
+
+/// Everything the store keeps for the ruler.
+struct Saved {
+    notify: SavedNotify,
+    history: VecDeque<Transition>,
+    /// Group key -> rule name -> its alerts.
+    alerts: BTreeMap<String, BTreeMap<String, RuleAlerts>>,
+    outbox: BTreeMap<String, OutboxEntry>,
+    next_id: u64,
+}
+
+impl Saved {
+    fn load(store: &dyn StateStore) -> Self {
+        let notify: SavedNotify = load(store, "notify.json").unwrap_or_default();
+        let history: VecDeque<Transition> = load(store, "history.json").unwrap_or_default();
+        let mut alerts = BTreeMap::new();
+        for name in store.list("rules/").unwrap_or_default() {
+            if let Some(group) = load::<SavedGroup>(store, &name) {
+                let key = state_key(&group.key);
+                // A group saved under its whole path (before 0.2) gives way
+                // to the same group saved under its key since.
+                if name == group_file(&key) || !alerts.contains_key(&key) {
+                    alerts.insert(key, group.alerts);
+                }
+            }
+        }
+        let mut outbox = BTreeMap::new();
+        let mut next_id = 0;
+        for name in store.list("outbox/").unwrap_or_default() {
+            if let Ok(Some(bytes)) = store.get(&name)
+                && let Ok(entry) = serde_json::from_slice::<OutboxEntry>(&bytes)
+            {
+                let n = entry
+                    .id
+                    .rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+                next_id = next_id.max(n + 1);
+                outbox.insert(entry.id.clone(), entry);
+            }
+        }
+        Self {
+            notify,
+            history,
+            alerts,
+            outbox,
+            next_id,
+        }
+    }
 }
 
 fn load<T: serde::de::DeserializeOwned>(store: &dyn StateStore, name: &str) -> Option<T> {
@@ -170,6 +237,11 @@ pub struct Ruler {
     /// Whether this process evaluates now (cluster mode: the node holding
     /// the ruler's lease); always when unset.
     gate: std::sync::OnceLock<Gate>,
+    /// What the gate said last: when it opens, the state is read again
+    /// from the store, where the node that held it before left it.
+    active: Mutex<bool>,
+    /// Called when the gate opens, before the state is read again.
+    on_activate: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Says whether rule groups are evaluated here now.
@@ -242,34 +314,10 @@ impl Ruler {
         default_interval_ms: i64,
         groups: Vec<LoadedGroup>,
     ) -> Self {
-        let notify: SavedNotify = load(&*store, "notify.json").unwrap_or_default();
-        let history: VecDeque<Transition> = load(&*store, "history.json").unwrap_or_default();
-        let saved_alerts: BTreeMap<String, BTreeMap<String, RuleAlerts>> = store
-            .list("rules/")
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|name| load::<SavedGroup>(&*store, name))
-            .map(|g| (g.key, g.alerts))
-            .collect();
+        let saved = Saved::load(&*store);
         let mut dispatcher = Dispatcher::new(&config);
-        dispatcher.groups = notify.groups;
-        dispatcher.silences = notify.silences;
-        let mut outbox = BTreeMap::new();
-        let mut next_id = 0;
-        for name in store.list("outbox/").unwrap_or_default() {
-            if let Ok(Some(bytes)) = store.get(&name)
-                && let Ok(entry) = serde_json::from_slice::<OutboxEntry>(&bytes)
-            {
-                let n = entry
-                    .id
-                    .rsplit('-')
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
-                next_id = next_id.max(n + 1);
-                outbox.insert(entry.id.clone(), entry);
-            }
-        }
+        dispatcher.groups = saved.notify.groups;
+        dispatcher.silences = saved.notify.silences;
         let ruler = Self {
             engine,
             logs,
@@ -280,17 +328,19 @@ impl Ruler {
                 config,
                 groups: Vec::new(),
                 dispatcher,
-                history,
-                outbox,
-                next_id,
+                history: saved.history,
+                outbox: saved.outbox,
+                next_id: saved.next_id,
             }),
             flush_wake: tokio::sync::Notify::new(),
             send_wake: tokio::sync::Notify::new(),
             tasks: Mutex::new(Vec::new()),
             stats: Stats::default(),
             gate: std::sync::OnceLock::new(),
+            active: Mutex::new(false),
+            on_activate: std::sync::OnceLock::new(),
         };
-        ruler.set_groups(groups, Some(&saved_alerts));
+        ruler.set_groups(groups, Some(&saved.alerts));
         ruler
     }
 
@@ -353,6 +403,77 @@ impl Ruler {
     /// cluster evaluates, so an alert is sent once, not once per node).
     pub fn set_gate(&self, gate: Gate) {
         let _ = self.gate.set(gate);
+    }
+
+    /// Has `hook` called whenever the gate opens, before the state is read
+    /// again (cluster mode: the groups made through the ruler API are read
+    /// again and handed to [`Ruler::replace_groups`]).
+    pub fn on_activate(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+        let _ = self.on_activate.set(hook);
+    }
+
+    /// Whether this process evaluates and notifies now. When the gate has
+    /// just opened, the state is first read again from the store: another
+    /// node held it until now and left its alerts, silences, notification
+    /// groups and outbox there.
+    fn active(&self) -> bool {
+        let Some(gate) = self.gate.get() else {
+            return true;
+        };
+        let mut was = self.active.lock().expect("gate lock");
+        let now = gate();
+        if now && !*was {
+            if let Some(hook) = self.on_activate.get() {
+                hook();
+            }
+            self.restore();
+            self.flush_wake.notify_one();
+            self.send_wake.notify_one();
+        }
+        *was = now;
+        now
+    }
+
+    /// [`Ruler::active`] from a task: the store is read on a blocking thread.
+    async fn active_now(self: &Arc<Self>) -> bool {
+        if self.gate.get().is_none() {
+            return true;
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.active())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Replaces the state in memory with the store's.
+    fn restore(&self) {
+        let saved = Saved::load(&*self.store);
+        let mut inner = self.inner.lock().expect("ruler lock");
+        inner.dispatcher.groups = saved.notify.groups;
+        inner.dispatcher.silences = saved.notify.silences;
+        inner.dispatcher.forget_unknown_routes();
+        inner.history = saved.history;
+        inner.outbox = saved.outbox;
+        inner.next_id = inner.next_id.max(saved.next_id);
+        for run in &mut inner.groups {
+            let kept = saved.alerts.get(&run.key());
+            run.alerts = run
+                .group
+                .rules
+                .iter()
+                .map(|r| {
+                    kept.and_then(|k| k.get(r.name()))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
+        }
+        tracing::info!(
+            alerts = saved.alerts.len(),
+            silences = inner.dispatcher.silences.len(),
+            outbox = inner.outbox.len(),
+            "this node evaluates the rules now: alerting state read from the store"
+        );
     }
 
     /// Starts evaluating, notifying and delivering until `cancel`.
@@ -421,11 +542,7 @@ impl Ruler {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_millis((at - now).max(0) as u64)) => {}
             }
-            if self
-                .gate
-                .get()
-                .is_some_and(|evaluates_here| !evaluates_here())
-            {
+            if !self.active_now().await {
                 continue;
             }
             let this = self.clone();
@@ -444,7 +561,20 @@ impl Ruler {
                 Vec::new()
             });
         }
-        match self.engine.instant_query(&rule.expr, t_ms) {
+        // A partial answer (cluster mode: a partition briefly without an
+        // owner) would resolve alerts for want of data: the evaluation
+        // fails instead, and the alerts stay as they were.
+        let answer = self
+            .engine
+            .instant_query_annotated(&rule.expr, t_ms)
+            .and_then(|(value, notes)| {
+                if notes.partial {
+                    Err(sextant_query::Error::Execution(notes.warnings.join("; ")))
+                } else {
+                    Ok(value)
+                }
+            });
+        match answer {
             Ok(QueryValue::Vector(samples)) => Ok(samples
                 .into_iter()
                 .map(|s| {
@@ -666,8 +796,23 @@ impl Ruler {
         );
     }
 
+    /// Waits while another node evaluates; false once `cancel` fires.
+    async fn idle(&self, cancel: &CancellationToken, wake: &tokio::sync::Notify) -> bool {
+        tokio::select! {
+            () = cancel.cancelled() => false,
+            () = wake.notified() => true,
+            () = tokio::time::sleep(Duration::from_secs(2)) => true,
+        }
+    }
+
     async fn flush_loop(self: Arc<Self>, cancel: CancellationToken) {
         loop {
+            if !self.active_now().await {
+                if !self.idle(&cancel, &self.flush_wake).await {
+                    return;
+                }
+                continue;
+            }
             let wait = {
                 let mut inner = self.inner.lock().expect("ruler lock");
                 let now = now_ms();
@@ -721,6 +866,12 @@ impl Ruler {
 
     async fn send_loop(self: Arc<Self>, cancel: CancellationToken) {
         loop {
+            if !self.active_now().await {
+                if !self.idle(&cancel, &self.send_wake).await {
+                    return;
+                }
+                continue;
+            }
             let now = now_ms();
             let (due, wait) = {
                 let mut inner = self.inner.lock().expect("ruler lock");
@@ -1107,7 +1258,7 @@ const SYSTEM_BUNDLES: [&str; 4] = [
 ];
 
 /// A TLS client trusting `ca_file`, or the system's roots.
-fn tls_client(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+fn tls_client(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let bundle = match ca_file {

@@ -29,6 +29,7 @@
 //! The partition of a series, stream or trace is [`partition_of`], a hash
 //! that must never change between versions: it decides where data lives.
 
+pub mod blobs;
 pub mod catalog;
 pub mod lease;
 pub mod log;
@@ -47,6 +48,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tracing::{info, warn};
 
+pub use blobs::SharedBlobs;
 pub use catalog::{Catalog, Checkpoint};
 pub use lease::{Lease, Leases};
 pub use log::{Appended, PartitionLog};
@@ -319,6 +321,12 @@ impl Cluster {
     /// The token this node sends the others, if any.
     pub fn token(&self) -> Option<&str> {
         self.config.token.as_deref()
+    }
+
+    /// The bucket of named blobs `bucket`, every node's (opened, created
+    /// if need be).
+    pub async fn blobs(&self, bucket: &str) -> Result<SharedBlobs, Error> {
+        SharedBlobs::open(&self.js, bucket, self.config.replicas).await
     }
 
     /// The JetStream context the node talks through.

@@ -308,7 +308,7 @@ impl ClusterLogs {
         Ok(answer)
     }
 
-    /// Asks every partition; fails naming the ones no owner answered for.
+    /// Asks every partition; notes the ones no owner answered for.
     fn read(&self, call: LogCall) -> sextant_storage::Result<LogAnswer> {
         let all: Vec<u32> = (0..self.cluster.partitions()).collect();
         crate::peer::fan_out(
@@ -317,7 +317,7 @@ impl ClusterLogs {
             &self.http,
             || self.owners.owned(),
             &all,
-            ("log", "/internal/v1/logs/read"),
+            ("logs", "/internal/v1/logs/read"),
             |partitions| LogRead {
                 partitions,
                 call: call.clone(),

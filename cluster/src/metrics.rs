@@ -22,8 +22,9 @@
 //! the others' owners over HTTP (`POST /internal/v1/metrics/read`, answered
 //! by [`ClusterMetrics::read_local`]); series of different partitions are
 //! different series, so the answers are merged by label order. A partition
-//! that no owner answers for fails the query with 503 naming it: never a
-//! silent gap.
+//! that no owner answers for (within a few seconds' patience) is left out
+//! and the read is noted as partial ([`sextant_storage::partial`]): the
+//! query's `warnings` name it; never a silent gap.
 
 use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
@@ -445,8 +446,8 @@ impl ClusterMetrics {
         Ok(w.finish())
     }
 
-    /// Asks every partition, merges, and fails naming the partitions no
-    /// owner answered for.
+    /// Asks every partition, merges, and notes the partitions no owner
+    /// answered for.
     fn read(
         &self,
         op: &str,
@@ -514,7 +515,7 @@ impl ClusterMetrics {
             })?;
         }
         if !missing.is_empty() {
-            return Err(crate::peer::partial("metrics", &missing));
+            sextant_storage::partial::note(crate::peer::partial("metrics", &missing));
         }
         merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(merged)

@@ -102,9 +102,9 @@ pub(crate) fn route_patiently(
 /// answers those this node owns, the other owners are sent
 /// `request(their partitions)` at `path`, and every answer is merged into
 /// the local one. `missing` takes the partitions an answer says its node
-/// did not answer for. A partition nobody answered for fails the read,
-/// naming the partitions of `kind`; a read a node refuses as bad fails it
-/// as bad.
+/// did not answer for. A partition nobody answered for is left out and the
+/// read notes it as partial, naming the partitions of `kind`; a read a
+/// node refuses as bad fails it as bad.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fan_out<Q, A>(
     cluster: &Cluster,
@@ -146,7 +146,7 @@ where
     }
     unanswered.extend(missing(&mut merged));
     if !unanswered.is_empty() {
-        return Err(partial(kind, &unanswered));
+        sextant_storage::partial::note(partial(kind, &unanswered));
     }
     Ok(merged)
 }
@@ -157,14 +157,15 @@ pub(crate) fn refused_as_bad(error: &str) -> bool {
     error.contains(" answered 400")
 }
 
-/// The error of a read some partitions did not answer.
-pub(crate) fn partial(kind: &str, missing: &BTreeSet<u32>) -> sextant_storage::Error {
+/// What a read some partitions did not answer says about itself
+/// ([`sextant_storage::partial`]): the answer goes back without them.
+pub(crate) fn partial(kind: &str, missing: &BTreeSet<u32>) -> String {
     let list: Vec<String> = missing.iter().map(u32::to_string).collect();
-    sextant_storage::Error::Unavailable(format!(
-        "{kind} partitions {} have no owner answering just now (a node joined or left; \
-         they are taken over within 15 s): the answer would be partial, retry",
+    format!(
+        "partial answer: {kind} partitions {} had no owner answering just now (a node joined \
+         or left; they are taken over within 15 s)",
         list.join(", ")
-    ))
+    )
 }
 
 /// Calls other nodes over HTTP/1.1, with the cluster's token if it has one.

@@ -284,7 +284,7 @@ impl ClusterSpans {
             &self.http,
             || self.owners.owned(),
             &partitions,
-            ("trace", "/internal/v1/traces/read"),
+            ("traces", "/internal/v1/traces/read"),
             |partitions| SpanRead {
                 partitions,
                 call: call.clone(),

@@ -23,9 +23,8 @@ pub(crate) struct LogStoreCounter(pub Arc<dyn LogReader>);
 
 impl LogCounter for LogStoreCounter {
     fn count(&self, query: &str, start_ms: i64, end_ms: i64) -> Result<u64, String> {
-        let hits = self
-            .0
-            .search_logs(&LogQuery {
+        let (hits, partial) = sextant_storage::partial::noting(|| {
+            self.0.search_logs(&LogQuery {
                 text: query.to_owned(),
                 start_us: start_ms * 1000,
                 end_us: end_ms * 1000 + 1,
@@ -33,7 +32,13 @@ impl LogCounter for LogStoreCounter {
                 ascending: false,
                 after: None,
             })
-            .map_err(|e| e.to_string())?;
+        });
+        let hits = hits.map_err(|e| e.to_string())?;
+        // A count short of a partition would resolve an alert for want of
+        // data: the evaluation fails instead.
+        if !partial.is_empty() {
+            return Err(partial.join("; "));
+        }
         Ok(hits.total as u64)
     }
 }
@@ -61,6 +66,28 @@ impl SampleSink for MetricsSink {
 pub(crate) struct DataDirState(pub StateDir);
 
 impl StateStore for DataDirState {
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.put(name, bytes)
+    }
+
+    fn get(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        self.0.get(name)
+    }
+
+    fn delete(&self, name: &str) -> std::io::Result<()> {
+        self.0.delete(name)
+    }
+
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
+        self.0.list(prefix)
+    }
+}
+
+/// Alert state in cluster mode: in a JetStream object store every node
+/// reads, so that the node taking the ruler over continues from it.
+pub(crate) struct ClusterState(pub sextant_cluster::SharedBlobs);
+
+impl StateStore for ClusterState {
     fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         self.0.put(name, bytes)
     }

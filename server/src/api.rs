@@ -242,6 +242,15 @@ pub(crate) fn success(data: Value) -> Response {
     axum::Json(json!({ "status": "success", "data": data })).into_response()
 }
 
+/// As [`success`], with `warnings` when there are any (a partial answer in
+/// cluster mode names the partitions it lacks).
+pub(crate) fn success_warned(data: Value, warnings: Vec<String>) -> Response {
+    if warnings.is_empty() {
+        return success(data);
+    }
+    axum::Json(json!({ "status": "success", "data": data, "warnings": warnings })).into_response()
+}
+
 pub(crate) fn labels_json(labels: &Labels) -> Value {
     Value::Object(
         labels
@@ -299,13 +308,13 @@ pub async fn export(
 
 /// Runs `lookup` for every `match[]` selector (or once without matchers when
 /// `match[]` is optional and absent) over `start`/`end`, off the async
-/// threads, and unions the results.
+/// threads, and unions the results, with what the reads noted as missing.
 async fn union_over_selectors<T, F>(
     state: &AppState,
     pairs: &[(String, String)],
     match_required: bool,
     lookup: F,
-) -> Result<BTreeSet<T>, ApiError>
+) -> Result<(BTreeSet<T>, Vec<String>), ApiError>
 where
     T: Ord + Send + 'static,
     F: Fn(&dyn MetricsReader, &[Matcher], i64, i64) -> sextant_storage::Result<Vec<T>>
@@ -322,11 +331,14 @@ where
     let (start, end) = time_range(pairs)?;
     let reader = state.stores()?.metrics_reader.clone();
     blocking(move || {
-        let mut found = BTreeSet::new();
-        for matchers in selectors {
-            found.extend(lookup(reader.as_ref(), &matchers, start, end)?);
-        }
-        Ok(found)
+        let (found, partial) = sextant_storage::partial::noting(|| {
+            let mut found = BTreeSet::new();
+            for matchers in selectors {
+                found.extend(lookup(reader.as_ref(), &matchers, start, end)?);
+            }
+            Ok::<_, sextant_storage::Error>(found)
+        });
+        Ok((found?, partial))
     })
     .await
 }
@@ -339,13 +351,14 @@ pub async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
-    let found = union_over_selectors(&state, &pairs, true, |r, m, start, end| {
+    let (found, warnings) = union_over_selectors(&state, &pairs, true, |r, m, start, end| {
         r.series(m, start, end)
     })
     .await?;
-    Ok(success(Value::Array(
-        found.iter().map(labels_json).collect(),
-    )))
+    Ok(success_warned(
+        Value::Array(found.iter().map(labels_json).collect()),
+        warnings,
+    ))
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -356,11 +369,11 @@ pub async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pairs = params(&uri, &headers, &body);
-    let names = union_over_selectors(&state, &pairs, false, |r, m, start, end| {
+    let (names, warnings) = union_over_selectors(&state, &pairs, false, |r, m, start, end| {
         r.label_names(m, start, end)
     })
     .await?;
-    Ok(success(json!(names)))
+    Ok(success_warned(json!(names), warnings))
 }
 
 /// `GET /api/v1/label/{name}/values`.
@@ -374,11 +387,12 @@ pub async fn label_values(
         return Err(ApiError::BadData(format!("invalid label name: {name:?}")));
     }
     let pairs = params(&uri, &headers, &[]);
-    let values = union_over_selectors(&state, &pairs, false, move |r, m, start, end| {
-        r.label_values(&name, m, start, end)
-    })
-    .await?;
-    Ok(success(json!(values)))
+    let (values, warnings) =
+        union_over_selectors(&state, &pairs, false, move |r, m, start, end| {
+            r.label_values(&name, m, start, end)
+        })
+        .await?;
+    Ok(success_warned(json!(values), warnings))
 }
 
 /// `GET /api/v1/metadata?metric=&limit=`: type, help and unit per metric name.

@@ -217,17 +217,21 @@ fn query_error(err: sextant_storage::Error) -> ApiError {
 
 /// Runs a read of the log store on the blocking pool, answering 503 once
 /// `query.timeout` has passed (parsing included); the read then finishes
-/// on its own.
+/// on its own. The answer comes with what the read noted as missing
+/// ([`sextant_storage::partial`]).
 async fn read_logs<T: Send + 'static>(
     state: &AppState,
     what: &str,
     read: impl FnOnce() -> sextant_storage::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<(T, Vec<String>), ApiError> {
     let timeout = state.query.options.timeout;
-    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(read)).await {
-        Ok(done) => done
-            .map_err(|e| ApiError::Internal(format!("{what} failed: {e}")))?
-            .map_err(query_error),
+    let noted = tokio::task::spawn_blocking(move || sextant_storage::partial::noting(read));
+    match tokio::time::timeout(timeout, noted).await {
+        Ok(done) => {
+            let (read, warnings) =
+                done.map_err(|e| ApiError::Internal(format!("{what} failed: {e}")))?;
+            Ok((read.map_err(query_error)?, warnings))
+        }
         Err(_) => Err(ApiError::Timeout(format!(
             "{what} timed out after {timeout:?} (query.timeout)"
         ))),
@@ -239,11 +243,14 @@ async fn read_logs<T: Send + 'static>(
 pub async fn search(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let query = log_query(&uri)?;
     let reader = state.stores()?.logs_reader.clone();
-    let found = read_logs(&state, "search", move || reader.search_logs(&query)).await?;
+    let (found, warnings) = read_logs(&state, "search", move || reader.search_logs(&query)).await?;
     let hits: Vec<Value> = found.hits.iter().map(log_json).collect();
     let mut body = json!({ "total": found.total, "hits": hits });
     if let Some(next) = found.next {
         body["next_cursor"] = cursor(next).into();
+    }
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
     }
     Ok(axum::Json(body).into_response())
 }
@@ -279,7 +286,7 @@ pub async fn histogram(State(state): State<AppState>, uri: Uri) -> Result<Respon
         ));
     }
     let reader = state.stores()?.logs_reader.clone();
-    let buckets = read_logs(&state, "histogram", move || {
+    let (buckets, warnings) = read_logs(&state, "histogram", move || {
         reader.log_histogram(&query, step_us)
     })
     .await?;
@@ -287,7 +294,11 @@ pub async fn histogram(State(state): State<AppState>, uri: Uri) -> Result<Respon
         .into_iter()
         .map(|(t, count)| json!({ "t": timestamp(t), "count": count }))
         .collect();
-    Ok(axum::Json(json!({ "buckets": buckets })).into_response())
+    let mut body = json!({ "buckets": buckets });
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// Documents `fields` samples, newest first, as Kibana's field list does.
@@ -302,7 +313,7 @@ pub async fn fields(State(state): State<AppState>, uri: Uri) -> Result<Response,
     query.limit = FIELD_SAMPLE;
     query.ascending = false;
     let reader = state.stores()?.logs_reader.clone();
-    let found = read_logs(&state, "fields", move || reader.search_logs(&query)).await?;
+    let (found, warnings) = read_logs(&state, "fields", move || reader.search_logs(&query)).await?;
     let mut by_field: std::collections::BTreeMap<String, std::collections::HashMap<String, u64>> =
         std::collections::BTreeMap::new();
     for record in &found.hits {
@@ -334,12 +345,15 @@ pub async fn fields(State(state): State<AppState>, uri: Uri) -> Result<Response,
             json!({ "name": name, "count": count, "top": top })
         })
         .collect();
-    Ok(axum::Json(json!({
+    let mut body = json!({
         "total": found.total,
         "sampled": found.hits.len(),
         "fields": fields,
-    }))
-    .into_response())
+    });
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// How often the tail looks for new records.

@@ -17,16 +17,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use sextant_alerting::ruler::LoadedGroup;
+use sextant_alerting::ruler::{LoadedGroup, StateStore};
 use sextant_alerting::rules::{RuleGroup, parse_rule_file};
 use sextant_model::SourceError;
-use sextant_storage::StateDir;
 
 use crate::http::AppState;
 
@@ -87,10 +86,15 @@ struct StoredGroup {
 }
 
 /// The rule groups created through the API, by namespace.
-#[derive(Debug)]
 pub struct RuleNamespaces {
-    dir: StateDir,
+    dir: Arc<dyn StateStore>,
     inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for RuleNamespaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleNamespaces").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -118,37 +122,51 @@ pub enum RulerError {
     Forbidden(String),
 }
 
-impl RuleNamespaces {
-    /// Loads every namespace kept in `dir`. A file that no longer validates
-    /// (a rule feature removed since) is skipped with a warning.
-    pub fn open(dir: StateDir) -> std::io::Result<Self> {
-        let mut inner = Inner::default();
-        for name in dir.list(LEVEL)? {
-            let Some(namespace) = unescape(&name) else {
-                continue;
-            };
-            let Some(bytes) = dir.get(&name)? else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            match parse_namespace(&namespace, &text) {
-                Ok(groups) => {
-                    inner.namespaces.insert(namespace, groups);
-                }
-                Err(err) => {
-                    tracing::warn!(namespace = %namespace, error = %err, "a stored rule namespace no longer loads; skipped");
-                }
+/// Every namespace kept in `dir`. One that no longer validates (a rule
+/// feature removed since) is skipped with a warning.
+fn read_namespaces(dir: &dyn StateStore) -> std::io::Result<Inner> {
+    let mut inner = Inner::default();
+    for name in dir.list(LEVEL)? {
+        let Some(namespace) = unescape(&name) else {
+            continue;
+        };
+        let Some(bytes) = dir.get(&name)? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        match parse_namespace(&namespace, &text) {
+            Ok(groups) => {
+                inner.namespaces.insert(namespace, groups);
+            }
+            Err(err) => {
+                tracing::warn!(namespace = %namespace, error = %err, "a stored rule namespace no longer loads; skipped");
             }
         }
-        if let Some(bytes) = dir.get(CHANGES_DOC)?
-            && let Ok(changes) = serde_json::from_slice::<VecDeque<serde_json::Value>>(&bytes)
-        {
-            inner.changes = changes;
-        }
+    }
+    if let Some(bytes) = dir.get(CHANGES_DOC)?
+        && let Ok(changes) = serde_json::from_slice::<VecDeque<serde_json::Value>>(&bytes)
+    {
+        inner.changes = changes;
+    }
+    Ok(inner)
+}
+
+impl RuleNamespaces {
+    /// Loads every namespace kept in `dir` (the alerting state's store).
+    pub fn open(dir: Arc<dyn StateStore>) -> std::io::Result<Self> {
+        let inner = read_namespaces(&*dir)?;
         Ok(Self {
             dir,
             inner: Mutex::new(inner),
         })
+    }
+
+    /// Reads the namespaces again from the store (cluster mode: another
+    /// node may have changed them while it evaluated the rules).
+    pub fn reload(&self) -> std::io::Result<()> {
+        let read = read_namespaces(&*self.dir)?;
+        *self.inner.lock().expect("namespaces lock") = read;
+        Ok(())
     }
 
     /// Every API group, for the ruler: the namespace stands where a rule file's path would.
@@ -412,7 +430,7 @@ fn authorize_admin(state: &AppState, headers: &HeaderMap) -> Result<String, Rule
         })
 }
 
-fn namespaces(state: &AppState) -> Result<&std::sync::Arc<RuleNamespaces>, RulerError> {
+fn namespaces(state: &AppState) -> Result<&Arc<RuleNamespaces>, RulerError> {
     state
         .runtime
         .rule_namespaces()
@@ -615,11 +633,11 @@ mod tests {
     use super::*;
 
     fn state_with_tokens(yaml: &str) -> AppState {
-        let metrics = std::sync::Arc::new(crate::self_metrics::SelfMetrics::new(
+        let metrics = Arc::new(crate::self_metrics::SelfMetrics::new(
             Vec::new(),
             Default::default(),
         ));
-        let state = AppState::new(metrics, std::sync::Arc::default());
+        let state = AppState::new(metrics, Arc::default());
         let auth: crate::config::AuthConfig = serde_norway::from_str(yaml).unwrap();
         state.runtime.set_tokens(auth.tokens);
         state

@@ -475,47 +475,72 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .start_scraping(scraper, settings.config.as_ref())
         .await;
     {
-        use crate::alerting_api::{DataDirState, LogStoreCounter, MetricsSink, groups_of};
-        let state = sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
-            .context("opening the alerting state directory")?;
+        use crate::alerting_api::{
+            ClusterState, DataDirState, LogStoreCounter, MetricsSink, groups_of,
+        };
+        use sextant_alerting::ruler::StateStore;
+        // A single node keeps its alerting state in its data directory; the
+        // nodes of a cluster share theirs in NATS, so that whichever node
+        // evaluates the rules next continues the alerts, silences and
+        // notifications of the last.
+        let state: Arc<dyn StateStore> = match &joined {
+            Some((cluster, _)) => Arc::new(ClusterState(
+                cluster
+                    .blobs("sextant-alerting")
+                    .await
+                    .context("opening the cluster's alerting state")?,
+            )),
+            None => Arc::new(DataDirState(
+                sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
+                    .context("opening the alerting state directory")?,
+            )),
+        };
         let engine =
             sextant_query::promql::Engine::new(metrics_reader, query_state(&settings).options);
         let interval_ms = file.map_or(60_000, |f| f.global.evaluation_interval.as_millis() as i64);
         let config = file.map(|f| f.alerting.clone()).unwrap_or_default();
         let file_groups = groups_of(settings.config.as_ref());
-        let namespaces = crate::ruler_api::RuleNamespaces::open(
-            sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
-                .context("opening the alerting state directory")?,
-        )
-        .context("loading the rule groups created through the ruler API")?;
-        let mut groups = file_groups.clone();
-        groups.extend(namespaces.loaded_groups());
-        let ruler = tokio::task::spawn_blocking(move || {
-            sextant_alerting::ruler::Ruler::new(
+        let loading_groups = file_groups.clone();
+        let (ruler, namespaces) = tokio::task::spawn_blocking(move || {
+            let namespaces = crate::ruler_api::RuleNamespaces::open(state.clone())
+                .context("loading the rule groups created through the ruler API")?;
+            let mut groups = loading_groups;
+            groups.extend(namespaces.loaded_groups());
+            let ruler = sextant_alerting::ruler::Ruler::new(
                 engine,
                 Arc::new(LogStoreCounter(log_store_reader)),
                 Arc::new(MetricsSink(tsdb_writer)),
-                Arc::new(DataDirState(state)),
+                state,
                 config,
                 interval_ms,
                 groups,
-            )
+            );
+            anyhow::Ok((Arc::new(ruler), Arc::new(namespaces)))
         })
         .await
-        .context("loading the alerting state panicked")?;
+        .context("loading the alerting state panicked")??;
         if let Some((cluster, _)) = &joined {
             // One node of the cluster evaluates the rules and sends the
-            // notifications: the one holding the ruler's lease.
+            // notifications: the one holding the ruler's lease. When it
+            // takes the lease, it reads the groups made through the ruler
+            // API again (the state itself the ruler reads).
             cluster.join_singleton("ruler");
             let cluster = cluster.clone();
             ruler.set_gate(Arc::new(move || cluster.holds("ruler")));
+            let runtime = Arc::downgrade(&runtime);
+            ruler.on_activate(Arc::new(move || {
+                let Some(runtime) = runtime.upgrade() else {
+                    return;
+                };
+                if let Some(namespaces) = runtime.rule_namespaces()
+                    && let Err(e) = namespaces.reload()
+                {
+                    tracing::warn!(error = %e, "cannot read the ruler API's groups again");
+                }
+                runtime.apply_rule_groups();
+            }));
         }
-        runtime.start_alerting(
-            Arc::new(ruler),
-            Arc::new(namespaces),
-            file_groups,
-            shutdown.child_token(),
-        );
+        runtime.start_alerting(ruler, namespaces, file_groups, shutdown.child_token());
     }
 
     metrics.set_ready();

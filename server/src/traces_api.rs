@@ -21,16 +21,21 @@ const CORRELATE_LIMIT: usize = 10_000;
 const CORRELATE_TRACES: usize = 20;
 
 /// Jaeger's envelope around `data`.
-fn envelope(data: Value) -> Response {
+fn envelope(data: Value, warnings: Vec<String>) -> Response {
     let total = data.as_array().map_or(0, Vec::len);
-    axum::Json(json!({
+    let mut body = json!({
         "data": data,
         "total": total,
         "limit": 0,
         "offset": 0,
         "errors": null,
-    }))
-    .into_response()
+    });
+    // A partial answer (cluster mode) says what it lacks; Jaeger's own
+    // clients ignore the extra key.
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    axum::Json(body).into_response()
 }
 
 /// Jaeger's error envelope.
@@ -86,26 +91,28 @@ fn now_us() -> i64 {
     sextant_ingest::logstash::now_us()
 }
 
-/// Runs a blocking read of the span store.
+/// Runs a blocking read of the span store; its answer comes with what the
+/// read noted as missing ([`sextant_storage::partial`]).
 async fn read_spans<T: Send + 'static>(
     state: &AppState,
     read: impl FnOnce(&dyn sextant_storage::SpanReader) -> sextant_storage::Result<T> + Send + 'static,
-) -> Result<T, JaegerError> {
+) -> Result<(T, Vec<String>), JaegerError> {
     let reader = state
         .stores()
         .map_err(|_| unavailable("Sextant is starting: the span store is being opened"))?
         .spans_reader
         .clone();
-    tokio::task::spawn_blocking(move || read(reader.as_ref()))
-        .await
-        .map_err(storage_failed)?
-        .map_err(storage_failed)
+    let (read, warnings) =
+        tokio::task::spawn_blocking(move || sextant_storage::partial::noting(|| read(&*reader)))
+            .await
+            .map_err(storage_failed)?;
+    Ok((read.map_err(storage_failed)?, warnings))
 }
 
 /// `GET /jaeger/api/services`.
 pub async fn services(State(state): State<AppState>) -> Response {
     match read_spans(&state, |r| r.services(i64::MIN, i64::MAX)).await {
-        Ok(services) => envelope(json!(services)),
+        Ok((services, warnings)) => envelope(json!(services), warnings),
         Err(err) => err.into_response(),
     }
 }
@@ -116,10 +123,10 @@ pub async fn service_operations(
     Path(service): Path<String>,
 ) -> Response {
     match read_spans(&state, move |r| r.operations(&service, i64::MIN, i64::MAX)).await {
-        Ok(operations) => {
+        Ok((operations, warnings)) => {
             let mut names: Vec<String> = operations.into_iter().map(|(name, _)| name).collect();
             names.dedup();
-            envelope(json!(names))
+            envelope(json!(names), warnings)
         }
         Err(err) => err.into_response(),
     }
@@ -134,13 +141,13 @@ pub async fn operations(State(state): State<AppState>, uri: Uri) -> Response {
     };
     let kind = get("spanKind");
     match read_spans(&state, move |r| r.operations(&service, i64::MIN, i64::MAX)).await {
-        Ok(operations) => {
+        Ok((operations, warnings)) => {
             let list: Vec<Value> = operations
                 .into_iter()
                 .filter(|(_, k)| kind.as_deref().is_none_or(|want| want == k.as_str()))
                 .map(|(name, k)| json!({ "name": name, "spanKind": k.as_str() }))
                 .collect();
-            envelope(json!(list))
+            envelope(json!(list), warnings)
         }
         Err(err) => err.into_response(),
     }
@@ -265,9 +272,10 @@ pub async fn find_traces(State(state): State<AppState>, uri: Uri) -> Response {
     })
     .await;
     match traces {
-        Ok(traces) => envelope(Value::Array(
-            traces.iter().map(|t| jaeger_trace(t)).collect(),
-        )),
+        Ok((traces, warnings)) => envelope(
+            Value::Array(traces.iter().map(|t| jaeger_trace(t)).collect()),
+            warnings,
+        ),
         Err(err) => err.into_response(),
     }
 }
@@ -284,8 +292,15 @@ pub async fn trace(State(state): State<AppState>, Path(trace_id): Path<String>) 
     // Jaeger accepts ids without their leading zeros.
     let id = format!("{id:0>32}");
     match read_spans(&state, move |r| r.trace(&id)).await {
-        Ok(spans) if spans.is_empty() => jaeger_error(StatusCode::NOT_FOUND, "trace not found"),
-        Ok(spans) => envelope(json!([jaeger_trace(&spans)])),
+        // Not found where the trace would be, because nobody answered
+        // for that partition just now: not a 404.
+        Ok((spans, warnings)) if spans.is_empty() && !warnings.is_empty() => {
+            jaeger_error(StatusCode::SERVICE_UNAVAILABLE, warnings.join("; "))
+        }
+        Ok((spans, _)) if spans.is_empty() => {
+            jaeger_error(StatusCode::NOT_FOUND, "trace not found")
+        }
+        Ok((spans, warnings)) => envelope(json!([jaeger_trace(&spans)]), warnings),
         Err(err) => err.into_response(),
     }
 }
@@ -314,14 +329,17 @@ pub async fn dependencies(State(state): State<AppState>, uri: Uri) -> Response {
     };
     let (start_us, end_us) = ((end_ms - lookback_ms) * 1000, end_ms * 1000 + 1);
     match read_spans(&state, move |r| r.dependencies(start_us, end_us)).await {
-        Ok(edges) => envelope(Value::Array(
-            edges
-                .into_iter()
-                .map(|(parent, child, calls)| {
-                    json!({ "parent": parent, "child": child, "callCount": calls })
-                })
-                .collect(),
-        )),
+        Ok((edges, warnings)) => envelope(
+            Value::Array(
+                edges
+                    .into_iter()
+                    .map(|(parent, child, calls)| {
+                        json!({ "parent": parent, "child": child, "callCount": calls })
+                    })
+                    .collect(),
+            ),
+            warnings,
+        ),
         Err(err) => err.into_response(),
     }
 }
@@ -365,6 +383,7 @@ pub async fn correlate(
     };
     let lookup_id = id.clone();
     let gathered = tokio::task::spawn_blocking(move || {
+        let _stale = sextant_storage::partial::take();
         let logs_reader = stores.logs_reader.clone();
         let spans_reader = stores.spans_reader.clone();
         let id = lookup_id;
@@ -414,11 +433,17 @@ pub async fn correlate(
                 format!("{:?}", l.fields),
             ))
         });
-        Ok::<_, sextant_storage::Error>((logs, spans))
+        Ok::<_, sextant_storage::Error>((logs, spans, sextant_storage::partial::take()))
     })
     .await;
     match gathered {
-        Ok(Ok((logs, spans))) => axum::Json(correlation(&id, logs, spans)).into_response(),
+        Ok(Ok((logs, spans, warnings))) => {
+            let mut body = correlation(&id, logs, spans);
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
+            axum::Json(body).into_response()
+        }
         Ok(Err(err)) => storage_failed(err).into_response(),
         Err(err) => storage_failed(err).into_response(),
     }

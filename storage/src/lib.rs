@@ -13,6 +13,7 @@ mod data_dir;
 mod error;
 pub mod logs;
 mod lucene;
+pub mod partial;
 pub mod remote;
 mod retention;
 pub mod spans;

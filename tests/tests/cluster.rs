@@ -665,6 +665,17 @@ handler.close()
         let listed = node.get("/api/v1/silences").json();
         assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
     }
+    // A group made through the ruler API (Grafana's alerting UI, cortextool)
+    // is the cluster's too.
+    let made = a.post_path(
+        "/config/v1/rules/team",
+        "application/yaml",
+        b"name: made_by_api\ninterval: 1s\nrules:\n  - record: job:requests:count\n    expr: count(requests_total)\n",
+    );
+    assert_eq!(made.status, 202, "{}", made.body);
+    // When the alert began: the node that evaluates next must continue it.
+    let active_at = a.get("/api/v1/alerts").json()["data"]["alerts"][0]["activeAt"].clone();
+    assert!(active_at.is_string(), "{active_at}");
 
     // A sample older than its partition's newest block is refused by the
     // node that receives it, as a single node refuses it, once the owner
@@ -779,6 +790,27 @@ handler.close()
         }
         std::thread::sleep(Duration::from_secs(2));
         let _ = a.kill_hard();
+        // Until a's leases run out nobody answers for its partitions: a
+        // read answers with the rest and names what it lacks.
+        let query = format!(
+            "/api/v1/query?query={}",
+            url_encode("count(requests_total)")
+        );
+        let partial = b.get(&query).json();
+        assert_eq!(partial["status"], "success", "{partial}");
+        assert!(
+            partial["warnings"]
+                .to_string()
+                .contains("partial answer: metrics partitions"),
+            "{partial}"
+        );
+        let partial = b.get("/api/v1/logs/search?q=served&start=0").json();
+        assert!(
+            partial["warnings"]
+                .to_string()
+                .contains("partial answer: logs partitions"),
+            "{partial}"
+        );
         wait_until(
             "node a's partitions owned again",
             Duration::from_secs(15),
@@ -871,10 +903,45 @@ handler.close()
         node
     };
     let b = roll(&c, b, "b", "rolling_b_");
-    let _c = roll(&b, c, "c", "rolling_c_");
+    let c = roll(&b, c, "c", "rolling_c_");
     assert_eq!(failed, Vec::<String>::new());
     assert!(acknowledged.len() > 40, "{}", acknowledged.len());
     all_acknowledged_are_there(&b, "rolling_", &acknowledged);
+
+    // The ruler has moved at least once (a was killed, b and c restarted),
+    // and its state moved with it: the silences, the alert still firing
+    // since it began, one change to firing in the history, one notification.
+    wait_until(
+        "a node evaluates the rules",
+        Duration::from_secs(30),
+        || b.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] == "firing",
+    );
+    for node in [&b, &c] {
+        let listed = node.get("/api/v1/silences").json();
+        assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+        let alerts = node.get("/api/v1/alerts").json();
+        assert_eq!(
+            alerts["data"]["alerts"][0]["activeAt"], active_at,
+            "{alerts}"
+        );
+        let history = node.get("/api/v1/alerts/history").json();
+        let fired: Vec<&Value> = history["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["to"] == "firing")
+            .collect();
+        assert_eq!(fired.len(), 1, "{history}");
+    }
+    assert_eq!(receiver.count("/alertmanager", |_| true), 1);
+    let groups = b.get("/api/v1/rules").json();
+    let names: Vec<&str> = groups["data"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert!(names.contains(&"made_by_api"), "{groups}");
 }
 
 #[test]

@@ -177,6 +177,9 @@ pub(crate) struct Evaluator<'a> {
         std::collections::BTreeSet<String>,
         std::collections::BTreeSet<String>,
     )>,
+    /// Whether a read answered without part of its data (cluster mode: a
+    /// partition briefly without an owner); its warnings say which.
+    pub partial: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn exec(msg: impl Into<String>) -> Error {
@@ -207,7 +210,20 @@ impl<'a> Evaluator<'a> {
         super::Annotations {
             warnings: notes.0.iter().cloned().collect(),
             infos: notes.1.iter().cloned().collect(),
+            partial: self.partial.load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Takes what the reads just made noted about missing data
+    /// ([`sextant_storage::partial`]) as warnings, worded as they came.
+    fn take_partial(&self) {
+        let noted = sextant_storage::partial::take();
+        if noted.is_empty() {
+            return;
+        }
+        self.partial
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.notes.lock().expect("notes lock").0.extend(noted);
     }
 
     /// Warns about a quantile outside [0, 1], as Prometheus does.
@@ -376,12 +392,16 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<LazySeries<'a>>> {
         let sets = selector_matchers(vs)?;
         if sets.len() == 1 {
-            return Ok(self.reader.select_lazy(&sets[0], mint, maxt)?);
+            let selected = self.reader.select_lazy(&sets[0], mint, maxt);
+            self.take_partial();
+            return Ok(selected?);
         }
         // `{a="1" or b="2"}`: the union, each series once, in label order.
         let mut by_labels: BTreeMap<Labels, SeriesSamples> = BTreeMap::new();
         for matchers in &sets {
-            for s in self.reader.select(matchers, mint, maxt)? {
+            let selected = self.reader.select(matchers, mint, maxt);
+            self.take_partial();
+            for s in selected? {
                 by_labels.entry(s.labels.clone()).or_insert(s);
             }
         }

@@ -186,6 +186,9 @@ impl QueryValue {
 pub struct Annotations {
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    /// The answer lacks data a store could not read just now (cluster
+    /// mode: a partition briefly without an owner); `warnings` say which.
+    pub partial: bool,
 }
 
 /// Parses a PromQL expression; the error reads like Prometheus's.
@@ -391,6 +394,8 @@ impl Engine {
     }
 
     fn evaluator(&self, start: i64, end: i64, step: i64) -> eval::Evaluator<'_> {
+        // What an earlier read on this thread noted is not this query's.
+        let _stale = sextant_storage::partial::take();
         eval::Evaluator {
             reader: &*self.reader,
             options: &self.options,
@@ -400,6 +405,7 @@ impl Engine {
             deadline: Instant::now() + self.options.timeout,
             held: 0,
             notes: Default::default(),
+            partial: Default::default(),
         }
     }
 }
