@@ -12,6 +12,7 @@
 //! for NATS from the calling thread ([`crate::peer::wait`]).
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, object_store};
@@ -76,18 +77,34 @@ impl SharedBlobs {
         })
     }
 
-    fn call<T: Send + 'static>(
-        &self,
-        what: String,
-        fut: impl Future<Output = Result<T, String>> + Send + 'static,
-    ) -> io::Result<T> {
+    /// Runs `op` and waits for it, again while NATS answers that it is
+    /// not ready (a bucket just made, a stream electing its leader), up
+    /// to [`PATIENCE`] in all.
+    fn call<T, F>(&self, what: String, op: impl Fn() -> F + Send + 'static) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, String>> + Send + 'static,
+    {
         let bucket = self.bucket.clone();
-        let timed = async move {
-            tokio::time::timeout(PATIENCE, fut)
-                .await
-                .unwrap_or_else(|_| Err(format!("NATS did not answer within {PATIENCE:?}")))
+        let patient = async move {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let error = match tokio::time::timeout(left, op()).await {
+                    Ok(Ok(done)) => return Ok(done),
+                    Ok(Err(e)) => e,
+                    Err(_) => return Err(format!("NATS did not answer within {PATIENCE:?}")),
+                };
+                let transient = ["no responders", "timed out", "leader", "temporarily"]
+                    .iter()
+                    .any(|t| error.contains(t));
+                if !transient || tokio::time::Instant::now() >= deadline {
+                    return Err(error);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         };
-        crate::peer::wait(&self.runtime, timed)
+        crate::peer::wait(&self.runtime, patient)
             .map_err(|e| unavailable(e.to_string()))?
             .map_err(|e| unavailable(format!("{what} in bucket {bucket}: {e}")))
     }
@@ -96,13 +113,16 @@ impl SharedBlobs {
     pub fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let store = self.store.clone();
         let key = name.to_owned();
-        let data = bytes.to_vec();
-        self.call(format!("write {name}"), async move {
-            store
-                .put(key.as_str(), &mut data.as_slice())
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        let data = Arc::new(bytes.to_vec());
+        self.call(format!("write {name}"), move || {
+            let (store, key, data) = (store.clone(), key.clone(), data.clone());
+            async move {
+                store
+                    .put(key.as_str(), &mut data.as_slice())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
         })
     }
 
@@ -110,18 +130,23 @@ impl SharedBlobs {
     pub fn get(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         let store = self.store.clone();
         let key = name.to_owned();
-        self.call(format!("read {name}"), async move {
-            let mut object = match store.get(&key).await {
-                Ok(object) => object,
-                Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            };
-            let mut bytes = Vec::with_capacity(object.info().size);
-            object
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Some(bytes))
+        self.call(format!("read {name}"), move || {
+            let (store, key) = (store.clone(), key.clone());
+            async move {
+                let mut object = match store.get(&key).await {
+                    Ok(object) => object,
+                    Err(e) if e.kind() == object_store::GetErrorKind::NotFound => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.to_string()),
+                };
+                let mut bytes = Vec::with_capacity(object.info().size);
+                object
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Some(bytes))
+            }
         })
     }
 
@@ -129,16 +154,19 @@ impl SharedBlobs {
     pub fn delete(&self, name: &str) -> io::Result<()> {
         let store = self.store.clone();
         let key = name.to_owned();
-        self.call(format!("delete {name}"), async move {
-            match store.delete(&key).await {
-                Ok(()) => Ok(()),
-                Err(e)
-                    if e.kind() == object_store::DeleteErrorKind::NotFound
-                        || e.to_string().contains("not found") =>
-                {
-                    Ok(())
+        self.call(format!("delete {name}"), move || {
+            let (store, key) = (store.clone(), key.clone());
+            async move {
+                match store.delete(&key).await {
+                    Ok(()) => Ok(()),
+                    Err(e)
+                        if e.kind() == object_store::DeleteErrorKind::NotFound
+                            || e.to_string().contains("not found") =>
+                    {
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Err(e.to_string()),
             }
         })
     }
@@ -147,18 +175,21 @@ impl SharedBlobs {
     pub fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
         let store = self.store.clone();
         let prefix = prefix.to_owned();
-        self.call("list blobs".to_owned(), async move {
-            let mut list = store.list().await.map_err(|e| e.to_string())?;
-            let mut names = Vec::new();
-            while let Some(info) = list.next().await {
-                let info = info.map_err(|e| e.to_string())?;
-                if !info.deleted && info.name.starts_with(&prefix) {
-                    names.push(info.name);
+        self.call("list blobs".to_owned(), move || {
+            let (store, prefix) = (store.clone(), prefix.clone());
+            async move {
+                let mut list = store.list().await.map_err(|e| e.to_string())?;
+                let mut names = Vec::new();
+                while let Some(info) = list.next().await {
+                    let info = info.map_err(|e| e.to_string())?;
+                    if !info.deleted && info.name.starts_with(&prefix) {
+                        names.push(info.name);
+                    }
                 }
+                names.sort();
+                names.dedup();
+                Ok(names)
             }
-            names.sort();
-            names.dedup();
-            Ok(names)
         })
     }
 }

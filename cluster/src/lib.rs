@@ -155,14 +155,56 @@ pub const TICK: Duration = Duration::from_secs(2);
 /// Rounds a partition stays free before any node, preferred or not, takes it.
 const ORPHAN_ROUNDS: u32 = 3;
 
+/// FNV-1a's starting value.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// FNV-1a, 64 bits: stable across versions and platforms.
 pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    stable_hash_more(FNV_OFFSET, bytes)
+}
+
+/// FNV-1a of what `hash` was computed over, then `bytes`: a key hashed in
+/// pieces, without putting it together.
+fn stable_hash_more(mut hash: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         hash ^= u64::from(*b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+/// [`stable_hash`] of label pairs as `name 0xff value 0xff ...`, the key a
+/// series is placed and known by.
+pub(crate) fn pairs_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut hash = FNV_OFFSET;
+    for (name, value) in pairs {
+        hash = stable_hash_more(hash, name.as_bytes());
+        hash = stable_hash_more(hash, &[0xff]);
+        hash = stable_hash_more(hash, value.as_bytes());
+        hash = stable_hash_more(hash, &[0xff]);
+    }
+    hash
+}
+
+/// FNV-1a as a [`std::hash::Hasher`], for maps of short strings built per
+/// record (std's SipHash resists attacks these maps do not face, slowly).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(FNV_OFFSET)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = stable_hash_more(self.0, bytes);
+    }
 }
 
 /// MurmurHash3's finaliser: every input bit moves every output bit, which
@@ -177,7 +219,12 @@ fn mix(mut x: u64) -> u64 {
 
 /// The partition `key` (a series' labels, a stream, a trace id) lives in.
 pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
-    (mix(stable_hash(key)) % u64::from(partitions.max(1))) as u32
+    partition_of_hash(stable_hash(key), partitions)
+}
+
+/// [`partition_of`] a key whose [`stable_hash`] is `hash`.
+pub(crate) fn partition_of_hash(hash: u64, partitions: u32) -> u32 {
+    (mix(hash) % u64::from(partitions.max(1))) as u32
 }
 
 /// The member rendezvous hashing prefers for `partition`: the one with the
@@ -326,7 +373,17 @@ impl Cluster {
     /// The bucket of named blobs `bucket`, every node's (opened, created
     /// if need be).
     pub async fn blobs(&self, bucket: &str) -> Result<SharedBlobs, Error> {
-        SharedBlobs::open(&self.js, bucket, self.config.replicas).await
+        let mut attempts = 0;
+        loop {
+            match SharedBlobs::open(&self.js, bucket, self.config.replicas).await {
+                Err(e) if attempts < 30 && is_transient(&e) => {
+                    attempts += 1;
+                    warn!(error = %e, "JetStream not ready; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                opened => return opened,
+            }
+        }
     }
 
     /// The JetStream context the node talks through.

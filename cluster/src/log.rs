@@ -8,8 +8,18 @@
 //! Every append carries a message id: JetStream drops a second append with
 //! the same id within the stream's duplicate window, so a retried write
 //! (the ack lost on the way back) is never stored twice.
+//!
+//! Writes of requests that arrive together are appended together: each
+//! partition has a batcher that, while [`IN_FLIGHT`] appends of its
+//! partition wait for JetStream, gathers what comes in and appends it as
+//! one message ([`crate::wire::encode_batch`]) once one of them returns.
+//! Under load a message carries many requests' records; alone, a write
+//! goes out at once. Every message is compressed whole
+//! ([`crate::wire::compress`]): JetStream's cost goes by bytes. Each
+//! writer is still acknowledged only once its message is stored.
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
@@ -23,6 +33,17 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// NATS's default largest message; larger writes are split by the caller.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
+/// Largest message a batcher makes (below NATS's 1 MiB with headers).
+const MAX_BATCH: usize = 900 << 10;
+/// Appends of one partition a batcher has waiting for JetStream at once.
+const IN_FLIGHT: usize = 2;
+/// How long a batcher waits for more after a small record: JetStream's
+/// cost goes by messages (each is replicated on its own), and writes that
+/// arrive this close together go out as one.
+const LINGER: Duration = Duration::from_millis(2);
+/// A record at least this large goes out without waiting for others.
+const LINGER_BELOW: usize = 128 << 10;
+
 /// One kind of data's partitioned log.
 #[derive(Debug, Clone)]
 pub struct PartitionLog {
@@ -30,6 +51,17 @@ pub struct PartitionLog {
     stream: stream::Stream,
     kind: String,
     partitions: u32,
+    /// Each partition's batcher, started at the first [`PartitionLog::append_all`].
+    batchers: Arc<OnceLock<Vec<tokio::sync::mpsc::UnboundedSender<Pending>>>>,
+}
+
+/// A record waiting in its partition's batcher.
+#[derive(Debug)]
+struct Pending {
+    id: String,
+    payload: Bytes,
+    deadline: Instant,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
 
 /// What an append did.
@@ -70,6 +102,7 @@ impl PartitionLog {
             stream,
             kind: kind.to_owned(),
             partitions,
+            batchers: Arc::default(),
         })
     }
 
@@ -112,33 +145,134 @@ impl PartitionLog {
         })
     }
 
-    /// Appends every `(partition, message id, payload)` at once, each
-    /// retried for up to `patience` while JetStream refuses it for now (a
-    /// stream electing a leader after a NATS node died); the first failure.
+    /// Appends every `(partition, message id, payload)` through the
+    /// partitions' batchers, each retried for up to `patience` while
+    /// JetStream refuses it for now (a stream electing a leader after a
+    /// NATS node died); the first failure.
     pub async fn append_all(
         &self,
         records: Vec<(u32, String, Bytes)>,
         patience: Duration,
     ) -> Result<(), Error> {
-        let appends = records
-            .into_iter()
-            .map(|(partition, id, payload)| async move {
-                let deadline = std::time::Instant::now() + patience;
-                loop {
-                    match self.append(partition, &id, payload.clone()).await {
-                        Ok(_) => return Ok(()),
-                        Err(e) if std::time::Instant::now() < deadline => {
-                            tracing::debug!(partition, error = %e, "append retried");
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
+        let batchers = self.batchers.get_or_init(|| {
+            // The batchers' own log has none: when the last handle on this
+            // one goes, their channels close and they end.
+            let bare = Self {
+                batchers: Arc::default(),
+                ..self.clone()
+            };
+            (0..self.partitions)
+                .map(|partition| {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(bare.clone().batch(partition, rx));
+                    tx
+                })
+                .collect()
+        });
+        let deadline = Instant::now() + patience;
+        let mut waits = Vec::with_capacity(records.len());
+        for (partition, id, payload) in records {
+            self.subject(partition)?;
+            let (done, wait) = tokio::sync::oneshot::channel();
+            let pending = Pending {
+                id,
+                payload,
+                deadline,
+                done,
+            };
+            batchers[partition as usize]
+                .send(pending)
+                .map_err(|_| Error::JetStream("the log's batcher has stopped".into()))?;
+            waits.push(wait);
+        }
+        for wait in futures_util::future::join_all(waits).await {
+            wait.map_err(|_| Error::JetStream("the log's batcher has stopped".into()))?
+                .map_err(Error::JetStream)?;
+        }
+        Ok(())
+    }
+
+    /// `partition`'s batcher: takes what is waiting, up to [`MAX_BATCH`],
+    /// as one message once one of its [`IN_FLIGHT`] appends is free.
+    async fn batch(self, partition: u32, mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let mut carried: Option<Pending> = None;
+        loop {
+            let first = match carried.take() {
+                Some(first) => first,
+                None => match queue.recv().await {
+                    Some(first) => first,
+                    None => return,
+                },
+            };
+            if first.payload.len() < LINGER_BELOW {
+                tokio::time::sleep(LINGER).await;
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let mut size = first.payload.len();
+            let mut batch = vec![first];
+            while let Ok(next) = queue.try_recv() {
+                if size + next.payload.len() + 10 > MAX_BATCH {
+                    carried = Some(next);
+                    break;
+                }
+                size += next.payload.len() + 10;
+                batch.push(next);
+            }
+            let log = self.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let (id, message) = if batch.len() == 1 {
+                    (
+                        batch[0].id.clone(),
+                        crate::wire::compress(&batch[0].payload),
+                    )
+                } else {
+                    // The first record's id is unique, and so is this.
+                    let records: Vec<Bytes> = batch.iter().map(|p| p.payload.clone()).collect();
+                    (
+                        format!("{}+{}", batch[0].id, batch.len()),
+                        crate::wire::compress(&crate::wire::encode_batch(&records)),
+                    )
+                };
+                let payload = Bytes::from(message);
+                let deadline = batch
+                    .iter()
+                    .map(|p| p.deadline)
+                    .min()
+                    .unwrap_or_else(Instant::now);
+                let done = log
+                    .append_until(partition, &id, payload, deadline)
+                    .await
+                    .map_err(|e| e.to_string());
+                for pending in batch {
+                    let _ = pending.done.send(done.clone());
                 }
             });
-        futures_util::future::join_all(appends)
-            .await
-            .into_iter()
-            .collect()
+        }
+    }
+
+    /// [`PartitionLog::append`], retried until `deadline` while JetStream
+    /// refuses it.
+    async fn append_until(
+        &self,
+        partition: u32,
+        id: &str,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        loop {
+            match self.append(partition, id, payload.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(partition, error = %e, "append retried");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The sequence of `partition`'s newest record (0: none), from the

@@ -2,7 +2,7 @@
 //! [`MetricsReader`] over the partitioned log and the partition owners.
 //!
 //! **Writes.** A batch is split by the partition of each series
-//! ([`partition_of`] its labels), each part appended to its partition's
+//! ([`crate::partition_of`] its labels), each part appended to its partition's
 //! subject with a message id, and the batch is acknowledged once JetStream
 //! has stored every part. A part that cannot be stored fails the batch
 //! (503): the sender retries, and a sample written twice is the same sample
@@ -50,7 +50,7 @@ use crate::catalog::Catalog;
 use crate::owner::{Engine, Owners};
 use crate::peer::PeerClient;
 use crate::wire::{self, Reader, Writer};
-use crate::{Cluster, Error, PartitionLog, partition_of};
+use crate::{Cluster, Error, PartitionLog};
 
 /// How long the log keeps a record its owner has not trimmed.
 const LOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -113,17 +113,6 @@ fn newest_ms<'a>(series: impl Iterator<Item = &'a [sextant_model::Sample]>) -> i
         .unwrap_or(i64::MIN)
 }
 
-fn pairs_hash(pairs: &[(&str, &str)]) -> u64 {
-    let mut key = Vec::with_capacity(pairs.len() * 24);
-    for (name, value) in pairs {
-        key.extend_from_slice(name.as_bytes());
-        key.push(0xff);
-        key.extend_from_slice(value.as_bytes());
-        key.push(0xff);
-    }
-    crate::stable_hash(&key)
-}
-
 fn same_labels(labels: &Labels, pairs: &[(&str, &str)]) -> bool {
     labels.len() == pairs.len()
         && labels
@@ -157,51 +146,66 @@ impl Engine for MetricsEngine {
                 Err(_) => newest.push(None),
             }
         }
-        // (hash, labels, reference) of each series, looked up once.
-        let mut resolved: Vec<(u64, Labels, u64)> = Vec::with_capacity(decoded.len());
-        {
-            let mut known = self.known.lock().expect("known series");
-            if known.len() > KNOWN_SERIES {
-                known.clear();
-            }
-            for series in &decoded {
-                let hash = pairs_hash(&series.labels);
-                let found = known
-                    .get(&hash)
-                    .and_then(|v| v.iter().find(|(l, _)| same_labels(l, &series.labels)));
-                resolved.push(match found {
-                    Some((labels, reference)) => (hash, labels.clone(), *reference),
-                    None => (hash, Labels::from_pairs(series.labels.iter().copied()), 0),
-                });
-            }
-        }
-        let mut batch: Vec<RefSeries<'_>> = resolved
+        let hashes: Vec<u64> = decoded
             .iter()
-            .zip(&decoded)
-            .map(|((_, labels, reference), series)| RefSeries {
-                labels,
-                series_ref: *reference,
-                samples: &series.samples,
-            })
+            .map(|s| crate::pairs_hash(s.labels.iter().copied()))
             .collect();
+        // The map is this partition's alone: held while the engine appends,
+        // it lends the labels and references of the series it knows.
+        let mut known = self.known.lock().expect("known series");
+        if known.len() > KNOWN_SERIES {
+            known.clear();
+        }
+        // Where each series is in the map, or its labels built now.
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(decoded.len());
+        let mut fresh: Vec<Option<Labels>> = Vec::with_capacity(decoded.len());
+        for (series, hash) in decoded.iter().zip(&hashes) {
+            let slot = known
+                .get(hash)
+                .and_then(|v| v.iter().position(|(l, _)| same_labels(l, &series.labels)));
+            fresh.push(
+                slot.is_none()
+                    .then(|| Labels::from_pairs(series.labels.iter().copied())),
+            );
+            slots.push(slot);
+        }
+        let mut batch: Vec<RefSeries<'_>> = Vec::with_capacity(decoded.len());
+        for (((series, hash), slot), fresh) in decoded.iter().zip(&hashes).zip(&slots).zip(&fresh) {
+            let (labels, series_ref) = match (slot, fresh) {
+                (Some(slot), _) => {
+                    let (labels, reference) = &known[hash][*slot];
+                    (labels, *reference)
+                }
+                (None, Some(labels)) => (labels, 0),
+                (None, None) => unreachable!("a series is known or built"),
+            };
+            batch.push(RefSeries {
+                labels,
+                series_ref,
+                samples: &series.samples,
+            });
+        }
         // Refusals (out of bounds, limits) are counted by the engine.
         self.tsdb
             .append_ref_series(&mut batch)
             .map_err(|e| e.to_string())?;
+        let refs: Vec<u64> = batch.iter().map(|b| b.series_ref).collect();
+        drop(batch);
         if !first_version.is_empty() {
             self.tsdb
                 .append(&first_version)
                 .map_err(|e| e.to_string())?;
         }
-        let mut known = self.known.lock().expect("known series");
-        for (item, (hash, labels, before)) in batch.iter().zip(&resolved) {
-            if item.series_ref == *before {
-                continue;
-            }
+        for (((hash, slot), fresh), reference) in hashes.iter().zip(slots).zip(fresh).zip(refs) {
             let entries = known.entry(*hash).or_default();
-            match entries.iter_mut().find(|(l, _)| l == labels) {
-                Some(entry) => entry.1 = item.series_ref,
-                None => entries.push((labels.clone(), item.series_ref)),
+            match (slot, fresh) {
+                (Some(slot), _) => entries[slot].1 = reference,
+                (None, Some(labels)) => match entries.iter_mut().find(|(l, _)| *l == labels) {
+                    // The same series twice in these records.
+                    Some(entry) => entry.1 = reference,
+                    None => entries.push((labels, reference)),
+                },
+                (None, None) => {}
             }
         }
         Ok(newest)
@@ -561,16 +565,13 @@ pub(crate) fn id_prefix(cluster: &Cluster) -> String {
     format!("{}-{started:x}", cluster.node_id())
 }
 
-/// The key a series is placed by: its labels, names and values separated.
-fn series_key(labels: &Labels) -> Vec<u8> {
-    let mut key = Vec::new();
-    for label in labels.iter() {
-        key.extend_from_slice(label.name.as_bytes());
-        key.push(0xff);
-        key.extend_from_slice(label.value.as_bytes());
-        key.push(0xff);
-    }
-    key
+/// The partition a series is placed in: by its labels, names and values
+/// separated ([`crate::pairs_hash`]).
+fn series_partition(labels: &Labels, partitions: u32) -> u32 {
+    crate::partition_of_hash(
+        crate::pairs_hash(labels.iter().map(|l| (&*l.name, &*l.value))),
+        partitions,
+    )
 }
 
 /// Splits a batch into records of at most [`RECORD_BYTES`] (a series with
@@ -632,7 +633,7 @@ impl MetricsWriter for ClusterMetrics {
                 if series.samples.is_empty() {
                     continue;
                 }
-                let partition = partition_of(&series_key(&series.labels), partitions);
+                let partition = series_partition(&series.labels, partitions);
                 let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
                 let old = series
                     .samples
@@ -789,6 +790,20 @@ fn open_engine(settings: &MetricsSettings, partition: u32) -> Result<Arc<Tsdb>, 
 mod tests {
     use super::*;
     use sextant_model::Sample;
+
+    #[test]
+    fn a_series_is_placed_by_its_labels_as_it_always_was() {
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        let key = b"__name__\xffup\xffjob\xffnode\xff";
+        for partitions in [1, 7, 16, 64] {
+            assert_eq!(
+                series_partition(&labels, partitions),
+                crate::partition_of(key, partitions)
+            );
+        }
+        // Moving a series would split it across two owners.
+        assert_eq!(series_partition(&labels, 16), 2);
+    }
 
     #[test]
     fn a_large_batch_becomes_records_under_the_limit_and_loses_nothing() {

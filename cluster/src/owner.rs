@@ -342,7 +342,21 @@ impl<E: Engine> Owners<E> {
                     .map_err(|e| Error::JetStream(format!("read partition {partition}: {e}")))?;
                 pending = info.pending;
                 next = info.stream_sequence + 1;
-                records.push((info.stream_sequence, message.payload.clone()));
+                // A message is one record or a batch of them (the log's
+                // batcher): the engine sees records, the sequence is the
+                // message's.
+                match crate::wire::split_batch(&message.payload) {
+                    Ok(parts) => {
+                        records.extend(parts.into_iter().map(|r| (info.stream_sequence, r)));
+                    }
+                    Err(e) => warn!(
+                        kind,
+                        partition,
+                        sequence = info.stream_sequence,
+                        error = %e,
+                        "an unreadable batch in the log is skipped"
+                    ),
+                }
             }
             if !records.is_empty() {
                 let engine = owner.engine.clone();
@@ -357,13 +371,23 @@ impl<E: Engine> Owners<E> {
                             "{kind} partition {partition}'s engine refused a write: {e}"
                         ))
                     })?;
+                // The newest time of each message: of all its records.
+                let mut by_message: Vec<(u64, Option<i64>)> = Vec::new();
                 for (sequence, newest) in sequences.into_iter().zip(newest) {
-                    match newest {
-                        Some(newest) => unsealed.push_back((sequence, newest)),
-                        None => warn!(
+                    if newest.is_none() {
+                        warn!(
                             kind,
                             partition, sequence, "an unreadable record in the log is skipped"
-                        ),
+                        );
+                    }
+                    match by_message.last_mut() {
+                        Some((last, time)) if *last == sequence => *time = (*time).max(newest),
+                        _ => by_message.push((sequence, newest)),
+                    }
+                }
+                for (sequence, newest) in by_message {
+                    if let Some(newest) = newest {
+                        unsealed.push_back((sequence, newest));
                     }
                 }
                 untold = true;

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use sextant_model::{Labels, Sample};
 use sextant_storage::SeriesSamples;
 
@@ -206,8 +208,96 @@ pub fn decode_items(record: &[u8]) -> Result<Vec<&[u8]>, String> {
     Ok(out)
 }
 
+/// The first byte of a message holding several records: the writes of
+/// several requests to one partition, appended together by the log.
+const BATCH: u8 = 3;
+
+/// Records as one message: [`BATCH`], a count, then each with its length.
+pub fn encode_batch(records: &[Bytes]) -> Vec<u8> {
+    let size: usize = records.iter().map(|r| r.len() + 5).sum();
+    let mut w = Writer {
+        buf: Vec::with_capacity(size + 6),
+    };
+    w.buf.push(BATCH);
+    w.varint(records.len() as u64);
+    for record in records {
+        w.bytes(record);
+    }
+    w.finish()
+}
+
+/// The first byte of a message compressed whole with Snappy (raw format):
+/// a batch or a single record. Records repeat their timestamps and label
+/// numbers, and JetStream's cost (copies to replicas, writes to disk) goes
+/// by bytes.
+const SNAPPY: u8 = 4;
+/// The most a compressed message may expand to (a message is at most 1 MiB
+/// and records compress a few times).
+const MAX_EXPANDED: usize = 64 << 20;
+
+/// A message compressed whole: [`SNAPPY`], then the raw Snappy bytes.
+pub fn compress(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; 1 + snap::raw::max_compress_len(message.len())];
+    out[0] = SNAPPY;
+    match snap::raw::Encoder::new().compress(message, &mut out[1..]) {
+        Ok(n) if n + 1 < message.len() => {
+            out.truncate(1 + n);
+            out
+        }
+        // What does not get smaller goes as it is (never larger than NATS
+        // takes).
+        _ => message.to_vec(),
+    }
+}
+
+/// The records of a message: those of a batch (compressed or not), or
+/// the message itself. A batch within a batch is refused (the log never
+/// writes one), as is a message that would expand past [`MAX_EXPANDED`].
+pub fn split_batch(message: &Bytes) -> Result<Vec<Bytes>, String> {
+    if message.first() == Some(&SNAPPY) {
+        let packed = &message[1..];
+        let len =
+            snap::raw::decompress_len(packed).map_err(|e| format!("a compressed message: {e}"))?;
+        if len > MAX_EXPANDED {
+            return Err(format!(
+                "a compressed message would expand to {len} bytes, over {MAX_EXPANDED}"
+            ));
+        }
+        let plain = snap::raw::Decoder::new()
+            .decompress_vec(packed)
+            .map_err(|e| format!("a compressed message: {e}"))?;
+        if plain.first() == Some(&SNAPPY) {
+            return Err("a compressed message within a compressed message".into());
+        }
+        return split_batch(&Bytes::from(plain));
+    }
+    if message.first() != Some(&BATCH) {
+        return Ok(vec![message.clone()]);
+    }
+    let mut r = Reader {
+        buf: message,
+        pos: 1,
+    };
+    let n = r.count(1)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let record = r.bytes_prefixed()?;
+        if record.first() == Some(&BATCH) {
+            return Err("a batch within a batch".into());
+        }
+        out.push(message.slice_ref(record));
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last record of a batch",
+            message.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
 /// Splits encoded items into records of at most `max` bytes each.
-pub fn pack_items(items: Vec<Vec<u8>>, max: usize) -> Vec<bytes::Bytes> {
+pub fn pack_items(items: Vec<Vec<u8>>, max: usize) -> Vec<Bytes> {
     let mut out = Vec::new();
     let mut current: Vec<Vec<u8>> = Vec::new();
     let mut size = 0;
@@ -234,7 +324,11 @@ const SYMBOLS: u8 = 2;
 
 /// Series as one record with a symbol table.
 pub fn encode_series_refs(batch: &[&SeriesSamples]) -> Vec<u8> {
-    let mut symbols: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut symbols: std::collections::HashMap<
+        &str,
+        u64,
+        std::hash::BuildHasherDefault<crate::Fnv>,
+    > = std::collections::HashMap::with_capacity_and_hasher(256, Default::default());
     let mut order: Vec<&str> = Vec::new();
     let mut body = Writer { buf: Vec::new() };
     body.varint(batch.len() as u64);
@@ -356,6 +450,53 @@ pub fn decode_series(record: &[u8]) -> Result<Vec<SeriesSamples>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_split_into_their_records_and_refuse_damage() {
+        let records = [
+            Bytes::from_static(b"\x02first"),
+            Bytes::new(),
+            Bytes::from_static(b"\x01second"),
+        ];
+        let message = Bytes::from(encode_batch(&records));
+        assert_eq!(split_batch(&message).unwrap(), records);
+        let plain = Bytes::from_static(b"\x02just one");
+        assert_eq!(split_batch(&plain).unwrap(), std::slice::from_ref(&plain));
+        let cut = message.slice(..message.len() - 2);
+        assert!(
+            split_batch(&cut)
+                .unwrap_err()
+                .contains("exceeds the record")
+        );
+        let nested = Bytes::from(encode_batch(std::slice::from_ref(&message)));
+        assert!(split_batch(&nested).unwrap_err().contains("within a batch"));
+        let mut trailing = message.to_vec();
+        trailing.push(0);
+        assert!(split_batch(&trailing.into()).unwrap_err().contains("after"));
+        let huge = Bytes::from_static(b"\x03\xff\xff\xff\xff\x0f");
+        assert!(split_batch(&huge).unwrap_err().contains("exceeds"));
+        // Compressed whole, a batch or a record comes back the same; what
+        // does not get smaller goes as it is.
+        let records = [
+            Bytes::from([b"\x02".as_slice(), &[7; 3000]].concat()),
+            Bytes::from([b"\x01".as_slice(), &[9; 2000]].concat()),
+        ];
+        let message = encode_batch(&records);
+        let packed = Bytes::from(compress(&message));
+        assert_eq!(packed[0], SNAPPY);
+        assert!(packed.len() < message.len() / 10, "{}", packed.len());
+        assert_eq!(split_batch(&packed).unwrap(), records);
+        let record = Bytes::from(compress(&records[0]));
+        assert_eq!(split_batch(&record).unwrap(), [records[0].clone()]);
+        assert_eq!(compress(&plain), plain.to_vec());
+        let mut twice = vec![SNAPPY];
+        twice.extend(snap::raw::Encoder::new().compress_vec(&packed).unwrap());
+        assert!(split_batch(&twice.into()).unwrap_err().contains("within"));
+        let bomb = Bytes::from_static(b"\x04\xff\xff\xff\xff\x0f");
+        assert!(split_batch(&bomb).unwrap_err().contains("expand"));
+        let broken = Bytes::from(packed[..packed.len() - 3].to_vec());
+        assert!(split_batch(&broken).is_err());
+    }
 
     #[test]
     fn series_round_trip_with_nan_and_refuse_damage() {

@@ -21,6 +21,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = wire::decode_series(data);
     let _ = wire::decode_items(data);
+    if let Ok(records) = wire::split_batch(&bytes::Bytes::copy_from_slice(data)) {
+        let again = wire::encode_batch(&records);
+        let back = wire::split_batch(&again.into()).expect("what was batched splits");
+        assert_eq!(back, records);
+    }
     let _ = serde_json::from_slice::<sextant_cluster::ReadRequest>(data);
     let _ = serde_json::from_slice::<sextant_cluster::logs::LogRead>(data);
     let _ = serde_json::from_slice::<sextant_cluster::spans::SpanRead>(data);
