@@ -124,7 +124,7 @@ fn same_labels(labels: &Labels, pairs: &[(&str, &str)]) -> bool {
 impl Engine for MetricsEngine {
     fn apply(&self, records: &[(u64, Bytes)]) -> Result<Vec<Option<i64>>, String> {
         let mut newest = Vec::with_capacity(records.len());
-        let mut decoded = Vec::new();
+        let mut raw = Vec::with_capacity(records.len());
         let mut first_version = Vec::new();
         for (_, payload) in records {
             if payload.first() == Some(&1) {
@@ -139,13 +139,14 @@ impl Engine for MetricsEngine {
                 continue;
             }
             match wire::decode_series_raw(payload) {
-                Ok(series) => {
-                    newest.push(Some(newest_ms(series.iter().map(|s| &s.samples[..]))));
-                    decoded.extend(series);
+                Ok(record) => {
+                    newest.push(Some(newest_ms(record.iter().map(|s| s.samples))));
+                    raw.push(record);
                 }
                 Err(_) => newest.push(None),
             }
         }
+        let decoded: Vec<wire::RawSeries<'_, '_>> = raw.iter().flat_map(|r| r.iter()).collect();
         let hashes: Vec<u64> = decoded
             .iter()
             .map(|s| crate::pairs_hash(s.labels.iter().copied()))
@@ -162,7 +163,7 @@ impl Engine for MetricsEngine {
         for (series, hash) in decoded.iter().zip(&hashes) {
             let slot = known
                 .get(hash)
-                .and_then(|v| v.iter().position(|(l, _)| same_labels(l, &series.labels)));
+                .and_then(|v| v.iter().position(|(l, _)| same_labels(l, series.labels)));
             fresh.push(
                 slot.is_none()
                     .then(|| Labels::from_pairs(series.labels.iter().copied())),
@@ -182,7 +183,7 @@ impl Engine for MetricsEngine {
             batch.push(RefSeries {
                 labels,
                 series_ref,
-                samples: &series.samples,
+                samples: series.samples,
             });
         }
         // Refusals (out of bounds, limits) are counted by the engine.

@@ -362,15 +362,50 @@ pub fn encode_series_refs(batch: &[&SeriesSamples]) -> Vec<u8> {
 
 /// One series of a record, its labels still in the record.
 #[derive(Debug)]
-pub struct RawSeries<'a> {
+pub struct RawSeries<'r, 'a> {
     /// Name and value of each label, in the order the writer had them
     /// (sorted by name, as [`Labels`] keeps them).
-    pub labels: Vec<(&'a str, &'a str)>,
-    pub samples: Vec<Sample>,
+    pub labels: &'r [(&'a str, &'a str)],
+    pub samples: &'r [Sample],
+}
+
+/// A record's series, decoded into three arrays (not two per series):
+/// label pairs borrowed from the record, samples, and where each series'
+/// share of them is.
+#[derive(Debug, Default)]
+pub struct RawRecord<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+    samples: Vec<Sample>,
+    /// Per series: its pairs end, its samples end.
+    ends: Vec<(usize, usize)>,
+}
+
+impl<'a> RawRecord<'a> {
+    /// How many series.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each series in order.
+    pub fn iter(&self) -> impl Iterator<Item = RawSeries<'_, 'a>> {
+        let mut start = (0, 0);
+        self.ends.iter().map(move |&(pairs_end, samples_end)| {
+            let series = RawSeries {
+                labels: &self.pairs[start.0..pairs_end],
+                samples: &self.samples[start.1..samples_end],
+            };
+            start = (pairs_end, samples_end);
+            series
+        })
+    }
 }
 
 /// The series of a record, borrowing their label strings from it.
-pub fn decode_series_raw(record: &[u8]) -> Result<Vec<RawSeries<'_>>, String> {
+pub fn decode_series_raw(record: &[u8]) -> Result<RawRecord<'_>, String> {
     match record.first() {
         Some(&SYMBOLS) => {}
         Some(v) => return Err(format!("unknown record version {v}")),
@@ -392,24 +427,26 @@ pub fn decode_series_raw(record: &[u8]) -> Result<Vec<RawSeries<'_>>, String> {
             .ok_or_else(|| format!("symbol {id} of {}", symbols.len()))
     };
     let n = r.count(2)?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = RawRecord {
+        pairs: Vec::with_capacity(n * 8),
+        samples: Vec::with_capacity(n),
+        ends: Vec::with_capacity(n),
+    };
     for _ in 0..n {
         let labels_n = r.count(2)?;
-        let mut labels = Vec::with_capacity(labels_n);
         for _ in 0..labels_n {
-            labels.push((symbol(r.varint()?)?, symbol(r.varint()?)?));
+            out.pairs.push((symbol(r.varint()?)?, symbol(r.varint()?)?));
         }
         let samples_n = r.count(16)?;
-        let mut samples = Vec::with_capacity(samples_n);
         for _ in 0..samples_n {
             let timestamp_ms = r.u64()? as i64;
             let value = f64::from_bits(r.u64()?);
-            samples.push(Sample {
+            out.samples.push(Sample {
                 timestamp_ms,
                 value,
             });
         }
-        out.push(RawSeries { labels, samples });
+        out.ends.push((out.pairs.len(), out.samples.len()));
     }
     if !r.at_end() {
         return Err(format!(
@@ -541,6 +578,7 @@ mod tests {
         let record = encode_series_refs(&refs);
         let raw = decode_series_raw(&record).unwrap();
         assert_eq!(raw.len(), 2);
+        let raw: Vec<RawSeries<'_, '_>> = raw.iter().collect();
         assert_eq!(raw[0].labels, [("__name__", "up"), ("job", "a")]);
         assert_eq!(raw[0].samples[1], batch[0].samples[1]);
         assert!(raw[1].samples.is_empty());

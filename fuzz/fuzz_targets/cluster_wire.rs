@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .map(|s| sextant_storage::SeriesSamples {
                 labels: sextant_model::Labels::from_pairs(s.labels.iter().copied()),
-                samples: s.samples.clone(),
+                samples: s.samples.to_vec(),
             })
             .collect();
         let refs: Vec<&sextant_storage::SeriesSamples> = owned.iter().collect();

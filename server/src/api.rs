@@ -285,10 +285,20 @@ pub async fn export(
     let reader = state.stores()?.metrics_reader.clone();
     let out = blocking(move || {
         let mut all: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let _stale = sextant_storage::partial::take();
         for matchers in selectors {
             for s in reader.select(&matchers, start, end)? {
                 all.insert(s.labels, s.samples);
             }
+        }
+        // An export has nowhere to say it is partial, and a copy made from
+        // one would lack data without anyone knowing: refused instead.
+        let partial = sextant_storage::partial::take();
+        if !partial.is_empty() {
+            return Err(ApiError::Unavailable(format!(
+                "{}; retry the export",
+                partial.join("; ")
+            )));
         }
         let mut out = String::new();
         for (labels, samples) in all {
