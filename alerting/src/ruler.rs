@@ -91,7 +91,8 @@ impl GroupRun {
 /// The key a group's saved state goes by: its file's name (not its
 /// directory, so that the nodes of a cluster, whose configs may sit in
 /// different directories, find each other's state) and the group's name.
-/// Keys saved with the whole path (before 0.2) come out the same.
+/// Keys saved with the whole path, as earlier versions did, come out the
+/// same.
 fn state_key(key: &str) -> String {
     match key.split_once(';') {
         Some((path, group)) => {
@@ -134,6 +135,7 @@ struct SavedNotify {
 }
 
 /// Everything the store keeps for the ruler.
+#[derive(Default)]
 struct Saved {
     notify: SavedNotify,
     history: VecDeque<Transition>,
@@ -144,15 +146,17 @@ struct Saved {
 }
 
 impl Saved {
-    fn load(store: &dyn StateStore) -> Self {
-        let notify: SavedNotify = load(store, "notify.json").unwrap_or_default();
-        let history: VecDeque<Transition> = load(store, "history.json").unwrap_or_default();
+    /// What the store holds; a store that cannot be read is an error (a
+    /// document that cannot be decoded is skipped with an error logged).
+    fn read(store: &dyn StateStore) -> std::io::Result<Self> {
+        let notify: SavedNotify = load(store, "notify.json")?.unwrap_or_default();
+        let history: VecDeque<Transition> = load(store, "history.json")?.unwrap_or_default();
         let mut alerts = BTreeMap::new();
-        for name in store.list("rules/").unwrap_or_default() {
-            if let Some(group) = load::<SavedGroup>(store, &name) {
+        for name in store.list("rules/")? {
+            if let Some(group) = load::<SavedGroup>(store, &name)? {
                 let key = state_key(&group.key);
-                // A group saved under its whole path (before 0.2) gives way
-                // to the same group saved under its key since.
+                // A group saved under its whole path (earlier versions)
+                // gives way to the same group saved under its key since.
                 if name == group_file(&key) || !alerts.contains_key(&key) {
                     alerts.insert(key, group.alerts);
                 }
@@ -160,10 +164,8 @@ impl Saved {
         }
         let mut outbox = BTreeMap::new();
         let mut next_id = 0;
-        for name in store.list("outbox/").unwrap_or_default() {
-            if let Ok(Some(bytes)) = store.get(&name)
-                && let Ok(entry) = serde_json::from_slice::<OutboxEntry>(&bytes)
-            {
+        for name in store.list("outbox/")? {
+            if let Some(entry) = load::<OutboxEntry>(store, &name)? {
                 let n = entry
                     .id
                     .rsplit('-')
@@ -174,23 +176,30 @@ impl Saved {
                 outbox.insert(entry.id.clone(), entry);
             }
         }
-        Self {
+        Ok(Self {
             notify,
             history,
             alerts,
             outbox,
             next_id,
-        }
+        })
     }
 }
 
-fn load<T: serde::de::DeserializeOwned>(store: &dyn StateStore, name: &str) -> Option<T> {
-    let bytes = store.get(name).ok().flatten()?;
+/// The document `name`: `None` when there is none or it cannot be decoded
+/// (logged); an error when the store cannot be read.
+fn load<T: serde::de::DeserializeOwned>(
+    store: &dyn StateStore,
+    name: &str,
+) -> std::io::Result<Option<T>> {
+    let Some(bytes) = store.get(name)? else {
+        return Ok(None);
+    };
     match serde_json::from_slice(&bytes) {
-        Ok(value) => Some(value),
+        Ok(value) => Ok(Some(value)),
         Err(e) => {
-            tracing::error!(name, error = %e, "unreadable alerting state; starting without it");
-            None
+            tracing::error!(name, error = %e, "unreadable alerting state; going on without it");
+            Ok(None)
         }
     }
 }
@@ -314,7 +323,10 @@ impl Ruler {
         default_interval_ms: i64,
         groups: Vec<LoadedGroup>,
     ) -> Self {
-        let saved = Saved::load(&*store);
+        let saved = Saved::read(&*store).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read the alerting state; starting without it");
+            Saved::default()
+        });
         let mut dispatcher = Dispatcher::new(&config);
         dispatcher.groups = saved.notify.groups;
         dispatcher.silences = saved.notify.silences;
@@ -426,7 +438,13 @@ impl Ruler {
             if let Some(hook) = self.on_activate.get() {
                 hook();
             }
-            self.restore();
+            // Evaluating on a state that could not be read would resolve
+            // and notify again what the last node sent, and overwrite its
+            // silences: not until the store answers.
+            if let Err(e) = self.restore() {
+                tracing::warn!(error = %e, "cannot read the alerting state; not evaluating yet");
+                return false;
+            }
             self.flush_wake.notify_one();
             self.send_wake.notify_one();
         }
@@ -446,8 +464,8 @@ impl Ruler {
     }
 
     /// Replaces the state in memory with the store's.
-    fn restore(&self) {
-        let saved = Saved::load(&*self.store);
+    fn restore(&self) -> std::io::Result<()> {
+        let saved = Saved::read(&*self.store)?;
         let mut inner = self.inner.lock().expect("ruler lock");
         inner.dispatcher.groups = saved.notify.groups;
         inner.dispatcher.silences = saved.notify.silences;
@@ -474,6 +492,7 @@ impl Ruler {
             outbox = inner.outbox.len(),
             "this node evaluates the rules now: alerting state read from the store"
         );
+        Ok(())
     }
 
     /// Starts evaluating, notifying and delivering until `cancel`.

@@ -10,13 +10,14 @@
 //! (the ack lost on the way back) is never stored twice.
 //!
 //! Writes of requests that arrive together are appended together: each
-//! partition has a batcher that, while [`IN_FLIGHT`] appends of its
-//! partition wait for JetStream, gathers what comes in and appends it as
-//! one message ([`crate::wire::encode_batch`]) once one of them returns.
-//! Under load a message carries many requests' records; alone, a write
-//! goes out at once. Every message is compressed whole
-//! ([`crate::wire::compress`]): JetStream's cost goes by bytes. Each
-//! writer is still acknowledged only once its message is stored.
+//! partition has a batcher that gathers what comes in while a small record
+//! waits [`LINGER`] for company and while [`IN_FLIGHT`] appends of its
+//! partition wait for JetStream, and appends it as one message
+//! ([`crate::wire::encode_batch`]). Under load a message carries many
+//! requests' records. Every message is compressed whole
+//! ([`crate::wire::compress`]): JetStream's cost grows with messages (each
+//! is replicated on its own) and with bytes. Each writer is still
+//! acknowledged only once its message is stored.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
