@@ -86,6 +86,22 @@ impl GroupRun {
     fn key(&self) -> String {
         state_key(&format!("{};{}", self.file.display(), self.group.name))
     }
+
+    /// Takes each rule's alerts from `saved` (group key -> rule name ->
+    /// alerts); a rule it lacks starts with none.
+    fn keep_alerts(&mut self, saved: &BTreeMap<String, BTreeMap<String, RuleAlerts>>) {
+        let kept = saved.get(&self.key());
+        self.alerts = self
+            .group
+            .rules
+            .iter()
+            .map(|r| {
+                kept.and_then(|k| k.get(r.name()))
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
 }
 
 /// The key a group's saved state goes by: its file's name (not its
@@ -394,17 +410,7 @@ impl Ruler {
                     last_eval_ms: None,
                     eval_seconds: 0.0,
                 };
-                let kept = previous.get(&run.key());
-                run.alerts = run
-                    .group
-                    .rules
-                    .iter()
-                    .map(|r| {
-                        kept.and_then(|k| k.get(r.name()))
-                            .cloned()
-                            .unwrap_or_default()
-                    })
-                    .collect();
+                run.keep_alerts(previous);
                 run.health = vec![RuleHealth::default(); run.group.rules.len()];
                 run
             })
@@ -474,17 +480,7 @@ impl Ruler {
         inner.outbox = saved.outbox;
         inner.next_id = inner.next_id.max(saved.next_id);
         for run in &mut inner.groups {
-            let kept = saved.alerts.get(&run.key());
-            run.alerts = run
-                .group
-                .rules
-                .iter()
-                .map(|r| {
-                    kept.and_then(|k| k.get(r.name()))
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .collect();
+            run.keep_alerts(&saved.alerts);
         }
         tracing::info!(
             alerts = saved.alerts.len(),
