@@ -19,6 +19,7 @@
 //! is replicated on its own) and with bytes. Each writer is still
 //! acknowledged only once its message is stored.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,37 @@ struct Pending {
     payload: Bytes,
     deadline: Instant,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Message ids of one process: its node id and start time, then a count,
+/// so that no two processes and no two appends share one.
+#[derive(Debug)]
+pub(crate) struct MessageIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl MessageIds {
+    pub(crate) fn of(cluster: &crate::Cluster) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Self {
+            prefix: format!("{}-{started:x}", cluster.node_id()),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// A number no other call of this process gets.
+    pub(crate) fn number(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh message id.
+    pub(crate) fn next(&self) -> String {
+        format!("{}-{}", self.prefix, self.number())
+    }
 }
 
 /// What an append did.
@@ -302,13 +334,13 @@ impl PartitionLog {
         runtime: &tokio::runtime::Handle,
         parts: std::collections::BTreeMap<u32, Vec<Vec<u8>>>,
         record_bytes: usize,
-        ids: impl Fn() -> String,
+        ids: &MessageIds,
         patience: Duration,
     ) -> sextant_storage::Result<()> {
         let mut messages = Vec::new();
         for (partition, items) in parts {
             for payload in crate::wire::pack_items(items, record_bytes) {
-                messages.push((partition, ids(), payload));
+                messages.push((partition, ids.next(), payload));
             }
         }
         let log = self.clone();

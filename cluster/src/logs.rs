@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use sextant_storage::remote::RemoteStore;
 use sextant_storage::{LogReader, LogWriter};
 
 use crate::catalog::Catalog;
+use crate::log::MessageIds;
 use crate::owner::{Engine, Owners};
 use crate::peer::PeerClient;
 use crate::{Cluster, Error, PartitionLog, partition_of};
@@ -152,8 +152,7 @@ pub struct ClusterLogs {
     cluster: Arc<Cluster>,
     log: PartitionLog,
     runtime: tokio::runtime::Handle,
-    id_prefix: String,
-    next_id: AtomicU64,
+    ids: MessageIds,
     http: PeerClient,
     owners: Arc<Owners<LogEngine>>,
     /// Live tails: id -> last read and a cursor per partition.
@@ -180,11 +179,10 @@ impl ClusterLogs {
         );
         let http = PeerClient::of(&cluster);
         Ok(Arc::new(Self {
-            id_prefix: crate::metrics::id_prefix(&cluster),
+            ids: MessageIds::of(&cluster),
             cluster,
             log,
             runtime: tokio::runtime::Handle::current(),
-            next_id: AtomicU64::new(0),
             http,
             owners,
             tails: Mutex::default(),
@@ -407,13 +405,7 @@ impl LogWriter for ClusterLogs {
             &self.runtime,
             parts,
             RECORD_BYTES,
-            || {
-                format!(
-                    "{}-{}",
-                    self.id_prefix,
-                    self.next_id.fetch_add(1, Ordering::Relaxed)
-                )
-            },
+            &self.ids,
             APPEND_PATIENCE,
         )
     }
@@ -470,7 +462,7 @@ impl LogReader for ClusterLogs {
     fn log_tail_start(&self) -> u64 {
         let mut tails = self.tails.lock().expect("tails");
         tails.retain(|_, (used, _)| used.elapsed() < TAIL_IDLE);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.ids.number();
         tails.insert(id, (Instant::now(), BTreeMap::new()));
         id
     }

@@ -30,7 +30,6 @@ use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -81,8 +80,7 @@ pub struct ClusterMetrics {
     metadata_kv: kv::Store,
     runtime: tokio::runtime::Handle,
     /// Message ids: this node, its start, a counter.
-    id_prefix: String,
-    next_id: AtomicU64,
+    ids: crate::log::MessageIds,
     owners: Arc<Owners<MetricsEngine>>,
     metadata: RwLock<BTreeMap<String, MetricMetadata>>,
     /// Per partition, the earliest sample time its owner takes, from the
@@ -284,12 +282,11 @@ impl ClusterMetrics {
         .await?;
         let http = PeerClient::of(&cluster);
         Ok(Arc::new(Self {
-            id_prefix: id_prefix(&cluster),
+            ids: crate::log::MessageIds::of(&cluster),
             cluster,
             log,
             metadata_kv,
             runtime: tokio::runtime::Handle::current(),
-            next_id: AtomicU64::new(0),
             owners,
             metadata: RwLock::default(),
             min_valid: RwLock::default(),
@@ -525,14 +522,6 @@ impl ClusterMetrics {
         merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(merged)
     }
-
-    fn message_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.id_prefix,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        )
-    }
 }
 
 fn decode_answer(
@@ -554,16 +543,6 @@ fn decode_answer(
         into.names.insert(r.str()?.to_owned());
     }
     Ok(())
-}
-
-/// Message ids start with this node's id and its start time, so no two
-/// processes share one.
-pub(crate) fn id_prefix(cluster: &Cluster) -> String {
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{}-{started:x}", cluster.node_id())
 }
 
 /// The partition a series is placed in: by its labels, names and values
@@ -672,7 +651,7 @@ impl MetricsWriter for ClusterMetrics {
         let mut records = Vec::new();
         for (partition, series) in parts {
             for record in encode_records(series) {
-                records.push((partition, self.message_id(), record));
+                records.push((partition, self.ids.next(), record));
             }
         }
         let log = self.log.clone();

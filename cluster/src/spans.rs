@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +18,7 @@ use sextant_storage::spans::{SpanStore, SpanStoreConfig, TraceQuery};
 use sextant_storage::{SpanReader, SpanWriter};
 
 use crate::catalog::Catalog;
+use crate::log::MessageIds;
 use crate::owner::{Engine, Owners};
 use crate::peer::PeerClient;
 use crate::{Cluster, Error, PartitionLog, partition_of};
@@ -140,8 +140,7 @@ pub struct ClusterSpans {
     cluster: Arc<Cluster>,
     log: PartitionLog,
     runtime: tokio::runtime::Handle,
-    id_prefix: String,
-    next_id: AtomicU64,
+    ids: MessageIds,
     http: PeerClient,
     owners: Arc<Owners<SpanEngine>>,
 }
@@ -171,11 +170,10 @@ impl ClusterSpans {
         );
         let http = PeerClient::of(&cluster);
         Ok(Arc::new(Self {
-            id_prefix: crate::metrics::id_prefix(&cluster),
+            ids: MessageIds::of(&cluster),
             cluster,
             log,
             runtime: tokio::runtime::Handle::current(),
-            next_id: AtomicU64::new(0),
             http,
             owners,
         }))
@@ -338,13 +336,7 @@ impl SpanWriter for ClusterSpans {
             &self.runtime,
             parts,
             RECORD_BYTES,
-            || {
-                format!(
-                    "{}-{}",
-                    self.id_prefix,
-                    self.next_id.fetch_add(1, Ordering::Relaxed)
-                )
-            },
+            &self.ids,
             APPEND_PATIENCE,
         )
     }
