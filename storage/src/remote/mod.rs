@@ -621,6 +621,18 @@ impl RemoteStore {
             let where_ = format!("{}/{kind}/{id}", self.prefix);
             match self.check_block(kind, id, &sizes) {
                 Ok(line) => report.checked(format!("{where_}: {line}")),
+                // A running server compacts and expires blocks while the
+                // check reads the bucket: a block whose manifest is gone
+                // since the listing was deleted, not damaged.
+                Err(_)
+                    if self
+                        .get(self.path(&[kind, &format!("{id}.json")]))
+                        .is_err_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+                {
+                    report.note(format!(
+                        "{where_}: deleted while the check ran (compacted or expired)"
+                    ));
+                }
                 Err(e) => report.problem(format!("{where_}: {e}")),
             }
         }
