@@ -40,8 +40,8 @@ use sextant_model::{Labels, MatchOp, Matcher, PromDuration};
 use sextant_storage::remote::RemoteStore;
 use sextant_storage::tsdb::RejectReason;
 use sextant_storage::{
-    AppendReport, MetricMetadata, MetricsReader, MetricsWriter, RefSeries, SeriesSamples, Tsdb,
-    TsdbConfig, TsdbStats,
+    AppendReport, MetricMetadata, MetricsReader, MetricsWriter, PairBatch, PairSeries, RefSeries,
+    SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
 };
 use tracing::warn;
 
@@ -111,14 +111,6 @@ fn newest_ms<'a>(series: impl Iterator<Item = &'a [sextant_model::Sample]>) -> i
         .unwrap_or(i64::MIN)
 }
 
-fn same_labels(labels: &Labels, pairs: &[(&str, &str)]) -> bool {
-    labels.len() == pairs.len()
-        && labels
-            .iter()
-            .zip(pairs)
-            .all(|(l, (n, v))| &*l.name == *n && &*l.value == *v)
-}
-
 impl Engine for MetricsEngine {
     fn apply(&self, records: &[(u64, Bytes)]) -> Result<Vec<Option<i64>>, String> {
         let mut newest = Vec::with_capacity(records.len());
@@ -144,7 +136,7 @@ impl Engine for MetricsEngine {
                 Err(_) => newest.push(None),
             }
         }
-        let decoded: Vec<wire::RawSeries<'_, '_>> = raw.iter().flat_map(|r| r.iter()).collect();
+        let decoded: Vec<PairSeries<'_, '_>> = raw.iter().flat_map(|r| r.iter()).collect();
         let hashes: Vec<u64> = decoded
             .iter()
             .map(|s| crate::pairs_hash(s.labels.iter().copied()))
@@ -161,11 +153,8 @@ impl Engine for MetricsEngine {
         for (series, hash) in decoded.iter().zip(&hashes) {
             let slot = known
                 .get(hash)
-                .and_then(|v| v.iter().position(|(l, _)| same_labels(l, series.labels)));
-            fresh.push(
-                slot.is_none()
-                    .then(|| Labels::from_pairs(series.labels.iter().copied())),
-            );
+                .and_then(|v| v.iter().position(|(l, _)| series.is(l)));
+            fresh.push(slot.is_none().then(|| series.labels()));
             slots.push(slot);
         }
         let mut batch: Vec<RefSeries<'_>> = Vec::with_capacity(decoded.len());
@@ -547,32 +536,25 @@ fn decode_answer(
 
 /// The partition a series is placed in: by its labels, names and values
 /// separated ([`crate::pairs_hash`]).
-fn series_partition(labels: &Labels, partitions: u32) -> u32 {
-    crate::partition_of_hash(
-        crate::pairs_hash(labels.iter().map(|l| (&*l.name, &*l.value))),
-        partitions,
-    )
+fn series_partition(labels: &[(&str, &str)], partitions: u32) -> u32 {
+    crate::partition_of_hash(crate::pairs_hash(labels.iter().copied()), partitions)
 }
 
 /// Splits a batch into records of at most [`RECORD_BYTES`] (a series with
 /// more samples than fit is split across records).
-fn encode_records(series: Vec<&SeriesSamples>) -> Vec<Bytes> {
+fn encode_records(series: Vec<PairSeries<'_, '_>>) -> Vec<Bytes> {
     let mut out = Vec::new();
-    let mut current: Vec<&SeriesSamples> = Vec::new();
-    let mut pieces: Vec<SeriesSamples> = Vec::new();
+    let mut current: Vec<PairSeries<'_, '_>> = Vec::new();
+    let mut pieces: Vec<PairSeries<'_, '_>> = Vec::new();
     let mut size = 0;
-    let flush = |current: &mut Vec<&SeriesSamples>, out: &mut Vec<Bytes>| {
+    let flush = |current: &mut Vec<PairSeries<'_, '_>>, out: &mut Vec<Bytes>| {
         if !current.is_empty() {
             out.push(Bytes::from(wire::encode_series_refs(current)));
             current.clear();
         }
     };
     for s in series {
-        let label_bytes: usize = s
-            .labels
-            .iter()
-            .map(|l| l.name.len() + l.value.len() + 4)
-            .sum();
+        let label_bytes: usize = s.labels.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let per_record = ((RECORD_BYTES / 2).saturating_sub(label_bytes) / 16).max(1);
         if s.samples.len() <= per_record {
             let bytes = label_bytes + s.samples.len() * 16 + 8;
@@ -586,34 +568,36 @@ fn encode_records(series: Vec<&SeriesSamples>) -> Vec<Bytes> {
         }
         // Too many samples for one record: pieces of their own.
         for samples in s.samples.chunks(per_record) {
-            pieces.push(SeriesSamples {
-                labels: s.labels.clone(),
-                samples: samples.to_vec(),
+            pieces.push(PairSeries {
+                labels: s.labels,
+                samples,
             });
         }
     }
     flush(&mut current, &mut out);
     for piece in &pieces {
-        out.push(Bytes::from(wire::encode_series_refs(&[piece])));
+        out.push(Bytes::from(wire::encode_series_refs(&[*piece])));
     }
     out
 }
 
 impl MetricsWriter for ClusterMetrics {
     fn append(&self, batch: &[SeriesSamples]) -> sextant_storage::Result<AppendReport> {
+        self.append_pairs(&PairBatch::of_series(batch))
+    }
+
+    fn append_pairs(&self, batch: &PairBatch<'_>) -> sextant_storage::Result<AppendReport> {
         let partitions = self.cluster.partitions();
-        let mut parts: BTreeMap<u32, Vec<&SeriesSamples>> = BTreeMap::new();
-        let mut total = 0u64;
         let mut report = AppendReport::default();
-        // Series with samples older than their partition takes, without them.
-        let mut trimmed: Vec<(u32, SeriesSamples)> = Vec::new();
+        // Each series' partition, and the samples its partition takes when
+        // some are older than that (the series index and what is kept).
+        let mut placed: Vec<u32> = Vec::with_capacity(batch.len());
+        let mut trimmed: Vec<(usize, Vec<sextant_model::Sample>)> = Vec::new();
         {
             let bounds = self.min_valid.read().expect("bounds");
-            for series in batch {
-                if series.samples.is_empty() {
-                    continue;
-                }
-                let partition = series_partition(&series.labels, partitions);
+            for (i, series) in batch.iter().enumerate() {
+                let partition = series_partition(series.labels, partitions);
+                placed.push(partition);
                 let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
                 let old = series
                     .samples
@@ -621,32 +605,31 @@ impl MetricsWriter for ClusterMetrics {
                     .filter(|s| s.timestamp_ms < min_valid)
                     .count();
                 if old > 0 {
-                    report.reject(RejectReason::OutOfBounds, old as u64, &series.labels);
+                    let labels = series.labels();
+                    report.reject(RejectReason::OutOfBounds, old as u64, &labels);
                     self.stats.reject(RejectReason::OutOfBounds, old as u64);
-                    let kept: Vec<_> = series
+                    let kept = series
                         .samples
                         .iter()
                         .filter(|s| s.timestamp_ms >= min_valid)
                         .copied()
                         .collect();
-                    if !kept.is_empty() {
-                        total += kept.len() as u64;
-                        trimmed.push((
-                            partition,
-                            SeriesSamples {
-                                labels: series.labels.clone(),
-                                samples: kept,
-                            },
-                        ));
-                    }
-                    continue;
+                    trimmed.push((i, kept));
                 }
-                total += series.samples.len() as u64;
-                parts.entry(partition).or_default().push(series);
             }
         }
-        for (partition, series) in &trimmed {
-            parts.entry(*partition).or_default().push(series);
+        let mut trimmed = trimmed.iter().peekable();
+        let mut parts: BTreeMap<u32, Vec<PairSeries<'_, '_>>> = BTreeMap::new();
+        let mut total = 0u64;
+        for ((i, mut series), partition) in batch.iter().enumerate().zip(placed) {
+            if let Some((_, kept)) = trimmed.next_if(|(at, _)| *at == i) {
+                series.samples = kept.as_slice();
+            }
+            if series.samples.is_empty() {
+                continue;
+            }
+            total += series.samples.len() as u64;
+            parts.entry(partition).or_default().push(series);
         }
         let mut records = Vec::new();
         for (partition, series) in parts {
@@ -773,7 +756,7 @@ mod tests {
 
     #[test]
     fn a_series_is_placed_by_its_labels_as_it_always_was() {
-        let labels = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+        let labels = [("__name__", "up"), ("job", "node")];
         let key = b"__name__\xffup\xffjob\xffnode\xff";
         for partitions in [1, 7, 16, 64] {
             assert_eq!(
@@ -798,7 +781,8 @@ mod tests {
                     .collect(),
             })
             .collect();
-        let out = encode_records(series.iter().collect());
+        let pairs = PairBatch::of_series(&series);
+        let out = encode_records(pairs.iter().collect());
         assert!(out.len() > 1);
         let mut samples = 0;
         for record in &out {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use sextant_model::{Labels, Sample};
-use sextant_storage::SeriesSamples;
+use sextant_storage::{PairBatch, PairSeries, SeriesSamples};
 
 /// The first byte of every encoded batch.
 const VERSION: u8 = 1;
@@ -323,19 +323,22 @@ pub fn pack_items(items: Vec<Vec<u8>>, max: usize) -> Vec<Bytes> {
 const SYMBOLS: u8 = 2;
 
 /// Series as one record with a symbol table.
-pub fn encode_series_refs(batch: &[&SeriesSamples]) -> Vec<u8> {
+pub fn encode_series_refs(batch: &[PairSeries<'_, '_>]) -> Vec<u8> {
     let mut symbols: std::collections::HashMap<
         &str,
         u64,
         std::hash::BuildHasherDefault<crate::Fnv>,
     > = std::collections::HashMap::with_capacity_and_hasher(256, Default::default());
     let mut order: Vec<&str> = Vec::new();
-    let mut body = Writer { buf: Vec::new() };
+    let samples: usize = batch.iter().map(|s| s.samples.len()).sum();
+    let mut body = Writer {
+        buf: Vec::with_capacity(batch.len() * 20 + samples * 16),
+    };
     body.varint(batch.len() as u64);
     for series in batch {
         body.varint(series.labels.len() as u64);
-        for label in series.labels.iter() {
-            for text in [&*label.name, &*label.value] {
+        for (name, value) in series.labels {
+            for text in [*name, *value] {
                 let id = *symbols.entry(text).or_insert_with(|| {
                     order.push(text);
                     order.len() as u64 - 1
@@ -344,14 +347,18 @@ pub fn encode_series_refs(batch: &[&SeriesSamples]) -> Vec<u8> {
             }
         }
         body.varint(series.samples.len() as u64);
-        for sample in &series.samples {
+        for sample in series.samples {
             body.buf
                 .extend_from_slice(&sample.timestamp_ms.to_le_bytes());
             body.buf
                 .extend_from_slice(&sample.value.to_bits().to_le_bytes());
         }
     }
-    let mut w = Writer { buf: vec![SYMBOLS] };
+    let table: usize = order.iter().map(|t| t.len() + 2).sum();
+    let mut w = Writer {
+        buf: Vec::with_capacity(1 + 5 + table + body.buf.len()),
+    };
+    w.buf.push(SYMBOLS);
     w.varint(order.len() as u64);
     for text in order {
         w.str(text);
@@ -360,52 +367,8 @@ pub fn encode_series_refs(batch: &[&SeriesSamples]) -> Vec<u8> {
     w.finish()
 }
 
-/// One series of a record, its labels still in the record.
-#[derive(Debug)]
-pub struct RawSeries<'r, 'a> {
-    /// Name and value of each label, in the order the writer had them
-    /// (sorted by name, as [`Labels`] keeps them).
-    pub labels: &'r [(&'a str, &'a str)],
-    pub samples: &'r [Sample],
-}
-
-/// A record's series, decoded into three arrays (not two per series):
-/// label pairs borrowed from the record, samples, and where each series'
-/// share of them is.
-#[derive(Debug, Default)]
-pub struct RawRecord<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
-    samples: Vec<Sample>,
-    /// Per series: its pairs end, its samples end.
-    ends: Vec<(usize, usize)>,
-}
-
-impl<'a> RawRecord<'a> {
-    /// How many series.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Each series in order.
-    pub fn iter(&self) -> impl Iterator<Item = RawSeries<'_, 'a>> {
-        let mut start = (0, 0);
-        self.ends.iter().map(move |&(pairs_end, samples_end)| {
-            let series = RawSeries {
-                labels: &self.pairs[start.0..pairs_end],
-                samples: &self.samples[start.1..samples_end],
-            };
-            start = (pairs_end, samples_end);
-            series
-        })
-    }
-}
-
 /// The series of a record, borrowing their label strings from it.
-pub fn decode_series_raw(record: &[u8]) -> Result<RawRecord<'_>, String> {
+pub fn decode_series_raw(record: &[u8]) -> Result<PairBatch<'_>, String> {
     match record.first() {
         Some(&SYMBOLS) => {}
         Some(v) => return Err(format!("unknown record version {v}")),
@@ -427,26 +390,23 @@ pub fn decode_series_raw(record: &[u8]) -> Result<RawRecord<'_>, String> {
             .ok_or_else(|| format!("symbol {id} of {}", symbols.len()))
     };
     let n = r.count(2)?;
-    let mut out = RawRecord {
-        pairs: Vec::with_capacity(n * 8),
-        samples: Vec::with_capacity(n),
-        ends: Vec::with_capacity(n),
-    };
+    let mut out = PairBatch::with_capacity(n, n * 8, n);
     for _ in 0..n {
         let labels_n = r.count(2)?;
         for _ in 0..labels_n {
-            out.pairs.push((symbol(r.varint()?)?, symbol(r.varint()?)?));
+            out.push_label(symbol(r.varint()?)?, symbol(r.varint()?)?);
         }
         let samples_n = r.count(16)?;
         for _ in 0..samples_n {
             let timestamp_ms = r.u64()? as i64;
             let value = f64::from_bits(r.u64()?);
-            out.samples.push(Sample {
+            out.push_sample(Sample {
                 timestamp_ms,
                 value,
             });
         }
-        out.ends.push((out.pairs.len(), out.samples.len()));
+        // Written canonical; made so again should the record not be.
+        out.end_series();
     }
     if !r.at_end() {
         return Err(format!(
@@ -574,11 +534,12 @@ mod tests {
         assert!(decode_series(&huge).unwrap_err().contains("exceeds"));
         assert!(decode_series(&[9]).unwrap_err().contains("version"));
 
-        let refs: Vec<&SeriesSamples> = batch.iter().collect();
+        let pairs = PairBatch::of_series(&batch);
+        let refs: Vec<PairSeries<'_, '_>> = pairs.iter().collect();
         let record = encode_series_refs(&refs);
         let raw = decode_series_raw(&record).unwrap();
         assert_eq!(raw.len(), 2);
-        let raw: Vec<RawSeries<'_, '_>> = raw.iter().collect();
+        let raw: Vec<PairSeries<'_, '_>> = raw.iter().collect();
         assert_eq!(raw[0].labels, [("__name__", "up"), ("job", "a")]);
         assert_eq!(raw[0].samples[1], batch[0].samples[1]);
         assert!(raw[1].samples.is_empty());

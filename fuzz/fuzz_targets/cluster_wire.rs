@@ -7,17 +7,17 @@ use sextant_cluster::wire;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(series) = wire::decode_series_raw(data) {
-        let owned: Vec<sextant_storage::SeriesSamples> = series
-            .iter()
-            .map(|s| sextant_storage::SeriesSamples {
-                labels: sextant_model::Labels::from_pairs(s.labels.iter().copied()),
-                samples: s.samples.to_vec(),
-            })
-            .collect();
-        let refs: Vec<&sextant_storage::SeriesSamples> = owned.iter().collect();
+        let refs: Vec<_> = series.iter().collect();
         let again = wire::encode_series_refs(&refs);
         let back = wire::decode_series_raw(&again).expect("what was encoded decodes");
-        assert_eq!(back.len(), owned.len());
+        assert_eq!(back.len(), series.len());
+        for (b, s) in back.iter().zip(series.iter()) {
+            assert_eq!(b.labels, s.labels);
+            let bits = |x: &[sextant_model::Sample]| -> Vec<(i64, u64)> {
+                x.iter().map(|x| (x.timestamp_ms, x.value.to_bits())).collect()
+            };
+            assert_eq!(bits(b.samples), bits(s.samples));
+        }
     }
     let _ = wire::decode_series(data);
     let _ = wire::decode_items(data);

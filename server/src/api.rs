@@ -58,7 +58,7 @@ pub async fn remote_write(
     }
     let writer = state.stores()?.metrics_writer.clone();
     let limit = state.limits.max_decompressed_body;
-    let batch = remote_write::decode(&body, limit).map_err(|e| match e {
+    let raw = remote_write::decompress(&body, limit).map_err(|e| match e {
         remote_write::RemoteWriteError::TooLarge { size, .. } => {
             sextant_ingest::limits::REFUSED.decompressed_body.inc();
             ApiError::TooLarge(format!(
@@ -67,20 +67,15 @@ pub async fn remote_write(
         }
         other => ApiError::BadIngest(other.to_string()),
     })?;
-    let histograms = batch.histograms_dropped;
-    let report = blocking(move || {
+    let (report, histograms) = blocking(move || {
+        let batch = remote_write::parse(&raw).map_err(|e| ApiError::BadIngest(e.to_string()))?;
         for (name, kind, help, unit) in batch.metadata {
             writer.set_metadata(&name, MetricMetadata { kind, help, unit })?;
         }
-        let series: Vec<SeriesSamples> = batch
-            .series
-            .into_iter()
-            .map(|s| SeriesSamples {
-                labels: s.labels,
-                samples: s.samples,
-            })
-            .collect();
-        Ok(writer.append(&series)?)
+        Ok((
+            writer.append_pairs(&batch.series)?,
+            batch.histograms_dropped,
+        ))
     })
     .await?;
     let mut problems = Vec::new();

@@ -13,6 +13,7 @@ mod data_dir;
 mod error;
 pub mod logs;
 mod lucene;
+pub mod pairs;
 pub mod partial;
 pub mod remote;
 mod retention;
@@ -24,6 +25,7 @@ pub mod tsdb;
 pub use check::{CheckReport, check_data_dir};
 pub use data_dir::DataDir;
 pub use error::{Error, Result};
+pub use pairs::{PairBatch, PairSeries};
 pub use retention::RetentionConfig;
 pub use state_dir::StateDir;
 
@@ -237,6 +239,12 @@ pub trait MetricsWriter: Send + Sync {
             })
             .collect();
         self.append(&series)
+    }
+    /// As [`MetricsWriter::append`], the labels still borrowed from the
+    /// bytes they arrived in (remote write): a writer that passes series on
+    /// need not build them.
+    fn append_pairs(&self, batch: &PairBatch<'_>) -> Result<AppendReport> {
+        self.append(&batch.to_series())
     }
     /// Records a metric's type, help and unit.
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()>;
