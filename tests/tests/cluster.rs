@@ -870,12 +870,11 @@ handler.close()
     );
     assert!(stdout.contains("cluster/metrics/p"), "{stdout}");
 
-    // A rolling restart of b and c under load, each stopped with SIGTERM
-    // (it hands its partitions over) while writes go through the other:
-    // no write fails, and every acknowledged one is there.
-    let restart = |node: Sextant, name: &str| {
-        let (status, _) = node.stop_with("TERM", Duration::from_secs(20));
-        assert!(status.success(), "{name} stopped with {status}");
+    // Node a, killed above, comes back on the data it left and takes its
+    // share again; then a rolling restart of all three under load, each
+    // stopped with SIGTERM (it hands its partitions over) while writes go
+    // through another: no write fails, and every acknowledged one is there.
+    let launch = |name: &str| {
         Sextant::builder()
             .data_dir(&scratch.path().join(format!("{name}-data")))
             .args([
@@ -888,6 +887,15 @@ handler.close()
             ])
             .start()
     };
+    let restart = |node: Sextant, name: &str| {
+        let (status, _) = node.stop_with("TERM", Duration::from_secs(20));
+        assert!(status.success(), "{name} stopped with {status}");
+        launch(name)
+    };
+    let a = launch("a");
+    wait_until("a owns its share again", Duration::from_secs(30), || {
+        all_owned(&a, 8, 3)
+    });
     let mut acknowledged = Vec::new();
     let mut failed = Vec::new();
     let mut roll = |writer: &Sextant, restarted: Sextant, name: &str, prefix: &str| {
@@ -898,7 +906,7 @@ handler.close()
             std::thread::sleep(Duration::from_secs(1));
             let node = restart(restarted, name);
             wait_until("the partitions settled", Duration::from_secs(30), || {
-                all_owned(&node, 8, 2)
+                all_owned(&node, 8, 3)
             });
             drop(stop);
             (node, written.join().unwrap())
@@ -907,13 +915,14 @@ handler.close()
         failed.extend(refused);
         node
     };
+    let a = roll(&b, a, "a", "rolling_a_");
     let b = roll(&c, b, "b", "rolling_b_");
-    let c = roll(&b, c, "c", "rolling_c_");
+    let c = roll(&a, c, "c", "rolling_c_");
     assert_eq!(failed, Vec::<String>::new());
     assert!(acknowledged.len() > 40, "{}", acknowledged.len());
     all_acknowledged_are_there(&b, "rolling_", &acknowledged);
 
-    // The ruler has moved at least once (a was killed, b and c restarted),
+    // The ruler has moved at least once (a was killed, then all restarted),
     // and its state moved with it: the silences, the alert still firing
     // since it began, one change to firing in the history, one notification.
     wait_until(
@@ -921,7 +930,7 @@ handler.close()
         Duration::from_secs(30),
         || b.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] == "firing",
     );
-    for node in [&b, &c] {
+    for node in [&a, &b, &c] {
         let listed = node.get("/api/v1/silences").json();
         assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
         let alerts = node.get("/api/v1/alerts").json();
