@@ -8,6 +8,10 @@
 //! ten thousand changes) can be larger than one NATS message, and an
 //! object is replaced whole, its new chunks first and its metadata last.
 //!
+//! Writes can be fenced by a lease ([`SharedBlobs::fenced_by`]): a node
+//! whose lease ran out, or may have, writes nothing, and a write it began
+//! while it held the lease is given up when the lease could run out.
+//!
 //! The methods are synchronous, as the alerting state's trait is: they wait
 //! for NATS from the calling thread ([`crate::peer::wait`]).
 
@@ -24,12 +28,16 @@ use crate::Error;
 /// How long one call waits for NATS.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long this node may still write, `None` once it may not.
+pub type Fence = Arc<dyn Fn() -> Option<Duration> + Send + Sync>;
+
 /// A bucket of named blobs.
 #[derive(Clone)]
 pub struct SharedBlobs {
     store: object_store::ObjectStore,
     bucket: String,
     runtime: tokio::runtime::Handle,
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for SharedBlobs {
@@ -74,25 +82,58 @@ impl SharedBlobs {
             store,
             bucket: bucket.to_owned(),
             runtime: tokio::runtime::Handle::current(),
+            fence: None,
         })
+    }
+
+    /// These blobs, written only while `fence` allows (e.g. while this node
+    /// holds a lease, [`crate::Cluster::holds_for`]), each try cut off
+    /// when the time it allowed is up.
+    pub fn fenced_by(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// Runs `op` and waits for it, again while NATS answers that it is
     /// not ready (a bucket just made, a stream electing its leader), up
     /// to [`PATIENCE`] in all.
-    fn call<T, F>(&self, what: String, op: impl Fn() -> F + Send + 'static) -> io::Result<T>
+    /// A write (`writes`) is also held to the fence, before each try and
+    /// during it.
+    fn call<T, F>(
+        &self,
+        what: String,
+        writes: bool,
+        op: impl Fn() -> F + Send + 'static,
+    ) -> io::Result<T>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, String>> + Send + 'static,
     {
         let bucket = self.bucket.clone();
+        let fence = self.fence.clone().filter(|_| writes);
         let patient = async move {
             let deadline = tokio::time::Instant::now() + PATIENCE;
             loop {
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let mut left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Some(fence) = &fence {
+                    match fence() {
+                        Some(allowed) => left = left.min(allowed),
+                        None => {
+                            return Err("this node no longer holds the lease that guards \
+                                        these writes; they are left to its holder"
+                                .to_owned());
+                        }
+                    }
+                }
                 let error = match tokio::time::timeout(left, op()).await {
                     Ok(Ok(done)) => return Ok(done),
                     Ok(Err(e)) => e,
+                    Err(_) if fence.is_some() => {
+                        return Err(format!(
+                            "NATS did not answer within {left:?}, while this node \
+                             surely held the lease that guards these writes"
+                        ));
+                    }
                     Err(_) => return Err(format!("NATS did not answer within {PATIENCE:?}")),
                 };
                 let transient = ["no responders", "timed out", "leader", "temporarily"]
@@ -114,7 +155,7 @@ impl SharedBlobs {
         let store = self.store.clone();
         let key = name.to_owned();
         let data = Arc::new(bytes.to_vec());
-        self.call(format!("write {name}"), move || {
+        self.call(format!("write {name}"), true, move || {
             let (store, key, data) = (store.clone(), key.clone(), data.clone());
             async move {
                 store
@@ -130,7 +171,7 @@ impl SharedBlobs {
     pub fn get(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         let store = self.store.clone();
         let key = name.to_owned();
-        self.call(format!("read {name}"), move || {
+        self.call(format!("read {name}"), false, move || {
             let (store, key) = (store.clone(), key.clone());
             async move {
                 let mut object = match store.get(&key).await {
@@ -154,7 +195,7 @@ impl SharedBlobs {
     pub fn delete(&self, name: &str) -> io::Result<()> {
         let store = self.store.clone();
         let key = name.to_owned();
-        self.call(format!("delete {name}"), move || {
+        self.call(format!("delete {name}"), true, move || {
             let (store, key) = (store.clone(), key.clone());
             async move {
                 match store.delete(&key).await {
@@ -175,7 +216,7 @@ impl SharedBlobs {
     pub fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
         let store = self.store.clone();
         let prefix = prefix.to_owned();
-        self.call("list blobs".to_owned(), move || {
+        self.call("list blobs".to_owned(), false, move || {
             let (store, prefix) = (store.clone(), prefix.clone());
             async move {
                 let mut list = store.list().await.map_err(|e| e.to_string())?;

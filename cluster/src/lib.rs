@@ -416,6 +416,13 @@ impl Cluster {
     /// renewed recently enough that nobody else can have taken it (a
     /// margin of 3 s before it could run out).
     pub fn holds(&self, name: &str) -> bool {
+        self.holds_for(name).is_some()
+    }
+
+    /// How much longer this node surely holds the singleton `name` if its
+    /// lease is not renewed again ([`Cluster::holds`]); `None` when it may
+    /// not hold it now.
+    pub fn holds_for(&self, name: &str) -> Option<Duration> {
         let valid = LEASE_TTL.saturating_sub(Duration::from_secs(3));
         self.state
             .lock()
@@ -423,7 +430,8 @@ impl Cluster {
             .singletons
             .get(name)
             .and_then(Option::as_ref)
-            .is_some_and(|(_, renewed)| renewed.elapsed() < valid)
+            .and_then(|(_, renewed)| valid.checked_sub(renewed.elapsed()))
+            .filter(|left| !left.is_zero())
     }
 
     /// The lease bucket, for singletons (rule groups, the dispatcher).

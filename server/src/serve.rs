@@ -483,13 +483,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         // nodes of a cluster share theirs in NATS, so that whichever node
         // evaluates the rules next continues the alerts, silences and
         // notifications of the last.
+        // Only the ruler's holder writes it: a node whose lease ran out, or
+        // may have, writes nothing more.
         let state: Arc<dyn StateStore> = match &joined {
-            Some((cluster, _)) => Arc::new(ClusterState(
-                cluster
-                    .blobs("sextant-alerting")
-                    .await
-                    .context("opening the cluster's alerting state")?,
-            )),
+            Some((cluster, _)) => {
+                let holder = cluster.clone();
+                Arc::new(ClusterState(
+                    cluster
+                        .blobs("sextant-alerting")
+                        .await
+                        .context("opening the cluster's alerting state")?
+                        .fenced_by(Arc::new(move || holder.holds_for("ruler"))),
+                ))
+            }
             None => Arc::new(DataDirState(
                 sextant_storage::StateDir::open(&data_dir.path().join("alerting"))
                     .context("opening the alerting state directory")?,

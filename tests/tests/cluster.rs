@@ -198,6 +198,28 @@ fn the_partition_log_keeps_order_drops_retries_and_trims() {
     assert_eq!(read(1, 3, second.sequence), ["two"]);
     assert_eq!(read(0, 4, 1), ["other partition"]);
 
+    // Blobs fenced by a lease: written while it is held, refused once it
+    // is not (the last write stays), read either way.
+    let held = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fence = held.clone();
+    let blobs = runtime
+        .block_on(nodes[0].blobs("test-blobs"))
+        .unwrap()
+        .fenced_by(Arc::new(move || {
+            fence
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(Duration::from_secs(5))
+        }));
+    blobs.put("state.json", b"one").unwrap();
+    held.store(false, std::sync::atomic::Ordering::SeqCst);
+    let refused = blobs.put("state.json", b"two").unwrap_err().to_string();
+    assert!(refused.contains("no longer holds the lease"), "{refused}");
+    assert!(blobs.delete("state.json").is_err());
+    assert_eq!(
+        blobs.get("state.json").unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+
     // One NATS node of three down: appends and reads go on (a stream
     // leader on the dead node is replaced within seconds).
     nats.kill(1);
