@@ -95,9 +95,35 @@ pub struct ClusterMetrics {
 /// A partition's time-series engine, with the reference the engine gave
 /// each series it has seen: a record's series are looked up by their label
 /// strings in the record, without building their labels again.
+///
+/// A head cut makes older samples out of bounds. Writers must refuse them
+/// before acknowledging, so a cut is announced first (the bound it will
+/// set goes to the catalog, which every writer watches) and made only
+/// [`CUT_NOTICE`] later: by then every write a writer let through under
+/// the old bound is in the log ahead of the cut, and applied.
 struct MetricsEngine {
     tsdb: Arc<Tsdb>,
     known: Mutex<HashMap<u64, Vec<(Labels, u64)>>>,
+    /// The bounds announced for the next cuts, oldest first, and when;
+    /// and the newest whose notice ran out (cuts may reach it).
+    announced: Mutex<(std::collections::VecDeque<(i64, std::time::Instant)>, i64)>,
+}
+
+/// How long after its announcement a head cut may be made: longer than a
+/// writer retries an append ([`APPEND_PATIENCE`]) after checking the bound.
+const CUT_NOTICE: Duration = Duration::from_secs(30);
+
+impl MetricsEngine {
+    fn new(tsdb: Arc<Tsdb>) -> Self {
+        // Nothing is cut before it is announced.
+        let bound = tsdb.min_valid_time();
+        tsdb.limit_cuts(bound);
+        Self {
+            tsdb,
+            known: Mutex::default(),
+            announced: Mutex::new((std::collections::VecDeque::new(), bound)),
+        }
+    }
 }
 
 /// Series references kept per partition before the map starts over.
@@ -200,10 +226,30 @@ impl Engine for MetricsEngine {
     }
 
     fn min_valid_ms(&self) -> Option<i64> {
-        Some(self.tsdb.min_valid_time())
+        let announced = self.announced.lock().expect("announced");
+        let (pending, granted) = &*announced;
+        let newest = pending.back().map_or(*granted, |(bound, _)| *bound);
+        Some(self.tsdb.min_valid_time().max(newest))
     }
 
     fn checkpoint(&self) -> Option<i64> {
+        {
+            let mut announced = self.announced.lock().expect("announced");
+            let (pending, granted) = &mut *announced;
+            while let Some(&(bound, at)) = pending.front()
+                && at.elapsed() >= CUT_NOTICE
+            {
+                *granted = bound;
+                self.tsdb.limit_cuts(bound);
+                pending.pop_front();
+            }
+            let newest = pending.back().map_or(*granted, |(bound, _)| *bound);
+            if let Some(due) = self.tsdb.next_min_valid_time()
+                && due > newest.max(self.tsdb.min_valid_time())
+            {
+                pending.push_back((due, std::time::Instant::now()));
+            }
+        }
         if let Err(e) = self.tsdb.maintain() {
             warn!(error = %e, "partition maintenance failed");
         }
@@ -255,12 +301,7 @@ impl ClusterMetrics {
             log.clone(),
             catalog.clone(),
             "metrics",
-            move |partition| {
-                open_engine(&settings, partition).map(|tsdb| MetricsEngine {
-                    tsdb,
-                    known: Mutex::default(),
-                })
-            },
+            move |partition| open_engine(&settings, partition).map(MetricsEngine::new),
         );
         let metadata_kv = crate::lease::open_kv(
             cluster.jetstream(),

@@ -286,6 +286,8 @@ impl<E: Engine> Owners<E> {
         let mut unsealed: VecDeque<(u64, i64)> = VecDeque::new();
         let mut next = checkpoint.from.max(1);
         let mut last_checkpoint = Instant::now();
+        // The bound writers were last told (through the catalog).
+        let mut told_min_valid: Option<i64> = None;
         let mut last_tick = Instant::now();
         let mut untold = false;
         let mut last_message = Instant::now();
@@ -413,13 +415,20 @@ impl<E: Engine> Owners<E> {
                 let durable = tokio::task::spawn_blocking(move || engine.checkpoint())
                     .await
                     .map_err(|e| Error::JetStream(format!("maintenance panicked: {e}")))?;
-                let Some(before) = durable else { continue };
-                while unsealed.front().is_some_and(|(_, newest)| *newest < before) {
-                    unsealed.pop_front();
+                // The replay point moves once what lies before it is in the
+                // bucket; the bound writers refuse below whenever it rises
+                // (a cut announced), uploads waiting or not.
+                let mut from = checkpoint.from;
+                if let Some(before) = durable {
+                    while unsealed.front().is_some_and(|(_, newest)| *newest < before) {
+                        unsealed.pop_front();
+                    }
+                    from = unsealed.front().map_or(next, |(sequence, _)| *sequence);
                 }
-                let from = unsealed.front().map_or(next, |(sequence, _)| *sequence);
-                if from > checkpoint.from {
-                    let min_valid = owner.engine.min_valid_ms();
+                let min_valid = owner.engine.min_valid_ms();
+                if from > checkpoint.from || min_valid > told_min_valid {
+                    let moved = from > checkpoint.from;
+                    let from = from.max(checkpoint.from);
                     if !self
                         .catalog
                         .advance(&key, &mut checkpoint, from, &node, min_valid)
@@ -428,7 +437,8 @@ impl<E: Engine> Owners<E> {
                         warn!(kind, partition, epoch, "fenced out by a later owner");
                         break;
                     }
-                    if let Err(e) = self.log.trim(partition, from).await {
+                    told_min_valid = min_valid;
+                    if moved && let Err(e) = self.log.trim(partition, from).await {
                         warn!(kind, partition, error = %e, "cannot trim the partition's log");
                     }
                 }

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -157,6 +157,8 @@ pub struct Tsdb {
     store: Arc<dyn BlockStore>,
     stats: Arc<TsdbStats>,
     maintenance: Mutex<()>,
+    /// No head range ending after this is cut ([`Tsdb::limit_cuts`]).
+    cut_limit: AtomicI64,
     block_seq: AtomicU32,
     metadata: Mutex<BTreeMap<String, MetricMetadata>>,
 }
@@ -265,6 +267,7 @@ impl Tsdb {
             store,
             stats,
             maintenance: Mutex::new(()),
+            cut_limit: AtomicI64::new(i64::MAX),
             block_seq: AtomicU32::new(0),
             metadata: Mutex::new(metadata),
         };
@@ -750,20 +753,50 @@ impl Tsdb {
             .max(1)
     }
 
+    /// The head range `[mint, mint + range)` due to be cut next, given the
+    /// head's oldest and newest sample times.
+    fn due_cut(&self, min: i64, max: i64) -> Option<i64> {
+        let range = self.block_range();
+        // Keep half a block of recent data in the head, as Prometheus does,
+        // so late samples within the window still find their series there.
+        (max.saturating_sub(min) >= range + range / 2).then(|| min.div_euclid(range) * range)
+    }
+
     fn cut_head(&self) -> Result<()> {
         let range = self.block_range();
         loop {
             let Some((min, max)) = self.head.read().expect("head lock").time_range() else {
                 return Ok(());
             };
-            // Keep half a block of recent data in the head, as Prometheus does,
-            // so late samples within the window still find their series there.
-            if max.saturating_sub(min) < range + range / 2 {
+            let Some(mint) = self.due_cut(min, max) else {
+                return Ok(());
+            };
+            if mint.saturating_add(range) > self.cut_limit.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let mint = min.div_euclid(range) * range;
             self.persist_head_range(mint, mint + range)?;
         }
+    }
+
+    /// What [`Tsdb::min_valid_time`] becomes once the cuts due now are
+    /// made (`None`: none is due). A writer that must refuse out-of-bounds
+    /// samples before they reach the engine learns it ahead
+    /// ([`Tsdb::limit_cuts`]).
+    pub fn next_min_valid_time(&self) -> Option<i64> {
+        let range = self.block_range();
+        let (mut min, max) = self.head.read().expect("head lock").time_range()?;
+        let mut bound = None;
+        while let Some(mint) = self.due_cut(min, max) {
+            bound = Some(mint.saturating_add(range));
+            min = mint.saturating_add(range);
+        }
+        bound
+    }
+
+    /// Cuts no head range ending after `until` (the bound writers were told
+    /// and have had time to heed); `i64::MAX`, the default, limits nothing.
+    pub fn limit_cuts(&self, until: i64) {
+        self.cut_limit.store(until, Ordering::Release);
     }
 
     /// Writes the head's samples in `[mint, maxt)` as a block, then drops them
@@ -1255,6 +1288,34 @@ mod tests {
                 .unwrap()
                 .contains("older than the newest persisted block")
         );
+    }
+
+    #[test]
+    fn cuts_wait_for_their_bound_and_the_bound_is_known_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        assert_eq!(db.next_min_valid_time(), None);
+        // Ten hours at 1 h blocks: every whole hour that leaves 1.5 h or more
+        // after it is due.
+        load(&db, 0, 600);
+        let start = db.min_valid_time();
+        let bound = db.next_min_valid_time().unwrap();
+        assert_eq!(bound, 9 * 60 * MIN);
+        db.limit_cuts(start);
+        db.maintain().unwrap();
+        assert_eq!(
+            db.min_valid_time(),
+            start,
+            "a cut made before it was allowed"
+        );
+        db.limit_cuts(3 * 60 * MIN);
+        db.maintain().unwrap();
+        assert_eq!(db.min_valid_time(), 3 * 60 * MIN);
+        assert_eq!(db.next_min_valid_time(), Some(bound));
+        db.limit_cuts(bound);
+        db.maintain().unwrap();
+        assert_eq!(db.min_valid_time(), bound);
+        assert_eq!(db.next_min_valid_time(), None);
     }
 
     #[test]
