@@ -163,6 +163,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     otlp_pipeline.set_auth(Arc::new(crate::auth::OtlpAuth(runtime.clone())));
     if let Some(cluster) = settings.file().and_then(|f| f.cluster.as_ref()) {
         otlp_pipeline.set_span_metrics_instance(&cluster.node_id);
+        otlp_pipeline.set_delta_node(&cluster.node_id);
     }
     {
         // Span metrics reach the metrics store every few seconds, and once more at shutdown.

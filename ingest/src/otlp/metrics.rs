@@ -59,11 +59,38 @@ impl Converted {
 pub struct DeltaState {
     sums: HashMap<Labels, f64>,
     histograms: HashMap<Labels, (Vec<u64>, f64, u64)>,
+    /// In cluster mode, this node's id: the totals are this node's own (an
+    /// exporter's deltas may reach any node), so the series it makes of
+    /// them carry [`DELTA_NODE_LABEL`], one counter per node, as two
+    /// collectors' would be.
+    node: Option<String>,
 }
+
+/// The label naming the node whose running totals a series of summed
+/// deltas is (cluster mode).
+pub const DELTA_NODE_LABEL: &str = "sextant_node";
 
 impl DeltaState {
     fn len(&self) -> usize {
         self.sums.len() + self.histograms.len()
+    }
+
+    /// Totals that are `node`'s own ([`DeltaState::node`]).
+    pub fn set_node(&mut self, node: &str) {
+        self.node = Some(node.to_owned());
+    }
+
+    /// Adds the node label to the series pushed since `first`.
+    fn stamp(&self, out: &mut Converted, first: usize) {
+        let Some(node) = &self.node else { return };
+        for series in &mut out.series[first..] {
+            let pairs = series
+                .labels
+                .iter()
+                .map(|l| (l.name.to_string(), l.value.to_string()))
+                .chain([(DELTA_NODE_LABEL.to_owned(), node.clone())]);
+            series.labels = Labels::from_pairs(pairs);
+        }
     }
 }
 
@@ -225,6 +252,9 @@ fn convert_metric(
                     }
                 };
                 out.push(labels, t, value);
+                if sum.aggregation_temporality == DELTA {
+                    deltas.stamp(out, out.series.len() - 1);
+                }
                 newest = newest.max(t);
             }
         }
@@ -272,6 +302,7 @@ fn convert_metric(
                     }
                 };
                 let value = |v: f64| if stale { stale_nan() } else { v };
+                let first = out.series.len();
                 let mut cumulative = 0u64;
                 for (i, bound) in point.explicit_bounds.iter().enumerate() {
                     cumulative += buckets.get(i).copied().unwrap_or(0);
@@ -303,6 +334,9 @@ fn convert_metric(
                     t,
                     value(count as f64),
                 );
+                if histogram.aggregation_temporality == DELTA {
+                    deltas.stamp(out, first);
+                }
                 newest = newest.max(t);
             }
         }
@@ -583,6 +617,92 @@ fn per_unit_word(unit: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summed_deltas_are_one_counter_per_node_in_cluster_mode() {
+        use super::super::proto::metrics::{Histogram, ResourceMetrics, ScopeMetrics, Sum};
+        let request = |value: f64| ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![ScopeMetrics {
+                    scope: None,
+                    metrics: vec![
+                        Metric {
+                            name: "requests".into(),
+                            data: Some(metric::Data::Sum(Sum {
+                                data_points: vec![NumberDataPoint {
+                                    time_unix_nano: 1_000_000_000,
+                                    value: Some(number_data_point::Value::AsDouble(value)),
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: DELTA,
+                                is_monotonic: true,
+                            })),
+                            ..Default::default()
+                        },
+                        Metric {
+                            name: "seen".into(),
+                            data: Some(metric::Data::Sum(Sum {
+                                data_points: vec![NumberDataPoint {
+                                    time_unix_nano: 1_000_000_000,
+                                    value: Some(number_data_point::Value::AsDouble(value)),
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: CUMULATIVE,
+                                is_monotonic: true,
+                            })),
+                            ..Default::default()
+                        },
+                        Metric {
+                            name: "latency".into(),
+                            data: Some(metric::Data::Histogram(Histogram {
+                                data_points: vec![HistogramDataPoint {
+                                    time_unix_nano: 1_000_000_000,
+                                    count: 1,
+                                    sum: Some(value),
+                                    bucket_counts: vec![1, 0],
+                                    explicit_bounds: vec![10.0],
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: DELTA,
+                            })),
+                            ..Default::default()
+                        },
+                    ],
+                }],
+            }],
+        };
+        let mut deltas = DeltaState::default();
+        deltas.set_node("b");
+        convert(&request(2.0), &mut deltas, 0);
+        let out = convert(&request(3.0), &mut deltas, 0);
+        let by_name = |name: &str| {
+            out.series
+                .iter()
+                .find(|s| s.labels.get("__name__") == Some(name))
+                .unwrap_or_else(|| panic!("{name} in {:?}", out.series))
+        };
+        let total = by_name("requests_total");
+        assert_eq!(total.labels.get(DELTA_NODE_LABEL), Some("b"));
+        assert_eq!(total.samples[0].value, 5.0);
+        assert_eq!(by_name("seen_total").labels.get(DELTA_NODE_LABEL), None);
+        for name in ["latency_bucket", "latency_sum", "latency_count"] {
+            assert_eq!(
+                by_name(name).labels.get(DELTA_NODE_LABEL),
+                Some("b"),
+                "{name}"
+            );
+        }
+        assert_eq!(by_name("latency_count").samples[0].value, 2.0);
+        assert_eq!(by_name("latency_sum").samples[0].value, 5.0);
+        // A single node's totals carry no such label.
+        let out = convert(&request(1.0), &mut DeltaState::default(), 0);
+        assert!(
+            out.series
+                .iter()
+                .all(|s| s.labels.get(DELTA_NODE_LABEL).is_none())
+        );
+    }
 
     #[test]
     fn names_follow_prometheus_otlp_translation() {

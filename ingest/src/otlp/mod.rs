@@ -277,6 +277,12 @@ impl Otlp {
         let _ = self.span_metrics_instance.set(instance.into());
     }
 
+    /// Series summed from deltas carry `sextant_node="<node>"` (cluster
+    /// mode: each node keeps its own running totals).
+    pub fn set_delta_node(&self, node: &str) {
+        self.deltas.lock().expect("delta lock").set_node(node);
+    }
+
     /// Converts and stores one metrics export; returns the partial success, if any.
     pub async fn export_metrics(
         self: &Arc<Self>,
