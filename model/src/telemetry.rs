@@ -76,6 +76,41 @@ impl Gauge {
     }
 }
 
+/// One contributor's part of a [`Gauge`] that several share (the
+/// partitions a cluster node owns, each its own engine): each change moves
+/// the gauge by the difference, so the gauge reads the sum of the parts.
+#[derive(Debug, Default)]
+pub struct GaugeShare(AtomicU64);
+
+impl GaugeShare {
+    /// Makes this part `value`.
+    pub fn set(&self, gauge: &Gauge, value: u64) {
+        let old = self.0.swap(value, Ordering::Relaxed);
+        if value >= old {
+            gauge.add(value - old);
+        } else {
+            gauge.sub(old - value);
+        }
+    }
+
+    /// Adds `n` to this part.
+    pub fn add(&self, gauge: &Gauge, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+        gauge.add(n);
+    }
+
+    /// Takes `n` from this part, stopping at zero.
+    pub fn sub(&self, gauge: &Gauge, n: u64) {
+        let old = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            })
+            .unwrap_or(0);
+        gauge.sub(n.min(old));
+    }
+}
+
 /// The kind of a metric family, as written on its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {

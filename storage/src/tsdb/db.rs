@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use sextant_model::telemetry::GaugeShare;
 use sextant_model::{Labels, Matcher, PromDuration, Sample};
 use tracing::{info, warn};
 
@@ -159,8 +160,31 @@ pub struct Tsdb {
     maintenance: Mutex<()>,
     /// No head range ending after this is cut ([`Tsdb::limit_cuts`]).
     cut_limit: AtomicI64,
+    /// This engine's parts of the gauges in `stats`, which a cluster
+    /// node's partitions share: the gauges read their sum.
+    shares: GaugeShares,
     block_seq: AtomicU32,
     metadata: Mutex<BTreeMap<String, MetricMetadata>>,
+}
+
+/// An engine's parts of its stats' gauges ([`GaugeShare`]).
+#[derive(Debug, Default)]
+struct GaugeShares {
+    head_series: GaugeShare,
+    head_chunks: GaugeShare,
+    blocks: GaugeShare,
+    block_bytes: GaugeShare,
+}
+
+impl Drop for Tsdb {
+    /// A closed engine (a partition handed over) counts no more.
+    fn drop(&mut self) {
+        let (stats, shares) = (&self.stats, &self.shares);
+        shares.head_series.set(&stats.head_series, 0);
+        shares.head_chunks.set(&stats.head_chunks, 0);
+        shares.blocks.set(&stats.blocks, 0);
+        shares.block_bytes.set(&stats.block_bytes, 0);
+    }
 }
 
 impl std::fmt::Debug for Tsdb {
@@ -268,6 +292,7 @@ impl Tsdb {
             stats,
             maintenance: Mutex::new(()),
             cut_limit: AtomicI64::new(i64::MAX),
+            shares: GaugeShares::default(),
             block_seq: AtomicU32::new(0),
             metadata: Mutex::new(metadata),
         };
@@ -460,8 +485,13 @@ impl Tsdb {
                 new_chunks += head.apply(*id, *t, *v);
             }
             self.stats.series_created.add(created.len() as u64);
-            self.stats.head_series.set(head.series_count() as u64);
-            self.stats.head_chunks.add(new_chunks as u64);
+            let shares = &self.shares;
+            shares
+                .head_series
+                .set(&self.stats.head_series, head.series_count() as u64);
+            shares
+                .head_chunks
+                .add(&self.stats.head_chunks, new_chunks as u64);
             report.accepted = accepted.len() as u64;
         }
         self.stats.samples_appended.add(report.accepted);
@@ -843,8 +873,13 @@ impl Tsdb {
             let mut head = self.head.write().expect("head lock");
             let (removed, chunks) = head.truncate_before(maxt);
             self.stats.series_removed.add(removed as u64);
-            self.stats.head_chunks.sub(chunks as u64);
-            self.stats.head_series.set(head.series_count() as u64);
+            let shares = &self.shares;
+            shares
+                .head_chunks
+                .sub(&self.stats.head_chunks, chunks as u64);
+            shares
+                .head_series
+                .set(&self.stats.head_series, head.series_count() as u64);
             (head.ids(), head.next_id())
         };
         let last = self.wal.roll().map_err(io_err("roll the metrics WAL"))?;
@@ -1003,14 +1038,19 @@ impl Tsdb {
     }
 
     fn refresh_stats(&self) {
+        let (stats, shares) = (&self.stats, &self.shares);
         let blocks = self.blocks.read().expect("blocks lock");
-        self.stats.blocks.set(blocks.len() as u64);
-        self.stats
+        shares.blocks.set(&stats.blocks, blocks.len() as u64);
+        shares
             .block_bytes
-            .set(blocks.iter().map(|b| b.bytes).sum());
+            .set(&stats.block_bytes, blocks.iter().map(|b| b.bytes).sum());
         let head = self.head.read().expect("head lock");
-        self.stats.head_series.set(head.series_count() as u64);
-        self.stats.head_chunks.set(head.chunk_count() as u64);
+        shares
+            .head_series
+            .set(&stats.head_series, head.series_count() as u64);
+        shares
+            .head_chunks
+            .set(&stats.head_chunks, head.chunk_count() as u64);
         self.wal.refresh_size();
     }
 
@@ -1288,6 +1328,43 @@ mod tests {
                 .unwrap()
                 .contains("older than the newest persisted block")
         );
+    }
+
+    #[test]
+    fn engines_that_share_their_stats_add_up_in_the_gauges() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let stats = Arc::new(TsdbStats::default());
+        let open = |dir: &Path| {
+            Tsdb::open(
+                dir,
+                config(),
+                PromDuration::from_secs(30 * 24 * 3600),
+                stats.clone(),
+            )
+            .unwrap()
+        };
+        let (a, b) = (open(one.path()), open(two.path()));
+        load(&a, 0, 600);
+        load(&b, 0, 60);
+        a.maintain().unwrap();
+        b.maintain().unwrap();
+        let series = |db: &Tsdb| db.head.read().unwrap().series_count() as u64;
+        let (a_series, b_series) = (series(&a), series(&b));
+        assert!(a_series > 0 && b_series > 0);
+        assert_eq!(stats.head_series.get(), a_series + b_series);
+        let a_blocks = a.blocks.read().unwrap().len() as u64;
+        assert!(a_blocks > 0);
+        assert_eq!(stats.blocks.get(), a_blocks);
+        let wal = stats.wal_size_bytes.get();
+        // A partition handed over counts no more.
+        drop(a);
+        assert_eq!(stats.head_series.get(), b_series);
+        assert_eq!(stats.blocks.get(), 0);
+        assert!(stats.wal_size_bytes.get() < wal);
+        drop(b);
+        assert_eq!(stats.head_series.get(), 0);
+        assert_eq!(stats.head_chunks.get(), 0);
+        assert_eq!(stats.wal_size_bytes.get(), 0);
     }
 
     #[test]

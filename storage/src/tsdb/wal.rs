@@ -371,6 +371,14 @@ pub struct Wal {
     sync_lock: Mutex<()>,
     synced_seq: AtomicU64,
     stats: Arc<TsdbStats>,
+    /// This WAL's part of the size gauge its node's engines share.
+    size_share: sextant_model::telemetry::GaugeShare,
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.size_share.set(&self.stats.wal_size_bytes, 0);
+    }
 }
 
 impl std::fmt::Debug for Wal {
@@ -402,6 +410,7 @@ impl Wal {
             sync_lock: Mutex::new(()),
             synced_seq: AtomicU64::new(0),
             stats,
+            size_share: Default::default(),
         };
         wal.update_size_stat();
         Ok(wal)
@@ -605,7 +614,8 @@ impl Wal {
     }
 
     fn update_size_stat(&self) {
-        self.stats.wal_size_bytes.set(dir_size(&self.dir));
+        self.size_share
+            .set(&self.stats.wal_size_bytes, dir_size(&self.dir));
     }
 
     /// Refreshes the WAL size gauge.
