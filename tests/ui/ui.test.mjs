@@ -72,7 +72,10 @@ try {
     await box.press("Enter");
     const rows = page.getByRole("list", { name: "Log lines" }).locator(".log");
     await rows.first().waitFor();
-    check((await rows.count()) === logLines, `${await rows.count()} rows, want ${logLines}`);
+    // The list may render in more than one pass: wait for it to settle.
+    for (let i = 0; i < 50 && (await rows.count()) !== logLines; i++) await page.waitForTimeout(100);
+    const count = await rows.count();
+    check(count === logLines, `${count} rows, want ${logLines}`);
     const text = await page.locator(".count").innerText();
     check(text.startsWith(`${logLines} lines`), `the count says "${text}"`);
     const shown = await page.locator(".loglist .log .svc").allInnerTexts();
