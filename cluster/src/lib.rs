@@ -355,13 +355,15 @@ impl Cluster {
     /// The partitioned log of `kind` (`metrics`, `logs`, `traces`), records
     /// kept for `max_age` at most.
     pub async fn log(&self, kind: &str, max_age: Duration) -> Result<PartitionLog, Error> {
-        PartitionLog::open(
-            &self.js,
-            kind,
-            self.config.partitions,
-            self.config.replicas,
-            max_age,
-        )
+        patiently(|| {
+            PartitionLog::open(
+                &self.js,
+                kind,
+                self.config.partitions,
+                self.config.replicas,
+                max_age,
+            )
+        })
         .await
     }
 
@@ -373,17 +375,7 @@ impl Cluster {
     /// The bucket of named blobs `bucket`, every node's (opened, created
     /// if need be).
     pub async fn blobs(&self, bucket: &str) -> Result<SharedBlobs, Error> {
-        let mut attempts = 0;
-        loop {
-            match SharedBlobs::open(&self.js, bucket, self.config.replicas).await {
-                Err(e) if attempts < 30 && is_transient(&e) => {
-                    attempts += 1;
-                    warn!(error = %e, "JetStream not ready; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                opened => return opened,
-            }
-        }
+        patiently(|| SharedBlobs::open(&self.js, bucket, self.config.replicas)).await
     }
 
     /// The JetStream context the node talks through.
@@ -647,6 +639,25 @@ impl Cluster {
 
 /// Errors a NATS cluster gives while it is still forming or electing a
 /// JetStream leader: worth retrying for a while at start.
+/// Runs `op` again while JetStream is not ready (a cluster just started
+/// placing its peers, a stream electing its leader), for up to 30 s.
+async fn patiently<T, F>(op: impl Fn() -> F) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    let mut attempts = 0;
+    loop {
+        match op().await {
+            Err(e) if attempts < 30 && is_transient(&e) => {
+                attempts += 1;
+                warn!(error = %e, "JetStream not ready; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 fn is_transient(e: &Error) -> bool {
     let text = e.to_string();
     [
