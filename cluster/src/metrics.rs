@@ -115,6 +115,9 @@ const CUT_NOTICE: Duration = Duration::from_secs(30);
 
 impl MetricsEngine {
     fn new(tsdb: Arc<Tsdb>) -> Self {
+        // The log is the durable copy, replayed into a fresh engine on
+        // takeover: the engine's WAL would never be read.
+        tsdb.log_nothing();
         // Nothing is cut before it is announced.
         let bound = tsdb.min_valid_time();
         tsdb.limit_cuts(bound);
@@ -771,7 +774,8 @@ impl MetricsReader for ClusterMetrics {
 fn open_engine(settings: &MetricsSettings, partition: u32) -> Result<Arc<Tsdb>, String> {
     let dir = settings.dir.join(format!("p{partition}"));
     let mut config = settings.config.clone();
-    // The log is the durable copy: the engine's own WAL need not sync.
+    // The log is the durable copy: the engine writes no WAL
+    // ([`MetricsEngine::new`]), and what it has need not sync.
     config.wal_fsync = sextant_storage::tsdb::FsyncPolicy::Never;
     // What an earlier owner here left is stale: the log and the bucket
     // hold everything, from the catalog's point.

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -160,6 +160,8 @@ pub struct Tsdb {
     maintenance: Mutex<()>,
     /// No head range ending after this is cut ([`Tsdb::limit_cuts`]).
     cut_limit: AtomicI64,
+    /// Whether appends go to the WAL ([`Tsdb::log_nothing`]).
+    logged: AtomicBool,
     /// This engine's parts of the gauges in `stats`, which a cluster
     /// node's partitions share: the gauges read their sum.
     shares: GaugeShares,
@@ -292,6 +294,7 @@ impl Tsdb {
             stats,
             maintenance: Mutex::new(()),
             cut_limit: AtomicI64::new(i64::MAX),
+            logged: AtomicBool::new(true),
             shares: GaugeShares::default(),
             block_seq: AtomicU32::new(0),
             metadata: Mutex::new(metadata),
@@ -455,7 +458,8 @@ impl Tsdb {
                 return Ok(report);
             }
             let mut series_record = Vec::new();
-            if !created.is_empty() {
+            let logged = self.logged.load(Ordering::Relaxed);
+            if logged && !created.is_empty() {
                 wal::encode_series(
                     &mut series_record,
                     created.iter().map(|id| {
@@ -465,14 +469,18 @@ impl Tsdb {
                 );
             }
             let mut samples_record = Vec::new();
-            if !accepted.is_empty() {
+            if logged && !accepted.is_empty() {
                 wal::encode_samples(&mut samples_record, &accepted);
             }
             let records: Vec<&[u8]> = [&series_record[..], &samples_record[..]]
                 .into_iter()
                 .filter(|r| !r.is_empty())
                 .collect();
-            seq = match self.wal.write(&records) {
+            seq = match if logged {
+                self.wal.write(&records)
+            } else {
+                Ok(0)
+            } {
                 Ok(seq) => seq,
                 Err(err) => {
                     // Nothing of this batch is logged, so nothing of it may stay.
@@ -821,6 +829,14 @@ impl Tsdb {
             min = mint.saturating_add(range);
         }
         bound
+    }
+
+    /// Writes no more appends to the WAL: for an engine whose input is
+    /// durable elsewhere and replayed from there into a fresh engine (a
+    /// cluster partition, fed from its log), the WAL would be written and
+    /// never read.
+    pub fn log_nothing(&self) {
+        self.logged.store(false, Ordering::Relaxed);
     }
 
     /// Cuts no head range ending after `until` (the bound writers were told
@@ -1365,6 +1381,19 @@ mod tests {
         assert_eq!(stats.head_series.get(), 0);
         assert_eq!(stats.head_chunks.get(), 0);
         assert_eq!(stats.wal_size_bytes.get(), 0);
+    }
+
+    #[test]
+    fn an_engine_that_logs_nothing_writes_no_wal_and_still_cuts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        db.log_nothing();
+        let written = sorted(load(&db, 0, 600));
+        assert_eq!(db.stats().wal_bytes_written.get(), 0);
+        assert_eq!(everything(&db), written);
+        db.maintain().unwrap();
+        assert!(db.stats().head_cuts.get() > 0);
+        assert_eq!(everything(&db), written);
     }
 
     #[test]
