@@ -186,27 +186,6 @@ pub(crate) fn pairs_hash<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>
     hash
 }
 
-/// FNV-1a as a [`std::hash::Hasher`], for maps of short strings built per
-/// record (std's SipHash resists attacks these maps do not face, slowly).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(FNV_OFFSET)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        mix(self.0)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = stable_hash_more(self.0, bytes);
-    }
-}
-
 /// MurmurHash3's finaliser: every input bit moves every output bit, which
 /// FNV alone does not do for short keys.
 fn mix(mut x: u64) -> u64 {

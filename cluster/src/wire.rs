@@ -324,11 +324,11 @@ const SYMBOLS: u8 = 2;
 
 /// Series as one record with a symbol table.
 pub fn encode_series_refs(batch: &[PairSeries<'_, '_>]) -> Vec<u8> {
-    let mut symbols: std::collections::HashMap<
-        &str,
-        u64,
-        std::hash::BuildHasherDefault<crate::Fnv>,
-    > = std::collections::HashMap::with_capacity_and_hasher(256, Default::default());
+    let mut symbols: std::collections::HashMap<&str, u64, xxhash_rust::xxh64::Xxh64Builder> =
+        std::collections::HashMap::with_capacity_and_hasher(
+            256,
+            xxhash_rust::xxh64::Xxh64Builder::new(0),
+        );
     let mut order: Vec<&str> = Vec::new();
     let samples: usize = batch.iter().map(|s| s.samples.len()).sum();
     let mut body = Writer {
