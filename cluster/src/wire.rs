@@ -324,11 +324,10 @@ const SYMBOLS: u8 = 2;
 
 /// Series as one record with a symbol table.
 pub fn encode_series_refs(batch: &[PairSeries<'_, '_>]) -> Vec<u8> {
-    let mut symbols: std::collections::HashMap<&str, u64, xxhash_rust::xxh64::Xxh64Builder> =
-        std::collections::HashMap::with_capacity_and_hasher(
-            256,
-            xxhash_rust::xxh64::Xxh64Builder::new(0),
-        );
+    // foldhash: quick on short strings, and seeded per process, so label
+    // values chosen to collide cannot make the table slow.
+    let mut symbols: std::collections::HashMap<&str, u64, foldhash::fast::RandomState> =
+        std::collections::HashMap::with_capacity_and_hasher(256, Default::default());
     let mut order: Vec<&str> = Vec::new();
     let samples: usize = batch.iter().map(|s| s.samples.len()).sum();
     let mut body = Writer {
