@@ -621,38 +621,27 @@ mod tests {
     #[test]
     fn summed_deltas_are_one_counter_per_node_in_cluster_mode() {
         use super::super::proto::metrics::{Histogram, ResourceMetrics, ScopeMetrics, Sum};
+        let sum = |name: &str, temporality: i32, value: f64| Metric {
+            name: name.into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![NumberDataPoint {
+                    time_unix_nano: 1_000_000_000,
+                    value: Some(number_data_point::Value::AsDouble(value)),
+                    ..Default::default()
+                }],
+                aggregation_temporality: temporality,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        };
         let request = |value: f64| ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
                 resource: None,
                 scope_metrics: vec![ScopeMetrics {
                     scope: None,
                     metrics: vec![
-                        Metric {
-                            name: "requests".into(),
-                            data: Some(metric::Data::Sum(Sum {
-                                data_points: vec![NumberDataPoint {
-                                    time_unix_nano: 1_000_000_000,
-                                    value: Some(number_data_point::Value::AsDouble(value)),
-                                    ..Default::default()
-                                }],
-                                aggregation_temporality: DELTA,
-                                is_monotonic: true,
-                            })),
-                            ..Default::default()
-                        },
-                        Metric {
-                            name: "seen".into(),
-                            data: Some(metric::Data::Sum(Sum {
-                                data_points: vec![NumberDataPoint {
-                                    time_unix_nano: 1_000_000_000,
-                                    value: Some(number_data_point::Value::AsDouble(value)),
-                                    ..Default::default()
-                                }],
-                                aggregation_temporality: CUMULATIVE,
-                                is_monotonic: true,
-                            })),
-                            ..Default::default()
-                        },
+                        sum("requests", DELTA, value),
+                        sum("seen", CUMULATIVE, value),
                         Metric {
                             name: "latency".into(),
                             data: Some(metric::Data::Histogram(Histogram {
