@@ -104,9 +104,24 @@ pub struct ClusterMetrics {
 struct MetricsEngine {
     tsdb: Arc<Tsdb>,
     known: Mutex<HashMap<u64, Vec<(Labels, u64)>>>,
-    /// The bounds announced for the next cuts, oldest first, and when;
-    /// and the newest whose notice ran out (cuts may reach it).
-    announced: Mutex<(std::collections::VecDeque<(i64, std::time::Instant)>, i64)>,
+    announced: Mutex<Announced>,
+}
+
+/// The cuts a partition's engine has announced.
+struct Announced {
+    /// Bounds announced for the next cuts, oldest first, and when.
+    pending: std::collections::VecDeque<(i64, std::time::Instant)>,
+    /// The newest bound whose notice ran out: cuts may reach it.
+    granted: i64,
+}
+
+impl Announced {
+    /// The bound writers must be told: the newest announced.
+    fn newest(&self) -> i64 {
+        self.pending
+            .back()
+            .map_or(self.granted, |(bound, _)| *bound)
+    }
 }
 
 /// How long after its announcement a head cut may be made: longer than a
@@ -124,7 +139,10 @@ impl MetricsEngine {
         Self {
             tsdb,
             known: Mutex::default(),
-            announced: Mutex::new((std::collections::VecDeque::new(), bound)),
+            announced: Mutex::new(Announced {
+                pending: std::collections::VecDeque::new(),
+                granted: bound,
+            }),
         }
     }
 }
@@ -241,28 +259,26 @@ impl Engine for MetricsEngine {
     }
 
     fn min_valid_ms(&self) -> Option<i64> {
-        let announced = self.announced.lock().expect("announced");
-        let (pending, granted) = &*announced;
-        let newest = pending.back().map_or(*granted, |(bound, _)| *bound);
+        let newest = self.announced.lock().expect("announced").newest();
         Some(self.tsdb.min_valid_time().max(newest))
     }
 
     fn checkpoint(&self) -> Option<i64> {
         {
             let mut announced = self.announced.lock().expect("announced");
-            let (pending, granted) = &mut *announced;
-            while let Some(&(bound, at)) = pending.front()
+            while let Some(&(bound, at)) = announced.pending.front()
                 && at.elapsed() >= CUT_NOTICE
             {
-                *granted = bound;
+                announced.granted = bound;
                 self.tsdb.limit_cuts(bound);
-                pending.pop_front();
+                announced.pending.pop_front();
             }
-            let newest = pending.back().map_or(*granted, |(bound, _)| *bound);
             if let Some(due) = self.tsdb.next_min_valid_time()
-                && due > newest.max(self.tsdb.min_valid_time())
+                && due > announced.newest().max(self.tsdb.min_valid_time())
             {
-                pending.push_back((due, std::time::Instant::now()));
+                announced
+                    .pending
+                    .push_back((due, std::time::Instant::now()));
             }
         }
         if let Err(e) = self.tsdb.maintain() {

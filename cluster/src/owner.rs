@@ -428,7 +428,6 @@ impl<E: Engine> Owners<E> {
                 let min_valid = owner.engine.min_valid_ms();
                 if from > checkpoint.from || min_valid > told_min_valid {
                     let moved = from > checkpoint.from;
-                    let from = from.max(checkpoint.from);
                     if !self
                         .catalog
                         .advance(&key, &mut checkpoint, from, &node, min_valid)
