@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::time::Duration;
 
 use crate::http::{ApiError, AppState};
 
@@ -145,6 +146,11 @@ fn is_alerting(path: &str) -> bool {
             .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
+/// How long an alerting request waits for a node to hold the ruler: a
+/// lease left by a dead node runs out, then the next round takes it.
+const RULER_HANDOVER: Duration =
+    Duration::from_secs(sextant_cluster::LEASE_TTL.as_secs() + 2 * sextant_cluster::TICK.as_secs());
+
 /// In cluster mode, the alerting API answers from the node holding the
 /// ruler (the one that evaluates and notifies): a request reaching another
 /// node is forwarded there, so every node shows the same alerts and a
@@ -162,22 +168,33 @@ pub async fn forward_alerting(
         || request
             .headers()
             .contains_key(sextant_cluster::peer::FORWARDED)
-        || node.holds("ruler")
     {
         return next.run(request).await;
     }
-    let status = node.status();
-    let Some(address) = status
-        .singletons
-        .get("ruler")
-        .and_then(|holder| status.members.get(holder))
-        .cloned()
-    else {
-        return ApiError::Unavailable(
-            "no node of the cluster holds the ruler just now (one takes it within 15 s); retry"
-                .into(),
-        )
-        .into_response();
+    // While the ruler moves (its node stopped, its lease ran out) no node
+    // holds it for a few seconds: the request waits for the next holder,
+    // as long as taking it over can last, before it is refused.
+    let deadline = std::time::Instant::now() + RULER_HANDOVER;
+    let address = loop {
+        if node.holds("ruler") {
+            return next.run(request).await;
+        }
+        let status = node.status();
+        if let Some(address) = status
+            .singletons
+            .get("ruler")
+            .and_then(|holder| status.members.get(holder))
+        {
+            break address.clone();
+        }
+        if std::time::Instant::now() >= deadline {
+            return ApiError::Unavailable(
+                "no node of the cluster holds the ruler just now (one takes it within 15 s); retry"
+                    .into(),
+            )
+            .into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let method = request.method().as_str().to_owned();
     let path = request

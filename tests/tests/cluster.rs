@@ -952,13 +952,13 @@ handler.close()
         Duration::from_secs(30),
         || b.get("/api/v1/alerts").json()["data"]["alerts"][0]["state"] == "firing",
     );
-    for node in [&a, &b, &c] {
+    for (name, node) in [("a", &a), ("b", &b), ("c", &c)] {
         let listed = node.get("/api/v1/silences").json();
-        assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+        assert_eq!(listed.as_array().map(Vec::len), Some(3), "{name}: {listed}");
         let alerts = node.get("/api/v1/alerts").json();
         assert_eq!(
             alerts["data"]["alerts"][0]["activeAt"], active_at,
-            "{alerts}"
+            "{name}: {alerts}"
         );
         let history = node.get("/api/v1/alerts/history").json();
         let fired: Vec<&Value> = history["data"]
@@ -967,7 +967,7 @@ handler.close()
             .flatten()
             .filter(|t| t["to"] == "firing")
             .collect();
-        assert_eq!(fired.len(), 1, "{history}");
+        assert_eq!(fired.len(), 1, "{name}: {history}");
     }
     assert_eq!(receiver.count("/alertmanager", |_| true), 1);
     let groups = b.get("/api/v1/rules").json();
