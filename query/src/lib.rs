@@ -13,6 +13,7 @@ mod time;
 pub use error::{Error, Result};
 pub use selector::parse_selector;
 pub use time::parse_time;
+pub mod logql;
 pub mod promql;
 pub mod promqltest;
 pub mod traces;
