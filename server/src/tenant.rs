@@ -164,6 +164,15 @@ impl LogReader for With<dyn LogReader> {
         self.0.log_histogram(&self.1.log_query(query), step_us)
     }
 
+    fn log_histogram_from_start(
+        &self,
+        query: &LogQuery,
+        step_us: i64,
+    ) -> Result<Option<Vec<(i64, u64)>>> {
+        self.0
+            .log_histogram_from_start(&self.1.log_query(query), step_us)
+    }
+
     fn log_tail_start(&self) -> u64 {
         self.0.log_tail_start()
     }

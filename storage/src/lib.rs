@@ -88,6 +88,16 @@ pub trait LogReader: Send + Sync {
     fn search_logs(&self, query: &logs::LogQuery) -> Result<logs::LogHits>;
     /// Matching records counted per `step_us`, buckets aligned to the step.
     fn log_histogram(&self, query: &logs::LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>>;
+    /// As [`LogReader::log_histogram`], buckets starting at the query's
+    /// start; `None` when this reader cannot (LogQL then reads the records).
+    fn log_histogram_from_start(
+        &self,
+        query: &logs::LogQuery,
+        step_us: i64,
+    ) -> Result<Option<Vec<(i64, u64)>>> {
+        let _ = (query, step_us);
+        Ok(None)
+    }
     /// Where a live tail starts: what is appended from now on follows it.
     fn log_tail_start(&self) -> u64;
     /// Matching records appended after `after` and searchable, in time
@@ -121,6 +131,14 @@ impl LogReader for logs::LogStore {
 
     fn log_histogram(&self, query: &logs::LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>> {
         self.histogram(query, step_us)
+    }
+
+    fn log_histogram_from_start(
+        &self,
+        query: &logs::LogQuery,
+        step_us: i64,
+    ) -> Result<Option<Vec<(i64, u64)>>> {
+        self.histogram_from_start(query, step_us).map(Some)
     }
 
     fn log_tail_start(&self) -> u64 {

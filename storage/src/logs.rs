@@ -330,16 +330,27 @@ impl LogStore {
         ))
     }
 
-    /// Counts of matching records per `step_us` bucket in `[start, end)`.
+    /// Counts of matching records per `step_us` bucket in `[start, end)`,
+    /// buckets aligned to multiples of the step.
     pub fn histogram(&self, query: &LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>> {
         let step_us = step_us.max(1);
+        let first = query.start_us - query.start_us.rem_euclid(step_us);
+        self.buckets(query, step_us, first)
+    }
+
+    /// As [`LogStore::histogram`], buckets starting at the query's start.
+    pub fn histogram_from_start(&self, query: &LogQuery, step_us: i64) -> Result<Vec<(i64, u64)>> {
+        self.buckets(query, step_us.max(1), query.start_us)
+    }
+
+    fn buckets(&self, query: &LogQuery, step_us: i64, first: i64) -> Result<Vec<(i64, u64)>> {
         let buckets = self.engine.histogram(
             self.parse(&query.text)?,
             query.start_us,
             query.end_us,
             step_us,
+            first,
         )?;
-        let first = query.start_us - query.start_us.rem_euclid(step_us);
         let mut out = Vec::new();
         let mut t = first;
         while t < query.end_us {

@@ -127,17 +127,25 @@ impl SegmentCollector for SegmentTopKeys {
     }
 }
 
-/// Counts documents per time bucket from the timestamp column.
+/// Counts documents per time bucket from the timestamp column: buckets of
+/// `step_us` starting at `origin_us` (documents before it are not counted).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TimestampBuckets {
     pub step_us: i64,
+    pub origin_us: i64,
 }
 
 pub(crate) struct SegmentBuckets {
     column: Column<i64>,
     step_us: i64,
-    counts: BTreeMap<i64, u64>,
+    origin_us: i64,
+    /// Counts by bucket number, grown as documents need.
+    counts: Vec<u64>,
 }
+
+/// The most buckets one segment counts in an array; a wider range is
+/// refused before the search by the callers' bucket limits.
+const MAX_BUCKETS: usize = 1 << 22;
 
 impl Collector for TimestampBuckets {
     type Fruit = BTreeMap<i64, u64>;
@@ -151,7 +159,8 @@ impl Collector for TimestampBuckets {
         Ok(SegmentBuckets {
             column: reader.fast_fields().i64("timestamp")?,
             step_us: self.step_us,
-            counts: BTreeMap::new(),
+            origin_us: self.origin_us,
+            counts: Vec::new(),
         })
     }
 
@@ -179,13 +188,26 @@ impl SegmentCollector for SegmentBuckets {
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         if let Some(t) = self.column.first(doc) {
-            // Buckets are aligned to multiples of the step, as the histogram API reports them.
-            let bucket = t - t.rem_euclid(self.step_us);
-            *self.counts.entry(bucket).or_default() += 1;
+            let Ok(bucket) = usize::try_from((t - self.origin_us).div_euclid(self.step_us)) else {
+                return;
+            };
+            if bucket >= self.counts.len() {
+                if bucket >= MAX_BUCKETS {
+                    return;
+                }
+                self.counts.resize(bucket + 1, 0);
+            }
+            self.counts[bucket] += 1;
         }
     }
 
     fn harvest(self) -> BTreeMap<i64, u64> {
+        let (origin, step) = (self.origin_us, self.step_us);
         self.counts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, n)| *n > 0)
+            .map(|(i, n)| (origin + i as i64 * step, n))
+            .collect()
     }
 }

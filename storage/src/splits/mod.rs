@@ -1030,20 +1030,22 @@ impl<K: Kind> Engine<K> {
         Ok((total, hits))
     }
 
-    /// Matches of `query` counted per `step_us`, buckets aligned to the step.
+    /// Matches of `query` counted per `step_us`, buckets starting at
+    /// `origin_us` (at or before `start_us`).
     pub(crate) fn histogram(
         &self,
         query: Box<dyn Query>,
         start_us: i64,
         end_us: i64,
         step_us: i64,
+        origin_us: i64,
     ) -> Result<BTreeMap<i64, u64>> {
         let filter = self.time_filter(query, start_us, end_us);
         let mut out = BTreeMap::new();
         for part in self.parts_in(start_us, end_us) {
             let counts = part
                 .searcher()
-                .search(&filter, &TimestampBuckets { step_us })
+                .search(&filter, &TimestampBuckets { step_us, origin_us })
                 .map_err(index_err)?;
             merge_counts(&mut out, counts);
         }
