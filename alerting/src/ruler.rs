@@ -31,6 +31,12 @@ use crate::state::{AlertState, LabelMap, RuleAlerts, Transition};
 pub trait LogCounter: Send + Sync {
     /// Lines matching `query` with timestamps in `[start_ms, end_ms]`.
     fn count(&self, query: &str, start_ms: i64, end_ms: i64) -> Result<u64, String>;
+
+    /// A LogQL metric query's samples at `t_ms` (a Loki rule's `expr`).
+    fn logql(&self, expr: &str, t_ms: i64) -> Result<Vec<(LabelMap, f64)>, String> {
+        let _ = (expr, t_ms);
+        Err("LogQL rules need the log store".to_owned())
+    }
 }
 
 /// Stores what recording rules compute.
@@ -575,6 +581,9 @@ impl Ruler {
             } else {
                 Vec::new()
             });
+        }
+        if rule.logql {
+            return self.logs.logql(&rule.expr, t_ms);
         }
         // A partial answer (cluster mode: a partition briefly without an
         // owner) would resolve alerts for want of data: the evaluation

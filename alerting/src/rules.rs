@@ -141,6 +141,9 @@ pub struct Rule {
     pub expr: String,
     /// Set for a log rule: `expr` is then a log query.
     pub logs: Option<LogCondition>,
+    /// `expr` is LogQL, as a Loki rules file has it (a metric query over
+    /// logs), rather than PromQL.
+    pub logql: bool,
     /// Labels added to (or overriding) the result's.
     pub labels: BTreeMap<String, String>,
 }
@@ -204,7 +207,7 @@ impl TryFrom<RawRule> for Rule {
             }
             (None, None) => return Err("a rule needs `alert` or `record`".to_owned()),
         };
-        let (expr, logs) = match (raw.expr, raw.logs) {
+        let (expr, logs, logql) = match (raw.expr, raw.logs) {
             (Some(_), Some(_)) => {
                 return Err(format!(
                     "{what}: a rule has either `expr` (PromQL) or `logs` (a log query), not both"
@@ -222,7 +225,7 @@ impl TryFrom<RawRule> for Rule {
                 if query.trim().is_empty() {
                     return Err(format!("{what}: `logs` must not be empty"));
                 }
-                (query, Some(LogCondition { window, threshold }))
+                (query, Some(LogCondition { window, threshold }), false)
             }
             (Some(expr), None) if !expr.trim().is_empty() => {
                 if raw.window.is_some() || raw.threshold.is_some() {
@@ -230,10 +233,29 @@ impl TryFrom<RawRule> for Rule {
                         "{what}: `window` and `threshold` belong to log rules (`logs`)"
                     ));
                 }
-                if let Err(e) = sextant_query::promql::parse(&expr) {
-                    return Err(format!("{what}: invalid expression {expr:?}: {e}"));
+                match sextant_query::promql::parse(&expr) {
+                    // `sum(rate({app="x"}[5m]))` is both: no PromQL rule
+                    // selects without a metric name, every LogQL one does.
+                    Ok(_) if is_logql_metric(&expr) => (expr, None, true),
+                    Ok(_) => (expr, None, false),
+                    // Not PromQL: a Loki rules file's LogQL metric query.
+                    Err(e) => match sextant_query::logql::parse::parse(&expr) {
+                        Ok(sextant_query::logql::ast::Expr::Metric(_)) => (expr, None, true),
+                        Ok(sextant_query::logql::ast::Expr::Log(_)) => {
+                            return Err(format!(
+                                "{what}: {expr:?} is a LogQL log query; a rule needs a metric query (count_over_time, rate, ...)"
+                            ));
+                        }
+                        Err(sextant_query::Error::Parse(logql)) if looks_like_logql(&expr) => {
+                            return Err(format!(
+                                "{what}: invalid LogQL expression {expr:?}: {logql}"
+                            ));
+                        }
+                        Err(_) => {
+                            return Err(format!("{what}: invalid expression {expr:?}: {e}"));
+                        }
+                    },
                 }
-                (expr, None)
             }
             _ => return Err(format!("{what}: `expr` is required")),
         };
@@ -288,9 +310,34 @@ impl TryFrom<RawRule> for Rule {
             kind,
             expr,
             logs,
+            logql,
             labels: raw.labels,
         })
     }
+}
+
+/// Whether an expression that parses as PromQL is rather a LogQL metric
+/// query: none of its selectors names a metric, and LogQL reads it.
+fn is_logql_metric(expr: &str) -> bool {
+    let nameless = sextant_query::promql::selectors(expr).is_ok_and(|sets| {
+        !sets.is_empty()
+            && sets
+                .iter()
+                .all(|set| set.iter().all(|m| m.name != "__name__"))
+    });
+    nameless
+        && matches!(
+            sextant_query::logql::parse::parse(expr),
+            Ok(sextant_query::logql::ast::Expr::Metric(_))
+        )
+}
+
+/// Whether an expression that is neither PromQL nor LogQL was meant as
+/// LogQL (a stream selector followed by a pipeline), so its error is
+/// LogQL's.
+fn looks_like_logql(expr: &str) -> bool {
+    let compact: String = expr.split_whitespace().collect();
+    compact.contains("}|") || compact.contains("}!~")
 }
 
 fn check_label_names(labels: &BTreeMap<String, String>, owner: &str) -> Result<(), String> {
@@ -375,6 +422,39 @@ mod tests {
 
     fn parse(text: &str) -> std::result::Result<RuleFile, String> {
         parse_rule_file(Path::new("rules.yml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn loki_rules_are_told_from_prometheus_rules() {
+        let language = |expr: &str| {
+            let text = format!(
+                "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: '{expr}'\n"
+            );
+            parse(&text).map(|f| f.groups[0].rules[0].logql)
+        };
+        // Only LogQL reads a pipeline.
+        assert_eq!(
+            language(r#"sum(count_over_time({app="x"} |= "failed" [5m])) > 5"#),
+            Ok(true)
+        );
+        // Both read these; no PromQL rule selects without a metric name.
+        assert_eq!(
+            language(r#"sum by (app) (rate({app="x"}[5m])) > 1"#),
+            Ok(true)
+        );
+        assert_eq!(
+            language(r#"sum(rate(http_requests_total{app="x"}[5m])) > 1"#),
+            Ok(false)
+        );
+        assert_eq!(language(r#"up{job="x"} == 0"#), Ok(false));
+        assert_eq!(
+            language(r#"count({__name__=~"up|scrape_.*"}) > 0"#),
+            Ok(false)
+        );
+        let err = language(r#"sum(count_over_time({app="x"} |= [5m]))"#).unwrap_err();
+        assert!(err.contains("invalid LogQL expression"), "{err}");
+        let err = language(r#"{app="x"} |= "failed""#).unwrap_err();
+        assert!(err.contains("a rule needs a metric query"), "{err}");
     }
 
     #[test]

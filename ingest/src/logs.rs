@@ -24,6 +24,9 @@ pub struct LogsConfig {
     /// events without it are dropped and counted. The field is never stored.
     pub logstash_secret: Option<String>,
     pub logstash_secret_field: String,
+    /// Fields that are stream labels to LogQL, besides the labels promtail,
+    /// Alloy, Kubernetes and OpenTelemetry resources set.
+    pub stream_labels: Vec<String>,
 }
 
 impl Default for LogsConfig {
@@ -42,6 +45,7 @@ impl Default for LogsConfig {
             redact: Vec::new(),
             logstash_secret: None,
             logstash_secret_field: "sextant_secret".to_owned(),
+            stream_labels: Vec::new(),
         }
     }
 }

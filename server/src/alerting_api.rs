@@ -18,8 +18,12 @@ use crate::api::success;
 use crate::config::LoadedConfig;
 use crate::http::{ApiError, AppState, QueryParams};
 
-/// Log rules count through the log store.
-pub(crate) struct LogStoreCounter(pub Arc<dyn LogReader>);
+/// Log rules count through the log store, and Loki's rules run their
+/// LogQL over it.
+pub(crate) struct LogStoreCounter(
+    pub Arc<dyn LogReader>,
+    pub sextant_query::logql::eval::Options,
+);
 
 impl LogCounter for LogStoreCounter {
     fn count(&self, query: &str, start_ms: i64, end_ms: i64) -> Result<u64, String> {
@@ -40,6 +44,34 @@ impl LogCounter for LogStoreCounter {
             return Err(partial.join("; "));
         }
         Ok(hits.total as u64)
+    }
+
+    fn logql(
+        &self,
+        expr: &str,
+        t_ms: i64,
+    ) -> Result<Vec<(sextant_alerting::state::LabelMap, f64)>, String> {
+        use sextant_query::logql::eval::{Engine, Range, Value};
+        let parsed = sextant_query::logql::parse::parse(expr).map_err(|e| e.to_string())?;
+        let engine = Engine::new(self.0.clone(), self.1.clone());
+        let t_ns = t_ms.saturating_mul(1_000_000);
+        let range = Range {
+            start_ns: t_ns,
+            end_ns: t_ns,
+            step_ns: 0,
+            limit: 0,
+            forward: false,
+        };
+        let (value, partial) = sextant_storage::partial::noting(|| engine.eval(&parsed, range));
+        let value = value.map_err(|e| e.to_string())?;
+        if !partial.is_empty() {
+            return Err(partial.join("; "));
+        }
+        match value {
+            Value::Vector(_, samples) => Ok(samples.into_iter().collect()),
+            Value::Scalar(_, v) => Ok(vec![(Default::default(), v)]),
+            _ => Err("a LogQL rule must give a vector".to_owned()),
+        }
     }
 }
 

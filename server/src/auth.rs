@@ -150,9 +150,13 @@ pub fn tenant_may_use(path: &str) -> bool {
         "/jaeger/api/traces/",
         "/_",
     ];
+    // Loki's query API reads the tenant's stores; its ruler paths do not.
+    let loki = (path.starts_with("/loki/api/v1/") || path.starts_with("/loki/loki/api/v1/"))
+        && !path.contains("/rules");
     EXACT.contains(&path)
         || PREFIXES.iter().any(|p| path.starts_with(p))
         || path.ends_with("/_bulk")
+        || loki
 }
 
 fn scope_name(scope: Scope) -> &'static str {

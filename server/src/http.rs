@@ -56,6 +56,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// The `limits` settings.
     pub limits: Arc<Limits>,
+    /// How LogQL reads records (`logs.stream_labels`).
+    pub logql: Arc<sextant_query::logql::eval::Options>,
     /// Cluster mode's metrics, once joined (never set on a single node).
     pub cluster: Arc<OnceLock<crate::cluster_api::ClusterStores>>,
 }
@@ -71,6 +73,7 @@ impl AppState {
             logs: Arc::default(),
             runtime: Arc::default(),
             limits: Arc::default(),
+            logql: Arc::default(),
             cluster: Arc::default(),
         }
     }
@@ -116,6 +119,12 @@ impl AppState {
     /// The same state with this runtime (scrape manager, reloads).
     pub fn with_runtime(mut self, runtime: Arc<Runtime>) -> Self {
         self.runtime = runtime;
+        self
+    }
+
+    /// The same state reading logs for LogQL with these options.
+    pub fn with_logql(mut self, options: sextant_query::logql::eval::Options) -> Self {
+        self.logql = Arc::new(options);
         self
     }
 
@@ -168,6 +177,16 @@ impl QueryParams {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The pairs, in order.
+    pub(crate) fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// More pairs (a form body's), after these.
+    pub(crate) fn extend(&mut self, more: impl IntoIterator<Item = (String, String)>) {
+        self.0.extend(more);
     }
 
     /// Every value of `name`, in order.
@@ -295,6 +314,8 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             post(logs_api::loki_push)
                 .layer(middleware::from_fn_with_state(state.clone(), ingest_gate)),
         )
+        .merge(crate::loki_api::routes(Router::new(), "/loki/api/v1"))
+        .merge(crate::loki_api::routes(Router::new(), "/loki/loki/api/v1"))
         .route("/api/v1/logs/search", get(logs_api::search))
         .route("/api/v1/logs/histogram", get(logs_api::histogram))
         .route("/api/v1/logs/fields", get(logs_api::fields))
@@ -317,6 +338,7 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .route("/rules", get(crate::ruler_api::list))
         .route("/prometheus/rules", get(crate::ruler_api::list))
         .route("/api/prom/rules", get(crate::ruler_api::list))
+        .route("/loki/api/v1/rules", get(crate::ruler_api::list))
         .route("/api/v1/status/flags", get(query_api::flags))
         .route("/api/v1/alerts", get(alerting_api::alerts))
         .route("/api/v1/alerts/history", get(alerting_api::history))

@@ -17,6 +17,7 @@ pub mod es_api;
 pub mod http;
 pub mod logging;
 pub mod logs_api;
+pub mod loki_api;
 pub mod query_api;
 pub mod ruler_api;
 pub mod runtime;

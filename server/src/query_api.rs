@@ -216,7 +216,7 @@ fn parse_query(query: &str) -> Result<sextant_query::promql::Expr, ApiError> {
 
 /// When a request's query must be answered by.
 #[derive(Debug, Clone, Copy)]
-struct Deadline {
+pub(crate) struct Deadline {
     at: std::time::Instant,
     /// The request's `timeout` or `query.timeout`, whichever is shorter.
     timeout: Duration,
@@ -226,7 +226,7 @@ struct Deadline {
 /// and gives up waiting at `deadline`; the work then finishes on its own,
 /// holding a query slot, so abandoned work cannot pile up past
 /// `query.max_concurrency`.
-async fn with_deadline<T: Send + 'static>(
+pub(crate) async fn with_deadline<T: Send + 'static>(
     state: &AppState,
     deadline: Deadline,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -253,7 +253,10 @@ async fn with_deadline<T: Send + 'static>(
 
 /// When a request's query must be answered by: its `timeout` or the
 /// server's, counted from when the request came in.
-fn deadline_of(state: &AppState, pairs: &[(String, String)]) -> Result<Deadline, ApiError> {
+pub(crate) fn deadline_of(
+    state: &AppState,
+    pairs: &[(String, String)],
+) -> Result<Deadline, ApiError> {
     let mut timeout = state.query.options.timeout;
     if let Some(t) = param(pairs, "timeout") {
         let seconds = parse_duration_param("timeout", t)?;

@@ -32,8 +32,9 @@ use crate::http::AppState;
 /// Where the ruler API answers: Cortex's and Loki's paths, Mimir's (with
 /// and without its `/prometheus` prefix), and the `/rules` paths Grafana's
 /// ruler proxy builds from a data source URL.
-pub const PREFIXES: [&str; 6] = [
+pub const PREFIXES: [&str; 7] = [
     "/api/v1/rules",
+    "/loki/api/v1/rules",
     "/config/v1/rules",
     "/prometheus/config/v1/rules",
     "/rules",

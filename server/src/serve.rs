@@ -127,6 +127,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let stats = metrics.listener("http", "tcp");
         let state = AppState::new(metrics.clone(), stores.clone())
             .with_query(query_state(&settings))
+            .with_logql(logql_options(&settings))
             .with_logs(log_normalizer.clone())
             .with_limits(limits.clone())
             .with_runtime(runtime.clone())
@@ -515,7 +516,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             groups.extend(namespaces.loaded_groups());
             let ruler = sextant_alerting::ruler::Ruler::new(
                 engine,
-                Arc::new(LogStoreCounter(log_store_reader)),
+                Arc::new(LogStoreCounter(log_store_reader, logql_options(&settings))),
                 Arc::new(MetricsSink(tsdb_writer)),
                 state,
                 config,
@@ -837,6 +838,17 @@ fn is_loopback(host: &str) -> bool {
 
 /// PromQL settings from the config file's `query` section and the global
 /// evaluation interval (the default subquery step, as in Prometheus).
+/// LogQL's stream labels: the usual ones and `logs.stream_labels`.
+fn logql_options(settings: &Settings) -> sextant_query::logql::eval::Options {
+    let mut options = sextant_query::logql::eval::Options::default();
+    if let Some(file) = settings.file() {
+        options
+            .stream_labels
+            .extend(file.logs.stream_labels.iter().cloned());
+    }
+    options
+}
+
 fn query_state(settings: &Settings) -> QueryState {
     let file = settings.file();
     let query = file.map(|f| f.query.clone()).unwrap_or_default();

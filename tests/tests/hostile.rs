@@ -602,6 +602,163 @@ fn log_query_cases() -> Vec<Case> {
     cases
 }
 
+/// LogQL on every Loki path that takes it: nesting in each place the
+/// grammar recurses (brackets, aggregations, binary chains, label filters,
+/// templates), long pipelines, hostile regexes, and bad parameters.
+fn logql_cases() -> Vec<Case> {
+    let sel = r#"{service_name="canary"}"#;
+    let mut inputs: Vec<(String, String, Option<&'static str>)> = Vec::new();
+    // Past 64 KiB a URL is refused whole (414) before any handler, so
+    // the deepest inputs name no setting.
+    for (n, must) in [(10_000, DEPTH), (50_000, None)] {
+        inputs.push((
+            format!("( nested {n}"),
+            nest("(", "vector(1)", ")", n),
+            must,
+        ));
+        inputs.push((
+            format!("sum( nested {n}"),
+            nest("sum(", &format!("count_over_time({sel}[1m])"), ")", n),
+            must,
+        ));
+        inputs.push((
+            format!("label filter ( nested {n}"),
+            format!("{sel} | logfmt | {}", nest("(", "a=\"b\"", ")", n)),
+            must,
+        ));
+    }
+    inputs.push(("+ chain 5,000".into(), chain("vector(1)", "+", 5_000), None));
+    inputs.push(("^ chain 10,000".into(), chain("2", "^", 10_000), None));
+    inputs.push((
+        "unary - chain 10,000".into(),
+        format!("{}1", "-".repeat(10_000)),
+        None,
+    ));
+    inputs.push((
+        "label filter or-chain 5,000".into(),
+        format!("{sel} | logfmt | {}", chain("a=\"b\"", " or ", 5_000)),
+        None,
+    ));
+    inputs.push((
+        "5,000 pipeline stages".into(),
+        format!("{sel}{}", " |= \"a\"".repeat(5_000)),
+        None,
+    ));
+    inputs.push((
+        "5,000 line_format if-nesting".into(),
+        format!(
+            "{sel} | line_format \"{}x{}\"",
+            "{{if .a}}".repeat(5_000),
+            "{{end}}".repeat(5_000)
+        ),
+        None,
+    ));
+    inputs.push((
+        "regex repetition".into(),
+        format!("{sel} |~ \"a{{1000}}{{1000}}\""),
+        None,
+    ));
+    inputs.push((
+        "regex nested 5,000".into(),
+        format!("{sel} |~ \"{}\"", nest("(", "a", ")", 5_000)),
+        None,
+    ));
+    inputs.push((
+        "number past f64".into(),
+        format!("{sel} | logfmt | n > 1e400"),
+        None,
+    ));
+    inputs.push((
+        "range past i64".into(),
+        format!("count_over_time({sel}[{}y])", "9".repeat(30)),
+        None,
+    ));
+    inputs.push(("unterminated string".into(), r#"{a="b"#.into(), None));
+    inputs.push(("empty selector".into(), "{}".into(), None));
+    inputs.push((
+        "unclosed template".into(),
+        format!("{sel} | line_format \"{{{{.a\""),
+        None,
+    ));
+    inputs.push((
+        "URL over 64 KiB".into(),
+        format!("{sel} |= \"{}\"", "a".repeat(150_000)),
+        None,
+    ));
+    let mut cases = Vec::new();
+    for (name, q, must) in inputs {
+        for (path, param) in [
+            ("/loki/api/v1/query_range", "query"),
+            ("/loki/api/v1/query", "query"),
+            ("/loki/api/v1/labels", "query"),
+            ("/loki/api/v1/series", "match[]"),
+            ("/loki/api/v1/index/stats", "query"),
+            ("/loki/api/v1/detected_fields", "query"),
+            ("/loki/api/v1/tail", "query"),
+        ] {
+            cases.push(Case {
+                name: format!("{path} {name}"),
+                method: "GET",
+                path: format!("{path}?{param}={}&start=0", encode(q.as_bytes())),
+                content_type: "text/plain",
+                body: Vec::new(),
+                must_say: must,
+            });
+        }
+    }
+    let invalid = encode(b"{a=\"\xff\xfe\"}");
+    let good = encode(sel.as_bytes());
+    for (name, path) in [
+        (
+            "invalid UTF-8",
+            format!("/loki/api/v1/query_range?query={invalid}"),
+        ),
+        (
+            "step of a nanosecond over a year",
+            format!(
+                "/loki/api/v1/query_range?query={}&start=0&end=31536000&step=0.000000001",
+                encode(format!("count_over_time({sel}[1m])").as_bytes())
+            ),
+        ),
+        (
+            "negative step",
+            format!("/loki/api/v1/query_range?query={good}&step=-5"),
+        ),
+        (
+            "start past any calendar",
+            format!("/loki/api/v1/query_range?query={good}&start=99999999999999999999999"),
+        ),
+        (
+            "limit past usize",
+            format!("/loki/api/v1/query_range?query={good}&limit=99999999999999999999999"),
+        ),
+        (
+            "direction sideways",
+            format!("/loki/api/v1/query_range?query={good}&direction=sideways"),
+        ),
+        (
+            "volume step of a nanosecond",
+            format!(
+                "/loki/api/v1/index/volume_range?query={good}&start=0&end=31536000&step=0.000000001"
+            ),
+        ),
+        (
+            "pattern step of a nanosecond",
+            format!("/loki/api/v1/patterns?query={good}&start=0&end=31536000&step=0.000000001"),
+        ),
+    ] {
+        cases.push(Case {
+            name: name.into(),
+            method: "GET",
+            path,
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: None,
+        });
+    }
+    cases
+}
+
 /// Jaeger's `tags` (a JSON object) and its other parameters.
 fn jaeger_cases() -> Vec<Case> {
     let inputs: Vec<(&str, String)> = vec![
@@ -986,6 +1143,7 @@ fn log_and_trace_languages_and_bodies() {
     let server = start();
     let base = server.base_url();
     run_table(&server, "log query", &log_query_cases(), &base);
+    run_table(&server, "logql", &logql_cases(), &base);
     run_table(&server, "jaeger", &jaeger_cases(), &base);
     run_table(&server, "log bodies", &log_body_cases(), &base);
     let otlp = format!("http://{}", server.addr("otlp_http", "tcp"));

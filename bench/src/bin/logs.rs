@@ -42,17 +42,19 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let docs: u64 = flag_value(&args, "--docs").map_or(1_000_000, |v| v.parse().expect("--docs N"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = LogStore::open(
-        dir.path(),
-        LogStoreConfig {
-            splits: SplitConfig {
-                seal_idle_us: 0,
-                ..SplitConfig::default()
+    let store = std::sync::Arc::new(
+        LogStore::open(
+            dir.path(),
+            LogStoreConfig {
+                splits: SplitConfig {
+                    seal_idle_us: 0,
+                    ..SplitConfig::default()
+                },
+                ..LogStoreConfig::default()
             },
-            ..LogStoreConfig::default()
-        },
-    )
-    .expect("open the store");
+        )
+        .expect("open the store"),
+    );
     let normalizer = Normalizer::default();
     let start_us = 1_795_824_000_000_000; // 2026-11-28T00:00:00Z
     let mut rng = Rng(7);
@@ -159,6 +161,7 @@ fn main() {
         "histogram over 24 h (level:ERROR, 5 min steps): p50 {:.1} ms (goal < 200 ms)",
         percentile(histograms, 0.5).as_secs_f64() * 1e3
     ));
+    logql(&store, start_us, docs);
     // The day over: its partition is merged and sealed into a split, as
     // every day but the current one is kept.
     let sealing = Instant::now();
@@ -186,5 +189,142 @@ fn main() {
         "request-id lookup in the sealed split: {:.1} ms ({} hits)",
         t.elapsed().as_secs_f64() * 1e3,
         found.total
+    ));
+}
+
+/// LogQL over the same day, each query beside what Sextant's own search
+/// API does for the same question.
+fn logql(store: &std::sync::Arc<LogStore>, start_us: i64, docs: u64) {
+    use sextant_query::logql::eval::{Engine, Options, Range};
+    use sextant_query::logql::parse::parse;
+    let reader: std::sync::Arc<dyn sextant_storage::LogReader> = store.clone();
+    let engine = Engine::new(reader, Options::default());
+    let hour_ns = 3_600_000_000_000i64;
+    let run = |query: &str, start_ns: i64, end_ns: i64, step_ns: i64, limit: usize| {
+        let expr = parse(query).expect("a valid query");
+        let t = Instant::now();
+        engine
+            .eval(
+                &expr,
+                Range {
+                    start_ns,
+                    end_ns,
+                    step_ns,
+                    limit,
+                    forward: false,
+                },
+            )
+            .expect("the query runs");
+        t.elapsed()
+    };
+    let own = |text: String, from_us: i64, to_us: i64, limit: usize| {
+        let t = Instant::now();
+        store
+            .search(&LogQuery {
+                text,
+                start_us: from_us,
+                end_us: to_us,
+                limit,
+                ascending: false,
+                after: None,
+            })
+            .expect("search");
+        t.elapsed()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    // A request id in one service's hour.
+    let (mut by_logql, mut by_search) = (Vec::new(), Vec::new());
+    for k in 0..200u64 {
+        let i = (k * 7919) % docs;
+        let request = i / 10;
+        let uuid = request_uuid(request);
+        let t_us = start_us + (i as i64) * (DAY_US / docs as i64);
+        let from_us = t_us - t_us.rem_euclid(3_600_000_000);
+        let query = format!(r#"{{service_name=~".+"}} |= "{uuid}""#);
+        by_logql.push(run(
+            &query,
+            from_us * 1000,
+            from_us * 1000 + hour_ns,
+            1_000_000_000,
+            100,
+        ));
+        by_search.push(own(
+            format!("uuid:\"{uuid}\""),
+            from_us,
+            from_us + 3_600_000_000,
+            100,
+        ));
+    }
+    let (p99, own_p99) = (
+        percentile(by_logql.clone(), 0.99),
+        percentile(by_search.clone(), 0.99),
+    );
+    say(&format!(
+        "LogQL {{service_name=~\".+\"}} |= \"<request id>\" over 1 h: p50 {:.1} ms, p99 {:.1} ms (goal p99 < 20 ms); own search p99 {:.1} ms: {:.2}x (goal <= 1.2x)",
+        ms(percentile(by_logql, 0.5)),
+        ms(p99),
+        ms(own_p99),
+        p99.as_secs_f64() / own_p99.as_secs_f64().max(1e-9)
+    ));
+    // Lines per level per minute over the day.
+    let (mut counts, mut histograms) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        counts.push(run(
+            r#"sum by (level) (count_over_time({service_name=~".+"}[1m]))"#,
+            start_us * 1000 + 60_000_000_000,
+            (start_us + DAY_US) * 1000,
+            60_000_000_000,
+            0,
+        ));
+        let t = Instant::now();
+        for level in ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] {
+            store
+                .histogram(
+                    &LogQuery {
+                        text: format!("level:{level}"),
+                        start_us,
+                        end_us: start_us + DAY_US,
+                        limit: 0,
+                        ascending: false,
+                        after: None,
+                    },
+                    60_000_000,
+                )
+                .expect("histogram");
+        }
+        histograms.push(t.elapsed());
+    }
+    let (p50, own_p50) = (percentile(counts, 0.5), percentile(histograms, 0.5));
+    say(&format!(
+        "LogQL sum by (level) (count_over_time({{service_name=~\".+\"}}[1m])) over 24 h: p50 {:.1} ms (goal < 300 ms); own histograms per level {:.1} ms: {:.2}x (goal <= 1.2x)",
+        ms(p50),
+        ms(own_p50),
+        p50.as_secs_f64() / own_p50.as_secs_f64().max(1e-9)
+    ));
+    // Slow requests of one service in an hour, parsed from the line.
+    let (mut slow, mut own_slow) = (Vec::new(), Vec::new());
+    for k in 0..20 {
+        let from_us = start_us + (k % 23) * 3_600_000_000;
+        let service = sextant_bench::SERVICES[(k % 10) as usize];
+        slow.push(run(
+            &format!(r#"{{service_name="{service}"}} | json | duration_ms > 500"#),
+            from_us * 1000,
+            from_us * 1000 + hour_ns,
+            1_000_000_000,
+            1000,
+        ));
+        own_slow.push(own(
+            format!("service:\"{service}\" AND duration_ms:>500"),
+            from_us,
+            from_us + 3_600_000_000,
+            1000,
+        ));
+    }
+    let (p50, own_p50) = (percentile(slow, 0.5), percentile(own_slow, 0.5));
+    say(&format!(
+        "LogQL {{service_name=\"x\"}} | json | duration_ms > 500 over 1 h (1000 lines): p50 {:.1} ms (goal < 200 ms); own search p50 {:.1} ms: {:.2}x (goal <= 1.2x)",
+        ms(p50),
+        ms(own_p50),
+        p50.as_secs_f64() / own_p50.as_secs_f64().max(1e-9)
     ));
 }

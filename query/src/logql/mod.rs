@@ -3,3 +3,7 @@
 //! evaluator that pushes what the index can decide down to it.
 
 pub mod ast;
+pub mod eval;
+mod lex;
+pub mod parse;
+pub mod stages;
