@@ -237,6 +237,13 @@ impl Engine {
         let pipeline = compile(&log.pipeline)?;
         let mut streams: BTreeMap<Labels, Vec<(i64, String)>> = BTreeMap::new();
         let mut kept = 0;
+        // A pipeline drops some lines: read more than the limit at once, so
+        // one pass of the index usually answers.
+        let page = if log.pipeline.is_empty() {
+            range.limit
+        } else {
+            range.limit.saturating_mul(2)
+        };
         if range.limit > 0 {
             self.scan(
                 log,
@@ -244,7 +251,7 @@ impl Engine {
                 range.start_ns,
                 range.end_ns,
                 range.forward,
-                range.limit,
+                page,
                 &mut |t, line, labels| {
                     streams.entry(labels).or_default().push((t, line));
                     kept += 1;
@@ -409,7 +416,7 @@ impl Engine {
             text,
             start_us: start_ns.div_euclid(1000),
             end_us: end_ns.div_euclid(1000) + i64::from(end_ns.rem_euclid(1000) != 0),
-            limit: page.clamp(100, 5000),
+            limit: page.clamp(100, 10_000),
             ascending: forward,
             after: None,
         };
