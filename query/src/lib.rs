@@ -16,4 +16,5 @@ pub use time::parse_time;
 pub mod logql;
 pub mod promql;
 pub mod promqltest;
+pub mod traceql;
 pub mod traces;
