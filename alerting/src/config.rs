@@ -19,6 +19,9 @@ pub struct AlertingConfig {
     pub route: Option<Route>,
     /// Firing alerts that mute others (a critical alert mutes its warnings).
     pub inhibit_rules: Vec<InhibitRule>,
+    /// How long an alert another ruler sent without `endsAt` fires after it
+    /// was last sent (Alertmanager's `global.resolve_timeout`, 5m).
+    pub resolve_timeout: Option<PromDuration>,
 }
 
 /// An inhibition rule, in Alertmanager's shape.
@@ -45,6 +48,7 @@ struct RawAlertingConfig {
     route: Option<Route>,
     #[serde(default)]
     inhibit_rules: Vec<InhibitRule>,
+    resolve_timeout: Option<PromDuration>,
     // Prometheus's own `alerting:` block, if pasted from a prometheus.yml.
     #[serde(default)]
     alertmanagers: Option<NoAlertmanagers>,
@@ -87,7 +91,197 @@ impl TryFrom<RawAlertingConfig> for AlertingConfig {
             receivers: raw.receivers,
             route: raw.route,
             inhibit_rules: raw.inhibit_rules,
+            resolve_timeout: raw.resolve_timeout,
         })
+    }
+}
+
+impl AlertingConfig {
+    /// `resolve_timeout` in milliseconds (5m when unset).
+    pub fn resolve_timeout_ms(&self) -> i64 {
+        self.resolve_timeout
+            .map_or(crate::external::DEFAULT_RESOLVE_TIMEOUT_MS, |d| {
+                d.as_millis() as i64
+            })
+    }
+
+    /// The section as an Alertmanager config file (what Alertmanager's
+    /// `/api/v2/status` shows as `config.original`, and `amtool config
+    /// routes` draws): secrets as `<secret>`, and Sextant's own webhook
+    /// settings (`format`, `headers`), which Alertmanager would refuse, left out.
+    pub fn alertmanager_yaml(&self) -> String {
+        let config = am::Config {
+            global: am::Global {
+                resolve_timeout: self
+                    .resolve_timeout
+                    .map_or_else(|| "5m".to_owned(), |d| d.to_string()),
+            },
+            route: self.route.as_ref().map(am::Route::from),
+            inhibit_rules: self
+                .inhibit_rules
+                .iter()
+                .map(|r| am::InhibitRule {
+                    source_matchers: r.source_matchers.iter().map(ToString::to_string).collect(),
+                    target_matchers: r.target_matchers.iter().map(ToString::to_string).collect(),
+                    equal: r.equal.clone(),
+                })
+                .collect(),
+            receivers: self
+                .receivers
+                .iter()
+                .map(|r| am::Receiver {
+                    name: r.name.clone(),
+                    webhook_configs: r.webhooks.iter().map(am::Webhook::from).collect(),
+                })
+                .collect(),
+            templates: Vec::new(),
+        };
+        serde_norway::to_string(&config).unwrap_or_default()
+    }
+}
+
+/// Alertmanager's config file, as far as Sextant's section maps onto it.
+mod am {
+    use serde::Serialize;
+
+    const SECRET: &str = "<secret>";
+
+    #[derive(Serialize)]
+    pub(super) struct Config {
+        pub global: Global,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub route: Option<Route>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub inhibit_rules: Vec<InhibitRule>,
+        pub receivers: Vec<Receiver>,
+        pub templates: Vec<String>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Global {
+        pub resolve_timeout: String,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Route {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        receiver: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group_by: Option<Vec<String>>,
+        #[serde(rename = "continue")]
+        continue_matching: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        matchers: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group_wait: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group_interval: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        repeat_interval: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        routes: Vec<Route>,
+    }
+
+    impl From<&super::Route> for Route {
+        fn from(r: &super::Route) -> Self {
+            Self {
+                receiver: r.receiver.clone(),
+                group_by: r.group_by.clone(),
+                continue_matching: r.continue_matching,
+                matchers: r.matchers.iter().map(ToString::to_string).collect(),
+                group_wait: r.group_wait.map(|d| d.to_string()),
+                group_interval: r.group_interval.map(|d| d.to_string()),
+                repeat_interval: r.repeat_interval.map(|d| d.to_string()),
+                routes: r.routes.iter().map(Self::from).collect(),
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct InhibitRule {
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub source_matchers: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub target_matchers: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub equal: Vec<String>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Receiver {
+        pub name: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub webhook_configs: Vec<Webhook>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Webhook {
+        send_resolved: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        http_config: Option<HttpConfig>,
+        url: String,
+        max_alerts: u64,
+    }
+
+    #[derive(Serialize, Default)]
+    struct HttpConfig {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        authorization: Option<Authorization>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        basic_auth: Option<BasicAuth>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tls_config: Option<TlsConfig>,
+    }
+
+    #[derive(Serialize)]
+    struct Authorization {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        credentials: &'static str,
+    }
+
+    #[derive(Serialize)]
+    struct BasicAuth {
+        username: String,
+        password: &'static str,
+    }
+
+    #[derive(Serialize)]
+    struct TlsConfig {
+        ca_file: String,
+    }
+
+    impl From<&super::Webhook> for Webhook {
+        fn from(hook: &super::Webhook) -> Self {
+            let mut http = HttpConfig::default();
+            match (&hook.basic_auth_user, &hook.authorization) {
+                (Some(user), _) => {
+                    http.basic_auth = Some(BasicAuth {
+                        username: user.clone(),
+                        password: SECRET,
+                    });
+                }
+                (None, Some(_)) => {
+                    http.authorization = Some(Authorization {
+                        kind: "Bearer",
+                        credentials: SECRET,
+                    });
+                }
+                (None, None) => {}
+            }
+            http.tls_config = hook.ca_file.as_ref().map(|f| TlsConfig {
+                ca_file: f.display().to_string(),
+            });
+            let any = http.authorization.is_some()
+                || http.basic_auth.is_some()
+                || http.tls_config.is_some();
+            Self {
+                send_resolved: hook.send_resolved,
+                http_config: any.then_some(http),
+                url: hook.url.clone(),
+                max_alerts: hook.max_alerts,
+            }
+        }
     }
 }
 
@@ -140,6 +334,8 @@ pub struct Webhook {
     pub max_alerts: u64,
     /// The `Authorization` header from `basic_auth` or `bearer_token`.
     pub authorization: Option<String>,
+    /// `basic_auth`'s user name (shown in Alertmanager's status; the password is not).
+    pub basic_auth_user: Option<String>,
     /// For an `https://` URL: the CA bundle that signs the receiver's
     /// certificate (PEM); the system's roots when absent.
     pub ca_file: Option<std::path::PathBuf>,
@@ -206,6 +402,7 @@ impl TryFrom<RawWebhook> for Webhook {
 
     fn try_from(raw: RawWebhook) -> Result<Self, Self::Error> {
         check_http_url(&raw.url, "webhook url")?;
+        let basic_auth_user = raw.basic_auth.as_ref().map(|b| b.username.clone());
         let authorization = match (raw.basic_auth, raw.bearer_token) {
             (Some(_), Some(_)) => {
                 return Err(format!(
@@ -223,6 +420,7 @@ impl TryFrom<RawWebhook> for Webhook {
         Ok(Self {
             ca_file: raw.tls_config.and_then(|t| t.ca_file),
             authorization,
+            basic_auth_user,
             url: raw.url,
             format: raw.format,
             headers: raw.headers,
@@ -310,6 +508,69 @@ receivers:
         )
         .unwrap_err();
         assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn the_section_shows_as_an_alertmanager_config_without_secrets() {
+        let config = parse(
+            r#"
+resolve_timeout: 2m
+receivers:
+  - name: ops
+    webhooks:
+      - url: http://hooks.example/a
+        format: grafana
+        headers: {X-Token: hidden-header}
+        basic_auth: {username: alertbot, password: "s3cret!"}
+      - url: https://hooks.example/b
+        bearer_token: abc.def
+        send_resolved: false
+  - name: pager
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: 0s
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: pager
+      continue: true
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity=~"warning|info"']
+    equal: [alertname]
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.resolve_timeout_ms(), 120_000);
+        let yaml = config.alertmanager_yaml();
+        for secret in ["s3cret", "abc.def", "hidden-header", "grafana"] {
+            assert!(!yaml.contains(secret), "{secret} in\n{yaml}");
+        }
+        let value: serde_norway::Value = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(value["global"]["resolve_timeout"].as_str(), Some("2m"));
+        assert_eq!(value["route"]["receiver"].as_str(), Some("ops"));
+        assert_eq!(value["route"]["group_wait"].as_str(), Some("0s"));
+        let child = &value["route"]["routes"][0];
+        assert_eq!(child["matchers"][0].as_str(), Some("severity=\"critical\""));
+        assert_eq!(child["continue"].as_bool(), Some(true));
+        let hooks = &value["receivers"][0]["webhook_configs"];
+        assert_eq!(hooks[0]["url"].as_str(), Some("http://hooks.example/a"));
+        let basic = &hooks[0]["http_config"]["basic_auth"];
+        assert_eq!(basic["username"].as_str(), Some("alertbot"));
+        assert_eq!(basic["password"].as_str(), Some("<secret>"));
+        let bearer = &hooks[1]["http_config"]["authorization"];
+        assert_eq!(bearer["credentials"].as_str(), Some("<secret>"));
+        assert_eq!(hooks[1]["send_resolved"].as_bool(), Some(false));
+        assert_eq!(
+            value["inhibit_rules"][0]["target_matchers"][0].as_str(),
+            Some("severity=~\"warning|info\"")
+        );
+        assert_eq!(value["receivers"][1]["name"].as_str(), Some("pager"));
+        assert_eq!(
+            AlertingConfig::default().resolve_timeout_ms(),
+            5 * 60_000,
+            "Alertmanager's default"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+pub mod external;
 pub mod notify;
 pub mod ruler;
 pub mod rules;

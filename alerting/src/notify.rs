@@ -62,6 +62,9 @@ pub struct Silence {
     pub created_by: String,
     #[serde(default)]
     pub comment: String,
+    /// RFC 3339: when it was last set (Alertmanager's `updatedAt`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub updated_at: String,
 }
 
 /// One matcher of a silence.
@@ -132,6 +135,36 @@ impl Silence {
     }
 }
 
+/// A new silence id: a random UUID (version 4), as Alertmanager's.
+pub fn new_silence_id() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // Each RandomState is keyed afresh from the process's random seed.
+    let random = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(nanos);
+        h.write_u64(count);
+        h.write_u64(salt);
+        h.finish()
+    };
+    let (hi, lo) = (random(1), random(2));
+    let hi = (hi & !0xf000) | 0x4000;
+    let lo = (lo & !(0xc000 << 48)) | (0x8000 << 48);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
+}
+
 fn matches_all(matchers: &[Matcher], labels: &LabelMap) -> bool {
     matchers
         .iter()
@@ -188,6 +221,60 @@ pub struct Group {
     last_notified_ms: Option<i64>,
     /// Fingerprints the receiver was last told are firing.
     notified_firing: BTreeSet<String>,
+}
+
+impl Group {
+    /// The alerts of the group, resolved ones not yet told included.
+    pub fn alerts(&self) -> impl Iterator<Item = &NotifyAlert> {
+        self.alerts.values()
+    }
+}
+
+/// What mutes alerts at one moment, for Alertmanager's API: the active
+/// silences, and each inhibition rule with its firing sources indexed by
+/// the values of its `equal` labels.
+#[derive(Debug)]
+pub struct Suppression {
+    silences: Vec<(String, Vec<Matcher>)>,
+    rules: Vec<InhibitIndex>,
+}
+
+#[derive(Debug)]
+struct InhibitIndex {
+    target: Vec<Matcher>,
+    equal: Vec<String>,
+    /// The values of `equal` -> the sources with them (labels, fingerprint).
+    sources: std::collections::HashMap<Vec<Option<String>>, Vec<(LabelMap, String)>>,
+}
+
+impl Suppression {
+    /// The ids of the active silences that mute `labels`.
+    pub fn silenced_by(&self, labels: &LabelMap) -> Vec<String> {
+        self.silences
+            .iter()
+            .filter(|(_, matchers)| matches_all(matchers, labels))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The fingerprints of the firing alerts that inhibit `labels`, as the
+    /// dispatcher mutes them.
+    pub fn inhibited_by(&self, labels: &LabelMap) -> Vec<String> {
+        let mut by = BTreeSet::new();
+        for rule in &self.rules {
+            if !matches_all(&rule.target, labels) {
+                continue;
+            }
+            let key: Vec<Option<String>> =
+                rule.equal.iter().map(|n| labels.get(n).cloned()).collect();
+            for (source, fp) in rule.sources.get(&key).into_iter().flatten() {
+                if source != labels {
+                    by.insert(fp.clone());
+                }
+            }
+        }
+        by.into_iter().collect()
+    }
 }
 
 /// What is due to a receiver.
@@ -374,6 +461,65 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// The receivers of the routes `labels` takes, each once, in the tree's order.
+    pub fn receivers_of(&self, labels: &LabelMap) -> Vec<String> {
+        if self.routes.is_empty() {
+            return Vec::new();
+        }
+        let mut routes = Vec::new();
+        self.matching(0, labels, &mut routes);
+        let mut out: Vec<String> = Vec::new();
+        for index in routes {
+            let name = &self.routes[index].receiver;
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// The configured receivers' names.
+    pub fn receiver_names(&self) -> Vec<String> {
+        self.config
+            .receivers
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// What mutes alerts at `now_ms`: the active silences, and the firing
+    /// alerts of the groups as inhibition sources (as [`Dispatcher::flush`] sees them).
+    pub fn suppression(&self, now_ms: i64) -> Suppression {
+        let silences = self
+            .silences
+            .iter()
+            .filter(|s| s.state(now_ms) == "active")
+            .filter_map(|s| Some((s.id.clone(), s.compile().ok()?)))
+            .collect();
+        let firing = self.firing_alerts();
+        let rules = self
+            .inhibit
+            .iter()
+            .map(|(source, target, equal)| {
+                let mut sources: std::collections::HashMap<_, Vec<_>> = Default::default();
+                for alert in firing.iter().filter(|a| matches_all(source, &a.labels)) {
+                    let key: Vec<Option<String>> =
+                        equal.iter().map(|n| alert.labels.get(n).cloned()).collect();
+                    sources
+                        .entry(key)
+                        .or_default()
+                        .push((alert.labels.clone(), alert.fingerprint()));
+                }
+                InhibitIndex {
+                    target: target.clone(),
+                    equal: equal.clone(),
+                    sources,
+                }
+            })
+            .collect();
+        Suppression { silences, rules }
     }
 
     /// The matchers of the silences active at `now_ms`, compiled once per flush.
@@ -782,6 +928,7 @@ inhibit_rules:
             ends_at: rfc3339(1_000_000),
             created_by: "me".to_owned(),
             comment: "maintenance".to_owned(),
+            updated_at: String::new(),
         });
         d.receive(vec![alert("Queue", "warning", Status::Firing, 1.0)], 20_000);
         assert!(
@@ -789,6 +936,67 @@ inhibit_rules:
                 .iter()
                 .all(|n| n.group_key != "{}:{alertname=\"Queue\"}")
         );
+    }
+
+    #[test]
+    fn the_api_sees_receivers_silences_and_inhibitions_as_the_flush_mutes() {
+        let mut d = Dispatcher::new(&config(CONFIG));
+        let critical = alert("Disk", "critical", Status::Firing, 1.0);
+        let warning = alert("Disk", "warning", Status::Firing, 1.0);
+        let other = alert("Queue", "warning", Status::Firing, 1.0);
+        d.receive(vec![critical.clone(), warning.clone(), other.clone()], 0);
+        assert_eq!(d.receivers_of(&critical.labels), ["pager"]);
+        assert_eq!(d.receivers_of(&warning.labels), ["ops"]);
+        assert_eq!(d.receiver_names(), ["ops", "pager", "record"]);
+        d.silences.push(Silence {
+            id: "s1".to_owned(),
+            matchers: vec![SilenceMatcher {
+                name: "alertname".to_owned(),
+                value: "Q.*".to_owned(),
+                is_regex: true,
+                is_equal: true,
+            }],
+            starts_at: rfc3339(0),
+            ends_at: rfc3339(1_000_000),
+            created_by: "me".to_owned(),
+            comment: String::new(),
+            updated_at: String::new(),
+        });
+        let now = d.suppression(10_000);
+        assert_eq!(now.inhibited_by(&warning.labels), [critical.fingerprint()]);
+        assert!(now.inhibited_by(&critical.labels).is_empty());
+        assert!(
+            now.inhibited_by(&other.labels).is_empty(),
+            "another alertname"
+        );
+        assert_eq!(now.silenced_by(&other.labels), ["s1"]);
+        assert!(now.silenced_by(&warning.labels).is_empty());
+        assert!(
+            d.suppression(1_000_000)
+                .silenced_by(&other.labels)
+                .is_empty(),
+            "expired"
+        );
+        // What the API says is what the flush does.
+        let sent = d.flush(10_000);
+        assert!(sent.iter().all(|n| {
+            n.alerts
+                .iter()
+                .all(|a| a.labels != warning.labels && a.labels != other.labels)
+        }));
+    }
+
+    #[test]
+    fn silence_ids_are_uuids() {
+        let a = new_silence_id();
+        assert_ne!(a, new_silence_id());
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{a}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{a}");
     }
 
     #[test]

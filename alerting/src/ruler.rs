@@ -23,6 +23,7 @@ use sextant_query::promql::{Engine, QueryValue};
 use tokio_util::sync::CancellationToken;
 
 use crate::AlertingConfig;
+use crate::external::{ExternalAlerts, PostedAlert};
 use crate::notify::{Delivery, Dispatcher, NotifyAlert, Silence, Status};
 use crate::rules::{Rule, RuleGroup, RuleKind};
 use crate::state::{AlertState, LabelMap, RuleAlerts, Transition};
@@ -165,6 +166,7 @@ struct Saved {
     alerts: BTreeMap<String, BTreeMap<String, RuleAlerts>>,
     outbox: BTreeMap<String, OutboxEntry>,
     next_id: u64,
+    external: ExternalAlerts,
 }
 
 impl Saved {
@@ -173,6 +175,7 @@ impl Saved {
     fn read(store: &dyn StateStore) -> std::io::Result<Self> {
         let notify: SavedNotify = load(store, "notify.json")?.unwrap_or_default();
         let history: VecDeque<Transition> = load(store, "history.json")?.unwrap_or_default();
+        let external: ExternalAlerts = load(store, EXTERNAL)?.unwrap_or_default();
         let mut alerts = BTreeMap::new();
         for name in store.list("rules/")? {
             if let Some(group) = load::<SavedGroup>(store, &name)? {
@@ -204,6 +207,7 @@ impl Saved {
             alerts,
             outbox,
             next_id,
+            external,
         })
     }
 }
@@ -226,6 +230,11 @@ fn load<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Where the alerts other rulers sent are kept.
+const EXTERNAL: &str = "external.json";
+/// The most often they are written.
+const EXTERNAL_SAVE_MS: i64 = 5_000;
+
 fn group_file(key: &str) -> String {
     format!(
         "rules/{}.json",
@@ -241,6 +250,8 @@ struct Inner {
     history: VecDeque<Transition>,
     outbox: BTreeMap<String, OutboxEntry>,
     next_id: u64,
+    /// Alerts other rulers sent (`POST /api/v2/alerts`).
+    external: ExternalAlerts,
 }
 
 #[derive(Debug, Default)]
@@ -273,6 +284,12 @@ pub struct Ruler {
     active: Mutex<bool>,
     /// Called when the gate opens, before the state is read again.
     on_activate: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
+    /// One write of the external alerts at a time, in the order they were encoded.
+    external_writes: Mutex<()>,
+    /// Whether the external alerts changed since they were last written.
+    external_dirty: std::sync::atomic::AtomicBool,
+    /// When they were last written, ms.
+    external_saved_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Says whether rule groups are evaluated here now.
@@ -302,13 +319,18 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
-/// Alerts worth telling the dispatcher about.
-fn to_notify(alerts: &RuleAlerts, expr: &str, external: &str) -> Vec<NotifyAlert> {
-    let generator_url = format!(
+/// The link to a rule's expression in the UI, as Prometheus writes it.
+fn generator_url(external: &str, expr: &str) -> String {
+    format!(
         "{}/graph?g0.expr={}&g0.tab=1",
         external.trim_end_matches('/'),
         percent_encode(expr)
-    );
+    )
+}
+
+/// Alerts worth telling the dispatcher about.
+fn to_notify(alerts: &RuleAlerts, expr: &str, external: &str) -> Vec<NotifyAlert> {
+    let generator_url = generator_url(external, expr);
     alerts
         .alerts
         .values()
@@ -365,6 +387,7 @@ impl Ruler {
                 history: saved.history,
                 outbox: saved.outbox,
                 next_id: saved.next_id,
+                external: saved.external,
             }),
             flush_wake: tokio::sync::Notify::new(),
             send_wake: tokio::sync::Notify::new(),
@@ -373,6 +396,9 @@ impl Ruler {
             gate: std::sync::OnceLock::new(),
             active: Mutex::new(false),
             on_activate: std::sync::OnceLock::new(),
+            external_writes: Mutex::new(()),
+            external_dirty: std::sync::atomic::AtomicBool::new(false),
+            external_saved_ms: std::sync::atomic::AtomicI64::new(0),
         };
         ruler.set_groups(groups, Some(&saved.alerts));
         ruler
@@ -485,6 +511,7 @@ impl Ruler {
         inner.history = saved.history;
         inner.outbox = saved.outbox;
         inner.next_id = inner.next_id.max(saved.next_id);
+        inner.external = saved.external;
         for run in &mut inner.groups {
             run.keep_alerts(&saved.alerts);
         }
@@ -837,6 +864,8 @@ impl Ruler {
                 }
                 continue;
             }
+            self.expire_external();
+            self.save_external(false);
             let wait = {
                 let mut inner = self.inner.lock().expect("ruler lock");
                 let now = now_ms();
@@ -875,13 +904,30 @@ impl Ruler {
                 if queued {
                     self.send_wake.notify_one();
                 }
-                inner
-                    .dispatcher
-                    .next_due_ms()
-                    .map_or(60_000, |due| (due - now).clamp(1, 60_000))
+                let save = self
+                    .external_dirty
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    .then(|| {
+                        self.external_saved_ms
+                            .load(std::sync::atomic::Ordering::Acquire)
+                            + EXTERNAL_SAVE_MS
+                    });
+                let due = [
+                    inner.dispatcher.next_due_ms(),
+                    inner.external.next_end_ms(),
+                    save,
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                due.map_or(60_000, |due| (due - now).clamp(1, 60_000))
             };
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => {
+                    // Stopping: what changed since the last write is kept.
+                    self.save_external(true);
+                    return;
+                }
                 () = self.flush_wake.notified() => {}
                 () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
             }
@@ -1142,10 +1188,9 @@ impl Ruler {
     pub fn add_silence(&self, mut silence: Silence) -> Result<String, String> {
         silence.compile()?;
         let mut inner = self.inner.lock().expect("ruler lock");
+        silence.updated_at = crate::notify::rfc3339(now_ms());
         if silence.id.is_empty() {
-            let n = inner.next_id;
-            inner.next_id += 1;
-            silence.id = format!("{:016x}-{n}", now_ms());
+            silence.id = crate::notify::new_silence_id();
         } else if !inner.dispatcher.silences.iter().any(|s| s.id == silence.id) {
             return Err(format!("silence {} not found", silence.id));
         }
@@ -1164,6 +1209,7 @@ impl Ruler {
             return false;
         };
         if silence.state(now) != "expired" {
+            silence.updated_at = crate::notify::rfc3339(now);
             silence.ends_at = crate::notify::rfc3339(now);
             if silence.starts_at_ms().is_some_and(|s| s > now) {
                 silence.starts_at = silence.ends_at.clone();
@@ -1173,6 +1219,233 @@ impl Ruler {
         drop(inner);
         self.flush_wake.notify_one();
         true
+    }
+
+    /// Takes alerts another ruler sent (`POST /api/v2/alerts`) as
+    /// Alertmanager does: the valid ones are kept and routed like the
+    /// ruler's own; the error names the invalid ones, and new ones refused
+    /// because [`crate::external::MAX_ALERTS`] are kept.
+    pub fn post_alerts(&self, alerts: Vec<PostedAlert>) -> Result<(), String> {
+        const SHOWN: usize = 10;
+        let now = now_ms();
+        let timeout = self
+            .inner
+            .lock()
+            .expect("ruler lock")
+            .config
+            .resolve_timeout_ms();
+        let mut errors = Vec::new();
+        let mut invalid = 0;
+        let mut accepted = Vec::with_capacity(alerts.len());
+        for (index, alert) in alerts.into_iter().enumerate() {
+            match alert.accept(now, timeout) {
+                Ok(alert) => accepted.push(alert),
+                Err(e) => {
+                    invalid += 1;
+                    if errors.len() < SHOWN {
+                        errors.push(format!("alert {index}: {e}"));
+                    }
+                }
+            }
+        }
+        if invalid > SHOWN {
+            errors.push(format!("and {} more invalid alerts", invalid - SHOWN));
+        }
+        if !accepted.is_empty() {
+            let mut inner = self.inner.lock().expect("ruler lock");
+            let (notify, refused) = inner.external.put(accepted, now);
+            if refused > 0 {
+                errors.push(format!(
+                    "{refused} new alerts refused: Sextant keeps at most {} alerts from other rulers",
+                    crate::external::MAX_ALERTS
+                ));
+            }
+            inner.dispatcher.receive(notify, now);
+            drop(inner);
+            self.external_dirty
+                .store(true, std::sync::atomic::Ordering::Release);
+            self.save_external(false);
+            self.flush_wake.notify_one();
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Resolves the external alerts whose end passed, for the dispatcher.
+    fn expire_external(&self) {
+        let mut inner = self.inner.lock().expect("ruler lock");
+        let now = now_ms();
+        let (resolved, changed) = inner.external.expire(now);
+        if !changed {
+            return;
+        }
+        inner.dispatcher.receive(resolved, now);
+        drop(inner);
+        self.external_dirty
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Writes what is written lazily (the external alerts) if it changed.
+    pub fn save_now(&self) {
+        self.save_external(true);
+    }
+
+    /// Writes the external alerts when they changed, at most every
+    /// [`EXTERNAL_SAVE_MS`] unless `now` (a sender re-sends them anyway:
+    /// Prometheus posts 64 at a time, every minute).
+    fn save_external(&self, now: bool) {
+        use std::sync::atomic::Ordering;
+        if !self.external_dirty.load(Ordering::Acquire)
+            || (!now
+                && now_ms() - self.external_saved_ms.load(Ordering::Acquire) < EXTERNAL_SAVE_MS)
+        {
+            return;
+        }
+        let _write = self.external_writes.lock().expect("external writes lock");
+        if !self.external_dirty.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let bytes = serde_json::to_vec(&self.inner.lock().expect("ruler lock").external);
+        self.external_saved_ms.store(now_ms(), Ordering::Release);
+        match bytes {
+            Ok(bytes) => {
+                if let Err(e) = self.store.put(EXTERNAL, &bytes) {
+                    // Tried again at the next save.
+                    self.external_dirty.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "cannot save the alerts other rulers sent");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode the alerts other rulers sent"),
+        }
+    }
+
+    /// The alerts firing now, the ruler's own and those other rulers sent,
+    /// as Alertmanager's API lists them: by fingerprint.
+    pub fn api_alerts(&self) -> Vec<ApiAlert> {
+        let inner = self.inner.lock().expect("ruler lock");
+        listed(&inner, now_ms()).into_values().collect()
+    }
+
+    /// The dispatcher's groups with the alerts firing in them now.
+    pub fn api_groups(&self) -> Vec<ApiGroup> {
+        let inner = self.inner.lock().expect("ruler lock");
+        let listed = listed(&inner, now_ms());
+        inner
+            .dispatcher
+            .groups
+            .values()
+            .filter_map(|group| {
+                let mut alerts: Vec<ApiAlert> = group
+                    .alerts()
+                    .filter(|a| a.status != Status::Resolved)
+                    .filter_map(|a| listed.get(&a.fingerprint()).cloned())
+                    .collect();
+                alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+                (!alerts.is_empty()).then(|| ApiGroup {
+                    labels: group.labels.clone(),
+                    receiver: group.receiver.clone(),
+                    alerts,
+                })
+            })
+            .collect()
+    }
+
+    /// The configured receivers' names.
+    pub fn receiver_names(&self) -> Vec<String> {
+        let inner = self.inner.lock().expect("ruler lock");
+        inner.dispatcher.receiver_names()
+    }
+
+    /// The `alerting` section in force.
+    pub fn alerting_config(&self) -> AlertingConfig {
+        self.inner.lock().expect("ruler lock").config.clone()
+    }
+
+    /// Every silence, expired ones included.
+    pub fn silence_list(&self) -> Vec<Silence> {
+        let inner = self.inner.lock().expect("ruler lock");
+        inner.dispatcher.silences.clone()
+    }
+
+    /// Creates or updates a silence as Alertmanager's v2 API does: times are
+    /// written in UTC, a start in the past is now, an end in the past is
+    /// refused; with the id of a silence whose matchers and (once active)
+    /// start stay, it is changed in place, otherwise that silence is
+    /// expired and a new one made. Returns the id.
+    pub fn set_silence(&self, mut silence: Silence) -> Result<String, SilenceError> {
+        silence.compile().map_err(SilenceError::Invalid)?;
+        if let Some(m) = silence
+            .matchers
+            .iter()
+            .find(|m| !sextant_model::is_valid_label_name(&m.name))
+        {
+            return Err(SilenceError::Invalid(format!(
+                "invalid label name {:?}",
+                m.name
+            )));
+        }
+        let (Some(starts), Some(ends)) = (silence.starts_at_ms(), silence.ends_at_ms()) else {
+            return Err(SilenceError::Invalid(
+                "startsAt and endsAt must be RFC 3339 times".to_owned(),
+            ));
+        };
+        let now = now_ms();
+        if ends < now {
+            return Err(SilenceError::Invalid(
+                "end time can't be in the past".to_owned(),
+            ));
+        }
+        let stamp = crate::notify::rfc3339;
+        silence.starts_at = stamp(starts);
+        silence.ends_at = stamp(ends);
+        silence.updated_at = stamp(now);
+        let mut inner = self.inner.lock().expect("ruler lock");
+        let silences = &mut inner.dispatcher.silences;
+        if !silence.id.is_empty() {
+            let Some(previous) = silences.iter_mut().find(|s| s.id == silence.id) else {
+                let id: String = silence.id.chars().take(64).collect();
+                let more = if id.len() < silence.id.len() {
+                    "…"
+                } else {
+                    ""
+                };
+                return Err(SilenceError::NotFound(format!(
+                    "silence {id}{more} not found"
+                )));
+            };
+            let in_place = previous.matchers == silence.matchers
+                && match previous.state(now) {
+                    "active" => previous.starts_at_ms() == Some(starts),
+                    "pending" => starts >= now,
+                    _ => false,
+                };
+            if in_place {
+                *previous = silence.clone();
+            } else {
+                if previous.state(now) != "expired" {
+                    previous.ends_at = stamp(now);
+                    if previous.starts_at_ms().is_some_and(|s| s > now) {
+                        previous.starts_at = previous.ends_at.clone();
+                    }
+                    previous.updated_at = stamp(now);
+                }
+                silence.id = String::new();
+            }
+        }
+        if silence.id.is_empty() {
+            silence.id = crate::notify::new_silence_id();
+            if starts < now {
+                silence.starts_at = stamp(now);
+            }
+            silences.push(silence.clone());
+        }
+        self.save_notify(&inner);
+        drop(inner);
+        self.flush_wake.notify_one();
+        Ok(silence.id)
     }
 
     /// Writes the ruler's counters to a `/metrics` page.
@@ -1261,6 +1534,104 @@ impl Ruler {
             }
         }
     }
+}
+
+/// Why a silence was not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilenceError {
+    /// No silence has the id given.
+    NotFound(String),
+    /// The silence is not valid; the text says why.
+    Invalid(String),
+}
+
+/// An alert as Alertmanager's API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiAlert {
+    pub labels: LabelMap,
+    pub annotations: LabelMap,
+    pub fingerprint: String,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub generator_url: String,
+    /// The receivers of the routes it takes.
+    pub receivers: Vec<String>,
+    /// The active silences muting it.
+    pub silenced_by: Vec<String>,
+    /// The fingerprints of the alerts inhibiting it.
+    pub inhibited_by: Vec<String>,
+}
+
+/// A notification group as Alertmanager's API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiGroup {
+    pub labels: LabelMap,
+    pub receiver: String,
+    pub alerts: Vec<ApiAlert>,
+}
+
+/// The alerts firing at `now`, by fingerprint: the rules' firing and
+/// no-data alerts (ending, as Prometheus would send them, four intervals,
+/// at least a minute each, after their last evaluation), then those other
+/// rulers sent.
+fn listed(inner: &Inner, now: i64) -> BTreeMap<String, ApiAlert> {
+    let suppression = inner.dispatcher.suppression(now);
+    let external_url = inner.config.external_url.clone().unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let mut add = |labels: &LabelMap,
+                   annotations: &LabelMap,
+                   (starts, ends, updated): (i64, i64, i64),
+                   url: String| {
+        let fingerprint = crate::state::fingerprint(labels);
+        if out.contains_key(&fingerprint) {
+            return;
+        }
+        let alert = ApiAlert {
+            labels: labels.clone(),
+            annotations: annotations.clone(),
+            fingerprint: fingerprint.clone(),
+            starts_at_ms: starts,
+            ends_at_ms: ends,
+            updated_at_ms: updated,
+            generator_url: url,
+            receivers: inner.dispatcher.receivers_of(labels),
+            silenced_by: suppression.silenced_by(labels),
+            inhibited_by: suppression.inhibited_by(labels),
+        };
+        out.insert(fingerprint, alert);
+    };
+    for run in &inner.groups {
+        let updated = run.last_eval_ms.unwrap_or(now);
+        let ends = updated.saturating_add(4 * run.interval_ms.max(60_000));
+        for (rule, alerts) in run.group.rules.iter().zip(&run.alerts) {
+            for alert in alerts
+                .alerts
+                .values()
+                .filter(|a| matches!(a.state, AlertState::Firing | AlertState::NoData))
+            {
+                add(
+                    &alert.labels,
+                    &alert.annotations,
+                    (
+                        alert.fired_at_ms.unwrap_or(alert.active_at_ms),
+                        ends,
+                        updated,
+                    ),
+                    generator_url(&external_url, &rule.expr),
+                );
+            }
+        }
+    }
+    for alert in inner.external.firing(now) {
+        add(
+            &alert.labels,
+            &alert.annotations,
+            (alert.starts_at_ms, alert.ends_at_ms, alert.updated_at_ms),
+            alert.generator_url.clone(),
+        );
+    }
+    out
 }
 
 fn alert_json(a: &crate::state::Alert) -> serde_json::Value {

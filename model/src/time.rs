@@ -109,6 +109,13 @@ pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
             let (h, m) = zone
                 .split_once(':')
                 .or_else(|| (zone.len() == 4).then(|| zone.split_at(2)))?;
+            // A longer offset is no time zone (and would overflow).
+            let digits = |t: &str, n: std::ops::RangeInclusive<usize>| {
+                n.contains(&t.len()) && t.bytes().all(|c| c.is_ascii_digit())
+            };
+            if !digits(h, 1..=2) || !digits(m, 2..=2) {
+                return None;
+            }
             sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
         }
     };
@@ -158,6 +165,8 @@ mod tests {
             "2018-13-02T00:00:00Z",
             "2018-02-02",
             "2018-02-02T00:00:00X",
+            "2018-02-02T00:00:00+1000000000000:00",
+            "2018-02-02T00:00:00-+1:00",
         ] {
             assert_eq!(parse_rfc3339_micros(bad), None, "{bad}");
         }

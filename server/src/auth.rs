@@ -3,8 +3,9 @@
 //! (`Authorization: Bearer <token>`, or HTTP basic auth with the token as the
 //! password, which is what Grafana, Prometheus remote write, Fluent Bit and
 //! browsers can send; gRPC metadata for OTLP) whose scopes cover what it asks:
-//! ingest (writes of telemetry), query (reads), admin (reloads, silences,
-//! rule changes). Tokens are compared in constant time and never logged.
+//! ingest (writes of telemetry, and alerts other rulers send), query
+//! (reads), admin (reloads, silences, rule changes). Tokens are compared in
+//! constant time and never logged.
 //! With no tokens, everything is open, and binding beyond loopback says so
 //! loudly at start.
 
@@ -42,15 +43,19 @@ pub fn need(method: &Method, path: &str) -> Need {
         || path == "/loki/api/v1/push"
         || (path == "/api/v1/logs" && write)
         || path.ends_with("/_bulk")
-        || path.starts_with("/_");
+        || path.starts_with("/_")
+        // What Prometheus, vmalert and Loki's ruler send to an Alertmanager.
+        || (path == "/api/v2/alerts" && write);
     if ingest {
         return Need::Scope(Scope::Ingest);
     }
     let ruler = crate::ruler_api::PREFIXES
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")));
-    let admin =
-        path == "/-/reload" || (write && path.starts_with("/api/v1/silences")) || (write && ruler);
+    let silences = path.starts_with("/api/v1/silences")
+        || path == "/api/v2/silences"
+        || path.starts_with("/api/v2/silence/");
+    let admin = path == "/-/reload" || (write && silences) || (write && ruler);
     if admin {
         return Need::Scope(Scope::Admin);
     }
@@ -301,6 +306,18 @@ mod tests {
             ),
             (&post, "/api/v1/silences", Need::Scope(Scope::Admin)),
             (&get, "/api/v1/silences", Need::Scope(Scope::Query)),
+            (&post, "/api/v2/alerts", Need::Scope(Scope::Ingest)),
+            (&get, "/api/v2/alerts", Need::Scope(Scope::Query)),
+            (&get, "/api/v2/alerts/groups", Need::Scope(Scope::Query)),
+            (&get, "/api/v2/status", Need::Scope(Scope::Query)),
+            (&post, "/api/v2/silences", Need::Scope(Scope::Admin)),
+            (&get, "/api/v2/silences", Need::Scope(Scope::Query)),
+            (
+                &Method::DELETE,
+                "/api/v2/silence/0a1b",
+                Need::Scope(Scope::Admin),
+            ),
+            (&get, "/api/v2/silence/0a1b", Need::Scope(Scope::Query)),
             (&post, "/-/reload", Need::Scope(Scope::Admin)),
         ] {
             assert_eq!(need(method, path), want, "{method} {path}");

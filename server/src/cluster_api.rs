@@ -141,6 +141,12 @@ impl sextant_storage::MetricsWriter for NodeStamped {
 fn is_alerting(path: &str) -> bool {
     path.starts_with("/api/v1/alerts")
         || path.starts_with("/api/v1/silences")
+        // Alertmanager's API v2: the dispatcher's alerts, silences and config.
+        || path.starts_with("/api/v2/alerts")
+        || path == "/api/v2/silences"
+        || path.starts_with("/api/v2/silence/")
+        || path == "/api/v2/status"
+        || path == "/api/v2/receivers"
         || crate::ruler_api::PREFIXES
             .iter()
             .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
@@ -156,7 +162,10 @@ const RULER_HANDOVER: Duration =
 /// node is forwarded there, so every node shows the same alerts and a
 /// silence set through any node mutes the notifications.
 pub async fn forward_alerting(
-    State(cluster): State<std::sync::Arc<std::sync::OnceLock<ClusterStores>>>,
+    State((cluster, body_limit)): State<(
+        std::sync::Arc<std::sync::OnceLock<ClusterStores>>,
+        usize,
+    )>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -212,9 +221,15 @@ pub async fn forward_alerting(
     let content_type = header_of(header::CONTENT_TYPE);
     // The caller's credentials go along: the ruler's node checks them too.
     let authorization = header_of(header::AUTHORIZATION);
-    let body = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
+    // Bounded as the handler's own read would be (Alertmanager's POSTs may be large).
+    let body = match axum::body::to_bytes(request.into_body(), body_limit).await {
         Ok(body) => body.to_vec(),
-        Err(e) => return ApiError::BadIngest(format!("reading the body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::TooLarge(format!(
+                "reading the body (at most limits.max_request_body, {body_limit} bytes): {e}"
+            ))
+            .into_response();
+        }
     };
     let forwarded = sextant_cluster::forward(
         &address,

@@ -350,9 +350,29 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(alerting_api::expire_silence),
         )
+        .route("/api/v2/status", get(crate::alertmanager_api::status))
+        .route("/api/v2/receivers", get(crate::alertmanager_api::receivers))
+        .route(
+            "/api/v2/alerts",
+            post(crate::alertmanager_api::post_alerts)
+                .layer(middleware::from_fn_with_state(state.clone(), ingest_gate))
+                .get(crate::alertmanager_api::alerts),
+        )
+        .route(
+            "/api/v2/alerts/groups",
+            get(crate::alertmanager_api::groups),
+        )
+        .route(
+            "/api/v2/silences",
+            get(crate::alertmanager_api::silences).post(crate::alertmanager_api::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(crate::alertmanager_api::silence).delete(crate::alertmanager_api::delete_silence),
+        )
         .fallback(not_here)
         .layer(middleware::from_fn_with_state(
-            state.cluster.clone(),
+            (state.cluster.clone(), state.limits.max_request_body),
             crate::cluster_api::forward_alerting,
         ))
         .layer(DefaultBodyLimit::max(state.limits.max_request_body))

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 pub mod alerting_api;
+pub mod alertmanager_api;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -57,6 +57,11 @@ impl SelfMetrics {
         }
     }
 
+    /// When the process started, in ms since the epoch.
+    pub fn start_unix_ms(&self) -> i64 {
+        (self.start_unix * 1000.0) as i64
+    }
+
     /// The counters of the named listener and transport.
     pub fn listener(&self, name: &str, transport: &str) -> Arc<ListenerStats> {
         self.listeners

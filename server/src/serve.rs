@@ -591,6 +591,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         tasks.abort_all();
     }
+    if let Some(ruler) = runtime.ruler().cloned() {
+        // The alerts other rulers sent are written every few seconds: the
+        // last changes now, while this node still holds the ruler.
+        let _ = tokio::task::spawn_blocking(move || ruler.save_now()).await;
+    }
     if let Some((cluster, parts)) = joined {
         // Hand the partitions over at once rather than let the leases run
         // out: their next owners replay them from the log.

@@ -806,6 +806,12 @@ fn from_env_or_setup(var: &str, script: &str) -> PathBuf {
     if let Some(value) = std::env::var_os(var) {
         return value.into();
     }
+    run_setup(script)
+}
+
+/// Runs `scripts/<script>` (which installs what is missing) and returns
+/// what it printed.
+fn run_setup(script: &str) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../scripts")
         .join(script);
@@ -847,6 +853,25 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Debian's `amtool` (package `prometheus-alertmanager`) from `PATH`;
+/// when it is missing, `scripts/setup-test-env` is run to install it.
+pub fn amtool() -> PathBuf {
+    let find = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("amtool"))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(found) = find() {
+        return found;
+    }
+    run_setup("setup-test-env");
+    find().expect(
+        "amtool is not on PATH: scripts/setup-test-env installs Debian's prometheus-alertmanager",
+    )
 }
 
 /// Runs `openssl` with `args`; panics with its error output if it fails.

@@ -686,6 +686,17 @@ handler.close()
     for node in [&a, &b, &c] {
         let listed = node.get("/api/v1/silences").json();
         assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+        // Alertmanager's API v2 answers from the same node.
+        let v2 = node.get("/api/v2/silences").json();
+        assert_eq!(v2.as_array().map(Vec::len), Some(3), "{v2}");
+        let alerts = node
+            .get("/api/v2/alerts?filter=alertname%3DRequestsSeen")
+            .json();
+        assert_eq!(
+            alerts[0]["status"]["silencedBy"].as_array().map(Vec::len),
+            Some(3),
+            "{alerts}"
+        );
     }
     // A group made through the ruler API (Grafana's alerting UI, cortextool)
     // is the cluster's too.

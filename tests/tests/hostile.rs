@@ -1099,6 +1099,217 @@ fn ruler_cases() -> Vec<Case> {
     cases
 }
 
+/// Alertmanager's API v2: alerts as Prometheus posts them, silences as
+/// amtool and Grafana post them, and `filter=` matchers.
+fn alertmanager_cases() -> Vec<Case> {
+    let post = |name: &str, path: &str, body: Vec<u8>, must_say: Option<&'static str>| Case {
+        name: name.to_owned(),
+        method: "POST",
+        path: path.to_owned(),
+        content_type: "application/json",
+        body,
+        must_say,
+    };
+    let alerts = |name: &str, body: String, must: Option<&'static str>| {
+        post(name, "/api/v2/alerts", body.into_bytes(), must)
+    };
+    let silence = |name: &str,
+                   matchers: String,
+                   times: (&str, &str),
+                   must: Option<&'static str>| {
+        let body = format!(
+            r#"{{"matchers":{matchers},"startsAt":"{}","endsAt":"{}","createdBy":"hostile","comment":"x"}}"#,
+            times.0, times.1
+        );
+        post(name, "/api/v2/silences", body.into_bytes(), must)
+    };
+    let one = |name: &str, value: &str, is_regex: bool| {
+        format!(
+            r#"[{{"name":{},"value":{},"isRegex":{is_regex}}}]"#,
+            serde_json::to_string(name).unwrap(),
+            serde_json::to_string(value).unwrap()
+        )
+    };
+    let until = ("2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z");
+    let many_alerts: Vec<String> = (0..10_000)
+        .map(|i| format!(r#"{{"labels":{{"alertname":"Hostile","n":"{i}"}},"endsAt":"2000-01-01T00:00:00Z"}}"#))
+        .collect();
+    let many_labels: Vec<String> = (0..50_000).map(|i| format!(r#""l{i}":"v""#)).collect();
+    let alternation: Vec<String> = (0..100_000).map(|i| format!("v{i}")).collect();
+    let many_matchers: Vec<String> = (0..3_000).map(|i| format!("l{i}=\"v\"")).collect();
+    let filter = |name: &str, value: &[u8], must: Option<&'static str>| Case {
+        name: format!("filter {name}"),
+        method: "GET",
+        path: format!("/api/v2/alerts?filter={}", encode(value)),
+        content_type: "text/plain",
+        body: Vec::new(),
+        must_say: must,
+    };
+    vec![
+        alerts(
+            "10,000 alerts, resolved",
+            format!("[{}]", many_alerts.join(",")),
+            None,
+        ),
+        alerts(
+            "arrays nested 100,000",
+            nest("[", "1", "]", 100_000),
+            Some("invalid alerts"),
+        ),
+        alerts(
+            "labels nested 100,000",
+            format!(r#"[{{"labels":{}}}]"#, nest(r#"{"a":"#, "1", "}", 100_000)),
+            Some("invalid alerts"),
+        ),
+        alerts("a number as a label value", r#"[{"labels":{"a":1}}]"#.into(), Some("invalid alerts")),
+        alerts("null", "null".into(), Some("invalid alerts")),
+        alerts("an object", r#"{"labels":{"a":"b"}}"#.into(), Some("JSON array")),
+        alerts("no labels", r#"[{"labels":{}}]"#.into(), Some("at least one label pair")),
+        alerts("bad label name", r#"[{"labels":{"1\u0000":"x"}}]"#.into(), Some("invalid name")),
+        alerts(
+            "50,000 labels",
+            format!(r#"[{{"labels":{{{}}},"endsAt":"2000-01-01T00:00:00Z"}}]"#, many_labels.join(",")),
+            None,
+        ),
+        alerts(
+            "a 1 MB label value",
+            format!(r#"[{{"labels":{{"a":"{}"}},"endsAt":"2000-01-01T00:00:00Z"}}]"#, "x".repeat(1 << 20)),
+            None,
+        ),
+        alerts(
+            "startsAt month 13",
+            r#"[{"labels":{"a":"b"},"startsAt":"2024-13-01T00:00:00Z"}]"#.into(),
+            Some("startsAt"),
+        ),
+        alerts(
+            "endsAt with an offset of 10^12 hours",
+            r#"[{"labels":{"a":"b"},"endsAt":"2024-01-01T00:00:00+1000000000000:00"}]"#.into(),
+            Some("endsAt"),
+        ),
+        alerts(
+            "ends before it starts",
+            r#"[{"labels":{"a":"b"},"startsAt":"9999-12-31T23:59:59Z","endsAt":"0001-01-02T00:00:00Z"}]"#.into(),
+            Some("start time must be before end time"),
+        ),
+        Case {
+            name: "alerts invalid UTF-8".into(),
+            method: "POST",
+            path: "/api/v2/alerts".into(),
+            content_type: "application/json",
+            body: b"[{\"labels\":{\"a\":\"\xff\xfe\"}}]".to_vec(),
+            must_say: Some("invalid alerts"),
+        },
+        silence("no matchers", "[]".into(), until, Some("at least one matcher")),
+        silence(
+            "10,000 matchers",
+            format!(
+                "[{}]",
+                (0..10_000)
+                    .map(|i| format!(r#"{{"name":"l{i}","value":"v","isRegex":false}}"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            ("2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z"),
+            Some("end time can't be in the past"),
+        ),
+        silence(
+            "regex alternation of 100,000",
+            one("a", &alternation.join("|"), true),
+            ("2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z"),
+            None,
+        ),
+        silence(
+            "regex repetition {1000000}",
+            one("a", "x{1000000}", true),
+            until,
+            Some("invalid regex"),
+        ),
+        silence(
+            "regex nested 100,000",
+            one("a", &nest("(", "x", ")", 100_000), true),
+            until,
+            Some("invalid regex"),
+        ),
+        silence("bad label name", one("a b", "x", false), until, Some("invalid label name")),
+        silence(
+            "year 0000 to 9999",
+            one("a", "x", false),
+            ("0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z"),
+            None,
+        ),
+        silence(
+            "times that are not times",
+            one("a", "x", false),
+            ("2024-01-01T25:00:00Z", "tomorrow"),
+            Some("RFC 3339"),
+        ),
+        post(
+            "silence nested 100,000",
+            "/api/v2/silences",
+            nest("[", "1", "]", 100_000).into_bytes(),
+            Some("invalid silence"),
+        ),
+        post(
+            "silence update of an unknown 1 MB id",
+            "/api/v2/silences",
+            format!(
+                r#"{{"id":"{}","matchers":{},"startsAt":"2020-01-01T00:00:00Z","endsAt":"2100-01-01T00:00:00Z","createdBy":"x","comment":"x"}}"#,
+                "i".repeat(1 << 20),
+                one("a", "x", false)
+            )
+            .into_bytes(),
+            Some("not found"),
+        ),
+        filter("unterminated", b"alertname=\"x", Some("bad matcher format")),
+        filter(
+            "braces nested 10,000",
+            nest("{", "a=b", "}", 10_000).as_bytes(),
+            Some("bad matcher format"),
+        ),
+        filter(
+            "regex nested 10,000",
+            format!("a=~{}", nest("(", "x", ")", 10_000)).as_bytes(),
+            Some("bad matcher format"),
+        ),
+        filter(
+            "regex repetition",
+            b"a=~\"(x{1000}){1000}\"",
+            Some("bad matcher format"),
+        ),
+        filter(
+            "alternation of 3,000",
+            format!("a=~\"{}\"", alternation[..3_000].join("|")).as_bytes(),
+            None,
+        ),
+        filter("3,000 matchers", many_matchers.join(",").as_bytes(), None),
+        filter("invalid UTF-8", b"a=\"\xff\xfe\"", None),
+        Case {
+            name: "receiver regex repetition".into(),
+            method: "GET",
+            path: "/api/v2/alerts/groups?receiver=(a%7B1000%7D)%7B1000%7D".into(),
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: Some("receiver"),
+        },
+        Case {
+            name: "active is not a boolean".into(),
+            method: "GET",
+            path: "/api/v2/alerts?active=%00".into(),
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: Some("active"),
+        },
+        Case {
+            name: "silences filter nested 10,000".into(),
+            method: "GET",
+            path: format!("/api/v2/silences?filter={}", encode(nest("{", "a=b", "}", 10_000).as_bytes())),
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: Some("bad matcher format"),
+        },
+    ]
+}
+
 fn start() -> Sextant {
     let server = Sextant::start();
     let canary = server.post_path(
@@ -1162,6 +1373,22 @@ fn rule_groups_and_templates() {
     // Nothing hostile was stored.
     let rules = server.get("/api/v1/rules").json();
     assert!(!rules.to_string().contains("Hostile"), "{rules}");
+    run_table(&server, "alertmanager", &alertmanager_cases(), &base);
+    // The alerts were taken resolved, so none fires; the API still answers.
+    let firing = server.get("/api/v2/alerts?filter=alertname%3DHostile");
+    assert_eq!(firing.status, 200, "{}", firing.body);
+    assert_eq!(firing.json(), serde_json::json!([]));
+    // Without a routing tree an alert is kept and listed, with no receiver.
+    let canary = server.post_path(
+        "/api/v2/alerts",
+        "application/json",
+        br#"[{"labels":{"alertname":"Canary"}}]"#,
+    );
+    assert_eq!(canary.status, 200, "{}", canary.body);
+    let listed = server
+        .get("/api/v2/alerts?filter=alertname%3DCanary")
+        .json();
+    assert_eq!(listed[0]["receivers"], serde_json::json!([]), "{listed}");
 }
 
 /// `sextant check-config` refuses a rule file nested past the budget by
