@@ -127,7 +127,7 @@ pub fn check(tokens: &[TokenConfig], headers: &HeaderMap, scope: Scope) -> Resul
 /// answers the tenant's view of the stores filters. Rules, alerts,
 /// silences, targets, `/metrics` and reloads span every tenant.
 pub fn tenant_may_use(path: &str) -> bool {
-    const EXACT: [&str; 18] = [
+    const EXACT: [&str; 21] = [
         "/",
         "/api/v1/write",
         "/api/v1/import/prometheus",
@@ -146,13 +146,20 @@ pub fn tenant_may_use(path: &str) -> bool {
         "/jaeger/api/traces",
         "/jaeger/api/dependencies",
         "/api/v1/query_exemplars",
+        "/api/echo",
+        "/api/search",
+        "/api/status/buildinfo",
     ];
-    const PREFIXES: [&str; 6] = [
+    const PREFIXES: [&str; 10] = [
         "/api/v1/label/",
         "/api/v1/logs/",
         "/api/v1/correlate/",
         "/jaeger/api/services/",
         "/jaeger/api/traces/",
+        "/api/traces/",
+        "/api/v2/traces/",
+        "/api/search/",
+        "/api/v2/search/",
         "/_",
     ];
     // Loki's query API reads the tenant's stores; its ruler paths do not.

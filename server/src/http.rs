@@ -316,6 +316,7 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         )
         .merge(crate::loki_api::routes(Router::new(), "/loki/api/v1"))
         .merge(crate::loki_api::routes(Router::new(), "/loki/loki/api/v1"))
+        .merge(crate::tempo_api::routes(Router::new()))
         .route("/api/v1/logs/search", get(logs_api::search))
         .route("/api/v1/logs/histogram", get(logs_api::histogram))
         .route("/api/v1/logs/fields", get(logs_api::fields))

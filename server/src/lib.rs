@@ -25,6 +25,7 @@ pub mod runtime;
 pub mod self_metrics;
 pub mod serve;
 pub mod settings;
+pub mod tempo_api;
 pub mod tenant;
 pub mod traces_api;
 pub mod ui;
