@@ -30,6 +30,8 @@ const MAX_LIMIT: usize = 1000;
 const DEFAULT_SPSS: usize = 3;
 /// Traces read to list tag names and values (the newest of the range).
 const TAG_SAMPLE_TRACES: usize = 200;
+/// Matching spans read per trace to list tags narrowed by a query.
+const TAG_SAMPLE_SPANS: usize = 100;
 
 /// An error as Tempo answers: the message as plain text.
 #[derive(Debug)]
@@ -67,7 +69,11 @@ impl From<sextant_query::Error> for TempoError {
 type Answer = Result<Response, TempoError>;
 
 fn json_answer(body: Value) -> Answer {
-    Ok(([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response())
 }
 
 fn now_us() -> i64 {
@@ -95,7 +101,10 @@ async fn read<T: Send + 'static>(
         .await
         .map_err(|e| {
             let response = e.into_response();
-            TempoError(response.status(), "the search ran out of time or slots".into())
+            TempoError(
+                response.status(),
+                "the search ran out of time or slots".into(),
+            )
         })?
 }
 
@@ -137,7 +146,8 @@ fn wants_json(headers: &HeaderMap) -> bool {
 
 async fn trace_spans(state: &AppState, id: String) -> Result<Vec<SpanRecord>, TempoError> {
     let spans = read(state, move |r| {
-        r.trace(&id).map_err(|e| TempoError::from(sextant_query::Error::Storage(e)))
+        r.trace(&id)
+            .map_err(|e| TempoError::from(sextant_query::Error::Storage(e)))
     })
     .await?;
     if spans.is_empty() {
@@ -290,7 +300,8 @@ fn resource_spans(spans: &[SpanRecord]) -> Vec<ResourceSpans> {
             }
         };
         let start = u64::try_from(span.start_us.saturating_mul(1000)).unwrap_or(0);
-        let end = start.saturating_add(u64::try_from(span.duration_us.saturating_mul(1000)).unwrap_or(0));
+        let end =
+            start.saturating_add(u64::try_from(span.duration_us.saturating_mul(1000)).unwrap_or(0));
         batch.scope_spans[scope_at].spans.push(Span {
             trace_id: hex_bytes(&span.trace_id),
             span_id: hex_bytes(&span.span_id),
@@ -433,13 +444,21 @@ fn duration_param(params: &QueryParams, name: &str) -> Result<Option<i64>, Tempo
     params
         .get(name)
         .map(|v| {
-            sextant_query::traces::parse_go_duration(v)
-                .ok_or_else(|| bad(format!("invalid {name} {v:?}: expected a duration like 100ms")))
+            sextant_query::traces::parse_go_duration(v).ok_or_else(|| {
+                bad(format!(
+                    "invalid {name} {v:?}: expected a duration like 100ms"
+                ))
+            })
         })
         .transpose()
 }
 
-fn count_param(params: &QueryParams, name: &str, default: usize, max: usize) -> Result<usize, TempoError> {
+fn count_param(
+    params: &QueryParams,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, TempoError> {
     match params.get(name) {
         None => Ok(default),
         Some(v) => v
@@ -585,30 +604,86 @@ fn trace_match_json(found: &traceql::eval::TraceMatch) -> Value {
     out
 }
 
-/// The tags of the newest traces in range, by scope.
+/// The narrowing query of a tag list (`q=`): `None` for none, for `{}`, or
+/// for an unfinished query (Grafana's editor sends the query being typed,
+/// and Tempo lists tags unnarrowed then); a query past the budget is
+/// refused, as every language here refuses it.
+fn narrowing(params: &QueryParams) -> Result<Option<traceql::ast::Query>, TempoError> {
+    let Some(q) = params.get("q") else {
+        return Ok(None);
+    };
+    if q.chars().filter(|c| !c.is_whitespace()).eq("{}".chars()) {
+        return Ok(None);
+    }
+    match traceql::parse::parse(q) {
+        Ok(query) => Ok(Some(query)),
+        Err(sextant_query::Error::Parse(message)) if message.contains("query.max_") => {
+            Err(bad(message))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Tag names and values by scope, from the newest traces of the range
+/// (`start`/`end` in seconds), or from the spans `q=` matches there.
 async fn sampled_tags(
     state: &AppState,
     params: &QueryParams,
 ) -> Result<BTreeMap<&'static str, BTreeMap<String, BTreeSet<String>>>, TempoError> {
     let end_us = seconds_param(params, "end")?.unwrap_or_else(now_us) + 1_000_000;
     let start_us = seconds_param(params, "start")?.unwrap_or(end_us - 3_600_000_000 - 1_000_000);
+    let narrowing = narrowing(params)?;
     read(state, move |reader| {
-        let sample = TraceQuery {
-            service: None,
-            operation: None,
-            tags: Vec::new(),
-            min_duration_us: None,
-            max_duration_us: None,
-            start_us,
-            end_us,
-            limit: TAG_SAMPLE_TRACES,
-        };
         let storage = |e| TempoError::from(sextant_query::Error::Storage(e));
+        // The traces to read, and in each the spans to take (all when None).
+        let traces: Vec<(String, Option<BTreeSet<String>>)> = match narrowing {
+            None => {
+                let sample = TraceQuery {
+                    service: None,
+                    operation: None,
+                    tags: Vec::new(),
+                    min_duration_us: None,
+                    max_duration_us: None,
+                    start_us,
+                    end_us,
+                    limit: TAG_SAMPLE_TRACES,
+                };
+                reader
+                    .find_trace_ids(&sample)
+                    .map_err(storage)?
+                    .into_iter()
+                    .map(|id| (id, None))
+                    .collect()
+            }
+            Some(query) => {
+                let mut request = traceql::eval::SearchRequest::new(query, start_us, end_us);
+                request.limit = TAG_SAMPLE_TRACES;
+                request.spans_per_spanset = TAG_SAMPLE_SPANS;
+                traceql::eval::search(reader, &request)?
+                    .into_iter()
+                    .map(|found| {
+                        let spans = found
+                            .span_sets
+                            .iter()
+                            .flat_map(|set| set.spans.iter().map(|s| s.span_id.clone()))
+                            .collect();
+                        (found.trace_id, Some(spans))
+                    })
+                    .collect()
+            }
+        };
         let mut tags: BTreeMap<&'static str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-        for id in reader.find_trace_ids(&sample).map_err(storage)? {
+        for (id, wanted) in traces {
             for span in reader.trace(&id).map_err(storage)? {
+                if wanted.as_ref().is_some_and(|w| !w.contains(&span.span_id)) {
+                    continue;
+                }
                 let mut add = |scope: &'static str, key: &str, value: String| {
-                    let values = tags.entry(scope).or_default().entry(key.to_owned()).or_default();
+                    let values = tags
+                        .entry(scope)
+                        .or_default()
+                        .entry(key.to_owned())
+                        .or_default();
                     if values.len() < 1000 {
                         values.insert(value);
                     }
@@ -684,7 +759,17 @@ const INTRINSICS: [&str; 8] = [
 pub async fn tags_v2(State(state): State<AppState>, uri: Uri) -> Answer {
     let params = QueryParams::of(&uri);
     let wanted = params.get("scope").unwrap_or("all").to_owned();
-    if !["all", "span", "resource", "intrinsic", "event", "link", "instrumentation"].contains(&wanted.as_str()) {
+    if ![
+        "all",
+        "span",
+        "resource",
+        "intrinsic",
+        "event",
+        "link",
+        "instrumentation",
+    ]
+    .contains(&wanted.as_str())
+    {
         return Err(bad(format!(
             "invalid scope {wanted:?}: expected span, resource, intrinsic or all"
         )));
@@ -693,7 +778,10 @@ pub async fn tags_v2(State(state): State<AppState>, uri: Uri) -> Answer {
     let mut scopes = Vec::new();
     for scope in ["span", "resource"] {
         if wanted == "all" || wanted == scope {
-            let names: Vec<&String> = tags.get(scope).map(|t| t.keys().collect()).unwrap_or_default();
+            let names: Vec<&String> = tags
+                .get(scope)
+                .map(|t| t.keys().collect())
+                .unwrap_or_default();
             scopes.push(json!({"name": scope, "tags": names}));
         }
     }
@@ -746,9 +834,6 @@ pub async fn tag_values_v2(
     uri: Uri,
 ) -> Answer {
     let params = QueryParams::of(&uri);
-    if let Some(q) = params.get("q") {
-        traceql::parse::parse(q)?;
-    }
     let tags = sampled_tags(&state, &params).await?;
     let values: Vec<Value> = tag_values(&tags, &tag)
         .into_iter()

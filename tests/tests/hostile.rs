@@ -759,6 +759,162 @@ fn logql_cases() -> Vec<Case> {
     cases
 }
 
+/// TraceQL on every Tempo path that takes it: nesting in each place the
+/// grammar recurses (brackets in a filter, spanset brackets, unary
+/// operators, arithmetic), long chains, pipelines, hostile regexes, and
+/// bad parameters.
+fn traceql_cases() -> Vec<Case> {
+    let mut inputs: Vec<(String, String, Option<&'static str>)> = Vec::new();
+    // Past 64 KiB a URL is refused whole (414) before any handler, so
+    // the deepest inputs name no setting.
+    for (n, must) in [(10_000, DEPTH), (50_000, None)] {
+        inputs.push((
+            format!("( in a filter nested {n}"),
+            format!("{{ {} }}", nest("(", ".a = 1", ")", n)),
+            must,
+        ));
+        inputs.push((
+            format!("spanset ( nested {n}"),
+            nest("(", "{ }", ")", n),
+            must,
+        ));
+        inputs.push((
+            format!("! nested {n}"),
+            format!("{{ {}true }}", "!".repeat(n)),
+            must,
+        ));
+        inputs.push((
+            format!("arithmetic ( nested {n}"),
+            format!("{{ {} > 1 }}", nest("(", ".n + 1", ")", n)),
+            must,
+        ));
+    }
+    // Chains and pipelines as long as fit in a URL (64 KiB encoded).
+    inputs.push((
+        "&& chain 2,000".into(),
+        format!("{{{}}}", chain(".a=1", "&&", 2_000)),
+        None,
+    ));
+    inputs.push((
+        "spanset || chain 2,000".into(),
+        chain("{.a=1}", "||", 2_000),
+        None,
+    ));
+    inputs.push((
+        "^ chain 10,000".into(),
+        format!("{{ {} > 1 }}", chain("2", "^", 10_000)),
+        None,
+    ));
+    inputs.push((
+        "2,000 pipeline stages".into(),
+        format!("{{}}{}", "|count()>0".repeat(2_000)),
+        None,
+    ));
+    inputs.push((
+        "regex repetition".into(),
+        r#"{ name =~ "a{1000}{1000}" }"#.into(),
+        None,
+    ));
+    inputs.push((
+        "regex nested 5,000".into(),
+        format!("{{ name =~ \"{}\" }}", nest("(", "a", ")", 5_000)),
+        None,
+    ));
+    inputs.push(("number past f64".into(), "{ .n > 1e400 }".into(), None));
+    inputs.push((
+        "duration past i64".into(),
+        format!("{{ duration > {}h }}", "9".repeat(30)),
+        None,
+    ));
+    inputs.push(("unterminated string".into(), r#"{ .a = "b }"#.into(), None));
+    inputs.push(("unclosed filter".into(), "{ .a = 1".into(), None));
+    inputs.push(("type clash".into(), r#"{ duration = "x" }"#.into(), None));
+    inputs.push((
+        "URL over 64 KiB".into(),
+        format!("{{ .a = \"{}\" }}", "a".repeat(150_000)),
+        None,
+    ));
+    let mut cases = Vec::new();
+    for (name, q, must) in inputs {
+        for (path, param) in [
+            ("/api/search", "q"),
+            ("/api/v2/search/tags", "q"),
+            ("/api/v2/search/tag/resource.service.name/values", "q"),
+        ] {
+            cases.push(Case {
+                name: format!("{path} {name}"),
+                method: "GET",
+                path: format!("{path}?{param}={}&start=0", encode(q.as_bytes())),
+                content_type: "text/plain",
+                body: Vec::new(),
+                must_say: must,
+            });
+        }
+    }
+    let good = encode(b"{ }");
+    for (name, path) in [
+        (
+            "invalid UTF-8",
+            format!("/api/search?q={}", encode(b"{ .a = \"\xff\xfe\" }")),
+        ),
+        (
+            "start past any calendar",
+            format!("/api/search?q={good}&start=99999999999999999999999"),
+        ),
+        (
+            "end before start",
+            format!("/api/search?q={good}&start=2000&end=1000"),
+        ),
+        (
+            "limit past usize",
+            format!("/api/search?q={good}&limit=99999999999999999999999"),
+        ),
+        ("spss negative", format!("/api/search?q={good}&spss=-1")),
+        (
+            "tags without a value",
+            "/api/search?tags=novalue".to_owned(),
+        ),
+        (
+            "tags with an unclosed quote",
+            "/api/search?tags=a%3D%22b".to_owned(),
+        ),
+        (
+            "minDuration not a duration",
+            format!("/api/search?q={good}&minDuration=fast"),
+        ),
+        (
+            "maxDuration past i64",
+            format!("/api/search?maxDuration={}h", "9".repeat(30)),
+        ),
+        ("trace id not hex", "/api/traces/zz".to_owned()),
+        (
+            "trace id too long",
+            format!("/api/v2/traces/{}", "a".repeat(100)),
+        ),
+        (
+            "trace by id start past any calendar",
+            format!(
+                "/api/v2/traces/{}?start=99999999999999999999999",
+                "ab".repeat(16)
+            ),
+        ),
+        (
+            "tag values of a tag of 100 KiB",
+            format!("/api/v2/search/tag/{}/values", "a".repeat(60_000)),
+        ),
+    ] {
+        cases.push(Case {
+            name: name.into(),
+            method: "GET",
+            path,
+            content_type: "text/plain",
+            body: Vec::new(),
+            must_say: None,
+        });
+    }
+    cases
+}
+
 /// Jaeger's `tags` (a JSON object) and its other parameters.
 fn jaeger_cases() -> Vec<Case> {
     let inputs: Vec<(&str, String)> = vec![
@@ -1356,6 +1512,7 @@ fn log_and_trace_languages_and_bodies() {
     run_table(&server, "log query", &log_query_cases(), &base);
     run_table(&server, "logql", &logql_cases(), &base);
     run_table(&server, "jaeger", &jaeger_cases(), &base);
+    run_table(&server, "traceql", &traceql_cases(), &base);
     run_table(&server, "log bodies", &log_body_cases(), &base);
     let otlp = format!("http://{}", server.addr("otlp_http", "tcp"));
     run_table(&server, "otlp", &otlp_cases(), &otlp);

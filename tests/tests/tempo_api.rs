@@ -103,14 +103,24 @@ fn grafana_reads_traces_through_the_tempo_api() {
 
     // A trace by id, as protobuf (v1 and v2) and as JSON.
     for version in ["v1", "v2"] {
-        let path = if version == "v1" { "api/traces" } else { "api/v2/traces" };
+        let path = if version == "v1" {
+            "api/traces"
+        } else {
+            "api/v2/traces"
+        };
         let url = format!("{}/{path}/{failed}", server.base_url());
         let spans = run_python(DECODE, &[&url, version]);
         let mut lines: Vec<&str> = spans.lines().collect();
         lines.sort();
         assert_eq!(lines.len(), 2, "{spans}");
-        assert!(lines[0].starts_with(&format!("cart reserve items 3 2 {failed}")), "{spans}");
-        assert!(lines[1].starts_with(&format!("frontend POST /checkout 2 0 {failed}")), "{spans}");
+        assert!(
+            lines[0].starts_with(&format!("cart reserve items 3 2 {failed}")),
+            "{spans}"
+        );
+        assert!(
+            lines[1].starts_with(&format!("frontend POST /checkout 2 0 {failed}")),
+            "{spans}"
+        );
     }
     let as_json = request(
         "GET",
@@ -127,7 +137,12 @@ fn grafana_reads_traces_through_the_tempo_api() {
         "",
     );
     assert_eq!(missing.status, 404, "{}", missing.body);
-    let bad_id = request("GET", &format!("{}/api/traces/xyz", server.base_url()), &[], "");
+    let bad_id = request(
+        "GET",
+        &format!("{}/api/traces/xyz", server.base_url()),
+        &[],
+        "",
+    );
     assert_eq!(bad_id.status, 400, "{}", bad_id.body);
 
     // TraceQL, with results worked out by hand from the two traces.
@@ -137,15 +152,45 @@ fn grafana_reads_traces_through_the_tempo_api() {
         v
     };
     assert_eq!(search(&server, "{}"), both);
-    assert_eq!(search(&server, r#"{ resource.service.name = "cart" && status = error }"#), [failed.clone()]);
+    assert_eq!(
+        search(
+            &server,
+            r#"{ resource.service.name = "cart" && status = error }"#
+        ),
+        [failed.clone()]
+    );
     assert_eq!(search(&server, "{ duration > 100ms }"), [failed.clone()]);
-    assert_eq!(search(&server, r#"{ span.http.status_code >= 500 }"#), [failed.clone()]);
-    assert_eq!(search(&server, r#"{ .http.method = "GET" } && { .http.method = "POST" }"#), both);
-    assert_eq!(search(&server, r#"{ name =~ "reserve.*" && kind = client }"#), both);
-    assert_eq!(search(&server, r#"{ rootServiceName = "frontend" && traceDuration > 120ms }"#), [failed.clone()]);
+    assert_eq!(
+        search(&server, r#"{ span.http.status_code >= 500 }"#),
+        [failed.clone()]
+    );
+    assert_eq!(
+        search(
+            &server,
+            r#"{ .http.method = "GET" } && { .http.method = "POST" }"#
+        ),
+        both
+    );
+    assert_eq!(
+        search(&server, r#"{ name =~ "reserve.*" && kind = client }"#),
+        both
+    );
+    assert_eq!(
+        search(
+            &server,
+            r#"{ rootServiceName = "frontend" && traceDuration > 120ms }"#
+        ),
+        [failed.clone()]
+    );
     assert_eq!(search(&server, "{ } | count() > 1"), both);
     assert_eq!(search(&server, "{ } | count() > 2"), Vec::<String>::new());
-    assert_eq!(search(&server, r#"{ resource.deployment.environment = "staging" }"#), Vec::<String>::new());
+    assert_eq!(
+        search(
+            &server,
+            r#"{ resource.deployment.environment = "staging" }"#
+        ),
+        Vec::<String>::new()
+    );
     // The shape Grafana reads, with the span set and the selected attribute.
     let found = get(
         &server,
@@ -162,7 +207,10 @@ fn grafana_reads_traces_through_the_tempo_api() {
     let set = &hit["spanSets"][0];
     assert_eq!(set["matched"], 1);
     let span = &set["spans"][0];
-    assert!(span["spanID"].is_string() && span["durationNanos"].is_string(), "{span}");
+    assert!(
+        span["spanID"].is_string() && span["durationNanos"].is_string(),
+        "{span}"
+    );
     let keys: Vec<&str> = span["attributes"]
         .as_array()
         .unwrap()
@@ -173,7 +221,10 @@ fn grafana_reads_traces_through_the_tempo_api() {
     // The tag-based form.
     let tagged = get(
         &server,
-        &format!("/api/search?tags={}&minDuration=100ms", url_encode("service.name=cart")),
+        &format!(
+            "/api/search?tags={}&minDuration=100ms",
+            url_encode("service.name=cart")
+        ),
     );
     assert_eq!(tagged["traces"].as_array().unwrap().len(), 1, "{tagged}");
 
@@ -194,18 +245,48 @@ fn grafana_reads_traces_through_the_tempo_api() {
         services["tagValues"],
         serde_json::json!([{"type": "string", "value": "cart"}, {"type": "string", "value": "frontend"}])
     );
+    // Narrowed by the query the editor holds; an unfinished one narrows nothing.
+    let narrowed = get(
+        &server,
+        &format!(
+            "/api/v2/search/tag/span.http.method/values?q={}",
+            url_encode(r#"{ resource.service.name = "cart" }"#)
+        ),
+    );
+    assert_eq!(
+        narrowed["tagValues"],
+        serde_json::json!([{"type": "string", "value": "GET"}])
+    );
+    let typing = get(
+        &server,
+        &format!(
+            "/api/v2/search/tag/span.http.method/values?q={}",
+            url_encode(r#"{ resource.service.name = "cart" && span.http.method = }"#)
+        ),
+    );
+    assert_eq!(
+        typing["tagValues"].as_array().map(Vec::len),
+        Some(2),
+        "{typing}"
+    );
     let v1 = get(&server, "/api/search/tag/service.name/values");
     assert_eq!(v1["tagValues"], serde_json::json!(["cart", "frontend"]));
-    assert!(get(&server, "/api/search/tags")["tagNames"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t == "http.method"));
+    assert!(
+        get(&server, "/api/search/tags")["tagNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "http.method")
+    );
 
     // Bad TraceQL is a 400 naming the problem.
     let bad = request(
         "GET",
-        &format!("{}/api/search?q={}", server.base_url(), url_encode("{ span.a = }")),
+        &format!(
+            "{}/api/search?q={}",
+            server.base_url(),
+            url_encode("{ span.a = }")
+        ),
         &[],
         "",
     );
