@@ -272,7 +272,6 @@ fn resource_spans(spans: &[SpanRecord]) -> Vec<ResourceSpans> {
                     ResourceSpans {
                         resource: Some(Resource {
                             attributes: key_values(&resource),
-                            ..Default::default()
                         }),
                         scope_spans: Vec::new(),
                     },

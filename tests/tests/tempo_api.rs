@@ -147,22 +147,23 @@ fn grafana_reads_traces_through_the_tempo_api() {
 
     // TraceQL, with results worked out by hand from the two traces.
     let both = {
-        let mut v = vec![failed.clone(), fine.clone()];
+        let mut v = vec![failed.clone(), fine];
         v.sort();
         v
     };
+    let only_failed = vec![failed.clone()];
     assert_eq!(search(&server, "{}"), both);
     assert_eq!(
         search(
             &server,
             r#"{ resource.service.name = "cart" && status = error }"#
         ),
-        [failed.clone()]
+        only_failed
     );
-    assert_eq!(search(&server, "{ duration > 100ms }"), [failed.clone()]);
+    assert_eq!(search(&server, "{ duration > 100ms }"), only_failed);
     assert_eq!(
         search(&server, r#"{ span.http.status_code >= 500 }"#),
-        [failed.clone()]
+        only_failed
     );
     assert_eq!(
         search(
@@ -180,7 +181,7 @@ fn grafana_reads_traces_through_the_tempo_api() {
             &server,
             r#"{ rootServiceName = "frontend" && traceDuration > 120ms }"#
         ),
-        [failed.clone()]
+        only_failed
     );
     assert_eq!(search(&server, "{ } | count() > 1"), both);
     assert_eq!(search(&server, "{ } | count() > 2"), Vec::<String>::new());
