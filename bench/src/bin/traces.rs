@@ -16,6 +16,11 @@
 //! 2. Logs carrying the same uuids, as NDJSON batches of 1,000.
 //! 3. Trace by id through `/jaeger/api/traces/{id}` (p50/p99 of 200), and
 //!    the correlation view of a request uuid (p50/p99 of 200), over HTTP.
+//! 4. TraceQL through Tempo's `/api/search`, as Grafana's Tempo data source
+//!    sends it (1 h, limit 20, spss 3): `{ resource.service.name = "orders"
+//!    && duration > 100ms }` (one span in a hundred is that slow), beside
+//!    the same search through the Jaeger API, and trace by id as Tempo's
+//!    protobuf (`/api/v2/traces/{id}`).
 
 use std::time::{Duration, Instant};
 
@@ -97,7 +102,13 @@ fn span(i: u64, start_ns: u64, rng: &mut Rng) -> (usize, Span) {
             ),
             kind: if depth == 0 { 2 } else { 3 },
             start_time_unix_nano: start,
-            end_time_unix_nano: start + 1_000 + rng.next_u64() % 5_000_000,
+            // One span in a hundred is slow: 100 to 300 ms.
+            end_time_unix_nano: start
+                + if rng.next_u64() % 100 == 0 {
+                    100_000_000 + rng.next_u64() % 200_000_000
+                } else {
+                    1_000 + rng.next_u64() % 5_000_000
+                },
             attributes: vec![
                 text("http.method", "POST"),
                 text("http.route", ROUTES[(rng.next_u64() % 4) as usize]),
@@ -330,4 +341,71 @@ fn main() {
         percentile(correlations.clone(), 0.5).as_secs_f64() * 1e3,
         percentile(correlations, 0.99).as_secs_f64() * 1e3
     ));
+
+    // TraceQL through Tempo's API, beside the Jaeger API's search.
+    let end_s = sextant_ingest::logstash::now_us() / 1_000_000 + 1;
+    let window = format!("start={}&end={end_s}", end_s - 3600);
+    let traceql = r#"{ resource.service.name = "orders" && duration > 100ms }"#;
+    let tempo_url = format!(
+        "{}/api/search?q={}&limit=20&spss=3&{window}",
+        server.url,
+        encode(traceql)
+    );
+    let jaeger_url = format!(
+        "{}/jaeger/api/traces?service=orders&minDuration=100ms&limit=20&{window}",
+        server.url
+    );
+    let mut tempo = Vec::new();
+    let mut jaeger = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let (status, body) = get(&tempo_url);
+        tempo.push(t.elapsed());
+        assert_eq!(status, 200, "{tempo_url}: {body}");
+        let found: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let traces = found["traces"].as_array().expect("traces");
+        assert_eq!(traces.len(), 20, "{body}");
+        let t = Instant::now();
+        let (status, body) = get(&jaeger_url);
+        jaeger.push(t.elapsed());
+        assert_eq!(status, 200, "{jaeger_url}: {body}");
+    }
+    let tempo_p50 = percentile(tempo.clone(), 0.5).as_secs_f64() * 1e3;
+    let jaeger_p50 = percentile(jaeger, 0.5).as_secs_f64() * 1e3;
+    say(&format!(
+        "TraceQL {traceql} over 1 h of {spans} spans (Tempo API, 20 traces): p50 {tempo_p50:.1} ms, p99 {:.1} ms (goal p50 < 100 ms); the Jaeger API's search p50 {jaeger_p50:.1} ms: {:.2}x",
+        percentile(tempo, 0.99).as_secs_f64() * 1e3,
+        tempo_p50 / jaeger_p50.max(0.001)
+    ));
+    let mut by_id = Vec::new();
+    for _ in 0..200 {
+        let trace = rng.next_u64() % (spans / 5).max(1);
+        let url = format!("{}/api/v2/traces/{}", server.url, hex(&trace_id(trace)));
+        let t = Instant::now();
+        let mut answer = ureq::get(&url)
+            .header("Accept", "application/protobuf")
+            .call()
+            .expect("trace by id");
+        let body = answer.body_mut().read_to_vec().expect("body");
+        by_id.push(t.elapsed());
+        assert!(!body.is_empty(), "{url}");
+    }
+    say(&format!(
+        "trace by id over {spans} spans (HTTP, Tempo protobuf): p50 {:.1} ms, p99 {:.1} ms (goal p99 < 20 ms)",
+        percentile(by_id.clone(), 0.5).as_secs_f64() * 1e3,
+        percentile(by_id, 0.99).as_secs_f64() * 1e3
+    ));
+}
+
+/// Percent-encodes a query parameter.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
