@@ -2,7 +2,8 @@
 //! exporting over OTLP gRPC and HTTP, the profile service calling the
 //! settings service with the trace context passed in HTTP headers, a
 //! request uuid on every span and in python-logstash log lines; read back
-//! through the Jaeger query API, span metrics in PromQL and the
+//! through the Jaeger query API, span metrics and the service graph in
+//! PromQL (the queries Grafana's Tempo data source sends) and the
 //! correlation view.
 
 use sextant_tests::{Sextant, run_python, url_encode};
@@ -197,25 +198,29 @@ fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation()
             "{deps}"
         );
         server.wait_for_query(
-            &format!("traces_spanmetrics_calls_total{{service=\"{settings}\",status_code=\"STATUS_CODE_ERROR\",span_kind=\"SPAN_KIND_SERVER\"}}"),
+            &format!("traces_spanmetrics_calls_total{{service=\"{settings}\",span_name=\"get settings\",status_code=\"STATUS_CODE_ERROR\",span_kind=\"SPAN_KIND_SERVER\"}}"),
             |r| r.as_array().is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1"),
         );
         server.wait_for_query(
-            &format!("sum(traces_spanmetrics_duration_seconds_count{{service=\"{profile}\"}})"),
+            &format!("sum(traces_spanmetrics_latency_count{{service=\"{profile}\"}})"),
             |r| {
                 r.as_array()
                     .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "2")
             },
         );
-        server.wait_for_query(
-            &format!(
-                "traces_service_graph_request_total{{client=\"{profile}\",server=\"{settings}\"}}"
-            ),
-            |r| {
+        let edge = format!("client=\"{profile}\",server=\"{settings}\"");
+        for (name, count) in [
+            ("traces_service_graph_request_total", "1"),
+            ("traces_service_graph_request_failed_total", "1"),
+            ("traces_service_graph_request_server_seconds_count", "1"),
+            ("traces_service_graph_request_client_seconds_count", "1"),
+        ] {
+            server.wait_for_query(&format!("{name}{{{edge}}}"), |r| {
                 r.as_array()
-                    .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == "1")
-            },
-        );
+                    .is_some_and(|r| r.len() == 1 && r[0]["value"][1] == count)
+            });
+        }
+        grafana_service_graph_and_span_table(&server, &profile, &settings);
 
         // The correlation view: the uuid finds both log lines and all three
         // spans, on one timeline in time order, grouped by service.
@@ -248,6 +253,112 @@ fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation()
         // The trace id correlates too (the spans, by trace id).
         let by_trace = server.get(&format!("/api/v1/correlate/{trace_id}")).json();
         assert_eq!(by_trace["spans"].as_array().unwrap().len(), 3);
+    }
+}
+
+/// Runs the PromQL that Grafana's Tempo data source sends to its linked
+/// Prometheus data source for the Service Graph and the table of span names
+/// beside it, as `public/app/plugins/datasource/tempo/datasource.ts` builds
+/// them (`makePromServiceMapRequest`: `sum by (client, server) (rate(<m>[$__range]))`
+/// and `group by (client, connection_type, server) (<m>)` for each metric of
+/// `serviceMapMetrics` in `graphTransform.ts`; `rateQuery` and
+/// `errorAndDurationQuery`: `rateMetric`, `errorRateMetric` and
+/// `durationMetric` through `buildExpr`), with `$__range` at 1h, and checks
+/// the profile -> settings call and the `user` -> profile request.
+fn grafana_service_graph_and_span_table(server: &Sextant, profile: &str, settings: &str) {
+    let pair = |s: &serde_json::Value, from: &str, to: &str| {
+        s["metric"]["client"] == from && s["metric"]["server"] == to
+    };
+    let rate_of = |r: &serde_json::Value, from: &str, to: &str| -> Option<f64> {
+        r.as_array()?
+            .iter()
+            .find(|s| pair(s, from, to))
+            .and_then(|s| s["value"][1].as_str()?.parse().ok())
+    };
+    // graphTransform.ts: secondsMetric, totalsMetric, failedMetric, histogramMetric.
+    for metric in [
+        "traces_service_graph_request_server_seconds_sum",
+        "traces_service_graph_request_total",
+        "traces_service_graph_request_failed_total",
+        "traces_service_graph_request_server_seconds_bucket",
+    ] {
+        // The counters start from a 0 written before their first value, so
+        // a call made once has a rate.
+        server.wait_for_query(
+            &format!("sum by (client, server) (rate({metric}[1h]))"),
+            |r| {
+                rate_of(r, profile, settings).is_some_and(|v| v > 0.0)
+                    && rate_of(r, "user", profile).is_some_and(|v| {
+                        if metric == "traces_service_graph_request_failed_total" {
+                            v == 0.0
+                        } else {
+                            v > 0.0
+                        }
+                    })
+            },
+        );
+        let labels = server.wait_for_query(
+            &format!("group by (client, connection_type, server) ({metric})"),
+            |r| rate_of(r, profile, settings).is_some() && rate_of(r, "user", profile).is_some(),
+        );
+        let labels = labels.as_array().unwrap();
+        let direct = labels.iter().find(|s| pair(s, profile, settings)).unwrap();
+        assert_eq!(
+            direct["metric"],
+            serde_json::json!({"client": profile, "server": settings}),
+            "a direct call has no connection_type"
+        );
+        let user = labels.iter().find(|s| pair(s, "user", profile)).unwrap();
+        assert_eq!(user["metric"]["connection_type"], "virtual_node");
+    }
+    // The request histogram link of a node and an edge.
+    let p90 = server.wait_for_query(
+        &format!("histogram_quantile(0.9, sum(rate(traces_service_graph_request_server_seconds_bucket{{client=\"{profile}\",server=\"{settings}\"}}[1h])) by (le, client, server))"),
+        |r| r.as_array().is_some_and(|r| r.len() == 1),
+    );
+    let p90: f64 = p90[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(p90 > 0.0 && p90 <= 0.1, "{p90}");
+
+    // The span table: the top server span names, then their error rate and
+    // 90th percentile duration.
+    let names = server.wait_for_query(
+        r#"topk(5, sum(rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"}[1h])) by (span_name))"#,
+        |r| r.as_array().is_some_and(|r| r.len() == 2),
+    );
+    let mut names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["span_name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["GET /profile", "get settings"]);
+    let errors = server.wait_for_query(
+        r#"topk(5, sum(rate(traces_spanmetrics_calls_total{status_code="STATUS_CODE_ERROR",span_name=~"GET /profile|get settings"}[1h])) by (span_name))"#,
+        |r| r.as_array().is_some_and(|r| r.len() == 1),
+    );
+    assert_eq!(errors[0]["metric"]["span_name"], "get settings");
+    for name in names {
+        let p90 = server.wait_for_query(
+            &format!(r#"histogram_quantile(.9, sum(rate(traces_spanmetrics_latency_bucket{{span_name=~"{name}"}}[1h])) by (le))"#),
+            |r| r.as_array().is_some_and(|r| r.len() == 1),
+        );
+        let p90: f64 = p90[0]["value"][1].as_str().unwrap().parse().unwrap();
+        assert!(p90 > 0.0 && p90 <= 16.384, "{name}: {p90}");
+    }
+    // The query editor's check that service graph metrics exist
+    // (ServiceGraphSection.tsx: getTagKeys with this __name__ filter).
+    let keys = server
+        .get(&format!(
+            "/api/v1/labels?match[]={}",
+            url_encode(r#"{__name__=~"traces_service_graph_request_server_seconds_sum|traces_service_graph_request_total|traces_service_graph_request_failed_total"}"#)
+        ))
+        .json();
+    for key in ["client", "server", "connection_type"] {
+        assert!(
+            keys["data"].as_array().unwrap().contains(&key.into()),
+            "{keys}"
+        );
     }
 }
 

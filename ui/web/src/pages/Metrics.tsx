@@ -124,7 +124,7 @@ export function MetricsPage() {
           value={expr}
           label="PromQL expression"
           multiline
-          placeholder="histogram_quantile(0.99, sum by (le, service) (rate(traces_spanmetrics_duration_seconds_bucket[5m])))"
+          placeholder="histogram_quantile(0.99, sum by (le, service) (rate(traces_spanmetrics_latency_bucket[5m])))"
           suggest={(token, text, start) => promSuggest(cache, token, text, start)}
           version={cache.version}
           onSubmit={(text) => (text === expr ? setRun((n) => n + 1) : setParams({ expr: text }))}

@@ -6,9 +6,9 @@ import { href, setParams, useLocation } from "../url";
 const SPAN_QUERIES = {
   traffic: "sum by (service) (rate(traces_spanmetrics_calls_total[W]))",
   errors: 'sum by (service) (rate(traces_spanmetrics_calls_total{status_code="STATUS_CODE_ERROR"}[W]))',
-  p50: "histogram_quantile(0.5, sum by (le, service) (rate(traces_spanmetrics_duration_seconds_bucket[W])))",
-  p90: "histogram_quantile(0.9, sum by (le, service) (rate(traces_spanmetrics_duration_seconds_bucket[W])))",
-  p99: "histogram_quantile(0.99, sum by (le, service) (rate(traces_spanmetrics_duration_seconds_bucket[W])))",
+  p50: "histogram_quantile(0.5, sum by (le, service) (rate(traces_spanmetrics_latency_bucket[W])))",
+  p90: "histogram_quantile(0.9, sum by (le, service) (rate(traces_spanmetrics_latency_bucket[W])))",
+  p99: "histogram_quantile(0.99, sum by (le, service) (rate(traces_spanmetrics_latency_bucket[W])))",
 };
 
 type Row = Record<keyof typeof SPAN_QUERIES, number | undefined>;
@@ -96,15 +96,15 @@ export function ServicesPage() {
                       <a href={href("/ui/traces", { service })}>{service}</a>
                     </th>
                     <td>
-                      <a href={graphLink(`sum by (operation) (rate(traces_spanmetrics_calls_total{${sel}}[${rateWindow}]))`, "{{operation}}")}>{fmtRate(r.traffic)}</a>
+                      <a href={graphLink(`sum by (span_name) (rate(traces_spanmetrics_calls_total{${sel}}[${rateWindow}]))`, "{{span_name}}")}>{fmtRate(r.traffic)}</a>
                     </td>
                     <td>
-                      <a href={graphLink(`sum by (operation) (rate(traces_spanmetrics_calls_total{${sel},status_code="STATUS_CODE_ERROR"}[${rateWindow}]))`, "{{operation}}")}>{fmtRate(r.errors ?? 0)}</a>
+                      <a href={graphLink(`sum by (span_name) (rate(traces_spanmetrics_calls_total{${sel},status_code="STATUS_CODE_ERROR"}[${rateWindow}]))`, "{{span_name}}")}>{fmtRate(r.errors ?? 0)}</a>
                     </td>
                     <td class={ratio && ratio > 0.01 ? "err" : ""}>{ratio === undefined ? "–" : `${(ratio * 100).toFixed(2)} %`}</td>
                     {(["p50", "p90", "p99"] as const).map((p) => (
                       <td key={p}>
-                        <a href={graphLink(`histogram_quantile(0.${p.slice(1)}, sum by (le, operation) (rate(traces_spanmetrics_duration_seconds_bucket{${sel}}[${rateWindow}])))`, `{{operation}} ${p}`)}>{fmtSeconds(r[p])}</a>
+                        <a href={graphLink(`histogram_quantile(0.${p.slice(1)}, sum by (le, span_name) (rate(traces_spanmetrics_latency_bucket{${sel}}[${rateWindow}])))`, `{{span_name}} ${p}`)}>{fmtSeconds(r[p])}</a>
                       </td>
                     ))}
                   </tr>
