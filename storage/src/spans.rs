@@ -465,8 +465,12 @@ impl SpanStore {
 
     /// Ids of the traces with a span that matches, newest span first, at most `limit`.
     pub fn find_trace_ids(&self, query: &TraceQuery) -> Result<Vec<String>> {
-        const PAGE: usize = 1000;
-        const MAX_PAGES: usize = 50;
+        // Each span read costs a document: read about as many as the
+        // traces wanted (a trace may match more than once), then more.
+        const MAX_PAGE: usize = 1000;
+        // About 50,000 spans read at most.
+        const MAX_PAGES: usize = 55;
+        let mut page = query.limit.saturating_mul(2).clamp(64, MAX_PAGE);
         let mut ids: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         let mut after = None;
@@ -475,7 +479,7 @@ impl SpanStore {
                 self.trace_filter(query),
                 query.start_us,
                 query.end_us,
-                PAGE,
+                page,
                 false,
                 after,
             )?;
@@ -490,10 +494,11 @@ impl SpanStore {
                     }
                 }
             }
-            if found.len() < PAGE {
+            if found.len() < page {
                 break;
             }
             after = found.last().map(|(key, _)| *key);
+            page = (page * 2).min(MAX_PAGE);
         }
         Ok(ids)
     }

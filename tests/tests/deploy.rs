@@ -181,6 +181,19 @@ fn compose_starts_sextant_grafana_with_its_data_sources_and_the_example() {
     };
     assert_eq!(by_type("prometheus")["url"], "http://sextant:7070");
     assert_eq!(by_type("jaeger")["url"], "http://sextant:7070/jaeger");
+    assert_eq!(by_type("loki")["url"], "http://sextant:7070");
+    let tempo = by_type("tempo");
+    assert_eq!(tempo["url"], "http://sextant:7070");
+    assert_eq!(
+        tempo["jsonData"]["serviceMap"]["datasourceUid"],
+        by_type("prometheus")["uid"]
+    );
+    assert_eq!(
+        tempo["jsonData"]["tracesToLogsV2"]["datasourceUid"],
+        by_type("loki")["uid"]
+    );
+    let alertmanager = by_type("alertmanager");
+    assert_eq!(alertmanager["jsonData"]["implementation"], "prometheus");
 }
 
 #[test]

@@ -351,9 +351,12 @@ fn main() {
         server.url,
         encode(traceql)
     );
+    // Jaeger's start and end are in microseconds.
     let jaeger_url = format!(
-        "{}/jaeger/api/traces?service=orders&minDuration=100ms&limit=20&{window}",
-        server.url
+        "{}/jaeger/api/traces?service=orders&minDuration=100ms&limit=20&start={}&end={}",
+        server.url,
+        (end_s - 3600) * 1_000_000,
+        end_s * 1_000_000
     );
     let mut tempo = Vec::new();
     let mut jaeger = Vec::new();
@@ -369,6 +372,12 @@ fn main() {
         let (status, body) = get(&jaeger_url);
         jaeger.push(t.elapsed());
         assert_eq!(status, 200, "{jaeger_url}: {body}");
+        let found: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            found["data"].as_array().map(Vec::len),
+            Some(20),
+            "{jaeger_url}"
+        );
     }
     let tempo_p50 = percentile(tempo.clone(), 0.5).as_secs_f64() * 1e3;
     let jaeger_p50 = percentile(jaeger, 0.5).as_secs_f64() * 1e3;

@@ -24,7 +24,7 @@
 //! attributes, and the bounds on `duration`, when that filter's top level is
 //! a conjunction. Each candidate is then read whole and the query run on
 //! it exactly, so a candidate too many costs time, never a wrong answer.
-//! Candidates are asked for many times the limit at once; while the store
+//! Candidates are asked for twice the limit at first; while the store
 //! answers with as many as asked, it is asked again for twice as many (the
 //! traces already read skipped). When it answers with fewer, its scan may
 //! have stopped short of the range's start (the span store reads at most
@@ -55,10 +55,12 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub const DEFAULT_SPANS_PER_SPANSET: usize = 3;
 /// The most traces one search reads whole.
 pub const MAX_TRACES_READ: usize = 5000;
-/// Candidates asked for per trace wanted.
-const CANDIDATES_PER_MATCH: usize = 20;
+/// Candidates asked for per trace wanted, at first: when the store's
+/// conditions are the whole query every candidate matches, and when they
+/// are not a full page asks again for twice as many.
+const CANDIDATES_PER_MATCH: usize = 2;
 /// The fewest and most candidates asked for at once.
-const MIN_BATCH: usize = 100;
+const MIN_BATCH: usize = 40;
 const MAX_BATCH: usize = 10_000;
 /// The most pages of candidates one search asks for.
 const MAX_PAGES: usize = 500;
@@ -2116,8 +2118,8 @@ mod tests {
             calls: AtomicUsize::new(0),
         };
         assert_eq!(summary(&search(&interleaved, &req).unwrap()), expected);
-        // 100 ids, then 200, then 400 asked for: the last answer is short.
-        assert_eq!(interleaved.calls.load(Ordering::Relaxed), 3);
+        // 40 ids, then 80, 160 and 320 asked for: the last answer is short.
+        assert_eq!(interleaved.calls.load(Ordering::Relaxed), 4);
         let stingy = Stingy {
             store: &store,
             cap: 3,
