@@ -1,11 +1,17 @@
-//! The `alerting` section: receivers and a routing tree in Alertmanager's shape.
+//! The `alerting` section: receivers and a routing tree in Alertmanager's
+//! shape, and Prometheus's `alertmanagers` to forward the ruler's alerts to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Deserializer};
-use sextant_model::PromDuration;
+use serde::Deserialize;
+use sextant_ingest::scrape::RelabelConfig;
+use sextant_model::de::null_as_default;
+use sextant_model::{Matcher, PromDuration};
 
-use sextant_model::Matcher;
+use crate::forward::AlertmanagerConfig;
+
+/// Prometheus's `--rules.alert.resend-delay` default.
+const DEFAULT_RESEND_DELAY_MS: i64 = 60_000;
 
 /// Where alerts go and how they are grouped on the way.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -22,6 +28,18 @@ pub struct AlertingConfig {
     /// How long an alert another ruler sent without `endsAt` fires after it
     /// was last sent (Alertmanager's `global.resolve_timeout`, 5m).
     pub resolve_timeout: Option<PromDuration>,
+    /// Alertmanagers the ruler's own alerts are forwarded to, as
+    /// Prometheus's `alerting.alertmanagers`.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// Relabelling of every forwarded alert (Prometheus's
+    /// `alerting.alert_relabel_configs`).
+    pub alert_relabel_configs: Vec<RelabelConfig>,
+    /// How often a firing alert is forwarded again (Prometheus's
+    /// `--rules.alert.resend-delay`, 1m).
+    pub resend_delay: Option<PromDuration>,
+    /// Labels added to forwarded alerts that lack them: `global.external_labels`,
+    /// filled in by whoever reads the whole config file.
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// An inhibition rule, in Alertmanager's shape.
@@ -49,21 +67,12 @@ struct RawAlertingConfig {
     #[serde(default)]
     inhibit_rules: Vec<InhibitRule>,
     resolve_timeout: Option<PromDuration>,
-    // Prometheus's own `alerting:` block, if pasted from a prometheus.yml.
-    #[serde(default)]
-    alertmanagers: Option<NoAlertmanagers>,
-}
-
-#[derive(Debug)]
-struct NoAlertmanagers;
-
-impl<'de> Deserialize<'de> for NoAlertmanagers {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "Sextant delivers alerts itself: replace `alertmanagers` with `receivers` and `route` \
-             (Alertmanager's shape)",
-        ))
-    }
+    // Prometheus's own `alerting:` block, as in a prometheus.yml.
+    #[serde(default, deserialize_with = "null_as_default")]
+    alertmanagers: Vec<AlertmanagerConfig>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    alert_relabel_configs: Vec<RelabelConfig>,
+    resend_delay: Option<PromDuration>,
 }
 
 impl TryFrom<RawAlertingConfig> for AlertingConfig {
@@ -85,18 +94,36 @@ impl TryFrom<RawAlertingConfig> for AlertingConfig {
             }
             route.check_receivers(&names)?;
         }
-        let _ = raw.alertmanagers;
+        if raw.resend_delay.is_some_and(|d| d.as_std().is_zero()) {
+            return Err("alerting.resend_delay must be more than 0s".to_owned());
+        }
         Ok(Self {
             external_url: raw.external_url,
             receivers: raw.receivers,
             route: raw.route,
             inhibit_rules: raw.inhibit_rules,
             resolve_timeout: raw.resolve_timeout,
+            alertmanagers: raw.alertmanagers,
+            alert_relabel_configs: raw.alert_relabel_configs,
+            resend_delay: raw.resend_delay,
+            external_labels: BTreeMap::new(),
         })
     }
 }
 
 impl AlertingConfig {
+    /// `resend_delay` in milliseconds (1m when unset, as Prometheus).
+    pub fn resend_delay_ms(&self) -> i64 {
+        self.resend_delay
+            .map_or(DEFAULT_RESEND_DELAY_MS, |d| d.as_millis() as i64)
+    }
+
+    /// Resolves the relative paths of `alertmanagers` (file_sd files,
+    /// secrets, TLS files) against `dir`, the config file's directory.
+    pub fn set_base_dir(&mut self, dir: &std::path::Path) {
+        crate::forward::set_base_dir(&mut self.alertmanagers, dir);
+    }
+
     /// `resolve_timeout` in milliseconds (5m when unset).
     pub fn resolve_timeout_ms(&self) -> i64 {
         self.resolve_timeout
@@ -613,6 +640,59 @@ route:
     }
 
     #[test]
+    fn prometheus_alerting_blocks_parse_beside_receivers() {
+        // As in a prometheus.yml, with Sextant's own receivers alongside.
+        let config = parse(
+            r#"
+resend_delay: 30s
+alert_relabel_configs:
+  - regex: replica
+    action: labeldrop
+alertmanagers:
+  - static_configs:
+      - targets: ['am-1:9093']
+    timeout: 5s
+  - scheme: https
+    path_prefix: /am
+    bearer_token_file: token
+    file_sd_configs:
+      - files: [am.json]
+        refresh_interval: 30s
+receivers:
+  - name: ops
+route:
+  receiver: ops
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.resend_delay_ms(), 30_000);
+        assert_eq!(config.alertmanagers.len(), 2);
+        assert_eq!(config.alert_relabel_configs.len(), 1);
+        assert_eq!(config.alertmanagers[1].alerts_path(), "/am/api/v2/alerts");
+        let mut config = config;
+        config.set_base_dir(std::path::Path::new("/etc/sextant"));
+        assert_eq!(
+            config.alertmanagers[1].base_dir,
+            std::path::Path::new("/etc/sextant")
+        );
+        assert_eq!(
+            AlertingConfig::default().resend_delay_ms(),
+            60_000,
+            "Prometheus's --rules.alert.resend-delay"
+        );
+        // Nothing after `alertmanagers:` is none.
+        assert!(
+            parse(
+                "alertmanagers:
+"
+            )
+            .unwrap()
+            .alertmanagers
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn bad_alerting_sections_are_rejected_with_a_reason() {
         for (yaml, reason) in [
             (
@@ -642,9 +722,15 @@ route:
             ),
             ("route: {receiver: a, matchers: ['sev']}", "invalid matcher"),
             (
-                "alertmanagers: [{static_configs: [{targets: [am:9093]}]}]",
-                "Sextant delivers alerts itself",
+                "alertmanagers: [{static_configs: [{targets: [am:9093]}], api_version: v1}]",
+                "api_version v1 is not supported",
             ),
+            (
+                "alertmanagers: [{static_configs: [{targets: [am:9093]}], timeoutt: 5s}]",
+                "unknown field `timeoutt`",
+            ),
+            ("resend_delay: 0s", "resend_delay must be more than 0s"),
+            ("resend_delay: often", "invalid duration"),
             ("external_url: sextant:7070", "must start with http"),
         ] {
             let err = parse(yaml).unwrap_err();

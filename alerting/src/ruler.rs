@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AlertingConfig;
 use crate::external::{ExternalAlerts, PostedAlert};
+use crate::forward::{ForwardedAlert, Forwarder};
 use crate::notify::{Delivery, Dispatcher, NotifyAlert, Silence, Status};
 use crate::rules::{Rule, RuleGroup, RuleKind};
 use crate::state::{AlertState, LabelMap, RuleAlerts, Transition};
@@ -87,6 +88,10 @@ struct GroupRun {
     alerts: Vec<RuleAlerts>,
     last_eval_ms: Option<i64>,
     eval_seconds: f64,
+    /// When each alert (rule index, fingerprint) was last forwarded to the
+    /// Alertmanagers, ms (Prometheus's `LastSentAt`; kept in memory only:
+    /// after a restart or a takeover everything is sent again at once).
+    last_forwarded: BTreeMap<(usize, String), i64>,
 }
 
 impl GroupRun {
@@ -290,6 +295,8 @@ pub struct Ruler {
     external_dirty: std::sync::atomic::AtomicBool,
     /// When they were last written, ms.
     external_saved_ms: std::sync::atomic::AtomicI64,
+    /// The forwarder to `alerting.alertmanagers`, while it runs, and what stops it.
+    forwarder: Mutex<Option<(Arc<Forwarder>, CancellationToken)>>,
 }
 
 /// Says whether rule groups are evaluated here now.
@@ -356,6 +363,64 @@ fn to_notify(alerts: &RuleAlerts, expr: &str, external: &str) -> Vec<NotifyAlert
         .collect()
 }
 
+/// The alerts of `run`'s last evaluation at `t_ms` that are due to go to the
+/// Alertmanagers, as Prometheus's `sendAlerts` picks them: firing ones not
+/// sent for `resend_ms` (with `endsAt` four times the larger of the resend
+/// delay and the group's interval ahead, so that an Alertmanager resolves
+/// them itself if Sextant stops sending), and resolved ones (kept for 15
+/// minutes) when they resolved since last sent, or again every `resend_ms`
+/// (with `endsAt` when they resolved). Marks them sent.
+fn to_forward(
+    run: &mut GroupRun,
+    t_ms: i64,
+    resend_ms: i64,
+    external: &str,
+) -> Vec<ForwardedAlert> {
+    let valid_until = t_ms.saturating_add(4 * resend_ms.max(run.interval_ms));
+    let mut last_forwarded = BTreeMap::new();
+    let mut out = Vec::new();
+    for (index, (rule, alerts)) in run.group.rules.iter().zip(&run.alerts).enumerate() {
+        if !matches!(rule.kind, RuleKind::Alert { .. }) {
+            continue;
+        }
+        for (fingerprint, alert) in &alerts.alerts {
+            let ends_at_ms = match alert.state {
+                AlertState::Firing | AlertState::NoData => valid_until,
+                AlertState::Inactive if alert.fired_at_ms.is_some() => {
+                    let Some(resolved) = alert.resolved_at_ms else {
+                        continue;
+                    };
+                    resolved
+                }
+                AlertState::Inactive | AlertState::Pending => continue,
+            };
+            let key = (index, fingerprint.clone());
+            let last = run.last_forwarded.get(&key).copied();
+            let due = match last {
+                None => true,
+                Some(last) => {
+                    alert.resolved_at_ms.is_some_and(|r| r > last) || last + resend_ms < t_ms
+                }
+            };
+            if !due {
+                last_forwarded.insert(key, last.unwrap_or(t_ms));
+                continue;
+            }
+            last_forwarded.insert(key, t_ms);
+            out.push(ForwardedAlert {
+                labels: alert.labels.clone(),
+                annotations: alert.annotations.clone(),
+                starts_at_ms: alert.fired_at_ms.unwrap_or(alert.active_at_ms),
+                ends_at_ms,
+                generator_url: generator_url(external, &rule.expr),
+            });
+        }
+    }
+    // Alerts gone from the rules are forgotten.
+    run.last_forwarded = last_forwarded;
+    out
+}
+
 impl Ruler {
     /// A ruler over `groups`, with the state a previous run saved.
     pub fn new(
@@ -399,6 +464,7 @@ impl Ruler {
             external_writes: Mutex::new(()),
             external_dirty: std::sync::atomic::AtomicBool::new(false),
             external_saved_ms: std::sync::atomic::AtomicI64::new(0),
+            forwarder: Mutex::new(None),
         };
         ruler.set_groups(groups, Some(&saved.alerts));
         ruler
@@ -441,6 +507,7 @@ impl Ruler {
                     alerts: Vec::new(),
                     last_eval_ms: None,
                     eval_seconds: 0.0,
+                    last_forwarded: BTreeMap::new(),
                 };
                 run.keep_alerts(previous);
                 run.health = vec![RuleHealth::default(); run.group.rules.len()];
@@ -533,6 +600,36 @@ impl Ruler {
         }
         tasks.push(tokio::spawn(self.clone().flush_loop(cancel.clone())));
         tasks.push(tokio::spawn(self.clone().send_loop(cancel.clone())));
+        drop(tasks);
+        self.start_forwarder(cancel);
+    }
+
+    /// Starts forwarding to `alerting.alertmanagers` unless it runs already
+    /// (a change of groups through the ruler API leaves it alone).
+    fn start_forwarder(&self, cancel: &CancellationToken) {
+        // The ruler's lock first, never under the forwarder's: an evaluation
+        // takes them in that order.
+        let config = self.inner.lock().expect("ruler lock").config.clone();
+        let mut running = self.forwarder.lock().expect("forwarder lock");
+        if running.is_some() || config.alertmanagers.is_empty() {
+            return;
+        }
+        let forwarder = Arc::new(Forwarder::new(
+            config.alertmanagers,
+            config.external_labels,
+            config.alert_relabel_configs,
+        ));
+        let stop = cancel.child_token();
+        forwarder.start(&stop);
+        *running = Some((forwarder, stop));
+    }
+
+    /// Stops forwarding (a reload starts it again with the new config;
+    /// whatever was queued is sent again at the next evaluation).
+    fn stop_forwarder(&self) {
+        if let Some((_, stop)) = self.forwarder.lock().expect("forwarder lock").take() {
+            stop.cancel();
+        }
     }
 
     /// Replaces the rule groups and the receivers and routes (a reload):
@@ -546,6 +643,7 @@ impl Ruler {
         for task in self.tasks.lock().expect("tasks lock").drain(..) {
             task.abort();
         }
+        self.stop_forwarder();
         {
             let mut inner = self.inner.lock().expect("ruler lock");
             let mut dispatcher = Dispatcher::new(&config);
@@ -735,6 +833,17 @@ impl Ruler {
         run.health = healths;
         run.last_eval_ms = Some(t_ms);
         run.eval_seconds = started.elapsed().as_secs_f64();
+        let forwarder = self
+            .forwarder
+            .lock()
+            .expect("forwarder lock")
+            .as_ref()
+            .map(|(f, _)| f.clone());
+        let resend_ms = inner.config.resend_delay_ms();
+        let forwarded = match (&forwarder, inner.groups.get_mut(index)) {
+            (Some(_), Some(run)) => to_forward(run, t_ms, resend_ms, &external),
+            _ => Vec::new(),
+        };
         inner.dispatcher.receive(notify, now_ms());
         for transition in transitions {
             if inner.history.len() >= HISTORY {
@@ -744,6 +853,9 @@ impl Ruler {
         }
         let history = saved.as_ref().map(|_| serde_json::to_vec(&inner.history));
         drop(inner);
+        if let Some(forwarder) = forwarder {
+            forwarder.send(&forwarded);
+        }
         if let (Some(saved), Some(history)) = (saved, history) {
             self.put(&group_file(&saved.key), &saved);
             match history {
@@ -1450,6 +1562,9 @@ impl Ruler {
 
     /// Writes the ruler's counters to a `/metrics` page.
     pub fn render_metrics(&self, page: &mut Exposition) {
+        if let Some((forwarder, _)) = &*self.forwarder.lock().expect("forwarder lock") {
+            forwarder.render_metrics(page);
+        }
         let s = &self.stats;
         page.single(
             "sextant_rule_evaluations_total",
@@ -1682,7 +1797,7 @@ fn tls_client(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Strin
 }
 
 /// One HTTP/1.1 exchange over `io` (plain TCP or TLS).
-async fn exchange<IO>(
+pub(crate) async fn exchange<IO>(
     io: IO,
     request: hyper::Request<Full<Bytes>>,
     url: &str,
@@ -1762,5 +1877,119 @@ async fn post(delivery: &Delivery) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("POST {url}: HTTP status {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::parse_rule_file;
+
+    /// A group of one rule, `Queue`, firing at once on `x > 100`, every 10 s.
+    fn group() -> GroupRun {
+        let file = parse_rule_file(
+            Path::new("r.yml"),
+            "groups:\n- name: q\n  interval: 10s\n  rules:\n  - record: y\n    expr: x\n  - alert: Queue\n    expr: x > 100\n",
+        )
+        .unwrap();
+        let group = file.groups[0].clone();
+        GroupRun {
+            file: PathBuf::from("r.yml"),
+            interval_ms: 10_000,
+            health: Vec::new(),
+            alerts: vec![RuleAlerts::default(); group.rules.len()],
+            group,
+            last_eval_ms: None,
+            eval_seconds: 0.0,
+            last_forwarded: BTreeMap::new(),
+        }
+    }
+
+    fn evaluate(run: &mut GroupRun, value: Option<f64>, t_ms: i64) -> Vec<ForwardedAlert> {
+        let at = crate::state::Evaluation {
+            group: "q",
+            group_labels: &LabelMap::new(),
+            now_ms: t_ms,
+            external_url: "",
+        };
+        let results = value
+            .map(|v| {
+                vec![(
+                    LabelMap::from([("queue".to_owned(), "orders".to_owned())]),
+                    v,
+                )]
+            })
+            .unwrap_or_default();
+        let rule = run.group.rules[1].clone();
+        run.alerts[1]
+            .evaluate(&rule, &at, results, &mut Vec::new())
+            .unwrap();
+        to_forward(run, t_ms, 60_000, "http://sextant:7070")
+    }
+
+    #[test]
+    fn alerts_are_forwarded_as_prometheus_sends_them() {
+        let mut run = group();
+        let sent = evaluate(&mut run, Some(150.0), 1_000_000);
+        assert_eq!(sent.len(), 1);
+        let alert = &sent[0];
+        assert_eq!(alert.labels["alertname"], "Queue");
+        assert_eq!(alert.starts_at_ms, 1_000_000);
+        // Four times the larger of the resend delay (1m) and the interval (10s).
+        assert_eq!(alert.ends_at_ms, 1_000_000 + 240_000);
+        assert!(
+            alert
+                .generator_url
+                .starts_with("http://sextant:7070/graph?g0.expr=x")
+        );
+        // Not again before the resend delay has passed...
+        for t in [1_010_000, 1_050_000, 1_060_000] {
+            assert!(evaluate(&mut run, Some(150.0), t).is_empty(), "at {t}");
+        }
+        // ...then again, ending later.
+        let again = evaluate(&mut run, Some(150.0), 1_070_000);
+        assert_eq!(again[0].ends_at_ms, 1_070_000 + 240_000);
+        assert_eq!(again[0].starts_at_ms, 1_000_000);
+        // Resolved: sent at once, ending when it resolved, and again after the delay.
+        let resolved = evaluate(&mut run, None, 1_080_000);
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].ends_at_ms, 1_080_000);
+        assert!(evaluate(&mut run, None, 1_090_000).is_empty());
+        let repeated = evaluate(&mut run, None, 1_150_000);
+        assert_eq!(repeated[0].ends_at_ms, 1_080_000);
+        // Gone after 15 minutes, and forgotten.
+        assert!(evaluate(&mut run, None, 1_080_000 + 16 * 60_000).is_empty());
+        assert!(run.last_forwarded.is_empty());
+    }
+
+    #[test]
+    fn pending_alerts_are_not_forwarded() {
+        let file = parse_rule_file(
+            Path::new("r.yml"),
+            "groups:\n- name: q\n  rules:\n  - alert: Slow\n    expr: x > 1\n    for: 5m\n",
+        )
+        .unwrap();
+        let group = file.groups[0].clone();
+        let mut run = GroupRun {
+            file: PathBuf::from("r.yml"),
+            interval_ms: 60_000,
+            health: Vec::new(),
+            alerts: vec![RuleAlerts::default()],
+            group,
+            last_eval_ms: None,
+            eval_seconds: 0.0,
+            last_forwarded: BTreeMap::new(),
+        };
+        let at = crate::state::Evaluation {
+            group: "q",
+            group_labels: &LabelMap::new(),
+            now_ms: 0,
+            external_url: "",
+        };
+        let rule = run.group.rules[0].clone();
+        run.alerts[0]
+            .evaluate(&rule, &at, vec![(LabelMap::new(), 2.0)], &mut Vec::new())
+            .unwrap();
+        assert!(to_forward(&mut run, 0, 60_000, "").is_empty());
     }
 }

@@ -510,6 +510,25 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
     })?;
     // Webhook CA files, like every path in the file, are relative to it.
     let base = loaded.base_dir().to_owned();
+    let alerting = &mut loaded.file.alerting;
+    alerting.set_base_dir(&base);
+    // Prometheus adds its external labels to the alerts it sends.
+    alerting.external_labels = loaded
+        .file
+        .global
+        .external_labels
+        .iter()
+        .map(|(name, value)| (name.0.clone(), value.clone()))
+        .collect();
+    for (i, am) in alerting.alertmanagers.iter().enumerate() {
+        // A TLS file that is missing or unusable is named now, not at the first alert.
+        let https = am.scheme == sextant_ingest::scrape::Scheme::Https;
+        if (https || am.tls_config.is_some())
+            && let Err(e) = am.tls_client()
+        {
+            anyhow::bail!("{}: alerting.alertmanagers[{i}]: {e}", path.display());
+        }
+    }
     for receiver in &mut loaded.file.alerting.receivers {
         for hook in &mut receiver.webhooks {
             if let Some(ca_file) = &mut hook.ca_file {

@@ -156,8 +156,9 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     report += &format!(
-        "  receivers: {}\n  auth tokens: {}\n",
+        "  receivers: {}\n  alertmanagers: {}\n  auth tokens: {}\n",
         file.alerting.receivers.len(),
+        file.alerting.alertmanagers.len(),
         file.auth.tokens.len()
     );
     #[allow(clippy::print_stdout)]

@@ -107,6 +107,29 @@ pub struct ScrapeConfig {
     _http: Option<UnsupportedDiscovery>,
 }
 
+impl ScrapeConfig {
+    /// The job's credentials, as its requests send them.
+    pub fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            basic_auth: self.basic_auth.as_ref(),
+            bearer_token: self.bearer_token.as_deref(),
+            bearer_token_file: self.bearer_token_file.as_deref(),
+            authorization: self.authorization.as_ref(),
+        }
+    }
+}
+
+/// The credentials of Prometheus's HTTP client config (a scrape job, an
+/// Alertmanager): the first one set becomes the `Authorization` header
+/// ([`crate::scrape::scraper::authorization_header`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub basic_auth: Option<&'a BasicAuth>,
+    pub bearer_token: Option<&'a str>,
+    pub bearer_token_file: Option<&'a str>,
+    pub authorization: Option<&'a Authorization>,
+}
+
 fn default_metrics_path() -> String {
     "/metrics".to_owned()
 }
@@ -183,8 +206,9 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticConfig {
-    /// `host:port` addresses.
-    #[serde(default)]
+    /// `host:port` addresses (`targets:` with nothing after it, as in
+    /// Prometheus's sample `alerting` block, is none).
+    #[serde(default, deserialize_with = "sextant_model::de::null_as_default")]
     pub targets: Vec<Target>,
     /// Labels attached to every series scraped from these targets.
     #[serde(default)]

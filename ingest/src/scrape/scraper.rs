@@ -3,6 +3,7 @@
 //! `up`/`scrape_*` series and staleness markers for series that went away.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use hyper::header;
 use sextant_model::{Labels, Sample, stale_nan};
 use sextant_storage::{MetricMetadata, MetricsWriter, RefSample, SeriesSamples};
 
-use super::config::{Scheme, ScrapeConfig};
+use super::config::{Credentials, Scheme, ScrapeConfig};
 use super::relabel::{LabelMap, relabel};
 use super::target::{Job, Target};
 use crate::prom_text::{Entry, Format, LineError, Parser};
@@ -143,14 +144,22 @@ where
 
 /// The `Authorization` header a job asks for, reading files at scrape time.
 fn authorization(job: &Job) -> Result<Option<String>, String> {
-    let config = &job.config;
+    authorization_header(&job.config.credentials(), &job.base_dir)
+}
+
+/// The `Authorization` header `credentials` ask for, reading the files they
+/// name (relative to `base_dir`) now, so a rotated secret is used at once.
+pub fn authorization_header(
+    credentials: &Credentials<'_>,
+    base_dir: &Path,
+) -> Result<Option<String>, String> {
     let read = |path: &str| {
-        let path = job.resolve(path);
+        let path = base_dir.join(path);
         std::fs::read_to_string(&path)
             .map(|s| s.trim().to_owned())
             .map_err(|e| format!("reading {}: {e}", path.display()))
     };
-    if let Some(auth) = &config.basic_auth {
+    if let Some(auth) = credentials.basic_auth {
         let password = match (&auth.password, &auth.password_file) {
             (Some(p), _) => p.clone(),
             (None, Some(file)) => read(file)?,
@@ -159,13 +168,13 @@ fn authorization(job: &Job) -> Result<Option<String>, String> {
         let raw = format!("{}:{password}", auth.username);
         return Ok(Some(format!("Basic {}", base64(raw.as_bytes()))));
     }
-    if let Some(token) = &config.bearer_token {
+    if let Some(token) = credentials.bearer_token {
         return Ok(Some(format!("Bearer {token}")));
     }
-    if let Some(file) = &config.bearer_token_file {
+    if let Some(file) = credentials.bearer_token_file {
         return Ok(Some(format!("Bearer {}", read(file)?)));
     }
-    if let Some(auth) = &config.authorization {
+    if let Some(auth) = credentials.authorization {
         let credentials = match (&auth.credentials, &auth.credentials_file) {
             (Some(c), _) => c.clone(),
             (None, Some(file)) => read(file)?,
@@ -586,7 +595,7 @@ mod tests {
     use super::*;
     use sextant_storage::{RetentionConfig, Tsdb, TsdbConfig, TsdbStats};
 
-    fn tsdb(dir: &std::path::Path) -> Tsdb {
+    fn tsdb(dir: &Path) -> Tsdb {
         Tsdb::open(
             dir,
             TsdbConfig::default(),

@@ -1,7 +1,9 @@
 //! TLS for `https` targets: the job's `tls_config` as a rustls client
 //! configuration (the CA file or the system's roots, a client certificate,
-//! `server_name`, `insecure_skip_verify`, `min_version`).
+//! `server_name`, `insecure_skip_verify`, `min_version`). Alerting uses it
+//! too, for the Alertmanagers it forwards alerts to (the same `tls_config`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -23,7 +25,18 @@ const SYSTEM_BUNDLES: [&str; 4] = [
 
 /// The client configuration for `job`'s `https` targets.
 pub fn client_config(job: &Job) -> Result<Arc<ClientConfig>, String> {
-    let tls = job.config.tls_config.clone().unwrap_or_default();
+    client_config_for(
+        job.config
+            .tls_config
+            .as_ref()
+            .unwrap_or(&TlsConfig::default()),
+        &job.base_dir,
+    )
+}
+
+/// The client configuration `tls` describes, its relative file paths
+/// resolved against `base_dir` (the config file's directory).
+pub fn client_config_for(tls: &TlsConfig, base_dir: &Path) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version.as_deref() {
         None | Some("TLS12") => rustls::ALL_VERSIONS,
@@ -42,9 +55,9 @@ pub fn client_config(job: &Job) -> Result<Arc<ClientConfig>, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
     } else {
-        builder.with_root_certificates(roots(job, &tls)?)
+        builder.with_root_certificates(roots(base_dir, tls)?)
     };
-    let config = match client_identity(job, &tls)? {
+    let config = match client_identity(base_dir, tls)? {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("tls_config client certificate: {e}"))?,
@@ -67,21 +80,21 @@ pub fn server_name(tls: Option<&TlsConfig>, address: &str) -> Result<ServerName<
         .map_err(|e| format!("invalid TLS server name {host:?}: {e}"))
 }
 
-fn roots(job: &Job, tls: &TlsConfig) -> Result<RootCertStore, String> {
+fn roots(base_dir: &Path, tls: &TlsConfig) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     let certificates: Vec<CertificateDer<'static>> = if let Some(pem) = &tls.ca {
         CertificateDer::pem_slice_iter(pem.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| format!("tls_config.ca: {e}"))?
     } else if let Some(file) = &tls.ca_file {
-        let path = job.resolve(file);
+        let path = base_dir.join(file);
         CertificateDer::pem_file_iter(&path)
             .and_then(Iterator::collect)
             .map_err(|e| format!("tls_config.ca_file {}: {e}", path.display()))?
     } else {
         let bundle = SYSTEM_BUNDLES
             .iter()
-            .find(|p| std::path::Path::new(p).is_file())
+            .find(|p| Path::new(p).is_file())
             .ok_or("no CA bundle found on this system; set tls_config.ca_file")?;
         CertificateDer::pem_file_iter(bundle)
             .and_then(Iterator::collect)
@@ -96,13 +109,13 @@ fn roots(job: &Job, tls: &TlsConfig) -> Result<RootCertStore, String> {
 
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
-fn client_identity(job: &Job, tls: &TlsConfig) -> Result<Option<Identity>, String> {
+fn client_identity(base_dir: &Path, tls: &TlsConfig) -> Result<Option<Identity>, String> {
     let chain = match (&tls.cert, &tls.cert_file) {
         (Some(pem), _) => CertificateDer::pem_slice_iter(pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("tls_config.cert: {e}"))?,
         (None, Some(file)) => {
-            let path = job.resolve(file);
+            let path = base_dir.join(file);
             CertificateDer::pem_file_iter(&path)
                 .and_then(Iterator::collect)
                 .map_err(|e| format!("tls_config.cert_file {}: {e}", path.display()))?
@@ -113,7 +126,7 @@ fn client_identity(job: &Job, tls: &TlsConfig) -> Result<Option<Identity>, Strin
         (Some(pem), _) => PrivateKeyDer::from_pem_slice(pem.as_bytes())
             .map_err(|e| format!("tls_config.key: {e}"))?,
         (None, Some(file)) => {
-            let path = job.resolve(file);
+            let path = base_dir.join(file);
             PrivateKeyDer::from_pem_file(&path)
                 .map_err(|e| format!("tls_config.key_file {}: {e}", path.display()))?
         }
