@@ -390,9 +390,16 @@ pub fn app(state: AppState, stats: Arc<ListenerStats>) -> Router {
         .layer(middleware::from_fn_with_state(stats, count_requests))
 }
 
+/// How much of a refused body is read and dropped before the 413, and for
+/// how long: a client that writes its whole body before it reads the answer
+/// (most do) would otherwise see its connection reset mid-write, not the 413.
+const DRAIN_REFUSED_BODY: u64 = 16 << 20;
+const DRAIN_REFUSED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A body whose declared length is over `limits.max_request_body` gets 413
-/// naming the limit before it is read (a chunked one is cut off at the limit
-/// by axum's own check).
+/// naming the limit, its bytes dropped as they come (up to
+/// [`DRAIN_REFUSED_BODY`], for [`DRAIN_REFUSED_FOR`]), never kept (a chunked
+/// one is cut off at the limit by axum's own check).
 async fn body_limit(State(limit): State<usize>, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
@@ -401,6 +408,12 @@ async fn body_limit(State(limit): State<usize>, request: Request, next: Next) ->
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(length) = declared.filter(|&n| n > limit as u64) {
         sextant_ingest::limits::REFUSED.request_body.inc();
+        if length <= DRAIN_REFUSED_BODY {
+            use tokio_stream::StreamExt as _;
+            let mut body = request.into_body().into_data_stream();
+            let drain = async { while let Some(Ok(_)) = body.next().await {} };
+            let _ = tokio::time::timeout(DRAIN_REFUSED_FOR, drain).await;
+        }
         return ApiError::TooLarge(format!(
             "the body is {length} bytes, more than limits.max_request_body ({limit} bytes)"
         ))

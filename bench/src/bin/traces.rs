@@ -104,7 +104,7 @@ fn span(i: u64, start_ns: u64, rng: &mut Rng) -> (usize, Span) {
             start_time_unix_nano: start,
             // One span in a hundred is slow: 100 to 300 ms.
             end_time_unix_nano: start
-                + if rng.next_u64() % 100 == 0 {
+                + if rng.next_u64().is_multiple_of(100) {
                     100_000_000 + rng.next_u64() % 200_000_000
                 } else {
                     1_000 + rng.next_u64() % 5_000_000
