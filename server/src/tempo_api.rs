@@ -144,13 +144,28 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("json") && !accept.contains("protobuf"))
 }
 
-async fn trace_spans(state: &AppState, id: String) -> Result<Vec<SpanRecord>, TempoError> {
+async fn trace_spans(
+    state: &AppState,
+    id: String,
+    uri: &Uri,
+) -> Result<Vec<SpanRecord>, TempoError> {
+    // `start`/`end` (seconds, optional) bound where to look, as Tempo's
+    // blocks: a trace with no span starting in them is not found.
+    let params = QueryParams::of(uri);
+    let start_us = seconds_param(&params, "start")?.unwrap_or(i64::MIN);
+    let end_us = seconds_param(&params, "end")?.map_or(i64::MAX, |e| e + 1_000_000);
+    if start_us >= end_us {
+        return Err(bad("invalid time range: start must be before end"));
+    }
     let spans = read(state, move |r| {
         r.trace(&id)
             .map_err(|e| TempoError::from(sextant_query::Error::Storage(e)))
     })
     .await?;
-    if spans.is_empty() {
+    if !spans
+        .iter()
+        .any(|s| (start_us..end_us).contains(&s.start_us))
+    {
         return Err(TempoError(StatusCode::NOT_FOUND, "trace not found".into()));
     }
     Ok(spans)
@@ -162,8 +177,9 @@ pub async fn trace_v1(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Answer {
-    let spans = trace_spans(&state, trace_id(&id)?).await?;
+    let spans = trace_spans(&state, trace_id(&id)?, &uri).await?;
     let batches = resource_spans(&spans);
     if wants_json(&headers) {
         return json_answer(json!({
@@ -179,8 +195,9 @@ pub async fn trace_v2(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Answer {
-    let spans = trace_spans(&state, trace_id(&id)?).await?;
+    let spans = trace_spans(&state, trace_id(&id)?, &uri).await?;
     let batches = resource_spans(&spans);
     if wants_json(&headers) {
         return json_answer(json!({
