@@ -9,6 +9,7 @@
 pub mod de;
 pub mod depth;
 mod duration;
+mod exemplar;
 mod labels;
 mod log;
 mod matcher;
@@ -19,6 +20,7 @@ pub mod telemetry;
 pub mod time;
 
 pub use duration::{DurationError, PromDuration};
+pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABEL_RUNES};
 pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};
 pub use log::{FieldValue, Level, LogRecord};
 pub use matcher::{MatchOp, Matcher};
