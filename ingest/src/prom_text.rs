@@ -60,6 +60,9 @@ pub struct SampleLine<'a> {
     pub value: f64,
     /// Milliseconds since the epoch, when the line gave a timestamp.
     pub timestamp_ms: Option<i64>,
+    /// An OpenMetrics exemplar's text after ` # ` (read it with
+    /// [`parse_exemplar`]).
+    pub exemplar: Option<&'a str>,
 }
 
 /// A line that did not parse.
@@ -88,6 +91,40 @@ pub const KINDS: [&str; 9] = [
     "stateset",
     "gaugehistogram",
 ];
+
+/// An OpenMetrics exemplar, `{trace_id="4bf9"} 0.67 1520879607.789`: its
+/// labels, value and timestamp in milliseconds (when it has one; a
+/// scrape gives it the scrape's time otherwise).
+pub fn parse_exemplar(text: &str) -> Result<(Labels, f64, Option<i64>), String> {
+    let text = text.trim();
+    if !text.starts_with('{') {
+        return Err(format!("exemplar {text:?}: expected a label set in braces"));
+    }
+    let mut parser = Parser::new(text, Format::OpenMetrics);
+    let end = parser
+        .label_block(text, 1)
+        .map_err(|e| format!("exemplar: {e}"))?;
+    let labels = Labels::from_pairs(
+        parser
+            .labels
+            .iter()
+            .map(|(n, v)| (*n, v.as_ref().to_owned())),
+    );
+    let mut fields = text[end..].split_ascii_whitespace();
+    let value_text = fields.next().ok_or("exemplar: missing value")?;
+    let value =
+        parse_value(value_text).ok_or_else(|| format!("exemplar: invalid value {value_text:?}"))?;
+    let timestamp_ms = fields
+        .next()
+        .map(|t| parser.timestamp("exemplar", t))
+        .transpose()?;
+    if let Some(extra) = fields.next() {
+        return Err(format!(
+            "exemplar: unexpected {extra:?} after the timestamp"
+        ));
+    }
+    Ok((labels, value, timestamp_ms))
+}
 
 /// A streaming reader over one body.
 #[derive(Debug)]
@@ -213,10 +250,10 @@ impl<'a> Parser<'a> {
         }
         let series = &line[..series_end];
         let rest = &line[series_end..];
-        // An OpenMetrics exemplar follows " # ": not stored.
-        let rest = match rest.find(" # ") {
-            Some(i) if self.format == Format::OpenMetrics => &rest[..i],
-            _ => rest,
+        // An OpenMetrics exemplar follows " # ".
+        let (rest, exemplar) = match rest.find(" # ") {
+            Some(i) if self.format == Format::OpenMetrics => (&rest[..i], Some(&rest[i + 3..])),
+            _ => (rest, None),
         };
         let mut fields = rest.split_ascii_whitespace();
         let value_text = fields
@@ -236,6 +273,7 @@ impl<'a> Parser<'a> {
             name,
             value,
             timestamp_ms,
+            exemplar,
         })
     }
 
@@ -497,6 +535,25 @@ mod tests {
     }
 
     #[test]
+    fn exemplars_read_and_refuse_by_name() {
+        let (labels, value, t) = parse_exemplar(r#"{trace_id="a\"b",span_id="c"} 1e-3"#).unwrap();
+        assert_eq!(labels.get("trace_id"), Some("a\"b"));
+        assert_eq!(labels.get("span_id"), Some("c"));
+        assert_eq!((value, t), (0.001, None));
+        for (bad, says) in [
+            ("0.5", "expected a label set"),
+            ("{trace_id=\"a\"}", "missing value"),
+            ("{trace_id=\"a\"} x", "invalid value"),
+            ("{trace_id=\"a\"} 1 y", "invalid timestamp"),
+            ("{trace_id=\"a\"} 1 2 3", "unexpected"),
+            ("{trace_id=\"a}", "unterminated"),
+        ] {
+            let error = parse_exemplar(bad).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
     fn openmetrics_timestamps_exemplars_and_eof() {
         let body = "# TYPE rpc counter\n\
                     # UNIT rpc_seconds seconds\n\
@@ -509,7 +566,14 @@ mod tests {
         let mut kinds = Vec::new();
         while let Some(entry) = parser.next() {
             match entry.unwrap() {
-                Entry::Sample(s) => samples.push((s.series, s.value, s.timestamp_ms)),
+                Entry::Sample(s) => {
+                    if let Some(text) = s.exemplar {
+                        let (labels, value, t) = parse_exemplar(text).unwrap();
+                        assert_eq!(labels.get("trace_id"), Some("abc"));
+                        assert_eq!((value, t), (0.5, Some(1_520_879_607_700)));
+                    }
+                    samples.push((s.series, s.value, s.timestamp_ms));
+                }
                 Entry::Type { family, kind } => kinds.push((family, kind)),
                 Entry::Help { text, .. } => assert_eq!(text, "Calls \\\"made\\\"."),
                 Entry::Unit { unit, .. } => assert_eq!(unit, "seconds"),

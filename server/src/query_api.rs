@@ -374,8 +374,10 @@ pub async fn format_query(
     Ok(success(Value::String(pretty)))
 }
 
-/// `GET|POST /api/v1/query_exemplars`: Sextant keeps no exemplars, so always
-/// an empty list (after checking the query, as Prometheus does).
+/// `GET|POST /api/v1/query_exemplars`: the exemplars of the series each
+/// selector of `query` picks, in `[start, end]` (default: all), as
+/// Prometheus answers: `[{seriesLabels, exemplars: [{labels, value,
+/// timestamp}]}]`.
 pub async fn query_exemplars(
     State(state): State<AppState>,
     uri: Uri,
@@ -385,8 +387,45 @@ pub async fn query_exemplars(
     let pairs = params(&uri, &headers, &body);
     let deadline = deadline_of(&state, &pairs)?;
     let query = query_text(&pairs);
-    with_deadline(&state, deadline, move || parse_query(&query).map(drop)).await?;
-    Ok(success(Value::Array(Vec::new())))
+    let start = time_param(&pairs, "start")?.unwrap_or(i64::MIN);
+    let end = time_param(&pairs, "end")?.unwrap_or(i64::MAX);
+    if end < start {
+        return Err(ApiError::BadData(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    let reader = state.stores()?.metrics_reader.clone();
+    let found = with_deadline(&state, deadline, move || {
+        let sets = sextant_query::promql::selectors(&query)
+            .map_err(|e| ApiError::BadData(format!("invalid parameter \"query\": {e}")))?;
+        reader
+            .exemplars(&sets, start, end)
+            .map_err(|e| ApiError::from(sextant_query::Error::Storage(e)))
+    })
+    .await?;
+    let data: Vec<Value> = found
+        .into_iter()
+        .map(|(series, exemplars)| {
+            json!({
+                "seriesLabels": labels_json(&series),
+                "exemplars": exemplars.iter().map(|e| json!({
+                    "labels": labels_json(&e.labels),
+                    "value": crate::api::format_value(e.value),
+                    "timestamp": e.timestamp_ms as f64 / 1000.0,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(success(Value::Array(data)))
+}
+
+fn labels_json(labels: &sextant_model::Labels) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|l| (l.name.to_string(), Value::String(l.value.to_string())))
+            .collect(),
+    )
 }
 
 /// `GET /api/v1/status/buildinfo`. `version` is the Prometheus API level

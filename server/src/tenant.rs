@@ -98,6 +98,14 @@ impl MetricsWriter for With<dyn MetricsWriter> {
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()> {
         self.0.set_metadata(metric, metadata)
     }
+
+    fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
+        let stamped: Vec<(Labels, sextant_model::Exemplar)> = exemplars
+            .iter()
+            .map(|(series, e)| (stamp_labels(series, &self.1.tenant), e.clone()))
+            .collect();
+        self.0.append_exemplars(&stamped)
+    }
 }
 
 impl MetricsReader for With<dyn MetricsReader> {
@@ -131,6 +139,16 @@ impl MetricsReader for With<dyn MetricsReader> {
     ) -> Result<Vec<String>> {
         self.0
             .label_values(name, &self.1.matchers(matchers), mint, maxt)
+    }
+
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(Labels, Vec<sextant_model::Exemplar>)>> {
+        let sets: Vec<Vec<Matcher>> = matcher_sets.iter().map(|m| self.1.matchers(m)).collect();
+        self.0.exemplars(&sets, start_ms, end_ms)
     }
 
     /// Only the metrics the tenant has series of.

@@ -266,6 +266,12 @@ pub trait MetricsWriter: Send + Sync {
     }
     /// Records a metric's type, help and unit.
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()>;
+    /// Keeps exemplars of their series; how many were taken (kept, or
+    /// equal to their series' newest). A writer that keeps none takes none.
+    fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
+        let _ = exemplars;
+        Ok(0)
+    }
 }
 
 /// What queries read metrics through.
@@ -304,6 +310,18 @@ pub trait MetricsReader: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Every metric's metadata, by name.
     fn metadata(&self) -> std::collections::BTreeMap<String, MetricMetadata>;
+    /// Exemplars in `[start_ms, end_ms]` of the series any of the matcher
+    /// sets selects, by series, each series' oldest first. A reader that
+    /// keeps none has none.
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(Labels, Vec<sextant_model::Exemplar>)>> {
+        let _ = (matcher_sets, start_ms, end_ms);
+        Ok(Vec::new())
+    }
 }
 
 impl MetricsWriter for Tsdb {
@@ -317,6 +335,11 @@ impl MetricsWriter for Tsdb {
 
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()> {
         Tsdb::set_metadata(self, metric, metadata)
+    }
+
+    fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
+        let report = Tsdb::append_exemplars(self, exemplars)?;
+        Ok(report.kept + report.duplicate)
     }
 }
 
@@ -354,5 +377,14 @@ impl MetricsReader for Tsdb {
 
     fn metadata(&self) -> std::collections::BTreeMap<String, MetricMetadata> {
         Tsdb::metadata(self)
+    }
+
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(Labels, Vec<sextant_model::Exemplar>)>> {
+        Ok(Tsdb::exemplars(self, matcher_sets, start_ms, end_ms))
     }
 }

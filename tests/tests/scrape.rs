@@ -14,11 +14,11 @@ const EXPORTER: &str = r#"
 import sys
 from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
 orders = Counter('orders_placed', 'Orders placed.', ['app'])
-orders.labels('market').inc(7)
+orders.labels('market').inc(7, exemplar={'trace_id': 'abc123'})
 Gauge('queue_depth', 'Messages waiting in the queue.').set(42)
 latency = Histogram('request_latency_seconds', 'Request latency.', buckets=[0.1, 0.5, 1.0])
 for v in (0.05, 0.2, 0.3, 0.7, 2.0):
-    latency.observe(v)
+    latency.observe(v, exemplar={'trace_id': '4bf92f3577b34da6a3ce929d0e0e4736'} if v == 0.7 else None)
 Info('build', 'Build information.').info({'version': '1.2.3'})
 Gauge('clashing', 'Carries its own job label.', ['job']).labels('inner').set(1)
 server, _ = start_http_server(0, addr='127.0.0.1')
@@ -137,6 +137,44 @@ scrape_configs:
         &format!("scrape_duration_seconds{{instance=\"{address}\"}} < 1"),
         |r| r.as_array().is_some_and(|a| a.len() == 1),
     );
+    // The OpenMetrics exemplars, as Grafana asks for them.
+    let exemplars = server.get_until(
+        "/api/v1/query_exemplars?query=request_latency_seconds_bucket%20or%20orders_placed_total",
+        |v: &Value| v["data"].as_array().is_some_and(|a| a.len() == 2),
+    );
+    let data = exemplars["data"].as_array().unwrap();
+    let bucket = data
+        .iter()
+        .find(|s| s["seriesLabels"]["__name__"] == "request_latency_seconds_bucket")
+        .unwrap_or_else(|| panic!("{exemplars}"));
+    assert_eq!(bucket["seriesLabels"]["le"], "1.0", "{exemplars}");
+    assert_eq!(bucket["seriesLabels"]["instance"], address.as_str());
+    let first = &bucket["exemplars"][0];
+    assert_eq!(
+        first["labels"],
+        serde_json::json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})
+    );
+    assert_eq!(first["value"], "0.7");
+    assert!(first["timestamp"].as_f64().unwrap() > 1e9, "{first}");
+    // Scraped again, the same exemplar is kept once.
+    server.wait_for_query(
+        &format!("count_over_time(up{{instance=\"{address}\"}}[1m]) >= 3"),
+        |r| r.as_array().is_some_and(|a| a.len() == 1),
+    );
+    let again = server
+        .get("/api/v1/query_exemplars?query=request_latency_seconds_bucket")
+        .json();
+    assert_eq!(
+        again["data"][0]["exemplars"].as_array().map(Vec::len),
+        Some(1),
+        "{again}"
+    );
+    let counter = data
+        .iter()
+        .find(|s| s["seriesLabels"]["__name__"] == "orders_placed_total")
+        .unwrap();
+    assert_eq!(counter["exemplars"][0]["labels"]["trace_id"], "abc123");
+    assert_eq!(counter["exemplars"][0]["value"], "7");
     let metadata = server.get("/api/v1/metadata?metric=orders_placed").json();
     assert_eq!(
         metadata["data"]["orders_placed"][0]["type"], "counter",

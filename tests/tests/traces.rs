@@ -221,6 +221,25 @@ fn the_books_profile_and_settings_trace_through_jaeger_metrics_and_correlation()
             });
         }
         grafana_service_graph_and_span_table(&server, &profile, &settings);
+        // The latency buckets carry the trace as an exemplar, so a graph of
+        // them links to it (Grafana's "exemplars" toggle).
+        let exemplars = server.get_until(
+            &format!(
+                "/api/v1/query_exemplars?query={}",
+                url_encode(&format!(
+                    "traces_spanmetrics_latency_bucket{{service=\"{profile}\",span_name=\"GET /profile\"}}"
+                ))
+            ),
+            |j| j["data"].as_array().is_some_and(|d| !d.is_empty()),
+        );
+        let linked: Vec<&str> = exemplars["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["exemplars"].as_array().unwrap())
+            .map(|e| e["labels"]["trace_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(linked, [trace_id], "{exemplars}");
 
         // The correlation view: the uuid finds both log lines and all three
         // spans, on one timeline in time order, grouped by service.

@@ -256,7 +256,7 @@ impl Otlp {
         let Some(metrics) = (self.writer)() else {
             return;
         };
-        let mut series = self.span_metrics.flush(now_ms());
+        let (mut series, mut exemplars) = self.span_metrics.flush_with_exemplars(now_ms());
         if series.is_empty() {
             return;
         }
@@ -264,9 +264,17 @@ impl Otlp {
             for s in &mut series {
                 s.labels = with_instance(&s.labels, instance);
             }
+            for (labels, _) in &mut exemplars {
+                *labels = with_instance(labels, instance);
+            }
         }
         if let Err(err) = metrics.append(&series) {
             tracing::warn!(error = %err, "storing span metrics failed");
+        }
+        if !exemplars.is_empty()
+            && let Err(err) = metrics.append_exemplars(&exemplars)
+        {
+            tracing::warn!(error = %err, "storing span metrics' exemplars failed");
         }
     }
 

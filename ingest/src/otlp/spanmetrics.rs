@@ -43,7 +43,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use sextant_model::{Labels, Sample, SpanKind, SpanRecord, SpanStatus};
+use sextant_model::{Exemplar, Labels, Sample, SpanKind, SpanRecord, SpanStatus};
 use sextant_storage::SeriesSamples;
 
 /// Span duration bounds in seconds: Tempo's span metrics defaults
@@ -76,6 +76,10 @@ struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     count: u64,
+    /// Per bucket, the first span counted there since the last flush, as
+    /// an exemplar: (trace id, seconds, when it ended in ms). One string a
+    /// bucket a flush, however many spans.
+    exemplars: Vec<Option<(String, f64, i64)>>,
 }
 
 impl Histogram {
@@ -84,10 +88,12 @@ impl Histogram {
             counts: vec![0; bounds.len() + 1],
             sum: 0.0,
             count: 0,
+            exemplars: Vec::new(),
         }
     }
 
-    fn observe(&mut self, bounds: &[f64], seconds: f64) {
+    /// Counts one observation; returns its bucket.
+    fn observe(&mut self, bounds: &[f64], seconds: f64) -> usize {
         let bucket = bounds
             .iter()
             .position(|&b| seconds <= b)
@@ -95,6 +101,22 @@ impl Histogram {
         self.counts[bucket] += 1;
         self.sum += seconds;
         self.count += 1;
+        bucket
+    }
+
+    /// Keeps `span` as the exemplar of `bucket` unless one waits there.
+    fn exemplar(&mut self, bucket: usize, span: &SpanRecord, seconds: f64) {
+        if span.trace_id.is_empty() {
+            return;
+        }
+        if self.exemplars.len() < self.counts.len() {
+            self.exemplars.resize(self.counts.len(), None);
+        }
+        let slot = &mut self.exemplars[bucket];
+        if slot.is_none() {
+            let end_ms = span.start_us.saturating_add(span.duration_us.max(0)) / 1000;
+            *slot = Some((span.trace_id.clone(), seconds, end_ms));
+        }
     }
 }
 
@@ -347,10 +369,12 @@ impl State {
     }
 }
 
-/// The samples of one flush, stamped `now_ms`.
+/// The samples of one flush, stamped `now_ms`, and the exemplars of the
+/// bucket series.
 struct Flush {
     now_ms: i64,
     series: Vec<SeriesSamples>,
+    exemplars: Vec<(Labels, Exemplar)>,
 }
 
 impl Flush {
@@ -377,7 +401,7 @@ impl Flush {
         name: &str,
         base: &[(&str, &str)],
         bounds: &[String],
-        histogram: &Histogram,
+        histogram: &mut Histogram,
         first: bool,
     ) {
         let labels = |suffix: &str, le: Option<&str>| {
@@ -393,7 +417,20 @@ impl Flush {
         for (i, count) in histogram.counts.iter().enumerate() {
             cumulative += count;
             let le = bounds.get(i).map_or("+Inf", String::as_str);
-            self.push(labels("_bucket", Some(le)), cumulative as f64, first);
+            let series = labels("_bucket", Some(le));
+            if let Some((trace_id, seconds, ended_ms)) =
+                histogram.exemplars.get_mut(i).and_then(Option::take)
+            {
+                self.exemplars.push((
+                    series.clone(),
+                    Exemplar {
+                        labels: Labels::from_pairs([("trace_id", trace_id)]),
+                        value: seconds,
+                        timestamp_ms: ended_ms,
+                    },
+                ));
+            }
+            self.push(series, cumulative as f64, first);
         }
         self.push(labels("_sum", None), histogram.sum, first);
         self.push(labels("_count", None), histogram.count as f64, first);
@@ -419,7 +456,8 @@ impl SpanMetrics {
             last = Some((&span.service, service));
             let seconds = span.duration_us.max(0) as f64 / 1e6;
             let series = state.span_series(service, span);
-            series.latency.observe(&LATENCY_BUCKETS, seconds);
+            let bucket = series.latency.observe(&LATENCY_BUCKETS, seconds);
+            series.latency.exemplar(bucket, span, seconds);
             series.activity.dirty = true;
             let side = Side {
                 service,
@@ -434,10 +472,21 @@ impl SpanMetrics {
     /// The current values of the series counted in the last
     /// [`ACTIVE_FOR_MS`], stamped `now_ms`.
     pub fn flush(&self, now_ms: i64) -> Vec<SeriesSamples> {
+        self.flush_with_exemplars(now_ms).0
+    }
+
+    /// As [`SpanMetrics::flush`], with exemplars for the latency buckets:
+    /// per bucket series, the trace of the first span counted there since
+    /// the last flush (Tempo's span metrics carry the same).
+    pub fn flush_with_exemplars(
+        &self,
+        now_ms: i64,
+    ) -> (Vec<SeriesSamples>, Vec<(Labels, Exemplar)>) {
         let mut state = self.state.lock().expect("span metrics lock");
         let mut flush = Flush {
             now_ms,
             series: Vec::new(),
+            exemplars: Vec::new(),
         };
         let latency_le = le_labels(&LATENCY_BUCKETS);
         let graph_le = le_labels(&GRAPH_BUCKETS);
@@ -466,7 +515,7 @@ impl SpanMetrics {
                         "traces_spanmetrics_latency",
                         &base,
                         &latency_le,
-                        &series.latency,
+                        &mut series.latency,
                         first,
                     );
                 }
@@ -500,18 +549,18 @@ impl SpanMetrics {
                 "traces_service_graph_request_server_seconds",
                 &base,
                 &graph_le,
-                &edge.server,
+                &mut edge.server,
                 first,
             );
             flush.histogram(
                 "traces_service_graph_request_client_seconds",
                 &base,
                 &graph_le,
-                &edge.client,
+                &mut edge.client,
                 first,
             );
         }
-        flush.series
+        (flush.series, flush.exemplars)
     }
 }
 
@@ -550,6 +599,51 @@ mod tests {
     fn failed(mut span: SpanRecord) -> SpanRecord {
         span.status = SpanStatus::Error;
         span
+    }
+
+    #[test]
+    fn latency_buckets_carry_the_first_trace_of_each_flush_as_exemplar() {
+        let metrics = SpanMetrics::default();
+        let mut first = span("a1", "", "cart", "GET /cart", SpanKind::Server, 3);
+        first.trace_id = "11".repeat(16);
+        first.start_us = 5_000_000;
+        let mut second = span("a2", "", "cart", "GET /cart", SpanKind::Server, 3);
+        second.trace_id = "22".repeat(16);
+        let mut slow = span("a3", "", "cart", "GET /cart", SpanKind::Server, 900);
+        slow.trace_id = "33".repeat(16);
+        metrics.observe(&[first, second, slow]);
+        let (_, exemplars) = metrics.flush_with_exemplars(60_000);
+        let found: Vec<(String, String, f64, i64)> = exemplars
+            .iter()
+            .filter(|(l, _)| l.get("__name__") == Some("traces_spanmetrics_latency_bucket"))
+            .map(|(l, e)| {
+                (
+                    l.get("le").unwrap().to_owned(),
+                    e.labels.get("trace_id").unwrap().to_owned(),
+                    e.value,
+                    e.timestamp_ms,
+                )
+            })
+            .collect();
+        // 3 ms falls in le=0.004 (0.002 * 2), 900 ms in le=1.024 (0.002 * 2^9).
+        assert_eq!(
+            found,
+            [
+                ("0.004".to_owned(), "11".repeat(16), 0.003, 5_003),
+                ("1.024".to_owned(), "33".repeat(16), 0.9, 900),
+            ]
+        );
+        // Nothing new counted: no exemplar again.
+        assert!(metrics.flush_with_exemplars(65_000).1.is_empty());
+        let mut later = span("a4", "", "cart", "GET /cart", SpanKind::Server, 3);
+        later.trace_id = "44".repeat(16);
+        metrics.observe(&[later]);
+        let (_, again) = metrics.flush_with_exemplars(70_000);
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            again[0].1.labels.get("trace_id"),
+            Some("44".repeat(16).as_str())
+        );
     }
 
     /// The last value of the one series named `name` whose labels other

@@ -10,13 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::header;
-use sextant_model::{Labels, Sample, stale_nan};
+use sextant_model::{Exemplar, Labels, Sample, stale_nan};
 use sextant_storage::{MetricMetadata, MetricsWriter, RefSample, SeriesSamples};
 
 use super::config::{Credentials, Scheme, ScrapeConfig};
 use super::relabel::{LabelMap, relabel};
 use super::target::{Job, Target};
-use crate::prom_text::{Entry, Format, LineError, Parser};
+use crate::prom_text::{Entry, Format, LineError, Parser, parse_exemplar};
 
 /// What Prometheus 3 asks for, minus the protobuf format Sextant does not read.
 pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
@@ -334,6 +334,12 @@ pub struct ScrapeOutcome {
     pub bad_lines: Vec<LineError>,
     /// Samples the store refused.
     pub refused: u64,
+    /// OpenMetrics exemplars the store took.
+    pub exemplars: u64,
+    /// Exemplars that did not parse or the store refused (their samples
+    /// were kept), and why the first was.
+    pub exemplars_refused: u64,
+    pub exemplar_error: Option<String>,
 }
 
 /// Parses `body`, writes its samples at `now_ms` (or their own timestamps)
@@ -351,6 +357,7 @@ pub fn ingest(
     let iteration = cache.iteration + 1;
     let mut outcome = ScrapeOutcome::default();
     let mut samples: Vec<(usize, Sample)> = Vec::with_capacity(cache.slots.len());
+    let mut exemplars: Vec<(Labels, Exemplar)> = Vec::new();
     let mut metadata: HashMap<&str, MetricMetadata> = HashMap::new();
     let first_new = cache.slots.len();
     let mut parser = Parser::new(body, format);
@@ -427,6 +434,24 @@ pub fn ingest(
                 value: sample.value,
             },
         ));
+        if let (Some(text), Some(labels)) = (sample.exemplar, cached.labels.as_ref()) {
+            match parse_exemplar(text) {
+                Ok((exemplar_labels, value, t)) => exemplars.push((
+                    labels.clone(),
+                    Exemplar {
+                        labels: exemplar_labels,
+                        value,
+                        timestamp_ms: t.unwrap_or(now_ms),
+                    },
+                )),
+                Err(e) => {
+                    outcome.exemplars_refused += 1;
+                    outcome
+                        .exemplar_error
+                        .get_or_insert_with(|| format!("line {}: {e}", parser.line()));
+                }
+            }
+        }
     };
     if let Err(err) = result {
         // Nothing of a failed scrape is kept: forget the series it added.
@@ -457,6 +482,13 @@ pub fn ingest(
         }
     }
     outcome.refused = cache.append(&samples, writer)?;
+    if !exemplars.is_empty() {
+        let taken = writer
+            .append_exemplars(&exemplars)
+            .map_err(|e| format!("storing exemplars: {e}"))?;
+        outcome.exemplars = taken as u64;
+        outcome.exemplars_refused += (exemplars.len() - taken.min(exemplars.len())) as u64;
+    }
     cache.keep_current();
     for (family, meta) in metadata {
         if cache.metadata.get(family) != Some(&meta) {

@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sextant_model::telemetry::GaugeShare;
-use sextant_model::{Labels, Matcher, PromDuration, Sample};
+use sextant_model::{Exemplar, Labels, Matcher, PromDuration, Sample};
 use tracing::{info, warn};
 
 use super::block::{Block, BlockWriter};
+use super::exemplars::{ExemplarReport, ExemplarStore};
 use super::head::{HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_wins};
 use super::stats::TsdbStats;
 use super::wal::{self, FsyncPolicy, Record, Wal};
@@ -43,6 +44,9 @@ pub struct TsdbConfig {
     pub max_label_name_length: usize,
     /// Longest label value of a new series, in bytes; 0 means no limit.
     pub max_label_value_length: usize,
+    /// Most exemplars kept (the oldest dropped first); 0 keeps none.
+    /// Prometheus's `storage.exemplars.max_exemplars`.
+    pub max_exemplars: usize,
 }
 
 impl Default for TsdbConfig {
@@ -59,6 +63,7 @@ impl Default for TsdbConfig {
             max_labels_per_series: 128,
             max_label_name_length: 1024,
             max_label_value_length: 4096,
+            max_exemplars: super::exemplars::DEFAULT_MAX_EXEMPLARS,
         }
     }
 }
@@ -167,6 +172,7 @@ pub struct Tsdb {
     shares: GaugeShares,
     block_seq: AtomicU32,
     metadata: Mutex<BTreeMap<String, MetricMetadata>>,
+    exemplars: ExemplarStore,
 }
 
 /// An engine's parts of its stats' gauges ([`GaugeShare`]).
@@ -283,6 +289,8 @@ impl Tsdb {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
+        let exemplars = ExemplarStore::open(Some(&dir.join("exemplars.log")), config.max_exemplars)
+            .map_err(io_err("open the exemplar log"))?;
         let db = Self {
             dir: dir.to_owned(),
             retention_ms: i64::try_from(retention.as_millis()).unwrap_or(i64::MAX),
@@ -298,6 +306,7 @@ impl Tsdb {
             shares: GaugeShares::default(),
             block_seq: AtomicU32::new(0),
             metadata: Mutex::new(metadata),
+            exemplars,
         };
         db.refresh_stats();
         Ok(db)
@@ -714,6 +723,24 @@ impl Tsdb {
         let tmp = self.dir.join("metadata.json.tmp");
         std::fs::write(&tmp, bytes).map_err(io_err("write metadata"))?;
         std::fs::rename(&tmp, self.dir.join("metadata.json")).map_err(io_err("write metadata"))
+    }
+
+    /// Keeps exemplars of their series (see [`super::exemplars`]).
+    pub fn append_exemplars(&self, batch: &[(Labels, Exemplar)]) -> Result<ExemplarReport> {
+        self.exemplars
+            .append(batch)
+            .map_err(io_err("write the exemplar log"))
+    }
+
+    /// The exemplars in `[start_ms, end_ms]` of the series any matcher set
+    /// selects, by series.
+    pub fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Labels, Vec<Exemplar>)> {
+        self.exemplars.select(matcher_sets, start_ms, end_ms)
     }
 
     /// Every metric's metadata, by name.

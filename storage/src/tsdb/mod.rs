@@ -10,6 +10,7 @@ mod bits;
 mod block;
 pub mod chunk;
 mod db;
+pub mod exemplars;
 mod head;
 mod stats;
 
