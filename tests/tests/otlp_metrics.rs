@@ -43,11 +43,15 @@ for ms in (12, 30, 250):
 queue.add(10)
 queue.add(-3)
 first = reader.force_flush(timeout_millis=10000)
-orders.add(3, {'market': 'lse'})
-latency.record(900, {'route': '/orders'})
+# Inside a sampled span, the SDK keeps the measurement as an exemplar.
+from opentelemetry.sdk.trace import TracerProvider
+with TracerProvider().get_tracer('simplebank').start_as_current_span('place order') as span:
+    orders.add(3, {'market': 'lse'})
+    latency.record(900, {'route': '/orders'})
+    trace_id = format(span.get_span_context().trace_id, '032x')
 second = reader.force_flush(timeout_millis=10000)
 provider.shutdown()
-print(first, second)
+print(first, second, trace_id)
 "#;
 
 fn value(result: &Value) -> f64 {
@@ -66,7 +70,13 @@ fn export_and_check(transport: &str, temporality: &str) {
     };
     let service = format!("orders-{transport}-{temporality}");
     let out = run_python(SDK, &[transport, &endpoint, &service, temporality]);
-    assert_eq!(out.trim(), "True True", "the SDK's exports must succeed");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        words[..2],
+        ["True", "True"],
+        "the SDK's exports must succeed"
+    );
+    let trace_id = words[2];
 
     let job = format!("job=\"{service}\",instance=\"pod-1\"");
     let orders = server.wait_for_query(
@@ -99,6 +109,34 @@ fn export_and_check(transport: &str, temporality: &str) {
             one_equal(count),
         );
     }
+    // The measurement taken in a span is the exemplar of its bucket.
+    let exemplars = server.get_until(
+        &format!(
+            "/api/v1/query_exemplars?query={}",
+            sextant_tests::url_encode(&format!("order_latency_milliseconds_bucket{{{job}}}"))
+        ),
+        |v: &Value| v["data"].as_array().is_some_and(|d| !d.is_empty()),
+    );
+    let with_trace: Vec<(&str, &Value)> = exemplars["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["exemplars"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["labels"]["trace_id"] == trace_id)
+                .map(move |e| (s["seriesLabels"]["le"].as_str().unwrap(), e))
+        })
+        .collect();
+    assert_eq!(with_trace.len(), 1, "{exemplars}");
+    assert_eq!(with_trace[0].0, "1000", "{exemplars}");
+    assert_eq!(with_trace[0].1["value"], "900");
+    assert_eq!(
+        with_trace[0].1["labels"]["span_id"].as_str().map(str::len),
+        Some(16)
+    );
     server.wait_for_query(&format!("queue_depth{{{job}}}"), one_equal(7.0));
     server.wait_for_query(
         &format!("cpu_utilization_ratio{{{job},cpu=\"0\"}}"),

@@ -11,9 +11,9 @@ use super::proto::common::{
 };
 use super::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
 use super::proto::metrics::{
-    ExponentialHistogram, ExponentialHistogramDataPoint, ExportMetricsServiceRequest, Gauge,
-    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    Summary, SummaryDataPoint, ValueAtQuantile, metric, number_data_point,
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, ExportMetricsServiceRequest,
+    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    Sum, Summary, SummaryDataPoint, ValueAtQuantile, exemplar, metric, number_data_point,
 };
 use super::proto::trace::{
     Event, ExportTraceServiceRequest, Link, ResourceSpans, ScopeSpans, Span, Status as SpanStatus,
@@ -342,7 +342,26 @@ fn number_point(value: &Value, path: String) -> Result<NumberDataPoint> {
         start_time_unix_nano: p.u64("startTimeUnixNano")?,
         time_unix_nano: p.u64("timeUnixNano")?,
         value,
+        exemplars: p.list("exemplars", exemplar)?,
         flags: u32::try_from(p.u64("flags")?).unwrap_or(0),
+    })
+}
+
+fn exemplar(value: &Value, path: String) -> Result<Exemplar> {
+    let e = Obj::new(value, path)?;
+    let value = if e.get("asDouble").is_some() {
+        e.f64("asDouble")?.map(exemplar::Value::AsDouble)
+    } else if e.get("asInt").is_some() {
+        Some(exemplar::Value::AsInt(e.i64("asInt")?))
+    } else {
+        None
+    };
+    Ok(Exemplar {
+        filtered_attributes: attributes(&e, "filteredAttributes")?,
+        time_unix_nano: e.u64("timeUnixNano")?,
+        value,
+        span_id: hex_id(&e, "spanId", 8)?,
+        trace_id: hex_id(&e, "traceId", 16)?,
     })
 }
 
@@ -360,6 +379,7 @@ fn histogram_point(value: &Value, path: String) -> Result<HistogramDataPoint> {
         explicit_bounds: p.list("explicitBounds", |v, path| {
             double(v).ok_or_else(|| format!("{path}: expected a number, found {v}"))
         })?,
+        exemplars: p.list("exemplars", exemplar)?,
         flags: u32::try_from(p.u64("flags")?).unwrap_or(0),
     })
 }

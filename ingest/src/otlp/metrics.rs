@@ -14,8 +14,8 @@ use sextant_storage::{MetricMetadata, SeriesSamples};
 
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::metrics::{
-    CUMULATIVE, DELTA, ExportMetricsServiceRequest, HistogramDataPoint, Metric, NO_RECORDED_VALUE,
-    NumberDataPoint, SummaryDataPoint, metric, number_data_point,
+    CUMULATIVE, DELTA, Exemplar, ExportMetricsServiceRequest, HistogramDataPoint, Metric,
+    NO_RECORDED_VALUE, NumberDataPoint, SummaryDataPoint, exemplar, metric, number_data_point,
 };
 
 /// Most series whose delta points are being summed; beyond, new ones are refused.
@@ -30,6 +30,8 @@ pub struct Converted {
     pub rejected: u64,
     /// Why, one line per reason (the first few).
     pub reasons: Vec<String>,
+    /// Exemplars, by the series they go with (a histogram's by bucket).
+    pub exemplars: Vec<(Labels, sextant_model::Exemplar)>,
 }
 
 impl Converted {
@@ -255,6 +257,12 @@ fn convert_metric(
                 if sum.aggregation_temporality == DELTA {
                     deltas.stamp(out, out.series.len() - 1);
                 }
+                if !point.exemplars.is_empty() {
+                    let series = out.series[out.series.len() - 1].labels.clone();
+                    for e in &point.exemplars {
+                        out.exemplars.push((series.clone(), exemplar(e, now_ms)));
+                    }
+                }
                 newest = newest.max(t);
             }
         }
@@ -337,6 +345,18 @@ fn convert_metric(
                 if histogram.aggregation_temporality == DELTA {
                     deltas.stamp(out, first);
                 }
+                // An exemplar goes with the bucket its value falls in, as
+                // Prometheus's OTLP receiver files it.
+                for e in &point.exemplars {
+                    let converted = exemplar(e, now_ms);
+                    let bucket = point
+                        .explicit_bounds
+                        .iter()
+                        .position(|b| converted.value <= *b)
+                        .unwrap_or(point.explicit_bounds.len());
+                    let series = out.series[first + bucket].labels.clone();
+                    out.exemplars.push((series, converted));
+                }
                 newest = newest.max(t);
             }
         }
@@ -360,6 +380,36 @@ fn convert_metric(
         ),
     }
     newest
+}
+
+/// An OTLP exemplar as Prometheus keeps it: `trace_id` and `span_id` in
+/// hex, and its filtered attributes, as labels.
+fn exemplar(e: &Exemplar, now_ms: i64) -> sextant_model::Exemplar {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut pairs: Vec<(String, String)> = e
+        .filtered_attributes
+        .iter()
+        .map(|kv| (label_name(&kv.key), value_text(kv.value.as_ref())))
+        .collect();
+    if !e.trace_id.is_empty() {
+        pairs.push(("trace_id".to_owned(), hex(&e.trace_id)));
+    }
+    if !e.span_id.is_empty() {
+        pairs.push(("span_id".to_owned(), hex(&e.span_id)));
+    }
+    sextant_model::Exemplar {
+        labels: Labels::from_pairs(pairs),
+        value: match e.value {
+            Some(exemplar::Value::AsDouble(v)) => v,
+            Some(exemplar::Value::AsInt(v)) => v as f64,
+            None => 0.0,
+        },
+        timestamp_ms: if e.time_unix_nano == 0 {
+            now_ms
+        } else {
+            i64::try_from(e.time_unix_nano / 1_000_000).unwrap_or(i64::MAX)
+        },
+    }
 }
 
 fn write_summary(

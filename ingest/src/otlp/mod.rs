@@ -315,11 +315,17 @@ impl Otlp {
                 for series in &mut converted.series {
                     series.labels = crate::tenant::stamp_labels(&series.labels, tenant);
                 }
+                for (series, _) in &mut converted.exemplars {
+                    *series = crate::tenant::stamp_labels(series, tenant);
+                }
             }
             for (name, meta) in &converted.metadata {
                 writer.set_metadata(name, meta.clone())?;
             }
             let report = writer.append(&converted.series)?;
+            if !converted.exemplars.is_empty() {
+                writer.append_exemplars(&converted.exemplars)?;
+            }
             Ok::<_, sextant_storage::Error>((converted, report))
         })
         .await?;

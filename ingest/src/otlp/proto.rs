@@ -195,8 +195,37 @@ pub mod metrics {
         pub time_unix_nano: u64,
         #[prost(oneof = "number_data_point::Value", tags = "4, 6")]
         pub value: Option<number_data_point::Value>,
+        #[prost(message, repeated, tag = "5")]
+        pub exemplars: Vec<Exemplar>,
         #[prost(uint32, tag = "8")]
         pub flags: u32,
+    }
+
+    /// `Exemplar`: a measurement with the trace it was taken in.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        #[prost(message, repeated, tag = "7")]
+        pub filtered_attributes: Vec<KeyValue>,
+        #[prost(fixed64, tag = "2")]
+        pub time_unix_nano: u64,
+        #[prost(oneof = "exemplar::Value", tags = "3, 6")]
+        pub value: Option<exemplar::Value>,
+        #[prost(bytes = "vec", tag = "4")]
+        pub span_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "5")]
+        pub trace_id: Vec<u8>,
+    }
+
+    /// The cases of [`Exemplar`].
+    pub mod exemplar {
+        /// `Exemplar.value`.
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum Value {
+            #[prost(double, tag = "3")]
+            AsDouble(f64),
+            #[prost(sfixed64, tag = "6")]
+            AsInt(i64),
+        }
     }
 
     /// The cases of [`NumberDataPoint`].
@@ -228,6 +257,8 @@ pub mod metrics {
         pub bucket_counts: Vec<u64>,
         #[prost(double, repeated, tag = "7")]
         pub explicit_bounds: Vec<f64>,
+        #[prost(message, repeated, tag = "8")]
+        pub exemplars: Vec<Exemplar>,
         #[prost(uint32, tag = "10")]
         pub flags: u32,
     }
