@@ -224,3 +224,43 @@ fn otlp_json_and_bad_bodies_get_clear_answers() {
             >= 3.0
     );
 }
+
+/// An exemplar acknowledged with its point is there after a SIGKILL, and
+/// one that arrives again is kept once.
+#[test]
+fn acknowledged_exemplars_survive_kill_9() {
+    let server = Sextant::start();
+    let url = format!("http://{}/v1/metrics", server.addr("otlp_http", "tcp"));
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    let body = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "gateway"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "http.requests", "sum": {"aggregationTemporality": 2, "isMonotonic": true,
+              "dataPoints": [{"asInt": "42", "timeUnixNano": now_ns, "exemplars": [{
+                "asInt": "1", "timeUnixNano": now_ns,
+                "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                "filteredAttributes": [{"key": "user.id", "value": {"stringValue": "u-7"}}]}]}]}}
+        ]}]
+    }]});
+    for _ in 0..2 {
+        let reply = server.post(&url, "application/json", body.to_string().as_bytes());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let expected = json!([{
+        "seriesLabels": {"__name__": "http_requests_total", "job": "gateway"},
+        "exemplars": [{
+            "labels": {"span_id": "eee19b7ec3c1b174", "trace_id": "5b8efff798038103d269b633813fc60c", "user_id": "u-7"},
+            "value": "1",
+            "timestamp": (now_ns.parse::<u128>().unwrap() / 1_000_000) as f64 / 1000.0,
+        }]
+    }]);
+    let path = "/api/v1/query_exemplars?query=http_requests_total";
+    assert_eq!(server.get(path).json()["data"], expected);
+    let kept = server.kill_hard();
+    let server = Sextant::restart_on(&kept);
+    assert_eq!(server.get(path).json()["data"], expected);
+}
