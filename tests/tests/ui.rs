@@ -162,6 +162,7 @@ fn an_engineer_follows_a_sell_order_through_logs_traces_metrics_and_alerts() {
         "ok - open the trace from a log line",
         "ok - open the correlation view",
         "ok - run a PromQL query with completion and see a graph",
+        "ok - open a trace from an exemplar on a latency graph",
         "ok - see the firing alert and its history",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");

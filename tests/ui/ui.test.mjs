@@ -246,6 +246,20 @@ try {
     check((await cells.count()) >= 2, "the table view lists the series");
   });
 
+  await run("open a trace from an exemplar on a latency graph", async () => {
+    const expr = 'sum by (le) (rate(traces_spanmetrics_latency_bucket{service="settings"}[5m]))';
+    await page.goto(`${base}/ui/metrics?expr=${encodeURIComponent(expr)}`);
+    await page.locator(".chart canvas").first().waitFor();
+    const exemplars = page.getByRole("list", { name: "Exemplars" });
+    await page.locator("details.exemplars summary").click();
+    const link = exemplars.locator(`a[href="/ui/traces/${traceId}"]`);
+    await link.waitFor();
+    await shot("metrics-exemplars");
+    await link.click();
+    await page.waitForURL(`**/ui/traces/${traceId}`);
+    await page.getByRole("treeitem").first().waitFor();
+  });
+
   await run("see the golden signals per service", async () => {
     await page.goto(`${base}/ui/services`);
     const table = page.getByRole("table", { name: "Golden signals per service" });

@@ -140,6 +140,12 @@ export type QueryData =
   | { resultType: "vector"; result: InstantSample[] }
   | { resultType: "scalar" | "string"; result: [number, string] };
 
+/** One series' exemplars, as `/api/v1/query_exemplars` answers. */
+export interface SeriesExemplars {
+  seriesLabels: Record<string, string>;
+  exemplars: { labels: Record<string, string>; value: string; timestamp: number }[];
+}
+
 export async function prom<T>(path: string, params: Record<string, string | number | undefined>, signal?: AbortSignal): Promise<T> {
   const body = await getJson<PromEnvelope<T>>(path, params, signal);
   if (body.status !== "success") throw new ApiError(body.error ?? "the query failed");

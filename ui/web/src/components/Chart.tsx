@@ -13,6 +13,13 @@ export interface ChartSeries {
 /** A band over the chart's background: `[fromSec, toSec, colour]` (alert states). */
 export type Band = [number, number, string];
 
+/** A marked point over the lines (an exemplar): x in seconds, y in the chart's units. */
+export interface Mark {
+  t: number;
+  value: number;
+  title: string;
+}
+
 const PALETTE = ["#3b82f6", "#e8833a", "#10b981", "#ef4444", "#8b5cf6", "#eab308", "#06b6d4", "#ec4899", "#84cc16", "#64748b"];
 export const colorOf = (i: number) => PALETTE[i % PALETTE.length];
 
@@ -32,6 +39,9 @@ export function Chart(props: {
   yLabel?: string;
   onSelect?: (fromSec: number, toSec: number) => void;
   onPick?: (seriesIndex: number, index: number) => void;
+  /** Diamonds drawn over the lines; clicking one reports it (`onMark`). */
+  marks?: Mark[];
+  onMark?: (mark: Mark) => void;
   label: string;
 }) {
   const box = useRef<HTMLDivElement>(null);
@@ -50,7 +60,22 @@ export function Chart(props: {
       height: props.height ?? 240,
       legend: { show: kind === "line" && props.series.length <= 20 },
       cursor: { drag: { x: true, y: false, setScale: false }, points: { show: kind !== "bars" } },
-      scales: { x: props.xRange ? { time: true, range: () => props.xRange! } : { time: true } },
+      scales: {
+        x: props.xRange ? { time: true, range: () => props.xRange! } : { time: true },
+        // Marks (exemplars) widen the y axis so each is seen, as Grafana's are.
+        ...(props.marks?.length
+          ? {
+              y: {
+                range: (_u: uPlot, min: number | null, max: number | null): uPlot.Range.MinMax => {
+                  const values = props.marks!.map((m) => m.value).filter(Number.isFinite);
+                  const lo = Math.min(min ?? Infinity, ...values);
+                  const hi = Math.max(max ?? -Infinity, ...values);
+                  return uPlot.rangeNum(lo, hi, 0.1, true);
+                },
+              },
+            }
+          : {}),
+      },
       axes: [{ ...axis }, { ...axis, label: props.yLabel, size: 60 }],
       series: [
         { value: (_u, v) => (v == null ? "" : formatTime(v * 1000, false)) },
@@ -106,10 +131,41 @@ export function Chart(props: {
         drawn = true;
         performance.measure("chart:draw", { start: drawing, detail: { points } });
       },
+      (u: uPlot) => {
+        const marks = handlers.current.marks;
+        if (!marks?.length) return;
+        const { ctx, bbox } = u;
+        ctx.save();
+        ctx.fillStyle = dark ? "#fbbf24" : "#b45309";
+        ctx.strokeStyle = dark ? "#0f172a" : "#ffffff";
+        const r = 5 * devicePixelRatio;
+        for (const m of marks) {
+          const x = u.valToPos(m.t, "x", true);
+          const y = u.valToPos(m.value, "y", true);
+          if (x < bbox.left || x > bbox.left + bbox.width || y < bbox.top || y > bbox.top + bbox.height) continue;
+          ctx.beginPath();
+          ctx.moveTo(x, y - r);
+          ctx.lineTo(x + r, y);
+          ctx.lineTo(x, y + r);
+          ctx.lineTo(x - r, y);
+          ctx.closePath();
+          ctx.fill();
+          ctx.stroke();
+        }
+        ctx.restore();
+      },
     ];
     const u = new uPlot(opts, [props.xs, ...props.series.map((s) => s.values)] as uPlot.AlignedData, el);
     plot.current = u;
+    /** The mark under the cursor, within a few pixels. */
+    const markAt = (left: number, top: number) =>
+      (handlers.current.marks ?? []).find((m) => Math.abs(u.valToPos(m.t, "x") - left) <= 7 && Math.abs(u.valToPos(m.value, "y") - top) <= 7);
     const click = () => {
+      const mark = markAt(u.cursor.left ?? -100, u.cursor.top ?? -100);
+      if (mark && handlers.current.onMark) {
+        handlers.current.onMark(mark);
+        return;
+      }
       const idx = u.cursor.idx;
       if (idx == null || !handlers.current.onPick) return;
       // The nearest series at the cursor: the one whose value is closest to it.
@@ -136,6 +192,6 @@ export function Chart(props: {
       u.destroy();
       plot.current = null;
     };
-  }, [props.xs, props.series, props.kind, props.bands]);
+  }, [props.xs, props.series, props.kind, props.bands, props.marks]);
   return <div class="chart" ref={box} role="img" aria-label={props.label} />;
 }

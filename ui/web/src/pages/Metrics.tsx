@@ -1,12 +1,12 @@
 import { useMemo, useRef, useState } from "preact/hooks";
-import { type QueryData, getJson, prom } from "../api";
-import { Chart, type ChartSeries } from "../components/Chart";
+import { type QueryData, type SeriesExemplars, getJson, prom } from "../api";
+import { Chart, type ChartSeries, type Mark } from "../components/Chart";
 import { QueryBar, type Suggestion } from "../components/QueryBar";
 import { Status } from "../components/Status";
 import { TimePicker } from "../components/TimePicker";
 import { useLoad } from "../hooks";
 import { autoStep, formatTime, resolveRange } from "../time";
-import { setParams, useLocation } from "../url";
+import { navigate, setParams, useLocation } from "../url";
 
 const FUNCTIONS = [
   "rate", "irate", "increase", "sum", "avg", "min", "max", "count", "topk", "bottomk", "quantile", "histogram_quantile",
@@ -99,9 +99,29 @@ export function MetricsPage() {
     }
     const step = stepParam ? Number(stepParam) : autoStep(resolved.start, resolved.end);
     if (!(step > 0)) throw new Error(`step "${stepParam}" should be a number of seconds above 0`);
-    const data = await prom<QueryData>("/api/v1/query_range", { query: expr, start: resolved.start / 1000, end: resolved.end / 1000, step }, signal);
-    return { data, step };
+    const range = { query: expr, start: resolved.start / 1000, end: resolved.end / 1000 };
+    const [data, exemplars] = await Promise.all([
+      prom<QueryData>("/api/v1/query_range", { ...range, step }, signal),
+      // The traces behind the graph's series (a failure leaves the graph).
+      prom<SeriesExemplars[]>("/api/v1/query_exemplars", range, signal).catch((e) => {
+        if ((e as Error).name === "AbortError") throw e;
+        return [] as SeriesExemplars[];
+      }),
+    ]);
+    return { data, step, exemplars };
   });
+  const marks = useMemo(() => {
+    if (result.state !== "done" || !("exemplars" in result.value)) return [];
+    const out: (Mark & { traceId: string })[] = [];
+    for (const s of result.value.exemplars ?? [])
+      for (const e of s.exemplars) {
+        const traceId = e.labels.trace_id ?? e.labels.traceID ?? e.labels.traceId;
+        if (!traceId) continue;
+        out.push({ t: e.timestamp, value: Number(e.value), traceId, title: `${legendOf("", s.seriesLabels)} = ${e.value} at ${formatTime(e.timestamp * 1000, false)}` });
+      }
+    return out.slice(0, 500);
+  }, [result]);
+  const openTrace = (traceId: string) => navigate(`/ui/traces/${encodeURIComponent(traceId)}`);
   const chart = useMemo(() => {
     if (result.state !== "done" || result.value.data.resultType !== "matrix") return null;
     const series = result.value.data.result;
@@ -155,10 +175,32 @@ export function MetricsPage() {
         {(r) =>
           tab === "graph" && chart ? (
             <>
-              <Chart label="Query result over time (drag to zoom)" xRange={typeof resolved === "string" ? undefined : [resolved.start / 1000, resolved.end / 1000]} xs={chart.xs} series={chart.series} height={320} onSelect={(a, b) => setParams({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() })} />
+              <Chart
+                label="Query result over time (drag to zoom; diamonds are exemplars: click one to open its trace)"
+                xRange={typeof resolved === "string" ? undefined : [resolved.start / 1000, resolved.end / 1000]}
+                xs={chart.xs}
+                series={chart.series}
+                height={320}
+                marks={marks}
+                onMark={(m) => openTrace((m as Mark & { traceId: string }).traceId)}
+                onSelect={(a, b) => setParams({ from: new Date(a * 1000).toISOString(), to: new Date(b * 1000).toISOString() })}
+              />
               <p class="note">
                 {chart.series.length} series · {chart.points.toLocaleString()} points · step {r.step}s
+                {marks.length > 0 && ` · ${marks.length} exemplar${marks.length === 1 ? "" : "s"}`}
               </p>
+              {marks.length > 0 && (
+                <details class="exemplars">
+                  <summary>Exemplars</summary>
+                  <ul aria-label="Exemplars">
+                    {marks.map((m, i) => (
+                      <li key={i}>
+                        <a href={`/ui/traces/${encodeURIComponent(m.traceId)}`}>trace {m.traceId.slice(0, 16)}</a> {m.title}
+                      </li>
+                    ))}
+                  </ul>
+                </details>
+              )}
             </>
           ) : (
             <table class="result" aria-label="Query result">
