@@ -266,7 +266,7 @@ impl<'a> Parser<'a> {
         self.pos += n;
         let bad = || ParseHistogramError {
             position: start,
-            message: format!("bad number {:?}", &self.text[start..start + 1 + n]),
+            message: format!("bad number {:?}", &self.text[start..self.pos]),
         };
         let value = parse_go_number(token).ok_or_else(bad)?;
         Ok(if negative { -value } else { value })
