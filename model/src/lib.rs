@@ -10,6 +10,7 @@ pub mod de;
 pub mod depth;
 mod duration;
 mod exemplar;
+pub mod histogram;
 mod labels;
 mod log;
 mod matcher;
@@ -21,6 +22,7 @@ pub mod time;
 
 pub use duration::{DurationError, PromDuration};
 pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABEL_RUNES};
+pub use histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramError};
 pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};
 pub use log::{FieldValue, Level, LogRecord};
 pub use matcher::{MatchOp, Matcher};
