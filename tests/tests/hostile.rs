@@ -1268,7 +1268,7 @@ fn remote_write_cases(t: i64) -> Vec<Case> {
             "2.0 an exemplar with 199,999 label refs",
             V2,
             v2_request(
-                named.clone(),
+                named,
                 vec![v2::proto::TimeSeries {
                     labels_refs: vec![1, 2],
                     samples: vec![sample(1)],

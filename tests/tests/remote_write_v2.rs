@@ -246,7 +246,7 @@ fn bad_2_0_bodies_are_refused_naming_the_field_and_the_rest_kept() {
                 ..proto::TimeSeries::default()
             },
             proto::TimeSeries {
-                labels_refs: good.clone(),
+                labels_refs: good,
                 samples: vec![sample(now - 500, 6.0, 0)],
                 exemplars: vec![proto::Exemplar {
                     labels_refs: vec![1],
