@@ -33,29 +33,230 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> &str {
         .unwrap_or_default()
 }
 
-/// `POST /api/v1/write`: Prometheus remote write 1.0.
+/// The remote write protobuf messages, as `Content-Type` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMessage {
+    /// `prometheus.WriteRequest` (remote write 1.0).
+    V1,
+    /// `io.prometheus.write.v2.Request` (remote write 2.0).
+    V2,
+}
+
+/// Reads `Content-Type` as Prometheus's receiver does (client_golang's
+/// `ParseProtoMsg`): none or `application/x-protobuf` is 1.0, a `proto=`
+/// parameter names the message; anything else is a 415 naming it.
+fn write_message(content_type: &str) -> Result<WriteMessage, ApiError> {
+    let content_type = content_type.trim();
+    if content_type.is_empty() {
+        return Ok(WriteMessage::V1);
+    }
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(ApiError::Unsupported(format!(
+            "Content-Type {content_type:?} is not remote write: send application/x-protobuf, with proto=prometheus.WriteRequest (1.0, the default) or proto={} (2.0)",
+            remote_write::v2::PROTO
+        )));
+    }
+    for parameter in parts {
+        let Some((key, value)) = parameter.split_once('=') else {
+            return Err(ApiError::Unsupported(format!(
+                "Content-Type {content_type:?}: parameter {parameter:?} is not key=value"
+            )));
+        };
+        if key.trim() == "proto" {
+            return match value.trim() {
+                "prometheus.WriteRequest" => Ok(WriteMessage::V1),
+                v if v == remote_write::v2::PROTO => Ok(WriteMessage::V2),
+                other => Err(ApiError::Unsupported(format!(
+                    "unknown remote write message proto={other}; this server takes prometheus.WriteRequest and {}",
+                    remote_write::v2::PROTO
+                ))),
+            };
+        }
+    }
+    Ok(WriteMessage::V1)
+}
+
+/// What a remote write stored, and what it refused.
+#[derive(Debug, Default)]
+struct Written {
+    samples: u64,
+    /// Always 0 until native histograms are stored.
+    histograms: u64,
+    exemplars: usize,
+    /// Each refusal, naming its field or series.
+    problems: Vec<String>,
+}
+
+impl Written {
+    /// The `X-Prometheus-Remote-Write-*-Written` headers a 2.0 sender reads
+    /// (it counts a 2xx without them as a failure).
+    fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            (
+                "x-prometheus-remote-write-samples-written",
+                self.samples.to_string(),
+            ),
+            (
+                "x-prometheus-remote-write-histograms-written",
+                self.histograms.to_string(),
+            ),
+            (
+                "x-prometheus-remote-write-exemplars-written",
+                self.exemplars.to_string(),
+            ),
+        ]
+    }
+
+    /// 204, or 400 naming what was refused (senders do not retry a 400;
+    /// the rest was kept).
+    fn outcome(&self) -> Result<StatusCode, ApiError> {
+        if self.problems.is_empty() {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        let mut shown: Vec<&str> = self
+            .problems
+            .iter()
+            .take(ERRORS_SHOWN)
+            .map(String::as_str)
+            .collect();
+        let more = self.problems.len().saturating_sub(ERRORS_SHOWN);
+        let more = format!("and {more} more");
+        if self.problems.len() > ERRORS_SHOWN {
+            shown.push(&more);
+        }
+        Err(ApiError::BadIngest(format!(
+            "stored {} samples; {}",
+            self.samples,
+            shown.join("; ")
+        )))
+    }
+}
+
+/// Stores a parsed request: start-timestamp zeros, samples, metadata and
+/// exemplars. Storage failures are the `Err`; refusals are in `problems`.
+fn store_batch(
+    writer: &dyn sextant_storage::MetricsWriter,
+    batch: remote_write::WriteBatch<'_>,
+) -> Result<Written, ApiError> {
+    let remote_write::WriteBatch {
+        series,
+        metadata,
+        histograms_dropped,
+        exemplars,
+        exemplars_refused,
+        start_zeros,
+        mut problems,
+    } = batch;
+    let refused = &remote_write::REFUSED;
+    refused.exemplars.add(exemplars_refused as u64);
+    refused
+        .series
+        .add((problems.len() - exemplars_refused) as u64);
+    // The zeros first: each must be older than its series' samples.
+    if !start_zeros.is_empty() {
+        let mut zeros = sextant_storage::PairBatch::default();
+        let mut owed = start_zeros.iter().peekable();
+        for (i, s) in series.iter().enumerate() {
+            while let Some(&(_, start)) = owed.next_if(|(at, _)| *at == i) {
+                zeros.push_canonical(
+                    s.labels,
+                    &[Sample {
+                        timestamp_ms: start,
+                        value: 0.0,
+                    }],
+                );
+            }
+        }
+        writer.append_start_zeros(&zeros)?;
+    }
+    let report = writer.append_pairs(&series)?;
+    for m in metadata {
+        writer.set_metadata(
+            m.metric,
+            MetricMetadata {
+                kind: m.kind.to_owned(),
+                help: m.help.to_owned(),
+                unit: m.unit.to_owned(),
+            },
+        )?;
+    }
+    let mut written = Written {
+        samples: report.accepted,
+        ..Written::default()
+    };
+    if !exemplars.is_empty() {
+        let mut owned = Vec::with_capacity(exemplars.len());
+        let mut pending = exemplars.into_iter().peekable();
+        for (i, s) in series.iter().enumerate() {
+            if pending.peek().is_some_and(|(at, _)| *at == i) {
+                let labels = s.labels();
+                while let Some((_, exemplar)) = pending.next_if(|(at, _)| *at == i) {
+                    owned.push((labels.clone(), exemplar));
+                }
+            }
+        }
+        // As Prometheus: a failing exemplar store fails no request.
+        written.exemplars = writer.append_exemplars(&owned).unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "exemplars from remote write not stored");
+            0
+        });
+    }
+    if let Some(first) = &report.first_rejection {
+        problems.push(format!(
+            "{} samples refused (first: {first})",
+            report.rejected_total()
+        ));
+    }
+    if histograms_dropped > 0 {
+        refused.histograms.add(histograms_dropped as u64);
+        problems.push(format!(
+            "{histograms_dropped} native histogram samples refused: not supported yet"
+        ));
+    }
+    written.problems = problems;
+    Ok(written)
+}
+
+/// `POST /api/v1/write`: Prometheus remote write 1.0 and 2.0, told apart by
+/// `Content-Type` as Prometheus tells them.
 ///
 /// 204 when everything was stored; 400 (not retried by senders) for a body
-/// that does not decode or when some samples were refused, the rest kept;
-/// 5xx (retried) when storage failed.
+/// that does not decode, or naming what was refused when the rest was kept
+/// (as Prometheus's 2.0 receiver keeps it); 5xx (retried) when storage
+/// failed. Every 2.0 answer carries the `-Written` headers.
 pub async fn remote_write(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let content_type = header_text(&headers, header::CONTENT_TYPE);
-    if content_type.contains("io.prometheus.write.v2") {
-        return Err(ApiError::Unsupported(
-            "remote write 2.0 is not supported; send prometheus.WriteRequest (remote write 1.0)"
-                .into(),
-        ));
-    }
+) -> Result<Response, ApiError> {
+    let message = write_message(header_text(&headers, header::CONTENT_TYPE))?;
+    // No Content-Encoding is taken as snappy, as Prometheus takes it.
     let encoding = header_text(&headers, header::CONTENT_ENCODING);
     if !encoding.is_empty() && !encoding.eq_ignore_ascii_case("snappy") {
         return Err(ApiError::Unsupported(format!(
             "Content-Encoding {encoding:?} is not supported; remote write bodies are snappy"
         )));
     }
+    let outcome = write_body(&state, message, body).await;
+    if message == WriteMessage::V1 {
+        return outcome
+            .and_then(|w| w.outcome())
+            .map(IntoResponse::into_response);
+    }
+    Ok(match outcome {
+        Ok(written) => (written.headers(), written.outcome()).into_response(),
+        // Nothing was stored: a body that does not decode, or storage failed.
+        Err(err) => (Written::default().headers(), err).into_response(),
+    })
+}
+
+async fn write_body(
+    state: &AppState,
+    message: WriteMessage,
+    body: Bytes,
+) -> Result<Written, ApiError> {
     let writer = state.stores()?.metrics_writer.clone();
     let limit = state.limits.max_decompressed_body;
     let raw = remote_write::decompress(&body, limit).map_err(|e| match e {
@@ -67,38 +268,15 @@ pub async fn remote_write(
         }
         other => ApiError::BadIngest(other.to_string()),
     })?;
-    let (report, histograms) = blocking(move || {
-        let batch = remote_write::parse(&raw).map_err(|e| ApiError::BadIngest(e.to_string()))?;
-        for (name, kind, help, unit) in batch.metadata {
-            writer.set_metadata(&name, MetricMetadata { kind, help, unit })?;
+    blocking(move || {
+        let batch = match message {
+            WriteMessage::V1 => remote_write::parse(&raw),
+            WriteMessage::V2 => remote_write::v2::parse(&raw),
         }
-        Ok((
-            writer.append_pairs(&batch.series)?,
-            batch.histograms_dropped,
-        ))
+        .map_err(|e| ApiError::BadIngest(e.to_string()))?;
+        store_batch(&*writer, batch)
     })
-    .await?;
-    let mut problems = Vec::new();
-    if let Some(first) = &report.first_rejection {
-        problems.push(format!(
-            "{} samples refused (first: {first})",
-            report.rejected_total()
-        ));
-    }
-    if histograms > 0 {
-        problems.push(format!(
-            "{histograms} native histogram samples refused: not supported yet"
-        ));
-    }
-    if problems.is_empty() {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::BadIngest(format!(
-            "stored {} samples; {}",
-            report.accepted,
-            problems.join("; ")
-        )))
-    }
+    .await
 }
 
 /// `POST /api/v1/import/prometheus`: Prometheus text format for backfill;

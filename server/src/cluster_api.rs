@@ -134,6 +134,37 @@ impl sextant_storage::MetricsWriter for NodeStamped {
     ) -> sextant_storage::Result<()> {
         self.inner.set_metadata(metric, metadata)
     }
+
+    fn append_start_zeros(
+        &self,
+        batch: &sextant_storage::PairBatch<'_>,
+    ) -> sextant_storage::Result<u64> {
+        let stamped: Vec<sextant_storage::SeriesSamples> = batch
+            .iter()
+            .map(|s| sextant_storage::SeriesSamples {
+                labels: sextant_ingest::otlp::with_instance(&s.labels(), &self.node),
+                samples: s.samples.to_vec(),
+            })
+            .collect();
+        self.inner
+            .append_start_zeros(&sextant_storage::PairBatch::of_series(&stamped))
+    }
+
+    fn append_exemplars(
+        &self,
+        exemplars: &[(sextant_model::Labels, sextant_model::Exemplar)],
+    ) -> sextant_storage::Result<usize> {
+        let stamped: Vec<_> = exemplars
+            .iter()
+            .map(|(labels, e)| {
+                (
+                    sextant_ingest::otlp::with_instance(labels, &self.node),
+                    e.clone(),
+                )
+            })
+            .collect();
+        self.inner.append_exemplars(&stamped)
+    }
 }
 
 /// Whether `path` reads or changes the ruler's state: rules, alerts,

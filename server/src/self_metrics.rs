@@ -199,6 +199,18 @@ impl SelfMetrics {
                 counter.get() as f64,
             );
         }
+        page.family(
+            "sextant_remote_write_refused_total",
+            MetricKind::Counter,
+            "What remote write refused from requests whose rest was kept: 2.0 series (bad references, no __name__), exemplars, native histogram samples.",
+        );
+        for (what, counter) in sextant_ingest::remote_write::REFUSED.each() {
+            page.sample(
+                "sextant_remote_write_refused_total",
+                &[("what", what)],
+                counter.get() as f64,
+            );
+        }
         page.single(
             "sextant_queries_total",
             MetricKind::Counter,

@@ -99,10 +99,22 @@ impl MetricsWriter for With<dyn MetricsWriter> {
         self.0.set_metadata(metric, metadata)
     }
 
+    fn append_start_zeros(&self, batch: &sextant_storage::PairBatch<'_>) -> Result<u64> {
+        let stamped: Vec<SeriesSamples> = batch
+            .iter()
+            .map(|s| SeriesSamples {
+                labels: stamp_labels(&s.labels(), &self.1.tenant),
+                samples: s.samples.to_vec(),
+            })
+            .collect();
+        self.0
+            .append_start_zeros(&sextant_storage::PairBatch::of_series(&stamped))
+    }
+
     fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
         let stamped: Vec<(Labels, sextant_model::Exemplar)> = exemplars
             .iter()
-            .map(|(series, e)| (stamp_labels(series, &self.1.tenant), e.clone()))
+            .map(|(labels, e)| (stamp_labels(labels, &self.1.tenant), e.clone()))
             .collect();
         self.0.append_exemplars(&stamped)
     }

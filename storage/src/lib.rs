@@ -266,6 +266,16 @@ pub trait MetricsWriter: Send + Sync {
     }
     /// Records a metric's type, help and unit.
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()>;
+    /// Zero samples at the start (created) timestamps of cumulative series
+    /// (remote write 2.0's `start_timestamp`), before their samples are
+    /// appended. Each is kept only where it is newer than everything its
+    /// series holds, and never counted as refused: a sender repeats a
+    /// counter's start with every sample. Returns how many were kept. The
+    /// default keeps none (a writer that cannot tell).
+    fn append_start_zeros(&self, batch: &PairBatch<'_>) -> Result<u64> {
+        let _ = batch;
+        Ok(0)
+    }
     /// Keeps exemplars of their series; how many were taken (kept, or
     /// equal to their series' newest). A writer that keeps none takes none.
     fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
@@ -335,6 +345,10 @@ impl MetricsWriter for Tsdb {
 
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()> {
         Tsdb::set_metadata(self, metric, metadata)
+    }
+
+    fn append_start_zeros(&self, batch: &PairBatch<'_>) -> Result<u64> {
+        Tsdb::append_start_zeros(self, &batch.to_series())
     }
 
     fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {

@@ -96,6 +96,14 @@ impl<'a> PairBatch<'a> {
         self.ends.push((self.pairs.len(), self.samples.len()));
     }
 
+    /// Drops the labels and samples pushed since the last series ended: a
+    /// series found bad part-way through its message.
+    pub fn discard_series(&mut self) {
+        let (pairs, samples) = self.ends.last().copied().unwrap_or((0, 0));
+        self.pairs.truncate(pairs);
+        self.samples.truncate(samples);
+    }
+
     /// Adds a series whose labels are canonical already.
     pub fn push_canonical(&mut self, labels: &[(&'a str, &'a str)], samples: &[Sample]) {
         self.pairs.extend_from_slice(labels);

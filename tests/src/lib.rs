@@ -579,6 +579,7 @@ pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
             .iter()
             .map(|&(timestamp, value)| proto::Sample { value, timestamp })
             .collect(),
+        exemplars: vec![],
         histograms: vec![],
     }
 }

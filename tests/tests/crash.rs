@@ -83,6 +83,7 @@ fn write_metrics(
                         timestamp: t,
                     })
                     .collect(),
+                exemplars: vec![],
                 histograms: vec![],
             }],
             metadata: vec![],

@@ -1150,6 +1150,192 @@ fn otlp_cases() -> Vec<Case> {
     cases
 }
 
+/// Remote write bodies, 1.0 and 2.0: refused whole (4xx) or kept in part
+/// with the rest named, never a 5xx.
+fn remote_write_cases(t: i64) -> Vec<Case> {
+    use sextant_ingest::remote_write::{encode, proto as v1, v2};
+    const V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+    let snappy = |raw: &[u8]| snap::raw::Encoder::new().compress_vec(raw).unwrap();
+    let v2_request = |symbols: Vec<String>, timeseries: Vec<v2::proto::TimeSeries>| {
+        v2::encode(&v2::proto::Request {
+            symbols,
+            timeseries,
+        })
+    };
+    let sample = |offset: i64| v2::proto::Sample {
+        value: 1.0,
+        timestamp: t - offset,
+        start_timestamp: 0,
+    };
+    let named: Vec<String> = ["", "__name__", "hostile_total"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    // 100,000 symbols, the one series naming the last.
+    let mut many_symbols = named.clone();
+    many_symbols.extend((0..100_000).map(|i| format!("s{i}")));
+    let last = (many_symbols.len() - 1) as u32;
+    // 50,000 series with an odd number of label refs each.
+    let odd_series: Vec<v2::proto::TimeSeries> = (0..50_000)
+        .map(|i| v2::proto::TimeSeries {
+            labels_refs: vec![1],
+            samples: vec![sample(i)],
+            ..Default::default()
+        })
+        .collect();
+    // One exemplar with 200,000 label refs, and 10,000 exemplars too long.
+    let exemplar = |labels_refs: Vec<u32>| v2::proto::Exemplar {
+        labels_refs,
+        value: 1.0,
+        timestamp: 1,
+    };
+    let mut long_symbols = named.clone();
+    long_symbols.push("trace_id".into());
+    long_symbols.push("x".repeat(10_000));
+    let v1_long_exemplars = v1::TimeSeries {
+        labels: vec![v1::Label {
+            name: "__name__".into(),
+            value: "hostile_total".into(),
+        }],
+        samples: vec![v1::Sample {
+            value: 1.0,
+            timestamp: t,
+        }],
+        exemplars: (0..10_000)
+            .map(|_| v1::Exemplar {
+                labels: vec![v1::Label {
+                    name: "trace_id".into(),
+                    value: "y".repeat(500),
+                }],
+                value: 1.0,
+                timestamp: 1,
+            })
+            .collect(),
+        histograms: vec![],
+    };
+    // A snappy header that promises 4 GiB.
+    let mut promise = Vec::new();
+    varint(u32::MAX as usize, &mut promise);
+    promise.extend_from_slice(&[0; 16]);
+    let bodies: Vec<(&str, &'static str, Vec<u8>, Option<&'static str>)> = vec![
+        ("2.0 not snappy", V2, vec![0xff; 1000], None),
+        ("2.0 snappy of garbage", V2, snappy(&[0xff; 1000]), None),
+        (
+            "2.0 promises 4 GiB",
+            V2,
+            promise.clone(),
+            Some("limits.max_decompressed_body"),
+        ),
+        (
+            "2.0 symbols[0] not empty",
+            V2,
+            v2_request(vec!["x".into()], vec![]),
+            Some("symbols[0] must be empty"),
+        ),
+        (
+            "2.0 label refs at u32::MAX",
+            V2,
+            v2_request(
+                named.clone(),
+                vec![v2::proto::TimeSeries {
+                    labels_refs: vec![u32::MAX, u32::MAX],
+                    samples: vec![sample(1)],
+                    ..Default::default()
+                }],
+            ),
+            Some("timeseries[0].labels_refs[0]"),
+        ),
+        (
+            "2.0 100,000 symbols",
+            V2,
+            v2_request(
+                many_symbols,
+                vec![v2::proto::TimeSeries {
+                    labels_refs: vec![1, 2, last, last],
+                    samples: vec![sample(1)],
+                    ..Default::default()
+                }],
+            ),
+            None,
+        ),
+        (
+            "2.0 50,000 series with odd label refs",
+            V2,
+            v2_request(named.clone(), odd_series),
+            Some("and 49995 more"),
+        ),
+        (
+            "2.0 an exemplar with 199,999 label refs",
+            V2,
+            v2_request(
+                named,
+                vec![v2::proto::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    samples: vec![sample(1)],
+                    exemplars: vec![exemplar(vec![1; 199_999])],
+                    ..Default::default()
+                }],
+            ),
+            Some("timeseries[0].exemplars[0].labels_refs: odd length (199999)"),
+        ),
+        (
+            "2.0 10,000 exemplars of 10,000 characters",
+            V2,
+            v2_request(
+                long_symbols,
+                vec![v2::proto::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    samples: vec![sample(1)],
+                    exemplars: vec![exemplar(vec![3, 4]); 10_000],
+                    ..Default::default()
+                }],
+            ),
+            Some("timeseries[0].exemplars[0]"),
+        ),
+        (
+            "2.0 a 1.0 body",
+            V2,
+            encode(&v1::WriteRequest {
+                timeseries: vec![v1_long_exemplars.clone()],
+                metadata: vec![],
+            }),
+            None,
+        ),
+        (
+            "1.0 10,000 exemplars too long",
+            "application/x-protobuf",
+            encode(&v1::WriteRequest {
+                timeseries: vec![v1_long_exemplars],
+                metadata: vec![],
+            }),
+            Some("exemplar labels hold"),
+        ),
+        (
+            "unknown proto",
+            "application/x-protobuf;proto=io.prometheus.write.v9.Request",
+            snappy(b""),
+            Some("io.prometheus.write.v9.Request"),
+        ),
+        (
+            "not protobuf at all",
+            "text/plain",
+            b"up 1".to_vec(),
+            Some("text/plain"),
+        ),
+    ];
+    bodies
+        .into_iter()
+        .map(|(name, content_type, body, must_say)| Case {
+            name: name.to_owned(),
+            method: "POST",
+            path: "/api/v1/write".to_owned(),
+            content_type,
+            body,
+            must_say,
+        })
+        .collect()
+}
+
 /// Rule groups through the ruler API: PromQL, YAML and templates.
 fn ruler_cases() -> Vec<Case> {
     let group = |expr: &str, annotation: &str| {
@@ -1520,6 +1706,26 @@ fn log_and_trace_languages_and_bodies() {
     server.get_until("/api/v1/logs/search?q=kept&start=0", |v: &Value| {
         v.to_string().contains("\"kept\"")
     });
+}
+
+#[test]
+fn remote_write_bodies() {
+    let server = start();
+    let base = server.base_url();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
+    run_table(&server, "remote write", &remote_write_cases(t), &base);
+    // What the hostile batches held that was good was kept.
+    let kept = server
+        .get(&format!(
+            "/api/v1/query?query=hostile_total&time={}",
+            t / 1000 + 1
+        ))
+        .json();
+    assert_eq!(kept["data"]["result"][0]["value"][1], "1", "{kept}");
 }
 
 #[test]

@@ -194,10 +194,15 @@ fn bad_ingest_bodies_are_refused_with_the_reason_and_good_lines_kept() {
     );
     let reply = sextant.post_path(
         "/api/v1/write",
-        "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        "application/x-protobuf;proto=io.prometheus.write.v3.Request",
         b"x",
     );
     assert_eq!(reply.status, 415);
+    assert!(
+        reply.body.contains("proto=io.prometheus.write.v3.Request"),
+        "{}",
+        reply.body
+    );
     let reply = sextant.post_path(
         "/api/v1/import/prometheus",
         "text/plain",
@@ -259,6 +264,7 @@ fn kill_9_during_heavy_ingest_loses_nothing_acknowledged() {
                                         timestamp: base + i * 1000,
                                     })
                                     .collect(),
+                                exemplars: vec![],
                                 histograms: vec![],
                             })
                             .collect(),

@@ -67,6 +67,7 @@ fn bodies(instances: usize, scrapes: i64) -> Vec<Vec<u8>> {
                         label("route", &format!("/r{route}")),
                     ],
                     samples,
+                    exemplars: vec![],
                     histograms: vec![],
                 });
             }
@@ -275,6 +276,7 @@ fn latency_part() {
                     value: depth,
                     timestamp: now_ms(),
                 }],
+                exemplars: vec![],
                 histograms: vec![],
             }],
             metadata: vec![],

@@ -342,6 +342,7 @@ fn requests(
                                             value: values[i],
                                             timestamp: *t,
                                         }],
+                                        exemplars: vec![],
                                         histograms: vec![],
                                     })
                                     .collect(),

@@ -165,6 +165,7 @@ fn bodies(series: &mut [Gen], start: i64, scrapes: i64, per_body: i64) -> Vec<Ve
                         }
                     })
                     .collect(),
+                exemplars: vec![],
                 histograms: vec![],
             })
             .collect();

@@ -77,6 +77,7 @@ fn bodies(
                     proto::TimeSeries {
                         labels: proto_labels(&g.labels),
                         samples,
+                        exemplars: vec![],
                         histograms: vec![],
                     }
                 })

@@ -180,6 +180,7 @@ fn send(
                             value: (n * 10 + s as u64 % 7) as f64,
                             timestamp: t,
                         }],
+                        exemplars: vec![],
                         histograms: vec![],
                     })
                     .collect(),

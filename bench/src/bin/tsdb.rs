@@ -278,6 +278,7 @@ fn remote_write_payloads(workload: &NodeWorkload, scrapes: usize) -> Vec<Vec<Vec
                             value: values[offset + i],
                             timestamp: t,
                         }],
+                        exemplars: vec![],
                         histograms: vec![],
                     })
                     .collect(),

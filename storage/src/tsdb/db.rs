@@ -103,6 +103,17 @@ struct AppendItem<'a> {
     samples: &'a [Sample],
 }
 
+/// How an append treats a sample the series cannot take in order.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Appending {
+    /// Samples: out-of-order ones within the window are kept, the rest
+    /// refused and counted.
+    Samples,
+    /// Start-timestamp zeros: kept only when newer than all the series
+    /// holds; otherwise skipped, not counted.
+    NewestOnly,
+}
+
 /// What an append kept and refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppendReport {
@@ -381,41 +392,67 @@ impl Tsdb {
     /// Appends samples. Acknowledged (Ok) means logged per the fsync policy;
     /// refused samples are counted in the report and the rest kept.
     pub fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport> {
-        self.append_items(batch.iter().map(|s| AppendItem {
-            labels: &s.labels,
-            series_ref: None,
-            samples: &s.samples,
-        }))
+        self.append_items(
+            batch.iter().map(|s| AppendItem {
+                labels: &s.labels,
+                series_ref: None,
+                samples: &s.samples,
+            }),
+            Appending::Samples,
+        )
+    }
+
+    /// Zero samples at series' start timestamps: each kept only where it is
+    /// newer than everything its series holds (a series unknown until now
+    /// included), the rest skipped without a count, as Prometheus's
+    /// `AppendSTZeroSample` skips an out-of-order start. How many were kept.
+    pub fn append_start_zeros(&self, batch: &[SeriesSamples]) -> Result<u64> {
+        let report = self.append_items(
+            batch.iter().map(|s| AppendItem {
+                labels: &s.labels,
+                series_ref: None,
+                samples: &s.samples,
+            }),
+            Appending::NewestOnly,
+        )?;
+        Ok(report.accepted)
     }
 
     /// As [`Tsdb::append`], one sample per item, by series reference where known.
     pub fn append_refs(&self, batch: &mut [RefSample<'_>]) -> Result<AppendReport> {
-        self.append_items(batch.iter_mut().map(|s| AppendItem {
-            labels: s.labels,
-            series_ref: Some(&mut s.series_ref),
-            samples: std::slice::from_ref(&s.sample),
-        }))
+        self.append_items(
+            batch.iter_mut().map(|s| AppendItem {
+                labels: s.labels,
+                series_ref: Some(&mut s.series_ref),
+                samples: std::slice::from_ref(&s.sample),
+            }),
+            Appending::Samples,
+        )
     }
 
     /// As [`Tsdb::append_refs`], several samples per series: what a cluster
     /// partition's owner applies, its series references kept between
     /// records so a known series skips the lookup by labels.
     pub fn append_ref_series(&self, batch: &mut [RefSeries<'_>]) -> Result<AppendReport> {
-        self.append_items(batch.iter_mut().map(|s| AppendItem {
-            labels: s.labels,
-            series_ref: Some(&mut s.series_ref),
-            samples: s.samples,
-        }))
+        self.append_items(
+            batch.iter_mut().map(|s| AppendItem {
+                labels: s.labels,
+                series_ref: Some(&mut s.series_ref),
+                samples: s.samples,
+            }),
+            Appending::Samples,
+        )
     }
 
     fn append_items<'a>(
         &self,
         batch: impl Iterator<Item = AppendItem<'a>>,
+        appending: Appending,
     ) -> Result<AppendReport> {
         let limits = self.limits();
         let mut report = AppendReport::default();
         let reject = |report: &mut AppendReport, reason: RejectReason, n: u64, labels: &Labels| {
-            if n == 0 {
+            if n == 0 || appending == Appending::NewestOnly {
                 return;
             }
             self.stats.reject(reason, n);
@@ -457,6 +494,12 @@ impl Tsdb {
                     }
                 };
                 for s in series.samples {
+                    if appending == Appending::NewestOnly {
+                        if head.is_newest(id, s.timestamp_ms) {
+                            accepted.push((id, s.timestamp_ms, s.value));
+                        }
+                        continue;
+                    }
                     match head.check(id, s.timestamp_ms, &limits) {
                         Ok(()) => accepted.push((id, s.timestamp_ms, s.value)),
                         Err(reason) => reject(&mut report, reason, 1, series.labels),
@@ -1318,6 +1361,31 @@ mod tests {
         let before = remote.stats.range_reads.load(Ordering::Relaxed);
         assert_eq!(everything(&db), written);
         assert!(remote.stats.range_reads.load(Ordering::Relaxed) > before);
+    }
+
+    /// A start zero is kept only when it is the newest of its series,
+    /// even inside the out-of-order window, and a skipped one is no refusal.
+    #[test]
+    fn start_zeros_are_kept_only_where_they_are_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let zero = |t: i64| vec![series("requests_total", "a", [(t, 0.0)])];
+        assert_eq!(db.append_start_zeros(&zero(10 * MIN)).unwrap(), 1);
+        db.append(&[series("requests_total", "a", [(11 * MIN, 5.0)])])
+            .unwrap();
+        // The same start again (each request repeats it), and an older one.
+        assert_eq!(db.append_start_zeros(&zero(10 * MIN)).unwrap(), 0);
+        assert_eq!(db.append_start_zeros(&zero(9 * MIN)).unwrap(), 0);
+        // A reset: the new start is after everything held.
+        assert_eq!(db.append_start_zeros(&zero(12 * MIN)).unwrap(), 1);
+        let got = db.select(&[], 0, i64::MAX).unwrap();
+        let points: Vec<(i64, f64)> = got[0]
+            .samples
+            .iter()
+            .map(|s| (s.timestamp_ms, s.value))
+            .collect();
+        assert_eq!(points, [(10 * MIN, 0.0), (11 * MIN, 5.0), (12 * MIN, 0.0)]);
+        assert_eq!(db.stats.rejected_too_old.get(), 0);
     }
 
     #[test]

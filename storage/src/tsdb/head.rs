@@ -457,6 +457,16 @@ impl HeadInner {
         self.next_id = self.next_id.max(id + 1);
     }
 
+    /// Whether `t` is newer than everything series `id` holds, and not
+    /// before the head's start.
+    pub fn is_newest(&self, id: u64, t: i64) -> bool {
+        t >= self.min_valid_time
+            && self
+                .series
+                .get(&id)
+                .is_some_and(|s| s.is_empty() || t > s.max_t)
+    }
+
     /// Checks one sample against the series' window without storing it.
     pub fn check(&self, id: u64, t: i64, limits: &HeadLimits) -> Result<(), RejectReason> {
         if t < self.min_valid_time {

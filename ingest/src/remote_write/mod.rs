@@ -1,12 +1,20 @@
-//! Prometheus remote write 1.0: `POST /api/v1/write`, a snappy-compressed
-//! (block format) protobuf `WriteRequest`.
+//! Prometheus remote write: `POST /api/v1/write`, a snappy-compressed
+//! (block format) protobuf, remote write 1.0's `prometheus.WriteRequest`
+//! ([`parse`]) or 2.0's `io.prometheus.write.v2.Request` ([`v2::parse`]).
 //!
-//! [`decompress`] and [`parse`] are the pure parser: bytes in, series and
-//! metadata out.
+//! [`decompress`] and the two `parse` functions are the pure parser: bytes
+//! in, a [`WriteBatch`] out, its label strings borrowed from the body. Both
+//! read the protobuf by hand (the `wire` module) and accept exactly what
+//! `prost` accepts from the same bytes, which the fuzz targets check.
 
-use prost::Message;
-use sextant_model::Sample;
+use sextant_model::telemetry::Counter;
+use sextant_model::{Exemplar, Labels, Sample};
 use sextant_storage::PairBatch;
+
+pub mod v2;
+mod wire;
+
+use wire::{Fields, Value, utf8};
 
 /// The protobuf messages of `prometheus/prompb` that remote write 1.0 uses.
 pub mod proto {
@@ -26,6 +34,8 @@ pub mod proto {
         pub labels: Vec<Label>,
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub exemplars: Vec<Exemplar>,
         /// Native histograms; counted and refused (not supported yet).
         #[prost(message, repeated, tag = "4")]
         pub histograms: Vec<Histogram>,
@@ -50,6 +60,18 @@ pub mod proto {
         pub timestamp: i64,
     }
 
+    /// `prometheus.Exemplar`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Exemplar {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        /// Milliseconds since the epoch; 0 when the exemplar has none.
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
+    }
+
     /// `prometheus.Histogram`, reduced to its timestamp: only counted.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Histogram {
@@ -71,7 +93,7 @@ pub mod proto {
     }
 }
 
-/// Why a remote write body was refused.
+/// Why a remote write body was refused as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoteWriteError {
     /// Not valid snappy block data.
@@ -88,21 +110,83 @@ pub enum RemoteWriteError {
     /// Not a valid `WriteRequest`.
     #[error("body is not a protobuf prometheus.WriteRequest: {0}")]
     Protobuf(String),
+    /// Not a valid remote write 2.0 `Request`.
+    #[error("body is not a valid io.prometheus.write.v2.Request: {0}")]
+    ProtobufV2(String),
+}
+
+/// What remote write refused inside requests that were otherwise kept,
+/// for `/metrics` (`sextant_remote_write_refused_total{what}`).
+#[derive(Debug)]
+pub struct Refused {
+    /// 2.0 series refused by meaning (bad references, no `__name__`, ...).
+    pub series: Counter,
+    /// Exemplars refused (labels too long, bad references).
+    pub exemplars: Counter,
+    /// Native-histogram samples (not stored yet).
+    pub histograms: Counter,
+}
+
+impl Refused {
+    /// Each counter under its `what` label.
+    pub fn each(&self) -> [(&'static str, &Counter); 3] {
+        [
+            ("series", &self.series),
+            ("exemplar", &self.exemplars),
+            ("histogram", &self.histograms),
+        ]
+    }
+}
+
+/// Every remote write refusal in this process.
+pub static REFUSED: Refused = Refused {
+    series: Counter::new(),
+    exemplars: Counter::new(),
+    histograms: Counter::new(),
+};
+
+/// A metric's type, help and unit as a request states them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata<'a> {
+    /// The metric family's name (1.0), or the series' `__name__` (2.0,
+    /// where metadata belongs to each series).
+    pub metric: &'a str,
+    /// Prometheus's name for the type: `counter`, `gauge`, ... `unknown`.
+    pub kind: &'static str,
+    pub help: &'a str,
+    pub unit: &'a str,
 }
 
 /// A decoded write request, its label strings borrowed from the
 /// decompressed body.
+///
+/// What was refused inside an otherwise good request (a 2.0 series whose
+/// label references are out of range, an exemplar over the length limit) is
+/// in `problems`, each naming its field; the rest is here to be kept, as
+/// Prometheus keeps it.
 #[derive(Debug, Default)]
 pub struct WriteBatch<'a> {
     /// The series, labels canonical as [`sextant_model::Labels`] keeps them.
     pub series: PairBatch<'a>,
-    /// (metric name, type, help, unit).
-    pub metadata: Vec<(String, String, String, String)>,
+    pub metadata: Vec<Metadata<'a>>,
     /// Native-histogram samples, which are not stored yet.
     pub histograms_dropped: usize,
+    /// Exemplars by the index of their series in `series`. Empty, and never
+    /// allocated, when the request carries none.
+    pub exemplars: Vec<(usize, Exemplar)>,
+    /// Exemplars refused (each also in `problems`).
+    pub exemplars_refused: usize,
+    /// Zero samples owed to start (created) timestamps, 2.0 only: the index
+    /// of the series in `series` and the start time in milliseconds. See
+    /// [`v2::parse`] for when one is owed.
+    pub start_zeros: Vec<(usize, i64)>,
+    /// Everything refused from a request that was otherwise kept, each
+    /// naming the field (`timeseries[3].labels_refs: odd length (5)`).
+    pub problems: Vec<String>,
 }
 
-/// Prometheus's names for `MetricMetadata.MetricType`.
+/// Prometheus's names for `MetricMetadata.MetricType` (1.0) and
+/// `Metadata.MetricType` (2.0), which number the types alike.
 fn metric_type(code: i32) -> &'static str {
     match code {
         1 => "counter",
@@ -128,10 +212,11 @@ pub fn decompress(body: &[u8], limit: usize) -> Result<Vec<u8>, RemoteWriteError
         .map_err(|e| RemoteWriteError::Snappy(e.to_string()))
 }
 
-/// Reads a decompressed `WriteRequest`. The series' label strings stay in
-/// `raw` (no string is copied); what it accepts and how it reads each
+/// Reads a decompressed 1.0 `WriteRequest`. The series' label strings stay
+/// in `raw` (no string is copied); what it accepts and how it reads each
 /// field is what `prost` does with [`proto::WriteRequest`], which the fuzz
-/// target checks.
+/// target checks. Exemplars whose labels are too long are refused by name
+/// in `problems`; the rest of the request is kept.
 pub fn parse(raw: &[u8]) -> Result<WriteBatch<'_>, RemoteWriteError> {
     let fail = |what: String| RemoteWriteError::Protobuf(what);
     let mut batch = WriteBatch {
@@ -144,19 +229,13 @@ pub fn parse(raw: &[u8]) -> Result<WriteBatch<'_>, RemoteWriteError> {
     while let Some((field, value)) = request.next().map_err(|e| fail(e.to_string()))? {
         match (field, value) {
             (1, Value::Bytes(series)) => {
-                parse_series(series, &mut batch)
+                parse_series(series, index, &mut batch)
                     .map_err(|e| fail(format!("timeseries {index}: {e}")))?;
                 index += 1;
             }
             (3, Value::Bytes(metadata)) => {
-                let m = proto::MetricMetadata::decode(metadata)
-                    .map_err(|e| fail(format!("metadata: {e}")))?;
-                batch.metadata.push((
-                    m.metric_family_name,
-                    metric_type(m.r#type).to_owned(),
-                    m.help,
-                    m.unit,
-                ));
+                let m = parse_metadata(metadata).map_err(|e| fail(format!("metadata: {e}")))?;
+                batch.metadata.push(m);
             }
             (1 | 3, _) => {
                 return Err(fail(format!(
@@ -169,21 +248,53 @@ pub fn parse(raw: &[u8]) -> Result<WriteBatch<'_>, RemoteWriteError> {
     Ok(batch)
 }
 
-fn parse_series<'a>(raw: &'a [u8], batch: &mut WriteBatch<'a>) -> Result<(), String> {
+fn parse_metadata(raw: &[u8]) -> Result<Metadata<'_>, String> {
+    let mut m = Metadata {
+        metric: "",
+        kind: metric_type(0),
+        help: "",
+        unit: "",
+    };
     let mut fields = Fields::new(raw);
     while let Some((field, value)) = fields.next()? {
         match (field, value) {
+            (1, Value::Varint(code)) => m.kind = metric_type(code as i32),
+            (2, Value::Bytes(text)) => m.metric = utf8(text, "metric_family_name")?,
+            (4, Value::Bytes(text)) => m.help = utf8(text, "help")?,
+            (5, Value::Bytes(text)) => m.unit = utf8(text, "unit")?,
+            (1 | 2 | 4 | 5, _) => {
+                return Err(format!(
+                    "field {field} of MetricMetadata has the wrong wire type"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+/// A 1.0 `Label`'s name and value.
+fn parse_label(raw: &[u8]) -> Result<(&str, &str), String> {
+    let (mut name, mut value) = ("", "");
+    let mut label = Fields::new(raw);
+    while let Some((field, part)) = label.next()? {
+        match (field, part) {
+            (1, Value::Bytes(text)) => name = utf8(text, "label name")?,
+            (2, Value::Bytes(text)) => value = utf8(text, "label value")?,
+            (1 | 2, _) => return Err("a label's name or value is not a string".into()),
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+fn parse_series<'a>(raw: &'a [u8], index: usize, batch: &mut WriteBatch<'a>) -> Result<(), String> {
+    let mut fields = Fields::new(raw);
+    let mut exemplar_index = 0usize;
+    while let Some((field, value)) = fields.next()? {
+        match (field, value) {
             (1, Value::Bytes(label)) => {
-                let (mut name, mut value) = ("", "");
-                let mut label = Fields::new(label);
-                while let Some((field, part)) = label.next()? {
-                    match (field, part) {
-                        (1, Value::Bytes(text)) => name = utf8(text, "label name")?,
-                        (2, Value::Bytes(text)) => value = utf8(text, "label value")?,
-                        (1 | 2, _) => return Err("a label's name or value is not a string".into()),
-                        _ => {}
-                    }
-                }
+                let (name, value) = parse_label(label)?;
                 batch.series.push_label(name, value);
             }
             (2, Value::Bytes(sample)) => {
@@ -206,11 +317,24 @@ fn parse_series<'a>(raw: &'a [u8], batch: &mut WriteBatch<'a>) -> Result<(), Str
                     value,
                 });
             }
+            (3, Value::Bytes(exemplar)) => {
+                let exemplar = parse_exemplar(exemplar)?;
+                let at = exemplar_index;
+                exemplar_index += 1;
+                keep_exemplar(batch, batch.series.len(), exemplar, || {
+                    format!("timeseries[{index}].exemplars[{at}]")
+                });
+            }
             (4, Value::Bytes(histogram)) => {
-                proto::Histogram::decode(histogram).map_err(|e| format!("histogram: {e}"))?;
+                let mut histogram = Fields::new(histogram);
+                while let Some((field, part)) = histogram.next()? {
+                    if field == 15 && !matches!(part, Value::Varint(_)) {
+                        return Err("a histogram's timestamp has the wrong wire type".into());
+                    }
+                }
                 batch.histograms_dropped += 1;
             }
-            (1 | 2 | 4, _) => {
+            (1..=4, _) => {
                 return Err(format!(
                     "field {field} of TimeSeries has the wrong wire type"
                 ));
@@ -222,93 +346,47 @@ fn parse_series<'a>(raw: &'a [u8], batch: &mut WriteBatch<'a>) -> Result<(), Str
     Ok(())
 }
 
-fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("{what} is not UTF-8: {e}"))
+/// A 1.0 `Exemplar`, its labels built (exemplars are few; series are many).
+fn parse_exemplar(raw: &[u8]) -> Result<Exemplar, String> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let (mut value, mut timestamp) = (0f64, 0i64);
+    let mut fields = Fields::new(raw);
+    while let Some((field, part)) = fields.next()? {
+        match (field, part) {
+            (1, Value::Bytes(label)) => pairs.push(parse_label(label)?),
+            (2, Value::Fixed64(bits)) => value = f64::from_bits(bits),
+            (3, Value::Varint(v)) => timestamp = v as i64,
+            (1..=3, _) => return Err(format!("field {field} of Exemplar has the wrong wire type")),
+            _ => {}
+        }
+    }
+    Ok(Exemplar {
+        labels: Labels::from_pairs(pairs),
+        value,
+        timestamp_ms: timestamp,
+    })
 }
 
-/// A protobuf field's value, by its wire type.
-enum Value<'a> {
-    Varint(u64),
-    Fixed64(u64),
-    Fixed32,
-    Bytes(&'a [u8]),
-}
-
-/// The fields of one protobuf message, in order.
-struct Fields<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Fields<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    fn varint(&mut self) -> Result<u64, &'static str> {
-        let mut value = 0u64;
-        for i in 0..10 {
-            let Some(&byte) = self.buf.get(self.pos) else {
-                return Err("the message ends inside a varint");
-            };
-            self.pos += 1;
-            // The tenth byte may carry only the top bit.
-            if i == 9 && byte > 1 {
-                return Err("a varint longer than 64 bits");
-            }
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                return Ok(value);
-            }
+/// Keeps an exemplar of series `series`, or refuses it by `name` when
+/// [`Exemplar::invalid`] says it cannot be kept.
+fn keep_exemplar(
+    batch: &mut WriteBatch<'_>,
+    series: usize,
+    exemplar: Exemplar,
+    name: impl FnOnce() -> String,
+) {
+    match exemplar.invalid() {
+        None => batch.exemplars.push((series, exemplar)),
+        Some(why) => {
+            batch.exemplars_refused += 1;
+            batch.problems.push(format!("{}: {why}", name()));
         }
-        Err("a varint longer than 64 bits")
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or("a field runs past the end of its message")?;
-        let bytes = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    /// The next field's number and value; `None` at the message's end.
-    fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, &'static str> {
-        if self.pos >= self.buf.len() {
-            return Ok(None);
-        }
-        let key = self.varint()?;
-        let key = u32::try_from(key).map_err(|_| "a field key over 32 bits")?;
-        let field = key >> 3;
-        if field == 0 {
-            return Err("a field numbered 0");
-        }
-        let value = match key & 7 {
-            0 => Value::Varint(self.varint()?),
-            1 => Value::Fixed64(u64::from_le_bytes(
-                self.take(8)?.try_into().expect("eight bytes"),
-            )),
-            2 => {
-                let n = usize::try_from(self.varint()?)
-                    .map_err(|_| "a length over the address space")?;
-                Value::Bytes(self.take(n)?)
-            }
-            5 => {
-                self.take(4)?;
-                Value::Fixed32
-            }
-            3 | 4 => return Err("a group field (deprecated; remote write has none)"),
-            _ => return Err("an unknown wire type"),
-        };
-        Ok(Some((field, value)))
     }
 }
 
 /// Encodes a write request the way Prometheus sends it (for clients and tests).
 pub fn encode(request: &proto::WriteRequest) -> Vec<u8> {
+    use prost::Message as _;
     snap::raw::Encoder::new()
         .compress_vec(&request.encode_to_vec())
         .expect("snappy compresses any input")
@@ -316,6 +394,8 @@ pub fn encode(request: &proto::WriteRequest) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::proto::*;
     use super::*;
 
@@ -342,6 +422,7 @@ mod tests {
                         timestamp: 2000,
                     },
                 ],
+                exemplars: vec![],
                 histograms: vec![],
             }],
             metadata: vec![MetricMetadata {
@@ -361,7 +442,7 @@ mod tests {
         assert_eq!(series.len(), 1);
         assert_eq!(series[0].labels.to_string(), "up{job=\"node\"}");
         assert_eq!(series[0].samples[1].timestamp_ms, 2000);
-        assert_eq!(batch.metadata[0].1, "gauge");
+        assert_eq!(batch.metadata[0].kind, "gauge");
     }
 
     /// Decompresses and parses; the number of series.
@@ -392,6 +473,7 @@ mod tests {
                 value: f64::NAN,
                 timestamp: -5,
             }],
+            exemplars: vec![],
             histograms: vec![Histogram { timestamp: 7 }],
         });
         let mut raw = request.encode_to_vec();
@@ -402,7 +484,7 @@ mod tests {
         let got = batch.series.to_series();
         assert_eq!(got.len(), expected.timeseries.len());
         for (got, want) in got.iter().zip(&expected.timeseries) {
-            let labels = sextant_model::Labels::from_pairs(
+            let labels = Labels::from_pairs(
                 want.labels
                     .iter()
                     .map(|l| (l.name.as_str(), l.value.as_str())),
@@ -452,5 +534,36 @@ mod tests {
             decode(&big, 10),
             Err(RemoteWriteError::TooLarge { limit: 10, .. })
         ));
+    }
+
+    #[test]
+    fn exemplars_reach_their_series_and_long_ones_are_refused_by_name() {
+        let mut request = request();
+        let exemplar = |value: &str| proto::Exemplar {
+            labels: vec![Label {
+                name: "trace_id".into(),
+                value: value.into(),
+            }],
+            value: 0.5,
+            timestamp: 1500,
+        };
+        request.timeseries[0].exemplars = vec![exemplar("abc"), exemplar(&"x".repeat(200))];
+        let raw = request.encode_to_vec();
+        let batch = parse(&raw).unwrap();
+        assert_eq!(batch.exemplars.len(), 1);
+        assert_eq!(batch.exemplars[0].0, 0);
+        assert_eq!(
+            batch.exemplars[0].1.labels.to_string(),
+            "{trace_id=\"abc\"}"
+        );
+        assert_eq!(batch.exemplars[0].1.timestamp_ms, 1500);
+        assert_eq!(batch.exemplars_refused, 1);
+        assert!(
+            batch.problems[0].starts_with("timeseries[0].exemplars[1]: exemplar labels hold 208"),
+            "{:?}",
+            batch.problems
+        );
+        // The samples were kept.
+        assert_eq!(batch.series.sample_count(), 2);
     }
 }

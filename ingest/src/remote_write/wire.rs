@@ -1,0 +1,105 @@
+//! The protobuf wire format, read in place: the building blocks both remote
+//! write readers share. Each accepts exactly what `prost` accepts for the
+//! fields it reads (the fuzz targets hold them to it).
+
+/// A protobuf field's value, by its wire type.
+pub(super) enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32,
+    Bytes(&'a [u8]),
+}
+
+/// The fields of one protobuf message, in order.
+pub(super) struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some(&byte) = self.buf.get(self.pos) else {
+                return Err("the message ends inside a varint");
+            };
+            self.pos += 1;
+            // The tenth byte may carry only the top bit.
+            if i == 9 && byte > 1 {
+                return Err("a varint longer than 64 bits");
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err("a varint longer than 64 bits")
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or("a field runs past the end of its message")?;
+        let bytes = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    /// The next field's number and value; `None` at the message's end.
+    pub(super) fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, &'static str> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let key = self.varint()?;
+        let key = u32::try_from(key).map_err(|_| "a field key over 32 bits")?;
+        let field = key >> 3;
+        if field == 0 {
+            return Err("a field numbered 0");
+        }
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => Value::Fixed64(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("eight bytes"),
+            )),
+            2 => {
+                let n = usize::try_from(self.varint()?)
+                    .map_err(|_| "a length over the address space")?;
+                Value::Bytes(self.take(n)?)
+            }
+            5 => {
+                self.take(4)?;
+                Value::Fixed32
+            }
+            3 | 4 => return Err("a group field (deprecated; remote write has none)"),
+            _ => return Err("an unknown wire type"),
+        };
+        Ok(Some((field, value)))
+    }
+}
+
+/// Appends a `repeated uint32` field's values, packed (one length-delimited
+/// run) or not (one varint), as prost takes either; a varint wider than 32
+/// bits keeps its low bits, as prost does.
+pub(super) fn push_u32s(value: Value<'_>, out: &mut Vec<u32>) -> Result<(), &'static str> {
+    match value {
+        Value::Varint(v) => out.push(v as u32),
+        Value::Bytes(packed) => {
+            let mut run = Fields::new(packed);
+            while run.pos < packed.len() {
+                out.push(run.varint()? as u32);
+            }
+        }
+        Value::Fixed64(_) | Value::Fixed32 => return Err("a uint32 with the wrong wire type"),
+    }
+    Ok(())
+}
+
+pub(super) fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("{what} is not UTF-8: {e}"))
+}
