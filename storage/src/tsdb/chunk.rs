@@ -217,7 +217,7 @@ fn decode_xor(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<(), Co
 }
 
 /// Powers of ten exactly representable as `f64`.
-const POW10: [f64; 16] = [
+pub(super) const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
 /// Scaled values must stay within the integers an `f64` holds exactly.
@@ -225,7 +225,7 @@ const MAX_SCALED: f64 = 9_007_199_254_740_992.0;
 
 /// The scaled integer of `v` at `digits` fractional digits, if it decodes back
 /// to exactly `v`.
-fn scaled(v: f64, digits: usize) -> Option<i64> {
+pub(super) fn scaled(v: f64, digits: usize) -> Option<i64> {
     let m = (v * POW10[digits]).round();
     if !m.is_finite() || m.abs() >= MAX_SCALED {
         return None;
@@ -239,7 +239,7 @@ fn scaled(v: f64, digits: usize) -> Option<i64> {
 }
 
 /// The fewest fractional digits that represent `v` exactly, if any up to 15.
-fn decimal_digits(v: f64) -> Option<usize> {
+pub(super) fn decimal_digits(v: f64) -> Option<usize> {
     (0..POW10.len()).find(|&d| scaled(v, d).is_some())
 }
 
@@ -307,7 +307,7 @@ fn encode_decimal(
 
 /// Bucket widths of timestamp delta-of-deltas: `0` is one bit, then `10`,
 /// `110`, `1110` prefix 14, 17, 20 bits, and `1111` 64.
-const TIME_WIDTHS: &[u8] = &[14, 17, 20];
+pub(super) const TIME_WIDTHS: &[u8] = &[14, 17, 20];
 /// Bucket widths of scaled-value residuals: `0`, then `10`..`11110` prefix 7,
 /// 14, 24, 40 bits, and `11111` 64.
 const VALUE_WIDTHS: &[u8] = &[7, 14, 24, 40];
@@ -315,7 +315,7 @@ const VALUE_WIDTHS: &[u8] = &[7, 14, 24, 40];
 /// Writes a signed integer in the smallest bucket of `widths` that holds it:
 /// zero as a single `0`; bucket `k` as `k+1` ones, a zero and `widths[k]`
 /// two's-complement bits; anything larger as `widths.len()+1` ones and 64 bits.
-fn write_bucketed(bits: &mut BitWriter, x: i64, widths: &[u8]) {
+pub(super) fn write_bucketed(bits: &mut BitWriter, x: i64, widths: &[u8]) {
     if x == 0 {
         bits.bit(false);
         return;
@@ -335,7 +335,7 @@ fn write_bucketed(bits: &mut BitWriter, x: i64, widths: &[u8]) {
 }
 
 /// Reads what [`write_bucketed`] wrote with the same `widths`.
-fn read_bucketed(bits: &mut BitReader<'_>, widths: &[u8]) -> Option<i64> {
+pub(super) fn read_bucketed(bits: &mut BitReader<'_>, widths: &[u8]) -> Option<i64> {
     let mut ones = 0usize;
     while ones <= widths.len() && bits.bit()? {
         ones += 1;
