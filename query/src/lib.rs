@@ -7,6 +7,7 @@
 //! the server maps its results and errors onto the wire.
 
 mod error;
+mod gostr;
 mod selector;
 mod time;
 
