@@ -192,6 +192,10 @@ fn compose_starts_sextant_grafana_with_its_data_sources_and_the_example() {
         tempo["jsonData"]["tracesToLogsV2"]["datasourceUid"],
         by_type("loki")["uid"]
     );
+    assert_eq!(
+        by_type("prometheus")["jsonData"]["exemplarTraceIdDestinations"][0],
+        serde_json::json!({"name": "trace_id", "datasourceUid": tempo["uid"]})
+    );
     let alertmanager = by_type("alertmanager");
     assert_eq!(alertmanager["jsonData"]["implementation"], "prometheus");
 }
