@@ -11,9 +11,10 @@ use super::proto::common::{
 };
 use super::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
 use super::proto::metrics::{
-    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, ExportMetricsServiceRequest,
-    Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
-    Sum, Summary, SummaryDataPoint, ValueAtQuantile, exemplar, metric, number_data_point,
+    Exemplar, ExponentialBuckets, ExponentialHistogram, ExponentialHistogramDataPoint,
+    ExportMetricsServiceRequest, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, ValueAtQuantile, exemplar,
+    metric, number_data_point,
 };
 use super::proto::trace::{
     Event, ExportTraceServiceRequest, Link, ResourceSpans, ScopeSpans, Span, Status as SpanStatus,
@@ -289,10 +290,38 @@ fn metric(obj: &Obj<'_>) -> Result<Metric> {
         Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
             data_points: e.list("dataPoints", |v, path| {
                 let p = Obj::new(v, path)?;
+                let buckets = |name: &str| -> Result<Option<ExponentialBuckets>> {
+                    let Some(value) = p.get(name) else {
+                        return Ok(None);
+                    };
+                    let b = Obj::new(value, p.at(name))?;
+                    Ok(Some(ExponentialBuckets {
+                        offset: i32::try_from(b.i64("offset")?)
+                            .map_err(|_| format!("{}: out of range", b.at("offset")))?,
+                        bucket_counts: b.list("bucketCounts", |v, path| {
+                            unsigned(v).ok_or_else(|| {
+                                format!("{path}: expected an unsigned integer, found {v}")
+                            })
+                        })?,
+                    }))
+                };
                 Ok(ExponentialHistogramDataPoint {
+                    attributes: attributes(&p, "attributes")?,
+                    start_time_unix_nano: p.u64("startTimeUnixNano")?,
                     time_unix_nano: p.u64("timeUnixNano")?,
+                    count: p.u64("count")?,
+                    sum: p.f64("sum")?,
+                    scale: i32::try_from(p.i64("scale")?)
+                        .map_err(|_| format!("{}: out of range", p.at("scale")))?,
+                    zero_count: p.u64("zeroCount")?,
+                    positive: buckets("positive")?,
+                    negative: buckets("negative")?,
+                    flags: u32::try_from(p.u64("flags")?).unwrap_or(0),
+                    exemplars: p.list("exemplars", exemplar)?,
+                    zero_threshold: p.f64("zeroThreshold")?.unwrap_or_default(),
                 })
             })?,
+            aggregation_temporality: temporality(&e)?,
         }))
     } else if let Some(s) = obj.object("summary")? {
         Some(metric::Data::Summary(Summary {

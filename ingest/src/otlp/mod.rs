@@ -9,6 +9,7 @@
 //! ([`spanmetrics`]); all are written to their store before the answer,
 //! and what cannot be stored is named in a partial success.
 
+pub mod exponential;
 pub mod json;
 pub mod logs;
 pub mod metrics;

@@ -163,18 +163,51 @@ pub mod metrics {
         pub aggregation_temporality: i32,
     }
 
-    /// `ExponentialHistogram`, reduced to what is needed to count it.
+    /// `ExponentialHistogram`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ExponentialHistogram {
         #[prost(message, repeated, tag = "1")]
         pub data_points: Vec<ExponentialHistogramDataPoint>,
+        #[prost(int32, tag = "2")]
+        pub aggregation_temporality: i32,
     }
 
-    /// `ExponentialHistogramDataPoint`, reduced to its time.
+    /// `ExponentialHistogramDataPoint` (`min` and `max` are not read).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ExponentialHistogramDataPoint {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+        #[prost(fixed64, tag = "2")]
+        pub start_time_unix_nano: u64,
         #[prost(fixed64, tag = "3")]
         pub time_unix_nano: u64,
+        #[prost(fixed64, tag = "4")]
+        pub count: u64,
+        #[prost(double, optional, tag = "5")]
+        pub sum: Option<f64>,
+        #[prost(sint32, tag = "6")]
+        pub scale: i32,
+        #[prost(fixed64, tag = "7")]
+        pub zero_count: u64,
+        #[prost(message, optional, tag = "8")]
+        pub positive: Option<ExponentialBuckets>,
+        #[prost(message, optional, tag = "9")]
+        pub negative: Option<ExponentialBuckets>,
+        #[prost(uint32, tag = "10")]
+        pub flags: u32,
+        #[prost(message, repeated, tag = "11")]
+        pub exemplars: Vec<Exemplar>,
+        #[prost(double, tag = "14")]
+        pub zero_threshold: f64,
+    }
+
+    /// `ExponentialHistogramDataPoint.Buckets`: dense counts from `offset`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExponentialBuckets {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint64, repeated, tag = "2")]
+        pub bucket_counts: Vec<u64>,
     }
 
     /// `Summary`.
