@@ -60,8 +60,31 @@ pub(crate) fn check_budget(text: &str) -> crate::Result<()> {
     }
     depth::check_length(text)
         .and_then(|()| depth::check_depth(depth::paren_depth(text)))
-        .map_err(|e| crate::Error::BadQuery(format!("invalid query: {e}")))
+        .map_err(|e| crate::Error::BadQuery(format!("invalid query: {e}")))?;
+    // tantivy's parser takes time quadratic in the length of one unquoted
+    // term (8 s for 40 KB): a longer one must be quoted.
+    let mut quoted = false;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            run = 0;
+        } else if quoted || c.is_whitespace() {
+            run = 0;
+        } else {
+            run += 1;
+            if run > MAX_UNQUOTED_TERM {
+                return Err(crate::Error::BadQuery(format!(
+                    "invalid query: a term of more than {MAX_UNQUOTED_TERM} characters outside quotes; put it in double quotes to search for it"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
+
+/// The longest term outside quotes a query may hold.
+pub(crate) const MAX_UNQUOTED_TERM: usize = 1024;
 
 /// Lucene's `NOT x` and `a AND NOT x` as tantivy's `-x` (with `*` in front
 /// when nothing positive is left), outside quotes, and field names mapped
@@ -138,5 +161,18 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(rewrite_query(input, &dialect), expected, "{input}");
         }
+    }
+
+    #[test]
+    fn long_unquoted_terms_are_refused_and_quoted_ones_taken() {
+        let long = "o/a.".repeat(300);
+        let error = check_budget(&long).unwrap_err().to_string();
+        assert!(
+            error.contains("more than 1024 characters outside quotes"),
+            "{error}"
+        );
+        check_budget(&format!("\"{long}\"")).unwrap();
+        check_budget(&format!("service:x {}", "a ".repeat(2000))).unwrap();
+        check_budget(&"a".repeat(MAX_UNQUOTED_TERM)).unwrap();
     }
 }

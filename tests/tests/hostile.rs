@@ -561,6 +561,13 @@ fn log_query_cases() -> Vec<Case> {
         ("unterminated quote".into(), b"\"abc".to_vec(), None),
         ("unterminated range".into(), b"n:[1 TO".to_vec(), None),
         ("wildcards".into(), "*a".repeat(10_000).into_bytes(), None),
+        // Found by the log_query fuzz target: tantivy's parser takes time
+        // quadratic in one unquoted term's length (8 s for 40 KB).
+        (
+            "40 KB unquoted term".into(),
+            format!("{}/dmessage:er", vec!["o/a"; 10_000].join(".")).into_bytes(),
+            Some("outside quotes"),
+        ),
         ("fuzzy".into(), b"a~100000".to_vec(), None),
         ("boost".into(), b"a^1e400".to_vec(), None),
         ("invalid UTF-8".into(), b"\xff\xfe(".to_vec(), None),
