@@ -69,7 +69,8 @@ pub(crate) fn check_budget(text: &str) -> crate::Result<()> {
         if c == '"' {
             quoted = !quoted;
             run = 0;
-        } else if quoted || c.is_whitespace() {
+        } else if quoted || c.is_whitespace() || c == '(' || c == ')' {
+            // Brackets end a term too (nesting has its own budget).
             run = 0;
         } else {
             run += 1;
@@ -174,5 +175,6 @@ mod tests {
         check_budget(&format!("\"{long}\"")).unwrap();
         check_budget(&format!("service:x {}", "a ".repeat(2000))).unwrap();
         check_budget(&"a".repeat(MAX_UNQUOTED_TERM)).unwrap();
+        check_budget(&"message:(".repeat(1000)).unwrap();
     }
 }
