@@ -413,7 +413,7 @@ impl LogStore {
         );
         parser.set_conjunction_by_default();
         parser
-            .parse_query(&rewrite_query(text, &dialect(&self.correlation_fields)))
+            .parse_query(&rewrite_query(text, &dialect(&self.correlation_fields))?)
             .map_err(|e| Error::BadQuery(format!("invalid query {text:?}: {e}")))
     }
 

@@ -90,7 +90,7 @@ pub(crate) const MAX_UNQUOTED_TERM: usize = 1024;
 /// Lucene's `NOT x` and `a AND NOT x` as tantivy's `-x` (with `*` in front
 /// when nothing positive is left), outside quotes, and field names mapped
 /// by the dialect.
-pub(crate) fn rewrite_query(text: &str, dialect: &Dialect<'_>) -> String {
+pub(crate) fn rewrite_query(text: &str, dialect: &Dialect<'_>) -> crate::Result<String> {
     let mut tokens: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
@@ -111,7 +111,11 @@ pub(crate) fn rewrite_query(text: &str, dialect: &Dialect<'_>) -> String {
     }
     let mut out: Vec<String> = Vec::new();
     let mut negate = false;
-    for token in tokens.into_iter().map(|t| dialect.path(&t)) {
+    let tokens: Vec<String> = tokens.into_iter().map(|t| dialect.path(&t)).collect();
+    if let Some(numbers) = dialect.numbers {
+        check_number_ranges(&tokens, numbers)?;
+    }
+    for token in tokens {
         if token == "NOT" {
             if out.last().is_some_and(|t| t == "AND") {
                 out.pop();
@@ -132,7 +136,68 @@ pub(crate) fn rewrite_query(text: &str, dialect: &Dialect<'_>) -> String {
     if !positive {
         out.insert(0, "*".to_owned());
     }
-    out.join(" ")
+    Ok(out.join(" "))
+}
+
+/// The bounds of every range on a number column (`duration_ms:>500`,
+/// `qty:[1 TO 5]`, as mapped into `numbers`) are numbers or `*`: tantivy
+/// panics on other text there (`[1 TO 5-]`).
+fn check_number_ranges(tokens: &[String], numbers: &str) -> crate::Result<()> {
+    let bad = |bound: &str| {
+        crate::Error::BadQuery(format!(
+            "invalid query: range bound {bound:?} is not a number (or *)"
+        ))
+    };
+    let number = |bound: &str| bound == "*" || bound.parse::<f64>().is_ok_and(f64::is_finite);
+    let prefix = format!("{numbers}.");
+    let mut in_range = false;
+    for token in tokens {
+        let token = token.trim_start_matches(['-', '+', '(']);
+        let value = if in_range {
+            token
+        } else {
+            let Some(rest) = token.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((_, value)) = rest.split_once(':') else {
+                continue;
+            };
+            if let Some(bound) = value
+                .strip_prefix(">=")
+                .or_else(|| value.strip_prefix("<="))
+            {
+                if !number(bound.trim_end_matches(')')) {
+                    return Err(bad(bound));
+                }
+                continue;
+            }
+            if let Some(bound) = value.strip_prefix('>').or_else(|| value.strip_prefix('<')) {
+                if !number(bound.trim_end_matches(')')) {
+                    return Err(bad(bound));
+                }
+                continue;
+            }
+            match value.strip_prefix(['[', '{']) {
+                Some(lower) => {
+                    in_range = true;
+                    lower
+                }
+                None => continue,
+            }
+        };
+        // Inside `[a TO b]`: every piece but `TO` is a bound.
+        let (piece, closes) = match value.trim_end_matches(')').strip_suffix([']', '}']) {
+            Some(piece) => (piece, true),
+            None => (value, false),
+        };
+        if !piece.is_empty() && piece != "TO" && !number(piece) {
+            return Err(bad(piece));
+        }
+        if closes {
+            in_range = false;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -160,7 +225,37 @@ mod tests {
             ("fields.route:x", "fields.route:x"),
         ];
         for (input, expected) in cases {
-            assert_eq!(rewrite_query(input, &dialect), expected, "{input}");
+            assert_eq!(rewrite_query(input, &dialect).unwrap(), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn number_ranges_need_number_bounds() {
+        let ids = ["uuid".to_owned()];
+        let dialect = Dialect {
+            top: &["service", "message", "fields"],
+            fields: "fields",
+            numbers: Some("nums"),
+            correlation_fields: &ids,
+            correlation: "corr",
+        };
+        for good in [
+            "duration_ms:[1 TO 5]",
+            "duration_ms:{* TO 5.5}",
+            "duration_ms:>=500",
+            "(duration_ms:<1e3)",
+            "route:x AND qty:[-1 TO *]",
+        ] {
+            rewrite_query(good, &dialect).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "duration_ms:[1 TO 5-]",
+            "duration_ms:>abc",
+            "duration_ms:[x TO 5]",
+            "duration_ms:<=NaN",
+        ] {
+            let error = rewrite_query(bad, &dialect).unwrap_err().to_string();
+            assert!(error.contains("is not a number"), "{bad}: {error}");
         }
     }
 

@@ -582,7 +582,7 @@ impl SpanStore {
         );
         parser.set_conjunction_by_default();
         parser
-            .parse_query(&rewrite_query(text, &dialect))
+            .parse_query(&rewrite_query(text, &dialect)?)
             .map_err(|e| Error::BadQuery(format!("invalid query {text:?}: {e}")))
     }
 
