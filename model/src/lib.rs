@@ -22,7 +22,9 @@ pub mod time;
 
 pub use duration::{DurationError, PromDuration};
 pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABEL_RUNES};
-pub use histogram::{CounterResetHint, FloatHistogram, Histogram, HistogramError};
+pub use histogram::{
+    CounterResetHint, FloatHistogram, Histogram, HistogramError, HistogramSample, HistogramValue,
+};
 pub use labels::{LabelNameError, is_valid_label_name, is_valid_metric_name};
 pub use log::{FieldValue, Level, LogRecord};
 pub use matcher::{MatchOp, Matcher};

@@ -135,6 +135,20 @@ impl sextant_storage::MetricsWriter for NodeStamped {
         self.inner.set_metadata(metric, metadata)
     }
 
+    fn append_histograms(
+        &self,
+        batch: &[sextant_storage::SeriesHistograms],
+    ) -> sextant_storage::Result<sextant_storage::AppendReport> {
+        let stamped: Vec<sextant_storage::SeriesHistograms> = batch
+            .iter()
+            .map(|s| sextant_storage::SeriesHistograms {
+                labels: sextant_ingest::otlp::with_instance(&s.labels, &self.node),
+                samples: s.samples.clone(),
+            })
+            .collect();
+        self.inner.append_histograms(&stamped)
+    }
+
     fn append_start_zeros(
         &self,
         batch: &sextant_storage::PairBatch<'_>,

@@ -111,6 +111,20 @@ impl MetricsWriter for With<dyn MetricsWriter> {
             .append_start_zeros(&sextant_storage::PairBatch::of_series(&stamped))
     }
 
+    fn append_histograms(
+        &self,
+        batch: &[sextant_storage::SeriesHistograms],
+    ) -> Result<AppendReport> {
+        let stamped: Vec<sextant_storage::SeriesHistograms> = batch
+            .iter()
+            .map(|s| sextant_storage::SeriesHistograms {
+                labels: stamp_labels(&s.labels, &self.1.tenant),
+                samples: s.samples.clone(),
+            })
+            .collect();
+        self.0.append_histograms(&stamped)
+    }
+
     fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
         let stamped: Vec<(Labels, sextant_model::Exemplar)> = exemplars
             .iter()

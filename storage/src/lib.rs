@@ -43,27 +43,52 @@ pub struct StorageConfig {
 }
 
 pub use tsdb::{
-    AppendReport, MetricMetadata, RefSample, RefSeries, SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
+    AppendReport, MetricMetadata, RefSample, RefSeries, SeriesHistograms, SeriesSamples, Tsdb,
+    TsdbConfig, TsdbStats,
 };
 
-use sextant_model::{Labels, Matcher, Sample};
+use sextant_model::{HistogramSample, Labels, Matcher, Sample};
+
+/// A series' float samples and native histogram samples, each sorted by
+/// time; a timestamp is in at most one of the two.
+pub type SeriesData = (Vec<Sample>, Vec<HistogramSample>);
+
+type ReadFn<'a> = Box<dyn Fn() -> Result<SeriesData> + Send + Sync + 'a>;
 
 /// A selected series whose samples are read when asked for.
 pub struct LazySeries<'a> {
     pub labels: Labels,
-    read: Box<dyn Fn() -> Result<Vec<Sample>> + Send + Sync + 'a>,
+    read: ReadFn<'a>,
 }
 
 impl<'a> LazySeries<'a> {
+    /// A series of float samples only.
     pub fn new(labels: Labels, read: impl Fn() -> Result<Vec<Sample>> + Send + Sync + 'a) -> Self {
+        Self {
+            labels,
+            read: Box::new(move || Ok((read()?, Vec::new()))),
+        }
+    }
+
+    /// A series that may hold native histogram samples beside its floats.
+    pub fn with_histograms(
+        labels: Labels,
+        read: impl Fn() -> Result<SeriesData> + Send + Sync + 'a,
+    ) -> Self {
         Self {
             labels,
             read: Box::new(read),
         }
     }
 
-    /// Decodes the series' samples in the selected range.
+    /// Decodes the series' float samples in the selected range (its
+    /// histogram samples, if any, are left out).
     pub fn samples(&self) -> Result<Vec<Sample>> {
+        Ok((self.read)()?.0)
+    }
+
+    /// Decodes the series' float and histogram samples in the selected range.
+    pub fn data(&self) -> Result<SeriesData> {
         (self.read)()
     }
 }
@@ -263,6 +288,20 @@ pub trait MetricsWriter: Send + Sync {
     /// need not build them.
     fn append_pairs(&self, batch: &PairBatch<'_>) -> Result<AppendReport> {
         self.append(&batch.to_series())
+    }
+    /// Appends native histogram samples; refused ones are counted in the
+    /// report, the rest kept. The default refuses all (a writer that cannot
+    /// store them).
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendReport> {
+        let mut report = AppendReport::default();
+        for s in batch {
+            report.reject(
+                tsdb::RejectReason::HistogramsUnsupported,
+                s.samples.len() as u64,
+                &s.labels,
+            );
+        }
+        Ok(report)
     }
     /// Records a metric's type, help and unit.
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> Result<()>;

@@ -92,6 +92,79 @@ pub enum CounterResetHint {
     Gauge,
 }
 
+/// A native histogram sample's value as it is stored: integer counts (as
+/// scraped and sent), or float counts (recording rules, OTLP conversions
+/// with fractional scaling, remote write's float histograms).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistogramValue {
+    Int(Histogram),
+    Float(FloatHistogram),
+}
+
+impl HistogramValue {
+    /// The histogram with float counts, as PromQL computes with it.
+    pub fn to_float(&self) -> FloatHistogram {
+        match self {
+            Self::Int(h) => h.to_float(),
+            Self::Float(h) => h.clone(),
+        }
+    }
+
+    /// Checks it as Prometheus does before storing it.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::Int(h) => h.validate(),
+            Self::Float(h) => h.validate(),
+        }
+    }
+
+    /// Whether this is Prometheus's staleness marker (a sum that is the stale NaN).
+    pub fn is_stale(&self) -> bool {
+        crate::is_stale_nan(self.sum())
+    }
+
+    pub fn sum(&self) -> f64 {
+        match self {
+            Self::Int(h) => h.sum,
+            Self::Float(h) => h.sum,
+        }
+    }
+
+    pub fn schema(&self) -> i32 {
+        match self {
+            Self::Int(h) => h.schema,
+            Self::Float(h) => h.schema,
+        }
+    }
+
+    /// Buckets held: both sides' and, for custom buckets, the bounds.
+    pub fn bucket_count(&self) -> usize {
+        match self {
+            Self::Int(h) => {
+                h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len()
+            }
+            Self::Float(h) => {
+                h.positive_buckets.len() + h.negative_buckets.len() + h.custom_values.len()
+            }
+        }
+    }
+
+    pub fn counter_reset_hint(&self) -> CounterResetHint {
+        match self {
+            Self::Int(h) => h.counter_reset_hint,
+            Self::Float(h) => h.counter_reset_hint,
+        }
+    }
+}
+
+/// One native histogram sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Milliseconds since the Unix epoch, UTC.
+    pub timestamp_ms: i64,
+    pub value: HistogramValue,
+}
+
 /// A native histogram with integer counts, as it is exposed, sent over
 /// remote write and stored. Bucket counts are delta-encoded.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sextant_model::telemetry::GaugeShare;
-use sextant_model::{Exemplar, Labels, Matcher, PromDuration, Sample};
+use sextant_model::{Exemplar, HistogramSample, Labels, Matcher, PromDuration, Sample};
 use tracing::{info, warn};
 
 use super::block::{Block, BlockWriter};
@@ -73,6 +73,13 @@ impl Default for TsdbConfig {
 pub struct SeriesSamples {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+}
+
+/// Native histogram samples of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesHistograms {
+    pub labels: Labels,
+    pub samples: Vec<HistogramSample>,
 }
 
 /// One sample of a series a writer has seen before: `series_ref` is what

@@ -256,6 +256,12 @@ pub enum RejectReason {
     LabelNameTooLong,
     /// A label value is longer than `max_label_value_length`.
     LabelValueTooLong,
+    /// A native histogram with more buckets than `max_native_histogram_buckets`.
+    TooManyBuckets,
+    /// A native histogram that fails Prometheus's validation.
+    InvalidHistogram,
+    /// A native histogram sent to a writer that cannot store them.
+    HistogramsUnsupported,
 }
 
 impl RejectReason {
@@ -276,6 +282,11 @@ impl RejectReason {
             Self::LabelValueTooLong => {
                 "a label value is longer than storage.metrics.max_label_value_length allows"
             }
+            Self::TooManyBuckets => {
+                "a native histogram has more buckets than storage.metrics.max_native_histogram_buckets allows"
+            }
+            Self::InvalidHistogram => "the native histogram is not valid",
+            Self::HistogramsUnsupported => "this store does not keep native histograms",
         }
     }
 }

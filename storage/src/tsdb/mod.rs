@@ -20,7 +20,10 @@ mod wal;
 pub use crate::block_store::{BlockStore, LocalBlockStore};
 pub(crate) use block::Block;
 pub use block::BlockMeta;
-pub use db::{AppendReport, MetricMetadata, RefSample, RefSeries, SeriesSamples, Tsdb, TsdbConfig};
+pub use db::{
+    AppendReport, MetricMetadata, RefSample, RefSeries, SeriesHistograms, SeriesSamples, Tsdb,
+    TsdbConfig,
+};
 pub use head::RejectReason;
 pub use stats::TsdbStats;
 pub(crate) use wal::verify as verify_wal;

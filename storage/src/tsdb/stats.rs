@@ -22,6 +22,10 @@ pub struct TsdbStats {
     pub rejected_too_many_labels: Counter,
     pub rejected_label_name_too_long: Counter,
     pub rejected_label_value_too_long: Counter,
+    pub rejected_too_many_buckets: Counter,
+    pub rejected_invalid_histogram: Counter,
+    pub rejected_histograms_unsupported: Counter,
+    pub histograms_appended: Counter,
     pub wal_bytes_written: Counter,
     pub wal_size_bytes: Gauge,
     pub fsyncs: Counter,
@@ -54,6 +58,9 @@ impl TsdbStats {
             RejectReason::TooManyLabels => &self.rejected_too_many_labels,
             RejectReason::LabelNameTooLong => &self.rejected_label_name_too_long,
             RejectReason::LabelValueTooLong => &self.rejected_label_value_too_long,
+            RejectReason::TooManyBuckets => &self.rejected_too_many_buckets,
+            RejectReason::InvalidHistogram => &self.rejected_invalid_histogram,
+            RejectReason::HistogramsUnsupported => &self.rejected_histograms_unsupported,
         };
         counter.add(n);
     }
@@ -86,6 +93,12 @@ impl TsdbStats {
         );
         counter(
             page,
+            "sextant_tsdb_histograms_appended_total",
+            "Native histogram samples appended to the head.",
+            &self.histograms_appended,
+        );
+        counter(
+            page,
             "sextant_tsdb_series_created_total",
             "Series created in the head.",
             &self.series_created,
@@ -110,6 +123,12 @@ impl TsdbStats {
             ("too_many_labels", &self.rejected_too_many_labels),
             ("label_name_too_long", &self.rejected_label_name_too_long),
             ("label_value_too_long", &self.rejected_label_value_too_long),
+            ("too_many_buckets", &self.rejected_too_many_buckets),
+            ("invalid_histogram", &self.rejected_invalid_histogram),
+            (
+                "histograms_unsupported",
+                &self.rejected_histograms_unsupported,
+            ),
         ] {
             page.sample(
                 "sextant_tsdb_rejected_samples_total",
