@@ -116,27 +116,29 @@ pub(crate) fn check_block(store: &Arc<dyn BlockStore>, id: &str) -> Result<Strin
     let (mut series, mut samples) = (0u64, 0u64);
     let mut previous: Option<sextant_model::Labels> = None;
     for item in block.all_series() {
-        let (labels, points) = item.map_err(|e| e.to_string())?;
+        let (labels, points, histograms) = item.map_err(|e| e.to_string())?;
         if previous.as_ref().is_some_and(|p| *p >= labels) {
             return Err(format!("series {labels} is out of label order"));
         }
-        if let Some(bad) = points
+        let times: Vec<i64> = points.iter().map(|p| p.timestamp_ms).collect();
+        let histogram_times: Vec<i64> = histograms.iter().map(|h| h.timestamp_ms).collect();
+        if let Some(bad) = times
             .iter()
-            .find(|p| p.timestamp_ms < meta.min_time || p.timestamp_ms >= meta.max_time)
+            .chain(&histogram_times)
+            .find(|&&t| t < meta.min_time || t >= meta.max_time)
         {
             return Err(format!(
                 "series {labels} has a sample at {} outside the block's [{}, {})",
-                bad.timestamp_ms, meta.min_time, meta.max_time
+                bad, meta.min_time, meta.max_time
             ));
         }
-        if !points
-            .windows(2)
-            .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+        if !times.windows(2).all(|w| w[0] < w[1])
+            || !histogram_times.windows(2).all(|w| w[0] < w[1])
         {
             return Err(format!("series {labels} has samples out of time order"));
         }
         series += 1;
-        samples += points.len() as u64;
+        samples += (points.len() + histograms.len()) as u64;
         previous = Some(labels);
     }
     if (series, samples) != (meta.num_series, meta.num_samples) {

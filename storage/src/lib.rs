@@ -390,6 +390,10 @@ impl MetricsWriter for Tsdb {
         Tsdb::append_start_zeros(self, &batch.to_series())
     }
 
+    fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendReport> {
+        Tsdb::append_histograms(self, batch)
+    }
+
     fn append_exemplars(&self, exemplars: &[(Labels, sextant_model::Exemplar)]) -> Result<usize> {
         let report = Tsdb::append_exemplars(self, exemplars)?;
         Ok(report.kept + report.duplicate)

@@ -17,11 +17,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use sextant_model::{Label, Labels, Matcher, Sample};
+use sextant_model::{HistogramSample, Label, Labels, Matcher, Sample};
 
 use super::bits::{ByteReader, put_str, put_uvarint, put_varint};
 use super::chunk;
-use super::head::postings_candidates;
+use super::head::{
+    decode_histogram_chunk, encode_histogram_chunks, is_histogram_chunk, postings_candidates,
+};
 
 /// Samples per chunk in a block: larger than the head's, since a block is
 /// written once and read whole, and each chunk carries a fixed overhead.
@@ -87,35 +89,55 @@ impl BlockWriter {
         })
     }
 
-    /// Adds a series and its samples (sorted, unique timestamps).
-    pub fn add_series(&mut self, labels: Labels, samples: &[Sample]) -> io::Result<()> {
-        if samples.is_empty() {
+    /// Adds a series, its float samples and its native histogram samples
+    /// (each sorted, unique timestamps): the float chunks, then the
+    /// histogram chunks; readers tell them apart by their encoding byte.
+    pub fn add_series(
+        &mut self,
+        labels: Labels,
+        samples: &[Sample],
+        histograms: &[HistogramSample],
+    ) -> io::Result<()> {
+        if samples.is_empty() && histograms.is_empty() {
             return Ok(());
         }
         debug_assert!(self.series.last().is_none_or(|(last, _)| *last < labels));
         let mut metas = Vec::with_capacity(samples.len().div_ceil(BLOCK_CHUNK_SAMPLES));
-        let mut header = Vec::with_capacity(10);
         for part in samples.chunks(BLOCK_CHUNK_SAMPLES) {
             let data = chunk::encode_best(part);
-            header.clear();
-            put_uvarint(&mut header, data.len() as u64);
-            self.chunks.write_all(&header)?;
-            self.chunks.write_all(&data)?;
-            self.chunks
-                .write_all(&crc32fast::hash(&data).to_le_bytes())?;
-            let end = self.offset + (header.len() + data.len() + 4) as u64;
-            metas.push(ChunkMeta {
-                min_t: part[0].timestamp_ms,
-                max_t: part[part.len() - 1].timestamp_ms,
-                offset: self.offset,
-                end,
-            });
-            self.offset = end;
-            self.num_chunks += 1;
+            let meta = self.write_chunk(
+                &data,
+                part[0].timestamp_ms,
+                part[part.len() - 1].timestamp_ms,
+            )?;
+            metas.push(meta);
         }
-        self.num_samples += samples.len() as u64;
+        for c in encode_histogram_chunks(histograms, BLOCK_CHUNK_SAMPLES) {
+            let meta = self.write_chunk(&c.data, c.min_t, c.max_t)?;
+            metas.push(meta);
+        }
+        self.num_samples += (samples.len() + histograms.len()) as u64;
         self.series.push((labels, metas));
         Ok(())
+    }
+
+    fn write_chunk(&mut self, data: &[u8], min_t: i64, max_t: i64) -> io::Result<ChunkMeta> {
+        let mut header = Vec::with_capacity(10);
+        put_uvarint(&mut header, data.len() as u64);
+        self.chunks.write_all(&header)?;
+        self.chunks.write_all(data)?;
+        self.chunks
+            .write_all(&crc32fast::hash(data).to_le_bytes())?;
+        let end = self.offset + (header.len() + data.len() + 4) as u64;
+        let meta = ChunkMeta {
+            min_t,
+            max_t,
+            offset: self.offset,
+            end,
+        };
+        self.offset = end;
+        self.num_chunks += 1;
+        Ok(meta)
     }
 
     /// Writes the index and meta; returns the staging directory, ready to publish.
@@ -445,10 +467,16 @@ impl Block {
             .collect())
     }
 
-    /// The samples in `[mint, maxt]` of series `index`, decoding only the
-    /// chunks that overlap the range.
-    pub fn samples(&self, index: usize, mint: i64, maxt: i64) -> io::Result<Vec<Sample>> {
+    /// The float and native histogram samples in `[mint, maxt]` of series
+    /// `index`, decoding only the chunks that overlap the range.
+    pub fn data(
+        &self,
+        index: usize,
+        mint: i64,
+        maxt: i64,
+    ) -> io::Result<(Vec<Sample>, Vec<HistogramSample>)> {
         let mut samples = Vec::new();
+        let mut histograms = Vec::new();
         let series = self
             .index()?
             .series
@@ -459,30 +487,40 @@ impl Block {
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
-            self.read_chunk(c, &mut samples)?;
+            self.read_chunk(c, &mut samples, &mut histograms)?;
         }
         samples.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
-        Ok(samples)
+        histograms.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
+        Ok((samples, histograms))
     }
 
-    /// Every series with all its samples, in label order (for compaction).
+    /// Every series with all its float and histogram samples, in label
+    /// order (for compaction).
+    #[allow(clippy::type_complexity)]
     pub fn all_series(
         &self,
-    ) -> Box<dyn Iterator<Item = io::Result<(Labels, Vec<Sample>)>> + Send + '_> {
+    ) -> Box<dyn Iterator<Item = io::Result<(Labels, Vec<Sample>, Vec<HistogramSample>)>> + Send + '_>
+    {
         let index = match self.index() {
             Ok(index) => index,
             Err(e) => return Box::new(std::iter::once(Err(e))),
         };
         Box::new(index.series.iter().map(|s| {
             let mut samples = Vec::new();
+            let mut histograms = Vec::new();
             for c in &s.chunks {
-                self.read_chunk(c, &mut samples)?;
+                self.read_chunk(c, &mut samples, &mut histograms)?;
             }
-            Ok((s.labels.clone(), samples))
+            Ok((s.labels.clone(), samples, histograms))
         }))
     }
 
-    fn read_chunk(&self, c: &ChunkMeta, out: &mut Vec<Sample>) -> io::Result<()> {
+    fn read_chunk(
+        &self,
+        c: &ChunkMeta,
+        out: &mut Vec<Sample>,
+        histograms: &mut Vec<HistogramSample>,
+    ) -> io::Result<()> {
         let id = &self.meta.id;
         // The length prefix is at most 10 bytes, and every chunk record is longer
         // than that (3-byte header, 16-byte first sample, 4-byte CRC).
@@ -495,6 +533,10 @@ impl Block {
         let (data, crc) = raw.split_at(len);
         if crc32fast::hash(data).to_le_bytes() != crc {
             return Err(corrupt(id, "chunk (checksum)"));
+        }
+        if is_histogram_chunk(data) {
+            return decode_histogram_chunk(data, histograms)
+                .map_err(|e| corrupt(id, &e.to_string()));
         }
         chunk::decode_into(data, out).map_err(|e| corrupt(id, &e.to_string()))
     }
@@ -518,13 +560,13 @@ mod tests {
             })
             .collect();
         writer
-            .add_series(Labels::from_pairs([("__name__", "up")]), &samples)
+            .add_series(Labels::from_pairs([("__name__", "up")]), &samples, &[])
             .unwrap();
         let (staged, _) = writer.finish("b1", 0, 300_000, 1, Vec::new()).unwrap();
         store.publish("b1", &staged).unwrap();
         let block = Block::open(store.clone(), "b1").unwrap();
         store.delete("b1").unwrap();
         assert!(!dir.path().join("b1").exists());
-        assert_eq!(block.samples(0, 0, 300_000).unwrap(), samples);
+        assert_eq!(block.data(0, 0, 300_000).unwrap().0, samples);
     }
 }

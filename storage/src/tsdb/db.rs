@@ -16,7 +16,9 @@ use tracing::{info, warn};
 
 use super::block::{Block, BlockWriter};
 use super::exemplars::{ExemplarReport, ExemplarStore};
-use super::head::{HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_wins};
+use super::head::{
+    HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_wins, merge_last_wins_by,
+};
 use super::stats::TsdbStats;
 use super::wal::{self, FsyncPolicy, Record, Wal};
 use crate::block_store::{BlockStore, LocalBlockStore};
@@ -47,6 +49,10 @@ pub struct TsdbConfig {
     /// Most exemplars kept (the oldest dropped first); 0 keeps none.
     /// Prometheus's `storage.exemplars.max_exemplars`.
     pub max_exemplars: usize,
+    /// Most buckets (both sides, or custom bounds) a native histogram
+    /// sample may have; more is refused as `too_many_buckets`. 0 means no
+    /// limit below the engine's own (65,536).
+    pub max_native_histogram_buckets: usize,
 }
 
 impl Default for TsdbConfig {
@@ -64,6 +70,7 @@ impl Default for TsdbConfig {
             max_label_name_length: 1024,
             max_label_value_length: 4096,
             max_exemplars: super::exemplars::DEFAULT_MAX_EXEMPLARS,
+            max_native_histogram_buckets: 4096,
         }
     }
 }
@@ -568,6 +575,133 @@ impl Tsdb {
         Ok(report)
     }
 
+    /// Appends native histogram samples, as [`Tsdb::append`] appends floats:
+    /// each is checked (Prometheus's validation, the bucket limit, the
+    /// series' window), logged, then stored; refused ones are counted by
+    /// reason and the rest kept.
+    pub fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendReport> {
+        let limits = self.limits();
+        let max_buckets = match self.config.max_native_histogram_buckets {
+            0 => super::histogram_chunk::MAX_CHUNK_BUCKETS,
+            n => n.min(super::histogram_chunk::MAX_CHUNK_BUCKETS),
+        };
+        let mut report = AppendReport::default();
+        let reject = |report: &mut AppendReport, reason: RejectReason, n: u64, labels: &Labels| {
+            if n == 0 {
+                return;
+            }
+            self.stats.reject(reason, n);
+            *report.rejected.entry(RejectKey::of(reason)).or_default() += n;
+            if report.first_rejection.is_none() {
+                report.first_rejection = Some(format!("{labels}: {}", reason.describe()));
+            }
+        };
+        // Validation and encoding need no lock.
+        type Checked<'b> = (&'b Labels, Vec<(&'b HistogramSample, Vec<u8>)>);
+        let mut checked: Vec<Checked<'_>> = Vec::new();
+        for series in batch {
+            let mut ok = Vec::with_capacity(series.samples.len());
+            for s in &series.samples {
+                if s.value.bucket_count() > max_buckets {
+                    reject(&mut report, RejectReason::TooManyBuckets, 1, &series.labels);
+                    continue;
+                }
+                let valid = s.value.is_stale() || s.value.validate().is_ok();
+                match wal::histogram_bytes(s.timestamp_ms, &s.value).filter(|_| valid) {
+                    Some(bytes) => ok.push((s, bytes)),
+                    None => reject(
+                        &mut report,
+                        RejectReason::InvalidHistogram,
+                        1,
+                        &series.labels,
+                    ),
+                }
+            }
+            if !ok.is_empty() {
+                checked.push((&series.labels, ok));
+            }
+        }
+        if checked.is_empty() {
+            return Ok(report);
+        }
+        let seq;
+        {
+            let mut head = self.head.write().expect("head lock");
+            let mut created = Vec::new();
+            let mut accepted: Vec<(u64, &HistogramSample, &[u8])> = Vec::new();
+            for (labels, samples) in &checked {
+                let id = match head.get_or_create(labels, &limits, &mut created) {
+                    Ok(id) => id,
+                    Err(reason) => {
+                        reject(&mut report, reason, samples.len() as u64, labels);
+                        continue;
+                    }
+                };
+                for (s, bytes) in samples {
+                    match head.check(id, s.timestamp_ms, &limits) {
+                        Ok(()) => accepted.push((id, s, bytes)),
+                        Err(reason) => reject(&mut report, reason, 1, labels),
+                    }
+                }
+            }
+            if accepted.is_empty() && created.is_empty() {
+                return Ok(report);
+            }
+            let logged = self.logged.load(Ordering::Relaxed);
+            let mut series_record = Vec::new();
+            if logged && !created.is_empty() {
+                wal::encode_series(
+                    &mut series_record,
+                    created.iter().map(|id| {
+                        let labels = &head.series(*id).expect("just created").labels;
+                        (*id, labels.iter().map(|l| (&*l.name, &*l.value)))
+                    }),
+                );
+            }
+            let mut histograms_record = Vec::new();
+            if logged && !accepted.is_empty() {
+                let refs: Vec<(u64, &[u8])> = accepted
+                    .iter()
+                    .map(|(id, _, bytes)| (*id, *bytes))
+                    .collect();
+                wal::encode_histograms(&mut histograms_record, &refs);
+            }
+            let records: Vec<&[u8]> = [&series_record[..], &histograms_record[..]]
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .collect();
+            seq = match if logged {
+                self.wal.write(&records)
+            } else {
+                Ok(0)
+            } {
+                Ok(seq) => seq,
+                Err(err) => {
+                    head.forget(&created);
+                    return Err(io_err("write the metrics WAL")(err));
+                }
+            };
+            let mut new_chunks = 0;
+            for (id, s, _) in &accepted {
+                new_chunks += head.apply_histogram(*id, s.timestamp_ms, &s.value);
+            }
+            self.stats.series_created.add(created.len() as u64);
+            let shares = &self.shares;
+            shares
+                .head_series
+                .set(&self.stats.head_series, head.series_count() as u64);
+            shares
+                .head_chunks
+                .add(&self.stats.head_chunks, new_chunks as u64);
+            report.accepted = accepted.len() as u64;
+        }
+        self.stats.histograms_appended.add(report.accepted);
+        self.wal
+            .commit(seq)
+            .map_err(io_err("fsync the metrics WAL"))?;
+        Ok(report)
+    }
+
     /// Every series matching `matchers` with its samples in `[mint, maxt]`
     /// (inclusive), sorted by labels, merged across blocks and head.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>> {
@@ -684,12 +818,12 @@ impl Tsdb {
             .into_iter()
             .map(|(labels, sources)| {
                 let blocks = blocks.clone();
-                LazySeries::new(labels, move || {
-                    let mut samples: Vec<Sample> = Vec::new();
+                LazySeries::with_histograms(labels, move || {
+                    let mut data: Data = Default::default();
                     for source in &sources {
                         let more = match *source {
                             Source::Block(b, i) => blocks[b]
-                                .samples(i, mint, maxt)
+                                .data(i, mint, maxt)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
                             // A series truncated away since it was selected has nothing left.
                             Source::Head(id) => self
@@ -697,16 +831,23 @@ impl Tsdb {
                                 .read()
                                 .expect("head lock")
                                 .series(id)
-                                .map(|s| s.samples(mint, maxt))
+                                .map(|s| {
+                                    let histograms = if s.has_histograms() {
+                                        s.histograms(mint, maxt)
+                                    } else {
+                                        Vec::new()
+                                    };
+                                    (s.samples(mint, maxt), histograms)
+                                })
                                 .unwrap_or_default(),
                         };
-                        samples = if samples.is_empty() {
+                        data = if data.0.is_empty() && data.1.is_empty() {
                             more
                         } else {
-                            merge_last_wins(samples, more)
+                            merge_data(data, more)
                         };
                     }
-                    Ok(samples)
+                    Ok(data)
                 })
             })
             .collect())
@@ -939,14 +1080,14 @@ impl Tsdb {
             .map_err(io_err("stage a block"))?;
         let mut writer = BlockWriter::new(staging).map_err(io_err("write a block"))?;
         for (labels, sid) in series {
-            let samples = {
+            let (samples, histograms) = {
                 let head = self.head.read().expect("head lock");
                 head.series(sid)
-                    .map(|s| s.samples(mint, maxt - 1))
+                    .map(|s| (s.samples(mint, maxt - 1), s.histograms(mint, maxt - 1)))
                     .unwrap_or_default()
             };
             writer
-                .add_series(labels, &samples)
+                .add_series(labels, &samples, &histograms)
                 .map_err(io_err("write a block"))?;
         }
         let (staging, meta) = writer
@@ -1041,7 +1182,7 @@ impl Tsdb {
             .map(|b| b.all_series() as SeriesIter<'_>)
             .collect();
         let mut heap: BinaryHeap<Reverse<(Labels, usize)>> = BinaryHeap::new();
-        let mut pending: Vec<Vec<Sample>> = vec![Vec::new(); sources.len()];
+        let mut pending: Vec<Data> = vec![Default::default(); sources.len()];
         for i in 0..sources.len() {
             pull(&mut sources, i, &mut heap, &mut pending)?;
         }
@@ -1057,13 +1198,13 @@ impl Tsdb {
                 pull(&mut sources, j, &mut heap, &mut pending)?;
             }
             parts.sort_by_key(|(source, _)| *source);
-            let samples = parts
+            let (samples, histograms) = parts
                 .into_iter()
-                .map(|(_, samples)| samples)
-                .reduce(merge_last_wins)
+                .map(|(_, data)| data)
+                .reduce(merge_data)
                 .unwrap_or_default();
             writer
-                .add_series(labels, &samples)
+                .add_series(labels, &samples, &histograms)
                 .map_err(io_err("write a block"))?;
         }
         let mint = group.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
@@ -1165,18 +1306,40 @@ impl Tsdb {
     }
 }
 
-type SeriesIter<'a> = Box<dyn Iterator<Item = io::Result<(Labels, Vec<Sample>)>> + 'a>;
+/// A series' float and histogram samples.
+type Data = (Vec<Sample>, Vec<HistogramSample>);
+
+type SeriesIter<'a> =
+    Box<dyn Iterator<Item = io::Result<(Labels, Vec<Sample>, Vec<HistogramSample>)>> + 'a>;
+
+/// Merges a series' data from two sources, the second winning per timestamp
+/// (over floats and histograms alike).
+fn merge_data(first: Data, second: Data) -> Data {
+    let (mut floats, mut histograms) = first;
+    if !second.0.is_empty() && !histograms.is_empty() {
+        let newer: HashSet<i64> = second.0.iter().map(|s| s.timestamp_ms).collect();
+        histograms.retain(|h| !newer.contains(&h.timestamp_ms));
+    }
+    if !second.1.is_empty() && !floats.is_empty() {
+        let newer: HashSet<i64> = second.1.iter().map(|s| s.timestamp_ms).collect();
+        floats.retain(|s| !newer.contains(&s.timestamp_ms));
+    }
+    (
+        merge_last_wins(floats, second.0),
+        merge_last_wins_by(histograms, second.1, |s| s.timestamp_ms),
+    )
+}
 
 /// Moves source `i`'s next series into `pending[i]` and the heap.
 fn pull(
     sources: &mut [SeriesIter<'_>],
     i: usize,
     heap: &mut BinaryHeap<Reverse<(Labels, usize)>>,
-    pending: &mut [Vec<Sample>],
+    pending: &mut [Data],
 ) -> Result<()> {
     if let Some(next) = sources[i].next() {
-        let (labels, samples) = next.map_err(io_err("read a block for compaction"))?;
-        pending[i] = samples;
+        let (labels, samples, histograms) = next.map_err(io_err("read a block for compaction"))?;
+        pending[i] = (samples, histograms);
         heap.push(Reverse((labels, i)));
     }
     Ok(())
@@ -1188,7 +1351,11 @@ const REPLAY_SHARDS: usize = 2;
 
 fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport, HeadInner, u64)> {
     use std::sync::mpsc::sync_channel;
-    type Work = (Vec<(u64, Labels)>, Vec<(u64, i64, f64)>);
+    type Work = (
+        Vec<(u64, Labels)>,
+        Vec<(u64, i64, f64)>,
+        Vec<(u64, HistogramSample)>,
+    );
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(REPLAY_SHARDS);
         let mut workers = Vec::with_capacity(REPLAY_SHARDS);
@@ -1198,13 +1365,16 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
             workers.push(scope.spawn(move || {
                 let mut shard = ReplayShard::default();
                 let mut applied = 0u64;
-                for (series, samples) in receive {
+                for (series, samples, histograms) in receive {
                     for (id, labels) in series {
                         shard.insert(id, labels);
                     }
-                    applied += samples.len() as u64;
+                    applied += (samples.len() + histograms.len()) as u64;
                     for (id, t, v) in samples {
                         shard.apply(id, t, v);
+                    }
+                    for (id, s) in histograms {
+                        shard.apply_histogram(id, s.timestamp_ms, &s.value);
                     }
                 }
                 (shard, applied)
@@ -1224,9 +1394,17 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
                         parts[shard_of(sample.0)].1.push(sample);
                     }
                 }
+                Record::Histograms(samples) => {
+                    for sample in samples
+                        .into_iter()
+                        .filter(|s| s.1.timestamp_ms >= min_valid_time)
+                    {
+                        parts[shard_of(sample.0)].2.push(sample);
+                    }
+                }
             }
             for (part, sender) in parts.into_iter().zip(&senders) {
-                if !part.0.is_empty() || !part.1.is_empty() {
+                if !part.0.is_empty() || !part.1.is_empty() || !part.2.is_empty() {
                     // A worker only hangs up by panicking, which join reports.
                     let _ = sender.send(part);
                 }
@@ -1251,7 +1429,8 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
 
 #[cfg(test)]
 mod tests {
-    use sextant_model::MatchOp;
+    use sextant_model::histogram::Span;
+    use sextant_model::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, MatchOp};
 
     use super::super::block::BlockMeta;
 
@@ -1446,6 +1625,272 @@ mod tests {
                 .unwrap()
                 .contains("older than the newest persisted block")
         );
+    }
+
+    fn int_histogram(schema: i32, counts: &[u64], sum: f64) -> Histogram {
+        let mut deltas = Vec::new();
+        let mut previous = 0i64;
+        for &c in counts {
+            deltas.push(c as i64 - previous);
+            previous = c as i64;
+        }
+        Histogram {
+            schema,
+            zero_threshold: if schema == -53 { 0.0 } else { 0.001 },
+            zero_count: 0,
+            count: counts.iter().sum(),
+            sum,
+            positive_spans: vec![Span {
+                offset: if schema == -53 { 0 } else { -2 },
+                length: counts.len() as u32,
+            }],
+            positive_buckets: deltas,
+            custom_values: if schema == -53 {
+                (1..counts.len()).map(|i| i as f64 * 0.25).collect()
+            } else {
+                Vec::new()
+            },
+            ..Histogram::default()
+        }
+    }
+
+    /// Ten hours a minute apart of: an integer histogram that resets at
+    /// 5 h and widens its buckets at 7 h, a float one, an NHCB one, and a
+    /// series that turns from floats to histograms at 3 h and ends in a
+    /// stale marker.
+    fn histogram_batch() -> (Vec<SeriesSamples>, Vec<SeriesHistograms>) {
+        let labels = |name: &str| Labels::from_pairs([("__name__", name), ("job", "api")]);
+        let minutes = 600i64;
+        let mut int = Vec::new();
+        let mut float = Vec::new();
+        let mut nhcb = Vec::new();
+        let mut mixed = Vec::new();
+        for m in 0..minutes {
+            let n = if m < 300 { m as u64 } else { (m - 300) as u64 };
+            let counts: Vec<u64> = if m < 420 {
+                vec![n, 2 * n, n / 3, 1]
+            } else {
+                vec![n, 2 * n, n / 3, 1, n / 7]
+            };
+            let h = int_histogram(3, &counts, n as f64 * 1.5);
+            float.push(HistogramSample {
+                timestamp_ms: m * MIN,
+                value: HistogramValue::Float(FloatHistogram {
+                    sum: h.sum * 0.1,
+                    ..h.to_float()
+                }),
+            });
+            int.push(HistogramSample {
+                timestamp_ms: m * MIN,
+                value: HistogramValue::Int(h),
+            });
+            nhcb.push(HistogramSample {
+                timestamp_ms: m * MIN,
+                value: HistogramValue::Int(int_histogram(-53, &[m as u64, 1, 3 * m as u64], 2.0)),
+            });
+            if m >= 180 {
+                let mut h = int_histogram(0, &[m as u64], m as f64);
+                if m == minutes - 1 {
+                    h.sum = sextant_model::stale_nan();
+                }
+                mixed.push(HistogramSample {
+                    timestamp_ms: m * MIN,
+                    value: HistogramValue::Int(h),
+                });
+            }
+        }
+        let floats = vec![SeriesSamples {
+            labels: labels("mixed"),
+            samples: (0..180)
+                .map(|m| Sample {
+                    timestamp_ms: m * MIN,
+                    value: m as f64,
+                })
+                .collect(),
+        }];
+        let histograms = vec![
+            SeriesHistograms {
+                labels: labels("float"),
+                samples: float,
+            },
+            SeriesHistograms {
+                labels: labels("int"),
+                samples: int,
+            },
+            SeriesHistograms {
+                labels: labels("mixed"),
+                samples: mixed,
+            },
+            SeriesHistograms {
+                labels: labels("nhcb"),
+                samples: nhcb,
+            },
+        ];
+        (floats, histograms)
+    }
+
+    /// Every series' floats and histograms, hints cleared (the chunks
+    /// decide them); the hints come back separately.
+    #[allow(clippy::type_complexity)]
+    fn all_data(
+        db: &Tsdb,
+    ) -> Vec<(
+        String,
+        Vec<Sample>,
+        Vec<HistogramSample>,
+        Vec<CounterResetHint>,
+    )> {
+        let all = Matcher::new("__name__", MatchOp::Regex, ".+").unwrap();
+        db.select_lazy(&[all], i64::MIN, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let (floats, mut histograms) = s.data().unwrap();
+                let hints = histograms
+                    .iter()
+                    .map(|h| h.value.counter_reset_hint())
+                    .collect();
+                for h in &mut histograms {
+                    match &mut h.value {
+                        HistogramValue::Int(h) => {
+                            h.counter_reset_hint = CounterResetHint::Unknown;
+                        }
+                        HistogramValue::Float(h) => {
+                            h.counter_reset_hint = CounterResetHint::Unknown;
+                        }
+                    }
+                }
+                (
+                    s.labels.metric_name().unwrap().to_owned(),
+                    floats,
+                    histograms,
+                    hints,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histograms_go_through_the_wal_blocks_and_compaction_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let (floats, histograms) = histogram_batch();
+        db.append(&floats).unwrap();
+        let report = db.append_histograms(&histograms).unwrap();
+        assert_eq!(report.accepted, 600 * 3 + 420, "{report:?}");
+        assert_eq!(report.rejected_total(), 0);
+        let expected: Vec<(String, Vec<Sample>, Vec<HistogramSample>)> = histograms
+            .iter()
+            .map(|s| {
+                let floats = floats
+                    .iter()
+                    .find(|f| f.labels == s.labels)
+                    .map(|f| f.samples.clone())
+                    .unwrap_or_default();
+                (
+                    s.labels.metric_name().unwrap().to_owned(),
+                    floats,
+                    s.samples.clone(),
+                )
+            })
+            .collect();
+        let check = |db: &Tsdb| {
+            let got = all_data(db);
+            let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+            assert_eq!(names, ["float", "int", "mixed", "nhcb"]);
+            for ((name, f, h, hints), (_, ef, eh)) in got.iter().zip(&expected) {
+                assert_eq!(f, ef, "{name} floats");
+                assert_eq!(h.len(), eh.len(), "{name} histograms");
+                for (a, b) in h.iter().zip(eh) {
+                    // A stale marker keeps only its time and sum, as in Prometheus.
+                    if b.value.is_stale() {
+                        assert!(a.value.is_stale() && a.timestamp_ms == b.timestamp_ms);
+                        continue;
+                    }
+                    assert_eq!(a, b, "{name} at {}", a.timestamp_ms);
+                }
+                if name == "int" {
+                    // The reset at 5 h starts a chunk that says so.
+                    assert_eq!(hints[300], CounterResetHint::CounterReset);
+                    assert_eq!(hints[301], CounterResetHint::NotCounterReset);
+                }
+            }
+            let mixed = &got[2];
+            assert!(mixed.2.last().unwrap().value.is_stale());
+        };
+        check(&db);
+        // From the WAL.
+        drop(db);
+        let db = open(dir.path());
+        check(&db);
+        // Cut into blocks and compacted, then reopened from the blocks.
+        db.maintain().unwrap();
+        assert!(db.stats().head_cuts.get() >= 8);
+        assert!(db.stats().compactions.get() >= 2);
+        check(&db);
+        drop(db);
+        let db = open(dir.path());
+        check(&db);
+        let check = crate::check::check_block(&db.store, &db.blocks.read().unwrap()[0].meta.id);
+        assert!(check.is_ok(), "{check:?}");
+    }
+
+    #[test]
+    fn bad_histograms_are_refused_by_reason_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(
+            dir.path(),
+            TsdbConfig {
+                max_native_histogram_buckets: 8,
+                ..config()
+            },
+            PromDuration::from_secs(30 * 24 * 3600),
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap();
+        let labels = Labels::from_pairs([("__name__", "h")]);
+        let good = int_histogram(1, &[1, 2, 3], 1.0);
+        let wide = int_histogram(1, &[1; 9], 1.0);
+        let mut wrong_count = good.clone();
+        wrong_count.count += 1;
+        let sample = |t: i64, h: &Histogram| HistogramSample {
+            timestamp_ms: t,
+            value: HistogramValue::Int(h.clone()),
+        };
+        let report = db
+            .append_histograms(&[SeriesHistograms {
+                labels,
+                samples: vec![
+                    sample(MIN, &good),
+                    sample(2 * MIN, &wide),
+                    sample(3 * MIN, &wrong_count),
+                    sample(4 * MIN, &good),
+                ],
+            }])
+            .unwrap();
+        assert_eq!(report.accepted, 2);
+        assert_eq!(
+            report
+                .rejected
+                .get(&RejectKey::of(RejectReason::TooManyBuckets)),
+            Some(&1)
+        );
+        assert_eq!(
+            report
+                .rejected
+                .get(&RejectKey::of(RejectReason::InvalidHistogram)),
+            Some(&1)
+        );
+        assert!(
+            report
+                .first_rejection
+                .unwrap()
+                .contains("max_native_histogram_buckets"),
+        );
+        assert_eq!(db.stats().rejected_too_many_buckets.get(), 1);
+        assert_eq!(db.stats().rejected_invalid_histogram.get(), 1);
+        let got = all_data(&db);
+        assert_eq!(got[0].2.len(), 2);
     }
 
     #[test]

@@ -8,9 +8,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use sextant_model::{Label, Labels, Matcher, Sample};
+use sextant_model::histogram::CounterResetHint;
+use sextant_model::{HistogramSample, HistogramValue, Label, Labels, Matcher, Sample};
 
 use super::chunk::{self, ChunkEncoder, SAMPLES_PER_CHUNK};
+use super::histogram_chunk::{
+    AppendOutcome, CutReason, FloatHistogramChunkEncoder, HistogramChunkEncoder,
+};
 
 /// A sealed chunk of one series.
 #[derive(Debug, Clone)]
@@ -27,19 +31,153 @@ pub(crate) struct MemSeries {
     open: ChunkEncoder,
     /// Out-of-order samples and overwrites; they win over chunk samples.
     extra: BTreeMap<i64, f64>,
-    /// The newest timestamp held, or `i64::MIN`.
+    /// The newest timestamp held (of floats and histograms), or `i64::MIN`.
     max_t: i64,
+    /// Native histogram samples, for a series that has had any.
+    hist: Option<Box<HistPart>>,
 }
 
-impl MemSeries {
-    fn new(labels: Labels) -> Self {
-        Self {
-            labels,
-            sealed: Vec::new(),
-            open: ChunkEncoder::default(),
-            extra: BTreeMap::new(),
-            max_t: i64::MIN,
+/// A series' native histogram samples: sealed chunks (encoding byte
+/// [`super::histogram_chunk::HISTOGRAM`] or `FLOAT_HISTOGRAM` first), the
+/// open one, and late samples and overwrites that win on read, as for floats.
+#[derive(Debug, Default)]
+pub(crate) struct HistPart {
+    sealed: Vec<SealedChunk>,
+    open: OpenHistogramChunk,
+    extra: BTreeMap<i64, HistogramValue>,
+}
+
+/// The chunk a series appends histograms to: integer and float histograms
+/// go into chunks of their own kind, so a change of kind cuts.
+#[derive(Debug, Default)]
+pub(crate) enum OpenHistogramChunk {
+    #[default]
+    Empty,
+    Int(HistogramChunkEncoder),
+    Float(FloatHistogramChunkEncoder),
+}
+
+impl OpenHistogramChunk {
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Int(e) => e.len(),
+            Self::Float(e) => e.len(),
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn min_time(&self) -> i64 {
+        match self {
+            Self::Empty => i64::MAX,
+            Self::Int(e) => e.min_time(),
+            Self::Float(e) => e.min_time(),
+        }
+    }
+
+    fn max_time(&self) -> i64 {
+        match self {
+            Self::Empty => i64::MIN,
+            Self::Int(e) => e.max_time(),
+            Self::Float(e) => e.max_time(),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Empty => Vec::new(),
+            Self::Int(e) => e.bytes(),
+            Self::Float(e) => e.bytes(),
+        }
+    }
+
+    fn seal(&self) -> Option<SealedChunk> {
+        (!self.is_empty()).then(|| SealedChunk {
+            min_t: self.min_time(),
+            max_t: self.max_time(),
+            data: self.bytes().into_boxed_slice(),
+        })
+    }
+
+    /// Appends in order. `Ok(false)` (and nothing written) when the sample
+    /// needs a new chunk, with the hint that chunk's first sample gets.
+    fn append(&mut self, t: i64, v: &HistogramValue) -> Result<Option<CutReason>, ()> {
+        let outcome = match (&mut *self, v) {
+            (Self::Int(e), HistogramValue::Int(h)) => e.append(t, h),
+            (Self::Float(e), HistogramValue::Float(h)) => e.append(t, h),
+            (Self::Empty, HistogramValue::Int(h)) => {
+                let mut e = HistogramChunkEncoder::default();
+                let outcome = e.append(t, h);
+                *self = Self::Int(e);
+                outcome
+            }
+            (Self::Empty, HistogramValue::Float(h)) => {
+                let mut e = FloatHistogramChunkEncoder::default();
+                let outcome = e.append(t, h);
+                *self = Self::Float(e);
+                outcome
+            }
+            _ => return Ok(Some(CutReason::LayoutChanged)),
+        };
+        match outcome {
+            Ok(AppendOutcome::Appended) => Ok(None),
+            Ok(AppendOutcome::NewChunkNeeded { reason }) => Ok(Some(reason)),
+            Err(_) => Err(()),
+        }
+    }
+}
+
+/// Decodes a histogram chunk by its encoding byte into `out`.
+pub(crate) fn decode_histogram_chunk(
+    data: &[u8],
+    out: &mut Vec<HistogramSample>,
+) -> Result<(), chunk::CorruptChunk> {
+    use super::histogram_chunk::{
+        FLOAT_HISTOGRAM, HISTOGRAM, decode_float_histograms, decode_histograms,
+    };
+    match data.first() {
+        Some(&HISTOGRAM) => {
+            out.extend(
+                decode_histograms(data)?
+                    .into_iter()
+                    .map(|(t, h)| HistogramSample {
+                        timestamp_ms: t,
+                        value: HistogramValue::Int(h),
+                    }),
+            );
+        }
+        Some(&FLOAT_HISTOGRAM) => {
+            out.extend(
+                decode_float_histograms(data)?
+                    .into_iter()
+                    .map(|(t, h)| HistogramSample {
+                        timestamp_ms: t,
+                        value: HistogramValue::Float(h),
+                    }),
+            );
+        }
+        _ => return Err(chunk::CorruptChunk("not a histogram chunk")),
+    }
+    Ok(())
+}
+
+/// Whether a chunk's encoding byte is a histogram encoding.
+pub(crate) fn is_histogram_chunk(data: &[u8]) -> bool {
+    matches!(
+        data.first(),
+        Some(&super::histogram_chunk::HISTOGRAM | &super::histogram_chunk::FLOAT_HISTOGRAM)
+    )
+}
+
+/// Native histogram samples a chunk holds at most: as for floats.
+const HISTOGRAMS_PER_CHUNK: usize = SAMPLES_PER_CHUNK;
+
+impl HistPart {
+    fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.open.is_empty() && self.extra.is_empty()
     }
 
     fn min_time(&self) -> Option<i64> {
@@ -55,17 +193,239 @@ impl MemSeries {
         }
     }
 
+    fn chunk_count(&self) -> usize {
+        self.sealed.len() + usize::from(!self.open.is_empty())
+    }
+
+    /// Appends after everything held, cutting at `per_chunk` samples;
+    /// returns whether a chunk was sealed.
+    fn append_in_order(&mut self, t: i64, v: &HistogramValue, per_chunk: usize) -> bool {
+        let mut sealed = false;
+        if self.open.len() >= per_chunk {
+            self.cut();
+            sealed = true;
+        }
+        match self.open.append(t, v) {
+            Ok(None) => return sealed,
+            Ok(Some(reason)) => {
+                sealed |= !self.open.is_empty();
+                self.cut();
+                // The new chunk's first sample says why, as Prometheus's head does.
+                let mut v = v.clone();
+                if reason == CutReason::CounterReset
+                    && v.counter_reset_hint() == CounterResetHint::Unknown
+                {
+                    set_hint(&mut v, CounterResetHint::CounterReset);
+                }
+                if self.open.append(t, &v) == Ok(None) {
+                    return sealed;
+                }
+            }
+            Err(()) => {}
+        }
+        // Validated samples always fit an empty chunk; keep anything else
+        // beside the chunks rather than lose it.
+        self.extra.insert(t, v.clone());
+        sealed
+    }
+
+    fn cut(&mut self) {
+        if let Some(chunk) = self.open.seal() {
+            self.sealed.push(chunk);
+        }
+        self.open = OpenHistogramChunk::Empty;
+    }
+
+    /// Samples with `mint <= t <= maxt`, sorted, overwrites applied.
+    fn samples(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        let mut out = Vec::new();
+        for c in self
+            .sealed
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+        {
+            decode_histogram_chunk(&c.data, &mut out).expect("head chunk decodes");
+        }
+        if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
+            decode_histogram_chunk(&self.open.bytes(), &mut out).expect("head chunk decodes");
+        }
+        out.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
+        let extra: Vec<HistogramSample> = self
+            .extra
+            .range(mint..=maxt)
+            .map(|(&t, v)| HistogramSample {
+                timestamp_ms: t,
+                value: v.clone(),
+            })
+            .collect();
+        merge_last_wins_by(out, extra, |s| s.timestamp_ms)
+    }
+
+    /// Drops everything before `t`; returns chunks removed.
+    fn truncate_before(&mut self, t: i64) -> usize {
+        let before = self.chunk_count();
+        let mut keep: Vec<HistogramSample> = Vec::new();
+        let mut sealed = Vec::new();
+        for c in self.sealed.drain(..) {
+            if c.min_t >= t {
+                sealed.push(c);
+            } else if c.max_t >= t {
+                decode_histogram_chunk(&c.data, &mut keep).expect("head chunk decodes");
+            }
+        }
+        keep.retain(|s| s.timestamp_ms >= t);
+        let mut open_rest = Vec::new();
+        if !self.open.is_empty() && self.open.min_time() < t {
+            decode_histogram_chunk(&self.open.bytes(), &mut open_rest).expect("head chunk decodes");
+            open_rest.retain(|s| s.timestamp_ms >= t);
+            self.open = OpenHistogramChunk::Empty;
+        }
+        // Re-encode the straddling remainder ahead of the chunks that stay whole.
+        let mut rebuilt = HistPart::default();
+        for s in keep {
+            rebuilt.append_in_order(s.timestamp_ms, &s.value, HISTOGRAMS_PER_CHUNK);
+        }
+        rebuilt.cut();
+        let mut chunks = rebuilt.sealed;
+        chunks.extend(sealed);
+        self.sealed = chunks;
+        let open = std::mem::take(&mut self.open);
+        if open.is_empty() {
+            for s in open_rest {
+                self.append_in_order(s.timestamp_ms, &s.value, HISTOGRAMS_PER_CHUNK);
+            }
+        } else {
+            self.open = open;
+        }
+        self.extra.extend(rebuilt.extra);
+        self.extra = self.extra.split_off(&t);
+        before.saturating_sub(self.chunk_count())
+    }
+
+    fn has_samples_in(&self, mint: i64, maxt: i64) -> bool {
+        self.sealed
+            .iter()
+            .any(|c| c.max_t >= mint && c.min_t <= maxt)
+            || (!self.open.is_empty()
+                && self.open.max_time() >= mint
+                && self.open.min_time() <= maxt)
+            || self.extra.range(mint..=maxt).next().is_some()
+    }
+}
+
+/// Encodes histogram samples (sorted, unique timestamps) into chunks of at
+/// most `per_chunk` samples, cut where the encoding needs (layout changes,
+/// counter resets, integer and float kinds): what a block writes.
+pub(crate) fn encode_histogram_chunks(
+    samples: &[HistogramSample],
+    per_chunk: usize,
+) -> Vec<SealedChunk> {
+    let mut part = HistPart::default();
+    for s in samples {
+        part.append_in_order(s.timestamp_ms, &s.value, per_chunk);
+    }
+    part.cut();
+    // A sample no chunk could take (never, once validated) gets its own.
+    for (t, v) in std::mem::take(&mut part.extra) {
+        if let Some(bytes) = super::wal::histogram_bytes(t, &v) {
+            part.sealed.push(SealedChunk {
+                min_t: t,
+                max_t: t,
+                data: bytes.into_boxed_slice(),
+            });
+        }
+    }
+    part.sealed
+}
+
+fn set_hint(v: &mut HistogramValue, hint: CounterResetHint) {
+    match v {
+        HistogramValue::Int(h) => h.counter_reset_hint = hint,
+        HistogramValue::Float(h) => h.counter_reset_hint = hint,
+    }
+}
+
+impl MemSeries {
+    fn new(labels: Labels) -> Self {
+        Self {
+            labels,
+            sealed: Vec::new(),
+            open: ChunkEncoder::default(),
+            extra: BTreeMap::new(),
+            max_t: i64::MIN,
+            hist: None,
+        }
+    }
+
+    fn min_time(&self) -> Option<i64> {
+        let floats = self.float_min_time();
+        match (floats, self.hist.as_ref().and_then(|h| h.min_time())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The newest timestamp held, out-of-order samples included.
+    fn newest(&self) -> i64 {
+        let hist_extra = self
+            .hist
+            .as_ref()
+            .and_then(|h| h.extra.keys().next_back().copied());
+        self.max_t
+            .max(self.extra.keys().next_back().copied().unwrap_or(i64::MIN))
+            .max(hist_extra.unwrap_or(i64::MIN))
+    }
+
+    fn float_min_time(&self) -> Option<i64> {
+        let chunk_min = self
+            .sealed
+            .first()
+            .map(|c| c.min_t)
+            .or_else(|| (!self.open.is_empty()).then(|| self.open.min_time()));
+        let extra_min = self.extra.keys().next().copied();
+        match (chunk_min, extra_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Whether any sample may lie in `[mint, maxt]` (cheap: chunk bounds only).
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
-        self.min_time().is_some_and(|min| min <= maxt)
-            && self
-                .max_t
-                .max(self.extra.keys().next_back().copied().unwrap_or(i64::MIN))
-                >= mint
+        self.min_time().is_some_and(|min| min <= maxt) && self.newest() >= mint
     }
 
     fn is_empty(&self) -> bool {
-        self.sealed.is_empty() && self.open.is_empty() && self.extra.is_empty()
+        self.sealed.is_empty()
+            && self.open.is_empty()
+            && self.extra.is_empty()
+            && self.hist.as_ref().is_none_or(|h| h.is_empty())
+    }
+
+    /// Whether the series has ever held native histograms (still in the head).
+    pub fn has_histograms(&self) -> bool {
+        self.hist.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    /// Stores a histogram sample: in order onto the open histogram chunk,
+    /// otherwise as a late sample or overwrite. Returns whether a chunk was sealed.
+    fn apply_histogram(&mut self, t: i64, v: &HistogramValue) -> bool {
+        let in_order = self.is_empty() || t > self.max_t;
+        let hist = self.hist.get_or_insert_with(Box::default);
+        if in_order {
+            self.max_t = t;
+            hist.append_in_order(t, v, HISTOGRAMS_PER_CHUNK)
+        } else {
+            hist.extra.insert(t, v.clone());
+            false
+        }
+    }
+
+    /// Histogram samples with `mint <= t <= maxt`, sorted, overwrites applied.
+    pub fn histograms(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+        self.hist
+            .as_ref()
+            .map(|h| h.samples(mint, maxt))
+            .unwrap_or_default()
     }
 
     /// Appends in order; returns whether a chunk was sealed.
@@ -156,11 +516,23 @@ impl MemSeries {
         self.sealed = rebuilt;
         self.extra = self.extra.split_off(&t);
         let after = self.sealed.len() + usize::from(!self.open.is_empty());
-        before.saturating_sub(after)
+        let hist_removed = match &mut self.hist {
+            Some(h) => {
+                let removed = h.truncate_before(t);
+                if h.is_empty() {
+                    self.hist = None;
+                }
+                removed
+            }
+            None => 0,
+        };
+        before.saturating_sub(after) + hist_removed
     }
 
     fn chunk_count(&self) -> usize {
-        self.sealed.len() + usize::from(!self.open.is_empty())
+        self.sealed.len()
+            + usize::from(!self.open.is_empty())
+            + self.hist.as_ref().map_or(0, |h| h.chunk_count())
     }
 
     /// Whether any sample lies in `[mint, maxt]` (by chunk ranges: cheap, may
@@ -173,6 +545,10 @@ impl MemSeries {
                 && self.open.max_time() >= mint
                 && self.open.min_time() <= maxt)
             || self.extra.range(mint..=maxt).next().is_some()
+            || self
+                .hist
+                .as_ref()
+                .is_some_and(|h| h.has_samples_in(mint, maxt))
     }
 }
 
@@ -188,6 +564,15 @@ fn seal(encoder: &ChunkEncoder) -> SealedChunk {
 
 /// Merges two sorted runs; on equal timestamps the second run's sample wins.
 pub(crate) fn merge_last_wins(first: Vec<Sample>, second: Vec<Sample>) -> Vec<Sample> {
+    merge_last_wins_by(first, second, |s| s.timestamp_ms)
+}
+
+/// Merges two runs sorted by `time`; on equal times the second run's item wins.
+pub(crate) fn merge_last_wins_by<T>(
+    first: Vec<T>,
+    second: Vec<T>,
+    time: impl Fn(&T) -> i64,
+) -> Vec<T> {
     if second.is_empty() {
         return first;
     }
@@ -199,10 +584,10 @@ pub(crate) fn merge_last_wins(first: Vec<Sample>, second: Vec<Sample>) -> Vec<Sa
     loop {
         match (a.peek(), b.peek()) {
             (Some(x), Some(y)) => {
-                if x.timestamp_ms < y.timestamp_ms {
+                if time(x) < time(y) {
                     out.push(a.next().expect("peeked"));
                 } else {
-                    if x.timestamp_ms == y.timestamp_ms {
+                    if time(x) == time(y) {
                         a.next();
                     }
                     out.push(b.next().expect("peeked"));
@@ -233,6 +618,13 @@ impl ReplayShard {
     pub fn apply(&mut self, id: u64, t: i64, v: f64) {
         if let Some(series) = self.series.get_mut(&id) {
             series.apply(t, v);
+        }
+    }
+
+    /// Stores a replayed histogram sample; those of unknown series are dropped.
+    pub fn apply_histogram(&mut self, id: u64, t: i64, v: &HistogramValue) {
+        if let Some(series) = self.series.get_mut(&id) {
+            series.apply_histogram(t, v);
         }
     }
 }
@@ -501,6 +893,14 @@ impl HeadInner {
             .map_or(0, |series| usize::from(series.apply(t, v)))
     }
 
+    /// Stores a histogram sample already checked (or replayed). Returns
+    /// sealed-chunk count (0 or 1).
+    pub fn apply_histogram(&mut self, id: u64, t: i64, v: &HistogramValue) -> usize {
+        self.series
+            .get_mut(&id)
+            .map_or(0, |series| usize::from(series.apply_histogram(t, v)))
+    }
+
     /// Builds a head from series replayed elsewhere (in parallel shards):
     /// interns their labels and indexes them.
     pub fn from_replayed(min_valid_time: i64, shards: Vec<ReplayShard>) -> Self {
@@ -633,9 +1033,7 @@ impl HeadInner {
         let mut range: Option<(i64, i64)> = None;
         for s in self.series.values() {
             let Some(min) = s.min_time() else { continue };
-            let max = s
-                .max_t
-                .max(s.extra.keys().next_back().copied().unwrap_or(i64::MIN));
+            let max = s.newest();
             range = Some(match range {
                 None => (min, max),
                 Some((a, b)) => (a.min(min), b.max(max)),

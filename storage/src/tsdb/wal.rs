@@ -23,6 +23,7 @@ use tracing::{debug, warn};
 
 use super::bits::{ByteReader, put_str, put_uvarint, put_varint};
 use super::stats::TsdbStats;
+use sextant_model::{HistogramSample, HistogramValue};
 
 /// When the log is flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -44,6 +45,7 @@ const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
 
 const RECORD_SERIES: u8 = 1;
 const RECORD_SAMPLES: u8 = 2;
+const RECORD_HISTOGRAMS: u8 = 3;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +54,61 @@ pub enum Record {
     Series(Vec<(u64, Vec<(String, String)>)>),
     /// Samples: series id, timestamp (ms), value.
     Samples(Vec<(u64, i64, f64)>),
+    /// Native histogram samples: series id and sample.
+    Histograms(Vec<(u64, HistogramSample)>),
+}
+
+/// One histogram sample as the WAL keeps it: a chunk of that one sample
+/// (timestamp, counter reset hint, layout and counts), `None` when the
+/// histogram cannot be encoded (spans that do not match its buckets).
+pub fn histogram_bytes(t: i64, value: &HistogramValue) -> Option<Vec<u8>> {
+    use super::histogram_chunk::{
+        AppendOutcome, FloatHistogramChunkEncoder, HistogramChunkEncoder,
+    };
+    match value {
+        HistogramValue::Int(h) => {
+            let mut e = HistogramChunkEncoder::default();
+            (e.append(t, h) == Ok(AppendOutcome::Appended)).then(|| e.bytes())
+        }
+        HistogramValue::Float(h) => {
+            let mut e = FloatHistogramChunkEncoder::default();
+            (e.append(t, h) == Ok(AppendOutcome::Appended)).then(|| e.bytes())
+        }
+    }
+}
+
+/// Encodes a histograms record: the count, then each sample as series id
+/// and its one-sample chunk ([`histogram_bytes`]), length first.
+pub fn encode_histograms(out: &mut Vec<u8>, samples: &[(u64, &[u8])]) {
+    out.push(RECORD_HISTOGRAMS);
+    put_uvarint(out, samples.len() as u64);
+    for &(id, bytes) in samples {
+        put_uvarint(out, id);
+        put_uvarint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+}
+
+fn decode_histograms(body: &[u8]) -> Option<Vec<(u64, HistogramSample)>> {
+    let mut reader = ByteReader::new(body);
+    let count = reader.len()?;
+    // Each sample takes at least 6 bytes: a count beyond that is corruption.
+    if count > reader.remaining() / 6 {
+        return None;
+    }
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = reader.uvarint()?;
+        let len = reader.len()?;
+        let bytes = reader.take(len)?;
+        let mut one = Vec::with_capacity(1);
+        super::head::decode_histogram_chunk(bytes, &mut one).ok()?;
+        if one.len() != 1 {
+            return None;
+        }
+        samples.push((id, one.pop()?));
+    }
+    (reader.remaining() == 0).then_some(samples)
 }
 
 /// Encodes a series record.
@@ -120,6 +177,7 @@ pub fn decode(payload: &[u8]) -> Option<Record> {
             }
             (reader.remaining() == 0).then_some(Record::Samples(samples))
         }
+        RECORD_HISTOGRAMS => decode_histograms(body).map(Record::Histograms),
         _ => None,
     }
 }
@@ -575,6 +633,20 @@ impl Wal {
                             .collect();
                         if !samples.is_empty() {
                             encode_samples(&mut kept, &samples);
+                        }
+                    }
+                    Some(Record::Histograms(samples)) => {
+                        let samples: Vec<(u64, Vec<u8>)> = samples
+                            .into_iter()
+                            .filter(|(id, s)| s.timestamp_ms >= min_time && keep_series(*id))
+                            .filter_map(|(id, s)| {
+                                Some((id, histogram_bytes(s.timestamp_ms, &s.value)?))
+                            })
+                            .collect();
+                        if !samples.is_empty() {
+                            let refs: Vec<(u64, &[u8])> =
+                                samples.iter().map(|(id, b)| (*id, &b[..])).collect();
+                            encode_histograms(&mut kept, &refs);
                         }
                     }
                     None => {}
