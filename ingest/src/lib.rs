@@ -16,6 +16,7 @@ pub mod logstash;
 pub mod loki;
 pub mod net;
 pub mod otlp;
+pub mod prom_proto;
 pub mod prom_text;
 pub mod remote_write;
 pub mod scrape;

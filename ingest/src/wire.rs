@@ -146,6 +146,40 @@ pub(crate) fn zigzag32(v: u64) -> i32 {
     ((v >> 1) as i32) ^ -((v & 1) as i32)
 }
 
+/// Splits varint-length-delimited messages off the front of `buf` (the
+/// protobuf exposition format's framing): the next message, or `None` at
+/// the end.
+pub(crate) fn next_delimited<'a>(buf: &mut &'a [u8]) -> Result<Option<&'a [u8]>, &'static str> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut reader = Fields::new(buf);
+    let n = usize::try_from(reader.varint()?).map_err(|_| "a length over the address space")?;
+    let message = reader.take(n)?;
+    *buf = &buf[reader.pos..];
+    Ok(Some(message))
+}
+
+/// A `BucketSpan` (`sint32 offset = 1`, `uint32 length = 2`), which
+/// remote write and the exposition format share.
+pub(crate) fn span(raw: &[u8]) -> Result<sextant_model::histogram::Span, String> {
+    let mut span = sextant_model::histogram::Span::default();
+    let mut fields = Fields::new(raw);
+    while let Some((field, value)) = fields.next()? {
+        match (field, value) {
+            (1, Value::Varint(v)) => span.offset = zigzag32(v),
+            (2, Value::Varint(v)) => span.length = v as u32,
+            (1 | 2, _) => {
+                return Err(format!(
+                    "field {field} of BucketSpan has the wrong wire type"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(span)
+}
+
 pub(crate) fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("{what} is not UTF-8: {e}"))
 }

@@ -145,7 +145,13 @@ pub struct GlobalConfig {
     #[serde(rename = "scrape_timeout")]
     pub scrape_timeout_written: Option<PromDuration>,
     /// Default scrape protocols.
-    pub scrape_protocols: Option<Vec<String>>,
+    pub scrape_protocols: Option<Vec<sextant_ingest::scrape::ScrapeProtocol>>,
+    /// Whether jobs read native histograms by default (Prometheus 3.8's key; false).
+    pub scrape_native_histograms: Option<bool>,
+    /// Jobs' default for `always_scrape_classic_histograms`.
+    pub always_scrape_classic_histograms: bool,
+    /// Jobs' default for `convert_classic_histograms_to_nhcb`.
+    pub convert_classic_histograms_to_nhcb: bool,
     /// Default rule group interval.
     pub evaluation_interval: PromDuration,
     /// Default rule query offset.
@@ -168,6 +174,9 @@ impl Default for GlobalConfig {
             scrape_interval: PromDuration::from_secs(60),
             scrape_timeout_written: None,
             scrape_protocols: None,
+            scrape_native_histograms: None,
+            always_scrape_classic_histograms: false,
+            convert_classic_histograms_to_nhcb: false,
             evaluation_interval: PromDuration::from_secs(60),
             rule_query_offset: None,
             external_labels: BTreeMap::new(),
@@ -182,6 +191,16 @@ impl Default for GlobalConfig {
 }
 
 impl GlobalConfig {
+    /// What jobs take from here when they do not say.
+    pub fn scrape_defaults(&self) -> sextant_ingest::scrape::ScrapeDefaults {
+        sextant_ingest::scrape::ScrapeDefaults {
+            scrape_protocols: self.scrape_protocols.clone(),
+            scrape_native_histograms: self.scrape_native_histograms,
+            always_scrape_classic_histograms: self.always_scrape_classic_histograms,
+            convert_classic_histograms_to_nhcb: self.convert_classic_histograms_to_nhcb,
+        }
+    }
+
     /// The default scrape timeout: as written, else Prometheus's 10 s capped at
     /// the scrape interval.
     pub fn scrape_timeout(&self) -> PromDuration {
@@ -459,7 +478,14 @@ fn check_scrape_timeouts(file: &ConfigFile) -> Result<(), String> {
             global.scrape_interval
         ));
     }
+    let protocols = |list: &Option<Vec<sextant_ingest::scrape::ScrapeProtocol>>| {
+        list.as_deref()
+            .map_or(Ok(()), sextant_ingest::scrape::check_scrape_protocols)
+    };
+    protocols(&global.scrape_protocols).map_err(|e| format!("global: {e}"))?;
     for job in &file.scrape_configs {
+        protocols(&job.scrape_protocols)
+            .map_err(|e| format!("scrape job {:?}: {e}", job.job_name))?;
         let interval = job.scrape_interval.unwrap_or(global.scrape_interval);
         // As in Prometheus, a job without its own timeout takes the smaller of
         // the global timeout and its own interval.

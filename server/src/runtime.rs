@@ -180,12 +180,12 @@ async fn apply_scrape(manager: &Arc<ScrapeManager>, config: &LoadedConfig) {
     let global = &config.file.global;
     let interval: Duration = global.scrape_interval.as_std();
     let timeout: Duration = global.scrape_timeout().as_std();
+    let defaults = global.scrape_defaults();
+    let mut jobs = config.file.scrape_configs.clone();
+    for job in &mut jobs {
+        job.inherit(&defaults);
+    }
     manager
-        .apply(
-            &config.file.scrape_configs,
-            interval,
-            timeout,
-            config.base_dir(),
-        )
+        .apply(&jobs, interval, timeout, config.base_dir())
         .await;
 }

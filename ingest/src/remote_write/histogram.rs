@@ -14,7 +14,7 @@ use sextant_model::histogram::{
     Side, Span,
 };
 
-use crate::wire::{Fields, Value, push_doubles, push_sint64s, zigzag32};
+use crate::wire::{Fields, Value, push_doubles, push_sint64s, span, zigzag32};
 
 /// What a histogram message says, before it is checked.
 #[derive(Debug, Default)]
@@ -60,10 +60,10 @@ pub(super) fn parse(raw: &[u8]) -> Result<Result<HistogramSample, String>, Strin
             (7, Value::Fixed64(bits)) => {
                 (h.zero_count_int, h.zero_count_float) = (0, f64::from_bits(bits));
             }
-            (8, Value::Bytes(span)) => h.negative_spans.push(parse_span(span)?),
+            (8, Value::Bytes(raw_span)) => h.negative_spans.push(span(raw_span)?),
             (9, value) => push_sint64s(value, &mut h.negative_deltas)?,
             (10, value) => push_doubles(value, &mut h.negative_counts)?,
-            (11, Value::Bytes(span)) => h.positive_spans.push(parse_span(span)?),
+            (11, Value::Bytes(raw_span)) => h.positive_spans.push(span(raw_span)?),
             (12, value) => push_sint64s(value, &mut h.positive_deltas)?,
             (13, value) => push_doubles(value, &mut h.positive_counts)?,
             (14, Value::Varint(v)) => h.reset_hint = v as i32,
@@ -76,25 +76,6 @@ pub(super) fn parse(raw: &[u8]) -> Result<Result<HistogramSample, String>, Strin
         }
     }
     Ok(h.into_sample())
-}
-
-/// A `BucketSpan`: `sint32 offset = 1`, `uint32 length = 2`.
-fn parse_span(raw: &[u8]) -> Result<Span, String> {
-    let mut span = Span::default();
-    let mut fields = Fields::new(raw);
-    while let Some((field, value)) = fields.next()? {
-        match (field, value) {
-            (1, Value::Varint(v)) => span.offset = zigzag32(v),
-            (2, Value::Varint(v)) => span.length = v as u32,
-            (1 | 2, _) => {
-                return Err(format!(
-                    "field {field} of BucketSpan has the wrong wire type"
-                ));
-            }
-            _ => {}
-        }
-    }
-    Ok(span)
 }
 
 /// The counter reset hint of `ResetHint` (an unknown value reads as unknown).

@@ -22,8 +22,29 @@ pub struct ScrapeConfig {
     pub scrape_interval: Option<PromDuration>,
     /// How long a scrape may take; `global.scrape_timeout` when absent.
     pub scrape_timeout: Option<PromDuration>,
-    /// Protocols to negotiate, most preferred first (e.g. `OpenMetricsText1.0.0`).
-    pub scrape_protocols: Option<Vec<String>>,
+    /// Protocols to negotiate, most preferred first (e.g. `OpenMetricsText1.0.0`);
+    /// `global.scrape_protocols` when absent, else Prometheus's defaults
+    /// (`PrometheusProto` first when native histograms are scraped).
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    /// Whether to read native histograms (protobuf exposition only);
+    /// `global.scrape_native_histograms` when absent, else false, as in Prometheus.
+    pub scrape_native_histograms: Option<bool>,
+    /// Whether to also keep the classic series of a histogram read as a
+    /// native one; `global.always_scrape_classic_histograms` when absent.
+    pub always_scrape_classic_histograms: Option<bool>,
+    /// Whether to read classic histograms as native histograms with custom
+    /// buckets; `global.convert_classic_histograms_to_nhcb` when absent.
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
+    /// A native histogram with more buckets is brought to a lower
+    /// resolution until it has no more; one that cannot be fails the
+    /// scrape, as in Prometheus. 0 means no limit.
+    #[serde(default)]
+    pub native_histogram_bucket_limit: u64,
+    /// A native histogram whose bucket growth factor is below this is
+    /// brought to a lower resolution until it is not. 0 (or up to 1) means
+    /// no limit.
+    #[serde(default)]
+    pub native_histogram_min_bucket_factor: f64,
     /// The HTTP path to scrape.
     #[serde(default = "default_metrics_path")]
     pub metrics_path: String,
@@ -107,7 +128,138 @@ pub struct ScrapeConfig {
     _http: Option<UnsupportedDiscovery>,
 }
 
+/// A format to ask targets for, as `scrape_protocols` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ScrapeProtocol {
+    /// The protobuf exposition (the only one with native histograms).
+    PrometheusProto,
+    #[serde(rename = "PrometheusText0.0.4")]
+    PrometheusText0_0_4,
+    #[serde(rename = "PrometheusText1.0.0")]
+    PrometheusText1_0_0,
+    #[serde(rename = "OpenMetricsText0.0.1")]
+    OpenMetricsText0_0_1,
+    #[serde(rename = "OpenMetricsText1.0.0")]
+    OpenMetricsText1_0_0,
+}
+
+impl ScrapeProtocol {
+    /// Prometheus's default order.
+    pub const DEFAULT: [ScrapeProtocol; 4] = [
+        Self::OpenMetricsText1_0_0,
+        Self::OpenMetricsText0_0_1,
+        Self::PrometheusText1_0_0,
+        Self::PrometheusText0_0_4,
+    ];
+    /// Prometheus's order when native histograms are scraped.
+    pub const PROTO_FIRST: [ScrapeProtocol; 5] = [
+        Self::PrometheusProto,
+        Self::OpenMetricsText1_0_0,
+        Self::OpenMetricsText0_0_1,
+        Self::PrometheusText1_0_0,
+        Self::PrometheusText0_0_4,
+    ];
+
+    /// The media type asked for.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::PrometheusProto => crate::prom_proto::CONTENT_TYPE,
+            Self::PrometheusText0_0_4 => "text/plain;version=0.0.4",
+            Self::PrometheusText1_0_0 => "text/plain;version=1.0.0",
+            Self::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
+            Self::OpenMetricsText1_0_0 => "application/openmetrics-text;version=1.0.0",
+        }
+    }
+
+    /// The name in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PrometheusProto => "PrometheusProto",
+            Self::PrometheusText0_0_4 => "PrometheusText0.0.4",
+            Self::PrometheusText1_0_0 => "PrometheusText1.0.0",
+            Self::OpenMetricsText0_0_1 => "OpenMetricsText0.0.1",
+            Self::OpenMetricsText1_0_0 => "OpenMetricsText1.0.0",
+        }
+    }
+}
+
+/// Why a `scrape_protocols` list is refused (as Prometheus refuses it).
+pub fn check_scrape_protocols(protocols: &[ScrapeProtocol]) -> Result<(), String> {
+    if protocols.is_empty() {
+        return Err("scrape_protocols cannot be empty".to_owned());
+    }
+    for (i, p) in protocols.iter().enumerate() {
+        if protocols[..i].contains(p) {
+            return Err(format!(
+                "duplicated protocol in scrape_protocols: {}",
+                p.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What `global` lends the jobs that do not say (Prometheus's global keys).
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeDefaults {
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    pub scrape_native_histograms: Option<bool>,
+    pub always_scrape_classic_histograms: bool,
+    pub convert_classic_histograms_to_nhcb: bool,
+}
+
 impl ScrapeConfig {
+    /// Fills what the job leaves to `global`, as Prometheus does.
+    pub fn inherit(&mut self, global: &ScrapeDefaults) {
+        if self.scrape_native_histograms.is_none() {
+            self.scrape_native_histograms = global.scrape_native_histograms;
+        }
+        if self.scrape_protocols.is_none() {
+            self.scrape_protocols = global.scrape_protocols.clone();
+        }
+        self.always_scrape_classic_histograms
+            .get_or_insert(global.always_scrape_classic_histograms);
+        self.convert_classic_histograms_to_nhcb
+            .get_or_insert(global.convert_classic_histograms_to_nhcb);
+    }
+
+    /// Whether native histograms are read.
+    pub fn native_histograms(&self) -> bool {
+        self.scrape_native_histograms == Some(true)
+    }
+
+    /// The protocols asked for, most preferred first.
+    pub fn protocols(&self) -> Vec<ScrapeProtocol> {
+        match &self.scrape_protocols {
+            Some(list) => list.clone(),
+            None if self.native_histograms() => ScrapeProtocol::PROTO_FIRST.to_vec(),
+            None => ScrapeProtocol::DEFAULT.to_vec(),
+        }
+    }
+
+    /// The `Accept` header, weighted as Prometheus weighs it (`q=0.6` for
+    /// the first of five possible protocols, one tenth less for each next,
+    /// then `*/*`).
+    pub fn accept_header(&self) -> String {
+        let mut weight = 6;
+        let mut parts = Vec::new();
+        for p in self.protocols() {
+            parts.push(format!("{};q=0.{weight}", p.media_type()));
+            weight -= 1;
+        }
+        parts.push(format!("*/*;q=0.{weight}"));
+        parts.join(",")
+    }
+
+    /// How the protobuf exposition's histograms are read.
+    pub fn histogram_options(&self) -> crate::prom_proto::Options {
+        crate::prom_proto::Options {
+            native_histograms: self.native_histograms(),
+            keep_classic: self.always_scrape_classic_histograms == Some(true),
+            convert_to_nhcb: self.convert_classic_histograms_to_nhcb == Some(true),
+        }
+    }
+
     /// The job's credentials, as its requests send them.
     pub fn credentials(&self) -> Credentials<'_> {
         Credentials {

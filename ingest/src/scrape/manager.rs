@@ -359,17 +359,14 @@ impl ScrapeManager {
             let ctx = context.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let outcome = match fetched {
-                    Ok(fetched) => {
-                        let text = String::from_utf8_lossy(&fetched.body);
-                        scraper::ingest(
-                            &text,
-                            fetched.format,
-                            &ctx,
-                            &mut cache,
-                            writer.as_ref(),
-                            now_ms,
-                        )
-                    }
+                    Ok(fetched) => scraper::ingest_body(
+                        &fetched.body,
+                        fetched.format,
+                        &ctx,
+                        &mut cache,
+                        writer.as_ref(),
+                        now_ms,
+                    ),
                     Err(err) => Err(err),
                 };
                 if outcome.is_err()

@@ -1,6 +1,8 @@
-//! One scrape: fetch a target over HTTP, parse what it returned, attach the
-//! target's labels, apply `metric_relabel_configs`, write the samples, the
-//! `up`/`scrape_*` series and staleness markers for series that went away.
+//! One scrape: fetch a target over HTTP, parse what it returned (text,
+//! OpenMetrics, or the protobuf exposition with native histograms), attach
+//! the target's labels, apply `metric_relabel_configs`, write the samples
+//! and histograms, the `up`/`scrape_*` series and staleness markers for
+//! series that went away.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,17 +12,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper::header;
+use sextant_model::histogram::{Histogram, HistogramSample, HistogramValue, is_exponential_schema};
 use sextant_model::{Exemplar, Labels, Sample, stale_nan};
-use sextant_storage::{MetricMetadata, MetricsWriter, RefSample, SeriesSamples};
+use sextant_storage::{MetricMetadata, MetricsWriter, RefSample, SeriesHistograms, SeriesSamples};
 
 use super::config::{Credentials, Scheme, ScrapeConfig};
 use super::relabel::{LabelMap, relabel};
 use super::target::{Job, Target};
+use crate::prom_proto::{self, SampleValue};
 use crate::prom_text::{Entry, Format, LineError, Parser, parse_exemplar};
-
-/// What Prometheus 3 asks for, minus the protobuf format Sextant does not read.
-pub const ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
-application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 
 /// The largest scrape body read when the job sets no `body_size_limit`.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024 * 1024;
@@ -29,7 +29,27 @@ pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Fetched {
     pub body: Vec<u8>,
-    pub format: Format,
+    pub format: BodyFormat,
+}
+
+/// The exposition format a target answered in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Prometheus text or OpenMetrics.
+    Text(Format),
+    /// The protobuf exposition ([`crate::prom_proto`]).
+    Protobuf,
+}
+
+impl BodyFormat {
+    /// The format a `Content-Type` header announces (text 0.0.4 when unsure).
+    pub fn from_content_type(content_type: &str) -> Self {
+        if prom_proto::is_protobuf(content_type) {
+            Self::Protobuf
+        } else {
+            Self::Text(Format::from_content_type(content_type))
+        }
+    }
 }
 
 /// GETs the target's metrics page: one HTTP/1.1 request over a fresh
@@ -44,7 +64,7 @@ pub async fn fetch(
     let url = target.url();
     let mut request = hyper::Request::get(target.path_and_query.as_str())
         .header(header::HOST, target.address.as_str())
-        .header(header::ACCEPT, ACCEPT)
+        .header(header::ACCEPT, config.accept_header())
         .header(
             header::USER_AGENT,
             concat!("Sextant/", env!("CARGO_PKG_VERSION")),
@@ -94,7 +114,7 @@ pub async fn fetch(
             .unwrap_or("")
             .to_owned()
     };
-    let format = Format::from_content_type(&text(header::CONTENT_TYPE));
+    let format = BodyFormat::from_content_type(&text(header::CONTENT_TYPE));
     let gzip = text(header::CONTENT_ENCODING).eq_ignore_ascii_case("gzip");
     let body = Limited::new(response.into_body(), limit)
         .collect()
@@ -217,6 +237,23 @@ pub struct ScrapeContext {
     pub label_limit: usize,
     pub label_name_length_limit: usize,
     pub label_value_length_limit: usize,
+    /// How the protobuf exposition's histograms are read.
+    pub histograms: prom_proto::Options,
+    /// `native_histogram_bucket_limit`; 0 for none.
+    pub bucket_limit: usize,
+    /// The highest schema kept (from `native_histogram_min_bucket_factor`).
+    pub max_schema: i32,
+}
+
+/// The highest schema whose bucket growth factor is at least `factor`
+/// (Prometheus's `pickSchema`): 8 for a factor up to 1.
+pub fn pick_schema(factor: f64) -> i32 {
+    let factor = if factor <= 1.0 { 1.00271 } else { factor };
+    let floor = (-factor.log2().log2()).floor();
+    if floor.is_nan() {
+        return 8;
+    }
+    floor.clamp(-4.0, 8.0) as i32
 }
 
 impl ScrapeContext {
@@ -233,6 +270,9 @@ impl ScrapeContext {
             label_limit: limit(config.label_limit),
             label_name_length_limit: limit(config.label_name_length_limit),
             label_value_length_limit: limit(config.label_value_length_limit),
+            histograms: config.histogram_options(),
+            bucket_limit: limit(config.native_histogram_bucket_limit),
+            max_schema: pick_schema(config.native_histogram_min_bucket_factor),
         }
     }
 }
@@ -248,6 +288,8 @@ struct CachedSeries {
     seen: u64,
     /// It came with its own timestamp (no staleness marker unless tracked).
     explicit_timestamp: bool,
+    /// Its last sample was a native histogram (its staleness marker is one).
+    histogram: bool,
 }
 
 type FastMap<K, V> = HashMap<K, V, xxhash_rust::xxh64::Xxh64Builder>;
@@ -297,6 +339,27 @@ impl ScrapeCache {
             .map_err(|e| format!("storing: {e}"))
     }
 
+    /// Appends native histogram samples (slot, sample); how many the store refused.
+    fn append_histograms(
+        &self,
+        samples: Vec<(usize, HistogramSample)>,
+        writer: &dyn MetricsWriter,
+    ) -> Result<u64, String> {
+        let batch: Vec<SeriesHistograms> = samples
+            .into_iter()
+            .filter_map(|(slot, sample)| {
+                Some(SeriesHistograms {
+                    labels: self.slots[slot].labels.clone()?,
+                    samples: vec![sample],
+                })
+            })
+            .collect();
+        writer
+            .append_histograms(&batch)
+            .map(|report| report.rejected_total())
+            .map_err(|e| format!("storing: {e}"))
+    }
+
     /// Forgets series not seen by the current scrape.
     fn keep_current(&mut self) {
         let iteration = self.iteration;
@@ -342,6 +405,224 @@ pub struct ScrapeOutcome {
     pub exemplar_error: Option<String>,
 }
 
+/// Parses a fetched body in its format and writes it; see [`ingest`].
+pub fn ingest_body(
+    body: &[u8],
+    format: BodyFormat,
+    context: &ScrapeContext,
+    cache: &mut ScrapeCache,
+    writer: &dyn MetricsWriter,
+    now_ms: i64,
+) -> Result<ScrapeOutcome, String> {
+    match format {
+        BodyFormat::Text(format) => {
+            let text = String::from_utf8_lossy(body);
+            ingest(&text, format, context, cache, writer, now_ms)
+        }
+        BodyFormat::Protobuf => ingest_protobuf(body, context, cache, writer, now_ms),
+    }
+}
+
+/// One scrape's samples on their way to the store.
+struct Pass<'a> {
+    context: &'a ScrapeContext,
+    iteration: u64,
+    first_new: usize,
+    now_ms: i64,
+    outcome: ScrapeOutcome,
+    samples: Vec<(usize, Sample)>,
+    histograms: Vec<(usize, HistogramSample)>,
+    exemplars: Vec<(Labels, Exemplar)>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(context: &'a ScrapeContext, cache: &ScrapeCache, now_ms: i64) -> Self {
+        Self {
+            context,
+            iteration: cache.iteration + 1,
+            first_new: cache.slots.len(),
+            now_ms,
+            outcome: ScrapeOutcome::default(),
+            samples: Vec::with_capacity(cache.slots.len()),
+            histograms: Vec::new(),
+            exemplars: Vec::new(),
+        }
+    }
+
+    /// The timestamp a sample is written at, and whether it is its own.
+    fn time(&self, own: Option<i64>) -> (i64, bool) {
+        match own {
+            Some(t) if self.context.honor_timestamps => (t, true),
+            _ => (self.now_ms, false),
+        }
+    }
+
+    /// Counts a scraped sample and finds (or makes) its series' cache
+    /// slot; `None` when relabelling dropped it. An `Err` fails the scrape.
+    fn slot(
+        &mut self,
+        cache: &mut ScrapeCache,
+        key: &str,
+        name: &str,
+        labels: &[(&str, std::borrow::Cow<'_, str>)],
+        explicit: bool,
+        histogram: bool,
+    ) -> Result<Option<usize>, String> {
+        self.outcome.scraped += 1;
+        let slot = match cache.index.get(key) {
+            Some(&slot) => slot,
+            None => {
+                let labels = series_labels(name, labels, self.context)?;
+                if labels.is_some() {
+                    self.outcome.added += 1;
+                }
+                cache.slots.push(CachedSeries {
+                    labels,
+                    series_ref: 0,
+                    seen: 0,
+                    explicit_timestamp: explicit,
+                    histogram,
+                });
+                cache.index.insert(key.to_owned(), cache.slots.len() - 1);
+                cache.slots.len() - 1
+            }
+        };
+        let cached = &mut cache.slots[slot];
+        // A series written twice in one body: the later line wins, as in the store.
+        cached.seen = self.iteration;
+        cached.explicit_timestamp = explicit;
+        cached.histogram = histogram;
+        if cached.labels.is_none() {
+            return Ok(None);
+        }
+        self.outcome.post_relabel += 1;
+        if self.context.sample_limit > 0
+            && self.outcome.post_relabel as usize > self.context.sample_limit
+        {
+            return Err(format!(
+                "sample_limit exceeded: more than {} samples after relabelling",
+                self.context.sample_limit
+            ));
+        }
+        Ok(Some(slot))
+    }
+
+    /// Brings a native histogram within the job's bucket limit and
+    /// resolution, as Prometheus's scrape appenders do.
+    fn limit(&self, mut value: HistogramValue) -> Result<HistogramValue, String> {
+        let max_schema = self.context.max_schema;
+        if is_exponential_schema(value.schema()) && value.schema() > max_schema {
+            reduce(&mut value, max_schema)?;
+        }
+        let limit = self.context.bucket_limit;
+        if limit == 0 {
+            return Ok(value);
+        }
+        let buckets = |v: &HistogramValue| v.bucket_count() - custom_bounds(v);
+        while buckets(&value) > limit {
+            if !is_exponential_schema(value.schema())
+                || value.schema() <= sextant_model::histogram::EXPONENTIAL_SCHEMA_MIN
+            {
+                return Err(format!(
+                    "native_histogram_bucket_limit exceeded: a histogram with {} buckets, more than {limit}",
+                    buckets(&value)
+                ));
+            }
+            let lower = value.schema() - 1;
+            reduce(&mut value, lower)?;
+        }
+        Ok(value)
+    }
+
+    /// Writes the samples, histograms, exemplars, staleness markers for
+    /// series that went away, and changed metadata.
+    fn finish(
+        mut self,
+        cache: &mut ScrapeCache,
+        writer: &dyn MetricsWriter,
+        metadata: HashMap<&str, MetricMetadata>,
+    ) -> Result<ScrapeOutcome, String> {
+        let now_ms = self.now_ms;
+        cache.iteration = self.iteration;
+        for (slot, cached) in cache.slots.iter().enumerate() {
+            if cached.seen == self.iteration - 1
+                && (!cached.explicit_timestamp || self.context.track_timestamps_staleness)
+                && cached.labels.is_some()
+            {
+                if cached.histogram {
+                    self.histograms.push((slot, stale_histogram(now_ms)));
+                } else {
+                    self.samples.push((
+                        slot,
+                        Sample {
+                            timestamp_ms: now_ms,
+                            value: stale_nan(),
+                        },
+                    ));
+                }
+                self.outcome.stale += 1;
+            }
+        }
+        let mut outcome = self.outcome;
+        outcome.refused = cache.append(&self.samples, writer)?;
+        if !self.histograms.is_empty() {
+            outcome.refused += cache.append_histograms(self.histograms, writer)?;
+        }
+        if !self.exemplars.is_empty() {
+            let taken = writer
+                .append_exemplars(&self.exemplars)
+                .map_err(|e| format!("storing exemplars: {e}"))?;
+            outcome.exemplars = taken as u64;
+            outcome.exemplars_refused +=
+                (self.exemplars.len() - taken.min(self.exemplars.len())) as u64;
+        }
+        cache.keep_current();
+        for (family, meta) in metadata {
+            if cache.metadata.get(family) != Some(&meta) {
+                writer
+                    .set_metadata(family, meta.clone())
+                    .map_err(|e| format!("storing metadata: {e}"))?;
+                cache.metadata.insert(family.to_owned(), meta);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Forgets the series a failed scrape added.
+    fn abandon(self, cache: &mut ScrapeCache) {
+        let first_new = self.first_new;
+        cache.slots.truncate(first_new);
+        cache.index.retain(|_, slot| *slot < first_new);
+    }
+}
+
+/// Custom bucket bounds counted in [`HistogramValue::bucket_count`].
+fn custom_bounds(value: &HistogramValue) -> usize {
+    match value {
+        HistogramValue::Int(h) => h.custom_values.len(),
+        HistogramValue::Float(h) => h.custom_values.len(),
+    }
+}
+
+fn reduce(value: &mut HistogramValue, schema: i32) -> Result<(), String> {
+    match value {
+        HistogramValue::Int(h) => h.reduce_resolution(schema),
+        HistogramValue::Float(h) => h.reduce_resolution(schema),
+    }
+    .map_err(|e| format!("reducing a native histogram's resolution: {e}"))
+}
+
+/// Prometheus's staleness marker for a native histogram series.
+fn stale_histogram(timestamp_ms: i64) -> HistogramSample {
+    HistogramSample {
+        timestamp_ms,
+        value: HistogramValue::Int(Histogram {
+            sum: stale_nan(),
+            ..Histogram::default()
+        }),
+    }
+}
+
 /// Parses `body`, writes its samples at `now_ms` (or their own timestamps)
 /// and staleness markers for series of the last scrape that are gone.
 /// An error fails the scrape as a whole (nothing written), as a sample
@@ -354,12 +635,8 @@ pub fn ingest(
     writer: &dyn MetricsWriter,
     now_ms: i64,
 ) -> Result<ScrapeOutcome, String> {
-    let iteration = cache.iteration + 1;
-    let mut outcome = ScrapeOutcome::default();
-    let mut samples: Vec<(usize, Sample)> = Vec::with_capacity(cache.slots.len());
-    let mut exemplars: Vec<(Labels, Exemplar)> = Vec::new();
+    let mut pass = Pass::new(context, cache, now_ms);
     let mut metadata: HashMap<&str, MetricMetadata> = HashMap::new();
-    let first_new = cache.slots.len();
     let mut parser = Parser::new(body, format);
     let result = loop {
         let Some(entry) = parser.next() else {
@@ -367,7 +644,7 @@ pub fn ingest(
         };
         let sample = match entry {
             Err(error) => {
-                outcome.bad_lines.push(error);
+                pass.outcome.bad_lines.push(error);
                 continue;
             }
             Ok(Entry::Type { family, kind }) => {
@@ -384,59 +661,29 @@ pub fn ingest(
             }
             Ok(Entry::Sample(sample)) => sample,
         };
-        outcome.scraped += 1;
-        let explicit = sample.timestamp_ms.is_some() && context.honor_timestamps;
-        let timestamp_ms = if explicit {
-            sample.timestamp_ms.unwrap_or(now_ms)
-        } else {
-            now_ms
+        let (timestamp_ms, explicit) = pass.time(sample.timestamp_ms);
+        let slot = match pass.slot(
+            cache,
+            sample.series,
+            sample.name,
+            parser.labels(),
+            explicit,
+            false,
+        ) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => continue,
+            Err(err) => break Err(err),
         };
-        let slot = match cache.index.get(sample.series) {
-            Some(&slot) => slot,
-            None => {
-                let labels = match series_labels(sample.name, parser.labels(), context) {
-                    Ok(labels) => labels,
-                    Err(err) => break Err(err),
-                };
-                if labels.is_some() {
-                    outcome.added += 1;
-                }
-                cache.slots.push(CachedSeries {
-                    labels,
-                    series_ref: 0,
-                    seen: 0,
-                    explicit_timestamp: explicit,
-                });
-                cache
-                    .index
-                    .insert(sample.series.to_owned(), cache.slots.len() - 1);
-                cache.slots.len() - 1
-            }
-        };
-        let cached = &mut cache.slots[slot];
-        // A series written twice in one body: the later line wins, as in the store.
-        cached.seen = iteration;
-        cached.explicit_timestamp = explicit;
-        if cached.labels.is_none() {
-            continue;
-        }
-        outcome.post_relabel += 1;
-        if context.sample_limit > 0 && outcome.post_relabel as usize > context.sample_limit {
-            break Err(format!(
-                "sample_limit exceeded: more than {} samples after relabelling",
-                context.sample_limit
-            ));
-        }
-        samples.push((
+        pass.samples.push((
             slot,
             Sample {
                 timestamp_ms,
                 value: sample.value,
             },
         ));
-        if let (Some(text), Some(labels)) = (sample.exemplar, cached.labels.as_ref()) {
+        if let (Some(text), Some(labels)) = (sample.exemplar, cache.slots[slot].labels.as_ref()) {
             match parse_exemplar(text) {
-                Ok((exemplar_labels, value, t)) => exemplars.push((
+                Ok((exemplar_labels, value, t)) => pass.exemplars.push((
                     labels.clone(),
                     Exemplar {
                         labels: exemplar_labels,
@@ -445,8 +692,8 @@ pub fn ingest(
                     },
                 )),
                 Err(e) => {
-                    outcome.exemplars_refused += 1;
-                    outcome
+                    pass.outcome.exemplars_refused += 1;
+                    pass.outcome
                         .exemplar_error
                         .get_or_insert_with(|| format!("line {}: {e}", parser.line()));
                 }
@@ -455,50 +702,103 @@ pub fn ingest(
     };
     if let Err(err) = result {
         // Nothing of a failed scrape is kept: forget the series it added.
-        cache.slots.truncate(first_new);
-        cache.index.retain(|_, slot| *slot < first_new);
+        pass.abandon(cache);
         return Err(err);
     }
-    if parser.missing_eof() && outcome.scraped > 0 {
-        outcome.bad_lines.push(LineError {
+    if parser.missing_eof() && pass.outcome.scraped > 0 {
+        pass.outcome.bad_lines.push(LineError {
             line: parser.line(),
             message: "OpenMetrics body does not end with # EOF".to_owned(),
         });
     }
-    cache.iteration = iteration;
-    for (slot, cached) in cache.slots.iter().enumerate() {
-        if cached.seen == iteration - 1
-            && (!cached.explicit_timestamp || context.track_timestamps_staleness)
-            && cached.labels.is_some()
-        {
-            samples.push((
-                slot,
-                Sample {
-                    timestamp_ms: now_ms,
-                    value: stale_nan(),
+    pass.finish(cache, writer, metadata)
+}
+
+/// As [`ingest`], for a protobuf exposition: its native histograms go to
+/// the store as native histograms (within the job's bucket limit), its
+/// families' metadata as the text formats' does. What the decoder skipped
+/// is reported as bad lines, each naming its metric family.
+pub fn ingest_protobuf(
+    body: &[u8],
+    context: &ScrapeContext,
+    cache: &mut ScrapeCache,
+    writer: &dyn MetricsWriter,
+    now_ms: i64,
+) -> Result<ScrapeOutcome, String> {
+    let exposition = prom_proto::parse(body, context.histograms);
+    let mut pass = Pass::new(context, cache, now_ms);
+    pass.outcome.bad_lines = exposition
+        .errors
+        .into_iter()
+        .map(|message| LineError { line: 0, message })
+        .collect();
+    let result = (|| {
+        for sample in exposition.samples {
+            let (timestamp_ms, explicit) = pass.time(sample.timestamp_ms);
+            let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = sample
+                .labels
+                .iter()
+                .map(|(n, v)| (n.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
+                .collect();
+            let histogram = matches!(sample.value, SampleValue::Histogram(_));
+            let key = sample.key();
+            let Some(slot) = pass.slot(cache, &key, &sample.name, &labels, explicit, histogram)?
+            else {
+                continue;
+            };
+            match sample.value {
+                SampleValue::Float(value) => pass.samples.push((
+                    slot,
+                    Sample {
+                        timestamp_ms,
+                        value,
+                    },
+                )),
+                SampleValue::Histogram(value) => {
+                    let value = pass.limit(value)?;
+                    pass.histograms.push((
+                        slot,
+                        HistogramSample {
+                            timestamp_ms,
+                            value,
+                        },
+                    ));
+                }
+            }
+            if let Some(labels) = cache.slots[slot].labels.as_ref() {
+                for e in sample.exemplars {
+                    pass.exemplars.push((
+                        labels.clone(),
+                        Exemplar {
+                            labels: e.labels,
+                            value: e.value,
+                            timestamp_ms: e.timestamp_ms.unwrap_or(now_ms),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(err) = result {
+        pass.abandon(cache);
+        return Err(err);
+    }
+    let metadata: HashMap<&str, MetricMetadata> = exposition
+        .families
+        .iter()
+        .map(|f| {
+            (
+                f.name.as_str(),
+                MetricMetadata {
+                    kind: f.kind.to_owned(),
+                    help: f.help.clone(),
+                    unit: f.unit.clone(),
                 },
-            ));
-            outcome.stale += 1;
-        }
-    }
-    outcome.refused = cache.append(&samples, writer)?;
-    if !exemplars.is_empty() {
-        let taken = writer
-            .append_exemplars(&exemplars)
-            .map_err(|e| format!("storing exemplars: {e}"))?;
-        outcome.exemplars = taken as u64;
-        outcome.exemplars_refused += (exemplars.len() - taken.min(exemplars.len())) as u64;
-    }
-    cache.keep_current();
-    for (family, meta) in metadata {
-        if cache.metadata.get(family) != Some(&meta) {
-            writer
-                .set_metadata(family, meta.clone())
-                .map_err(|e| format!("storing metadata: {e}"))?;
-            cache.metadata.insert(family.to_owned(), meta);
-        }
-    }
-    Ok(outcome)
+            )
+        })
+        .collect();
+    pass.finish(cache, writer, metadata)
 }
 
 /// After a failed scrape or when a target goes away: every series of the
@@ -509,13 +809,18 @@ pub fn mark_all_stale(
     writer: &dyn MetricsWriter,
     now_ms: i64,
 ) -> Result<u64, String> {
-    let stale: Vec<(usize, Sample)> = cache
+    let going: Vec<(usize, bool)> = cache
         .slots
         .iter()
         .enumerate()
         .filter(|(_, s)| s.seen == cache.iteration && s.labels.is_some())
         .filter(|(_, s)| !s.explicit_timestamp || context.track_timestamps_staleness)
-        .map(|(slot, _)| {
+        .map(|(slot, s)| (slot, s.histogram))
+        .collect();
+    let stale: Vec<(usize, Sample)> = going
+        .iter()
+        .filter(|(_, histogram)| !histogram)
+        .map(|&(slot, _)| {
             (
                 slot,
                 Sample {
@@ -525,11 +830,19 @@ pub fn mark_all_stale(
             )
         })
         .collect();
-    let result = cache.append(&stale, writer);
+    let stale_histograms: Vec<(usize, HistogramSample)> = going
+        .iter()
+        .filter(|(_, histogram)| *histogram)
+        .map(|&(slot, _)| (slot, stale_histogram(now_ms)))
+        .collect();
+    let mut result = cache.append(&stale, writer);
+    if result.is_ok() && !stale_histograms.is_empty() {
+        result = cache.append_histograms(stale_histograms, writer);
+    }
     cache.slots.clear();
     cache.index.clear();
     cache.iteration += 1;
-    result.map(|_| stale.len() as u64)
+    result.map(|_| going.len() as u64)
 }
 
 /// A scraped series' final labels: the target's labels attached (the
@@ -755,6 +1068,144 @@ metric_relabel_configs:
         // `b` carried its own timestamp: Prometheus leaves it alone.
         assert_eq!(mark_all_stale(&mut cache, &ctx, &db, 2000).unwrap(), 1);
         assert_eq!(cache.live_series(), 0);
+    }
+
+    /// The histogram samples of every series named `name`, by labels.
+    fn stored_histograms(db: &Tsdb, name: &str) -> Vec<(String, Vec<HistogramSample>)> {
+        let m = [
+            sextant_model::Matcher::new("__name__", sextant_model::MatchOp::Equal, name).unwrap(),
+        ];
+        db.select_lazy(&m, 0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.labels.to_string(), s.data().unwrap().1))
+            .collect()
+    }
+
+    fn native_family(schema: i32, deltas: Vec<i64>) -> prom_proto::proto::MetricFamily {
+        use prom_proto::proto::*;
+        let count = deltas
+            .iter()
+            .scan(0i64, |c, d| {
+                *c += d;
+                Some(*c as u64)
+            })
+            .sum();
+        MetricFamily {
+            name: "latency_seconds".into(),
+            help: "Latency.".into(),
+            r#type: 4,
+            metric: vec![Metric {
+                label: vec![LabelPair {
+                    name: "path".into(),
+                    value: "/a".into(),
+                }],
+                histogram: Some(Histogram {
+                    sample_count: count,
+                    sample_sum: 1.25,
+                    schema,
+                    zero_threshold: 1e-128,
+                    positive_span: vec![BucketSpan {
+                        offset: 0,
+                        length: deltas.len() as u32,
+                    }],
+                    positive_delta: deltas,
+                    bucket: vec![Bucket {
+                        cumulative_count: count,
+                        upper_bound: 1.0,
+                        ..Bucket::default()
+                    }],
+                    ..Histogram::default()
+                }),
+                ..Metric::default()
+            }],
+            unit: String::new(),
+        }
+    }
+
+    #[test]
+    fn protobuf_expositions_store_native_histograms() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = tsdb(dir.path());
+        let ctx = context(
+            "job_name: app\nscrape_native_histograms: true\nnative_histogram_bucket_limit: 2",
+        );
+        let mut cache = ScrapeCache::default();
+        // Four buckets at schema 3, over the limit of 2: halved twice.
+        let body = prom_proto::proto::encode(&[native_family(3, vec![1, 1, 0, 0])]);
+        let outcome =
+            ingest_body(&body, BodyFormat::Protobuf, &ctx, &mut cache, &db, 1000).unwrap();
+        assert!(outcome.bad_lines.is_empty(), "{:?}", outcome.bad_lines);
+        assert_eq!((outcome.scraped, outcome.refused), (1, 0));
+        let stored = stored_histograms(&db, "latency_seconds");
+        assert_eq!(
+            stored[0].0,
+            "latency_seconds{instance=\"h:1\", job=\"app\", path=\"/a\"}"
+        );
+        let HistogramValue::Int(h) = &stored[0].1[0].value else {
+            panic!("{:?}", stored[0].1)
+        };
+        assert_eq!((h.schema, h.count), (1, 7));
+        assert!(h.positive_buckets().count() <= 2);
+        assert_eq!(db.metadata()["latency_seconds"].kind, "histogram");
+        // The classic series are not kept beside the native histogram.
+        assert!(stored_histograms(&db, "latency_seconds_count").is_empty());
+        // Gone from the next scrape: a histogram staleness marker.
+        let outcome = ingest_body(&[], BodyFormat::Protobuf, &ctx, &mut cache, &db, 2000).unwrap();
+        assert_eq!(outcome.stale, 1);
+        let stored = stored_histograms(&db, "latency_seconds");
+        assert!(stored[0].1[1].value.is_stale(), "{:?}", stored[0].1);
+
+        // Without scrape_native_histograms the same body is a classic histogram.
+        let classic = context("job_name: app");
+        let mut cache = ScrapeCache::default();
+        ingest_body(&body, BodyFormat::Protobuf, &classic, &mut cache, &db, 3000).unwrap();
+        assert_eq!(stored_histograms(&db, "latency_seconds_bucket").len(), 2);
+
+        // A histogram that cannot get under the limit fails the scrape, as in Prometheus.
+        let one = context(
+            "job_name: app\nscrape_native_histograms: true\nnative_histogram_bucket_limit: 1",
+        );
+        let wide = prom_proto::proto::encode(&[native_family(-4, vec![1, -1, 1])]);
+        let err = ingest_body(
+            &wide,
+            BodyFormat::Protobuf,
+            &one,
+            &mut ScrapeCache::default(),
+            &db,
+            4000,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("native_histogram_bucket_limit exceeded"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accept_headers_follow_scrape_protocols() {
+        let config = |yaml: &str| -> ScrapeConfig { serde_norway::from_str(yaml).unwrap() };
+        assert_eq!(
+            config("job_name: a").accept_header(),
+            "application/openmetrics-text;version=1.0.0;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        );
+        assert!(
+            config("job_name: a\nscrape_native_histograms: true")
+                .accept_header()
+                .starts_with("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text")
+        );
+        assert_eq!(
+            config("job_name: a\nscrape_protocols: [PrometheusText0.0.4]").accept_header(),
+            "text/plain;version=0.0.4;q=0.6,*/*;q=0.5"
+        );
+        let err = serde_norway::from_str::<ScrapeConfig>("job_name: a\nscrape_protocols: [Proto]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `Proto`"), "{err}");
+        assert_eq!(pick_schema(0.0), 8);
+        assert_eq!(pick_schema(1.1), 2);
+        assert_eq!(pick_schema(2.0), 0);
+        assert_eq!(pick_schema(1e9), -4);
     }
 
     #[test]
