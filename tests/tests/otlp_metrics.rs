@@ -183,7 +183,10 @@ fn otlp_json_and_bad_bodies_get_clear_answers() {
             {"name": "http.requests", "sum": {"aggregationTemporality": 2, "isMonotonic": true,
               "dataPoints": [{"asInt": "42", "timeUnixNano": "0",
                 "attributes": [{"key": "http.status_code", "value": {"intValue": "200"}}]}]}},
-            {"name": "latency", "exponentialHistogram": {"dataPoints": [{"timeUnixNano": "0"}, {}]}}
+            {"name": "latency", "exponentialHistogram": {"dataPoints": [{"timeUnixNano": "0"}, {}]}},
+            {"name": "json.latency", "exponentialHistogram": {"aggregationTemporality": 2,
+              "dataPoints": [{"timeUnixNano": "0", "count": "3", "sum": 1.5, "scale": 1,
+                "zeroCount": "1", "positive": {"offset": 0, "bucketCounts": ["1", "1"]}}]}}
         ]}]
     }]});
     let reply = server.post(&url, "application/json", body.to_string().as_bytes());
@@ -194,8 +197,16 @@ fn otlp_json_and_bad_bodies_get_clear_answers() {
         answer["partialSuccess"]["errorMessage"]
             .as_str()
             .unwrap()
-            .contains("latency: exponential histograms are not supported"),
+            .contains("latency: unknown aggregation temporality 0"),
         "{answer}"
+    );
+    // An exponential histogram in OTLP/JSON is a native histogram.
+    let series = server.get("/api/v1/series?match[]=json_latency");
+    assert_eq!(
+        series.json()["data"],
+        json!([{"__name__": "json_latency", "job": "gateway"}]),
+        "{}",
+        series.body
     );
     // The valid rest of the request was kept.
     server.wait_for_query(
