@@ -40,8 +40,8 @@ use sextant_model::{Labels, MatchOp, Matcher, PromDuration};
 use sextant_storage::remote::RemoteStore;
 use sextant_storage::tsdb::RejectReason;
 use sextant_storage::{
-    AppendReport, MetricMetadata, MetricsReader, MetricsWriter, PairBatch, PairSeries, RefSeries,
-    SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
+    AppendReport, LazySeries, MetricMetadata, MetricsReader, MetricsWriter, PairBatch, PairSeries,
+    RefSeries, SeriesHistograms, SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
 };
 use tracing::warn;
 
@@ -163,7 +163,23 @@ impl Engine for MetricsEngine {
         let mut newest = Vec::with_capacity(records.len());
         let mut raw = Vec::with_capacity(records.len());
         let mut first_version = Vec::new();
+        let mut histograms: Vec<SeriesHistograms> = Vec::new();
         for (_, payload) in records {
+            if wire::is_histograms(payload) {
+                match wire::decode_histograms(payload) {
+                    Ok(series) => {
+                        let newest_ms = series
+                            .iter()
+                            .flat_map(|s| s.samples.iter().map(|h| h.timestamp_ms))
+                            .max()
+                            .unwrap_or(i64::MIN);
+                        newest.push(Some(newest_ms));
+                        histograms.extend(series);
+                    }
+                    Err(_) => newest.push(None),
+                }
+                continue;
+            }
             if payload.first() == Some(&1) {
                 // Written by a version before the symbol table.
                 match wire::decode_series(payload) {
@@ -243,6 +259,11 @@ impl Engine for MetricsEngine {
                 .append(&first_version)
                 .map_err(|e| e.to_string())?;
         }
+        if !histograms.is_empty() {
+            self.tsdb
+                .append_histograms(&histograms)
+                .map_err(|e| e.to_string())?;
+        }
         for (((hash, slot), fresh), reference) in hashes.iter().zip(slots).zip(fresh).zip(refs) {
             let entries = known.entry(*hash).or_default();
             match (slot, fresh) {
@@ -315,6 +336,8 @@ pub struct ReadRequest {
 #[derive(Default)]
 struct Answer {
     series: Vec<SeriesSamples>,
+    /// For a `select_data` read, each series' histogram samples.
+    histograms: Vec<Vec<sextant_model::HistogramSample>>,
     names: BTreeSet<String>,
 }
 
@@ -459,7 +482,7 @@ impl ClusterMetrics {
             .collect::<Result<Vec<_>, String>>()?;
         if !matches!(
             request.op.as_str(),
-            "select" | "series" | "label_names" | "label_values"
+            "select" | "select_data" | "series" | "label_names" | "label_values"
         ) {
             return Err(format!("unknown read {:?}", request.op));
         }
@@ -475,6 +498,20 @@ impl ClusterMetrics {
                 "select" => tsdb
                     .select(&matchers, mint, maxt)
                     .map(|s| answer.series.extend(s)),
+                "select_data" => tsdb.select_lazy(&matchers, mint, maxt).and_then(|all| {
+                    for s in all {
+                        let (samples, histograms) = s.data()?;
+                        if samples.is_empty() && histograms.is_empty() {
+                            continue;
+                        }
+                        answer.series.push(SeriesSamples {
+                            labels: s.labels,
+                            samples,
+                        });
+                        answer.histograms.push(histograms);
+                    }
+                    Ok(())
+                }),
                 "series" => tsdb.series(&matchers, mint, maxt).map(|s| {
                     answer
                         .series
@@ -499,8 +536,11 @@ impl ClusterMetrics {
             w.varint(u64::from(p));
         }
         w.varint(answer.series.len() as u64);
-        for s in &answer.series {
+        for (i, s) in answer.series.iter().enumerate() {
             w.series(s);
+            if request.op == "select_data" {
+                w.histograms(answer.histograms.get(i).map_or(&[], Vec::as_slice));
+            }
         }
         w.varint(answer.names.len() as u64);
         for n in &answer.names {
@@ -573,20 +613,30 @@ impl ClusterMetrics {
         let mut merged = Answer::default();
         for body in bodies {
             let body = body.map_err(sextant_storage::Error::BadQuery)?;
-            decode_answer(&body, &mut merged, &mut missing).map_err(|e| {
+            decode_answer(&body, op == "select_data", &mut merged, &mut missing).map_err(|e| {
                 sextant_storage::Error::Unavailable(format!("a node's answer: {e}"))
             })?;
         }
         if !missing.is_empty() {
             sextant_storage::partial::note(crate::peer::partial("metrics", &missing));
         }
-        merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if merged.histograms.is_empty() {
+            merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        } else {
+            let mut both: Vec<_> = std::mem::take(&mut merged.series)
+                .into_iter()
+                .zip(std::mem::take(&mut merged.histograms))
+                .collect();
+            both.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
+            (merged.series, merged.histograms) = both.into_iter().unzip();
+        }
         Ok(merged)
     }
 }
 
 fn decode_answer(
     body: &[u8],
+    with_histograms: bool,
     into: &mut Answer,
     missing: &mut BTreeSet<u32>,
 ) -> Result<(), String> {
@@ -598,6 +648,9 @@ fn decode_answer(
     let n = r.count(2)?;
     for _ in 0..n {
         into.series.push(r.series()?);
+        if with_histograms {
+            into.histograms.push(r.histograms()?);
+        }
     }
     let n = r.count(1)?;
     for _ in 0..n {
@@ -720,6 +773,103 @@ impl MetricsWriter for ClusterMetrics {
         Ok(report)
     }
 
+    /// As floats: each series to its partition's log, samples older than
+    /// the partition's bound refused here; the owner's engine validates
+    /// and counts the rest as a single node does.
+    fn append_histograms(
+        &self,
+        batch: &[SeriesHistograms],
+    ) -> sextant_storage::Result<AppendReport> {
+        let partitions = self.cluster.partitions();
+        let mut report = AppendReport::default();
+        // Per partition, each series' samples as one-sample chunks.
+        type Encoded<'b> = Vec<(&'b Labels, Vec<Vec<u8>>)>;
+        let mut parts: BTreeMap<u32, Encoded<'_>> = BTreeMap::new();
+        let mut total = 0u64;
+        {
+            let bounds = self.min_valid.read().expect("bounds");
+            for series in batch {
+                let pairs: Vec<(&str, &str)> = series
+                    .labels
+                    .iter()
+                    .map(|l| (&*l.name, &*l.value))
+                    .collect();
+                let partition = series_partition(&pairs, partitions);
+                let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
+                let mut encoded = Vec::with_capacity(series.samples.len());
+                for s in &series.samples {
+                    if s.timestamp_ms < min_valid {
+                        report.reject(RejectReason::OutOfBounds, 1, &series.labels);
+                        self.stats.reject(RejectReason::OutOfBounds, 1);
+                        continue;
+                    }
+                    match sextant_storage::tsdb::histogram_bytes(s.timestamp_ms, &s.value) {
+                        Some(bytes) => encoded.push(bytes),
+                        None => {
+                            report.reject(RejectReason::InvalidHistogram, 1, &series.labels);
+                            self.stats.reject(RejectReason::InvalidHistogram, 1);
+                        }
+                    }
+                }
+                if !encoded.is_empty() {
+                    total += encoded.len() as u64;
+                    parts
+                        .entry(partition)
+                        .or_default()
+                        .push((&series.labels, encoded));
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for (partition, series) in parts {
+            // Records under the size limit; a series too large for one is split.
+            let mut current: Vec<(&Labels, &[Vec<u8>])> = Vec::new();
+            let mut size = 0;
+            for (labels, samples) in &series {
+                let mut start = 0;
+                while start < samples.len() {
+                    let mut end = start;
+                    let mut bytes = 0;
+                    while end < samples.len()
+                        && (end == start || size + bytes + samples[end].len() + 8 <= RECORD_BYTES)
+                    {
+                        bytes += samples[end].len() + 8;
+                        end += 1;
+                    }
+                    if size + bytes > RECORD_BYTES && !current.is_empty() {
+                        records.push((
+                            partition,
+                            self.ids.next(),
+                            Bytes::from(wire::encode_histograms(&current)),
+                        ));
+                        current.clear();
+                        size = 0;
+                        continue;
+                    }
+                    size += bytes;
+                    current.push((labels, &samples[start..end]));
+                    start = end;
+                }
+            }
+            if !current.is_empty() {
+                records.push((
+                    partition,
+                    self.ids.next(),
+                    Bytes::from(wire::encode_histograms(&current)),
+                ));
+            }
+        }
+        let log = self.log.clone();
+        self.wait(async move { log.append_all(records, APPEND_PATIENCE).await })?
+            .map_err(|e| {
+                sextant_storage::Error::Unavailable(format!(
+                    "the cluster's log did not take the write ({e}); retry"
+                ))
+            })?;
+        report.accepted = total;
+        Ok(report)
+    }
+
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> sextant_storage::Result<()> {
         if self.metadata.read().expect("metadata").get(metric) == Some(&metadata) {
             return Ok(());
@@ -747,6 +897,27 @@ impl MetricsReader for ClusterMetrics {
         maxt: i64,
     ) -> sextant_storage::Result<Vec<SeriesSamples>> {
         Ok(self.read("select", "", matchers, mint, maxt)?.series)
+    }
+
+    /// Floats and native histograms, read from every partition at once.
+    fn select_lazy(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> sextant_storage::Result<Vec<LazySeries<'_>>> {
+        let answer = self.read("select_data", "", matchers, mint, maxt)?;
+        Ok(answer
+            .series
+            .into_iter()
+            .zip(answer.histograms)
+            .map(|(s, histograms)| {
+                let samples = s.samples;
+                LazySeries::with_histograms(s.labels, move || {
+                    Ok((samples.clone(), histograms.clone()))
+                })
+            })
+            .collect())
     }
 
     fn series(
