@@ -164,7 +164,19 @@ impl Engine for MetricsEngine {
         let mut raw = Vec::with_capacity(records.len());
         let mut first_version = Vec::new();
         let mut histograms: Vec<SeriesHistograms> = Vec::new();
+        let mut exemplars: Vec<(Labels, sextant_model::Exemplar)> = Vec::new();
         for (_, payload) in records {
+            if wire::is_exemplars(payload) {
+                match wire::decode_exemplars(payload) {
+                    Ok(more) => {
+                        let newest_ms = more.iter().map(|(_, e)| e.timestamp_ms).max();
+                        newest.push(Some(newest_ms.unwrap_or(i64::MIN)));
+                        exemplars.extend(more);
+                    }
+                    Err(_) => newest.push(None),
+                }
+                continue;
+            }
             if wire::is_histograms(payload) {
                 match wire::decode_histograms(payload) {
                     Ok(series) => {
@@ -264,6 +276,11 @@ impl Engine for MetricsEngine {
                 .append_histograms(&histograms)
                 .map_err(|e| e.to_string())?;
         }
+        if !exemplars.is_empty() {
+            self.tsdb
+                .append_exemplars(&exemplars)
+                .map_err(|e| e.to_string())?;
+        }
         for (((hash, slot), fresh), reference) in hashes.iter().zip(slots).zip(fresh).zip(refs) {
             let entries = known.entry(*hash).or_default();
             match (slot, fresh) {
@@ -338,6 +355,8 @@ struct Answer {
     series: Vec<SeriesSamples>,
     /// For a `select_data` read, each series' histogram samples.
     histograms: Vec<Vec<sextant_model::HistogramSample>>,
+    /// For an `exemplars` read, each series' exemplars.
+    exemplars: Vec<(Labels, Vec<sextant_model::Exemplar>)>,
     names: BTreeSet<String>,
 }
 
@@ -482,7 +501,7 @@ impl ClusterMetrics {
             .collect::<Result<Vec<_>, String>>()?;
         if !matches!(
             request.op.as_str(),
-            "select" | "select_data" | "series" | "label_names" | "label_values"
+            "select" | "select_data" | "exemplars" | "series" | "label_names" | "label_values"
         ) {
             return Err(format!("unknown read {:?}", request.op));
         }
@@ -512,6 +531,14 @@ impl ClusterMetrics {
                     }
                     Ok(())
                 }),
+                "exemplars" => {
+                    answer.exemplars.extend(tsdb.exemplars(
+                        std::slice::from_ref(&matchers),
+                        mint,
+                        maxt,
+                    ));
+                    Ok(())
+                }
                 "series" => tsdb.series(&matchers, mint, maxt).map(|s| {
                     answer
                         .series
@@ -545,6 +572,16 @@ impl ClusterMetrics {
         w.varint(answer.names.len() as u64);
         for n in &answer.names {
             w.str(n);
+        }
+        if request.op == "exemplars" {
+            w.varint(answer.exemplars.len() as u64);
+            for (labels, exemplars) in &answer.exemplars {
+                w.labels(labels);
+                w.varint(exemplars.len() as u64);
+                for e in exemplars {
+                    w.exemplar(e);
+                }
+            }
         }
         Ok(w.finish())
     }
@@ -613,7 +650,7 @@ impl ClusterMetrics {
         let mut merged = Answer::default();
         for body in bodies {
             let body = body.map_err(sextant_storage::Error::BadQuery)?;
-            decode_answer(&body, op == "select_data", &mut merged, &mut missing).map_err(|e| {
+            decode_answer(&body, op, &mut merged, &mut missing).map_err(|e| {
                 sextant_storage::Error::Unavailable(format!("a node's answer: {e}"))
             })?;
         }
@@ -636,7 +673,7 @@ impl ClusterMetrics {
 
 fn decode_answer(
     body: &[u8],
-    with_histograms: bool,
+    op: &str,
     into: &mut Answer,
     missing: &mut BTreeSet<u32>,
 ) -> Result<(), String> {
@@ -648,13 +685,25 @@ fn decode_answer(
     let n = r.count(2)?;
     for _ in 0..n {
         into.series.push(r.series()?);
-        if with_histograms {
+        if op == "select_data" {
             into.histograms.push(r.histograms()?);
         }
     }
     let n = r.count(1)?;
     for _ in 0..n {
         into.names.insert(r.str()?.to_owned());
+    }
+    if op == "exemplars" {
+        let n = r.count(2)?;
+        for _ in 0..n {
+            let labels = r.labels()?;
+            let count = r.count(18)?;
+            let mut exemplars = Vec::with_capacity(count);
+            for _ in 0..count {
+                exemplars.push(r.exemplar()?);
+            }
+            into.exemplars.push((labels, exemplars));
+        }
     }
     Ok(())
 }
@@ -771,6 +820,50 @@ impl MetricsWriter for ClusterMetrics {
             })?;
         report.accepted = total;
         Ok(report)
+    }
+
+    /// Each exemplar to its series' partition; its owner's engine keeps
+    /// them as a single node does (bounded, duplicates taken once). All
+    /// that the log stored count as taken.
+    fn append_exemplars(
+        &self,
+        exemplars: &[(Labels, sextant_model::Exemplar)],
+    ) -> sextant_storage::Result<usize> {
+        let partitions = self.cluster.partitions();
+        let mut parts: BTreeMap<u32, Vec<&(Labels, sextant_model::Exemplar)>> = BTreeMap::new();
+        for item in exemplars {
+            if item.1.invalid().is_some() {
+                continue;
+            }
+            let pairs: Vec<(&str, &str)> = item.0.iter().map(|l| (&*l.name, &*l.value)).collect();
+            parts
+                .entry(series_partition(&pairs, partitions))
+                .or_default()
+                .push(item);
+        }
+        let taken = parts.values().map(Vec::len).sum();
+        let mut records = Vec::new();
+        for (partition, items) in parts {
+            // Exemplars are small (labels of 128 characters at most).
+            for part in items.chunks(1000) {
+                records.push((
+                    partition,
+                    self.ids.next(),
+                    Bytes::from(wire::encode_exemplars(part)),
+                ));
+            }
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let log = self.log.clone();
+        self.wait(async move { log.append_all(records, APPEND_PATIENCE).await })?
+            .map_err(|e| {
+                sextant_storage::Error::Unavailable(format!(
+                    "the cluster's log did not take the write ({e}); retry"
+                ))
+            })?;
+        Ok(taken)
     }
 
     /// As floats: each series to its partition's log, samples older than
@@ -965,6 +1058,24 @@ impl MetricsReader for ClusterMetrics {
 
     fn metadata(&self) -> BTreeMap<String, MetricMetadata> {
         self.metadata.read().expect("metadata").clone()
+    }
+
+    /// Each matcher set asks every partition; a series two sets select is
+    /// listed once.
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> sextant_storage::Result<Vec<(Labels, Vec<sextant_model::Exemplar>)>> {
+        let mut by_series: BTreeMap<Labels, Vec<sextant_model::Exemplar>> = BTreeMap::new();
+        for matchers in matcher_sets {
+            let answer = self.read("exemplars", "", matchers, start_ms, end_ms)?;
+            for (labels, exemplars) in answer.exemplars {
+                by_series.entry(labels).or_insert(exemplars);
+            }
+        }
+        Ok(by_series.into_iter().collect())
     }
 }
 

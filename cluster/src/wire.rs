@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use sextant_model::{HistogramSample, Labels, Sample};
+use sextant_model::{Exemplar, HistogramSample, Labels, Sample};
 use sextant_storage::{PairBatch, PairSeries, SeriesHistograms, SeriesSamples};
 
 /// The first byte of every encoded batch.
@@ -494,7 +494,62 @@ pub fn decode_histograms(record: &[u8]) -> Result<Vec<SeriesHistograms>, String>
     Ok(out)
 }
 
+/// The first byte of a record of exemplars.
+const EXEMPLARS: u8 = 6;
+
+/// Whether a record holds exemplars ([`encode_exemplars`]).
+pub fn is_exemplars(record: &[u8]) -> bool {
+    record.first() == Some(&EXEMPLARS)
+}
+
+/// Exemplars as one record: [`EXEMPLARS`], a count, then each as its
+/// series' labels and the exemplar.
+pub fn encode_exemplars(batch: &[&(Labels, Exemplar)]) -> Vec<u8> {
+    let mut w = Writer {
+        buf: vec![EXEMPLARS],
+    };
+    w.varint(batch.len() as u64);
+    for (labels, exemplar) in batch {
+        w.labels(labels);
+        w.exemplar(exemplar);
+    }
+    w.finish()
+}
+
+/// The exemplars of a record [`encode_exemplars`] wrote.
+pub fn decode_exemplars(record: &[u8]) -> Result<Vec<(Labels, Exemplar)>, String> {
+    if !is_exemplars(record) {
+        return Err("not an exemplars record".into());
+    }
+    let mut r = Reader {
+        buf: record,
+        pos: 1,
+    };
+    let n = r.count(18)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let labels = r.labels()?;
+        out.push((labels, r.exemplar()?));
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last exemplar",
+            record.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
 impl Writer {
+    /// One exemplar: its labels, value and time.
+    pub fn exemplar(&mut self, exemplar: &Exemplar) {
+        self.labels(&exemplar.labels);
+        self.buf
+            .extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
+        self.buf
+            .extend_from_slice(&exemplar.timestamp_ms.to_le_bytes());
+    }
+
     /// Histogram samples: a count, then each as a one-sample chunk.
     pub fn histograms(&mut self, samples: &[HistogramSample]) {
         let encoded: Vec<Vec<u8>> = samples
@@ -509,6 +564,18 @@ impl Writer {
 }
 
 impl Reader<'_> {
+    /// What [`Writer::exemplar`] wrote.
+    pub fn exemplar(&mut self) -> Result<Exemplar, String> {
+        let labels = self.labels()?;
+        let value = f64::from_bits(self.u64()?);
+        let timestamp_ms = self.u64()? as i64;
+        Ok(Exemplar {
+            labels,
+            value,
+            timestamp_ms,
+        })
+    }
+
     /// What [`Writer::histograms`] wrote.
     pub fn histograms(&mut self) -> Result<Vec<HistogramSample>, String> {
         let n = self.count(8)?;
@@ -569,6 +636,23 @@ mod tests {
         assert_eq!(decoded[0].samples, samples);
         for cut in 1..record.len() {
             assert!(decode_histograms(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        let exemplar = (
+            labels,
+            Exemplar {
+                labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
+                value: 0.25,
+                timestamp_ms: 1_500,
+            },
+        );
+        let record = encode_exemplars(&[&exemplar, &exemplar]);
+        assert!(is_exemplars(&record) && !is_histograms(&record));
+        assert_eq!(
+            decode_exemplars(&record).unwrap(),
+            [exemplar.clone(), exemplar]
+        );
+        for cut in 1..record.len() {
+            assert!(decode_exemplars(&record[..cut]).is_err(), "cut at {cut}");
         }
         // In an answer beside floats.
         let mut w = Writer::new();
