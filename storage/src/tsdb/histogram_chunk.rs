@@ -53,7 +53,7 @@
 //! Most of what is left is the sum (40-odd bits of a float that changes in
 //! every bit a sample) and, for fractional floats, the XOR'd counts.
 //!
-//! # What is not done (yet)
+//! # Recoding
 //!
 //! Prometheus appends a sample whose spans add buckets by recoding the chunk
 //! with the new, empty buckets inserted into every earlier sample. Here an
