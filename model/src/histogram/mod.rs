@@ -43,6 +43,7 @@
 mod arith;
 mod bounds;
 mod functions;
+mod nhcb;
 mod text;
 
 pub use arith::ArithmeticNotes;
@@ -54,6 +55,7 @@ pub use bounds::{
 pub use functions::{
     HistogramNote, histogram_fraction, histogram_quantile, histogram_stddev, histogram_stdvar,
 };
+pub use nhcb::{ClassicHistogram, NhcbError};
 pub use text::{
     ApiBucket, ApiHistogram, HistogramLiteral, ParseHistogramError, expand_histogram_series,
     format_api_float, format_go_g, parse_histogram_literal,
