@@ -13,7 +13,9 @@
 //! Native-histogram values (`{{...}}`, `{{a}}+{{b}}x3`) are parsed into
 //! histograms, with whether they named a counter reset hint (compared only then).
 
-use sextant_model::histogram::{HistogramLiteral, expand_histogram_series, parse_histogram_literal};
+use sextant_model::histogram::{
+    HistogramLiteral, expand_histogram_series, parse_histogram_literal,
+};
 use sextant_model::{Labels, MatchOp, PromDuration};
 
 use crate::parse_selector;

@@ -11,12 +11,12 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use sextant_model::histogram::{CounterResetHint, FloatHistogram, HistogramError};
 use sextant_model::{Labels, METRIC_NAME, is_valid_label_name};
 
-use super::histograms::mixed_schemas;
-use super::{HPoint, Point};
 use super::eval::Series;
 use super::eval::{Evaluator, Grid, Value, exec};
 use super::functions::{format_go_float, kahan_sum_inc, quantile};
 use super::gosort::go_sort;
+use super::histograms::mixed_schemas;
+use super::{HPoint, Point};
 use crate::Result;
 
 /// Prometheus's running state of one group at one step.
@@ -214,7 +214,15 @@ impl Evaluator<'_> {
                 }
                 let has_histograms = input.iter().any(|s| !s.hpoints.is_empty());
                 let haccs = if has_histograms {
-                    self.aggregate_histograms(&op, &input, &group_of, group_labels.len(), &mut accs, &mut dropped, grid)?
+                    self.aggregate_histograms(
+                        &op,
+                        &input,
+                        &group_of,
+                        group_labels.len(),
+                        &mut accs,
+                        &mut dropped,
+                        grid,
+                    )?
                 } else {
                     Vec::new()
                 };
@@ -224,10 +232,15 @@ impl Evaluator<'_> {
                     let mut hpoints = Vec::new();
                     let mut last = None;
                     for (i, a) in accs.iter().enumerate() {
-                        let h = haccs.get(g).and_then(|h: &Vec<Option<HistogramAcc>>| h[i].as_ref());
+                        let h = haccs
+                            .get(g)
+                            .and_then(|h: &Vec<Option<HistogramAcc>>| h[i].as_ref());
                         match (a, h) {
                             (Some(_), Some(_)) => {
-                                self.warn("encountered a mix of histograms and floats for aggregation".into());
+                                self.warn(
+                                    "encountered a mix of histograms and floats for aggregation"
+                                        .into(),
+                                );
                             }
                             (Some(a), None) => {
                                 points.push(Point {
@@ -238,7 +251,10 @@ impl Evaluator<'_> {
                             }
                             (None, Some(h)) => {
                                 if h.reset_seen && h.not_reset_seen {
-                                    self.warn("conflicting counter resets during histogram aggregation".into());
+                                    self.warn(
+                                        "conflicting counter resets during histogram aggregation"
+                                            .into(),
+                                    );
                                 }
                                 if h.incompatible {
                                     continue;
@@ -274,6 +290,7 @@ impl Evaluator<'_> {
                     &op,
                     param,
                     string_param.as_deref(),
+                    agg.modifier.as_ref(),
                     &input,
                     &group_of,
                     group_labels,
@@ -364,6 +381,7 @@ impl Evaluator<'_> {
         op: &str,
         param: Option<&[f64]>,
         label: Option<&str>,
+        modifier: Option<&LabelModifier>,
         input: &[Series],
         group_of: &[usize],
         group_labels: Vec<Labels>,
@@ -504,29 +522,39 @@ impl Evaluator<'_> {
                     }
                 }
                 "count_values" => {
+                    // As in Prometheus, the value label is set first and the
+                    // grouping then applies to it too: `by` keeps it, and it
+                    // can overwrite a label of the input.
                     let label = label.unwrap_or_default();
-                    for (g, members) in groups {
-                        let mut counts: Vec<(String, f64)> = Vec::new();
+                    let mut counts: Vec<(Labels, f64)> = Vec::new();
+                    let mut at: HashMap<Labels, usize> = HashMap::new();
+                    for (_, members) in groups {
                         for (i, v) in members {
                             let value = match hist_of(i, step) {
                                 Some(h) => h.to_prometheus_string(),
                                 None => format_go_float(v),
                             };
-                            match counts.iter_mut().find(|c| c.0 == value) {
-                                Some(c) => c.1 += 1.0,
-                                None => counts.push((value, 1.0)),
+                            let labeled = input[i].labels.with(label, &value);
+                            let key = match modifier {
+                                None => labeled.filter(|n| n == label),
+                                Some(LabelModifier::Include(names)) => labeled
+                                    .filter(|n| n == label || names.labels.iter().any(|x| x == n)),
+                                Some(LabelModifier::Exclude(names)) => labeled.filter(|n| {
+                                    n != METRIC_NAME
+                                        && (n == label || !names.labels.iter().any(|x| x == n))
+                                }),
+                            };
+                            match at.get(&key) {
+                                Some(&c) => counts[c].1 += 1.0,
+                                None => {
+                                    at.insert(key.clone(), counts.len());
+                                    counts.push((key, 1.0));
+                                }
                             }
                         }
-                        for (value, n) in counts {
-                            push_value(
-                                &mut out,
-                                group_labels[g].with(label, &value),
-                                t,
-                                n,
-                                None,
-                                false,
-                            );
-                        }
+                    }
+                    for (labels, n) in counts {
+                        push_value(&mut out, labels, t, n, None, false);
                     }
                 }
                 _ => unreachable!("ranking operators are listed by the caller"),

@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
-use sextant_model::histogram::HistogramSample;
+use sextant_model::histogram::{CounterResetHint, FloatHistogram, HistogramSample};
 use sextant_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
 use sextant_storage::{LazySeries, MetricsReader};
 
@@ -548,7 +548,16 @@ impl<'a> Evaluator<'a> {
         let lazy = self.select_lazy(vs, first - lookback + 1, last)?;
         let out = self.par_map(lazy, |labels, samples, histograms| {
             if !histograms.is_empty() {
-                return select_mixed(labels, &samples, &histograms, grid, at, offset, lookback, timestamps);
+                return select_mixed(
+                    labels,
+                    &samples,
+                    &histograms,
+                    grid,
+                    at,
+                    offset,
+                    lookback,
+                    timestamps,
+                );
             }
             let mut points = Vec::new();
             let mut next = 0usize;
@@ -617,7 +626,7 @@ impl<'a> Evaluator<'a> {
                 .filter(|h| !h.value.is_stale())
                 .map(|h| HPoint {
                     t: h.timestamp_ms,
-                    h: Arc::new(h.value.to_float()),
+                    h: Arc::new(read_histogram(&h.value)),
                 })
                 .collect();
             if points.is_empty() && hpoints.is_empty() {
@@ -665,6 +674,20 @@ impl<'a> Evaluator<'a> {
                 )));
             }
         };
+        // As Prometheus does, a subquery's histograms lose their "reset" and
+        // "not a reset" hints: its steps may skip or repeat the samples the
+        // hints were about.
+        let mut series = series;
+        for s in &mut series {
+            for p in &mut s.hpoints {
+                if matches!(
+                    p.h.counter_reset_hint,
+                    CounterResetHint::CounterReset | CounterResetHint::NotCounterReset
+                ) {
+                    Arc::make_mut(&mut p.h).counter_reset_hint = CounterResetHint::Unknown;
+                }
+            }
+        }
         Ok(RangeVector {
             series,
             window: Window { range, offset, at },
@@ -690,7 +713,7 @@ fn select_mixed(
     let mut hpoints: Vec<HPoint> = Vec::new();
     let (mut next, mut hnext) = (0usize, 0usize);
     // The histogram last converted, shared by the steps that select it.
-    let mut converted: Option<(usize, Arc<sextant_model::histogram::FloatHistogram>)> = None;
+    let mut converted: Option<(usize, Arc<FloatHistogram>)> = None;
     for i in 0..grid.len() {
         let ts = grid.ts(i);
         let t = at.unwrap_or(ts) - offset;
@@ -727,7 +750,7 @@ fn select_mixed(
             let shared = match &converted {
                 Some((k, fh)) if *k == j => fh.clone(),
                 _ => {
-                    let fh = Arc::new(h.value.to_float());
+                    let fh = Arc::new(read_histogram(&h.value));
                     converted = Some((j, fh.clone()));
                     fh
                 }
@@ -748,6 +771,19 @@ fn select_mixed(
     }
     (!points.is_empty() || !hpoints.is_empty())
         .then(|| Series::with_histograms(labels, points, hpoints))
+}
+
+/// A stored histogram as PromQL reads it. As in Prometheus, a "counter
+/// reset" hint is not trusted on read: storage only knows it for the first
+/// sample of a chunk, and the chunk before may be gone or have been written
+/// later (Prometheus's iterators answer "unknown" there), so the reset is
+/// detected from the counts instead.
+fn read_histogram(v: &sextant_model::histogram::HistogramValue) -> FloatHistogram {
+    let mut h = v.to_float();
+    if h.counter_reset_hint == CounterResetHint::CounterReset {
+        h.counter_reset_hint = CounterResetHint::Unknown;
+    }
+    h
 }
 
 /// Merges two lists sorted by time; `None` when both have the same time.

@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr, MatrixSelector};
 use sextant_model::histogram::{
-    FloatHistogram, HistogramNote, histogram_fraction,
-    histogram_quantile, histogram_stddev, histogram_stdvar,
+    FloatHistogram, HistogramNote, histogram_fraction, histogram_quantile, histogram_stddev,
+    histogram_stdvar,
 };
 use sextant_model::{Labels, is_valid_label_name};
 
-use super::histograms::{Sampled, histogram_note};
-use super::{HPoint, Point};
 use super::eval::Series;
 use super::eval::{
     Evaluator, Grid, RangeVector, Value, Window, equality_labels, exec, merge_same_labels,
 };
+use super::histograms::{Sampled, histogram_note};
+use super::{HPoint, Point};
 use crate::Result;
 
 /// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
@@ -873,8 +873,9 @@ impl Evaluator<'_> {
                         )
                     });
                     if let Some(&g) = index.get(&s.labels) {
-                        conflicts.entry(g).or_insert_with(|| vec![false; grid.len()])[step] =
-                            true;
+                        conflicts
+                            .entry(g)
+                            .or_insert_with(|| vec![false; grid.len()])[step] = true;
                     }
                     continue;
                 }
@@ -1076,9 +1077,8 @@ impl Evaluator<'_> {
             };
             let steps_present = self.map_range(source, grid, |s| {
                 let mut steps = Vec::new();
-                window.for_each_window_mixed(&s.points, &s.hpoints, grid, |i, _, _, _| {
-                    steps.push(i)
-                });
+                window
+                    .for_each_window_mixed(&s.points, &s.hpoints, grid, |i, _, _, _| steps.push(i));
                 Some(steps)
             })?;
             for i in steps_present.into_iter().flatten() {

@@ -9,7 +9,7 @@
 //! `functions`, untouched by histograms.
 
 use sextant_model::histogram::{
-    CounterResetHint, FloatHistogram, HistogramError, HistogramNote, ArithmeticNotes,
+    ArithmeticNotes, CounterResetHint, FloatHistogram, HistogramError, HistogramNote,
 };
 
 use super::eval::Evaluator;
@@ -294,7 +294,10 @@ impl Evaluator<'_> {
             }
         }
         let mut h: FloatHistogram = (**last).clone();
-        if !h.uses_custom_buckets() && min_schema < h.schema && h.reduce_resolution(min_schema).is_err() {
+        if !h.uses_custom_buckets()
+            && min_schema < h.schema
+            && h.reduce_resolution(min_schema).is_err()
+        {
             return None;
         }
         match h.sub(&prev) {
@@ -306,7 +309,9 @@ impl Evaluator<'_> {
             Err(_) => return None,
         }
         if counter {
-            let mut prev: &FloatHistogram = first;
+            // From the first sample, or from nothing when the second
+            // already reset: its buckets do not count then.
+            let mut prev: &FloatHistogram = &prev;
             for p in &hw[1..] {
                 if p.h.detect_reset(prev) {
                     match h.add(prev) {
