@@ -876,3 +876,75 @@ eval_fail instant at 5m -{job="a"}
 "#;
     assert_cases(cases, &EngineOptions::default());
 }
+
+/// Native histograms: a counter reset inside a rate window, the operations
+/// that keep a histogram (`*`, `/`, `+` of two) and those that drop it with
+/// Prometheus's info, a mix of floats and histograms in `sum`, staleness,
+/// and the API-visible values Prometheus gives for each.
+#[test]
+fn native_histograms_follow_prometheus() {
+    assert_cases(
+        r#"
+load 1m
+    reqs_total {{schema:0 count:4 sum:8 buckets:[4]}} {{schema:0 count:8 sum:16 buckets:[8]}} {{schema:0 count:2 sum:4 buckets:[2]}} {{schema:0 count:6 sum:12 buckets:[6]}}
+    mixed{kind="h"} {{schema:0 count:1 sum:1 buckets:[1]}}
+    mixed{kind="f"} 3
+    gone {{schema:0 count:1 sum:2 buckets:[1]}} stale
+
+# The window holds 8, 2 (a reset), 6. As in Prometheus, a reset right after
+# the first sample leaves the first out: the increase is 6, extrapolated by
+# half a minute to the window's start: 6 * 180 / 120 = 9.
+eval instant at 3m increase(reqs_total[3m])
+    {} {{schema:0 count:9 sum:18 buckets:[9] counter_reset_hint:gauge}}
+
+eval instant at 3m resets(reqs_total[4m])
+    {} 1
+
+eval instant at 0m reqs_total * 2
+    {} {{schema:0 count:8 sum:16 buckets:[8]}}
+
+eval instant at 0m 0.5 * reqs_total
+    {} {{schema:0 count:2 sum:4 buckets:[2]}}
+
+eval instant at 0m reqs_total / 4
+    {} {{schema:0 count:1 sum:2 buckets:[1]}}
+
+eval instant at 1m reqs_total + reqs_total offset 1m
+    {} {{schema:0 count:12 sum:24 buckets:[12]}}
+
+eval instant at 0m reqs_total + 1
+    expect info msg: PromQL info: incompatible sample types encountered for binary operator "+": histogram + float
+
+eval instant at 0m reqs_total > 1
+    expect info msg: PromQL info: incompatible sample types encountered for binary operator ">": histogram > float
+
+eval instant at 0m sum(mixed)
+    expect warn msg: PromQL warning: encountered a mix of histograms and floats for aggregation
+
+eval instant at 0m count(mixed)
+    {} 2
+
+eval instant at 0m max(mixed)
+    expect info msg: PromQL info: ignored histogram in max aggregation
+    {} 3
+
+eval instant at 0m histogram_count(mixed)
+    {kind="h"} 1
+
+eval instant at 0m gone
+    gone {{schema:0 count:1 sum:2 buckets:[1]}}
+
+eval instant at 1m gone
+
+eval range from 0 to 2m step 1m timestamp(gone)
+    {} 0 _ _
+
+eval instant at 3m sum_over_time(reqs_total[2m])
+    {} {{schema:0 count:8 sum:16 buckets:[8]}}
+
+eval instant at 3m last_over_time(reqs_total[2m])
+    reqs_total {{schema:0 count:6 sum:12 buckets:[6]}}
+"#,
+        &prometheus_test_options(),
+    );
+}
