@@ -40,8 +40,8 @@ use sextant_model::{Labels, MatchOp, Matcher, PromDuration};
 use sextant_storage::remote::RemoteStore;
 use sextant_storage::tsdb::RejectReason;
 use sextant_storage::{
-    AppendReport, MetricMetadata, MetricsReader, MetricsWriter, PairBatch, PairSeries, RefSeries,
-    SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
+    AppendReport, LazySeries, MetricMetadata, MetricsReader, MetricsWriter, PairBatch, PairSeries,
+    RefSeries, SeriesHistograms, SeriesSamples, Tsdb, TsdbConfig, TsdbStats,
 };
 use tracing::warn;
 
@@ -163,7 +163,35 @@ impl Engine for MetricsEngine {
         let mut newest = Vec::with_capacity(records.len());
         let mut raw = Vec::with_capacity(records.len());
         let mut first_version = Vec::new();
+        let mut histograms: Vec<SeriesHistograms> = Vec::new();
+        let mut exemplars: Vec<(Labels, sextant_model::Exemplar)> = Vec::new();
         for (_, payload) in records {
+            if wire::is_exemplars(payload) {
+                match wire::decode_exemplars(payload) {
+                    Ok(more) => {
+                        let newest_ms = more.iter().map(|(_, e)| e.timestamp_ms).max();
+                        newest.push(Some(newest_ms.unwrap_or(i64::MIN)));
+                        exemplars.extend(more);
+                    }
+                    Err(_) => newest.push(None),
+                }
+                continue;
+            }
+            if wire::is_histograms(payload) {
+                match wire::decode_histograms(payload) {
+                    Ok(series) => {
+                        let newest_ms = series
+                            .iter()
+                            .flat_map(|s| s.samples.iter().map(|h| h.timestamp_ms))
+                            .max()
+                            .unwrap_or(i64::MIN);
+                        newest.push(Some(newest_ms));
+                        histograms.extend(series);
+                    }
+                    Err(_) => newest.push(None),
+                }
+                continue;
+            }
             if payload.first() == Some(&1) {
                 // Written by a version before the symbol table.
                 match wire::decode_series(payload) {
@@ -243,6 +271,16 @@ impl Engine for MetricsEngine {
                 .append(&first_version)
                 .map_err(|e| e.to_string())?;
         }
+        if !histograms.is_empty() {
+            self.tsdb
+                .append_histograms(&histograms)
+                .map_err(|e| e.to_string())?;
+        }
+        if !exemplars.is_empty() {
+            self.tsdb
+                .append_exemplars(&exemplars)
+                .map_err(|e| e.to_string())?;
+        }
         for (((hash, slot), fresh), reference) in hashes.iter().zip(slots).zip(fresh).zip(refs) {
             let entries = known.entry(*hash).or_default();
             match (slot, fresh) {
@@ -315,6 +353,10 @@ pub struct ReadRequest {
 #[derive(Default)]
 struct Answer {
     series: Vec<SeriesSamples>,
+    /// For a `select_data` read, each series' histogram samples.
+    histograms: Vec<Vec<sextant_model::HistogramSample>>,
+    /// For an `exemplars` read, each series' exemplars.
+    exemplars: Vec<(Labels, Vec<sextant_model::Exemplar>)>,
     names: BTreeSet<String>,
 }
 
@@ -459,7 +501,7 @@ impl ClusterMetrics {
             .collect::<Result<Vec<_>, String>>()?;
         if !matches!(
             request.op.as_str(),
-            "select" | "series" | "label_names" | "label_values"
+            "select" | "select_data" | "exemplars" | "series" | "label_names" | "label_values"
         ) {
             return Err(format!("unknown read {:?}", request.op));
         }
@@ -475,6 +517,28 @@ impl ClusterMetrics {
                 "select" => tsdb
                     .select(&matchers, mint, maxt)
                     .map(|s| answer.series.extend(s)),
+                "select_data" => tsdb.select_lazy(&matchers, mint, maxt).and_then(|all| {
+                    for s in all {
+                        let (samples, histograms) = s.data()?;
+                        if samples.is_empty() && histograms.is_empty() {
+                            continue;
+                        }
+                        answer.series.push(SeriesSamples {
+                            labels: s.labels,
+                            samples,
+                        });
+                        answer.histograms.push(histograms);
+                    }
+                    Ok(())
+                }),
+                "exemplars" => {
+                    answer.exemplars.extend(tsdb.exemplars(
+                        std::slice::from_ref(&matchers),
+                        mint,
+                        maxt,
+                    ));
+                    Ok(())
+                }
                 "series" => tsdb.series(&matchers, mint, maxt).map(|s| {
                     answer
                         .series
@@ -499,12 +563,25 @@ impl ClusterMetrics {
             w.varint(u64::from(p));
         }
         w.varint(answer.series.len() as u64);
-        for s in &answer.series {
+        for (i, s) in answer.series.iter().enumerate() {
             w.series(s);
+            if request.op == "select_data" {
+                w.histograms(answer.histograms.get(i).map_or(&[], Vec::as_slice));
+            }
         }
         w.varint(answer.names.len() as u64);
         for n in &answer.names {
             w.str(n);
+        }
+        if request.op == "exemplars" {
+            w.varint(answer.exemplars.len() as u64);
+            for (labels, exemplars) in &answer.exemplars {
+                w.labels(labels);
+                w.varint(exemplars.len() as u64);
+                for e in exemplars {
+                    w.exemplar(e);
+                }
+            }
         }
         Ok(w.finish())
     }
@@ -573,20 +650,30 @@ impl ClusterMetrics {
         let mut merged = Answer::default();
         for body in bodies {
             let body = body.map_err(sextant_storage::Error::BadQuery)?;
-            decode_answer(&body, &mut merged, &mut missing).map_err(|e| {
+            decode_answer(&body, op, &mut merged, &mut missing).map_err(|e| {
                 sextant_storage::Error::Unavailable(format!("a node's answer: {e}"))
             })?;
         }
         if !missing.is_empty() {
             sextant_storage::partial::note(crate::peer::partial("metrics", &missing));
         }
-        merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if merged.histograms.is_empty() {
+            merged.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        } else {
+            let mut both: Vec<_> = std::mem::take(&mut merged.series)
+                .into_iter()
+                .zip(std::mem::take(&mut merged.histograms))
+                .collect();
+            both.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
+            (merged.series, merged.histograms) = both.into_iter().unzip();
+        }
         Ok(merged)
     }
 }
 
 fn decode_answer(
     body: &[u8],
+    op: &str,
     into: &mut Answer,
     missing: &mut BTreeSet<u32>,
 ) -> Result<(), String> {
@@ -598,10 +685,25 @@ fn decode_answer(
     let n = r.count(2)?;
     for _ in 0..n {
         into.series.push(r.series()?);
+        if op == "select_data" {
+            into.histograms.push(r.histograms()?);
+        }
     }
     let n = r.count(1)?;
     for _ in 0..n {
         into.names.insert(r.str()?.to_owned());
+    }
+    if op == "exemplars" {
+        let n = r.count(2)?;
+        for _ in 0..n {
+            let labels = r.labels()?;
+            let count = r.count(18)?;
+            let mut exemplars = Vec::with_capacity(count);
+            for _ in 0..count {
+                exemplars.push(r.exemplar()?);
+            }
+            into.exemplars.push((labels, exemplars));
+        }
     }
     Ok(())
 }
@@ -720,6 +822,147 @@ impl MetricsWriter for ClusterMetrics {
         Ok(report)
     }
 
+    /// Each exemplar to its series' partition; its owner's engine keeps
+    /// them as a single node does (bounded, duplicates taken once). All
+    /// that the log stored count as taken.
+    fn append_exemplars(
+        &self,
+        exemplars: &[(Labels, sextant_model::Exemplar)],
+    ) -> sextant_storage::Result<usize> {
+        let partitions = self.cluster.partitions();
+        let mut parts: BTreeMap<u32, Vec<&(Labels, sextant_model::Exemplar)>> = BTreeMap::new();
+        for item in exemplars {
+            if item.1.invalid().is_some() {
+                continue;
+            }
+            let pairs: Vec<(&str, &str)> = item.0.iter().map(|l| (&*l.name, &*l.value)).collect();
+            parts
+                .entry(series_partition(&pairs, partitions))
+                .or_default()
+                .push(item);
+        }
+        let taken = parts.values().map(Vec::len).sum();
+        let mut records = Vec::new();
+        for (partition, items) in parts {
+            // Exemplars are small (labels of 128 characters at most).
+            for part in items.chunks(1000) {
+                records.push((
+                    partition,
+                    self.ids.next(),
+                    Bytes::from(wire::encode_exemplars(part)),
+                ));
+            }
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let log = self.log.clone();
+        self.wait(async move { log.append_all(records, APPEND_PATIENCE).await })?
+            .map_err(|e| {
+                sextant_storage::Error::Unavailable(format!(
+                    "the cluster's log did not take the write ({e}); retry"
+                ))
+            })?;
+        Ok(taken)
+    }
+
+    /// As floats: each series to its partition's log, samples older than
+    /// the partition's bound refused here; the owner's engine validates
+    /// and counts the rest as a single node does.
+    fn append_histograms(
+        &self,
+        batch: &[SeriesHistograms],
+    ) -> sextant_storage::Result<AppendReport> {
+        let partitions = self.cluster.partitions();
+        let mut report = AppendReport::default();
+        // Per partition, each series' samples as one-sample chunks.
+        type Encoded<'b> = Vec<(&'b Labels, Vec<Vec<u8>>)>;
+        let mut parts: BTreeMap<u32, Encoded<'_>> = BTreeMap::new();
+        let mut total = 0u64;
+        {
+            let bounds = self.min_valid.read().expect("bounds");
+            for series in batch {
+                let pairs: Vec<(&str, &str)> = series
+                    .labels
+                    .iter()
+                    .map(|l| (&*l.name, &*l.value))
+                    .collect();
+                let partition = series_partition(&pairs, partitions);
+                let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
+                let mut encoded = Vec::with_capacity(series.samples.len());
+                for s in &series.samples {
+                    if s.timestamp_ms < min_valid {
+                        report.reject(RejectReason::OutOfBounds, 1, &series.labels);
+                        self.stats.reject(RejectReason::OutOfBounds, 1);
+                        continue;
+                    }
+                    match sextant_storage::tsdb::histogram_bytes(s.timestamp_ms, &s.value) {
+                        Some(bytes) => encoded.push(bytes),
+                        None => {
+                            report.reject(RejectReason::InvalidHistogram, 1, &series.labels);
+                            self.stats.reject(RejectReason::InvalidHistogram, 1);
+                        }
+                    }
+                }
+                if !encoded.is_empty() {
+                    total += encoded.len() as u64;
+                    parts
+                        .entry(partition)
+                        .or_default()
+                        .push((&series.labels, encoded));
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for (partition, series) in parts {
+            // Records under the size limit; a series too large for one is split.
+            let mut current: Vec<(&Labels, &[Vec<u8>])> = Vec::new();
+            let mut size = 0;
+            for (labels, samples) in &series {
+                let mut start = 0;
+                while start < samples.len() {
+                    let mut end = start;
+                    let mut bytes = 0;
+                    while end < samples.len()
+                        && (end == start || size + bytes + samples[end].len() + 8 <= RECORD_BYTES)
+                    {
+                        bytes += samples[end].len() + 8;
+                        end += 1;
+                    }
+                    if size + bytes > RECORD_BYTES && !current.is_empty() {
+                        records.push((
+                            partition,
+                            self.ids.next(),
+                            Bytes::from(wire::encode_histograms(&current)),
+                        ));
+                        current.clear();
+                        size = 0;
+                        continue;
+                    }
+                    size += bytes;
+                    current.push((labels, &samples[start..end]));
+                    start = end;
+                }
+            }
+            if !current.is_empty() {
+                records.push((
+                    partition,
+                    self.ids.next(),
+                    Bytes::from(wire::encode_histograms(&current)),
+                ));
+            }
+        }
+        let log = self.log.clone();
+        self.wait(async move { log.append_all(records, APPEND_PATIENCE).await })?
+            .map_err(|e| {
+                sextant_storage::Error::Unavailable(format!(
+                    "the cluster's log did not take the write ({e}); retry"
+                ))
+            })?;
+        report.accepted = total;
+        Ok(report)
+    }
+
     fn set_metadata(&self, metric: &str, metadata: MetricMetadata) -> sextant_storage::Result<()> {
         if self.metadata.read().expect("metadata").get(metric) == Some(&metadata) {
             return Ok(());
@@ -747,6 +990,27 @@ impl MetricsReader for ClusterMetrics {
         maxt: i64,
     ) -> sextant_storage::Result<Vec<SeriesSamples>> {
         Ok(self.read("select", "", matchers, mint, maxt)?.series)
+    }
+
+    /// Floats and native histograms, read from every partition at once.
+    fn select_lazy(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> sextant_storage::Result<Vec<LazySeries<'_>>> {
+        let answer = self.read("select_data", "", matchers, mint, maxt)?;
+        Ok(answer
+            .series
+            .into_iter()
+            .zip(answer.histograms)
+            .map(|(s, histograms)| {
+                let samples = s.samples;
+                LazySeries::with_histograms(s.labels, move || {
+                    Ok((samples.clone(), histograms.clone()))
+                })
+            })
+            .collect())
     }
 
     fn series(
@@ -794,6 +1058,24 @@ impl MetricsReader for ClusterMetrics {
 
     fn metadata(&self) -> BTreeMap<String, MetricMetadata> {
         self.metadata.read().expect("metadata").clone()
+    }
+
+    /// Each matcher set asks every partition; a series two sets select is
+    /// listed once.
+    fn exemplars(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> sextant_storage::Result<Vec<(Labels, Vec<sextant_model::Exemplar>)>> {
+        let mut by_series: BTreeMap<Labels, Vec<sextant_model::Exemplar>> = BTreeMap::new();
+        for matchers in matcher_sets {
+            let answer = self.read("exemplars", "", matchers, start_ms, end_ms)?;
+            for (labels, exemplars) in answer.exemplars {
+                by_series.entry(labels).or_insert(exemplars);
+            }
+        }
+        Ok(by_series.into_iter().collect())
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use sextant_model::{Labels, Sample};
-use sextant_storage::{PairBatch, PairSeries, SeriesSamples};
+use sextant_model::{Exemplar, HistogramSample, Labels, Sample};
+use sextant_storage::{PairBatch, PairSeries, SeriesHistograms, SeriesSamples};
 
 /// The first byte of every encoded batch.
 const VERSION: u8 = 1;
@@ -443,9 +443,225 @@ pub fn decode_series(record: &[u8]) -> Result<Vec<SeriesSamples>, String> {
     Ok(out)
 }
 
+/// The first byte of a record of native histogram samples.
+const HISTOGRAMS: u8 = 5;
+
+/// Whether a record holds native histogram samples ([`encode_histograms`]).
+pub fn is_histograms(record: &[u8]) -> bool {
+    record.first() == Some(&HISTOGRAMS)
+}
+
+/// Native histogram samples as one record: [`HISTOGRAMS`], a count of
+/// series, each its labels and its samples, each sample the one-sample
+/// chunk storage's `histogram_bytes` makes (time, hint, layout, counts).
+pub fn encode_histograms(batch: &[(&Labels, &[Vec<u8>])]) -> Vec<u8> {
+    let mut w = Writer {
+        buf: vec![HISTOGRAMS],
+    };
+    w.varint(batch.len() as u64);
+    for (labels, samples) in batch {
+        w.labels(labels);
+        w.varint(samples.len() as u64);
+        for sample in *samples {
+            w.bytes(sample);
+        }
+    }
+    w.finish()
+}
+
+/// The series of a record [`encode_histograms`] wrote.
+pub fn decode_histograms(record: &[u8]) -> Result<Vec<SeriesHistograms>, String> {
+    if !is_histograms(record) {
+        return Err("not a histograms record".into());
+    }
+    let mut r = Reader {
+        buf: record,
+        pos: 1,
+    };
+    let n = r.count(2)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let labels = r.labels()?;
+        let samples = r.histograms()?;
+        out.push(SeriesHistograms { labels, samples });
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last series",
+            record.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
+/// The first byte of a record of exemplars.
+const EXEMPLARS: u8 = 6;
+
+/// Whether a record holds exemplars ([`encode_exemplars`]).
+pub fn is_exemplars(record: &[u8]) -> bool {
+    record.first() == Some(&EXEMPLARS)
+}
+
+/// Exemplars as one record: [`EXEMPLARS`], a count, then each as its
+/// series' labels and the exemplar.
+pub fn encode_exemplars(batch: &[&(Labels, Exemplar)]) -> Vec<u8> {
+    let mut w = Writer {
+        buf: vec![EXEMPLARS],
+    };
+    w.varint(batch.len() as u64);
+    for (labels, exemplar) in batch {
+        w.labels(labels);
+        w.exemplar(exemplar);
+    }
+    w.finish()
+}
+
+/// The exemplars of a record [`encode_exemplars`] wrote.
+pub fn decode_exemplars(record: &[u8]) -> Result<Vec<(Labels, Exemplar)>, String> {
+    if !is_exemplars(record) {
+        return Err("not an exemplars record".into());
+    }
+    let mut r = Reader {
+        buf: record,
+        pos: 1,
+    };
+    let n = r.count(18)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let labels = r.labels()?;
+        out.push((labels, r.exemplar()?));
+    }
+    if !r.at_end() {
+        return Err(format!(
+            "{} bytes after the last exemplar",
+            record.len() - r.pos
+        ));
+    }
+    Ok(out)
+}
+
+impl Writer {
+    /// One exemplar: its labels, value and time.
+    pub fn exemplar(&mut self, exemplar: &Exemplar) {
+        self.labels(&exemplar.labels);
+        self.buf
+            .extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
+        self.buf
+            .extend_from_slice(&exemplar.timestamp_ms.to_le_bytes());
+    }
+
+    /// Histogram samples: a count, then each as a one-sample chunk.
+    pub fn histograms(&mut self, samples: &[HistogramSample]) {
+        let encoded: Vec<Vec<u8>> = samples
+            .iter()
+            .filter_map(|s| sextant_storage::tsdb::histogram_bytes(s.timestamp_ms, &s.value))
+            .collect();
+        self.varint(encoded.len() as u64);
+        for bytes in &encoded {
+            self.bytes(bytes);
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// What [`Writer::exemplar`] wrote.
+    pub fn exemplar(&mut self) -> Result<Exemplar, String> {
+        let labels = self.labels()?;
+        let value = f64::from_bits(self.u64()?);
+        let timestamp_ms = self.u64()? as i64;
+        Ok(Exemplar {
+            labels,
+            value,
+            timestamp_ms,
+        })
+    }
+
+    /// What [`Writer::histograms`] wrote.
+    pub fn histograms(&mut self) -> Result<Vec<HistogramSample>, String> {
+        let n = self.count(8)?;
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = self.pos;
+            let bytes = self.bytes_prefixed()?;
+            samples.push(
+                sextant_storage::tsdb::histogram_from_bytes(bytes)
+                    .ok_or_else(|| format!("a histogram sample at byte {at} does not decode"))?,
+            );
+        }
+        Ok(samples)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_records_round_trip_and_refuse_damage() {
+        use sextant_model::histogram::Span;
+        use sextant_model::{Histogram, HistogramValue};
+        let h = Histogram {
+            schema: 3,
+            count: 5,
+            sum: 2.5,
+            positive_spans: vec![Span {
+                offset: -3,
+                length: 2,
+            }],
+            positive_buckets: vec![2, 1],
+            ..Histogram::default()
+        };
+        let samples: Vec<HistogramSample> = [(1_000, h.clone()), (2_000, h)]
+            .into_iter()
+            .map(|(timestamp_ms, h)| HistogramSample {
+                timestamp_ms,
+                value: HistogramValue::Int(h),
+            })
+            .collect();
+        let labels = Labels::from_pairs([("__name__", "latency"), ("job", "api")]);
+        let encoded: Vec<Vec<u8>> = samples
+            .iter()
+            .map(|s| sextant_storage::tsdb::histogram_bytes(s.timestamp_ms, &s.value).unwrap())
+            .collect();
+        let record = encode_histograms(&[(&labels, &encoded)]);
+        assert!(is_histograms(&record));
+        // Not mistaken for a batch or a compressed message.
+        assert_eq!(
+            split_batch(&Bytes::from(record.clone())).unwrap(),
+            [Bytes::from(record.clone())]
+        );
+        let decoded = decode_histograms(&record).unwrap();
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].labels, labels);
+        assert_eq!(decoded[0].samples, samples);
+        for cut in 1..record.len() {
+            assert!(decode_histograms(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        let exemplar = (
+            labels,
+            Exemplar {
+                labels: Labels::from_pairs([("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736")]),
+                value: 0.25,
+                timestamp_ms: 1_500,
+            },
+        );
+        let record = encode_exemplars(&[&exemplar, &exemplar]);
+        assert!(is_exemplars(&record) && !is_histograms(&record));
+        assert_eq!(
+            decode_exemplars(&record).unwrap(),
+            [exemplar.clone(), exemplar]
+        );
+        for cut in 1..record.len() {
+            assert!(decode_exemplars(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        // In an answer beside floats.
+        let mut w = Writer::new();
+        w.histograms(&samples);
+        let answer = w.finish();
+        let mut r = Reader::new(&answer).unwrap();
+        assert_eq!(r.histograms().unwrap(), samples);
+        assert!(r.at_end());
+    }
 
     #[test]
     fn batches_split_into_their_records_and_refuse_damage() {

@@ -17,15 +17,28 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(got.len(), expected.timeseries.len());
     for (got, want) in got.iter().zip(&expected.timeseries) {
         let labels = sextant_model::Labels::from_pairs(
-            want.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            want.labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str())),
         );
         assert_eq!(got.labels, labels);
         assert_eq!(got.samples.len(), want.samples.len());
         for (g, w) in got.samples.iter().zip(&want.samples) {
-            assert_eq!((g.timestamp_ms, g.value.to_bits()), (w.timestamp, w.value.to_bits()));
+            assert_eq!(
+                (g.timestamp_ms, g.value.to_bits()),
+                (w.timestamp, w.value.to_bits())
+            );
         }
     }
     let histograms: usize = expected.timeseries.iter().map(|t| t.histograms.len()).sum();
-    assert_eq!(batch.histograms_dropped, histograms);
+    assert_eq!(
+        batch.histograms.len() + batch.histograms_refused,
+        histograms
+    );
+    for (series, h) in &batch.histograms {
+        assert!(*series < got.len());
+        // Every histogram kept is one Prometheus would keep.
+        assert!(h.value.validate().is_ok());
+    }
     assert_eq!(batch.metadata.len(), expected.metadata.len());
 });

@@ -17,7 +17,12 @@ fn kept(series: &proto::TimeSeries, symbols: &[String]) -> Option<Labels> {
     }
     let mut pairs: Vec<(&str, &str)> = refs
         .chunks(2)
-        .map(|p| (symbols[p[0] as usize].as_str(), symbols[p[1] as usize].as_str()))
+        .map(|p| {
+            (
+                symbols[p[0] as usize].as_str(),
+                symbols[p[1] as usize].as_str(),
+            )
+        })
         .collect();
     pairs.sort();
     if pairs.windows(2).any(|w| w[0].0 == w[1].0)
@@ -52,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     let got = batch.series.to_series();
     assert_eq!(got.len(), want.len());
     assert_eq!(
-        batch.problems.len() - batch.exemplars_refused,
+        batch.problems.len() - batch.exemplars_refused - batch.histograms_refused,
         expected.timeseries.len() - want.len()
     );
     let (mut exemplars, mut histograms) = (0, 0);
@@ -60,13 +65,22 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(&g.labels, labels);
         assert_eq!(g.samples.len(), w.samples.len());
         for (g, w) in g.samples.iter().zip(&w.samples) {
-            assert_eq!((g.timestamp_ms, g.value.to_bits()), (w.timestamp, w.value.to_bits()));
+            assert_eq!(
+                (g.timestamp_ms, g.value.to_bits()),
+                (w.timestamp, w.value.to_bits())
+            );
         }
         exemplars += w.exemplars.len();
         histograms += w.histograms.len();
     }
     assert_eq!(batch.exemplars.len() + batch.exemplars_refused, exemplars);
-    assert_eq!(batch.histograms_dropped, histograms);
+    assert_eq!(
+        batch.histograms.len() + batch.histograms_refused,
+        histograms
+    );
+    for (series, _) in &batch.histograms {
+        assert!(*series < got.len());
+    }
     for (series, _) in &batch.exemplars {
         assert!(*series < got.len());
     }

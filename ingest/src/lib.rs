@@ -22,3 +22,4 @@ pub mod scrape;
 pub mod statsd;
 pub mod tenant;
 pub mod udp;
+mod wire;

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use sextant_ingest::{prom_text, remote_write};
 use sextant_model::{Labels, Matcher, Sample};
 use sextant_query::{parse_selector, parse_time};
-use sextant_storage::{AppendReport, MetricMetadata, MetricsReader, SeriesSamples, Tsdb};
+use sextant_storage::{
+    AppendReport, MetricMetadata, MetricsReader, SeriesHistograms, SeriesSamples, Tsdb,
+};
 
 use crate::http::{ApiError, AppState};
 
@@ -82,7 +84,6 @@ fn write_message(content_type: &str) -> Result<WriteMessage, ApiError> {
 #[derive(Debug, Default)]
 struct Written {
     samples: u64,
-    /// Always 0 until native histograms are stored.
     histograms: u64,
     exemplars: usize,
     /// Each refusal, naming its field or series.
@@ -126,8 +127,13 @@ impl Written {
         if self.problems.len() > ERRORS_SHOWN {
             shown.push(&more);
         }
+        let histograms = if self.histograms > 0 {
+            format!(" and {} histograms", self.histograms)
+        } else {
+            String::new()
+        };
         Err(ApiError::BadIngest(format!(
-            "stored {} samples; {}",
+            "stored {} samples{histograms}; {}",
             self.samples,
             shown.join("; ")
         )))
@@ -143,7 +149,8 @@ fn store_batch(
     let remote_write::WriteBatch {
         series,
         metadata,
-        histograms_dropped,
+        histograms,
+        histograms_refused,
         exemplars,
         exemplars_refused,
         start_zeros,
@@ -151,9 +158,10 @@ fn store_batch(
     } = batch;
     let refused = &remote_write::REFUSED;
     refused.exemplars.add(exemplars_refused as u64);
+    refused.histograms.add(histograms_refused as u64);
     refused
         .series
-        .add((problems.len() - exemplars_refused) as u64);
+        .add((problems.len() - exemplars_refused - histograms_refused) as u64);
     // The zeros first: each must be older than its series' samples.
     if !start_zeros.is_empty() {
         let mut zeros = sextant_storage::PairBatch::default();
@@ -186,6 +194,31 @@ fn store_batch(
         samples: report.accepted,
         ..Written::default()
     };
+    if !histograms.is_empty() {
+        let mut batch: Vec<SeriesHistograms> = Vec::new();
+        let mut pending = histograms.into_iter().peekable();
+        for (i, s) in series.iter().enumerate() {
+            if pending.peek().is_some_and(|(at, _)| *at == i) {
+                let mut samples = Vec::new();
+                while let Some((_, sample)) = pending.next_if(|(at, _)| *at == i) {
+                    samples.push(sample);
+                }
+                batch.push(SeriesHistograms {
+                    labels: s.labels(),
+                    samples,
+                });
+            }
+        }
+        let report = writer.append_histograms(&batch)?;
+        written.histograms = report.accepted;
+        if let Some(first) = &report.first_rejection {
+            refused.histograms.add(report.rejected_total());
+            problems.push(format!(
+                "{} native histogram samples refused (first: {first})",
+                report.rejected_total()
+            ));
+        }
+    }
     if !exemplars.is_empty() {
         let mut owned = Vec::with_capacity(exemplars.len());
         let mut pending = exemplars.into_iter().peekable();
@@ -207,12 +240,6 @@ fn store_batch(
         problems.push(format!(
             "{} samples refused (first: {first})",
             report.rejected_total()
-        ));
-    }
-    if histograms_dropped > 0 {
-        refused.histograms.add(histograms_dropped as u64);
-        problems.push(format!(
-            "{histograms_dropped} native histogram samples refused: not supported yet"
         ));
     }
     written.problems = problems;

@@ -8,14 +8,13 @@
 //! - dense counts become spans of populated buckets, a run of more than two
 //!   empty buckets splitting a span (as Prometheus's client does);
 //! - a cumulative point's counter-reset hint is "unknown", a delta point's
-//!   "gauge" (Prometheus's early delta support);
+//!   "gauge" when asked for (Prometheus's native delta ingestion; Sextant's
+//!   metrics pipeline instead sums delta points into a running total, as
+//!   it does for delta sums, and asks for "unknown");
 //! - a point flagged "no recorded value" is the staleness marker;
 //! - the zero threshold is the point's when it sets one, else 1e-128
 //!   (Prometheus always uses 1e-128: a point with a wider zero bucket would
 //!   read narrower there).
-//!
-//! Not yet stored: the metrics pipeline still refuses these points until
-//! native histogram storage lands (issue 26).
 
 use sextant_model::STALE_NAN_BITS;
 use sextant_model::histogram::{CounterResetHint, Histogram, MAX_BUCKETS, Span};

@@ -3,14 +3,17 @@
 //! sanitised labels, `service.name` as `job` and `service.instance.id` as
 //! `instance`, other resource attributes on `target_info`; cumulative and
 //! delta sums as counters (deltas summed here), histograms as classic
-//! `_bucket`/`_sum`/`_count`, summaries as quantiles. A point that cannot be
-//! stored (an exponential histogram, a point without a value) is counted as
-//! rejected with a reason, and the rest of the request kept.
+//! `_bucket`/`_sum`/`_count`, exponential histograms as native histograms
+//! ([`super::exponential`]; deltas summed here too), summaries as
+//! quantiles. A point that cannot be stored (a point without a value, an
+//! exponential histogram of a scale below -4) is counted as rejected with a
+//! reason, and the rest of the request kept.
 
 use std::collections::{BTreeMap, HashMap};
 
+use sextant_model::histogram::{FloatHistogram, HistogramSample, HistogramValue};
 use sextant_model::{Labels, Sample, stale_nan};
-use sextant_storage::{MetricMetadata, SeriesSamples};
+use sextant_storage::{MetricMetadata, SeriesHistograms, SeriesSamples};
 
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::metrics::{
@@ -25,6 +28,8 @@ pub const MAX_DELTA_SERIES: usize = 1_000_000;
 #[derive(Debug, Default)]
 pub struct Converted {
     pub series: Vec<SeriesSamples>,
+    /// Native histograms (from exponential histograms), one sample each.
+    pub histograms: Vec<SeriesHistograms>,
     pub metadata: BTreeMap<String, MetricMetadata>,
     /// Data points that could not be stored.
     pub rejected: u64,
@@ -61,6 +66,9 @@ impl Converted {
 pub struct DeltaState {
     sums: HashMap<Labels, f64>,
     histograms: HashMap<Labels, (Vec<u64>, f64, u64)>,
+    /// Running totals of delta exponential histograms, by their series
+    /// (before the node label).
+    native: HashMap<Labels, FloatHistogram>,
     /// In cluster mode, this node's id: the totals are this node's own (an
     /// exporter's deltas may reach any node), so the series it makes of
     /// them carry [`DELTA_NODE_LABEL`], one counter per node, as two
@@ -74,7 +82,7 @@ pub const DELTA_NODE_LABEL: &str = "sextant_node";
 
 impl DeltaState {
     fn len(&self) -> usize {
-        self.sums.len() + self.histograms.len()
+        self.sums.len() + self.histograms.len() + self.native.len()
     }
 
     /// Totals that are `node`'s own ([`DeltaState::node`]).
@@ -84,15 +92,21 @@ impl DeltaState {
 
     /// Adds the node label to the series pushed since `first`.
     fn stamp(&self, out: &mut Converted, first: usize) {
-        let Some(node) = &self.node else { return };
         for series in &mut out.series[first..] {
-            let pairs = series
-                .labels
-                .iter()
-                .map(|l| (l.name.to_string(), l.value.to_string()))
-                .chain([(DELTA_NODE_LABEL.to_owned(), node.clone())]);
-            series.labels = Labels::from_pairs(pairs);
+            series.labels = self.stamped(&series.labels);
         }
+    }
+
+    /// `labels` with the node label, in cluster mode.
+    fn stamped(&self, labels: &Labels) -> Labels {
+        let Some(node) = &self.node else {
+            return labels.clone();
+        };
+        let pairs = labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .chain([(DELTA_NODE_LABEL.to_owned(), node.clone())]);
+        Labels::from_pairs(pairs)
     }
 }
 
@@ -106,14 +120,14 @@ pub fn convert(
     for rm in &request.resource_metrics {
         let attributes = rm.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
         let resource = ResourceLabels::new(attributes);
-        let before = out.series.len();
+        let before = out.series.len() + out.histograms.len();
         let mut newest = 0;
         for sm in &rm.scope_metrics {
             for metric in &sm.metrics {
                 newest = newest.max(convert_metric(metric, &resource, deltas, now_ms, &mut out));
             }
         }
-        if out.series.len() > before && !resource.info.is_empty() {
+        if out.series.len() + out.histograms.len() > before && !resource.info.is_empty() {
             let mut pairs = resource.info.clone();
             pairs.push(("__name__".into(), "target_info".into()));
             pairs.extend(resource.identity.iter().cloned());
@@ -370,14 +384,81 @@ fn convert_metric(
                 newest = newest.max(t);
             }
         }
-        metric::Data::ExponentialHistogram(histogram) => out.reject(
-            histogram.data_points.len(),
-            format!(
-                "{}: exponential histograms are not supported (Sextant stores classic histograms); \
-                 configure the SDK's explicit-bucket histogram aggregation",
-                metric.name
-            ),
-        ),
+        metric::Data::ExponentialHistogram(histogram) => {
+            let name = named(Kind::Histogram);
+            out.metadata
+                .insert(name.clone(), metadata("histogram", metric));
+            let temporality = histogram.aggregation_temporality;
+            if temporality != CUMULATIVE && temporality != DELTA {
+                out.reject(
+                    histogram.data_points.len(),
+                    format!(
+                        "{}: unknown aggregation temporality {temporality}",
+                        metric.name
+                    ),
+                );
+                return newest;
+            }
+            for point in &histogram.data_points {
+                let t = time(point.time_unix_nano);
+                let native = match super::exponential::to_native(point, false) {
+                    Ok(native) => native,
+                    Err(why) => {
+                        out.reject(1, format!("{}: {why}", metric.name));
+                        continue;
+                    }
+                };
+                let labels = labels_for(&point.attributes, &name, None);
+                let value = if temporality == CUMULATIVE || sextant_model::is_stale_nan(native.sum)
+                {
+                    HistogramValue::Int(native)
+                } else {
+                    // Deltas become a running total, as delta sums do.
+                    if !deltas.native.contains_key(&labels) && deltas.len() >= MAX_DELTA_SERIES {
+                        out.reject(
+                            1,
+                            format!("{}: too many delta series being summed", metric.name),
+                        );
+                        continue;
+                    }
+                    let delta = native.to_float();
+                    let total =
+                        deltas
+                            .native
+                            .entry(labels.clone())
+                            .or_insert_with(|| FloatHistogram {
+                                schema: delta.schema,
+                                zero_threshold: delta.zero_threshold,
+                                ..FloatHistogram::default()
+                            });
+                    let mut sum = total.clone();
+                    match sum.add(&delta).and_then(|_| sum.compact(0)) {
+                        Ok(()) => *total = sum,
+                        Err(why) => {
+                            out.reject(1, format!("{}: {why}", metric.name));
+                            continue;
+                        }
+                    }
+                    HistogramValue::Float(total.clone())
+                };
+                let labels = if temporality == DELTA {
+                    deltas.stamped(&labels)
+                } else {
+                    labels
+                };
+                for e in &point.exemplars {
+                    out.exemplars.push((labels.clone(), exemplar(e, now_ms)));
+                }
+                out.histograms.push(SeriesHistograms {
+                    labels,
+                    samples: vec![HistogramSample {
+                        timestamp_ms: t,
+                        value,
+                    }],
+                });
+                newest = newest.max(t);
+            }
+        }
     }
     newest
 }
@@ -740,6 +821,91 @@ mod tests {
             out.series
                 .iter()
                 .all(|s| s.labels.get(DELTA_NODE_LABEL).is_none())
+        );
+    }
+
+    #[test]
+    fn exponential_histograms_are_native_histograms_and_deltas_are_summed() {
+        use super::super::proto::common::KeyValue;
+        use super::super::proto::metrics::{
+            ExponentialBuckets, ExponentialHistogram, ExponentialHistogramDataPoint,
+            ResourceMetrics, ScopeMetrics,
+        };
+        let point = |counts: Vec<u64>, scale: i32| ExponentialHistogramDataPoint {
+            time_unix_nano: 2_000_000_000,
+            count: counts.iter().sum::<u64>() + 1,
+            sum: Some(1.5),
+            scale,
+            zero_count: 1,
+            positive: Some(ExponentialBuckets {
+                offset: 0,
+                bucket_counts: counts,
+            }),
+            exemplars: vec![Exemplar {
+                value: Some(exemplar::Value::AsDouble(1.2)),
+                trace_id: vec![0xab; 16],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let request =
+            |temporality: i32, p: ExponentialHistogramDataPoint| ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    resource: Some(super::super::proto::common::Resource {
+                        attributes: vec![KeyValue {
+                            key: "service.name".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue("api".into())),
+                            }),
+                        }],
+                    }),
+                    scope_metrics: vec![ScopeMetrics {
+                        scope: None,
+                        metrics: vec![Metric {
+                            name: "rpc.duration".into(),
+                            unit: "s".into(),
+                            data: Some(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                                data_points: vec![p],
+                                aggregation_temporality: temporality,
+                            })),
+                            ..Default::default()
+                        }],
+                    }],
+                }],
+            };
+        let mut deltas = DeltaState::default();
+        let out = convert(&request(CUMULATIVE, point(vec![2, 1], 3)), &mut deltas, 0);
+        assert_eq!(out.rejected, 0, "{:?}", out.reasons);
+        assert_eq!(out.histograms.len(), 1);
+        let series = &out.histograms[0];
+        assert_eq!(
+            series.labels.to_string(),
+            "rpc_duration_seconds{job=\"api\"}"
+        );
+        let HistogramValue::Int(h) = &series.samples[0].value else {
+            panic!("cumulative points stay integer histograms")
+        };
+        assert_eq!((h.schema, h.count, h.zero_count), (3, 4, 1));
+        assert_eq!(series.samples[0].timestamp_ms, 2000);
+        assert_eq!(out.metadata["rpc_duration_seconds"].kind, "histogram");
+        assert_eq!(out.exemplars.len(), 1);
+        assert_eq!(out.exemplars[0].0, series.labels);
+        // Deltas add up, across a change of scale.
+        convert(&request(DELTA, point(vec![2, 1], 3)), &mut deltas, 0);
+        let out = convert(&request(DELTA, point(vec![1], 2)), &mut deltas, 0);
+        let HistogramValue::Float(total) = &out.histograms[0].samples[0].value else {
+            panic!("summed deltas are float histograms")
+        };
+        assert_eq!((total.count, total.zero_count, total.sum), (6.0, 2.0, 3.0));
+        assert_eq!(total.schema, 2);
+        total.validate().unwrap();
+        // A scale Prometheus cannot hold is refused by name.
+        let out = convert(&request(CUMULATIVE, point(vec![1], -5)), &mut deltas, 0);
+        assert_eq!(out.rejected, 1);
+        assert!(
+            out.reasons[0].contains("rpc.duration: cannot convert"),
+            "{:?}",
+            out.reasons
         );
     }
 

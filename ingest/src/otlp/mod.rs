@@ -316,6 +316,9 @@ impl Otlp {
                 for series in &mut converted.series {
                     series.labels = crate::tenant::stamp_labels(&series.labels, tenant);
                 }
+                for series in &mut converted.histograms {
+                    series.labels = crate::tenant::stamp_labels(&series.labels, tenant);
+                }
                 for (series, _) in &mut converted.exemplars {
                     *series = crate::tenant::stamp_labels(series, tenant);
                 }
@@ -323,7 +326,17 @@ impl Otlp {
             for (name, meta) in &converted.metadata {
                 writer.set_metadata(name, meta.clone())?;
             }
-            let report = writer.append(&converted.series)?;
+            let mut report = writer.append(&converted.series)?;
+            if !converted.histograms.is_empty() {
+                let histograms = writer.append_histograms(&converted.histograms)?;
+                report.accepted += histograms.accepted;
+                for (reason, n) in histograms.rejected {
+                    *report.rejected.entry(reason).or_default() += n;
+                }
+                if report.first_rejection.is_none() {
+                    report.first_rejection = histograms.first_rejection;
+                }
+            }
             if !converted.exemplars.is_empty() {
                 writer.append_exemplars(&converted.exemplars)?;
             }

@@ -8,13 +8,13 @@
 //! `prost` accepts from the same bytes, which the fuzz targets check.
 
 use sextant_model::telemetry::Counter;
-use sextant_model::{Exemplar, Labels, Sample};
+use sextant_model::{Exemplar, HistogramSample, Labels, Sample};
 use sextant_storage::PairBatch;
 
+mod histogram;
 pub mod v2;
-mod wire;
 
-use wire::{Fields, Value, utf8};
+use crate::wire::{Fields, Value, utf8};
 
 /// The protobuf messages of `prometheus/prompb` that remote write 1.0 uses.
 pub mod proto {
@@ -36,7 +36,7 @@ pub mod proto {
         pub samples: Vec<Sample>,
         #[prost(message, repeated, tag = "3")]
         pub exemplars: Vec<Exemplar>,
-        /// Native histograms; counted and refused (not supported yet).
+        /// Native histograms.
         #[prost(message, repeated, tag = "4")]
         pub histograms: Vec<Histogram>,
     }
@@ -72,11 +72,78 @@ pub mod proto {
         pub timestamp: i64,
     }
 
-    /// `prometheus.Histogram`, reduced to its timestamp: only counted.
+    /// `prometheus.Histogram` (1.0), which is also 2.0's
+    /// `io.prometheus.write.v2.Histogram`: 2.0 adds `start_timestamp`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Histogram {
+        /// `count_int` makes an integer histogram, `count_float` a float one.
+        #[prost(oneof = "histogram::Count", tags = "1, 2")]
+        pub count: Option<histogram::Count>,
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        /// -4..=8 exponential, -53 custom buckets.
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(oneof = "histogram::ZeroCount", tags = "6, 7")]
+        pub zero_count: Option<histogram::ZeroCount>,
+        #[prost(message, repeated, tag = "8")]
+        pub negative_spans: Vec<BucketSpan>,
+        /// Delta-encoded counts (integer histograms).
+        #[prost(sint64, repeated, tag = "9")]
+        pub negative_deltas: Vec<i64>,
+        /// Absolute counts (float histograms).
+        #[prost(double, repeated, tag = "10")]
+        pub negative_counts: Vec<f64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        pub positive_counts: Vec<f64>,
+        /// 0 unknown, 1 yes, 2 no, 3 gauge.
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
+        /// Milliseconds since the epoch.
         #[prost(int64, tag = "15")]
         pub timestamp: i64,
+        /// Custom bucket upper bounds (schema -53), the +Inf one implied.
+        #[prost(double, repeated, tag = "16")]
+        pub custom_values: Vec<f64>,
+        /// 2.0 only: when the histogram started counting; 0 when unset.
+        #[prost(int64, tag = "17")]
+        pub start_timestamp: i64,
+    }
+
+    /// The oneofs of [`Histogram`].
+    pub mod histogram {
+        /// `count`.
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum Count {
+            #[prost(uint64, tag = "1")]
+            CountInt(u64),
+            #[prost(double, tag = "2")]
+            CountFloat(f64),
+        }
+
+        /// `zero_count`.
+        #[derive(Clone, Copy, PartialEq, prost::Oneof)]
+        pub enum ZeroCount {
+            #[prost(uint64, tag = "6")]
+            ZeroCountInt(u64),
+            #[prost(double, tag = "7")]
+            ZeroCountFloat(f64),
+        }
+    }
+
+    /// `prometheus.BucketSpan`.
+    #[derive(Clone, Copy, PartialEq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
     }
 
     /// `prometheus.MetricMetadata`.
@@ -123,7 +190,7 @@ pub struct Refused {
     pub series: Counter,
     /// Exemplars refused (labels too long, bad references).
     pub exemplars: Counter,
-    /// Native-histogram samples (not stored yet).
+    /// Native-histogram samples refused (invalid, or the store refused them).
     pub histograms: Counter,
 }
 
@@ -169,8 +236,11 @@ pub struct WriteBatch<'a> {
     /// The series, labels canonical as [`sextant_model::Labels`] keeps them.
     pub series: PairBatch<'a>,
     pub metadata: Vec<Metadata<'a>>,
-    /// Native-histogram samples, which are not stored yet.
-    pub histograms_dropped: usize,
+    /// Native-histogram samples by the index of their series in `series`,
+    /// each checked as Prometheus checks it before storing.
+    pub histograms: Vec<(usize, HistogramSample)>,
+    /// Histograms refused as invalid (each also in `problems`).
+    pub histograms_refused: usize,
     /// Exemplars by the index of their series in `series`. Empty, and never
     /// allocated, when the request carries none.
     pub exemplars: Vec<(usize, Exemplar)>,
@@ -290,7 +360,7 @@ fn parse_label(raw: &[u8]) -> Result<(&str, &str), String> {
 
 fn parse_series<'a>(raw: &'a [u8], index: usize, batch: &mut WriteBatch<'a>) -> Result<(), String> {
     let mut fields = Fields::new(raw);
-    let mut exemplar_index = 0usize;
+    let (mut exemplar_index, mut histogram_index) = (0usize, 0usize);
     while let Some((field, value)) = fields.next()? {
         match (field, value) {
             (1, Value::Bytes(label)) => {
@@ -326,13 +396,17 @@ fn parse_series<'a>(raw: &'a [u8], index: usize, batch: &mut WriteBatch<'a>) -> 
                 });
             }
             (4, Value::Bytes(histogram)) => {
-                let mut histogram = Fields::new(histogram);
-                while let Some((field, part)) = histogram.next()? {
-                    if field == 15 && !matches!(part, Value::Varint(_)) {
-                        return Err("a histogram's timestamp has the wrong wire type".into());
+                let at = histogram_index;
+                histogram_index += 1;
+                match histogram::parse(histogram)? {
+                    Ok(sample) => batch.histograms.push((batch.series.len(), sample)),
+                    Err(why) => {
+                        batch.histograms_refused += 1;
+                        batch
+                            .problems
+                            .push(format!("timeseries[{index}].histograms[{at}]{why}"));
                     }
                 }
-                batch.histograms_dropped += 1;
             }
             (1..=4, _) => {
                 return Err(format!(
@@ -396,6 +470,7 @@ pub fn encode(request: &proto::WriteRequest) -> Vec<u8> {
 mod tests {
     use prost::Message as _;
 
+    use super::proto::histogram;
     use super::proto::*;
     use super::*;
 
@@ -474,7 +549,11 @@ mod tests {
                 timestamp: -5,
             }],
             exemplars: vec![],
-            histograms: vec![Histogram { timestamp: 7 }],
+            histograms: vec![Histogram {
+                count: Some(histogram::Count::CountInt(0)),
+                timestamp: 7,
+                ..Histogram::default()
+            }],
         });
         let mut raw = request.encode_to_vec();
         // An unknown field (a varint numbered 9) is skipped, as prost skips it.
@@ -497,7 +576,9 @@ mod tests {
             }
         }
         assert_eq!(got[1].labels.to_string(), "{b=\"2\"}");
-        assert_eq!(batch.histograms_dropped, 1);
+        assert_eq!(batch.histograms.len(), 1);
+        assert_eq!(batch.histograms[0].0, 1);
+        assert_eq!(batch.histograms[0].1.timestamp_ms, 7);
         assert_eq!(batch.metadata.len(), 1);
     }
 

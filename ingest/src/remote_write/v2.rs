@@ -33,14 +33,19 @@
 //! the same series share its start in practice; a counter reset within one
 //! request loses its zero) and the store skips it unless it is the newest
 //! (`MetricsWriter::append_start_zeros`). Zeros are not counted as written
-//! samples, as Prometheus does not count them. Histograms' starts wait for
-//! histogram storage.
+//! samples, as Prometheus does not count them. Histograms' start timestamps
+//! are read but owe no zero histogram yet (the store has no way to keep one
+//! only where it is the newest).
+//!
+//! Histograms are read as 1.0's are ([`super::histogram`]): a bad one is
+//! refused by its field (`timeseries[2].histograms[0].schema: ...`), its
+//! series and the rest of the request kept.
 
 use sextant_model::{Exemplar, Labels, Sample};
 use sextant_storage::PairBatch;
 
-use super::wire::{Fields, Value, push_u32s};
-use super::{Metadata, RemoteWriteError, WriteBatch, keep_exemplar, metric_type};
+use super::{Metadata, RemoteWriteError, WriteBatch, histogram, keep_exemplar, metric_type};
+use crate::wire::{Fields, Value, push_u32s};
 
 /// The messages of `prompb/io/prometheus/write/v2/types.proto`, with the
 /// fields Sextant reads.
@@ -63,7 +68,7 @@ pub mod proto {
         pub labels_refs: Vec<u32>,
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
-        /// Native histograms; counted and refused (not supported yet).
+        /// Native histograms.
         #[prost(message, repeated, tag = "3")]
         pub histograms: Vec<Histogram>,
         #[prost(message, repeated, tag = "4")]
@@ -115,14 +120,8 @@ pub mod proto {
         pub unit_ref: u32,
     }
 
-    /// `io.prometheus.write.v2.Histogram`, reduced to its times: only counted.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Histogram {
-        #[prost(int64, tag = "15")]
-        pub timestamp: i64,
-        #[prost(int64, tag = "17")]
-        pub start_timestamp: i64,
-    }
+    /// `io.prometheus.write.v2.Histogram` and its parts, numbered as 1.0's.
+    pub use crate::remote_write::proto::{BucketSpan, Histogram, histogram};
 }
 
 /// The `Content-Type` parameter that names this message.
@@ -209,6 +208,8 @@ fn parse_series<'a>(
         batch.exemplars.len(),
         batch.exemplars_refused,
         batch.problems.len(),
+        batch.histograms.len(),
+        batch.histograms_refused,
     );
     scratch.refs.clear();
     let mut notes = SeriesNotes::default();
@@ -227,14 +228,18 @@ fn parse_series<'a>(
                 notes.samples += 1;
                 batch.series.push_sample(sample);
             }
-            (3, Value::Bytes(histogram)) => {
-                let mut histogram = Fields::new(histogram);
-                while let Some((field, part)) = histogram.next()? {
-                    if matches!(field, 15 | 17) && !matches!(part, Value::Varint(_)) {
-                        return Err("a histogram's timestamp has the wrong wire type".into());
+            (3, Value::Bytes(raw)) => {
+                let j = notes.histograms;
+                notes.histograms += 1;
+                match histogram::parse(raw)? {
+                    Ok(sample) => batch.histograms.push((at, sample)),
+                    Err(why) => {
+                        batch.histograms_refused += 1;
+                        batch
+                            .problems
+                            .push(format!("timeseries[{index}].histograms[{j}]{why}"));
                     }
                 }
-                notes.histograms += 1;
             }
             (4, Value::Bytes(exemplar)) => {
                 let j = exemplar_index;
@@ -285,7 +290,6 @@ fn parse_series<'a>(
                 batch.series.push_label(label, value);
             }
             batch.series.end_series();
-            batch.histograms_dropped += notes.histograms;
             if let Some((kind, help, unit)) = notes.metadata.filter(|&m| m != (0, 0, 0)) {
                 let metadata = Metadata {
                     metric: name,
@@ -309,6 +313,8 @@ fn parse_series<'a>(
             batch.exemplars.truncate(before.0);
             batch.exemplars_refused = before.1;
             batch.problems.truncate(before.2);
+            batch.histograms.truncate(before.3);
+            batch.histograms_refused = before.4;
             batch.problems.push(problem);
         }
     }
@@ -615,8 +621,9 @@ mod tests {
     fn the_parser_reads_what_prost_reads() {
         let mut s = series(&[3, 4, 1, 2], &[(5, f64::NAN), (-3, 1.5)]);
         s.histograms = vec![proto::Histogram {
+            count: Some(proto::histogram::Count::CountFloat(0.0)),
             timestamp: 9,
-            start_timestamp: 0,
+            ..proto::Histogram::default()
         }];
         let mut raw = request(SYMBOLS, vec![s, series(&[1, 2, 3, 0], &[(1, 2.0)])]).encode_to_vec();
         // An unknown field is skipped, as prost skips it.
@@ -639,6 +646,47 @@ mod tests {
                 );
             }
         }
-        assert_eq!(batch.histograms_dropped, 1);
+        assert_eq!(batch.histograms.len(), 1);
+        assert_eq!(batch.histograms[0].1.timestamp_ms, 9);
+    }
+
+    #[test]
+    fn histograms_reach_their_series_and_bad_ones_are_named() {
+        let good = proto::Histogram {
+            count: Some(proto::histogram::Count::CountInt(3)),
+            sum: 4.0,
+            schema: 0,
+            positive_spans: vec![proto::BucketSpan {
+                offset: 0,
+                length: 2,
+            }],
+            positive_deltas: vec![1, 1],
+            timestamp: 100,
+            ..proto::Histogram::default()
+        };
+        let bad = proto::Histogram {
+            schema: 12,
+            ..good.clone()
+        };
+        let mut first = series(&[1, 2], &[]);
+        first.histograms = vec![good.clone(), bad.clone()];
+        // A refused series takes its histograms and their problems along.
+        let mut refused = series(&[3, 4], &[]);
+        refused.histograms = vec![good.clone(), bad];
+        let mut last = series(&[1, 2, 3, 4], &[]);
+        last.histograms = vec![good];
+        let raw = request(SYMBOLS, vec![first, refused, last]).encode_to_vec();
+        let batch = parse(&raw).unwrap();
+        assert_eq!(
+            batch.problems,
+            vec![
+                "timeseries[0].histograms[1].schema: histogram has an invalid schema, which must be between -4 and 8 for exponential buckets, or -53 for custom buckets, got schema 12",
+                "timeseries[1].labels_refs: no __name__ label",
+            ]
+        );
+        assert_eq!(batch.histograms_refused, 1);
+        let at: Vec<usize> = batch.histograms.iter().map(|(i, _)| *i).collect();
+        assert_eq!(at, [0, 1]);
+        assert_eq!(batch.series.len(), 2);
     }
 }

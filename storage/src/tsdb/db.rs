@@ -1807,7 +1807,24 @@ mod tests {
                         assert!(a.value.is_stale() && a.timestamp_ms == b.timestamp_ms);
                         continue;
                     }
-                    assert_eq!(a, b, "{name} at {}", a.timestamp_ms);
+                    // A chunk recoded for a new bucket gives earlier samples
+                    // that bucket, empty: the same histogram.
+                    let same = |v: &HistogramValue| {
+                        let mut f = v.to_float();
+                        f.compact(0).unwrap();
+                        f
+                    };
+                    assert_eq!(a.timestamp_ms, b.timestamp_ms, "{name}");
+                    assert_eq!(
+                        same(&a.value),
+                        same(&b.value),
+                        "{name} at {}",
+                        a.timestamp_ms
+                    );
+                    assert_eq!(
+                        std::mem::discriminant(&a.value),
+                        std::mem::discriminant(&b.value)
+                    );
                 }
                 if name == "int" {
                     // The reset at 5 h starts a chunk that says so.

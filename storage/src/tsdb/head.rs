@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use sextant_model::histogram::CounterResetHint;
+use sextant_model::histogram::{CounterResetHint, Span};
 use sextant_model::{HistogramSample, HistogramValue, Label, Labels, Matcher, Sample};
 
 use super::chunk::{self, ChunkEncoder, SAMPLES_PER_CHUNK};
@@ -207,6 +207,7 @@ impl HistPart {
         }
         match self.open.append(t, v) {
             Ok(None) => return sealed,
+            Ok(Some(CutReason::LayoutChanged)) if self.recode(t, v) => return sealed,
             Ok(Some(reason)) => {
                 sealed |= !self.open.is_empty();
                 self.cut();
@@ -227,6 +228,44 @@ impl HistPart {
         // beside the chunks rather than lose it.
         self.extra.insert(t, v.clone());
         sealed
+    }
+
+    /// Where `v` differs from the open chunk only by buckets the other
+    /// lacks (a new bucket got its first observation, or an empty one
+    /// went unsent), rewrites the chunk with every sample on the union of
+    /// both layouts, `v` appended: Prometheus's recoding, which spares a
+    /// cut (a layout and a first sample) per new bucket. False, and the
+    /// chunk unchanged, when the layouts differ otherwise or `v` still
+    /// needs a new chunk (a counter reset).
+    fn recode(&mut self, t: i64, v: &HistogramValue) -> bool {
+        let mut old = Vec::with_capacity(self.open.len());
+        if decode_histogram_chunk(&self.open.bytes(), &mut old).is_err() {
+            return false;
+        }
+        let Some(first) = old.iter().find(|s| !s.value.is_stale()) else {
+            return false;
+        };
+        let Some(layout) = union_layout(&first.value, v) else {
+            return false;
+        };
+        let mut rebuilt = OpenHistogramChunk::Empty;
+        for s in old
+            .iter()
+            .map(|s| (s.timestamp_ms, &s.value))
+            .chain([(t, v)])
+        {
+            let expanded = if s.1.is_stale() {
+                Some(s.1.clone())
+            } else {
+                expand(s.1, &layout)
+            };
+            match expanded.map(|e| rebuilt.append(s.0, &e)) {
+                Some(Ok(None)) => {}
+                _ => return false,
+            }
+        }
+        self.open = rebuilt;
+        true
     }
 
     fn cut(&mut self) {
@@ -336,6 +375,160 @@ pub(crate) fn encode_histogram_chunks(
         }
     }
     part.sealed
+}
+
+/// Absolute bucket indexes the spans cover, in order.
+fn span_indexes(spans: &[Span]) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    let mut next = 0i32;
+    for (i, s) in spans.iter().enumerate() {
+        let start = if i == 0 {
+            s.offset
+        } else {
+            next.checked_add(s.offset)?
+        };
+        let end = start.checked_add(i32::try_from(s.length).ok()?)?;
+        out.extend(start..end);
+        next = end;
+    }
+    Some(out)
+}
+
+/// Spans covering exactly these sorted, unique indexes.
+fn spans_of(indexes: &[i32]) -> Vec<Span> {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut end = 0i32;
+    for &i in indexes {
+        if !spans.is_empty() && i == end {
+            spans.last_mut().expect("a span").length += 1;
+        } else {
+            let offset = if spans.is_empty() { i } else { i - end };
+            spans.push(Span { offset, length: 1 });
+        }
+        end = i + 1;
+    }
+    spans
+}
+
+/// The bucket layout two histograms of one schema share when merged.
+struct UnionLayout {
+    positive: Vec<i32>,
+    negative: Vec<i32>,
+}
+
+/// The union of two samples' buckets, if they differ only in which
+/// buckets they list (same kind, schema, zero threshold, custom bounds).
+fn union_layout(a: &HistogramValue, b: &HistogramValue) -> Option<UnionLayout> {
+    fn parts(v: &HistogramValue) -> (i32, f64, &[f64], &[Span], &[Span]) {
+        match v {
+            HistogramValue::Int(h) => (
+                h.schema,
+                h.zero_threshold,
+                &h.custom_values,
+                &h.positive_spans,
+                &h.negative_spans,
+            ),
+            HistogramValue::Float(h) => (
+                h.schema,
+                h.zero_threshold,
+                &h.custom_values,
+                &h.positive_spans,
+                &h.negative_spans,
+            ),
+        }
+    }
+    if std::mem::discriminant(a) != std::mem::discriminant(b) {
+        return None;
+    }
+    let (sa, za, ca, pa, na) = parts(a);
+    let (sb, zb, cb, pb, nb) = parts(b);
+    if sa != sb || za.to_bits() != zb.to_bits() || ca != cb {
+        return None;
+    }
+    let union = |x: &[Span], y: &[Span]| -> Option<Vec<i32>> {
+        let mut all = span_indexes(x)?;
+        all.extend(span_indexes(y)?);
+        all.sort_unstable();
+        all.dedup();
+        Some(all)
+    };
+    let layout = UnionLayout {
+        positive: union(pa, pb)?,
+        negative: union(na, nb)?,
+    };
+    (layout.positive.len() + layout.negative.len() <= super::histogram_chunk::MAX_CHUNK_BUCKETS)
+        .then_some(layout)
+}
+
+/// A sample on a wider layout: its buckets where they were, zeros in the
+/// new ones. `None` if it has a bucket the layout lacks.
+fn expand(v: &HistogramValue, layout: &UnionLayout) -> Option<HistogramValue> {
+    /// Absolute counts on `to`, from `from`'s indexes and counts.
+    fn side<C: Copy + Default>(from: &[Span], counts: &[C], to: &[i32]) -> Option<Vec<C>> {
+        let indexes = span_indexes(from)?;
+        if indexes.len() != counts.len() {
+            return None;
+        }
+        let mut out = vec![C::default(); to.len()];
+        let mut at = 0;
+        for (index, count) in indexes.iter().zip(counts) {
+            while at < to.len() && to[at] < *index {
+                at += 1;
+            }
+            if to.get(at) != Some(index) {
+                return None;
+            }
+            out[at] = *count;
+        }
+        Some(out)
+    }
+    fn absolute(deltas: &[i64]) -> Vec<i64> {
+        let mut current = 0i64;
+        deltas
+            .iter()
+            .map(|d| {
+                current = current.wrapping_add(*d);
+                current
+            })
+            .collect()
+    }
+    fn deltas(counts: &[i64]) -> Vec<i64> {
+        let mut previous = 0i64;
+        counts
+            .iter()
+            .map(|c| {
+                let d = c.wrapping_sub(previous);
+                previous = *c;
+                d
+            })
+            .collect()
+    }
+    let positive_spans = spans_of(&layout.positive);
+    let negative_spans = spans_of(&layout.negative);
+    Some(match v {
+        HistogramValue::Int(h) => HistogramValue::Int(sextant_model::Histogram {
+            positive_buckets: deltas(&side(
+                &h.positive_spans,
+                &absolute(&h.positive_buckets),
+                &layout.positive,
+            )?),
+            negative_buckets: deltas(&side(
+                &h.negative_spans,
+                &absolute(&h.negative_buckets),
+                &layout.negative,
+            )?),
+            positive_spans,
+            negative_spans,
+            ..h.clone()
+        }),
+        HistogramValue::Float(h) => HistogramValue::Float(sextant_model::FloatHistogram {
+            positive_buckets: side(&h.positive_spans, &h.positive_buckets, &layout.positive)?,
+            negative_buckets: side(&h.negative_spans, &h.negative_buckets, &layout.negative)?,
+            positive_spans,
+            negative_spans,
+            ..h.clone()
+        }),
+    })
 }
 
 fn set_hint(v: &mut HistogramValue, hint: CounterResetHint) {
@@ -1307,6 +1500,66 @@ mod tests {
             head.select_ids(&[m("missing", MatchOp::Equal, "")]).len(),
             3
         );
+    }
+
+    fn histogram_with(buckets: &[(i32, u64)]) -> HistogramValue {
+        let indexes: Vec<i32> = buckets.iter().map(|b| b.0).collect();
+        let mut previous = 0i64;
+        HistogramValue::Int(sextant_model::Histogram {
+            schema: 2,
+            count: buckets.iter().map(|b| b.1).sum(),
+            sum: 1.0,
+            positive_spans: spans_of(&indexes),
+            positive_buckets: buckets
+                .iter()
+                .map(|b| {
+                    let d = b.1 as i64 - previous;
+                    previous = b.1 as i64;
+                    d
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn new_buckets_recode_the_open_histogram_chunk_instead_of_cutting() {
+        let mut part = HistPart::default();
+        let samples = [
+            histogram_with(&[(0, 1), (1, 2)]),
+            // A bucket above, one far below (a span of its own), one between.
+            histogram_with(&[(0, 1), (1, 3), (2, 1)]),
+            histogram_with(&[(-9, 1), (0, 2), (1, 3), (2, 1)]),
+            histogram_with(&[(-9, 1), (-4, 1), (0, 2), (1, 3), (2, 2)]),
+        ];
+        for (t, v) in samples.iter().enumerate() {
+            assert!(!part.append_in_order(t as i64, v, HISTOGRAMS_PER_CHUNK));
+        }
+        assert_eq!(part.chunk_count(), 1, "recoded, not cut");
+        let got = part.samples(i64::MIN, i64::MAX);
+        assert_eq!(got.len(), 4);
+        for (got, want) in got.iter().zip(&samples) {
+            let (mut a, mut b) = (got.value.to_float(), want.to_float());
+            a.compact(0).unwrap();
+            b.compact(0).unwrap();
+            a.counter_reset_hint = b.counter_reset_hint;
+            assert_eq!(a, b);
+        }
+        // Every sample now has the union's five buckets.
+        let HistogramValue::Int(first) = &got[0].value else {
+            panic!("an integer histogram")
+        };
+        assert_eq!(first.positive_buckets.len(), 5);
+        // A count going down is a reset: that still cuts.
+        part.append_in_order(9, &histogram_with(&[(0, 1)]), HISTOGRAMS_PER_CHUNK);
+        assert_eq!(part.chunk_count(), 2);
+        // Another schema cannot be recoded into the chunk either.
+        let mut other = histogram_with(&[(0, 5), (1, 5)]);
+        if let HistogramValue::Int(h) = &mut other {
+            h.schema = 1;
+        }
+        part.append_in_order(10, &other, HISTOGRAMS_PER_CHUNK);
+        assert_eq!(part.chunk_count(), 3);
     }
 
     #[test]

@@ -53,12 +53,13 @@
 //! Most of what is left is the sum (40-odd bits of a float that changes in
 //! every bit a sample) and, for fractional floats, the XOR'd counts.
 //!
-//! # What is not done (yet)
+//! # Recoding
 //!
 //! Prometheus appends a sample whose spans add buckets by recoding the chunk
-//! with the new, empty buckets inserted into every earlier sample. Here any
-//! change of spans needs a new chunk (which costs a layout and a first
-//! sample, ~2-5% of a chunk); recoding is the next step.
+//! with the new, empty buckets inserted into every earlier sample. Here an
+//! encoder answers any change of spans with `LayoutChanged`, and the head
+//! (`head::HistPart::recode`) does the recoding: it decodes the chunk and
+//! encodes it again on the union of both layouts.
 
 use sextant_model::histogram::{
     CounterResetHint, FloatHistogram, Histogram, Span, is_custom_buckets_schema,

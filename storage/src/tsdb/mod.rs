@@ -27,4 +27,4 @@ pub use db::{
 pub use head::RejectReason;
 pub use stats::TsdbStats;
 pub(crate) use wal::verify as verify_wal;
-pub use wal::{FsyncPolicy, WalCheck};
+pub use wal::{FsyncPolicy, WalCheck, histogram_bytes, histogram_from_bytes};

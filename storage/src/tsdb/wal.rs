@@ -77,6 +77,17 @@ pub fn histogram_bytes(t: i64, value: &HistogramValue) -> Option<Vec<u8>> {
     }
 }
 
+/// The histogram sample [`histogram_bytes`] encoded; `None` when the bytes
+/// are not one such sample.
+pub fn histogram_from_bytes(bytes: &[u8]) -> Option<HistogramSample> {
+    let mut one = Vec::with_capacity(1);
+    super::head::decode_histogram_chunk(bytes, &mut one).ok()?;
+    if one.len() != 1 {
+        return None;
+    }
+    one.pop()
+}
+
 /// Encodes a histograms record: the count, then each sample as series id
 /// and its one-sample chunk ([`histogram_bytes`]), length first.
 pub fn encode_histograms(out: &mut Vec<u8>, samples: &[(u64, &[u8])]) {
@@ -100,13 +111,7 @@ fn decode_histograms(body: &[u8]) -> Option<Vec<(u64, HistogramSample)>> {
     for _ in 0..count {
         let id = reader.uvarint()?;
         let len = reader.len()?;
-        let bytes = reader.take(len)?;
-        let mut one = Vec::with_capacity(1);
-        super::head::decode_histogram_chunk(bytes, &mut one).ok()?;
-        if one.len() != 1 {
-            return None;
-        }
-        samples.push((id, one.pop()?));
+        samples.push((id, histogram_from_bytes(reader.take(len)?)?));
     }
     (reader.remaining() == 0).then_some(samples)
 }

@@ -1,9 +1,10 @@
-//! The protobuf wire format, read in place: the building blocks both remote
-//! write readers share. Each accepts exactly what `prost` accepts for the
-//! fields it reads (the fuzz targets hold them to it).
+//! The protobuf wire format, read in place: the building blocks the remote
+//! write readers and the protobuf exposition reader share. Each accepts
+//! exactly what `prost` accepts for the fields it reads (the fuzz targets
+//! hold them to it).
 
 /// A protobuf field's value, by its wire type.
-pub(super) enum Value<'a> {
+pub(crate) enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
     Fixed32,
@@ -11,13 +12,13 @@ pub(super) enum Value<'a> {
 }
 
 /// The fields of one protobuf message, in order.
-pub(super) struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Fields<'a> {
-    pub(super) fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
@@ -52,7 +53,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The next field's number and value; `None` at the message's end.
-    pub(super) fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, &'static str> {
+    pub(crate) fn next(&mut self) -> Result<Option<(u32, Value<'a>)>, &'static str> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -76,7 +77,7 @@ impl<'a> Fields<'a> {
                 self.take(4)?;
                 Value::Fixed32
             }
-            3 | 4 => return Err("a group field (deprecated; remote write has none)"),
+            3 | 4 => return Err("a group field (deprecated; these messages have none)"),
             _ => return Err("an unknown wire type"),
         };
         Ok(Some((field, value)))
@@ -86,7 +87,7 @@ impl<'a> Fields<'a> {
 /// Appends a `repeated uint32` field's values, packed (one length-delimited
 /// run) or not (one varint), as prost takes either; a varint wider than 32
 /// bits keeps its low bits, as prost does.
-pub(super) fn push_u32s(value: Value<'_>, out: &mut Vec<u32>) -> Result<(), &'static str> {
+pub(crate) fn push_u32s(value: Value<'_>, out: &mut Vec<u32>) -> Result<(), &'static str> {
     match value {
         Value::Varint(v) => out.push(v as u32),
         Value::Bytes(packed) => {
@@ -100,6 +101,51 @@ pub(super) fn push_u32s(value: Value<'_>, out: &mut Vec<u32>) -> Result<(), &'st
     Ok(())
 }
 
-pub(super) fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+/// Appends a `repeated sint64` field's values (zigzag), packed or not.
+pub(crate) fn push_sint64s(value: Value<'_>, out: &mut Vec<i64>) -> Result<(), &'static str> {
+    match value {
+        Value::Varint(v) => out.push(zigzag64(v)),
+        Value::Bytes(packed) => {
+            let mut run = Fields::new(packed);
+            while run.pos < packed.len() {
+                out.push(zigzag64(run.varint()?));
+            }
+        }
+        Value::Fixed64(_) | Value::Fixed32 => return Err("a sint64 with the wrong wire type"),
+    }
+    Ok(())
+}
+
+/// Appends a `repeated double` field's values, packed or not.
+pub(crate) fn push_doubles(value: Value<'_>, out: &mut Vec<f64>) -> Result<(), &'static str> {
+    match value {
+        Value::Fixed64(bits) => out.push(f64::from_bits(bits)),
+        Value::Bytes(packed) => {
+            if !packed.len().is_multiple_of(8) {
+                return Err("packed doubles whose length is not a multiple of 8");
+            }
+            out.extend(
+                packed
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("eight bytes"))),
+            );
+        }
+        Value::Varint(_) | Value::Fixed32 => return Err("a double with the wrong wire type"),
+    }
+    Ok(())
+}
+
+/// A `sint64` from its varint.
+pub(crate) fn zigzag64(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A `sint32` from its varint (the low 32 bits, as prost reads it).
+pub(crate) fn zigzag32(v: u64) -> i32 {
+    let v = v as u32;
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+pub(crate) fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("{what} is not UTF-8: {e}"))
 }
