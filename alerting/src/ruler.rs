@@ -44,7 +44,28 @@ pub trait LogCounter: Send + Sync {
 /// Stores what recording rules compute.
 pub trait SampleSink: Send + Sync {
     fn write(&self, samples: Vec<(Labels, i64, f64)>) -> Result<(), String>;
+
+    /// Native histogram results (a recording rule over histograms); the
+    /// default refuses them.
+    fn write_histograms(
+        &self,
+        samples: Vec<(Labels, i64, sextant_model::histogram::FloatHistogram)>,
+    ) -> Result<(), String> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        Err("this store does not keep native histograms".to_owned())
+    }
 }
+
+/// One sample of a rule's result: labels, float value, and the native
+/// histogram when the sample is one (its float value is then 0, as
+/// Prometheus's alert `$value` of a histogram sample).
+type RuleSample = (
+    LabelMap,
+    f64,
+    Option<Arc<sextant_model::histogram::FloatHistogram>>,
+);
 
 /// Durable named blobs: written whole and atomically, or not at all.
 pub trait StateStore: Send + Sync {
@@ -697,18 +718,23 @@ impl Ruler {
         }
     }
 
-    fn results(&self, rule: &Rule, t_ms: i64) -> Result<Vec<(LabelMap, f64)>, String> {
+    fn results(&self, rule: &Rule, t_ms: i64) -> Result<Vec<RuleSample>, String> {
         if let Some(logs) = &rule.logs {
             let window = logs.window.as_millis() as i64;
             let count = self.logs.count(&rule.expr, t_ms - window, t_ms)? as f64;
             return Ok(if count > logs.threshold {
-                vec![(LabelMap::new(), count)]
+                vec![(LabelMap::new(), count, None)]
             } else {
                 Vec::new()
             });
         }
         if rule.logql {
-            return self.logs.logql(&rule.expr, t_ms);
+            return Ok(self
+                .logs
+                .logql(&rule.expr, t_ms)?
+                .into_iter()
+                .map(|(l, v)| (l, v, None))
+                .collect());
         }
         // A partial answer (cluster mode: a partition briefly without an
         // owner) would resolve alerts for want of data: the evaluation
@@ -732,10 +758,10 @@ impl Ruler {
                         .iter()
                         .map(|l| (l.name.to_string(), l.value.to_string()))
                         .collect();
-                    (labels, s.v)
+                    (labels, s.v, s.histogram)
                 })
                 .collect()),
-            Ok(QueryValue::Scalar { v, .. }) => Ok(vec![(LabelMap::new(), v)]),
+            Ok(QueryValue::Scalar { v, .. }) => Ok(vec![(LabelMap::new(), v, None)]),
             Ok(other) => Err(format!(
                 "rule result is not a vector or scalar: {}",
                 other.type_name()
@@ -787,6 +813,7 @@ impl Ruler {
                             now_ms: t_ms,
                             external_url: &external,
                         };
+                        let results = results.into_iter().map(|(l, v, _)| (l, v)).collect();
                         alerts.evaluate(rule, &at, results, &mut transitions)?;
                         notify.extend(to_notify(&alerts, &rule.expr, &external));
                         self.write_alert_series(&alerts, t_ms);
@@ -874,12 +901,13 @@ impl Ruler {
         rule: &Rule,
         name: &str,
         group_labels: &BTreeMap<String, String>,
-        results: Vec<(LabelMap, f64)>,
+        results: Vec<RuleSample>,
         t_ms: i64,
     ) -> Result<(), String> {
         let mut out = Vec::with_capacity(results.len());
+        let mut histograms = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (mut labels, value) in results {
+        for (mut labels, value, histogram) in results {
             labels.insert("__name__".to_owned(), name.to_owned());
             for (k, v) in group_labels.iter().chain(&rule.labels) {
                 if v.is_empty() {
@@ -895,7 +923,13 @@ impl Ruler {
                         .to_owned(),
                 );
             }
-            out.push((labels, t_ms, value));
+            match histogram {
+                Some(h) => histograms.push((labels, t_ms, (*h).clone())),
+                None => out.push((labels, t_ms, value)),
+            }
+        }
+        if !histograms.is_empty() {
+            self.sink.write_histograms(histograms)?;
         }
         if out.is_empty() {
             return Ok(());

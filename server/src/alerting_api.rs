@@ -92,6 +92,28 @@ impl SampleSink for MetricsSink {
             .collect();
         self.0.append(&batch).map(|_| ()).map_err(|e| e.to_string())
     }
+
+    fn write_histograms(
+        &self,
+        samples: Vec<(Labels, i64, sextant_model::histogram::FloatHistogram)>,
+    ) -> Result<(), String> {
+        let batch: Vec<sextant_storage::SeriesHistograms> = samples
+            .into_iter()
+            .map(
+                |(labels, timestamp_ms, h)| sextant_storage::SeriesHistograms {
+                    labels,
+                    samples: vec![sextant_model::histogram::HistogramSample {
+                        timestamp_ms,
+                        value: sextant_model::histogram::HistogramValue::Float(h),
+                    }],
+                },
+            )
+            .collect();
+        self.0
+            .append_histograms(&batch)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Alert state lives in `<data>/alerting/`.

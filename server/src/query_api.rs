@@ -49,6 +49,14 @@ fn result_body(value: &QueryValue, notes: &Annotations) -> String {
         write_sample_value(out, v);
         out.push_str("\"]");
     }
+    /// `[t, {"count":..,"sum":..,"buckets":[..]}]`, Prometheus's histogram point.
+    fn histogram_point(out: &mut String, t: i64, h: &sextant_model::histogram::FloatHistogram) {
+        out.push('[');
+        timestamp(out, t);
+        out.push(',');
+        h.write_api_json(out);
+        out.push(']');
+    }
     fn metric(out: &mut String, labels: &sextant_model::Labels) {
         out.push_str("{\"metric\":{");
         for (i, l) in labels.iter().enumerate() {
@@ -81,8 +89,16 @@ fn result_body(value: &QueryValue, notes: &Annotations) -> String {
                     out.push(',');
                 }
                 metric(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                point(&mut out, s.t, s.v);
+                match &s.histogram {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        histogram_point(&mut out, s.t, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        point(&mut out, s.t, s.v);
+                    }
+                }
                 out.push('}');
             }
             out.push(']');
@@ -94,18 +110,36 @@ fn result_body(value: &QueryValue, notes: &Annotations) -> String {
                     String::with_capacity(part.iter().map(|s| 64 + s.points.len() * 24).sum());
                 for s in part {
                     metric(&mut out, &s.labels);
-                    out.push_str(",\"values\":[");
-                    for (j, p) in s.points.iter().enumerate() {
-                        if j > 0 {
-                            out.push(',');
+                    // As Prometheus: `values` when there are floats,
+                    // `histograms` when there are histograms, or both.
+                    if !s.points.is_empty() || s.histograms.is_empty() {
+                        out.push_str(",\"values\":[");
+                        for (j, p) in s.points.iter().enumerate() {
+                            if j > 0 {
+                                out.push(',');
+                            }
+                            point(&mut out, p.t, p.v);
                         }
-                        point(&mut out, p.t, p.v);
+                        out.push(']');
                     }
-                    out.push_str("]},");
+                    if !s.histograms.is_empty() {
+                        out.push_str(",\"histograms\":[");
+                        for (j, p) in s.histograms.iter().enumerate() {
+                            if j > 0 {
+                                out.push(',');
+                            }
+                            histogram_point(&mut out, p.t, &p.h);
+                        }
+                        out.push(']');
+                    }
+                    out.push_str("},");
                 }
                 out
             };
-            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            let points: usize = series
+                .iter()
+                .map(|s| s.points.len() + 8 * s.histograms.len())
+                .sum();
             let threads = std::thread::available_parallelism()
                 .map_or(1, usize::from)
                 .min(8);
@@ -510,6 +544,7 @@ mod tests {
                 },
                 Point { t: -1_500, v: -0.0 },
             ],
+            histograms: Vec::new(),
         }]);
         let json: Value =
             serde_json::from_str(&result_body(&matrix, &Annotations::default())).unwrap();
@@ -532,6 +567,7 @@ mod tests {
                 labels: labels.clone(),
                 t: 2_000,
                 v,
+                histogram: None,
             }]);
             let json: Value =
                 serde_json::from_str(&result_body(&vector, &Annotations::default())).unwrap();
@@ -546,6 +582,59 @@ mod tests {
         assert_eq!(
             json["data"],
             json!({"resultType": "scalar", "result": [0, "-Inf"]})
+        );
+    }
+
+    #[test]
+    fn histograms_are_written_as_prometheus_writes_them() {
+        let (literal, _) = sextant_model::histogram::parse_histogram_literal(
+            "{{schema:0 count:5 sum:8 buckets:[1 4]}}",
+        )
+        .unwrap();
+        let h = Arc::new(literal.histogram);
+        let expected = json!({"count": "5", "sum": "8", "buckets": [
+            [0, "0.5", "1", "1"],
+            [0, "1", "2", "4"],
+        ]});
+        let labels = Labels::from_pairs([("__name__", "latency")]);
+        let vector = QueryValue::Vector(vec![InstantSample {
+            labels: labels.clone(),
+            t: 2_500,
+            v: 0.0,
+            histogram: Some(h.clone()),
+        }]);
+        let json: Value =
+            serde_json::from_str(&result_body(&vector, &Annotations::default())).unwrap();
+        assert_eq!(
+            json["data"]["result"],
+            json!([{"metric": {"__name__": "latency"}, "histogram": [2.5, expected]}])
+        );
+        // A series with floats and histograms has both keys; with
+        // histograms only, no `values`.
+        let matrix = QueryValue::Matrix(vec![
+            Series {
+                labels,
+                points: vec![Point { t: 1_000, v: 3.0 }],
+                histograms: vec![sextant_query::promql::HPoint {
+                    t: 2_000,
+                    h: h.clone(),
+                }],
+            },
+            Series {
+                labels: Labels::from_pairs([("__name__", "other")]),
+                points: Vec::new(),
+                histograms: vec![sextant_query::promql::HPoint { t: 3_000, h }],
+            },
+        ]);
+        let json: Value =
+            serde_json::from_str(&result_body(&matrix, &Annotations::default())).unwrap();
+        assert_eq!(
+            json["data"]["result"],
+            json!([
+                {"metric": {"__name__": "latency"}, "values": [[1, "3"]],
+                 "histograms": [[2, expected]]},
+                {"metric": {"__name__": "other"}, "histograms": [[3, expected]]},
+            ])
         );
     }
 }

@@ -5,15 +5,18 @@
 //! `count_values`, `limitk`) collect each step's members first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
+use sextant_model::histogram::{CounterResetHint, FloatHistogram, HistogramError};
 use sextant_model::{Labels, METRIC_NAME, is_valid_label_name};
 
-use super::Point;
 use super::eval::Series;
 use super::eval::{Evaluator, Grid, Value, exec};
 use super::functions::{format_go_float, kahan_sum_inc, quantile};
 use super::gosort::go_sort;
+use super::histograms::mixed_schemas;
+use super::{HPoint, Point};
 use crate::Result;
 
 /// Prometheus's running state of one group at one step.
@@ -108,6 +111,39 @@ impl Acc {
     }
 }
 
+/// The running sum of a group's histograms at one step (`sum`, `avg`).
+#[derive(Debug, Clone)]
+struct HistogramAcc {
+    sum: FloatHistogram,
+    count: f64,
+    /// Exponential and custom buckets met: the group has no value here.
+    incompatible: bool,
+    reset_seen: bool,
+    not_reset_seen: bool,
+}
+
+impl HistogramAcc {
+    fn new(h: &FloatHistogram) -> Self {
+        let mut acc = Self {
+            sum: h.clone(),
+            count: 1.0,
+            incompatible: false,
+            reset_seen: false,
+            not_reset_seen: false,
+        };
+        acc.track(h);
+        acc
+    }
+
+    fn track(&mut self, h: &FloatHistogram) {
+        match h.counter_reset_hint {
+            CounterResetHint::CounterReset => self.reset_seen = true,
+            CounterResetHint::NotCounterReset => self.not_reset_seen = true,
+            _ => {}
+        }
+    }
+}
+
 impl Evaluator<'_> {
     pub(super) fn aggregate(&mut self, agg: &AggregateExpr, grid: Grid) -> Result<Value> {
         let op = agg.op.to_string().to_lowercase();
@@ -176,30 +212,77 @@ impl Evaluator<'_> {
                         }
                     }
                 }
-                group_labels
-                    .into_iter()
-                    .zip(accs)
-                    .zip(dropped)
-                    .filter_map(|((labels, accs), dropped)| {
-                        let points: Vec<Point> = accs
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(i, a)| {
-                                a.map(|a| Point {
+                let has_histograms = input.iter().any(|s| !s.hpoints.is_empty());
+                let haccs = if has_histograms {
+                    self.aggregate_histograms(
+                        &op,
+                        &input,
+                        &group_of,
+                        group_labels.len(),
+                        &mut accs,
+                        &mut dropped,
+                        grid,
+                    )?
+                } else {
+                    Vec::new()
+                };
+                let mut out = Vec::with_capacity(group_labels.len());
+                for (g, (labels, accs)) in group_labels.into_iter().zip(accs).enumerate() {
+                    let mut points = Vec::new();
+                    let mut hpoints = Vec::new();
+                    let mut last = None;
+                    for (i, a) in accs.iter().enumerate() {
+                        let h = haccs
+                            .get(g)
+                            .and_then(|h: &Vec<Option<HistogramAcc>>| h[i].as_ref());
+                        match (a, h) {
+                            (Some(_), Some(_)) => {
+                                self.warn(
+                                    "encountered a mix of histograms and floats for aggregation"
+                                        .into(),
+                                );
+                            }
+                            (Some(a), None) => {
+                                points.push(Point {
                                     t: grid.ts(i),
                                     v: a.result(&op),
-                                })
-                            })
-                            .collect();
-                        let last = grid.index(points.last()?.t);
-                        // Prometheus sets the group's flag at every step, so the last one stands.
-                        Some(Series {
-                            labels,
-                            points,
-                            drop_name: dropped[last],
-                        })
-                    })
-                    .collect()
+                                });
+                                last = Some(i);
+                            }
+                            (None, Some(h)) => {
+                                if h.reset_seen && h.not_reset_seen {
+                                    self.warn(
+                                        "conflicting counter resets during histogram aggregation"
+                                            .into(),
+                                    );
+                                }
+                                if h.incompatible {
+                                    continue;
+                                }
+                                let mut value = h.sum.clone();
+                                if op == "avg" {
+                                    value.div(h.count);
+                                }
+                                let _ = value.compact(0);
+                                hpoints.push(HPoint {
+                                    t: grid.ts(i),
+                                    h: Arc::new(value),
+                                });
+                                last = Some(i);
+                            }
+                            (None, None) => {}
+                        }
+                    }
+                    let Some(last) = last else { continue };
+                    // Prometheus sets the group's flag at every step, so the last one stands.
+                    out.push(Series {
+                        labels,
+                        points,
+                        hpoints,
+                        drop_name: dropped[g][last],
+                    });
+                }
+                out
             }
             "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile" | "count_values" => {
                 let param = scalar_param.as_deref();
@@ -207,6 +290,7 @@ impl Evaluator<'_> {
                     &op,
                     param,
                     string_param.as_deref(),
+                    agg.modifier.as_ref(),
                     &input,
                     &group_of,
                     group_labels,
@@ -218,6 +302,78 @@ impl Evaluator<'_> {
         Ok(Value::Vector(out))
     }
 
+    /// The histogram members of `sum`, `avg`, `count`, `group`, `min`,
+    /// `max`, `stddev` and `stdvar`, after the floats went into `accs`:
+    /// `count` and `group` count them, `sum` and `avg` add them up (the
+    /// returned accumulators, per group and step), the others ignore them
+    /// with Prometheus's info.
+    #[allow(clippy::too_many_arguments)]
+    fn aggregate_histograms(
+        &self,
+        op: &str,
+        input: &[Series],
+        group_of: &[usize],
+        groups: usize,
+        accs: &mut [Vec<Option<Acc>>],
+        dropped: &mut [Vec<bool>],
+        grid: Grid,
+    ) -> Result<Vec<Vec<Option<HistogramAcc>>>> {
+        let steps = grid.len();
+        let mut haccs: Vec<Vec<Option<HistogramAcc>>> = Vec::new();
+        if matches!(op, "sum" | "avg") {
+            haccs = vec![vec![None; steps]; groups];
+        }
+        for (s, &g) in input.iter().zip(group_of) {
+            if s.hpoints.is_empty() {
+                continue;
+            }
+            self.check_deadline()?;
+            match op {
+                "count" | "group" => {
+                    for p in &s.hpoints {
+                        let step = grid.index(p.t);
+                        dropped[g][step] |= s.drop_name;
+                        match &mut accs[g][step] {
+                            Some(acc) => acc.add(op, 0.0),
+                            slot => *slot = Some(Acc::new(op, 0.0)),
+                        }
+                    }
+                }
+                "sum" | "avg" => {
+                    for p in &s.hpoints {
+                        let step = grid.index(p.t);
+                        dropped[g][step] |= s.drop_name;
+                        let slot = &mut haccs[g][step];
+                        let Some(acc) = slot else {
+                            *slot = Some(HistogramAcc::new(&p.h));
+                            continue;
+                        };
+                        if acc.incompatible {
+                            continue;
+                        }
+                        acc.track(&p.h);
+                        acc.count += 1.0;
+                        match acc.sum.add(&p.h) {
+                            Ok(notes) if notes.nhcb_bounds_reconciled => self.info(
+                                "mismatched custom buckets were reconciled during aggregation"
+                                    .into(),
+                            ),
+                            Ok(_) => {}
+                            Err(e) => {
+                                if e == HistogramError::IncompatibleSchema {
+                                    self.warn(mixed_schemas(s.labels.metric_name().unwrap_or("")));
+                                }
+                                acc.incompatible = true;
+                            }
+                        }
+                    }
+                }
+                _ => self.info(format!("ignored histogram in {op} aggregation")),
+            }
+        }
+        Ok(haccs)
+    }
+
     /// Aggregations that look at each step's members together.
     #[allow(clippy::too_many_arguments)]
     fn ranking(
@@ -225,6 +381,7 @@ impl Evaluator<'_> {
         op: &str,
         param: Option<&[f64]>,
         label: Option<&str>,
+        modifier: Option<&LabelModifier>,
         input: &[Series],
         group_of: &[usize],
         group_labels: Vec<Labels>,
@@ -237,28 +394,52 @@ impl Evaluator<'_> {
                 return Err(exec(format!("invalid label name {label:?}")));
             }
         }
-        // Members per step, in input order.
+        // Members per step, in input order; histograms aside (`hist_at`).
         let mut at_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); steps];
+        let mut hist_at: HashMap<(usize, usize), &Arc<FloatHistogram>> = HashMap::new();
         for (i, s) in input.iter().enumerate() {
             for p in &s.points {
                 at_step[grid.index(p.t)].push((i, p.v));
             }
         }
+        if input.iter().any(|s| !s.hpoints.is_empty()) {
+            for (i, s) in input.iter().enumerate() {
+                for p in &s.hpoints {
+                    let step = grid.index(p.t);
+                    hist_at.insert((i, step), &p.h);
+                    at_step[step].push((i, 0.0));
+                }
+            }
+            for members in &mut at_step {
+                members.sort_by_key(|m| m.0);
+            }
+        }
+        let hist_of = |i: usize, step: usize| hist_at.get(&(i, step)).map(|h| Arc::clone(h));
         let mut out: Vec<Series> = Vec::new();
         let mut out_index: HashMap<Labels, usize> = HashMap::new();
         // An output series takes its name flag from its first sample, as in Prometheus.
-        let mut push = |out: &mut Vec<Series>, labels: Labels, t: i64, v: f64, drop_name: bool| {
+        let mut push_value = |out: &mut Vec<Series>,
+                              labels: Labels,
+                              t: i64,
+                              v: f64,
+                              h: Option<Arc<FloatHistogram>>,
+                              drop_name: bool| {
             let i = *out_index.entry(labels.clone()).or_insert_with(|| {
                 out.push(Series {
                     labels,
                     points: Vec::new(),
+                    hpoints: Vec::new(),
                     drop_name,
                 });
                 out.len() - 1
             });
-            out[i].points.push(Point { t, v });
+            match h {
+                Some(h) => out[i].hpoints.push(HPoint { t, h }),
+                None => out[i].points.push(Point { t, v }),
+            }
             i
         };
+
         for (step, members) in at_step.iter().enumerate() {
             self.check_deadline()?;
             if members.is_empty() {
@@ -269,7 +450,12 @@ impl Evaluator<'_> {
             // Members per group, groups in order of first appearance at this step.
             let mut groups: Vec<(usize, Vec<(usize, f64)>)> = Vec::new();
             let mut slot: HashMap<usize, usize> = HashMap::new();
+            let is_hist = |i: usize| !hist_at.is_empty() && hist_at.contains_key(&(i, step));
             for &(i, v) in members {
+                if is_hist(i) && matches!(op, "topk" | "bottomk" | "quantile") {
+                    self.info(format!("ignored histogram in {op} aggregation"));
+                    continue;
+                }
                 let g = group_of[i];
                 let at = *slot.entry(g).or_insert_with(|| {
                     groups.push((g, Vec::new()));
@@ -300,7 +486,8 @@ impl Evaluator<'_> {
                         };
                         for (i, v) in chosen {
                             let s = &input[i];
-                            push(&mut out, s.labels.clone(), t, v, s.drop_name);
+                            let h = hist_of(i, step);
+                            push_value(&mut out, s.labels.clone(), t, v, h, s.drop_name);
                         }
                     }
                 }
@@ -310,7 +497,8 @@ impl Evaluator<'_> {
                         for (i, v) in members {
                             let s = &input[i];
                             if ratio_sampled(&s.labels, ratio) {
-                                push(&mut out, s.labels.clone(), t, v, s.drop_name);
+                                let h = hist_of(i, step);
+                                push_value(&mut out, s.labels.clone(), t, v, h, s.drop_name);
                             }
                         }
                     }
@@ -321,11 +509,12 @@ impl Evaluator<'_> {
                     for (g, members) in groups {
                         let values: Vec<f64> = members.iter().map(|m| m.1).collect();
                         let dropped = members.iter().any(|m| input[m.0].drop_name);
-                        let o = push(
+                        let o = push_value(
                             &mut out,
                             group_labels[g].clone(),
                             t,
                             quantile(q, values),
+                            None,
                             false,
                         );
                         // As for `sum`, the flag of the group's latest step stands.
@@ -333,19 +522,39 @@ impl Evaluator<'_> {
                     }
                 }
                 "count_values" => {
+                    // As in Prometheus, the value label is set first and the
+                    // grouping then applies to it too: `by` keeps it, and it
+                    // can overwrite a label of the input.
                     let label = label.unwrap_or_default();
-                    for (g, members) in groups {
-                        let mut counts: Vec<(String, f64)> = Vec::new();
-                        for (_, v) in members {
-                            let value = format_go_float(v);
-                            match counts.iter_mut().find(|c| c.0 == value) {
-                                Some(c) => c.1 += 1.0,
-                                None => counts.push((value, 1.0)),
+                    let mut counts: Vec<(Labels, f64)> = Vec::new();
+                    let mut at: HashMap<Labels, usize> = HashMap::new();
+                    for (_, members) in groups {
+                        for (i, v) in members {
+                            let value = match hist_of(i, step) {
+                                Some(h) => h.to_prometheus_string(),
+                                None => format_go_float(v),
+                            };
+                            let labeled = input[i].labels.with(label, &value);
+                            let key = match modifier {
+                                None => labeled.filter(|n| n == label),
+                                Some(LabelModifier::Include(names)) => labeled
+                                    .filter(|n| n == label || names.labels.iter().any(|x| x == n)),
+                                Some(LabelModifier::Exclude(names)) => labeled.filter(|n| {
+                                    n != METRIC_NAME
+                                        && (n == label || !names.labels.iter().any(|x| x == n))
+                                }),
+                            };
+                            match at.get(&key) {
+                                Some(&c) => counts[c].1 += 1.0,
+                                None => {
+                                    at.insert(key.clone(), counts.len());
+                                    counts.push((key, 1.0));
+                                }
                             }
                         }
-                        for (value, n) in counts {
-                            push(&mut out, group_labels[g].with(label, &value), t, n, false);
-                        }
+                    }
+                    for (labels, n) in counts {
+                        push_value(&mut out, labels, t, n, None, false);
                     }
                 }
                 _ => unreachable!("ranking operators are listed by the caller"),

@@ -6,13 +6,15 @@
 //! flat arrays by signature id instead of hashing labels.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use sextant_model::histogram::{CounterResetHint, FloatHistogram, HistogramError};
 use sextant_model::{Labels, METRIC_NAME};
 
 use super::eval::Series;
 use super::eval::{Evaluator, Grid, Value, duplicate_labelset, exec, merge_same_labels};
-use super::{Point, prometheus_labels_string};
+use super::{HPoint, Point, prometheus_labels_string};
 use crate::Result;
 
 fn is_comparison(op: &str) -> bool {
@@ -39,7 +41,119 @@ pub(crate) fn elem_binop(op: &str, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// What an operation between two samples of which at least one is a
+/// histogram gives: a float, a histogram, or nothing (with why).
+enum HistogramOutcome {
+    /// The value, whether a comparison holds, and an info to give.
+    Value(f64, Option<FloatHistogram>, bool, Option<String>),
+    /// The sample is dropped; Prometheus says so with an info...
+    DroppedInfo(String),
+    /// ... or a warning.
+    DroppedWarning(String),
+}
+
+/// One side of an element operation.
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Float(f64),
+    Histogram(&'a FloatHistogram),
+}
+
+impl Operand<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Float(_) => "float",
+            Self::Histogram(_) => "histogram",
+        }
+    }
+}
+
+fn incompatible_types(op: &str, l: Operand<'_>, r: Operand<'_>) -> HistogramOutcome {
+    HistogramOutcome::DroppedInfo(format!(
+        "incompatible sample types encountered for binary operator {op:?}: {} {op} {}",
+        l.kind(),
+        r.kind()
+    ))
+}
+
+/// Prometheus's `vectorElemBinop` where a histogram is involved: a histogram
+/// times or divided by a float, histograms added, subtracted or compared
+/// for (in)equality; anything else drops the sample with an info.
+fn histogram_binop(op: &str, l: Operand<'_>, r: Operand<'_>) -> HistogramOutcome {
+    let scaled = |h: &FloatHistogram, f: &dyn Fn(&mut FloatHistogram)| {
+        let mut h = h.clone();
+        f(&mut h);
+        let _ = h.compact(0);
+        HistogramOutcome::Value(0.0, Some(h), true, None)
+    };
+    match (l, r) {
+        (Operand::Float(x), Operand::Histogram(h)) if op == "*" => scaled(h, &|h| h.mul(x)),
+        (Operand::Histogram(h), Operand::Float(x)) if op == "*" => scaled(h, &|h| h.mul(x)),
+        (Operand::Histogram(h), Operand::Float(x)) if op == "/" => scaled(h, &|h| h.div(x)),
+        (Operand::Histogram(a), Operand::Histogram(b)) if op == "+" || op == "-" => {
+            let mut result = a.clone();
+            let (outcome, operation) = if op == "+" {
+                (result.add(b), "addition")
+            } else {
+                (result.sub(b), "subtraction")
+            };
+            match outcome {
+                Ok(notes) if notes.counter_reset_collision => HistogramOutcome::DroppedWarning(
+                    format!("conflicting counter resets during histogram {operation}"),
+                ),
+                Ok(notes) => {
+                    if op == "-" {
+                        result.counter_reset_hint = CounterResetHint::Gauge;
+                    }
+                    let _ = result.compact(0);
+                    let info = notes.nhcb_bounds_reconciled.then(|| {
+                        format!("mismatched custom buckets were reconciled during {operation}")
+                    });
+                    HistogramOutcome::Value(0.0, Some(result), true, info)
+                }
+                Err(HistogramError::IncompatibleSchema) => HistogramOutcome::DroppedWarning(
+                    format!("incompatible bucket layout encountered for binary operator {op}"),
+                ),
+                Err(_) => HistogramOutcome::DroppedWarning(format!(
+                    "incompatible bucket layout encountered for binary operator {op}"
+                )),
+            }
+        }
+        (Operand::Histogram(a), Operand::Histogram(b)) if op == "==" || op == "!=" => {
+            let equal = a.equals(b);
+            HistogramOutcome::Value(0.0, Some(a.clone()), equal == (op == "=="), None)
+        }
+        _ => incompatible_types(op, l, r),
+    }
+}
+
 impl Evaluator<'_> {
+    /// Applies a histogram element operation's notes; `Some` is the result
+    /// to keep: `(float, histogram, comparison holds)`.
+    fn histogram_elem(
+        &self,
+        op: &str,
+        l: Operand<'_>,
+        r: Operand<'_>,
+    ) -> Option<(f64, Option<FloatHistogram>, bool)> {
+        match histogram_binop(op, l, r) {
+            HistogramOutcome::Value(v, h, keep, info) => {
+                if let Some(info) = info {
+                    self.info(info);
+                }
+                Some((v, h, keep))
+            }
+            HistogramOutcome::DroppedInfo(m) => {
+                self.info(m);
+                None
+            }
+            HistogramOutcome::DroppedWarning(m) => {
+                self.warn(m);
+                None
+            }
+        }
+    }
+
     pub(super) fn binary(&mut self, bin: &BinaryExpr, grid: Grid) -> Result<Value> {
         let op = bin.op.to_string().to_lowercase();
         let return_bool = bin.modifier.as_ref().is_some_and(|m| m.return_bool);
@@ -60,21 +174,21 @@ impl Evaluator<'_> {
                     .collect(),
             )),
             (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(
+                self,
                 &op,
                 v,
                 &s,
                 false,
                 return_bool,
-                self.delayed(),
                 grid,
             )?)),
             (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+                self,
                 &op,
                 v,
                 &s,
                 true,
                 return_bool,
-                self.delayed(),
                 grid,
             )?)),
             (Value::Vector(l), Value::Vector(r)) => {
@@ -88,6 +202,7 @@ impl Evaluator<'_> {
                     .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
                 self.check_deadline()?;
                 Ok(Value::Vector(vector_vector(
+                    self,
                     &op,
                     l,
                     r,
@@ -108,18 +223,37 @@ impl Evaluator<'_> {
 }
 
 fn vector_scalar(
+    ev: &Evaluator<'_>,
     op: &str,
     series: Vec<Series>,
     scalar: &[f64],
     swap: bool,
     return_bool: bool,
-    delayed: bool,
     grid: Grid,
 ) -> Result<Vec<Series>> {
+    let delayed = ev.delayed();
     let comparison = is_comparison(op);
     let drop_name = !comparison || return_bool;
     let mut out = Vec::with_capacity(series.len());
     for mut s in series {
+        if !s.hpoints.is_empty() {
+            let mut hpoints = std::mem::take(&mut s.hpoints);
+            hpoints.retain_mut(|p| {
+                let x = Operand::Float(scalar[grid.index(p.t)]);
+                let h = Operand::Histogram(&p.h);
+                let (l, r) = if swap { (x, h) } else { (h, x) };
+                // Every operation that keeps a histogram here gives one
+                // (comparisons with a float drop it).
+                match ev.histogram_elem(op, l, r) {
+                    Some((_, Some(h), _)) => {
+                        p.h = Arc::new(h);
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            s.hpoints = hpoints;
+        }
         s.points.retain_mut(|p| {
             let r = scalar[grid.index(p.t)];
             let (l, r) = if swap { (r, p.v) } else { (p.v, r) };
@@ -135,7 +269,7 @@ fn vector_scalar(
                 true
             }
         });
-        if s.points.is_empty() {
+        if s.is_empty() {
             continue;
         }
         if drop_name {
@@ -180,15 +314,30 @@ impl Signatures {
     }
 }
 
-/// Each step's points of a set of series: `(series, value)` per step.
-fn by_step(series: &[Series], grid: Grid) -> Vec<Vec<(usize, f64)>> {
+/// Each step's points of a set of series: `(series, value)` per step, in
+/// series order. A histogram point is `(series, 0)` here and its histogram
+/// in the map, by `(series, step)`.
+type HistogramsAt<'s> = HashMap<(usize, usize), &'s Arc<FloatHistogram>>;
+
+fn by_step(series: &[Series], grid: Grid) -> (Vec<Vec<(usize, f64)>>, HistogramsAt<'_>) {
     let mut steps = vec![Vec::new(); grid.len()];
+    let mut histograms = HashMap::new();
     for (i, s) in series.iter().enumerate() {
         for p in &s.points {
             steps[grid.index(p.t)].push((i, p.v));
         }
+        for p in &s.hpoints {
+            let step = grid.index(p.t);
+            steps[step].push((i, 0.0));
+            histograms.insert((i, step), &p.h);
+        }
     }
-    steps
+    if !histograms.is_empty() {
+        for step in &mut steps {
+            step.sort_by_key(|m| m.0);
+        }
+    }
+    (steps, histograms)
 }
 
 fn set_op(
@@ -217,6 +366,9 @@ fn set_op(
             for p in &s.points {
                 present[g][grid.index(p.t)] = true;
             }
+            for p in &s.hpoints {
+                present[g][grid.index(p.t)] = true;
+            }
         }
         present
     };
@@ -230,7 +382,8 @@ fn set_op(
             let want = op == "and";
             for (mut s, g) in lhs.into_iter().zip(lsig) {
                 s.points.retain(|p| has(&right, g, p.t) == want);
-                if !s.points.is_empty() {
+                s.hpoints.retain(|p| has(&right, g, p.t) == want);
+                if !s.is_empty() {
                     out.push(s);
                 }
             }
@@ -240,7 +393,8 @@ fn set_op(
             out.extend(lhs);
             for (mut s, g) in rhs.into_iter().zip(rsig) {
                 s.points.retain(|p| !has(&left, g, p.t));
-                if !s.points.is_empty() {
+                s.hpoints.retain(|p| !has(&left, g, p.t));
+                if !s.is_empty() {
                     out.push(s);
                 }
             }
@@ -252,6 +406,7 @@ fn set_op(
 
 #[allow(clippy::too_many_arguments)]
 fn vector_vector(
+    ev: &Evaluator<'_>,
     op: &str,
     lhs: Vec<Series>,
     rhs: Vec<Series>,
@@ -274,8 +429,8 @@ fn vector_vector(
         .iter()
         .map(|s| sigs.id(signature(&s.labels, matching)))
         .collect();
-    let many_steps = by_step(&many, grid);
-    let one_steps = by_step(&one, grid);
+    let (many_steps, many_hists) = by_step(&many, grid);
+    let (one_steps, one_hists) = by_step(&one, grid);
 
     // Per signature: the one-side member at the current step, and the step it was last matched.
     let mut right: Vec<Option<(usize, f64)>> = vec![None; sigs.labels.len()];
@@ -311,10 +466,34 @@ fn vector_vector(
         for &(i, v) in &many_steps[step] {
             let g = many_sig[i];
             let Some((j, rv)) = right[g] else { continue };
-            let (l, r) = if swapped { (rv, v) } else { (v, rv) };
-            let (mut value, keep) = elem_binop(op, l, r);
+            let mut histogram = None;
+            let (mut value, keep) = if many_hists.is_empty() && one_hists.is_empty() {
+                let (l, r) = if swapped { (rv, v) } else { (v, rv) };
+                elem_binop(op, l, r)
+            } else {
+                let a = match many_hists.get(&(i, step)) {
+                    Some(h) => Operand::Histogram(h),
+                    None => Operand::Float(v),
+                };
+                let b = match one_hists.get(&(j, step)) {
+                    Some(h) => Operand::Histogram(h),
+                    None => Operand::Float(rv),
+                };
+                let (l, r) = if swapped { (b, a) } else { (a, b) };
+                match (l, r) {
+                    (Operand::Float(l), Operand::Float(r)) => elem_binop(op, l, r),
+                    _ => match ev.histogram_elem(op, l, r) {
+                        Some((value, h, keep)) => {
+                            histogram = h;
+                            (value, keep)
+                        }
+                        None => continue,
+                    },
+                }
+            };
             if return_bool {
                 value = if keep { 1.0 } else { 0.0 };
+                histogram = None;
             }
             let o = match out_of_pair.get(&(i, j)) {
                 Some(&o) => o,
@@ -336,6 +515,7 @@ fn vector_vector(
                         out.push(Series {
                             labels,
                             points: Vec::new(),
+                            hpoints: Vec::new(),
                             drop_name: return_bool,
                         });
                         next
@@ -361,17 +541,22 @@ fn vector_vector(
             if !keep && !return_bool {
                 continue;
             }
-            let points = &mut out[o].points;
-            if points.last().is_some_and(|p| p.t == t) {
+            let series = &mut out[o];
+            if series.points.last().is_some_and(|p| p.t == t)
+                || series.hpoints.last().is_some_and(|p| p.t == t)
+            {
                 return Err(duplicate_labelset());
             }
-            points.push(Point { t, v: value });
+            match histogram {
+                Some(h) => series.hpoints.push(HPoint { t, h: Arc::new(h) }),
+                None => series.points.push(Point { t, v: value }),
+            }
         }
         for &(j, _) in &one_steps[step] {
             right[one_sig[j]] = None;
         }
     }
-    out.retain(|s| !s.points.is_empty());
+    out.retain(|s| !s.is_empty());
     Ok(out)
 }
 

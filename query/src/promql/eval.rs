@@ -1,14 +1,16 @@
 //! The evaluator: walks the syntax tree over a grid of steps.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
+use sextant_model::histogram::{CounterResetHint, FloatHistogram, HistogramSample};
 use sextant_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
-use sextant_storage::{LazySeries, MetricsReader, SeriesSamples};
+use sextant_storage::{LazySeries, MetricsReader};
 
-use super::{EngineOptions, Point};
+use super::{EngineOptions, HPoint, Point};
 use crate::time::MAX_TIME_MS;
 use crate::{Error, Result};
 
@@ -43,7 +45,12 @@ impl Grid {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Series {
     pub labels: Labels,
+    /// Float points.
     pub points: Vec<Point>,
+    /// Native histogram points, sorted by time like `points`. On a grid a
+    /// step has a float or a histogram, never both; a range's raw samples
+    /// may interleave the two.
+    pub hpoints: Vec<HPoint>,
     /// Prometheus's `DropName`: an operation dropped the metric name. With
     /// delayed name removal the name stays in `labels` until the query ends
     /// (so later steps can still read and group by it); without, it is gone
@@ -56,8 +63,29 @@ impl Series {
         Self {
             labels,
             points,
+            hpoints: Vec::new(),
             drop_name: false,
         }
+    }
+
+    /// A series with float and histogram points.
+    pub fn with_histograms(labels: Labels, points: Vec<Point>, hpoints: Vec<HPoint>) -> Self {
+        Self {
+            labels,
+            points,
+            hpoints,
+            drop_name: false,
+        }
+    }
+
+    /// Whether the series has no point at all.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.hpoints.is_empty()
+    }
+
+    /// Points held (floats and histograms).
+    pub fn len(&self) -> usize {
+        self.points.len() + self.hpoints.len()
     }
 
     /// Drops the metric name: now, or at the end of the query when delayed.
@@ -85,8 +113,8 @@ impl Value {
     fn size(&self) -> usize {
         match self {
             Self::Scalar(v) => v.len(),
-            Self::Vector(s) => s.iter().map(|s| s.points.len()).sum(),
-            Self::Matrix(rv) => rv.series.iter().map(|s| s.points.len()).sum(),
+            Self::Vector(s) => s.iter().map(Series::len).sum(),
+            Self::Matrix(rv) => rv.series.iter().map(Series::len).sum(),
             Self::String(_) => 1,
         }
     }
@@ -122,6 +150,41 @@ impl Window {
     pub fn window_bounds(&self, ts: i64) -> (i64, i64) {
         let end = self.at.unwrap_or(ts) - self.offset;
         (end - self.range, end)
+    }
+
+    /// Calls `f(step, window_end, floats, histograms)` for every step whose
+    /// window over `points` and `hpoints` is not empty.
+    pub fn for_each_window_mixed(
+        &self,
+        points: &[Point],
+        hpoints: &[HPoint],
+        grid: Grid,
+        mut f: impl FnMut(usize, i64, &[Point], &[HPoint]),
+    ) {
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let (mut hlo, mut hhi) = (0usize, 0usize);
+        for i in 0..grid.len() {
+            let (start, end) = self.window_bounds(grid.ts(i));
+            while hi < points.len() && points[hi].t <= end {
+                hi += 1;
+            }
+            while hhi < hpoints.len() && hpoints[hhi].t <= end {
+                hhi += 1;
+            }
+            if self.at.is_some() {
+                lo = 0;
+                hlo = 0;
+            }
+            while lo < hi && points[lo].t <= start {
+                lo += 1;
+            }
+            while hlo < hhi && hpoints[hlo].t <= start {
+                hlo += 1;
+            }
+            if lo < hi || hlo < hhi {
+                f(i, end, &points[lo..hi], &hpoints[hlo..hhi]);
+            }
+        }
     }
 
     /// Calls `f(step, window_end, window)` for every step whose window over
@@ -397,21 +460,15 @@ impl<'a> Evaluator<'a> {
             return Ok(selected?);
         }
         // `{a="1" or b="2"}`: the union, each series once, in label order.
-        let mut by_labels: BTreeMap<Labels, SeriesSamples> = BTreeMap::new();
+        let mut by_labels: BTreeMap<Labels, LazySeries<'a>> = BTreeMap::new();
         for matchers in &sets {
-            let selected = self.reader.select(matchers, mint, maxt);
+            let selected = self.reader.select_lazy(matchers, mint, maxt);
             self.take_partial();
             for s in selected? {
                 by_labels.entry(s.labels.clone()).or_insert(s);
             }
         }
-        Ok(by_labels
-            .into_values()
-            .map(|s| {
-                let samples = s.samples;
-                LazySeries::new(s.labels, move || Ok(samples.clone()))
-            })
-            .collect())
+        Ok(by_labels.into_values().collect())
     }
 
     /// Decodes every series and applies `work` to it, on all cores, keeping
@@ -419,7 +476,7 @@ impl<'a> Evaluator<'a> {
     fn par_map<T: Send>(
         &self,
         mut series: Vec<LazySeries<'a>>,
-        work: impl Fn(Labels, Vec<Sample>) -> Option<T> + Sync,
+        work: impl Fn(Labels, Vec<Sample>, Vec<HistogramSample>) -> Option<T> + Sync,
     ) -> Result<Vec<T>> {
         let deadline = self.deadline;
         let timeout = self.options.timeout;
@@ -429,8 +486,8 @@ impl<'a> Evaluator<'a> {
                 if Instant::now() > deadline {
                     return Err(timed_out(timeout));
                 }
-                let samples = s.samples()?;
-                if let Some(t) = work(s.labels, samples) {
+                let (samples, histograms) = s.data()?;
+                if let Some(t) = work(s.labels, samples, histograms) {
                     out.push(t);
                 }
             }
@@ -489,7 +546,19 @@ impl<'a> Evaluator<'a> {
         let first = at.unwrap_or(grid.start) - offset;
         let last = at.unwrap_or(grid.end) - offset;
         let lazy = self.select_lazy(vs, first - lookback + 1, last)?;
-        let out = self.par_map(lazy, |labels, samples| {
+        let out = self.par_map(lazy, |labels, samples, histograms| {
+            if !histograms.is_empty() {
+                return select_mixed(
+                    labels,
+                    &samples,
+                    &histograms,
+                    grid,
+                    at,
+                    offset,
+                    lookback,
+                    timestamps,
+                );
+            }
             let mut points = Vec::new();
             let mut next = 0usize;
             for i in 0..grid.len() {
@@ -517,7 +586,7 @@ impl<'a> Evaluator<'a> {
             }
             (!points.is_empty()).then(|| Series::new(labels, points))
         })?;
-        self.charge(out.iter().map(|s| s.points.len()).sum())?;
+        self.charge(out.iter().map(Series::len).sum())?;
         Ok(out)
     }
 
@@ -543,7 +612,7 @@ impl<'a> Evaluator<'a> {
         let first = window.at.unwrap_or(grid.start) - window.offset;
         let last = window.at.unwrap_or(grid.end) - window.offset;
         let lazy = self.select_lazy(vs, first - window.range + 1, last)?;
-        self.par_map(lazy, |labels, samples| {
+        self.par_map(lazy, |labels, samples, histograms| {
             let points: Vec<Point> = samples
                 .iter()
                 .filter(|p| !is_stale_nan(p.value))
@@ -552,10 +621,18 @@ impl<'a> Evaluator<'a> {
                     v: p.value,
                 })
                 .collect();
-            if points.is_empty() {
+            let hpoints: Vec<HPoint> = histograms
+                .iter()
+                .filter(|h| !h.value.is_stale())
+                .map(|h| HPoint {
+                    t: h.timestamp_ms,
+                    h: Arc::new(read_histogram(&h.value)),
+                })
+                .collect();
+            if points.is_empty() && hpoints.is_empty() {
                 return None;
             }
-            work(Series::new(labels, points))
+            work(Series::with_histograms(labels, points, hpoints))
         })
     }
 
@@ -597,11 +674,147 @@ impl<'a> Evaluator<'a> {
                 )));
             }
         };
+        // As Prometheus does, a subquery's histograms lose their "reset" and
+        // "not a reset" hints: its steps may skip or repeat the samples the
+        // hints were about.
+        let mut series = series;
+        for s in &mut series {
+            for p in &mut s.hpoints {
+                if matches!(
+                    p.h.counter_reset_hint,
+                    CounterResetHint::CounterReset | CounterResetHint::NotCounterReset
+                ) {
+                    Arc::make_mut(&mut p.h).counter_reset_hint = CounterResetHint::Unknown;
+                }
+            }
+        }
         Ok(RangeVector {
             series,
             window: Window { range, offset, at },
         })
     }
+}
+
+/// An instant selector over a series with histogram samples: at each step
+/// the newest sample, float or histogram, in the lookback window, unless it
+/// is a staleness marker (a histogram whose sum is the stale NaN).
+#[allow(clippy::too_many_arguments)]
+fn select_mixed(
+    labels: Labels,
+    samples: &[Sample],
+    histograms: &[HistogramSample],
+    grid: Grid,
+    at: Option<i64>,
+    offset: i64,
+    lookback: i64,
+    timestamps: bool,
+) -> Option<Series> {
+    let mut points = Vec::new();
+    let mut hpoints: Vec<HPoint> = Vec::new();
+    let (mut next, mut hnext) = (0usize, 0usize);
+    // The histogram last converted, shared by the steps that select it.
+    let mut converted: Option<(usize, Arc<FloatHistogram>)> = None;
+    for i in 0..grid.len() {
+        let ts = grid.ts(i);
+        let t = at.unwrap_or(ts) - offset;
+        if at.is_some() {
+            next = 0;
+            hnext = 0;
+        }
+        while next < samples.len() && samples[next].timestamp_ms <= t {
+            next += 1;
+        }
+        while hnext < histograms.len() && histograms[hnext].timestamp_ms <= t {
+            hnext += 1;
+        }
+        let float = next.checked_sub(1).map(|j| &samples[j]);
+        let hist = hnext.checked_sub(1).map(|j| (j, &histograms[j]));
+        let use_hist = match (float, hist) {
+            (None, None) => continue,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(f), Some((_, h))) => h.timestamp_ms > f.timestamp_ms,
+        };
+        if use_hist {
+            let Some((j, h)) = hist else { continue };
+            if h.timestamp_ms <= t - lookback || h.value.is_stale() {
+                continue;
+            }
+            if timestamps {
+                points.push(Point {
+                    t: ts,
+                    v: h.timestamp_ms as f64 / 1000.0,
+                });
+                continue;
+            }
+            let shared = match &converted {
+                Some((k, fh)) if *k == j => fh.clone(),
+                _ => {
+                    let fh = Arc::new(read_histogram(&h.value));
+                    converted = Some((j, fh.clone()));
+                    fh
+                }
+            };
+            hpoints.push(HPoint { t: ts, h: shared });
+        } else {
+            let Some(sample) = float else { continue };
+            if sample.timestamp_ms <= t - lookback || is_stale_nan(sample.value) {
+                continue;
+            }
+            let v = if timestamps {
+                sample.timestamp_ms as f64 / 1000.0
+            } else {
+                sample.value
+            };
+            points.push(Point { t: ts, v });
+        }
+    }
+    (!points.is_empty() || !hpoints.is_empty())
+        .then(|| Series::with_histograms(labels, points, hpoints))
+}
+
+/// A stored histogram as PromQL reads it. As in Prometheus, a "counter
+/// reset" hint is not trusted on read: storage only knows it for the first
+/// sample of a chunk, and the chunk before may be gone or have been written
+/// later (Prometheus's iterators answer "unknown" there), so the reset is
+/// detected from the counts instead.
+fn read_histogram(v: &sextant_model::histogram::HistogramValue) -> FloatHistogram {
+    let mut h = v.to_float();
+    if h.counter_reset_hint == CounterResetHint::CounterReset {
+        h.counter_reset_hint = CounterResetHint::Unknown;
+    }
+    h
+}
+
+/// Merges two lists sorted by time; `None` when both have the same time.
+fn merge_sorted<P: Clone>(a: &[P], b: &[P], t: impl Fn(&P) -> i64) -> Option<Vec<P>> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if j == b.len() || (i < a.len() && t(&a[i]) < t(&b[j])) {
+            out.push(a[i].clone());
+            i += 1;
+        } else if i == a.len() || t(&b[j]) < t(&a[i]) {
+            out.push(b[j].clone());
+            j += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Whether a float point and a histogram point share a time.
+fn share_a_time(points: &[Point], hpoints: &[HPoint]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < points.len() && j < hpoints.len() {
+        match points[i].t.cmp(&hpoints[j].t) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 /// The matcher sets of a selector: one, or several for `{a="1" or b="2"}`.
@@ -691,21 +904,15 @@ pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>> {
         match index.get(&s.labels) {
             Some(&i) => {
                 let target = &mut out[i];
-                let mut points = Vec::with_capacity(target.points.len() + s.points.len());
-                let (a, b) = (&target.points, &s.points);
-                let (mut i, mut j) = (0, 0);
-                while i < a.len() || j < b.len() {
-                    if j == b.len() || (i < a.len() && a[i].t < b[j].t) {
-                        points.push(a[i]);
-                        i += 1;
-                    } else if i == a.len() || b[j].t < a[i].t {
-                        points.push(b[j]);
-                        j += 1;
-                    } else {
+                target.points = merge_sorted(&target.points, &s.points, |p| p.t)
+                    .ok_or_else(duplicate_labelset)?;
+                if !s.hpoints.is_empty() || !target.hpoints.is_empty() {
+                    target.hpoints = merge_sorted(&target.hpoints, &s.hpoints, |p| p.t)
+                        .ok_or_else(duplicate_labelset)?;
+                    if share_a_time(&target.points, &target.hpoints) {
                         return Err(duplicate_labelset());
                     }
                 }
-                target.points = points;
             }
             None => {
                 index.insert(s.labels.clone(), out.len());

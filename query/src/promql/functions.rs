@@ -2,15 +2,21 @@
 //! regression, its rate extrapolation, its bucket quantile).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr, MatrixSelector};
+use sextant_model::histogram::{
+    FloatHistogram, HistogramNote, histogram_fraction, histogram_quantile, histogram_stddev,
+    histogram_stdvar,
+};
 use sextant_model::{Labels, is_valid_label_name};
 
-use super::Point;
 use super::eval::Series;
 use super::eval::{
     Evaluator, Grid, RangeVector, Value, Window, equality_labels, exec, merge_same_labels,
 };
+use super::histograms::{Sampled, histogram_note};
+use super::{HPoint, Point};
 use crate::Result;
 
 /// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
@@ -463,6 +469,8 @@ fn map_points(
 ) -> Result<Vec<Series>> {
     let mut out = Vec::with_capacity(series.len());
     for mut s in series {
+        // Prometheus's float functions leave histogram samples out.
+        s.hpoints = Vec::new();
         s.points.retain_mut(|p| match f(grid.index(p.t), p.v) {
             Some(v) => {
                 p.v = v;
@@ -576,6 +584,14 @@ impl Evaluator<'_> {
                         let mut v = self.eval_vector(other, grid, &what)?;
                         for s in &mut v {
                             s.points.iter_mut().for_each(|p| p.v = p.t as f64 / 1000.0);
+                            if !s.hpoints.is_empty() {
+                                // A histogram's step has its time too.
+                                s.points.extend(s.hpoints.drain(..).map(|h| Point {
+                                    t: h.t,
+                                    v: h.t as f64 / 1000.0,
+                                }));
+                                s.points.sort_by_key(|p| p.t);
+                            }
                         }
                         v
                     }
@@ -596,6 +612,9 @@ impl Evaluator<'_> {
                 let mut present = vec![false; steps];
                 for s in &series {
                     for p in &s.points {
+                        present[grid.index(p.t)] = true;
+                    }
+                    for p in &s.hpoints {
                         present[grid.index(p.t)] = true;
                     }
                 }
@@ -660,6 +679,11 @@ impl Evaluator<'_> {
             "sort" | "sort_desc" => {
                 self.warn_sort_in_range_query();
                 let mut v = self.eval_vector(args[0], grid, &what)?;
+                // Prometheus sorts floats only; histogram samples are dropped.
+                for s in &mut v {
+                    s.hpoints = Vec::new();
+                }
+                v.retain(|s| !s.points.is_empty());
                 if steps == 1 {
                     let key = |s: &Series| s.points.first().map_or(f64::NAN, |p| p.v);
                     v.sort_by(|a, b| {
@@ -711,6 +735,7 @@ impl Evaluator<'_> {
                     v,
                     grid,
                     |i, b| bucket_quantile(q[i], b),
+                    |i, h| histogram_quantile(q[i], h),
                 )?))
             }
             "histogram_fraction" => {
@@ -721,6 +746,7 @@ impl Evaluator<'_> {
                     v,
                     grid,
                     |i, b| (bucket_fraction(lower[i], upper[i], b), false),
+                    |i, h| histogram_fraction(lower[i], upper[i], h),
                 )?))
             }
             "histogram_quantiles" => {
@@ -733,9 +759,12 @@ impl Evaluator<'_> {
                 for q_arg in &args[2..] {
                     let q = self.eval_scalar(q_arg, grid, &what)?;
                     self.check_quantile(&q);
-                    for mut s in
-                        self.classic_histograms(v.clone(), grid, |i, b| bucket_quantile(q[i], b))?
-                    {
+                    for mut s in self.classic_histograms(
+                        v.clone(),
+                        grid,
+                        |i, b| bucket_quantile(q[i], b),
+                        |i, h| histogram_quantile(q[i], h),
+                    )? {
                         // Label each result with its quantile, written as Prometheus does ("0.0", "0.25").
                         s.labels = s.labels.with(&label, &format!("{:?}", q[0]));
                         out.push(s);
@@ -746,10 +775,34 @@ impl Evaluator<'_> {
             // These read native histograms only; float samples are ignored.
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
             | "histogram_stdvar" => {
-                for a in &args {
-                    self.eval(a, grid)?;
+                let f: fn(&FloatHistogram) -> f64 = match name {
+                    "histogram_count" => |h| h.count,
+                    "histogram_sum" => |h| h.sum,
+                    "histogram_avg" => |h| h.sum / h.count,
+                    "histogram_stddev" => histogram_stddev,
+                    _ => histogram_stdvar,
+                };
+                let v = self.eval_vector(args[0], grid, &what)?;
+                let mut out = Vec::with_capacity(v.len());
+                for s in v {
+                    if s.hpoints.is_empty() {
+                        continue;
+                    }
+                    let points = s
+                        .hpoints
+                        .iter()
+                        .map(|p| Point { t: p.t, v: f(&p.h) })
+                        .collect();
+                    let mut series = Series {
+                        labels: s.labels,
+                        points,
+                        hpoints: Vec::new(),
+                        drop_name: s.drop_name,
+                    };
+                    series.drop_name(self.delayed());
+                    out.push(series);
                 }
-                Ok(Value::Vector(Vec::new()))
+                Ok(Value::Vector(merge_same_labels(out)?))
             }
             _ => self.range_function(name, &args, grid),
         }
@@ -761,15 +814,23 @@ impl Evaluator<'_> {
     /// name is part of the group (two histograms never mix) and dropped from
     /// the result, so two metrics that collide are an error. Series without a
     /// readable `le` are skipped with a warning, as in Prometheus.
+    ///
+    /// Native histograms go through `native(step, histogram)` instead; where
+    /// a native histogram has the labels of a classic one's buckets at the
+    /// same step, neither is evaluated and Prometheus's warning says why.
     fn classic_histograms(
         &self,
         series: Vec<Series>,
         grid: Grid,
         f: impl Fn(usize, Vec<(f64, f64)>) -> (f64, bool),
+        native: impl Fn(usize, &FloatHistogram) -> (f64, Option<HistogramNote>),
     ) -> Result<Vec<Series>> {
         let mut groups: Vec<(Labels, Vec<(f64, &Series)>)> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         for s in &series {
+            if s.points.is_empty() {
+                continue;
+            }
             let le = s.labels.get("le").unwrap_or("");
             let Ok(bound) = parse_go_float(le) else {
                 self.warn(format!(
@@ -787,16 +848,61 @@ impl Evaluator<'_> {
             groups[g].1.push((bound, s));
         }
         let mut out = Vec::new();
-        for (labels, members) in groups {
+        // Steps at which a classic group meets a native histogram of its labels.
+        let mut conflicts: HashMap<usize, Vec<bool>> = HashMap::new();
+        for s in &series {
+            if s.hpoints.is_empty() {
+                continue;
+            }
+            let mut points = Vec::with_capacity(s.hpoints.len());
+            let group = index.get(&s.labels).map(|&g| &groups[g]);
+            for p in &s.hpoints {
+                let step = grid.index(p.t);
+                let classic_here = group.is_some_and(|(_, members)| {
+                    members
+                        .iter()
+                        .any(|(_, m)| m.points.binary_search_by_key(&p.t, |q| q.t).is_ok())
+                });
+                if classic_here {
+                    let name = self.name_in_message(&s.labels);
+                    self.warn(if name.is_empty() {
+                        "vector contains a mix of classic and native histograms".into()
+                    } else {
+                        format!(
+                            "vector contains a mix of classic and native histograms for metric name {name:?}"
+                        )
+                    });
+                    if let Some(&g) = index.get(&s.labels) {
+                        conflicts
+                            .entry(g)
+                            .or_insert_with(|| vec![false; grid.len()])[step] = true;
+                    }
+                    continue;
+                }
+                let (v, note) = native(step, &p.h);
+                if let Some(note) = note {
+                    self.info(histogram_note(note, s.labels.metric_name().unwrap_or("")));
+                }
+                points.push(Point { t: p.t, v });
+            }
+            if !points.is_empty() {
+                let mut native_series = Series::new(s.labels.clone(), points);
+                native_series.drop_name = s.drop_name;
+                native_series.drop_name(self.delayed());
+                out.push(native_series);
+            }
+        }
+        for (g, (labels, members)) in groups.into_iter().enumerate() {
             let mut per_step: Vec<Vec<(f64, f64)>> = vec![Vec::new(); grid.len()];
             for (bound, s) in members {
                 for p in &s.points {
                     per_step[grid.index(p.t)].push((bound, p.v));
                 }
             }
+            let conflict = conflicts.get(&g);
             let mut points = Vec::new();
             for (i, buckets) in per_step.into_iter().enumerate() {
-                if buckets.is_empty() {
+                if buckets.is_empty() || conflict.is_some_and(|c| c[i]) {
                     continue;
                 }
                 let (v, forced) = f(i, buckets);
@@ -971,7 +1077,8 @@ impl Evaluator<'_> {
             };
             let steps_present = self.map_range(source, grid, |s| {
                 let mut steps = Vec::new();
-                window.for_each_window(&s.points, grid, |i, _, _| steps.push(i));
+                window
+                    .for_each_window_mixed(&s.points, &s.hpoints, grid, |i, _, _, _| steps.push(i));
                 Some(steps)
             })?;
             for i in steps_present.into_iter().flatten() {
@@ -1087,15 +1194,36 @@ impl Evaluator<'_> {
         let counter_function = matches!(name, "rate" | "increase");
         let out = self.map_range(source, grid, |s| {
             let mut points = Vec::new();
-            window.for_each_window(&s.points, grid, |i, end, w| {
-                if let Some(v) = f(i, end, w) {
-                    points.push(Point { t: grid.ts(i), v });
-                }
-            });
-            if points.is_empty() {
+            let mut hpoints = Vec::new();
+            if s.hpoints.is_empty() {
+                window.for_each_window(&s.points, grid, |i, end, w| {
+                    if let Some(v) = f(i, end, w) {
+                        points.push(Point { t: grid.ts(i), v });
+                    }
+                });
+            } else {
+                let metric = s.labels.metric_name().unwrap_or("");
+                window.for_each_window_mixed(&s.points, &s.hpoints, grid, |i, end, w, hw| {
+                    let value = if hw.is_empty() {
+                        f(i, end, w).map(Sampled::Float)
+                    } else {
+                        self.mixed_window(name, metric, &f, i, end, window.range, w, hw)
+                    };
+                    match value {
+                        Some(Sampled::Float(v)) => points.push(Point { t: grid.ts(i), v }),
+                        Some(Sampled::Histogram(h)) => hpoints.push(HPoint {
+                            t: grid.ts(i),
+                            h: Arc::new(h),
+                        }),
+                        None => {}
+                    }
+                });
+            }
+            if points.is_empty() && hpoints.is_empty() {
                 return None;
             }
             if counter_function
+                && !points.is_empty()
                 && let Some(metric) = s.labels.metric_name()
                 && !COUNTER_SUFFIXES.iter().any(|suffix| metric.ends_with(suffix))
             {
@@ -1106,6 +1234,7 @@ impl Evaluator<'_> {
             let mut out = Series {
                 labels: s.labels,
                 points,
+                hpoints,
                 drop_name: s.drop_name,
             };
             // `last_over_time` keeps the name, unless the subquery it reads
@@ -1115,7 +1244,7 @@ impl Evaluator<'_> {
             }
             Some(out)
         })?;
-        self.charge(out.iter().map(|s| s.points.len()).sum())?;
+        self.charge(out.iter().map(Series::len).sum())?;
         Ok(Value::Vector(merge_same_labels(out)?))
     }
 }
@@ -1195,7 +1324,7 @@ fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<(f64, f64)>) -> f64 {
 }
 
 /// Go's `strconv.ParseFloat`, which also reads `+Inf`, `Inf` and `NaN`.
-pub(crate) fn parse_go_float(s: &str) -> std::result::Result<f64, std::num::ParseFloatError> {
+pub fn parse_go_float(s: &str) -> std::result::Result<f64, std::num::ParseFloatError> {
     match s.to_ascii_lowercase().as_str() {
         "+inf" | "inf" | "+infinity" | "infinity" => Ok(f64::INFINITY),
         "-inf" | "-infinity" => Ok(f64::NEG_INFINITY),

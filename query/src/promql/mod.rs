@@ -17,14 +17,16 @@ mod binary;
 mod eval;
 mod functions;
 mod gosort;
+mod histograms;
 mod nesting;
 
-pub use functions::write_sample_value;
+pub use functions::{parse_go_float, write_sample_value};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use promql_parser::parser::Expr;
+use sextant_model::histogram::FloatHistogram;
 use sextant_model::{Labels, depth};
 use sextant_storage::MetricsReader;
 
@@ -68,11 +70,22 @@ pub struct Point {
     pub v: f64,
 }
 
-/// A series with its points, sorted by time.
+/// A native histogram point of a series: milliseconds and histogram.
+/// Histograms are shared (`Arc`) between the steps that select the same sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HPoint {
+    pub t: i64,
+    pub h: Arc<FloatHistogram>,
+}
+
+/// A series with its points, sorted by time. A series may have float points,
+/// histogram points, or both (at different times).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<Point>,
+    /// Native histogram points, sorted by time (Prometheus's `histograms`).
+    pub histograms: Vec<HPoint>,
 }
 
 /// A label set as Prometheus prints it in messages (Go's `labels.Labels`
@@ -139,6 +152,7 @@ impl From<eval::Series> for Series {
         Self {
             labels: s.labels,
             points: s.points,
+            histograms: s.hpoints,
         }
     }
 }
@@ -148,7 +162,10 @@ impl From<eval::Series> for Series {
 pub struct InstantSample {
     pub labels: Labels,
     pub t: i64,
+    /// The float value (0 when the sample is a histogram).
     pub v: f64,
+    /// The native histogram, when the sample is one (then `v` means nothing).
+    pub histogram: Option<Arc<FloatHistogram>>,
 }
 
 /// What a query returns, in the Prometheus API's four shapes.
@@ -305,11 +322,20 @@ impl Engine {
                     series
                         .into_iter()
                         .filter_map(|s| {
-                            let p = s.points.first()?;
+                            if let Some(p) = s.points.first() {
+                                return Some(InstantSample {
+                                    labels: s.labels,
+                                    t,
+                                    v: p.v,
+                                    histogram: None,
+                                });
+                            }
+                            let h = s.hpoints.into_iter().next()?;
                             Some(InstantSample {
                                 labels: s.labels,
                                 t,
-                                v: p.v,
+                                v: 0.0,
+                                histogram: Some(h.h),
                             })
                         })
                         .collect(),
@@ -325,8 +351,18 @@ impl Engine {
                         .filter(|p| p.t > lo && p.t <= hi)
                         .copied()
                         .collect();
-                    if !points.is_empty() {
-                        out.push(eval::Series { points, ..s });
+                    let hpoints: Vec<HPoint> = s
+                        .hpoints
+                        .iter()
+                        .filter(|p| p.t > lo && p.t <= hi)
+                        .cloned()
+                        .collect();
+                    if !points.is_empty() || !hpoints.is_empty() {
+                        out.push(eval::Series {
+                            points,
+                            hpoints,
+                            ..s
+                        });
                     }
                 }
                 let mut out: Vec<Series> = ev.finish(out)?.into_iter().map(Series::from).collect();
@@ -372,6 +408,7 @@ impl Engine {
                     .enumerate()
                     .map(|(i, v)| Point { t: grid.ts(i), v })
                     .collect(),
+                histograms: Vec::new(),
             }],
             eval::Value::Vector(series) => {
                 ev.finish(series)?.into_iter().map(Series::from).collect()
@@ -387,7 +424,7 @@ impl Engine {
                 ));
             }
         };
-        series.retain(|s| !s.points.is_empty());
+        series.retain(|s| !s.points.is_empty() || !s.histograms.is_empty());
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         eval::check_unique_labels(series.iter().map(|s| &s.labels))?;
         Ok((QueryValue::Matrix(series), ev.annotations()))
