@@ -292,6 +292,50 @@ storage:
     path.to_string_lossy().into_owned()
 }
 
+/// A latency histogram of job `i % 3` (schema 0, buckets filling as
+/// minutes pass), four samples 15 s apart from `t`, with an exemplar.
+fn latency_series(i: i64, t: i64, minute: u64) -> sextant_ingest::remote_write::proto::TimeSeries {
+    use sextant_ingest::remote_write::proto;
+    let histograms = (0..4u64)
+        .map(|s| {
+            let n = (minute * 4 + s) * (i as u64 + 1);
+            proto::Histogram {
+                count: Some(proto::histogram::Count::CountInt(3 * n)),
+                sum: n as f64 * 0.75,
+                schema: 0,
+                zero_threshold: 1e-128,
+                zero_count: Some(proto::histogram::ZeroCount::ZeroCountInt(0)),
+                positive_spans: vec![proto::BucketSpan {
+                    offset: -2,
+                    length: 3,
+                }],
+                // Absolute n, n, n: deltas n, 0, 0.
+                positive_deltas: vec![n as i64, 0, 0],
+                timestamp: t + s as i64 * 15_000,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let mut ts = series(
+        &[
+            ("__name__", "latency_seconds"),
+            ("job", &format!("job{}", i % 3)),
+            ("instance", &format!("host{i}")),
+        ],
+        &[],
+    );
+    ts.histograms = histograms;
+    ts.exemplars = vec![proto::Exemplar {
+        labels: vec![proto::Label {
+            name: "trace_id".into(),
+            value: format!("{:032x}", i as u64 * 1000 + minute),
+        }],
+        value: 0.4,
+        timestamp: t,
+    }];
+    ts
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -477,6 +521,16 @@ fn three_nodes_answer_as_one_and_lose_nothing_when_one_is_killed() {
             assert_eq!(reply.status, 204, "{}", reply.body);
         }
     }
+    // Native histograms with exemplars, six series, written the same way.
+    for minute in 0..30 {
+        let batch: Vec<_> = (0..6)
+            .map(|i| latency_series(i, begin + minute * 60_000, minute as u64))
+            .collect();
+        for node in [&a, &single] {
+            let reply = node.remote_write(batch.clone());
+            assert_eq!(reply.status, 204, "{}", reply.body);
+        }
+    }
     // StatsD through nodes b and c, with the Python client: each node
     // aggregates what it took, as its own series (`instance`).
     for (node, count) in [(&b, 7), (&c, 5)] {
@@ -605,6 +659,8 @@ handler.close()
         "requests_total{instance=~\"host1.*\"}",
         "count(requests_total)",
         "topk(3, max_over_time(requests_total[10m]))",
+        "histogram_quantile(0.9, sum by (job) (rate(latency_seconds[5m])))",
+        "latency_seconds{job=\"job1\"}",
     ];
     for query in queries {
         let path = format!("/api/v1/query_range?query={}&{range}", url_encode(query));
@@ -616,6 +672,25 @@ handler.close()
         for node in [&a, &b, &c] {
             assert_eq!(data_of(node, &path), expected, "{query}");
         }
+    }
+    // Exemplars from every partition, as the single node keeps them.
+    let exemplars_path = format!(
+        "/api/v1/query_exemplars?query=latency_seconds&start={}&end={}",
+        begin / 1000,
+        end / 1000
+    );
+    let mut expected = data_of(&single, &exemplars_path);
+    assert_eq!(expected.as_array().map(Vec::len), Some(6), "{expected}");
+    let by_labels = |v: &mut Value| {
+        v.as_array_mut()
+            .unwrap()
+            .sort_by_key(|s| s["seriesLabels"].to_string());
+    };
+    by_labels(&mut expected);
+    for node in [&a, &b, &c] {
+        let mut got = data_of(node, &exemplars_path);
+        by_labels(&mut got);
+        assert_eq!(got, expected);
     }
     let series_path = format!(
         "/api/v1/series?match[]=requests_total&start={}&end={}",
@@ -883,12 +958,12 @@ handler.close()
     for node in [&b, &c] {
         all_acknowledged_are_there(node, "during_kill_", &acknowledged);
         telemetry_is_whole(node);
-        // And the half hour written before the kill is whole.
-        let path = format!(
-            "/api/v1/query_range?query={}&{range}",
-            url_encode(queries[0])
-        );
-        assert_eq!(data_of(node, &path), data_of(&single, &path));
+        // And the half hour written before the kill is whole, floats and
+        // native histograms.
+        for query in [queries[0], queries[4]] {
+            let path = format!("/api/v1/query_range?query={}&{range}", url_encode(query));
+            assert_eq!(data_of(node, &path), data_of(&single, &path), "{query}");
+        }
     }
 
     // check-data reads the partitions' blocks in the bucket.
