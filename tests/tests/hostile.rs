@@ -1226,6 +1226,80 @@ fn remote_write_cases(t: i64) -> Vec<Case> {
             .collect(),
         histograms: vec![],
     };
+    // Native histograms built to hurt: spans of 4 billion buckets, a
+    // million buckets, indexes 2^31 apart, counts that overflow, a schema
+    // out of range, custom bounds going down.
+    let hostile_histogram = |h: v1::Histogram| v1::TimeSeries {
+        labels: vec![v1::Label {
+            name: "__name__".into(),
+            value: "hostile_seconds".into(),
+        }],
+        histograms: vec![v1::Histogram { timestamp: t, ..h }],
+        ..Default::default()
+    };
+    let int_count = |n: u64| Some(v1::histogram::Count::CountInt(n));
+    let span = |offset: i32, length: u32| v1::BucketSpan { offset, length };
+    let histogram_bodies: Vec<(&str, v1::Histogram)> = vec![
+        (
+            "1.0 a span of 4 billion buckets",
+            v1::Histogram {
+                count: int_count(1),
+                positive_spans: vec![span(0, u32::MAX)],
+                positive_deltas: vec![1],
+                ..Default::default()
+            },
+        ),
+        (
+            "1.0 a histogram of a million buckets",
+            v1::Histogram {
+                count: int_count(1_000_000),
+                positive_spans: vec![span(0, 1_000_000)],
+                positive_deltas: std::iter::once(1)
+                    .chain(std::iter::repeat_n(0, 999_999))
+                    .collect(),
+                ..Default::default()
+            },
+        ),
+        (
+            "1.0 buckets 2^31 apart",
+            v1::Histogram {
+                count: int_count(2),
+                positive_spans: vec![span(i32::MIN, 1), span(i32::MAX, 1)],
+                positive_deltas: vec![1, 0],
+                ..Default::default()
+            },
+        ),
+        (
+            "1.0 counts that overflow",
+            v1::Histogram {
+                count: int_count(u64::MAX),
+                positive_spans: vec![span(0, 3)],
+                positive_deltas: vec![i64::MAX, i64::MAX, i64::MAX],
+                ..Default::default()
+            },
+        ),
+        (
+            "1.0 schema 99",
+            v1::Histogram {
+                count: int_count(1),
+                schema: 99,
+                positive_spans: vec![span(0, 1)],
+                positive_deltas: vec![1],
+                ..Default::default()
+            },
+        ),
+        (
+            "1.0 custom bounds going down",
+            v1::Histogram {
+                count: int_count(3),
+                schema: -53,
+                custom_values: vec![5.0, 1.0, f64::NAN],
+                positive_spans: vec![span(0, 3)],
+                positive_deltas: vec![1, 0, 0],
+                ..Default::default()
+            },
+        ),
+    ];
     // A snappy header that promises 4 GiB.
     let mut promise = Vec::new();
     varint(u32::MAX as usize, &mut promise);
@@ -1324,6 +1398,18 @@ fn remote_write_cases(t: i64) -> Vec<Case> {
             Some("exemplar labels hold"),
         ),
         (
+            "1.0 every hostile histogram at once",
+            "application/x-protobuf",
+            encode(&v1::WriteRequest {
+                timeseries: histogram_bodies
+                    .iter()
+                    .map(|(_, h)| hostile_histogram(h.clone()))
+                    .collect(),
+                metadata: vec![],
+            }),
+            Some("histograms[0]"),
+        ),
+        (
             "unknown proto",
             "application/x-protobuf;proto=io.prometheus.write.v9.Request",
             snappy(b""),
@@ -1336,6 +1422,27 @@ fn remote_write_cases(t: i64) -> Vec<Case> {
             Some("text/plain"),
         ),
     ];
+    let mut bodies = bodies;
+    for (name, h) in histogram_bodies {
+        // Valid but over the bucket limit: refused by the store, naming it.
+        // Two buckets 2^31 apart are a valid histogram: stored (204).
+        let must_say = if name.contains("million") {
+            Some("storage.metrics.max_native_histogram_buckets")
+        } else if name.contains("apart") {
+            None
+        } else {
+            Some("histograms[0]")
+        };
+        bodies.push((
+            name,
+            "application/x-protobuf",
+            encode(&v1::WriteRequest {
+                timeseries: vec![hostile_histogram(h)],
+                metadata: vec![],
+            }),
+            must_say,
+        ));
+    }
     bodies
         .into_iter()
         .map(|(name, content_type, body, must_say)| Case {
