@@ -371,16 +371,16 @@ fn prometheus_disk(labels: &[Labels], data: &[Vec<Histogram>], dir: &Path) -> f6
     bytes as f64 / samples as f64
 }
 
-/// Sends every body from four senders; histogram samples per second.
-fn drive(peer: &Peer, bodies: &[Vec<u8>], samples: f64) -> f64 {
+/// Sends each sender's bodies (in time order) from its own thread;
+/// histogram samples per second.
+fn drive(peer: &Peer, per_sender: &[Vec<Vec<u8>>], samples: f64) -> f64 {
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for sender in 0..4 {
+        for bodies in per_sender {
             let url = peer.write_url.clone();
             scope.spawn(move || {
                 let agent = agent();
-                // In time order per sender: each sender owns every fourth body.
-                for body in bodies.iter().skip(sender).step_by(4) {
+                for body in bodies {
                     remote_write(&agent, &url, body);
                 }
             });
@@ -391,19 +391,23 @@ fn drive(peer: &Peer, bodies: &[Vec<u8>], samples: f64) -> f64 {
 
 fn remote_write_part(sizes: &Sizes, scratch: &Path) {
     let (labels, data) = workload(sizes.rw_series, sizes.rw_scrapes, 7);
-    // Each sender gets whole scrapes, so a series' samples arrive in order.
-    let per_scrape = labels.len().div_ceil(2000);
-    let all = bodies(&labels, &data);
-    let mut ordered: Vec<Vec<u8>> = Vec::with_capacity(all.len());
-    for scrape in all.chunks(per_scrape * 4) {
-        ordered.extend(scrape.iter().cloned());
-    }
+    // Four senders, each with its own quarter of the series (as
+    // Prometheus's shards), so a series' samples arrive in order.
+    let quarter = labels.len().div_ceil(4);
+    let per_sender: Vec<Vec<Vec<u8>>> = (0..4)
+        .map(|k| {
+            let range = (k * quarter).min(labels.len())..((k + 1) * quarter).min(labels.len());
+            let part: Vec<Vec<Histogram>> =
+                data.iter().map(|s| s[range.clone()].to_vec()).collect();
+            bodies(&labels[range], &part)
+        })
+        .collect();
     let samples = (labels.len() * data.len()) as f64;
     let sextant = start_sextant(&scratch.join("sextant-rw"), &[]);
-    let ours = drive(&sextant, &ordered, samples);
+    let ours = drive(&sextant, &per_sender, samples);
     drop(sextant);
     let prometheus = start_prometheus(&scratch.join("prometheus-rw"), &prometheus_native());
-    let theirs = drive(&prometheus, &ordered, samples);
+    let theirs = drive(&prometheus, &per_sender, samples);
     drop(prometheus);
     say(&format!(
         "ingest via remote write, {} histogram series x {} samples, 4 senders: Sextant {ours:.0} samples/s, Prometheus {theirs:.0} samples/s (ratio {:.2})",
