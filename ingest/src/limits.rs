@@ -42,7 +42,8 @@ impl Default for Limits {
     }
 }
 
-fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+/// A size in bytes from a config file: a byte count or `64MiB`, `512KiB`...
+pub fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Size {

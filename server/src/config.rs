@@ -91,6 +91,32 @@ pub struct QuerySection {
     /// function, so `label_replace` after `rate()` still sees it. Off by
     /// default, as in Prometheus 3.
     pub delayed_name_removal: bool,
+    /// The range-query results cache, for dashboards that refresh.
+    #[serde(deserialize_with = "null_as_default")]
+    pub results_cache: ResultsCacheSection,
+}
+
+/// `query.results_cache`: range-query answers kept in memory, all but
+/// their newest `freshness`, and dropped when a write lands in them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResultsCacheSection {
+    /// Most memory the cached answers may take; 0 turns the cache off.
+    #[serde(deserialize_with = "sextant_ingest::limits::byte_size")]
+    pub max_bytes: usize,
+    /// The newest part of every range that is never cached, because its
+    /// samples may still be arriving (VictoriaMetrics'
+    /// `-search.cacheTimestampOffset`).
+    pub freshness: PromDuration,
+}
+
+impl Default for ResultsCacheSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+            freshness: PromDuration::from_secs(5 * 60),
+        }
+    }
 }
 
 impl Default for QuerySection {
@@ -103,6 +129,7 @@ impl Default for QuerySection {
             max_depth: sextant_model::depth::DEFAULT_MAX_DEPTH,
             max_query_bytes: sextant_model::depth::DEFAULT_MAX_QUERY_BYTES,
             delayed_name_removal: false,
+            results_cache: ResultsCacheSection::default(),
         }
     }
 }

@@ -520,12 +520,56 @@ async fn ready(State(state): State<AppState>) -> Response {
 
 async fn self_metrics(State(state): State<AppState>) -> Response {
     let mut page = state.metrics.render();
+    page += &results_cache_metrics(&state.query.results_cache.stats());
     if let Some(ruler) = state.runtime.ruler() {
         let mut alerting = sextant_model::telemetry::Exposition::default();
         ruler.render_metrics(&mut alerting);
         page += &alerting.finish();
     }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], page).into_response()
+}
+
+fn results_cache_metrics(stats: &sextant_query::promql::results_cache::CacheStats) -> String {
+    use sextant_model::telemetry::{Exposition, MetricKind};
+    let mut page = Exposition::default();
+    page.family(
+        "sextant_query_results_cache_requests_total",
+        MetricKind::Counter,
+        "Cacheable range queries by what the results cache had: all of the answer (hit), part of it (partial) or nothing (miss).",
+    );
+    for (result, n) in [
+        ("hit", stats.hits),
+        ("partial", stats.partial_hits),
+        ("miss", stats.misses),
+    ] {
+        page.sample(
+            "sextant_query_results_cache_requests_total",
+            &[("result", result)],
+            n as f64,
+        );
+    }
+    page.family(
+        "sextant_query_results_cache_drops_total",
+        MetricKind::Counter,
+        "Cached range-query answers dropped: because a write or deletion changed what they cover (invalidated), or to make room (evicted).",
+    );
+    for (reason, n) in [
+        ("invalidated", stats.invalidated),
+        ("evicted", stats.evicted),
+    ] {
+        page.sample(
+            "sextant_query_results_cache_drops_total",
+            &[("reason", reason)],
+            n as f64,
+        );
+    }
+    page.single(
+        "sextant_query_results_cache_bytes",
+        MetricKind::Gauge,
+        "Memory the cached range-query answers take (estimated), at most query.results_cache.max_bytes.",
+        stats.bytes as f64,
+    );
+    page.finish()
 }
 
 /// Paths CONTRACTS.md promises, whose handlers later issues add.

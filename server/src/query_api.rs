@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sextant_model::PromDuration;
 use sextant_query::parse_time;
+use sextant_query::promql::results_cache::{CacheConfig, ResultsCache};
 use sextant_query::promql::{Annotations, Engine, EngineOptions, QueryValue, write_sample_value};
 
 use crate::api::{blocking, param, params, success};
@@ -382,9 +383,18 @@ pub async fn range(
     let deadline = deadline_of(&state, &pairs)?;
     let engine = engine_for(&state, &pairs)?;
     let query = query_text(&pairs);
+    let cache = state.query.results_cache.clone();
+    let key = ResultsCache::key(
+        &engine,
+        sextant_ingest::tenant::current(),
+        &query,
+        start,
+        step,
+    );
     run(&state, deadline, move || {
         let expr = parse_query(&query)?;
-        Ok(engine.range_query_expr(&expr, start, end, step)?)
+        let now = sextant_storage::Tsdb::now_ms();
+        Ok(cache.range_query(&engine, key, &expr, start, end, now)?)
     })
     .await
 }
@@ -503,13 +513,24 @@ pub const PROMETHEUS_COMPATIBLE_VERSION: &str = "3.0.0";
 pub struct QueryState {
     pub options: EngineOptions,
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// Range-query answers for the next refresh (`query.results_cache`).
+    pub results_cache: Arc<ResultsCache>,
 }
 
 impl QueryState {
+    /// With the results cache's defaults.
     pub fn new(options: EngineOptions, max_concurrency: usize) -> Self {
         Self {
             options,
             slots: Arc::new(tokio::sync::Semaphore::new(max_concurrency.max(1))),
+            results_cache: Arc::new(ResultsCache::new(CacheConfig::default())),
+        }
+    }
+
+    pub fn with_results_cache(self, config: CacheConfig) -> Self {
+        Self {
+            results_cache: Arc::new(ResultsCache::new(config)),
+            ..self
         }
     }
 }

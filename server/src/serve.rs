@@ -865,7 +865,11 @@ fn query_state(settings: &Settings) -> QueryState {
         timeout: query.timeout.as_std(),
         delayed_name_removal: query.delayed_name_removal,
     };
-    QueryState::new(options, query.max_concurrency)
+    let cache = sextant_query::promql::results_cache::CacheConfig {
+        max_bytes: query.results_cache.max_bytes,
+        freshness_ms: i64::try_from(query.results_cache.freshness.as_millis()).unwrap_or(i64::MAX),
+    };
+    QueryState::new(options, query.max_concurrency).with_results_cache(cache)
 }
 
 #[cfg(test)]

@@ -177,6 +177,10 @@ impl MetricsReader for With<dyn MetricsReader> {
         self.0.exemplars(&sets, start_ms, end_ms)
     }
 
+    fn results_epoch(&self, cached_until_ms: i64) -> Option<u64> {
+        self.0.results_epoch(cached_until_ms)
+    }
+
     /// Only the metrics the tenant has series of.
     fn metadata(&self) -> BTreeMap<String, MetricMetadata> {
         let names = self

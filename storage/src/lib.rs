@@ -359,6 +359,16 @@ pub trait MetricsReader: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Every metric's metadata, by name.
     fn metadata(&self) -> std::collections::BTreeMap<String, MetricMetadata>;
+    /// For a query results cache: raises the time up to which a cache
+    /// holds results to `cached_until_ms` and returns a counter that moves
+    /// whenever what a query answers at or before that time may have
+    /// changed (a late, out-of-order or backfilled write, a deletion).
+    /// `None`, the default, when this reader cannot tell: then nothing of
+    /// its answers is cached.
+    fn results_epoch(&self, cached_until_ms: i64) -> Option<u64> {
+        let _ = cached_until_ms;
+        None
+    }
     /// Exemplars in `[start_ms, end_ms]` of the series any of the matcher
     /// sets selects, by series, each series' oldest first. A reader that
     /// keeps none has none.
@@ -443,5 +453,9 @@ impl MetricsReader for Tsdb {
         end_ms: i64,
     ) -> Result<Vec<(Labels, Vec<sextant_model::Exemplar>)>> {
         Ok(Tsdb::exemplars(self, matcher_sets, start_ms, end_ms))
+    }
+
+    fn results_epoch(&self, cached_until_ms: i64) -> Option<u64> {
+        Some(Tsdb::results_epoch(self, cached_until_ms))
     }
 }

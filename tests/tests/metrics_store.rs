@@ -321,3 +321,91 @@ fn kill_9_during_heavy_ingest_loses_nothing_acknowledged() {
     let total: usize = got.values().map(Vec::len).sum();
     assert!(total >= acked.len() * SERIES * 10, "{total} < acknowledged");
 }
+
+/// A dashboard's range query answered again from the results cache, then
+/// late samples written into the cached range: the next answer has them.
+#[test]
+fn a_cached_range_query_sees_late_samples() {
+    use sextant_tests::series;
+    let sextant = Sextant::start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let now = now - now % 60_000;
+    let start = now - 30 * 60_000;
+    // Every 15 s for 30 minutes, value 1, except 9 to 7 minutes ago.
+    let gap = (now - 9 * 60_000)..(now - 7 * 60_000);
+    let samples: Vec<(i64, f64)> = (0..=120)
+        .map(|i| start + i * 15_000)
+        .filter(|t| !gap.contains(t))
+        .map(|t| (t, 1.0))
+        .collect();
+    let reply = sextant.remote_write(vec![series(
+        &[("__name__", "late_test"), ("job", "a")],
+        &samples,
+    )]);
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let path = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=60",
+        url_encode("max_over_time(late_test[1m])"),
+        start / 1000,
+        now / 1000
+    );
+    let values = |reply: sextant_tests::Reply| -> Vec<(i64, String)> {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let json = reply.json();
+        json["data"]["result"][0]["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_i64().expect("t"),
+                    p[1].as_str().expect("v").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let cold = values(sextant.get(&path));
+    let again = values(sextant.get(&path));
+    assert_eq!(cold, again);
+    let requests = |result: &str| {
+        sextant
+            .metric(
+                "sextant_query_results_cache_requests_total",
+                &[("result", result)],
+            )
+            .unwrap_or(0.0)
+    };
+    assert_eq!(requests("miss"), 1.0);
+    assert_eq!(
+        requests("partial"),
+        1.0,
+        "the newest 5 minutes are evaluated again"
+    );
+    let eight_ago = (now - 8 * 60_000) / 1000;
+    assert!(
+        !cold.iter().any(|(t, _)| *t == eight_ago),
+        "no sample within a minute of 8 minutes ago yet: {cold:?}"
+    );
+    // The gap's samples arrive late (within the out-of-order window).
+    let late: Vec<(i64, f64)> = gap.step_by(15_000).map(|t| (t, 100.0)).collect();
+    let reply = sextant.remote_write(vec![series(
+        &[("__name__", "late_test"), ("job", "a")],
+        &late,
+    )]);
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    let after = values(sextant.get(&path));
+    assert!(
+        after.contains(&(eight_ago, "100".to_owned())),
+        "the late samples are in the answer: {after:?}"
+    );
+    assert_eq!(
+        sextant.metric(
+            "sextant_query_results_cache_drops_total",
+            &[("reason", "invalidated")]
+        ),
+        Some(1.0)
+    );
+}

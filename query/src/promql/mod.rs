@@ -19,6 +19,7 @@ mod functions;
 mod gosort;
 mod histograms;
 mod nesting;
+pub mod results_cache;
 
 pub use functions::{parse_go_float, write_sample_value};
 

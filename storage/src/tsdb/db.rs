@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -177,6 +177,44 @@ pub struct MetricMetadata {
     pub unit: String,
 }
 
+/// A counter of changes to what queries over the past answer: writes at
+/// or before `watermark` (the newest time a results cache holds) and
+/// deletions. Sequentially consistent, so a writer that finds the
+/// watermark below its sample (and moves nothing) wrote before the cache
+/// raised it, hence before the cache's query read the store.
+#[derive(Debug)]
+struct ChangeEpoch {
+    epoch: AtomicU64,
+    watermark: AtomicI64,
+}
+
+impl Default for ChangeEpoch {
+    fn default() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl ChangeEpoch {
+    /// After samples, the oldest at `oldest`, became visible.
+    fn wrote(&self, oldest: Option<i64>) {
+        if oldest.is_some_and(|t| t <= self.watermark.load(Ordering::SeqCst)) {
+            self.changed();
+        }
+    }
+
+    fn changed(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn epoch(&self, cached_until_ms: i64) -> u64 {
+        self.watermark.fetch_max(cached_until_ms, Ordering::SeqCst);
+        self.epoch.load(Ordering::SeqCst)
+    }
+}
+
 /// The time-series engine over one data directory.
 pub struct Tsdb {
     dir: PathBuf,
@@ -198,6 +236,8 @@ pub struct Tsdb {
     block_seq: AtomicU32,
     metadata: Mutex<BTreeMap<String, MetricMetadata>>,
     exemplars: ExemplarStore,
+    /// What a query results cache needs to know ([`Tsdb::results_epoch`]).
+    changes: ChangeEpoch,
 }
 
 /// An engine's parts of its stats' gauges ([`GaugeShare`]).
@@ -332,6 +372,7 @@ impl Tsdb {
             block_seq: AtomicU32::new(0),
             metadata: Mutex::new(metadata),
             exemplars,
+            changes: ChangeEpoch::default(),
         };
         db.refresh_stats();
         Ok(db)
@@ -558,6 +599,8 @@ impl Tsdb {
             for (id, t, v) in &accepted {
                 new_chunks += head.apply(*id, *t, *v);
             }
+            self.changes
+                .wrote(accepted.iter().map(|(_, t, _)| *t).min());
             self.stats.series_created.add(created.len() as u64);
             let shares = &self.shares;
             shares
@@ -685,6 +728,8 @@ impl Tsdb {
             for (id, s, _) in &accepted {
                 new_chunks += head.apply_histogram(*id, s.timestamp_ms, &s.value);
             }
+            self.changes
+                .wrote(accepted.iter().map(|(_, s, _)| s.timestamp_ms).min());
             self.stats.series_created.add(created.len() as u64);
             let shares = &self.shares;
             shares
@@ -1235,6 +1280,17 @@ impl Tsdb {
         Ok(())
     }
 
+    /// For a query results cache: raises the watermark below which any
+    /// write counts as a change to `cached_until_ms`, then returns the
+    /// change epoch. A result computed after this call and stored with
+    /// the epoch stays right, for its steps up to the watermark, for as
+    /// long as the epoch is unchanged: every append that lands at or
+    /// before the watermark (late, out of order, backfilled), and every
+    /// deletion, moves the epoch once it is visible to readers.
+    pub fn results_epoch(&self, cached_until_ms: i64) -> u64 {
+        self.changes.epoch(cached_until_ms)
+    }
+
     fn apply_retention(&self) -> Result<()> {
         let newest = {
             let blocks = self.blocks.read().expect("blocks lock");
@@ -1262,6 +1318,7 @@ impl Tsdb {
                 .write()
                 .expect("blocks lock")
                 .retain(|b| b.meta.id != block.meta.id);
+            self.changes.changed();
             self.store
                 .delete(&block.meta.id)
                 .map_err(io_err("delete an expired block"))?;
