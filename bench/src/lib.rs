@@ -508,6 +508,49 @@ pub fn start_prometheus_with(dir: &Path, config: &str, extra: &[&str]) -> Peer {
     }
 }
 
+/// Starts Debian's VictoriaMetrics (1.79) single-node, data in `dir/data`,
+/// retention long enough for any bench's timestamps, no latency offset (it
+/// hides the newest 30 s by default) and, unless `cache` is true, its
+/// rollup result cache off (`-search.disableCache`).
+pub fn start_victoria_metrics(dir: &Path, cache: bool, extra: &[&str]) -> Peer {
+    std::fs::create_dir_all(dir).expect("dir");
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("victoria-metrics.log")).expect("log");
+    let mut command = Command::new("/usr/bin/victoria-metrics");
+    command
+        .arg(format!("-storageDataPath={}", dir.join("data").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .args([
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=ERROR",
+        ]);
+    if !cache {
+        command.arg("-search.disableCache");
+    }
+    let child = command
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start victoria-metrics (scripts/setup-test-env installs it)");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/health"));
+    Peer {
+        child,
+        write_url: format!("{url}/api/v1/write"),
+        url,
+    }
+}
+
+/// Asks VictoriaMetrics to make everything it took in searchable now
+/// (`/internal/force_flush`) and to merge its parts (`/internal/force_merge`).
+pub fn victoria_metrics_settle(peer: &Peer) {
+    for path in ["/internal/force_flush", "/internal/force_merge"] {
+        let _ = ureq::get(&format!("{}{path}", peer.url)).call();
+    }
+}
+
 /// Posts one snappy remote-write body; panics unless it is accepted.
 pub fn remote_write(agent: &ureq::Agent, url: &str, body: &[u8]) {
     let reply = agent

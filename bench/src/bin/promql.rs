@@ -1,4 +1,5 @@
-//! PromQL latency against Prometheus 2.42 (Debian), on the same data, in one run:
+//! PromQL latency against VictoriaMetrics 1.79 (its rollup cache off) and
+//! Prometheus 2.42 (both Debian's), on the same data, in one run:
 //!
 //! ```sh
 //! scripts/setup-test-env >/dev/null
@@ -10,22 +11,31 @@
 //!
 //! 1. Range queries over 10k series x 24 h at 15 s (a histogram of 10 jobs x
 //!    100 instances x 10 buckets), 24 h at a 60 s step as Grafana asks for a
-//!    day: `rate`, `sum by (job) (rate)`, `histogram_quantile` over `sum by (le)`.
+//!    day: `rate`, `sum by (job) (rate)`, `sum(rate)`, `histogram_quantile`
+//!    over `sum by (le)`; every cache off (Sextant's results cache,
+//!    VictoriaMetrics' rollup cache).
 //! 2. Instant queries over 100k series (1000 instances x 100 routes, 10 minutes
 //!    of samples): `sum(rate)`, `topk`, `count by`.
+//! 3. After part 1, both restarted with their caches on: each range query
+//!    as a refreshing dashboard asks it, the window moved a step each time.
 //!
-//! Both servers receive the same remote-write bodies in time order. Each query
-//! runs once to warm up, then 7 times alternating between the servers; the
-//! medians and their ratio (Sextant / Prometheus) are printed. The responses
-//! are checked to hold the same number of series.
+//! Every server receives the same remote-write bodies in time order. Each
+//! query runs once to warm up, then 7 times alternating between the servers;
+//! the medians and Sextant's ratio to each peer (Sextant / peer) are printed.
+//! The responses are checked to hold the same number of series.
 
 use std::time::{Duration, Instant};
 
-use sextant_bench::{Peer, Rng, flag_value, remote_write, start_prometheus, start_sextant};
+use sextant_bench::{
+    Peer, Rng, flag_value, remote_write, start_prometheus, start_sextant, start_victoria_metrics,
+    victoria_metrics_settle,
+};
 use sextant_bench::{now_ms, say, url_encode};
 use sextant_ingest::remote_write::{encode, proto};
 
 const STEP_MS: i64 = 15_000;
+/// The range queries' step, as Grafana asks for a day.
+const STEP_S: i64 = 60;
 const RUNS: usize = 7;
 
 /// One series: its labels, and how its value moves each scrape.
@@ -141,36 +151,55 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Times each query on both servers; prints one line per query.
-fn compare(sextant: &Peer, prometheus: &Peer, queries: &[(String, String)]) -> Vec<f64> {
+/// Times each query on every server (Sextant first); prints one line per
+/// query with each peer's time and Sextant's ratio to it. Returns, per
+/// query, Sextant's ratio to each peer, and Sextant's median seconds.
+fn compare(peers: &[(&str, &Peer)], queries: &[(String, String)]) -> (Vec<Vec<f64>>, Vec<f64>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(600)))
         .build()
         .into();
     let mut ratios = Vec::new();
+    let mut sextant_times = Vec::new();
     for (name, path) in queries {
-        let (_, ours_series) = time_query(&agent, sextant, path);
-        let (_, theirs_series) = time_query(&agent, prometheus, path);
-        assert_eq!(
-            ours_series, theirs_series,
-            "{name}: the answers differ in size"
-        );
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..RUNS {
-            ours.push(time_query(&agent, sextant, path).0);
-            theirs.push(time_query(&agent, prometheus, path).0);
+        let sizes: Vec<usize> = peers
+            .iter()
+            .map(|(_, peer)| time_query(&agent, peer, path).1)
+            .collect();
+        for ((peer, size), expected) in peers.iter().zip(&sizes).zip(std::iter::repeat(sizes[0])) {
+            assert_eq!(
+                *size, expected,
+                "{name}: {} answers {size} series, Sextant {expected}",
+                peer.0
+            );
         }
-        let (ours, theirs) = (median(ours), median(theirs));
-        ratios.push(ours / theirs);
-        say(&format!(
-            "  {name:<58} {ours_series:>6} series  Sextant {:>8.1} ms  Prometheus {:>8.1} ms  ratio {:.2}",
-            ours * 1000.0,
-            theirs * 1000.0,
-            ours / theirs
-        ));
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+        for _ in 0..RUNS {
+            for (i, (_, peer)) in peers.iter().enumerate() {
+                times[i].push(time_query(&agent, peer, path).0);
+            }
+        }
+        let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let mut line = format!(
+            "  {name:<58} {:>6} series  Sextant {:>8.1} ms",
+            sizes[0],
+            medians[0] * 1000.0
+        );
+        let mut row = Vec::new();
+        for ((peer, _), theirs) in peers.iter().zip(&medians).skip(1) {
+            let ratio = medians[0] / theirs;
+            line.push_str(&format!(
+                "  {peer} {:>8.1} ms (ratio {ratio:.2})",
+                theirs * 1000.0
+            ));
+            row.push(ratio);
+        }
+        say(&line);
+        ratios.push(row);
+        sextant_times.push(medians[0]);
     }
-    ratios
+    (ratios, sextant_times)
 }
 
 fn main() {
@@ -180,7 +209,14 @@ fn main() {
     let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let (instances, hours, instant_instances) = if quick { (10, 6, 100) } else { (100, 24, 1000) };
     let scratch = tempfile::tempdir().expect("scratch dir");
-    let sextant = start_sextant(&scratch.path().join("sextant"), &[]);
+    let sextant_dir = scratch.path().join("sextant");
+    let vm_dir = scratch.path().join("victoria-metrics");
+    // The cold pass: every cache off.
+    let no_cache = scratch.path().join("no-cache.yml");
+    std::fs::write(&no_cache, "query:\n  results_cache:\n    max_bytes: 0\n").expect("config");
+    let no_cache = no_cache.to_str().expect("utf-8 path").to_owned();
+    let sextant = start_sextant(&sextant_dir, &["--config", &no_cache]);
+    let victoria_metrics = start_victoria_metrics(&vm_dir, false, &[]);
     let prometheus = start_prometheus(
         &scratch.path().join("prometheus"),
         &[
@@ -188,34 +224,118 @@ fn main() {
             "--query.max-samples=500000000",
         ],
     );
+    let peers = [
+        ("Sextant", &sextant),
+        ("VictoriaMetrics", &victoria_metrics),
+        ("Prometheus", &prometheus),
+    ];
     let mut rng = Rng(11);
 
-    let range_ratios = if run("range") {
-        range_part(&sextant, &prometheus, instances, hours, quick, &mut rng)
-    } else {
-        Vec::new()
-    };
-    let instant_ratios = if run("instant") {
-        instant_part(&sextant, &prometheus, instant_instances, &mut rng)
-    } else {
-        Vec::new()
-    };
+    let mut ratios = Vec::new();
+    let mut range_queries = Vec::new();
+    if run("range") {
+        let (r, queries) = range_part(&peers, instances, hours, quick, &mut rng);
+        ratios.extend(r);
+        range_queries = queries;
+    }
+    if run("instant") {
+        ratios.extend(instant_part(&peers, instant_instances, &mut rng));
+    }
+    for (i, (peer, _)) in peers.iter().enumerate().skip(1) {
+        let worst = ratios.iter().map(|r| r[i - 1]).fold(0.0, f64::max);
+        say(&format!("worst ratio to {peer}: {worst:.2}"));
+    }
+    if !range_queries.is_empty() {
+        // The second pass: caches on, a dashboard refreshing each query.
+        drop((sextant, victoria_metrics, prometheus));
+        let sextant = start_sextant(&sextant_dir, &[]);
+        let victoria_metrics = start_victoria_metrics(&vm_dir, true, &[]);
+        refresh_part(
+            &[
+                ("Sextant", &sextant),
+                ("VictoriaMetrics", &victoria_metrics),
+            ],
+            &range_queries,
+        );
+    }
+}
+
+/// Each range query as a dashboard refreshing every minute asks it: the
+/// same window moved forward a step each time, after one first ask.
+/// Prints the median refresh time of each peer with its cache on, and
+/// Sextant's refresh against its own cold time from the first pass.
+fn refresh_part(peers: &[(&str, &Peer)], queries: &[RangeQuery]) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(600)))
+        .build()
+        .into();
     say(&format!(
-        "worst ratio: range {:.2}, instant {:.2} (goal <= 0.5)",
-        range_ratios.iter().copied().fold(0.0, f64::max),
-        instant_ratios.iter().copied().fold(0.0, f64::max)
+        "dashboard refresh, caches on (the window moved {STEP_S} s each time, median of {RUNS}):"
     ));
+    for q in queries {
+        let mut line = format!("  {:<58}", q.query);
+        let mut medians = Vec::new();
+        for (name, peer) in peers {
+            let path = |k: i64| q.path(k * STEP_S);
+            time_query(&agent, peer, &path(0));
+            let times: Vec<f64> = (1..=RUNS as i64)
+                .map(|k| time_query(&agent, peer, &path(k)).0)
+                .collect();
+            let m = median(times);
+            medians.push(m);
+            line.push_str(&format!("  {name} {:>8.1} ms", m * 1000.0));
+        }
+        line.push_str(&format!(
+            "  Sextant refresh / Sextant cold {:.2}, / VictoriaMetrics refresh {:.2}",
+            medians[0] / q.sextant_cold,
+            medians[0] / medians[1]
+        ));
+        say(&line);
+    }
+}
+
+/// A range query of the first pass, for the refresh pass.
+struct RangeQuery {
+    query: String,
+    start_s: i64,
+    end_s: i64,
+    /// Sextant's median time in the cold pass.
+    sextant_cold: f64,
+}
+
+impl RangeQuery {
+    fn path(&self, shift_s: i64) -> String {
+        format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step={STEP_S}",
+            url_encode(&self.query),
+            self.start_s + shift_s,
+            self.end_s + shift_s
+        )
+    }
+}
+
+/// Loads `payload` into every peer, one after the other; prints the rates.
+fn load_all(peers: &[(&str, &Peer)], payload: &[Vec<Vec<u8>>], samples: f64) {
+    let mut line = String::from("  loaded:");
+    for (name, peer) in peers {
+        let took = load(peer, payload);
+        line.push_str(&format!(" {name} {:.0} samples/s", samples / took));
+        if *name == "VictoriaMetrics" {
+            victoria_metrics_settle(peer);
+        }
+    }
+    say(&line);
 }
 
 /// Range queries: 10 jobs x `instances` x 10 buckets, `hours` of history.
 fn range_part(
-    sextant: &Peer,
-    prometheus: &Peer,
+    peers: &[(&str, &Peer)],
     instances: usize,
     hours: i64,
     quick: bool,
     rng: &mut Rng,
-) -> Vec<f64> {
+) -> (Vec<Vec<f64>>, Vec<RangeQuery>) {
     let les = [
         "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
     ];
@@ -243,52 +363,46 @@ fn range_part(
     let scrapes = hours * 3600 * 1000 / STEP_MS;
     let start = end - (scrapes - 1) * STEP_MS;
     say(&format!(
-        "loading {} series x {scrapes} samples ({hours} h at 15 s) into both over remote write...",
+        "loading {} series x {scrapes} samples ({hours} h at 15 s) into each over remote write...",
         series.len()
     ));
     let payload = bodies(&mut series, start, scrapes, 20, 2, rng);
-    let ours_load = load(sextant, &payload);
-    let theirs_load = load(prometheus, &payload);
+    load_all(peers, &payload, series.len() as f64 * scrapes as f64);
     drop(payload);
-    let samples = series.len() as f64 * scrapes as f64;
-    say(&format!(
-        "  loaded: Sextant {:.0} samples/s, Prometheus {:.0} samples/s",
-        samples / ours_load,
-        samples / theirs_load
-    ));
-    // Let both finish cutting and compacting blocks before timing.
+    // Let all finish cutting and compacting blocks before timing.
     std::thread::sleep(Duration::from_secs(if quick { 5 } else { 90 }));
 
-    let range = |q: &str| {
-        format!(
-            "/api/v1/query_range?query={}&start={}&end={}&step=60",
-            url_encode(q),
-            (end - hours * 3_600_000 + 600_000) / 1000,
-            end / 1000
-        )
-    };
-    let range_queries: Vec<(String, String)> = [
+    let mut queries: Vec<RangeQuery> = [
         "rate(http_request_duration_seconds_bucket[5m])",
         "sum by (job) (rate(http_request_duration_seconds_bucket[5m]))",
+        "sum(rate(http_request_duration_seconds_bucket[5m]))",
         "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
     ]
     .iter()
-    .map(|q| (q.to_string(), range(q)))
+    .map(|q| RangeQuery {
+        query: q.to_string(),
+        start_s: (end - hours * 3_600_000 + 600_000) / 1000,
+        end_s: end / 1000,
+        sextant_cold: f64::NAN,
+    })
     .collect();
+    let range_queries: Vec<(String, String)> = queries
+        .iter()
+        .map(|q| (q.query.clone(), q.path(0)))
+        .collect();
     say(&format!(
         "range queries, {} series x {hours} h, 60 s step (median of {RUNS}):",
         series.len()
     ));
-    compare(sextant, prometheus, &range_queries)
+    let (ratios, sextant_times) = compare(peers, &range_queries);
+    for (q, t) in queries.iter_mut().zip(sextant_times) {
+        q.sextant_cold = t;
+    }
+    (ratios, queries)
 }
 
 /// Instant queries over `instant_instances` x 100 routes.
-fn instant_part(
-    sextant: &Peer,
-    prometheus: &Peer,
-    instant_instances: usize,
-    rng: &mut Rng,
-) -> Vec<f64> {
+fn instant_part(peers: &[(&str, &Peer)], instant_instances: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
     let mut wide = Vec::new();
     for instance in 0..instant_instances {
         for route in 0..100 {
@@ -311,8 +425,7 @@ fn instant_part(
         wide.len()
     ));
     let payload = bodies(&mut wide, wide_start, wide_scrapes, 40, 2, rng);
-    load(sextant, &payload);
-    load(prometheus, &payload);
+    load_all(peers, &payload, wide.len() as f64 * wide_scrapes as f64);
     drop(payload);
     std::thread::sleep(Duration::from_secs(5));
     let instant = |q: &str| {
@@ -335,5 +448,5 @@ fn instant_part(
         "instant queries over {} series (median of {RUNS}):",
         wide.len()
     ));
-    compare(sextant, prometheus, &instant_queries)
+    compare(peers, &instant_queries).0
 }

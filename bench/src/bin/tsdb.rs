@@ -1,4 +1,5 @@
-//! The metrics store against Prometheus 2.42 (Debian), on node_exporter-shaped
+//! The metrics store against VictoriaMetrics 1.79 and Prometheus 2.42 (both
+//! Debian's), on node_exporter-shaped
 //! data learned from a real node_exporter, in one run:
 //!
 //! ```sh
@@ -12,7 +13,9 @@
 //!
 //! It reports, each side by side where a peer exists:
 //! 1. disk: bytes per sample in persisted blocks (Sextant's head cut vs
-//!    `promtool tsdb create-blocks-from openmetrics` on the same samples);
+//!    `promtool tsdb create-blocks-from openmetrics` on the same samples, and
+//!    VictoriaMetrics' `data` and `indexdb` after the same samples through
+//!    its text import, flushed and merged);
 //! 2. ingest: samples/s through each one's remote-write receiver, same payloads,
 //!    same senders; and Sextant's in-process write path (WAL on);
 //! 3. memory: RSS growth per head series after the remote-write load;
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use sextant_bench::say;
 use sextant_bench::{
     NodeExporter, NodeWorkload, Peer, dir_bytes, flag_value, free_port, remote_write, rss_bytes,
-    scrape_batch, start_prometheus, start_sextant,
+    scrape_batch, start_prometheus, start_sextant, start_victoria_metrics, victoria_metrics_settle,
 };
 use sextant_ingest::remote_write::{encode, proto};
 use sextant_model::PromDuration;
@@ -103,9 +106,11 @@ fn disk_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
     let scrapes = sizes.disk_hours * 240;
     let (ours_bps, ingest_rate) = sextant_disk(&disk, scrapes, &scratch.join("disk"));
     let theirs_bps = prometheus_disk(&disk, scrapes, &scratch.join("promtool"));
+    let vm_bps = victoria_metrics_disk(&disk, scrapes, &scratch.join("victoria-metrics"));
     say(&format!(
-        "disk: {} series x {scrapes} samples: Sextant {ours_bps:.3} B/sample, Prometheus {theirs_bps:.3} B/sample (ratio {:.2})",
+        "disk: {} series x {scrapes} samples: Sextant {ours_bps:.3} B/sample, VictoriaMetrics {vm_bps:.3} B/sample (ratio {:.2}), Prometheus {theirs_bps:.3} B/sample (ratio {:.2})",
         disk.hosts * per_host,
+        ours_bps / vm_bps,
         ours_bps / theirs_bps
     ));
     say(&format!(
@@ -126,14 +131,20 @@ fn remote_write_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
     let prometheus = start_prometheus(&scratch.join("prometheus-rw"), &[]);
     let (theirs_rate, theirs_rss) = drive(&prometheus, &payloads, samples);
     drop(prometheus);
+    let vm = start_victoria_metrics(&scratch.join("victoria-metrics-rw"), false, &[]);
+    let (vm_rate, vm_rss) = drive(&vm, &payloads, samples);
+    drop(vm);
     say(&format!(
-        "ingest via remote write, {series} series x {} samples, 4 senders: Sextant {ours_rate:.0} samples/s, Prometheus {theirs_rate:.0} samples/s (ratio {:.2})",
+        "ingest via remote write, {series} series x {} samples, 4 senders: Sextant {ours_rate:.0} samples/s, VictoriaMetrics {vm_rate:.0} samples/s (ratio {:.2}), Prometheus {theirs_rate:.0} samples/s (ratio {:.2})",
         sizes.rw_scrapes,
+        ours_rate / vm_rate,
         ours_rate / theirs_rate
     ));
     say(&format!(
-        "memory, RSS growth per head series: Sextant {:.0} B, Prometheus {:.0} B (ratio {:.2})",
+        "memory, RSS growth per series: Sextant {:.0} B, VictoriaMetrics {:.0} B (ratio {:.2}), Prometheus {:.0} B (ratio {:.2})",
         ours_rss as f64 / series,
+        vm_rss as f64 / series,
+        ours_rss as f64 / vm_rss as f64,
         theirs_rss as f64 / series,
         ours_rss as f64 / theirs_rss as f64
     ));
@@ -251,6 +262,69 @@ fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
     assert!(status.success(), "promtool failed");
     let samples: u64 = (labels.len() * scrapes) as u64;
     dir_bytes(&blocks) as f64 / samples as f64
+}
+
+/// The same samples through VictoriaMetrics' text import
+/// (`/api/v1/import/prometheus`, series by series as promtool gets them),
+/// flushed and merged; bytes per sample of its `data` and `indexdb`.
+fn victoria_metrics_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
+    let vm = start_victoria_metrics(dir, false, &[]);
+    let labels = workload.labels();
+    let mut stream = workload.scrapes(START_MS, 42);
+    let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(scrapes); labels.len()];
+    for _ in 0..scrapes {
+        let (t, values) = stream.next_scrape();
+        for (s, v) in series.iter_mut().zip(values) {
+            s.push((t, *v));
+        }
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}/api/v1/import/prometheus", vm.url);
+    let mut body = String::new();
+    let post = |body: &mut String| {
+        let reply = agent.post(&url).send(body.as_bytes()).expect("import");
+        assert!(reply.status().is_success(), "import: {}", reply.status());
+        body.clear();
+    };
+    for (l, samples) in labels.iter().zip(&series) {
+        let name = l.metric_name().unwrap_or_default();
+        let rest: Vec<String> = l
+            .iter()
+            .filter(|x| &*x.name != "__name__")
+            .map(|x| format!("{}={:?}", x.name, &*x.value))
+            .collect();
+        let head = format!("{name}{{{}}}", rest.join(","));
+        for (t, v) in samples {
+            body.push_str(&format!("{head} {v} {t}\n"));
+        }
+        if body.len() > 4 << 20 {
+            post(&mut body);
+        }
+    }
+    if !body.is_empty() {
+        post(&mut body);
+    }
+    // Parts become searchable and merge in the background: flush, merge,
+    // and wait until the directory stops shrinking.
+    victoria_metrics_settle(&vm);
+    let measure = || dir_bytes(&dir.join("data/data")) + dir_bytes(&dir.join("data/indexdb"));
+    let mut last = u64::MAX;
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = measure();
+        if now == last {
+            break;
+        }
+        last = now;
+        victoria_metrics_settle(&vm);
+    }
+    let samples: u64 = (labels.len() * scrapes) as u64;
+    let bytes = measure();
+    drop(vm);
+    bytes as f64 / samples as f64
 }
 
 /// Remote-write bodies: per scrape, 2000 series a request (Prometheus's max_samples_per_send).
