@@ -86,7 +86,8 @@ pub const SEVERITIES: [&str; 8] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {
     /// Now, in microseconds since the epoch: RFC 3164 timestamps carry no
-    /// year, so the year that puts them closest to now is taken.
+    /// year, so the latest year that puts them at most 31 days after now
+    /// is taken (the current one, or last year's for a date ahead).
     pub now_us: i64,
     /// The senders' offset from UTC in seconds (`logs.syslog.rfc3164_utc_offset`).
     pub rfc3164_offset_s: i64,
@@ -346,6 +347,10 @@ fn param_value(text: &str) -> Option<(String, &str)> {
     None
 }
 
+/// How far ahead of now an RFC 3164 timestamp may be placed when its year
+/// is chosen: 31 days.
+const MAX_AHEAD_US: i64 = 31 * 86_400 * 1_000_000;
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -414,7 +419,8 @@ fn tag(text: &str) -> (Option<String>, Option<String>, &str) {
 }
 
 /// `Mmm dd hh:mm:ss ` (the day space- or zero-padded) at the start of
-/// `text`, in the year nearest `now`, shifted by the senders' offset.
+/// `text`, in the latest year that puts it at most 31 days after now,
+/// shifted by the senders' offset.
 fn bsd_timestamp(text: &str, context: Context) -> Option<(i64, &str)> {
     let b = text.as_bytes();
     if b.len() < 15 || b[3] != b' ' || b[9] != b':' || b[12] != b':' {
@@ -463,10 +469,14 @@ fn bsd_timestamp(text: &str, context: Context) -> Option<(i64, &str)> {
             * 1_000_000
             + micros
     };
-    let best = [now_year - 1, now_year, now_year + 1]
+    // The latest year that does not put the message more than a month
+    // ahead of now: logs arrive late, rarely early (only a sender's clock
+    // a little fast around new year).
+    let horizon = context.now_us.saturating_add(MAX_AHEAD_US);
+    let best = [now_year + 1, now_year, now_year - 1]
         .into_iter()
         .map(at)
-        .min_by_key(|us| us.abs_diff(context.now_us))?;
+        .find(|us| *us <= horizon)?;
     Some((best, rest))
 }
 
@@ -571,7 +581,7 @@ mod tests {
         let m =
             read("<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8");
         assert_eq!((m.facility, m.severity), (4, 2));
-        // October is after March: the nearest Oct 11 is last year's.
+        // October is after March: Oct 11 is last year's.
         assert_eq!(m.timestamp_us, Some(1_760_220_855_000_000));
         assert_eq!(m.hostname.as_deref(), Some("mymachine"));
         assert_eq!(m.app_name.as_deref(), Some("su"));
@@ -608,7 +618,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc3164_years_are_the_nearest_and_offsets_apply() {
+    fn rfc3164_years_are_inferred_and_offsets_apply() {
         // Just after new year, a message from Dec 31 is from last year...
         let new_year = Context {
             now_us: 1_767_225_605_000_000, // 2026-01-01T00:00:05Z
@@ -625,6 +635,19 @@ mod tests {
         };
         let m = parse(b"<13>Mar 15 14:00:00 h t: x", east).unwrap();
         assert_eq!(m.timestamp_us, Some(NOW));
+        // Nine months ago, not three months ahead.
+        let december = Context {
+            now_us: 1_796_385_600_000_000, // 2026-12-04T12:00:00Z
+            rfc3164_offset_s: 0,
+        };
+        let m = parse(b"<13>Mar 15 12:00:00 h t: x", december).unwrap();
+        assert_eq!(m.timestamp_us, Some(NOW));
+        // Three weeks ahead is a fast clock this year.
+        let m = parse(b"<13>Dec 25 12:00:00 h t: x", december).unwrap();
+        assert_eq!(
+            m.timestamp_us,
+            Some(1_796_385_600_000_000 + 21 * 86_400_000_000)
+        );
     }
 
     #[test]
