@@ -14,6 +14,12 @@
 //! octet-counted messages as fast as the server takes them (TCP's
 //! backpressure paces them); the result is messages per second from the
 //! first byte until the last message is searchable.
+//!
+//! One run on the 2-core shared development VM (release build, 131-byte
+//! messages): UDP without loss up to 50,000 msgs/s (at 100,000, 27% lost,
+//! every lost one a kernel receive-buffer drop); TCP, 2 connections:
+//! 600,000 messages taken in 8.2 s (73,000 msgs/s), all searchable after
+//! 9.3 s (64,000 msgs/s).
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
