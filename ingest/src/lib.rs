@@ -21,6 +21,7 @@ pub mod prom_text;
 pub mod remote_write;
 pub mod scrape;
 pub mod statsd;
+pub mod syslog;
 pub mod tenant;
 pub mod udp;
 mod wire;

@@ -1,4 +1,4 @@
-//! What every log protocol (logstash, bulk, Loki, OTLP) shares: the `logs`
+//! What every log protocol (logstash, syslog, bulk, Loki, OTLP) shares: the `logs`
 //! settings, normalisation of a JSON event into a [`LogRecord`], and
 //! redaction, applied before anything is written.
 
@@ -27,6 +27,8 @@ pub struct LogsConfig {
     /// Fields that are stream labels to LogQL, besides the labels promtail,
     /// Alloy, Kubernetes and OpenTelemetry resources set.
     pub stream_labels: Vec<String>,
+    /// The syslog listeners: who may send, how RFC 3164 times are read.
+    pub syslog: crate::syslog::SyslogConfig,
 }
 
 impl Default for LogsConfig {
@@ -46,6 +48,7 @@ impl Default for LogsConfig {
             logstash_secret: None,
             logstash_secret_field: "sextant_secret".to_owned(),
             stream_labels: Vec::new(),
+            syslog: crate::syslog::SyslogConfig::default(),
         }
     }
 }

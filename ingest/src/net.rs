@@ -773,3 +773,78 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// A connection's byte stream, plain or TLS.
+pub type Connection = Box<dyn AsyncRead + Send + Unpin>;
+
+/// Accepts connections until shutdown and runs `serve` on each (on its own
+/// task, after the TLS handshake when `tls` is set), for stream protocols
+/// with their own framing. A peer `admit` refuses is closed at once and
+/// counted as dropped; beyond `max_connections` open, new ones are closed
+/// and counted as errors. Each connection ends with the shutdown signal.
+pub async fn serve_connections<F, Fut>(
+    listener: TcpListener,
+    stats: Arc<ListenerStats>,
+    shutdown: CancellationToken,
+    max_connections: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    admit: impl Fn(SocketAddr) -> bool,
+    serve: F,
+) where
+    F: Fn(Connection, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                stats.errors.inc();
+                warn!(listener = stats.listener, error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let stream = CountingStream::new(stream, stats.clone());
+        if !admit(peer) {
+            stats.dropped.inc();
+            continue;
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            stats.errors.inc();
+            warn!(listener = stats.listener, %peer, "too many connections; closing");
+            continue;
+        };
+        let (stats, shutdown, serve, tls) =
+            (stats.clone(), shutdown.clone(), serve.clone(), tls.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let connection: Connection = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        Ok(Err(err)) => {
+                            stats.errors.inc();
+                            debug!(listener = stats.listener, %peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            stats.errors.inc();
+                            debug!(listener = stats.listener, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = serve(connection, peer) => {}
+            }
+        });
+    }
+}

@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// logstash JSON lines, TCP and UDP on the same port [default: 5959].
     #[arg(long, env = "SEXTANT_LOGSTASH", value_name = "ADDR")]
     pub logstash: Option<String>,
+    /// syslog (RFC 5424 and RFC 3164), TCP and UDP on the same port [default: 5514].
+    #[arg(long, env = "SEXTANT_SYSLOG", value_name = "ADDR")]
+    pub syslog: Option<String>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info].
     #[arg(long, env = "SEXTANT_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,

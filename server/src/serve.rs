@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use sextant_ingest::scrape::ScrapeManager;
-use sextant_ingest::{logstash, net::CountingListener, otlp, statsd};
+use sextant_ingest::{logstash, net::CountingListener, otlp, statsd, syslog};
 use sextant_model::telemetry::ListenerStats;
 use sextant_query::promql::EngineOptions;
 use sextant_storage::logs::{LogStore, LogStoreConfig, SplitConfig};
@@ -58,6 +58,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stats("statsd", "tcp"),
             stats("logstash", "tcp"),
             stats("logstash", "udp"),
+            stats("syslog", "tcp"),
+            stats("syslog", "udp"),
         ],
         tsdb_stats.clone(),
     ));
@@ -89,6 +91,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         bind_tcp_and_udp("statsd", &listeners.statsd, false, false).await?;
     let (logstash_tcp, logstash_udp) =
         bind_tcp_and_udp("logstash", &listeners.logstash, tls.is_some(), mutual).await?;
+    let (syslog_tcp, syslog_udp) =
+        bind_tcp_and_udp("syslog", &listeners.syslog, tls.is_some(), mutual).await?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -260,12 +264,35 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics.listener("logstash", "tcp"),
         logstash_pipeline.clone(),
         shutdown.clone(),
-        ingest_tls,
+        ingest_tls.clone(),
     )));
     tasks.spawn(infallible(logstash::serve_udp(
         logstash_udp,
         metrics.listener("logstash", "udp"),
         logstash_pipeline,
+        shutdown.clone(),
+    )));
+    let syslog_pipeline = {
+        let stores = stores.clone();
+        let config = settings
+            .file()
+            .map(|f| f.logs.syslog.clone())
+            .unwrap_or_default();
+        syslog::Syslog::new(&config, (*log_normalizer).clone(), move || {
+            stores.get().map(|s| s.logs_writer.clone())
+        })
+    };
+    tasks.spawn(infallible(syslog::serve_tcp(
+        syslog_tcp,
+        metrics.listener("syslog", "tcp"),
+        syslog_pipeline.clone(),
+        shutdown.clone(),
+        ingest_tls,
+    )));
+    tasks.spawn(infallible(syslog::serve_udp(
+        syslog_udp,
+        metrics.listener("syslog", "udp"),
+        syslog_pipeline,
         shutdown.clone(),
     )));
 
@@ -804,7 +831,7 @@ impl StopSignals {
 }
 
 /// Binding beyond loopback with no access tokens gets a loud warning; with
-/// tokens, StatsD and logstash (which carry none) beyond loopback still do.
+/// tokens, StatsD, logstash and syslog (which carry none) beyond loopback still do.
 fn warn_if_exposed(settings: &Settings) {
     let l = &settings.listeners;
     let exposed = |listeners: &[&Endpoint]| {
@@ -815,16 +842,23 @@ fn warn_if_exposed(settings: &Settings) {
             .collect::<Vec<_>>()
     };
     if settings.file().is_some_and(|f| !f.auth.tokens.is_empty()) {
-        let open = exposed(&[&l.statsd, &l.logstash]);
+        let open = exposed(&[&l.statsd, &l.logstash, &l.syslog]);
         if !open.is_empty() {
             warn!(
                 listeners = %open.join(", "),
-                "StatsD and logstash listen beyond loopback and carry no tokens: set statsd.allowed_sources and logs.logstash_secret, or restrict who can reach them"
+                "StatsD, logstash and syslog listen beyond loopback and carry no tokens: set statsd.allowed_sources, logs.logstash_secret and logs.syslog.allowed_sources, or restrict who can reach them"
             );
         }
         return;
     }
-    let open = exposed(&[&l.http, &l.otlp_grpc, &l.otlp_http, &l.statsd, &l.logstash]);
+    let open = exposed(&[
+        &l.http,
+        &l.otlp_grpc,
+        &l.otlp_http,
+        &l.statsd,
+        &l.logstash,
+        &l.syslog,
+    ]);
     if !open.is_empty() {
         warn!(
             listeners = %open.join(", "),

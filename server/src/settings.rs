@@ -37,6 +37,7 @@ pub struct Listeners {
     pub otlp_http: Endpoint,
     pub statsd: Endpoint,
     pub logstash: Endpoint,
+    pub syslog: Endpoint,
 }
 
 /// What `sextant serve` runs with.
@@ -100,6 +101,7 @@ pub fn resolve(args: ServeArgs, config: Option<LoadedConfig>) -> anyhow::Result<
         otlp_http: endpoint(args.otlp_http, &file.otlp_http, "otlp_http", 4318)?,
         statsd: endpoint(args.statsd, &file.statsd, "statsd", 8125)?,
         logstash: endpoint(args.logstash, &file.logstash, "logstash", 5959)?,
+        syslog: endpoint(args.syslog, &file.syslog, "syslog", 5514)?,
     };
     let log_level = args
         .log_level
@@ -144,6 +146,7 @@ mod tests {
         assert_eq!(l.otlp_http.to_string(), "127.0.0.1:4318");
         assert_eq!(l.statsd.to_string(), "127.0.0.1:8125");
         assert_eq!(l.logstash.to_string(), "127.0.0.1:5959");
+        assert_eq!(l.syslog.to_string(), "127.0.0.1:5514");
         assert_eq!(s.log_level, "info");
         assert_eq!(s.log_format, LogFormat::Text);
     }
@@ -160,6 +163,7 @@ mod tests {
         assert_eq!(s.listeners.http.to_string(), "0.0.0.0:9000");
         assert_eq!(s.listeners.statsd.to_string(), "10.0.0.1:9125");
         assert_eq!(s.listeners.logstash.to_string(), "0.0.0.0:5959");
+        assert_eq!(s.listeners.syslog.to_string(), "0.0.0.0:5514");
         assert_eq!(s.log_format, LogFormat::Json);
 
         let args = ServeArgs {
@@ -167,6 +171,7 @@ mod tests {
             bind: Some("::1".into()),
             http: Some("0".into()),
             statsd: Some(":8126".into()),
+            syslog: Some("6514".into()),
             log_format: Some(LogFormat::Text),
             ..ServeArgs::default()
         };
@@ -175,6 +180,7 @@ mod tests {
         assert_eq!(s.listeners.http.to_string(), "[::1]:0");
         assert_eq!(s.listeners.statsd.to_string(), "[::1]:8126");
         assert_eq!(s.listeners.otlp_http.to_string(), "[::1]:4318");
+        assert_eq!(s.listeners.syslog.to_string(), "[::1]:6514");
         assert_eq!(s.log_format, LogFormat::Text);
     }
 

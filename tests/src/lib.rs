@@ -103,6 +103,7 @@ impl SextantBuilder {
                 "--otlp-http",
                 "--statsd",
                 "--logstash",
+                "--syslog",
             ] {
                 command.args([listener, "127.0.0.1:0"]);
             }
@@ -219,6 +220,8 @@ impl Sextant {
             "statsd/udp",
             "logstash/tcp",
             "logstash/udp",
+            "syslog/tcp",
+            "syslog/udp",
         ];
         loop {
             self.addrs = self.bound_addresses();

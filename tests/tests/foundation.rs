@@ -78,6 +78,8 @@ print(json.dumps(out))
         ("statsd", "tcp"),
         ("logstash", "tcp"),
         ("logstash", "udp"),
+        ("syslog", "tcp"),
+        ("syslog", "udp"),
     ] {
         let key = format!(
             "sextant_listener_requests_total{{\"listener\": \"{listener}\", \"transport\": \"{transport}\"}}"

@@ -1918,3 +1918,136 @@ fn check_config_applies_the_depth_budget_to_rule_files() {
     assert!(!refused.status.success(), "{stderr}");
     assert!(stderr.contains("deep.yml: 100000 '['"), "{stderr}");
 }
+
+/// Whether the server closed `stream` within a few seconds (EOF or reset).
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn syslog_frames_and_datagrams() {
+    let server = start();
+    let tcp = server.addr("syslog", "tcp");
+    let udp = server.addr("syslog", "udp");
+    let errors = |transport| {
+        server
+            .metric(
+                "sextant_listener_errors_total",
+                &[("listener", "syslog"), ("transport", transport)],
+            )
+            .unwrap()
+    };
+    // A good message opens the connection each bad frame then breaks: what
+    // came before the break is kept, only that connection is closed.
+    let cases: [(&str, &[u8], &str); 6] = [
+        ("bad PRI", b"<999>1 - - - - - - x\n", "bad PRI <999>"),
+        (
+            "truncated octet count",
+            b"40 <13>1 - - - - - - cut short",
+            "bytes short of the counted message's end",
+        ),
+        (
+            "huge octet count",
+            b"99999999999999999999 <13>x",
+            "more than 10 digits",
+        ),
+        (
+            "garbage",
+            b"\x00\x01GET / HTTP/1.1\r\n\r\n",
+            "starts with an octet count or <PRI>",
+        ),
+        ("invalid UTF-8", b"<13>bad \xff\xfe bytes\n", "is not UTF-8"),
+        (
+            "unterminated SD",
+            b"<13>1 - - - - - [x@1 a=\"1\"\n",
+            "is not closed with ]",
+        ),
+    ];
+    let udp_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, (name, bad, reason)) in cases.iter().enumerate() {
+        let before = errors("tcp");
+        let mut stream = TcpStream::connect(tcp).unwrap();
+        let kept = format!("<13>1 - - hostile - - - kept before {i}\n");
+        stream.write_all(kept.as_bytes()).unwrap();
+        stream.write_all(bad).unwrap();
+        if name.starts_with("truncated") {
+            // The count promises more than ever comes: the stream ends.
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        assert!(
+            closed_by_server(&mut stream),
+            "{name}: connection left open"
+        );
+        server.wait_for_metric(
+            "sextant_listener_errors_total",
+            &[("listener", "syslog"), ("transport", "tcp")],
+            |v| v == before + 1.0,
+        );
+        // The warning is rate-limited (one a minute): the first one names
+        // its reason; the parser's and framer's unit tests check the others.
+        if i == 0 {
+            assert!(
+                server.logs().contains(reason),
+                "{name}: no warning saying {reason:?}"
+            );
+        }
+        server.get_until(
+            &format!("/api/v1/logs/search?q=%22kept+before+{i}%22&start=0"),
+            |v: &Value| v["total"] == 1,
+        );
+        // The same bytes as a datagram: dropped and counted (framing cases
+        // are not syslog messages either).
+        let before = errors("udp");
+        udp_socket.send_to(bad, udp).unwrap();
+        server.wait_for_metric(
+            "sextant_listener_errors_total",
+            &[("listener", "syslog"), ("transport", "udp")],
+            |v| v == before + 1.0,
+        );
+    }
+    // A counted frame over limits.max_log_event is skipped whole and the
+    // connection stays in step: the next frame on it is kept.
+    let refusals = |server: &Sextant| {
+        server
+            .metric(
+                "sextant_ingest_limit_refusals_total",
+                &[("limit", "max_log_event")],
+            )
+            .unwrap()
+    };
+    let before = refusals(&server);
+    let mut stream = TcpStream::connect(tcp).unwrap();
+    let huge = 2 << 20;
+    stream.write_all(format!("{huge} <13>").as_bytes()).unwrap();
+    stream.write_all(&vec![b'x'; huge - 4]).unwrap();
+    stream
+        .write_all(b"<13>1 - - hostile - - - after the huge frame\n")
+        .unwrap();
+    server.get_until(
+        "/api/v1/logs/search?q=%22after+the+huge+frame%22&start=0",
+        |v: &Value| v["total"] == 1,
+    );
+    assert_eq!(refusals(&server), before + 1.0);
+    drop(stream);
+    // Another listener and both syslog transports still serve.
+    udp_socket
+        .send_to(b"<13>1 - h hostile - - - udp still served", udp)
+        .unwrap();
+    server.get_until(
+        "/api/v1/logs/search?q=%22udp+still+served%22&start=0",
+        |v: &Value| v["total"] == 1 && v["hits"][0]["service"] == "hostile",
+    );
+    still_answers(&server);
+}
