@@ -430,6 +430,7 @@ pub fn start_sextant(dir: &Path, extra: &[&str]) -> Peer {
         ("--otlp-http", "0".into()),
         ("--statsd", "0".into()),
         ("--logstash", "0".into()),
+        ("--forward", "0".into()),
         ("--log-level", "warn".into()),
     ] {
         if !extra.contains(&flag) {

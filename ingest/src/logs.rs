@@ -27,6 +27,8 @@ pub struct LogsConfig {
     /// Fields that are stream labels to LogQL, besides the labels promtail,
     /// Alloy, Kubernetes and OpenTelemetry resources set.
     pub stream_labels: Vec<String>,
+    /// The Fluentd forward listener: service naming, shared key, sources.
+    pub forward: crate::forward::ForwardConfig,
 }
 
 impl Default for LogsConfig {
@@ -46,6 +48,7 @@ impl Default for LogsConfig {
             logstash_secret: None,
             logstash_secret_field: "sextant_secret".to_owned(),
             stream_labels: Vec::new(),
+            forward: crate::forward::ForwardConfig::default(),
         }
     }
 }

@@ -128,6 +128,7 @@ pub struct ServerSection {
     pub otlp_http: Option<ListenAddr>,
     pub statsd: Option<ListenAddr>,
     pub logstash: Option<ListenAddr>,
+    pub forward: Option<ListenAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     /// TLS for the HTTP and OTLP/HTTP listeners: `cert_file` and `key_file`

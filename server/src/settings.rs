@@ -37,6 +37,7 @@ pub struct Listeners {
     pub otlp_http: Endpoint,
     pub statsd: Endpoint,
     pub logstash: Endpoint,
+    pub forward: Endpoint,
 }
 
 /// What `sextant serve` runs with.
@@ -100,6 +101,7 @@ pub fn resolve(args: ServeArgs, config: Option<LoadedConfig>) -> anyhow::Result<
         otlp_http: endpoint(args.otlp_http, &file.otlp_http, "otlp_http", 4318)?,
         statsd: endpoint(args.statsd, &file.statsd, "statsd", 8125)?,
         logstash: endpoint(args.logstash, &file.logstash, "logstash", 5959)?,
+        forward: endpoint(args.forward, &file.forward, "forward", 24224)?,
     };
     let log_level = args
         .log_level
@@ -144,6 +146,7 @@ mod tests {
         assert_eq!(l.otlp_http.to_string(), "127.0.0.1:4318");
         assert_eq!(l.statsd.to_string(), "127.0.0.1:8125");
         assert_eq!(l.logstash.to_string(), "127.0.0.1:5959");
+        assert_eq!(l.forward.to_string(), "127.0.0.1:24224");
         assert_eq!(s.log_level, "info");
         assert_eq!(s.log_format, LogFormat::Text);
     }

@@ -103,6 +103,7 @@ impl SextantBuilder {
                 "--otlp-http",
                 "--statsd",
                 "--logstash",
+                "--forward",
             ] {
                 command.args([listener, "127.0.0.1:0"]);
             }
@@ -219,6 +220,8 @@ impl Sextant {
             "statsd/udp",
             "logstash/tcp",
             "logstash/udp",
+            "forward/tcp",
+            "forward/udp",
         ];
         loop {
             self.addrs = self.bound_addresses();

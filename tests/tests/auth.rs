@@ -208,6 +208,7 @@ fn binding_beyond_loopback_without_tokens_says_so_loudly() {
             "--otlp-http",
             "--statsd",
             "--logstash",
+            "--forward",
         ] {
             args.extend([flag.to_owned(), "0".to_owned()]);
         }
