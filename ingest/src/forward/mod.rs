@@ -878,6 +878,8 @@ pub async fn serve_tcp(
             };
             if let Err(reason) = outcome {
                 stats.errors.inc();
+                // Every one at debug level; a warning at most once a minute.
+                debug!(listener = stats.listener, %peer, "forward connection closed: {reason}");
                 forward.warning.warn(|suppressed| {
                     warn!(listener = stats.listener, transport = stats.transport, %peer, suppressed, "forward connection closed: {reason}");
                 });
