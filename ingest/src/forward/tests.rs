@@ -321,3 +321,30 @@ async fn a_wrong_shared_key_gets_pong_false_and_the_right_one_pong_true() {
         }
     }
 }
+
+#[test]
+fn the_config_section_reads_and_refuses_unknown_keys() {
+    let config: crate::logs::LogsConfig = serde_norway::from_str(
+        "forward:\n  service_from: container_name\n  shared_key: s3cret\n  allowed_sources: ['10.0.0.0/8', '::1']\n",
+    )
+    .unwrap();
+    let forward = config.forward;
+    assert_eq!(forward.service_from, "container_name");
+    assert_eq!(forward.shared_key.as_deref(), Some("s3cret"));
+    let pipeline = pipeline(forward);
+    assert!(pipeline.allowed(([10, 1, 2, 3], 24224).into()));
+    assert!(pipeline.allowed((std::net::Ipv6Addr::LOCALHOST, 1).into()));
+    assert!(!pipeline.allowed(([192, 168, 0, 1], 24224).into()));
+    assert_eq!(
+        serde_norway::from_str::<crate::logs::LogsConfig>("{}")
+            .unwrap()
+            .forward,
+        ForwardConfig::default()
+    );
+    let err = serde_norway::from_str::<crate::logs::LogsConfig>("forward:\n  sharedkey: s\n")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `sharedkey`"),
+        "{err}"
+    );
+}
