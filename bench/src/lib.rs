@@ -431,6 +431,7 @@ pub fn start_sextant(dir: &Path, extra: &[&str]) -> Peer {
         ("--statsd", "0".into()),
         ("--logstash", "0".into()),
         ("--syslog", "0".into()),
+        ("--forward", "0".into()),
         ("--log-level", "warn".into()),
     ] {
         if !extra.contains(&flag) {

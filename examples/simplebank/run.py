@@ -123,7 +123,7 @@ def main():
         sextant_ports = {"http": http, "otlp_grpc": 4317, "otlp_http": 4318, "statsd": 8125, "logstash": 5959}
     else:
         http = args.http or free_port()
-        sextant_ports = {"http": http, "otlp_grpc": free_port(), "otlp_http": free_port(), "statsd": free_port(), "logstash": free_port()}
+        sextant_ports = {"http": http, "otlp_grpc": free_port(), "otlp_http": free_port(), "statsd": free_port(), "logstash": free_port(), "syslog": free_port(), "forward": free_port()}
     alerts = None
     webhook = args.webhook
     if not webhook:

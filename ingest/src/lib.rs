@@ -10,6 +10,7 @@
 //! over gRPC) until their protocol's parser lands.
 
 pub mod bulk;
+pub mod forward;
 pub mod limits;
 pub mod logs;
 pub mod logstash;

@@ -29,6 +29,8 @@ pub struct LogsConfig {
     pub stream_labels: Vec<String>,
     /// The syslog listeners: who may send, how RFC 3164 times are read.
     pub syslog: crate::syslog::SyslogConfig,
+    /// The Fluentd forward listener: service naming, shared key, sources.
+    pub forward: crate::forward::ForwardConfig,
 }
 
 impl Default for LogsConfig {
@@ -49,6 +51,7 @@ impl Default for LogsConfig {
             logstash_secret_field: "sextant_secret".to_owned(),
             stream_labels: Vec::new(),
             syslog: crate::syslog::SyslogConfig::default(),
+            forward: crate::forward::ForwardConfig::default(),
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// syslog (RFC 5424 and RFC 3164), TCP and UDP on the same port [default: 5514].
     #[arg(long, env = "SEXTANT_SYSLOG", value_name = "ADDR")]
     pub syslog: Option<String>,
+    /// Fluentd forward protocol (msgpack over TCP; UDP heartbeats on the same port) [default: 24224].
+    #[arg(long, env = "SEXTANT_FORWARD", value_name = "ADDR")]
+    pub forward: Option<String>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info].
     #[arg(long, env = "SEXTANT_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,

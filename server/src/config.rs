@@ -156,6 +156,7 @@ pub struct ServerSection {
     pub statsd: Option<ListenAddr>,
     pub logstash: Option<ListenAddr>,
     pub syslog: Option<ListenAddr>,
+    pub forward: Option<ListenAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
     /// TLS for the HTTP and OTLP/HTTP listeners: `cert_file` and `key_file`

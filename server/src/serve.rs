@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use sextant_ingest::scrape::ScrapeManager;
-use sextant_ingest::{logstash, net::CountingListener, otlp, statsd, syslog};
+use sextant_ingest::{forward, logstash, net::CountingListener, otlp, statsd, syslog};
 use sextant_model::telemetry::ListenerStats;
 use sextant_query::promql::EngineOptions;
 use sextant_storage::logs::{LogStore, LogStoreConfig, SplitConfig};
@@ -60,6 +60,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stats("logstash", "udp"),
             stats("syslog", "tcp"),
             stats("syslog", "udp"),
+            stats("forward", "tcp"),
+            stats("forward", "udp"),
         ],
         tsdb_stats.clone(),
     ));
@@ -93,6 +95,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         bind_tcp_and_udp("logstash", &listeners.logstash, tls.is_some(), mutual).await?;
     let (syslog_tcp, syslog_udp) =
         bind_tcp_and_udp("syslog", &listeners.syslog, tls.is_some(), mutual).await?;
+    let (forward_tcp, forward_udp) =
+        bind_tcp_and_udp("forward", &listeners.forward, tls.is_some(), mutual).await?;
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -265,6 +269,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         logstash_pipeline.clone(),
         shutdown.clone(),
         ingest_tls.clone(),
+    )));
+    let forward_pipeline = {
+        let stores = stores.clone();
+        let config = settings
+            .file()
+            .map(|f| f.logs.forward.clone())
+            .unwrap_or_default();
+        forward::Forward::new(config, (*log_normalizer).clone(), &limits, move || {
+            stores.get().map(|s| s.logs_writer.clone())
+        })
+    };
+    tasks.spawn(infallible(forward::serve_tcp(
+        forward_tcp,
+        metrics.listener("forward", "tcp"),
+        forward_pipeline.clone(),
+        shutdown.clone(),
+        ingest_tls.clone(),
+    )));
+    tasks.spawn(infallible(forward::serve_udp(
+        forward_udp,
+        metrics.listener("forward", "udp"),
+        forward_pipeline,
+        shutdown.clone(),
     )));
     tasks.spawn(infallible(logstash::serve_udp(
         logstash_udp,
@@ -831,9 +858,15 @@ impl StopSignals {
 }
 
 /// Binding beyond loopback with no access tokens gets a loud warning; with
-/// tokens, StatsD, logstash and syslog (which carry none) beyond loopback still do.
+/// tokens, StatsD, logstash, syslog and forward (which carry none;
+/// forward's `logs.forward.shared_key` counts as its authentication) beyond
+/// loopback still do.
 fn warn_if_exposed(settings: &Settings) {
     let l = &settings.listeners;
+    let forward_keyed = settings
+        .file()
+        .is_some_and(|f| f.logs.forward.shared_key.is_some());
+    let forward: &[&Endpoint] = if forward_keyed { &[] } else { &[&l.forward] };
     let exposed = |listeners: &[&Endpoint]| {
         listeners
             .iter()
@@ -842,23 +875,29 @@ fn warn_if_exposed(settings: &Settings) {
             .collect::<Vec<_>>()
     };
     if settings.file().is_some_and(|f| !f.auth.tokens.is_empty()) {
-        let open = exposed(&[&l.statsd, &l.logstash, &l.syslog]);
+        let open = exposed(&[&[&l.statsd, &l.logstash, &l.syslog][..], forward].concat());
         if !open.is_empty() {
             warn!(
                 listeners = %open.join(", "),
-                "StatsD, logstash and syslog listen beyond loopback and carry no tokens: set statsd.allowed_sources, logs.logstash_secret and logs.syslog.allowed_sources, or restrict who can reach them"
+                "StatsD, logstash, syslog or forward listen beyond loopback and carry no tokens: set statsd.allowed_sources, logs.logstash_secret, logs.syslog.allowed_sources and logs.forward.shared_key, or restrict who can reach them"
             );
         }
         return;
     }
-    let open = exposed(&[
-        &l.http,
-        &l.otlp_grpc,
-        &l.otlp_http,
-        &l.statsd,
-        &l.logstash,
-        &l.syslog,
-    ]);
+    let open = exposed(
+        &[
+            &[
+                &l.http,
+                &l.otlp_grpc,
+                &l.otlp_http,
+                &l.statsd,
+                &l.logstash,
+                &l.syslog,
+            ][..],
+            forward,
+        ]
+        .concat(),
+    );
     if !open.is_empty() {
         warn!(
             listeners = %open.join(", "),

@@ -38,6 +38,7 @@ pub struct Listeners {
     pub statsd: Endpoint,
     pub logstash: Endpoint,
     pub syslog: Endpoint,
+    pub forward: Endpoint,
 }
 
 /// What `sextant serve` runs with.
@@ -102,6 +103,7 @@ pub fn resolve(args: ServeArgs, config: Option<LoadedConfig>) -> anyhow::Result<
         statsd: endpoint(args.statsd, &file.statsd, "statsd", 8125)?,
         logstash: endpoint(args.logstash, &file.logstash, "logstash", 5959)?,
         syslog: endpoint(args.syslog, &file.syslog, "syslog", 5514)?,
+        forward: endpoint(args.forward, &file.forward, "forward", 24224)?,
     };
     let log_level = args
         .log_level
@@ -147,6 +149,7 @@ mod tests {
         assert_eq!(l.statsd.to_string(), "127.0.0.1:8125");
         assert_eq!(l.logstash.to_string(), "127.0.0.1:5959");
         assert_eq!(l.syslog.to_string(), "127.0.0.1:5514");
+        assert_eq!(l.forward.to_string(), "127.0.0.1:24224");
         assert_eq!(s.log_level, "info");
         assert_eq!(s.log_format, LogFormat::Text);
     }

@@ -104,6 +104,7 @@ impl SextantBuilder {
                 "--statsd",
                 "--logstash",
                 "--syslog",
+                "--forward",
             ] {
                 command.args([listener, "127.0.0.1:0"]);
             }
@@ -222,6 +223,8 @@ impl Sextant {
             "logstash/udp",
             "syslog/tcp",
             "syslog/udp",
+            "forward/tcp",
+            "forward/udp",
         ];
         loop {
             self.addrs = self.bound_addresses();

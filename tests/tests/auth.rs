@@ -208,6 +208,8 @@ fn binding_beyond_loopback_without_tokens_says_so_loudly() {
             "--otlp-http",
             "--statsd",
             "--logstash",
+            "--syslog",
+            "--forward",
         ] {
             args.extend([flag.to_owned(), "0".to_owned()]);
         }
@@ -235,10 +237,38 @@ fn binding_beyond_loopback_without_tokens_says_so_loudly() {
         .start();
     let logs = guarded.logs();
     assert!(!logs.contains("WITHOUT AUTHENTICATION"), "{logs}");
-    assert!(
-        logs.contains("StatsD and logstash listen beyond loopback and carry no tokens"),
-        "{logs}"
-    );
+    let untokened = |server: &Sextant| {
+        server
+            .log_events()
+            .into_iter()
+            .find(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("listen beyond loopback and carry no tokens"))
+            })
+            .map(|e| e["listeners"].as_str().unwrap().to_owned())
+    };
+    // The configured addresses (port 0 here): StatsD, logstash, syslog and forward.
+    let listed = untokened(&guarded).expect("a warning about StatsD, logstash, syslog and forward");
+    assert_eq!(listed.split(", ").count(), 4, "{listed}");
+    drop(guarded);
+
+    // Forward's shared key is its authentication: no longer listed.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        format!("{CONFIG}\nlogs:\n  forward:\n    shared_key: fwd-key\n"),
+    )
+    .unwrap();
+    let keyed = Sextant::builder()
+        .addresses_from_caller()
+        .args(everywhere(dir.path()))
+        .args(["--config", config.to_str().unwrap()])
+        .start();
+    let listed = untokened(&keyed).expect("a warning about StatsD, logstash and syslog");
+    assert_eq!(listed.split(", ").count(), 3, "{listed}");
+    drop(keyed);
     let loopback = Sextant::start();
     assert!(
         !loopback.logs().contains("beyond loopback"),

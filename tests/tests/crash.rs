@@ -1,7 +1,8 @@
 //! The crash test: metrics, logs and spans written at once while the server is
 //! killed with SIGKILL at a random moment, again and again on one data
 //! directory. After every kill the stores pass `sextant check-data`, and after
-//! every restart every acknowledged sample, log line and span is there.
+//! every restart every acknowledged sample, log line, span and forward
+//! chunk (acked over the Fluentd forward protocol) is there.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +46,8 @@ struct Acked {
     log_batches: Vec<String>,
     /// Trace ids, 4 spans each.
     traces: Vec<String>,
+    /// Forward `chunk` ids the server acked, 20 events each.
+    forward_chunks: Vec<String>,
 }
 
 const LINES_PER_BATCH: usize = 20;
@@ -129,6 +132,64 @@ fn write_logs(url: String, run: String, stop: Arc<AtomicBool>, acked: Arc<Mutex<
     }
 }
 
+/// Sends PackedForward frames with a `chunk` option over one connection
+/// until stopped or the server dies; records each chunk acked.
+fn write_forward(
+    addr: std::net::SocketAddr,
+    run: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Acked>>,
+) {
+    use sextant_ingest::forward::msgpack::write;
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut chunk = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let id = format!("{run}-fwd-{chunk}");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let mut entries = Vec::new();
+        for i in 0..LINES_PER_BATCH {
+            write::array(&mut entries, 2);
+            write::event_time(&mut entries, now.as_secs() as u32, now.subsec_nanos());
+            write::map(&mut entries, 3);
+            write::str(&mut entries, b"message");
+            write::str(
+                &mut entries,
+                format!("forwarded line {i} of {id}").as_bytes(),
+            );
+            write::str(&mut entries, b"fwd_chunk");
+            write::str(&mut entries, id.as_bytes());
+            write::str(&mut entries, b"line");
+            write::uint(&mut entries, i as u64);
+        }
+        let mut frame = Vec::new();
+        write::array(&mut frame, 3);
+        write::str(&mut frame, b"crashtest.forward");
+        write::bin(&mut frame, &entries);
+        write::map(&mut frame, 2);
+        write::str(&mut frame, b"chunk");
+        write::str(&mut frame, id.as_bytes());
+        write::str(&mut frame, b"size");
+        write::uint(&mut frame, LINES_PER_BATCH as u64);
+        if stream.write_all(&frame).is_err() {
+            break;
+        }
+        let expected = sextant_ingest::forward::ack(id.as_bytes());
+        let mut answer = vec![0u8; expected.len()];
+        if stream.read_exact(&mut answer).is_err() {
+            break;
+        }
+        assert_eq!(answer, expected, "the ack names another chunk");
+        acked.lock().unwrap().forward_chunks.push(id);
+        chunk += 1;
+    }
+}
+
 fn write_spans(
     url: String,
     round: u32,
@@ -195,7 +256,13 @@ fn check_data(dir: &Path, iteration: u32) {
 }
 
 /// Every acknowledged item is readable from `server`.
-fn verify(server: &Sextant, samples: &[i64], log_batches: &[String], traces: &[String]) {
+fn verify(server: &Sextant, acked: &Acked) {
+    let Acked {
+        samples,
+        log_batches,
+        traces,
+        forward_chunks,
+    } = acked;
     if !samples.is_empty() {
         let got = server.export("crash_samples");
         let points = got
@@ -221,6 +288,18 @@ fn verify(server: &Sextant, samples: &[i64], log_batches: &[String], traces: &[S
         assert_eq!(
             found["total"], LINES_PER_BATCH,
             "acknowledged log batch {id} incomplete: {found}"
+        );
+    }
+    for id in forward_chunks {
+        let found = server
+            .get(&format!(
+                "/api/v1/logs/search?q={}&start=0&limit=1",
+                url_encode(&format!("fwd_chunk:{id}"))
+            ))
+            .json();
+        assert_eq!(
+            found["total"], LINES_PER_BATCH,
+            "acknowledged forward chunk {id} incomplete: {found}"
         );
     }
     for id in traces {
@@ -275,12 +354,22 @@ fn acknowledged_data_survives_repeated_sigkill_and_the_stores_stay_consistent() 
                 let seed = rng.next();
                 move || write_spans(otlp, iteration, seed, stop, acked)
             }),
+            std::thread::spawn({
+                let (stop, acked) = (stop.clone(), acked.clone());
+                let addr = server.addr("forward", "tcp");
+                let run = format!("{seed:x}-{iteration}");
+                move || write_forward(addr, run, stop, acked)
+            }),
         ];
         // Every kind has been acknowledged at least once, then a random moment.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let a = acked.lock().unwrap();
-            if !a.samples.is_empty() && !a.log_batches.is_empty() && !a.traces.is_empty() {
+            if !a.samples.is_empty()
+                && !a.log_batches.is_empty()
+                && !a.traces.is_empty()
+                && !a.forward_chunks.is_empty()
+            {
                 break;
             }
             drop(a);
@@ -300,22 +389,24 @@ fn acknowledged_data_survives_repeated_sigkill_and_the_stores_stay_consistent() 
         check_data(&kept.data_dir, iteration);
         let acked = std::mem::take(&mut *acked.lock().unwrap());
         eprintln!(
-            "kill {iteration}: {} samples, {} log lines, {} spans acknowledged",
+            "kill {iteration}: {} samples, {} log lines, {} spans, {} forward events acknowledged",
             acked.samples.len(),
             acked.log_batches.len() * LINES_PER_BATCH,
-            acked.traces.len() * SPANS_PER_TRACE
+            acked.traces.len() * SPANS_PER_TRACE,
+            acked.forward_chunks.len() * LINES_PER_BATCH
         );
         server = Sextant::restart_on(&kept);
-        verify(&server, &acked.samples, &acked.log_batches, &acked.traces);
+        verify(&server, &acked);
         all.samples.extend(acked.samples);
         all.log_batches.extend(acked.log_batches);
         all.traces.extend(acked.traces);
+        all.forward_chunks.extend(acked.forward_chunks);
         // The first kill's scratch directory holds the data: kept to the end.
         kept_dirs.push(kept);
     }
     all.samples.sort_unstable();
     // Everything acknowledged in every round, read once more at the end.
-    verify(&server, &all.samples, &all.log_batches, &all.traces);
+    verify(&server, &all);
     let logs = server
         .get("/api/v1/logs/search?q=service:crashtest&start=0&limit=1")
         .json();

@@ -138,6 +138,10 @@ fn a_second_server_on_the_same_data_dir_is_refused_clearly() {
         "127.0.0.1:0",
         "--logstash",
         "127.0.0.1:0",
+        "--syslog",
+        "127.0.0.1:0",
+        "--forward",
+        "127.0.0.1:0",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -169,6 +173,10 @@ fn an_occupied_port_is_a_clear_error() {
         "0",
         "--logstash",
         "0",
+        "--syslog",
+        "0",
+        "--forward",
+        "0",
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -186,7 +194,7 @@ fn flags_beat_env_which_beats_the_file_which_beats_defaults() {
     let config = dir.path().join("sextant.yaml");
     std::fs::write(
         &config,
-        "server:\n  data_dir: from-file\n  bind: 127.0.0.3\n  http: 0\n  otlp_grpc: 0\n  otlp_http: 0\n  statsd: 0\n  logstash: 0\n",
+        "server:\n  data_dir: from-file\n  bind: 127.0.0.3\n  http: 0\n  otlp_grpc: 0\n  otlp_http: 0\n  statsd: 0\n  logstash: 0\n  syslog: 0\n  forward: 0\n",
     )
     .unwrap();
     let config = config.to_str().unwrap();
@@ -414,6 +422,8 @@ fn version_and_help_follow_the_contract() {
         "--otlp-http",
         "--statsd",
         "--logstash",
+        "--syslog",
+        "--forward",
         "SEXTANT_DATA_DIR",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -2051,3 +2051,269 @@ fn syslog_frames_and_datagrams() {
     );
     still_answers(&server);
 }
+
+/// One hostile forward frame: its bytes, sent over a connection of its own.
+struct FrameCase {
+    name: &'static str,
+    bytes: Vec<u8>,
+    /// What the server's warning says, when it is the first of its minute.
+    says: &'static str,
+}
+
+fn forward_frame_cases() -> Vec<FrameCase> {
+    use sextant_ingest::forward::msgpack::write;
+    let packed = |payload: &[u8], compressed: bool| {
+        let mut frame = Vec::new();
+        write::array(&mut frame, 3);
+        write::str(&mut frame, b"hostile");
+        write::bin(&mut frame, payload);
+        write::map(&mut frame, u32::from(compressed));
+        if compressed {
+            write::str(&mut frame, b"compressed");
+            write::str(&mut frame, b"gzip");
+        }
+        frame
+    };
+    let mut entry = Vec::new();
+    write::array(&mut entry, 2);
+    write::uint(&mut entry, 1);
+    write::map(&mut entry, 1);
+    write::str(&mut entry, b"log");
+    write::str(&mut entry, b"x");
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut bomb, &vec![0u8; 8 << 20]).unwrap();
+    let bomb = bomb.finish().unwrap();
+    let mut deep_record = Vec::new();
+    write::array(&mut deep_record, 3);
+    write::str(&mut deep_record, b"hostile");
+    write::uint(&mut deep_record, 1);
+    write::map(&mut deep_record, 1);
+    write::str(&mut deep_record, b"a");
+    deep_record.extend(std::iter::repeat_n(0x91, 100_000));
+    deep_record.push(0xc0);
+    let mut oversized = Vec::new();
+    write::array(&mut oversized, 3);
+    write::str(&mut oversized, b"hostile");
+    // Claims 3 MiB, sends 2.1 MiB: past limits.max_request_body (2 MiB here).
+    oversized.push(0xc6);
+    oversized.extend_from_slice(&(3u32 << 20).to_be_bytes());
+    oversized.extend(std::iter::repeat_n(b'a', (2 << 20) + 100_000));
+    vec![
+        FrameCase {
+            name: "truncated frame",
+            bytes: packed(&entry, false)[..10].to_vec(),
+            says: "closed inside a frame",
+        },
+        FrameCase {
+            name: "array of 4 billion elements",
+            bytes: vec![0xdd, 0xff, 0xff, 0xff, 0xff, 0xa1, b't'],
+            says: "closed inside a frame",
+        },
+        FrameCase {
+            name: "4 GiB tag",
+            bytes: vec![0x93, 0xdb, 0xff, 0xff, 0xff, 0xff, b't'],
+            says: "closed inside a frame",
+        },
+        FrameCase {
+            name: "packed entries claiming 4 GiB",
+            bytes: vec![0x93, 0xa1, b't', 0xc6, 0xff, 0xff, 0xff, 0xf0, 0x01],
+            says: "closed inside a frame",
+        },
+        FrameCase {
+            name: "frame beyond max_request_body",
+            bytes: oversized,
+            says: "limits.max_request_body",
+        },
+        FrameCase {
+            name: "nested 100,000 deep",
+            bytes: std::iter::repeat_n(0x91, 100_000).collect(),
+            says: "query.max_depth",
+        },
+        FrameCase {
+            name: "record nested 100,000 deep",
+            bytes: deep_record,
+            says: "query.max_depth",
+        },
+        FrameCase {
+            name: "bad gzip",
+            bytes: packed(b"\x1f\x8b\x08\x00 not really gzip", true),
+            says: "not valid gzip",
+        },
+        FrameCase {
+            name: "gzip bomb",
+            bytes: packed(&bomb, true),
+            says: "limits.max_decompressed_body",
+        },
+        FrameCase {
+            name: "packed entry cut short",
+            bytes: packed(&entry[..entry.len() - 1], false),
+            says: "packed entries are broken",
+        },
+        FrameCase {
+            name: "tag is an integer",
+            bytes: vec![0x93, 0x01, 0x01, 0x80],
+            says: "the tag must be a string",
+        },
+        FrameCase {
+            name: "frame is a map",
+            bytes: vec![0x81, 0xa1, b'a', 0x01],
+            says: "a forward frame is an array",
+        },
+        FrameCase {
+            name: "byte 0xc1",
+            bytes: vec![0x93, 0xc1],
+            says: "0xc1",
+        },
+        FrameCase {
+            name: "time is a map",
+            bytes: vec![0x93, 0xa1, b't', 0x80, 0x80],
+            says: "found a map",
+        },
+    ]
+}
+
+/// Reads until the server closes (or resets) the connection; what it sent.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("the server neither answered nor closed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn forward_frames_close_only_their_connection() {
+    use sextant_ingest::forward::msgpack::write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "limits:\n  max_request_body: 2MiB\n  max_decompressed_body: 4MiB\n",
+    )
+    .unwrap();
+    // Every closed connection's reason is logged at debug level (the
+    // warning is rate-limited), so each case can be told apart.
+    let server = Sextant::builder()
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--log-level", "info,sextant_ingest::forward=debug"])
+        .start();
+    let addr = server.addr("forward", "tcp");
+    let closed_saying = |says: &str| {
+        server
+            .log_events()
+            .iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("forward connection closed") && m.contains(says))
+            })
+            .count()
+    };
+    let labels = [("listener", "forward"), ("transport", "tcp")];
+    // A well-behaved client, connected throughout.
+    let mut good = TcpStream::connect(addr).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let frame = |message: &str, chunk: &str| {
+        let mut frame = Vec::new();
+        write::array(&mut frame, 4);
+        write::str(&mut frame, b"steady");
+        write::uint(
+            &mut frame,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+        write::map(&mut frame, 1);
+        write::str(&mut frame, b"message");
+        write::str(&mut frame, message.as_bytes());
+        write::map(&mut frame, 1);
+        write::str(&mut frame, b"chunk");
+        write::str(&mut frame, chunk.as_bytes());
+        frame
+    };
+    let ask = |stream: &mut TcpStream, message: &str, chunk: &str| {
+        stream.write_all(&frame(message, chunk)).unwrap();
+        let expected = sextant_ingest::forward::ack(chunk.as_bytes());
+        let mut answer = vec![0u8; expected.len()];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, expected);
+    };
+    ask(&mut good, "before", "g1");
+
+    let cases = forward_frame_cases();
+    for (i, case) in cases.iter().enumerate() {
+        let before = server
+            .metric("sextant_listener_errors_total", &labels)
+            .unwrap_or(0.0);
+        let said = closed_saying(case.says);
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The server may close before it has read everything.
+        let _ = stream.write_all(&case.bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let answer = read_to_close(&mut stream);
+        assert!(answer.is_empty(), "{}: answered {answer:?}", case.name);
+        server.wait_for_metric("sextant_listener_errors_total", &labels, |v| {
+            v >= before + 1.0
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while closed_saying(case.says) <= said {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no closing reason saying {:?}:\n{}",
+                case.name,
+                case.says,
+                server.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            server.get("/-/ready").status,
+            200,
+            "{}: not ready",
+            case.name
+        );
+        // The steady client is unaffected, its connection still open.
+        ask(
+            &mut good,
+            &format!("after case {i}"),
+            &format!("g{}", i + 2),
+        );
+    }
+    assert_eq!(
+        server.metric("sextant_listener_errors_total", &labels),
+        Some(cases.len() as f64)
+    );
+    // The rate-limited warning was logged once, naming the first case's fault.
+    let warnings: Vec<Value> = server
+        .log_events()
+        .into_iter()
+        .filter(|e| e["level"] == "WARN" && e["listener"] == "forward")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(cases[0].says),
+        "{warnings:?}"
+    );
+    // Every steady message was stored; nothing from the hostile ones.
+    server.get_until(
+        "/api/v1/logs/search?q=service:steady&start=0",
+        |v: &Value| v["total"] == cases.len() + 1,
+    );
+    let hostile = server
+        .get("/api/v1/logs/search?q=service:hostile&start=0")
+        .json();
+    assert_eq!(hostile["total"], 0, "{hostile}");
+}

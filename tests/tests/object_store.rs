@@ -474,6 +474,7 @@ fn refused_start(config: &str, why: &str) {
             "127.0.0.1:0",
         ])
         .args(["--statsd", "127.0.0.1:0", "--logstash", "127.0.0.1:0"])
+        .args(["--syslog", "127.0.0.1:0", "--forward", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -230,7 +230,7 @@ fn ingest_listeners_require_a_client_certificate_when_a_client_ca_is_set() {
         .filter(|e| e["message"] == "listening" && e["transport"] == "tcp")
         .collect();
     for event in &listening {
-        let ingest_only = ["otlp_grpc", "otlp_http", "logstash", "syslog"]
+        let ingest_only = ["otlp_grpc", "otlp_http", "logstash", "syslog", "forward"]
             .contains(&event["listener"].as_str().unwrap());
         assert_eq!(event["mutual_tls"], ingest_only, "{event}");
     }

@@ -597,6 +597,7 @@ impl Node {
             .args(["--http", &format!("127.0.0.1:{port}")])
             .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
             .args(["--statsd", "127.0.0.1:0", "--logstash", "127.0.0.1:0"])
+            .args(["--syslog", "127.0.0.1:0", "--forward", "127.0.0.1:0"])
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
