@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: every listener, the stores, the UI.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a config file and the rule files it names; exit 1 with file:line and reason on error.
     CheckConfig {
         /// The YAML config file to check.

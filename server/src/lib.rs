@@ -46,7 +46,7 @@ pub const LONG_VERSION: &str = concat!(
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let outcome = match cli.command {
-        cli::Command::Serve(args) => serve_command(args),
+        cli::Command::Serve(args) => serve_command(*args),
         cli::Command::CheckConfig { file } => check_config(&file),
         cli::Command::CheckData { dir, config } => check_data(&dir, config.as_deref()),
     };
