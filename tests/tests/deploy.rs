@@ -120,7 +120,16 @@ fn the_dockerfile_builds_in_stages_and_runs_as_a_non_root_user_with_a_health_che
         .flat_map(|e| e.split_whitespace())
         .collect();
     for port in [
-        "7070/tcp", "4317/tcp", "4318/tcp", "8125/udp", "8125/tcp", "5959/tcp", "5959/udp",
+        "7070/tcp",
+        "4317/tcp",
+        "4318/tcp",
+        "8125/udp",
+        "8125/tcp",
+        "5959/tcp",
+        "5959/udp",
+        "5514/tcp",
+        "5514/udp",
+        "24224/tcp",
     ] {
         assert!(exposed.contains(&port), "EXPOSE {port}: {exposed:?}");
     }
@@ -249,7 +258,29 @@ fn the_kubernetes_manifests_keep_data_probe_health_and_drop_privileges() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["http", "otlp-grpc", "otlp-http", "logstash"]);
+    assert_eq!(
+        names,
+        [
+            "http",
+            "otlp-grpc",
+            "otlp-http",
+            "logstash",
+            "syslog",
+            "forward"
+        ]
+    );
+    // Every Service port names a container port of the same protocol.
+    let container_ports = container["ports"].as_array().unwrap();
+    for service in [&manifests[2], &manifests[3]] {
+        for port in service["spec"]["ports"].as_array().unwrap() {
+            assert!(
+                container_ports
+                    .iter()
+                    .any(|c| c["name"] == port["targetPort"] && c["protocol"] == port["protocol"]),
+                "{port}"
+            );
+        }
+    }
 }
 
 #[test]
