@@ -61,6 +61,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `count` bits (<= 64) as the low bits of the result.
+    #[inline]
     pub fn read(&mut self, count: u8) -> Option<u64> {
         let count = usize::from(count);
         if count == 0 {
@@ -70,13 +71,19 @@ impl<'a> BitReader<'a> {
         if end > self.bytes.len() * 8 {
             return None;
         }
-        // A big-endian window of up to 8 bytes from the current byte.
+        // A big-endian window of up to 8 bytes from the current byte: one
+        // load where 8 bytes remain, else the rest zero-padded.
         let first = self.pos / 8;
         let offset = self.pos % 8;
-        let mut window = [0u8; 8];
-        let available = (self.bytes.len() - first).min(8);
-        window[..available].copy_from_slice(&self.bytes[first..first + available]);
-        let word = u64::from_be_bytes(window);
+        let word = match self.bytes.get(first..first + 8) {
+            Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")),
+            None => {
+                let mut window = [0u8; 8];
+                let available = self.bytes.len() - first;
+                window[..available].copy_from_slice(&self.bytes[first..]);
+                u64::from_be_bytes(window)
+            }
+        };
         let in_word = 64 - offset;
         let value = if count <= in_word {
             (word << offset) >> (64 - count)
@@ -92,6 +99,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads one bit.
+    #[inline]
     pub fn bit(&mut self) -> Option<bool> {
         let byte = *self.bytes.get(self.pos / 8)?;
         let bit = (byte >> (7 - self.pos % 8)) & 1;

@@ -772,6 +772,20 @@ pub(crate) fn merge_last_wins_by<T>(
     if first.is_empty() {
         return second;
     }
+    // Runs that do not overlap in time (a series' blocks and head, read in
+    // time order) are joined without comparing item by item.
+    let (first_start, first_end) = (time(&first[0]), time(&first[first.len() - 1]));
+    let (second_start, second_end) = (time(&second[0]), time(&second[second.len() - 1]));
+    if first_end < second_start {
+        let mut out = first;
+        out.extend(second);
+        return out;
+    }
+    if second_end < first_start {
+        let mut out = second;
+        out.extend(first);
+        return out;
+    }
     let mut out = Vec::with_capacity(first.len() + second.len());
     let (mut a, mut b) = (first.into_iter().peekable(), second.into_iter().peekable());
     loop {
@@ -1378,6 +1392,44 @@ mod tests {
         max_label_name_length: 8,
         max_label_value_length: 16,
     };
+
+    #[test]
+    fn merging_runs_keeps_time_order_and_the_second_run_wins_ties() {
+        let run = |points: &[(i64, f64)]| -> Vec<Sample> {
+            points
+                .iter()
+                .map(|&(timestamp_ms, value)| Sample {
+                    timestamp_ms,
+                    value,
+                })
+                .collect()
+        };
+        let pairs = |samples: Vec<Sample>| -> Vec<(i64, f64)> {
+            samples.iter().map(|s| (s.timestamp_ms, s.value)).collect()
+        };
+        // Apart, either way round.
+        let a = run(&[(1, 1.0), (2, 2.0)]);
+        let b = run(&[(5, 5.0), (6, 6.0)]);
+        let joined = [(1, 1.0), (2, 2.0), (5, 5.0), (6, 6.0)];
+        assert_eq!(pairs(merge_last_wins(a.clone(), b.clone())), joined);
+        assert_eq!(pairs(merge_last_wins(b, a)), joined);
+        // Touching at one timestamp: the second run's sample wins.
+        let a = run(&[(1, 1.0), (2, 2.0)]);
+        let b = run(&[(2, 20.0), (3, 3.0)]);
+        assert_eq!(
+            pairs(merge_last_wins(a.clone(), b.clone())),
+            [(1, 1.0), (2, 20.0), (3, 3.0)]
+        );
+        assert_eq!(pairs(merge_last_wins(b, a)), [(1, 1.0), (2, 2.0), (3, 3.0)]);
+        // Interleaved.
+        let a = run(&[(1, 1.0), (3, 3.0), (5, 5.0)]);
+        let b = run(&[(2, 2.0), (3, 30.0), (6, 6.0)]);
+        assert_eq!(
+            pairs(merge_last_wins(a, b)),
+            [(1, 1.0), (2, 2.0), (3, 30.0), (5, 5.0), (6, 6.0)]
+        );
+        assert!(merge_last_wins(Vec::new(), Vec::new()).is_empty());
+    }
 
     #[test]
     fn new_series_over_the_label_limits_are_refused_by_reason() {
