@@ -188,12 +188,12 @@ impl Window {
     }
 
     /// Calls `f(step, window_end, window)` for every step whose window over
-    /// `points` is not empty.
+    /// `points` is not empty; the window as the range of `points` it covers.
     pub fn for_each_window(
         &self,
         points: &[Point],
         grid: Grid,
-        mut f: impl FnMut(usize, i64, &[Point]),
+        mut f: impl FnMut(usize, i64, std::ops::Range<usize>),
     ) {
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in 0..grid.len() {
@@ -208,7 +208,7 @@ impl Window {
                 lo += 1;
             }
             if lo < hi {
-                f(i, end, &points[lo..hi]);
+                f(i, end, lo..hi);
             }
         }
     }

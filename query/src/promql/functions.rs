@@ -149,11 +149,9 @@ fn extrapolated_rate(
     if w.len() < 2 {
         return None;
     }
-    let first = w[0];
-    let last = w[w.len() - 1];
-    let mut result = last.v - first.v;
+    let mut result = w[w.len() - 1].v - w[0].v;
     if counter {
-        let mut prev = first.v;
+        let mut prev = w[0].v;
         for p in &w[1..] {
             if p.v < prev {
                 result += prev;
@@ -161,6 +159,26 @@ fn extrapolated_rate(
             prev = p.v;
         }
     }
+    extrapolate(w, result, range_start, range_end, range, counter, rate)
+}
+
+/// The extrapolation of [`extrapolated_rate`], given the window's change
+/// (`result`: last minus first, plus for a counter each value before a
+/// reset, in time order).
+fn extrapolate(
+    w: &[Point],
+    result: f64,
+    range_start: i64,
+    range_end: i64,
+    range: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
     let mut to_start = (first.t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
@@ -1195,9 +1213,31 @@ impl Evaluator<'_> {
         let out = self.map_range(source, grid, |s| {
             let mut points = Vec::new();
             let mut hpoints = Vec::new();
-            if s.hpoints.is_empty() {
-                window.for_each_window(&s.points, grid, |i, end, w| {
-                    if let Some(v) = f(i, end, w) {
+            if s.hpoints.is_empty() && counter_function {
+                // `rate` and `increase`: each window's counter resets
+                // found among the series' resets, not by a scan of the
+                // window; added in the same order, so the same sums.
+                let p = &s.points;
+                let resets: Vec<usize> = (1..p.len()).filter(|&k| p[k].v < p[k - 1].v).collect();
+                let rate = name == "rate";
+                window.for_each_window(p, grid, |i, end, range| {
+                    let (lo, hi) = (range.start, range.end);
+                    let w = &p[range];
+                    let from = resets.partition_point(|&k| k <= lo);
+                    let to = resets.partition_point(|&k| k < hi);
+                    let mut increase = w[w.len() - 1].v - w[0].v;
+                    for &k in &resets[from..to] {
+                        increase += p[k - 1].v;
+                    }
+                    let value =
+                        extrapolate(w, increase, end - window.range, end, window.range, true, rate);
+                    if let Some(v) = value {
+                        points.push(Point { t: grid.ts(i), v });
+                    }
+                });
+            } else if s.hpoints.is_empty() {
+                window.for_each_window(&s.points, grid, |i, end, range| {
+                    if let Some(v) = f(i, end, &s.points[range]) {
                         points.push(Point { t: grid.ts(i), v });
                     }
                 });
