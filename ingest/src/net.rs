@@ -774,8 +774,13 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// A byte stream both ways, plain or TLS.
+pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
+
 /// A connection's byte stream, plain or TLS.
-pub type Connection = Box<dyn AsyncRead + Send + Unpin>;
+pub type Connection = Box<dyn Duplex>;
 
 /// Accepts connections until shutdown and runs `serve` on each (on its own
 /// task, after the TLS handshake when `tls` is set), for stream protocols
@@ -809,11 +814,13 @@ pub async fn serve_connections<F, Fut>(
                 continue;
             }
         };
-        let stream = CountingStream::new(stream, stats.clone());
         if !admit(peer) {
             stats.dropped.inc();
             continue;
         }
+        // Protocols that answer (forward's acks) answer at once.
+        let _ = stream.set_nodelay(true);
+        let stream = CountingStream::new(stream, stats.clone());
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             stats.errors.inc();
             warn!(listener = stats.listener, %peer, "too many connections; closing");

@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 
 use self::msgpack::{Marker, Reader, Scanner, write};
 use crate::logs::Normalizer;
-use crate::net::{CountingStream, RateLimitedWarning};
+use crate::net::{Connection, RateLimitedWarning, serve_connections};
 use crate::statsd::Cidr;
 
 /// The `logs.forward` section of the config file.
@@ -822,70 +822,44 @@ pub async fn serve_tcp(
     shutdown: CancellationToken,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                stats.errors.inc();
-                warn!(listener = stats.listener, error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        if !forward.allowed(peer) {
-            stats.dropped.inc();
-            forward.warning.warn(|suppressed| {
-                warn!(listener = stats.listener, %peer, suppressed, "forward connection from outside logs.forward.allowed_sources closed");
-            });
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let stream = CountingStream::new(stream, stats.clone());
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            stats.errors.inc();
-            warn!(listener = stats.listener, %peer, "too many connections; closing");
-            continue;
-        };
-        let (stats, forward, shutdown, tls) = (
-            stats.clone(),
-            forward.clone(),
-            shutdown.clone(),
-            tls.clone(),
-        );
-        tokio::spawn(async move {
-            let _slot = slot;
-            let served = async {
-                match tls {
-                    None => forward.connection(stream, peer, &stats).await,
-                    Some(acceptor) => {
-                        let stream =
-                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                                .await
-                                .map_err(|_| "TLS handshake timed out".to_owned())?
-                                .map_err(|e| format!("TLS handshake failed: {e}"))?;
-                        forward.connection(stream, peer, &stats).await
-                    }
-                }
-            };
-            let outcome = tokio::select! {
-                () = shutdown.cancelled() => Ok(()),
-                outcome = served => outcome,
-            };
-            if let Err(reason) = outcome {
-                stats.errors.inc();
-                // Every one at debug level; a warning at most once a minute.
-                debug!(listener = stats.listener, %peer, "forward connection closed: {reason}");
+    let admit = {
+        let (forward, stats) = (forward.clone(), stats.clone());
+        move |peer: SocketAddr| {
+            let allowed = forward.allowed(peer);
+            if !allowed {
                 forward.warning.warn(|suppressed| {
-                    warn!(listener = stats.listener, transport = stats.transport, %peer, suppressed, "forward connection closed: {reason}");
+                    warn!(listener = stats.listener, %peer, suppressed, "forward connection from outside logs.forward.allowed_sources closed");
                 });
             }
-        });
-    }
+            allowed
+        }
+    };
+    let serve = {
+        let stats = stats.clone();
+        move |stream: Connection, peer: SocketAddr| {
+            let (forward, stats) = (forward.clone(), stats.clone());
+            async move {
+                if let Err(reason) = forward.connection(stream, peer, &stats).await {
+                    stats.errors.inc();
+                    // Every one at debug level; a warning at most once a minute.
+                    debug!(listener = stats.listener, %peer, "forward connection closed: {reason}");
+                    forward.warning.warn(|suppressed| {
+                        warn!(listener = stats.listener, transport = stats.transport, %peer, suppressed, "forward connection closed: {reason}");
+                    });
+                }
+            }
+        }
+    };
+    serve_connections(
+        listener,
+        stats,
+        shutdown,
+        MAX_CONNECTIONS,
+        tls,
+        admit,
+        serve,
+    )
+    .await;
 }
 
 /// Answers heartbeat datagrams with one `\0` byte until shutdown.
