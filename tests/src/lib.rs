@@ -906,6 +906,26 @@ pub struct TestCertificates {
 }
 
 impl TestCertificates {
+    /// A server with `server.tls` set to fresh certificates written into
+    /// `dir`, and those certificates.
+    pub fn serving(dir: &Path) -> (Sextant, Self) {
+        let certs = Self::create(dir, &[]);
+        let config = dir.join("sextant.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
+                certs.cert.display(),
+                certs.key.display()
+            ),
+        )
+        .unwrap();
+        let server = Sextant::builder()
+            .args(["--config", config.to_str().unwrap()])
+            .start();
+        (server, certs)
+    }
+
     /// Writes the certificates into `dir`.
     pub fn create(dir: &Path, dns_names: &[&str]) -> Self {
         let path = |name: &str| dir.join(name);

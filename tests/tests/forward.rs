@@ -283,20 +283,7 @@ print("skipped", c.receive())
 #[test]
 fn forward_over_tls_and_the_udp_heartbeat() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = TestCertificates::create(dir.path(), &[]);
-    let config = dir.path().join("sextant.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
-            certs.cert.display(),
-            certs.key.display()
-        ),
-    )
-    .unwrap();
-    let server = Sextant::builder()
-        .args(["--config", config.to_str().unwrap()])
-        .start();
+    let (server, certs) = TestCertificates::serving(dir.path());
     let addr = server.addr("forward", "tcp");
     let ca = certs.ca.to_str().unwrap();
     let out = run_python(

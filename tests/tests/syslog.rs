@@ -295,20 +295,7 @@ template(name="es" type="list" option.jsonf="on") {
 #[test]
 fn syslog_over_tls_with_octet_counting() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = TestCertificates::create(dir.path(), &[]);
-    let config = dir.path().join("sextant.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
-            certs.cert.display(),
-            certs.key.display()
-        ),
-    )
-    .unwrap();
-    let server = Sextant::builder()
-        .args(["--config", config.to_str().unwrap()])
-        .start();
+    let (server, certs) = TestCertificates::serving(dir.path());
     let addr = server.addr("syslog", "tcp");
     let now = Command::new("date")
         .args(["-u", "+%b %e %H:%M:%S"])

@@ -61,20 +61,7 @@ fn replace(from: &Path, to: &Path) {
 #[test]
 fn https_and_otlp_over_tls_work_and_a_renewed_certificate_is_served_without_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = TestCertificates::create(dir.path(), &[]);
-    let config = dir.path().join("sextant.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
-            certs.cert.display(),
-            certs.key.display()
-        ),
-    )
-    .unwrap();
-    let server = Sextant::builder()
-        .args(["--config", config.to_str().unwrap()])
-        .start();
+    let (server, certs) = TestCertificates::serving(dir.path());
     let ca = certs.ca.to_str().unwrap();
     let http = server.addr("http", "tcp");
     let otlp = server.addr("otlp_http", "tcp");
