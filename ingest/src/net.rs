@@ -309,59 +309,21 @@ pub async fn serve_lines_tls<H>(
 ) where
     H: Fn(&[u8], SocketAddr) + Clone + Send + Sync + 'static,
 {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                stats.errors.inc();
-                warn!(listener = stats.listener, error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let stream = CountingStream::new(stream, stats.clone());
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            stats.errors.inc();
-            warn!(listener = stats.listener, %peer, "too many connections; closing");
-            continue;
-        };
-        let (stats, shutdown, handle) = (stats.clone(), shutdown.clone(), handle.clone());
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let Some(acceptor) = tls else {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = read_lines(stream, peer, &stats, limits, &handle) => {}
-                }
-                return;
-            };
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => {
-                    stats.errors.inc();
-                    debug!(listener = stats.listener, %peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    stats.errors.inc();
-                    debug!(listener = stats.listener, %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = read_lines(stream, peer, &stats, limits, &handle) => {}
-            }
-        });
-    }
+    let reader_stats = stats.clone();
+    let serve = move |stream: Connection, peer: SocketAddr| {
+        let (stats, handle) = (reader_stats.clone(), handle.clone());
+        async move { read_lines(stream, peer, &stats, limits, &handle).await }
+    };
+    serve_connections(
+        listener,
+        stats,
+        shutdown,
+        limits.max_connections,
+        tls,
+        |_| true,
+        serve,
+    )
+    .await;
 }
 
 async fn read_lines(
