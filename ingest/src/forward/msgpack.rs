@@ -336,8 +336,16 @@ impl<'a> Reader<'a> {
                 self.enter(depth)?;
                 let mut map = Map::new();
                 for _ in 0..n {
+                    // A container as a key would be written as text inside
+                    // text at each level: its length would double per level.
+                    let at = self.pos;
                     let key = match self.json_at(depth + 1)? {
                         Value::String(key) => key,
+                        Value::Array(_) | Value::Object(_) => {
+                            return Err(Error::Unexpected(format!(
+                                "a map key at offset {at} is an array or a map; keys must be strings, numbers, booleans or nil"
+                            )));
+                        }
                         other => other.to_string(),
                     };
                     let value = self.json_at(depth + 1)?;
@@ -481,6 +489,25 @@ mod tests {
         assert_eq!(Reader::new(&nested, 10).json().unwrap().to_string(), {
             "[[[[[[[[[[null]]]]]]]]]]"
         });
+    }
+
+    #[test]
+    fn containers_as_map_keys_are_refused() {
+        // Maps whose key is a map, 200 deep: as text inside text, the key
+        // would double in length at each level.
+        let mut nested = vec![0x81u8; 200];
+        nested.extend(std::iter::repeat_n(0xc0, 201));
+        let err = Reader::new(&nested, 1000).json().unwrap_err();
+        assert!(err.to_string().contains("is an array or a map"), "{err}");
+        // An array key too; scalar keys are kept as text.
+        assert!(Reader::new(&[0x81, 0x90, 0x01], 10).json().is_err());
+        assert_eq!(
+            Reader::new(&[0x82, 0xc0, 0x01, 0xc2, 0x02], 10)
+                .json()
+                .unwrap()
+                .to_string(),
+            r#"{"false":2,"null":1}"#
+        );
     }
 
     #[test]
