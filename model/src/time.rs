@@ -106,9 +106,11 @@ pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let zone = &rest[1..];
-            let (h, m) = zone
-                .split_once(':')
-                .or_else(|| (zone.len() == 4).then(|| zone.split_at(2)))?;
+            let (h, m) = zone.split_once(':').or_else(|| {
+                (zone.len() == 4)
+                    .then(|| zone.split_at_checked(2))
+                    .flatten()
+            })?;
             // A longer offset is no time zone (and would overflow).
             let digits = |t: &str, n: std::ops::RangeInclusive<usize>| {
                 n.contains(&t.len()) && t.bytes().all(|c| c.is_ascii_digit())
@@ -167,6 +169,10 @@ mod tests {
             "2018-02-02T00:00:00X",
             "2018-02-02T00:00:00+1000000000000:00",
             "2018-02-02T00:00:00-+1:00",
+            // A four-byte zone that is not four characters (found by the
+            // syslog fuzz target: it once sliced inside the BOM).
+            "2025-03-15T12:00:00.5+\u{feff})",
+            "2025-03-15T12:00:00+1\u{e9}1",
         ] {
             assert_eq!(parse_rfc3339_micros(bad), None, "{bad}");
         }
