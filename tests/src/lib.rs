@@ -308,6 +308,30 @@ impl Sextant {
         self.addrs[&format!("{listener}/{transport}")]
     }
 
+    /// Searches logs (`/api/v1/logs/search?q=<query>&limit=1000` and
+    /// `params`, e.g. `&start=0`) until `check` accepts the answer; panics
+    /// with the last answer and the server's log after 20 s.
+    pub fn search_until(&self, query: &str, params: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = self.get(&format!(
+                "/api/v1/logs/search?q={}&limit=1000{params}",
+                url_encode(query)
+            ));
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let json = reply.json();
+            if check(&json) {
+                return json;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{query}: {json}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Polls an instant query until `check` accepts its result (the
     /// `data.result` JSON array); panics with the last result after 20 s.
     pub fn wait_for_query(&self, query: &str, check: impl Fn(&Value) -> bool) -> Value {

@@ -7,24 +7,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sextant_tests::{Sextant, TestCertificates, run_python, url_encode};
+use sextant_tests::{Sextant, TestCertificates, run_python};
 
-/// Searches until `check` accepts the answer; panics with the last one after 20 s.
+/// Searches until `check` accepts the answer ([`Sextant::search_until`]).
 fn search_until(server: &Sextant, query: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = server.get(&format!(
-            "/api/v1/logs/search?q={}&limit=1000&start=0",
-            url_encode(query)
-        ));
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let json = reply.json();
-        if check(&json) {
-            return json;
-        }
-        assert!(Instant::now() < deadline, "{query}: {json}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    server.search_until(query, "&start=0", check)
 }
 
 fn total(n: u64) -> impl Fn(&Value) -> bool {
