@@ -133,6 +133,7 @@ impl MetricsEngine {
         // The log is the durable copy, replayed into a fresh engine on
         // takeover: the engine's WAL would never be read.
         tsdb.log_nothing();
+        tsdb.refuse_backfill();
         // Nothing is cut before it is announced.
         let bound = tsdb.min_valid_time();
         tsdb.limit_cuts(bound);

@@ -744,7 +744,9 @@ impl Background {
                         while !stop.load(Ordering::Relaxed) {
                             std::thread::sleep(tick);
                             waited += tick;
-                            if waited >= tsdb.maintenance_interval() {
+                            // Much backfill waiting in the head is written out
+                            // without waiting for the turn (memory stays bounded).
+                            if waited >= tsdb.maintenance_interval() || tsdb.backfill_due() {
                                 waited = Duration::ZERO;
                                 if let Err(err) = tsdb.maintain() {
                                     warn!(error = %err, "metrics store maintenance failed");

@@ -17,7 +17,8 @@ use tracing::{info, warn};
 use super::block::{Block, BlockWriter};
 use super::exemplars::{ExemplarReport, ExemplarStore};
 use super::head::{
-    HeadInner, HeadLimits, RejectReason, ReplayShard, merge_last_wins, merge_last_wins_by,
+    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, merge_last_wins,
+    merge_last_wins_by,
 };
 use super::stats::TsdbStats;
 use super::wal::{self, FsyncPolicy, Record, Wal};
@@ -32,7 +33,9 @@ pub struct TsdbConfig {
     pub wal_fsync: FsyncPolicy,
     /// The fsync period for the `interval` policy.
     pub wal_fsync_interval: PromDuration,
-    /// How far behind a series' newest sample a late sample may arrive.
+    /// How far behind a series' newest sample a late sample may arrive
+    /// (and, for samples older than the head, how far before the head's
+    /// start). The default takes samples of any age the retention keeps.
     pub out_of_order_window: PromDuration,
     /// The time span of a block cut from the head.
     pub block_duration: PromDuration,
@@ -60,7 +63,7 @@ impl Default for TsdbConfig {
         Self {
             wal_fsync: FsyncPolicy::Interval,
             wal_fsync_interval: PromDuration::from_secs(1),
-            out_of_order_window: PromDuration::from_secs(10 * 60),
+            out_of_order_window: PromDuration::from_secs(100 * 365 * 86_400),
             block_duration: PromDuration::from_secs(2 * 3600),
             max_series: 5_000_000,
             max_series_per_metric: 1_000_000,
@@ -238,7 +241,33 @@ pub struct Tsdb {
     exemplars: ExemplarStore,
     /// What a query results cache needs to know ([`Tsdb::results_epoch`]).
     changes: ChangeEpoch,
+    /// Samples moved out of the head whose blocks are being written:
+    /// readers find them here until the blocks are listed.
+    frozen: RwLock<Vec<Arc<Frozen>>>,
+    /// Whether samples older than the head's start are taken
+    /// ([`Tsdb::refuse_backfill`]).
+    backfill: AtomicBool,
+    /// Samples older than the head's start waiting in the head for their blocks.
+    backfill_pending: AtomicU64,
+    /// When the oldest of those arrived (wall-clock ms), `i64::MAX` when none.
+    backfill_since: AtomicI64,
+    /// Samples before this are past retention (`i64::MIN` before any data).
+    oldest_kept: AtomicI64,
 }
+
+/// Series moved out of the head ([`HeadInner::split_before`]), in label
+/// order, while their blocks are written.
+#[derive(Debug)]
+struct Frozen {
+    series: Vec<MemSeries>,
+    /// Where the head started before they left it: older samples are
+    /// backfill.
+    backfill_below: i64,
+}
+
+/// Backfilled samples that make maintenance write their blocks at once
+/// rather than wait (they sit in the head's out-of-order maps meanwhile).
+const BACKFILL_FLUSH_SAMPLES: u64 = 1_000_000;
 
 /// An engine's parts of its stats' gauges ([`GaugeShare`]).
 #[derive(Debug, Default)]
@@ -336,7 +365,7 @@ impl Tsdb {
             .unwrap_or(i64::MIN);
         let wal_dir = dir.join("wal");
         let started = std::time::Instant::now();
-        let (report, head, replayed_samples) =
+        let (report, head, replayed_samples, backfilled) =
             replay_wal(&wal_dir, min_valid_time).map_err(io_err("replay the metrics WAL"))?;
         if report.repaired {
             stats.wal_replay_repairs.inc();
@@ -373,7 +402,16 @@ impl Tsdb {
             metadata: Mutex::new(metadata),
             exemplars,
             changes: ChangeEpoch::default(),
+            frozen: RwLock::new(Vec::new()),
+            backfill: AtomicBool::new(true),
+            backfill_pending: AtomicU64::new(0),
+            backfill_since: AtomicI64::new(i64::MAX),
+            oldest_kept: AtomicI64::new(i64::MIN),
         };
+        if backfilled > 0 {
+            db.note_backfill(backfilled);
+        }
+        db.update_oldest_kept();
         db.refresh_stats();
         Ok(db)
     }
@@ -436,6 +474,8 @@ impl Tsdb {
         HeadLimits {
             ooo_window_ms: i64::try_from(self.config.out_of_order_window.as_millis())
                 .unwrap_or(i64::MAX),
+            oldest_ms: self.oldest_kept.load(Ordering::Relaxed),
+            backfill: self.backfill.load(Ordering::Relaxed),
             max_series: self.config.max_series,
             max_series_per_metric: self.config.max_series_per_metric,
             max_labels_per_series: self.config.max_labels_per_series,
@@ -521,6 +561,7 @@ impl Tsdb {
             let mut head = self.head.write().expect("head lock");
             let mut created = Vec::new();
             let mut accepted: Vec<(u64, i64, f64)> = Vec::new();
+            let mut backfilled = 0u64;
             for series in batch {
                 let known = series
                     .series_ref
@@ -556,7 +597,10 @@ impl Tsdb {
                         continue;
                     }
                     match head.check(id, s.timestamp_ms, &limits) {
-                        Ok(()) => accepted.push((id, s.timestamp_ms, s.value)),
+                        Ok(()) => {
+                            backfilled += u64::from(s.timestamp_ms < head.min_valid_time);
+                            accepted.push((id, s.timestamp_ms, s.value));
+                        }
                         Err(reason) => reject(&mut report, reason, 1, series.labels),
                     }
                 }
@@ -599,6 +643,7 @@ impl Tsdb {
             for (id, t, v) in &accepted {
                 new_chunks += head.apply(*id, *t, *v);
             }
+            self.note_backfill(backfilled);
             self.changes
                 .wrote(accepted.iter().map(|(_, t, _)| *t).min());
             self.stats.series_created.add(created.len() as u64);
@@ -672,6 +717,7 @@ impl Tsdb {
             let mut head = self.head.write().expect("head lock");
             let mut created = Vec::new();
             let mut accepted: Vec<(u64, &HistogramSample, &[u8])> = Vec::new();
+            let mut backfilled = 0u64;
             for (labels, samples) in &checked {
                 let id = match head.get_or_create(labels, &limits, &mut created) {
                     Ok(id) => id,
@@ -682,7 +728,10 @@ impl Tsdb {
                 };
                 for (s, bytes) in samples {
                     match head.check(id, s.timestamp_ms, &limits) {
-                        Ok(()) => accepted.push((id, s, bytes)),
+                        Ok(()) => {
+                            backfilled += u64::from(s.timestamp_ms < head.min_valid_time);
+                            accepted.push((id, s, bytes));
+                        }
                         Err(reason) => reject(&mut report, reason, 1, labels),
                     }
                 }
@@ -728,6 +777,7 @@ impl Tsdb {
             for (id, s, _) in &accepted {
                 new_chunks += head.apply_histogram(*id, s.timestamp_ms, &s.value);
             }
+            self.note_backfill(backfilled);
             self.changes
                 .wrote(accepted.iter().map(|(_, s, _)| s.timestamp_ms).min());
             self.stats.series_created.add(created.len() as u64);
@@ -775,8 +825,13 @@ impl Tsdb {
         #[derive(Clone, Copy)]
         enum Source {
             Block(usize, usize),
+            Frozen(usize, usize),
             Head(u64),
         }
+        // Frozen series before blocks: a flush lists its blocks before it
+        // lets go of their series, so one of the two holds them.
+        let frozen: Arc<Vec<Arc<Frozen>>> =
+            Arc::new(self.frozen.read().expect("frozen lock").clone());
         let blocks: Arc<Vec<Arc<Block>>> =
             Arc::new(self.blocks.read().expect("blocks lock").clone());
         // Blocks in object storage are read ahead all at once, each on its
@@ -802,13 +857,17 @@ impl Tsdb {
                 }
             });
         }
-        // One label-ordered list per block and one for the head.
+        // One label-ordered list per block and one for the head. Blocks go
+        // in the order they were written (their ids), then what is being
+        // flushed, then the head: for one timestamp the later source wins.
         let mut lists: Vec<Vec<(Labels, Source)>> = Vec::new();
-        for (b, block) in blocks
+        let mut written: Vec<(usize, &Arc<Block>)> = blocks
             .iter()
             .enumerate()
             .filter(|(_, b)| b.overlaps(mint, maxt))
-        {
+            .collect();
+        written.sort_by(|a, b| a.1.meta.id.cmp(&b.1.meta.id));
+        for (b, block) in written {
             let selected = block
                 .select_series(matchers, mint, maxt)
                 .map_err(io_err(format!("read block {}", block.meta.id)))?;
@@ -822,6 +881,16 @@ impl Tsdb {
                 selected
                     .into_iter()
                     .map(|(i, labels)| (labels.clone(), Source::Block(b, i)))
+                    .collect(),
+            );
+        }
+        for (f, set) in frozen.iter().enumerate() {
+            lists.push(
+                set.series
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.labels.matches(matchers) && s.overlaps(mint, maxt))
+                    .map(|(i, s)| (s.labels.clone(), Source::Frozen(f, i)))
                     .collect(),
             );
         }
@@ -863,6 +932,7 @@ impl Tsdb {
             .into_iter()
             .map(|(labels, sources)| {
                 let blocks = blocks.clone();
+                let frozen = frozen.clone();
                 LazySeries::with_histograms(labels, move || {
                     let mut data: Data = Default::default();
                     for source in &sources {
@@ -870,20 +940,14 @@ impl Tsdb {
                             Source::Block(b, i) => blocks[b]
                                 .data(i, mint, maxt)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
+                            Source::Frozen(f, i) => series_data(&frozen[f].series[i], mint, maxt),
                             // A series truncated away since it was selected has nothing left.
                             Source::Head(id) => self
                                 .head
                                 .read()
                                 .expect("head lock")
                                 .series(id)
-                                .map(|s| {
-                                    let histograms = if s.has_histograms() {
-                                        s.histograms(mint, maxt)
-                                    } else {
-                                        Vec::new()
-                                    };
-                                    (s.samples(mint, maxt), histograms)
-                                })
+                                .map(|s| series_data(s, mint, maxt))
                                 .unwrap_or_default(),
                         };
                         data = if data.0.is_empty() && data.1.is_empty() {
@@ -901,6 +965,15 @@ impl Tsdb {
     /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
         let mut out: BTreeSet<Labels> = BTreeSet::new();
+        let frozen = self.frozen.read().expect("frozen lock").clone();
+        for set in &frozen {
+            out.extend(
+                set.series
+                    .iter()
+                    .filter(|s| s.labels.matches(matchers) && s.has_samples_in(mint, maxt))
+                    .map(|s| s.labels.clone()),
+            );
+        }
         let blocks: Vec<Arc<Block>> = self.blocks.read().expect("blocks lock").clone();
         for block in blocks.iter().filter(|b| b.overlaps(mint, maxt)) {
             out.extend(
@@ -1003,6 +1076,7 @@ impl Tsdb {
             self.stats.compaction_failures.inc();
             return Err(err);
         }
+        self.update_oldest_kept();
         self.apply_retention()?;
         self.reopen_evicted()?;
         self.refresh_stats();
@@ -1063,20 +1137,73 @@ impl Tsdb {
         (max.saturating_sub(min) >= range + range / 2).then(|| min.div_euclid(range) * range)
     }
 
-    fn cut_head(&self) -> Result<()> {
+    /// Where the head would start once the cuts due for data from
+    /// `start` to `max` are made, not past `limit` (cuts are of whole
+    /// aligned block ranges, half a block of recent data left behind).
+    fn cut_bound(&self, start: i64, max: i64, limit: i64) -> Option<i64> {
         let range = self.block_range();
-        loop {
-            let Some((min, max)) = self.head.read().expect("head lock").time_range() else {
-                return Ok(());
-            };
-            let Some(mint) = self.due_cut(min, max) else {
-                return Ok(());
-            };
-            if mint.saturating_add(range) > self.cut_limit.load(Ordering::Acquire) {
-                return Ok(());
+        let first = self.due_cut(start, max)?.saturating_add(range);
+        // Each due cut moves the start to the next aligned range end; the
+        // last is the first aligned end above `max` less one and a half ranges.
+        let last = (max.saturating_sub(range + range / 2))
+            .div_euclid(range)
+            .saturating_mul(range)
+            .saturating_add(range);
+        let limited = last.min(limit.div_euclid(range).saturating_mul(range));
+        (limited >= first).then_some(limited)
+    }
+
+    fn cut_head(&self) -> Result<()> {
+        let (bound, current) = {
+            let head = self.head.read().expect("head lock");
+            let bound = head.time_range().and_then(|(min, max)| {
+                self.cut_bound(
+                    min.max(head.min_valid_time),
+                    max,
+                    self.cut_limit.load(Ordering::Acquire),
+                )
+            });
+            (bound, head.min_valid_time)
+        };
+        let backfill_due = self.backfill_pending.load(Ordering::Relaxed) > 0
+            && (bound.is_some()
+                || self.backfill_due()
+                || now_ms().saturating_sub(self.backfill_since.load(Ordering::Relaxed))
+                    >= self.block_range() / 2);
+        let leftover = !self.frozen.read().expect("frozen lock").is_empty();
+        match bound {
+            Some(bound) => self.persist_before(bound),
+            None if (backfill_due || leftover) && current > i64::MIN => {
+                self.persist_before(current)
             }
-            self.persist_head_range(mint, mint + range)?;
+            None => Ok(()),
         }
+    }
+
+    /// Whether enough backfilled samples wait in the head that maintenance
+    /// should write them now rather than at its next turn.
+    pub fn backfill_due(&self) -> bool {
+        self.backfill_pending.load(Ordering::Relaxed) >= BACKFILL_FLUSH_SAMPLES
+    }
+
+    /// Counts samples older than the head's start taken into the head.
+    fn note_backfill(&self, n: u64) {
+        if n > 0 {
+            self.backfill_pending.fetch_add(n, Ordering::Relaxed);
+            let _ = self.backfill_since.compare_exchange(
+                i64::MAX,
+                now_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Refuses samples older than the head's start, as Prometheus without
+    /// an out-of-order window does: for an engine fed from a log that a
+    /// writer already checked against that bound (a cluster partition).
+    pub fn refuse_backfill(&self) {
+        self.backfill.store(false, Ordering::Relaxed);
     }
 
     /// What [`Tsdb::min_valid_time`] becomes once the cuts due now are
@@ -1084,14 +1211,9 @@ impl Tsdb {
     /// samples before they reach the engine learns it ahead
     /// ([`Tsdb::limit_cuts`]).
     pub fn next_min_valid_time(&self) -> Option<i64> {
-        let range = self.block_range();
-        let (mut min, max) = self.head.read().expect("head lock").time_range()?;
-        let mut bound = None;
-        while let Some(mint) = self.due_cut(min, max) {
-            bound = Some(mint.saturating_add(range));
-            min = mint.saturating_add(range);
-        }
-        bound
+        let head = self.head.read().expect("head lock");
+        let (min, max) = head.time_range()?;
+        self.cut_bound(min.max(head.min_valid_time), max, i64::MAX)
     }
 
     /// Writes no more appends to the WAL: for an engine whose input is
@@ -1108,33 +1230,153 @@ impl Tsdb {
         self.cut_limit.store(until, Ordering::Release);
     }
 
-    /// Writes the head's samples in `[mint, maxt)` as a block, then drops them
-    /// from the head and the WAL.
-    fn persist_head_range(&self, mint: i64, maxt: i64) -> Result<()> {
-        let mut series: Vec<(Labels, u64)> = {
+    /// Moves every sample before `bound` out of the head (the due range of
+    /// recent data and whatever was backfilled before it), writes them as
+    /// blocks of aligned block ranges, then drops them from the WAL.
+    fn persist_before(&self, bound: i64) -> Result<()> {
+        // What an earlier flush could not write goes first.
+        self.write_frozen()?;
+        let (last, live, first_new_id) = {
             let mut head = self.head.write().expect("head lock");
-            // From here no sample before maxt is accepted: the block is final.
-            head.min_valid_time = head.min_valid_time.max(maxt);
-            head.ids_with_samples_in(mint, maxt - 1)
+            // From here the head starts at `bound`; older samples still
+            // arriving are backfill, flushed next time.
+            let previous_start = head.min_valid_time;
+            let split = head.split_before(bound);
+            self.backfill_pending.store(0, Ordering::Relaxed);
+            self.backfill_since.store(i64::MAX, Ordering::Relaxed);
+            self.stats.series_removed.add(split.series_removed as u64);
+            let shares = &self.shares;
+            shares
+                .head_chunks
+                .sub(&self.stats.head_chunks, split.chunks_removed as u64);
+            shares
+                .head_series
+                .set(&self.stats.head_series, head.series_count() as u64);
+            if !split.series.is_empty() {
+                self.frozen
+                    .write()
+                    .expect("frozen lock")
+                    .push(Arc::new(Frozen {
+                        series: split.series,
+                        backfill_below: previous_start,
+                    }));
+            }
+            // Rolled under the head lock: every record in the segments up to
+            // `last` is applied, so its samples before `bound` just left.
+            let last = self.wal.roll().map_err(io_err("roll the metrics WAL"))?;
+            (last, head.ids(), head.next_id())
         };
-        series.sort_by(|a, b| a.0.cmp(&b.0));
+        self.write_frozen()?;
+        // Series created after the snapshot above (ids from `first_new_id` on)
+        // may have their records in the segments being checkpointed: keep them.
+        self.wal
+            .checkpoint(last, bound, |id| live.contains(&id) || id >= first_new_id)
+            .map_err(io_err("checkpoint the metrics WAL"))?;
+        Ok(())
+    }
+
+    /// The compaction ranges, smallest first: the block range, then 3x
+    /// steps up to a tenth of the retention (and 31 days).
+    fn compaction_ranges(&self) -> Vec<i64> {
+        let base = self.block_range();
+        let max_range = (self.retention_ms / 10).clamp(base, 31 * 24 * 3600 * 1000);
+        let mut ranges = vec![base];
+        while let Some(next) = ranges.last().and_then(|r| r.checked_mul(3))
+            && next <= max_range
+        {
+            ranges.push(next);
+        }
+        ranges
+    }
+
+    /// Writes every frozen set as blocks; each block is listed as it is
+    /// published, and the set let go of once all are. Recent samples go
+    /// into blocks of the block range; a backfilled one into the aligned
+    /// slot of the largest compaction range that ends before where the
+    /// head started, so a month of backfill makes a few large blocks
+    /// rather than hundreds of small ones. Slots of one size never
+    /// overlap, and a smaller block lies inside any larger one it meets,
+    /// so compaction merges them.
+    fn write_frozen(&self) -> Result<()> {
+        let levels = self.compaction_ranges();
+        loop {
+            let Some(set) = self.frozen.read().expect("frozen lock").first().cloned() else {
+                return Ok(());
+            };
+            let bound = set.backfill_below;
+            let slot_of = |t: i64| -> (i64, i64) {
+                let mut chosen = levels[0];
+                for &range in levels[1..].iter().filter(|_| t < bound) {
+                    let end = t.div_euclid(range).saturating_add(1).saturating_mul(range);
+                    if end > bound {
+                        break;
+                    }
+                    chosen = range;
+                }
+                (t.div_euclid(chosen).saturating_mul(chosen), chosen)
+            };
+            // Which series have samples in which slot.
+            let mut slots: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
+            for (i, series) in set.series.iter().enumerate() {
+                let (samples, histograms) = series_data(series, i64::MIN, i64::MAX);
+                let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
+                let mut last: Option<(i64, i64)> = None;
+                let times = samples
+                    .iter()
+                    .map(|s| s.timestamp_ms)
+                    .chain(histograms.iter().map(|s| s.timestamp_ms));
+                for t in times {
+                    if let Some((start, range)) = last
+                        && t >= start
+                        && t - start < range
+                    {
+                        continue;
+                    }
+                    let slot = slot_of(t);
+                    seen.insert(slot);
+                    last = Some(slot);
+                }
+                for slot in seen {
+                    slots.entry(slot).or_default().push(i);
+                }
+            }
+            for ((mint, range), members) in slots {
+                let maxt = mint.saturating_add(range);
+                let block = self.write_block(mint, maxt, |writer| {
+                    for &i in &members {
+                        let series = &set.series[i];
+                        let (samples, histograms) = series_data(series, mint, maxt - 1);
+                        writer.add_series(series.labels.clone(), &samples, &histograms)?;
+                    }
+                    Ok(())
+                })?;
+                let mut blocks = self.blocks.write().expect("blocks lock");
+                blocks.push(block);
+                blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
+                self.stats.head_cuts.inc();
+            }
+            self.frozen
+                .write()
+                .expect("frozen lock")
+                .retain(|f| !Arc::ptr_eq(f, &set));
+        }
+    }
+
+    /// Writes one level-1 block of `[mint, maxt)` with what `fill` adds
+    /// (series in label order), publishes and opens it.
+    fn write_block(
+        &self,
+        mint: i64,
+        maxt: i64,
+        fill: impl FnOnce(&mut BlockWriter) -> io::Result<()>,
+    ) -> Result<Arc<Block>> {
         let id = self.new_block_id();
         let staging = self
             .store
             .staging_dir(&id)
             .map_err(io_err("stage a block"))?;
         let mut writer = BlockWriter::new(staging).map_err(io_err("write a block"))?;
-        for (labels, sid) in series {
-            let (samples, histograms) = {
-                let head = self.head.read().expect("head lock");
-                head.series(sid)
-                    .map(|s| (s.samples(mint, maxt - 1), s.histograms(mint, maxt - 1)))
-                    .unwrap_or_default()
-            };
-            writer
-                .add_series(labels, &samples, &histograms)
-                .map_err(io_err("write a block"))?;
-        }
+        fill(&mut writer).map_err(io_err("write a block"))?;
         let (staging, meta) = writer
             .finish(&id, mint, maxt, 1, Vec::new())
             .map_err(io_err("write a block"))?;
@@ -1143,32 +1385,26 @@ impl Tsdb {
             .map_err(io_err("publish a block"))?;
         let block = Block::open(self.store.clone(), &id).map_err(io_err("open a new block"))?;
         info!(block = %id, series = meta.num_series, samples = meta.num_samples, "head cut into a block");
-        {
-            let mut blocks = self.blocks.write().expect("blocks lock");
-            blocks.push(Arc::new(block));
-            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.max_time));
-        }
-        let (live, first_new_id) = {
-            let mut head = self.head.write().expect("head lock");
-            let (removed, chunks) = head.truncate_before(maxt);
-            self.stats.series_removed.add(removed as u64);
-            let shares = &self.shares;
-            shares
-                .head_chunks
-                .sub(&self.stats.head_chunks, chunks as u64);
-            shares
-                .head_series
-                .set(&self.stats.head_series, head.series_count() as u64);
-            (head.ids(), head.next_id())
+        Ok(Arc::new(block))
+    }
+
+    /// Sets the oldest time retention keeps, from the newest data held.
+    fn update_oldest_kept(&self) {
+        let newest = {
+            let blocks = self.blocks.read().expect("blocks lock");
+            let block_max = blocks.iter().map(|b| b.meta.max_time).max();
+            let head_max = self
+                .head
+                .read()
+                .expect("head lock")
+                .time_range()
+                .map(|r| r.1);
+            block_max.max(head_max)
         };
-        let last = self.wal.roll().map_err(io_err("roll the metrics WAL"))?;
-        // Series created after the snapshot above (ids from `first_new_id` on)
-        // may have their records in the segments being checkpointed: keep them.
-        self.wal
-            .checkpoint(last, maxt, |id| live.contains(&id) || id >= first_new_id)
-            .map_err(io_err("checkpoint the metrics WAL"))?;
-        self.stats.head_cuts.inc();
-        Ok(())
+        if let Some(newest) = newest {
+            self.oldest_kept
+                .store(newest.saturating_sub(self.retention_ms), Ordering::Relaxed);
+        }
     }
 
     fn new_block_id(&self) -> String {
@@ -1182,16 +1418,10 @@ impl Tsdb {
     /// Merges adjacent blocks into larger ones: 3x the block range, then 3x
     /// that, up to a tenth of the retention (and 31 days).
     fn compact(&self) -> Result<()> {
-        let base = self.block_range();
-        let max_range = (self.retention_ms / 10).clamp(base, 31 * 24 * 3600 * 1000);
-        let mut range = base.saturating_mul(3);
-        while range <= max_range {
-            loop {
-                let group = self.compactable_group(range);
-                let Some(group) = group else { break };
+        for range in self.compaction_ranges().into_iter().skip(1) {
+            while let Some(group) = self.compactable_group(range) {
                 self.merge_blocks(&group)?;
             }
-            range = range.saturating_mul(3);
         }
         Ok(())
     }
@@ -1207,8 +1437,11 @@ impl Tsdb {
                 groups.entry(slot).or_default().push(block);
             }
         }
-        groups.into_iter().find_map(|(slot, group)| {
+        groups.into_iter().find_map(|(slot, mut group)| {
             let end = (slot + 1) * range;
+            // Written order, so a later block's sample wins a timestamp
+            // both hold (backfill over older data), as it does on read.
+            group.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
             (group.len() >= 2 && end <= closed_before).then_some(group)
         })
     }
@@ -1402,11 +1635,29 @@ fn pull(
     Ok(())
 }
 
+/// A head (or frozen) series' samples in `[mint, maxt]`.
+fn series_data(s: &MemSeries, mint: i64, maxt: i64) -> Data {
+    let histograms = if s.has_histograms() {
+        s.histograms(mint, maxt)
+    } else {
+        Vec::new()
+    };
+    (s.samples(mint, maxt), histograms)
+}
+
 /// Replay threads applying samples, each owning the series whose id falls in
 /// its shard; the WAL is read and decoded on another thread.
 const REPLAY_SHARDS: usize = 2;
 
-fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport, HeadInner, u64)> {
+/// Replays the WAL into a head that starts at `min_valid_time`; samples
+/// before it are backfill not yet in a block (or, after a crash between a
+/// flush's publishing and its checkpoint, in one already: the next flush
+/// writes them again and compaction merges the copies). Returns the
+/// samples replayed and how many of them are backfill.
+fn replay_wal(
+    dir: &Path,
+    min_valid_time: i64,
+) -> io::Result<(wal::ReplayReport, HeadInner, u64, u64)> {
     use std::sync::mpsc::sync_channel;
     type Work = (
         Vec<(u64, Labels)>,
@@ -1438,6 +1689,7 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
             }));
         }
         let shard_of = |id: u64| (id % REPLAY_SHARDS as u64) as usize;
+        let mut backfilled = 0u64;
         let report = wal::replay(dir, |record| {
             let mut parts: Vec<Work> = (0..REPLAY_SHARDS).map(|_| Default::default()).collect();
             match record {
@@ -1447,15 +1699,14 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
                     }
                 }
                 Record::Samples(samples) => {
-                    for sample in samples.into_iter().filter(|s| s.1 >= min_valid_time) {
+                    for sample in samples {
+                        backfilled += u64::from(sample.1 < min_valid_time);
                         parts[shard_of(sample.0)].1.push(sample);
                     }
                 }
                 Record::Histograms(samples) => {
-                    for sample in samples
-                        .into_iter()
-                        .filter(|s| s.1.timestamp_ms >= min_valid_time)
-                    {
+                    for sample in samples {
+                        backfilled += u64::from(sample.1.timestamp_ms < min_valid_time);
                         parts[shard_of(sample.0)].2.push(sample);
                     }
                 }
@@ -1480,6 +1731,7 @@ fn replay_wal(dir: &Path, min_valid_time: i64) -> io::Result<(wal::ReplayReport,
             report,
             HeadInner::from_replayed(min_valid_time, shards),
             applied,
+            backfilled,
         ))
     })
 }
@@ -1559,6 +1811,189 @@ mod tests {
     fn sorted(mut batch: Vec<SeriesSamples>) -> Vec<SeriesSamples> {
         batch.sort_by(|a, b| a.labels.cmp(&b.labels));
         batch
+    }
+
+    fn open_backfilling(dir: &Path) -> Tsdb {
+        let config = TsdbConfig {
+            out_of_order_window: TsdbConfig::default().out_of_order_window,
+            ..config()
+        };
+        Tsdb::open(
+            dir,
+            config,
+            PromDuration::from_secs(30 * 24 * 3600),
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap()
+    }
+
+    /// Merges `extra` into `base` by labels; on one timestamp `extra` wins.
+    fn overlay(base: &[SeriesSamples], extra: &[SeriesSamples]) -> Vec<SeriesSamples> {
+        let mut all: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
+        for s in base.iter().chain(extra) {
+            let points = all.entry(s.labels.clone()).or_default();
+            for p in &s.samples {
+                points.insert(p.timestamp_ms, p.value);
+            }
+        }
+        all.into_iter()
+            .map(|(labels, points)| SeriesSamples {
+                labels,
+                samples: points
+                    .into_iter()
+                    .map(|(timestamp_ms, value)| Sample {
+                        timestamp_ms,
+                        value,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Samples of any age within retention are taken into a running store
+    /// (before its blocks too), read at once, written as blocks that
+    /// compaction merges with the older ones, and kept across restarts.
+    #[test]
+    fn backfill_of_any_age_is_read_at_once_compacted_in_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_backfilling(dir.path());
+        let live = load(&db, 24 * 60 * MIN, 600);
+        db.maintain().unwrap();
+        assert!(db.blocks.read().unwrap().len() >= 2);
+        let head_start = db.min_valid_time();
+        // Last day's data for the same series (one timestamp overwritten
+        // inside the live range's blocks), and a series the head never had.
+        let mut old: Vec<SeriesSamples> = (0..10)
+            .map(|i| {
+                series(
+                    "node_cpu_seconds_total",
+                    &format!("host{i}:9100"),
+                    (0..24 * 60)
+                        .step_by(2)
+                        .map(|m| (m * MIN, -(m as f64) - 0.5)),
+                )
+            })
+            .collect();
+        old.push(series(
+            "node_boot_time_seconds",
+            "gone:9100",
+            (0..24 * 60).map(|m| (m * MIN, 1.7e9)),
+        ));
+        old.push(series(
+            "node_cpu_seconds_total",
+            "host3:9100",
+            [(24 * 60 * MIN + 5 * MIN, 42.0)],
+        ));
+        assert!(5 * MIN + 24 * 60 * MIN < head_start);
+        let report = db.append(&old).unwrap();
+        assert_eq!(report.rejected_total(), 0, "{report:?}");
+        let expected = overlay(&live, &old);
+        assert_eq!(everything(&db), expected, "read from the head");
+        assert!(db.backfill_pending.load(Ordering::Relaxed) > 0);
+        let blocks_before = db.blocks.read().unwrap().len();
+        // Not flushed while young and few; then written out once due.
+        db.maintain().unwrap();
+        assert_eq!(db.blocks.read().unwrap().len(), blocks_before);
+        db.backfill_since.store(0, Ordering::Relaxed);
+        db.maintain().unwrap();
+        assert_eq!(db.backfill_pending.load(Ordering::Relaxed), 0);
+        assert_eq!(db.min_valid_time(), head_start);
+        assert_eq!(everything(&db), expected, "read from blocks");
+        // The backfilled day is merged into aligned blocks that do not overlap.
+        {
+            let blocks = db.blocks.read().unwrap();
+            for pair in blocks.windows(2) {
+                assert!(
+                    pair[0].meta.max_time <= pair[1].meta.min_time,
+                    "overlapping blocks after compaction: {:?} {:?}",
+                    (pair[0].meta.min_time, pair[0].meta.max_time),
+                    (pair[1].meta.min_time, pair[1].meta.max_time)
+                );
+            }
+            assert!(blocks.iter().any(|b| b.meta.min_time == 0));
+        }
+        drop(db);
+        let db = open_backfilling(dir.path());
+        assert_eq!(everything(&db), expected, "after a restart");
+    }
+
+    /// Backfill that was acknowledged but not yet written as blocks comes
+    /// back from the WAL after a crash, and a flush cut short by one is
+    /// written again: nothing is lost and nothing doubles.
+    #[test]
+    fn acknowledged_backfill_survives_a_crash_before_or_during_its_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_backfilling(dir.path());
+        let live = load(&db, 24 * 60 * MIN, 600);
+        db.maintain().unwrap();
+        let old: Vec<SeriesSamples> = (0..3)
+            .map(|i| {
+                series(
+                    "node_memory_free_bytes",
+                    &format!("host{i}:9100"),
+                    (0..600).map(|m| (m * MIN, (m * 1000 + i) as f64)),
+                )
+            })
+            .collect();
+        db.append(&old).unwrap();
+        // A crash before any flush: the WAL brings the backfill back.
+        std::mem::forget(db);
+        let db = open_backfilling(dir.path());
+        let expected = overlay(&live, &old);
+        assert_eq!(everything(&db), expected);
+        assert!(db.backfill_pending.load(Ordering::Relaxed) > 0);
+        // A crash after the flush published its blocks but before the WAL
+        // checkpoint: the replayed copy is flushed again and merged.
+        {
+            let mut head = db.head.write().unwrap();
+            let bound = head.min_valid_time;
+            let split = head.split_before(bound);
+            db.frozen.write().unwrap().push(Arc::new(Frozen {
+                series: split.series,
+                backfill_below: bound,
+            }));
+        }
+        db.write_frozen().unwrap();
+        std::mem::forget(db);
+        let db = open_backfilling(dir.path());
+        assert_eq!(everything(&db), expected);
+        db.backfill_since.store(0, Ordering::Relaxed);
+        db.maintain().unwrap();
+        assert_eq!(everything(&db), expected);
+        let blocks = db.blocks.read().unwrap();
+        for pair in blocks.windows(2) {
+            assert!(pair[0].meta.max_time <= pair[1].meta.min_time);
+        }
+    }
+
+    /// Past retention is refused by name; a store configured with an
+    /// out-of-order window keeps refusing what lies beyond it.
+    #[test]
+    fn backfill_past_retention_or_the_configured_window_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Tsdb::open(
+            dir.path(),
+            TsdbConfig {
+                out_of_order_window: TsdbConfig::default().out_of_order_window,
+                ..config()
+            },
+            PromDuration::from_secs(24 * 3600),
+            Arc::new(TsdbStats::default()),
+        )
+        .unwrap();
+        load(&db, 48 * 60 * MIN, 600);
+        db.maintain().unwrap();
+        let report = db
+            .append(&[series("old", "a", [(MIN, 1.0), (40 * 60 * MIN, 2.0)])])
+            .unwrap();
+        assert_eq!(report.accepted, 1);
+        assert!(
+            report
+                .first_rejection
+                .unwrap()
+                .contains("older than the retention period keeps")
+        );
+        assert_eq!(db.stats.rejected_past_retention.get(), 1);
     }
 
     #[test]

@@ -300,28 +300,39 @@ impl HistPart {
         merge_last_wins_by(out, extra, |s| s.timestamp_ms)
     }
 
-    /// Drops everything before `t`; returns chunks removed.
-    fn truncate_before(&mut self, t: i64) -> usize {
+    /// Moves everything before `t` into a part of its own, returned with
+    /// the number of chunks that left this one.
+    fn split_before(&mut self, t: i64) -> (HistPart, usize) {
         let before = self.chunk_count();
+        let mut gone = HistPart::default();
+        let mut early: Vec<HistogramSample> = Vec::new();
         let mut keep: Vec<HistogramSample> = Vec::new();
         let mut sealed = Vec::new();
         for c in self.sealed.drain(..) {
             if c.min_t >= t {
                 sealed.push(c);
-            } else if c.max_t >= t {
+            } else if c.max_t < t {
+                gone.sealed.push(c);
+            } else {
                 decode_histogram_chunk(&c.data, &mut keep).expect("head chunk decodes");
             }
         }
-        keep.retain(|s| s.timestamp_ms >= t);
         let mut open_rest = Vec::new();
         if !self.open.is_empty() && self.open.min_time() < t {
             decode_histogram_chunk(&self.open.bytes(), &mut open_rest).expect("head chunk decodes");
-            open_rest.retain(|s| s.timestamp_ms >= t);
             self.open = OpenHistogramChunk::Empty;
         }
+        let (mut straddling, mut open_rest): (Vec<_>, Vec<_>) = (keep, open_rest);
+        early.extend(straddling.extract_if(.., |s| s.timestamp_ms < t));
+        early.extend(open_rest.extract_if(.., |s| s.timestamp_ms < t));
+        // The early samples of straddling chunks follow the chunks that left whole.
+        for s in early {
+            gone.append_in_order(s.timestamp_ms, &s.value, HISTOGRAMS_PER_CHUNK);
+        }
+        gone.cut();
         // Re-encode the straddling remainder ahead of the chunks that stay whole.
         let mut rebuilt = HistPart::default();
-        for s in keep {
+        for s in straddling {
             rebuilt.append_in_order(s.timestamp_ms, &s.value, HISTOGRAMS_PER_CHUNK);
         }
         rebuilt.cut();
@@ -337,8 +348,9 @@ impl HistPart {
             self.open = open;
         }
         self.extra.extend(rebuilt.extra);
-        self.extra = self.extra.split_off(&t);
-        before.saturating_sub(self.chunk_count())
+        let later = self.extra.split_off(&t);
+        gone.extra.extend(std::mem::replace(&mut self.extra, later));
+        (gone, before.saturating_sub(self.chunk_count()))
     }
 
     fn has_samples_in(&self, mint: i64, maxt: i64) -> bool {
@@ -550,7 +562,7 @@ impl MemSeries {
         }
     }
 
-    fn min_time(&self) -> Option<i64> {
+    pub(crate) fn min_time(&self) -> Option<i64> {
         let floats = self.float_min_time();
         match (floats, self.hist.as_ref().and_then(|h| h.min_time())) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -559,7 +571,7 @@ impl MemSeries {
     }
 
     /// The newest timestamp held, out-of-order samples included.
-    fn newest(&self) -> i64 {
+    pub(crate) fn newest(&self) -> i64 {
         let hist_extra = self
             .hist
             .as_ref()
@@ -671,47 +683,54 @@ impl MemSeries {
         merge_last_wins(out, extra)
     }
 
-    /// Drops everything before `t`; returns chunks removed.
-    fn truncate_before(&mut self, t: i64) -> usize {
+    /// Moves everything before `t` into a series of its own (same labels),
+    /// returned with the number of chunks that left this one.
+    pub(crate) fn split_before(&mut self, t: i64) -> (MemSeries, usize) {
         let before = self.sealed.len() + usize::from(!self.open.is_empty());
+        let mut gone = MemSeries::new(self.labels.clone());
+        let mut early: Vec<Sample> = Vec::new();
         let mut keep: Vec<Sample> = Vec::new();
         let mut sealed = Vec::new();
         for c in self.sealed.drain(..) {
             if c.min_t >= t {
                 sealed.push(c);
-            } else if c.max_t >= t {
-                let mut samples = chunk::decode(&c.data).expect("head chunk decodes");
-                samples.retain(|s| s.timestamp_ms >= t);
-                keep.extend(samples);
+            } else if c.max_t < t {
+                gone.sealed.push(c);
+            } else {
+                let samples = chunk::decode(&c.data).expect("head chunk decodes");
+                let (lower, upper): (Vec<Sample>, Vec<Sample>) =
+                    samples.into_iter().partition(|s| s.timestamp_ms < t);
+                early.extend(lower);
+                keep.extend(upper);
             }
         }
-        // Re-encode the straddling remainder ahead of the chunks that stay whole.
-        let mut rebuilt: Vec<SealedChunk> = Vec::new();
-        let mut encoder = ChunkEncoder::default();
-        for s in keep {
-            if encoder.len() >= SAMPLES_PER_CHUNK {
-                rebuilt.push(seal(&std::mem::take(&mut encoder)));
-            }
-            encoder.append(s.timestamp_ms, s.value);
-        }
-        if !encoder.is_empty() {
-            rebuilt.push(seal(&encoder));
-        }
-        rebuilt.extend(sealed);
         if !self.open.is_empty() && self.open.min_time() < t {
-            let mut samples = chunk::decode(&self.open.bytes()).expect("head chunk decodes");
-            samples.retain(|s| s.timestamp_ms >= t);
+            let samples = chunk::decode(&self.open.bytes()).expect("head chunk decodes");
             self.open = ChunkEncoder::default();
             for s in samples {
-                self.open.append(s.timestamp_ms, s.value);
+                if s.timestamp_ms < t {
+                    early.push(s);
+                } else {
+                    self.open.append(s.timestamp_ms, s.value);
+                }
             }
         }
+        // The early samples of straddling chunks follow the chunks that left whole.
+        gone.sealed.extend(encode_run(early));
+        gone.max_t = gone.sealed.last().map_or(i64::MIN, |c| c.max_t);
+        // Re-encode the straddling remainder ahead of the chunks that stay whole.
+        let mut rebuilt = encode_run(keep);
+        rebuilt.extend(sealed);
         self.sealed = rebuilt;
-        self.extra = self.extra.split_off(&t);
+        let later = self.extra.split_off(&t);
+        gone.extra = std::mem::replace(&mut self.extra, later);
         let after = self.sealed.len() + usize::from(!self.open.is_empty());
         let hist_removed = match &mut self.hist {
             Some(h) => {
-                let removed = h.truncate_before(t);
+                let (early, removed) = h.split_before(t);
+                if !early.is_empty() {
+                    gone.hist = Some(Box::new(early));
+                }
                 if h.is_empty() {
                     self.hist = None;
                 }
@@ -719,7 +738,7 @@ impl MemSeries {
             }
             None => 0,
         };
-        before.saturating_sub(after) + hist_removed
+        (gone, before.saturating_sub(after) + hist_removed)
     }
 
     fn chunk_count(&self) -> usize {
@@ -753,6 +772,22 @@ fn seal(encoder: &ChunkEncoder) -> SealedChunk {
         max_t: encoder.max_time(),
         data: chunk::encode_best(&samples).into_boxed_slice(),
     }
+}
+
+/// Sorted samples as sealed chunks of at most [`SAMPLES_PER_CHUNK`].
+fn encode_run(samples: Vec<Sample>) -> Vec<SealedChunk> {
+    let mut chunks = Vec::new();
+    let mut encoder = ChunkEncoder::default();
+    for s in samples {
+        if encoder.len() >= SAMPLES_PER_CHUNK {
+            chunks.push(seal(&std::mem::take(&mut encoder)));
+        }
+        encoder.append(s.timestamp_ms, s.value);
+    }
+    if !encoder.is_empty() {
+        chunks.push(seal(&encoder));
+    }
+    chunks
 }
 
 /// Merges two sorted runs; on equal timestamps the second run's sample wins.
@@ -841,8 +876,11 @@ impl ReplayShard {
 pub enum RejectReason {
     /// Older than the out-of-order window allows for its series.
     TooOld,
-    /// Older than the newest persisted block's end: that time is closed.
+    /// Older than the newest persisted block's end, where that time is
+    /// closed (cluster mode, or beyond the out-of-order window).
     OutOfBounds,
+    /// Older than the retention period keeps.
+    PastRetention,
     /// The store holds as many series as it may.
     SeriesLimit,
     /// The metric name holds as many series as it may.
@@ -869,6 +907,7 @@ impl RejectReason {
         match self {
             Self::TooOld => "older than the out-of-order window for its series",
             Self::OutOfBounds => "older than the newest persisted block",
+            Self::PastRetention => "older than the retention period keeps",
             Self::SeriesLimit => "the store's series limit is reached",
             Self::MetricSeriesLimit => "the metric's series limit is reached",
             Self::InvalidSeries => "the series has no metric name or an invalid label name",
@@ -894,6 +933,10 @@ impl RejectReason {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeadLimits {
     pub ooo_window_ms: i64,
+    /// Samples before this are past retention.
+    pub oldest_ms: i64,
+    /// Whether samples before the head's start are taken (backfill).
+    pub backfill: bool,
     pub max_series: usize,
     pub max_series_per_metric: usize,
     pub max_labels_per_series: usize,
@@ -1079,7 +1122,12 @@ impl HeadInner {
 
     /// Checks one sample against the series' window without storing it.
     pub fn check(&self, id: u64, t: i64, limits: &HeadLimits) -> Result<(), RejectReason> {
-        if t < self.min_valid_time {
+        if t < limits.oldest_ms {
+            return Err(RejectReason::PastRetention);
+        }
+        if t < self.min_valid_time
+            && (!limits.backfill || t < self.min_valid_time.saturating_sub(limits.ooo_window_ms))
+        {
             return Err(RejectReason::OutOfBounds);
         }
         let series = self.series.get(&id).ok_or(RejectReason::InvalidSeries)?;
@@ -1216,15 +1264,6 @@ impl HeadInner {
         }
     }
 
-    /// Series with samples in `[mint, maxt]`, with their labels.
-    pub fn ids_with_samples_in(&self, mint: i64, maxt: i64) -> Vec<(Labels, u64)> {
-        self.series
-            .iter()
-            .filter(|(_, s)| s.has_samples_in(mint, maxt))
-            .map(|(id, s)| (s.labels.clone(), *id))
-            .collect()
-    }
-
     /// The id the next new series will get.
     pub fn next_id(&self) -> u64 {
         self.next_id
@@ -1250,19 +1289,43 @@ impl HeadInner {
     }
 
     /// Drops data before `t` and series left empty. Returns (series removed, chunks removed).
+    #[cfg(test)]
     pub fn truncate_before(&mut self, t: i64) -> (usize, usize) {
+        let split = self.split_before(t);
+        (split.series_removed, split.chunks_removed)
+    }
+
+    /// Moves every sample before `t` out of the head (the in-order range
+    /// it starts now moves up to `t`, if it was lower) and drops the series
+    /// left empty: what left, by series in label order, to be written as blocks.
+    pub fn split_before(&mut self, t: i64) -> HeadSplit {
         self.min_valid_time = self.min_valid_time.max(t);
         let mut chunks = 0;
         let mut removed = Vec::new();
+        let mut series_out = Vec::new();
         for (&id, series) in &mut self.series {
-            chunks += series.truncate_before(t);
+            if series.min_time().is_none_or(|min| min >= t) {
+                continue;
+            }
+            let (gone, n) = series.split_before(t);
+            chunks += n;
+            if !gone.is_empty() {
+                series_out.push(gone);
+            }
             if series.is_empty() {
                 removed.push(id);
             }
         }
+        series_out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let mut split = HeadSplit {
+            series: series_out,
+            series_removed: removed.len(),
+            chunks_removed: chunks,
+        };
         if removed.is_empty() {
-            return (0, chunks);
+            return split;
         }
+        split.series_removed = removed.len();
         let gone: HashSet<u64> = removed.iter().copied().collect();
         for id in &removed {
             if let Some(series) = self.series.remove(id) {
@@ -1294,8 +1357,17 @@ impl HeadInner {
             .cloned()
             .collect();
         self.symbols = symbols;
-        (removed.len(), chunks)
+        split
     }
+}
+
+/// Samples moved out of the head by [`HeadInner::split_before`].
+#[derive(Debug, Default)]
+pub(crate) struct HeadSplit {
+    /// The samples, by series in label order.
+    pub series: Vec<MemSeries>,
+    pub series_removed: usize,
+    pub chunks_removed: usize,
 }
 
 /// A map keyed by series ids or hashes: keys are already well spread (or
@@ -1386,6 +1458,8 @@ mod tests {
 
     const LIMITS: HeadLimits = HeadLimits {
         ooo_window_ms: 10_000,
+        oldest_ms: i64::MIN,
+        backfill: false,
         max_series: 3,
         max_series_per_metric: 2,
         max_labels_per_series: 3,

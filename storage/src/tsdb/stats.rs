@@ -16,6 +16,7 @@ pub struct TsdbStats {
     pub series_removed: Counter,
     pub rejected_too_old: Counter,
     pub rejected_out_of_bounds: Counter,
+    pub rejected_past_retention: Counter,
     pub rejected_series_limit: Counter,
     pub rejected_metric_series_limit: Counter,
     pub rejected_invalid: Counter,
@@ -52,6 +53,7 @@ impl TsdbStats {
         let counter = match reason {
             RejectReason::TooOld => &self.rejected_too_old,
             RejectReason::OutOfBounds => &self.rejected_out_of_bounds,
+            RejectReason::PastRetention => &self.rejected_past_retention,
             RejectReason::SeriesLimit => &self.rejected_series_limit,
             RejectReason::MetricSeriesLimit => &self.rejected_metric_series_limit,
             RejectReason::InvalidSeries => &self.rejected_invalid,
@@ -117,6 +119,7 @@ impl TsdbStats {
         for (reason, c) in [
             ("too_old", &self.rejected_too_old),
             ("out_of_bounds", &self.rejected_out_of_bounds),
+            ("past_retention", &self.rejected_past_retention),
             ("series_limit", &self.rejected_series_limit),
             ("metric_series_limit", &self.rejected_metric_series_limit),
             ("invalid_series", &self.rejected_invalid),
