@@ -409,3 +409,170 @@ fn a_cached_range_query_sees_late_samples() {
         Some(1.0)
     );
 }
+
+/// Last month's history imported into a running server whose store has
+/// cut blocks already (every sample older than the newest block):
+/// taken, queryable at once, written into blocks, and a SIGKILL in the
+/// middle of the import loses nothing acknowledged.
+#[test]
+fn last_months_history_imports_into_a_live_store_through_a_crash() {
+    const SERIES: i64 = 20;
+    const STEP: i64 = 5 * 60_000;
+    const DAY: i64 = 24 * 3600 * 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sextant.yaml");
+    std::fs::write(
+        &config,
+        "storage:\n  metrics:\n    block_duration: 1m\nretention:\n  metrics: 60d\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        Sextant::builder()
+            .data_dir(&data)
+            .args(["--config", config.to_str().unwrap()])
+            .start()
+    };
+    let sextant = start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Live data for the last five minutes: the head is cut into blocks.
+    let live: Vec<_> = (0..3)
+        .map(|i| {
+            let points: Vec<(i64, f64)> = (0..20)
+                .map(|k| (now - 300_000 + k * 15_000, k as f64))
+                .collect();
+            sextant_tests::series(
+                &[("__name__", "live_gauge"), ("instance", &format!("i{i}"))],
+                &points,
+            )
+        })
+        .collect();
+    assert_eq!(sextant.remote_write(live).status, 204);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sextant.metric("sextant_tsdb_blocks", &[]).unwrap_or(0.0) < 1.0 {
+        assert!(Instant::now() < deadline, "no block was cut");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // A day per request, 30 days back from an hour ago.
+    let first = (now - DAY / 24 - 30 * DAY).div_euclid(STEP) * STEP;
+    let mut expected: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    let days: Vec<String> = (0..30)
+        .map(|day| {
+            let mut body = String::new();
+            for s in 0..SERIES {
+                for k in 0..DAY / STEP {
+                    let t = first + day * DAY + k * STEP;
+                    let value = format!("{}", (s * 1_000_003 + day * 1000 + k) as f64 / 8.0);
+                    body.push_str(&format!(
+                        "month_import{{host=\"h{s}\",job=\"history\"}} {value} {t}\n"
+                    ));
+                    expected
+                        .entry(format!("month_import{{host=\"h{s}\",job=\"history\"}}"))
+                        .or_default()
+                        .push((t, value));
+                }
+            }
+            body
+        })
+        .collect();
+    let import = |sextant: &Sextant, body: &str| {
+        let reply = sextant.post_path("/api/v1/import/prometheus", "text/plain", body.as_bytes());
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    };
+    for body in &days[..10] {
+        import(&sextant, body);
+    }
+    // Queryable at once, from the head.
+    let counted = sextant.wait_for_query(
+        &format!("sum(count_over_time(month_import[31d] @ {}))", now / 1000),
+        |r| r[0]["value"][1] == "57600",
+    );
+    assert_eq!(counted[0]["value"][1], "57600");
+    // The rest from another thread, killed while it sends.
+    let url = format!("{}/api/v1/import/prometheus", sextant.base_url());
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sender = {
+        let (acked, rest) = (acked.clone(), days[10..].to_vec());
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into();
+            for (i, body) in rest.iter().enumerate() {
+                match agent
+                    .post(&url)
+                    .header("content-type", "text/plain")
+                    .send(body.as_bytes())
+                {
+                    Ok(reply) if reply.status() == 204 => acked.lock().unwrap().push(10 + i),
+                    _ => return,
+                }
+            }
+        })
+    };
+    while acked.lock().unwrap().len() < 5 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let kept = sextant.kill_hard();
+    sender.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let out = sextant_tests::run_sextant(&["check-data", kept.data_dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "check-data after the kill: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop(kept);
+    let sextant = start();
+    // Every acknowledged day is whole after the crash; then the rest.
+    let got = sextant.export("month_import");
+    for day in (0..10).chain(acked.iter().copied()) {
+        let (from, to) = (first + day as i64 * DAY, first + (day as i64 + 1) * DAY);
+        for (key, points) in &expected {
+            let ours: Vec<&(i64, String)> = got
+                .get(key)
+                .map(|p| p.iter().filter(|(t, _)| *t >= from && *t < to).collect())
+                .unwrap_or_default();
+            let theirs: Vec<&(i64, String)> = points
+                .iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .collect();
+            assert_eq!(ours, theirs, "{key}, acknowledged day {day}");
+        }
+    }
+    for day in 10..30 {
+        if !acked.contains(&day) {
+            import(&sextant, &days[day]);
+        }
+    }
+    let check = |sextant: &Sextant, when: &str| {
+        let got = sextant.export("month_import");
+        assert_eq!(got.len(), SERIES as usize, "{when}");
+        for (key, points) in &expected {
+            assert_eq!(&got[key], points, "{key} {when}");
+        }
+    };
+    check(&sextant, "from the head");
+    // Written into blocks within half a block range (30 s here).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sextant
+        .metric("sextant_tsdb_backfill_pending_samples", &[])
+        .unwrap_or(1.0)
+        > 0.0
+    {
+        assert!(Instant::now() < deadline, "the backfill was never written");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    check(&sextant, "from blocks");
+    for reason in ["out_of_bounds", "too_old", "past_retention"] {
+        assert_eq!(
+            sextant.metric("sextant_tsdb_rejected_samples_total", &[("reason", reason)]),
+            Some(0.0),
+            "{reason}"
+        );
+    }
+}

@@ -274,6 +274,7 @@ const BACKFILL_FLUSH_SAMPLES: u64 = 1_000_000;
 struct GaugeShares {
     head_series: GaugeShare,
     head_chunks: GaugeShare,
+    backfill_pending: GaugeShare,
     blocks: GaugeShare,
     block_bytes: GaugeShare,
 }
@@ -284,6 +285,7 @@ impl Drop for Tsdb {
         let (stats, shares) = (&self.stats, &self.shares);
         shares.head_series.set(&stats.head_series, 0);
         shares.head_chunks.set(&stats.head_chunks, 0);
+        shares.backfill_pending.set(&stats.backfill_pending, 0);
         shares.blocks.set(&stats.blocks, 0);
         shares.block_bytes.set(&stats.block_bytes, 0);
     }
@@ -1189,7 +1191,10 @@ impl Tsdb {
     /// Counts samples older than the head's start taken into the head.
     fn note_backfill(&self, n: u64) {
         if n > 0 {
-            self.backfill_pending.fetch_add(n, Ordering::Relaxed);
+            let pending = self.backfill_pending.fetch_add(n, Ordering::Relaxed) + n;
+            self.shares
+                .backfill_pending
+                .set(&self.stats.backfill_pending, pending);
             let _ = self.backfill_since.compare_exchange(
                 i64::MAX,
                 now_ms(),
@@ -1244,6 +1249,9 @@ impl Tsdb {
             let split = head.split_before(bound);
             self.backfill_pending.store(0, Ordering::Relaxed);
             self.backfill_since.store(i64::MAX, Ordering::Relaxed);
+            self.shares
+                .backfill_pending
+                .set(&self.stats.backfill_pending, 0);
             self.stats.series_removed.add(split.series_removed as u64);
             let shares = &self.shares;
             shares

@@ -11,6 +11,7 @@ use super::RejectReason;
 pub struct TsdbStats {
     pub head_series: Gauge,
     pub head_chunks: Gauge,
+    pub backfill_pending: Gauge,
     pub samples_appended: Counter,
     pub series_created: Counter,
     pub series_removed: Counter,
@@ -86,6 +87,12 @@ impl TsdbStats {
             "sextant_tsdb_head_chunks",
             "Chunks in the in-memory head.",
             &self.head_chunks,
+        );
+        gauge(
+            page,
+            "sextant_tsdb_backfill_pending_samples",
+            "Samples older than the head's start waiting in the head to be written as blocks.",
+            &self.backfill_pending,
         );
         counter(
             page,
