@@ -69,7 +69,16 @@ fn write_metrics(
     acked: Arc<Mutex<Acked>>,
 ) {
     let agent = agent();
-    let base = 1_700_000_000_000i64;
+    // Half a day ago, the same for every writer of the run: the samples stay
+    // within retention of the span metrics the spans make at "now".
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64
+            - 12 * 3_600_000
+    });
     while !stop.load(Ordering::Relaxed) {
         let n = next.fetch_add(5, Ordering::Relaxed) as i64;
         let times: Vec<i64> = (0..5).map(|i| base + (n + i) * 1000).collect();
@@ -98,7 +107,11 @@ fn write_metrics(
             .send(&encode(&request)[..]);
         match sent {
             Ok(reply) if reply.status() == 204 => acked.lock().unwrap().samples.extend(times),
-            Ok(reply) => panic!("remote write refused: {}", reply.status()),
+            Ok(mut reply) => panic!(
+                "remote write refused: {} {}",
+                reply.status(),
+                reply.body_mut().read_to_string().unwrap_or_default()
+            ),
             Err(_) => break,
         }
     }

@@ -7,7 +7,7 @@
 //! cargo build --release -p sextant-server -p sextant-bench
 //! target/release/tsdb                       # the full run (several minutes)
 //! target/release/tsdb --quick               # smaller sizes, same measurements
-//! target/release/tsdb --only replay          # one part: disk, remote-write or replay
+//! target/release/tsdb --only replay          # one part: disk, remote-write, import or replay
 //! target/release/tsdb --rw-hosts 200         # remote write with 200 x ~500 series
 //! ```
 //!
@@ -19,7 +19,9 @@
 //! 2. ingest: samples/s through each one's remote-write receiver, same payloads,
 //!    same senders; and Sextant's in-process write path (WAL on);
 //! 3. memory: RSS growth per head series after the remote-write load;
-//! 4. restart: Sextant's WAL replay time for many series x 120 samples.
+//! 4. import: samples/s through each one's `/api/v1/import/prometheus`
+//!    (Sextant and VictoriaMetrics), history series by series, same bodies;
+//! 5. restart: Sextant's WAL replay time for many series x 120 samples.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -90,6 +92,9 @@ fn main() {
     if run("remote-write") {
         remote_write_part(&learned, &sizes, &scratch);
     }
+    if run("import") {
+        import_part(&learned, &sizes, &scratch);
+    }
     if run("replay") {
         let replay = learned.with_hosts(sizes.replay_hosts);
         let (replay_series, replay_secs) = sextant_replay(&replay, 120, &scratch.join("replay"));
@@ -148,6 +153,80 @@ fn remote_write_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
         theirs_rss as f64 / series,
         ours_rss as f64 / theirs_rss as f64
     ));
+}
+
+/// Text import rate, side by side: a quarter of the remote-write load's
+/// hosts, each series' samples one after another (as `/api/v1/export`
+/// or a history dump has them), in bodies of about 4 MiB, 4 senders.
+fn import_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
+    let work = learned.with_hosts((sizes.rw_hosts / 4).max(1));
+    let labels = work.labels();
+    let scrapes = sizes.rw_scrapes;
+    let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(scrapes); labels.len()];
+    let mut stream = work.scrapes(START_MS, 11);
+    for _ in 0..scrapes {
+        let (t, values) = stream.next_scrape();
+        for (s, v) in series.iter_mut().zip(values) {
+            s.push((t, *v));
+        }
+    }
+    let mut bodies: Vec<Vec<String>> = vec![Vec::new(); 4];
+    let mut body = String::new();
+    for (i, (l, samples)) in labels.iter().zip(&series).enumerate() {
+        let name = l.metric_name().unwrap_or_default();
+        let rest: Vec<String> = l
+            .iter()
+            .filter(|x| &*x.name != "__name__")
+            .map(|x| format!("{}={:?}", x.name, &*x.value))
+            .collect();
+        let head = format!("{name}{{{}}}", rest.join(","));
+        for (t, v) in samples {
+            body.push_str(&format!("{head} {v} {t}\n"));
+        }
+        if body.len() > 4 << 20 || i + 1 == labels.len() {
+            let n = bodies.iter().map(Vec::len).sum::<usize>();
+            bodies[n % 4].push(std::mem::take(&mut body));
+        }
+    }
+    let samples = (labels.len() * scrapes) as f64;
+    let megabytes = bodies.iter().flatten().map(String::len).sum::<usize>() as f64 / 1e6;
+    let sextant = start_sextant(&scratch.join("sextant-import"), &[]);
+    let ours = import_rate(&sextant, &bodies, samples);
+    drop(sextant);
+    let vm = start_victoria_metrics(&scratch.join("victoria-metrics-import"), false, &[]);
+    let theirs = import_rate(&vm, &bodies, samples);
+    drop(vm);
+    say(&format!(
+        "import via /api/v1/import/prometheus, {} series x {scrapes} samples ({megabytes:.0} MB of text), 4 senders: Sextant {ours:.0} samples/s, VictoriaMetrics {theirs:.0} samples/s (ratio {:.2})",
+        labels.len(),
+        ours / theirs
+    ));
+}
+
+/// Posts every body (4 senders); samples/s until the last is acknowledged.
+fn import_rate(peer: &Peer, bodies: &[Vec<String>], samples: f64) -> f64 {
+    let url = format!("{}/api/v1/import/prometheus", peer.url);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for mine in bodies {
+            let url = url.clone();
+            scope.spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                for body in mine {
+                    let reply = agent
+                        .post(&url)
+                        .header("content-type", "text/plain")
+                        .send(body.as_bytes())
+                        .expect("import");
+                    assert!(reply.status().is_success(), "import: {}", reply.status());
+                }
+            });
+        }
+    });
+    samples / started.elapsed().as_secs_f64()
 }
 
 /// The engine as `sextant serve` runs it by default, with 15 days' retention.
