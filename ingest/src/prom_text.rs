@@ -456,6 +456,81 @@ pub fn parse(text: &str) -> Parsed {
     out
 }
 
+/// Consecutive sample lines of one series, as a history dump (or
+/// `/api/v1/export` turned into text) has them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRun {
+    pub labels: Labels,
+    /// (milliseconds since the epoch when the line gave one, value), in line order.
+    pub points: Vec<(Option<i64>, f64)>,
+}
+
+/// What a body held, its samples in runs of one series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParsedRuns {
+    pub runs: Vec<SeriesRun>,
+    pub metadata: BTreeMap<String, FamilyMetadata>,
+    pub errors: Vec<LineError>,
+}
+
+/// [`parse`], with a line whose series is the previous line's joined to
+/// that line's run: its labels are compared, not built again.
+pub fn parse_runs(text: &str) -> ParsedRuns {
+    let mut out = ParsedRuns::default();
+    let mut parser = Parser::new(text, Format::Prometheus);
+    // The last run's series as its line spelled it (name, then labels in line order).
+    let mut last_name = String::new();
+    let mut last_pairs: Vec<(String, String)> = Vec::new();
+    while let Some(entry) = parser.next() {
+        match entry {
+            Err(error) => out.errors.push(error),
+            Ok(Entry::Sample(sample)) => {
+                let point = (sample.timestamp_ms, sample.value);
+                let pairs = parser.labels();
+                let same = !out.runs.is_empty()
+                    && sample.name == last_name
+                    && pairs.len() == last_pairs.len()
+                    && pairs
+                        .iter()
+                        .zip(&last_pairs)
+                        .all(|((n, v), (ln, lv))| n == ln && v.as_ref() == lv);
+                if same {
+                    if let Some(run) = out.runs.last_mut() {
+                        run.points.push(point);
+                    }
+                    continue;
+                }
+                last_name.clear();
+                last_name.push_str(sample.name);
+                last_pairs.clear();
+                last_pairs.extend(
+                    pairs
+                        .iter()
+                        .map(|(n, v)| ((*n).to_owned(), v.as_ref().to_owned())),
+                );
+                let labels = Labels::from_pairs(
+                    std::iter::once(("__name__", sample.name.to_owned()))
+                        .chain(pairs.iter().map(|(n, v)| (*n, v.clone().into_owned()))),
+                );
+                out.runs.push(SeriesRun {
+                    labels,
+                    points: vec![point],
+                });
+            }
+            Ok(Entry::Type { family, kind }) => {
+                out.metadata.entry(family.to_owned()).or_default().kind = Some(kind.to_owned());
+            }
+            Ok(Entry::Help { family, text }) => {
+                out.metadata.entry(family.to_owned()).or_default().help = Some(text.into_owned());
+            }
+            Ok(Entry::Unit { family, unit }) => {
+                out.metadata.entry(family.to_owned()).or_default().unit = Some(unit.to_owned());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +580,39 @@ mod tests {
             meta.help.as_deref(),
             Some("The total number of HTTP requests.")
         );
+    }
+
+    /// Runs join consecutive lines of one series however they spell it
+    /// apart from label order, and agree with `parse` line for line.
+    #[test]
+    fn runs_join_consecutive_lines_of_a_series_and_agree_with_parse() {
+        let text = "# TYPE a gauge\n\
+                    a{x=\"1\",y=\"2\"} 1 10\n\
+                    a{x=\"1\",y=\"2\"} 2 20\n\
+                    bad{ 3\n\
+                    a{x=\"1\",y=\"2\"} 3 30\n\
+                    a{y=\"2\",x=\"1\"} 4 40\n\
+                    a{x=\"1\",y=\"3\"} 5 50\n\
+                    b 6\n\
+                    b 7 70\n\
+                    a{x=\"1\",y=\"2\"} 8 80\n";
+        let runs = parse_runs(text);
+        let lines = parse(text);
+        assert_eq!(runs.errors, lines.errors);
+        assert_eq!(runs.metadata, lines.metadata);
+        let flat: Vec<(Labels, Option<i64>, u64)> = runs
+            .runs
+            .iter()
+            .flat_map(|r| r.points.iter().map(|(t, v)| (r.labels.clone(), *t, v.to_bits())))
+            .collect();
+        let expected: Vec<(Labels, Option<i64>, u64)> = lines
+            .samples
+            .iter()
+            .map(|s| (s.labels.clone(), s.timestamp_ms, s.value.to_bits()))
+            .collect();
+        assert_eq!(flat, expected);
+        let sizes: Vec<usize> = runs.runs.iter().map(|r| r.points.len()).collect();
+        assert_eq!(sizes, [3, 1, 1, 2, 1]);
     }
 
     #[test]

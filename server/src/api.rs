@@ -320,31 +320,36 @@ pub async fn import_prometheus(
         )));
     }
     let writer = state.stores()?.metrics_writer.clone();
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|e| ApiError::BadIngest(format!("body is not UTF-8: {e}")))?;
     let (report, errors) = blocking(move || {
-        let parsed = prom_text::parse(&text);
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| ApiError::BadIngest(format!("body is not UTF-8: {e}")))?;
+        let parsed = prom_text::parse_runs(text);
         let now = Tsdb::now_ms();
-        let mut order: Vec<Labels> = Vec::new();
-        let mut by_series: HashMap<Labels, Vec<Sample>> = HashMap::new();
-        for s in parsed.samples {
-            let samples = by_series.entry(s.labels.clone()).or_insert_with(|| {
-                order.push(s.labels);
-                Vec::new()
+        // A series' runs joined (a dump has each series in one run; lines
+        // of a page interleave them), its samples put in time order.
+        let mut batch: Vec<SeriesSamples> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for run in parsed.runs {
+            let points = run.points.into_iter().map(|(t, value)| Sample {
+                timestamp_ms: t.unwrap_or(now),
+                value,
             });
-            samples.push(Sample {
-                timestamp_ms: s.timestamp_ms.unwrap_or(now),
-                value: s.value,
-            });
+            match index.get(&run.labels) {
+                Some(&i) => batch[i].samples.extend(points),
+                None => {
+                    index.insert(run.labels.clone(), batch.len());
+                    batch.push(SeriesSamples {
+                        labels: run.labels,
+                        samples: points.collect(),
+                    });
+                }
+            }
         }
-        let batch: Vec<SeriesSamples> = order
-            .into_iter()
-            .map(|labels| {
-                let mut samples = by_series.remove(&labels).unwrap_or_default();
-                samples.sort_by_key(|s| s.timestamp_ms);
-                SeriesSamples { labels, samples }
-            })
-            .collect();
+        for series in &mut batch {
+            if !series.samples.is_sorted_by_key(|s| s.timestamp_ms) {
+                series.samples.sort_by_key(|s| s.timestamp_ms);
+            }
+        }
         for (name, meta) in parsed.metadata {
             writer.set_metadata(
                 &name,
