@@ -603,7 +603,11 @@ mod tests {
         let flat: Vec<(Labels, Option<i64>, u64)> = runs
             .runs
             .iter()
-            .flat_map(|r| r.points.iter().map(|(t, v)| (r.labels.clone(), *t, v.to_bits())))
+            .flat_map(|r| {
+                r.points
+                    .iter()
+                    .map(|(t, v)| (r.labels.clone(), *t, v.to_bits()))
+            })
             .collect();
         let expected: Vec<(Labels, Option<i64>, u64)> = lines
             .samples

@@ -399,6 +399,9 @@ impl MetricsWriter for Tsdb {
     fn append_start_zeros(&self, batch: &PairBatch<'_>) -> Result<u64> {
         Tsdb::append_start_zeros(self, &batch.to_series())
     }
+    fn append_pairs(&self, batch: &PairBatch<'_>) -> Result<AppendReport> {
+        Tsdb::append_pairs(self, batch)
+    }
 
     fn append_histograms(&self, batch: &[SeriesHistograms]) -> Result<AppendReport> {
         Tsdb::append_histograms(self, batch)

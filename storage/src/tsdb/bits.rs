@@ -16,6 +16,11 @@ impl BitWriter {
         let mut remaining = count;
         while remaining > 0 {
             if self.used == 0 {
+                if self.bytes.len() == self.bytes.capacity() {
+                    // Small steps rather than doubling: a head keeps one open
+                    // chunk per series, and doubling leaves a third of it empty.
+                    self.bytes.reserve_exact((self.bytes.len() / 4).max(32));
+                }
                 self.bytes.push(0);
             }
             let free = 8 - self.used;

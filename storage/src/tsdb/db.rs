@@ -23,7 +23,7 @@ use super::head::{
 use super::stats::TsdbStats;
 use super::wal::{self, FsyncPolicy, Record, Wal};
 use crate::block_store::{BlockStore, LocalBlockStore};
-use crate::{Error, LazySeries, Result};
+use crate::{Error, LazySeries, PairBatch, Result};
 
 /// The `storage.metrics` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -115,9 +115,26 @@ pub struct RefSeries<'a> {
 
 /// One series' samples on their way in, with where to put its reference.
 struct AppendItem<'a> {
-    labels: &'a Labels,
+    labels: ItemLabels<'a>,
     series_ref: Option<&'a mut u64>,
     samples: &'a [Sample],
+}
+
+/// A series to append to, by its labels or by label pairs sorted by name
+/// (labels are then built only for a new series or a refusal's message).
+#[derive(Clone, Copy)]
+enum ItemLabels<'a> {
+    Built(&'a Labels),
+    Pairs(&'a [(&'a str, &'a str)]),
+}
+
+impl std::fmt::Display for ItemLabels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Built(labels) => labels.fmt(f),
+            Self::Pairs(pairs) => Labels::from_pairs(pairs.iter().copied()).fmt(f),
+        }
+    }
 }
 
 /// How an append treats a sample the series cannot take in order.
@@ -491,7 +508,7 @@ impl Tsdb {
     pub fn append(&self, batch: &[SeriesSamples]) -> Result<AppendReport> {
         self.append_items(
             batch.iter().map(|s| AppendItem {
-                labels: &s.labels,
+                labels: ItemLabels::Built(&s.labels),
                 series_ref: None,
                 samples: &s.samples,
             }),
@@ -506,7 +523,7 @@ impl Tsdb {
     pub fn append_start_zeros(&self, batch: &[SeriesSamples]) -> Result<u64> {
         let report = self.append_items(
             batch.iter().map(|s| AppendItem {
-                labels: &s.labels,
+                labels: ItemLabels::Built(&s.labels),
                 series_ref: None,
                 samples: &s.samples,
             }),
@@ -519,7 +536,7 @@ impl Tsdb {
     pub fn append_refs(&self, batch: &mut [RefSample<'_>]) -> Result<AppendReport> {
         self.append_items(
             batch.iter_mut().map(|s| AppendItem {
-                labels: s.labels,
+                labels: ItemLabels::Built(s.labels),
                 series_ref: Some(&mut s.series_ref),
                 samples: std::slice::from_ref(&s.sample),
             }),
@@ -533,8 +550,22 @@ impl Tsdb {
     pub fn append_ref_series(&self, batch: &mut [RefSeries<'_>]) -> Result<AppendReport> {
         self.append_items(
             batch.iter_mut().map(|s| AppendItem {
-                labels: s.labels,
+                labels: ItemLabels::Built(s.labels),
                 series_ref: Some(&mut s.series_ref),
+                samples: s.samples,
+            }),
+            Appending::Samples,
+        )
+    }
+
+    /// As [`Tsdb::append`], series given as label pairs borrowed from the
+    /// bytes they came in (remote write): a series the head has is found
+    /// without building its labels.
+    pub fn append_pairs(&self, batch: &PairBatch<'_>) -> Result<AppendReport> {
+        self.append_items(
+            batch.iter().map(|s| AppendItem {
+                labels: ItemLabels::Pairs(s.labels),
+                series_ref: None,
                 samples: s.samples,
             }),
             Appending::Samples,
@@ -548,16 +579,17 @@ impl Tsdb {
     ) -> Result<AppendReport> {
         let limits = self.limits();
         let mut report = AppendReport::default();
-        let reject = |report: &mut AppendReport, reason: RejectReason, n: u64, labels: &Labels| {
-            if n == 0 || appending == Appending::NewestOnly {
-                return;
-            }
-            self.stats.reject(reason, n);
-            *report.rejected.entry(RejectKey::of(reason)).or_default() += n;
-            if report.first_rejection.is_none() {
-                report.first_rejection = Some(format!("{labels}: {}", reason.describe()));
-            }
-        };
+        let reject =
+            |report: &mut AppendReport, reason: RejectReason, n: u64, labels: ItemLabels<'_>| {
+                if n == 0 || appending == Appending::NewestOnly {
+                    return;
+                }
+                self.stats.reject(reason, n);
+                *report.rejected.entry(RejectKey::of(reason)).or_default() += n;
+                if report.first_rejection.is_none() {
+                    report.first_rejection = Some(format!("{labels}: {}", reason.describe()));
+                }
+            };
         let seq;
         {
             let mut head = self.head.write().expect("head lock");
@@ -570,9 +602,19 @@ impl Tsdb {
                     .as_deref()
                     .copied()
                     .filter(|&id| id != 0 && head.series(id).is_some());
-                let resolved = match known {
-                    Some(id) => Ok(id),
-                    None => head.get_or_create(series.labels, &limits, &mut created),
+                let resolved = match (known, series.labels) {
+                    (Some(id), _) => Ok(id),
+                    (None, ItemLabels::Built(labels)) => {
+                        head.get_or_create(labels, &limits, &mut created)
+                    }
+                    (None, ItemLabels::Pairs(pairs)) => match head.lookup_pairs(pairs) {
+                        Some(id) => Ok(id),
+                        None => head.get_or_create(
+                            &Labels::from_pairs(pairs.iter().copied()),
+                            &limits,
+                            &mut created,
+                        ),
+                    },
                 };
                 let id = match resolved {
                     Ok(id) => {

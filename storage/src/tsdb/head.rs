@@ -1000,6 +1000,27 @@ impl HeadInner {
         }
     }
 
+    /// [`HeadInner::lookup`] by label pairs sorted by name, building no labels.
+    pub fn lookup_pairs(&self, pairs: &[(&str, &str)]) -> Option<u64> {
+        let id = *self.by_hash.get(&hash_pairs(pairs))?;
+        let same = |labels: &Labels| {
+            labels.len() == pairs.len()
+                && labels
+                    .iter()
+                    .zip(pairs)
+                    .all(|(l, (n, v))| &*l.name == *n && &*l.value == *v)
+        };
+        if self.series.get(&id).is_some_and(|s| same(&s.labels)) {
+            Some(id)
+        } else if self.collided.is_empty() {
+            None
+        } else {
+            self.collided
+                .get(&Labels::from_pairs(pairs.iter().copied()))
+                .copied()
+        }
+    }
+
     fn index_labels(&mut self, labels: &Labels, id: u64) {
         match self.by_hash.entry(hash_labels(labels)) {
             std::collections::hash_map::Entry::Vacant(slot) => {
@@ -1403,6 +1424,19 @@ fn hash_labels(labels: &Labels) -> u64 {
     hasher.finish()
 }
 
+/// [`hash_labels`] of the labels these pairs (sorted by name) make,
+/// without making them: a `Vec`'s length, then each name and value.
+fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    pairs.len().hash(&mut hasher);
+    for (name, value) in pairs {
+        name.hash(&mut hasher);
+        value.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// The series that the exact-value matchers (`=` and regexes of literals) allow,
 /// from their postings, intersected; `None` when no matcher narrows the set.
 /// Callers still check every matcher against the candidates' labels.
@@ -1466,6 +1500,24 @@ mod tests {
         max_label_name_length: 8,
         max_label_value_length: 16,
     };
+
+    #[test]
+    fn label_pairs_hash_and_look_up_as_their_labels_do() {
+        let pairs = [("__name__", "up"), ("instance", "a:9100"), ("job", "node")];
+        let labels = Labels::from_pairs(pairs);
+        assert_eq!(hash_pairs(&pairs), hash_labels(&labels));
+        let mut head = HeadInner::new(i64::MIN);
+        assert_eq!(head.lookup_pairs(&pairs), None);
+        let id = head
+            .get_or_create(&labels, &LIMITS, &mut Vec::new())
+            .unwrap();
+        assert_eq!(head.lookup_pairs(&pairs), Some(id));
+        assert_eq!(head.lookup_pairs(&pairs[..2]), None);
+        assert_eq!(
+            head.lookup_pairs(&[("__name__", "up"), ("instance", "a:9100"), ("job", "nodf")]),
+            None
+        );
+    }
 
     #[test]
     fn merging_runs_keeps_time_order_and_the_second_run_wins_ties() {
