@@ -20,6 +20,7 @@ mod gosort;
 mod histograms;
 mod nesting;
 pub mod results_cache;
+mod stream;
 
 pub use functions::{parse_go_float, write_sample_value};
 
@@ -444,6 +445,7 @@ impl Engine {
             held: 0,
             notes: Default::default(),
             partial: Default::default(),
+            stream_aggregations: true,
         }
     }
 }
