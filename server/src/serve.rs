@@ -939,6 +939,7 @@ fn query_state(settings: &Settings) -> QueryState {
         max_samples: query.max_samples,
         timeout: query.timeout.as_std(),
         delayed_name_removal: query.delayed_name_removal,
+        ..EngineOptions::default()
     };
     let cache = sextant_query::promql::results_cache::CacheConfig {
         max_bytes: query.results_cache.max_bytes,

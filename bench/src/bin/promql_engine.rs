@@ -7,6 +7,7 @@
 //! cargo build --release -p sextant-bench --bin promql_engine
 //! target/release/promql_engine                 # 10k series x 24 h, each query 5 times
 //! target/release/promql_engine --instances 20 --hours 6 --runs 50 --query 'sum(rate(x[5m]))'
+//! target/release/promql_engine --compare       # each run also without streaming aggregation
 //! perf record -F 999 -p $(pgrep promql_engine) # while it runs
 //! ```
 
@@ -109,34 +110,70 @@ fn main() {
         started.elapsed().as_secs_f64()
     ));
     let reader: Arc<dyn MetricsReader> = Arc::new(db);
-    let engine = Engine::new(
-        reader,
-        EngineOptions {
-            max_samples: usize::MAX,
-            ..EngineOptions::default()
-        },
-    );
+    let options = EngineOptions {
+        max_samples: usize::MAX,
+        ..EngineOptions::default()
+    };
+    // `--compare`: each run asks the general path too, right before, so
+    // both see the same load.
+    let mut engines = vec![("", Engine::new(reader.clone(), options.clone()))];
+    if args.iter().any(|a| a == "--compare") {
+        let general = EngineOptions {
+            stream_aggregations: false,
+            ..options
+        };
+        engines.insert(0, ("general ", Engine::new(reader, general)));
+    }
     let end = START_MS + (scrapes - 1) * STEP_MS;
     let start = end - hours * 3_600_000 + 600_000;
     for q in &queries {
         let expr = parse(q).expect("parse");
-        let mut times = Vec::new();
+        let mut times = vec![Vec::new(); engines.len()];
+        let mut cpu = vec![Vec::new(); engines.len()];
         let mut size = 0;
         for _ in 0..runs {
-            let t = Instant::now();
-            let (value, _) = engine
-                .range_query_expr(&expr, start, end, 60_000)
-                .expect("query");
-            times.push(t.elapsed().as_secs_f64());
-            if let QueryValue::Matrix(m) = value {
-                size = m.len();
+            for (e, (_, engine)) in engines.iter().enumerate() {
+                let t = Instant::now();
+                let c = cpu_seconds();
+                let (value, _) = engine
+                    .range_query_expr(&expr, start, end, 60_000)
+                    .expect("query");
+                times[e].push(t.elapsed().as_secs_f64());
+                cpu[e].push(cpu_seconds() - c);
+                if let QueryValue::Matrix(m) = value {
+                    size = m.len();
+                }
             }
         }
-        times.sort_by(f64::total_cmp);
-        say(&format!(
-            "  {q:<70} {size:>6} series  median {:>8.1} ms  best {:>8.1} ms",
-            times[times.len() / 2] * 1000.0,
-            times[0] * 1000.0
-        ));
+        for (e, (path, _)) in engines.iter().enumerate() {
+            times[e].sort_by(f64::total_cmp);
+            cpu[e].sort_by(f64::total_cmp);
+            say(&format!(
+                "  {path}{q:<70} {size:>6} series  median {:>8.1} ms  best {:>8.1} ms  cpu median {:>8.1} ms",
+                times[e][runs as usize / 2] * 1000.0,
+                times[e][0] * 1000.0,
+                cpu[e][runs as usize / 2] * 1000.0
+            ));
+        }
     }
+}
+
+/// CPU time this process spent so far, all threads (user and system), in
+/// seconds; 0 where `/proc` is not there. On a busy machine wall time
+/// measures the neighbours too; this does not.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command (which may hold spaces) in parentheses.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }

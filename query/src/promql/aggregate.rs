@@ -19,9 +19,52 @@ use super::histograms::mixed_schemas;
 use super::{HPoint, Point};
 use crate::Result;
 
+/// The aggregations that fold each step's members into one running value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fold {
+    Sum,
+    Avg,
+    Count,
+    Group,
+    Min,
+    Max,
+    Stddev,
+    Stdvar,
+}
+
+impl Fold {
+    pub fn parse(op: &str) -> Option<Self> {
+        Some(match op {
+            "sum" => Self::Sum,
+            "avg" => Self::Avg,
+            "count" => Self::Count,
+            "group" => Self::Group,
+            "min" => Self::Min,
+            "max" => Self::Max,
+            "stddev" => Self::Stddev,
+            "stdvar" => Self::Stdvar,
+            _ => return None,
+        })
+    }
+
+    /// The operator as written in PromQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sum => "sum",
+            Self::Avg => "avg",
+            Self::Count => "count",
+            Self::Group => "group",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Stddev => "stddev",
+            Self::Stdvar => "stdvar",
+        }
+    }
+}
+
 /// Prometheus's running state of one group at one step.
 #[derive(Debug, Clone, Copy)]
-struct Acc {
+pub(super) struct Acc {
     count: f64,
     value: f64,
     kahan: f64,
@@ -30,8 +73,9 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(op: &str, v: f64) -> Self {
-        if matches!(op, "stddev" | "stdvar") {
+    #[inline]
+    pub fn new(op: Fold, v: f64) -> Self {
+        if matches!(op, Fold::Stddev | Fold::Stdvar) {
             // Welford from zero, so that a lone NaN gives NaN.
             let mut acc = Self {
                 count: 0.0,
@@ -44,8 +88,8 @@ impl Acc {
             return acc;
         }
         let value = match op {
-            "group" => 1.0,
-            "stddev" | "stdvar" => 0.0,
+            Fold::Group => 1.0,
+            Fold::Stddev | Fold::Stdvar => 0.0,
             _ => v,
         };
         Self {
@@ -57,10 +101,11 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, op: &str, v: f64) {
+    #[inline]
+    pub fn add(&mut self, op: Fold, v: f64) {
         match op {
-            "sum" => (self.value, self.kahan) = kahan_sum_inc(v, self.value, self.kahan),
-            "avg" => {
+            Fold::Sum => (self.value, self.kahan) = kahan_sum_inc(v, self.value, self.kahan),
+            Fold::Avg => {
                 self.count += 1.0;
                 if !self.incremental_mean {
                     let (sum, c) = kahan_sum_inc(v, self.value, self.kahan);
@@ -85,10 +130,10 @@ impl Acc {
                 (self.mean, self.kahan) =
                     kahan_sum_inc(v / self.count - current / self.count, self.mean, self.kahan);
             }
-            "count" => self.count += 1.0,
-            "max" if self.value < v || self.value.is_nan() => self.value = v,
-            "min" if self.value > v || self.value.is_nan() => self.value = v,
-            "stddev" | "stdvar" => {
+            Fold::Count => self.count += 1.0,
+            Fold::Max if self.value < v || self.value.is_nan() => self.value = v,
+            Fold::Min if self.value > v || self.value.is_nan() => self.value = v,
+            Fold::Stddev | Fold::Stdvar => {
                 self.count += 1.0;
                 let delta = v - self.mean;
                 self.mean += delta / self.count;
@@ -98,14 +143,15 @@ impl Acc {
         }
     }
 
-    fn result(&self, op: &str) -> f64 {
+    #[inline]
+    fn result(&self, op: Fold) -> f64 {
         match op {
-            "sum" => self.value + self.kahan,
-            "avg" if self.incremental_mean => self.mean + self.kahan,
-            "avg" => (self.value + self.kahan) / self.count,
-            "count" => self.count,
-            "stdvar" => self.value / self.count,
-            "stddev" => (self.value / self.count).sqrt(),
+            Fold::Sum => self.value + self.kahan,
+            Fold::Avg if self.incremental_mean => self.mean + self.kahan,
+            Fold::Avg => (self.value + self.kahan) / self.count,
+            Fold::Count => self.count,
+            Fold::Stdvar => self.value / self.count,
+            Fold::Stddev => (self.value / self.count).sqrt(),
             _ => self.value,
         }
     }
@@ -113,7 +159,7 @@ impl Acc {
 
 /// The running sum of a group's histograms at one step (`sum`, `avg`).
 #[derive(Debug, Clone)]
-struct HistogramAcc {
+pub(super) struct HistogramAcc {
     sum: FloatHistogram,
     count: f64,
     /// Exponential and custom buckets met: the group has no value here.
@@ -140,6 +186,50 @@ impl HistogramAcc {
             CounterResetHint::CounterReset => self.reset_seen = true,
             CounterResetHint::NotCounterReset => self.not_reset_seen = true,
             _ => {}
+        }
+    }
+
+    /// Adds `h` to a group's sum at one step (`slot`), as Prometheus
+    /// does: a group whose histograms cannot be added has no value there.
+    /// `metric` names the group's metric in the warning.
+    pub fn fold(ev: &Evaluator<'_>, slot: &mut Option<Self>, h: &FloatHistogram, metric: &str) {
+        let Some(acc) = slot else {
+            *slot = Some(Self::new(h));
+            return;
+        };
+        if acc.incompatible {
+            return;
+        }
+        acc.track(h);
+        acc.count += 1.0;
+        match acc.sum.add(h) {
+            Ok(notes) if notes.nhcb_bounds_reconciled => {
+                ev.info("mismatched custom buckets were reconciled during aggregation".into());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if e == HistogramError::IncompatibleSchema {
+                    ev.warn(mixed_schemas(metric));
+                }
+                acc.incompatible = true;
+            }
+        }
+    }
+}
+
+/// The group of a series with `labels` under `modifier` (`by`/`without`);
+/// with `strip_name`, as if the series had lost its metric name.
+pub(super) fn group_key(
+    modifier: Option<&LabelModifier>,
+    labels: &Labels,
+    strip_name: bool,
+) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(names)) => labels
+            .filter(|n| !(strip_name && n == METRIC_NAME) && names.labels.iter().any(|x| x == n)),
+        Some(LabelModifier::Exclude(names)) => {
+            labels.filter(|n| n != METRIC_NAME && !names.labels.iter().any(|x| x == n))
         }
     }
 }
@@ -169,18 +259,14 @@ impl Evaluator<'_> {
         if op == "limit_ratio" && k_is_nan {
             return Err(exec("Ratio value is NaN"));
         }
+        let fold = Fold::parse(&op);
+        if let Some(fold) = fold
+            && let Some(out) = self.stream_aggregate(agg, fold, grid)?
+        {
+            return Ok(Value::Vector(out));
+        }
         let input = self.eval_vector(&agg.expr, grid, &format!("aggregation {op}"))?;
-        let key_of = |labels: &Labels| -> Labels {
-            match &agg.modifier {
-                None => Labels::default(),
-                Some(LabelModifier::Include(names)) => {
-                    labels.filter(|n| names.labels.iter().any(|x| x == n))
-                }
-                Some(LabelModifier::Exclude(names)) => {
-                    labels.filter(|n| n != METRIC_NAME && !names.labels.iter().any(|x| x == n))
-                }
-            }
-        };
+        let key_of = |labels: &Labels| group_key(agg.modifier.as_ref(), labels, false);
         // Groups in order of first appearance.
         let mut group_index: HashMap<Labels, usize> = HashMap::new();
         let mut group_labels: Vec<Labels> = Vec::new();
@@ -195,111 +281,125 @@ impl Evaluator<'_> {
             group_of.push(g);
         }
         let steps = grid.len();
-        let out = match op.as_str() {
-            "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" => {
-                let mut accs: Vec<Vec<Option<Acc>>> = vec![vec![None; steps]; group_labels.len()];
-                // Per group and step: whether a member there had its name dropped.
-                let mut dropped: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
-                for (s, &g) in input.iter().zip(&group_of) {
-                    self.check_deadline()?;
-                    for p in &s.points {
-                        let step = grid.index(p.t);
-                        dropped[g][step] |= s.drop_name;
-                        let slot = &mut accs[g][step];
-                        match slot {
-                            Some(acc) => acc.add(&op, p.v),
-                            None => *slot = Some(Acc::new(&op, p.v)),
-                        }
+        let out = if let Some(fold) = fold {
+            let mut accs: Vec<Vec<Option<Acc>>> = vec![vec![None; steps]; group_labels.len()];
+            // Per group and step: whether a member there had its name dropped.
+            let mut dropped: Vec<Vec<bool>> = vec![vec![false; steps]; group_labels.len()];
+            for (s, &g) in input.iter().zip(&group_of) {
+                self.check_deadline()?;
+                for p in &s.points {
+                    let step = grid.index(p.t);
+                    dropped[g][step] |= s.drop_name;
+                    let slot = &mut accs[g][step];
+                    match slot {
+                        Some(acc) => acc.add(fold, p.v),
+                        None => *slot = Some(Acc::new(fold, p.v)),
                     }
                 }
-                let has_histograms = input.iter().any(|s| !s.hpoints.is_empty());
-                let haccs = if has_histograms {
-                    self.aggregate_histograms(
-                        &op,
-                        &input,
-                        &group_of,
-                        group_labels.len(),
-                        &mut accs,
-                        &mut dropped,
-                        grid,
-                    )?
-                } else {
-                    Vec::new()
-                };
-                let mut out = Vec::with_capacity(group_labels.len());
-                for (g, (labels, accs)) in group_labels.into_iter().zip(accs).enumerate() {
-                    let mut points = Vec::new();
-                    let mut hpoints = Vec::new();
-                    let mut last = None;
-                    for (i, a) in accs.iter().enumerate() {
-                        let h = haccs
-                            .get(g)
-                            .and_then(|h: &Vec<Option<HistogramAcc>>| h[i].as_ref());
-                        match (a, h) {
-                            (Some(_), Some(_)) => {
-                                self.warn(
-                                    "encountered a mix of histograms and floats for aggregation"
-                                        .into(),
-                                );
-                            }
-                            (Some(a), None) => {
-                                points.push(Point {
-                                    t: grid.ts(i),
-                                    v: a.result(&op),
-                                });
-                                last = Some(i);
-                            }
-                            (None, Some(h)) => {
-                                if h.reset_seen && h.not_reset_seen {
-                                    self.warn(
-                                        "conflicting counter resets during histogram aggregation"
-                                            .into(),
-                                    );
-                                }
-                                if h.incompatible {
-                                    continue;
-                                }
-                                let mut value = h.sum.clone();
-                                if op == "avg" {
-                                    value.div(h.count);
-                                }
-                                let _ = value.compact(0);
-                                hpoints.push(HPoint {
-                                    t: grid.ts(i),
-                                    h: Arc::new(value),
-                                });
-                                last = Some(i);
-                            }
-                            (None, None) => {}
-                        }
-                    }
-                    let Some(last) = last else { continue };
-                    // Prometheus sets the group's flag at every step, so the last one stands.
-                    out.push(Series {
-                        labels,
-                        points,
-                        hpoints,
-                        drop_name: dropped[g][last],
-                    });
-                }
-                out
             }
-            "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile" | "count_values" => {
-                let param = scalar_param.as_deref();
-                self.ranking(
-                    &op,
-                    param,
-                    string_param.as_deref(),
-                    agg.modifier.as_ref(),
+            let has_histograms = input.iter().any(|s| !s.hpoints.is_empty());
+            let haccs = if has_histograms {
+                self.aggregate_histograms(
+                    fold,
                     &input,
                     &group_of,
-                    group_labels,
+                    group_labels.len(),
+                    &mut accs,
+                    &mut dropped,
                     grid,
                 )?
+            } else {
+                Vec::new()
+            };
+            let mut out = Vec::with_capacity(group_labels.len());
+            for (g, (labels, accs)) in group_labels.into_iter().zip(accs).enumerate() {
+                let mut points = Vec::new();
+                let mut hpoints = Vec::new();
+                let haccs = haccs.get(g).map_or(&[][..], Vec::as_slice);
+                let last =
+                    self.group_results(fold, grid, 0, &accs, haccs, &mut points, &mut hpoints);
+                let Some(last) = last else { continue };
+                // Prometheus sets the group's flag at every step, so the last one stands.
+                out.push(Series {
+                    labels,
+                    points,
+                    hpoints,
+                    drop_name: dropped[g][last],
+                });
             }
-            other => return Err(exec(format!("unsupported aggregation operator {other:?}"))),
+            out
+        } else {
+            match op.as_str() {
+                "topk" | "bottomk" | "limitk" | "limit_ratio" | "quantile" | "count_values" => {
+                    let param = scalar_param.as_deref();
+                    self.ranking(
+                        &op,
+                        param,
+                        string_param.as_deref(),
+                        agg.modifier.as_ref(),
+                        &input,
+                        &group_of,
+                        group_labels,
+                        grid,
+                    )?
+                }
+                other => return Err(exec(format!("unsupported aggregation operator {other:?}"))),
+            }
         };
         Ok(Value::Vector(out))
+    }
+
+    /// A group's results at the steps `first..` its accumulators cover
+    /// (`haccs` empty when it met no histogram), appended to `points` and
+    /// `hpoints`; the last step with a result.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn group_results(
+        &self,
+        fold: Fold,
+        grid: Grid,
+        first: usize,
+        accs: &[Option<Acc>],
+        haccs: &[Option<HistogramAcc>],
+        points: &mut Vec<Point>,
+        hpoints: &mut Vec<HPoint>,
+    ) -> Option<usize> {
+        let mut last = None;
+        for (at, a) in accs.iter().enumerate() {
+            let i = first + at;
+            let h = haccs.get(at).and_then(Option::as_ref);
+            match (a, h) {
+                (Some(_), Some(_)) => {
+                    self.warn("encountered a mix of histograms and floats for aggregation".into());
+                }
+                (Some(a), None) => {
+                    points.push(Point {
+                        t: grid.ts(i),
+                        v: a.result(fold),
+                    });
+                    last = Some(i);
+                }
+                (None, Some(h)) => {
+                    if h.reset_seen && h.not_reset_seen {
+                        self.warn("conflicting counter resets during histogram aggregation".into());
+                    }
+                    if h.incompatible {
+                        continue;
+                    }
+                    let mut value = h.sum.clone();
+                    if fold == Fold::Avg {
+                        value.div(h.count);
+                    }
+                    let _ = value.compact(0);
+                    hpoints.push(HPoint {
+                        t: grid.ts(i),
+                        h: Arc::new(value),
+                    });
+                    last = Some(i);
+                }
+                (None, None) => {}
+            }
+        }
+        last
     }
 
     /// The histogram members of `sum`, `avg`, `count`, `group`, `min`,
@@ -310,7 +410,7 @@ impl Evaluator<'_> {
     #[allow(clippy::too_many_arguments)]
     fn aggregate_histograms(
         &self,
-        op: &str,
+        fold: Fold,
         input: &[Series],
         group_of: &[usize],
         groups: usize,
@@ -320,7 +420,7 @@ impl Evaluator<'_> {
     ) -> Result<Vec<Vec<Option<HistogramAcc>>>> {
         let steps = grid.len();
         let mut haccs: Vec<Vec<Option<HistogramAcc>>> = Vec::new();
-        if matches!(op, "sum" | "avg") {
+        if matches!(fold, Fold::Sum | Fold::Avg) {
             haccs = vec![vec![None; steps]; groups];
         }
         for (s, &g) in input.iter().zip(group_of) {
@@ -328,47 +428,26 @@ impl Evaluator<'_> {
                 continue;
             }
             self.check_deadline()?;
-            match op {
-                "count" | "group" => {
+            match fold {
+                Fold::Count | Fold::Group => {
                     for p in &s.hpoints {
                         let step = grid.index(p.t);
                         dropped[g][step] |= s.drop_name;
                         match &mut accs[g][step] {
-                            Some(acc) => acc.add(op, 0.0),
-                            slot => *slot = Some(Acc::new(op, 0.0)),
+                            Some(acc) => acc.add(fold, 0.0),
+                            slot => *slot = Some(Acc::new(fold, 0.0)),
                         }
                     }
                 }
-                "sum" | "avg" => {
+                Fold::Sum | Fold::Avg => {
+                    let metric = s.labels.metric_name().unwrap_or("");
                     for p in &s.hpoints {
                         let step = grid.index(p.t);
                         dropped[g][step] |= s.drop_name;
-                        let slot = &mut haccs[g][step];
-                        let Some(acc) = slot else {
-                            *slot = Some(HistogramAcc::new(&p.h));
-                            continue;
-                        };
-                        if acc.incompatible {
-                            continue;
-                        }
-                        acc.track(&p.h);
-                        acc.count += 1.0;
-                        match acc.sum.add(&p.h) {
-                            Ok(notes) if notes.nhcb_bounds_reconciled => self.info(
-                                "mismatched custom buckets were reconciled during aggregation"
-                                    .into(),
-                            ),
-                            Ok(_) => {}
-                            Err(e) => {
-                                if e == HistogramError::IncompatibleSchema {
-                                    self.warn(mixed_schemas(s.labels.metric_name().unwrap_or("")));
-                                }
-                                acc.incompatible = true;
-                            }
-                        }
+                        HistogramAcc::fold(self, &mut haccs[g][step], &p.h, metric);
                     }
                 }
-                _ => self.info(format!("ignored histogram in {op} aggregation")),
+                _ => self.info(format!("ignored histogram in {} aggregation", fold.name())),
             }
         }
         Ok(haccs)

@@ -152,18 +152,19 @@ impl Window {
         (end - self.range, end)
     }
 
-    /// Calls `f(step, window_end, floats, histograms)` for every step whose
-    /// window over `points` and `hpoints` is not empty.
+    /// Calls `f(step, window_end, floats, histograms)` for every step of
+    /// `steps` whose window over `points` and `hpoints` is not empty.
     pub fn for_each_window_mixed(
         &self,
         points: &[Point],
         hpoints: &[HPoint],
         grid: Grid,
+        steps: std::ops::Range<usize>,
         mut f: impl FnMut(usize, i64, &[Point], &[HPoint]),
     ) {
         let (mut lo, mut hi) = (0usize, 0usize);
         let (mut hlo, mut hhi) = (0usize, 0usize);
-        for i in 0..grid.len() {
+        for i in steps {
             let (start, end) = self.window_bounds(grid.ts(i));
             while hi < points.len() && points[hi].t <= end {
                 hi += 1;
@@ -187,16 +188,18 @@ impl Window {
         }
     }
 
-    /// Calls `f(step, window_end, window)` for every step whose window over
-    /// `points` is not empty; the window as the range of `points` it covers.
+    /// Calls `f(step, window_end, window)` for every step of `steps` whose
+    /// window over `points` is not empty; the window as the range of
+    /// `points` it covers.
     pub fn for_each_window(
         &self,
         points: &[Point],
         grid: Grid,
+        steps: std::ops::Range<usize>,
         mut f: impl FnMut(usize, i64, std::ops::Range<usize>),
     ) {
         let (mut lo, mut hi) = (0usize, 0usize);
-        for i in 0..grid.len() {
+        for i in steps {
             let (start, end) = self.window_bounds(grid.ts(i));
             while hi < points.len() && points[hi].t <= end {
                 hi += 1;
@@ -243,6 +246,9 @@ pub(crate) struct Evaluator<'a> {
     /// Whether a read answered without part of its data (cluster mode: a
     /// partition briefly without an owner); its warnings say which.
     pub partial: std::sync::atomic::AtomicBool,
+    /// Whether aggregations of range functions may stream
+    /// ([`super::stream`]); off only to compare with the general path.
+    pub stream_aggregations: bool,
 }
 
 pub(crate) fn exec(msg: impl Into<String>) -> Error {
@@ -447,7 +453,7 @@ impl<'a> Evaluator<'a> {
 
     /// The series matching `vs` with samples in `[mint, maxt]`, in label
     /// order, not yet decoded.
-    fn select_lazy(
+    pub(super) fn select_lazy(
         &self,
         vs: &VectorSelector,
         mint: i64,
@@ -613,14 +619,17 @@ impl<'a> Evaluator<'a> {
         let last = window.at.unwrap_or(grid.end) - window.offset;
         let lazy = self.select_lazy(vs, first - window.range + 1, last)?;
         self.par_map(lazy, |labels, samples, histograms| {
-            let points: Vec<Point> = samples
+            let mut points: Vec<Point> = samples
                 .iter()
-                .filter(|p| !is_stale_nan(p.value))
                 .map(|p| Point {
                     t: p.timestamp_ms,
                     v: p.value,
                 })
                 .collect();
+            // Staleness markers are rare: copied in bulk, then dropped.
+            if points.iter().any(|p| is_stale_nan(p.v)) {
+                points.retain(|p| !is_stale_nan(p.v));
+            }
             let hpoints: Vec<HPoint> = histograms
                 .iter()
                 .filter(|h| !h.value.is_stale())
@@ -778,7 +787,7 @@ fn select_mixed(
 /// sample of a chunk, and the chunk before may be gone or have been written
 /// later (Prometheus's iterators answer "unknown" there), so the reset is
 /// detected from the counts instead.
-fn read_histogram(v: &sextant_model::histogram::HistogramValue) -> FloatHistogram {
+pub(super) fn read_histogram(v: &sextant_model::histogram::HistogramValue) -> FloatHistogram {
     let mut h = v.to_float();
     if h.counter_reset_hint == CounterResetHint::CounterReset {
         h.counter_reset_hint = CounterResetHint::Unknown;

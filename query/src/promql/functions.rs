@@ -394,7 +394,7 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-fn unwrap_parens(mut e: &Expr) -> &Expr {
+pub(super) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(p) = e {
         e = &p.expr;
     }
@@ -527,6 +527,170 @@ impl RangeSource<'_> {
 
 /// A range function over one window: `(step, window end, points)`.
 type WindowFn = Box<dyn Fn(usize, i64, &[Point]) -> Option<f64> + Send + Sync>;
+
+/// The range functions [`Evaluator::window_call`] knows: evaluated window
+/// by window over each series on its own.
+pub(super) fn is_window_function(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "deriv"
+            | "predict_linear"
+            | "resets"
+            | "changes"
+            | "sum_over_time"
+            | "avg_over_time"
+            | "count_over_time"
+            | "present_over_time"
+            | "last_over_time"
+            | "first_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_first_over_time"
+            | "max_over_time"
+            | "min_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_min_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "quantile_over_time"
+            | "mad_over_time"
+            | "double_exponential_smoothing"
+            | "holt_winters"
+    )
+}
+
+/// Whether range function `name` keeps its series' metric names.
+pub(super) fn keeps_metric_name(name: &str) -> bool {
+    matches!(name, "last_over_time" | "first_over_time")
+}
+
+/// Where range function `name` takes its range argument, and its scalars.
+pub(super) fn range_argument_layout(name: &str) -> (usize, &'static [usize]) {
+    match name {
+        "quantile_over_time" => (1, &[0]),
+        "predict_linear" => (0, &[1]),
+        "double_exponential_smoothing" | "holt_winters" => (0, &[1, 2]),
+        _ => (0, &[]),
+    }
+}
+
+/// A range function ready to run over series, one series at a time: the
+/// per-series work both `range_function` (which keeps each result series)
+/// and the streaming aggregation (which folds it into its group) share, so
+/// the two compute the same floats in the same order.
+pub(super) struct WindowCall<'n> {
+    name: &'n str,
+    f: WindowFn,
+    window: Window,
+    /// `last_over_time` and `first_over_time` keep the metric name.
+    keep_name: bool,
+    /// `rate` and `increase`.
+    counter_function: bool,
+}
+
+impl WindowCall<'_> {
+    /// Whether the result of a series whose name flag is `drop_name` drops
+    /// the metric name.
+    pub fn drops_name(&self, drop_name: bool) -> bool {
+        !self.keep_name || drop_name
+    }
+
+    /// Evaluates the function over the non-empty windows of one series
+    /// (staleness markers already removed) at `steps` of `grid`, calling
+    /// `emit(step, value)` for each step with a result, in step order.
+    /// `resets` is scratch space, kept by the caller across series.
+    #[allow(clippy::too_many_arguments)]
+    pub fn eval_series(
+        &self,
+        ev: &Evaluator<'_>,
+        labels: &Labels,
+        points: &[Point],
+        hpoints: &[HPoint],
+        grid: Grid,
+        steps: std::ops::Range<usize>,
+        resets: &mut Vec<usize>,
+        mut emit: impl FnMut(usize, Sampled),
+    ) {
+        let window = self.window;
+        let mut floats = false;
+        if hpoints.is_empty() && self.counter_function {
+            // `rate` and `increase`: each window's counter resets
+            // found among the series' resets, not by a scan of the
+            // window; added in the same order, so the same sums.
+            let p = points;
+            resets.clear();
+            resets.extend((1..p.len()).filter(|&k| p[k].v < p[k - 1].v));
+            let resets = &resets[..];
+            let rate = self.name == "rate";
+            // Windows only move forward (under `@` they stay put), so the
+            // resets inside one start where the last one's started or later.
+            let (mut from, mut to) = (0usize, 0usize);
+            window.for_each_window(p, grid, steps, |i, end, range| {
+                let (lo, hi) = (range.start, range.end);
+                let w = &p[range];
+                while from < resets.len() && resets[from] <= lo {
+                    from += 1;
+                }
+                to = to.max(from);
+                while to < resets.len() && resets[to] < hi {
+                    to += 1;
+                }
+                let mut increase = w[w.len() - 1].v - w[0].v;
+                for &k in &resets[from..to] {
+                    increase += p[k - 1].v;
+                }
+                let value = extrapolate(
+                    w,
+                    increase,
+                    end - window.range,
+                    end,
+                    window.range,
+                    true,
+                    rate,
+                );
+                if let Some(v) = value {
+                    floats = true;
+                    emit(i, Sampled::Float(v));
+                }
+            });
+        } else if hpoints.is_empty() {
+            window.for_each_window(points, grid, steps, |i, end, range| {
+                if let Some(v) = (self.f)(i, end, &points[range]) {
+                    floats = true;
+                    emit(i, Sampled::Float(v));
+                }
+            });
+        } else {
+            let metric = labels.metric_name().unwrap_or("");
+            window.for_each_window_mixed(points, hpoints, grid, steps, |i, end, w, hw| {
+                let value = if hw.is_empty() {
+                    (self.f)(i, end, w).map(Sampled::Float)
+                } else {
+                    ev.mixed_window(self.name, metric, &self.f, i, end, window.range, w, hw)
+                };
+                if let Some(value) = value {
+                    floats |= matches!(value, Sampled::Float(_));
+                    emit(i, value);
+                }
+            });
+        }
+        if self.counter_function
+            && floats
+            && let Some(metric) = labels.metric_name()
+            && !COUNTER_SUFFIXES
+                .iter()
+                .any(|suffix| metric.ends_with(suffix))
+        {
+            ev.info(format!(
+                "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+            ));
+        }
+    }
+}
 
 impl Evaluator<'_> {
     pub(super) fn call(&mut self, call: &Call, grid: Grid) -> Result<Value> {
@@ -1062,48 +1226,37 @@ impl Evaluator<'_> {
         }
     }
 
-    fn range_function(&mut self, name: &str, args: &[&Expr], grid: Grid) -> Result<Value> {
+    /// The scalar arguments of range function `name`, evaluated, and the
+    /// index of its range argument.
+    pub(super) fn range_arguments(
+        &mut self,
+        name: &str,
+        args: &[&Expr],
+        grid: Grid,
+    ) -> Result<(usize, Vec<Vec<f64>>)> {
         let what = format!("call to function {name:?}");
-        // The range argument and the scalars around it.
-        let (range_at, scalars): (usize, Vec<usize>) = match name {
-            "quantile_over_time" => (1, vec![0]),
-            "predict_linear" => (0, vec![1]),
-            "double_exponential_smoothing" | "holt_winters" => (0, vec![1, 2]),
-            _ => (0, vec![]),
-        };
+        let (range_at, scalars) = range_argument_layout(name);
         if args.len() <= range_at || scalars.iter().any(|&i| i >= args.len()) {
             return Err(exec(format!(
                 "function {name:?} is not supported by Sextant's engine yet"
             )));
         }
         let mut params: Vec<Vec<f64>> = Vec::new();
-        for &i in &scalars {
+        for &i in scalars {
             params.push(self.eval_scalar(args[i], grid, &what)?);
         }
-        // A range selector streams from storage one series at a time; a
-        // subquery is evaluated first.
-        let source = match unwrap_parens(args[range_at]) {
-            Expr::MatrixSelector(ms) => RangeSource::Selector(ms, self.window_of(ms)),
-            other => RangeSource::Evaluated(self.eval_range(other, grid, &what)?),
-        };
-        let window = source.window();
-        if name == "absent_over_time" {
-            let mut present = vec![false; grid.len()];
-            let labels = match &source {
-                RangeSource::Selector(ms, _) => equality_labels(&ms.vs),
-                RangeSource::Evaluated(_) => Labels::default(),
-            };
-            let steps_present = self.map_range(source, grid, |s| {
-                let mut steps = Vec::new();
-                window
-                    .for_each_window_mixed(&s.points, &s.hpoints, grid, |i, _, _, _| steps.push(i));
-                Some(steps)
-            })?;
-            for i in steps_present.into_iter().flatten() {
-                present[i] = true;
-            }
-            return Ok(Value::Vector(absent_series(labels, &present, grid)));
-        }
+        Ok((range_at, params))
+    }
+
+    /// Range function `name` ready to run over series (its scalar
+    /// arguments checked), or the error Prometheus gives for them.
+    pub(super) fn window_call<'n>(
+        &self,
+        name: &'n str,
+        params: &[Vec<f64>],
+        window: Window,
+        grid: Grid,
+    ) -> Result<WindowCall<'n>> {
         if matches!(name, "double_exponential_smoothing" | "holt_winters") {
             for (&sf, &tf) in params[0].iter().zip(&params[1]) {
                 if sf <= 0.0 || sf >= 1.0 {
@@ -1118,7 +1271,6 @@ impl Evaluator<'_> {
                 }
             }
         }
-        let keep_name = matches!(name, "last_over_time" | "first_over_time");
         let f: WindowFn = match name {
             "rate" | "increase" | "delta" => {
                 let (counter, rate) = (name != "delta", name == "rate");
@@ -1209,67 +1361,69 @@ impl Evaluator<'_> {
                 )));
             }
         };
-        let counter_function = matches!(name, "rate" | "increase");
+        Ok(WindowCall {
+            name,
+            f,
+            window,
+            keep_name: keeps_metric_name(name),
+            counter_function: matches!(name, "rate" | "increase"),
+        })
+    }
+
+    fn range_function(&mut self, name: &str, args: &[&Expr], grid: Grid) -> Result<Value> {
+        let what = format!("call to function {name:?}");
+        let (range_at, params) = self.range_arguments(name, args, grid)?;
+        // A range selector streams from storage one series at a time; a
+        // subquery is evaluated first.
+        let source = match unwrap_parens(args[range_at]) {
+            Expr::MatrixSelector(ms) => RangeSource::Selector(ms, self.window_of(ms)),
+            other => RangeSource::Evaluated(self.eval_range(other, grid, &what)?),
+        };
+        let window = source.window();
+        if name == "absent_over_time" {
+            let mut present = vec![false; grid.len()];
+            let labels = match &source {
+                RangeSource::Selector(ms, _) => equality_labels(&ms.vs),
+                RangeSource::Evaluated(_) => Labels::default(),
+            };
+            let steps_present = self.map_range(source, grid, |s| {
+                let mut steps = Vec::new();
+                window.for_each_window_mixed(
+                    &s.points,
+                    &s.hpoints,
+                    grid,
+                    0..grid.len(),
+                    |i, _, _, _| steps.push(i),
+                );
+                Some(steps)
+            })?;
+            for i in steps_present.into_iter().flatten() {
+                present[i] = true;
+            }
+            return Ok(Value::Vector(absent_series(labels, &present, grid)));
+        }
+        let call = self.window_call(name, &params, window, grid)?;
         let out = self.map_range(source, grid, |s| {
             let mut points = Vec::new();
             let mut hpoints = Vec::new();
-            if s.hpoints.is_empty() && counter_function {
-                // `rate` and `increase`: each window's counter resets
-                // found among the series' resets, not by a scan of the
-                // window; added in the same order, so the same sums.
-                let p = &s.points;
-                let resets: Vec<usize> = (1..p.len()).filter(|&k| p[k].v < p[k - 1].v).collect();
-                let rate = name == "rate";
-                window.for_each_window(p, grid, |i, end, range| {
-                    let (lo, hi) = (range.start, range.end);
-                    let w = &p[range];
-                    let from = resets.partition_point(|&k| k <= lo);
-                    let to = resets.partition_point(|&k| k < hi);
-                    let mut increase = w[w.len() - 1].v - w[0].v;
-                    for &k in &resets[from..to] {
-                        increase += p[k - 1].v;
-                    }
-                    let value =
-                        extrapolate(w, increase, end - window.range, end, window.range, true, rate);
-                    if let Some(v) = value {
-                        points.push(Point { t: grid.ts(i), v });
-                    }
-                });
-            } else if s.hpoints.is_empty() {
-                window.for_each_window(&s.points, grid, |i, end, range| {
-                    if let Some(v) = f(i, end, &s.points[range]) {
-                        points.push(Point { t: grid.ts(i), v });
-                    }
-                });
-            } else {
-                let metric = s.labels.metric_name().unwrap_or("");
-                window.for_each_window_mixed(&s.points, &s.hpoints, grid, |i, end, w, hw| {
-                    let value = if hw.is_empty() {
-                        f(i, end, w).map(Sampled::Float)
-                    } else {
-                        self.mixed_window(name, metric, &f, i, end, window.range, w, hw)
-                    };
-                    match value {
-                        Some(Sampled::Float(v)) => points.push(Point { t: grid.ts(i), v }),
-                        Some(Sampled::Histogram(h)) => hpoints.push(HPoint {
-                            t: grid.ts(i),
-                            h: Arc::new(h),
-                        }),
-                        None => {}
-                    }
-                });
-            }
+            call.eval_series(
+                self,
+                &s.labels,
+                &s.points,
+                &s.hpoints,
+                grid,
+                0..grid.len(),
+                &mut Vec::new(),
+                |i, value| match value {
+                    Sampled::Float(v) => points.push(Point { t: grid.ts(i), v }),
+                    Sampled::Histogram(h) => hpoints.push(HPoint {
+                        t: grid.ts(i),
+                        h: Arc::new(h),
+                    }),
+                },
+            );
             if points.is_empty() && hpoints.is_empty() {
                 return None;
-            }
-            if counter_function
-                && !points.is_empty()
-                && let Some(metric) = s.labels.metric_name()
-                && !COUNTER_SUFFIXES.iter().any(|suffix| metric.ends_with(suffix))
-            {
-                self.info(format!(
-                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
-                ));
             }
             let mut out = Series {
                 labels: s.labels,
@@ -1277,9 +1431,7 @@ impl Evaluator<'_> {
                 hpoints,
                 drop_name: s.drop_name,
             };
-            // `last_over_time` keeps the name, unless the subquery it reads
-            // had already dropped it.
-            if !keep_name || s.drop_name {
+            if call.drops_name(s.drop_name) {
                 out.drop_name(self.delayed());
             }
             Some(out)

@@ -20,6 +20,7 @@ mod gosort;
 mod histograms;
 mod nesting;
 pub mod results_cache;
+mod stream;
 
 pub use functions::{parse_go_float, write_sample_value};
 
@@ -50,6 +51,12 @@ pub struct EngineOptions {
     /// the query, so `label_replace(rate(x[5m]), "n", "$1", "__name__", "(.+)")`
     /// still reads the name. Off by default, as in Prometheus 3.
     pub delayed_name_removal: bool,
+    /// Whether an aggregation of a range function over a selector
+    /// (`sum(rate(x[5m]))`) folds each series' values straight into its
+    /// group (see `promql::stream`); off, the per-series result is built
+    /// first. The answers are the same to the bit; on by default, off for
+    /// comparing the two (`promql_engine` in `bench/`).
+    pub stream_aggregations: bool,
 }
 
 impl Default for EngineOptions {
@@ -60,6 +67,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             delayed_name_removal: false,
+            stream_aggregations: true,
         }
     }
 }
@@ -444,6 +452,7 @@ impl Engine {
             held: 0,
             notes: Default::default(),
             partial: Default::default(),
+            stream_aggregations: self.options.stream_aggregations,
         }
     }
 }
