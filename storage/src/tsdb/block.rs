@@ -7,8 +7,8 @@
 //!   once: the series of one scrape target share them), a symbol table (every
 //!   label name and value once), the series in label order (labels as symbol
 //!   numbers, then their chunks' time ranges and offsets), and postings (for
-//!   each label pair, the series that carry it), followed by a CRC-32 of all
-//!   of it. Float chunks are [`chunk::PACKED`], their timestamps a column
+//!   each label pair, the series that carry it), zstd-compressed after its
+//!   magic, followed by a CRC-32 of all of it. Float chunks are [`chunk::PACKED`], their timestamps a column
 //!   where the column budget allows. Blocks written before columns (index
 //!   magic `SXIDX1`, no column section, XOR and decimal chunks) still read;
 //! - `meta.json`: id, time range `[min_time, max_time)`, counts, compaction level
@@ -36,8 +36,15 @@ use crate::block_store::BlockStore;
 
 /// The index of a block without timestamp columns.
 const INDEX_MAGIC_V1: &[u8] = b"SXIDX1\n";
-/// The index of a block with timestamp columns.
+/// The index of a block with timestamp columns, compressed.
 const INDEX_MAGIC: &[u8] = b"SXIDX2\n";
+/// zstd's level for indexes: most of the gain of the highest levels, at
+/// tens of MB/s for the largest blocks' indexes.
+const INDEX_ZSTD_LEVEL: i32 = 9;
+/// An index is at most this many times its compressed size when read, and
+/// never more than [`MAX_INDEX_BYTES`], whatever its bytes say.
+const INDEX_MAX_RATIO: usize = 256;
+const MAX_INDEX_BYTES: usize = 1 << 30;
 /// Timestamps a block writer keeps in columns at most: they are decoded
 /// into memory when the index is read. Chunks beyond it carry their own.
 const WRITE_COLUMN_SAMPLES: usize = 1 << 18;
@@ -199,7 +206,6 @@ impl BlockWriter {
             .map(|(i, s)| (*s, i as u64))
             .collect();
         let mut out = Vec::with_capacity(1 << 16);
-        out.extend_from_slice(INDEX_MAGIC);
         let mut columns: Vec<(&Vec<i64>, u64)> = self
             .columns
             .iter()
@@ -251,9 +257,12 @@ impl BlockWriter {
                 prev = *id;
             }
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        std::fs::write(self.staging.join("index"), &out)?;
+        let mut index = Vec::with_capacity(out.len() / 4 + 64);
+        index.extend_from_slice(INDEX_MAGIC);
+        zstd::stream::copy_encode(&out[..], &mut index, INDEX_ZSTD_LEVEL)?;
+        let crc = crc32fast::hash(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(self.staging.join("index"), &index)?;
         let meta = BlockMeta {
             id: id.to_owned(),
             min_time,
@@ -558,14 +567,16 @@ pub fn parse_block_index(body: &[u8]) -> bool {
 /// Reads an index body (after its checksum was checked): with timestamp
 /// columns or, for blocks written before them, without.
 fn parse_index(body: &[u8]) -> Option<BlockIndex> {
-    let (columns, body, v1) = if let Some(body) = body.strip_prefix(INDEX_MAGIC) {
-        let mut r = ByteReader::new(body);
+    let decompressed;
+    let (columns, mut r, v1) = if let Some(compressed) = body.strip_prefix(INDEX_MAGIC) {
+        decompressed = decompress(compressed)?;
+        let mut r = ByteReader::new(&decompressed);
         let columns = parse_columns(&mut r)?;
-        (columns, r.take(r.remaining())?, false)
+        (columns, r, false)
     } else {
-        (Vec::new(), body.strip_prefix(INDEX_MAGIC_V1)?, true)
+        let r = ByteReader::new(body.strip_prefix(INDEX_MAGIC_V1)?);
+        (Vec::new(), r, true)
     };
-    let mut r = ByteReader::new(body);
     let count = r.len()?;
     let mut symbols: Vec<Arc<str>> = Vec::with_capacity(count.min(1 << 20));
     for _ in 0..count {
@@ -660,6 +671,23 @@ fn set_chunk_ends(series: &mut [BlockSeries]) {
         let next = offsets.partition_point(|&o| o <= chunk.offset);
         chunk.end = offsets.get(next).copied().unwrap_or(u64::MAX);
     }
+}
+
+/// A zstd frame's contents, within [`INDEX_MAX_RATIO`] and [`MAX_INDEX_BYTES`]:
+/// the output grows only as the frame produces it.
+fn decompress(compressed: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let limit = compressed
+        .len()
+        .saturating_mul(INDEX_MAX_RATIO)
+        .clamp(1 << 20, MAX_INDEX_BYTES);
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).ok()?;
+    // The window the frame asks for is allocated up front: at most 8 MiB
+    // (level 9 asks for 4 MiB at most).
+    decoder.window_log_max(23).ok()?;
+    let mut out = Vec::new();
+    decoder.take(limit as u64 + 1).read_to_end(&mut out).ok()?;
+    (out.len() <= limit).then_some(out)
 }
 
 /// The timestamp columns of an index, within [`READ_COLUMN_SAMPLES`].
