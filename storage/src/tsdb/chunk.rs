@@ -449,7 +449,8 @@ const RICE_ESCAPE: u8 = 24;
 /// order 0 (the value), 1 (its change) or 2 (the change of its change),
 /// each a flag bit for "zero" (where that pays) and otherwise its distance
 /// from the chunk's median residual, zigzagged and Rice-coded with the
-/// parameter that makes the chunk smallest. Counters and gauges that hold
+/// parameter that makes the chunk smallest, or written in a fixed width
+/// where that is smaller (residuals spread evenly). Counters and gauges that hold
 /// still for some scrapes and move by similar amounts at others cost a few
 /// bits a sample; a constant costs nothing past its first value.
 pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
@@ -544,6 +545,9 @@ struct RiceParams {
     order: u8,
     zero_flag: bool,
     base: i64,
+    /// Every residual in `k` bits, no unary part: residuals spread evenly
+    /// (fresh measurements) cost about half a bit less a sample so.
+    fixed: bool,
     k: u8,
     bits: u64,
 }
@@ -607,6 +611,23 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
             .iter()
             .map(|&r| zigzag(r.wrapping_sub(base)))
             .collect();
+        let widest = us
+            .iter()
+            .map(|&u| 64 - u.leading_zeros() as u8)
+            .max()
+            .unwrap_or(0);
+        let bits = flag_bits + us.len() as u64 * u64::from(widest);
+        // 64 bits do not fit the 6-bit width; the Rice code's escape takes them.
+        if widest < 64 && best.is_none_or(|b| bits < b.bits) {
+            best = Some(RiceParams {
+                order,
+                zero_flag,
+                base,
+                fixed: true,
+                k: widest,
+                bits,
+            });
+        }
         let mean = us.iter().map(|&u| u as f64).sum::<f64>() / us.len().max(1) as f64;
         let k0 = (mean + 1.0).log2().floor() as i32;
         for k in (k0 - 2).max(0)..=(k0 + 1).min(62) {
@@ -617,6 +638,7 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
                     order,
                     zero_flag,
                     base,
+                    fixed: false,
                     k,
                     bits,
                 });
@@ -641,7 +663,7 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
     bits.write(digits as u64, 4);
     if scaled.iter().all(|&m| m == scaled[0]) {
         bits.write(u64::from(CONSTANT), 2);
-        bits.write(scaled[0] as u64, 64);
+        write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
         return Some(bits);
     }
     let mut residuals: Vec<i64> = scaled[1..].to_vec();
@@ -664,9 +686,10 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
     }
     bits.write(u64::from(best.order), 2);
     bits.bit(best.zero_flag);
+    bits.bit(best.fixed);
     bits.write(u64::from(best.k), 6);
     write_bucketed(&mut bits, best.base, VALUE_WIDTHS);
-    bits.write(scaled[0] as u64, 64);
+    write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
     let (mut last, mut last_delta) = (scaled[0], 0i64);
     for &m in &scaled[1..] {
         let delta = m.wrapping_sub(last);
@@ -682,7 +705,12 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
                 continue;
             }
         }
-        write_rice(&mut bits, zigzag(residual.wrapping_sub(best.base)), best.k);
+        let u = zigzag(residual.wrapping_sub(best.base));
+        if best.fixed {
+            bits.write(u, best.k);
+        } else {
+            write_rice(&mut bits, u, best.k);
+        }
     }
     Some(bits)
 }
@@ -761,7 +789,7 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
         .ok_or(CorruptChunk("decimal scale out of range"))?;
     let order = bits.read(2).ok_or_else(truncated)? as u8;
     if order == CONSTANT {
-        let value = bits.read(64).ok_or_else(truncated)? as i64 as f64 / scale;
+        let value = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)? as f64 / scale;
         first.value = value;
         for s in rest {
             s.value = value;
@@ -769,16 +797,22 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
         return Ok(());
     }
     let zero_flag = bits.bit().ok_or_else(truncated)?;
+    let fixed = bits.bit().ok_or_else(truncated)?;
     let k = bits.read(6).ok_or_else(truncated)? as u8;
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
-    let mut m = bits.read(64).ok_or_else(truncated)? as i64;
+    let mut m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     first.value = m as f64 / scale;
     let mut delta = 0i64;
     for s in rest {
         let residual = if zero_flag && !bits.bit().ok_or_else(truncated)? {
             0
         } else {
-            base.wrapping_add(unzigzag(read_rice(&mut bits, k).ok_or_else(truncated)?))
+            let u = if fixed {
+                bits.read(k)
+            } else {
+                read_rice(&mut bits, k)
+            };
+            base.wrapping_add(unzigzag(u.ok_or_else(truncated)?))
         };
         match order {
             0 => m = residual,
@@ -996,8 +1030,8 @@ mod tests {
             .collect();
         let shared = encode_packed(&samples, Some(0));
         // Encoding, count, layout, column, then the value kind, digits,
-        // mode and the value itself.
-        assert_eq!(shared.len(), 3 + 1 + 1 + 9);
+        // mode and the value itself (a 40-bit bucket).
+        assert_eq!(shared.len(), 3 + 1 + 1 + 7);
         let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
         let mut decoded = Vec::new();
         decode_in_block(&shared, std::slice::from_ref(&column), &mut decoded).unwrap();
@@ -1016,6 +1050,37 @@ mod tests {
         let inline = encode_packed(&samples, None);
         assert!(same(&decode(&inline).unwrap(), &samples));
         assert!(inline.len() > shared.len() + 960 / 8, "{}", inline.len());
+    }
+
+    #[test]
+    fn packed_bytes_read_as_written_down() {
+        // The format, byte for byte (these are also fuzz seeds): 5, 3
+        // samples, the block's column 0; values: decimal, 0 digits, order 1,
+        // no zero flag, Rice (not fixed width) k = 0, base 1 and first value 5
+        // (each bucket `10` + 7 bits), then two residuals of `0` (base + 0).
+        let rice = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x01, 0x01, 0x82, 0x80];
+        let column = vec![1000, 16_000, 31_000];
+        let mut out = Vec::new();
+        decode_in_block(&rice, std::slice::from_ref(&column), &mut out).unwrap();
+        let expected: Vec<Sample> = [(1000, 5.0), (16_000, 6.0), (31_000, 7.0)]
+            .map(|(timestamp_ms, value)| Sample {
+                timestamp_ms,
+                value,
+            })
+            .to_vec();
+        assert!(same(&out, &expected), "{out:?}");
+        // The encoder finds that a fixed width of 0 bits says the same.
+        let shared = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x81, 0x01, 0x82, 0x80];
+        assert_eq!(encode_packed(&expected, Some(0)), shared);
+        // The timestamps inline: their byte length, then the first whole and
+        // the delta-of-deltas (15 000 in the 17-bit bucket, then 0).
+        let mut inline = vec![0x05, 0x00, 0x03, 0x00];
+        let times = encode_times(column.iter().copied());
+        inline.push(times.len() as u8);
+        inline.extend_from_slice(&times);
+        inline.extend_from_slice(&shared[5..]);
+        assert!(same(&decode(&inline).unwrap(), &expected));
+        assert_eq!(encode_packed(&expected, None), inline);
     }
 
     #[test]
