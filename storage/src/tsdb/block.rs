@@ -790,6 +790,20 @@ mod tests {
     }
 
     #[test]
+    fn an_index_that_decompresses_past_its_limit_is_refused() {
+        // 64 MiB of zeros in a couple of KiB: past 256 times its size.
+        let mut body = INDEX_MAGIC.to_vec();
+        zstd::stream::copy_encode(&vec![0u8; 64 << 20][..], &mut body, 1).unwrap();
+        assert!(body.len() < 64 << 10);
+        assert!(!parse_block_index(&body));
+        // Refused by the decompression itself; a frame within it comes back whole.
+        assert_eq!(decompress(&body[INDEX_MAGIC.len()..]), None);
+        let mut small = Vec::new();
+        zstd::stream::copy_encode(&[7u8; 1000][..], &mut small, 1).unwrap();
+        assert_eq!(decompress(&small), Some(vec![7u8; 1000]));
+    }
+
+    #[test]
     fn a_block_written_before_timestamp_columns_still_reads() {
         // Written by the format before packed chunks and timestamp columns
         // (index `SXIDX1`: chunk offsets, decimal and XOR chunks): a
