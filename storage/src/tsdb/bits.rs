@@ -80,15 +80,7 @@ impl<'a> BitReader<'a> {
         // load where 8 bytes remain, else the rest zero-padded.
         let first = self.pos / 8;
         let offset = self.pos % 8;
-        let word = match self.bytes.get(first..first + 8) {
-            Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")),
-            None => {
-                let mut window = [0u8; 8];
-                let available = self.bytes.len() - first;
-                window[..available].copy_from_slice(&self.bytes[first..]);
-                u64::from_be_bytes(window)
-            }
-        };
+        let word = self.word(first);
         let in_word = 64 - offset;
         let value = if count <= in_word {
             (word << offset) >> (64 - count)
@@ -101,6 +93,37 @@ impl<'a> BitReader<'a> {
         };
         self.pos = end;
         Some(value)
+    }
+
+    /// A big-endian window of 8 bytes from byte `first`: one load where 8
+    /// bytes remain, else the rest zero-padded.
+    #[inline]
+    fn word(&self, first: usize) -> u64 {
+        match self.bytes.get(first..first + 8) {
+            Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")),
+            None => {
+                let mut window = [0u8; 8];
+                let rest = self.bytes.get(first..).unwrap_or_default();
+                window[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(window)
+            }
+        }
+    }
+
+    /// Reads a unary count: ones up to the next zero (which is consumed), or
+    /// `limit` ones (`limit` <= 56) and no zero.
+    #[inline]
+    pub fn ones(&mut self, limit: u8) -> Option<u8> {
+        debug_assert!(limit <= 56);
+        let window = self.word(self.pos / 8) << (self.pos % 8);
+        // At least 57 real bits in the window: the count is not cut short by it.
+        let ones = ((!window).leading_zeros() as u8).min(limit);
+        let used = usize::from(ones) + usize::from(ones < limit);
+        if self.pos + used > self.bytes.len() * 8 {
+            return None;
+        }
+        self.pos += used;
+        Some(ones)
     }
 
     /// Reads one bit.
@@ -231,6 +254,29 @@ mod tests {
             }
             prop_assert_eq!(reader.remaining(), 0);
         }
+    }
+
+    #[test]
+    fn unary_counts_stop_at_a_zero_or_the_limit() {
+        let mut writer = BitWriter::default();
+        for n in [0u8, 3, 9] {
+            writer.write(((1u64 << n) - 1) << 1, n + 1);
+        }
+        // At the limit no zero follows.
+        writer.write((1u64 << 24) - 1, 24);
+        writer.write(((1u64 << 30) - 1) << 1, 31);
+        writer.write(0b101, 3);
+        let mut reader = BitReader::new(writer.bytes());
+        for n in [0u8, 3, 9, 24, 24] {
+            assert_eq!(reader.ones(24), Some(n));
+        }
+        // The limit took 24 of the 30 ones; six more and their zero remain.
+        assert_eq!(reader.ones(24), Some(6));
+        assert_eq!(reader.read(3), Some(0b101));
+        // Past the end: no terminating zero to read.
+        let mut reader = BitReader::new(&[0xff]);
+        assert_eq!(reader.ones(24), None);
+        assert_eq!(BitReader::new(&[0xfe]).ones(24), Some(7));
     }
 
     #[test]

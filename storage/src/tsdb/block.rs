@@ -3,10 +3,14 @@
 //!
 //! A block is three files:
 //! - `chunks`: chunk after chunk, each `[length: uvarint][chunk bytes][CRC-32: u32 LE]`;
-//! - `index`: a symbol table (every label name and value once), the series in
-//!   label order (labels as symbol numbers, then their chunks' time ranges and
-//!   offsets), and postings (for each label pair, the series that carry it),
-//!   followed by a CRC-32 of all of it;
+//! - `index`: timestamp columns (each distinct run of float chunk timestamps
+//!   once: the series of one scrape target share them), a symbol table (every
+//!   label name and value once), the series in label order (labels as symbol
+//!   numbers, then their chunks' time ranges and offsets), and postings (for
+//!   each label pair, the series that carry it), zstd-compressed after its
+//!   magic, followed by a CRC-32 of all of it. Float chunks are [`chunk::PACKED`], their timestamps a column
+//!   where the column budget allows. Blocks written before columns (index
+//!   magic `SXIDX1`, no column section, XOR and decimal chunks) still read;
 //! - `meta.json`: id, time range `[min_time, max_time)`, counts, compaction level
 //!   and the blocks it was compacted from.
 
@@ -30,7 +34,24 @@ use super::head::{
 const BLOCK_CHUNK_SAMPLES: usize = 960;
 use crate::block_store::BlockStore;
 
-const INDEX_MAGIC: &[u8] = b"SXIDX1\n";
+/// The index of a block without timestamp columns.
+const INDEX_MAGIC_V1: &[u8] = b"SXIDX1\n";
+/// The index of a block with timestamp columns, compressed.
+const INDEX_MAGIC: &[u8] = b"SXIDX2\n";
+/// zstd's level for indexes: most of the gain of the highest levels, at
+/// tens of MB/s for the largest blocks' indexes.
+const INDEX_ZSTD_LEVEL: i32 = 9;
+/// An index is at most this many times its compressed size when read, and
+/// never more than [`MAX_INDEX_BYTES`], whatever its bytes say.
+const INDEX_MAX_RATIO: usize = 256;
+const MAX_INDEX_BYTES: usize = 1 << 30;
+/// Timestamps a block writer keeps in columns at most: they are decoded
+/// into memory when the index is read. Chunks beyond it carry their own.
+const WRITE_COLUMN_SAMPLES: usize = 1 << 18;
+/// Bytes a chunk record may have when read, whatever the block says.
+const MAX_CHUNK_RECORD: u64 = 64 << 20;
+/// Timestamps a block's columns may hold when read, whatever the index says.
+const READ_COLUMN_SAMPLES: usize = 1 << 20;
 
 /// `meta.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +95,9 @@ pub(crate) struct BlockWriter {
     series: Vec<(Labels, Vec<ChunkMeta>)>,
     num_samples: u64,
     num_chunks: u64,
+    /// Timestamp columns by their timestamps, numbered in order of first use.
+    columns: HashMap<Vec<i64>, u64>,
+    column_samples: usize,
 }
 
 impl BlockWriter {
@@ -86,6 +110,8 @@ impl BlockWriter {
             series: Vec::new(),
             num_samples: 0,
             num_chunks: 0,
+            columns: HashMap::new(),
+            column_samples: 0,
         })
     }
 
@@ -104,7 +130,10 @@ impl BlockWriter {
         debug_assert!(self.series.last().is_none_or(|(last, _)| *last < labels));
         let mut metas = Vec::with_capacity(samples.len().div_ceil(BLOCK_CHUNK_SAMPLES));
         for part in samples.chunks(BLOCK_CHUNK_SAMPLES) {
-            let data = chunk::encode_best(part);
+            let data = match self.column(part) {
+                Some(id) => chunk::encode_packed(part, Some(id)),
+                None => chunk::encode_best(part),
+            };
             let meta = self.write_chunk(
                 &data,
                 part[0].timestamp_ms,
@@ -119,6 +148,22 @@ impl BlockWriter {
         self.num_samples += (samples.len() + histograms.len()) as u64;
         self.series.push((labels, metas));
         Ok(())
+    }
+
+    /// The number of the timestamp column of `samples`, added if new and
+    /// within the budget.
+    fn column(&mut self, samples: &[Sample]) -> Option<u64> {
+        let times: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        if let Some(&id) = self.columns.get(&times) {
+            return Some(id);
+        }
+        if self.column_samples + times.len() > WRITE_COLUMN_SAMPLES {
+            return None;
+        }
+        let id = self.columns.len() as u64;
+        self.column_samples += times.len();
+        self.columns.insert(times, id);
+        Some(id)
     }
 
     fn write_chunk(&mut self, data: &[u8], min_t: i64, max_t: i64) -> io::Result<ChunkMeta> {
@@ -161,13 +206,29 @@ impl BlockWriter {
             .map(|(i, s)| (*s, i as u64))
             .collect();
         let mut out = Vec::with_capacity(1 << 16);
-        out.extend_from_slice(INDEX_MAGIC);
+        let mut columns: Vec<(&Vec<i64>, u64)> = self
+            .columns
+            .iter()
+            .map(|(times, &id)| (times, id))
+            .collect();
+        columns.sort_unstable_by_key(|&(_, id)| id);
+        put_uvarint(&mut out, columns.len() as u64);
+        for (times, _) in columns {
+            put_uvarint(&mut out, times.len() as u64);
+            let stream = chunk::encode_times(times.iter().copied());
+            put_uvarint(&mut out, stream.len() as u64);
+            out.extend_from_slice(&stream);
+        }
         put_uvarint(&mut out, symbols.len() as u64);
         for s in &symbols {
             put_str(&mut out, s);
         }
         put_uvarint(&mut out, self.series.len() as u64);
         let mut postings: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+        // Chunk times as changes from the previous chunk's (the same in
+        // most series), and chunk lengths, not offsets: the chunks follow
+        // each other in the file in this order.
+        let (mut last_min_t, mut last_span) = (0i64, 0i64);
         for (index, (labels, metas)) in self.series.iter().enumerate() {
             put_uvarint(&mut out, labels.len() as u64);
             for l in labels {
@@ -178,9 +239,11 @@ impl BlockWriter {
             }
             put_uvarint(&mut out, metas.len() as u64);
             for m in metas {
-                put_varint(&mut out, m.min_t);
-                put_uvarint(&mut out, m.max_t.wrapping_sub(m.min_t) as u64);
-                put_uvarint(&mut out, m.offset);
+                let span = m.max_t.wrapping_sub(m.min_t);
+                put_varint(&mut out, m.min_t.wrapping_sub(last_min_t));
+                put_varint(&mut out, span.wrapping_sub(last_span));
+                put_uvarint(&mut out, m.end - m.offset);
+                (last_min_t, last_span) = (m.min_t, span);
             }
         }
         put_uvarint(&mut out, postings.len() as u64);
@@ -194,9 +257,12 @@ impl BlockWriter {
                 prev = *id;
             }
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        std::fs::write(self.staging.join("index"), &out)?;
+        let mut index = Vec::with_capacity(out.len() / 4 + 64);
+        index.extend_from_slice(INDEX_MAGIC);
+        zstd::stream::copy_encode(&out[..], &mut index, INDEX_ZSTD_LEVEL)?;
+        let crc = crc32fast::hash(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(self.staging.join("index"), &index)?;
         let meta = BlockMeta {
             id: id.to_owned(),
             min_time,
@@ -240,6 +306,8 @@ pub(crate) struct Block {
 /// A block's series and postings.
 #[derive(Debug)]
 struct BlockIndex {
+    /// Timestamp columns that packed chunks refer to.
+    columns: Vec<Vec<i64>>,
     series: Vec<BlockSeries>,
     postings: HashMap<(Arc<str>, Arc<str>), Vec<u32>>,
 }
@@ -287,13 +355,15 @@ impl Block {
         if crc.len() != 4 || crc32fast::hash(body).to_le_bytes() != crc {
             return Err(corrupt(id, "index (checksum)"));
         }
-        let body = body
-            .strip_prefix(INDEX_MAGIC)
-            .ok_or_else(|| corrupt(id, "index (magic)"))?;
-        let (series, postings) =
-            Self::parse_index(body).ok_or_else(|| corrupt(id, "index (structure)"))?;
+        if !body.starts_with(INDEX_MAGIC) && !body.starts_with(INDEX_MAGIC_V1) {
+            return Err(corrupt(
+                id,
+                "index (magic: not a block index this version reads)",
+            ));
+        }
+        let index = parse_index(body).ok_or_else(|| corrupt(id, "index (structure)"))?;
         // Two first readers may both have read it: either copy will do.
-        let _ = self.index.set(Arc::new(BlockIndex { series, postings }));
+        let _ = self.index.set(Arc::new(index));
         Ok(self.index.get().expect("just set"))
     }
 
@@ -312,81 +382,6 @@ impl Block {
             index,
             bytes: self.bytes,
         })
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn parse_index(
-        body: &[u8],
-    ) -> Option<(Vec<BlockSeries>, HashMap<(Arc<str>, Arc<str>), Vec<u32>>)> {
-        let mut r = ByteReader::new(body);
-        let count = r.len()?;
-        let mut symbols: Vec<Arc<str>> = Vec::with_capacity(count.min(1 << 20));
-        for _ in 0..count {
-            symbols.push(Arc::from(r.str()?));
-        }
-        let symbol = |i: u64| symbols.get(usize::try_from(i).ok()?).cloned();
-        let count = r.len()?;
-        let mut series = Vec::with_capacity(count.min(1 << 20));
-        for _ in 0..count {
-            let n = r.len()?;
-            let mut labels = Vec::with_capacity(n.min(64));
-            for _ in 0..n {
-                labels.push(Label {
-                    name: symbol(r.uvarint()?)?,
-                    value: symbol(r.uvarint()?)?,
-                });
-            }
-            let n = r.len()?;
-            let mut chunks = Vec::with_capacity(n.min(1 << 16));
-            for _ in 0..n {
-                let min_t = r.varint()?;
-                let max_t = min_t.wrapping_add(r.uvarint()? as i64);
-                chunks.push(ChunkMeta {
-                    min_t,
-                    max_t,
-                    offset: r.uvarint()?,
-                    end: u64::MAX,
-                });
-            }
-            if !labels.windows(2).all(|w| w[0].name < w[1].name) {
-                return None;
-            }
-            series.push(BlockSeries {
-                labels: Labels::from_sorted(labels),
-                chunks,
-            });
-        }
-        let count = r.len()?;
-        let mut postings = HashMap::with_capacity(count.min(1 << 20));
-        for _ in 0..count {
-            let name = symbol(r.uvarint()?)?;
-            let value = symbol(r.uvarint()?)?;
-            let n = r.len()?;
-            let mut ids = Vec::with_capacity(n.min(1 << 20));
-            let mut prev = 0u64;
-            for _ in 0..n {
-                prev += r.uvarint()?;
-                if prev as usize >= series.len() {
-                    return None;
-                }
-                ids.push(u32::try_from(prev).ok()?);
-            }
-            postings.insert((name, value), ids);
-        }
-        if r.remaining() != 0 {
-            return None;
-        }
-        // Each chunk ends where the next in the file begins.
-        let mut offsets: Vec<u64> = series
-            .iter()
-            .flat_map(|s| s.chunks.iter().map(|c| c.offset))
-            .collect();
-        offsets.sort_unstable();
-        for chunk in series.iter_mut().flat_map(|s| s.chunks.iter_mut()) {
-            let next = offsets.partition_point(|&o| o <= chunk.offset);
-            chunk.end = offsets.get(next).copied().unwrap_or(u64::MAX);
-        }
-        Some((series, postings))
     }
 
     /// Fetches, all at once, the chunks of the series `indexes` (from
@@ -477,8 +472,8 @@ impl Block {
     ) -> io::Result<(Vec<Sample>, Vec<HistogramSample>)> {
         let mut samples = Vec::new();
         let mut histograms = Vec::new();
-        let series = self
-            .index()?
+        let block_index = self.index()?;
+        let series = block_index
             .series
             .get(index)
             .ok_or_else(|| corrupt(&self.meta.id, "series reference"))?;
@@ -487,7 +482,7 @@ impl Block {
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
-            self.read_chunk(c, &mut samples, &mut histograms)?;
+            self.read_chunk(block_index, c, &mut samples, &mut histograms)?;
         }
         samples.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
         histograms.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
@@ -509,7 +504,7 @@ impl Block {
             let mut samples = Vec::new();
             let mut histograms = Vec::new();
             for c in &s.chunks {
-                self.read_chunk(c, &mut samples, &mut histograms)?;
+                self.read_chunk(index, c, &mut samples, &mut histograms)?;
             }
             Ok((s.labels.clone(), samples, histograms))
         }))
@@ -517,20 +512,40 @@ impl Block {
 
     fn read_chunk(
         &self,
+        index: &BlockIndex,
         c: &ChunkMeta,
         out: &mut Vec<Sample>,
         histograms: &mut Vec<HistogramSample>,
     ) -> io::Result<()> {
         let id = &self.meta.id;
-        // The length prefix is at most 10 bytes, and every chunk record is longer
-        // than that (3-byte header, 16-byte first sample, 4-byte CRC).
-        let read = |offset: u64, len: usize| self.chunks.read_at(offset, len);
-        let head = read(c.offset, 10)?;
-        let mut r = ByteReader::new(&head);
-        let len = r.len().ok_or_else(|| corrupt(id, "chunk length"))?;
-        let prefix = head.len() - r.remaining();
-        let raw = read(c.offset + prefix as u64, len + 4)?;
-        let (data, crc) = raw.split_at(len);
+        let too_long = || corrupt(id, "chunk length");
+        let read = |offset: u64, len: u64| {
+            if len > MAX_CHUNK_RECORD {
+                return Err(too_long());
+            }
+            self.chunks.read_at(offset, len as usize)
+        };
+        let raw = match c.end.checked_sub(c.offset) {
+            // The record's end is known: one read.
+            Some(len) if c.end != u64::MAX => read(c.offset, len)?,
+            _ => {
+                // The length prefix is at most 10 bytes, and every chunk record is longer
+                // than that (3-byte header, 16-byte first sample, 4-byte CRC).
+                let mut raw = read(c.offset, 10)?;
+                let mut r = ByteReader::new(&raw);
+                let len = r.uvarint().ok_or_else(too_long)?;
+                let prefix = raw.len() - r.remaining();
+                let record = len.checked_add(4 + prefix as u64).ok_or_else(too_long)?;
+                if record > 10 {
+                    raw.extend(read(c.offset + 10, record - 10)?);
+                }
+                raw
+            }
+        };
+        let mut r = ByteReader::new(&raw);
+        let len = r.len().ok_or_else(too_long)?;
+        let data = r.take(len).ok_or_else(too_long)?;
+        let crc = r.take(4).ok_or_else(too_long)?;
         if crc32fast::hash(data).to_le_bytes() != crc {
             return Err(corrupt(id, "chunk (checksum)"));
         }
@@ -538,8 +553,161 @@ impl Block {
             return decode_histogram_chunk(data, histograms)
                 .map_err(|e| corrupt(id, &e.to_string()));
         }
-        chunk::decode_into(data, out).map_err(|e| corrupt(id, &e.to_string()))
+        chunk::decode_in_block(data, &index.columns, out).map_err(|e| corrupt(id, &e.to_string()))
     }
+}
+
+/// Whether `body` reads as a block index (an `index` file without its
+/// trailing checksum): for the fuzz target, which checks
+/// that no bytes make reading panic or allocate beyond its limits.
+pub fn parse_block_index(body: &[u8]) -> bool {
+    parse_index(body).is_some()
+}
+
+/// Reads an index body (after its checksum was checked): with timestamp
+/// columns or, for blocks written before them, without.
+fn parse_index(body: &[u8]) -> Option<BlockIndex> {
+    let decompressed;
+    let (columns, mut r, v1) = if let Some(compressed) = body.strip_prefix(INDEX_MAGIC) {
+        decompressed = decompress(compressed)?;
+        let mut r = ByteReader::new(&decompressed);
+        let columns = parse_columns(&mut r)?;
+        (columns, r, false)
+    } else {
+        let r = ByteReader::new(body.strip_prefix(INDEX_MAGIC_V1)?);
+        (Vec::new(), r, true)
+    };
+    let count = r.len()?;
+    let mut symbols: Vec<Arc<str>> = Vec::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        symbols.push(Arc::from(r.str()?));
+    }
+    let symbol = |i: u64| symbols.get(usize::try_from(i).ok()?).cloned();
+    let count = r.len()?;
+    let mut series = Vec::with_capacity(count.min(1 << 20));
+    let (mut last_min_t, mut last_span, mut next_offset) = (0i64, 0i64, 0u64);
+    for _ in 0..count {
+        let n = r.len()?;
+        let mut labels = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            labels.push(Label {
+                name: symbol(r.uvarint()?)?,
+                value: symbol(r.uvarint()?)?,
+            });
+        }
+        let n = r.len()?;
+        let mut chunks = Vec::with_capacity(n.min(1 << 16));
+        for _ in 0..n {
+            chunks.push(if v1 {
+                let min_t = r.varint()?;
+                ChunkMeta {
+                    min_t,
+                    max_t: min_t.wrapping_add(r.uvarint()? as i64),
+                    offset: r.uvarint()?,
+                    end: u64::MAX,
+                }
+            } else {
+                let min_t = last_min_t.wrapping_add(r.varint()?);
+                let span = last_span.wrapping_add(r.varint()?);
+                (last_min_t, last_span) = (min_t, span);
+                let offset = next_offset;
+                next_offset = offset.checked_add(r.uvarint()?)?;
+                ChunkMeta {
+                    min_t,
+                    max_t: min_t.wrapping_add(span),
+                    offset,
+                    end: next_offset,
+                }
+            });
+        }
+        if !labels.windows(2).all(|w| w[0].name < w[1].name) {
+            return None;
+        }
+        series.push(BlockSeries {
+            labels: Labels::from_sorted(labels),
+            chunks,
+        });
+    }
+    let count = r.len()?;
+    let mut postings = HashMap::with_capacity(count.min(1 << 20));
+    for _ in 0..count {
+        let name = symbol(r.uvarint()?)?;
+        let value = symbol(r.uvarint()?)?;
+        let n = r.len()?;
+        let mut ids = Vec::with_capacity(n.min(1 << 20));
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.checked_add(r.uvarint()?)?;
+            if prev >= series.len() as u64 {
+                return None;
+            }
+            ids.push(u32::try_from(prev).ok()?);
+        }
+        postings.insert((name, value), ids);
+    }
+    if r.remaining() != 0 {
+        return None;
+    }
+    if v1 {
+        // Each chunk ends where the next in the file begins.
+        set_chunk_ends(&mut series);
+    }
+    Some(BlockIndex {
+        columns,
+        series,
+        postings,
+    })
+}
+
+/// A block written before chunk lengths were in its index: each chunk's
+/// end is where the next in the file begins.
+fn set_chunk_ends(series: &mut [BlockSeries]) {
+    let mut offsets: Vec<u64> = series
+        .iter()
+        .flat_map(|s| s.chunks.iter().map(|c| c.offset))
+        .collect();
+    offsets.sort_unstable();
+    for chunk in series.iter_mut().flat_map(|s| s.chunks.iter_mut()) {
+        let next = offsets.partition_point(|&o| o <= chunk.offset);
+        chunk.end = offsets.get(next).copied().unwrap_or(u64::MAX);
+    }
+}
+
+/// A zstd frame's contents, within [`INDEX_MAX_RATIO`] and [`MAX_INDEX_BYTES`]:
+/// the output grows only as the frame produces it.
+fn decompress(compressed: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let limit = compressed
+        .len()
+        .saturating_mul(INDEX_MAX_RATIO)
+        .clamp(1 << 20, MAX_INDEX_BYTES);
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(compressed).ok()?;
+    // The window the frame asks for is allocated up front: at most 8 MiB
+    // (level 9 asks for 4 MiB at most).
+    decoder.window_log_max(23).ok()?;
+    let mut out = Vec::new();
+    decoder.take(limit as u64 + 1).read_to_end(&mut out).ok()?;
+    (out.len() <= limit).then_some(out)
+}
+
+/// The timestamp columns of an index, within [`READ_COLUMN_SAMPLES`].
+fn parse_columns(r: &mut ByteReader<'_>) -> Option<Vec<Vec<i64>>> {
+    let count = r.len()?;
+    let mut columns = Vec::with_capacity(count.min(1 << 10));
+    let mut total = 0usize;
+    for _ in 0..count {
+        let len = r.len()?;
+        total = total.checked_add(len)?;
+        if len > usize::from(u16::MAX) || total > READ_COLUMN_SAMPLES {
+            return None;
+        }
+        let stream_len = r.len()?;
+        let stream = r.take(stream_len)?;
+        let mut times = Vec::with_capacity(len);
+        chunk::decode_times(stream, len, &mut times).ok()?;
+        columns.push(times);
+    }
+    Some(columns)
 }
 
 #[cfg(test)]
@@ -568,5 +736,134 @@ mod tests {
         store.delete("b1").unwrap();
         assert!(!dir.path().join("b1").exists());
         assert_eq!(block.data(0, 0, 300_000).unwrap().0, samples);
+    }
+
+    fn same(a: &[Sample], b: &[Sample]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.timestamp_ms == y.timestamp_ms && x.value.to_bits() == y.value.to_bits()
+            })
+    }
+
+    #[test]
+    fn series_of_one_scrape_share_a_timestamp_column_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn BlockStore> = Arc::new(LocalBlockStore::open(dir.path()).unwrap());
+        let mut writer = BlockWriter::new(store.staging_dir("b1").unwrap()).unwrap();
+        // One target's scrapes, a few landing late; a second target's at
+        // other times; a series longer than a chunk.
+        let scrape = |i: i64| i * 15_000 + if i % 50 == 7 { 13 } else { 0 };
+        let series: Vec<(Labels, Vec<Sample>)> = [
+            ("a", 0.0, 0),
+            ("b", 1.5, 0),
+            ("c", f64::NAN, 0),
+            ("d", 2.25, 7_000),
+            ("e", 0.1 + 0.2, 0),
+        ]
+        .into_iter()
+        .map(|(name, step, shift)| {
+            let len = if name == "e" { 2_000 } else { 480 };
+            let samples = (0..len)
+                .map(|i| Sample {
+                    timestamp_ms: scrape(i) + shift,
+                    value: 1e6 + step * (i / 3) as f64,
+                })
+                .collect();
+            (Labels::from_pairs([("__name__", name)]), samples)
+        })
+        .collect();
+        for (labels, samples) in &series {
+            writer.add_series(labels.clone(), samples, &[]).unwrap();
+        }
+        // a, b and c share one; d and the three chunks of e have their own.
+        assert_eq!(writer.columns.len(), 5);
+        let (staged, _) = writer.finish("b1", 0, 30_000_000, 1, Vec::new()).unwrap();
+        store.publish("b1", &staged).unwrap();
+        let block = Block::open(store.clone(), "b1").unwrap();
+        for (i, (labels, samples)) in series.iter().enumerate() {
+            let (read, _) = block.data(i, 0, 30_000_000).unwrap();
+            assert!(same(&read, samples), "{labels}");
+        }
+        let all: Vec<_> = block.all_series().map(Result::unwrap).collect();
+        assert_eq!(all.len(), series.len());
+        assert!(crate::check::check_block(&store, "b1").is_ok());
+    }
+
+    #[test]
+    fn an_index_that_decompresses_past_its_limit_is_refused() {
+        // 64 MiB of zeros in a couple of KiB: past 256 times its size.
+        let mut body = INDEX_MAGIC.to_vec();
+        zstd::stream::copy_encode(&vec![0u8; 64 << 20][..], &mut body, 1).unwrap();
+        assert!(body.len() < 64 << 10);
+        assert!(!parse_block_index(&body));
+        // Refused by the decompression itself; a frame within it comes back whole.
+        assert_eq!(decompress(&body[INDEX_MAGIC.len()..]), None);
+        let mut small = Vec::new();
+        zstd::stream::copy_encode(&[7u8; 1000][..], &mut small, 1).unwrap();
+        assert_eq!(decompress(&small), Some(vec![7u8; 1000]));
+    }
+
+    #[test]
+    fn a_block_written_before_timestamp_columns_still_reads() {
+        // Written by the format before packed chunks and timestamp columns
+        // (index `SXIDX1`: chunk offsets, decimal and XOR chunks): a
+        // counter with two decimals, a sine and a constant, 2 h of 15 s
+        // scrapes, one in fifty 13 ms late.
+        let dir = tempfile::tempdir().unwrap();
+        let id = "000018ee24226aa9b67500000000";
+        let testdata =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tsdb/testdata/v1-block");
+        std::fs::create_dir(dir.path().join(id)).unwrap();
+        for file in ["chunks", "index", "meta.json"] {
+            std::fs::copy(testdata.join(file), dir.path().join(id).join(file)).unwrap();
+        }
+        let store: Arc<dyn BlockStore> = Arc::new(LocalBlockStore::open(dir.path()).unwrap());
+        let block = Block::open(store.clone(), id).unwrap();
+        let start = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
+        let at = |i: i64| start + i * 15_000 + if i % 50 == 7 { 13 } else { 0 };
+        let expected = |f: &dyn Fn(i64) -> f64| -> Vec<Sample> {
+            (0..480)
+                .map(|i| Sample {
+                    timestamp_ms: at(i),
+                    value: f(i),
+                })
+                .collect()
+        };
+        let series: Vec<(Labels, Vec<Sample>)> = block
+            .all_series()
+            .map(|s| {
+                let (labels, samples, histograms) = s.unwrap();
+                assert!(histograms.is_empty());
+                (labels, samples)
+            })
+            .collect();
+        let names: Vec<&str> = series
+            .iter()
+            .map(|(l, _)| l.metric_name().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "node_cpu_seconds_total",
+                "node_load1",
+                "node_memory_MemTotal_bytes"
+            ]
+        );
+        let cpu = expected(&|i| {
+            format!("{}.{:02}", 1000 + i * 15, (i * 37) % 100)
+                .parse()
+                .unwrap()
+        });
+        assert!(same(&series[0].1, &cpu));
+        assert!(same(
+            &series[1].1,
+            &expected(&|i| (i as f64 * 0.37).sin() * 3.3)
+        ));
+        assert!(same(&series[2].1, &expected(&|_| 8_246_337_208.0)));
+        assert!(same(
+            &block.data(0, at(10), at(20)).unwrap().0,
+            &cpu[10..=20]
+        ));
+        assert!(crate::check::check_block(&store, id).is_ok());
     }
 }

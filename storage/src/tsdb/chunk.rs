@@ -30,6 +30,10 @@ pub const SAMPLES_PER_CHUNK: usize = 120;
 pub const XOR: u8 = 1;
 /// Encoding byte of a scaled-decimal chunk.
 pub const DECIMAL: u8 = 2;
+/// Encoding byte of a packed chunk: timestamps apart from values, either in
+/// the chunk or shared with other chunks of a block (a timestamp column in
+/// its index); values XOR'd or as Rice-coded scaled decimals.
+pub const PACKED: u8 = 5;
 
 /// Builds a chunk one sample at a time. Timestamps must strictly increase.
 #[derive(Debug, Clone, Default)]
@@ -74,28 +78,12 @@ impl ChunkEncoder {
     }
 
     fn write_xor(&mut self, bits: u64) {
-        let xor = bits ^ self.last_value;
-        if xor == 0 {
-            self.bits.bit(false);
-            return;
-        }
-        self.bits.bit(true);
-        let leading = (xor.leading_zeros() as u8).min(31);
-        let trailing = xor.trailing_zeros() as u8;
-        if self.leading != u8::MAX && leading >= self.leading && trailing >= self.trailing {
-            self.bits.bit(false);
-            let width = 64 - self.leading - self.trailing;
-            self.bits.write(xor >> self.trailing, width);
-        } else {
-            self.leading = leading;
-            self.trailing = trailing;
-            let width = 64 - leading - trailing;
-            self.bits.bit(true);
-            self.bits.write(u64::from(leading), 5);
-            // 64 meaningful bits do not fit in 6 bits; 0 stands for 64.
-            self.bits.write(u64::from(width % 64), 6);
-            self.bits.write(xor >> trailing, width);
-        }
+        write_xor(
+            &mut self.bits,
+            bits ^ self.last_value,
+            &mut self.leading,
+            &mut self.trailing,
+        );
     }
 
     /// Samples appended.
@@ -145,6 +133,61 @@ impl ChunkEncoder {
     }
 }
 
+/// Writes one value's XOR with the previous, reusing the previous window of
+/// meaningful bits (`leading`, `trailing`; `u8::MAX` leading: none yet) when
+/// it fits.
+fn write_xor(bits: &mut BitWriter, xor: u64, leading_window: &mut u8, trailing_window: &mut u8) {
+    if xor == 0 {
+        bits.bit(false);
+        return;
+    }
+    bits.bit(true);
+    let leading = (xor.leading_zeros() as u8).min(31);
+    let trailing = xor.trailing_zeros() as u8;
+    if *leading_window != u8::MAX && leading >= *leading_window && trailing >= *trailing_window {
+        bits.bit(false);
+        let width = 64 - *leading_window - *trailing_window;
+        bits.write(xor >> *trailing_window, width);
+    } else {
+        *leading_window = leading;
+        *trailing_window = trailing;
+        let width = 64 - leading - trailing;
+        bits.bit(true);
+        bits.write(u64::from(leading), 5);
+        // 64 meaningful bits do not fit in 6 bits; 0 stands for 64.
+        bits.write(u64::from(width % 64), 6);
+        bits.write(xor >> trailing, width);
+    }
+}
+
+/// Reads what [`write_xor`] wrote: the next value after `value`.
+#[inline]
+fn read_xor(
+    bits: &mut BitReader<'_>,
+    value: u64,
+    leading: &mut u8,
+    trailing: &mut u8,
+) -> Result<u64, CorruptChunk> {
+    let truncated = || CorruptChunk("truncated");
+    if !bits.bit().ok_or_else(truncated)? {
+        return Ok(value);
+    }
+    if bits.bit().ok_or_else(truncated)? {
+        *leading = bits.read(5).ok_or_else(truncated)? as u8;
+        let width = match bits.read(6).ok_or_else(truncated)? as u8 {
+            0 => 64,
+            w => w,
+        };
+        if u32::from(*leading) + u32::from(width) > 64 {
+            return Err(CorruptChunk("value window out of range"));
+        }
+        *trailing = 64 - *leading - width;
+    }
+    let width = 64 - *leading - *trailing;
+    let xor = bits.read(width).ok_or_else(truncated)?;
+    Ok(value ^ (xor << *trailing))
+}
+
 /// Why a chunk could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("corrupt chunk: {0}")]
@@ -157,8 +200,19 @@ pub fn decode(chunk: &[u8]) -> Result<Vec<Sample>, CorruptChunk> {
     Ok(out)
 }
 
-/// Decodes every sample of a chunk, appending to `out`.
+/// Decodes every sample of a chunk, appending to `out`. A packed chunk
+/// whose timestamps are a block's column is refused: see [`decode_in_block`].
 pub fn decode_into(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChunk> {
+    decode_in_block(chunk, &[], out)
+}
+
+/// Decodes every sample of a chunk of a block whose timestamp columns are
+/// `columns`, appending to `out`.
+pub fn decode_in_block(
+    chunk: &[u8],
+    columns: &[Vec<i64>],
+    out: &mut Vec<Sample>,
+) -> Result<(), CorruptChunk> {
     let (&encoding, rest) = chunk.split_first().ok_or(CorruptChunk("empty"))?;
     let header: [u8; 2] = rest
         .get(..2)
@@ -172,6 +226,7 @@ pub fn decode_into(chunk: &[u8], out: &mut Vec<Sample>) -> Result<(), CorruptChu
     match encoding {
         XOR => decode_xor(&rest[2..], count, out),
         DECIMAL => decode_decimal(&rest[2..], count, out),
+        PACKED => decode_packed(&rest[2..], count, columns, out),
         _ => Err(CorruptChunk("unknown encoding")),
     }
 }
@@ -192,22 +247,7 @@ fn decode_xor(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<(), Co
         let dod = read_bucketed(&mut bits, TIME_WIDTHS).ok_or(truncated.clone())?;
         delta = delta.wrapping_add(dod);
         t = t.wrapping_add(delta);
-        if bits.bit().ok_or(truncated.clone())? {
-            if bits.bit().ok_or(truncated.clone())? {
-                leading = bits.read(5).ok_or(truncated.clone())? as u8;
-                let width = match bits.read(6).ok_or(truncated.clone())? as u8 {
-                    0 => 64,
-                    w => w,
-                };
-                if u32::from(leading) + u32::from(width) > 64 {
-                    return Err(CorruptChunk("value window out of range"));
-                }
-                trailing = 64 - leading - width;
-            }
-            let width = 64 - leading - trailing;
-            let xor = bits.read(width).ok_or(truncated.clone())?;
-            value ^= xor << trailing;
-        }
+        value = read_xor(&mut bits, value, &mut leading, &mut trailing)?;
         out.push(Sample {
             timestamp_ms: t,
             value: f64::from_bits(value),
@@ -250,6 +290,12 @@ pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
         xor.append(s.timestamp_ms, s.value);
     }
     let xor = xor.bytes();
+    let packed = encode_packed(samples, None);
+    let xor = if packed.len() < xor.len() {
+        packed
+    } else {
+        xor
+    };
     let digits = samples
         .iter()
         .map(|s| decimal_digits(s.value))
@@ -385,6 +431,402 @@ fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<()
     Ok(())
 }
 
+/// How a packed chunk's timestamps are kept: in the chunk, or as a column of
+/// the block (shared by every chunk with the same timestamps, as the series
+/// of one scrape target have).
+const TIMES_INLINE: u8 = 0;
+const TIMES_SHARED: u8 = 1;
+
+/// Unary quotients of a Rice code stop here; the value follows whole.
+const RICE_ESCAPE: u8 = 24;
+
+/// Encodes samples (strictly increasing timestamps, at most `u16::MAX`) as a
+/// [`PACKED`] chunk, its timestamps inline or (`column`) those of the
+/// block's timestamp column with that number.
+///
+/// Values are the smaller of XOR'd floats and, when every value is a
+/// decimal (see [`DECIMAL`]), scaled integers: constant; or residuals of
+/// order 0 (the value), 1 (its change) or 2 (the change of its change),
+/// each a flag bit for "zero" (where that pays) and otherwise its distance
+/// from the chunk's median residual, zigzagged and Rice-coded with the
+/// parameter that makes the chunk smallest, or written in a fixed width
+/// where that is smaller (residuals spread evenly). Counters and gauges that hold
+/// still for some scrapes and move by similar amounts at others cost a few
+/// bits a sample; a constant costs nothing past its first value.
+pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
+    debug_assert!(samples.len() <= usize::from(u16::MAX));
+    let mut out = Vec::with_capacity(16 + samples.len());
+    out.push(PACKED);
+    out.extend_from_slice(&(samples.len() as u16).to_be_bytes());
+    if samples.is_empty() {
+        return out;
+    }
+    match column {
+        Some(id) => {
+            out.push(TIMES_SHARED);
+            super::bits::put_uvarint(&mut out, id);
+        }
+        None => {
+            out.push(TIMES_INLINE);
+            let times = encode_times(samples.iter().map(|s| s.timestamp_ms));
+            super::bits::put_uvarint(&mut out, times.len() as u64);
+            out.extend_from_slice(&times);
+        }
+    }
+    let xor = xor_values(samples);
+    let values = match decimal_values(samples) {
+        Some(decimal) if decimal.len() < xor.len() => decimal,
+        _ => xor,
+    };
+    out.extend_from_slice(values.bytes());
+    out
+}
+
+/// Timestamps as a bit stream: the first whole, then delta-of-deltas.
+pub(crate) fn encode_times(times: impl IntoIterator<Item = i64>) -> Vec<u8> {
+    let mut bits = BitWriter::default();
+    let (mut last_t, mut last_delta) = (0i64, 0i64);
+    for (i, t) in times.into_iter().enumerate() {
+        if i == 0 {
+            bits.write(t as u64, 64);
+        } else {
+            let delta = t.wrapping_sub(last_t);
+            write_bucketed(&mut bits, delta.wrapping_sub(last_delta), TIME_WIDTHS);
+            last_delta = delta;
+        }
+        last_t = t;
+    }
+    bits.bytes().to_vec()
+}
+
+/// Reads `count` timestamps that [`encode_times`] wrote, appending them to
+/// `out` (which the caller has made room for).
+pub(crate) fn decode_times(
+    stream: &[u8],
+    count: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), CorruptChunk> {
+    let truncated = || CorruptChunk("truncated timestamps");
+    if count == 0 {
+        return Ok(());
+    }
+    let mut bits = BitReader::new(stream);
+    let mut t = bits.read(64).ok_or_else(truncated)? as i64;
+    out.push(t);
+    let mut delta = 0i64;
+    for _ in 1..count {
+        delta = delta.wrapping_add(read_bucketed(&mut bits, TIME_WIDTHS).ok_or_else(truncated)?);
+        t = t.wrapping_add(delta);
+        out.push(t);
+    }
+    Ok(())
+}
+
+fn xor_values(samples: &[Sample]) -> BitWriter {
+    let mut bits = BitWriter::default();
+    bits.bit(false);
+    let mut last = samples[0].value.to_bits();
+    bits.write(last, 64);
+    let (mut leading, mut trailing) = (u8::MAX, 0u8);
+    for s in &samples[1..] {
+        let value = s.value.to_bits();
+        write_xor(&mut bits, value ^ last, &mut leading, &mut trailing);
+        last = value;
+    }
+    bits
+}
+
+/// Residual modes of packed decimal values.
+const CONSTANT: u8 = 3;
+
+/// A Rice-coded residual stream's parameters.
+#[derive(Debug, Clone, Copy)]
+struct RiceParams {
+    order: u8,
+    zero_flag: bool,
+    base: i64,
+    /// Every residual in `k` bits, no unary part: residuals spread evenly
+    /// (fresh measurements) cost about half a bit less a sample so.
+    fixed: bool,
+    k: u8,
+    bits: u64,
+}
+
+fn zigzag(x: i64) -> u64 {
+    ((x << 1) ^ (x >> 63)) as u64
+}
+
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// Bits of `u` Rice-coded with parameter `k`.
+fn rice_bits(u: u64, k: u8) -> u64 {
+    let q = u >> k;
+    if q >= u64::from(RICE_ESCAPE) {
+        u64::from(RICE_ESCAPE) + 64
+    } else {
+        q + 1 + u64::from(k)
+    }
+}
+
+fn write_rice(bits: &mut BitWriter, u: u64, k: u8) {
+    let q = u >> k;
+    if q >= u64::from(RICE_ESCAPE) {
+        bits.write((1u64 << RICE_ESCAPE) - 1, RICE_ESCAPE);
+        bits.write(u, 64);
+    } else {
+        let q = q as u8;
+        bits.write(((1u64 << q) - 1) << 1, q + 1);
+        bits.write(u & ((1u64 << k) - 1), k);
+    }
+}
+
+#[inline]
+fn read_rice(bits: &mut BitReader<'_>, k: u8) -> Option<u64> {
+    let q = bits.ones(RICE_ESCAPE)?;
+    if q == RICE_ESCAPE {
+        return bits.read(64);
+    }
+    Some((u64::from(q) << k) | bits.read(k)?)
+}
+
+/// The cheapest Rice coding of `residuals` with or without a zero flag.
+fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
+    let mut best: Option<RiceParams> = None;
+    for zero_flag in [false, true] {
+        let mut coded: Vec<i64> = residuals
+            .iter()
+            .copied()
+            .filter(|&r| !zero_flag || r != 0)
+            .collect();
+        let flag_bits = if zero_flag { residuals.len() as u64 } else { 0 };
+        let base = if coded.is_empty() {
+            0
+        } else {
+            let middle = coded.len() / 2;
+            *coded.select_nth_unstable(middle).1
+        };
+        let us: Vec<u64> = coded
+            .iter()
+            .map(|&r| zigzag(r.wrapping_sub(base)))
+            .collect();
+        let widest = us
+            .iter()
+            .map(|&u| 64 - u.leading_zeros() as u8)
+            .max()
+            .unwrap_or(0);
+        let bits = flag_bits + us.len() as u64 * u64::from(widest);
+        // 64 bits do not fit the 6-bit width; the Rice code's escape takes them.
+        if widest < 64 && best.is_none_or(|b| bits < b.bits) {
+            best = Some(RiceParams {
+                order,
+                zero_flag,
+                base,
+                fixed: true,
+                k: widest,
+                bits,
+            });
+        }
+        let mean = us.iter().map(|&u| u as f64).sum::<f64>() / us.len().max(1) as f64;
+        let k0 = (mean + 1.0).log2().floor() as i32;
+        for k in (k0 - 2).max(0)..=(k0 + 1).min(62) {
+            let k = k as u8;
+            let bits = flag_bits + us.iter().map(|&u| rice_bits(u, k)).sum::<u64>();
+            if best.is_none_or(|b| bits < b.bits) {
+                best = Some(RiceParams {
+                    order,
+                    zero_flag,
+                    base,
+                    fixed: false,
+                    k,
+                    bits,
+                });
+            }
+        }
+    }
+    best.expect("some parameter was tried")
+}
+
+/// The values as Rice-coded scaled decimals, if every value is one.
+fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
+    let digits = samples
+        .iter()
+        .map(|s| decimal_digits(s.value))
+        .try_fold(0, |max, d| d.map(|d| max.max(d)))?;
+    let scaled: Vec<i64> = samples
+        .iter()
+        .map(|s| scaled(s.value, digits))
+        .collect::<Option<_>>()?;
+    let mut bits = BitWriter::default();
+    bits.bit(true);
+    bits.write(digits as u64, 4);
+    if scaled.iter().all(|&m| m == scaled[0]) {
+        bits.write(u64::from(CONSTANT), 2);
+        write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
+        return Some(bits);
+    }
+    let mut residuals: Vec<i64> = scaled[1..].to_vec();
+    let mut best = best_rice(0, &residuals);
+    let mut previous_delta = 0i64;
+    for (i, w) in scaled.windows(2).enumerate() {
+        residuals[i] = w[1].wrapping_sub(w[0]);
+    }
+    let first = best_rice(1, &residuals);
+    for r in residuals.iter_mut() {
+        let delta = *r;
+        *r = delta.wrapping_sub(previous_delta);
+        previous_delta = delta;
+    }
+    let second = best_rice(2, &residuals);
+    for candidate in [first, second] {
+        if candidate.bits < best.bits {
+            best = candidate;
+        }
+    }
+    bits.write(u64::from(best.order), 2);
+    bits.bit(best.zero_flag);
+    bits.bit(best.fixed);
+    bits.write(u64::from(best.k), 6);
+    write_bucketed(&mut bits, best.base, VALUE_WIDTHS);
+    write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
+    let (mut last, mut last_delta) = (scaled[0], 0i64);
+    for &m in &scaled[1..] {
+        let delta = m.wrapping_sub(last);
+        let residual = match best.order {
+            0 => m,
+            1 => delta,
+            _ => delta.wrapping_sub(last_delta),
+        };
+        (last, last_delta) = (m, delta);
+        if best.zero_flag {
+            bits.bit(residual != 0);
+            if residual == 0 {
+                continue;
+            }
+        }
+        let u = zigzag(residual.wrapping_sub(best.base));
+        if best.fixed {
+            bits.write(u, best.k);
+        } else {
+            write_rice(&mut bits, u, best.k);
+        }
+    }
+    Some(bits)
+}
+
+fn decode_packed(
+    stream: &[u8],
+    count: u16,
+    columns: &[Vec<i64>],
+    out: &mut Vec<Sample>,
+) -> Result<(), CorruptChunk> {
+    let truncated = || CorruptChunk("truncated");
+    let count = usize::from(count);
+    let mut r = super::bits::ByteReader::new(stream);
+    let start = out.len();
+    match r.take(1).ok_or_else(truncated)?[0] {
+        TIMES_INLINE => {
+            let len = r.len().ok_or_else(truncated)?;
+            let times = r.take(len).ok_or_else(truncated)?;
+            let mut bits = BitReader::new(times);
+            let mut t = bits.read(64).ok_or_else(truncated)? as i64;
+            out.push(Sample {
+                timestamp_ms: t,
+                value: 0.0,
+            });
+            let mut delta = 0i64;
+            for _ in 1..count {
+                delta = delta
+                    .wrapping_add(read_bucketed(&mut bits, TIME_WIDTHS).ok_or_else(truncated)?);
+                t = t.wrapping_add(delta);
+                out.push(Sample {
+                    timestamp_ms: t,
+                    value: 0.0,
+                });
+            }
+        }
+        TIMES_SHARED => {
+            let id = r.len().ok_or_else(truncated)?;
+            let column = columns
+                .get(id)
+                .ok_or(CorruptChunk("timestamp column missing"))?;
+            if column.len() != count {
+                return Err(CorruptChunk("timestamp column of another length"));
+            }
+            out.extend(column.iter().map(|&t| Sample {
+                timestamp_ms: t,
+                value: 0.0,
+            }));
+        }
+        _ => return Err(CorruptChunk("unknown timestamp layout")),
+    }
+    let result = decode_packed_values(r.take(r.remaining()).unwrap_or_default(), &mut out[start..]);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Fills in the values of `samples` (at least one) from a packed chunk's value stream.
+fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), CorruptChunk> {
+    let truncated = || CorruptChunk("truncated");
+    let mut bits = BitReader::new(stream);
+    let (first, rest) = samples.split_first_mut().ok_or_else(truncated)?;
+    if !bits.bit().ok_or_else(truncated)? {
+        let mut value = bits.read(64).ok_or_else(truncated)?;
+        first.value = f64::from_bits(value);
+        let (mut leading, mut trailing) = (0u8, 0u8);
+        for s in rest {
+            value = read_xor(&mut bits, value, &mut leading, &mut trailing)?;
+            s.value = f64::from_bits(value);
+        }
+        return Ok(());
+    }
+    let digits = bits.read(4).ok_or_else(truncated)? as usize;
+    let scale = *POW10
+        .get(digits)
+        .ok_or(CorruptChunk("decimal scale out of range"))?;
+    let order = bits.read(2).ok_or_else(truncated)? as u8;
+    if order == CONSTANT {
+        let value = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)? as f64 / scale;
+        first.value = value;
+        for s in rest {
+            s.value = value;
+        }
+        return Ok(());
+    }
+    let zero_flag = bits.bit().ok_or_else(truncated)?;
+    let fixed = bits.bit().ok_or_else(truncated)?;
+    let k = bits.read(6).ok_or_else(truncated)? as u8;
+    let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
+    let mut m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
+    first.value = m as f64 / scale;
+    let mut delta = 0i64;
+    for s in rest {
+        let residual = if zero_flag && !bits.bit().ok_or_else(truncated)? {
+            0
+        } else {
+            let u = if fixed {
+                bits.read(k)
+            } else {
+                read_rice(&mut bits, k)
+            };
+            base.wrapping_add(unzigzag(u.ok_or_else(truncated)?))
+        };
+        match order {
+            0 => m = residual,
+            1 => m = m.wrapping_add(residual),
+            _ => {
+                delta = delta.wrapping_add(residual);
+                m = m.wrapping_add(delta);
+            }
+        }
+        s.value = m as f64 / scale;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -451,6 +893,12 @@ mod tests {
             prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
             let decoded = decode(&encode_best(&samples)).unwrap();
             prop_assert!(same(&decoded, &samples), "best: {:?} != {:?}", decoded, samples);
+            let decoded = decode(&encode_packed(&samples, None)).unwrap();
+            prop_assert!(same(&decoded, &samples), "packed: {:?} != {:?}", decoded, samples);
+            let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+            let mut decoded = Vec::new();
+            decode_in_block(&encode_packed(&samples, Some(1)), &[Vec::new(), column], &mut decoded).unwrap();
+            prop_assert!(same(&decoded, &samples), "shared: {:?} != {:?}", decoded, samples);
         }
 
         #[test]
@@ -471,11 +919,47 @@ mod tests {
             let best = encode_best(&samples);
             let decoded = decode(&best).unwrap();
             prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
+            let decoded = decode(&encode_packed(&samples, None)).unwrap();
+            prop_assert!(same(&decoded, &samples), "packed: {:?} != {:?}", decoded, samples);
+        }
+
+        #[test]
+        fn packed_counters_and_gauges_round_trip_bit_exactly(
+            start in 0i64..(1i64 << 45),
+            digits in 0usize..10,
+            first in -1_000_000_000i64..1_000_000_000,
+            moves in proptest::collection::vec((0u8..4, 0i64..5_000), 1..=960),
+        ) {
+            // Still, then a step of similar size, as a counter or a gauge
+            // moves; now and then a fresh value or a reset.
+            let mut m = first;
+            let samples: Vec<Sample> = moves
+                .iter()
+                .enumerate()
+                .map(|(i, &(kind, step))| {
+                    m = match kind {
+                        0 => m,
+                        1 => m + step,
+                        2 => m - step / 2,
+                        _ => step,
+                    };
+                    Sample {
+                        timestamp_ms: start + i as i64 * 15_000,
+                        value: format!("{}", m as f64 / POW10[digits]).parse().unwrap(),
+                    }
+                })
+                .collect();
+            let decoded = decode(&encode_packed(&samples, None)).unwrap();
+            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
         }
 
         #[test]
         fn corrupt_chunks_error_instead_of_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode(&bytes);
+            let mut packed = vec![PACKED];
+            packed.extend_from_slice(&bytes);
+            let mut out = Vec::new();
+            let _ = decode_in_block(&packed, &[vec![1, 2, 3], vec![4]], &mut out);
         }
     }
 
@@ -504,18 +988,99 @@ mod tests {
             })
             .collect();
         let xor = encode(&samples);
+        let digits = 2;
+        let scaled: Vec<i64> = samples
+            .iter()
+            .map(|s| scaled(s.value, digits).unwrap())
+            .collect();
+        let decimal = encode_decimal(&samples, &scaled, digits, false);
         let best = encode_best(&samples);
-        assert_eq!(best[0], DECIMAL);
-        assert!(best.len() < xor.len(), "{} vs {}", best.len(), xor.len());
+        assert_eq!(best[0], PACKED);
+        assert!(
+            decimal.len() < xor.len(),
+            "{} vs {}",
+            decimal.len(),
+            xor.len()
+        );
+        assert!(
+            best.len() < decimal.len(),
+            "{} vs {}",
+            best.len(),
+            decimal.len()
+        );
         assert!(same(&decode(&best).unwrap(), &samples));
+        assert!(same(&decode(&decimal).unwrap(), &samples));
         // Negative zero, NaN and values with too many digits stay XOR, exactly.
         for odd in [-0.0, f64::NAN, 0.1 + 0.2, 1e300] {
             let mut with_odd = samples.clone();
             with_odd[7].value = odd;
             let chunk = encode_best(&with_odd);
-            assert_eq!(chunk[0], XOR, "{odd}");
+            assert_ne!(chunk[0], DECIMAL, "{odd}");
             assert!(same(&decode(&chunk).unwrap(), &with_odd));
         }
+    }
+
+    #[test]
+    fn a_constant_costs_nothing_past_its_first_value_and_a_column_its_timestamps() {
+        let samples: Vec<Sample> = (0..960)
+            .map(|i| Sample {
+                timestamp_ms: 1_700_000_000_000 + i * 15_000 + if i % 50 == 7 { 13 } else { 0 },
+                value: 8_246_337_208.0,
+            })
+            .collect();
+        let shared = encode_packed(&samples, Some(0));
+        // Encoding, count, layout, column, then the value kind, digits,
+        // mode and the value itself (a 40-bit bucket).
+        assert_eq!(shared.len(), 3 + 1 + 1 + 7);
+        let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        let mut decoded = Vec::new();
+        decode_in_block(&shared, std::slice::from_ref(&column), &mut decoded).unwrap();
+        assert!(same(&decoded, &samples));
+        // Without its block's column, or with one of another length, the
+        // chunk is refused, and nothing is left half-decoded.
+        assert_eq!(
+            decode(&shared),
+            Err(CorruptChunk("timestamp column missing"))
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            decode_in_block(&shared, &[column[1..].to_vec()], &mut out),
+            Err(CorruptChunk("timestamp column of another length"))
+        );
+        let inline = encode_packed(&samples, None);
+        assert!(same(&decode(&inline).unwrap(), &samples));
+        assert!(inline.len() > shared.len() + 960 / 8, "{}", inline.len());
+    }
+
+    #[test]
+    fn packed_bytes_read_as_written_down() {
+        // The format, byte for byte (these are also fuzz seeds): 5, 3
+        // samples, the block's column 0; values: decimal, 0 digits, order 1,
+        // no zero flag, Rice (not fixed width) k = 0, base 1 and first value 5
+        // (each bucket `10` + 7 bits), then two residuals of `0` (base + 0).
+        let rice = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x01, 0x01, 0x82, 0x80];
+        let column = vec![1000, 16_000, 31_000];
+        let mut out = Vec::new();
+        decode_in_block(&rice, std::slice::from_ref(&column), &mut out).unwrap();
+        let expected: Vec<Sample> = [(1000, 5.0), (16_000, 6.0), (31_000, 7.0)]
+            .map(|(timestamp_ms, value)| Sample {
+                timestamp_ms,
+                value,
+            })
+            .to_vec();
+        assert!(same(&out, &expected), "{out:?}");
+        // The encoder finds that a fixed width of 0 bits says the same.
+        let shared = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x81, 0x01, 0x82, 0x80];
+        assert_eq!(encode_packed(&expected, Some(0)), shared);
+        // The timestamps inline: their byte length, then the first whole and
+        // the delta-of-deltas (15 000 in the 17-bit bucket, then 0).
+        let mut inline = vec![0x05, 0x00, 0x03, 0x00];
+        let times = encode_times(column.iter().copied());
+        inline.push(times.len() as u8);
+        inline.extend_from_slice(&times);
+        inline.extend_from_slice(&shared[5..]);
+        assert!(same(&decode(&inline).unwrap(), &expected));
+        assert_eq!(encode_packed(&expected, None), inline);
     }
 
     #[test]

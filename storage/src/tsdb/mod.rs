@@ -19,7 +19,7 @@ mod wal;
 
 pub use crate::block_store::{BlockStore, LocalBlockStore};
 pub(crate) use block::Block;
-pub use block::BlockMeta;
+pub use block::{BlockMeta, parse_block_index};
 pub use db::{
     AppendReport, MetricMetadata, RefSample, RefSeries, SeriesHistograms, SeriesSamples, Tsdb,
     TsdbConfig,
