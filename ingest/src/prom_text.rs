@@ -422,6 +422,22 @@ pub struct Parsed {
     pub errors: Vec<LineError>,
 }
 
+/// Records a `# TYPE`, `# HELP` or `# UNIT` line (a sample is not metadata).
+fn note_metadata(metadata: &mut BTreeMap<String, FamilyMetadata>, entry: Entry<'_>) {
+    match entry {
+        Entry::Sample(_) => {}
+        Entry::Type { family, kind } => {
+            metadata.entry(family.to_owned()).or_default().kind = Some(kind.to_owned());
+        }
+        Entry::Help { family, text } => {
+            metadata.entry(family.to_owned()).or_default().help = Some(text.into_owned());
+        }
+        Entry::Unit { family, unit } => {
+            metadata.entry(family.to_owned()).or_default().unit = Some(unit.to_owned());
+        }
+    }
+}
+
 /// Parses a whole text-format body. Bad lines are reported and skipped; the rest is kept.
 pub fn parse(text: &str) -> Parsed {
     let mut out = Parsed::default();
@@ -442,15 +458,7 @@ pub fn parse(text: &str) -> Parsed {
                     timestamp_ms: sample.timestamp_ms,
                 });
             }
-            Ok(Entry::Type { family, kind }) => {
-                out.metadata.entry(family.to_owned()).or_default().kind = Some(kind.to_owned());
-            }
-            Ok(Entry::Help { family, text }) => {
-                out.metadata.entry(family.to_owned()).or_default().help = Some(text.into_owned());
-            }
-            Ok(Entry::Unit { family, unit }) => {
-                out.metadata.entry(family.to_owned()).or_default().unit = Some(unit.to_owned());
-            }
+            Ok(other) => note_metadata(&mut out.metadata, other),
         }
     }
     out
@@ -517,15 +525,7 @@ pub fn parse_runs(text: &str) -> ParsedRuns {
                     points: vec![point],
                 });
             }
-            Ok(Entry::Type { family, kind }) => {
-                out.metadata.entry(family.to_owned()).or_default().kind = Some(kind.to_owned());
-            }
-            Ok(Entry::Help { family, text }) => {
-                out.metadata.entry(family.to_owned()).or_default().help = Some(text.into_owned());
-            }
-            Ok(Entry::Unit { family, unit }) => {
-                out.metadata.entry(family.to_owned()).or_default().unit = Some(unit.to_owned());
-            }
+            Ok(other) => note_metadata(&mut out.metadata, other),
         }
     }
     out

@@ -162,27 +162,11 @@ fn import_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
     let work = learned.with_hosts((sizes.rw_hosts / 4).max(1));
     let labels = work.labels();
     let scrapes = sizes.rw_scrapes;
-    let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(scrapes); labels.len()];
-    let mut stream = work.scrapes(START_MS, 11);
-    for _ in 0..scrapes {
-        let (t, values) = stream.next_scrape();
-        for (s, v) in series.iter_mut().zip(values) {
-            s.push((t, *v));
-        }
-    }
+    let series = history(&work, scrapes, 11);
     let mut bodies: Vec<Vec<String>> = vec![Vec::new(); 4];
     let mut body = String::new();
     for (i, (l, samples)) in labels.iter().zip(&series).enumerate() {
-        let name = l.metric_name().unwrap_or_default();
-        let rest: Vec<String> = l
-            .iter()
-            .filter(|x| &*x.name != "__name__")
-            .map(|x| format!("{}={:?}", x.name, &*x.value))
-            .collect();
-        let head = format!("{name}{{{}}}", rest.join(","));
-        for (t, v) in samples {
-            body.push_str(&format!("{head} {v} {t}\n"));
-        }
+        text_lines(&mut body, l, samples);
         if body.len() > 4 << 20 || i + 1 == labels.len() {
             let n = bodies.iter().map(Vec::len).sum::<usize>();
             bodies[n % 4].push(std::mem::take(&mut body));
@@ -201,6 +185,34 @@ fn import_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
         labels.len(),
         ours / theirs
     ));
+}
+
+/// Every series' samples of `scrapes` scrapes from `seed`, by series.
+fn history(workload: &NodeWorkload, scrapes: usize, seed: u64) -> Vec<Vec<(i64, f64)>> {
+    let mut series: Vec<Vec<(i64, f64)>> =
+        vec![Vec::with_capacity(scrapes); workload.labels().len()];
+    let mut stream = workload.scrapes(START_MS, seed);
+    for _ in 0..scrapes {
+        let (t, values) = stream.next_scrape();
+        for (s, v) in series.iter_mut().zip(values) {
+            s.push((t, *v));
+        }
+    }
+    series
+}
+
+/// One series' samples as text-format lines with millisecond timestamps.
+fn text_lines(body: &mut String, labels: &sextant_model::Labels, samples: &[(i64, f64)]) {
+    let name = labels.metric_name().unwrap_or_default();
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|x| &*x.name != "__name__")
+        .map(|x| format!("{}={:?}", x.name, &*x.value))
+        .collect();
+    let head = format!("{name}{{{}}}", rest.join(","));
+    for (t, v) in samples {
+        body.push_str(&format!("{head} {v} {t}\n"));
+    }
 }
 
 /// Posts every body (4 senders); samples/s until the last is acknowledged.
@@ -288,14 +300,7 @@ fn serde_json_meta(path: &Path) -> sextant_storage::tsdb::BlockMeta {
 fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
     std::fs::create_dir_all(dir).expect("dir");
     let labels = workload.labels();
-    let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(scrapes); labels.len()];
-    let mut stream = workload.scrapes(START_MS, 42);
-    for _ in 0..scrapes {
-        let (t, values) = stream.next_scrape();
-        for (s, v) in series.iter_mut().zip(values) {
-            s.push((t, *v));
-        }
-    }
+    let series = history(workload, scrapes, 42);
     let input = dir.join("input.om");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
     let mut order: Vec<usize> = (0..labels.len()).collect();
@@ -349,14 +354,7 @@ fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
 fn victoria_metrics_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
     let vm = start_victoria_metrics(dir, false, &[]);
     let labels = workload.labels();
-    let mut stream = workload.scrapes(START_MS, 42);
-    let mut series: Vec<Vec<(i64, f64)>> = vec![Vec::with_capacity(scrapes); labels.len()];
-    for _ in 0..scrapes {
-        let (t, values) = stream.next_scrape();
-        for (s, v) in series.iter_mut().zip(values) {
-            s.push((t, *v));
-        }
-    }
+    let series = history(workload, scrapes, 42);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -369,16 +367,7 @@ fn victoria_metrics_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) ->
         body.clear();
     };
     for (l, samples) in labels.iter().zip(&series) {
-        let name = l.metric_name().unwrap_or_default();
-        let rest: Vec<String> = l
-            .iter()
-            .filter(|x| &*x.name != "__name__")
-            .map(|x| format!("{}={:?}", x.name, &*x.value))
-            .collect();
-        let head = format!("{name}{{{}}}", rest.join(","));
-        for (t, v) in samples {
-            body.push_str(&format!("{head} {v} {t}\n"));
-        }
+        text_lines(&mut body, l, samples);
         if body.len() > 4 << 20 {
             post(&mut body);
         }

@@ -630,14 +630,7 @@ impl<'a> Evaluator<'a> {
             if points.iter().any(|p| is_stale_nan(p.v)) {
                 points.retain(|p| !is_stale_nan(p.v));
             }
-            let hpoints: Vec<HPoint> = histograms
-                .iter()
-                .filter(|h| !h.value.is_stale())
-                .map(|h| HPoint {
-                    t: h.timestamp_ms,
-                    h: Arc::new(read_histogram(&h.value)),
-                })
-                .collect();
+            let hpoints = histogram_points(&histograms);
             if points.is_empty() && hpoints.is_empty() {
                 return None;
             }
@@ -780,6 +773,18 @@ fn select_mixed(
     }
     (!points.is_empty() || !hpoints.is_empty())
         .then(|| Series::with_histograms(labels, points, hpoints))
+}
+
+/// A series' stored histograms as points, stale markers dropped.
+pub(super) fn histogram_points(histograms: &[HistogramSample]) -> Vec<HPoint> {
+    histograms
+        .iter()
+        .filter(|h| !h.value.is_stale())
+        .map(|h| HPoint {
+            t: h.timestamp_ms,
+            h: Arc::new(read_histogram(&h.value)),
+        })
+        .collect()
 }
 
 /// A stored histogram as PromQL reads it. As in Prometheus, a "counter

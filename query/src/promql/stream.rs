@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 use promql_parser::parser::{AggregateExpr, Call, Expr, LabelModifier, VectorSelector};
@@ -29,13 +28,13 @@ use sextant_model::histogram::FloatHistogram;
 use sextant_model::{Labels, METRIC_NAME, is_stale_nan};
 use sextant_storage::LazySeries;
 
+use super::Point;
 use super::aggregate::{Acc, Fold, HistogramAcc, group_key};
 use super::eval::{Evaluator, Grid, Series, Window, timed_out};
 use super::functions::{
     WindowCall, is_window_function, keeps_metric_name, range_argument_layout, unwrap_parens,
 };
 use super::histograms::Sampled;
-use super::{HPoint, Point};
 use crate::{Error, Result};
 
 /// Most threads one aggregation folds on.
@@ -199,14 +198,7 @@ impl Evaluator<'_> {
             if points.iter().any(|p| is_stale_nan(p.v)) {
                 points.retain(|p| !is_stale_nan(p.v));
             }
-            let hpoints: Vec<HPoint> = histograms
-                .iter()
-                .filter(|h| !h.value.is_stale())
-                .map(|h| HPoint {
-                    t: h.timestamp_ms,
-                    h: Arc::new(super::eval::read_histogram(&h.value)),
-                })
-                .collect();
+            let hpoints = super::eval::histogram_points(&histograms);
             if points.is_empty() && hpoints.is_empty() {
                 continue;
             }

@@ -1438,20 +1438,22 @@ impl Tsdb {
         Ok(Arc::new(block))
     }
 
+    /// The newest sample time held, in blocks or the head.
+    fn newest_time(&self) -> Option<i64> {
+        let blocks = self.blocks.read().expect("blocks lock");
+        let block_max = blocks.iter().map(|b| b.meta.max_time).max();
+        let head_max = self
+            .head
+            .read()
+            .expect("head lock")
+            .time_range()
+            .map(|r| r.1);
+        block_max.max(head_max)
+    }
+
     /// Sets the oldest time retention keeps, from the newest data held.
     fn update_oldest_kept(&self) {
-        let newest = {
-            let blocks = self.blocks.read().expect("blocks lock");
-            let block_max = blocks.iter().map(|b| b.meta.max_time).max();
-            let head_max = self
-                .head
-                .read()
-                .expect("head lock")
-                .time_range()
-                .map(|r| r.1);
-            block_max.max(head_max)
-        };
-        if let Some(newest) = newest {
+        if let Some(newest) = self.newest_time() {
             self.oldest_kept
                 .store(newest.saturating_sub(self.retention_ms), Ordering::Relaxed);
         }
@@ -1575,18 +1577,9 @@ impl Tsdb {
     }
 
     fn apply_retention(&self) -> Result<()> {
-        let newest = {
-            let blocks = self.blocks.read().expect("blocks lock");
-            let block_max = blocks.iter().map(|b| b.meta.max_time).max();
-            let head_max = self
-                .head
-                .read()
-                .expect("head lock")
-                .time_range()
-                .map(|r| r.1);
-            block_max.max(head_max)
+        let Some(newest) = self.newest_time() else {
+            return Ok(());
         };
-        let Some(newest) = newest else { return Ok(()) };
         let cutoff = newest.saturating_sub(self.retention_ms);
         let expired: Vec<Arc<Block>> = self
             .blocks
