@@ -563,35 +563,38 @@ impl Sextant {
         let url = format!("/api/v1/export?match[]={}", url_encode(selector));
         let reply = self.get(&url);
         assert_eq!(reply.status, 200, "{}", reply.body);
-        reply
-            .body
-            .lines()
-            .map(|line| {
-                let v: Value = serde_json::from_str(line).expect("export line is JSON");
-                let metric = v["metric"].as_object().expect("metric");
-                let name = metric.get("__name__").and_then(Value::as_str).unwrap_or("");
-                let labels: Vec<String> = metric
-                    .iter()
-                    .filter(|(k, _)| *k != "__name__")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                let key = format!("{name}{{{}}}", labels.join(","));
-                let points = v["timestamps"]
-                    .as_array()
-                    .expect("timestamps")
-                    .iter()
-                    .zip(v["values"].as_array().expect("values"))
-                    .map(|(t, v)| {
-                        (
-                            t.as_i64().expect("ms"),
-                            v.as_str().expect("value").to_owned(),
-                        )
-                    })
-                    .collect();
-                (key, points)
-            })
-            .collect()
+        parse_export(&reply.body)
     }
+}
+
+/// An `/api/v1/export` answer's lines as [`Sextant::export`] returns them.
+pub fn parse_export(body: &str) -> HashMap<String, Vec<(i64, String)>> {
+    body.lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("export line is JSON");
+            let metric = v["metric"].as_object().expect("metric");
+            let name = metric.get("__name__").and_then(Value::as_str).unwrap_or("");
+            let labels: Vec<String> = metric
+                .iter()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let key = format!("{name}{{{}}}", labels.join(","));
+            let points = v["timestamps"]
+                .as_array()
+                .expect("timestamps")
+                .iter()
+                .zip(v["values"].as_array().expect("values"))
+                .map(|(t, v)| {
+                    (
+                        t.as_i64().expect("ms"),
+                        v.as_str().expect("value").to_owned(),
+                    )
+                })
+                .collect();
+            (key, points)
+        })
+        .collect()
 }
 
 /// One remote-write series: its labels and `(timestamp ms, value)` samples.

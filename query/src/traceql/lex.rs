@@ -278,6 +278,11 @@ fn is_duration_char(c: char) -> bool {
         )
 }
 
+/// The longest run of duration characters after a number that is read as a
+/// duration (`1h2m3s4ms5us6ns` is 14; Go's longest useful one, fractions
+/// with all their digits included, is well inside this).
+const MAX_DURATION_UNIT: usize = 64;
+
 /// A number as Go's scanner reads it (`12`, `1.5`, `.5`, `1e3`), and the
 /// duration it is when a unit follows it without a space.
 fn lex_number(src: &str, start: usize) -> Result<(Tk<'_>, usize), LexError> {
@@ -307,11 +312,18 @@ fn lex_number(src: &str, start: usize) -> Result<(Tk<'_>, usize), LexError> {
         }
     }
     let number = &src[start..i];
-    let unit_len: usize = src[i..]
-        .chars()
-        .take_while(|c| is_duration_char(*c))
-        .map(char::len_utf8)
-        .sum();
+    // Tempo reads every duration character up to a space and tries the
+    // whole as a duration. Read that way, `.1.1.1…` would read the rest of
+    // the text again for every number in it (a 64 KiB query lexed for
+    // seconds), so a run longer than any duration anyone writes is not one.
+    let mut unit_len = 0;
+    for c in src[i..].chars().take_while(|c| is_duration_char(*c)) {
+        unit_len += c.len_utf8();
+        if unit_len > MAX_DURATION_UNIT {
+            unit_len = 0;
+            break;
+        }
+    }
     if unit_len > 0 {
         let text = &src[start..i + unit_len];
         match parse_duration(text) {
@@ -443,6 +455,26 @@ mod tests {
         }
         assert_eq!(parse_duration("300y"), Some(Err(())));
         assert_eq!(parse_duration("9999999999h"), Some(Err(())));
+    }
+
+    #[test]
+    fn an_overlong_run_after_a_number_is_not_a_duration() {
+        // 20 parts: read whole, as Tempo does.
+        assert_eq!(kinds(&"1s".repeat(20))[0], Tk::Dur(20_000_000_000));
+        // 40 parts (79 characters after the first number) are not a
+        // duration: the number stands alone and the rest is a word.
+        let long = "1s".repeat(40);
+        let t = kinds(&long);
+        assert_eq!(t[0], Tk::Int(1));
+        assert_eq!(t[1], Tk::Ident(&long[1..]));
+        // The fuzzer's slow input: every number after the first used to
+        // read the rest of the text again; each now reads at most the cap.
+        let dots = format!("{{ .1{} }}", "1.1".repeat(20_000));
+        let t = kinds(&dots);
+        assert_eq!(t.len(), 20_000 + 4, "{{, the numbers, }}, the end");
+        assert!(t[1..20_001].iter().all(|k| *k == Tk::Float(0.11)));
+        assert_eq!(t[20_001], Tk::Float(0.1));
+        assert_eq!(t[20_002], Tk::Punct("}"));
     }
 
     #[test]
