@@ -126,6 +126,33 @@ impl<'a> BitReader<'a> {
         Some(ones)
     }
 
+    /// The next bits, most significant first, without consuming them: at
+    /// least 57 of them are the stream's where it has that many left, and
+    /// bits past its end read as zeros. With [`BitReader::skip`] and one
+    /// check of [`BitReader::overran`] at the end, a hot loop reads a
+    /// whole code from one load without a check per field.
+    #[inline]
+    pub fn peek(&self) -> u64 {
+        let first = self.pos / 8;
+        let offset = (self.pos % 8) as u32;
+        match self.bytes.get(first..first + 8) {
+            Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")) << offset,
+            None => self.word(first) << offset,
+        }
+    }
+
+    /// Consumes `count` bits seen through [`BitReader::peek`]; going past
+    /// the end is noticed by [`BitReader::overran`], not here.
+    #[inline]
+    pub fn skip(&mut self, count: u32) {
+        self.pos += count as usize;
+    }
+
+    /// Whether more bits were consumed than the stream holds.
+    pub fn overran(&self) -> bool {
+        self.pos > self.bytes.len() * 8
+    }
+
     /// Reads one bit.
     #[inline]
     pub fn bit(&mut self) -> Option<bool> {

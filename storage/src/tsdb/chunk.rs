@@ -800,21 +800,51 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
     let fixed = bits.bit().ok_or_else(truncated)?;
     let k = bits.read(6).ok_or_else(truncated)? as u8;
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
-    let mut m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
+    let m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     first.value = m as f64 / scale;
+    let code = ResidualCode {
+        zero_flag,
+        fixed,
+        k,
+        base,
+    };
+    // One loop per order, so that the sum the order asks for is not a
+    // branch per sample.
+    match order {
+        0 => fill_decimal::<0>(&mut bits, code, m, scale, rest)?,
+        1 => fill_decimal::<1>(&mut bits, code, m, scale, rest)?,
+        _ => fill_decimal::<2>(&mut bits, code, m, scale, rest)?,
+    }
+    // Reads past the end gave zeros; the chunk was cut short if any did.
+    if bits.overran() {
+        return Err(truncated());
+    }
+    Ok(())
+}
+
+/// How the residuals of a packed decimal chunk are coded.
+#[derive(Debug, Clone, Copy)]
+struct ResidualCode {
+    zero_flag: bool,
+    fixed: bool,
+    k: u8,
+    base: i64,
+}
+
+/// Fills in `samples`' values from residuals of order `ORDER` after the
+/// scaled value `m`. The caller checks [`BitReader::overran`] afterwards.
+#[inline]
+fn fill_decimal<const ORDER: u8>(
+    bits: &mut BitReader<'_>,
+    code: ResidualCode,
+    mut m: i64,
+    scale: f64,
+    samples: &mut [Sample],
+) -> Result<(), CorruptChunk> {
     let mut delta = 0i64;
-    for s in rest {
-        let residual = if zero_flag && !bits.bit().ok_or_else(truncated)? {
-            0
-        } else {
-            let u = if fixed {
-                bits.read(k)
-            } else {
-                read_rice(&mut bits, k)
-            };
-            base.wrapping_add(unzigzag(u.ok_or_else(truncated)?))
-        };
-        match order {
+    for s in samples.iter_mut() {
+        let residual = next_residual(bits, code)?;
+        match ORDER {
             0 => m = residual,
             1 => m = m.wrapping_add(residual),
             _ => {
@@ -822,9 +852,52 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
                 m = m.wrapping_add(delta);
             }
         }
-        s.value = m as f64 / scale;
+        s.value = m as f64;
+    }
+    // Scaled apart from decoding, where the divisions do not wait on it
+    // nor it on them; whole numbers (no digits) need none.
+    if scale != 1.0 {
+        for s in samples.iter_mut() {
+            s.value /= scale;
+        }
     }
     Ok(())
+}
+
+/// The next residual of a packed decimal chunk, as the encoder wrote it:
+/// usually the flag, the unary quotient and the remainder all from one
+/// [`BitReader::peek`]; long codes and escapes take the checked reads.
+#[inline(always)]
+fn next_residual(bits: &mut BitReader<'_>, code: ResidualCode) -> Result<i64, CorruptChunk> {
+    let truncated = || CorruptChunk("truncated");
+    let mut window = bits.peek();
+    if code.zero_flag {
+        bits.skip(1);
+        if window >> 63 == 0 {
+            return Ok(0);
+        }
+        window <<= 1;
+    }
+    // Past the flag, at least 56 bits of the window are the stream's.
+    let k = u32::from(code.k);
+    let u = if code.fixed {
+        if k <= 56 {
+            bits.skip(k);
+            // The top `k` bits; none when `k` is 0.
+            (window >> 1) >> (63 - k)
+        } else {
+            bits.read(code.k).ok_or_else(truncated)?
+        }
+    } else {
+        let q = (!window).leading_zeros();
+        if q < u32::from(RICE_ESCAPE) && q + 1 + k <= 56 {
+            bits.skip(q + 1 + k);
+            (u64::from(q) << k) | (((window << (q + 1)) >> 1) >> (63 - k))
+        } else {
+            read_rice(bits, code.k).ok_or_else(truncated)?
+        }
+    };
+    Ok(code.base.wrapping_add(unzigzag(u)))
 }
 
 #[cfg(test)]
@@ -1081,6 +1154,38 @@ mod tests {
         inline.extend_from_slice(&shared[5..]);
         assert!(same(&decode(&inline).unwrap(), &expected));
         assert_eq!(encode_packed(&expected, None), inline);
+    }
+
+    #[test]
+    fn a_packed_chunk_cut_short_anywhere_is_refused() {
+        // Rice-coded and fixed-width residuals with a zero flag, whole and
+        // with digits: the decoder reads ahead without a check per field.
+        for digits in [0, 2] {
+            for jumpy in [false, true] {
+                let samples: Vec<Sample> = (0..300i64)
+                    .map(|i| {
+                        let m = if jumpy {
+                            (i * 7_919) % 1_000
+                        } else {
+                            i * 3 + i % 5 * (i % 2)
+                        };
+                        Sample {
+                            timestamp_ms: 1_700_000_000_000 + i * 15_000,
+                            value: format!("{}", m as f64 / POW10[digits]).parse().unwrap(),
+                        }
+                    })
+                    .collect();
+                let chunk = encode_packed(&samples, None);
+                assert!(same(&decode(&chunk).unwrap(), &samples));
+                for cut in 0..chunk.len() {
+                    assert!(
+                        decode(&chunk[..cut]).is_err(),
+                        "cut at {cut} of {}",
+                        chunk.len()
+                    );
+                }
+            }
+        }
     }
 
     #[test]
