@@ -53,21 +53,22 @@ use sextant_model::{HistogramSample, Labels, Matcher, Sample};
 /// time; a timestamp is in at most one of the two.
 pub type SeriesData = (Vec<Sample>, Vec<HistogramSample>);
 
-type ReadFn<'a> = Box<dyn Fn() -> Result<SeriesData> + Send + Sync + 'a>;
+type FillFn<'a> = Box<dyn Fn(&mut SeriesData) -> Result<()> + Send + Sync + 'a>;
 
 /// A selected series whose samples are read when asked for.
 pub struct LazySeries<'a> {
     pub labels: Labels,
-    read: ReadFn<'a>,
+    /// Fills buffers that arrive empty.
+    fill: FillFn<'a>,
 }
 
 impl<'a> LazySeries<'a> {
     /// A series of float samples only.
     pub fn new(labels: Labels, read: impl Fn() -> Result<Vec<Sample>> + Send + Sync + 'a) -> Self {
-        Self {
-            labels,
-            read: Box::new(move || Ok((read()?, Vec::new()))),
-        }
+        Self::filling(labels, move |out| {
+            out.0 = read()?;
+            Ok(())
+        })
     }
 
     /// A series that may hold native histogram samples beside its floats.
@@ -75,21 +76,43 @@ impl<'a> LazySeries<'a> {
         labels: Labels,
         read: impl Fn() -> Result<SeriesData> + Send + Sync + 'a,
     ) -> Self {
+        Self::filling(labels, move |out| {
+            *out = read()?;
+            Ok(())
+        })
+    }
+
+    /// A series read by `fill` into the (empty) buffers it is given, so
+    /// that a reader going through many series can reuse one pair.
+    pub fn filling(
+        labels: Labels,
+        fill: impl Fn(&mut SeriesData) -> Result<()> + Send + Sync + 'a,
+    ) -> Self {
         Self {
             labels,
-            read: Box::new(read),
+            fill: Box::new(fill),
         }
     }
 
     /// Decodes the series' float samples in the selected range (its
     /// histogram samples, if any, are left out).
     pub fn samples(&self) -> Result<Vec<Sample>> {
-        Ok((self.read)()?.0)
+        Ok(self.data()?.0)
     }
 
     /// Decodes the series' float and histogram samples in the selected range.
     pub fn data(&self) -> Result<SeriesData> {
-        (self.read)()
+        let mut out = SeriesData::default();
+        (self.fill)(&mut out)?;
+        Ok(out)
+    }
+
+    /// As [`LazySeries::data`], into `out` (emptied first), keeping its
+    /// buffers where the source can.
+    pub fn data_into(&self, out: &mut SeriesData) -> Result<()> {
+        out.0.clear();
+        out.1.clear();
+        (self.fill)(out)
     }
 }
 

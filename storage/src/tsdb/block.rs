@@ -464,6 +464,7 @@ impl Block {
 
     /// The float and native histogram samples in `[mint, maxt]` of series
     /// `index`, decoding only the chunks that overlap the range.
+    #[cfg(test)]
     pub fn data(
         &self,
         index: usize,
@@ -472,21 +473,73 @@ impl Block {
     ) -> io::Result<(Vec<Sample>, Vec<HistogramSample>)> {
         let mut samples = Vec::new();
         let mut histograms = Vec::new();
+        self.data_into(index, mint, maxt, &mut samples, &mut histograms)?;
+        Ok((samples, histograms))
+    }
+
+    /// As [`Block::data`], appending to `samples` and `histograms`. The
+    /// overlapping chunks that lie one after another in the file (a
+    /// series' chunks do) are read at once.
+    pub fn data_into(
+        &self,
+        index: usize,
+        mint: i64,
+        maxt: i64,
+        samples: &mut Vec<Sample>,
+        histograms: &mut Vec<HistogramSample>,
+    ) -> io::Result<()> {
+        let (floats_from, histograms_from) = (samples.len(), histograms.len());
         let block_index = self.index()?;
-        let series = block_index
+        let chunks = &block_index
             .series
             .get(index)
-            .ok_or_else(|| corrupt(&self.meta.id, "series reference"))?;
-        for c in series
-            .chunks
-            .iter()
-            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-        {
-            self.read_chunk(block_index, c, &mut samples, &mut histograms)?;
+            .ok_or_else(|| corrupt(&self.meta.id, "series reference"))?
+            .chunks;
+        let wanted = |c: &ChunkMeta| c.max_t >= mint && c.min_t <= maxt;
+        let mut i = 0;
+        while i < chunks.len() {
+            if !wanted(&chunks[i]) {
+                i += 1;
+                continue;
+            }
+            // The run of wanted chunks that follow each other in the file.
+            let start = chunks[i].offset;
+            let mut end = i + 1;
+            while end < chunks.len()
+                && wanted(&chunks[end])
+                && chunks[end - 1].end == chunks[end].offset
+                && chunks[end].end != u64::MAX
+                && chunks[end].end.saturating_sub(start) <= MAX_CHUNK_RECORD
+            {
+                end += 1;
+            }
+            if end == i + 1 {
+                self.read_chunk(block_index, &chunks[i], samples, histograms)?;
+            } else {
+                let len = chunks[end - 1]
+                    .end
+                    .checked_sub(start)
+                    .ok_or_else(|| corrupt(&self.meta.id, "chunk length"))?;
+                let raw = self.chunks.read_at(start, len as usize)?;
+                for c in &chunks[i..end] {
+                    let record = c
+                        .offset
+                        .checked_sub(start)
+                        .zip(c.end.checked_sub(start))
+                        .and_then(|(from, to)| raw.get(from as usize..to as usize))
+                        .ok_or_else(|| corrupt(&self.meta.id, "chunk length"))?;
+                    self.decode_record(block_index, record, samples, histograms)?;
+                }
+            }
+            i = end;
         }
-        samples.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
-        histograms.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
-        Ok((samples, histograms))
+        retain_from(samples, floats_from, |s| {
+            s.timestamp_ms >= mint && s.timestamp_ms <= maxt
+        });
+        retain_from(histograms, histograms_from, |s| {
+            s.timestamp_ms >= mint && s.timestamp_ms <= maxt
+        });
+        Ok(())
     }
 
     /// Every series with all its float and histogram samples, in label
@@ -542,7 +595,20 @@ impl Block {
                 raw
             }
         };
-        let mut r = ByteReader::new(&raw);
+        self.decode_record(index, &raw, out, histograms)
+    }
+
+    /// Decodes one chunk record (`[length][chunk][CRC-32]`).
+    fn decode_record(
+        &self,
+        index: &BlockIndex,
+        raw: &[u8],
+        out: &mut Vec<Sample>,
+        histograms: &mut Vec<HistogramSample>,
+    ) -> io::Result<()> {
+        let id = &self.meta.id;
+        let too_long = || corrupt(id, "chunk length");
+        let mut r = ByteReader::new(raw);
         let len = r.len().ok_or_else(too_long)?;
         let data = r.take(len).ok_or_else(too_long)?;
         let crc = r.take(4).ok_or_else(too_long)?;
@@ -555,6 +621,28 @@ impl Block {
         }
         chunk::decode_in_block(data, &index.columns, out).map_err(|e| corrupt(id, &e.to_string()))
     }
+}
+
+/// Keeps, of `items[from..]`, those `keep` accepts, in order. Samples in
+/// time order lose a run at the start and one at the end at most, moved
+/// in bulk.
+fn retain_from<T>(items: &mut Vec<T>, from: usize, keep: impl Fn(&T) -> bool) {
+    let region = &items[from..];
+    let start = region.iter().position(&keep).unwrap_or(region.len());
+    let end = region.iter().rposition(&keep).map_or(start, |i| i + 1);
+    if region[start..end].iter().all(&keep) {
+        items.truncate(from + end);
+        items.drain(from..from + start);
+        return;
+    }
+    let mut kept = from;
+    for i in from..items.len() {
+        if keep(&items[i]) {
+            items.swap(kept, i);
+            kept += 1;
+        }
+    }
+    items.truncate(kept);
 }
 
 /// Whether `body` reads as a block index (an `index` file without its

@@ -911,6 +911,16 @@ impl Tsdb {
             .filter(|(_, b)| b.overlaps(mint, maxt))
             .collect();
         written.sort_by(|a, b| a.1.meta.id.cmp(&b.1.meta.id));
+        // Blocks that share no time may be read in time order instead,
+        // which lets each series' samples from them be appended as read.
+        let mut by_time = written.clone();
+        by_time.sort_by_key(|(_, b)| b.meta.min_time);
+        if by_time
+            .windows(2)
+            .all(|w| w[0].1.meta.max_time <= w[1].1.meta.min_time)
+        {
+            written = by_time;
+        }
         for (b, block) in written {
             let selected = block
                 .select_series(matchers, mint, maxt)
@@ -977,30 +987,31 @@ impl Tsdb {
             .map(|(labels, sources)| {
                 let blocks = blocks.clone();
                 let frozen = frozen.clone();
-                LazySeries::with_histograms(labels, move || {
-                    let mut data: Data = Default::default();
+                LazySeries::filling(labels, move |data: &mut Data| {
                     for source in &sources {
-                        let more = match *source {
+                        let (floats_from, histograms_from) = (data.0.len(), data.1.len());
+                        match *source {
                             Source::Block(b, i) => blocks[b]
-                                .data(i, mint, maxt)
+                                .data_into(i, mint, maxt, &mut data.0, &mut data.1)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
-                            Source::Frozen(f, i) => series_data(&frozen[f].series[i], mint, maxt),
+                            Source::Frozen(f, i) => {
+                                append_data(data, series_data(&frozen[f].series[i], mint, maxt));
+                            }
                             // A series truncated away since it was selected has nothing left.
-                            Source::Head(id) => self
-                                .head
-                                .read()
-                                .expect("head lock")
-                                .series(id)
-                                .map(|s| series_data(s, mint, maxt))
-                                .unwrap_or_default(),
-                        };
-                        data = if data.0.is_empty() && data.1.is_empty() {
-                            more
-                        } else {
-                            merge_data(data, more)
-                        };
+                            Source::Head(id) => {
+                                let more = self
+                                    .head
+                                    .read()
+                                    .expect("head lock")
+                                    .series(id)
+                                    .map(|s| series_data(s, mint, maxt))
+                                    .unwrap_or_default();
+                                append_data(data, more);
+                            }
+                        }
+                        merge_appended(data, floats_from, histograms_from);
                     }
-                    Ok(data)
+                    Ok(())
                 })
             })
             .collect())
@@ -1661,6 +1672,33 @@ fn merge_data(first: Data, second: Data) -> Data {
         merge_last_wins(floats, second.0),
         merge_last_wins_by(histograms, second.1, |s| s.timestamp_ms),
     )
+}
+
+/// Appends a source's samples to those read so far, to be put in place
+/// by [`merge_appended`].
+fn append_data(data: &mut Data, more: Data) {
+    data.0.extend(more.0);
+    data.1.extend(more.1);
+}
+
+/// Merges what a source appended to `data` (its floats from
+/// `floats_from`, its histograms from `histograms_from`) with what the
+/// sources before it gave, as [`merge_data`] does: usually the new floats
+/// all come later and nothing moves.
+fn merge_appended(data: &mut Data, floats_from: usize, histograms_from: usize) {
+    let added_histograms = data.1.len() > histograms_from;
+    let in_order = floats_from == 0
+        || data.0.len() == floats_from
+        || data.0[floats_from - 1].timestamp_ms < data.0[floats_from].timestamp_ms;
+    let nothing_before = floats_from == 0 && histograms_from == 0;
+    if nothing_before || (in_order && histograms_from == 0 && !added_histograms) {
+        return;
+    }
+    let more = (
+        data.0.split_off(floats_from),
+        data.1.split_off(histograms_from),
+    );
+    *data = merge_data(std::mem::take(data), more);
 }
 
 /// Moves source `i`'s next series into `pending[i]` and the heap.
