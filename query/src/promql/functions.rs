@@ -206,6 +206,93 @@ fn extrapolate(
     Some(result * factor)
 }
 
+/// [`extrapolate`] over the windows of one series, one after another, for
+/// one function and range: what depends only on a window's timestamps
+/// (four divisions, the thresholds) and the factor that follows from them
+/// repeat from one step to the next when scrapes are regular, so they are
+/// kept and computed again only when their inputs change. The same
+/// operations on the same inputs: the same bits as [`extrapolate`].
+#[derive(Debug, Default)]
+pub(super) struct Extrapolation {
+    /// By (first sample to window start, last sample to window end, first
+    /// to last sample, samples): `to_start` and `to_end` after their
+    /// thresholds, and `sampled`, in seconds.
+    times: Option<((i64, i64, i64, usize), (f64, f64, f64))>,
+    /// By the bits of `to_start`, `to_end` and `sampled`: the factor.
+    factor: Option<((u64, u64, u64), f64)>,
+}
+
+impl Extrapolation {
+    /// What `extrapolate(w, result, range_start, range_end, range,
+    /// counter, rate)` answers; `range`, `counter` and `rate` must be
+    /// those of every earlier call.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn apply(
+        &mut self,
+        w: &[Point],
+        result: f64,
+        range_start: i64,
+        range_end: i64,
+        range: i64,
+        counter: bool,
+        rate: bool,
+    ) -> Option<f64> {
+        if w.len() < 2 {
+            return None;
+        }
+        let first = w[0];
+        let last = w[w.len() - 1];
+        let key = (
+            first.t - range_start,
+            range_end - last.t,
+            last.t - first.t,
+            w.len(),
+        );
+        let (mut to_start, to_end, sampled) = match self.times {
+            Some((k, times)) if k == key => times,
+            _ => {
+                let mut to_start = key.0 as f64 / 1000.0;
+                let mut to_end = key.1 as f64 / 1000.0;
+                let sampled = key.2 as f64 / 1000.0;
+                let avg_between = sampled / (w.len() - 1) as f64;
+                let threshold = avg_between * 1.1;
+                if to_start >= threshold {
+                    to_start = avg_between / 2.0;
+                }
+                if to_end >= threshold {
+                    to_end = avg_between / 2.0;
+                }
+                let times = (to_start, to_end, sampled);
+                self.times = Some((key, times));
+                times
+            }
+        };
+        if counter {
+            let mut to_zero = to_start;
+            if result > 0.0 && first.v >= 0.0 {
+                to_zero = sampled * (first.v / result);
+            }
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
+        }
+        let key = (to_start.to_bits(), to_end.to_bits(), sampled.to_bits());
+        let factor = match self.factor {
+            Some((k, factor)) if k == key => factor,
+            _ => {
+                let mut factor = (sampled + to_start + to_end) / sampled;
+                if rate {
+                    factor /= range as f64 / 1000.0;
+                }
+                self.factor = Some((key, factor));
+                factor
+            }
+        };
+        Some(result * factor)
+    }
+}
+
 fn instant_delta(w: &[Point], rate: bool) -> Option<f64> {
     if w.len() < 2 {
         return None;
@@ -629,6 +716,7 @@ impl WindowCall<'_> {
             // Windows only move forward (under `@` they stay put), so the
             // resets inside one start where the last one's started or later.
             let (mut from, mut to) = (0usize, 0usize);
+            let mut extrapolation = Extrapolation::default();
             window.for_each_window(p, grid, steps, |i, end, range| {
                 let (lo, hi) = (range.start, range.end);
                 let w = &p[range];
@@ -643,7 +731,7 @@ impl WindowCall<'_> {
                 for &k in &resets[from..to] {
                     increase += p[k - 1].v;
                 }
-                let value = extrapolate(
+                let value = extrapolation.apply(
                     w,
                     increase,
                     end - window.range,
@@ -1522,5 +1610,71 @@ pub fn parse_go_float(s: &str) -> std::result::Result<f64, std::num::ParseFloatE
         "-inf" | "-infinity" => Ok(f64::NEG_INFINITY),
         "nan" => Ok(f64::NAN),
         _ => s.parse(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kept timestamp arithmetic gives what computing it afresh gives, to
+    /// the bit, over regular and jittered scrapes, gaps, counters that
+    /// start at zero or below, and windows of every size.
+    #[test]
+    fn extrapolation_with_kept_divisions_matches_extrapolate() {
+        let mut seed = 3u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for (range, counter, rate) in [
+            (300_000, true, true),
+            (300_000, true, false),
+            (120_000, false, false),
+            (60_000, false, true),
+        ] {
+            let mut kept = Extrapolation::default();
+            let mut t = 0i64;
+            let mut v = if next(4) == 0 { -5.0 } else { 0.0 };
+            let points: Vec<Point> = (0..5_000)
+                .map(|_| {
+                    t += match next(10) {
+                        0 => 1 + next(100_000) as i64,
+                        1 => 15_000 + next(7) as i64 - 3,
+                        _ => 15_000,
+                    };
+                    v += (next(5) as f64) * 0.5;
+                    if next(200) == 0 {
+                        v = 0.0;
+                    }
+                    Point { t, v }
+                })
+                .collect();
+            let (mut lo, mut hi) = (0, 0);
+            for step in 0..4_000i64 {
+                let end = step * 60_000 + next(3) as i64;
+                while hi < points.len() && points[hi].t <= end {
+                    hi += 1;
+                }
+                while lo < hi && points[lo].t <= end - range {
+                    lo += 1;
+                }
+                let w = &points[lo..hi];
+                let result = match w {
+                    [] => 0.0,
+                    [first, .., last] => last.v - first.v,
+                    [one] => one.v,
+                };
+                let expected = extrapolate(w, result, end - range, end, range, counter, rate);
+                let got = kept.apply(w, result, end - range, end, range, counter, rate);
+                assert_eq!(
+                    expected.map(f64::to_bits),
+                    got.map(f64::to_bits),
+                    "window ending {end} of {range} ms"
+                );
+            }
+        }
     }
 }
