@@ -7,11 +7,13 @@
 //!
 //! The answer must be the general path's to the bit, so this path keeps its
 //! order of floating-point operations: per group and step the members are
-//! folded in series (label) order. Work is split across threads by time,
-//! not by series: each worker owns a contiguous run of steps, selects the
-//! series with data in its windows and folds all of them, in order, into
-//! accumulators no other worker touches. Only the chunks at the boundary
-//! between two runs are decoded twice.
+//! folded in series (label) order. The work that needs no other series
+//! (decoding, the function over every window) is spread over threads a
+//! batch of series at a time; each finished batch waits until those
+//! before it are folded, and whichever worker finds the next batch ready
+//! folds it. Every chunk is decoded once, and the series with the head's
+//! data (slower to read) do not hold one worker up while the other idles,
+//! as a split of the steps between the threads did.
 //!
 //! What this path does not do, it leaves to the general path: subqueries
 //! (already materialised), `@` over more than one step (every step reads
@@ -19,14 +21,15 @@
 //! names are dropped (the general path merges or refuses them), and splits
 //! that would decode much of the data more than once.
 
-use std::collections::HashMap;
-use std::ops::Range;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use promql_parser::parser::{AggregateExpr, Call, Expr, LabelModifier, VectorSelector};
 use sextant_model::histogram::FloatHistogram;
 use sextant_model::{Labels, METRIC_NAME, is_stale_nan};
-use sextant_storage::LazySeries;
+use sextant_storage::{LazySeries, SeriesData};
 
 use super::Point;
 use super::aggregate::{Acc, Fold, HistogramAcc, group_key};
@@ -39,42 +42,56 @@ use crate::{Error, Result};
 
 /// Most threads one aggregation folds on.
 const MAX_PARTS: usize = 8;
-/// Fewer steps than this per thread are not worth a thread.
-const MIN_STEPS_PER_PART: usize = 32;
 
-/// One worker's share: a run of steps, its series, and its groups'
-/// accumulators over those steps.
-struct Part<'a> {
-    steps: Range<usize>,
-    series: Vec<LazySeries<'a>>,
+/// Series a worker takes at a time.
+const BATCH_SERIES: usize = 16;
+
+/// A series' values at the steps that have one, and what its group needs.
+struct SeriesValues {
+    key: Labels,
+    labels: Labels,
+    metric: String,
+    floats: Vec<(usize, f64)>,
+    histograms: Vec<(usize, FloatHistogram)>,
 }
 
-/// A group's accumulators over one part's steps.
+/// A worker's buffers, reused from one series to the next.
+#[derive(Default)]
+struct Scratch {
+    data: SeriesData,
+    points: Vec<Point>,
+    resets: Vec<usize>,
+}
+
+/// The groups so far and the points the general path would have held.
+#[derive(Default)]
+struct Folder {
+    groups: Vec<PartGroup>,
+    index: HashMap<Labels, usize>,
+    points: usize,
+}
+
+/// Value buffers folded and emptied, for the next series: allocated
+/// afresh for each, they would keep the allocator handing back new pages.
+type Spare = Mutex<Vec<Vec<(usize, f64)>>>;
+
+/// Batches computed out of order wait here until the ones before them
+/// are folded.
+struct Ordered {
+    folder: Folder,
+    next: usize,
+    ready: BTreeMap<usize, Vec<Option<SeriesValues>>>,
+}
+
+/// A group's accumulators over the grid's steps.
 struct PartGroup {
     key: Labels,
-    /// The labels of the group's first series with a value in this part:
-    /// series come in label order, so the smallest over all parts is the
-    /// group's first appearance, which orders the groups.
+    /// The labels of the group's first series with a value, which order
+    /// the groups.
     first: Labels,
     accs: Vec<Option<Acc>>,
     /// Empty until a histogram arrives.
     haccs: Vec<Option<HistogramAcc>>,
-}
-
-/// A group over all parts.
-struct MergedGroup {
-    labels: Labels,
-    /// The labels of its first series over all parts.
-    first: Labels,
-    /// Its accumulators in each part that has them, parts in step order.
-    parts: Vec<(usize, PartGroup)>,
-}
-
-/// What a worker hands back: its groups and how many points the general
-/// path would have held for its steps.
-struct Folded {
-    groups: Vec<PartGroup>,
-    points: usize,
 }
 
 impl Evaluator<'_> {
@@ -107,7 +124,7 @@ impl Evaluator<'_> {
     }
 
     /// `fold` by `modifier` over range function `call` of selector `ms`,
-    /// its steps split into `parts` runs folded on as many threads.
+    /// its series read and evaluated on `parts` threads.
     pub(super) fn fold_range_call(
         &mut self,
         modifier: Option<&LabelModifier>,
@@ -128,127 +145,232 @@ impl Evaluator<'_> {
         let call = self.window_call(name, &params, window, grid)?;
         let drop_name = call.drops_name(false);
         let strip_name = drop_name && !self.delayed();
-        let mut runs = Vec::with_capacity(parts);
-        for steps in split_steps(grid.len(), parts) {
-            let first = window.at.unwrap_or(grid.ts(steps.start)) - window.offset;
-            let last = window.at.unwrap_or(grid.ts(steps.end - 1)) - window.offset;
-            let series = self.select_lazy(&ms.vs, first - window.range + 1, last)?;
-            runs.push(Part { steps, series });
-        }
-        let ev: &Evaluator<'_> = self;
-        let work = |part: Part<'_>| ev.fold_part(&call, modifier, fold, strip_name, grid, part);
-        let folded: Vec<Result<Folded>> = if runs.len() == 1 {
-            runs.into_iter().map(work).collect()
+        let first = window.at.unwrap_or(grid.ts(0)) - window.offset;
+        let last = window.at.unwrap_or(grid.ts(grid.len() - 1)) - window.offset;
+        let series = self.select_lazy(&ms.vs, first - window.range + 1, last)?;
+        let mut folder = Folder::default();
+        let spare = Spare::default();
+        let workers = parts.min(series.len().div_ceil(BATCH_SERIES)).max(1);
+        if workers == 1 {
+            let mut scratch = Scratch::default();
+            for s in series {
+                let values =
+                    self.series_values(&call, modifier, strip_name, grid, s, &mut scratch, &spare)?;
+                self.fold_series(fold, grid.len(), &mut folder, values, &spare);
+            }
         } else {
-            let work = &work;
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = runs
-                    .into_iter()
-                    .map(|part| scope.spawn(move || work(part)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Execution("a query worker failed".into()))
-                        })
-                    })
-                    .collect()
-            })
-        };
-        let folded: Vec<Folded> = folded.into_iter().collect::<Result<_>>()?;
+            self.fold_in_parallel(
+                &call,
+                modifier,
+                fold,
+                strip_name,
+                grid,
+                series,
+                workers,
+                &mut folder,
+                &spare,
+            )?;
+        }
         // What the general path holds for the call's value, counted as it
         // counts it (by the function, then by the node).
-        let points = folded.iter().map(|f| f.points).sum();
+        let points = folder.points;
         self.charge(points)?;
         self.charge(points)?;
         self.held = before + points;
-        Ok(self.assemble(fold, grid, folded, drop_name))
+        Ok(self.assemble(fold, grid, folder, drop_name))
     }
 
-    /// One worker: every series of `part`, in order, folded into its
-    /// group's accumulators for the part's steps.
-    fn fold_part(
+    /// The values of every series, computed on `workers` threads a batch
+    /// at a time, folded in series order by whichever worker finds the
+    /// next batch ready.
+    #[allow(clippy::too_many_arguments)]
+    fn fold_in_parallel(
         &self,
         call: &WindowCall<'_>,
         modifier: Option<&LabelModifier>,
         fold: Fold,
         strip_name: bool,
         grid: Grid,
-        part: Part<'_>,
-    ) -> Result<Folded> {
-        let steps = part.steps;
-        let mut groups: Vec<PartGroup> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut points: Vec<Point> = Vec::new();
-        let mut resets: Vec<usize> = Vec::new();
-        let mut held = 0usize;
-        for s in part.series {
-            if Instant::now() > self.deadline {
-                return Err(timed_out(self.options.timeout));
+        series: Vec<LazySeries<'_>>,
+        workers: usize,
+        folder: &mut Folder,
+        spare: &Spare,
+    ) -> Result<()> {
+        let mut batches: Vec<Mutex<Vec<LazySeries<'_>>>> = Vec::new();
+        let mut series = series.into_iter();
+        loop {
+            let batch: Vec<LazySeries<'_>> = series.by_ref().take(BATCH_SERIES).collect();
+            if batch.is_empty() {
+                break;
             }
-            let (samples, histograms) = s.data()?;
-            points.clear();
-            points.extend(samples.iter().map(|p| Point {
-                t: p.timestamp_ms,
-                v: p.value,
-            }));
-            drop(samples);
-            // Staleness markers are rare: copied in bulk, then dropped.
-            if points.iter().any(|p| is_stale_nan(p.v)) {
-                points.retain(|p| !is_stale_nan(p.v));
-            }
-            let hpoints = super::eval::histogram_points(&histograms);
-            if points.is_empty() && hpoints.is_empty() {
-                continue;
-            }
-            let key = group_key(modifier, &s.labels, strip_name);
-            let mut g = index.get(&key).copied();
-            // The metric name the general path's aggregation would see.
-            let metric = if strip_name {
-                ""
-            } else {
-                s.labels.metric_name().unwrap_or("")
-            };
-            let labels = &s.labels;
-            call.eval_series(
-                self,
-                labels,
-                &points,
-                &hpoints,
-                grid,
-                steps.clone(),
-                &mut resets,
-                |step, value| {
-                    held += 1;
-                    let g = *g.get_or_insert_with(|| {
-                        index.insert(key.clone(), groups.len());
-                        groups.push(PartGroup {
-                            key: key.clone(),
-                            first: labels.clone(),
-                            accs: vec![None; steps.len()],
-                            haccs: Vec::new(),
-                        });
-                        groups.len() - 1
-                    });
-                    let group = &mut groups[g];
-                    let at = step - steps.start;
-                    match value {
-                        Sampled::Float(v) => match &mut group.accs[at] {
-                            Some(acc) => acc.add(fold, v),
-                            slot => *slot = Some(Acc::new(fold, v)),
-                        },
-                        Sampled::Histogram(h) => {
-                            self.fold_histogram(fold, group, at, steps.len(), h, metric);
+            batches.push(Mutex::new(batch));
+        }
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let shared = Mutex::new(Ordered {
+            folder: std::mem::take(folder),
+            next: 0,
+            ready: BTreeMap::new(),
+        });
+        let work = || -> Result<()> {
+            let mut scratch = Scratch::default();
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches.len() || failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let batch = std::mem::take(&mut *batches[b].lock().expect("batch lock"));
+                let mut values = Vec::with_capacity(batch.len());
+                for s in batch {
+                    match self.series_values(
+                        call,
+                        modifier,
+                        strip_name,
+                        grid,
+                        s,
+                        &mut scratch,
+                        spare,
+                    ) {
+                        Ok(v) => values.push(v),
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err(e);
                         }
                     }
-                },
-            );
+                }
+                let mut guard = shared.lock().expect("fold lock");
+                let ordered = &mut *guard;
+                ordered.ready.insert(b, values);
+                while let Some(values) = ordered.ready.remove(&ordered.next) {
+                    ordered.next += 1;
+                    for v in values {
+                        self.fold_series(fold, grid.len(), &mut ordered.folder, v, spare);
+                    }
+                }
+            }
+        };
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let work = &work;
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Execution("a query worker failed".into())))
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<()>>()?;
+        *folder = shared.into_inner().expect("fold lock").folder;
+        Ok(())
+    }
+
+    /// One series' values at every step of `grid`, with its group's key:
+    /// the work that needs no other series.
+    #[allow(clippy::too_many_arguments)]
+    fn series_values(
+        &self,
+        call: &WindowCall<'_>,
+        modifier: Option<&LabelModifier>,
+        strip_name: bool,
+        grid: Grid,
+        s: LazySeries<'_>,
+        scratch: &mut Scratch,
+        spare: &Spare,
+    ) -> Result<Option<SeriesValues>> {
+        if Instant::now() > self.deadline {
+            return Err(timed_out(self.options.timeout));
         }
-        Ok(Folded {
-            groups,
-            points: held,
-        })
+        s.data_into(&mut scratch.data)?;
+        let (samples, histograms) = &scratch.data;
+        let points = &mut scratch.points;
+        points.clear();
+        points.extend(samples.iter().map(|p| Point {
+            t: p.timestamp_ms,
+            v: p.value,
+        }));
+        // Staleness markers are rare: copied in bulk, then dropped.
+        if points.iter().any(|p| is_stale_nan(p.v)) {
+            points.retain(|p| !is_stale_nan(p.v));
+        }
+        let hpoints = super::eval::histogram_points(histograms);
+        if points.is_empty() && hpoints.is_empty() {
+            return Ok(None);
+        }
+        let mut floats = spare.lock().expect("spare lock").pop().unwrap_or_default();
+        let mut histogram_values = Vec::new();
+        call.eval_series(
+            self,
+            &s.labels,
+            points,
+            &hpoints,
+            grid,
+            0..grid.len(),
+            &mut scratch.resets,
+            |step, value| match value {
+                Sampled::Float(v) => floats.push((step, v)),
+                Sampled::Histogram(h) => histogram_values.push((step, h)),
+            },
+        );
+        if floats.is_empty() && histogram_values.is_empty() {
+            spare.lock().expect("spare lock").push(floats);
+            return Ok(None);
+        }
+        let key = group_key(modifier, &s.labels, strip_name);
+        // The metric name the general path's aggregation would see.
+        let metric = if strip_name {
+            String::new()
+        } else {
+            s.labels.metric_name().unwrap_or("").to_string()
+        };
+        Ok(Some(SeriesValues {
+            key,
+            labels: s.labels,
+            metric,
+            floats,
+            histograms: histogram_values,
+        }))
+    }
+
+    /// One series' values into its group's accumulators; series must come
+    /// in label order, as the general path folds them.
+    fn fold_series(
+        &self,
+        fold: Fold,
+        steps: usize,
+        folder: &mut Folder,
+        values: Option<SeriesValues>,
+        spare: &Spare,
+    ) {
+        let Some(mut values) = values else { return };
+        folder.points += values.floats.len() + values.histograms.len();
+        let g = match folder.index.get(&values.key) {
+            Some(&g) => g,
+            None => {
+                folder.index.insert(values.key.clone(), folder.groups.len());
+                folder.groups.push(PartGroup {
+                    key: values.key,
+                    first: values.labels,
+                    accs: vec![None; steps],
+                    haccs: Vec::new(),
+                });
+                folder.groups.len() - 1
+            }
+        };
+        let group = &mut folder.groups[g];
+        // A series has at most one value a step: its floats and its
+        // histograms touch different accumulators, in any order.
+        for &(at, v) in &values.floats {
+            match &mut group.accs[at] {
+                Some(acc) => acc.add(fold, v),
+                slot => *slot = Some(Acc::new(fold, v)),
+            }
+        }
+        values.floats.clear();
+        spare.lock().expect("spare lock").push(values.floats);
+        for (at, h) in values.histograms {
+            self.fold_histogram(fold, group, at, steps, h, &values.metric);
+        }
     }
 
     /// A histogram value into a group: `count` and `group` count it, `sum`
@@ -277,60 +399,28 @@ impl Evaluator<'_> {
         }
     }
 
-    /// The groups of all parts as result series, in order of first
-    /// appearance, each with its steps in time order.
-    fn assemble(
-        &self,
-        fold: Fold,
-        grid: Grid,
-        folded: Vec<Folded>,
-        drop_name: bool,
-    ) -> Vec<Series> {
-        let runs = split_steps(grid.len(), folded.len());
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut merged: Vec<MergedGroup> = Vec::new();
-        for (p, part) in folded.into_iter().enumerate() {
-            for group in part.groups {
-                match index.get(&group.key) {
-                    Some(&g) => {
-                        let entry = &mut merged[g];
-                        if group.first < entry.first {
-                            entry.first = group.first.clone();
-                        }
-                        entry.parts.push((p, group));
-                    }
-                    None => {
-                        index.insert(group.key.clone(), merged.len());
-                        merged.push(MergedGroup {
-                            labels: group.key.clone(),
-                            first: group.first.clone(),
-                            parts: vec![(p, group)],
-                        });
-                    }
-                }
-            }
-        }
-        merged.sort_by(|a, b| a.first.cmp(&b.first));
-        let mut out = Vec::with_capacity(merged.len());
-        for MergedGroup { labels, parts, .. } in merged {
+    /// The groups as result series, in order of first appearance.
+    fn assemble(&self, fold: Fold, grid: Grid, folder: Folder, drop_name: bool) -> Vec<Series> {
+        let mut groups = folder.groups;
+        groups.sort_by(|a, b| a.first.cmp(&b.first));
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
             let mut points = Vec::new();
             let mut hpoints = Vec::new();
-            for (p, group) in &parts {
-                self.group_results(
-                    fold,
-                    grid,
-                    runs[*p].start,
-                    &group.accs,
-                    &group.haccs,
-                    &mut points,
-                    &mut hpoints,
-                );
-            }
+            self.group_results(
+                fold,
+                grid,
+                0,
+                &group.accs,
+                &group.haccs,
+                &mut points,
+                &mut hpoints,
+            );
             if points.is_empty() && hpoints.is_empty() {
                 continue;
             }
             out.push(Series {
-                labels,
+                labels: group.key,
                 points,
                 hpoints,
                 drop_name,
@@ -340,42 +430,18 @@ impl Evaluator<'_> {
     }
 }
 
-/// How many runs of steps to fold in parallel; 0 when the general path,
-/// which spreads series over the cores instead, does better: a grid too
-/// short to split (an instant query) or every step reading the same window
-/// (`@`), unless there is one core anyway. A run shorter than the range
-/// would decode much of its neighbours' data again, so there are fewer.
+/// How many threads fold; 0 when the general path, which spreads series
+/// over the cores too, does as well: an instant query, or every step
+/// reading the same window (`@`), unless there is one core anyway.
 pub(super) fn part_count(cores: usize, window: Window, grid: Grid) -> usize {
     let steps = grid.len();
     if steps == 0 {
         return 0;
     }
-    let mut parts = if window.at.is_some() {
-        1
-    } else {
-        cores.min(MAX_PARTS).min(steps / MIN_STEPS_PER_PART).max(1)
-    };
-    while parts > 1 && ((steps / parts) as i64).saturating_mul(grid.step) < window.range {
-        parts -= 1;
-    }
-    if parts == 1 && cores > 1 {
+    if (steps == 1 || window.at.is_some()) && cores > 1 {
         return 0;
     }
-    parts
-}
-
-/// `0..steps` cut into `parts` contiguous runs, the longer ones first.
-pub(super) fn split_steps(steps: usize, parts: usize) -> Vec<Range<usize>> {
-    let (per, extra) = (steps / parts, steps % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|p| {
-            let len = per + usize::from(p < extra);
-            let run = start..start + len;
-            start += len;
-            run
-        })
-        .collect()
+    cores.clamp(1, MAX_PARTS)
 }
 
 /// Whether every series a selector matches has the same metric name, so
@@ -584,7 +650,7 @@ mod tests {
         General,
         /// As the engine chooses.
         Auto,
-        /// Streamed in this many runs of steps.
+        /// Streamed on this many threads.
         Streamed(usize),
     }
 
@@ -783,9 +849,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_split_into_contiguous_runs() {
-        assert_eq!(split_steps(10, 3), vec![0..4, 4..7, 7..10]);
-        assert_eq!(split_steps(2, 2), vec![0..1, 1..2]);
+    fn instant_queries_and_pinned_windows_take_the_general_path_on_more_cores() {
         let grid = Grid {
             start: 0,
             end: 1_439 * MINUTE,
@@ -799,23 +863,23 @@ mod tests {
         assert_eq!(part_count(2, window, grid), 2);
         assert_eq!(part_count(64, window, grid), MAX_PARTS);
         assert_eq!(part_count(1, window, grid), 1);
-        // An instant query and `@` go to the general path on more cores.
         let instant = Grid {
             start: 0,
             end: 0,
             step: 1,
         };
         assert_eq!(part_count(2, window, instant), 0);
+        assert_eq!(part_count(1, window, instant), 1);
         let pinned = Window {
             at: Some(0),
             ..window
         };
         assert_eq!(part_count(2, pinned, grid), 0);
-        // A range longer than a run would decode most samples twice.
+        // A range longer than the grid's step costs no decoding twice.
         let day = Window {
             range: 24 * 60 * MINUTE,
             ..window
         };
-        assert_eq!(part_count(2, day, grid), 0);
+        assert_eq!(part_count(2, day, grid), 2);
     }
 }
