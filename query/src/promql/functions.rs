@@ -206,6 +206,9 @@ fn extrapolate(
     Some(result * factor)
 }
 
+/// A window's timestamps as [`Extrapolation`] keys them.
+type WindowTimes = (i64, i64, i64, usize);
+
 /// [`extrapolate`] over the windows of one series, one after another, for
 /// one function and range: what depends only on a window's timestamps
 /// (four divisions, the thresholds) and the factor that follows from them
@@ -217,7 +220,7 @@ pub(super) struct Extrapolation {
     /// By (first sample to window start, last sample to window end, first
     /// to last sample, samples): `to_start` and `to_end` after their
     /// thresholds, and `sampled`, in seconds.
-    times: Option<((i64, i64, i64, usize), (f64, f64, f64))>,
+    times: Option<(WindowTimes, (f64, f64, f64))>,
     /// By the bits of `to_start`, `to_end` and `sampled`: the factor.
     factor: Option<((u64, u64, u64), f64)>,
 }

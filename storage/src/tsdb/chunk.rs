@@ -841,9 +841,12 @@ fn fill_decimal<const ORDER: u8>(
     scale: f64,
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
+    // A copy no call sees, so that its position stays in a register
+    // rather than going through memory from one sample to the next.
+    let mut local = bits.clone();
     let mut delta = 0i64;
     for s in samples.iter_mut() {
-        let residual = next_residual(bits, code)?;
+        let residual = next_residual(&mut local, code)?;
         match ORDER {
             0 => m = residual,
             1 => m = m.wrapping_add(residual),
@@ -854,6 +857,7 @@ fn fill_decimal<const ORDER: u8>(
         }
         s.value = m as f64;
     }
+    *bits = local;
     // Scaled apart from decoding, where the divisions do not wait on it
     // nor it on them; whole numbers (no digits) need none.
     if scale != 1.0 {
@@ -886,7 +890,9 @@ fn next_residual(bits: &mut BitReader<'_>, code: ResidualCode) -> Result<i64, Co
             // The top `k` bits; none when `k` is 0.
             (window >> 1) >> (63 - k)
         } else {
-            bits.read(code.k).ok_or_else(truncated)?
+            let (u, after) = read_apart(bits.clone(), |b| b.read(code.k));
+            *bits = after;
+            u.ok_or_else(truncated)?
         }
     } else {
         let q = (!window).leading_zeros();
@@ -894,10 +900,25 @@ fn next_residual(bits: &mut BitReader<'_>, code: ResidualCode) -> Result<i64, Co
             bits.skip(q + 1 + k);
             (u64::from(q) << k) | (((window << (q + 1)) >> 1) >> (63 - k))
         } else {
-            read_rice(bits, code.k).ok_or_else(truncated)?
+            let (u, after) = read_apart(bits.clone(), |b| read_rice(b, code.k));
+            *bits = after;
+            u.ok_or_else(truncated)?
         }
     };
     Ok(code.base.wrapping_add(unzigzag(u)))
+}
+
+/// A residual too long for one window, read from a reader passed in and
+/// handed back by value: the decoding loop's reader is never lent out, so
+/// its position can stay in a register.
+#[cold]
+#[inline(never)]
+fn read_apart<'a>(
+    mut bits: BitReader<'a>,
+    read: impl FnOnce(&mut BitReader<'_>) -> Option<u64>,
+) -> (Option<u64>, BitReader<'a>) {
+    let u = read(&mut bits);
+    (u, bits)
 }
 
 #[cfg(test)]
