@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sextant_model::telemetry::GaugeShare;
-use sextant_model::{Exemplar, HistogramSample, Labels, Matcher, PromDuration, Sample};
+use sextant_model::{Exemplar, HistogramSample, Labels, MatchOp, Matcher, PromDuration, Sample};
 use tracing::{info, warn};
 
 use super::block::{Block, BlockWriter};
@@ -261,6 +261,9 @@ pub struct Tsdb {
     /// Samples moved out of the head whose blocks are being written:
     /// readers find them here until the blocks are listed.
     frozen: RwLock<Vec<Arc<Frozen>>>,
+    /// Cuts made ([`Tsdb::persist_before`]), counted under the head lock: a
+    /// reader that selected head series before one reads them again.
+    head_cuts: AtomicU64,
     /// Whether samples older than the head's start are taken
     /// ([`Tsdb::refuse_backfill`]).
     backfill: AtomicBool,
@@ -422,6 +425,7 @@ impl Tsdb {
             exemplars,
             changes: ChangeEpoch::default(),
             frozen: RwLock::new(Vec::new()),
+            head_cuts: AtomicU64::new(0),
             backfill: AtomicBool::new(true),
             backfill_pending: AtomicU64::new(0),
             backfill_since: AtomicI64::new(i64::MAX),
@@ -866,6 +870,19 @@ impl Tsdb {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<LazySeries<'_>>> {
+        self.select_lazy_again(matchers, mint, maxt, 2)
+    }
+
+    /// [`Tsdb::select_lazy`]; a series read after a cut moved head samples
+    /// out (to a frozen set or a block this selection did not see) is
+    /// selected again, up to `rereads` times.
+    fn select_lazy_again(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        rereads: u8,
+    ) -> Result<Vec<LazySeries<'_>>> {
         #[derive(Clone, Copy)]
         enum Source {
             Block(usize, usize),
@@ -938,7 +955,7 @@ impl Tsdb {
                     .collect(),
             );
         }
-        {
+        let cuts = {
             let head = self.head.read().expect("head lock");
             lists.push(
                 head.select_ids_in_label_order(matchers)
@@ -951,7 +968,8 @@ impl Tsdb {
                     })
                     .collect(),
             );
-        }
+            self.head_cuts.load(Ordering::Acquire)
+        };
         lists.retain(|l| !l.is_empty());
         // Merge: a series in several blocks (or a block and the head) reads from each.
         let mut merged: Vec<(Labels, Vec<Source>)> = Vec::new();
@@ -977,6 +995,10 @@ impl Tsdb {
             .map(|(labels, sources)| {
                 let blocks = blocks.clone();
                 let frozen = frozen.clone();
+                let again = sources
+                    .iter()
+                    .any(|s| matches!(s, Source::Head(_)))
+                    .then(|| labels.clone());
                 LazySeries::with_histograms(labels, move || {
                     let mut data: Data = Default::default();
                     for source in &sources {
@@ -985,14 +1007,23 @@ impl Tsdb {
                                 .data(i, mint, maxt)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
                             Source::Frozen(f, i) => series_data(&frozen[f].series[i], mint, maxt),
-                            // A series truncated away since it was selected has nothing left.
-                            Source::Head(id) => self
-                                .head
-                                .read()
-                                .expect("head lock")
-                                .series(id)
-                                .map(|s| series_data(s, mint, maxt))
-                                .unwrap_or_default(),
+                            // The head source comes last. After a cut its
+                            // samples before the cut's bound are in a frozen
+                            // set or a block this selection did not take:
+                            // the series is selected again, all sources.
+                            Source::Head(id) => {
+                                let head = self.head.read().expect("head lock");
+                                if self.head_cuts.load(Ordering::Acquire) != cuts
+                                    && rereads > 0
+                                    && let Some(labels) = &again
+                                {
+                                    drop(head);
+                                    return self.read_series_again(labels, mint, maxt, rereads - 1);
+                                }
+                                head.series(id)
+                                    .map(|s| series_data(s, mint, maxt))
+                                    .unwrap_or_default()
+                            }
                         };
                         data = if data.0.is_empty() && data.1.is_empty() {
                             more
@@ -1004,6 +1035,29 @@ impl Tsdb {
                 })
             })
             .collect())
+    }
+
+    /// One series' samples in `[mint, maxt]` from every source as they
+    /// are now.
+    fn read_series_again(
+        &self,
+        labels: &Labels,
+        mint: i64,
+        maxt: i64,
+        rereads: u8,
+    ) -> Result<Data> {
+        let matchers: Vec<Matcher> = labels
+            .iter()
+            .filter_map(|l| Matcher::new(&*l.name, MatchOp::Equal, &*l.value).ok())
+            .collect();
+        match self
+            .select_lazy_again(&matchers, mint, maxt, rereads)?
+            .into_iter()
+            .find(|s| s.labels == *labels)
+        {
+            Some(series) => series.data(),
+            None => Ok(Data::default()),
+        }
     }
 
     /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
@@ -1289,6 +1343,7 @@ impl Tsdb {
             // arriving are backfill, flushed next time.
             let previous_start = head.min_valid_time;
             let split = head.split_before(bound);
+            self.head_cuts.fetch_add(1, Ordering::AcqRel);
             self.backfill_pending.store(0, Ordering::Relaxed);
             self.backfill_since.store(i64::MAX, Ordering::Relaxed);
             self.shares
@@ -1782,7 +1837,7 @@ fn replay_wal(
 #[cfg(test)]
 mod tests {
     use sextant_model::histogram::Span;
-    use sextant_model::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, MatchOp};
+    use sextant_model::{CounterResetHint, FloatHistogram, Histogram, HistogramValue};
 
     use super::super::block::BlockMeta;
 
@@ -2680,6 +2735,34 @@ mod tests {
                 std::fs::copy(entry.path(), target).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_series_selected_before_a_cut_and_read_after_it_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let live = load(&db, 24 * 60 * MIN, 600);
+        let all = Matcher::new("__name__", MatchOp::Regex, ".+").unwrap();
+        let lazy = db.select_lazy(&[all], i64::MIN, i64::MAX).unwrap();
+        assert!(db.blocks.read().unwrap().is_empty());
+        // The cut moves most samples into blocks this selection never saw.
+        db.maintain().unwrap();
+        assert!(!db.blocks.read().unwrap().is_empty());
+        let read: Vec<SeriesSamples> = lazy
+            .iter()
+            .map(|s| SeriesSamples {
+                labels: s.labels.clone(),
+                samples: s.samples().unwrap(),
+            })
+            .collect();
+        let count = |b: &[SeriesSamples]| b.iter().map(|s| s.samples.len()).sum::<usize>();
+        let live = sorted(live);
+        assert!(
+            read == live,
+            "{} samples read of {} written",
+            count(&read),
+            count(&live)
+        );
     }
 
     #[test]
