@@ -1187,13 +1187,35 @@ impl Tsdb {
         self.head.read().expect("head lock").min_valid_time
     }
 
+    /// The earliest sample time the engine takes now, and what an older
+    /// sample is refused as: the retention's end, or with backfill refused
+    /// or bounded by `out_of_order_window`, the head's start less the window.
+    pub fn oldest_taken(&self) -> (i64, RejectReason) {
+        let limits = self.limits();
+        let start = self.min_valid_time();
+        let bounds = if limits.backfill {
+            start.saturating_sub(limits.ooo_window_ms)
+        } else {
+            start
+        };
+        if limits.oldest_ms >= bounds {
+            (limits.oldest_ms, RejectReason::PastRetention)
+        } else {
+            (bounds, RejectReason::OutOfBounds)
+        }
+    }
+
     /// The time before which every sample the head was given is in a block
     /// that has left this machine (uploaded to the object store): `None`
-    /// while a published block still waits for its upload.
+    /// while a published block still waits for its upload, while backfill
+    /// (older samples, of any age) waits in the head for its blocks, and
+    /// while samples moved out of the head wait for theirs.
     pub fn durable_before(&self) -> Option<i64> {
         let _one_at_a_time = self.maintenance.lock().expect("maintenance lock");
         let before = self.head.read().expect("head lock").min_valid_time;
-        (self.store.backlog() == 0).then_some(before)
+        let waiting = self.backfill_pending.load(Ordering::Relaxed) > 0
+            || !self.frozen.read().expect("frozen lock").is_empty();
+        (self.store.backlog() == 0 && !waiting).then_some(before)
     }
 
     /// Reopens the blocks whose local copies the object store's cache
@@ -2066,6 +2088,35 @@ mod tests {
 
     /// Past retention is refused by name; a store configured with an
     /// out-of-order window keeps refusing what lies beyond it.
+    /// What a cluster partition publishes and trims its log by: the
+    /// retention's end is the oldest sample taken, and nothing counts as
+    /// durable while backfill waits in the head for its blocks.
+    #[test]
+    fn backfill_holds_back_durability_until_its_blocks_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_backfilling(dir.path());
+        load(&db, 24 * 60 * MIN, 600);
+        db.maintain().unwrap();
+        let head_start = db.min_valid_time();
+        assert_eq!(db.durable_before(), Some(head_start));
+        let newest = 24 * 60 * MIN + 599 * MIN;
+        assert_eq!(
+            db.oldest_taken(),
+            (newest - 30 * 24 * 3600 * 1000, RejectReason::PastRetention)
+        );
+        let report = db
+            .append(&[series("node_cpu_seconds_total", "host0:9100", [(MIN, 1.0)])])
+            .unwrap();
+        assert_eq!(report.rejected_total(), 0, "{report:?}");
+        assert_eq!(db.durable_before(), None, "backfill waits in the head");
+        db.backfill_since.store(0, Ordering::Relaxed);
+        db.maintain().unwrap();
+        assert_eq!(db.durable_before(), Some(head_start));
+        // An engine that refuses backfill takes nothing before its head.
+        db.refuse_backfill();
+        assert_eq!(db.oldest_taken(), (head_start, RejectReason::OutOfBounds));
+    }
+
     #[test]
     fn backfill_past_retention_or_the_configured_window_is_refused() {
         let dir = tempfile::tempdir().unwrap();
