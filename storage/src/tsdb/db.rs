@@ -246,8 +246,6 @@ pub struct Tsdb {
     store: Arc<dyn BlockStore>,
     stats: Arc<TsdbStats>,
     maintenance: Mutex<()>,
-    /// No head range ending after this is cut ([`Tsdb::limit_cuts`]).
-    cut_limit: AtomicI64,
     /// Whether appends go to the WAL ([`Tsdb::log_nothing`]).
     logged: AtomicBool,
     /// This engine's parts of the gauges in `stats`, which a cluster
@@ -417,7 +415,6 @@ impl Tsdb {
             store,
             stats,
             maintenance: Mutex::new(()),
-            cut_limit: AtomicI64::new(i64::MAX),
             logged: AtomicBool::new(true),
             shares: GaugeShares::default(),
             block_seq: AtomicU32::new(0),
@@ -1258,9 +1255,9 @@ impl Tsdb {
     }
 
     /// Where the head would start once the cuts due for data from
-    /// `start` to `max` are made, not past `limit` (cuts are of whole
-    /// aligned block ranges, half a block of recent data left behind).
-    fn cut_bound(&self, start: i64, max: i64, limit: i64) -> Option<i64> {
+    /// `start` to `max` are made (cuts are of whole aligned block ranges,
+    /// half a block of recent data left behind).
+    fn cut_bound(&self, start: i64, max: i64) -> Option<i64> {
         let range = self.block_range();
         let first = self.due_cut(start, max)?.saturating_add(range);
         // Each due cut moves the start to the next aligned range end; the
@@ -1269,20 +1266,15 @@ impl Tsdb {
             .div_euclid(range)
             .saturating_mul(range)
             .saturating_add(range);
-        let limited = last.min(limit.div_euclid(range).saturating_mul(range));
-        (limited >= first).then_some(limited)
+        (last >= first).then_some(last)
     }
 
     fn cut_head(&self) -> Result<()> {
         let (bound, current) = {
             let head = self.head.read().expect("head lock");
-            let bound = head.time_range().and_then(|(min, max)| {
-                self.cut_bound(
-                    min.max(head.min_valid_time),
-                    max,
-                    self.cut_limit.load(Ordering::Acquire),
-                )
-            });
+            let bound = head
+                .time_range()
+                .and_then(|(min, max)| self.cut_bound(min.max(head.min_valid_time), max));
             (bound, head.min_valid_time)
         };
         let backfill_due = self.backfill_pending.load(Ordering::Relaxed) > 0
@@ -1323,20 +1315,9 @@ impl Tsdb {
     }
 
     /// Refuses samples older than the head's start, as Prometheus without
-    /// an out-of-order window does: for an engine fed from a log that a
-    /// writer already checked against that bound (a cluster partition).
+    /// an out-of-order window does.
     pub fn refuse_backfill(&self) {
         self.backfill.store(false, Ordering::Relaxed);
-    }
-
-    /// What [`Tsdb::min_valid_time`] becomes once the cuts due now are
-    /// made (`None`: none is due). A writer that must refuse out-of-bounds
-    /// samples before they reach the engine learns it ahead
-    /// ([`Tsdb::limit_cuts`]).
-    pub fn next_min_valid_time(&self) -> Option<i64> {
-        let head = self.head.read().expect("head lock");
-        let (min, max) = head.time_range()?;
-        self.cut_bound(min.max(head.min_valid_time), max, i64::MAX)
     }
 
     /// Writes no more appends to the WAL: for an engine whose input is
@@ -1345,12 +1326,6 @@ impl Tsdb {
     /// never read.
     pub fn log_nothing(&self) {
         self.logged.store(false, Ordering::Relaxed);
-    }
-
-    /// Cuts no head range ending after `until` (the bound writers were told
-    /// and have had time to heed); `i64::MAX`, the default, limits nothing.
-    pub fn limit_cuts(&self, until: i64) {
-        self.cut_limit.store(until, Ordering::Release);
     }
 
     /// Moves every sample before `bound` out of the head (the due range of
@@ -2599,34 +2574,6 @@ mod tests {
         db.maintain().unwrap();
         assert!(db.stats().head_cuts.get() > 0);
         assert_eq!(everything(&db), written);
-    }
-
-    #[test]
-    fn cuts_wait_for_their_bound_and_the_bound_is_known_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path());
-        assert_eq!(db.next_min_valid_time(), None);
-        // Ten hours at 1 h blocks: every whole hour that leaves 1.5 h or more
-        // after it is due.
-        load(&db, 0, 600);
-        let start = db.min_valid_time();
-        let bound = db.next_min_valid_time().unwrap();
-        assert_eq!(bound, 9 * 60 * MIN);
-        db.limit_cuts(start);
-        db.maintain().unwrap();
-        assert_eq!(
-            db.min_valid_time(),
-            start,
-            "a cut made before it was allowed"
-        );
-        db.limit_cuts(3 * 60 * MIN);
-        db.maintain().unwrap();
-        assert_eq!(db.min_valid_time(), 3 * 60 * MIN);
-        assert_eq!(db.next_min_valid_time(), Some(bound));
-        db.limit_cuts(bound);
-        db.maintain().unwrap();
-        assert_eq!(db.min_valid_time(), bound);
-        assert_eq!(db.next_min_valid_time(), None);
     }
 
     #[test]
