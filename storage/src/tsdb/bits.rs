@@ -40,8 +40,12 @@ impl BitWriter {
         if len == self.buf.len() {
             // Small steps rather than doubling: a head keeps one open
             // chunk per series, and doubling leaves a third of it empty.
+            // Sizes of 16k + 8 bytes fill an allocator's 16-byte-aligned
+            // block after its 8-byte header (glibc's, and mimalloc's bins).
+            let want = len + (len / 4).max(32);
+            let size = (want + 8).next_multiple_of(16) - 8;
             let mut bytes = std::mem::take(&mut self.buf).into_vec();
-            bytes.resize(len + (len / 4).max(32), 0);
+            bytes.resize(size, 0);
             self.buf = bytes.into_boxed_slice();
         }
         self.buf[len] = 0;

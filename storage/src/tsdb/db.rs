@@ -682,6 +682,10 @@ impl Tsdb {
                     return Err(io_err("write the metrics WAL")(err));
                 }
             };
+            // Logged: the records go before the head grows, so it can grow
+            // into their room rather than past it.
+            drop(records);
+            drop((series_record, samples_record));
             let mut new_chunks = 0;
             for (id, t, v) in &accepted {
                 new_chunks += head.apply(*id, *t, *v);

@@ -64,11 +64,14 @@ pub(crate) struct SplitSeries {
     pub data: MemSeries,
 }
 
-/// A series in the head: its labels as symbol ids (name, value, name,
-/// value, ... in label order) into the head's [`Symbols`], and its samples.
+/// A series in the head: where its labels are in the head's `label_ids`
+/// (symbol ids into [`Symbols`]: name, value, name, value, ... in label
+/// order), and its samples.
 #[derive(Debug)]
 struct HeadSeries {
-    labels: Box<[u32]>,
+    labels_at: u32,
+    /// Symbol ids: twice the labels.
+    labels_len: u16,
     data: MemSeries,
 }
 
@@ -1095,6 +1098,11 @@ pub(crate) struct HeadInner {
     /// the series. Two label sets with one hash (rare) put the later in `collided`.
     by_hash: IdMap<u64>,
     collided: HashMap<Labels, u64>,
+    /// Every head series' label symbol ids, one run a series
+    /// ([`HeadSeries::labels_at`]): one allocation, not one a series.
+    label_ids: Vec<u32>,
+    /// Ids in `label_ids` of series gone since it was last compacted.
+    dead_label_ids: usize,
     /// Series ids by label pair ([`pair_key`]).
     postings: IdMap<Vec<u64>>,
     /// Series per metric name symbol.
@@ -1132,6 +1140,11 @@ impl HeadInner {
             .map(|p| (&**self.symbols.get(p[0]), &**self.symbols.get(p[1])))
     }
 
+    /// A series' label symbol ids.
+    fn label_ids_of(&self, s: &HeadSeries) -> &[u32] {
+        &self.label_ids[s.labels_at as usize..][..usize::from(s.labels_len)]
+    }
+
     fn build_labels(&self, ids: &[u32]) -> Labels {
         Labels::from_sorted(
             ids.chunks_exact(2)
@@ -1145,7 +1158,9 @@ impl HeadInner {
 
     /// The labels of series `id`, built from the head's symbols.
     pub fn labels(&self, id: u64) -> Option<Labels> {
-        self.series.get(&id).map(|s| self.build_labels(&s.labels))
+        self.series
+            .get(&id)
+            .map(|s| self.build_labels(self.label_ids_of(s)))
     }
 
     /// The labels of series `id` as string pairs, in label order.
@@ -1153,7 +1168,7 @@ impl HeadInner {
         self.series
             .get(&id)
             .into_iter()
-            .flat_map(|s| self.pairs(&s.labels))
+            .flat_map(|s| self.pairs(self.label_ids_of(s)))
     }
 
     /// Whether a series' label ids spell these pairs.
@@ -1191,7 +1206,7 @@ impl HeadInner {
         if self
             .series
             .get(&id)
-            .is_some_and(|s| self.same_pairs(&s.labels, pairs))
+            .is_some_and(|s| self.same_pairs(self.label_ids_of(s), pairs))
         {
             Some(id)
         } else {
@@ -1205,7 +1220,7 @@ impl HeadInner {
         if self
             .series
             .get(&id)
-            .is_some_and(|s| self.same_pairs(&s.labels, pairs.iter().copied()))
+            .is_some_and(|s| self.same_pairs(self.label_ids_of(s), pairs.iter().copied()))
         {
             Some(id)
         } else if self.collided.is_empty() {
@@ -1228,10 +1243,14 @@ impl HeadInner {
         }
     }
 
-    /// Takes a series out of the hash index, the per-metric counts and,
-    /// if `postings`, the postings (its symbols stay until the next sweep).
-    fn unindex(&mut self, id: u64, ids: &[u32], postings: bool) {
+    /// Takes a series just removed from `series` out of the hash index,
+    /// the per-metric counts, the label ids and, if `postings`, the
+    /// postings (its symbols stay until the next sweep).
+    fn unindex(&mut self, id: u64, series: &HeadSeries, postings: bool) {
         *self.label_order.get_mut().expect("label order lock") = None;
+        let ids = self.label_ids_of(series).to_vec();
+        self.dead_label_ids += ids.len();
+        let ids = &ids[..];
         let hash = hash_pairs_iter(self.pairs(ids));
         if self.by_hash.get(&hash) == Some(&id) {
             self.by_hash.remove(&hash);
@@ -1349,13 +1368,39 @@ impl HeadInner {
         }
         self.index_labels(labels, id);
         self.next_id = self.next_id.max(id + 1);
+        let labels_at = u32::try_from(self.label_ids.len()).expect("under 2^32 label ids");
+        let labels_len = u16::try_from(ids.len()).expect("under 2^15 labels a series");
+        // A quarter more at a time, not double: it holds every series' labels.
+        if self.label_ids.capacity() - self.label_ids.len() < ids.len() {
+            self.label_ids
+                .reserve_exact((self.label_ids.len() / 4).max(ids.len()).max(64));
+        }
+        self.label_ids.extend_from_slice(&ids);
         self.series.insert(
             id,
             HeadSeries {
-                labels: ids.into_boxed_slice(),
+                labels_at,
+                labels_len,
                 data,
             },
         );
+    }
+
+    /// Rewrites `label_ids` without the runs of series that left, once
+    /// they are over half of it.
+    fn compact_label_ids(&mut self) {
+        if self.dead_label_ids * 2 <= self.label_ids.len() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.label_ids.len() - self.dead_label_ids);
+        for s in self.series.values_mut() {
+            let at = s.labels_at as usize;
+            let run = &self.label_ids[at..at + usize::from(s.labels_len)];
+            s.labels_at = u32::try_from(kept.len()).expect("under 2^32 label ids");
+            kept.extend_from_slice(run);
+        }
+        self.label_ids = kept;
+        self.dead_label_ids = 0;
     }
 
     /// Whether `t` is newer than everything series `id` holds, and not
@@ -1436,7 +1481,7 @@ impl HeadInner {
             None => {
                 let mut by_labels: Vec<(&[u32], u64)> = ids
                     .iter()
-                    .map(|id| (&*self.series[id].labels, *id))
+                    .map(|id| (self.label_ids_of(&self.series[id]), *id))
                     .collect();
                 by_labels.sort_unstable_by(|a, b| self.cmp_labels(a.0, b.0));
                 return by_labels.into_iter().map(|(_, id)| id).collect();
@@ -1458,7 +1503,7 @@ impl HeadInner {
         let mut all: Vec<(&[u32], u64)> = self
             .series
             .iter()
-            .map(|(&id, s)| (&*s.labels, id))
+            .map(|(&id, s)| (self.label_ids_of(s), id))
             .collect();
         all.sort_unstable_by(|a, b| self.cmp_labels(a.0, b.0));
         let order: Arc<IdMap<u32>> = Arc::new(
@@ -1484,7 +1529,7 @@ impl HeadInner {
                 .unwrap_or_default()
         });
         let mut ids = candidates.unwrap_or_else(|| self.series.keys().copied().collect());
-        ids.retain(|id| self.matches(&self.series[id].labels, matchers));
+        ids.retain(|id| self.matches(self.label_ids_of(&self.series[id]), matchers));
         ids.sort_unstable();
         ids
     }
@@ -1498,9 +1543,10 @@ impl HeadInner {
     pub fn forget(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(series) = self.series.remove(id) {
-                self.unindex(*id, &series.labels, true);
+                self.unindex(*id, &series, true);
             }
         }
+        self.compact_label_ids();
     }
 
     /// The id the next new series will get.
@@ -1576,7 +1622,7 @@ impl HeadInner {
         }
         for id in &removed {
             if let Some(series) = self.series.remove(id) {
-                self.unindex(*id, &series.labels, false);
+                self.unindex(*id, &series, false);
             }
         }
         let gone: HashSet<u64> = removed.iter().copied().collect();
@@ -1594,6 +1640,7 @@ impl HeadInner {
             used[(key & u64::from(u32::MAX)) as usize] = true;
         }
         self.symbols.retain(|id| used[id as usize]);
+        self.compact_label_ids();
         split
     }
 }
@@ -1968,6 +2015,51 @@ mod tests {
         }
         part.append_in_order(10, &other, HISTOGRAMS_PER_CHUNK);
         assert_eq!(part.chunk_count(), 3);
+    }
+
+    #[test]
+    fn series_that_outlive_others_keep_their_labels_through_compaction_and_reuse() {
+        let limits = HeadLimits {
+            max_series: 0,
+            max_series_per_metric: 0,
+            ..LIMITS
+        };
+        let mut head = HeadInner::new(0);
+        let put = |head: &mut HeadInner, l: &Labels, t: i64| {
+            let id = head.get_or_create(l, &limits, &mut Vec::new()).unwrap();
+            head.check(id, t, &limits).unwrap();
+            head.apply(id, t, 1.0);
+        };
+        let old: Vec<Labels> = (0..50).map(|i| labels("old", &format!("o{i}"))).collect();
+        let live = labels("live", "x");
+        for l in &old {
+            put(&mut head, l, 5);
+        }
+        put(&mut head, &live, 5);
+        put(&mut head, &live, 3_000);
+        // Most label ids now belong to series gone: they are compacted away,
+        // and their strings freed for reuse.
+        let (removed, _) = head.truncate_before(2_000);
+        assert_eq!(removed, 50);
+        assert_eq!(head.dead_label_ids, 0);
+        assert_eq!(head.label_ids.len(), 4);
+        let id = head.lookup(&live).unwrap();
+        assert_eq!(head.labels(id), Some(live.clone()));
+        // New series take freed symbol ids; every label set reads back whole.
+        let new: Vec<Labels> = (0..5).map(|i| labels("new", &format!("n{i}"))).collect();
+        for l in &new {
+            put(&mut head, l, 4_000);
+        }
+        for l in new.iter().chain([&live]) {
+            let id = head.lookup(l).unwrap();
+            assert_eq!(head.labels(id).as_ref(), Some(l));
+            let pairs: Vec<(&str, &str)> = l.iter().map(|l| (&*l.name, &*l.value)).collect();
+            assert_eq!(head.lookup_pairs(&pairs), Some(id));
+        }
+        assert!(old.iter().all(|l| head.lookup(l).is_none()));
+        let m = |v: &str| [Matcher::new("__name__", MatchOp::Equal, v).unwrap()];
+        assert_eq!(head.select_ids(&m("new")).len(), 5);
+        assert!(head.select_ids(&m("old")).is_empty());
     }
 
     #[test]
