@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::block::{Block, BlockWriter};
 use super::exemplars::{ExemplarReport, ExemplarStore};
 use super::head::{
-    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, merge_last_wins,
+    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, SplitSeries, merge_last_wins,
     merge_last_wins_by,
 };
 use super::stats::TsdbStats;
@@ -277,7 +277,7 @@ pub struct Tsdb {
 /// order, while their blocks are written.
 #[derive(Debug)]
 struct Frozen {
-    series: Vec<MemSeries>,
+    series: Vec<SplitSeries>,
     /// Where the head started before they left it: older samples are
     /// backfill.
     backfill_below: i64,
@@ -595,7 +595,9 @@ impl Tsdb {
         {
             let mut head = self.head.write().expect("head lock");
             let mut created = Vec::new();
-            let mut accepted: Vec<(u64, i64, f64)> = Vec::new();
+            // Sized once (a sample a series, at least): a large batch would
+            // otherwise leave a trail of outgrown buffers in the allocator.
+            let mut accepted: Vec<(u64, i64, f64)> = Vec::with_capacity(batch.size_hint().0);
             let mut backfilled = 0u64;
             for series in batch {
                 let known = series
@@ -658,10 +660,7 @@ impl Tsdb {
             if logged && !created.is_empty() {
                 wal::encode_series(
                     &mut series_record,
-                    created.iter().map(|id| {
-                        let labels = &head.series(*id).expect("just created").labels;
-                        (*id, labels.iter().map(|l| (&*l.name, &*l.value)))
-                    }),
+                    created.iter().map(|id| (*id, head.label_pairs(*id))),
                 );
             }
             let mut samples_record = Vec::new();
@@ -684,6 +683,10 @@ impl Tsdb {
                     return Err(io_err("write the metrics WAL")(err));
                 }
             };
+            // Logged: the records go before the head grows, so it can grow
+            // into their room rather than past it.
+            drop(records);
+            drop((series_record, samples_record));
             let mut new_chunks = 0;
             for (id, t, v) in &accepted {
                 new_chunks += head.apply(*id, *t, *v);
@@ -789,10 +792,7 @@ impl Tsdb {
             if logged && !created.is_empty() {
                 wal::encode_series(
                     &mut series_record,
-                    created.iter().map(|id| {
-                        let labels = &head.series(*id).expect("just created").labels;
-                        (*id, labels.iter().map(|l| (&*l.name, &*l.value)))
-                    }),
+                    created.iter().map(|id| (*id, head.label_pairs(*id))),
                 );
             }
             let mut histograms_record = Vec::new();
@@ -947,7 +947,7 @@ impl Tsdb {
                 set.series
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| s.labels.matches(matchers) && s.overlaps(mint, maxt))
+                    .filter(|(_, s)| s.labels.matches(matchers) && s.data.overlaps(mint, maxt))
                     .map(|(i, s)| (s.labels.clone(), Source::Frozen(f, i)))
                     .collect(),
             );
@@ -961,7 +961,8 @@ impl Tsdb {
                         let series = head.series(id)?;
                         series
                             .overlaps(mint, maxt)
-                            .then(|| (series.labels.clone(), Source::Head(id)))
+                            .then(|| Some((head.labels(id)?, Source::Head(id))))
+                            .flatten()
                     })
                     .collect(),
             );
@@ -1003,7 +1004,9 @@ impl Tsdb {
                             Source::Block(b, i) => blocks[b]
                                 .data(i, mint, maxt)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
-                            Source::Frozen(f, i) => series_data(&frozen[f].series[i], mint, maxt),
+                            Source::Frozen(f, i) => {
+                                series_data(&frozen[f].series[i].data, mint, maxt)
+                            }
                             // The head source comes last. After a cut its
                             // samples before the cut's bound are in a frozen
                             // set or a block this selection did not take:
@@ -1065,7 +1068,7 @@ impl Tsdb {
             out.extend(
                 set.series
                     .iter()
-                    .filter(|s| s.labels.matches(matchers) && s.has_samples_in(mint, maxt))
+                    .filter(|s| s.labels.matches(matchers) && s.data.has_samples_in(mint, maxt))
                     .map(|s| s.labels.clone()),
             );
         }
@@ -1082,8 +1085,10 @@ impl Tsdb {
         let head = self.head.read().expect("head lock");
         for id in head.select_ids(matchers) {
             let series = head.series(id).expect("selected");
-            if series.has_samples_in(mint, maxt) {
-                out.insert(series.labels.clone());
+            if series.has_samples_in(mint, maxt)
+                && let Some(labels) = head.labels(id)
+            {
+                out.insert(labels);
             }
         }
         Ok(out.into_iter().collect())
@@ -1420,7 +1425,7 @@ impl Tsdb {
             // Which series have samples in which slot.
             let mut slots: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
             for (i, series) in set.series.iter().enumerate() {
-                let (samples, histograms) = series_data(series, i64::MIN, i64::MAX);
+                let (samples, histograms) = series_data(&series.data, i64::MIN, i64::MAX);
                 let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
                 let mut last: Option<(i64, i64)> = None;
                 let times = samples
@@ -1447,7 +1452,7 @@ impl Tsdb {
                 let block = self.write_block(mint, maxt, |writer| {
                     for &i in &members {
                         let series = &set.series[i];
-                        let (samples, histograms) = series_data(series, mint, maxt - 1);
+                        let (samples, histograms) = series_data(&series.data, mint, maxt - 1);
                         writer.add_series(series.labels.clone(), &samples, &histograms)?;
                     }
                     Ok(())
