@@ -39,18 +39,35 @@ struct Entry {
     from: u64,
     node: String,
     /// The partition engine's earliest time it still takes samples at
-    /// (ms; metrics only): writers refuse older ones as out of bounds, as a
-    /// single node does.
+    /// (ms; metrics only): writers refuse older ones, as a single node does.
     #[serde(default)]
     min_valid_ms: Option<i64>,
+    /// Whether that bound is where the retention ends (refused as
+    /// `past_retention`), not where the head starts (`out_of_bounds`).
+    #[serde(default)]
+    min_valid_is_retention: bool,
+}
+
+/// The earliest sample time a partition's engine takes, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MinValid {
+    pub ms: i64,
+    /// Older samples are past the retention (else out of bounds).
+    pub retention: bool,
 }
 
 /// The earliest sample time each partition of `kind` takes, as its owner
 /// last wrote it in `entries` (catalog key -> value).
-pub(crate) fn min_valid_of(key: &str, value: &[u8]) -> Option<(u32, i64)> {
+pub(crate) fn min_valid_of(key: &str, value: &[u8]) -> Option<(u32, MinValid)> {
     let partition = key.rsplit_once(".p")?.1.parse().ok()?;
     let entry: Entry = serde_json::from_slice(value).ok()?;
-    Some((partition, entry.min_valid_ms?))
+    Some((
+        partition,
+        MinValid {
+            ms: entry.min_valid_ms?,
+            retention: entry.min_valid_is_retention,
+        },
+    ))
 }
 
 impl Catalog {
@@ -127,13 +144,14 @@ impl Catalog {
         checkpoint: &mut Checkpoint,
         from: u64,
         node: &str,
-        min_valid_ms: Option<i64>,
+        min_valid: Option<MinValid>,
     ) -> Result<bool, Error> {
         let value = serde_json::to_vec(&Entry {
             epoch: checkpoint.epoch,
             from,
             node: node.to_owned(),
-            min_valid_ms,
+            min_valid_ms: min_valid.map(|m| m.ms),
+            min_valid_is_retention: min_valid.is_some_and(|m| m.retention),
         })
         .expect("a catalog entry serialises");
         match self.kv.update(key, value.into(), checkpoint.revision).await {
@@ -154,6 +172,7 @@ fn encode(epoch: u64, from: u64, node: &str) -> bytes::Bytes {
         from,
         node: node.to_owned(),
         min_valid_ms: None,
+        min_valid_is_retention: false,
     })
     .expect("a catalog entry serialises")
     .into()

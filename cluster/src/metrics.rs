@@ -12,8 +12,12 @@
 //! claims the partition in the [`Catalog`] under the lease's epoch, opens a
 //! fresh engine (`<dir>/p<N>/`, blocks under `metrics/p<N>` in the object
 //! store), replays the log from the catalog's point and then follows it.
-//! After each maintenance (head cut, compaction, retention, uploads) the
-//! records whose samples are all in uploaded blocks are behind it: the
+//! Samples older than the head's start are backfill, kept in the head until
+//! the next cut writes them into blocks, as on a single node; writers
+//! refuse only what the owner would (past the retention, published in the
+//! catalog). After each maintenance (head cut, compaction, retention,
+//! uploads) the records whose samples are all in uploaded blocks are behind
+//! it: the
 //! catalog's point moves past them (a compare-and-swap under the epoch) and
 //! the log is trimmed. A lost lease or a refused catalog write ends the
 //! owner; whoever holds the partition next replays from the catalog.
@@ -45,7 +49,7 @@ use sextant_storage::{
 };
 use tracing::warn;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, MinValid};
 use crate::owner::{Engine, Owners};
 use crate::peer::PeerClient;
 use crate::wire::{self, Reader, Writer};
@@ -86,7 +90,7 @@ pub struct ClusterMetrics {
     /// Per partition, the earliest sample time its owner takes, from the
     /// catalog: older samples are refused here, as a single node refuses
     /// them, rather than acknowledged and then dropped by the owner.
-    min_valid: RwLock<HashMap<u32, i64>>,
+    min_valid: RwLock<HashMap<u32, MinValid>>,
     catalog: Catalog,
     stats: Arc<TsdbStats>,
     http: PeerClient,
@@ -96,54 +100,24 @@ pub struct ClusterMetrics {
 /// each series it has seen: a record's series are looked up by their label
 /// strings in the record, without building their labels again.
 ///
-/// A head cut makes older samples out of bounds. Writers must refuse them
-/// before acknowledging, so a cut is announced first (the bound it will
-/// set goes to the catalog, which every writer watches) and made only
-/// [`CUT_NOTICE`] later: by then every write a writer let through under
-/// the old bound is in the log ahead of the cut, and applied.
+/// Samples older than the head's start are backfill, taken as a single
+/// node takes them: a record holding some stays in the log until a cut has
+/// written them into blocks in the bucket ([`Tsdb::durable_before`] says
+/// nothing while backfill waits). Writers refuse only what the engine
+/// would (past the retention, or the configured out-of-order window).
 struct MetricsEngine {
     tsdb: Arc<Tsdb>,
     known: Mutex<HashMap<u64, Vec<(Labels, u64)>>>,
-    announced: Mutex<Announced>,
 }
-
-/// The cuts a partition's engine has announced.
-struct Announced {
-    /// Bounds announced for the next cuts, oldest first, and when.
-    pending: std::collections::VecDeque<(i64, std::time::Instant)>,
-    /// The newest bound whose notice ran out: cuts may reach it.
-    granted: i64,
-}
-
-impl Announced {
-    /// The bound writers must be told: the newest announced.
-    fn newest(&self) -> i64 {
-        self.pending
-            .back()
-            .map_or(self.granted, |(bound, _)| *bound)
-    }
-}
-
-/// How long after its announcement a head cut may be made: longer than a
-/// writer retries an append ([`APPEND_PATIENCE`]) after checking the bound.
-const CUT_NOTICE: Duration = Duration::from_secs(30);
 
 impl MetricsEngine {
     fn new(tsdb: Arc<Tsdb>) -> Self {
         // The log is the durable copy, replayed into a fresh engine on
         // takeover: the engine's WAL would never be read.
         tsdb.log_nothing();
-        tsdb.refuse_backfill();
-        // Nothing is cut before it is announced.
-        let bound = tsdb.min_valid_time();
-        tsdb.limit_cuts(bound);
         Self {
             tsdb,
             known: Mutex::default(),
-            announced: Mutex::new(Announced {
-                pending: std::collections::VecDeque::new(),
-                granted: bound,
-            }),
         }
     }
 }
@@ -297,29 +271,15 @@ impl Engine for MetricsEngine {
         Ok(newest)
     }
 
-    fn min_valid_ms(&self) -> Option<i64> {
-        let newest = self.announced.lock().expect("announced").newest();
-        Some(self.tsdb.min_valid_time().max(newest))
+    fn min_valid(&self) -> Option<MinValid> {
+        let (ms, reason) = self.tsdb.oldest_taken();
+        Some(MinValid {
+            ms,
+            retention: reason == RejectReason::PastRetention,
+        })
     }
 
     fn checkpoint(&self) -> Option<i64> {
-        {
-            let mut announced = self.announced.lock().expect("announced");
-            while let Some(&(bound, at)) = announced.pending.front()
-                && at.elapsed() >= CUT_NOTICE
-            {
-                announced.granted = bound;
-                self.tsdb.limit_cuts(bound);
-                announced.pending.pop_front();
-            }
-            if let Some(due) = self.tsdb.next_min_valid_time()
-                && due > announced.newest().max(self.tsdb.min_valid_time())
-            {
-                announced
-                    .pending
-                    .push_back((due, std::time::Instant::now()));
-            }
-        }
         if let Err(e) = self.tsdb.maintain() {
             warn!(error = %e, "partition maintenance failed");
         }
@@ -756,6 +716,16 @@ fn encode_records(series: Vec<PairSeries<'_, '_>>) -> Vec<Bytes> {
     out
 }
 
+/// The earliest sample time a partition takes and what an older one is
+/// refused as (nothing refused before its owner has said).
+fn refusal(bound: Option<&MinValid>) -> (i64, RejectReason) {
+    match bound {
+        Some(b) if b.retention => (b.ms, RejectReason::PastRetention),
+        Some(b) => (b.ms, RejectReason::OutOfBounds),
+        None => (i64::MIN, RejectReason::OutOfBounds),
+    }
+}
+
 impl MetricsWriter for ClusterMetrics {
     fn append(&self, batch: &[SeriesSamples]) -> sextant_storage::Result<AppendReport> {
         self.append_pairs(&PairBatch::of_series(batch))
@@ -773,7 +743,7 @@ impl MetricsWriter for ClusterMetrics {
             for (i, series) in batch.iter().enumerate() {
                 let partition = series_partition(series.labels, partitions);
                 placed.push(partition);
-                let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
+                let (min_valid, reason) = refusal(bounds.get(&partition));
                 let old = series
                     .samples
                     .iter()
@@ -781,8 +751,8 @@ impl MetricsWriter for ClusterMetrics {
                     .count();
                 if old > 0 {
                     let labels = series.labels();
-                    report.reject(RejectReason::OutOfBounds, old as u64, &labels);
-                    self.stats.reject(RejectReason::OutOfBounds, old as u64);
+                    report.reject(reason, old as u64, &labels);
+                    self.stats.reject(reason, old as u64);
                     let kept = series
                         .samples
                         .iter()
@@ -889,12 +859,12 @@ impl MetricsWriter for ClusterMetrics {
                     .map(|l| (&*l.name, &*l.value))
                     .collect();
                 let partition = series_partition(&pairs, partitions);
-                let min_valid = bounds.get(&partition).copied().unwrap_or(i64::MIN);
+                let (min_valid, reason) = refusal(bounds.get(&partition));
                 let mut encoded = Vec::with_capacity(series.samples.len());
                 for s in &series.samples {
                     if s.timestamp_ms < min_valid {
-                        report.reject(RejectReason::OutOfBounds, 1, &series.labels);
-                        self.stats.reject(RejectReason::OutOfBounds, 1);
+                        report.reject(reason, 1, &series.labels);
+                        self.stats.reject(reason, 1);
                         continue;
                     }
                     match sextant_storage::tsdb::histogram_bytes(s.timestamp_ms, &s.value) {

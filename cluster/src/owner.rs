@@ -46,8 +46,8 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// uploads wait.
     fn checkpoint(&self) -> Option<i64>;
     /// The earliest sample time the engine still takes (ms), when it
-    /// refuses older ones.
-    fn min_valid_ms(&self) -> Option<i64> {
+    /// refuses older ones, and why.
+    fn min_valid(&self) -> Option<crate::catalog::MinValid> {
         None
     }
 }
@@ -287,7 +287,7 @@ impl<E: Engine> Owners<E> {
         let mut next = checkpoint.from.max(1);
         let mut last_checkpoint = Instant::now();
         // The bound writers were last told (through the catalog).
-        let mut told_min_valid: Option<i64> = None;
+        let mut told_min_valid: Option<crate::catalog::MinValid> = None;
         let mut last_tick = Instant::now();
         let mut untold = false;
         let mut last_message = Instant::now();
@@ -425,8 +425,8 @@ impl<E: Engine> Owners<E> {
                     }
                     from = unsealed.front().map_or(next, |(sequence, _)| *sequence);
                 }
-                let min_valid = owner.engine.min_valid_ms();
-                if from > checkpoint.from || min_valid > told_min_valid {
+                let min_valid = owner.engine.min_valid();
+                if from > checkpoint.from || min_valid != told_min_valid {
                     let moved = from > checkpoint.from;
                     if !self
                         .catalog

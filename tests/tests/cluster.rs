@@ -786,34 +786,6 @@ handler.close()
     let active_at = a.get("/api/v1/alerts").json()["data"]["alerts"][0]["activeAt"].clone();
     assert!(active_at.is_string(), "{active_at}");
 
-    // A sample older than its partition's newest block is refused by the
-    // node that receives it, as a single node refuses it, once the owner
-    // has published where its head starts (at its next checkpoint).
-    let old = series(
-        &[
-            ("__name__", "requests_total"),
-            ("job", "job0"),
-            ("instance", "host0"),
-        ],
-        &[(begin + 1, 1.0)],
-    );
-    let started = Instant::now();
-    let refused = loop {
-        let reply = a.remote_write(vec![old.clone()]);
-        if reply.status == 400 || started.elapsed() > Duration::from_secs(40) {
-            break reply;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(
-        refused
-            .body
-            .contains("older than the newest persisted block"),
-        "{}",
-        refused.body
-    );
-
     // What the nodes say to each other refuses bad input by name, and the
     // node goes on answering (asked for a partition it owns).
     let status = b.get("/api/v1/status/cluster").json();
@@ -857,6 +829,57 @@ handler.close()
             .iter()
             .any(|k| k.ends_with(".json"))
     });
+
+    // A sample older than its partition's blocks is backfill, taken as a
+    // single node takes it and read from every node at once (and, below,
+    // after a takeover); one older than the retention keeps is refused by
+    // the node that receives it, once the owner has published where the
+    // retention ends (at its next checkpoint).
+    let host0 = [
+        ("__name__", "requests_total"),
+        ("job", "job0"),
+        ("instance", "host0"),
+    ];
+    let backfill = series(&host0, &[(begin + 1, 0.5)]);
+    for node in [&a, &single] {
+        let reply = node.remote_write(vec![backfill.clone()]);
+        assert_eq!(reply.status, 204, "{}", reply.body);
+    }
+    let has_backfill = |node: &Sextant| {
+        let answer = node.get(&format!(
+            "/api/v1/export?match[]={}",
+            url_encode("requests_total{instance=\"host0\"}")
+        ));
+        answer.status == 200
+            && parse_export(&answer.body)
+                .values()
+                .flatten()
+                .any(|(t, v)| *t == begin + 1 && v == "0.5")
+    };
+    for node in [&a, &b, &c] {
+        wait_until(
+            "the backfilled sample read",
+            Duration::from_secs(30),
+            || has_backfill(node),
+        );
+    }
+    let ancient = series(&host0, &[(end - 40 * 86_400_000, 1.0)]);
+    let started = Instant::now();
+    let refused = loop {
+        let reply = a.remote_write(vec![ancient.clone()]);
+        if reply.status == 400 || started.elapsed() > Duration::from_secs(40) {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("older than the retention period keeps"),
+        "{}",
+        refused.body
+    );
 
     // Kill node a in the middle of ingest through b and c, then a NATS
     // server, and stop the object store for a minute: no write fails, and
@@ -958,6 +981,7 @@ handler.close()
     assert!(acknowledged.len() > 50, "{}", acknowledged.len());
     for node in [&b, &c] {
         all_acknowledged_are_there(node, "during_kill_", &acknowledged);
+        assert!(has_backfill(node), "the backfilled sample after the kill");
         telemetry_is_whole(node);
         // And the half hour written before the kill is whole, floats and
         // native histograms.

@@ -2,9 +2,14 @@
 //! by the WAL and the block index.
 
 /// Appends bits most-significant first.
+///
+/// The buffer is a boxed slice with the length beside it (24 bytes, not a
+/// `Vec`'s 32): a head keeps one open chunk per series.
 #[derive(Debug, Default, Clone)]
 pub struct BitWriter {
-    bytes: Vec<u8>,
+    /// Room for the bytes; the first `len` are written.
+    buf: Box<[u8]>,
+    len: u32,
     /// Bits used in the last byte (0 = the last byte is full or there is none).
     used: u8,
 }
@@ -16,23 +21,35 @@ impl BitWriter {
         let mut remaining = count;
         while remaining > 0 {
             if self.used == 0 {
-                if self.bytes.len() == self.bytes.capacity() {
-                    // Small steps rather than doubling: a head keeps one open
-                    // chunk per series, and doubling leaves a third of it empty.
-                    self.bytes.reserve_exact((self.bytes.len() / 4).max(32));
-                }
-                self.bytes.push(0);
+                self.push_zero_byte();
             }
             let free = 8 - self.used;
             let take = free.min(remaining);
             // The next `take` bits of value, from the top of what remains.
             let shift = remaining - take;
             let chunk = ((value >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.last_mut().expect("pushed above");
+            let last = &mut self.buf[self.len as usize - 1];
             *last |= chunk << (free - take);
             self.used = (self.used + take) % 8;
             remaining -= take;
         }
+    }
+
+    fn push_zero_byte(&mut self) {
+        let len = self.len as usize;
+        if len == self.buf.len() {
+            // Small steps rather than doubling: a head keeps one open
+            // chunk per series, and doubling leaves a third of it empty.
+            // Sizes of 16k + 8 bytes fill an allocator's 16-byte-aligned
+            // block after its 8-byte header (glibc's, and mimalloc's bins).
+            let want = len + (len / 4).max(32);
+            let size = (want + 8).next_multiple_of(16) - 8;
+            let mut bytes = std::mem::take(&mut self.buf).into_vec();
+            bytes.resize(size, 0);
+            self.buf = bytes.into_boxed_slice();
+        }
+        self.buf[len] = 0;
+        self.len = u32::try_from(len + 1).expect("a bit writer holds under 4 GiB");
     }
 
     /// Writes one bit.
@@ -42,12 +59,12 @@ impl BitWriter {
 
     /// The bytes written so far (the last one zero-padded).
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.buf[..self.len as usize]
     }
 
     /// Bytes in use.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.len as usize
     }
 }
 

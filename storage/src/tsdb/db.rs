@@ -11,13 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sextant_model::telemetry::GaugeShare;
-use sextant_model::{Exemplar, HistogramSample, Labels, Matcher, PromDuration, Sample};
+use sextant_model::{Exemplar, HistogramSample, Labels, MatchOp, Matcher, PromDuration, Sample};
 use tracing::{info, warn};
 
 use super::block::{Block, BlockWriter};
 use super::exemplars::{ExemplarReport, ExemplarStore};
 use super::head::{
-    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, merge_last_wins,
+    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, SplitSeries, merge_last_wins,
     merge_last_wins_by,
 };
 use super::stats::TsdbStats;
@@ -246,8 +246,6 @@ pub struct Tsdb {
     store: Arc<dyn BlockStore>,
     stats: Arc<TsdbStats>,
     maintenance: Mutex<()>,
-    /// No head range ending after this is cut ([`Tsdb::limit_cuts`]).
-    cut_limit: AtomicI64,
     /// Whether appends go to the WAL ([`Tsdb::log_nothing`]).
     logged: AtomicBool,
     /// This engine's parts of the gauges in `stats`, which a cluster
@@ -261,6 +259,9 @@ pub struct Tsdb {
     /// Samples moved out of the head whose blocks are being written:
     /// readers find them here until the blocks are listed.
     frozen: RwLock<Vec<Arc<Frozen>>>,
+    /// Cuts made ([`Tsdb::persist_before`]), counted under the head lock: a
+    /// reader that selected head series before one reads them again.
+    head_cuts: AtomicU64,
     /// Whether samples older than the head's start are taken
     /// ([`Tsdb::refuse_backfill`]).
     backfill: AtomicBool,
@@ -276,7 +277,7 @@ pub struct Tsdb {
 /// order, while their blocks are written.
 #[derive(Debug)]
 struct Frozen {
-    series: Vec<MemSeries>,
+    series: Vec<SplitSeries>,
     /// Where the head started before they left it: older samples are
     /// backfill.
     backfill_below: i64,
@@ -414,7 +415,6 @@ impl Tsdb {
             store,
             stats,
             maintenance: Mutex::new(()),
-            cut_limit: AtomicI64::new(i64::MAX),
             logged: AtomicBool::new(true),
             shares: GaugeShares::default(),
             block_seq: AtomicU32::new(0),
@@ -422,6 +422,7 @@ impl Tsdb {
             exemplars,
             changes: ChangeEpoch::default(),
             frozen: RwLock::new(Vec::new()),
+            head_cuts: AtomicU64::new(0),
             backfill: AtomicBool::new(true),
             backfill_pending: AtomicU64::new(0),
             backfill_since: AtomicI64::new(i64::MAX),
@@ -594,7 +595,9 @@ impl Tsdb {
         {
             let mut head = self.head.write().expect("head lock");
             let mut created = Vec::new();
-            let mut accepted: Vec<(u64, i64, f64)> = Vec::new();
+            // Sized once (a sample a series, at least): a large batch would
+            // otherwise leave a trail of outgrown buffers in the allocator.
+            let mut accepted: Vec<(u64, i64, f64)> = Vec::with_capacity(batch.size_hint().0);
             let mut backfilled = 0u64;
             for series in batch {
                 let known = series
@@ -657,10 +660,7 @@ impl Tsdb {
             if logged && !created.is_empty() {
                 wal::encode_series(
                     &mut series_record,
-                    created.iter().map(|id| {
-                        let labels = &head.series(*id).expect("just created").labels;
-                        (*id, labels.iter().map(|l| (&*l.name, &*l.value)))
-                    }),
+                    created.iter().map(|id| (*id, head.label_pairs(*id))),
                 );
             }
             let mut samples_record = Vec::new();
@@ -683,6 +683,10 @@ impl Tsdb {
                     return Err(io_err("write the metrics WAL")(err));
                 }
             };
+            // Logged: the records go before the head grows, so it can grow
+            // into their room rather than past it.
+            drop(records);
+            drop((series_record, samples_record));
             let mut new_chunks = 0;
             for (id, t, v) in &accepted {
                 new_chunks += head.apply(*id, *t, *v);
@@ -788,10 +792,7 @@ impl Tsdb {
             if logged && !created.is_empty() {
                 wal::encode_series(
                     &mut series_record,
-                    created.iter().map(|id| {
-                        let labels = &head.series(*id).expect("just created").labels;
-                        (*id, labels.iter().map(|l| (&*l.name, &*l.value)))
-                    }),
+                    created.iter().map(|id| (*id, head.label_pairs(*id))),
                 );
             }
             let mut histograms_record = Vec::new();
@@ -865,6 +866,19 @@ impl Tsdb {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
+    ) -> Result<Vec<LazySeries<'_>>> {
+        self.select_lazy_again(matchers, mint, maxt, 2)
+    }
+
+    /// [`Tsdb::select_lazy`]; a series read after a cut moved head samples
+    /// out (to a frozen set or a block this selection did not see) is
+    /// selected again, up to `rereads` times.
+    fn select_lazy_again(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        rereads: u8,
     ) -> Result<Vec<LazySeries<'_>>> {
         #[derive(Clone, Copy)]
         enum Source {
@@ -943,12 +957,12 @@ impl Tsdb {
                 set.series
                     .iter()
                     .enumerate()
-                    .filter(|(_, s)| s.labels.matches(matchers) && s.overlaps(mint, maxt))
+                    .filter(|(_, s)| s.labels.matches(matchers) && s.data.overlaps(mint, maxt))
                     .map(|(i, s)| (s.labels.clone(), Source::Frozen(f, i)))
                     .collect(),
             );
         }
-        {
+        let cuts = {
             let head = self.head.read().expect("head lock");
             lists.push(
                 head.select_ids_in_label_order(matchers)
@@ -957,11 +971,13 @@ impl Tsdb {
                         let series = head.series(id)?;
                         series
                             .overlaps(mint, maxt)
-                            .then(|| (series.labels.clone(), Source::Head(id)))
+                            .then(|| Some((head.labels(id)?, Source::Head(id))))
+                            .flatten()
                     })
                     .collect(),
             );
-        }
+            self.head_cuts.load(Ordering::Acquire)
+        };
         lists.retain(|l| !l.is_empty());
         // Merge: a series in several blocks (or a block and the head) reads from each.
         let mut merged: Vec<(Labels, Vec<Source>)> = Vec::new();
@@ -987,6 +1003,10 @@ impl Tsdb {
             .map(|(labels, sources)| {
                 let blocks = blocks.clone();
                 let frozen = frozen.clone();
+                let again = sources
+                    .iter()
+                    .any(|s| matches!(s, Source::Head(_)))
+                    .then(|| labels.clone());
                 LazySeries::filling(labels, move |data: &mut Data| {
                     for source in &sources {
                         let (floats_from, histograms_from) = (data.0.len(), data.1.len());
@@ -995,17 +1015,29 @@ impl Tsdb {
                                 .data_into(i, mint, maxt, &mut data.0, &mut data.1)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
                             Source::Frozen(f, i) => {
-                                append_data(data, series_data(&frozen[f].series[i], mint, maxt));
+                                let more = series_data(&frozen[f].series[i].data, mint, maxt);
+                                append_data(data, more);
                             }
-                            // A series truncated away since it was selected has nothing left.
+                            // The head source comes last. After a cut its
+                            // samples before the cut's bound are in a frozen
+                            // set or a block this selection did not take:
+                            // the series is selected again, all sources.
                             Source::Head(id) => {
-                                let more = self
-                                    .head
-                                    .read()
-                                    .expect("head lock")
+                                let head = self.head.read().expect("head lock");
+                                if self.head_cuts.load(Ordering::Acquire) != cuts
+                                    && rereads > 0
+                                    && let Some(labels) = &again
+                                {
+                                    drop(head);
+                                    *data =
+                                        self.read_series_again(labels, mint, maxt, rereads - 1)?;
+                                    return Ok(());
+                                }
+                                let more = head
                                     .series(id)
                                     .map(|s| series_data(s, mint, maxt))
                                     .unwrap_or_default();
+                                drop(head);
                                 append_data(data, more);
                             }
                         }
@@ -1017,6 +1049,29 @@ impl Tsdb {
             .collect())
     }
 
+    /// One series' samples in `[mint, maxt]` from every source as they
+    /// are now.
+    fn read_series_again(
+        &self,
+        labels: &Labels,
+        mint: i64,
+        maxt: i64,
+        rereads: u8,
+    ) -> Result<Data> {
+        let matchers: Vec<Matcher> = labels
+            .iter()
+            .filter_map(|l| Matcher::new(&*l.name, MatchOp::Equal, &*l.value).ok())
+            .collect();
+        match self
+            .select_lazy_again(&matchers, mint, maxt, rereads)?
+            .into_iter()
+            .find(|s| s.labels == *labels)
+        {
+            Some(series) => series.data(),
+            None => Ok(Data::default()),
+        }
+    }
+
     /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
         let mut out: BTreeSet<Labels> = BTreeSet::new();
@@ -1025,7 +1080,7 @@ impl Tsdb {
             out.extend(
                 set.series
                     .iter()
-                    .filter(|s| s.labels.matches(matchers) && s.has_samples_in(mint, maxt))
+                    .filter(|s| s.labels.matches(matchers) && s.data.has_samples_in(mint, maxt))
                     .map(|s| s.labels.clone()),
             );
         }
@@ -1042,8 +1097,10 @@ impl Tsdb {
         let head = self.head.read().expect("head lock");
         for id in head.select_ids(matchers) {
             let series = head.series(id).expect("selected");
-            if series.has_samples_in(mint, maxt) {
-                out.insert(series.labels.clone());
+            if series.has_samples_in(mint, maxt)
+                && let Some(labels) = head.labels(id)
+            {
+                out.insert(labels);
             }
         }
         Ok(out.into_iter().collect())
@@ -1144,13 +1201,35 @@ impl Tsdb {
         self.head.read().expect("head lock").min_valid_time
     }
 
+    /// The earliest sample time the engine takes now, and what an older
+    /// sample is refused as: the retention's end, or with backfill refused
+    /// or bounded by `out_of_order_window`, the head's start less the window.
+    pub fn oldest_taken(&self) -> (i64, RejectReason) {
+        let limits = self.limits();
+        let start = self.min_valid_time();
+        let bounds = if limits.backfill {
+            start.saturating_sub(limits.ooo_window_ms)
+        } else {
+            start
+        };
+        if limits.oldest_ms >= bounds {
+            (limits.oldest_ms, RejectReason::PastRetention)
+        } else {
+            (bounds, RejectReason::OutOfBounds)
+        }
+    }
+
     /// The time before which every sample the head was given is in a block
     /// that has left this machine (uploaded to the object store): `None`
-    /// while a published block still waits for its upload.
+    /// while a published block still waits for its upload, while backfill
+    /// (older samples, of any age) waits in the head for its blocks, and
+    /// while samples moved out of the head wait for theirs.
     pub fn durable_before(&self) -> Option<i64> {
         let _one_at_a_time = self.maintenance.lock().expect("maintenance lock");
         let before = self.head.read().expect("head lock").min_valid_time;
-        (self.store.backlog() == 0).then_some(before)
+        let waiting = self.backfill_pending.load(Ordering::Relaxed) > 0
+            || !self.frozen.read().expect("frozen lock").is_empty();
+        (self.store.backlog() == 0 && !waiting).then_some(before)
     }
 
     /// Reopens the blocks whose local copies the object store's cache
@@ -1193,9 +1272,9 @@ impl Tsdb {
     }
 
     /// Where the head would start once the cuts due for data from
-    /// `start` to `max` are made, not past `limit` (cuts are of whole
-    /// aligned block ranges, half a block of recent data left behind).
-    fn cut_bound(&self, start: i64, max: i64, limit: i64) -> Option<i64> {
+    /// `start` to `max` are made (cuts are of whole aligned block ranges,
+    /// half a block of recent data left behind).
+    fn cut_bound(&self, start: i64, max: i64) -> Option<i64> {
         let range = self.block_range();
         let first = self.due_cut(start, max)?.saturating_add(range);
         // Each due cut moves the start to the next aligned range end; the
@@ -1204,20 +1283,15 @@ impl Tsdb {
             .div_euclid(range)
             .saturating_mul(range)
             .saturating_add(range);
-        let limited = last.min(limit.div_euclid(range).saturating_mul(range));
-        (limited >= first).then_some(limited)
+        (last >= first).then_some(last)
     }
 
     fn cut_head(&self) -> Result<()> {
         let (bound, current) = {
             let head = self.head.read().expect("head lock");
-            let bound = head.time_range().and_then(|(min, max)| {
-                self.cut_bound(
-                    min.max(head.min_valid_time),
-                    max,
-                    self.cut_limit.load(Ordering::Acquire),
-                )
-            });
+            let bound = head
+                .time_range()
+                .and_then(|(min, max)| self.cut_bound(min.max(head.min_valid_time), max));
             (bound, head.min_valid_time)
         };
         let backfill_due = self.backfill_pending.load(Ordering::Relaxed) > 0
@@ -1258,20 +1332,9 @@ impl Tsdb {
     }
 
     /// Refuses samples older than the head's start, as Prometheus without
-    /// an out-of-order window does: for an engine fed from a log that a
-    /// writer already checked against that bound (a cluster partition).
+    /// an out-of-order window does.
     pub fn refuse_backfill(&self) {
         self.backfill.store(false, Ordering::Relaxed);
-    }
-
-    /// What [`Tsdb::min_valid_time`] becomes once the cuts due now are
-    /// made (`None`: none is due). A writer that must refuse out-of-bounds
-    /// samples before they reach the engine learns it ahead
-    /// ([`Tsdb::limit_cuts`]).
-    pub fn next_min_valid_time(&self) -> Option<i64> {
-        let head = self.head.read().expect("head lock");
-        let (min, max) = head.time_range()?;
-        self.cut_bound(min.max(head.min_valid_time), max, i64::MAX)
     }
 
     /// Writes no more appends to the WAL: for an engine whose input is
@@ -1280,12 +1343,6 @@ impl Tsdb {
     /// never read.
     pub fn log_nothing(&self) {
         self.logged.store(false, Ordering::Relaxed);
-    }
-
-    /// Cuts no head range ending after `until` (the bound writers were told
-    /// and have had time to heed); `i64::MAX`, the default, limits nothing.
-    pub fn limit_cuts(&self, until: i64) {
-        self.cut_limit.store(until, Ordering::Release);
     }
 
     /// Moves every sample before `bound` out of the head (the due range of
@@ -1300,6 +1357,7 @@ impl Tsdb {
             // arriving are backfill, flushed next time.
             let previous_start = head.min_valid_time;
             let split = head.split_before(bound);
+            self.head_cuts.fetch_add(1, Ordering::AcqRel);
             self.backfill_pending.store(0, Ordering::Relaxed);
             self.backfill_since.store(i64::MAX, Ordering::Relaxed);
             self.shares
@@ -1379,7 +1437,7 @@ impl Tsdb {
             // Which series have samples in which slot.
             let mut slots: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
             for (i, series) in set.series.iter().enumerate() {
-                let (samples, histograms) = series_data(series, i64::MIN, i64::MAX);
+                let (samples, histograms) = series_data(&series.data, i64::MIN, i64::MAX);
                 let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
                 let mut last: Option<(i64, i64)> = None;
                 let times = samples
@@ -1406,7 +1464,7 @@ impl Tsdb {
                 let block = self.write_block(mint, maxt, |writer| {
                     for &i in &members {
                         let series = &set.series[i];
-                        let (samples, histograms) = series_data(series, mint, maxt - 1);
+                        let (samples, histograms) = series_data(&series.data, mint, maxt - 1);
                         writer.add_series(series.labels.clone(), &samples, &histograms)?;
                     }
                     Ok(())
@@ -1820,7 +1878,7 @@ fn replay_wal(
 #[cfg(test)]
 mod tests {
     use sextant_model::histogram::Span;
-    use sextant_model::{CounterResetHint, FloatHistogram, Histogram, HistogramValue, MatchOp};
+    use sextant_model::{CounterResetHint, FloatHistogram, Histogram, HistogramValue};
 
     use super::super::block::BlockMeta;
 
@@ -2049,6 +2107,35 @@ mod tests {
 
     /// Past retention is refused by name; a store configured with an
     /// out-of-order window keeps refusing what lies beyond it.
+    /// What a cluster partition publishes and trims its log by: the
+    /// retention's end is the oldest sample taken, and nothing counts as
+    /// durable while backfill waits in the head for its blocks.
+    #[test]
+    fn backfill_holds_back_durability_until_its_blocks_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_backfilling(dir.path());
+        load(&db, 24 * 60 * MIN, 600);
+        db.maintain().unwrap();
+        let head_start = db.min_valid_time();
+        assert_eq!(db.durable_before(), Some(head_start));
+        let newest = 24 * 60 * MIN + 599 * MIN;
+        assert_eq!(
+            db.oldest_taken(),
+            (newest - 30 * 24 * 3600 * 1000, RejectReason::PastRetention)
+        );
+        let report = db
+            .append(&[series("node_cpu_seconds_total", "host0:9100", [(MIN, 1.0)])])
+            .unwrap();
+        assert_eq!(report.rejected_total(), 0, "{report:?}");
+        assert_eq!(db.durable_before(), None, "backfill waits in the head");
+        db.backfill_since.store(0, Ordering::Relaxed);
+        db.maintain().unwrap();
+        assert_eq!(db.durable_before(), Some(head_start));
+        // An engine that refuses backfill takes nothing before its head.
+        db.refuse_backfill();
+        assert_eq!(db.oldest_taken(), (head_start, RejectReason::OutOfBounds));
+    }
+
     #[test]
     fn backfill_past_retention_or_the_configured_window_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -2534,34 +2621,6 @@ mod tests {
     }
 
     #[test]
-    fn cuts_wait_for_their_bound_and_the_bound_is_known_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path());
-        assert_eq!(db.next_min_valid_time(), None);
-        // Ten hours at 1 h blocks: every whole hour that leaves 1.5 h or more
-        // after it is due.
-        load(&db, 0, 600);
-        let start = db.min_valid_time();
-        let bound = db.next_min_valid_time().unwrap();
-        assert_eq!(bound, 9 * 60 * MIN);
-        db.limit_cuts(start);
-        db.maintain().unwrap();
-        assert_eq!(
-            db.min_valid_time(),
-            start,
-            "a cut made before it was allowed"
-        );
-        db.limit_cuts(3 * 60 * MIN);
-        db.maintain().unwrap();
-        assert_eq!(db.min_valid_time(), 3 * 60 * MIN);
-        assert_eq!(db.next_min_valid_time(), Some(bound));
-        db.limit_cuts(bound);
-        db.maintain().unwrap();
-        assert_eq!(db.min_valid_time(), bound);
-        assert_eq!(db.next_min_valid_time(), None);
-    }
-
-    #[test]
     fn a_crash_between_block_and_wal_checkpoint_loses_and_duplicates_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let crashed = tempfile::tempdir().unwrap();
@@ -2718,6 +2777,34 @@ mod tests {
                 std::fs::copy(entry.path(), target).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_series_selected_before_a_cut_and_read_after_it_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let live = load(&db, 24 * 60 * MIN, 600);
+        let all = Matcher::new("__name__", MatchOp::Regex, ".+").unwrap();
+        let lazy = db.select_lazy(&[all], i64::MIN, i64::MAX).unwrap();
+        assert!(db.blocks.read().unwrap().is_empty());
+        // The cut moves most samples into blocks this selection never saw.
+        db.maintain().unwrap();
+        assert!(!db.blocks.read().unwrap().is_empty());
+        let read: Vec<SeriesSamples> = lazy
+            .iter()
+            .map(|s| SeriesSamples {
+                labels: s.labels.clone(),
+                samples: s.samples().unwrap(),
+            })
+            .collect();
+        let count = |b: &[SeriesSamples]| b.iter().map(|s| s.samples.len()).sum::<usize>();
+        let live = sorted(live);
+        assert!(
+            read == live,
+            "{} samples read of {} written",
+            count(&read),
+            count(&live)
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sextant_model::histogram::{CounterResetHint, Span};
 use sextant_model::{HistogramSample, HistogramValue, Label, Labels, Matcher, Sample};
 
-use super::chunk::{self, ChunkEncoder, SAMPLES_PER_CHUNK};
+use super::chunk::{self, OpenChunk, SAMPLES_PER_CHUNK};
 use super::histogram_chunk::{
     AppendOutcome, CutReason, FloatHistogramChunkEncoder, HistogramChunkEncoder,
 };
@@ -24,17 +24,55 @@ pub(crate) struct SealedChunk {
     pub data: Box<[u8]>,
 }
 
-#[derive(Debug)]
+/// A series' samples in the head. Its labels are not here: the head keeps
+/// them as symbol ids beside it ([`HeadSeries`]), and series split out of
+/// the head carry theirs ([`SplitSeries`]).
+///
+/// Every head series has one, so it is kept small: the open chunk and the
+/// newest time inline, everything most series lack for most of their life
+/// (sealed chunks, late samples, histograms) behind one optional box.
+#[derive(Debug, Default)]
 pub(crate) struct MemSeries {
-    pub labels: Labels,
+    open: OpenChunk,
+    /// The newest timestamp held (of floats and histograms), or `i64::MIN`
+    /// (only when empty).
+    max_t: i64,
+    rest: Option<Box<SeriesRest>>,
+}
+
+/// The parts of a series that are absent until needed.
+#[derive(Debug, Default)]
+struct SeriesRest {
+    /// Oldest first; grown one at a time, so without slack.
     sealed: Vec<SealedChunk>,
-    open: ChunkEncoder,
     /// Out-of-order samples and overwrites; they win over chunk samples.
     extra: BTreeMap<i64, f64>,
-    /// The newest timestamp held (of floats and histograms), or `i64::MIN`.
-    max_t: i64,
     /// Native histogram samples, for a series that has had any.
     hist: Option<Box<HistPart>>,
+}
+
+impl SeriesRest {
+    fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.extra.is_empty() && self.hist.is_none()
+    }
+}
+
+/// A series split out of the head ([`HeadInner::split_before`]), with its labels.
+#[derive(Debug)]
+pub(crate) struct SplitSeries {
+    pub labels: Labels,
+    pub data: MemSeries,
+}
+
+/// A series in the head: where its labels are in the head's `label_ids`
+/// (symbol ids into [`Symbols`]: name, value, name, value, ... in label
+/// order), and its samples.
+#[derive(Debug)]
+struct HeadSeries {
+    labels_at: u32,
+    /// Symbol ids: twice the labels.
+    labels_len: u16,
+    data: MemSeries,
 }
 
 /// A series' native histogram samples: sealed chunks (encoding byte
@@ -551,20 +589,45 @@ fn set_hint(v: &mut HistogramValue, hint: CounterResetHint) {
 }
 
 impl MemSeries {
-    fn new(labels: Labels) -> Self {
+    fn new() -> Self {
         Self {
-            labels,
-            sealed: Vec::new(),
-            open: ChunkEncoder::default(),
-            extra: BTreeMap::new(),
+            open: OpenChunk::default(),
             max_t: i64::MIN,
-            hist: None,
+            rest: None,
+        }
+    }
+
+    fn sealed(&self) -> &[SealedChunk] {
+        self.rest.as_deref().map_or(&[], |r| &r.sealed)
+    }
+
+    fn extra(&self) -> Option<&BTreeMap<i64, f64>> {
+        self.rest.as_deref().map(|r| &r.extra)
+    }
+
+    fn hist(&self) -> Option<&HistPart> {
+        self.rest.as_deref().and_then(|r| r.hist.as_deref())
+    }
+
+    fn rest_mut(&mut self) -> &mut SeriesRest {
+        self.rest.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the optional parts once nothing is left in them.
+    fn tidy(&mut self) {
+        if let Some(rest) = &mut self.rest {
+            if rest.hist.as_ref().is_some_and(|h| h.is_empty()) {
+                rest.hist = None;
+            }
+            if rest.is_empty() {
+                self.rest = None;
+            }
         }
     }
 
     pub(crate) fn min_time(&self) -> Option<i64> {
         let floats = self.float_min_time();
-        match (floats, self.hist.as_ref().and_then(|h| h.min_time())) {
+        match (floats, self.hist().and_then(HistPart::min_time)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -572,22 +635,25 @@ impl MemSeries {
 
     /// The newest timestamp held, out-of-order samples included.
     pub(crate) fn newest(&self) -> i64 {
-        let hist_extra = self
+        let Some(rest) = self.rest.as_deref() else {
+            return self.max_t;
+        };
+        let hist_extra = rest
             .hist
             .as_ref()
             .and_then(|h| h.extra.keys().next_back().copied());
         self.max_t
-            .max(self.extra.keys().next_back().copied().unwrap_or(i64::MIN))
+            .max(rest.extra.keys().next_back().copied().unwrap_or(i64::MIN))
             .max(hist_extra.unwrap_or(i64::MIN))
     }
 
     fn float_min_time(&self) -> Option<i64> {
         let chunk_min = self
-            .sealed
+            .sealed()
             .first()
             .map(|c| c.min_t)
             .or_else(|| (!self.open.is_empty()).then(|| self.open.min_time()));
-        let extra_min = self.extra.keys().next().copied();
+        let extra_min = self.extra().and_then(|e| e.keys().next().copied());
         match (chunk_min, extra_min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -600,24 +666,28 @@ impl MemSeries {
     }
 
     fn is_empty(&self) -> bool {
-        self.sealed.is_empty()
-            && self.open.is_empty()
-            && self.extra.is_empty()
-            && self.hist.as_ref().is_none_or(|h| h.is_empty())
+        self.open.is_empty()
+            && self.rest.as_deref().is_none_or(|r| {
+                r.sealed.is_empty()
+                    && r.extra.is_empty()
+                    && r.hist.as_ref().is_none_or(|h| h.is_empty())
+            })
     }
 
     /// Whether the series has ever held native histograms (still in the head).
     pub fn has_histograms(&self) -> bool {
-        self.hist.as_ref().is_some_and(|h| !h.is_empty())
+        self.hist().is_some_and(|h| !h.is_empty())
     }
 
     /// Stores a histogram sample: in order onto the open histogram chunk,
     /// otherwise as a late sample or overwrite. Returns whether a chunk was sealed.
     fn apply_histogram(&mut self, t: i64, v: &HistogramValue) -> bool {
         let in_order = self.is_empty() || t > self.max_t;
-        let hist = self.hist.get_or_insert_with(Box::default);
         if in_order {
             self.max_t = t;
+        }
+        let hist = self.rest_mut().hist.get_or_insert_with(Box::default);
+        if in_order {
             hist.append_in_order(t, v, HISTOGRAMS_PER_CHUNK)
         } else {
             hist.extra.insert(t, v.clone());
@@ -627,8 +697,7 @@ impl MemSeries {
 
     /// Histogram samples with `mint <= t <= maxt`, sorted, overwrites applied.
     pub fn histograms(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
-        self.hist
-            .as_ref()
+        self.hist()
             .map(|h| h.samples(mint, maxt))
             .unwrap_or_default()
     }
@@ -638,7 +707,7 @@ impl MemSeries {
         let mut sealed = false;
         if self.open.len() >= SAMPLES_PER_CHUNK {
             let full = std::mem::take(&mut self.open);
-            self.sealed.push(seal(&full));
+            push_exact(&mut self.rest_mut().sealed, seal(&full));
             sealed = true;
         }
         self.open.append(t, v);
@@ -652,7 +721,7 @@ impl MemSeries {
         if self.is_empty() || t > self.max_t {
             self.append_in_order(t, v)
         } else {
-            self.extra.insert(t, v);
+            self.rest_mut().extra.insert(t, v);
             false
         }
     }
@@ -661,7 +730,7 @@ impl MemSeries {
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
         for c in self
-            .sealed
+            .sealed()
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
@@ -673,8 +742,9 @@ impl MemSeries {
         }
         out.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
         let extra: Vec<Sample> = self
-            .extra
-            .range(mint..=maxt)
+            .extra()
+            .into_iter()
+            .flat_map(|e| e.range(mint..=maxt))
             .map(|(&t, &v)| Sample {
                 timestamp_ms: t,
                 value: v,
@@ -683,19 +753,22 @@ impl MemSeries {
         merge_last_wins(out, extra)
     }
 
-    /// Moves everything before `t` into a series of its own (same labels),
-    /// returned with the number of chunks that left this one.
+    /// Moves everything before `t` into a series of its own, returned with
+    /// the number of chunks that left this one.
     pub(crate) fn split_before(&mut self, t: i64) -> (MemSeries, usize) {
-        let before = self.sealed.len() + usize::from(!self.open.is_empty());
-        let mut gone = MemSeries::new(self.labels.clone());
+        let float_chunks = |s: &Self| s.sealed().len() + usize::from(!s.open.is_empty());
+        let before = float_chunks(self);
+        let mut gone = MemSeries::new();
         let mut early: Vec<Sample> = Vec::new();
         let mut keep: Vec<Sample> = Vec::new();
         let mut sealed = Vec::new();
-        for c in self.sealed.drain(..) {
+        let mut gone_sealed = Vec::new();
+        let rest = self.rest.take().map(|r| *r).unwrap_or_default();
+        for c in rest.sealed {
             if c.min_t >= t {
                 sealed.push(c);
             } else if c.max_t < t {
-                gone.sealed.push(c);
+                gone_sealed.push(c);
             } else {
                 let samples = chunk::decode(&c.data).expect("head chunk decodes");
                 let (lower, upper): (Vec<Sample>, Vec<Sample>) =
@@ -706,7 +779,7 @@ impl MemSeries {
         }
         if !self.open.is_empty() && self.open.min_time() < t {
             let samples = chunk::decode(&self.open.bytes()).expect("head chunk decodes");
-            self.open = ChunkEncoder::default();
+            self.open = OpenChunk::default();
             for s in samples {
                 if s.timestamp_ms < t {
                     early.push(s);
@@ -716,78 +789,92 @@ impl MemSeries {
             }
         }
         // The early samples of straddling chunks follow the chunks that left whole.
-        gone.sealed.extend(encode_run(early));
-        gone.max_t = gone.sealed.last().map_or(i64::MIN, |c| c.max_t);
+        gone_sealed.extend(encode_run(early));
+        gone.max_t = gone_sealed.last().map_or(i64::MIN, |c| c.max_t);
         // Re-encode the straddling remainder ahead of the chunks that stay whole.
         let mut rebuilt = encode_run(keep);
         rebuilt.extend(sealed);
-        self.sealed = rebuilt;
-        let later = self.extra.split_off(&t);
-        gone.extra = std::mem::replace(&mut self.extra, later);
-        let after = self.sealed.len() + usize::from(!self.open.is_empty());
-        let hist_removed = match &mut self.hist {
+        let mut extra = rest.extra;
+        let later = extra.split_off(&t);
+        let mut hist = rest.hist;
+        let (gone_hist, hist_removed) = match &mut hist {
             Some(h) => {
                 let (early, removed) = h.split_before(t);
-                if !early.is_empty() {
-                    gone.hist = Some(Box::new(early));
-                }
-                if h.is_empty() {
-                    self.hist = None;
-                }
-                removed
+                ((!early.is_empty()).then(|| Box::new(early)), removed)
             }
-            None => 0,
+            None => (None, 0),
         };
-        (gone, before.saturating_sub(after) + hist_removed)
+        gone_sealed.shrink_to_fit();
+        gone.rest = Some(Box::new(SeriesRest {
+            sealed: gone_sealed,
+            extra,
+            hist: gone_hist,
+        }));
+        gone.tidy();
+        rebuilt.shrink_to_fit();
+        self.rest = Some(Box::new(SeriesRest {
+            sealed: rebuilt,
+            extra: later,
+            hist,
+        }));
+        self.tidy();
+        (
+            gone,
+            before.saturating_sub(float_chunks(self)) + hist_removed,
+        )
     }
 
     fn chunk_count(&self) -> usize {
-        self.sealed.len()
+        self.sealed().len()
             + usize::from(!self.open.is_empty())
-            + self.hist.as_ref().map_or(0, |h| h.chunk_count())
+            + self.hist().map_or(0, HistPart::chunk_count)
     }
 
     /// Whether any sample lies in `[mint, maxt]` (by chunk ranges: cheap, may
     /// say yes for a chunk that straddles the range without a sample in it).
     pub fn has_samples_in(&self, mint: i64, maxt: i64) -> bool {
-        self.sealed
+        self.sealed()
             .iter()
             .any(|c| c.max_t >= mint && c.min_t <= maxt)
             || (!self.open.is_empty()
                 && self.open.max_time() >= mint
                 && self.open.min_time() <= maxt)
-            || self.extra.range(mint..=maxt).next().is_some()
             || self
-                .hist
-                .as_ref()
-                .is_some_and(|h| h.has_samples_in(mint, maxt))
+                .extra()
+                .is_some_and(|e| e.range(mint..=maxt).next().is_some())
+            || self.hist().is_some_and(|h| h.has_samples_in(mint, maxt))
     }
 }
 
+/// Pushes without the slack of a `Vec`'s doubling: a series seals a chunk
+/// every [`SAMPLES_PER_CHUNK`] samples, so the copy is rare and short.
+fn push_exact<T>(list: &mut Vec<T>, item: T) {
+    list.reserve_exact(1);
+    list.push(item);
+}
+
 /// Seals a full open chunk, re-encoded in its smallest encoding.
-fn seal(encoder: &ChunkEncoder) -> SealedChunk {
-    let samples = chunk::decode(&encoder.bytes()).expect("head chunk decodes");
+fn seal(open: &OpenChunk) -> SealedChunk {
+    let mut samples = Vec::with_capacity(open.len());
+    open.decode_into(&mut samples).expect("head chunk decodes");
+    seal_samples(&samples)
+}
+
+/// Sorted samples (at least one) as a sealed chunk in its smallest encoding.
+fn seal_samples(samples: &[Sample]) -> SealedChunk {
     SealedChunk {
-        min_t: encoder.min_time(),
-        max_t: encoder.max_time(),
-        data: chunk::encode_best(&samples).into_boxed_slice(),
+        min_t: samples[0].timestamp_ms,
+        max_t: samples[samples.len() - 1].timestamp_ms,
+        data: chunk::encode_best(samples).into_boxed_slice(),
     }
 }
 
 /// Sorted samples as sealed chunks of at most [`SAMPLES_PER_CHUNK`].
 fn encode_run(samples: Vec<Sample>) -> Vec<SealedChunk> {
-    let mut chunks = Vec::new();
-    let mut encoder = ChunkEncoder::default();
-    for s in samples {
-        if encoder.len() >= SAMPLES_PER_CHUNK {
-            chunks.push(seal(&std::mem::take(&mut encoder)));
-        }
-        encoder.append(s.timestamp_ms, s.value);
-    }
-    if !encoder.is_empty() {
-        chunks.push(seal(&encoder));
-    }
-    chunks
+    samples
+        .chunks(SAMPLES_PER_CHUNK)
+        .map(seal_samples)
+        .collect()
 }
 
 /// Merges two sorted runs; on equal timestamps the second run's sample wins.
@@ -845,28 +932,29 @@ pub(crate) fn merge_last_wins_by<T>(
 /// Series rebuilt from the WAL by one replay thread, before indexing.
 #[derive(Debug, Default)]
 pub(crate) struct ReplayShard {
-    series: IdMap<MemSeries>,
+    series: IdMap<SplitSeries>,
 }
 
 impl ReplayShard {
     /// Adds a series (the first record for an id wins, as in the head).
     pub fn insert(&mut self, id: u64, labels: Labels) {
-        self.series
-            .entry(id)
-            .or_insert_with(|| MemSeries::new(labels));
+        self.series.entry(id).or_insert_with(|| SplitSeries {
+            labels,
+            data: MemSeries::new(),
+        });
     }
 
     /// Stores a replayed sample; samples of unknown series are dropped.
     pub fn apply(&mut self, id: u64, t: i64, v: f64) {
         if let Some(series) = self.series.get_mut(&id) {
-            series.apply(t, v);
+            series.data.apply(t, v);
         }
     }
 
     /// Stores a replayed histogram sample; those of unknown series are dropped.
     pub fn apply_histogram(&mut self, id: u64, t: i64, v: &HistogramValue) {
         if let Some(series) = self.series.get_mut(&id) {
-            series.apply_histogram(t, v);
+            series.data.apply_histogram(t, v);
         }
     }
 }
@@ -944,17 +1032,82 @@ pub(crate) struct HeadLimits {
     pub max_label_value_length: usize,
 }
 
+/// The label strings of the head's series, each once, by a `u32` id: a
+/// series keeps ids, not strings (8 bytes a label rather than 32).
+#[derive(Debug, Default)]
+struct Symbols {
+    strings: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+    /// Ids of strings no series uses any more, for reuse.
+    free: Vec<u32>,
+}
+
+impl Symbols {
+    fn id(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    fn intern(&mut self, s: &Arc<str>) -> u32 {
+        if let Some(id) = self.id(s) {
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strings[id as usize] = s.clone();
+                id
+            }
+            None => {
+                self.strings.push(s.clone());
+                u32::try_from(self.strings.len() - 1).expect("under 2^32 label strings")
+            }
+        };
+        self.ids.insert(s.clone(), id);
+        id
+    }
+
+    fn get(&self, id: u32) -> &Arc<str> {
+        &self.strings[id as usize]
+    }
+
+    /// Frees every string `used` says no series holds.
+    fn retain(&mut self, used: impl Fn(u32) -> bool) {
+        let empty: Arc<str> = Arc::from("");
+        let strings = &mut self.strings;
+        let free = &mut self.free;
+        self.ids.retain(|_, &mut id| {
+            let keep = used(id);
+            if !keep {
+                strings[id as usize] = empty.clone();
+                free.push(id);
+            }
+            keep
+        });
+    }
+}
+
+/// A postings key: a label's name and value symbols in one `u64`.
+fn pair_key(name: u32, value: u32) -> u64 {
+    (u64::from(name) << 32) | u64::from(value)
+}
+
 /// The head's state; the engine guards it with one lock.
 #[derive(Debug, Default)]
 pub(crate) struct HeadInner {
-    series: IdMap<MemSeries>,
+    series: IdMap<HeadSeries>,
     /// Series by a hash of their labels: the labels themselves live once, in
     /// the series. Two label sets with one hash (rare) put the later in `collided`.
     by_hash: IdMap<u64>,
     collided: HashMap<Labels, u64>,
-    postings: HashMap<(Arc<str>, Arc<str>), Vec<u64>>,
-    per_metric: HashMap<Arc<str>, usize>,
-    symbols: HashSet<Arc<str>>,
+    /// Every head series' label symbol ids, one run a series
+    /// ([`HeadSeries::labels_at`]): one allocation, not one a series.
+    label_ids: Vec<u32>,
+    /// Ids in `label_ids` of series gone since it was last compacted.
+    dead_label_ids: usize,
+    /// Series ids by label pair ([`pair_key`]).
+    postings: IdMap<Vec<u64>>,
+    /// Series per metric name symbol.
+    per_metric: HashMap<u32, usize>,
+    symbols: Symbols,
     next_id: u64,
     /// Samples before this are refused: the newest block ends here.
     pub min_valid_time: i64,
@@ -978,22 +1131,83 @@ impl HeadInner {
     }
 
     pub fn chunk_count(&self) -> usize {
-        self.series.values().map(MemSeries::chunk_count).sum()
+        self.series.values().map(|s| s.data.chunk_count()).sum()
     }
 
-    fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
-        if let Some(existing) = self.symbols.get(s) {
-            return existing.clone();
+    /// A series' labels as string pairs, in label order.
+    fn pairs<'a>(&'a self, ids: &'a [u32]) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> {
+        ids.chunks_exact(2)
+            .map(|p| (&**self.symbols.get(p[0]), &**self.symbols.get(p[1])))
+    }
+
+    /// A series' label symbol ids.
+    fn label_ids_of(&self, s: &HeadSeries) -> &[u32] {
+        &self.label_ids[s.labels_at as usize..][..usize::from(s.labels_len)]
+    }
+
+    fn build_labels(&self, ids: &[u32]) -> Labels {
+        Labels::from_sorted(
+            ids.chunks_exact(2)
+                .map(|p| Label {
+                    name: self.symbols.get(p[0]).clone(),
+                    value: self.symbols.get(p[1]).clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The labels of series `id`, built from the head's symbols.
+    pub fn labels(&self, id: u64) -> Option<Labels> {
+        self.series
+            .get(&id)
+            .map(|s| self.build_labels(self.label_ids_of(s)))
+    }
+
+    /// The labels of series `id` as string pairs, in label order.
+    pub fn label_pairs(&self, id: u64) -> impl Iterator<Item = (&str, &str)> {
+        self.series
+            .get(&id)
+            .into_iter()
+            .flat_map(|s| self.pairs(self.label_ids_of(s)))
+    }
+
+    /// Whether a series' label ids spell these pairs.
+    fn same_pairs<'a>(
+        &self,
+        ids: &[u32],
+        mut pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    ) -> bool {
+        ids.len() == 2 * pairs.len() && self.pairs(ids).all(|p| pairs.next() == Some(p))
+    }
+
+    /// Whether a series' labels satisfy every matcher (an absent label is "").
+    fn matches(&self, ids: &[u32], matchers: &[Matcher]) -> bool {
+        matchers.iter().all(|m| {
+            let value = self
+                .pairs(ids)
+                .find(|(name, _)| *name == m.name)
+                .map_or("", |(_, v)| v);
+            m.matches(value)
+        })
+    }
+
+    /// Two series' labels in label order (as `Labels` compare).
+    fn cmp_labels(&self, a: &[u32], b: &[u32]) -> std::cmp::Ordering {
+        if a == b {
+            return std::cmp::Ordering::Equal;
         }
-        self.symbols.insert(s.clone());
-        s.clone()
+        self.pairs(a).cmp(self.pairs(b))
     }
 
-    /// The id of `labels`, creating the series if needed; `None` with the reason when refused.
     /// The id of the series with exactly these labels, if present.
     pub fn lookup(&self, labels: &Labels) -> Option<u64> {
         let id = *self.by_hash.get(&hash_labels(labels))?;
-        if self.series.get(&id).is_some_and(|s| s.labels == *labels) {
+        let pairs = labels.iter().map(|l| (&*l.name, &*l.value));
+        if self
+            .series
+            .get(&id)
+            .is_some_and(|s| self.same_pairs(self.label_ids_of(s), pairs))
+        {
             Some(id)
         } else {
             self.collided.get(labels).copied()
@@ -1003,14 +1217,11 @@ impl HeadInner {
     /// [`HeadInner::lookup`] by label pairs sorted by name, building no labels.
     pub fn lookup_pairs(&self, pairs: &[(&str, &str)]) -> Option<u64> {
         let id = *self.by_hash.get(&hash_pairs(pairs))?;
-        let same = |labels: &Labels| {
-            labels.len() == pairs.len()
-                && labels
-                    .iter()
-                    .zip(pairs)
-                    .all(|(l, (n, v))| &*l.name == *n && &*l.value == *v)
-        };
-        if self.series.get(&id).is_some_and(|s| same(&s.labels)) {
+        if self
+            .series
+            .get(&id)
+            .is_some_and(|s| self.same_pairs(self.label_ids_of(s), pairs.iter().copied()))
+        {
             Some(id)
         } else if self.collided.is_empty() {
             None
@@ -1032,9 +1243,15 @@ impl HeadInner {
         }
     }
 
-    fn unindex_labels(&mut self, labels: &Labels, id: u64) {
+    /// Takes a series just removed from `series` out of the hash index,
+    /// the per-metric counts, the label ids and, if `postings`, the
+    /// postings (its symbols stay until the next sweep).
+    fn unindex(&mut self, id: u64, series: &HeadSeries, postings: bool) {
         *self.label_order.get_mut().expect("label order lock") = None;
-        let hash = hash_labels(labels);
+        let ids = self.label_ids_of(series).to_vec();
+        self.dead_label_ids += ids.len();
+        let ids = &ids[..];
+        let hash = hash_pairs_iter(self.pairs(ids));
         if self.by_hash.get(&hash) == Some(&id) {
             self.by_hash.remove(&hash);
             // Promote a collided series with the same hash into the slot.
@@ -1047,9 +1264,33 @@ impl HeadInner {
                 self.collided.remove(&l);
                 self.by_hash.insert(hash, other);
             }
-        } else {
-            self.collided.remove(labels);
+        } else if !self.collided.is_empty() {
+            let labels = self.build_labels(ids);
+            self.collided.remove(&labels);
         }
+        for p in ids.chunks_exact(2).filter(|_| postings) {
+            let key = pair_key(p[0], p[1]);
+            if let Some(list) = self.postings.get_mut(&key) {
+                list.retain(|x| *x != id);
+                if list.is_empty() {
+                    self.postings.remove(&key);
+                }
+            }
+        }
+        if let Some(name) = self.metric_name_symbol(ids)
+            && let Some(count) = self.per_metric.get_mut(&name)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_metric.remove(&name);
+            }
+        }
+    }
+
+    fn metric_name_symbol(&self, ids: &[u32]) -> Option<u32> {
+        ids.chunks_exact(2)
+            .find(|p| &**self.symbols.get(p[0]) == sextant_model::METRIC_NAME)
+            .map(|p| p[1])
     }
 
     pub fn get_or_create(
@@ -1085,9 +1326,15 @@ impl HeadInner {
         if limits.max_series > 0 && self.series.len() >= limits.max_series {
             return Err(RejectReason::SeriesLimit);
         }
-        let name: Arc<str> = labels.metric_name().unwrap_or_default().into();
+        let name = labels.metric_name().unwrap_or_default();
         if limits.max_series_per_metric > 0
-            && self.per_metric.get(&name).copied().unwrap_or(0) >= limits.max_series_per_metric
+            && self
+                .symbols
+                .id(name)
+                .and_then(|s| self.per_metric.get(&s))
+                .copied()
+                .unwrap_or(0)
+                >= limits.max_series_per_metric
         {
             return Err(RejectReason::MetricSeriesLimit);
         }
@@ -1102,33 +1349,58 @@ impl HeadInner {
         if self.series.contains_key(&id) {
             return;
         }
-        let interned: Vec<Label> = labels
-            .iter()
-            .map(|l| Label {
-                name: self.intern(&l.name),
-                value: self.intern(&l.value),
-            })
-            .collect();
-        let labels = Labels::from_sorted(interned);
-        self.index_new(id, &labels);
-        self.series.insert(id, MemSeries::new(labels));
+        self.insert_with(id, labels, MemSeries::new());
     }
 
-    /// Adds a new series' labels to postings, the per-metric counts and the label index.
-    fn index_new(&mut self, id: u64, labels: &Labels) {
+    /// Interns a series' labels, indexes it and adds it.
+    fn insert_with(&mut self, id: u64, labels: &Labels, data: MemSeries) {
         *self.label_order.get_mut().expect("label order lock") = None;
+        let mut ids = Vec::with_capacity(2 * labels.len());
         for l in labels {
-            self.postings
-                .entry((l.name.clone(), l.value.clone()))
-                .or_default()
-                .push(id);
+            ids.push(self.symbols.intern(&l.name));
+            ids.push(self.symbols.intern(&l.value));
         }
-        if let Some(name) = labels.metric_name() {
-            let name = self.intern(&Arc::from(name));
+        for p in ids.chunks_exact(2) {
+            add_posting(self.postings.entry(pair_key(p[0], p[1])).or_default(), id);
+        }
+        if let Some(name) = self.metric_name_symbol(&ids) {
             *self.per_metric.entry(name).or_default() += 1;
         }
         self.index_labels(labels, id);
         self.next_id = self.next_id.max(id + 1);
+        let labels_at = u32::try_from(self.label_ids.len()).expect("under 2^32 label ids");
+        let labels_len = u16::try_from(ids.len()).expect("under 2^15 labels a series");
+        // A quarter more at a time, not double: it holds every series' labels.
+        if self.label_ids.capacity() - self.label_ids.len() < ids.len() {
+            self.label_ids
+                .reserve_exact((self.label_ids.len() / 4).max(ids.len()).max(64));
+        }
+        self.label_ids.extend_from_slice(&ids);
+        self.series.insert(
+            id,
+            HeadSeries {
+                labels_at,
+                labels_len,
+                data,
+            },
+        );
+    }
+
+    /// Rewrites `label_ids` without the runs of series that left, once
+    /// they are over half of it.
+    fn compact_label_ids(&mut self) {
+        if self.dead_label_ids * 2 <= self.label_ids.len() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.label_ids.len() - self.dead_label_ids);
+        for s in self.series.values_mut() {
+            let at = s.labels_at as usize;
+            let run = &self.label_ids[at..at + usize::from(s.labels_len)];
+            s.labels_at = u32::try_from(kept.len()).expect("under 2^32 label ids");
+            kept.extend_from_slice(run);
+        }
+        self.label_ids = kept;
+        self.dead_label_ids = 0;
     }
 
     /// Whether `t` is newer than everything series `id` holds, and not
@@ -1138,7 +1410,7 @@ impl HeadInner {
             && self
                 .series
                 .get(&id)
-                .is_some_and(|s| s.is_empty() || t > s.max_t)
+                .is_some_and(|s| s.data.is_empty() || t > s.data.max_t)
     }
 
     /// Checks one sample against the series' window without storing it.
@@ -1151,7 +1423,11 @@ impl HeadInner {
         {
             return Err(RejectReason::OutOfBounds);
         }
-        let series = self.series.get(&id).ok_or(RejectReason::InvalidSeries)?;
+        let series = &self
+            .series
+            .get(&id)
+            .ok_or(RejectReason::InvalidSeries)?
+            .data;
         if series.is_empty()
             || t > series.max_t
             || t >= series.max_t.saturating_sub(limits.ooo_window_ms)
@@ -1166,7 +1442,7 @@ impl HeadInner {
     pub fn apply(&mut self, id: u64, t: i64, v: f64) -> usize {
         self.series
             .get_mut(&id)
-            .map_or(0, |series| usize::from(series.apply(t, v)))
+            .map_or(0, |series| usize::from(series.data.apply(t, v)))
     }
 
     /// Stores a histogram sample already checked (or replayed). Returns
@@ -1174,7 +1450,7 @@ impl HeadInner {
     pub fn apply_histogram(&mut self, id: u64, t: i64, v: &HistogramValue) -> usize {
         self.series
             .get_mut(&id)
-            .map_or(0, |series| usize::from(series.apply_histogram(t, v)))
+            .map_or(0, |series| usize::from(series.data.apply_histogram(t, v)))
     }
 
     /// Builds a head from series replayed elsewhere (in parallel shards):
@@ -1182,21 +1458,11 @@ impl HeadInner {
     pub fn from_replayed(min_valid_time: i64, shards: Vec<ReplayShard>) -> Self {
         let mut head = Self::new(min_valid_time);
         for shard in shards {
-            for (id, mut series) in shard.series {
-                if series.is_empty() {
+            for (id, series) in shard.series {
+                if series.data.is_empty() {
                     continue;
                 }
-                let interned: Vec<Label> = series
-                    .labels
-                    .iter()
-                    .map(|l| Label {
-                        name: head.intern(&l.name),
-                        value: head.intern(&l.value),
-                    })
-                    .collect();
-                series.labels = Labels::from_sorted(interned);
-                head.index_new(id, &series.labels);
-                head.series.insert(id, series);
+                head.insert_with(id, &series.labels, series.data);
             }
         }
         head
@@ -1213,11 +1479,11 @@ impl HeadInner {
             Some(order) => order,
             None if ids.len() >= 1024 && ids.len() * 4 >= self.series.len() => self.label_order(),
             None => {
-                let mut by_labels: Vec<(&Labels, u64)> = ids
+                let mut by_labels: Vec<(&[u32], u64)> = ids
                     .iter()
-                    .map(|id| (&self.series[id].labels, *id))
+                    .map(|id| (self.label_ids_of(&self.series[id]), *id))
                     .collect();
-                by_labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                by_labels.sort_unstable_by(|a, b| self.cmp_labels(a.0, b.0));
                 return by_labels.into_iter().map(|(_, id)| id).collect();
             }
         };
@@ -1234,9 +1500,12 @@ impl HeadInner {
         if let Some(order) = cached.as_ref() {
             return order.clone();
         }
-        let mut all: Vec<(&Labels, u64)> =
-            self.series.iter().map(|(&id, s)| (&s.labels, id)).collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut all: Vec<(&[u32], u64)> = self
+            .series
+            .iter()
+            .map(|(&id, s)| (self.label_ids_of(s), id))
+            .collect();
+        all.sort_unstable_by(|a, b| self.cmp_labels(a.0, b.0));
         let order: Arc<IdMap<u32>> = Arc::new(
             all.iter()
                 .enumerate()
@@ -1250,39 +1519,34 @@ impl HeadInner {
     /// Ids of series matching every matcher, ascending.
     pub fn select_ids(&self, matchers: &[Matcher]) -> Vec<u64> {
         let candidates = postings_candidates(matchers, |name, value| {
-            self.postings
-                .get(&(Arc::from(name), Arc::from(value)))
+            let key = self
+                .symbols
+                .id(name)
+                .zip(self.symbols.id(value))
+                .map(|(n, v)| pair_key(n, v));
+            key.and_then(|k| self.postings.get(&k))
                 .map(Vec::as_slice)
                 .unwrap_or_default()
         });
         let mut ids = candidates.unwrap_or_else(|| self.series.keys().copied().collect());
-        ids.retain(|id| self.series[id].labels.matches(matchers));
+        ids.retain(|id| self.matches(self.label_ids_of(&self.series[id]), matchers));
         ids.sort_unstable();
         ids
     }
 
     /// A series by id.
     pub fn series(&self, id: u64) -> Option<&MemSeries> {
-        self.series.get(&id)
+        self.series.get(&id).map(|s| &s.data)
     }
 
     /// Removes series whose creation could not be logged.
     pub fn forget(&mut self, ids: &[u64]) {
         for id in ids {
             if let Some(series) = self.series.remove(id) {
-                self.unindex_labels(&series.labels, *id);
-                for l in &series.labels {
-                    if let Some(list) = self.postings.get_mut(&(l.name.clone(), l.value.clone())) {
-                        list.retain(|x| x != id);
-                    }
-                }
-                if let Some(name) = series.labels.metric_name()
-                    && let Some(count) = self.per_metric.get_mut(name)
-                {
-                    *count = count.saturating_sub(1);
-                }
+                self.unindex(*id, &series, true);
             }
         }
+        self.compact_label_ids();
     }
 
     /// The id the next new series will get.
@@ -1299,8 +1563,10 @@ impl HeadInner {
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let mut range: Option<(i64, i64)> = None;
         for s in self.series.values() {
-            let Some(min) = s.min_time() else { continue };
-            let max = s.newest();
+            let Some(min) = s.data.min_time() else {
+                continue;
+            };
+            let max = s.data.newest();
             range = Some(match range {
                 None => (min, max),
                 Some((a, b)) => (a.min(min), b.max(max)),
@@ -1325,20 +1591,28 @@ impl HeadInner {
         let mut removed = Vec::new();
         let mut series_out = Vec::new();
         for (&id, series) in &mut self.series {
-            if series.min_time().is_none_or(|min| min >= t) {
+            if series.data.min_time().is_none_or(|min| min >= t) {
                 continue;
             }
-            let (gone, n) = series.split_before(t);
+            let (gone, n) = series.data.split_before(t);
             chunks += n;
             if !gone.is_empty() {
-                series_out.push(gone);
+                series_out.push((id, gone));
             }
-            if series.is_empty() {
+            if series.data.is_empty() {
                 removed.push(id);
             }
         }
+        // Labels for what left, built before its series go.
+        let mut series_out: Vec<SplitSeries> = series_out
+            .into_iter()
+            .map(|(id, data)| SplitSeries {
+                labels: self.labels(id).expect("a head series"),
+                data,
+            })
+            .collect();
         series_out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        let mut split = HeadSplit {
+        let split = HeadSplit {
             series: series_out,
             series_removed: removed.len(),
             chunks_removed: chunks,
@@ -1346,47 +1620,45 @@ impl HeadInner {
         if removed.is_empty() {
             return split;
         }
-        split.series_removed = removed.len();
-        let gone: HashSet<u64> = removed.iter().copied().collect();
         for id in &removed {
             if let Some(series) = self.series.remove(id) {
-                self.unindex_labels(&series.labels, *id);
-                if let Some(name) = series.labels.metric_name()
-                    && let Some(count) = self.per_metric.get_mut(name)
-                {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.per_metric.remove(name);
-                    }
-                }
+                self.unindex(*id, &series, false);
             }
         }
+        let gone: HashSet<u64> = removed.iter().copied().collect();
         self.postings.retain(|_, ids| {
             ids.retain(|id| !gone.contains(id));
+            if ids.capacity() > 2 * ids.len() {
+                ids.shrink_to_fit();
+            }
             !ids.is_empty()
         });
-        let used: HashSet<&Arc<str>> = self
-            .postings
-            .keys()
-            .flat_map(|(n, v)| [n, v])
-            .chain(self.per_metric.keys())
-            .collect();
-        let symbols = self
-            .symbols
-            .iter()
-            .filter(|s| used.contains(s))
-            .cloned()
-            .collect();
-        self.symbols = symbols;
+        // Every live series' strings are in some postings key.
+        let mut used = vec![false; self.symbols.strings.len()];
+        for &key in self.postings.keys() {
+            used[(key >> 32) as usize] = true;
+            used[(key & u64::from(u32::MAX)) as usize] = true;
+        }
+        self.symbols.retain(|id| used[id as usize]);
+        self.compact_label_ids();
         split
     }
+}
+
+/// Adds a new series' id to a postings list. Grows by a quarter, not
+/// double: the lists hold every series' id once per label.
+fn add_posting(list: &mut Vec<u64>, id: u64) {
+    if list.len() == list.capacity() {
+        list.reserve_exact((list.len() / 4).max(4));
+    }
+    list.push(id);
 }
 
 /// Samples moved out of the head by [`HeadInner::split_before`].
 #[derive(Debug, Default)]
 pub(crate) struct HeadSplit {
     /// The samples, by series in label order.
-    pub series: Vec<MemSeries>,
+    pub series: Vec<SplitSeries>,
     pub series_removed: usize,
     pub chunks_removed: usize,
 }
@@ -1427,6 +1699,11 @@ fn hash_labels(labels: &Labels) -> u64 {
 /// [`hash_labels`] of the labels these pairs (sorted by name) make,
 /// without making them: a `Vec`'s length, then each name and value.
 fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
+    hash_pairs_iter(pairs.iter().copied())
+}
+
+/// [`hash_pairs`] of pairs from an iterator.
+fn hash_pairs_iter<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::hash::DefaultHasher::new();
     pairs.len().hash(&mut hasher);
@@ -1659,7 +1936,7 @@ mod tests {
         let m = |n: &str, op, v: &str| Matcher::new(n, op, v).unwrap();
         let names = |ids: Vec<u64>| -> Vec<String> {
             ids.iter()
-                .map(|id| head.series(*id).unwrap().labels.to_string())
+                .map(|id| head.labels(*id).unwrap().to_string())
                 .collect()
         };
         assert_eq!(
@@ -1738,6 +2015,51 @@ mod tests {
         }
         part.append_in_order(10, &other, HISTOGRAMS_PER_CHUNK);
         assert_eq!(part.chunk_count(), 3);
+    }
+
+    #[test]
+    fn series_that_outlive_others_keep_their_labels_through_compaction_and_reuse() {
+        let limits = HeadLimits {
+            max_series: 0,
+            max_series_per_metric: 0,
+            ..LIMITS
+        };
+        let mut head = HeadInner::new(0);
+        let put = |head: &mut HeadInner, l: &Labels, t: i64| {
+            let id = head.get_or_create(l, &limits, &mut Vec::new()).unwrap();
+            head.check(id, t, &limits).unwrap();
+            head.apply(id, t, 1.0);
+        };
+        let old: Vec<Labels> = (0..50).map(|i| labels("old", &format!("o{i}"))).collect();
+        let live = labels("live", "x");
+        for l in &old {
+            put(&mut head, l, 5);
+        }
+        put(&mut head, &live, 5);
+        put(&mut head, &live, 3_000);
+        // Most label ids now belong to series gone: they are compacted away,
+        // and their strings freed for reuse.
+        let (removed, _) = head.truncate_before(2_000);
+        assert_eq!(removed, 50);
+        assert_eq!(head.dead_label_ids, 0);
+        assert_eq!(head.label_ids.len(), 4);
+        let id = head.lookup(&live).unwrap();
+        assert_eq!(head.labels(id), Some(live.clone()));
+        // New series take freed symbol ids; every label set reads back whole.
+        let new: Vec<Labels> = (0..5).map(|i| labels("new", &format!("n{i}"))).collect();
+        for l in &new {
+            put(&mut head, l, 4_000);
+        }
+        for l in new.iter().chain([&live]) {
+            let id = head.lookup(l).unwrap();
+            assert_eq!(head.labels(id).as_ref(), Some(l));
+            let pairs: Vec<(&str, &str)> = l.iter().map(|l| (&*l.name, &*l.value)).collect();
+            assert_eq!(head.lookup_pairs(&pairs), Some(id));
+        }
+        assert!(old.iter().all(|l| head.lookup(l).is_none()));
+        let m = |v: &str| [Matcher::new("__name__", MatchOp::Equal, v).unwrap()];
+        assert_eq!(head.select_ids(&m("new")).len(), 5);
+        assert!(head.select_ids(&m("old")).is_empty());
     }
 
     #[test]
