@@ -522,13 +522,7 @@ impl<'a> Evaluator<'a> {
                 .into_iter()
                 .map(|part| scope.spawn(move || run(part)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Execution("a query worker failed".into())))
-                })
-                .collect()
+            joined(handles)
         });
         let mut out = Vec::with_capacity(total);
         for part in parts {
@@ -950,4 +944,18 @@ pub(crate) fn check_unique_labels<'l>(labels: impl Iterator<Item = &'l Labels>) 
         }
     }
     Ok(())
+}
+
+/// What each of a query's worker threads answered; a worker that panicked
+/// answers an error.
+pub(super) fn joined<T>(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+) -> Vec<Result<T>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Execution("a query worker failed".into())))
+        })
+        .collect()
 }

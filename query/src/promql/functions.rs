@@ -159,12 +159,14 @@ fn extrapolated_rate(
             prev = p.v;
         }
     }
-    extrapolate(w, result, range_start, range_end, range, counter, rate)
+    Extrapolation::default().apply(w, result, range_start, range_end, range, counter, rate)
 }
 
 /// The extrapolation of [`extrapolated_rate`], given the window's change
 /// (`result`: last minus first, plus for a counter each value before a
-/// reset, in time order).
+/// reset, in time order), computed afresh as Prometheus writes it: what
+/// [`Extrapolation`] must answer to the bit.
+#[cfg(test)]
 fn extrapolate(
     w: &[Point],
     result: f64,
@@ -209,12 +211,12 @@ fn extrapolate(
 /// A window's timestamps as [`Extrapolation`] keys them.
 type WindowTimes = (i64, i64, i64, usize);
 
-/// [`extrapolate`] over the windows of one series, one after another, for
-/// one function and range: what depends only on a window's timestamps
+/// Prometheus's extrapolation over the windows of one series, one after
+/// another, for one function and range: what depends only on a window's timestamps
 /// (four divisions, the thresholds) and the factor that follows from them
 /// repeat from one step to the next when scrapes are regular, so they are
 /// kept and computed again only when their inputs change. The same
-/// operations on the same inputs: the same bits as [`extrapolate`].
+/// operations on the same inputs: the same bits as computing it afresh.
 #[derive(Debug, Default)]
 pub(super) struct Extrapolation {
     /// By (first sample to window start, last sample to window end, first
@@ -226,9 +228,9 @@ pub(super) struct Extrapolation {
 }
 
 impl Extrapolation {
-    /// What `extrapolate(w, result, range_start, range_end, range,
-    /// counter, rate)` answers; `range`, `counter` and `rate` must be
-    /// those of every earlier call.
+    /// The change `result` over window `w` extrapolated to the window's
+    /// edges (and per second for `rate`); `range`, `counter` and `rate`
+    /// must be those of every earlier call.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn apply(

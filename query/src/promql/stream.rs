@@ -38,7 +38,7 @@ use super::functions::{
     WindowCall, is_window_function, keeps_metric_name, range_argument_layout, unwrap_parens,
 };
 use super::histograms::Sampled;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Most threads one aggregation folds on.
 const MAX_PARTS: usize = 8;
@@ -252,13 +252,7 @@ impl Evaluator<'_> {
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
             let work = &work;
             let handles: Vec<_> = (0..workers).map(|_| scope.spawn(work)).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Execution("a query worker failed".into())))
-                })
-                .collect()
+            super::eval::joined(handles)
         });
         results.into_iter().collect::<Result<()>>()?;
         *folder = shared.into_inner().expect("fold lock").folder;

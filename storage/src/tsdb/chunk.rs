@@ -275,14 +275,7 @@ impl OpenChunk {
     }
 
     fn write_time(&mut self, t: i64) {
-        let delta = t.wrapping_sub(self.last_t);
-        write_bucketed(
-            &mut self.bits,
-            delta.wrapping_sub(self.last_delta),
-            TIME_WIDTHS,
-        );
-        self.last_delta = delta;
-        self.last_t = t;
+        write_time_change(&mut self.bits, t, &mut self.last_t, &mut self.last_delta);
     }
 
     /// Appends a value the decimal scale cannot hold: every sample again,
@@ -522,6 +515,20 @@ fn encode_decimal(
 /// Bucket widths of timestamp delta-of-deltas: `0` is one bit, then `10`,
 /// `110`, `1110` prefix 14, 17, 20 bits, and `1111` 64.
 pub(super) const TIME_WIDTHS: &[u8] = &[14, 17, 20];
+
+/// Writes timestamp `t` as the change of its change from the one before
+/// (`last_t`, and `last_delta` between the two before; both moved on).
+pub(super) fn write_time_change(
+    bits: &mut BitWriter,
+    t: i64,
+    last_t: &mut i64,
+    last_delta: &mut i64,
+) {
+    let delta = t.wrapping_sub(*last_t);
+    write_bucketed(bits, delta.wrapping_sub(*last_delta), TIME_WIDTHS);
+    *last_delta = delta;
+    *last_t = t;
+}
 /// Bucket widths of scaled-value residuals: `0`, then `10`..`11110` prefix 7,
 /// 14, 24, 40 bits, and `11111` 64.
 const VALUE_WIDTHS: &[u8] = &[7, 14, 24, 40];

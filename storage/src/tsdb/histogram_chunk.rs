@@ -68,7 +68,7 @@ use sextant_model::{is_stale_nan, stale_nan};
 
 use super::bits::{BitReader, BitWriter};
 use super::chunk::{
-    CorruptChunk, POW10, TIME_WIDTHS, decimal_digits, read_bucketed, scaled, write_bucketed,
+    CorruptChunk, POW10, TIME_WIDTHS, decimal_digits, read_bucketed, scaled, write_time_change,
 };
 
 /// Encoding byte of an integer histogram chunk (after [`super::chunk::DECIMAL`]).
@@ -828,13 +828,7 @@ impl ChunkState {
             self.bits.write(t as u64, 64);
             self.first_t = t;
         } else {
-            let delta = t.wrapping_sub(self.last_t);
-            write_bucketed(
-                &mut self.bits,
-                delta.wrapping_sub(self.last_delta),
-                TIME_WIDTHS,
-            );
-            self.last_delta = delta;
+            write_time_change(&mut self.bits, t, &mut self.last_t, &mut self.last_delta);
         }
         self.last_t = t;
         if self.count == 0 {
