@@ -213,6 +213,10 @@ pub(crate) fn is_histogram_chunk(data: &[u8]) -> bool {
 /// Native histogram samples a chunk holds at most: as for floats.
 const HISTOGRAMS_PER_CHUNK: usize = SAMPLES_PER_CHUNK;
 
+/// The most labels a head series holds: its count of label ids (two a
+/// label) is kept in 16 bits. `max_labels_per_series` of 0 means this.
+pub(crate) const MAX_HEAD_LABELS: usize = u16::MAX as usize / 2;
+
 impl HistPart {
     fn is_empty(&self) -> bool {
         self.sealed.is_empty() && self.open.is_empty() && self.extra.is_empty()
@@ -1307,7 +1311,11 @@ impl HeadInner {
         if !valid {
             return Err(RejectReason::InvalidSeries);
         }
-        if limits.max_labels_per_series > 0 && labels.len() > limits.max_labels_per_series {
+        let max_labels = match limits.max_labels_per_series {
+            0 => MAX_HEAD_LABELS,
+            n => n.min(MAX_HEAD_LABELS),
+        };
+        if labels.len() > max_labels {
             return Err(RejectReason::TooManyLabels);
         }
         let over = |limit: usize, len: usize| limit > 0 && len > limit;
@@ -1352,8 +1360,13 @@ impl HeadInner {
         self.insert_with(id, labels, MemSeries::new());
     }
 
-    /// Interns a series' labels, indexes it and adds it.
+    /// Interns a series' labels, indexes it and adds it. A series with
+    /// more labels than the head can hold is left out (creation refuses
+    /// it first; only a WAL written under no limit could hold one).
     fn insert_with(&mut self, id: u64, labels: &Labels, data: MemSeries) {
+        if labels.len() > MAX_HEAD_LABELS {
+            return;
+        }
         *self.label_order.get_mut().expect("label order lock") = None;
         let mut ids = Vec::with_capacity(2 * labels.len());
         for l in labels {
@@ -1777,6 +1790,37 @@ mod tests {
         max_label_name_length: 8,
         max_label_value_length: 16,
     };
+
+    /// With no configured limit, a series with more labels than the head
+    /// holds is refused by name, not a panic; the most it holds is kept.
+    #[test]
+    fn unlimited_labels_stop_at_what_the_head_holds() {
+        let limits = HeadLimits {
+            max_series: 0,
+            max_series_per_metric: 0,
+            max_labels_per_series: 0,
+            max_label_name_length: 0,
+            max_label_value_length: 0,
+            ..LIMITS
+        };
+        let series = |n: usize| {
+            Labels::from_pairs(
+                std::iter::once(("__name__".to_owned(), "wide".to_owned()))
+                    .chain((1..n).map(|i| (format!("l{i}"), "v".to_owned()))),
+            )
+        };
+        let mut head = HeadInner::new(i64::MIN);
+        let too_wide = series(MAX_HEAD_LABELS + 1);
+        assert_eq!(
+            head.get_or_create(&too_wide, &limits, &mut Vec::new()),
+            Err(RejectReason::TooManyLabels)
+        );
+        let widest = series(MAX_HEAD_LABELS);
+        let id = head
+            .get_or_create(&widest, &limits, &mut Vec::new())
+            .unwrap();
+        assert_eq!(head.labels(id), Some(widest));
+    }
 
     #[test]
     fn label_pairs_hash_and_look_up_as_their_labels_do() {
