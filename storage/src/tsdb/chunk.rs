@@ -139,7 +139,12 @@ impl ChunkEncoder {
 /// Writes one value's XOR with the previous, reusing the previous window of
 /// meaningful bits (`leading`, `trailing`; `u8::MAX` leading: none yet) when
 /// it fits.
-fn write_xor(bits: &mut BitWriter, xor: u64, leading_window: &mut u8, trailing_window: &mut u8) {
+pub(super) fn write_xor(
+    bits: &mut BitWriter,
+    xor: u64,
+    leading_window: &mut u8,
+    trailing_window: &mut u8,
+) {
     if xor == 0 {
         bits.bit(false);
         return;

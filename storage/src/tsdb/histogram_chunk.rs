@@ -69,6 +69,7 @@ use sextant_model::{is_stale_nan, stale_nan};
 use super::bits::{BitReader, BitWriter};
 use super::chunk::{
     CorruptChunk, POW10, TIME_WIDTHS, decimal_digits, read_bucketed, scaled, write_time_change,
+    write_xor,
 };
 
 /// Encoding byte of an integer histogram chunk (after [`super::chunk::DECIMAL`]).
@@ -296,26 +297,7 @@ impl XorField {
     fn write(&mut self, bits: &mut BitWriter, value: u64) {
         let xor = value ^ self.last;
         self.last = value;
-        if xor == 0 {
-            bits.bit(false);
-            return;
-        }
-        bits.bit(true);
-        let leading = (xor.leading_zeros() as u8).min(31);
-        let trailing = xor.trailing_zeros() as u8;
-        if self.leading != u8::MAX && leading >= self.leading && trailing >= self.trailing {
-            bits.bit(false);
-            bits.write(xor >> self.trailing, 64 - self.leading - self.trailing);
-        } else {
-            self.leading = leading;
-            self.trailing = trailing;
-            let width = 64 - leading - trailing;
-            bits.bit(true);
-            bits.write(u64::from(leading), 5);
-            // 64 meaningful bits do not fit in 6 bits; 0 stands for 64.
-            bits.write(u64::from(width % 64), 6);
-            bits.write(xor >> trailing, width);
-        }
+        write_xor(bits, xor, &mut self.leading, &mut self.trailing);
     }
 
     fn read(&mut self, bits: &mut BitReader<'_>) -> Result<u64, CorruptChunk> {
