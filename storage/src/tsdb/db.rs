@@ -20,6 +20,7 @@ use super::head::{
     HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, SplitSeries, merge_last_wins,
     merge_last_wins_by,
 };
+use super::head_chunks::ChunkFiles;
 use super::stats::TsdbStats;
 use super::wal::{self, FsyncPolicy, Record, Wal};
 use crate::block_store::{BlockStore, LocalBlockStore};
@@ -385,8 +386,17 @@ impl Tsdb {
             .unwrap_or(i64::MIN);
         let wal_dir = dir.join("wal");
         let started = std::time::Instant::now();
-        let (report, head, replayed_samples, backfilled) =
+        let (report, mut head, replayed_samples, backfilled) =
             replay_wal(&wal_dir, min_valid_time).map_err(io_err("replay the metrics WAL"))?;
+        let chunks_dir = dir.join("chunks_head");
+        match ChunkFiles::open(&chunks_dir) {
+            Ok(files) => head.use_chunk_files(files),
+            Err(err) => warn!(
+                dir = %chunks_dir.display(),
+                %err,
+                "sealed head chunks stay in memory: their directory cannot be used"
+            ),
+        }
         if report.repaired {
             stats.wal_replay_repairs.inc();
         }
@@ -690,6 +700,9 @@ impl Tsdb {
             let mut new_chunks = 0;
             for (id, t, v) in &accepted {
                 new_chunks += head.apply(*id, *t, *v);
+            }
+            if new_chunks > 0 {
+                head.write_sealed();
             }
             self.note_backfill(backfilled);
             self.changes
@@ -1015,7 +1028,8 @@ impl Tsdb {
                                 .data_into(i, mint, maxt, &mut data.0, &mut data.1)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
                             Source::Frozen(f, i) => {
-                                let more = series_data(&frozen[f].series[i].data, mint, maxt);
+                                let more = series_data(&frozen[f].series[i].data, mint, maxt)
+                                    .map_err(io_err("read a head chunk"))?;
                                 append_data(data, more);
                             }
                             // The head source comes last. After a cut its
@@ -1036,6 +1050,8 @@ impl Tsdb {
                                 let more = head
                                     .series(id)
                                     .map(|s| series_data(s, mint, maxt))
+                                    .transpose()
+                                    .map_err(io_err("read a head chunk"))?
                                     .unwrap_or_default();
                                 drop(head);
                                 append_data(data, more);
@@ -1437,7 +1453,8 @@ impl Tsdb {
             // Which series have samples in which slot.
             let mut slots: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
             for (i, series) in set.series.iter().enumerate() {
-                let (samples, histograms) = series_data(&series.data, i64::MIN, i64::MAX);
+                let (samples, histograms) = series_data(&series.data, i64::MIN, i64::MAX)
+                    .map_err(io_err("read a head chunk"))?;
                 let mut seen: BTreeSet<(i64, i64)> = BTreeSet::new();
                 let mut last: Option<(i64, i64)> = None;
                 let times = samples
@@ -1464,7 +1481,7 @@ impl Tsdb {
                 let block = self.write_block(mint, maxt, |writer| {
                     for &i in &members {
                         let series = &set.series[i];
-                        let (samples, histograms) = series_data(&series.data, mint, maxt - 1);
+                        let (samples, histograms) = series_data(&series.data, mint, maxt - 1)?;
                         writer.add_series(series.labels.clone(), &samples, &histograms)?;
                     }
                     Ok(())
@@ -1775,13 +1792,13 @@ fn pull(
 }
 
 /// A head (or frozen) series' samples in `[mint, maxt]`.
-fn series_data(s: &MemSeries, mint: i64, maxt: i64) -> Data {
+fn series_data(s: &MemSeries, mint: i64, maxt: i64) -> io::Result<Data> {
     let histograms = if s.has_histograms() {
         s.histograms(mint, maxt)
     } else {
         Vec::new()
     };
-    (s.samples(mint, maxt), histograms)
+    Ok((s.samples(mint, maxt)?, histograms))
 }
 
 /// Replay threads applying samples, each owning the series whose id falls in
@@ -1940,6 +1957,44 @@ mod tests {
         let report = db.append(&batch).unwrap();
         assert_eq!(report.accepted, (10 * minutes) as u64, "{report:?}");
         batch
+    }
+
+    #[test]
+    fn sealed_head_chunks_are_read_from_their_files_across_cuts_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let start = 1_700_000_000_000 - 1_700_000_000_000 % (3600 * 1000);
+        // 300 samples a series: two sealed chunks and an open one.
+        let batch = load(&db, start, 300);
+        let places = || db.head.read().unwrap().sealed_chunks_by_place();
+        assert_eq!(places(), (0, 20), "every sealed chunk is in a file");
+        let segments = || {
+            std::fs::read_dir(dir.path().join("chunks_head"))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(segments(), 1);
+        assert_eq!(everything(&db), sorted(batch.clone()));
+        // A cut through the middle of the second chunks: what stays of them
+        // is encoded again and written out too.
+        db.persist_before(start + 3 * 3600 * 1000).unwrap();
+        assert_eq!(places(), (0, 10));
+        assert_eq!(everything(&db), sorted(batch.clone()));
+        drop(db);
+        // A restart deletes the old segment; the replayed samples (120 a
+        // series, from the cut on) fill the open chunks, and the next
+        // sample seals them into a new segment.
+        let db = open(dir.path());
+        let segments = || {
+            std::fs::read_dir(dir.path().join("chunks_head"))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(segments(), 0);
+        let more = load(&db, start + 300 * MIN, 1);
+        assert_eq!(db.head.read().unwrap().sealed_chunks_by_place(), (0, 10));
+        assert_eq!(segments(), 1);
+        assert_eq!(everything(&db), overlay(&batch, &more));
     }
 
     fn everything(db: &Tsdb) -> Vec<SeriesSamples> {

@@ -12,6 +12,7 @@ use sextant_model::histogram::{CounterResetHint, Span};
 use sextant_model::{HistogramSample, HistogramValue, Label, Labels, Matcher, Sample};
 
 use super::chunk::{self, OpenChunk, SAMPLES_PER_CHUNK};
+use super::head_chunks::{ChunkBytes, ChunkFiles};
 use super::histogram_chunk::{
     AppendOutcome, CutReason, FloatHistogramChunkEncoder, HistogramChunkEncoder,
 };
@@ -22,6 +23,25 @@ pub(crate) struct SealedChunk {
     pub min_t: i64,
     pub max_t: i64,
     pub data: Box<[u8]>,
+}
+
+/// A sealed float chunk of a head series: its bytes in memory until the
+/// head writes them to its chunk files ([`HeadInner::write_sealed`]).
+#[derive(Debug, Clone)]
+pub(crate) struct StoredChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: ChunkBytes,
+}
+
+impl From<SealedChunk> for StoredChunk {
+    fn from(c: SealedChunk) -> Self {
+        Self {
+            min_t: c.min_t,
+            max_t: c.max_t,
+            data: ChunkBytes::Mem(c.data),
+        }
+    }
 }
 
 /// A series' samples in the head. Its labels are not here: the head keeps
@@ -44,7 +64,7 @@ pub(crate) struct MemSeries {
 #[derive(Debug, Default)]
 struct SeriesRest {
     /// Oldest first; grown one at a time, so without slack.
-    sealed: Vec<SealedChunk>,
+    sealed: Vec<StoredChunk>,
     /// Out-of-order samples and overwrites; they win over chunk samples.
     extra: BTreeMap<i64, f64>,
     /// Native histogram samples, for a series that has had any.
@@ -601,7 +621,7 @@ impl MemSeries {
         }
     }
 
-    fn sealed(&self) -> &[SealedChunk] {
+    fn sealed(&self) -> &[StoredChunk] {
         self.rest.as_deref().map_or(&[], |r| &r.sealed)
     }
 
@@ -711,7 +731,7 @@ impl MemSeries {
         let mut sealed = false;
         if self.open.len() >= SAMPLES_PER_CHUNK {
             let full = std::mem::take(&mut self.open);
-            push_exact(&mut self.rest_mut().sealed, seal(&full));
+            push_exact(&mut self.rest_mut().sealed, seal(&full).into());
             sealed = true;
         }
         self.open.append(t, v);
@@ -730,16 +750,21 @@ impl MemSeries {
         }
     }
 
-    /// Samples with `mint <= t <= maxt`, sorted, overwrites applied.
-    pub fn samples(&self, mint: i64, maxt: i64) -> Vec<Sample> {
+    /// Samples with `mint <= t <= maxt`, sorted, overwrites applied; an
+    /// error when a sealed chunk cannot be read back from its file.
+    pub fn samples(&self, mint: i64, maxt: i64) -> std::io::Result<Vec<Sample>> {
         let mut out = Vec::new();
         for c in self
             .sealed()
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
-            // Chunks the head encoded itself always decode.
-            chunk::decode_into(&c.data, &mut out).expect("head chunk decodes");
+            chunk::decode_into(&c.data.read()?, &mut out).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a head chunk read back from its file: {}", e.0),
+                )
+            })?;
         }
         if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
             self.open.decode_into(&mut out).expect("head chunk decodes");
@@ -754,7 +779,7 @@ impl MemSeries {
                 value: v,
             })
             .collect();
-        merge_last_wins(out, extra)
+        Ok(merge_last_wins(out, extra))
     }
 
     /// Moves everything before `t` into a series of its own, returned with
@@ -774,11 +799,25 @@ impl MemSeries {
             } else if c.max_t < t {
                 gone_sealed.push(c);
             } else {
-                let samples = chunk::decode(&c.data).expect("head chunk decodes");
-                let (lower, upper): (Vec<Sample>, Vec<Sample>) =
-                    samples.into_iter().partition(|s| s.timestamp_ms < t);
-                early.extend(lower);
-                keep.extend(upper);
+                let read = c
+                    .data
+                    .read()
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| chunk::decode(&bytes).map_err(|e| e.0.to_owned()));
+                match read {
+                    Ok(samples) => {
+                        let (lower, upper): (Vec<Sample>, Vec<Sample>) =
+                            samples.into_iter().partition(|s| s.timestamp_ms < t);
+                        early.extend(lower);
+                        keep.extend(upper);
+                    }
+                    Err(err) => {
+                        // It stays whole, readable as before; a later cut
+                        // that passes all of it takes it out.
+                        tracing::warn!(%err, "a head chunk could not be read back to split it");
+                        sealed.push(c);
+                    }
+                }
             }
         }
         if !self.open.is_empty() && self.open.min_time() < t {
@@ -793,10 +832,13 @@ impl MemSeries {
             }
         }
         // The early samples of straddling chunks follow the chunks that left whole.
-        gone_sealed.extend(encode_run(early));
+        gone_sealed.extend(encode_run(early).into_iter().map(StoredChunk::from));
         gone.max_t = gone_sealed.last().map_or(i64::MIN, |c| c.max_t);
         // Re-encode the straddling remainder ahead of the chunks that stay whole.
-        let mut rebuilt = encode_run(keep);
+        let mut rebuilt: Vec<StoredChunk> = encode_run(keep)
+            .into_iter()
+            .map(StoredChunk::from)
+            .collect();
         rebuilt.extend(sealed);
         let mut extra = rest.extra;
         let later = extra.split_off(&t);
@@ -1118,6 +1160,13 @@ pub(crate) struct HeadInner {
     /// Each series' rank in label order, built on first use after series
     /// came or went, so queries list series in label order without sorting.
     label_order: std::sync::Mutex<Option<Arc<IdMap<u32>>>>,
+    /// Where sealed float chunks go, out of the heap; without it they stay
+    /// in memory.
+    chunk_files: Option<ChunkFiles>,
+    /// Series that sealed a chunk not yet written to `chunk_files`.
+    unwritten: Vec<u64>,
+    /// When a failed chunk write was last logged (at most once a minute).
+    write_warned: Option<std::time::Instant>,
 }
 
 impl HeadInner {
@@ -1136,6 +1185,17 @@ impl HeadInner {
 
     pub fn chunk_count(&self) -> usize {
         self.series.values().map(|s| s.data.chunk_count()).sum()
+    }
+
+    /// Sealed float chunks held in memory, and those in the chunk files.
+    #[cfg(test)]
+    pub fn sealed_chunks_by_place(&self) -> (usize, usize) {
+        let sealed = self.series.values().flat_map(|s| s.data.sealed());
+        let in_memory = sealed
+            .clone()
+            .filter(|c| c.data.in_memory().is_some())
+            .count();
+        (in_memory, sealed.count() - in_memory)
     }
 
     /// A series' labels as string pairs, in label order.
@@ -1451,11 +1511,79 @@ impl HeadInner {
         }
     }
 
-    /// Stores a sample already checked (or replayed). Returns sealed-chunk count (0 or 1).
+    /// Stores a sample already checked (or replayed). Returns sealed-chunk
+    /// count (0 or 1); the chunk is written out by [`HeadInner::write_sealed`].
     pub fn apply(&mut self, id: u64, t: i64, v: f64) -> usize {
-        self.series
+        let sealed = self
+            .series
             .get_mut(&id)
-            .map_or(0, |series| usize::from(series.data.apply(t, v)))
+            .is_some_and(|series| series.data.apply(t, v));
+        if sealed && self.chunk_files.is_some() {
+            self.unwritten.push(id);
+        }
+        usize::from(sealed)
+    }
+
+    /// From now on, sealed float chunks go to `files`; those held now are
+    /// written there at once.
+    pub fn use_chunk_files(&mut self, files: ChunkFiles) {
+        self.chunk_files = Some(files);
+        self.unwritten = self.series.keys().copied().collect();
+        self.write_sealed();
+    }
+
+    /// Writes the sealed chunks still in memory of the series that sealed
+    /// one since the last call, in one write, and keeps only where they
+    /// went. When the write fails (logged at most once a minute) they stay
+    /// in memory, readable as before.
+    pub fn write_sealed(&mut self) {
+        if let Err(err) = self.try_write_sealed() {
+            let now = std::time::Instant::now();
+            if self
+                .write_warned
+                .is_none_or(|at| now.duration_since(at).as_secs() >= 60)
+            {
+                self.write_warned = Some(now);
+                tracing::warn!(%err, "sealed head chunks stay in memory: writing them out failed");
+            }
+        }
+    }
+
+    fn try_write_sealed(&mut self) -> std::io::Result<()> {
+        let Self {
+            chunk_files,
+            series,
+            unwritten,
+            ..
+        } = self;
+        let mut ids = std::mem::take(unwritten);
+        let Some(files) = chunk_files.as_mut() else {
+            return Ok(());
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        let mut places = Vec::new();
+        let mut bytes: Vec<&[u8]> = Vec::new();
+        for id in ids {
+            let Some(s) = series.get(&id) else { continue };
+            for (i, c) in s.data.sealed().iter().enumerate() {
+                if let Some(b) = c.data.in_memory() {
+                    places.push((id, i));
+                    bytes.push(b);
+                }
+            }
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let written = files.write(&bytes)?;
+        drop(bytes);
+        for ((id, i), data) in places.into_iter().zip(written) {
+            if let Some(rest) = series.get_mut(&id).and_then(|s| s.data.rest.as_deref_mut()) {
+                rest.sealed[i].data = data;
+            }
+        }
+        Ok(())
     }
 
     /// Stores a histogram sample already checked (or replayed). Returns
@@ -1609,6 +1737,16 @@ impl HeadInner {
             }
             let (gone, n) = series.data.split_before(t);
             chunks += n;
+            if self.chunk_files.is_some()
+                && series
+                    .data
+                    .sealed()
+                    .iter()
+                    .any(|c| c.data.in_memory().is_some())
+            {
+                // The re-encoded rest of a chunk the bound went through.
+                self.unwritten.push(id);
+            }
             if !gone.is_empty() {
                 series_out.push((id, gone));
             }
@@ -1631,6 +1769,7 @@ impl HeadInner {
             chunks_removed: chunks,
         };
         if removed.is_empty() {
+            self.write_sealed();
             return split;
         }
         for id in &removed {
@@ -1638,6 +1777,7 @@ impl HeadInner {
                 self.unindex(*id, &series, false);
             }
         }
+        self.write_sealed();
         let gone: HashSet<u64> = removed.iter().copied().collect();
         self.postings.retain(|_, ids| {
             ids.retain(|id| !gone.contains(id));
@@ -1925,6 +2065,7 @@ mod tests {
         head.series(id)
             .unwrap()
             .samples(i64::MIN, i64::MAX)
+            .unwrap()
             .iter()
             .map(|s| (s.timestamp_ms, s.value))
             .collect()

@@ -12,6 +12,7 @@ pub mod chunk;
 mod db;
 pub mod exemplars;
 mod head;
+mod head_chunks;
 pub mod histogram_chunk;
 mod stats;
 
