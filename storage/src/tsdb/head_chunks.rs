@@ -59,8 +59,8 @@ impl ChunkBytes {
     }
 }
 
-/// One segment file, [`SEGMENT_BYTES`] long (sparse until written) and
-/// mapped whole; deleted when the last chunk in it goes.
+/// One segment file, as long as what is written to it, mapped [`SEGMENT_BYTES`]
+/// long from the start; deleted when the last chunk in it goes.
 #[derive(Debug)]
 pub(crate) struct Segment {
     file: File,
@@ -153,11 +153,12 @@ impl ChunkFiles {
             .create(true)
             .truncate(true)
             .open(&path)?;
-        file.set_len(SEGMENT_BYTES)?;
         // SAFETY: the file is this engine's own, created just now in its
-        // data directory, never truncated or resized while mapped, and
-        // written only where no chunk read through the map has been placed
-        // yet (appends past `current`). Like every file a process maps (as
+        // data directory and never truncated while mapped. The map reaches
+        // past the file's end, but a chunk is read only where it was
+        // written (a chunk is placed after its write succeeded), so no read
+        // passes the end, and nothing is written where a chunk was placed
+        // (appends go past `current`). Like every file a process maps (as
         // the block index readers do through tantivy), it must not be
         // altered by anyone else while the server runs.
         #[allow(unsafe_code)]
