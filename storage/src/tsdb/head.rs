@@ -1680,12 +1680,18 @@ impl HeadInner {
         self.series.get(&id).map(|s| &s.data)
     }
 
-    /// Removes series whose creation could not be logged.
+    /// Removes series whose creation could not be logged, and the strings
+    /// only they held.
     pub fn forget(&mut self, ids: &[u64]) {
+        let mut removed = false;
         for id in ids {
             if let Some(series) = self.series.remove(id) {
                 self.unindex(*id, &series, true);
+                removed = true;
             }
+        }
+        if removed {
+            self.free_unused_symbols();
         }
         self.compact_label_ids();
     }
@@ -1786,15 +1792,20 @@ impl HeadInner {
             }
             !ids.is_empty()
         });
-        // Every live series' strings are in some postings key.
+        self.free_unused_symbols();
+        self.compact_label_ids();
+        split
+    }
+
+    /// Frees the strings no series holds any more: every live series'
+    /// strings are in some postings key.
+    fn free_unused_symbols(&mut self) {
         let mut used = vec![false; self.symbols.strings.len()];
         for &key in self.postings.keys() {
             used[(key >> 32) as usize] = true;
             used[(key & u64::from(u32::MAX)) as usize] = true;
         }
         self.symbols.retain(|id| used[id as usize]);
-        self.compact_label_ids();
-        split
     }
 }
 
@@ -2051,6 +2062,35 @@ mod tests {
 
     fn labels(name: &str, job: &str) -> Labels {
         Labels::from_pairs([("__name__", name), ("job", job)])
+    }
+
+    /// A series whose creation could not be logged leaves nothing behind:
+    /// the strings only it held are freed (and reused), shared ones stay.
+    #[test]
+    fn forgotten_series_free_the_strings_only_they_held() {
+        let mut head = HeadInner::new(i64::MIN);
+        add(&mut head, &labels("up", "node"), 1, 1.0).unwrap();
+        let interned = |head: &HeadInner| head.symbols.ids.len();
+        assert_eq!(interned(&head), 4);
+        let mut created = Vec::new();
+        head.get_or_create(&labels("up", "api"), &LIMITS, &mut created)
+            .unwrap();
+        assert_eq!(interned(&head), 5);
+        head.forget(&created);
+        assert_eq!(
+            interned(&head),
+            4,
+            "\"api\" is freed, the shared strings stay"
+        );
+        assert_eq!(head.symbols.free.len(), 1);
+        assert_eq!(head.lookup(&labels("up", "api")), None);
+        assert!(head.lookup(&labels("up", "node")).is_some());
+        assert_eq!(
+            head.labels(head.lookup(&labels("up", "node")).unwrap()),
+            Some(labels("up", "node"))
+        );
+        add(&mut head, &labels("up", "db"), 2, 1.0).unwrap();
+        assert!(head.symbols.free.is_empty(), "the freed id is reused");
     }
 
     fn add(head: &mut HeadInner, l: &Labels, t: i64, v: f64) -> Result<(), RejectReason> {
