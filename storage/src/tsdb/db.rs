@@ -835,6 +835,9 @@ impl Tsdb {
             for (id, s, _) in &accepted {
                 new_chunks += head.apply_histogram(*id, s.timestamp_ms, &s.value);
             }
+            if new_chunks > 0 {
+                head.write_sealed();
+            }
             self.note_backfill(backfilled);
             self.changes
                 .wrote(accepted.iter().map(|(_, s, _)| s.timestamp_ms).min());
@@ -1794,7 +1797,7 @@ fn pull(
 /// A head (or frozen) series' samples in `[mint, maxt]`.
 fn series_data(s: &MemSeries, mint: i64, maxt: i64) -> io::Result<Data> {
     let histograms = if s.has_histograms() {
-        s.histograms(mint, maxt)
+        s.histograms(mint, maxt)?
     } else {
         Vec::new()
     };
@@ -2494,6 +2497,10 @@ mod tests {
         let report = db.append_histograms(&histograms).unwrap();
         assert_eq!(report.accepted, 600 * 3 + 420, "{report:?}");
         assert_eq!(report.rejected_total(), 0);
+        // Sealed histogram chunks are read from the chunk files, as floats are.
+        let (in_memory, in_files) = db.head.read().unwrap().sealed_chunks_by_place();
+        assert_eq!(in_memory, 0);
+        assert!(in_files >= 15, "{in_files} sealed chunks in files");
         let expected: Vec<(String, Vec<Sample>, Vec<HistogramSample>)> = histograms
             .iter()
             .map(|s| {

@@ -100,7 +100,7 @@ struct HeadSeries {
 /// open one, and late samples and overwrites that win on read, as for floats.
 #[derive(Debug, Default)]
 pub(crate) struct HistPart {
-    sealed: Vec<SealedChunk>,
+    sealed: Vec<StoredChunk>,
     open: OpenHistogramChunk,
     extra: BTreeMap<i64, HistogramValue>,
 }
@@ -332,20 +332,21 @@ impl HistPart {
 
     fn cut(&mut self) {
         if let Some(chunk) = self.open.seal() {
-            self.sealed.push(chunk);
+            self.sealed.push(chunk.into());
         }
         self.open = OpenHistogramChunk::Empty;
     }
 
-    /// Samples with `mint <= t <= maxt`, sorted, overwrites applied.
-    fn samples(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+    /// Samples with `mint <= t <= maxt`, sorted, overwrites applied; an
+    /// error when a sealed chunk cannot be read back from its file.
+    fn samples(&self, mint: i64, maxt: i64) -> std::io::Result<Vec<HistogramSample>> {
         let mut out = Vec::new();
         for c in self
             .sealed
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
-            decode_histogram_chunk(&c.data, &mut out).expect("head chunk decodes");
+            decode_histogram_chunk(&c.data.read()?, &mut out).map_err(read_back_error)?;
         }
         if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
             decode_histogram_chunk(&self.open.bytes(), &mut out).expect("head chunk decodes");
@@ -359,7 +360,7 @@ impl HistPart {
                 value: v.clone(),
             })
             .collect();
-        merge_last_wins_by(out, extra, |s| s.timestamp_ms)
+        Ok(merge_last_wins_by(out, extra, |s| s.timestamp_ms))
     }
 
     /// Moves everything before `t` into a part of its own, returned with
@@ -376,7 +377,20 @@ impl HistPart {
             } else if c.max_t < t {
                 gone.sealed.push(c);
             } else {
-                decode_histogram_chunk(&c.data, &mut keep).expect("head chunk decodes");
+                let read = c.data.read().map_err(|e| e.to_string()).and_then(|bytes| {
+                    let mut samples = Vec::new();
+                    decode_histogram_chunk(&bytes, &mut samples)
+                        .map(|()| samples)
+                        .map_err(|e| e.0.to_owned())
+                });
+                match read {
+                    Ok(samples) => keep.extend(samples),
+                    Err(err) => {
+                        // As for float chunks: it stays whole.
+                        tracing::warn!(%err, "a head chunk could not be read back to split it");
+                        sealed.push(c);
+                    }
+                }
             }
         }
         let mut open_rest = Vec::new();
@@ -438,17 +452,30 @@ pub(crate) fn encode_histogram_chunks(
         part.append_in_order(s.timestamp_ms, &s.value, per_chunk);
     }
     part.cut();
+    let mut chunks: Vec<SealedChunk> = part
+        .sealed
+        .into_iter()
+        .filter_map(|c| match c.data {
+            ChunkBytes::Mem(data) => Some(SealedChunk {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                data,
+            }),
+            // This part has no chunk files.
+            ChunkBytes::File { .. } => None,
+        })
+        .collect();
     // A sample no chunk could take (never, once validated) gets its own.
     for (t, v) in std::mem::take(&mut part.extra) {
         if let Some(bytes) = super::wal::histogram_bytes(t, &v) {
-            part.sealed.push(SealedChunk {
+            chunks.push(SealedChunk {
                 min_t: t,
                 max_t: t,
                 data: bytes.into_boxed_slice(),
             });
         }
     }
-    part.sealed
+    chunks
 }
 
 /// Absolute bucket indexes the spans cover, in order.
@@ -719,11 +746,13 @@ impl MemSeries {
         }
     }
 
-    /// Histogram samples with `mint <= t <= maxt`, sorted, overwrites applied.
-    pub fn histograms(&self, mint: i64, maxt: i64) -> Vec<HistogramSample> {
+    /// Histogram samples with `mint <= t <= maxt`, sorted, overwrites
+    /// applied; an error when a sealed chunk cannot be read back.
+    pub fn histograms(&self, mint: i64, maxt: i64) -> std::io::Result<Vec<HistogramSample>> {
         self.hist()
             .map(|h| h.samples(mint, maxt))
-            .unwrap_or_default()
+            .transpose()
+            .map(Option::unwrap_or_default)
     }
 
     /// Appends in order; returns whether a chunk was sealed.
@@ -759,12 +788,7 @@ impl MemSeries {
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
-            chunk::decode_into(&c.data.read()?, &mut out).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("a head chunk read back from its file: {}", e.0),
-                )
-            })?;
+            chunk::decode_into(&c.data.read()?, &mut out).map_err(read_back_error)?;
         }
         if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
             self.open.decode_into(&mut out).expect("head chunk decodes");
@@ -870,6 +894,15 @@ impl MemSeries {
         )
     }
 
+    /// Whether a sealed chunk's bytes are in memory (not yet written out).
+    fn holds_chunks_in_memory(&self) -> bool {
+        let hists = self.hist().map_or(&[][..], |h| &h.sealed);
+        self.sealed()
+            .iter()
+            .chain(hists)
+            .any(|c| c.data.in_memory().is_some())
+    }
+
     fn chunk_count(&self) -> usize {
         self.sealed().len()
             + usize::from(!self.open.is_empty())
@@ -890,6 +923,14 @@ impl MemSeries {
                 .is_some_and(|e| e.range(mint..=maxt).next().is_some())
             || self.hist().is_some_and(|h| h.has_samples_in(mint, maxt))
     }
+}
+
+/// A chunk read back from its file that does not decode.
+fn read_back_error(e: chunk::CorruptChunk) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("a head chunk read back from its file: {}", e.0),
+    )
 }
 
 /// Pushes without the slack of a `Vec`'s doubling: a series seals a chunk
@@ -1187,10 +1228,14 @@ impl HeadInner {
         self.series.values().map(|s| s.data.chunk_count()).sum()
     }
 
-    /// Sealed float chunks held in memory, and those in the chunk files.
+    /// Sealed chunks (floats and histograms) held in memory, and those in
+    /// the chunk files.
     #[cfg(test)]
     pub fn sealed_chunks_by_place(&self) -> (usize, usize) {
-        let sealed = self.series.values().flat_map(|s| s.data.sealed());
+        let sealed = self.series.values().flat_map(|s| {
+            let hists = s.data.hist().map_or(&[][..], |h| &h.sealed);
+            s.data.sealed().iter().chain(hists)
+        });
         let in_memory = sealed
             .clone()
             .filter(|c| c.data.in_memory().is_some())
@@ -1524,7 +1569,7 @@ impl HeadInner {
         usize::from(sealed)
     }
 
-    /// From now on, sealed float chunks go to `files`; those held now are
+    /// From now on, sealed chunks go to `files`; those held now are
     /// written there at once.
     pub fn use_chunk_files(&mut self, files: ChunkFiles) {
         self.chunk_files = Some(files);
@@ -1562,13 +1607,22 @@ impl HeadInner {
         };
         ids.sort_unstable();
         ids.dedup();
+        // Where each chunk is: series, histogram or float, index.
         let mut places = Vec::new();
         let mut bytes: Vec<&[u8]> = Vec::new();
         for id in ids {
             let Some(s) = series.get(&id) else { continue };
-            for (i, c) in s.data.sealed().iter().enumerate() {
+            let floats = s
+                .data
+                .sealed()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (false, i, c));
+            let hists = s.data.hist().map_or(&[][..], |h| &h.sealed);
+            let hists = hists.iter().enumerate().map(|(i, c)| (true, i, c));
+            for (hist, i, c) in floats.chain(hists) {
                 if let Some(b) = c.data.in_memory() {
-                    places.push((id, i));
+                    places.push((id, hist, i));
                     bytes.push(b);
                 }
             }
@@ -1578,9 +1632,17 @@ impl HeadInner {
         }
         let written = files.write(&bytes)?;
         drop(bytes);
-        for ((id, i), data) in places.into_iter().zip(written) {
-            if let Some(rest) = series.get_mut(&id).and_then(|s| s.data.rest.as_deref_mut()) {
-                rest.sealed[i].data = data;
+        for ((id, hist, i), data) in places.into_iter().zip(written) {
+            let Some(rest) = series.get_mut(&id).and_then(|s| s.data.rest.as_deref_mut()) else {
+                continue;
+            };
+            let chunk = if hist {
+                rest.hist.as_deref_mut().and_then(|h| h.sealed.get_mut(i))
+            } else {
+                rest.sealed.get_mut(i)
+            };
+            if let Some(chunk) = chunk {
+                chunk.data = data;
             }
         }
         Ok(())
@@ -1589,9 +1651,14 @@ impl HeadInner {
     /// Stores a histogram sample already checked (or replayed). Returns
     /// sealed-chunk count (0 or 1).
     pub fn apply_histogram(&mut self, id: u64, t: i64, v: &HistogramValue) -> usize {
-        self.series
+        let sealed = self
+            .series
             .get_mut(&id)
-            .map_or(0, |series| usize::from(series.data.apply_histogram(t, v)))
+            .is_some_and(|series| series.data.apply_histogram(t, v));
+        if sealed && self.chunk_files.is_some() {
+            self.unwritten.push(id);
+        }
+        usize::from(sealed)
     }
 
     /// Builds a head from series replayed elsewhere (in parallel shards):
@@ -1743,13 +1810,7 @@ impl HeadInner {
             }
             let (gone, n) = series.data.split_before(t);
             chunks += n;
-            if self.chunk_files.is_some()
-                && series
-                    .data
-                    .sealed()
-                    .iter()
-                    .any(|c| c.data.in_memory().is_some())
-            {
+            if self.chunk_files.is_some() && series.data.holds_chunks_in_memory() {
                 // The re-encoded rest of a chunk the bound went through.
                 self.unwritten.push(id);
             }
@@ -2216,7 +2277,7 @@ mod tests {
             assert!(!part.append_in_order(t as i64, v, HISTOGRAMS_PER_CHUNK));
         }
         assert_eq!(part.chunk_count(), 1, "recoded, not cut");
-        let got = part.samples(i64::MIN, i64::MAX);
+        let got = part.samples(i64::MIN, i64::MAX).unwrap();
         assert_eq!(got.len(), 4);
         for (got, want) in got.iter().zip(&samples) {
             let (mut a, mut b) = (got.value.to_float(), want.to_float());
