@@ -1988,11 +1988,6 @@ mod tests {
         // series, from the cut on) fill the open chunks, and the next
         // sample seals them into a new segment.
         let db = open(dir.path());
-        let segments = || {
-            std::fs::read_dir(dir.path().join("chunks_head"))
-                .unwrap()
-                .count()
-        };
         assert_eq!(segments(), 0);
         let more = load(&db, start + 300 * MIN, 1);
         assert_eq!(db.head.read().unwrap().sealed_chunks_by_place(), (0, 10));

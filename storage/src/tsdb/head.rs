@@ -25,8 +25,9 @@ pub(crate) struct SealedChunk {
     pub data: Box<[u8]>,
 }
 
-/// A sealed float chunk of a head series: its bytes in memory until the
-/// head writes them to its chunk files ([`HeadInner::write_sealed`]).
+/// A sealed chunk (float or histogram) of a head series: its bytes in
+/// memory until the head writes them to its chunk files
+/// ([`HeadInner::write_sealed`]).
 #[derive(Debug, Clone)]
 pub(crate) struct StoredChunk {
     pub min_t: i64,
@@ -1201,8 +1202,8 @@ pub(crate) struct HeadInner {
     /// Each series' rank in label order, built on first use after series
     /// came or went, so queries list series in label order without sorting.
     label_order: std::sync::Mutex<Option<Arc<IdMap<u32>>>>,
-    /// Where sealed float chunks go, out of the heap; without it they stay
-    /// in memory.
+    /// Where sealed chunks go, out of the heap; without it they stay in
+    /// memory.
     chunk_files: Option<ChunkFiles>,
     /// Series that sealed a chunk not yet written to `chunk_files`.
     unwritten: Vec<u64>,
