@@ -166,16 +166,25 @@ fn word_at(bytes: &[u8], first: usize) -> u64 {
     }
 }
 
-/// [`word_at`] within 8 bytes of the end (or past it): out of the loops
-/// that call it, which come here once a stream.
+/// [`word_at`] within 8 bytes of the end (or past it), kept out of the
+/// loops that call it.
 #[cold]
 #[inline(never)]
 fn last_word(bytes: &[u8], first: usize) -> u64 {
-    let mut window = [0u8; 8];
-    let rest = bytes.get(first..).unwrap_or_default();
-    let rest = &rest[..rest.len().min(8)];
-    window[..rest.len()].copy_from_slice(rest);
-    u64::from_be_bytes(window)
+    let Some(from_end) = bytes.len().checked_sub(first).filter(|&n| n > 0) else {
+        return 0;
+    };
+    match bytes.len().checked_sub(8) {
+        // The stream's last 8 bytes, moved up past the ones before `first`.
+        Some(last) => {
+            let word = u64::from_be_bytes(bytes[last..].try_into().expect("8 bytes"));
+            word << (8 * (8 - from_end))
+        }
+        None => bytes[first..]
+            .iter()
+            .enumerate()
+            .fold(0, |word, (i, &b)| word | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 /// Reads bits most-significant first out of a register that is topped up
@@ -442,6 +451,21 @@ mod tests {
             buffer.consume(56);
             prop_assert!(buffer.reader().overran());
         }
+    }
+
+    #[test]
+    fn words_near_the_end_are_zero_padded() {
+        for len in 0..12usize {
+            let bytes: Vec<u8> = (1..=len as u8).collect();
+            for first in 0..len + 10 {
+                let mut expected = [0u8; 8];
+                for (i, e) in expected.iter_mut().enumerate() {
+                    *e = bytes.get(first + i).copied().unwrap_or(0);
+                }
+                assert_eq!(word_at(&bytes, first), u64::from_be_bytes(expected));
+            }
+        }
+        assert_eq!(word_at(&[1, 2, 3], usize::MAX), 0);
     }
 
     #[test]
