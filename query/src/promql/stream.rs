@@ -296,7 +296,13 @@ impl Evaluator<'_> {
         if points.is_empty() && hpoints.is_empty() {
             return Ok(None);
         }
-        let mut floats = spare.lock().expect("spare lock").pop().unwrap_or_default();
+        // At most a value a step: sized once, not grown push by push into
+        // memory the allocator has to fault in afresh for every query.
+        let mut floats = spare
+            .lock()
+            .expect("spare lock")
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(grid.len()));
         let mut histogram_values = Vec::new();
         call.eval_series(
             self,
