@@ -716,7 +716,13 @@ impl WindowCall<'_> {
             // window; added in the same order, so the same sums.
             let p = points;
             resets.clear();
-            resets.extend((1..p.len()).filter(|&k| p[k].v < p[k - 1].v));
+            // Through pairs, not indexes: no bounds check per point.
+            resets.extend(
+                p.windows(2)
+                    .enumerate()
+                    .filter(|(_, pair)| pair[1].v < pair[0].v)
+                    .map(|(k, _)| k + 1),
+            );
             let resets = &resets[..];
             let rate = self.name == "rate";
             // Windows only move forward (under `@` they stay put), so the
