@@ -562,10 +562,10 @@ pub(super) fn write_bucketed(bits: &mut BitWriter, x: i64, widths: &[u8]) {
 
 /// Reads what [`write_bucketed`] wrote with the same `widths`.
 pub(super) fn read_bucketed(bits: &mut BitReader<'_>, widths: &[u8]) -> Option<i64> {
-    let mut ones = 0usize;
-    while ones <= widths.len() && bits.bit()? {
-        ones += 1;
-    }
+    // The bucket's unary prefix from one window: up to a zero, or one
+    // more one than there are widths (64 bits follow).
+    let limit = u8::try_from(widths.len() + 1).expect("a few widths");
+    let ones = usize::from(bits.ones(limit)?);
     let width = match ones {
         0 => return Some(0),
         k if k <= widths.len() => widths[k - 1],
