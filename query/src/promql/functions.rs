@@ -20,6 +20,7 @@ use super::{HPoint, Point};
 use crate::Result;
 
 /// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
+#[inline]
 pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;
     let c = if t.is_infinite() {
@@ -715,7 +716,13 @@ impl WindowCall<'_> {
             // window; added in the same order, so the same sums.
             let p = points;
             resets.clear();
-            resets.extend((1..p.len()).filter(|&k| p[k].v < p[k - 1].v));
+            // Through pairs, not indexes: no bounds check per point.
+            resets.extend(
+                p.windows(2)
+                    .enumerate()
+                    .filter(|(_, pair)| pair[1].v < pair[0].v)
+                    .map(|(k, _)| k + 1),
+            );
             let resets = &resets[..];
             let rate = self.name == "rate";
             // Windows only move forward (under `@` they stay put), so the

@@ -279,19 +279,30 @@ impl Evaluator<'_> {
         let (samples, histograms) = &scratch.data;
         let points = &mut scratch.points;
         points.clear();
-        points.extend(samples.iter().map(|p| Point {
-            t: p.timestamp_ms,
-            v: p.value,
+        // Staleness markers are rare: copied in bulk, noticed on the way
+        // (one pass, not a second one to look for them), then dropped.
+        let mut stale = false;
+        points.extend(samples.iter().map(|p| {
+            stale |= is_stale_nan(p.value);
+            Point {
+                t: p.timestamp_ms,
+                v: p.value,
+            }
         }));
-        // Staleness markers are rare: copied in bulk, then dropped.
-        if points.iter().any(|p| is_stale_nan(p.v)) {
+        if stale {
             points.retain(|p| !is_stale_nan(p.v));
         }
         let hpoints = super::eval::histogram_points(histograms);
         if points.is_empty() && hpoints.is_empty() {
             return Ok(None);
         }
-        let mut floats = spare.lock().expect("spare lock").pop().unwrap_or_default();
+        // At most a value a step: sized once, not grown push by push into
+        // memory the allocator has to fault in afresh for every query.
+        let mut floats = spare
+            .lock()
+            .expect("spare lock")
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(grid.len()));
         let mut histogram_values = Vec::new();
         call.eval_series(
             self,

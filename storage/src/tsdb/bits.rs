@@ -116,15 +116,13 @@ impl<'a> BitReader<'a> {
     /// bytes remain, else the rest zero-padded.
     #[inline]
     fn word(&self, first: usize) -> u64 {
-        match self.bytes.get(first..first + 8) {
-            Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")),
-            None => {
-                let mut window = [0u8; 8];
-                let rest = self.bytes.get(first..).unwrap_or_default();
-                window[..rest.len()].copy_from_slice(rest);
-                u64::from_be_bytes(window)
-            }
-        }
+        word_at(self.bytes, first)
+    }
+
+    /// The same position read through a [`BitBuffer`], for a decoding loop.
+    #[inline]
+    pub fn buffered(&self) -> BitBuffer<'a> {
+        BitBuffer::at(self.bytes, self.pos)
     }
 
     /// Reads a unary count: ones up to the next zero (which is consumed), or
@@ -143,28 +141,6 @@ impl<'a> BitReader<'a> {
         Some(ones)
     }
 
-    /// The next bits, most significant first, without consuming them: at
-    /// least 57 of them are the stream's where it has that many left, and
-    /// bits past its end read as zeros. With [`BitReader::skip`] and one
-    /// check of [`BitReader::overran`] at the end, a hot loop reads a
-    /// whole code from one load without a check per field.
-    #[inline]
-    pub fn peek(&self) -> u64 {
-        let first = self.pos / 8;
-        let offset = (self.pos % 8) as u32;
-        match self.bytes.get(first..first + 8) {
-            Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")) << offset,
-            None => self.word(first) << offset,
-        }
-    }
-
-    /// Consumes `count` bits seen through [`BitReader::peek`]; going past
-    /// the end is noticed by [`BitReader::overran`], not here.
-    #[inline]
-    pub fn skip(&mut self, count: u32) {
-        self.pos += count as usize;
-    }
-
     /// Whether more bits were consumed than the stream holds.
     pub fn overran(&self) -> bool {
         self.pos > self.bytes.len() * 8
@@ -177,6 +153,124 @@ impl<'a> BitReader<'a> {
         let bit = (byte >> (7 - self.pos % 8)) & 1;
         self.pos += 1;
         Some(bit == 1)
+    }
+}
+
+/// A big-endian window of 8 bytes of `bytes` from byte `first`: one load
+/// where 8 bytes remain, else the rest zero-padded (all zeros past the end).
+#[inline]
+fn word_at(bytes: &[u8], first: usize) -> u64 {
+    match bytes.get(first..first.saturating_add(8)) {
+        Some(eight) => u64::from_be_bytes(eight.try_into().expect("8 bytes")),
+        None => last_word(bytes, first),
+    }
+}
+
+/// [`word_at`] within 8 bytes of the end (or past it), kept out of the
+/// loops that call it.
+#[cold]
+#[inline(never)]
+fn last_word(bytes: &[u8], first: usize) -> u64 {
+    let Some(from_end) = bytes.len().checked_sub(first).filter(|&n| n > 0) else {
+        return 0;
+    };
+    match bytes.len().checked_sub(8) {
+        // The stream's last 8 bytes, moved up past the ones before `first`.
+        Some(last) => {
+            let word = u64::from_be_bytes(bytes[last..].try_into().expect("8 bytes"));
+            word << (8 * (8 - from_end))
+        }
+        None => bytes[first..]
+            .iter()
+            .enumerate()
+            .fold(0, |word, (i, &b)| word | u64::from(b) << (56 - 8 * i)),
+    }
+}
+
+/// Reads bits most-significant first out of a register that is topped up
+/// after every code, for a loop decoding many short codes.
+///
+/// A [`BitReader`] loads each code's bits from its position, so the load
+/// waits on the code before it: the position, the load and the code's
+/// length form one chain from sample to sample. Here the next code's bits
+/// are already in the register; the top-up that follows a code loads from
+/// a byte fixed by the top-up before, so the load runs beside the decoding
+/// of the code instead of after it.
+///
+/// Past the end of the stream the bits read as zeros: whether more were
+/// consumed than the stream holds is asked once at the end ([`BitBuffer::reader`], then
+/// [`BitReader::overran`]).
+#[derive(Debug, Clone)]
+pub struct BitBuffer<'a> {
+    bytes: &'a [u8],
+    /// The first byte none of whose bits are counted in `avail`.
+    next: usize,
+    /// The upcoming bits, most significant first. The top `avail` are the
+    /// stream's; the bits below them are zeros or the stream's next bits,
+    /// so that topping up can OR the next bytes in.
+    buf: u64,
+    /// How many of `buf`'s top bits are counted: 56 to 63 after a top-up,
+    /// never 64 (shifting by it would lose the register).
+    avail: u32,
+}
+
+impl<'a> BitBuffer<'a> {
+    /// Reads `bytes` from bit `pos`.
+    #[inline]
+    pub fn at(bytes: &'a [u8], pos: usize) -> Self {
+        let mut buffer = Self {
+            bytes,
+            next: pos / 8,
+            buf: 0,
+            avail: 0,
+        };
+        buffer.refill();
+        buffer.consume((pos % 8) as u32);
+        buffer.refill();
+        buffer
+    }
+
+    /// The upcoming bits, most significant first; the top
+    /// [`BitBuffer::available`] of them are the stream's (zeros past its end).
+    #[inline]
+    pub fn bits(&self) -> u64 {
+        self.buf
+    }
+
+    /// How many of [`BitBuffer::bits`] may be consumed: at least 56 after
+    /// [`BitBuffer::refill`].
+    #[inline]
+    pub fn available(&self) -> u32 {
+        self.avail
+    }
+
+    /// Consumes `count` (at most [`BitBuffer::available`]) bits.
+    #[inline]
+    pub fn consume(&mut self, count: u32) {
+        debug_assert!(count <= self.avail);
+        self.buf <<= count;
+        self.avail -= count;
+    }
+
+    /// Tops the register up to 56 or more counted bits with the whole
+    /// bytes that fit below the counted ones.
+    #[inline]
+    pub fn refill(&mut self) {
+        // `avail` < 64: the shift keeps some of the word, and the bytes
+        // it keeps whole are counted (`avail | 56` is `avail` plus them).
+        self.buf |= word_at(self.bytes, self.next) >> self.avail;
+        self.next += ((63 - self.avail) / 8) as usize;
+        self.avail |= 56;
+    }
+
+    /// A reader at the same position: for a code too long for the
+    /// register, and for the check of [`BitReader::overran`].
+    #[inline]
+    pub fn reader(&self) -> BitReader<'a> {
+        BitReader {
+            bytes: self.bytes,
+            pos: self.next * 8 - self.avail as usize,
+        }
     }
 }
 
@@ -321,6 +415,57 @@ mod tests {
         let mut reader = BitReader::new(&[0xff]);
         assert_eq!(reader.ones(24), None);
         assert_eq!(BitReader::new(&[0xfe]).ones(24), Some(7));
+    }
+
+    proptest! {
+        #[test]
+        fn a_buffer_reads_what_a_reader_reads(
+            items in proptest::collection::vec((any::<u64>(), 0u8..=56), 0..100),
+            start in 0usize..16,
+        ) {
+            let mut writer = BitWriter::default();
+            writer.write(0, start as u8);
+            for (value, count) in &items {
+                writer.write(*value, *count);
+            }
+            let mut buffer = BitReader::new(writer.bytes()).buffered();
+            buffer.consume(start as u32);
+            buffer.refill();
+            let mut reader = BitReader::new(writer.bytes());
+            prop_assert_eq!(reader.read(start as u8), Some(0));
+            for (_, count) in &items {
+                let count = u32::from(*count);
+                prop_assert!(buffer.available() >= 56);
+                let got = if count == 0 { 0 } else { buffer.bits() >> (64 - count) };
+                prop_assert_eq!(Some(got), reader.read(count as u8));
+                buffer.consume(count);
+                buffer.refill();
+                prop_assert_eq!(buffer.reader().pos, reader.pos);
+            }
+            // Past the end: zeros, and the overrun shows.
+            prop_assert!(!buffer.reader().overran());
+            let tail = (writer.bytes().len() * 8 - reader.pos) as u32;
+            buffer.consume(tail);
+            buffer.refill();
+            prop_assert_eq!(buffer.bits(), 0);
+            buffer.consume(56);
+            prop_assert!(buffer.reader().overran());
+        }
+    }
+
+    #[test]
+    fn words_near_the_end_are_zero_padded() {
+        for len in 0..12usize {
+            let bytes: Vec<u8> = (1..=len as u8).collect();
+            for first in 0..len + 10 {
+                let mut expected = [0u8; 8];
+                for (i, e) in expected.iter_mut().enumerate() {
+                    *e = bytes.get(first + i).copied().unwrap_or(0);
+                }
+                assert_eq!(word_at(&bytes, first), u64::from_be_bytes(expected));
+            }
+        }
+        assert_eq!(word_at(&[1, 2, 3], usize::MAX), 0);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 
 use sextant_model::Sample;
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitBuffer, BitReader, BitWriter};
 
 /// Samples per head chunk before it is sealed: Prometheus's figure, where the
 /// compression ratio flattens out.
@@ -562,10 +562,10 @@ pub(super) fn write_bucketed(bits: &mut BitWriter, x: i64, widths: &[u8]) {
 
 /// Reads what [`write_bucketed`] wrote with the same `widths`.
 pub(super) fn read_bucketed(bits: &mut BitReader<'_>, widths: &[u8]) -> Option<i64> {
-    let mut ones = 0usize;
-    while ones <= widths.len() && bits.bit()? {
-        ones += 1;
-    }
+    // The bucket's unary prefix from one window: up to a zero, or one
+    // more one than there are widths (64 bits follow).
+    let limit = u8::try_from(widths.len() + 1).expect("a few widths");
+    let ones = usize::from(bits.ones(limit)?);
     let width = match ones {
         0 => return Some(0),
         k if k <= widths.len() => widths[k - 1],
@@ -991,9 +991,9 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
     // One loop per order, so that the sum the order asks for is not a
     // branch per sample.
     match order {
-        0 => fill_decimal::<0>(&mut bits, code, m, scale, rest)?,
-        1 => fill_decimal::<1>(&mut bits, code, m, scale, rest)?,
-        _ => fill_decimal::<2>(&mut bits, code, m, scale, rest)?,
+        0 => fill_coded::<0>(&mut bits, code, m, scale, rest)?,
+        1 => fill_coded::<1>(&mut bits, code, m, scale, rest)?,
+        _ => fill_coded::<2>(&mut bits, code, m, scale, rest)?,
     }
     // Reads past the end gave zeros; the chunk was cut short if any did.
     if bits.overran() {
@@ -1011,22 +1011,40 @@ struct ResidualCode {
     base: i64,
 }
 
+/// [`fill_decimal`] with the loop for `code`'s zero flag and width.
+fn fill_coded<const ORDER: u8>(
+    bits: &mut BitReader<'_>,
+    code: ResidualCode,
+    m: i64,
+    scale: f64,
+    samples: &mut [Sample],
+) -> Result<(), CorruptChunk> {
+    match (code.zero_flag, code.fixed) {
+        (false, false) => fill_decimal::<ORDER, false, false>(bits, code, m, scale, samples),
+        (false, true) => fill_decimal::<ORDER, false, true>(bits, code, m, scale, samples),
+        (true, false) => fill_decimal::<ORDER, true, false>(bits, code, m, scale, samples),
+        (true, true) => fill_decimal::<ORDER, true, true>(bits, code, m, scale, samples),
+    }
+}
+
 /// Fills in `samples`' values from residuals of order `ORDER` after the
-/// scaled value `m`. The caller checks [`BitReader::overran`] afterwards.
+/// scaled value `m`, coded as `code` says; `ZERO_FLAG` and `FIXED` are
+/// its flags, as constants so that the loop does not ask them at every
+/// sample. The caller checks [`BitReader::overran`] afterwards.
 #[inline]
-fn fill_decimal<const ORDER: u8>(
+fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     mut m: i64,
     scale: f64,
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
-    // A copy no call sees, so that its position stays in a register
-    // rather than going through memory from one sample to the next.
-    let mut local = bits.clone();
+    // Through a register topped up after each residual: the next
+    // residual's bits do not wait on a load from this one's end.
+    let mut buffer = bits.buffered();
     let mut delta = 0i64;
     for s in samples.iter_mut() {
-        let residual = next_residual(&mut local, code)?;
+        let residual = next_residual::<ZERO_FLAG, FIXED>(&mut buffer, code)?;
         match ORDER {
             0 => m = residual,
             1 => m = m.wrapping_add(residual),
@@ -1037,7 +1055,7 @@ fn fill_decimal<const ORDER: u8>(
         }
         s.value = m as f64;
     }
-    *bits = local;
+    *bits = buffer.reader();
     // Scaled apart from decoding, where the divisions do not wait on it
     // nor it on them; whole numbers (no digits) need none.
     if scale != 1.0 {
@@ -1049,24 +1067,29 @@ fn fill_decimal<const ORDER: u8>(
 }
 
 /// The next residual of a packed decimal chunk, as the encoder wrote it:
-/// usually the flag, the unary quotient and the remainder all from one
-/// [`BitReader::peek`]; long codes and escapes take the checked reads.
+/// usually the flag, the unary quotient and the remainder all from the
+/// register; codes longer than what it holds, and escapes, take the
+/// checked reads.
 #[inline(always)]
-fn next_residual(bits: &mut BitReader<'_>, code: ResidualCode) -> Result<i64, CorruptChunk> {
+fn next_residual<const ZERO_FLAG: bool, const FIXED: bool>(
+    bits: &mut BitBuffer<'_>,
+    code: ResidualCode,
+) -> Result<i64, CorruptChunk> {
     let truncated = || CorruptChunk("truncated");
-    let mut window = bits.peek();
-    if code.zero_flag {
-        bits.skip(1);
-        if window >> 63 == 0 {
+    if ZERO_FLAG {
+        let zero = bits.bits() >> 63 == 0;
+        bits.consume(1);
+        if zero {
+            bits.refill();
             return Ok(0);
         }
-        window <<= 1;
     }
-    // Past the flag, at least 56 bits of the window are the stream's.
+    // At least 55 bits are counted here (56 less the flag).
+    let window = bits.bits();
     let k = u32::from(code.k);
-    let u = if code.fixed {
-        if k <= 56 {
-            bits.skip(k);
+    let u = if FIXED {
+        if k <= bits.available() {
+            bits.consume(k);
             // The top `k` bits; none when `k` is 0.
             (window >> 1) >> (63 - k)
         } else {
@@ -1076,8 +1099,8 @@ fn next_residual(bits: &mut BitReader<'_>, code: ResidualCode) -> Result<i64, Co
         }
     } else {
         let q = (!window).leading_zeros();
-        if q < u32::from(RICE_ESCAPE) && q + 1 + k <= 56 {
-            bits.skip(q + 1 + k);
+        if q < u32::from(RICE_ESCAPE) && q + 1 + k <= bits.available() {
+            bits.consume(q + 1 + k);
             (u64::from(q) << k) | (((window << (q + 1)) >> 1) >> (63 - k))
         } else {
             let (u, after) = read_apart(bits.clone(), |b| read_rice(b, code.k));
@@ -1085,20 +1108,23 @@ fn next_residual(bits: &mut BitReader<'_>, code: ResidualCode) -> Result<i64, Co
             u.ok_or_else(truncated)?
         }
     };
+    bits.refill();
     Ok(code.base.wrapping_add(unzigzag(u)))
 }
 
-/// A residual too long for one window, read from a reader passed in and
-/// handed back by value: the decoding loop's reader is never lent out, so
-/// its position can stay in a register.
+/// A residual too long for the register, read through a [`BitReader`] at
+/// the buffer's position, after which the buffer goes on from the
+/// reader's. Taken and handed back by value: the decoding loop's buffer
+/// is never lent out, so it can stay in registers.
 #[cold]
 #[inline(never)]
 fn read_apart<'a>(
-    mut bits: BitReader<'a>,
+    bits: BitBuffer<'a>,
     read: impl FnOnce(&mut BitReader<'_>) -> Option<u64>,
-) -> (Option<u64>, BitReader<'a>) {
-    let u = read(&mut bits);
-    (u, bits)
+) -> (Option<u64>, BitBuffer<'a>) {
+    let mut reader = bits.reader();
+    let u = read(&mut reader);
+    (u, reader.buffered())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The engine: ties the WAL, the head and the blocks together, and runs head
 //! cuts, compaction and retention.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::io;
@@ -934,7 +935,10 @@ impl Tsdb {
         // One label-ordered list per block and one for the head. Blocks go
         // in the order they were written (their ids), then what is being
         // flushed, then the head: for one timestamp the later source wins.
-        let mut lists: Vec<Vec<(Labels, Source)>> = Vec::new();
+        // Labels are borrowed from the blocks and frozen sets (the head's
+        // are built for the list): each series' labels are cloned once, for
+        // its `LazySeries`, not once per source.
+        let mut lists: Vec<Vec<(Cow<'_, Labels>, Source)>> = Vec::new();
         let mut written: Vec<(usize, &Arc<Block>)> = blocks
             .iter()
             .enumerate()
@@ -964,7 +968,7 @@ impl Tsdb {
             lists.push(
                 selected
                     .into_iter()
-                    .map(|(i, labels)| (labels.clone(), Source::Block(b, i)))
+                    .map(|(i, labels)| (Cow::Borrowed(labels), Source::Block(b, i)))
                     .collect(),
             );
         }
@@ -974,7 +978,7 @@ impl Tsdb {
                     .iter()
                     .enumerate()
                     .filter(|(_, s)| s.labels.matches(matchers) && s.data.overlaps(mint, maxt))
-                    .map(|(i, s)| (s.labels.clone(), Source::Frozen(f, i)))
+                    .map(|(i, s)| (Cow::Borrowed(&s.labels), Source::Frozen(f, i)))
                     .collect(),
             );
         }
@@ -987,7 +991,7 @@ impl Tsdb {
                         let series = head.series(id)?;
                         series
                             .overlaps(mint, maxt)
-                            .then(|| Some((head.labels(id)?, Source::Head(id))))
+                            .then(|| Some((Cow::Owned(head.labels(id)?), Source::Head(id))))
                             .flatten()
                     })
                     .collect(),
@@ -996,7 +1000,7 @@ impl Tsdb {
         };
         lists.retain(|l| !l.is_empty());
         // Merge: a series in several blocks (or a block and the head) reads from each.
-        let mut merged: Vec<(Labels, Vec<Source>)> = Vec::new();
+        let mut merged: Vec<(Cow<'_, Labels>, Vec<Source>)> = Vec::new();
         if lists.len() == 1 {
             merged = lists
                 .pop()
@@ -1004,8 +1008,20 @@ impl Tsdb {
                 .into_iter()
                 .map(|(l, s)| (l, vec![s]))
                 .collect();
+        } else if same_series(&lists) {
+            // Usually every block holds the same series (and the head too):
+            // their sources side by side, without a sort.
+            let mut lists: Vec<_> = lists.into_iter().map(Vec::into_iter).collect();
+            if let Some((first, rest)) = lists.split_first_mut() {
+                for (labels, source) in first {
+                    let mut sources = Vec::with_capacity(rest.len() + 1);
+                    sources.push(source);
+                    sources.extend(rest.iter_mut().filter_map(|l| l.next()).map(|(_, s)| s));
+                    merged.push((labels, sources));
+                }
+            }
         } else {
-            let mut all: Vec<(Labels, Source)> = lists.into_iter().flatten().collect();
+            let mut all: Vec<(Cow<'_, Labels>, Source)> = lists.into_iter().flatten().collect();
             all.sort_by(|a, b| a.0.cmp(&b.0));
             for (labels, source) in all {
                 match merged.last_mut() {
@@ -1017,6 +1033,7 @@ impl Tsdb {
         Ok(merged
             .into_iter()
             .map(|(labels, sources)| {
+                let labels = labels.into_owned();
                 let blocks = blocks.clone();
                 let frozen = frozen.clone();
                 let again = sources
@@ -1754,6 +1771,16 @@ fn merge_data(first: Data, second: Data) -> Data {
 
 /// Appends a source's samples to those read so far, to be put in place
 /// by [`merge_appended`].
+/// Whether label-ordered `lists` all hold the same series in the same
+/// order, so that merging them is pairing them up.
+fn same_series<T>(lists: &[Vec<(Cow<'_, Labels>, T)>]) -> bool {
+    let Some((first, rest)) = lists.split_first() else {
+        return true;
+    };
+    rest.iter()
+        .all(|list| list.len() == first.len() && list.iter().zip(first).all(|(a, b)| a.0 == b.0))
+}
+
 fn append_data(data: &mut Data, more: Data) {
     data.0.extend(more.0);
     data.1.extend(more.1);
