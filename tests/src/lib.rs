@@ -637,6 +637,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Eight distinct free ports (each released at once, so they may be taken
+/// again before use).
+fn distinct_free_ports() -> [u16; 8] {
+    let mut ports = [0; 8];
+    for i in 0..ports.len() {
+        ports[i] = loop {
+            let port = free_port();
+            if !ports[..i].contains(&port) {
+                break port;
+            }
+        };
+    }
+    ports
+}
+
 /// Debian's Prometheus 2.42, started on loopback with a given config, as a peer.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -1212,23 +1227,27 @@ impl SeaweedFs {
             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
         }]});
         std::fs::write(dir.path().join("s3.json"), identities.to_string()).expect("write s3.json");
-        // free_port releases each port at once: insist on eight distinct ones.
-        let mut ports = [0; 8];
-        for i in 0..ports.len() {
-            ports[i] = loop {
-                let port = free_port();
-                if !ports[..i].contains(&port) {
-                    break port;
-                }
-            };
-        }
         let mut weed = Self {
             child: None,
             dir,
-            ports,
+            ports: [0; 8],
             python,
         };
-        weed.spawn_and_wait();
+        // free_port releases each port at once, so another process (a test
+        // running beside this one) may bind one first: then weed exits, and
+        // it starts again on other ports.
+        for attempt in 1.. {
+            weed.ports = distinct_free_ports();
+            match weed.try_spawn_and_wait() {
+                Ok(()) => break,
+                Err(logs) if attempt < 3 && logs.contains("address already in use") => {
+                    let data = weed.dir.path().join("data");
+                    std::fs::remove_dir_all(&data).expect("clear the data dir");
+                    std::fs::create_dir(&data).expect("create the data dir");
+                }
+                Err(logs) => panic!("{logs}"),
+            }
+        }
         weed.s3(&["create-bucket"]);
         weed
     }
@@ -1308,6 +1327,14 @@ impl SeaweedFs {
     }
 
     fn spawn_and_wait(&mut self) {
+        if let Err(logs) = self.try_spawn_and_wait() {
+            panic!("{logs}");
+        }
+    }
+
+    /// Starts weed and waits until S3 takes a write; what it logged, if it
+    /// exited before S3 listened.
+    fn try_spawn_and_wait(&mut self) -> Result<(), String> {
         let weed = self.python.with_file_name("weed");
         assert!(
             weed.is_file(),
@@ -1360,7 +1387,12 @@ impl SeaweedFs {
         let deadline = Instant::now() + WEED_START_TIMEOUT;
         let s3 = SocketAddr::from(([127, 0, 0, 1], p[WEED_S3]));
         while std::net::TcpStream::connect_timeout(&s3, Duration::from_secs(1)).is_err() {
-            self.assert_running("before S3 listened");
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                return Err(format!(
+                    "weed exited with {status} before S3 listened:\n{}",
+                    self.logs()
+                ));
+            }
             assert!(
                 Instant::now() < deadline,
                 "SeaweedFS S3 never listened on {s3}:\n{}",
@@ -1377,6 +1409,7 @@ impl SeaweedFs {
             String::from_utf8_lossy(&out.stderr),
             self.logs()
         );
+        Ok(())
     }
 
     fn assert_running(&mut self, when: &str) {

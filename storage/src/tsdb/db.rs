@@ -1769,8 +1769,6 @@ fn merge_data(first: Data, second: Data) -> Data {
     )
 }
 
-/// Appends a source's samples to those read so far, to be put in place
-/// by [`merge_appended`].
 /// Whether label-ordered `lists` all hold the same series in the same
 /// order, so that merging them is pairing them up.
 fn same_series<T>(lists: &[Vec<(Cow<'_, Labels>, T)>]) -> bool {
@@ -1781,6 +1779,8 @@ fn same_series<T>(lists: &[Vec<(Cow<'_, Labels>, T)>]) -> bool {
         .all(|list| list.len() == first.len() && list.iter().zip(first).all(|(a, b)| a.0 == b.0))
 }
 
+/// Appends a source's samples to those read so far, to be put in place
+/// by [`merge_appended`].
 fn append_data(data: &mut Data, more: Data) {
     data.0.extend(more.0);
     data.1.extend(more.1);
