@@ -5,9 +5,11 @@
 //! batches (one write for every chunk a batch of samples sealed), and are
 //! read through a memory map of the segment: no copy, no system call, and
 //! the pages are the kernel's to drop. A segment is deleted when the last
-//! chunk in it is dropped: every chunk holds its segment. The files are a cache of what the WAL holds, not a second log:
-//! they are not synced, and the ones a previous run left are deleted on open,
-//! since the WAL replay seals its chunks again.
+//! chunk in it is dropped: every chunk holds its segment.
+//!
+//! The files are a cache of what the WAL holds, not a second log: they are
+//! not synced, and the ones a previous run left are deleted on open, since
+//! the WAL replay seals its chunks again.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
