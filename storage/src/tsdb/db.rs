@@ -18,8 +18,8 @@ use tracing::{info, warn};
 use super::block::{Block, BlockWriter};
 use super::exemplars::{ExemplarReport, ExemplarStore};
 use super::head::{
-    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, SplitSeries, merge_last_wins,
-    merge_last_wins_by,
+    HeadInner, HeadLimits, MemSeries, RejectReason, ReplayShard, SplitSeries, hash_pairs,
+    merge_last_wins, merge_last_wins_by,
 };
 use super::head_chunks::ChunkFiles;
 use super::stats::TsdbStats;
@@ -602,33 +602,47 @@ impl Tsdb {
                     report.first_rejection = Some(format!("{labels}: {}", reason.describe()));
                 }
             };
+        let batch: Vec<AppendItem<'a>> = batch.collect();
+        // Series given by label pairs are looked up all at once; their
+        // hashes need no lock.
+        let by_pairs: Vec<&[(&str, &str)]> = batch
+            .iter()
+            .filter_map(|item| match item.labels {
+                ItemLabels::Pairs(pairs) => Some(pairs),
+                ItemLabels::Built(_) => None,
+            })
+            .collect();
+        let hashes: Vec<u64> = by_pairs.iter().map(|p| hash_pairs(p)).collect();
         let seq;
         {
             let mut head = self.head.write().expect("head lock");
+            let mut found_by_pairs = head.lookup_hashed(&by_pairs, &hashes).into_iter();
             let mut created = Vec::new();
             // Sized once (a sample a series, at least): a large batch would
             // otherwise leave a trail of outgrown buffers in the allocator.
-            let mut accepted: Vec<(u64, i64, f64)> = Vec::with_capacity(batch.size_hint().0);
+            let mut accepted: Vec<(u64, i64, f64)> = Vec::with_capacity(batch.len());
             let mut backfilled = 0u64;
             for series in batch {
+                let found = match series.labels {
+                    ItemLabels::Pairs(_) => found_by_pairs.next().flatten(),
+                    ItemLabels::Built(_) => None,
+                };
                 let known = series
                     .series_ref
                     .as_deref()
                     .copied()
                     .filter(|&id| id != 0 && head.series(id).is_some());
-                let resolved = match (known, series.labels) {
+                let resolved = match (known.or(found), series.labels) {
                     (Some(id), _) => Ok(id),
                     (None, ItemLabels::Built(labels)) => {
                         head.get_or_create(labels, &limits, &mut created)
                     }
-                    (None, ItemLabels::Pairs(pairs)) => match head.lookup_pairs(pairs) {
-                        Some(id) => Ok(id),
-                        None => head.get_or_create(
-                            &Labels::from_pairs(pairs.iter().copied()),
-                            &limits,
-                            &mut created,
-                        ),
-                    },
+                    // Not there before this batch (an earlier item may have made it).
+                    (None, ItemLabels::Pairs(pairs)) => head.get_or_create(
+                        &Labels::from_pairs(pairs.iter().copied()),
+                        &limits,
+                        &mut created,
+                    ),
                 };
                 let id = match resolved {
                     Ok(id) => {
@@ -2020,6 +2034,60 @@ mod tests {
         assert_eq!(db.head.read().unwrap().sealed_chunks_by_place(), (0, 10));
         assert_eq!(segments(), 1);
         assert_eq!(everything(&db), overlay(&batch, &more));
+    }
+
+    /// Remote write's path: series by label pairs, looked up for a whole
+    /// batch at once. A series new to the head and named twice in one
+    /// batch is made once; known and new series mix; the samples land on
+    /// the series their labels name.
+    #[test]
+    fn label_pair_batches_find_known_series_and_make_new_ones_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path());
+        let append = |items: &[(&str, i64, f64)]| {
+            let mut batch = PairBatch::with_capacity(items.len(), 3 * items.len(), items.len());
+            for &(host, t, v) in items {
+                // Unsorted, as a sender may send them.
+                batch.push_label("job", "node");
+                batch.push_label("__name__", "up");
+                batch.push_label("instance", host);
+                batch.push_sample(Sample {
+                    timestamp_ms: t,
+                    value: v,
+                });
+                batch.end_series();
+            }
+            db.append_pairs(&batch).unwrap()
+        };
+        let report = append(&[("a", MIN, 1.0), ("a", 2 * MIN, 2.0), ("b", MIN, 3.0)]);
+        assert_eq!(report.accepted, 3, "{report:?}");
+        assert_eq!(db.stats.series_created.get(), 2);
+        let report = append(&[
+            ("b", 2 * MIN, 4.0),
+            ("c", 2 * MIN, 5.0),
+            ("a", 3 * MIN, 6.0),
+            ("c", 3 * MIN, 7.0),
+        ]);
+        assert_eq!(report.accepted, 4, "{report:?}");
+        assert_eq!(db.stats.series_created.get(), 3);
+        let up = |host, points: &[(i64, f64)]| SeriesSamples {
+            samples: points
+                .iter()
+                .map(|&(timestamp_ms, value)| Sample {
+                    timestamp_ms,
+                    value,
+                })
+                .collect(),
+            ..series("up", host, [])
+        };
+        assert_eq!(
+            everything(&db),
+            vec![
+                up("a", &[(MIN, 1.0), (2 * MIN, 2.0), (3 * MIN, 6.0)]),
+                up("b", &[(MIN, 3.0), (2 * MIN, 4.0)]),
+                up("c", &[(2 * MIN, 5.0), (3 * MIN, 7.0)]),
+            ]
+        );
     }
 
     fn everything(db: &Tsdb) -> Vec<SeriesSamples> {

@@ -1325,21 +1325,41 @@ impl HeadInner {
     }
 
     /// [`HeadInner::lookup`] by label pairs sorted by name, building no labels.
+    #[cfg(test)]
     pub fn lookup_pairs(&self, pairs: &[(&str, &str)]) -> Option<u64> {
-        let id = *self.by_hash.get(&hash_pairs(pairs))?;
-        if self
-            .series
-            .get(&id)
-            .is_some_and(|s| self.same_pairs(self.label_ids_of(s), pairs.iter().copied()))
-        {
-            Some(id)
-        } else if self.collided.is_empty() {
-            None
-        } else {
-            self.collided
-                .get(&Labels::from_pairs(pairs.iter().copied()))
-                .copied()
-        }
+        self.lookup_hashed(&[pairs], &[hash_pairs(pairs)])[0]
+    }
+
+    /// [`HeadInner::lookup`] of many series by label pairs sorted by name
+    /// and their [`hash_pairs`], building no labels. Each step goes over the
+    /// whole batch (the hash index, then the series, then their labels):
+    /// the lookups of one step do not wait on each other, so their reads
+    /// from memory overlap instead of missing the cache one after another.
+    pub fn lookup_hashed(&self, items: &[&[(&str, &str)]], hashes: &[u64]) -> Vec<Option<u64>> {
+        let ids: Vec<Option<u64>> = hashes
+            .iter()
+            .map(|h| self.by_hash.get(h).copied())
+            .collect();
+        let found: Vec<Option<&HeadSeries>> = ids
+            .iter()
+            .map(|id| id.and_then(|id| self.series.get(&id)))
+            .collect();
+        items
+            .iter()
+            .zip(ids.into_iter().zip(found))
+            .map(|(pairs, found)| match found {
+                (Some(id), Some(s))
+                    if self.same_pairs(self.label_ids_of(s), pairs.iter().copied()) =>
+                {
+                    Some(id)
+                }
+                _ if self.collided.is_empty() => None,
+                _ => self
+                    .collided
+                    .get(&Labels::from_pairs(pairs.iter().copied()))
+                    .copied(),
+            })
+            .collect()
     }
 
     fn index_labels(&mut self, labels: &Labels, id: u64) {
@@ -1924,7 +1944,7 @@ fn hash_labels(labels: &Labels) -> u64 {
 
 /// [`hash_labels`] of the labels these pairs (sorted by name) make,
 /// without making them: a `Vec`'s length, then each name and value.
-fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
+pub(crate) fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
     hash_pairs_iter(pairs.iter().copied())
 }
 
