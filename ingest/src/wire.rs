@@ -23,6 +23,13 @@ impl<'a> Fields<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, &'static str> {
+        // Most varints are keys and short lengths: one byte.
+        if let Some(&byte) = self.buf.get(self.pos)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for i in 0..10 {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -181,5 +188,41 @@ pub(crate) fn span(raw: &[u8]) -> Result<sextant_model::histogram::Span, String>
 }
 
 pub(crate) fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, String> {
+    // Label names and values are nearly always ASCII, which a word at a
+    // time tells; the general check goes a byte at a time through short
+    // unaligned strings, and was 6% of a remote-write server's time.
+    if bytes.is_ascii() {
+        #[allow(unsafe_code)]
+        // SAFETY: every byte is ASCII, and ASCII is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     std::str::from_utf8(bytes).map_err(|e| format!("{what} is not UTF-8: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_checked_ascii_or_not() {
+        assert_eq!(utf8(b"", "name"), Ok(""));
+        assert_eq!(
+            utf8(b"node_cpu_seconds_total", "name"),
+            Ok("node_cpu_seconds_total")
+        );
+        assert_eq!(utf8("café ☕".as_bytes(), "value"), Ok("café ☕"));
+        let err = utf8(b"caf\xe9", "label value").unwrap_err();
+        assert!(err.starts_with("label value is not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn varints_of_one_byte_and_more() {
+        let mut fields = Fields::new(&[0x7f, 0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x80]);
+        assert_eq!(fields.varint(), Ok(127));
+        assert_eq!(fields.varint(), Ok(128));
+        assert_eq!(fields.varint(), Ok(u64::from(u32::MAX)));
+        assert_eq!(fields.varint(), Err("the message ends inside a varint"));
+        let mut too_long = Fields::new(&[0xff; 10]);
+        assert_eq!(too_long.varint(), Err("a varint longer than 64 bits"));
+    }
 }

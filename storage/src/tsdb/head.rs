@@ -1934,10 +1934,23 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+/// The hasher of label sets: foldhash, several times faster than SipHash
+/// on short strings, seeded at random once a process so that a sender
+/// cannot choose label sets that collide (those would only be slower:
+/// `collided` holds them).
+fn label_hasher() -> foldhash::fast::FoldHasher<'static> {
+    use std::hash::BuildHasher as _;
+    static STATE: std::sync::OnceLock<foldhash::fast::SeedableRandomState> =
+        std::sync::OnceLock::new();
+    STATE
+        .get_or_init(foldhash::fast::SeedableRandomState::random)
+        .build_hasher()
+}
+
 /// A hash of a label set (the same for equal labels within this process).
 fn hash_labels(labels: &Labels) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = label_hasher();
     labels.hash(&mut hasher);
     hasher.finish()
 }
@@ -1951,7 +1964,7 @@ pub(crate) fn hash_pairs(pairs: &[(&str, &str)]) -> u64 {
 /// [`hash_pairs`] of pairs from an iterator.
 fn hash_pairs_iter<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
-    let mut hasher = std::hash::DefaultHasher::new();
+    let mut hasher = label_hasher();
     pairs.len().hash(&mut hasher);
     for (name, value) in pairs {
         name.hash(&mut hasher);
