@@ -1856,8 +1856,8 @@ impl HeadInner {
             series_removed: removed.len(),
             chunks_removed: chunks,
         };
+        self.write_sealed();
         if removed.is_empty() {
-            self.write_sealed();
             return split;
         }
         for id in &removed {
@@ -1865,7 +1865,6 @@ impl HeadInner {
                 self.unindex(*id, &series, false);
             }
         }
-        self.write_sealed();
         let gone: HashSet<u64> = removed.iter().copied().collect();
         self.postings.retain(|_, ids| {
             ids.retain(|id| !gone.contains(id));
