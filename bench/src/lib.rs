@@ -109,6 +109,36 @@ impl NodeWorkload {
         self.template.len()
     }
 
+    /// The entropy of the values this workload makes, in bytes a sample
+    /// averaged over its series: the least a lossless store can keep them
+    /// in, on average, since each series moves by independent draws
+    /// (timestamps, shared by a host's series, and the index left out). An
+    /// estimate: a uniform draw over a width of `w` units of the last digit
+    /// counts `log2(1 + w)` bits.
+    pub fn entropy_bytes_per_sample(&self) -> f64 {
+        let either = |p: f64| -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
+        let spread = |width: f64, digits: i32| (1.0 + width * 10f64.powi(digits)).log2();
+        let bits: f64 = self
+            .template
+            .iter()
+            .map(|(_, _, motion)| match *motion {
+                Motion::Constant => 0.0,
+                Motion::Counter {
+                    per_scrape: 0.0, ..
+                } => 0.0,
+                // Held still 30% of scrapes, else up by 0.5..1.5 per_scrape.
+                Motion::Counter { per_scrape, digits } => {
+                    either(0.3) + 0.7 * spread(per_scrape, digits)
+                }
+                // Held still half the scrapes, else moved within ±step.
+                Motion::Gauge { step, digits } => either(0.5) + 0.5 * spread(2.0 * step, digits),
+                // Drawn afresh within 0.5..1.5 scale.
+                Motion::Noise { scale, digits } => spread(scale, digits),
+            })
+            .sum();
+        bits / 8.0 / self.template.len() as f64
+    }
+
     /// Every series' labels.
     pub fn labels(&self) -> Vec<Labels> {
         (0..self.hosts)

@@ -119,6 +119,10 @@ fn disk_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
         ours_bps / theirs_bps
     ));
     say(&format!(
+        "disk: the entropy of these values is about {:.3} B/sample: no lossless store keeps them in less (index and timestamps aside)",
+        learned.entropy_bytes_per_sample()
+    ));
+    say(&format!(
         "ingest, in-process write path (WAL on, fsync interval): {ingest_rate:.0} samples/s"
     ));
 }
