@@ -35,7 +35,7 @@ fn result_body(value: &QueryValue, notes: &Annotations) -> String {
             let _ = write!(out, "{}", ms as f64 / 1000.0);
             return;
         }
-        let _ = write!(out, "{}", ms / 1000);
+        out.push_str(itoa::Buffer::new().format(ms / 1000));
         let frac = ms % 1000;
         if frac != 0 {
             let digits = format!("{frac:03}");
@@ -47,7 +47,7 @@ fn result_body(value: &QueryValue, notes: &Annotations) -> String {
         out.push('[');
         timestamp(out, t);
         out.push_str(",\"");
-        write_sample_value(out, v);
+        sample_value(out, v);
         out.push_str("\"]");
     }
     /// `[t, {"count":..,"sum":..,"buckets":[..]}]`, Prometheus's histogram point.
@@ -188,6 +188,50 @@ fn result_body(value: &QueryValue, notes: &Annotations) -> String {
     }
     out.push('}');
     out
+}
+
+/// [`write_sample_value`]'s text, written quicker: a range query's answer
+/// holds millions of values, and formatting them was most of its time.
+///
+/// ryu and Rust's formatting both write the shortest digits that read back
+/// as the value, and differ only when two such strings lie equally near
+/// it: ryu then takes the even last digit, Rust rounds up. That needs a
+/// value whose exact decimal expansion has one digit more than the
+/// shortest string, so at most 18 significant digits, and a shortest string
+/// of 16 digits or more (up to 15 digits there is one string: two
+/// candidates lie further apart than a double's rounding interval is
+/// wide). A value with more than 30 bits after its binary point has a
+/// longer expansion (5^30 alone has 21 digits). Those ambiguous values, an
+/// exponent, and values that are not finite go the general way.
+fn sample_value(out: &mut String, v: f64) {
+    if v.is_finite() && (v == 0.0 || (1e-6..1e21).contains(&v.abs())) {
+        let mut buffer = ryu::Buffer::new();
+        let text = buffer.format_finite(v);
+        // Leading zeros and a trailing ".0" count too: a few values more
+        // are checked than need be.
+        if !text.contains('e')
+            && (text.bytes().filter(u8::is_ascii_digit).count() <= 15 || fraction_bits(v) > 30)
+        {
+            out.push_str(text.strip_suffix(".0").unwrap_or(text));
+            return;
+        }
+    }
+    write_sample_value(out, v);
+}
+
+/// How many bits after the binary point a finite double's exact value has.
+fn fraction_bits(v: f64) -> i32 {
+    let bits = v.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    let mantissa = match exponent {
+        0 => bits & ((1 << 52) - 1),
+        _ => (bits & ((1 << 52) - 1)) | (1 << 52),
+    };
+    if mantissa == 0 {
+        return 0;
+    }
+    // The value is mantissa * 2^(exponent - 1075) (1 for subnormals).
+    (1075 - exponent.max(1) - mantissa.trailing_zeros() as i32).max(0)
 }
 
 /// A duration parameter in seconds: Prometheus's notation (`15s`, `1m30s`)
@@ -547,6 +591,75 @@ mod tests {
     use sextant_query::promql::{InstantSample, Point, Series};
 
     use super::*;
+
+    proptest::proptest! {
+        /// The quick value writer writes what the general one writes, for
+        /// any bits and for the short decimals exporters print.
+        #[test]
+        fn quick_values_are_written_as_the_general_writer_writes_them(
+            bits: u64,
+            units in -10_000_000_000i64..10_000_000_000,
+            digits in 0i32..12,
+            big in 1i64 << 40..1i64 << 53,
+            shift in 0i32..64,
+        ) {
+            // Random doubles, short decimals, and wide integers over a power
+            // of two: the last are where two shortest strings can tie.
+            let halves = big as f64 / 2f64.powi(shift);
+            for v in [f64::from_bits(bits), units as f64 / 10f64.powi(digits), halves] {
+                let (mut quick, mut general) = (String::new(), String::new());
+                sample_value(&mut quick, v);
+                write_sample_value(&mut general, v);
+                proptest::prop_assert_eq!(quick, general);
+            }
+        }
+    }
+
+    #[test]
+    fn fraction_bits_of_doubles() {
+        assert_eq!(fraction_bits(0.0), 0);
+        assert_eq!(fraction_bits(3.0), 0);
+        assert_eq!(fraction_bits(1e20), 0);
+        assert_eq!(fraction_bits(0.5), 1);
+        assert_eq!(fraction_bits(-2.75), 2);
+        assert_eq!(fraction_bits(500_000.000_488_281_25), 11);
+        assert_eq!(fraction_bits(5e-324), 1074);
+    }
+
+    #[test]
+    fn quick_values_at_the_edges_of_the_plain_notation() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            0.1,
+            1e-6,
+            9.99e-7,
+            1e-5,
+            1e15,
+            1e16,
+            1e17,
+            1.5e20,
+            9.9e20,
+            1e21,
+            123_456_789.123,
+            5e-324,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            // Halfway between two shortest strings: ryu and Rust choose
+            // differently.
+            f64::from_bits(4_819_976_847_763_759_956), // 175901440771866.625
+            500_000.000_488_281_25,
+            1.0 / 60.0,
+            1.7e9 + 0.1,
+        ] {
+            let (mut quick, mut general) = (String::new(), String::new());
+            sample_value(&mut quick, v);
+            write_sample_value(&mut general, v);
+            assert_eq!(quick, general, "{v:e}");
+        }
+    }
 
     #[test]
     fn results_are_written_as_prometheus_writes_them() {
