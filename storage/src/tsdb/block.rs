@@ -496,6 +496,9 @@ impl Block {
             .ok_or_else(|| corrupt(&self.meta.id, "series reference"))?
             .chunks;
         let wanted = |c: &ChunkMeta| c.max_t >= mint && c.min_t <= maxt;
+        // A chunk's first and last timestamps are in its meta: when the
+        // range takes in every chunk read whole, no sample needs a look.
+        let mut inside = true;
         let mut i = 0;
         while i < chunks.len() {
             if !wanted(&chunks[i]) {
@@ -513,6 +516,9 @@ impl Block {
             {
                 end += 1;
             }
+            inside &= chunks[i..end]
+                .iter()
+                .all(|c| c.min_t >= mint && c.max_t <= maxt);
             if end == i + 1 {
                 self.read_chunk(block_index, &chunks[i], samples, histograms)?;
             } else {
@@ -532,6 +538,9 @@ impl Block {
                 }
             }
             i = end;
+        }
+        if inside {
+            return Ok(());
         }
         retain_from(samples, floats_from, |s| {
             s.timestamp_ms >= mint && s.timestamp_ms <= maxt
@@ -886,6 +895,50 @@ mod tests {
         let all: Vec<_> = block.all_series().map(Result::unwrap).collect();
         assert_eq!(all.len(), series.len());
         assert!(crate::check::check_block(&store, "b1").is_ok());
+    }
+
+    #[test]
+    fn a_range_keeps_exactly_its_samples_whether_it_covers_chunks_whole_or_cuts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn BlockStore> = Arc::new(LocalBlockStore::open(dir.path()).unwrap());
+        let mut writer = BlockWriter::new(store.staging_dir("b1").unwrap()).unwrap();
+        // Three chunks and a part of a fourth.
+        let len = 3 * BLOCK_CHUNK_SAMPLES as i64 + 7;
+        let samples: Vec<Sample> = (0..len)
+            .map(|i| Sample {
+                timestamp_ms: 1_000 + i * 15_000,
+                value: (i * i) as f64 * 0.5,
+            })
+            .collect();
+        writer
+            .add_series(Labels::from_pairs([("__name__", "up")]), &samples, &[])
+            .unwrap();
+        let (staged, _) = writer
+            .finish("b1", 0, len * 15_000 + 1_000, 1, Vec::new())
+            .unwrap();
+        store.publish("b1", &staged).unwrap();
+        let block = Block::open(store.clone(), "b1").unwrap();
+        let chunks = &block.index().unwrap().series[0].chunks;
+        assert_eq!(chunks.len(), 4);
+        let (first, last) = (chunks[1].min_t, chunks[2].max_t);
+        for (mint, maxt) in [
+            (i64::MIN, i64::MAX),
+            (first, last),
+            (first, last - 1),
+            (first + 1, last),
+            (first - 1, last + 1),
+            (first + 15_000, last - 15_000),
+            (samples[0].timestamp_ms, samples[0].timestamp_ms),
+            (last + 1, last + 14_999),
+        ] {
+            let expected: Vec<Sample> = samples
+                .iter()
+                .filter(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt)
+                .copied()
+                .collect();
+            let (read, _) = block.data(0, mint, maxt).unwrap();
+            assert!(same(&read, &expected), "[{mint}, {maxt}]");
+        }
     }
 
     #[test]
