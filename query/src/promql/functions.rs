@@ -274,7 +274,12 @@ impl Extrapolation {
                 times
             }
         };
-        if counter {
+        // A counter whose first value is at least twice the window's
+        // change is at least twice the sampled interval away from zero,
+        // which is more than `to_start` (below 1.1 times that interval):
+        // the division would not change `to_start`, so it is skipped.
+        let far_from_zero = first.v >= result + result;
+        if counter && !far_from_zero {
             let mut to_zero = to_start;
             if result > 0.0 && first.v >= 0.0 {
                 to_zero = sampled * (first.v / result);
