@@ -603,6 +603,32 @@ fn map_points(
     merge_same_labels(out)
 }
 
+/// Into `resets` (emptied first), the indexes of the values of `p` below
+/// the one before them: where a counter was reset.
+fn find_resets<P: TimedValue>(p: &[P], resets: &mut Vec<usize>) {
+    resets.clear();
+    // Through pairs, not indexes: no bounds check per point.
+    resets.extend(
+        p.windows(2)
+            .enumerate()
+            .filter(|(_, pair)| pair[1].v() < pair[0].v())
+            .map(|(k, _)| k + 1),
+    );
+}
+
+/// Whether no value of `samples` is NaN (a staleness marker is one) or
+/// below the one before it: then a counter has neither resets nor
+/// staleness markers. One comparison a sample, which a NaN on either
+/// side fails, in a loop that does not stop early, so that it runs at
+/// the speed of the loads.
+pub(super) fn only_rises(samples: &[sextant_model::Sample]) -> bool {
+    let first = samples.first().is_none_or(|s| !s.value.is_nan());
+    first
+        && samples.windows(2).fold(true, |rising, pair| {
+            rising & (pair[1].value >= pair[0].value)
+        })
+}
+
 /// Names that mark a counter, for `rate`'s "might not be a counter" info.
 const COUNTER_SUFFIXES: [&str; 4] = ["_total", "_sum", "_count", "_bucket"];
 
@@ -716,6 +742,7 @@ impl WindowCall<'_> {
         let window = self.window;
         let mut floats = false;
         if hpoints.is_empty() && self.counter_function {
+            find_resets(points, resets);
             floats = self.counter_windows(points, grid, steps, resets, |i, v| {
                 emit(i, Sampled::Float(v));
             });
@@ -751,31 +778,40 @@ impl WindowCall<'_> {
 
     /// [`WindowCall::eval_series`] for `rate` and `increase` over a
     /// series of float samples only, none of them a staleness marker, read
-    /// where they were decoded; `emit(step, value)` as there.
+    /// where they were decoded; `emit(step, value)` as there. `rising`
+    /// says that no value is below the one before it: no counter resets to
+    /// look for.
     #[allow(clippy::too_many_arguments)]
     pub fn eval_counter_samples(
         &self,
         ev: &Evaluator<'_>,
         labels: &Labels,
         samples: &[sextant_model::Sample],
+        rising: bool,
         grid: Grid,
         steps: std::ops::Range<usize>,
         resets: &mut Vec<usize>,
         emit: impl FnMut(usize, f64),
     ) {
         debug_assert!(self.counter_function);
+        if rising {
+            resets.clear();
+        } else {
+            find_resets(samples, resets);
+        }
         let floats = self.counter_windows(samples, grid, steps, resets, emit);
         self.note_counter_name(ev, labels, floats);
     }
 
-    /// `rate` or `increase` over every non-empty window of `p` at `steps`;
-    /// whether any had a value.
+    /// `rate` or `increase` over every non-empty window of `p` at `steps`,
+    /// whose counter resets are at `resets` (as [`find_resets`] finds
+    /// them); whether any window had a value.
     fn counter_windows<P: TimedValue>(
         &self,
         p: &[P],
         grid: Grid,
         steps: std::ops::Range<usize>,
-        resets: &mut Vec<usize>,
+        resets: &[usize],
         mut emit: impl FnMut(usize, f64),
     ) -> bool {
         // Each window's counter resets found among the series' resets,
@@ -783,15 +819,6 @@ impl WindowCall<'_> {
         // same sums.
         let window = self.window;
         let mut floats = false;
-        resets.clear();
-        // Through pairs, not indexes: no bounds check per point.
-        resets.extend(
-            p.windows(2)
-                .enumerate()
-                .filter(|(_, pair)| pair[1].v() < pair[0].v())
-                .map(|(k, _)| k + 1),
-        );
-        let resets = &resets[..];
         let rate = self.name == "rate";
         // Windows only move forward (under `@` they stay put), so the
         // resets inside one start where the last one's started or later.
@@ -1681,6 +1708,40 @@ pub fn parse_go_float(s: &str) -> std::result::Result<f64, std::num::ParseFloatE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_rising_values_are_told_from_resets_and_nans() {
+        let samples = |values: &[f64]| -> Vec<sextant_model::Sample> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &value)| sextant_model::Sample {
+                    timestamp_ms: i as i64 * 15_000,
+                    value,
+                })
+                .collect()
+        };
+        let stale = sextant_model::stale_nan();
+        for (values, rises) in [
+            (&[][..], true),
+            (&[3.0][..], true),
+            (&[f64::NAN][..], false),
+            (&[stale][..], false),
+            (&[-0.0, 0.0, 0.0, 1.5, f64::INFINITY][..], true),
+            (&[0.0, -0.0][..], true),
+            (&[1.0, 2.0, 1.0, 3.0][..], false),
+            (&[1.0, 2.0, stale, 3.0][..], false),
+            (&[f64::NAN, 1.0, 2.0][..], false),
+            (&[1.0, 2.0, f64::NAN][..], false),
+        ] {
+            assert_eq!(only_rises(&samples(values)), rises, "{values:?}");
+        }
+        // Past a few hundred values, where a loop could go by blocks.
+        let mut long: Vec<f64> = (0..1_000).map(f64::from).collect();
+        assert!(only_rises(&samples(&long)));
+        long[777] = 0.0;
+        assert!(!only_rises(&samples(&long)));
+    }
 
     /// Kept timestamp arithmetic gives what computing it afresh gives, to
     /// the bit, over regular and jittered scrapes, gaps, counters that

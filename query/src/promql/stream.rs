@@ -35,7 +35,8 @@ use super::Point;
 use super::aggregate::{Acc, Fold, HistogramAcc, group_key};
 use super::eval::{Evaluator, Grid, Series, Window, timed_out};
 use super::functions::{
-    WindowCall, is_window_function, keeps_metric_name, range_argument_layout, unwrap_parens,
+    WindowCall, is_window_function, keeps_metric_name, only_rises, range_argument_layout,
+    unwrap_parens,
 };
 use super::histograms::Sampled;
 use crate::Result;
@@ -277,11 +278,16 @@ impl Evaluator<'_> {
         }
         s.data_into(&mut scratch.data)?;
         let (samples, histograms) = &scratch.data;
+        let counter = histograms.is_empty() && call.counts_resets();
+        // A counter that only rises has no staleness markers (NaNs) to
+        // look for, nor resets.
+        let rising = counter && only_rises(samples);
         // Staleness markers are rare: looked for in one pass that does
         // not stop at the first (and so goes at the speed of the loads).
-        let stale = samples
-            .iter()
-            .fold(false, |stale, p| stale | is_stale_nan(p.value));
+        let stale = !rising
+            && samples
+                .iter()
+                .fold(false, |stale, p| stale | is_stale_nan(p.value));
         if samples.is_empty() && histograms.is_empty() {
             return Ok(None);
         }
@@ -293,12 +299,13 @@ impl Evaluator<'_> {
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(grid.len()));
         let mut histogram_values = Vec::new();
-        if !stale && histograms.is_empty() && call.counts_resets() {
+        if counter && !stale {
             // `rate` and `increase` read the samples where they lie.
             call.eval_counter_samples(
                 self,
                 &s.labels,
                 samples,
+                rising,
                 grid,
                 0..grid.len(),
                 &mut scratch.resets,
@@ -559,7 +566,8 @@ mod tests {
                 }
                 let t = k * 15_000 + (i * 997 + k * 31) % 4_000;
                 value += (next() * 10.0).floor() * 0.1 + next() * 1e-3;
-                if k % (40 + i) == 39 {
+                // Series 7 only rises: neither resets nor staleness markers.
+                if k % (40 + i) == 39 && i != 7 {
                     value = next(); // counter reset
                 }
                 // A quarter of the series have no staleness markers:
