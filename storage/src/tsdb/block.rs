@@ -639,7 +639,12 @@ fn retain_from<T>(items: &mut Vec<T>, from: usize, keep: impl Fn(&T) -> bool) {
     let region = &items[from..];
     let start = region.iter().position(&keep).unwrap_or(region.len());
     let end = region.iter().rposition(&keep).map_or(start, |i| i + 1);
-    if region[start..end].iter().all(&keep) {
+    // Without a stop at the first miss, the compiler can take several
+    // samples a step.
+    if region[start..end]
+        .iter()
+        .fold(true, |inside, item| inside & keep(item))
+    {
         items.truncate(from + end);
         items.drain(from..from + start);
         return;
