@@ -526,7 +526,7 @@ impl Block {
                     .end
                     .checked_sub(start)
                     .ok_or_else(|| corrupt(&self.meta.id, "chunk length"))?;
-                let raw = self.chunks.read_at(start, len as usize)?;
+                let raw = self.chunks.read_borrowed(start, len as usize)?;
                 for c in &chunks[i..end] {
                     let record = c
                         .offset
@@ -588,8 +588,14 @@ impl Block {
             self.chunks.read_at(offset, len as usize)
         };
         let raw = match c.end.checked_sub(c.offset) {
-            // The record's end is known: one read.
-            Some(len) if c.end != u64::MAX => read(c.offset, len)?,
+            // The record's end is known: one read, borrowed where it can be.
+            Some(len) if c.end != u64::MAX => {
+                if len > MAX_CHUNK_RECORD {
+                    return Err(too_long());
+                }
+                let raw = self.chunks.read_borrowed(c.offset, len as usize)?;
+                return self.decode_record(index, &raw, out, histograms);
+            }
             _ => {
                 // The length prefix is at most 10 bytes, and every chunk record is longer
                 // than that (3-byte header, 16-byte first sample, 4-byte CRC).
