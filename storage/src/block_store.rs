@@ -4,6 +4,7 @@
 //! A block is a set of named files under an id. It is built in a local staging
 //! directory and handed over whole: a reader sees all of a block or none of it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
@@ -17,6 +18,12 @@ use std::sync::Mutex;
 pub trait BlockFile: Send + Sync + std::fmt::Debug {
     /// Exactly `len` bytes from `offset`.
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// As [`BlockFile::read_at`], borrowed where the file already holds
+    /// the bytes in memory (a mapped file): a query reads thousands of
+    /// chunk records, each no copy then.
+    fn read_borrowed(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
+        self.read_at(offset, len).map(Cow::Owned)
+    }
     /// Fetches the `[from, to)` ranges ahead of reads, all at once (a remote
     /// file; nothing to do for a local one).
     fn prefetch(&self, _ranges: &[(u64, u64)]) -> io::Result<()> {
@@ -55,10 +62,14 @@ impl MappedFile {
 
 impl BlockFile for MappedFile {
     fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.read_borrowed(offset, len).map(Cow::into_owned)
+    }
+
+    fn read_borrowed(&self, offset: u64, len: usize) -> io::Result<Cow<'_, [u8]>> {
         usize::try_from(offset)
             .ok()
             .and_then(|start| self.map.get(start..start.checked_add(len)?))
-            .map(<[u8]>::to_vec)
+            .map(Cow::Borrowed)
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,

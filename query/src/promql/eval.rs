@@ -10,7 +10,7 @@ use sextant_model::histogram::{CounterResetHint, FloatHistogram, HistogramSample
 use sextant_model::{Labels, MatchOp, Matcher, Sample, is_stale_nan};
 use sextant_storage::{LazySeries, MetricsReader};
 
-use super::{EngineOptions, HPoint, Point};
+use super::{EngineOptions, HPoint, Point, TimedValue};
 use crate::time::MAX_TIME_MS;
 use crate::{Error, Result};
 
@@ -191,9 +191,9 @@ impl Window {
     /// Calls `f(step, window_end, window)` for every step of `steps` whose
     /// window over `points` is not empty; the window as the range of
     /// `points` it covers.
-    pub fn for_each_window(
+    pub fn for_each_window<P: TimedValue>(
         &self,
-        points: &[Point],
+        points: &[P],
         grid: Grid,
         steps: std::ops::Range<usize>,
         mut f: impl FnMut(usize, i64, std::ops::Range<usize>),
@@ -201,13 +201,13 @@ impl Window {
         let (mut lo, mut hi) = (0usize, 0usize);
         for i in steps {
             let (start, end) = self.window_bounds(grid.ts(i));
-            while hi < points.len() && points[hi].t <= end {
+            while hi < points.len() && points[hi].t() <= end {
                 hi += 1;
             }
             if self.at.is_some() {
                 lo = 0;
             }
-            while lo < hi && points[lo].t <= start {
+            while lo < hi && points[lo].t() <= start {
                 lo += 1;
             }
             if lo < hi {

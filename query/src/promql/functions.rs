@@ -16,7 +16,7 @@ use super::eval::{
     Evaluator, Grid, RangeVector, Value, Window, equality_labels, exec, merge_same_labels,
 };
 use super::histograms::{Sampled, histogram_note};
-use super::{HPoint, Point};
+use super::{HPoint, Point, TimedValue};
 use crate::Result;
 
 /// Kahan–Neumaier summation step: adds `inc` to `sum` with compensation `c`.
@@ -234,9 +234,9 @@ impl Extrapolation {
     /// must be those of every earlier call.
     #[allow(clippy::too_many_arguments)]
     #[inline]
-    fn apply(
+    fn apply<P: TimedValue>(
         &mut self,
-        w: &[Point],
+        w: &[P],
         result: f64,
         range_start: i64,
         range_end: i64,
@@ -247,12 +247,12 @@ impl Extrapolation {
         if w.len() < 2 {
             return None;
         }
-        let first = w[0];
-        let last = w[w.len() - 1];
+        let (first_t, first_v) = (w[0].t(), w[0].v());
+        let last_t = w[w.len() - 1].t();
         let key = (
-            first.t - range_start,
-            range_end - last.t,
-            last.t - first.t,
+            first_t - range_start,
+            range_end - last_t,
+            last_t - first_t,
             w.len(),
         );
         let (mut to_start, to_end, sampled) = match self.times {
@@ -274,10 +274,15 @@ impl Extrapolation {
                 times
             }
         };
-        if counter {
+        // A counter whose first value is at least twice the window's
+        // change is at least twice the sampled interval away from zero,
+        // which is more than `to_start` (below 1.1 times that interval):
+        // the division would not change `to_start`, so it is skipped.
+        let far_from_zero = first_v >= result + result;
+        if counter && !far_from_zero {
             let mut to_zero = to_start;
-            if result > 0.0 && first.v >= 0.0 {
-                to_zero = sampled * (first.v / result);
+            if result > 0.0 && first_v >= 0.0 {
+                to_zero = sampled * (first_v / result);
             }
             if to_zero < to_start {
                 to_start = to_zero;
@@ -598,6 +603,32 @@ fn map_points(
     merge_same_labels(out)
 }
 
+/// Into `resets` (emptied first), the indexes of the values of `p` below
+/// the one before them: where a counter was reset.
+fn find_resets<P: TimedValue>(p: &[P], resets: &mut Vec<usize>) {
+    resets.clear();
+    // Through pairs, not indexes: no bounds check per point.
+    resets.extend(
+        p.windows(2)
+            .enumerate()
+            .filter(|(_, pair)| pair[1].v() < pair[0].v())
+            .map(|(k, _)| k + 1),
+    );
+}
+
+/// Whether no value of `samples` is NaN (a staleness marker is one) or
+/// below the one before it: then a counter has neither resets nor
+/// staleness markers. One comparison a sample, which a NaN on either
+/// side fails, in a loop that does not stop early, so that it runs at
+/// the speed of the loads.
+pub(super) fn only_rises(samples: &[sextant_model::Sample]) -> bool {
+    let first = samples.first().is_none_or(|s| !s.value.is_nan());
+    first
+        && samples.windows(2).fold(true, |rising, pair| {
+            rising & (pair[1].value >= pair[0].value)
+        })
+}
+
 /// Names that mark a counter, for `rate`'s "might not be a counter" info.
 const COUNTER_SUFFIXES: [&str; 4] = ["_total", "_sum", "_count", "_bucket"];
 
@@ -711,51 +742,9 @@ impl WindowCall<'_> {
         let window = self.window;
         let mut floats = false;
         if hpoints.is_empty() && self.counter_function {
-            // `rate` and `increase`: each window's counter resets
-            // found among the series' resets, not by a scan of the
-            // window; added in the same order, so the same sums.
-            let p = points;
-            resets.clear();
-            // Through pairs, not indexes: no bounds check per point.
-            resets.extend(
-                p.windows(2)
-                    .enumerate()
-                    .filter(|(_, pair)| pair[1].v < pair[0].v)
-                    .map(|(k, _)| k + 1),
-            );
-            let resets = &resets[..];
-            let rate = self.name == "rate";
-            // Windows only move forward (under `@` they stay put), so the
-            // resets inside one start where the last one's started or later.
-            let (mut from, mut to) = (0usize, 0usize);
-            let mut extrapolation = Extrapolation::default();
-            window.for_each_window(p, grid, steps, |i, end, range| {
-                let (lo, hi) = (range.start, range.end);
-                let w = &p[range];
-                while from < resets.len() && resets[from] <= lo {
-                    from += 1;
-                }
-                to = to.max(from);
-                while to < resets.len() && resets[to] < hi {
-                    to += 1;
-                }
-                let mut increase = w[w.len() - 1].v - w[0].v;
-                for &k in &resets[from..to] {
-                    increase += p[k - 1].v;
-                }
-                let value = extrapolation.apply(
-                    w,
-                    increase,
-                    end - window.range,
-                    end,
-                    window.range,
-                    true,
-                    rate,
-                );
-                if let Some(v) = value {
-                    floats = true;
-                    emit(i, Sampled::Float(v));
-                }
+            find_resets(points, resets);
+            floats = self.counter_windows(points, grid, steps, resets, |i, v| {
+                emit(i, Sampled::Float(v));
             });
         } else if hpoints.is_empty() {
             window.for_each_window(points, grid, steps, |i, end, range| {
@@ -778,6 +767,97 @@ impl WindowCall<'_> {
                 }
             });
         }
+        self.note_counter_name(ev, labels, floats);
+    }
+
+    /// Whether this is `rate` or `increase`, which
+    /// [`WindowCall::eval_counter_samples`] evaluates.
+    pub fn counts_resets(&self) -> bool {
+        self.counter_function
+    }
+
+    /// [`WindowCall::eval_series`] for `rate` and `increase` over a
+    /// series of float samples only, none of them a staleness marker, read
+    /// where they were decoded; `emit(step, value)` as there. `rising`
+    /// says that no value is below the one before it: no counter resets to
+    /// look for.
+    #[allow(clippy::too_many_arguments)]
+    pub fn eval_counter_samples(
+        &self,
+        ev: &Evaluator<'_>,
+        labels: &Labels,
+        samples: &[sextant_model::Sample],
+        rising: bool,
+        grid: Grid,
+        steps: std::ops::Range<usize>,
+        resets: &mut Vec<usize>,
+        emit: impl FnMut(usize, f64),
+    ) {
+        debug_assert!(self.counter_function);
+        if rising {
+            resets.clear();
+        } else {
+            find_resets(samples, resets);
+        }
+        let floats = self.counter_windows(samples, grid, steps, resets, emit);
+        self.note_counter_name(ev, labels, floats);
+    }
+
+    /// `rate` or `increase` over every non-empty window of `p` at `steps`,
+    /// whose counter resets are at `resets` (as [`find_resets`] finds
+    /// them); whether any window had a value.
+    fn counter_windows<P: TimedValue>(
+        &self,
+        p: &[P],
+        grid: Grid,
+        steps: std::ops::Range<usize>,
+        resets: &[usize],
+        mut emit: impl FnMut(usize, f64),
+    ) -> bool {
+        // Each window's counter resets found among the series' resets,
+        // not by a scan of the window; added in the same order, so the
+        // same sums.
+        let window = self.window;
+        let mut floats = false;
+        let rate = self.name == "rate";
+        // Windows only move forward (under `@` they stay put), so the
+        // resets inside one start where the last one's started or later.
+        let (mut from, mut to) = (0usize, 0usize);
+        let mut extrapolation = Extrapolation::default();
+        window.for_each_window(p, grid, steps, |i, end, range| {
+            let (lo, hi) = (range.start, range.end);
+            let w = &p[range];
+            while from < resets.len() && resets[from] <= lo {
+                from += 1;
+            }
+            to = to.max(from);
+            while to < resets.len() && resets[to] < hi {
+                to += 1;
+            }
+            let mut increase = w[w.len() - 1].v() - w[0].v();
+            for &k in &resets[from..to] {
+                increase += p[k - 1].v();
+            }
+            let value = extrapolation.apply(
+                w,
+                increase,
+                end - window.range,
+                end,
+                window.range,
+                true,
+                rate,
+            );
+            if let Some(v) = value {
+                floats = true;
+                emit(i, v);
+            }
+        });
+        floats
+    }
+
+    /// `rate`'s and `increase`'s info for a series with values whose name
+    /// does not say counter.
+    fn note_counter_name(&self, ev: &Evaluator<'_>, labels: &Labels, floats: bool) {
         if self.counter_function
             && floats
             && let Some(metric) = labels.metric_name()
@@ -1628,6 +1708,40 @@ pub fn parse_go_float(s: &str) -> std::result::Result<f64, std::num::ParseFloatE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_rising_values_are_told_from_resets_and_nans() {
+        let samples = |values: &[f64]| -> Vec<sextant_model::Sample> {
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, &value)| sextant_model::Sample {
+                    timestamp_ms: i as i64 * 15_000,
+                    value,
+                })
+                .collect()
+        };
+        let stale = sextant_model::stale_nan();
+        for (values, rises) in [
+            (&[][..], true),
+            (&[3.0][..], true),
+            (&[f64::NAN][..], false),
+            (&[stale][..], false),
+            (&[-0.0, 0.0, 0.0, 1.5, f64::INFINITY][..], true),
+            (&[0.0, -0.0][..], true),
+            (&[1.0, 2.0, 1.0, 3.0][..], false),
+            (&[1.0, 2.0, stale, 3.0][..], false),
+            (&[f64::NAN, 1.0, 2.0][..], false),
+            (&[1.0, 2.0, f64::NAN][..], false),
+        ] {
+            assert_eq!(only_rises(&samples(values)), rises, "{values:?}");
+        }
+        // Past a few hundred values, where a loop could go by blocks.
+        let mut long: Vec<f64> = (0..1_000).map(f64::from).collect();
+        assert!(only_rises(&samples(&long)));
+        long[777] = 0.0;
+        assert!(!only_rises(&samples(&long)));
+    }
 
     /// Kept timestamp arithmetic gives what computing it afresh gives, to
     /// the bit, over regular and jittered scrapes, gaps, counters that

@@ -79,6 +79,39 @@ pub struct Point {
     pub v: f64,
 }
 
+/// A time and a value, as a [`Point`] or as storage's sample holds them:
+/// what lets a range function read decoded samples where they lie,
+/// without a copy into points.
+pub(crate) trait TimedValue: Copy {
+    /// Milliseconds since the epoch.
+    fn t(self) -> i64;
+    fn v(self) -> f64;
+}
+
+impl TimedValue for Point {
+    #[inline(always)]
+    fn t(self) -> i64 {
+        self.t
+    }
+
+    #[inline(always)]
+    fn v(self) -> f64 {
+        self.v
+    }
+}
+
+impl TimedValue for sextant_model::Sample {
+    #[inline(always)]
+    fn t(self) -> i64 {
+        self.timestamp_ms
+    }
+
+    #[inline(always)]
+    fn v(self) -> f64 {
+        self.value
+    }
+}
+
 /// A native histogram point of a series: milliseconds and histogram.
 /// Histograms are shared (`Arc`) between the steps that select the same sample.
 #[derive(Debug, Clone, PartialEq)]

@@ -35,7 +35,8 @@ use super::Point;
 use super::aggregate::{Acc, Fold, HistogramAcc, group_key};
 use super::eval::{Evaluator, Grid, Series, Window, timed_out};
 use super::functions::{
-    WindowCall, is_window_function, keeps_metric_name, range_argument_layout, unwrap_parens,
+    WindowCall, is_window_function, keeps_metric_name, only_rises, range_argument_layout,
+    unwrap_parens,
 };
 use super::histograms::Sampled;
 use crate::Result;
@@ -277,23 +278,17 @@ impl Evaluator<'_> {
         }
         s.data_into(&mut scratch.data)?;
         let (samples, histograms) = &scratch.data;
-        let points = &mut scratch.points;
-        points.clear();
-        // Staleness markers are rare: copied in bulk, noticed on the way
-        // (one pass, not a second one to look for them), then dropped.
-        let mut stale = false;
-        points.extend(samples.iter().map(|p| {
-            stale |= is_stale_nan(p.value);
-            Point {
-                t: p.timestamp_ms,
-                v: p.value,
-            }
-        }));
-        if stale {
-            points.retain(|p| !is_stale_nan(p.v));
-        }
-        let hpoints = super::eval::histogram_points(histograms);
-        if points.is_empty() && hpoints.is_empty() {
+        let counter = histograms.is_empty() && call.counts_resets();
+        // A counter that only rises has no staleness markers (NaNs) to
+        // look for, nor resets.
+        let rising = counter && only_rises(samples);
+        // Staleness markers are rare: looked for in one pass that does
+        // not stop at the first (and so goes at the speed of the loads).
+        let stale = !rising
+            && samples
+                .iter()
+                .fold(false, |stale, p| stale | is_stale_nan(p.value));
+        if samples.is_empty() && histograms.is_empty() {
             return Ok(None);
         }
         // At most a value a step: sized once, not grown push by push into
@@ -304,19 +299,43 @@ impl Evaluator<'_> {
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(grid.len()));
         let mut histogram_values = Vec::new();
-        call.eval_series(
-            self,
-            &s.labels,
-            points,
-            &hpoints,
-            grid,
-            0..grid.len(),
-            &mut scratch.resets,
-            |step, value| match value {
-                Sampled::Float(v) => floats.push((step, v)),
-                Sampled::Histogram(h) => histogram_values.push((step, h)),
-            },
-        );
+        if counter && !stale {
+            // `rate` and `increase` read the samples where they lie.
+            call.eval_counter_samples(
+                self,
+                &s.labels,
+                samples,
+                rising,
+                grid,
+                0..grid.len(),
+                &mut scratch.resets,
+                |step, v| floats.push((step, v)),
+            );
+        } else {
+            let points = &mut scratch.points;
+            points.clear();
+            points.extend(samples.iter().map(|p| Point {
+                t: p.timestamp_ms,
+                v: p.value,
+            }));
+            if stale {
+                points.retain(|p| !is_stale_nan(p.v));
+            }
+            let hpoints = super::eval::histogram_points(histograms);
+            call.eval_series(
+                self,
+                &s.labels,
+                points,
+                &hpoints,
+                grid,
+                0..grid.len(),
+                &mut scratch.resets,
+                |step, value| match value {
+                    Sampled::Float(v) => floats.push((step, v)),
+                    Sampled::Histogram(h) => histogram_values.push((step, h)),
+                },
+            );
+        }
         if floats.is_empty() && histogram_values.is_empty() {
             spare.lock().expect("spare lock").push(floats);
             return Ok(None);
@@ -505,8 +524,8 @@ mod tests {
 
     const MINUTE: i64 = 60_000;
 
-    /// Counters `x_total` (resets, gaps, staleness markers, a series
-    /// without `job`), gauges `g` (NaN, ±Inf, values whose sum overflows),
+    /// Counters `x_total` (resets, gaps, staleness markers in most, a
+    /// series without `job`), gauges `g` (NaN, ±Inf, values whose sum overflows),
     /// native histograms `h` (two exponential schemas and custom buckets,
     /// which cannot be added to them) and a float series `h` beside them.
     fn store(dir: &std::path::Path) -> Arc<Tsdb> {
@@ -547,10 +566,17 @@ mod tests {
                 }
                 let t = k * 15_000 + (i * 997 + k * 31) % 4_000;
                 value += (next() * 10.0).floor() * 0.1 + next() * 1e-3;
-                if k % (40 + i) == 39 {
+                // Series 7 only rises: neither resets nor staleness markers.
+                if k % (40 + i) == 39 && i != 7 {
                     value = next(); // counter reset
                 }
-                let v = if k % 97 == 50 { stale_nan() } else { value };
+                // A quarter of the series have no staleness markers:
+                // `rate` and `increase` read theirs without a copy.
+                let v = if k % 97 == 50 && i % 4 != 3 {
+                    stale_nan()
+                } else {
+                    value
+                };
                 samples.push(Sample {
                     timestamp_ms: t,
                     value: v,

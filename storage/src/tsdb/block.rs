@@ -496,6 +496,9 @@ impl Block {
             .ok_or_else(|| corrupt(&self.meta.id, "series reference"))?
             .chunks;
         let wanted = |c: &ChunkMeta| c.max_t >= mint && c.min_t <= maxt;
+        // A chunk's first and last timestamps are in its meta: when the
+        // range takes in every chunk read whole, no sample needs a look.
+        let mut inside = true;
         let mut i = 0;
         while i < chunks.len() {
             if !wanted(&chunks[i]) {
@@ -513,6 +516,9 @@ impl Block {
             {
                 end += 1;
             }
+            inside &= chunks[i..end]
+                .iter()
+                .all(|c| c.min_t >= mint && c.max_t <= maxt);
             if end == i + 1 {
                 self.read_chunk(block_index, &chunks[i], samples, histograms)?;
             } else {
@@ -520,7 +526,7 @@ impl Block {
                     .end
                     .checked_sub(start)
                     .ok_or_else(|| corrupt(&self.meta.id, "chunk length"))?;
-                let raw = self.chunks.read_at(start, len as usize)?;
+                let raw = self.chunks.read_borrowed(start, len as usize)?;
                 for c in &chunks[i..end] {
                     let record = c
                         .offset
@@ -532,6 +538,9 @@ impl Block {
                 }
             }
             i = end;
+        }
+        if inside {
+            return Ok(());
         }
         retain_from(samples, floats_from, |s| {
             s.timestamp_ms >= mint && s.timestamp_ms <= maxt
@@ -579,8 +588,14 @@ impl Block {
             self.chunks.read_at(offset, len as usize)
         };
         let raw = match c.end.checked_sub(c.offset) {
-            // The record's end is known: one read.
-            Some(len) if c.end != u64::MAX => read(c.offset, len)?,
+            // The record's end is known: one read, borrowed where it can be.
+            Some(len) if c.end != u64::MAX => {
+                if len > MAX_CHUNK_RECORD {
+                    return Err(too_long());
+                }
+                let raw = self.chunks.read_borrowed(c.offset, len as usize)?;
+                return self.decode_record(index, &raw, out, histograms);
+            }
             _ => {
                 // The length prefix is at most 10 bytes, and every chunk record is longer
                 // than that (3-byte header, 16-byte first sample, 4-byte CRC).
@@ -630,7 +645,12 @@ fn retain_from<T>(items: &mut Vec<T>, from: usize, keep: impl Fn(&T) -> bool) {
     let region = &items[from..];
     let start = region.iter().position(&keep).unwrap_or(region.len());
     let end = region.iter().rposition(&keep).map_or(start, |i| i + 1);
-    if region[start..end].iter().all(&keep) {
+    // Without a stop at the first miss, the compiler can take several
+    // samples a step.
+    if region[start..end]
+        .iter()
+        .fold(true, |inside, item| inside & keep(item))
+    {
         items.truncate(from + end);
         items.drain(from..from + start);
         return;
@@ -886,6 +906,50 @@ mod tests {
         let all: Vec<_> = block.all_series().map(Result::unwrap).collect();
         assert_eq!(all.len(), series.len());
         assert!(crate::check::check_block(&store, "b1").is_ok());
+    }
+
+    #[test]
+    fn a_range_keeps_exactly_its_samples_whether_it_covers_chunks_whole_or_cuts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn BlockStore> = Arc::new(LocalBlockStore::open(dir.path()).unwrap());
+        let mut writer = BlockWriter::new(store.staging_dir("b1").unwrap()).unwrap();
+        // Three chunks and a part of a fourth.
+        let len = 3 * BLOCK_CHUNK_SAMPLES as i64 + 7;
+        let samples: Vec<Sample> = (0..len)
+            .map(|i| Sample {
+                timestamp_ms: 1_000 + i * 15_000,
+                value: (i * i) as f64 * 0.5,
+            })
+            .collect();
+        writer
+            .add_series(Labels::from_pairs([("__name__", "up")]), &samples, &[])
+            .unwrap();
+        let (staged, _) = writer
+            .finish("b1", 0, len * 15_000 + 1_000, 1, Vec::new())
+            .unwrap();
+        store.publish("b1", &staged).unwrap();
+        let block = Block::open(store.clone(), "b1").unwrap();
+        let chunks = &block.index().unwrap().series[0].chunks;
+        assert_eq!(chunks.len(), 4);
+        let (first, last) = (chunks[1].min_t, chunks[2].max_t);
+        for (mint, maxt) in [
+            (i64::MIN, i64::MAX),
+            (first, last),
+            (first, last - 1),
+            (first + 1, last),
+            (first - 1, last + 1),
+            (first + 15_000, last - 15_000),
+            (samples[0].timestamp_ms, samples[0].timestamp_ms),
+            (last + 1, last + 14_999),
+        ] {
+            let expected: Vec<Sample> = samples
+                .iter()
+                .filter(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt)
+                .copied()
+                .collect();
+            let (read, _) = block.data(0, mint, maxt).unwrap();
+            assert!(same(&read, &expected), "[{mint}, {maxt}]");
+        }
     }
 
     #[test]

@@ -592,11 +592,16 @@ fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<()
         value: m as f64 / scale,
     });
     let (mut delta_t, mut delta_m) = (0i64, 0i64);
+    let from = out.len();
+    // Through a register topped up after each code, as packed chunks are
+    // read; reads past the end give zeros, and the check after the loop
+    // refuses the chunk then.
+    let mut buffer = bits.buffered();
     for _ in 1..count {
-        delta_t =
-            delta_t.wrapping_add(read_bucketed(&mut bits, TIME_WIDTHS).ok_or(truncated.clone())?);
+        let dod = next_bucketed(&mut buffer, TIME_WIDTHS).ok_or(truncated.clone())?;
+        delta_t = delta_t.wrapping_add(dod);
         t = t.wrapping_add(delta_t);
-        let residual = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or(truncated.clone())?;
+        let residual = next_bucketed(&mut buffer, VALUE_WIDTHS).ok_or(truncated.clone())?;
         delta_m = if second_order {
             delta_m.wrapping_add(residual)
         } else {
@@ -605,10 +610,50 @@ fn decode_decimal(stream: &[u8], count: u16, out: &mut Vec<Sample>) -> Result<()
         m = m.wrapping_add(delta_m);
         out.push(Sample {
             timestamp_ms: t,
-            value: m as f64 / scale,
+            value: m as f64,
         });
     }
+    if buffer.reader().overran() {
+        return Err(truncated);
+    }
+    // Scaled apart from decoding; whole numbers (no digits) need none.
+    if scale != 1.0 {
+        for s in &mut out[from..] {
+            s.value /= scale;
+        }
+    }
     Ok(())
+}
+
+/// [`read_bucketed`] from a register: the unary prefix and the value at
+/// once when the register holds both (it always does but for the 64-bit
+/// escape). Past the stream's end the register reads zeros, which the
+/// caller's check of [`BitReader::overran`] afterwards finds; `None` when
+/// a code the register does not hold runs past it.
+#[inline(always)]
+fn next_bucketed(bits: &mut BitBuffer<'_>, widths: &[u8]) -> Option<i64> {
+    let window = bits.bits();
+    let ones = (!window).leading_zeros() as usize;
+    if ones == 0 {
+        bits.consume(1);
+        bits.refill();
+        return Some(0);
+    }
+    if let Some(&width) = widths.get(ones - 1) {
+        let width = u32::from(width);
+        let used = ones as u32 + 1 + width;
+        if used <= bits.available() {
+            bits.consume(used);
+            bits.refill();
+            // The `width` bits after the prefix and its zero, sign-extended.
+            let raw = (window << (ones + 1)) >> (64 - width);
+            let shift = 64 - width;
+            return Some(((raw << shift) as i64) >> shift);
+        }
+    }
+    let (x, after) = read_apart(bits.clone(), |b| read_bucketed(b, widths).map(|x| x as u64));
+    *bits = after;
+    x.map(|x| x as i64)
 }
 
 /// How a packed chunk's timestamps are kept: in the chunk, or as a column of
@@ -916,14 +961,18 @@ fn decode_packed(
                 value: 0.0,
             });
             let mut delta = 0i64;
+            let mut buffer = bits.buffered();
             for _ in 1..count {
-                delta = delta
-                    .wrapping_add(read_bucketed(&mut bits, TIME_WIDTHS).ok_or_else(truncated)?);
+                let dod = next_bucketed(&mut buffer, TIME_WIDTHS).ok_or_else(truncated)?;
+                delta = delta.wrapping_add(dod);
                 t = t.wrapping_add(delta);
                 out.push(Sample {
                     timestamp_ms: t,
                     value: 0.0,
                 });
+            }
+            if buffer.reader().overran() {
+                return Err(truncated());
             }
         }
         TIMES_SHARED => {
@@ -1434,6 +1483,57 @@ mod tests {
                         chunk.len()
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn bucketed_codes_of_every_width_read_back_and_cut_short_anywhere_are_refused() {
+        // Timestamp and value changes in every bucket and past the last
+        // (the 64-bit escape), in an open chunk (decimal) and in a packed
+        // one with its timestamps inline.
+        let mut t = 1_700_000_000_000i64;
+        let mut m = 0i64;
+        let samples: Vec<Sample> = (0..200i64)
+            .map(|i| {
+                t += match i % 7 {
+                    0 => 15_000,
+                    1 => 15_003,
+                    2 => 15_000 + 9_000,
+                    3 => 15_000 + 100_000,
+                    4 => 15_000 + 600_000,
+                    5 => 1 << 33,
+                    _ => 14_998,
+                };
+                m += match i % 6 {
+                    0 => 0,
+                    1 => 50,
+                    2 => -5_000,
+                    3 => 3_000_000,
+                    4 => -(1 << 35),
+                    _ => 1 << 45,
+                };
+                Sample {
+                    timestamp_ms: t,
+                    value: format!("{}", m as f64 / 100.0).parse().unwrap(),
+                }
+            })
+            .collect();
+        let mut open = OpenChunk::default();
+        for s in &samples {
+            open.append(s.timestamp_ms, s.value);
+        }
+        let opened = open.bytes();
+        assert_eq!(opened[0], DECIMAL);
+        let packed = encode_packed(&samples, None);
+        for chunk in [opened, packed] {
+            assert!(same(&decode(&chunk).unwrap(), &samples));
+            for cut in 0..chunk.len() {
+                assert!(
+                    decode(&chunk[..cut]).is_err(),
+                    "cut at {cut} of {}",
+                    chunk.len()
+                );
             }
         }
     }

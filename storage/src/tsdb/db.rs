@@ -1062,9 +1062,8 @@ impl Tsdb {
                                 .data_into(i, mint, maxt, &mut data.0, &mut data.1)
                                 .map_err(io_err(format!("read block {}", blocks[b].meta.id)))?,
                             Source::Frozen(f, i) => {
-                                let more = series_data(&frozen[f].series[i].data, mint, maxt)
+                                series_data_into(&frozen[f].series[i].data, mint, maxt, data)
                                     .map_err(io_err("read a head chunk"))?;
-                                append_data(data, more);
                             }
                             // The head source comes last. After a cut its
                             // samples before the cut's bound are in a frozen
@@ -1081,14 +1080,11 @@ impl Tsdb {
                                         self.read_series_again(labels, mint, maxt, rereads - 1)?;
                                     return Ok(());
                                 }
-                                let more = head
-                                    .series(id)
-                                    .map(|s| series_data(s, mint, maxt))
-                                    .transpose()
-                                    .map_err(io_err("read a head chunk"))?
-                                    .unwrap_or_default();
+                                if let Some(s) = head.series(id) {
+                                    series_data_into(s, mint, maxt, data)
+                                        .map_err(io_err("read a head chunk"))?;
+                                }
                                 drop(head);
-                                append_data(data, more);
                             }
                         }
                         merge_appended(data, floats_from, histograms_from);
@@ -1793,13 +1789,6 @@ fn same_series<T>(lists: &[Vec<(Cow<'_, Labels>, T)>]) -> bool {
         .all(|list| list.len() == first.len() && list.iter().zip(first).all(|(a, b)| a.0 == b.0))
 }
 
-/// Appends a source's samples to those read so far, to be put in place
-/// by [`merge_appended`].
-fn append_data(data: &mut Data, more: Data) {
-    data.0.extend(more.0);
-    data.1.extend(more.1);
-}
-
 /// Merges what a source appended to `data` (its floats from
 /// `floats_from`, its histograms from `histograms_from`) with what the
 /// sources before it gave, as [`merge_data`] does: usually the new floats
@@ -1843,6 +1832,15 @@ fn series_data(s: &MemSeries, mint: i64, maxt: i64) -> io::Result<Data> {
         Vec::new()
     };
     Ok((s.samples(mint, maxt)?, histograms))
+}
+
+/// As [`series_data`], appended to `data`: the floats decoded straight
+/// into it.
+fn series_data_into(s: &MemSeries, mint: i64, maxt: i64, data: &mut Data) -> io::Result<()> {
+    if s.has_histograms() {
+        data.1.extend(s.histograms(mint, maxt)?);
+    }
+    s.samples_into(mint, maxt, &mut data.0)
 }
 
 /// Replay threads applying samples, each owning the series whose id falls in

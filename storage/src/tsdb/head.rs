@@ -784,17 +784,37 @@ impl MemSeries {
     /// error when a sealed chunk cannot be read back from its file.
     pub fn samples(&self, mint: i64, maxt: i64) -> std::io::Result<Vec<Sample>> {
         let mut out = Vec::new();
+        self.samples_into(mint, maxt, &mut out)?;
+        Ok(out)
+    }
+
+    /// As [`MemSeries::samples`], appended to `out` (whose samples stay
+    /// as they are): a reader of many series decodes into one buffer,
+    /// without a vector of its own for each series and a copy from it.
+    pub fn samples_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> std::io::Result<()> {
+        let from = out.len();
         for c in self
             .sealed()
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
         {
-            chunk::decode_into(&c.data.read()?, &mut out).map_err(read_back_error)?;
+            chunk::decode_into(&c.data.read()?, out).map_err(read_back_error)?;
         }
         if !self.open.is_empty() && self.open.max_time() >= mint && self.open.min_time() <= maxt {
-            self.open.decode_into(&mut out).expect("head chunk decodes");
+            self.open.decode_into(out).expect("head chunk decodes");
         }
-        out.retain(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt);
+        let keep = |s: &Sample| s.timestamp_ms >= mint && s.timestamp_ms <= maxt;
+        // Kept in order, moved only from the first sample left out.
+        if let Some(gone) = out[from..].iter().position(|s| !keep(s)) {
+            let mut kept = from + gone;
+            for i in kept + 1..out.len() {
+                if keep(&out[i]) {
+                    out[kept] = out[i];
+                    kept += 1;
+                }
+            }
+            out.truncate(kept);
+        }
         let extra: Vec<Sample> = self
             .extra()
             .into_iter()
@@ -804,7 +824,11 @@ impl MemSeries {
                 value: v,
             })
             .collect();
-        Ok(merge_last_wins(out, extra))
+        if !extra.is_empty() {
+            let chunks = out.split_off(from);
+            out.extend(merge_last_wins(chunks, extra));
+        }
+        Ok(())
     }
 
     /// Moves everything before `t` into a series of its own, returned with
@@ -2224,6 +2248,43 @@ mod tests {
         assert_eq!(got[299], (398_500, -1.0));
         assert_eq!(got[300], (399_000, 299.0));
         assert!(head.chunk_count() >= 3);
+    }
+
+    #[test]
+    fn samples_appended_to_a_buffer_are_the_samples_of_the_range() {
+        let mut head = HeadInner::new(0);
+        let up = labels("up", "node");
+        for t in 0..300 {
+            add(&mut head, &up, 100_000 + t * 1000, t as f64).unwrap();
+        }
+        // Out of order: held apart from the chunks, merged when read.
+        add(&mut head, &up, 100_000 + 299 * 1000 - 500, -1.0).unwrap();
+        add(&mut head, &up, 100_000 + 298 * 1000, 42.0).unwrap();
+        let series = head.series(head.lookup(&up).unwrap()).unwrap();
+        let before = Sample {
+            timestamp_ms: 7,
+            value: 0.5,
+        };
+        for (mint, maxt) in [
+            (i64::MIN, i64::MAX),
+            (150_000, 250_000),
+            (150_500, 398_500),
+            (398_000, 398_000),
+            (398_200, 398_700),
+            (0, 99_999),
+        ] {
+            let alone = series.samples(mint, maxt).unwrap();
+            let all = series.samples(i64::MIN, i64::MAX).unwrap();
+            let expected: Vec<Sample> = all
+                .into_iter()
+                .filter(|s| s.timestamp_ms >= mint && s.timestamp_ms <= maxt)
+                .collect();
+            assert_eq!(alone, expected, "[{mint}, {maxt}]");
+            let mut out = vec![before];
+            series.samples_into(mint, maxt, &mut out).unwrap();
+            assert_eq!(out[0], before);
+            assert_eq!(out[1..], expected[..], "[{mint}, {maxt}]");
+        }
     }
 
     #[test]
