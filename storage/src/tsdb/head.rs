@@ -2229,17 +2229,23 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn in_order_out_of_order_and_overwrites() {
+    /// `up` with 300 samples a second apart from 100 s, then one late
+    /// sample within the out-of-order window (merged in place when read)
+    /// and an overwrite of the one at 398 s (the last write wins).
+    fn up_with_late_samples() -> (HeadInner, Labels) {
         let mut head = HeadInner::new(0);
         let up = labels("up", "node");
         for t in 0..300 {
             add(&mut head, &up, 100_000 + t * 1000, t as f64).unwrap();
         }
-        // Within the window: accepted and merged in place.
         add(&mut head, &up, 100_000 + 299 * 1000 - 500, -1.0).unwrap();
-        // Same timestamp: last write wins.
         add(&mut head, &up, 100_000 + 298 * 1000, 42.0).unwrap();
+        (head, up)
+    }
+
+    #[test]
+    fn in_order_out_of_order_and_overwrites() {
+        let (mut head, up) = up_with_late_samples();
         // Beyond the window: refused.
         assert_eq!(add(&mut head, &up, 100_000, 0.0), Err(RejectReason::TooOld));
         let got = values(&head, &up);
@@ -2252,14 +2258,7 @@ mod tests {
 
     #[test]
     fn samples_appended_to_a_buffer_are_the_samples_of_the_range() {
-        let mut head = HeadInner::new(0);
-        let up = labels("up", "node");
-        for t in 0..300 {
-            add(&mut head, &up, 100_000 + t * 1000, t as f64).unwrap();
-        }
-        // Out of order: held apart from the chunks, merged when read.
-        add(&mut head, &up, 100_000 + 299 * 1000 - 500, -1.0).unwrap();
-        add(&mut head, &up, 100_000 + 298 * 1000, 42.0).unwrap();
+        let (head, up) = up_with_late_samples();
         let series = head.series(head.lookup(&up).unwrap()).unwrap();
         let before = Sample {
             timestamp_ms: 7,
