@@ -1190,6 +1190,15 @@ mod tests {
         encoder.bytes()
     }
 
+    /// The bytes of a head chunk that took `samples` one by one.
+    fn open_chunk_bytes(samples: &[Sample]) -> Vec<u8> {
+        let mut open = OpenChunk::default();
+        for s in samples {
+            open.append(s.timestamp_ms, s.value);
+        }
+        open.bytes()
+    }
+
     fn same(a: &[Sample], b: &[Sample]) -> bool {
         a.len() == b.len()
             && a.iter().zip(b).all(|(x, y)| {
@@ -1280,11 +1289,7 @@ mod tests {
                     value: format!("{}", *m as f64 / POW10[digits]).parse().unwrap(),
                 })
                 .collect();
-            let mut open = OpenChunk::default();
-            for s in &samples {
-                open.append(s.timestamp_ms, s.value);
-            }
-            let bytes = open.bytes();
+            let bytes = open_chunk_bytes(&samples);
             prop_assert_eq!(bytes[0], DECIMAL);
             let decoded = decode(&bytes).unwrap();
             prop_assert!(same(&decoded, &samples), "open: {:?} != {:?}", decoded, samples);
@@ -1519,11 +1524,7 @@ mod tests {
                 }
             })
             .collect();
-        let mut open = OpenChunk::default();
-        for s in &samples {
-            open.append(s.timestamp_ms, s.value);
-        }
-        let opened = open.bytes();
+        let opened = open_chunk_bytes(&samples);
         assert_eq!(opened[0], DECIMAL);
         let packed = encode_packed(&samples, None);
         for chunk in [opened, packed] {
