@@ -1190,6 +1190,18 @@ mod tests {
         encoder.bytes()
     }
 
+    /// `chunk` decodes to `samples`, and every prefix of it is refused.
+    fn reads_back_and_refuses_every_cut(chunk: &[u8], samples: &[Sample]) {
+        assert!(same(&decode(chunk).unwrap(), samples));
+        for cut in 0..chunk.len() {
+            assert!(
+                decode(&chunk[..cut]).is_err(),
+                "cut at {cut} of {}",
+                chunk.len()
+            );
+        }
+    }
+
     /// The bytes of a head chunk that took `samples` one by one.
     fn open_chunk_bytes(samples: &[Sample]) -> Vec<u8> {
         let mut open = OpenChunk::default();
@@ -1479,15 +1491,7 @@ mod tests {
                         }
                     })
                     .collect();
-                let chunk = encode_packed(&samples, None);
-                assert!(same(&decode(&chunk).unwrap(), &samples));
-                for cut in 0..chunk.len() {
-                    assert!(
-                        decode(&chunk[..cut]).is_err(),
-                        "cut at {cut} of {}",
-                        chunk.len()
-                    );
-                }
+                reads_back_and_refuses_every_cut(&encode_packed(&samples, None), &samples);
             }
         }
     }
@@ -1528,14 +1532,7 @@ mod tests {
         assert_eq!(opened[0], DECIMAL);
         let packed = encode_packed(&samples, None);
         for chunk in [opened, packed] {
-            assert!(same(&decode(&chunk).unwrap(), &samples));
-            for cut in 0..chunk.len() {
-                assert!(
-                    decode(&chunk[..cut]).is_err(),
-                    "cut at {cut} of {}",
-                    chunk.len()
-                );
-            }
+            reads_back_and_refuses_every_cut(&chunk, &samples);
         }
     }
 
