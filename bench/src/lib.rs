@@ -24,13 +24,44 @@ use sextant_storage::SeriesSamples;
 enum Motion {
     /// Never changes (info metrics, sizes, flags).
     Constant,
-    /// Grows by about `per_scrape` a scrape, rounded to `digits` decimals.
-    Counter { per_scrape: f64, digits: i32 },
-    /// Wanders by about `step` a scrape, rounded to `digits` decimals.
-    Gauge { step: f64, digits: i32 },
+    /// Grows by about `per_scrape` a scrape, rounded to `digits` decimals,
+    /// or to whole `unit`s (see [`unit_of`]).
+    Counter {
+        per_scrape: f64,
+        digits: i32,
+        unit: f64,
+    },
+    /// Wanders by about `step` a scrape, rounded to `digits` decimals or
+    /// whole `unit`s.
+    Gauge { step: f64, digits: i32, unit: f64 },
     /// A fresh measurement each scrape (durations), printed with `digits`
     /// decimals as the exporter prints them (Go durations: nanoseconds, 9).
     Noise { scale: f64, digits: i32 },
+    /// A clock read at each scrape (`node_time_seconds`): the time between
+    /// scrapes plus up to [`CLOCK_JITTER`] of latency, with `digits`
+    /// decimals.
+    Clock { digits: i32 },
+}
+
+/// How much later than the scrape's timestamp a scraped clock reads it, at
+/// most: the request's latency, in seconds.
+const CLOCK_JITTER: f64 = 0.002;
+
+/// The unit two integer readings move in: the largest power of two
+/// dividing both, when it is at least 256 (memory and disk sizes move by
+/// whole 4 KiB pages or 512 B sectors; two unrelated integers share such a
+/// divisor once in 65,536), else 1.
+fn unit_of(v1: f64, v2: f64) -> f64 {
+    let whole = |v: f64| v.fract() == 0.0 && v.abs() < 9e15;
+    if !whole(v1) || !whole(v2) {
+        return 1.0;
+    }
+    let zeros = ((v1 as i64) | (v2 as i64)).trailing_zeros();
+    if (8..53).contains(&zeros) {
+        2f64.powi(zeros as i32)
+    } else {
+        1.0
+    }
 }
 
 /// One learned series: its labels, first value and motion.
@@ -71,8 +102,16 @@ impl NodeWorkload {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or("");
             let digits = digits_of(*v1).max(digits_of(*v2));
+            let unit = unit_of(*v1, *v2);
             let motion = if v1.to_bits() == v2.to_bits() {
                 Motion::Constant
+            } else if name.ends_with("_seconds")
+                && !name.ends_with("_total")
+                && (v2 - v1 - secs).abs() < 0.5
+            {
+                Motion::Clock {
+                    digits: digits.max(1),
+                }
             } else if name.ends_with("_seconds") && !name.ends_with("_total") {
                 Motion::Noise {
                     scale: v2.abs().max(1e-6),
@@ -83,11 +122,13 @@ impl NodeWorkload {
                 Motion::Counter {
                     per_scrape: ((v2 - v1) / secs * 15.0).max(0.0),
                     digits,
+                    unit,
                 }
             } else {
                 Motion::Gauge {
                     step: (v2 - v1).abs().max(10f64.powi(-digits)),
                     digits,
+                    unit,
                 }
             };
             template.push((pairs.clone(), *v1, motion));
@@ -114,10 +155,17 @@ impl NodeWorkload {
     /// in, on average, since each series moves by independent draws
     /// (timestamps, shared by a host's series, and the index left out). An
     /// estimate: a uniform draw over a width of `w` units of the last digit
-    /// counts `log2(1 + w)` bits.
+    /// (or of the series' unit) counts `log2(1 + w)` bits.
     pub fn entropy_bytes_per_sample(&self) -> f64 {
         let either = |p: f64| -(p * p.log2() + (1.0 - p) * (1.0 - p).log2());
         let spread = |width: f64, digits: i32| (1.0 + width * 10f64.powi(digits)).log2();
+        let in_units = |width: f64, digits: i32, unit: f64| {
+            if unit > 1.0 {
+                (1.0 + width / unit).log2()
+            } else {
+                spread(width, digits)
+            }
+        };
         let bits: f64 = self
             .template
             .iter()
@@ -127,13 +175,19 @@ impl NodeWorkload {
                     per_scrape: 0.0, ..
                 } => 0.0,
                 // Held still 30% of scrapes, else up by 0.5..1.5 per_scrape.
-                Motion::Counter { per_scrape, digits } => {
-                    either(0.3) + 0.7 * spread(per_scrape, digits)
-                }
+                Motion::Counter {
+                    per_scrape,
+                    digits,
+                    unit,
+                } => either(0.3) + 0.7 * in_units(per_scrape, digits, unit),
                 // Held still half the scrapes, else moved within ±step.
-                Motion::Gauge { step, digits } => either(0.5) + 0.5 * spread(2.0 * step, digits),
+                Motion::Gauge { step, digits, unit } => {
+                    either(0.5) + 0.5 * in_units(2.0 * step, digits, unit)
+                }
                 // Drawn afresh within 0.5..1.5 scale.
                 Motion::Noise { scale, digits } => spread(scale, digits),
+                // The latency; the scrape times are a host's, shared.
+                Motion::Clock { digits } => spread(CLOCK_JITTER, digits),
             })
             .sum();
         bits / 8.0 / self.template.len() as f64
@@ -161,6 +215,7 @@ impl NodeWorkload {
             workload: self,
             rng: Rng(seed | 1),
             next_ms: start_ms,
+            last_ms: start_ms,
             values,
             started: false,
         }
@@ -188,6 +243,8 @@ pub struct Scrapes<'a> {
     workload: &'a NodeWorkload,
     rng: Rng,
     next_ms: i64,
+    /// The last scrape's timestamp.
+    last_ms: i64,
     values: Vec<f64>,
     started: bool,
 }
@@ -195,19 +252,22 @@ pub struct Scrapes<'a> {
 impl Scrapes<'_> {
     /// The next scrape: its timestamp and every series' value.
     pub fn next_scrape(&mut self) -> (i64, &[f64]) {
-        if self.started {
-            let per_host = self.workload.template.len();
-            for (i, v) in self.values.iter_mut().enumerate() {
-                *v = step(*v, self.workload.template[i % per_host].2, &mut self.rng);
-            }
-        }
-        self.started = true;
         let late = if self.rng.next_u64().is_multiple_of(50) {
             1 + (self.rng.next_u64() % 40) as i64
         } else {
             0
         };
         let t = self.next_ms + late;
+        if self.started {
+            let per_host = self.workload.template.len();
+            let elapsed = (t - self.last_ms) as f64 / 1000.0;
+            for (i, v) in self.values.iter_mut().enumerate() {
+                let motion = self.workload.template[i % per_host].2;
+                *v = step(*v, motion, elapsed, &mut self.rng);
+            }
+        }
+        self.started = true;
+        self.last_ms = t;
         self.next_ms += 15_000;
         (t, &self.values)
     }
@@ -228,24 +288,39 @@ fn round_to(v: f64, digits: i32) -> f64 {
         .unwrap_or(v)
 }
 
-fn step(v: f64, motion: Motion, rng: &mut Rng) -> f64 {
+/// Rounded to whole `unit`s where it has one, else to `digits` decimals.
+fn round_in(v: f64, digits: i32, unit: f64) -> f64 {
+    if unit > 1.0 {
+        (v / unit).round() * unit
+    } else {
+        round_to(v, digits)
+    }
+}
+
+/// The value after `v` by `motion`, `elapsed` seconds since the last scrape.
+fn step(v: f64, motion: Motion, elapsed: f64, rng: &mut Rng) -> f64 {
     match motion {
         Motion::Constant => v,
-        Motion::Counter { per_scrape, digits } => {
+        Motion::Counter {
+            per_scrape,
+            digits,
+            unit,
+        } => {
             if per_scrape == 0.0 || rng.unit() < 0.3 {
                 v
             } else {
-                round_to(v + per_scrape * (0.5 + rng.unit()), digits)
+                round_in(v + per_scrape * (0.5 + rng.unit()), digits, unit)
             }
         }
-        Motion::Gauge { step, digits } => {
+        Motion::Gauge { step, digits, unit } => {
             if rng.unit() < 0.5 {
                 v
             } else {
-                round_to(v + step * (rng.unit() * 2.0 - 1.0), digits)
+                round_in(v + step * (rng.unit() * 2.0 - 1.0), digits, unit)
             }
         }
         Motion::Noise { scale, digits } => round_to(scale * (0.5 + rng.unit()), digits),
+        Motion::Clock { digits } => round_to(v + elapsed + CLOCK_JITTER * rng.unit(), digits),
     }
 }
 
@@ -1104,5 +1179,34 @@ impl Drop for NatsCluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_pages_move_in_pages_and_other_integers_by_one() {
+        // Two real readings of node_memory_MemFree_bytes, 15 s apart.
+        assert_eq!(unit_of(21_935_472_640.0, 22_013_046_784.0), 4096.0);
+        // go_memstats_alloc_bytes: both happen to be multiples of 16 only.
+        assert_eq!(unit_of(924_592.0, 1_800_432.0), 1.0);
+        assert_eq!(unit_of(15.28, 16.37), 1.0);
+        let mut rng = Rng(9);
+        let motion = Motion::Gauge {
+            step: 77_574_144.0,
+            digits: 0,
+            unit: 4096.0,
+        };
+        let mut v = 21_935_472_640.0;
+        for _ in 0..100 {
+            v = step(v, motion, 15.0, &mut rng);
+            assert_eq!(v % 4096.0, 0.0, "{v}");
+        }
+        // A clock moves with the scrapes, a little late.
+        let clock = Motion::Clock { digits: 6 };
+        let next = step(1_796_505_309.261569, clock, 15.0, &mut rng);
+        assert!((15.0..15.0 + CLOCK_JITTER).contains(&(next - 1_796_505_309.261569)));
     }
 }

@@ -279,7 +279,7 @@ fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f6
         total += report.accepted as usize;
     }
     db.maintain().expect("maintain");
-    let (mut bytes, mut samples) = (0u64, 0u64);
+    let (mut bytes, mut samples, mut index) = (0u64, 0u64, 0u64);
     for entry in std::fs::read_dir(dir.join("blocks"))
         .expect("blocks")
         .flatten()
@@ -288,7 +288,12 @@ fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f6
             serde_json_meta(&entry.path().join("meta.json"));
         samples += meta.num_samples;
         bytes += dir_bytes(&entry.path());
+        index += std::fs::metadata(entry.path().join("index")).map_or(0, |m| m.len());
     }
+    say(&format!(
+        "disk: Sextant's index (labels, postings, chunk references, timestamp columns) {:.3} B/sample of it",
+        index as f64 / samples.max(1) as f64
+    ));
     (
         bytes as f64 / samples.max(1) as f64,
         total as f64 / appending.as_secs_f64(),

@@ -538,6 +538,20 @@ pub(super) fn write_time_change(
 /// 14, 24, 40 bits, and `11111` 64.
 const VALUE_WIDTHS: &[u8] = &[7, 14, 24, 40];
 
+/// Bits [`write_bucketed`] takes for `x`.
+fn bucketed_bits(x: i64, widths: &[u8]) -> u64 {
+    if x == 0 {
+        return 1;
+    }
+    for (k, &width) in widths.iter().enumerate() {
+        let limit = 1i64 << (width - 1);
+        if (-limit..limit).contains(&x) {
+            return k as u64 + 2 + u64::from(width);
+        }
+    }
+    widths.len() as u64 + 1 + 64
+}
+
 /// Writes a signed integer in the smallest bucket of `widths` that holds it:
 /// zero as a single `0`; bucket `k` as `k+1` ones, a zero and `widths[k]`
 /// two's-complement bits; anything larger as `widths.len()+1` ones and 64 bits.
@@ -665,6 +679,12 @@ const TIMES_SHARED: u8 = 1;
 /// Unary quotients of a Rice code stop here; the value follows whole.
 const RICE_ESCAPE: u8 = 24;
 
+/// In the 6-bit Rice parameter of a packed decimal chunk, says that a
+/// common factor of the residuals follows (bucketed), then the parameter.
+/// No residual needs 63 bits (scaled values stay under 2^53), so chunks
+/// written without factors never hold it.
+const FACTORED: u8 = 63;
+
 /// Encodes samples (strictly increasing timestamps, at most `u16::MAX`) as a
 /// [`PACKED`] chunk, its timestamps inline or (`column`) those of the
 /// block's timestamp column with that number.
@@ -677,7 +697,9 @@ const RICE_ESCAPE: u8 = 24;
 /// parameter that makes the chunk smallest, or written in a fixed width
 /// where that is smaller (residuals spread evenly). Counters and gauges that hold
 /// still for some scrapes and move by similar amounts at others cost a few
-/// bits a sample; a constant costs nothing past its first value.
+/// bits a sample; a constant costs nothing past its first value. Residuals
+/// with a common factor (memory and disk sizes move by whole pages) are
+/// written divided by it.
 pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     debug_assert!(samples.len() <= usize::from(u16::MAX));
     let mut out = Vec::with_capacity(16 + samples.len());
@@ -774,6 +796,8 @@ struct RiceParams {
     /// (fresh measurements) cost about half a bit less a sample so.
     fixed: bool,
     k: u8,
+    /// What every residual was divided by (1: none).
+    factor: i64,
     bits: u64,
 }
 
@@ -850,6 +874,7 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
                 base,
                 fixed: true,
                 k: widest,
+                factor: 1,
                 bits,
             });
         }
@@ -865,12 +890,44 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
                     base,
                     fixed: false,
                     k,
+                    factor: 1,
                     bits,
                 });
             }
         }
     }
     best.expect("some parameter was tried")
+}
+
+/// [`best_rice`], or the same over the residuals divided by their greatest
+/// common divisor where that is smaller, the factor's cost counted.
+fn best_factored(order: u8, residuals: &[i64]) -> RiceParams {
+    let plain = best_rice(order, residuals);
+    let gcd = residuals
+        .iter()
+        .fold(0u64, |g, &r| gcd(g, r.unsigned_abs()));
+    // Scaled values stay under 2^53, so a divisor this large divides nothing
+    // but zeros and equal values, which the plain coding handles as well.
+    if gcd < 2 || gcd >= 1 << 53 {
+        return plain;
+    }
+    let factor = gcd as i64;
+    let divided: Vec<i64> = residuals.iter().map(|&r| r / factor).collect();
+    let mut factored = best_rice(order, &divided);
+    factored.bits += 6 + bucketed_bits(factor, VALUE_WIDTHS);
+    factored.factor = factor;
+    if factored.bits < plain.bits {
+        factored
+    } else {
+        plain
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// The values as Rice-coded scaled decimals, if every value is one.
@@ -892,18 +949,18 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
         return Some(bits);
     }
     let mut residuals: Vec<i64> = scaled[1..].to_vec();
-    let mut best = best_rice(0, &residuals);
+    let mut best = best_factored(0, &residuals);
     let mut previous_delta = 0i64;
     for (i, w) in scaled.windows(2).enumerate() {
         residuals[i] = w[1].wrapping_sub(w[0]);
     }
-    let first = best_rice(1, &residuals);
+    let first = best_factored(1, &residuals);
     for r in residuals.iter_mut() {
         let delta = *r;
         *r = delta.wrapping_sub(previous_delta);
         previous_delta = delta;
     }
-    let second = best_rice(2, &residuals);
+    let second = best_factored(2, &residuals);
     for candidate in [first, second] {
         if candidate.bits < best.bits {
             best = candidate;
@@ -912,6 +969,10 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
     bits.write(u64::from(best.order), 2);
     bits.bit(best.zero_flag);
     bits.bit(best.fixed);
+    if best.factor != 1 {
+        bits.write(u64::from(FACTORED), 6);
+        write_bucketed(&mut bits, best.factor, VALUE_WIDTHS);
+    }
     bits.write(u64::from(best.k), 6);
     write_bucketed(&mut bits, best.base, VALUE_WIDTHS);
     write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
@@ -930,7 +991,8 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
                 continue;
             }
         }
-        let u = zigzag(residual.wrapping_sub(best.base));
+        // Exact: the factor divides every residual.
+        let u = zigzag((residual / best.factor).wrapping_sub(best.base));
         if best.fixed {
             bits.write(u, best.k);
         } else {
@@ -1027,7 +1089,18 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
     }
     let zero_flag = bits.bit().ok_or_else(truncated)?;
     let fixed = bits.bit().ok_or_else(truncated)?;
-    let k = bits.read(6).ok_or_else(truncated)? as u8;
+    let mut k = bits.read(6).ok_or_else(truncated)? as u8;
+    let mut factor = 1;
+    if k == FACTORED {
+        factor = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
+        if factor < 2 {
+            return Err(CorruptChunk("residual factor below 2"));
+        }
+        k = bits.read(6).ok_or_else(truncated)? as u8;
+        if k == FACTORED {
+            return Err(CorruptChunk("residual factor given twice"));
+        }
+    }
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     let m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     first.value = m as f64 / scale;
@@ -1036,6 +1109,7 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
         fixed,
         k,
         base,
+        factor,
     };
     // One loop per order, so that the sum the order asks for is not a
     // branch per sample.
@@ -1058,9 +1132,11 @@ struct ResidualCode {
     fixed: bool,
     k: u8,
     base: i64,
+    /// What each residual is multiplied by (1: no factor).
+    factor: i64,
 }
 
-/// [`fill_decimal`] with the loop for `code`'s zero flag and width.
+/// [`fill_decimal`] with the loop for `code`'s zero flag, width and factor.
 fn fill_coded<const ORDER: u8>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
@@ -1068,20 +1144,41 @@ fn fill_coded<const ORDER: u8>(
     scale: f64,
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
-    match (code.zero_flag, code.fixed) {
-        (false, false) => fill_decimal::<ORDER, false, false>(bits, code, m, scale, samples),
-        (false, true) => fill_decimal::<ORDER, false, true>(bits, code, m, scale, samples),
-        (true, false) => fill_decimal::<ORDER, true, false>(bits, code, m, scale, samples),
-        (true, true) => fill_decimal::<ORDER, true, true>(bits, code, m, scale, samples),
+    let factored = code.factor != 1;
+    match (code.zero_flag, code.fixed, factored) {
+        (false, false, false) => {
+            fill_decimal::<ORDER, false, false, false>(bits, code, m, scale, samples)
+        }
+        (false, true, false) => {
+            fill_decimal::<ORDER, false, true, false>(bits, code, m, scale, samples)
+        }
+        (true, false, false) => {
+            fill_decimal::<ORDER, true, false, false>(bits, code, m, scale, samples)
+        }
+        (true, true, false) => {
+            fill_decimal::<ORDER, true, true, false>(bits, code, m, scale, samples)
+        }
+        (false, false, true) => {
+            fill_decimal::<ORDER, false, false, true>(bits, code, m, scale, samples)
+        }
+        (false, true, true) => {
+            fill_decimal::<ORDER, false, true, true>(bits, code, m, scale, samples)
+        }
+        (true, false, true) => {
+            fill_decimal::<ORDER, true, false, true>(bits, code, m, scale, samples)
+        }
+        (true, true, true) => {
+            fill_decimal::<ORDER, true, true, true>(bits, code, m, scale, samples)
+        }
     }
 }
 
 /// Fills in `samples`' values from residuals of order `ORDER` after the
-/// scaled value `m`, coded as `code` says; `ZERO_FLAG` and `FIXED` are
-/// its flags, as constants so that the loop does not ask them at every
-/// sample. The caller checks [`BitReader::overran`] afterwards.
+/// scaled value `m`, coded as `code` says; `ZERO_FLAG`, `FIXED` and
+/// `FACTORED` (a factor other than 1) are its flags, as constants so that
+/// the loop does not ask them at every sample (nor multiplies by 1). The caller checks [`BitReader::overran`] afterwards.
 #[inline]
-fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool>(
+fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool, const FACTORED: bool>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     mut m: i64,
@@ -1093,7 +1190,10 @@ fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool>(
     let mut buffer = bits.buffered();
     let mut delta = 0i64;
     for s in samples.iter_mut() {
-        let residual = next_residual::<ZERO_FLAG, FIXED>(&mut buffer, code)?;
+        let mut residual = next_residual::<ZERO_FLAG, FIXED>(&mut buffer, code)?;
+        if FACTORED {
+            residual = residual.wrapping_mul(code.factor);
+        }
         match ORDER {
             0 => m = residual,
             1 => m = m.wrapping_add(residual),
@@ -1318,9 +1418,12 @@ mod tests {
             digits in 0usize..10,
             first in -1_000_000_000i64..1_000_000_000,
             moves in proptest::collection::vec((0u8..4, 0i64..5_000), 1..=960),
+            unit in prop_oneof![Just(1i64), Just(4096), 2i64..1000],
         ) {
             // Still, then a step of similar size, as a counter or a gauge
-            // moves; now and then a fresh value or a reset.
+            // moves; now and then a fresh value or a reset. Steps in whole
+            // `unit`s (pages) have a common factor.
+            let moves: Vec<(u8, i64)> = moves.iter().map(|&(kind, step)| (kind, step * unit)).collect();
             let mut m = first;
             let samples: Vec<Sample> = moves
                 .iter()
@@ -1470,6 +1573,47 @@ mod tests {
         inline.extend_from_slice(&shared[5..]);
         assert!(same(&decode(&inline).unwrap(), &expected));
         assert_eq!(encode_packed(&expected, None), inline);
+    }
+
+    #[test]
+    fn sizes_moving_by_whole_pages_are_written_in_pages() {
+        // Free memory as node_exporter reports it: bytes, up or down by a
+        // few 4 KiB pages a scrape.
+        let mut rng = 7u64;
+        let mut bytes = 21_935_472_640i64;
+        let samples: Vec<Sample> = (0..SAMPLES_PER_CHUNK as i64)
+            .map(|i| {
+                rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                bytes += ((rng >> 33) % 64) as i64 * 4096 - 32 * 4096;
+                Sample {
+                    timestamp_ms: 1_700_000_000_000 + i * 15_000,
+                    value: bytes as f64,
+                }
+            })
+            .collect();
+        let chunk = encode_packed(&samples, Some(0));
+        let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        let mut decoded = Vec::new();
+        decode_in_block(&chunk, std::slice::from_ref(&column), &mut decoded).unwrap();
+        assert!(same(&decoded, &samples));
+        // Six or seven bits a sample for the pages; in bytes it would be
+        // eighteen or nineteen.
+        assert!(chunk.len() < 120, "{} bytes", chunk.len());
+        // Cut anywhere, it is refused; a factor below 2 is corrupt.
+        for cut in 5..chunk.len() {
+            let mut out = Vec::new();
+            assert!(
+                decode_in_block(&chunk[..cut], std::slice::from_ref(&column), &mut out).is_err()
+            );
+        }
+        // Packed, column 0, decimal with 0 digits, order 1, no flags, the
+        // escape, then a factor of 1 (bucket `10` + 7 bits).
+        let one = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x7f, 0x01];
+        let mut out = Vec::new();
+        assert_eq!(
+            decode_in_block(&one, &[column[..3].to_vec()], &mut out),
+            Err(CorruptChunk("residual factor below 2"))
+        );
     }
 
     #[test]
