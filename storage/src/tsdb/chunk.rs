@@ -908,7 +908,7 @@ fn best_factored(order: u8, residuals: &[i64]) -> RiceParams {
         .fold(0u64, |g, &r| gcd(g, r.unsigned_abs()));
     // Scaled values stay under 2^53, so a divisor this large divides nothing
     // but zeros and equal values, which the plain coding handles as well.
-    if gcd < 2 || gcd >= 1 << 53 {
+    if !(2..1 << 53).contains(&gcd) {
         return plain;
     }
     let factor = gcd as i64;
