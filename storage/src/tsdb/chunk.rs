@@ -903,15 +903,20 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
 /// common divisor where that is smaller, the factor's cost counted.
 fn best_factored(order: u8, residuals: &[i64]) -> RiceParams {
     let plain = best_rice(order, residuals);
-    let gcd = residuals
-        .iter()
-        .fold(0u64, |g, &r| gcd(g, r.unsigned_abs()));
-    // Scaled values stay under 2^53, so a divisor this large divides nothing
-    // but zeros and equal values, which the plain coding handles as well.
-    if !(2..1 << 53).contains(&gcd) {
+    // Most chunks share no factor: stop at the first 1.
+    let mut divisor = 0u64;
+    for &r in residuals {
+        divisor = gcd(divisor, r.unsigned_abs());
+        if divisor == 1 {
+            return plain;
+        }
+    }
+    // All zeros (0), or residuals as large as scaled values get: the plain
+    // coding serves as well.
+    if !(2..1 << 53).contains(&divisor) {
         return plain;
     }
-    let factor = gcd as i64;
+    let factor = divisor as i64;
     let divided: Vec<i64> = residuals.iter().map(|&r| r / factor).collect();
     let mut factored = best_rice(order, &divided);
     factored.bits += 6 + bucketed_bits(factor, VALUE_WIDTHS);
