@@ -679,11 +679,14 @@ const TIMES_SHARED: u8 = 1;
 /// Unary quotients of a Rice code stop here; the value follows whole.
 const RICE_ESCAPE: u8 = 24;
 
-/// In the 6-bit Rice parameter of a packed decimal chunk, says that a
-/// common factor of the residuals follows (bucketed), then the parameter.
-/// No residual needs 63 bits (scaled values stay under 2^53), so chunks
-/// written without factors never hold it.
-const FACTORED: u8 = 63;
+/// In the 6-bit Rice parameter of a packed decimal chunk, says that two
+/// fields follow (each bucketed), then the parameter: a factor of every
+/// residual (1: none), and for a fixed width, the largest code (0: none),
+/// which makes the width a truncated binary code (codes below `2^k` less
+/// the number of codes take `k - 1` bits). No residual needs 63 bits
+/// (scaled values stay under 2^53), so chunks written without these never
+/// hold it.
+const EXTENDED: u8 = 63;
 
 /// Encodes samples (strictly increasing timestamps, at most `u16::MAX`) as a
 /// [`PACKED`] chunk, its timestamps inline or (`column`) those of the
@@ -695,7 +698,8 @@ const FACTORED: u8 = 63;
 /// each a flag bit for "zero" (where that pays) and otherwise its distance
 /// from the chunk's median residual, zigzagged and Rice-coded with the
 /// parameter that makes the chunk smallest, or written in a fixed width
-/// where that is smaller (residuals spread evenly). Counters and gauges that hold
+/// where that is smaller (residuals spread evenly; in truncated binary where
+/// that is smaller still). Counters and gauges that hold
 /// still for some scrapes and move by similar amounts at others cost a few
 /// bits a sample; a constant costs nothing past its first value. Residuals
 /// with a common factor (memory and disk sizes move by whole pages) are
@@ -798,7 +802,43 @@ struct RiceParams {
     k: u8,
     /// What every residual was divided by (1: none).
     factor: i64,
+    /// The largest code of a truncated binary fixed width (0: a plain one).
+    largest: u64,
+    /// Bits of the residuals, their flags and the extension fields.
     bits: u64,
+}
+
+/// Bits of the extension fields (see [`EXTENDED`]), if they are needed.
+fn extension_bits(factor: i64, largest: u64) -> u64 {
+    if factor == 1 && largest == 0 {
+        return 0;
+    }
+    6 + bucketed_bits(factor, VALUE_WIDTHS) + bucketed_bits(largest as i64, VALUE_WIDTHS)
+}
+
+/// Below this, a truncated binary code of width `k` with `largest` the
+/// largest code writes `k - 1` bits (0: every code takes `k`).
+fn truncation(k: u8, largest: u64) -> u64 {
+    if k == 0 {
+        return 0;
+    }
+    (1u64 << k) - 1 - largest
+}
+
+fn write_truncated(bits: &mut BitWriter, u: u64, k: u8, short_below: u64) {
+    if u < short_below {
+        bits.write(u, k - 1);
+    } else {
+        bits.write(u + short_below, k);
+    }
+}
+
+fn read_truncated(bits: &mut BitReader<'_>, k: u8, short_below: u64) -> Option<u64> {
+    let x = bits.read(k - 1)?;
+    if x < short_below {
+        return Some(x);
+    }
+    Some(((x << 1) | bits.read(1)?) - short_below)
 }
 
 fn zigzag(x: i64) -> u64 {
@@ -840,8 +880,9 @@ fn read_rice(bits: &mut BitReader<'_>, k: u8) -> Option<u64> {
     Some((u64::from(q) << k) | bits.read(k)?)
 }
 
-/// The cheapest Rice coding of `residuals` with or without a zero flag.
-fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
+/// The cheapest Rice or fixed-width coding of `residuals` (already divided
+/// by `factor`) with or without a zero flag.
+fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
     let mut best: Option<RiceParams> = None;
     for zero_flag in [false, true] {
         let mut coded: Vec<i64> = residuals
@@ -865,24 +906,47 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
             .map(|&u| 64 - u.leading_zeros() as u8)
             .max()
             .unwrap_or(0);
-        let bits = flag_bits + us.len() as u64 * u64::from(widest);
-        // 64 bits do not fit the 6-bit width; the Rice code's escape takes them.
-        if widest < 64 && best.is_none_or(|b| bits < b.bits) {
+        let bits = flag_bits + us.len() as u64 * u64::from(widest) + extension_bits(factor, 0);
+        // Widths from 63 on do not fit the 6-bit field beside its escape;
+        // the Rice code's escape takes them.
+        if widest < EXTENDED && best.is_none_or(|b| bits < b.bits) {
             best = Some(RiceParams {
                 order,
                 zero_flag,
                 base,
                 fixed: true,
                 k: widest,
-                factor: 1,
+                factor,
+                largest: 0,
                 bits,
             });
+        }
+        let largest = us.iter().copied().max().unwrap_or(0);
+        let short_below = truncation(widest, largest);
+        if widest < EXTENDED && short_below > 0 {
+            let short = us.iter().filter(|&&u| u < short_below).count() as u64;
+            let bits = flag_bits + us.len() as u64 * u64::from(widest) - short
+                + extension_bits(factor, largest);
+            if best.is_none_or(|b| bits < b.bits) {
+                best = Some(RiceParams {
+                    order,
+                    zero_flag,
+                    base,
+                    fixed: true,
+                    k: widest,
+                    factor,
+                    largest,
+                    bits,
+                });
+            }
         }
         let mean = us.iter().map(|&u| u as f64).sum::<f64>() / us.len().max(1) as f64;
         let k0 = (mean + 1.0).log2().floor() as i32;
         for k in (k0 - 2).max(0)..=(k0 + 1).min(62) {
             let k = k as u8;
-            let bits = flag_bits + us.iter().map(|&u| rice_bits(u, k)).sum::<u64>();
+            let bits = flag_bits
+                + us.iter().map(|&u| rice_bits(u, k)).sum::<u64>()
+                + extension_bits(factor, 0);
             if best.is_none_or(|b| bits < b.bits) {
                 best = Some(RiceParams {
                     order,
@@ -890,7 +954,8 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
                     base,
                     fixed: false,
                     k,
-                    factor: 1,
+                    factor,
+                    largest: 0,
                     bits,
                 });
             }
@@ -902,7 +967,7 @@ fn best_rice(order: u8, residuals: &[i64]) -> RiceParams {
 /// [`best_rice`], or the same over the residuals divided by their greatest
 /// common divisor where that is smaller, the factor's cost counted.
 fn best_factored(order: u8, residuals: &[i64]) -> RiceParams {
-    let plain = best_rice(order, residuals);
+    let plain = best_rice(order, residuals, 1);
     // Most chunks share no factor: stop at the first 1.
     let mut divisor = 0u64;
     for &r in residuals {
@@ -918,9 +983,7 @@ fn best_factored(order: u8, residuals: &[i64]) -> RiceParams {
     }
     let factor = divisor as i64;
     let divided: Vec<i64> = residuals.iter().map(|&r| r / factor).collect();
-    let mut factored = best_rice(order, &divided);
-    factored.bits += 6 + bucketed_bits(factor, VALUE_WIDTHS);
-    factored.factor = factor;
+    let factored = best_rice(order, &divided, factor);
     if factored.bits < plain.bits {
         factored
     } else {
@@ -974,11 +1037,17 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
     bits.write(u64::from(best.order), 2);
     bits.bit(best.zero_flag);
     bits.bit(best.fixed);
-    if best.factor != 1 {
-        bits.write(u64::from(FACTORED), 6);
+    if best.factor != 1 || best.largest != 0 {
+        bits.write(u64::from(EXTENDED), 6);
         write_bucketed(&mut bits, best.factor, VALUE_WIDTHS);
+        write_bucketed(&mut bits, best.largest as i64, VALUE_WIDTHS);
     }
     bits.write(u64::from(best.k), 6);
+    let short_below = if best.largest != 0 {
+        truncation(best.k, best.largest)
+    } else {
+        0
+    };
     write_bucketed(&mut bits, best.base, VALUE_WIDTHS);
     write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
     let (mut last, mut last_delta) = (scaled[0], 0i64);
@@ -998,7 +1067,9 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
         }
         // Exact: the factor divides every residual.
         let u = zigzag((residual / best.factor).wrapping_sub(best.base));
-        if best.fixed {
+        if short_below > 0 {
+            write_truncated(&mut bits, u, best.k, short_below);
+        } else if best.fixed {
             bits.write(u, best.k);
         } else {
             write_rice(&mut bits, u, best.k);
@@ -1095,15 +1166,23 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
     let zero_flag = bits.bit().ok_or_else(truncated)?;
     let fixed = bits.bit().ok_or_else(truncated)?;
     let mut k = bits.read(6).ok_or_else(truncated)? as u8;
-    let mut factor = 1;
-    if k == FACTORED {
+    let (mut factor, mut short_below) = (1, 0);
+    if k == EXTENDED {
         factor = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
-        if factor < 2 {
-            return Err(CorruptChunk("residual factor below 2"));
+        if factor < 1 {
+            return Err(CorruptChunk("residual factor below 1"));
         }
+        let largest = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
         k = bits.read(6).ok_or_else(truncated)? as u8;
-        if k == FACTORED {
-            return Err(CorruptChunk("residual factor given twice"));
+        if k == EXTENDED {
+            return Err(CorruptChunk("residual coding extended twice"));
+        }
+        if largest != 0 {
+            // The width is the largest code's, for a fixed width only.
+            if !fixed || largest < 0 || 64 - largest.leading_zeros() != u32::from(k) {
+                return Err(CorruptChunk("largest residual code does not fit its width"));
+            }
+            short_below = truncation(k, largest as u64);
         }
     }
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
@@ -1115,6 +1194,7 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
         k,
         base,
         factor,
+        short_below,
     };
     // One loop per order, so that the sum the order asks for is not a
     // branch per sample.
@@ -1139,7 +1219,16 @@ struct ResidualCode {
     base: i64,
     /// What each residual is multiplied by (1: no factor).
     factor: i64,
+    /// Fixed-width codes below this take a bit less (0: none do).
+    short_below: u64,
 }
+
+/// How a packed decimal chunk's residuals are read, a constant of the
+/// decoding loop: Rice-coded, in a fixed width, or in a truncated binary
+/// fixed width.
+const RICE: u8 = 0;
+const FIXED_WIDTH: u8 = 1;
+const TRUNCATED_WIDTH: u8 = 2;
 
 /// [`fill_decimal`] with the loop for `code`'s zero flag, width and factor.
 fn fill_coded<const ORDER: u8>(
@@ -1149,41 +1238,39 @@ fn fill_coded<const ORDER: u8>(
     scale: f64,
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
-    let factored = code.factor != 1;
-    match (code.zero_flag, code.fixed, factored) {
-        (false, false, false) => {
-            fill_decimal::<ORDER, false, false, false>(bits, code, m, scale, samples)
-        }
-        (false, true, false) => {
-            fill_decimal::<ORDER, false, true, false>(bits, code, m, scale, samples)
-        }
-        (true, false, false) => {
-            fill_decimal::<ORDER, true, false, false>(bits, code, m, scale, samples)
-        }
-        (true, true, false) => {
-            fill_decimal::<ORDER, true, true, false>(bits, code, m, scale, samples)
-        }
-        (false, false, true) => {
-            fill_decimal::<ORDER, false, false, true>(bits, code, m, scale, samples)
-        }
-        (false, true, true) => {
-            fill_decimal::<ORDER, false, true, true>(bits, code, m, scale, samples)
-        }
-        (true, false, true) => {
-            fill_decimal::<ORDER, true, false, true>(bits, code, m, scale, samples)
-        }
-        (true, true, true) => {
-            fill_decimal::<ORDER, true, true, true>(bits, code, m, scale, samples)
-        }
+    match (code.zero_flag, code.factor != 1) {
+        (false, false) => fill_width::<ORDER, false, false>(bits, code, m, scale, samples),
+        (true, false) => fill_width::<ORDER, true, false>(bits, code, m, scale, samples),
+        (false, true) => fill_width::<ORDER, false, true>(bits, code, m, scale, samples),
+        (true, true) => fill_width::<ORDER, true, true>(bits, code, m, scale, samples),
+    }
+}
+
+/// [`fill_coded`] for `code`'s width.
+fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool>(
+    bits: &mut BitReader<'_>,
+    code: ResidualCode,
+    m: i64,
+    scale: f64,
+    samples: &mut [Sample],
+) -> Result<(), CorruptChunk> {
+    if !code.fixed {
+        fill_decimal::<ORDER, ZERO_FLAG, RICE, FACTORED>(bits, code, m, scale, samples)
+    } else if code.short_below == 0 {
+        fill_decimal::<ORDER, ZERO_FLAG, FIXED_WIDTH, FACTORED>(bits, code, m, scale, samples)
+    } else {
+        fill_decimal::<ORDER, ZERO_FLAG, TRUNCATED_WIDTH, FACTORED>(bits, code, m, scale, samples)
     }
 }
 
 /// Fills in `samples`' values from residuals of order `ORDER` after the
-/// scaled value `m`, coded as `code` says; `ZERO_FLAG`, `FIXED` and
-/// `FACTORED` (a factor other than 1) are its flags, as constants so that
-/// the loop does not ask them at every sample (nor multiplies by 1). The caller checks [`BitReader::overran`] afterwards.
+/// scaled value `m`, coded as `code` says; `ZERO_FLAG`, `WIDTH` (one of
+/// [`RICE`], [`FIXED_WIDTH`], [`TRUNCATED_WIDTH`]) and `FACTORED` (a factor
+/// other than 1) are its coding, as constants so that the loop does not
+/// ask at every sample (nor multiplies by 1). The caller checks
+/// [`BitReader::overran`] afterwards.
 #[inline]
-fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool, const FACTORED: bool>(
+fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const WIDTH: u8, const FACTORED: bool>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     mut m: i64,
@@ -1195,7 +1282,7 @@ fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool, const
     let mut buffer = bits.buffered();
     let mut delta = 0i64;
     for s in samples.iter_mut() {
-        let mut residual = next_residual::<ZERO_FLAG, FIXED>(&mut buffer, code)?;
+        let mut residual = next_residual::<ZERO_FLAG, WIDTH>(&mut buffer, code)?;
         if FACTORED {
             residual = residual.wrapping_mul(code.factor);
         }
@@ -1225,7 +1312,7 @@ fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const FIXED: bool, const
 /// register; codes longer than what it holds, and escapes, take the
 /// checked reads.
 #[inline(always)]
-fn next_residual<const ZERO_FLAG: bool, const FIXED: bool>(
+fn next_residual<const ZERO_FLAG: bool, const WIDTH: u8>(
     bits: &mut BitBuffer<'_>,
     code: ResidualCode,
 ) -> Result<i64, CorruptChunk> {
@@ -1241,7 +1328,27 @@ fn next_residual<const ZERO_FLAG: bool, const FIXED: bool>(
     // At least 55 bits are counted here (56 less the flag).
     let window = bits.bits();
     let k = u32::from(code.k);
-    let u = if FIXED {
+    let u = if WIDTH == TRUNCATED_WIDTH {
+        // `k` is at least 1. The top `k - 1` bits are the code when they
+        // are below `short_below`; else the top `k` bits less it are.
+        if k <= bits.available() {
+            let long = (window >> 1) >> (63 - k);
+            let short = long >> 1;
+            let is_short = short < code.short_below;
+            bits.consume(k - u32::from(is_short));
+            if is_short {
+                short
+            } else {
+                long - code.short_below
+            }
+        } else {
+            let (u, after) = read_apart(bits.clone(), |b| {
+                read_truncated(b, code.k, code.short_below)
+            });
+            *bits = after;
+            u.ok_or_else(truncated)?
+        }
+    } else if WIDTH == FIXED_WIDTH {
         if k <= bits.available() {
             bits.consume(k);
             // The top `k` bits; none when `k` is 0.
@@ -1612,12 +1719,67 @@ mod tests {
             );
         }
         // Packed, column 0, decimal with 0 digits, order 1, no flags, the
-        // escape, then a factor of 1 (bucket `10` + 7 bits).
-        let one = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x7f, 0x01];
+        // escape, then a factor of 0 (a `0` bit).
+        let zero = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x7e];
         let mut out = Vec::new();
         assert_eq!(
-            decode_in_block(&one, &[column[..3].to_vec()], &mut out),
-            Err(CorruptChunk("residual factor below 2"))
+            decode_in_block(&zero, &[column[..3].to_vec()], &mut out),
+            Err(CorruptChunk("residual factor below 1"))
+        );
+    }
+
+    #[test]
+    fn fresh_measurements_take_truncated_binary_widths() {
+        // Collector durations in nanoseconds, spread evenly over 40,000
+        // values, a block's chunk of them: 16 bits in a plain fixed width,
+        // about 15.7 Rice-coded, 15.5 in truncated binary (codes below
+        // 2^16 less the number of codes take 15 bits).
+        let mut rng = 11u64;
+        let samples: Vec<Sample> = (0..480)
+            .map(|i| {
+                rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let ns = 60_000 + ((rng >> 33) % 40_001) as i64;
+                Sample {
+                    timestamp_ms: 1_700_000_000_000 + i * 15_000,
+                    value: format!("{}", ns as f64 / 1e9).parse().unwrap(),
+                }
+            })
+            .collect();
+        let chunk = encode_packed(&samples, Some(0));
+        let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        let mut decoded = Vec::new();
+        decode_in_block(&chunk, std::slice::from_ref(&column), &mut decoded).unwrap();
+        assert!(same(&decoded, &samples));
+        let scaled: Vec<i64> = samples
+            .iter()
+            .map(|s| scaled(s.value, 9).unwrap())
+            .collect();
+        let coding = best_factored(0, &scaled[1..]);
+        assert!(coding.fixed && coding.largest > 0, "{coding:?}");
+        assert!(coding.bits < 479 * 16 - 150, "{coding:?}");
+        for cut in 5..chunk.len() {
+            let mut out = Vec::new();
+            assert!(
+                decode_in_block(&chunk[..cut], std::slice::from_ref(&column), &mut out).is_err()
+            );
+        }
+        // A largest code that is not of the width is refused.
+        let mut wrong = BitWriter::default();
+        wrong.bit(true);
+        wrong.write(9, 4);
+        wrong.write(0, 2);
+        wrong.bit(false);
+        wrong.bit(true);
+        wrong.write(u64::from(EXTENDED), 6);
+        write_bucketed(&mut wrong, 1, VALUE_WIDTHS);
+        write_bucketed(&mut wrong, 40_000, VALUE_WIDTHS);
+        wrong.write(17, 6);
+        let mut bytes = vec![PACKED, 0, 3, TIMES_SHARED, 0];
+        bytes.extend_from_slice(wrong.bytes());
+        let mut out = Vec::new();
+        assert_eq!(
+            decode_in_block(&bytes, &[column[..3].to_vec()], &mut out),
+            Err(CorruptChunk("largest residual code does not fit its width"))
         );
     }
 
