@@ -1558,6 +1558,38 @@ mod tests {
         }
 
         #[test]
+        fn evenly_spread_measurements_round_trip_bit_exactly(
+            digits in 0usize..10,
+            low in 0i64..1_000_000,
+            width in 1i64..5_000_000,
+            draws in proptest::collection::vec(any::<u64>(), 1..=960),
+            zeros in any::<bool>(),
+        ) {
+            // Fresh measurements spread evenly over `width` units (truncated
+            // binary widths), some of them repeats of the last when `zeros`.
+            let mut last = low;
+            let samples: Vec<Sample> = draws
+                .iter()
+                .enumerate()
+                .map(|(i, &draw)| {
+                    if !zeros || draw % 3 != 0 {
+                        last = low + (draw >> 8) as i64 % width;
+                    }
+                    Sample {
+                        timestamp_ms: i as i64 * 15_000,
+                        value: format!("{}", last as f64 / POW10[digits]).parse().unwrap(),
+                    }
+                })
+                .collect();
+            let chunk = encode_packed(&samples, None);
+            let decoded = decode(&chunk).unwrap();
+            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
+            for cut in [chunk.len() / 2, chunk.len() - 1] {
+                prop_assert!(decode(&chunk[..cut]).is_err());
+            }
+        }
+
+        #[test]
         fn corrupt_chunks_error_instead_of_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode(&bytes);
             let mut packed = vec![PACKED];
