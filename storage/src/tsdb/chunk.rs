@@ -906,38 +906,36 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
             .map(|&u| 64 - u.leading_zeros() as u8)
             .max()
             .unwrap_or(0);
-        let bits = flag_bits + us.len() as u64 * u64::from(widest) + extension_bits(factor, 0);
-        // Widths from 63 on do not fit the 6-bit field beside its escape;
-        // the Rice code's escape takes them.
-        if widest < EXTENDED && best.is_none_or(|b| bits < b.bits) {
-            best = Some(RiceParams {
-                order,
-                zero_flag,
-                base,
-                fixed: true,
-                k: widest,
-                factor,
-                largest: 0,
-                bits,
-            });
-        }
-        let largest = us.iter().copied().max().unwrap_or(0);
-        let short_below = truncation(widest, largest);
-        if widest < EXTENDED && short_below > 0 {
-            let short = us.iter().filter(|&&u| u < short_below).count() as u64;
-            let bits = flag_bits + us.len() as u64 * u64::from(widest) - short
-                + extension_bits(factor, largest);
+        let mut consider = |fixed: bool, k: u8, largest: u64, bits: u64| {
             if best.is_none_or(|b| bits < b.bits) {
                 best = Some(RiceParams {
                     order,
                     zero_flag,
                     base,
-                    fixed: true,
-                    k: widest,
+                    fixed,
+                    k,
                     factor,
                     largest,
                     bits,
                 });
+            }
+        };
+        // Widths from 63 on do not fit the 6-bit field beside its escape;
+        // the Rice code's escape takes them.
+        if widest < EXTENDED {
+            let plain = us.len() as u64 * u64::from(widest);
+            consider(
+                true,
+                widest,
+                0,
+                flag_bits + plain + extension_bits(factor, 0),
+            );
+            let largest = us.iter().copied().max().unwrap_or(0);
+            let short_below = truncation(widest, largest);
+            if short_below > 0 {
+                let short = us.iter().filter(|&&u| u < short_below).count() as u64;
+                let bits = flag_bits + plain - short + extension_bits(factor, largest);
+                consider(true, widest, largest, bits);
             }
         }
         let mean = us.iter().map(|&u| u as f64).sum::<f64>() / us.len().max(1) as f64;
@@ -947,18 +945,7 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
             let bits = flag_bits
                 + us.iter().map(|&u| rice_bits(u, k)).sum::<u64>()
                 + extension_bits(factor, 0);
-            if best.is_none_or(|b| bits < b.bits) {
-                best = Some(RiceParams {
-                    order,
-                    zero_flag,
-                    base,
-                    fixed: false,
-                    k,
-                    factor,
-                    largest: 0,
-                    bits,
-                });
-            }
+            consider(false, k, 0, bits);
         }
     }
     best.expect("some parameter was tried")
@@ -1719,6 +1706,29 @@ mod tests {
         assert_eq!(encode_packed(&expected, None), inline);
     }
 
+    /// `samples` packed against their block's timestamp column read back,
+    /// and every cut of the chunk past its header is refused; the chunk
+    /// and the column.
+    fn in_block_reads_back_and_refuses_every_cut(samples: &[Sample]) -> (Vec<u8>, Vec<i64>) {
+        let chunk = encode_packed(samples, Some(0));
+        let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        let mut decoded = Vec::new();
+        decode_in_block(&chunk, std::slice::from_ref(&column), &mut decoded).unwrap();
+        assert!(same(&decoded, samples));
+        for cut in 5..chunk.len() {
+            let mut out = Vec::new();
+            assert!(
+                decode_in_block(&chunk[..cut], std::slice::from_ref(&column), &mut out).is_err()
+            );
+        }
+        (chunk, column)
+    }
+
+    /// Decodes a chunk of three samples against the first three of `column`.
+    fn three_in_block(chunk: &[u8], column: &[i64]) -> Result<(), CorruptChunk> {
+        decode_in_block(chunk, &[column[..3].to_vec()], &mut Vec::new())
+    }
+
     #[test]
     fn sizes_moving_by_whole_pages_are_written_in_pages() {
         // Free memory as node_exporter reports it: bytes, up or down by a
@@ -1735,27 +1745,16 @@ mod tests {
                 }
             })
             .collect();
-        let chunk = encode_packed(&samples, Some(0));
-        let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
-        let mut decoded = Vec::new();
-        decode_in_block(&chunk, std::slice::from_ref(&column), &mut decoded).unwrap();
-        assert!(same(&decoded, &samples));
+        let (chunk, column) = in_block_reads_back_and_refuses_every_cut(&samples);
         // Six or seven bits a sample for the pages; in bytes it would be
         // eighteen or nineteen.
         assert!(chunk.len() < 120, "{} bytes", chunk.len());
-        // Cut anywhere, it is refused; a factor below 2 is corrupt.
-        for cut in 5..chunk.len() {
-            let mut out = Vec::new();
-            assert!(
-                decode_in_block(&chunk[..cut], std::slice::from_ref(&column), &mut out).is_err()
-            );
-        }
-        // Packed, column 0, decimal with 0 digits, order 1, no flags, the
-        // escape, then a factor of 0 (a `0` bit).
+        // A factor of 0 is corrupt: packed, column 0, decimal with 0
+        // digits, order 1, no flags, the escape, then a factor of 0 (a `0`
+        // bit).
         let zero = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x7e];
-        let mut out = Vec::new();
         assert_eq!(
-            decode_in_block(&zero, &[column[..3].to_vec()], &mut out),
+            three_in_block(&zero, &column),
             Err(CorruptChunk("residual factor below 1"))
         );
     }
@@ -1777,11 +1776,7 @@ mod tests {
                 }
             })
             .collect();
-        let chunk = encode_packed(&samples, Some(0));
-        let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
-        let mut decoded = Vec::new();
-        decode_in_block(&chunk, std::slice::from_ref(&column), &mut decoded).unwrap();
-        assert!(same(&decoded, &samples));
+        let (_, column) = in_block_reads_back_and_refuses_every_cut(&samples);
         let scaled: Vec<i64> = samples
             .iter()
             .map(|s| scaled(s.value, 9).unwrap())
@@ -1789,12 +1784,6 @@ mod tests {
         let coding = best_factored(0, &scaled[1..]);
         assert!(coding.fixed && coding.largest > 0, "{coding:?}");
         assert!(coding.bits < 479 * 16 - 150, "{coding:?}");
-        for cut in 5..chunk.len() {
-            let mut out = Vec::new();
-            assert!(
-                decode_in_block(&chunk[..cut], std::slice::from_ref(&column), &mut out).is_err()
-            );
-        }
         // A largest code that is not of the width is refused.
         let mut wrong = BitWriter::default();
         wrong.bit(true);
@@ -1808,9 +1797,8 @@ mod tests {
         wrong.write(17, 6);
         let mut bytes = vec![PACKED, 0, 3, TIMES_SHARED, 0];
         bytes.extend_from_slice(wrong.bytes());
-        let mut out = Vec::new();
         assert_eq!(
-            decode_in_block(&bytes, &[column[..3].to_vec()], &mut out),
+            three_in_block(&bytes, &column),
             Err(CorruptChunk("largest residual code does not fit its width"))
         );
     }
