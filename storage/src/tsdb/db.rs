@@ -898,7 +898,7 @@ impl Tsdb {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<LazySeries<'_>>> {
-        self.select_lazy_again(matchers, mint, maxt, 2)
+        self.select_lazy_again(matchers, mint, maxt, 4)
     }
 
     /// [`Tsdb::select_lazy`]; a series read after a cut moved head samples
@@ -917,6 +917,10 @@ impl Tsdb {
             Frozen(usize, usize),
             Head(u64),
         }
+        // Cuts counted before the snapshots: a cut between them and the
+        // head's list below moves samples out of the head into a frozen
+        // set this selection did not take, and is noticed then.
+        let cuts = self.head_cuts.load(Ordering::Acquire);
         // Frozen series before blocks: a flush lists its blocks before it
         // lets go of their series, so one of the two holds them.
         let frozen: Arc<Vec<Arc<Frozen>>> =
@@ -996,8 +1000,16 @@ impl Tsdb {
                     .collect(),
             );
         }
-        let cuts = {
+        between_snapshots(self);
+        {
             let head = self.head.read().expect("head lock");
+            // A cut since the snapshots: the samples it moved are in
+            // neither what was taken nor the head (a series may have left
+            // the head whole). Selected again, all sources.
+            if self.head_cuts.load(Ordering::Acquire) != cuts && rereads > 0 {
+                drop(head);
+                return self.select_lazy_again(matchers, mint, maxt, rereads - 1);
+            }
             lists.push(
                 head.select_ids_in_label_order(matchers)
                     .into_iter()
@@ -1010,8 +1022,7 @@ impl Tsdb {
                     })
                     .collect(),
             );
-            self.head_cuts.load(Ordering::Acquire)
-        };
+        }
         lists.retain(|l| !l.is_empty());
         // Merge: a series in several blocks (or a block and the head) reads from each.
         let mut merged: Vec<(Cow<'_, Labels>, Vec<Source>)> = Vec::new();
@@ -1120,6 +1131,22 @@ impl Tsdb {
 
     /// Label sets of series matching `matchers` with samples in `[mint, maxt]`.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        // As in `select_lazy_again`: a cut between the snapshots and the
+        // head's list could hide a series that left the head whole.
+        let mut tries = 0;
+        loop {
+            let cuts = self.head_cuts.load(Ordering::Acquire);
+            let out = self.series_once(matchers, mint, maxt)?;
+            tries += 1;
+            if self.head_cuts.load(Ordering::Acquire) == cuts || tries > 4 {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// [`Tsdb::series`] from the sources as they are now, frozen sets and
+    /// blocks before the head.
+    fn series_once(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         let frozen = self.frozen.read().expect("frozen lock").clone();
         for set in &frozen {
@@ -1140,6 +1167,7 @@ impl Tsdb {
                     .cloned(),
             );
         }
+        between_snapshots(self);
         let head = self.head.read().expect("head lock");
         for id in head.select_ids(matchers) {
             let series = head.series(id).expect("selected");
@@ -1781,6 +1809,27 @@ fn merge_data(first: Data, second: Data) -> Data {
 
 /// Whether label-ordered `lists` all hold the same series in the same
 /// order, so that merging them is pairing them up.
+/// What runs between a selection's snapshots and its list of the head.
+#[cfg(test)]
+type SnapshotHook = Option<Box<dyn FnOnce(&Tsdb)>>;
+
+// Run once on this thread between a selection's snapshots of frozen sets
+// and blocks and its list of the head: tests cut the head there.
+#[cfg(test)]
+thread_local! {
+    static BETWEEN_SNAPSHOTS: std::cell::RefCell<SnapshotHook> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// What a test set to run between a selection's snapshots and its list
+/// of the head ([`BETWEEN_SNAPSHOTS`]); nothing outside tests.
+fn between_snapshots(_db: &Tsdb) {
+    #[cfg(test)]
+    if let Some(run) = BETWEEN_SNAPSHOTS.with(|hook| hook.borrow_mut().take()) {
+        run(_db);
+    }
+}
+
 fn same_series<T>(lists: &[Vec<(Cow<'_, Labels>, T)>]) -> bool {
     let Some((first, rest)) = lists.split_first() else {
         return true;
@@ -2200,6 +2249,63 @@ mod tests {
         drop(db);
         let db = open_backfilling(dir.path());
         assert_eq!(everything(&db), expected, "after a restart");
+    }
+
+    /// A cut between a read's snapshots of frozen sets and blocks and its
+    /// list of the head moves samples (and whole series) where the read
+    /// did not look: the read notices and selects again, never a gap.
+    #[test]
+    fn a_cut_in_the_middle_of_a_read_hides_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_backfilling(dir.path());
+        let live = load(&db, 24 * 60 * MIN, 600);
+        db.maintain().unwrap();
+        let old = vec![
+            series(
+                "node_cpu_seconds_total",
+                "host1:9100",
+                (0..600).map(|m| (m * MIN, m as f64)),
+            ),
+            series(
+                "node_boot_time_seconds",
+                "gone:9100",
+                (0..600).map(|m| (m * MIN, 1.7e9)),
+            ),
+        ];
+        let report = db.append(&old).unwrap();
+        assert_eq!(report.rejected_total(), 0, "{report:?}");
+        let expected = overlay(&live, &old);
+        let cut = |db: &Tsdb| {
+            let cuts = db.head_cuts.load(Ordering::Relaxed);
+            db.backfill_since.store(0, Ordering::Relaxed);
+            db.maintain().unwrap();
+            assert!(db.head_cuts.load(Ordering::Relaxed) > cuts, "no cut");
+            assert_eq!(db.backfill_pending.load(Ordering::Relaxed), 0);
+        };
+        BETWEEN_SNAPSHOTS.with(|hook| *hook.borrow_mut() = Some(Box::new(cut)));
+        assert_eq!(everything(&db), expected);
+        assert!(BETWEEN_SNAPSHOTS.with(|hook| hook.borrow().is_none()));
+
+        // The labels too: a series only backfill held leaves the head whole.
+        let more = vec![series(
+            "node_boot_time_seconds",
+            "gone-too:9100",
+            (0..600).map(|m| (m * MIN, 1.7e9)),
+        )];
+        db.append(&more).unwrap();
+        BETWEEN_SNAPSHOTS.with(|hook| *hook.borrow_mut() = Some(Box::new(cut)));
+        let boot = Matcher::new("__name__", MatchOp::Equal, "node_boot_time_seconds").unwrap();
+        let instances: Vec<String> = db
+            .series(&[boot], i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.get("instance").map(str::to_owned))
+            .collect();
+        assert!(BETWEEN_SNAPSHOTS.with(|hook| hook.borrow().is_none()));
+        assert!(
+            instances.iter().any(|i| i == "gone-too:9100"),
+            "{instances:?}"
+        );
     }
 
     /// Backfill that was acknowledged but not yet written as blocks comes
