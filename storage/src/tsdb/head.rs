@@ -256,6 +256,13 @@ impl HistPart {
         }
     }
 
+    /// The newest timestamp in its chunks and late samples.
+    fn max_time(&self) -> i64 {
+        let sealed = self.sealed.last().map_or(i64::MIN, |c| c.max_t);
+        let extra = self.extra.keys().next_back().copied().unwrap_or(i64::MIN);
+        sealed.max(self.open.max_time()).max(extra)
+    }
+
     fn chunk_count(&self) -> usize {
         self.sealed.len() + usize::from(!self.open.is_empty())
     }
@@ -685,18 +692,17 @@ impl MemSeries {
         }
     }
 
-    /// The newest timestamp held, out-of-order samples included.
+    /// The newest timestamp held, out-of-order samples included, and
+    /// histograms whatever `max_t` says (a part split off the head sets
+    /// it from its float chunks).
     pub(crate) fn newest(&self) -> i64 {
         let Some(rest) = self.rest.as_deref() else {
             return self.max_t;
         };
-        let hist_extra = rest
-            .hist
-            .as_ref()
-            .and_then(|h| h.extra.keys().next_back().copied());
+        let hist = rest.hist.as_ref().map_or(i64::MIN, |h| h.max_time());
         self.max_t
             .max(rest.extra.keys().next_back().copied().unwrap_or(i64::MIN))
-            .max(hist_extra.unwrap_or(i64::MIN))
+            .max(hist)
     }
 
     fn float_min_time(&self) -> Option<i64> {
@@ -900,6 +906,11 @@ impl MemSeries {
             None => (None, 0),
         };
         gone_sealed.shrink_to_fit();
+        // Histograms count as the head counts them: a series of only
+        // histograms is otherwise newest at no time, and reads pass it by.
+        if let Some(h) = &gone_hist {
+            gone.max_t = gone.max_t.max(h.max_time());
+        }
         gone.rest = Some(Box::new(SeriesRest {
             sealed: gone_sealed,
             extra,
