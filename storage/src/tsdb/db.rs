@@ -2719,6 +2719,98 @@ mod tests {
         assert_eq!(selected[0].data().unwrap().1.len(), 11);
     }
 
+    /// As a cluster's partition owner runs: half an hour of floats, then
+    /// the same half hour of histograms (backfill by then), with
+    /// one-minute blocks cut, flushed and compacted all the while. A
+    /// reader going over the histograms never sees fewer than it saw.
+    #[test]
+    fn reads_during_cuts_and_backfill_flushes_never_lose_what_they_saw() {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let config = TsdbConfig {
+                block_duration: PromDuration::from_secs(60),
+                out_of_order_window: TsdbConfig::default().out_of_order_window,
+                ..config()
+            };
+            let stats = Arc::new(TsdbStats::default());
+            let retention = PromDuration::from_secs(30 * 24 * 3600);
+            let db = Tsdb::open(dir.path(), config, retention, stats).unwrap();
+            let end = now_ms() / MIN * MIN;
+            let begin = end - 30 * MIN;
+            let at = |minute: i64, s: i64| begin + minute * MIN + s * 15_000;
+            let stop = AtomicBool::new(false);
+            let name = Matcher::new("__name__", MatchOp::Equal, "latency_seconds").unwrap();
+            let lost = std::thread::scope(|scope| {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        db.maintain().unwrap();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                });
+                let reader = scope.spawn(|| {
+                    let mut seen: BTreeMap<Labels, usize> = BTreeMap::new();
+                    let mut lost = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let selected = db.select_lazy(std::slice::from_ref(&name), begin, end);
+                        for s in selected.unwrap() {
+                            let now = s.data().unwrap().1.len();
+                            let before = seen.entry(s.labels.clone()).or_default();
+                            if now < *before {
+                                lost.push(format!("{}: {before} then {now}", s.labels));
+                            }
+                            *before = now;
+                        }
+                    }
+                    lost
+                });
+                for minute in 0..30 {
+                    let floats: Vec<SeriesSamples> = (0..40)
+                        .map(|i| {
+                            let points = (0..4).map(|s| (at(minute, s), (minute * 4 + s) as f64));
+                            series("requests_total", &format!("host{i}"), points)
+                        })
+                        .collect();
+                    db.append(&floats).unwrap();
+                }
+                for minute in 0..30 {
+                    let histograms: Vec<SeriesHistograms> = (0..6)
+                        .map(|i| SeriesHistograms {
+                            labels: Labels::from_pairs([
+                                ("__name__", "latency_seconds".to_owned()),
+                                ("instance", format!("host{i}")),
+                            ]),
+                            samples: (0..4)
+                                .map(|s| {
+                                    let n = ((minute * 4 + s) * (i + 1)) as u64;
+                                    HistogramSample {
+                                        timestamp_ms: at(minute, s),
+                                        value: HistogramValue::Int(int_histogram(
+                                            0,
+                                            &[n, n, n],
+                                            n as f64,
+                                        )),
+                                    }
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    let report = db.append_histograms(&histograms).unwrap();
+                    assert_eq!(report.rejected_total(), 0, "{report:?}");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                stop.store(true, Ordering::Relaxed);
+                reader.join().unwrap()
+            });
+            assert!(lost.is_empty(), "{lost:?}");
+            let all = db.select_lazy(&[name], begin, end).unwrap();
+            assert_eq!(all.len(), 6);
+            for s in all {
+                assert_eq!(s.data().unwrap().1.len(), 120, "{}", s.labels);
+            }
+        }
+    }
+
     #[test]
     fn histograms_go_through_the_wal_blocks_and_compaction_bit_for_bit() {
         let dir = tempfile::tempdir().unwrap();
