@@ -1807,8 +1807,6 @@ fn merge_data(first: Data, second: Data) -> Data {
     )
 }
 
-/// Whether label-ordered `lists` all hold the same series in the same
-/// order, so that merging them is pairing them up.
 /// What runs between a selection's snapshots and its list of the head.
 #[cfg(test)]
 type SnapshotHook = Option<Box<dyn FnOnce(&Tsdb)>>;
@@ -1830,6 +1828,8 @@ fn between_snapshots(_db: &Tsdb) {
     }
 }
 
+/// Whether label-ordered `lists` all hold the same series in the same
+/// order, so that merging them is pairing them up.
 fn same_series<T>(lists: &[Vec<(Cow<'_, Labels>, T)>]) -> bool {
     let Some((first, rest)) = lists.split_first() else {
         return true;
