@@ -7,7 +7,10 @@
 //! performance claims live here.
 //!
 //! This library holds what the benchmarks share: a workload shaped like real
-//! node_exporter data ([`NodeWorkload`]) and process measurements.
+//! node_exporter data ([`NodeWorkload`]), an application fleet's
+//! ([`fleet`]), and process measurements.
+
+pub mod fleet;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! The metrics store against VictoriaMetrics 1.79 and Prometheus 2.42 (both
-//! Debian's), on node_exporter-shaped
-//! data learned from a real node_exporter, in one run:
+//! Debian's), on node_exporter-shaped data learned from a real node_exporter
+//! and (for disk) on an application fleet's client-library metrics
+//! ([`sextant_bench::fleet`]), in one run:
 //!
 //! ```sh
 //! scripts/setup-test-env >/dev/null        # Debian's prometheus and node exporter
@@ -8,6 +9,7 @@
 //! target/release/tsdb                       # the full run (several minutes)
 //! target/release/tsdb --quick               # smaller sizes, same measurements
 //! target/release/tsdb --only replay          # one part: disk, remote-write, import or replay
+//! target/release/tsdb --only disk --shape app # one disk shape: node or app
 //! target/release/tsdb --rw-hosts 200         # remote write with 200 x ~500 series
 //! ```
 //!
@@ -15,7 +17,7 @@
 //! 1. disk: bytes per sample in persisted blocks (Sextant's head cut vs
 //!    `promtool tsdb create-blocks-from openmetrics` on the same samples, and
 //!    VictoriaMetrics' `data` and `indexdb` after the same samples through
-//!    its text import, flushed and merged);
+//!    its text import, flushed and merged), for each shape;
 //! 2. ingest: samples/s through each one's remote-write receiver, same payloads,
 //!    same senders; and Sextant's in-process write path (WAL on);
 //! 3. memory: RSS growth per head series after the remote-write load;
@@ -29,13 +31,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sextant_bench::fleet::app_fleet_history;
 use sextant_bench::say;
 use sextant_bench::{
     NodeExporter, NodeWorkload, Peer, dir_bytes, flag_value, free_port, remote_write, rss_bytes,
     scrape_batch, start_prometheus, start_sextant, start_victoria_metrics, victoria_metrics_settle,
 };
 use sextant_ingest::remote_write::{encode, proto};
-use sextant_model::PromDuration;
+use sextant_model::{Labels, PromDuration};
 use sextant_storage::tsdb::FsyncPolicy;
 use sextant_storage::{Tsdb, TsdbConfig, TsdbStats};
 
@@ -44,6 +47,8 @@ const START_MS: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 7_200_000;
 struct Sizes {
     disk_hosts: usize,
     disk_hours: usize,
+    /// Service instances of the application fleet in the disk part.
+    disk_targets: usize,
     rw_hosts: usize,
     rw_scrapes: usize,
     replay_hosts: usize,
@@ -59,6 +64,7 @@ fn main() {
         Sizes {
             disk_hosts: 2,
             disk_hours: 4,
+            disk_targets: 4,
             rw_hosts: 10,
             rw_scrapes: 40,
             replay_hosts: 100,
@@ -67,6 +73,7 @@ fn main() {
         Sizes {
             disk_hosts: 4,
             disk_hours: 4,
+            disk_targets: 20,
             rw_hosts: 200,
             rw_scrapes: 120,
             replay_hosts: 2000,
@@ -87,7 +94,12 @@ fn main() {
     ));
 
     if run("disk") {
-        disk_part(&learned, &sizes, &scratch);
+        disk_part(
+            &learned,
+            &sizes,
+            &scratch,
+            flag_value(&args, "--shape").as_deref(),
+        );
     }
     if run("remote-write") {
         remote_write_part(&learned, &sizes, &scratch);
@@ -105,25 +117,38 @@ fn main() {
     let _ = std::fs::remove_dir_all(&scratch);
 }
 
-fn disk_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path) {
-    let per_host = learned.series_per_host();
-    let disk = learned.with_hosts(sizes.disk_hosts);
+fn disk_part(learned: &NodeWorkload, sizes: &Sizes, scratch: &Path, shape: Option<&str>) {
     let scrapes = sizes.disk_hours * 240;
-    let (ours_bps, ingest_rate) = sextant_disk(&disk, scrapes, &scratch.join("disk"));
-    let theirs_bps = prometheus_disk(&disk, scrapes, &scratch.join("promtool"));
-    let vm_bps = victoria_metrics_disk(&disk, scrapes, &scratch.join("victoria-metrics"));
+    if shape.is_none_or(|s| s == "node") {
+        let node = learned.with_hosts(sizes.disk_hosts);
+        let labels = node.labels();
+        let series = history(&node, scrapes, 42);
+        disk_side_by_side("node_exporter", &labels, &series, &scratch.join("node"));
+        say(&format!(
+            "disk, node_exporter: the entropy of these values is about {:.3} B/sample: no lossless store keeps them in less (index and timestamps aside)",
+            learned.entropy_bytes_per_sample()
+        ));
+    }
+    if shape.is_none_or(|s| s == "app") {
+        let (labels, series) = app_fleet_history(sizes.disk_targets, scrapes, START_MS, 42);
+        disk_side_by_side("application fleet", &labels, &series, &scratch.join("app"));
+    }
+}
+
+/// One shape's samples through each store, bytes per sample side by side.
+fn disk_side_by_side(shape: &str, labels: &[Labels], series: &[Vec<(i64, f64)>], dir: &Path) {
+    let scrapes = series.first().map_or(0, Vec::len);
+    let (ours_bps, ingest_rate) = sextant_disk(shape, labels, series, &dir.join("sextant"));
+    let theirs_bps = prometheus_disk(labels, series, &dir.join("promtool"));
+    let vm_bps = victoria_metrics_disk(labels, series, &dir.join("victoria-metrics"));
     say(&format!(
-        "disk: {} series x {scrapes} samples: Sextant {ours_bps:.3} B/sample, VictoriaMetrics {vm_bps:.3} B/sample (ratio {:.2}), Prometheus {theirs_bps:.3} B/sample (ratio {:.2})",
-        disk.hosts * per_host,
+        "disk, {shape}: {} series x {scrapes} samples: Sextant {ours_bps:.3} B/sample, VictoriaMetrics {vm_bps:.3} B/sample (ratio {:.2}), Prometheus {theirs_bps:.3} B/sample (ratio {:.2})",
+        labels.len(),
         ours_bps / vm_bps,
         ours_bps / theirs_bps
     ));
     say(&format!(
-        "disk: the entropy of these values is about {:.3} B/sample: no lossless store keeps them in less (index and timestamps aside)",
-        learned.entropy_bytes_per_sample()
-    ));
-    say(&format!(
-        "ingest, in-process write path (WAL on, fsync interval): {ingest_rate:.0} samples/s"
+        "ingest, {shape}, in-process write path (WAL on, fsync interval): {ingest_rate:.0} samples/s"
     ));
 }
 
@@ -206,7 +231,7 @@ fn history(workload: &NodeWorkload, scrapes: usize, seed: u64) -> Vec<Vec<(i64, 
 }
 
 /// One series' samples as text-format lines with millisecond timestamps.
-fn text_lines(body: &mut String, labels: &sextant_model::Labels, samples: &[(i64, f64)]) {
+fn text_lines(body: &mut String, labels: &Labels, samples: &[(i64, f64)]) {
     let name = labels.metric_name().unwrap_or_default();
     let rest: Vec<String> = labels
         .iter()
@@ -264,15 +289,22 @@ fn config() -> TsdbConfig {
 }
 
 /// Appends scrape by scrape; returns (block bytes per block sample, samples/s of append).
-fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f64) {
+fn sextant_disk(
+    shape: &str,
+    labels: &[Labels],
+    series: &[Vec<(i64, f64)>],
+    dir: &Path,
+) -> (f64, f64) {
     let db = open_tsdb(dir);
-    let labels = workload.labels();
-    let mut stream = workload.scrapes(START_MS, 42);
+    let scrapes = series.first().map_or(0, Vec::len);
     let mut appending = Duration::ZERO;
     let mut total = 0usize;
-    for _ in 0..scrapes {
-        let (t, values) = stream.next_scrape();
-        let batch = scrape_batch(&labels, t, values);
+    let mut values = Vec::with_capacity(series.len());
+    for j in 0..scrapes {
+        let t = series[0][j].0;
+        values.clear();
+        values.extend(series.iter().map(|s| s[j].1));
+        let batch = scrape_batch(labels, t, &values);
         let started = Instant::now();
         let report = db.append(&batch).expect("append");
         appending += started.elapsed();
@@ -291,7 +323,7 @@ fn sextant_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> (f64, f6
         index += std::fs::metadata(entry.path().join("index")).map_or(0, |m| m.len());
     }
     say(&format!(
-        "disk: Sextant's index (labels, postings, chunk references, timestamp columns) {:.3} B/sample of it",
+        "disk, {shape}: Sextant's index (labels, postings, chunk references, timestamp columns) {:.3} B/sample of it",
         index as f64 / samples.max(1) as f64
     ));
     (
@@ -306,10 +338,9 @@ fn serde_json_meta(path: &Path) -> sextant_storage::tsdb::BlockMeta {
 }
 
 /// The same samples through promtool into Prometheus blocks; bytes per sample.
-fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
+fn prometheus_disk(labels: &[Labels], series: &[Vec<(i64, f64)>], dir: &Path) -> f64 {
     std::fs::create_dir_all(dir).expect("dir");
-    let labels = workload.labels();
-    let series = history(workload, scrapes, 42);
+    let scrapes = series.first().map_or(0, Vec::len);
     let input = dir.join("input.om");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
     let mut order: Vec<usize> = (0..labels.len()).collect();
@@ -360,10 +391,9 @@ fn prometheus_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
 /// The same samples through VictoriaMetrics' text import
 /// (`/api/v1/import/prometheus`, series by series as promtool gets them),
 /// flushed and merged; bytes per sample of its `data` and `indexdb`.
-fn victoria_metrics_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) -> f64 {
+fn victoria_metrics_disk(labels: &[Labels], series: &[Vec<(i64, f64)>], dir: &Path) -> f64 {
     let vm = start_victoria_metrics(dir, false, &[]);
-    let labels = workload.labels();
-    let series = history(workload, scrapes, 42);
+    let scrapes = series.first().map_or(0, Vec::len);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -375,7 +405,7 @@ fn victoria_metrics_disk(workload: &NodeWorkload, scrapes: usize, dir: &Path) ->
         assert!(reply.status().is_success(), "import: {}", reply.status());
         body.clear();
     };
-    for (l, samples) in labels.iter().zip(&series) {
+    for (l, samples) in labels.iter().zip(series) {
         text_lines(&mut body, l, samples);
         if body.len() > 4 << 20 {
             post(&mut body);

@@ -675,6 +675,12 @@ fn next_bucketed(bits: &mut BitBuffer<'_>, widths: &[u8]) -> Option<i64> {
 /// of one scrape target have).
 const TIMES_INLINE: u8 = 0;
 const TIMES_SHARED: u8 = 1;
+/// Set in the timestamp layout byte when the chunk's integer-coded values
+/// are the values' IEEE 754 bit patterns rather than scaled decimals: for
+/// floats that are no short decimal but move by small steps (a histogram's
+/// `_sum` of measured durations, a clock read in nanoseconds), where the
+/// change in the pattern is a number of units in the last place.
+const VALUES_AS_BITS: u8 = 0x80;
 
 /// Unary quotients of a Rice code stop here; the value follows whole.
 const RICE_ESCAPE: u8 = 24;
@@ -692,8 +698,9 @@ const EXTENDED: u8 = 63;
 /// [`PACKED`] chunk, its timestamps inline or (`column`) those of the
 /// block's timestamp column with that number.
 ///
-/// Values are the smaller of XOR'd floats and, when every value is a
-/// decimal (see [`DECIMAL`]), scaled integers: constant; or residuals of
+/// Values are the smaller of XOR'd floats and integers, either scaled
+/// decimals when every value is a decimal (see [`DECIMAL`]) or else the
+/// values' bit patterns ([`VALUES_AS_BITS`]): constant; or residuals of
 /// order 0 (the value), 1 (its change) or 2 (the change of its change),
 /// each a flag bit for "zero" (where that pays) and otherwise its distance
 /// from the chunk's median residual, zigzagged and Rice-coded with the
@@ -712,23 +719,31 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     if samples.is_empty() {
         return out;
     }
+    let xor = xor_values(samples);
+    let (values, flag) = match decimal_values(samples) {
+        Some(decimal) if decimal.len() < xor.len() => (decimal, 0),
+        Some(_) => (xor, 0),
+        None => {
+            let patterns = bit_pattern_values(samples);
+            if patterns.len() < xor.len() {
+                (patterns, VALUES_AS_BITS)
+            } else {
+                (xor, 0)
+            }
+        }
+    };
     match column {
         Some(id) => {
-            out.push(TIMES_SHARED);
+            out.push(TIMES_SHARED | flag);
             super::bits::put_uvarint(&mut out, id);
         }
         None => {
-            out.push(TIMES_INLINE);
+            out.push(TIMES_INLINE | flag);
             let times = encode_times(samples.iter().map(|s| s.timestamp_ms));
             super::bits::put_uvarint(&mut out, times.len() as u64);
             out.extend_from_slice(&times);
         }
     }
-    let xor = xor_values(samples);
-    let values = match decimal_values(samples) {
-        Some(decimal) if decimal.len() < xor.len() => decimal,
-        _ => xor,
-    };
     out.extend_from_slice(values.bytes());
     out
 }
@@ -995,13 +1010,26 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
         .iter()
         .map(|s| scaled(s.value, digits))
         .collect::<Option<_>>()?;
+    Some(integer_values(digits, &scaled))
+}
+
+/// The values' bit patterns as Rice-coded integers (see [`VALUES_AS_BITS`]).
+fn bit_pattern_values(samples: &[Sample]) -> BitWriter {
+    let patterns: Vec<i64> = samples.iter().map(|s| s.value.to_bits() as i64).collect();
+    integer_values(0, &patterns)
+}
+
+/// Integer values (decimals scaled by `10^digits`, or bit patterns with
+/// `digits` 0) in the cheapest of the residual codings [`encode_packed`]
+/// describes.
+fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
     let mut bits = BitWriter::default();
     bits.bit(true);
     bits.write(digits as u64, 4);
     if scaled.iter().all(|&m| m == scaled[0]) {
         bits.write(u64::from(CONSTANT), 2);
         write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
-        return Some(bits);
+        return bits;
     }
     let mut residuals: Vec<i64> = scaled[1..].to_vec();
     let mut best = best_factored(0, &residuals);
@@ -1062,7 +1090,7 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
             write_rice(&mut bits, u, best.k);
         }
     }
-    Some(bits)
+    bits
 }
 
 fn decode_packed(
@@ -1075,7 +1103,8 @@ fn decode_packed(
     let count = usize::from(count);
     let mut r = super::bits::ByteReader::new(stream);
     let start = out.len();
-    match r.take(1).ok_or_else(truncated)?[0] {
+    let layout = r.take(1).ok_or_else(truncated)?[0];
+    match layout & !VALUES_AS_BITS {
         TIMES_INLINE => {
             let len = r.len().ok_or_else(truncated)?;
             let times = r.take(len).ok_or_else(truncated)?;
@@ -1115,19 +1144,32 @@ fn decode_packed(
         }
         _ => return Err(CorruptChunk("unknown timestamp layout")),
     }
-    let result = decode_packed_values(r.take(r.remaining()).unwrap_or_default(), &mut out[start..]);
+    let result = decode_packed_values(
+        r.take(r.remaining()).unwrap_or_default(),
+        &mut out[start..],
+        layout & VALUES_AS_BITS != 0,
+    );
     if result.is_err() {
         out.truncate(start);
     }
     result
 }
 
-/// Fills in the values of `samples` (at least one) from a packed chunk's value stream.
-fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), CorruptChunk> {
+/// Fills in the values of `samples` (at least one) from a packed chunk's
+/// value stream, its integers bit patterns if `as_bits`.
+fn decode_packed_values(
+    stream: &[u8],
+    samples: &mut [Sample],
+    as_bits: bool,
+) -> Result<(), CorruptChunk> {
     let truncated = || CorruptChunk("truncated");
     let mut bits = BitReader::new(stream);
     let (first, rest) = samples.split_first_mut().ok_or_else(truncated)?;
-    if !bits.bit().ok_or_else(truncated)? {
+    let integers = bits.bit().ok_or_else(truncated)?;
+    if as_bits && !integers {
+        return Err(CorruptChunk("bit patterns flagged on XOR'd values"));
+    }
+    if !integers {
         let mut value = bits.read(64).ok_or_else(truncated)?;
         first.value = f64::from_bits(value);
         let (mut leading, mut trailing) = (0u8, 0u8);
@@ -1138,12 +1180,22 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
         return Ok(());
     }
     let digits = bits.read(4).ok_or_else(truncated)? as usize;
+    if as_bits && digits != 0 {
+        return Err(CorruptChunk("bit patterns with a decimal scale"));
+    }
     let scale = *POW10
         .get(digits)
         .ok_or(CorruptChunk("decimal scale out of range"))?;
+    let value_of = |m: i64| {
+        if as_bits {
+            f64::from_bits(m as u64)
+        } else {
+            m as f64 / scale
+        }
+    };
     let order = bits.read(2).ok_or_else(truncated)? as u8;
     if order == CONSTANT {
-        let value = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)? as f64 / scale;
+        let value = value_of(read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?);
         first.value = value;
         for s in rest {
             s.value = value;
@@ -1174,7 +1226,7 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
     }
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     let m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
-    first.value = m as f64 / scale;
+    first.value = value_of(m);
     let code = ResidualCode {
         zero_flag,
         fixed,
@@ -1186,9 +1238,9 @@ fn decode_packed_values(stream: &[u8], samples: &mut [Sample]) -> Result<(), Cor
     // One loop per order, so that the sum the order asks for is not a
     // branch per sample.
     match order {
-        0 => fill_coded::<0>(&mut bits, code, m, scale, rest)?,
-        1 => fill_coded::<1>(&mut bits, code, m, scale, rest)?,
-        _ => fill_coded::<2>(&mut bits, code, m, scale, rest)?,
+        0 => fill_coded::<0>(&mut bits, code, m, scale, as_bits, rest)?,
+        1 => fill_coded::<1>(&mut bits, code, m, scale, as_bits, rest)?,
+        _ => fill_coded::<2>(&mut bits, code, m, scale, as_bits, rest)?,
     }
     // Reads past the end gave zeros; the chunk was cut short if any did.
     if bits.overran() {
@@ -1217,36 +1269,44 @@ const RICE: u8 = 0;
 const FIXED_WIDTH: u8 = 1;
 const TRUNCATED_WIDTH: u8 = 2;
 
-/// [`fill_decimal`] with the loop for `code`'s zero flag, width and factor.
+/// [`fill_decimal`] with the loop for `code`'s zero flag, width and
+/// factor, and for integers that are bit patterns (`as_bits`).
 fn fill_coded<const ORDER: u8>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     m: i64,
     scale: f64,
+    as_bits: bool,
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
-    match (code.zero_flag, code.factor != 1) {
-        (false, false) => fill_width::<ORDER, false, false>(bits, code, m, scale, samples),
-        (true, false) => fill_width::<ORDER, true, false>(bits, code, m, scale, samples),
-        (false, true) => fill_width::<ORDER, false, true>(bits, code, m, scale, samples),
-        (true, true) => fill_width::<ORDER, true, true>(bits, code, m, scale, samples),
+    let s = samples;
+    match (code.zero_flag, code.factor != 1, as_bits) {
+        (false, false, false) => fill_width::<ORDER, false, false, false>(bits, code, m, scale, s),
+        (true, false, false) => fill_width::<ORDER, true, false, false>(bits, code, m, scale, s),
+        (false, true, false) => fill_width::<ORDER, false, true, false>(bits, code, m, scale, s),
+        (true, true, false) => fill_width::<ORDER, true, true, false>(bits, code, m, scale, s),
+        (false, false, true) => fill_width::<ORDER, false, false, true>(bits, code, m, scale, s),
+        (true, false, true) => fill_width::<ORDER, true, false, true>(bits, code, m, scale, s),
+        (false, true, true) => fill_width::<ORDER, false, true, true>(bits, code, m, scale, s),
+        (true, true, true) => fill_width::<ORDER, true, true, true>(bits, code, m, scale, s),
     }
 }
 
 /// [`fill_coded`] for `code`'s width.
-fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool>(
+fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool, const BITS: bool>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     m: i64,
     scale: f64,
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
+    let s = samples;
     if !code.fixed {
-        fill_decimal::<ORDER, ZERO_FLAG, RICE, FACTORED>(bits, code, m, scale, samples)
+        fill_decimal::<ORDER, ZERO_FLAG, RICE, FACTORED, BITS>(bits, code, m, scale, s)
     } else if code.short_below == 0 {
-        fill_decimal::<ORDER, ZERO_FLAG, FIXED_WIDTH, FACTORED>(bits, code, m, scale, samples)
+        fill_decimal::<ORDER, ZERO_FLAG, FIXED_WIDTH, FACTORED, BITS>(bits, code, m, scale, s)
     } else {
-        fill_decimal::<ORDER, ZERO_FLAG, TRUNCATED_WIDTH, FACTORED>(bits, code, m, scale, samples)
+        fill_decimal::<ORDER, ZERO_FLAG, TRUNCATED_WIDTH, FACTORED, BITS>(bits, code, m, scale, s)
     }
 }
 
@@ -1254,10 +1314,17 @@ fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool>(
 /// scaled value `m`, coded as `code` says; `ZERO_FLAG`, `WIDTH` (one of
 /// [`RICE`], [`FIXED_WIDTH`], [`TRUNCATED_WIDTH`]) and `FACTORED` (a factor
 /// other than 1) are its coding, as constants so that the loop does not
-/// ask at every sample (nor multiplies by 1). The caller checks
+/// ask at every sample (nor multiplies by 1); with `BITS` the integers are
+/// the values' bit patterns (see [`VALUES_AS_BITS`]). The caller checks
 /// [`BitReader::overran`] afterwards.
 #[inline]
-fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const WIDTH: u8, const FACTORED: bool>(
+fn fill_decimal<
+    const ORDER: u8,
+    const ZERO_FLAG: bool,
+    const WIDTH: u8,
+    const FACTORED: bool,
+    const BITS: bool,
+>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     mut m: i64,
@@ -1281,12 +1348,16 @@ fn fill_decimal<const ORDER: u8, const ZERO_FLAG: bool, const WIDTH: u8, const F
                 m = m.wrapping_add(delta);
             }
         }
-        s.value = m as f64;
+        s.value = if BITS {
+            f64::from_bits(m as u64)
+        } else {
+            m as f64
+        };
     }
     *bits = buffer.reader();
     // Scaled apart from decoding, where the divisions do not wait on it
     // nor it on them; whole numbers (no digits) need none.
-    if scale != 1.0 {
+    if !BITS && scale != 1.0 {
         for s in samples.iter_mut() {
             s.value /= scale;
         }
@@ -1545,6 +1616,39 @@ mod tests {
         }
 
         #[test]
+        fn floats_moving_by_small_steps_round_trip_as_bit_patterns(
+            first in prop_oneof![any::<f64>(), -1e6f64..1e6, 1.6e9f64..1.8e9],
+            steps in proptest::collection::vec(
+                prop_oneof![
+                    8 => 0.0f64..20.0,
+                    1 => -20.0f64..20.0,
+                    1 => any::<f64>(),
+                    1 => Just(f64::NAN),
+                ],
+                1..=960,
+            ),
+        ) {
+            // Sums of measured durations and clocks: no short decimal, but
+            // small steps in the last places; sometimes a jump, a sign
+            // change or a NaN.
+            let mut v = first;
+            let samples: Vec<Sample> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, step)| {
+                    v = if step.is_nan() || step.abs() > 20.0 { *step } else { v + step };
+                    Sample { timestamp_ms: i as i64 * 15_000, value: v }
+                })
+                .collect();
+            let decoded = decode(&encode_packed(&samples, None)).unwrap();
+            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
+            let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+            let mut decoded = Vec::new();
+            decode_in_block(&encode_packed(&samples, Some(0)), &[column], &mut decoded).unwrap();
+            prop_assert!(same(&decoded, &samples), "shared: {:?} != {:?}", decoded, samples);
+        }
+
+        #[test]
         fn evenly_spread_measurements_round_trip_bit_exactly(
             digits in 0usize..10,
             low in 0i64..1_000_000,
@@ -1676,6 +1780,66 @@ mod tests {
     }
 
     #[test]
+    fn sums_of_durations_and_clocks_are_kept_as_bit_patterns_in_fewer_bytes() {
+        // A histogram's `_sum` adds up measured durations (nanoseconds, in
+        // seconds): no decimal past the first few, and the XOR of two sums
+        // keeps most of the mantissa. Its bit pattern moves by about the
+        // same number of units in the last place each scrape.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut draw = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut sum = 0.0f64;
+        let sums: Vec<Sample> = (0..480)
+            .map(|i| {
+                for _ in 0..20 {
+                    sum += (30_000_000 + draw() % 40_000_000) as f64 / 1e9;
+                }
+                Sample {
+                    timestamp_ms: i * 15_000,
+                    value: sum,
+                }
+            })
+            .collect();
+        // A clock read at each scrape (`node_time_seconds`), in nanoseconds.
+        let clock: Vec<Sample> = (0..480)
+            .map(|i| Sample {
+                timestamp_ms: i * 15_000,
+                value: 1.7e9 + i as f64 * 15.0 + (draw() % 2_000_000) as f64 / 1e9,
+            })
+            .collect();
+        for samples in [&sums, &clock] {
+            assert!(decimal_values(samples).is_none());
+            let (chunk, _) = in_block_reads_back_and_refuses_every_cut(samples);
+            assert_eq!(chunk[3], TIMES_SHARED | VALUES_AS_BITS);
+            let xor = xor_values(samples).len();
+            assert!(
+                chunk.len() * 100 < xor * 85,
+                "{} bytes as bit patterns, {xor} XOR'd",
+                chunk.len()
+            );
+            let inline = encode_packed(samples, None);
+            assert_eq!(inline[3], TIMES_INLINE | VALUES_AS_BITS);
+            reads_back_and_refuses_every_cut(&inline, samples);
+        }
+        // Flagged bit patterns must be integer-coded; XOR'd values with the
+        // flag are refused.
+        let mut flagged = encode_packed(&sums[..3], Some(0));
+        let xor = xor_values(&sums[..3]);
+        flagged.truncate(5);
+        flagged[3] = TIMES_SHARED | VALUES_AS_BITS;
+        flagged.extend_from_slice(xor.bytes());
+        let column: Vec<i64> = sums[..3].iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(
+            three_in_block(&flagged, &column),
+            Err(CorruptChunk("bit patterns flagged on XOR'd values"))
+        );
+    }
+
+    #[test]
     fn packed_bytes_read_as_written_down() {
         // The format, byte for byte (these are also fuzz seeds): 5, 3
         // samples, the block's column 0; values: decimal, 0 digits, order 1,
@@ -1692,6 +1856,13 @@ mod tests {
             })
             .to_vec();
         assert!(same(&out, &expected), "{out:?}");
+        // With the layout byte's top bit, the same integers are bit patterns.
+        let mut as_bits = rice;
+        as_bits[3] |= 0x80;
+        out.clear();
+        decode_in_block(&as_bits, std::slice::from_ref(&column), &mut out).unwrap();
+        let patterns: Vec<u64> = out.iter().map(|s| s.value.to_bits()).collect();
+        assert_eq!(patterns, [5, 6, 7]);
         // The encoder finds that a fixed width of 0 bits says the same.
         let shared = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x81, 0x01, 0x82, 0x80];
         assert_eq!(encode_packed(&expected, Some(0)), shared);
