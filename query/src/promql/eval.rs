@@ -217,6 +217,107 @@ impl Window {
     }
 }
 
+/// The windows of a few runs of timestamps over a grid, kept for the next
+/// series with the same timestamps: every sample of one scrape has the
+/// scrape's time, so a target's series share them, and in label order the
+/// buckets of one histogram (`le` sorts last) come one after another. A
+/// hit costs a comparison of the timestamps instead of a walk over them.
+#[derive(Debug, Default)]
+pub(crate) struct WindowMemo {
+    /// The most recently used first.
+    runs: Vec<WindowRun>,
+}
+
+/// One run of timestamps and its non-empty windows, `[step, lo, hi]`.
+#[derive(Debug)]
+struct WindowRun {
+    times: Vec<i64>,
+    grid: Grid,
+    steps: std::ops::Range<usize>,
+    window: (i64, i64, Option<i64>),
+    windows: Vec<[u32; 3]>,
+}
+
+/// Runs of timestamps a [`WindowMemo`] keeps.
+const MEMO_RUNS: usize = 4;
+
+impl WindowRun {
+    fn fits<P: TimedValue>(
+        &self,
+        points: &[P],
+        grid: Grid,
+        steps: &std::ops::Range<usize>,
+        window: &Window,
+    ) -> bool {
+        self.grid == grid
+            && self.steps == *steps
+            && self.window == (window.range, window.offset, window.at)
+            && self.times.len() == points.len()
+            && self.times.first() == points.first().map(|p| p.t()).as_ref()
+            && self.times.last() == points.last().map(|p| p.t()).as_ref()
+            && self.times.iter().zip(points).all(|(t, p)| *t == p.t())
+    }
+}
+
+impl Window {
+    /// [`Window::for_each_window`] through `memo`: the windows of
+    /// timestamps it has seen are not walked again.
+    pub fn for_each_window_memo<P: TimedValue>(
+        &self,
+        memo: &mut WindowMemo,
+        points: &[P],
+        grid: Grid,
+        steps: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, i64, std::ops::Range<usize>),
+    ) {
+        // Indices as u32: longer series (or grids) walk as before.
+        if points.len() > u32::MAX as usize || steps.end > u32::MAX as usize {
+            return self.for_each_window(points, grid, steps, f);
+        }
+        let found = memo
+            .runs
+            .iter()
+            .position(|run| run.fits(points, grid, &steps, self));
+        let at = match found {
+            Some(at) => at,
+            None => {
+                let mut run = if memo.runs.len() >= MEMO_RUNS {
+                    memo.runs.pop().expect("a run")
+                } else {
+                    WindowRun {
+                        times: Vec::new(),
+                        grid,
+                        steps: steps.clone(),
+                        window: (0, 0, None),
+                        windows: Vec::new(),
+                    }
+                };
+                run.times.clear();
+                run.times.extend(points.iter().map(|p| p.t()));
+                run.windows.clear();
+                self.for_each_window(points, grid, steps.clone(), |i, _, range| {
+                    run.windows
+                        .push([i as u32, range.start as u32, range.end as u32]);
+                });
+                (run.grid, run.steps, run.window) =
+                    (grid, steps, (self.range, self.offset, self.at));
+                memo.runs.push(run);
+                memo.runs.len() - 1
+            }
+        };
+        // The one used is tried first next time.
+        memo.runs[..=at].rotate_right(1);
+        for &[i, lo, hi] in &memo.runs[0].windows {
+            let i = i as usize;
+            f(
+                i,
+                self.window_bounds(grid.ts(i)).1,
+                lo as usize..hi as usize,
+            );
+        }
+    }
+}
+
 /// Most threads one query evaluates on.
 const MAX_WORKERS: usize = 8;
 /// Fewer series than this per thread are not worth a thread.
@@ -958,4 +1059,117 @@ pub(super) fn joined<T>(
                 .unwrap_or_else(|_| Err(Error::Execution("a query worker failed".into())))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(
+        window: &Window,
+        memo: Option<&mut WindowMemo>,
+        points: &[Point],
+        grid: Grid,
+        steps: std::ops::Range<usize>,
+    ) -> Vec<(usize, i64, std::ops::Range<usize>)> {
+        let mut out = Vec::new();
+        let f = |i, end, range| out.push((i, end, range));
+        match memo {
+            Some(memo) => window.for_each_window_memo(memo, points, grid, steps, f),
+            None => window.for_each_window(points, grid, steps, f),
+        }
+        out
+    }
+
+    #[test]
+    fn remembered_windows_are_the_walked_ones() {
+        // Six runs of timestamps (scrapes 15 s apart, some late, some
+        // missed), more than the memo keeps; series drawn from them in an
+        // order that hits, misses and evicts; and lengths, grids and
+        // windows that differ where the timestamps agree.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let runs: Vec<Vec<Point>> = (0..6)
+            .map(|_| {
+                let mut t = 1_000_000 + (draw() % 15_000) as i64;
+                (0..400)
+                    .filter_map(|_| {
+                        t += 15_000
+                            + if draw() % 10 == 0 {
+                                (draw() % 900) as i64
+                            } else {
+                                0
+                            };
+                        (draw() % 20 != 0).then_some(Point { t, v: 1.0 })
+                    })
+                    .collect()
+            })
+            .collect::<Vec<_>>();
+        // The last two agree but for one timestamp in the middle.
+        let mut runs = runs;
+        runs[5] = runs[4].clone();
+        runs[5][200].t += 14_000;
+        let grids = [
+            Grid {
+                start: 1_200_000,
+                end: 7_000_000,
+                step: 60_000,
+            },
+            Grid {
+                start: 1_000_000,
+                end: 7_200_000,
+                step: 17_000,
+            },
+        ];
+        let shapes = [
+            Window {
+                range: 300_000,
+                offset: 0,
+                at: None,
+            },
+            Window {
+                range: 60_000,
+                offset: 30_000,
+                at: None,
+            },
+            Window {
+                range: 300_000,
+                offset: 0,
+                at: Some(4_000_000),
+            },
+        ];
+        let mut memo = WindowMemo::default();
+        let mut hits = 0;
+        for n in 0..300 {
+            let run = &runs[(draw() % 6) as usize];
+            let points = if n % 7 == 0 {
+                &run[..run.len() - 1]
+            } else {
+                &run[..]
+            };
+            let grid = grids[n / 150];
+            let window = shapes[n / 50 % 3];
+            let steps = if n % 10 == 9 {
+                3..grid.len() - 2
+            } else {
+                0..grid.len()
+            };
+            let hit = memo
+                .runs
+                .iter()
+                .any(|r| r.fits(points, grid, &steps, &window));
+            hits += usize::from(hit);
+            let remembered = windows(&window, Some(&mut memo), points, grid, steps.clone());
+            let walked = windows(&window, None, points, grid, steps);
+            assert_eq!(remembered, walked, "series {n}");
+            assert!(!walked.is_empty());
+            assert!(memo.runs.len() <= MEMO_RUNS);
+        }
+        assert!(hits > 10 && hits < 290, "{hits} hits");
+    }
 }

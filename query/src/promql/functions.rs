@@ -13,7 +13,8 @@ use sextant_model::{Labels, is_valid_label_name};
 
 use super::eval::Series;
 use super::eval::{
-    Evaluator, Grid, RangeVector, Value, Window, equality_labels, exec, merge_same_labels,
+    Evaluator, Grid, RangeVector, Value, Window, WindowMemo, equality_labels, exec,
+    merge_same_labels,
 };
 use super::histograms::{Sampled, histogram_note};
 use super::{HPoint, Point, TimedValue};
@@ -743,7 +744,7 @@ impl WindowCall<'_> {
         let mut floats = false;
         if hpoints.is_empty() && self.counter_function {
             find_resets(points, resets);
-            floats = self.counter_windows(points, grid, steps, resets, |i, v| {
+            floats = self.counter_windows(points, grid, steps, resets, None, |i, v| {
                 emit(i, Sampled::Float(v));
             });
         } else if hpoints.is_empty() {
@@ -791,6 +792,7 @@ impl WindowCall<'_> {
         grid: Grid,
         steps: std::ops::Range<usize>,
         resets: &mut Vec<usize>,
+        memo: &mut WindowMemo,
         emit: impl FnMut(usize, f64),
     ) {
         debug_assert!(self.counter_function);
@@ -799,19 +801,21 @@ impl WindowCall<'_> {
         } else {
             find_resets(samples, resets);
         }
-        let floats = self.counter_windows(samples, grid, steps, resets, emit);
+        let floats = self.counter_windows(samples, grid, steps, resets, Some(memo), emit);
         self.note_counter_name(ev, labels, floats);
     }
 
     /// `rate` or `increase` over every non-empty window of `p` at `steps`,
     /// whose counter resets are at `resets` (as [`find_resets`] finds
-    /// them); whether any window had a value.
+    /// them), its windows through `memo` if there is one; whether any
+    /// window had a value.
     fn counter_windows<P: TimedValue>(
         &self,
         p: &[P],
         grid: Grid,
         steps: std::ops::Range<usize>,
         resets: &[usize],
+        memo: Option<&mut WindowMemo>,
         mut emit: impl FnMut(usize, f64),
     ) -> bool {
         // Each window's counter resets found among the series' resets,
@@ -824,7 +828,7 @@ impl WindowCall<'_> {
         // resets inside one start where the last one's started or later.
         let (mut from, mut to) = (0usize, 0usize);
         let mut extrapolation = Extrapolation::default();
-        window.for_each_window(p, grid, steps, |i, end, range| {
+        let each = |i: usize, end: i64, range: std::ops::Range<usize>| {
             let (lo, hi) = (range.start, range.end);
             let w = &p[range];
             while from < resets.len() && resets[from] <= lo {
@@ -851,7 +855,11 @@ impl WindowCall<'_> {
                 floats = true;
                 emit(i, v);
             }
-        });
+        };
+        match memo {
+            Some(memo) => window.for_each_window_memo(memo, p, grid, steps, each),
+            None => window.for_each_window(p, grid, steps, each),
+        }
         floats
     }
 

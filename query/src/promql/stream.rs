@@ -33,7 +33,7 @@ use sextant_storage::{LazySeries, SeriesData};
 
 use super::Point;
 use super::aggregate::{Acc, Fold, HistogramAcc, group_key};
-use super::eval::{Evaluator, Grid, Series, Window, timed_out};
+use super::eval::{Evaluator, Grid, Series, Window, WindowMemo, timed_out};
 use super::functions::{
     WindowCall, is_window_function, keeps_metric_name, only_rises, range_argument_layout,
     unwrap_parens,
@@ -62,6 +62,7 @@ struct Scratch {
     data: SeriesData,
     points: Vec<Point>,
     resets: Vec<usize>,
+    windows: WindowMemo,
 }
 
 /// The groups so far and the points the general path would have held.
@@ -309,6 +310,7 @@ impl Evaluator<'_> {
                 grid,
                 0..grid.len(),
                 &mut scratch.resets,
+                &mut scratch.windows,
                 |step, v| floats.push((step, v)),
             );
         } else {
