@@ -16,8 +16,37 @@ pub struct BitWriter {
 
 impl BitWriter {
     /// Writes the low `count` bits of `value` (count <= 64).
+    #[inline]
     pub fn write(&mut self, value: u64, count: u8) {
         debug_assert!(count <= 64);
+        if count == 0 {
+            return;
+        }
+        // The byte the bits start in: the last one if it has room.
+        let used = u32::from(self.used);
+        let start = self.len as usize - usize::from(used != 0);
+        // With 16 bytes of room from there, the bits go in one store: the
+        // partial byte's bits on top, then the value's, zeros below (past
+        // the end, where the next write starts).
+        if let Some(room) = self.buf.get_mut(start..start + 16) {
+            let count = u32::from(count);
+            let value = u128::from(value & (u64::MAX >> (64 - count)));
+            // The partial byte's written bits (none when `used` is 0).
+            let top = room[0] & !(0xFF >> used);
+            let word = (u128::from(top) << 120) | (value << (128 - used - count));
+            room.copy_from_slice(&word.to_be_bytes());
+            let total = used + count;
+            self.len = u32::try_from(start + total.div_ceil(8) as usize)
+                .expect("a bit writer holds under 4 GiB");
+            self.used = (total % 8) as u8;
+            return;
+        }
+        self.write_bytewise(value, count);
+    }
+
+    /// [`BitWriter::write`] a byte at a time, growing the buffer as it goes.
+    #[cold]
+    fn write_bytewise(&mut self, value: u64, count: u8) {
         let mut remaining = count;
         while remaining > 0 {
             if self.used == 0 {
@@ -366,15 +395,26 @@ mod tests {
 
     proptest! {
         #[test]
-        fn bits_round_trip(items in proptest::collection::vec((any::<u64>(), 1u8..=64), 0..200)) {
+        fn bits_round_trip(items in proptest::collection::vec((any::<u64>(), 0u8..=64), 0..200)) {
+            // Whole stores while there is room, bytes one by one near the
+            // end of the buffer: the same bits either way.
             let mut writer = BitWriter::default();
             for (value, count) in &items {
                 writer.write(*value, *count);
             }
+            let total: usize = items.iter().map(|(_, c)| usize::from(*c)).sum();
+            prop_assert_eq!(writer.len(), total.div_ceil(8));
             let mut reader = BitReader::new(writer.bytes());
             for (value, count) in &items {
                 let mask = if *count == 64 { u64::MAX } else { (1u64 << count) - 1 };
-                prop_assert_eq!(reader.read(*count), Some(value & mask));
+                if *count > 0 {
+                    prop_assert_eq!(reader.read(*count), Some(value & mask));
+                }
+            }
+            // The last byte is padded with zeros.
+            let pad = (8 - total % 8) % 8;
+            if pad > 0 {
+                prop_assert_eq!(reader.read(pad as u8), Some(0));
             }
         }
 

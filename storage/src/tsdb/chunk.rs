@@ -449,34 +449,110 @@ pub(super) fn decimal_digits(v: f64) -> Option<usize> {
     (0..POW10.len()).find(|&d| scaled(v, d).is_some())
 }
 
-/// Encodes samples (strictly increasing timestamps) in whichever encoding is smallest.
+/// Encodes samples (strictly increasing timestamps) in whichever encoding is
+/// smallest. The others are sized, not written.
 pub fn encode_best(samples: &[Sample]) -> Vec<u8> {
-    let mut xor = ChunkEncoder::default();
-    for s in samples {
-        xor.append(s.timestamp_ms, s.value);
-    }
-    let xor = xor.bytes();
     let packed = encode_packed(samples, None);
-    let xor = if packed.len() < xor.len() {
-        packed
-    } else {
-        xor
-    };
+    let mut best = (packed.len(), None);
+    if samples.is_empty() {
+        return packed;
+    }
+    // Gorilla XOR: the header, the first timestamp and value whole, then
+    // each timestamp's delta-of-delta and value's XOR.
+    let times: u64 = timestamp_changes(samples)
+        .map(|dod| bucketed_bits(dod, TIME_WIDTHS))
+        .sum();
+    let gorilla = 3 + (128 + times + xor_value_bits(samples)).div_ceil(8) as usize;
+    if gorilla < best.0 {
+        best = (gorilla, Some(None));
+    }
     let digits = samples
         .iter()
         .map(|s| decimal_digits(s.value))
         .try_fold(0, |max, d| d.map(|d| max.max(d)));
-    let Some(digits) = digits else { return xor };
-    let Some(scaled): Option<Vec<i64>> = samples.iter().map(|s| scaled(s.value, digits)).collect()
-    else {
-        return xor;
+    let scaled: Option<Vec<i64>> =
+        digits.and_then(|digits| samples.iter().map(|s| scaled(s.value, digits)).collect());
+    if let (Some(digits), Some(scaled)) = (digits, &scaled) {
+        for second_order in [false, true] {
+            let values: u64 = value_changes(scaled, second_order)
+                .map(|r| bucketed_bits(r, VALUE_WIDTHS))
+                .sum();
+            let size = 3 + (5 + 128 + times + values).div_ceil(8) as usize;
+            if size < best.0 {
+                best = (size, Some(Some((digits, second_order))));
+            }
+        }
+    }
+    let chunk = match best.1 {
+        None => packed,
+        Some(None) => {
+            let mut xor = ChunkEncoder::default();
+            for s in samples {
+                xor.append(s.timestamp_ms, s.value);
+            }
+            xor.bytes()
+        }
+        Some(Some((digits, second_order))) => encode_decimal(
+            samples,
+            scaled.as_deref().expect("decimal values"),
+            digits,
+            second_order,
+        ),
     };
-    [false, true]
-        .into_iter()
-        .map(|second_order| encode_decimal(samples, &scaled, digits, second_order))
-        .chain(std::iter::once(xor))
-        .min_by_key(Vec::len)
-        .expect("three candidates")
+    debug_assert_eq!(chunk.len(), best.0, "the size counted is the size written");
+    chunk
+}
+
+/// Each timestamp's delta-of-delta after the first, as chunks write them.
+fn timestamp_changes(samples: &[Sample]) -> impl Iterator<Item = i64> + '_ {
+    let (mut last_t, mut last_delta) = (samples[0].timestamp_ms, 0i64);
+    samples[1..].iter().map(move |s| {
+        let delta = s.timestamp_ms.wrapping_sub(last_t);
+        let dod = delta.wrapping_sub(last_delta);
+        (last_t, last_delta) = (s.timestamp_ms, delta);
+        dod
+    })
+}
+
+/// Each scaled value's change (or change of its change) after the first,
+/// as [`DECIMAL`] chunks write them.
+fn value_changes(scaled: &[i64], second_order: bool) -> impl Iterator<Item = i64> + '_ {
+    let (mut last, mut last_delta) = (scaled[0], 0i64);
+    scaled[1..].iter().map(move |&m| {
+        let delta = m.wrapping_sub(last);
+        let residual = if second_order {
+            delta.wrapping_sub(last_delta)
+        } else {
+            delta
+        };
+        (last, last_delta) = (m, delta);
+        residual
+    })
+}
+
+/// Bits [`write_xor`] takes for the values after the first.
+fn xor_value_bits(samples: &[Sample]) -> u64 {
+    let mut last = samples[0].value.to_bits();
+    let (mut leading_window, mut trailing_window) = (u8::MAX, 0u8);
+    let mut total = 0;
+    for s in &samples[1..] {
+        let value = s.value.to_bits();
+        let xor = value ^ last;
+        last = value;
+        if xor == 0 {
+            total += 1;
+            continue;
+        }
+        let leading = (xor.leading_zeros() as u8).min(31);
+        let trailing = xor.trailing_zeros() as u8;
+        if leading_window != u8::MAX && leading >= leading_window && trailing >= trailing_window {
+            total += 2 + u64::from(64 - leading_window - trailing_window);
+        } else {
+            (leading_window, trailing_window) = (leading, trailing);
+            total += 2 + 5 + 6 + u64::from(64 - leading - trailing);
+        }
+    }
+    total
 }
 
 fn encode_decimal(
@@ -719,19 +795,22 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     if samples.is_empty() {
         return out;
     }
-    let xor = xor_values(samples);
+    // XOR'd values are sized first and written only if they are smallest.
+    let xor = (1 + 64 + xor_value_bits(samples)).div_ceil(8) as usize;
     let (values, flag) = match decimal_values(samples) {
-        Some(decimal) if decimal.len() < xor.len() => (decimal, 0),
-        Some(_) => (xor, 0),
+        Some(decimal) if decimal.len() < xor => (decimal, 0),
+        Some(_) => (xor_values(samples), 0),
         None => {
             let patterns = bit_pattern_values(samples);
-            if patterns.len() < xor.len() {
+            if patterns.len() < xor {
                 (patterns, VALUES_AS_BITS)
             } else {
-                (xor, 0)
+                (xor_values(samples), 0)
             }
         }
     };
+    // Integer-coded values start with a one; XOR'd ones are as sized.
+    debug_assert!(values.bytes()[0] >> 7 == 1 || values.len() == xor);
     match column {
         Some(id) => {
             out.push(TIMES_SHARED | flag);
@@ -899,12 +978,15 @@ fn read_rice(bits: &mut BitReader<'_>, k: u8) -> Option<u64> {
 /// by `factor`) with or without a zero flag.
 fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
     let mut best: Option<RiceParams> = None;
+    let zeros = residuals.iter().filter(|&&r| r == 0).count();
+    let mut coded: Vec<i64> = Vec::with_capacity(residuals.len());
     for zero_flag in [false, true] {
-        let mut coded: Vec<i64> = residuals
-            .iter()
-            .copied()
-            .filter(|&r| !zero_flag || r != 0)
-            .collect();
+        // Without zeros to drop, the flag only costs.
+        if zero_flag && zeros == 0 {
+            break;
+        }
+        coded.clear();
+        coded.extend(residuals.iter().copied().filter(|&r| !zero_flag || r != 0));
         let flag_bits = if zero_flag { residuals.len() as u64 } else { 0 };
         let base = if coded.is_empty() {
             0
@@ -912,15 +994,15 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
             let middle = coded.len() / 2;
             *coded.select_nth_unstable(middle).1
         };
-        let us: Vec<u64> = coded
-            .iter()
-            .map(|&r| zigzag(r.wrapping_sub(base)))
-            .collect();
-        let widest = us
-            .iter()
-            .map(|&u| 64 - u.leading_zeros() as u8)
-            .max()
-            .unwrap_or(0);
+        // Every sum below is of the codes in any order.
+        let code = |r: i64| zigzag(r.wrapping_sub(base));
+        let (mut largest, mut sum) = (0u64, 0f64);
+        for &r in &coded {
+            let u = code(r);
+            largest = largest.max(u);
+            sum += u as f64;
+        }
+        let widest = 64 - largest.leading_zeros() as u8;
         let mut consider = |fixed: bool, k: u8, largest: u64, bits: u64| {
             if best.is_none_or(|b| bits < b.bits) {
                 best = Some(RiceParams {
@@ -938,28 +1020,36 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
         // Widths from 63 on do not fit the 6-bit field beside its escape;
         // the Rice code's escape takes them.
         if widest < EXTENDED {
-            let plain = us.len() as u64 * u64::from(widest);
+            let plain = coded.len() as u64 * u64::from(widest);
             consider(
                 true,
                 widest,
                 0,
                 flag_bits + plain + extension_bits(factor, 0),
             );
-            let largest = us.iter().copied().max().unwrap_or(0);
             let short_below = truncation(widest, largest);
             if short_below > 0 {
-                let short = us.iter().filter(|&&u| u < short_below).count() as u64;
+                let short = coded.iter().filter(|&&r| code(r) < short_below).count() as u64;
                 let bits = flag_bits + plain - short + extension_bits(factor, largest);
                 consider(true, widest, largest, bits);
             }
         }
-        let mean = us.iter().map(|&u| u as f64).sum::<f64>() / us.len().max(1) as f64;
+        // The Rice parameters around the one the mean suggests, summed in
+        // one pass.
+        let mean = sum / coded.len().max(1) as f64;
         let k0 = (mean + 1.0).log2().floor() as i32;
-        for k in (k0 - 2).max(0)..=(k0 + 1).min(62) {
-            let k = k as u8;
-            let bits = flag_bits
-                + us.iter().map(|&u| rice_bits(u, k)).sum::<u64>()
-                + extension_bits(factor, 0);
+        let first = (k0 - 2).max(0) as u8;
+        let last = (k0 + 1).min(62) as u8;
+        let mut totals = [0u64; 4];
+        for &r in &coded {
+            let u = code(r);
+            for (j, total) in totals.iter_mut().enumerate() {
+                // Past `last` (at most 62) the sums go unread.
+                *total += rice_bits(u, (first + j as u8).min(last));
+            }
+        }
+        for k in first..=last {
+            let bits = flag_bits + totals[usize::from(k - first)] + extension_bits(factor, 0);
             consider(false, k, 0, bits);
         }
     }
