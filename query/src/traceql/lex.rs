@@ -409,16 +409,17 @@ fn parse_go_duration(text: &str) -> Option<u128> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        // Go keeps the fraction's first digits that matter, and truncates.
+        // Go keeps the fraction's first digits that matter, and truncates;
+        // 19 of them times the largest unit stays well inside a u128.
         let mut fraction_ns: u128 = 0;
         let mut scale: u128 = 1;
-        for d in frac.bytes().take(30) {
+        for d in frac.bytes().take(19) {
             fraction_ns = fraction_ns * 10 + u128::from(d - b'0');
             scale *= 10;
         }
         total = total
             .checked_add(whole.checked_mul(unit)?)?
-            .checked_add(fraction_ns * unit / scale)?;
+            .checked_add(fraction_ns.checked_mul(unit)? / scale)?;
     }
     Some(total)
 }
@@ -455,6 +456,13 @@ mod tests {
         }
         assert_eq!(parse_duration("300y"), Some(Err(())));
         assert_eq!(parse_duration("9999999999h"), Some(Err(())));
+        // A fraction longer than any clock reads is truncated, not overflowed.
+        let long = format!("0.{}h", "2".repeat(60));
+        assert_eq!(parse_duration(&long), Some(Ok(799_999_999_999)));
+        assert_eq!(
+            parse_duration(&format!(".{}s", "9".repeat(40))),
+            Some(Ok(999_999_999))
+        );
     }
 
     #[test]
