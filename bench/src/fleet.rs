@@ -48,6 +48,8 @@ const SERVICES: [&str; 8] = [
 ];
 const QUANTILES: [&str; 5] = ["0", "0.25", "0.5", "0.75", "1"];
 const DAY_MS: f64 = 86_400_000.0;
+/// The spread of a handler's log-normal latency.
+const LATENCY_SIGMA: f64 = 0.6;
 
 /// Every series' labels and samples for `targets` service instances over
 /// `scrapes` scrapes from `start_ms`: the same `(labels, samples)` pairs
@@ -81,6 +83,175 @@ pub fn app_fleet_history(
         next_ms += 15_000;
     }
     (labels, series)
+}
+
+/// The entropy of the values [`app_fleet_history`] makes with the same
+/// arguments, in bytes a sample averaged over its series: about the least a
+/// store that keeps each series on its own can hold them in losslessly
+/// (timestamps and the index left out). Worked out from the draws that move
+/// each series, not from the samples:
+///
+/// - a counter moved by Poisson-drawn requests (each code of each method,
+///   each cumulative bucket, since thinning a Poisson count by the share of
+///   latencies under a bound leaves one, `_count`, CPU ticks) carries the
+///   entropy of its draw;
+/// - a `_sum` at least that of its increment given how many requests it
+///   adds up, in nanoseconds: a log-normal's for one, a normal's of the
+///   same variance for more (a lower bound; the count is not known to it);
+/// - memory, goroutines and descriptors that of their uniform steps, the
+///   garbage collector's series that of a collection and its pause;
+/// - constant series nothing.
+pub fn app_fleet_entropy_bytes_per_sample(
+    targets: usize,
+    scrapes: usize,
+    start_ms: i64,
+    seed: u64,
+) -> f64 {
+    let bits = app_fleet_entropy_bits(targets, scrapes, start_ms, seed);
+    bits.iter().sum::<f64>() / 8.0 / (bits.len() * scrapes.max(1)) as f64
+}
+
+/// Each series' entropy over all its samples, bits, in the order of
+/// [`app_fleet_history`]'s series (see
+/// [`app_fleet_entropy_bytes_per_sample`]).
+pub fn app_fleet_entropy_bits(
+    targets: usize,
+    scrapes: usize,
+    start_ms: i64,
+    seed: u64,
+) -> Vec<f64> {
+    let mut rng = Rng(seed | 1);
+    let instances: Vec<Instance> = (0..targets).map(|i| Instance::new(i, &mut rng)).collect();
+    let per_instance = instances.first().map_or(0, |i| i.labels().len());
+    let either = |p: f64| {
+        if p <= 0.0 || p >= 1.0 {
+            0.0
+        } else {
+            -(p * p.log2() + (1.0 - p) * (1.0 - p).log2())
+        }
+    };
+    // A pause is drawn over 200 µs; the inner quantiles over 0.4 of the
+    // spread between the outer ones, at most that.
+    let pause_bits = 200_000f64.log2();
+    let quantile_bits = (0.4 * 200_000f64).log2();
+    let mut bits = vec![0.0; targets * per_instance];
+    for scrape in 0..scrapes {
+        let t = start_ms as f64 + scrape as f64 * 15_000.0;
+        let traffic = 1.0 + 0.4 * (t / DAY_MS * std::f64::consts::TAU).sin();
+        // About 3.9 MB of garbage between collections, 0.2 MB a scrape.
+        let collected = (traffic / 19.5).min(1.0);
+        for (instance, out) in instances.iter().zip(bits.chunks_mut(per_instance.max(1))) {
+            let mut each = Vec::with_capacity(per_instance);
+            for h in &instance.handlers {
+                let rate = h.per_scrape * traffic;
+                for share in [0.8, 0.2] {
+                    for (_, code_share) in CODES {
+                        each.push(poisson_entropy(rate * share * code_share));
+                    }
+                }
+                for bound in BUCKETS {
+                    let under = if bound.is_infinite() {
+                        1.0
+                    } else {
+                        normal_cdf((bound / h.median).ln() / LATENCY_SIGMA)
+                    };
+                    each.push(poisson_entropy(rate * under));
+                }
+                each.push(latency_sum_entropy(rate, h.median));
+                each.push(poisson_entropy(rate));
+            }
+            each.extend([
+                poisson_entropy(instance.cpu_per_scrape * traffic),
+                either(0.5) + 0.5 * 101f64.log2(),
+                either(0.05) + 0.05 * 2049f64.log2(),
+                either(0.3) + 0.3 * 7f64.log2(),
+                0.0,
+                0.0,
+                11f64.log2(),
+                (200_000.0 * traffic).log2(),
+                (200_000.0 * traffic / 96.0).log2(),
+            ]);
+            // The outer quantiles move seldom once set: left at nothing.
+            each.extend([
+                0.0,
+                collected * quantile_bits,
+                collected * quantile_bits,
+                collected * quantile_bits,
+                0.0,
+            ]);
+            each.extend([
+                either(collected) + collected * pause_bits,
+                either(collected),
+                0.0,
+            ]);
+            debug_assert_eq!(each.len(), per_instance);
+            for (total, b) in out.iter_mut().zip(each) {
+                *total += b;
+            }
+        }
+    }
+    bits
+}
+
+/// The entropy of a Poisson draw of mean `mean`, bits.
+fn poisson_entropy(mean: f64) -> f64 {
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    if mean > 50.0 {
+        return 0.5 * (std::f64::consts::TAU * std::f64::consts::E * mean).log2();
+    }
+    let mut p = (-mean).exp();
+    let mut bits = 0.0;
+    let last = (mean + 12.0 * mean.sqrt() + 25.0) as u32;
+    for k in 0..=last {
+        if k > 0 {
+            p *= mean / f64::from(k);
+        }
+        if p > 0.0 {
+            bits -= p * p.log2();
+        }
+    }
+    bits
+}
+
+/// A lower bound on the entropy of what `mean` requests a scrape add to a
+/// `_sum`, in nanoseconds: the entropy given the number of requests.
+fn latency_sum_entropy(mean: f64, median: f64) -> f64 {
+    let s2 = LATENCY_SIGMA * LATENCY_SIGMA;
+    let ns = median * 1e9;
+    let variance = ns * ns * s2.exp() * (s2.exp() - 1.0);
+    let normal = |n: f64| 0.5 * (std::f64::consts::TAU * std::f64::consts::E * n * variance).log2();
+    if mean > 50.0 {
+        return normal(mean);
+    }
+    let one = (ns.ln() + 0.5 * (std::f64::consts::TAU * std::f64::consts::E * s2).ln())
+        / std::f64::consts::LN_2;
+    let mut p = (-mean).exp();
+    let mut bits = 0.0;
+    let last = (mean + 12.0 * mean.sqrt() + 25.0) as u32;
+    for n in 1..=last {
+        p *= mean / f64::from(n);
+        bits += p * if n == 1 { one } else { normal(f64::from(n)) };
+    }
+    bits
+}
+
+/// The standard normal's distribution function (Abramowitz and Stegun
+/// 7.1.26, within 1.5e-7).
+fn normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-z * z).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
+    }
 }
 
 /// One handler's request mix and latency.
@@ -238,7 +409,7 @@ impl Instance {
             }
             for _ in 0..served {
                 // Log-normal latency, measured by a monotonic clock in ns.
-                let latency = (h.median * (0.6 * gauss(rng)).exp() * 1e9).round() / 1e9;
+                let latency = (h.median * (LATENCY_SIGMA * gauss(rng)).exp() * 1e9).round() / 1e9;
                 h.sum += latency;
                 h.count += 1;
                 let first = BUCKETS.iter().position(|b| latency <= *b).unwrap_or(11);
@@ -317,5 +488,45 @@ fn poisson(mean: f64, rng: &mut Rng) -> u64 {
         n
     } else {
         (mean + mean.sqrt() * gauss(rng)).round().max(0.0) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_pieces_match_their_closed_forms() {
+        // A Poisson draw of mean 1: -sum p log2 p, p = e^-1 / k!.
+        assert!((poisson_entropy(1.0) - 1.882_4).abs() < 1e-3);
+        assert_eq!(poisson_entropy(0.0), 0.0);
+        // Summed and approximated agree where they meet.
+        let summed = poisson_entropy(49.999);
+        let approximated = poisson_entropy(50.001);
+        assert!(
+            (summed - approximated).abs() < 0.01,
+            "{summed} {approximated}"
+        );
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.96) - 0.975).abs() < 1e-4);
+        assert!((normal_cdf(-1.96) - 0.025).abs() < 1e-4);
+        // One request of a 10 ms log-normal latency: ln(1e7 ns) + the
+        // normal's entropy of its logarithm, in bits; more requests more.
+        let sigma2: f64 = LATENCY_SIGMA * LATENCY_SIGMA;
+        let one = (1e7f64.ln() + 0.5 * (std::f64::consts::TAU * std::f64::consts::E * sigma2).ln())
+            / std::f64::consts::LN_2;
+        let tiny = latency_sum_entropy(1e-6, 0.01);
+        assert!((tiny / 1e-6 - one).abs() < 1e-3, "{tiny} {one}");
+        assert!(latency_sum_entropy(100.0, 0.01) > latency_sum_entropy(10.0, 0.01));
+    }
+
+    #[test]
+    fn the_fleet_is_no_simpler_than_its_entropy_says() {
+        let (labels, series) = app_fleet_history(2, 50, 0, 7);
+        assert_eq!(labels.len(), series.len());
+        let entropy = app_fleet_entropy_bytes_per_sample(2, 50, 0, 7);
+        // Counters and sums move every scrape: well above nothing, well
+        // below a raw float.
+        assert!(entropy > 0.3 && entropy < 4.0, "{entropy}");
     }
 }

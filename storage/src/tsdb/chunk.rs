@@ -757,6 +757,15 @@ const TIMES_SHARED: u8 = 1;
 /// `_sum` of measured durations, a clock read in nanoseconds), where the
 /// change in the pattern is a number of units in the last place.
 const VALUES_AS_BITS: u8 = 0x80;
+/// Set in the timestamp layout byte when the values are near decimals: a
+/// float total of measurements taken on a decimal grid (the `_sum` of
+/// latencies a client library measured in nanoseconds) sits within a few
+/// units in the last place of one, by the rounding of its additions. The
+/// values follow as two integer-coded streams: the nearest decimals
+/// (length-prefixed), then the differences of the values' bit patterns
+/// from those decimals' (as with [`VALUES_AS_BITS`]), which drift by a
+/// few units a sample.
+const VALUES_NEAR_DECIMAL: u8 = 0x40;
 
 /// Unary quotients of a Rice code stop here; the value follows whole.
 const RICE_ESCAPE: u8 = 24;
@@ -797,11 +806,13 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     }
     // XOR'd values are sized first and written only if they are smallest.
     let xor = (1 + 64 + xor_value_bits(samples)).div_ceil(8) as usize;
+    let mut near = None;
     let (values, flag) = match decimal_values(samples) {
         Some(decimal) if decimal.len() < xor => (decimal, 0),
         Some(_) => (xor_values(samples), 0),
         None => {
             let patterns = bit_pattern_values(samples);
+            near = near_decimal_values(samples).filter(|n| n.len() < patterns.len().min(xor));
             if patterns.len() < xor {
                 (patterns, VALUES_AS_BITS)
             } else {
@@ -811,6 +822,10 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     };
     // Integer-coded values start with a one; XOR'd ones are as sized.
     debug_assert!(values.bytes()[0] >> 7 == 1 || values.len() == xor);
+    let (values, flag) = match &near {
+        Some(near) => (near.as_slice(), VALUES_NEAR_DECIMAL),
+        None => (values.bytes(), flag),
+    };
     match column {
         Some(id) => {
             out.push(TIMES_SHARED | flag);
@@ -823,7 +838,7 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
             out.extend_from_slice(&times);
         }
     }
-    out.extend_from_slice(values.bytes());
+    out.extend_from_slice(values);
     out
 }
 
@@ -996,11 +1011,12 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
         };
         // Every sum below is of the codes in any order.
         let code = |r: i64| zigzag(r.wrapping_sub(base));
-        let (mut largest, mut sum) = (0u64, 0f64);
+        let (mut largest, mut sum, mut lengths) = (0u64, 0f64, 0u64);
         for &r in &coded {
             let u = code(r);
             largest = largest.max(u);
             sum += u as f64;
+            lengths += u64::from(64 - u.leading_zeros());
         }
         let widest = 64 - largest.leading_zeros() as u8;
         let mut consider = |fixed: bool, k: u8, largest: u64, bits: u64| {
@@ -1035,22 +1051,28 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
             }
         }
         // The Rice parameters around the one the mean suggests, summed in
-        // one pass.
+        // one pass; and where a few outliers (a stale marker among bit
+        // patterns, a reset) pull the mean far above most codes, those
+        // around the codes' typical length as well.
         let mean = sum / coded.len().max(1) as f64;
         let k0 = (mean + 1.0).log2().floor() as i32;
-        let first = (k0 - 2).max(0) as u8;
-        let last = (k0 + 1).min(62) as u8;
-        let mut totals = [0u64; 4];
-        for &r in &coded {
-            let u = code(r);
-            for (j, total) in totals.iter_mut().enumerate() {
-                // Past `last` (at most 62) the sums go unread.
-                *total += rice_bits(u, (first + j as u8).min(last));
+        let typical = (lengths / coded.len().max(1) as u64) as i32;
+        let windows = [Some(k0), (typical + 2 < k0 - 2).then_some(typical)];
+        for k0 in windows.into_iter().flatten() {
+            let first = (k0 - 2).max(0) as u8;
+            let last = (k0 + 1).min(62) as u8;
+            let mut totals = [0u64; 4];
+            for &r in &coded {
+                let u = code(r);
+                for (j, total) in totals.iter_mut().enumerate() {
+                    // Past `last` (at most 62) the sums go unread.
+                    *total += rice_bits(u, (first + j as u8).min(last));
+                }
             }
-        }
-        for k in first..=last {
-            let bits = flag_bits + totals[usize::from(k - first)] + extension_bits(factor, 0);
-            consider(false, k, 0, bits);
+            for k in first..=last {
+                let bits = flag_bits + totals[usize::from(k - first)] + extension_bits(factor, 0);
+                consider(false, k, 0, bits);
+            }
         }
     }
     best.expect("some parameter was tried")
@@ -1107,6 +1129,66 @@ fn decimal_values(samples: &[Sample]) -> Option<BitWriter> {
 fn bit_pattern_values(samples: &[Sample]) -> BitWriter {
     let patterns: Vec<i64> = samples.iter().map(|s| s.value.to_bits() as i64).collect();
     integer_values(0, &patterns)
+}
+
+/// Near decimals are scaled values under this: where a unit is at least 64
+/// units in the last place, so that being near a decimal says something.
+const NEAR_SCALED: f64 = (1u64 << 47) as f64;
+
+/// The values as near decimals (see [`VALUES_NEAR_DECIMAL`]), at the
+/// fewest fractional digits (1 to 12) that puts all but an eighth of them
+/// within a sixteenth of a unit of where the first sits between two
+/// decimals (where the rounding of a long-running total has carried it);
+/// `None` when there are none such. The others (a computed ratio among
+/// decimals, a stale marker) keep the last decimal and differ from it by
+/// whatever their bit patterns do.
+fn near_decimal_values(samples: &[Sample]) -> Option<Vec<u8>> {
+    let first = samples.first()?.value;
+    let offset = |digits: usize| {
+        let x = first * POW10[digits];
+        let offset = x - x.round();
+        if offset.is_finite() { offset } else { 0.0 }
+    };
+    let nearest = |digits: usize, offset: f64, v: f64| {
+        let x = v * POW10[digits] - offset;
+        let m = x.round();
+        // Not finite: neither comparison holds.
+        (x.abs() < NEAR_SCALED && (x - m).abs() <= 1.0 / 16.0).then_some(m as i64)
+    };
+    let allowed = samples.len() / 8;
+    let digits = (1..=12).find(|&digits| {
+        let offset = offset(digits);
+        let mut off = 0;
+        samples.iter().all(|s| {
+            off += usize::from(nearest(digits, offset, s.value).is_none());
+            off <= allowed
+        })
+    })?;
+    let offset = offset(digits);
+    let mut last = 0;
+    let nearest: Vec<i64> = samples
+        .iter()
+        .map(|s| {
+            last = nearest(digits, offset, s.value).unwrap_or(last);
+            last
+        })
+        .collect();
+    // What decoding computes: the integer, converted back, divided.
+    let differences: Vec<i64> = samples
+        .iter()
+        .zip(&nearest)
+        .map(|(s, &m)| {
+            let decimal = (m as f64 / POW10[digits]).to_bits();
+            s.value.to_bits().wrapping_sub(decimal) as i64
+        })
+        .collect();
+    let decimals = integer_values(digits, &nearest);
+    let differences = integer_values(0, &differences);
+    let mut out = Vec::with_capacity(2 + decimals.len() + differences.len());
+    super::bits::put_uvarint(&mut out, decimals.len() as u64);
+    out.extend_from_slice(decimals.bytes());
+    out.extend_from_slice(differences.bytes());
+    Some(out)
 }
 
 /// Integer values (decimals scaled by `10^digits`, or bit patterns with
@@ -1194,7 +1276,16 @@ fn decode_packed(
     let mut r = super::bits::ByteReader::new(stream);
     let start = out.len();
     let layout = r.take(1).ok_or_else(truncated)?[0];
-    match layout & !VALUES_AS_BITS {
+    let (as_bits, near) = (
+        layout & VALUES_AS_BITS != 0,
+        layout & VALUES_NEAR_DECIMAL != 0,
+    );
+    if as_bits && near {
+        return Err(CorruptChunk(
+            "values flagged as bit patterns and near decimals",
+        ));
+    }
+    match layout & !(VALUES_AS_BITS | VALUES_NEAR_DECIMAL) {
         TIMES_INLINE => {
             let len = r.len().ok_or_else(truncated)?;
             let times = r.take(len).ok_or_else(truncated)?;
@@ -1234,15 +1325,46 @@ fn decode_packed(
         }
         _ => return Err(CorruptChunk("unknown timestamp layout")),
     }
-    let result = decode_packed_values(
-        r.take(r.remaining()).unwrap_or_default(),
-        &mut out[start..],
-        layout & VALUES_AS_BITS != 0,
-    );
+    let result = if near {
+        decode_near_decimals(&mut r, &mut out[start..])
+    } else {
+        decode_packed_values(
+            r.take(r.remaining()).unwrap_or_default(),
+            &mut out[start..],
+            as_bits,
+        )
+    };
     if result.is_err() {
         out.truncate(start);
     }
     result
+}
+
+/// Fills in the values of `samples` from a packed chunk's near decimals
+/// (see [`VALUES_NEAR_DECIMAL`]): the decimals, then each moved by its
+/// difference in bit pattern.
+fn decode_near_decimals(
+    r: &mut super::bits::ByteReader<'_>,
+    samples: &mut [Sample],
+) -> Result<(), CorruptChunk> {
+    let truncated = || CorruptChunk("truncated");
+    let len = r.len().ok_or_else(truncated)?;
+    let decimals = r.take(len).ok_or_else(truncated)?;
+    decode_packed_values(decimals, samples, false)?;
+    let zero = Sample {
+        timestamp_ms: 0,
+        value: 0.0,
+    };
+    let mut differences = vec![zero; samples.len()];
+    decode_packed_values(
+        r.take(r.remaining()).unwrap_or_default(),
+        &mut differences,
+        true,
+    )?;
+    for (s, d) in samples.iter_mut().zip(&differences) {
+        s.value = f64::from_bits(s.value.to_bits().wrapping_add(d.value.to_bits()));
+    }
+    Ok(())
 }
 
 /// Fills in the values of `samples` (at least one) from a packed chunk's
@@ -1541,6 +1663,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use sextant_model::STALE_NAN_BITS;
 
     fn encode(samples: &[Sample]) -> Vec<u8> {
         let mut encoder = ChunkEncoder::default();
@@ -1739,6 +1862,47 @@ mod tests {
         }
 
         #[test]
+        fn near_decimals_round_trip_bit_exactly(
+            digits in 1usize..=12,
+            first in prop_oneof![Just(0.0f64), -1e6f64..1e6],
+            steps in proptest::collection::vec(
+                prop_oneof![
+                    8 => (0u64..20, 0i64..100_000_000),
+                    1 => (Just(1u64), any::<i64>()),
+                    1 => (Just(0u64), Just(0i64)),
+                ],
+                1..=960,
+            ),
+            odd in proptest::collection::vec((0usize..960, any::<f64>()), 0..4),
+        ) {
+            // Totals of measurements on a grid of `digits` fractional
+            // digits, a float sum of up to 20 of them a sample; now and
+            // then a value off the grid, or any float at all.
+            let mut v = first;
+            let mut samples: Vec<Sample> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, &(adds, units))| {
+                    for _ in 0..adds {
+                        v += units as f64 / POW10[digits];
+                    }
+                    Sample { timestamp_ms: i as i64 * 15_000, value: v }
+                })
+                .collect();
+            for (at, value) in odd {
+                if let Some(s) = samples.get_mut(at) {
+                    s.value = value;
+                }
+            }
+            let decoded = decode(&encode_packed(&samples, None)).unwrap();
+            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
+            let column: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+            let mut decoded = Vec::new();
+            decode_in_block(&encode_packed(&samples, Some(0)), &[column], &mut decoded).unwrap();
+            prop_assert!(same(&decoded, &samples), "shared: {:?} != {:?}", decoded, samples);
+        }
+
+        #[test]
         fn evenly_spread_measurements_round_trip_bit_exactly(
             digits in 0usize..10,
             low in 0i64..1_000_000,
@@ -1870,11 +2034,12 @@ mod tests {
     }
 
     #[test]
-    fn sums_of_durations_and_clocks_are_kept_as_bit_patterns_in_fewer_bytes() {
-        // A histogram's `_sum` adds up measured durations (nanoseconds, in
-        // seconds): no decimal past the first few, and the XOR of two sums
-        // keeps most of the mantissa. Its bit pattern moves by about the
-        // same number of units in the last place each scrape.
+    fn sums_of_durations_and_clocks_are_kept_in_fewer_bytes_than_xor() {
+        // A histogram's `_sum` adds up measured durations, here by a clock
+        // on no grid (Python's `perf_counter`): no decimal past the first
+        // few, nor near one, and the XOR of two sums keeps most of the
+        // mantissa. Its bit pattern moves by about the same number of units
+        // in the last place each scrape.
         let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let mut draw = || {
             rng ^= rng << 13;
@@ -1882,11 +2047,19 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
+        // A clock read at each scrape (`node_time_seconds`), in nanoseconds
+        // but too large for them to be many units in the last place.
+        let clock: Vec<Sample> = (0..480)
+            .map(|i| Sample {
+                timestamp_ms: i * 15_000,
+                value: 1.7e9 + i as f64 * 15.0 + (draw() % 2_000_000) as f64 / 1e9,
+            })
+            .collect();
         let mut sum = 0.0f64;
         let sums: Vec<Sample> = (0..480)
             .map(|i| {
                 for _ in 0..20 {
-                    sum += (30_000_000 + draw() % 40_000_000) as f64 / 1e9;
+                    sum += 0.03 + (draw() >> 11) as f64 / (1u64 << 53) as f64 * 0.04;
                 }
                 Sample {
                     timestamp_ms: i * 15_000,
@@ -1894,27 +2067,24 @@ mod tests {
                 }
             })
             .collect();
-        // A clock read at each scrape (`node_time_seconds`), in nanoseconds.
-        let clock: Vec<Sample> = (0..480)
-            .map(|i| Sample {
-                timestamp_ms: i * 15_000,
-                value: 1.7e9 + i as f64 * 15.0 + (draw() % 2_000_000) as f64 / 1e9,
-            })
-            .collect();
-        for samples in [&sums, &clock] {
+        // The clock's jitter is under a sixteenth of its tenths: near
+        // decimals of one digit, moving by 150 a scrape, smaller still.
+        for (samples, flag) in [(&sums, VALUES_AS_BITS), (&clock, VALUES_NEAR_DECIMAL)] {
             assert!(decimal_values(samples).is_none());
             let (chunk, _) = in_block_reads_back_and_refuses_every_cut(samples);
-            assert_eq!(chunk[3], TIMES_SHARED | VALUES_AS_BITS);
+            assert_eq!(chunk[3], TIMES_SHARED | flag);
             let xor = xor_values(samples).len();
             assert!(
                 chunk.len() * 100 < xor * 85,
                 "{} bytes as bit patterns, {xor} XOR'd",
                 chunk.len()
             );
+            assert!(chunk.len() <= bit_pattern_values(samples).len() + 5);
             let inline = encode_packed(samples, None);
-            assert_eq!(inline[3], TIMES_INLINE | VALUES_AS_BITS);
+            assert_eq!(inline[3], TIMES_INLINE | flag);
             reads_back_and_refuses_every_cut(&inline, samples);
         }
+        assert_eq!(near_decimal_values(&clock).map(|n| n[1] >> 3 & 15), Some(1));
         // Flagged bit patterns must be integer-coded; XOR'd values with the
         // flag are refused.
         let mut flagged = encode_packed(&sums[..3], Some(0));
@@ -1927,6 +2097,82 @@ mod tests {
             three_in_block(&flagged, &column),
             Err(CorruptChunk("bit patterns flagged on XOR'd values"))
         );
+    }
+
+    #[test]
+    fn totals_of_nanosecond_measurements_are_kept_as_near_decimals() {
+        // A Go or Java client's `_sum`: latencies measured in whole
+        // nanoseconds, added up in a float, so each total is within a few
+        // units in the last place of a 9-digit decimal, not on one.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut sum = 1234.5f64;
+        let sums: Vec<Sample> = (0..480)
+            .map(|i| {
+                for _ in 0..(draw() % 40) {
+                    sum += (1_000_000 + draw() % 90_000_000) as f64 / 1e9;
+                }
+                Sample {
+                    timestamp_ms: i * 15_000,
+                    value: sum,
+                }
+            })
+            .collect();
+        assert!(decimal_values(&sums).is_none());
+        let (sums_chunk, column) = in_block_reads_back_and_refuses_every_cut(&sums);
+        assert_eq!(sums_chunk[3], TIMES_SHARED | VALUES_NEAR_DECIMAL);
+        let patterns = bit_pattern_values(&sums).len();
+        assert!(
+            sums_chunk.len() * 100 < patterns * 85,
+            "{} bytes as near decimals, {patterns} as bit patterns",
+            sums_chunk.len()
+        );
+        let inline = encode_packed(&sums, None);
+        assert_eq!(inline[3], TIMES_INLINE | VALUES_NEAR_DECIMAL);
+        reads_back_and_refuses_every_cut(&inline, &sums);
+        // Decimals but for a few computed values (an average, a ratio):
+        // near decimals whose differences are mostly zeros.
+        let mut gauge: Vec<Sample> = (0..120)
+            .map(|i| Sample {
+                timestamp_ms: i * 15_000,
+                value: (100 + i * 7 % 13) as f64 / 10.0,
+            })
+            .collect();
+        gauge[40].value = 2.0 / 3.0;
+        gauge[90].value = 10.0f64.sqrt();
+        let (chunk, _) = in_block_reads_back_and_refuses_every_cut(&gauge);
+        assert_eq!(chunk[3], TIMES_SHARED | VALUES_NEAR_DECIMAL);
+        assert!(
+            chunk.len() < xor_values(&gauge).len() / 2,
+            "{} bytes",
+            chunk.len()
+        );
+        // Both value flags at once are refused.
+        let mut both = sums_chunk;
+        both[3] |= VALUES_AS_BITS;
+        assert_eq!(
+            decode_in_block(&both, &[column], &mut Vec::new()),
+            Err(CorruptChunk(
+                "values flagged as bit patterns and near decimals"
+            ))
+        );
+        // A stale marker among them keeps the last decimal; values too
+        // large for a unit to be many units in the last place are none.
+        let mut stale = sums[..16].to_vec();
+        stale[5].value = f64::from_bits(STALE_NAN_BITS);
+        stale[11].value = f64::INFINITY;
+        assert!(near_decimal_values(&stale).is_some());
+        reads_back_and_refuses_every_cut(&encode_packed(&stale, None), &stale);
+        let huge = [Sample {
+            timestamp_ms: 0,
+            value: 1e17 + 16.0,
+        }];
+        assert!(near_decimal_values(&huge).is_none());
     }
 
     #[test]
