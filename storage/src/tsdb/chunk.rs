@@ -766,6 +766,15 @@ const VALUES_AS_BITS: u8 = 0x80;
 /// from those decimals' (as with [`VALUES_AS_BITS`]), which drift by a
 /// few units a sample.
 const VALUES_NEAR_DECIMAL: u8 = 0x40;
+/// Set in the timestamp layout byte when the integer-coded residuals that
+/// drop zeros say where they are in runs rather than by a flag bit each:
+/// before each residual that is not zero, the number of zeros since the
+/// last one, Rice-coded with a 4-bit parameter that follows the residuals'
+/// own; zeros that end the chunk are one last such count. A counter that
+/// moves at one scrape in twenty (requests that fail, a histogram's lowest
+/// bucket) then costs well under a bit a sample; one that moves at every
+/// other scrape costs what the flags did.
+const ZERO_RUNS: u8 = 0x20;
 
 /// Unary quotients of a Rice code stop here; the value follows whole.
 const RICE_ESCAPE: u8 = 24;
@@ -808,13 +817,13 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     let xor = (1 + 64 + xor_value_bits(samples)).div_ceil(8) as usize;
     let mut near = None;
     let (values, flag) = match decimal_values(samples) {
-        Some(decimal) if decimal.len() < xor => (decimal, 0),
+        Some(decimal) if decimal.len() < xor => (decimal, ZERO_RUNS),
         Some(_) => (xor_values(samples), 0),
         None => {
             let patterns = bit_pattern_values(samples);
             near = near_decimal_values(samples).filter(|n| n.len() < patterns.len().min(xor));
             if patterns.len() < xor {
-                (patterns, VALUES_AS_BITS)
+                (patterns, VALUES_AS_BITS | ZERO_RUNS)
             } else {
                 (xor_values(samples), 0)
             }
@@ -823,7 +832,7 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     // Integer-coded values start with a one; XOR'd ones are as sized.
     debug_assert!(values.bytes()[0] >> 7 == 1 || values.len() == xor);
     let (values, flag) = match &near {
-        Some(near) => (near.as_slice(), VALUES_NEAR_DECIMAL),
+        Some(near) => (near.as_slice(), VALUES_NEAR_DECIMAL | ZERO_RUNS),
         None => (values.bytes(), flag),
     };
     match column {
@@ -903,7 +912,10 @@ const CONSTANT: u8 = 3;
 #[derive(Debug, Clone, Copy)]
 struct RiceParams {
     order: u8,
+    /// Zeros are dropped and their runs counted (see [`ZERO_RUNS`]).
     zero_flag: bool,
+    /// The Rice parameter of the runs' lengths.
+    run_k: u8,
     base: i64,
     /// Every residual in `k` bits, no unary part: residuals spread evenly
     /// (fresh measurements) cost about half a bit less a sample so.
@@ -913,7 +925,7 @@ struct RiceParams {
     factor: i64,
     /// The largest code of a truncated binary fixed width (0: a plain one).
     largest: u64,
-    /// Bits of the residuals, their flags and the extension fields.
+    /// Bits of the residuals, their zeros' runs and the extension fields.
     bits: u64,
 }
 
@@ -1002,7 +1014,11 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
         }
         coded.clear();
         coded.extend(residuals.iter().copied().filter(|&r| !zero_flag || r != 0));
-        let flag_bits = if zero_flag { residuals.len() as u64 } else { 0 };
+        let (flag_bits, run_k) = if zero_flag {
+            zero_run_bits(residuals)
+        } else {
+            (0, 0)
+        };
         let base = if coded.is_empty() {
             0
         } else {
@@ -1024,6 +1040,7 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
                 best = Some(RiceParams {
                     order,
                     zero_flag,
+                    run_k,
                     base,
                     fixed,
                     k,
@@ -1077,6 +1094,51 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
     }
     best.expect("some parameter was tried")
 }
+
+/// Calls `f` with the length of each run of zeros in `residuals` that a
+/// residual other than zero ends (0 when there are none before it), and
+/// with that of the zeros that end them, if any (see [`ZERO_RUNS`]).
+fn for_each_zero_run(residuals: &[i64], mut f: impl FnMut(u64)) {
+    let mut run = 0u64;
+    for &r in residuals {
+        if r == 0 {
+            run += 1;
+        } else {
+            f(run);
+            run = 0;
+        }
+    }
+    if run > 0 {
+        f(run);
+    }
+}
+
+/// Bits of the zeros' runs in `residuals` with the best Rice parameter
+/// for them (the mean's, or one either side), its 4-bit field included;
+/// and that parameter.
+fn zero_run_bits(residuals: &[i64]) -> (u64, u8) {
+    let (mut runs, mut total) = (0u64, 0u64);
+    for_each_zero_run(residuals, |run| {
+        runs += 1;
+        total += run;
+    });
+    let k0 = ((total as f64 / runs.max(1) as f64 + 1.0).log2().floor() as u8).min(MAX_RUN_K);
+    let first = k0.saturating_sub(1);
+    let last = (k0 + 1).min(MAX_RUN_K);
+    let mut sums = [0u64; 3];
+    for_each_zero_run(residuals, |run| {
+        for (j, sum) in sums.iter_mut().enumerate() {
+            *sum += rice_bits(run, (first + j as u8).min(last));
+        }
+    });
+    (first..=last)
+        .map(|k| (4 + sums[usize::from(k - first)], k))
+        .min()
+        .expect("a parameter was tried")
+}
+
+/// The largest Rice parameter of the zeros' runs (a 4-bit field).
+const MAX_RUN_K: u8 = 15;
 
 /// [`best_rice`], or the same over the residuals divided by their greatest
 /// common divisor where that is smaller, the factor's cost counted.
@@ -1230,6 +1292,9 @@ fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
         write_bucketed(&mut bits, best.largest as i64, VALUE_WIDTHS);
     }
     bits.write(u64::from(best.k), 6);
+    if best.zero_flag {
+        bits.write(u64::from(best.run_k), 4);
+    }
     let short_below = if best.largest != 0 {
         truncation(best.k, best.largest)
     } else {
@@ -1237,7 +1302,7 @@ fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
     };
     write_bucketed(&mut bits, best.base, VALUE_WIDTHS);
     write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
-    let (mut last, mut last_delta) = (scaled[0], 0i64);
+    let (mut last, mut last_delta, mut run) = (scaled[0], 0i64, 0u64);
     for &m in &scaled[1..] {
         let delta = m.wrapping_sub(last);
         let residual = match best.order {
@@ -1247,10 +1312,12 @@ fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
         };
         (last, last_delta) = (m, delta);
         if best.zero_flag {
-            bits.bit(residual != 0);
             if residual == 0 {
+                run += 1;
                 continue;
             }
+            write_rice(&mut bits, run, best.run_k);
+            run = 0;
         }
         // Exact: the factor divides every residual.
         let u = zigzag((residual / best.factor).wrapping_sub(best.base));
@@ -1261,6 +1328,9 @@ fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
         } else {
             write_rice(&mut bits, u, best.k);
         }
+    }
+    if run > 0 {
+        write_rice(&mut bits, run, best.run_k);
     }
     bits
 }
@@ -1285,7 +1355,8 @@ fn decode_packed(
             "values flagged as bit patterns and near decimals",
         ));
     }
-    match layout & !(VALUES_AS_BITS | VALUES_NEAR_DECIMAL) {
+    let runs = layout & ZERO_RUNS != 0;
+    match layout & !(VALUES_AS_BITS | VALUES_NEAR_DECIMAL | ZERO_RUNS) {
         TIMES_INLINE => {
             let len = r.len().ok_or_else(truncated)?;
             let times = r.take(len).ok_or_else(truncated)?;
@@ -1326,12 +1397,13 @@ fn decode_packed(
         _ => return Err(CorruptChunk("unknown timestamp layout")),
     }
     let result = if near {
-        decode_near_decimals(&mut r, &mut out[start..])
+        decode_near_decimals(&mut r, &mut out[start..], runs)
     } else {
         decode_packed_values(
             r.take(r.remaining()).unwrap_or_default(),
             &mut out[start..],
             as_bits,
+            runs,
         )
     };
     if result.is_err() {
@@ -1346,11 +1418,12 @@ fn decode_packed(
 fn decode_near_decimals(
     r: &mut super::bits::ByteReader<'_>,
     samples: &mut [Sample],
+    runs: bool,
 ) -> Result<(), CorruptChunk> {
     let truncated = || CorruptChunk("truncated");
     let len = r.len().ok_or_else(truncated)?;
     let decimals = r.take(len).ok_or_else(truncated)?;
-    decode_packed_values(decimals, samples, false)?;
+    decode_packed_values(decimals, samples, false, runs)?;
     let zero = Sample {
         timestamp_ms: 0,
         value: 0.0,
@@ -1360,6 +1433,7 @@ fn decode_near_decimals(
         r.take(r.remaining()).unwrap_or_default(),
         &mut differences,
         true,
+        runs,
     )?;
     for (s, d) in samples.iter_mut().zip(&differences) {
         s.value = f64::from_bits(s.value.to_bits().wrapping_add(d.value.to_bits()));
@@ -1368,11 +1442,13 @@ fn decode_near_decimals(
 }
 
 /// Fills in the values of `samples` (at least one) from a packed chunk's
-/// value stream, its integers bit patterns if `as_bits`.
+/// value stream, its integers bit patterns if `as_bits`, the zeros its
+/// residuals drop in runs if `runs` (see [`ZERO_RUNS`]).
 fn decode_packed_values(
     stream: &[u8],
     samples: &mut [Sample],
     as_bits: bool,
+    runs: bool,
 ) -> Result<(), CorruptChunk> {
     let truncated = || CorruptChunk("truncated");
     let mut bits = BitReader::new(stream);
@@ -1436,11 +1512,17 @@ fn decode_packed_values(
             short_below = truncation(k, largest as u64);
         }
     }
+    let (zeros, run_k) = match (zero_flag, runs) {
+        (false, _) => (NO_ZEROS_DROPPED, 0),
+        (true, false) => (ZERO_FLAGS, 0),
+        (true, true) => (ZERO_RUN_LENGTHS, bits.read(4).ok_or_else(truncated)? as u8),
+    };
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     let m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     first.value = value_of(m);
     let code = ResidualCode {
-        zero_flag,
+        zeros,
+        run_k,
         fixed,
         k,
         base,
@@ -1464,7 +1546,11 @@ fn decode_packed_values(
 /// How the residuals of a packed decimal chunk are coded.
 #[derive(Debug, Clone, Copy)]
 struct ResidualCode {
-    zero_flag: bool,
+    /// How zeros are dropped: one of [`NO_ZEROS_DROPPED`], [`ZERO_FLAGS`],
+    /// [`ZERO_RUN_LENGTHS`].
+    zeros: u8,
+    /// The Rice parameter of the zeros' runs.
+    run_k: u8,
     fixed: bool,
     k: u8,
     base: i64,
@@ -1481,8 +1567,15 @@ const RICE: u8 = 0;
 const FIXED_WIDTH: u8 = 1;
 const TRUNCATED_WIDTH: u8 = 2;
 
-/// [`fill_decimal`] with the loop for `code`'s zero flag, width and
-/// factor, and for integers that are bit patterns (`as_bits`).
+/// Whether and how a packed chunk's residuals drop zeros, a constant of
+/// the decoding loop: not at all, a flag bit a residual (chunks written
+/// before [`ZERO_RUNS`]), or runs counted.
+const NO_ZEROS_DROPPED: u8 = 0;
+const ZERO_FLAGS: u8 = 1;
+const ZERO_RUN_LENGTHS: u8 = 2;
+
+/// [`fill_decimal`] with the loop for `code`'s zeros, width and factor,
+/// and for integers that are bit patterns (`as_bits`).
 fn fill_coded<const ORDER: u8>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
@@ -1492,20 +1585,35 @@ fn fill_coded<const ORDER: u8>(
     samples: &mut [Sample],
 ) -> Result<(), CorruptChunk> {
     let s = samples;
-    match (code.zero_flag, code.factor != 1, as_bits) {
-        (false, false, false) => fill_width::<ORDER, false, false, false>(bits, code, m, scale, s),
-        (true, false, false) => fill_width::<ORDER, true, false, false>(bits, code, m, scale, s),
-        (false, true, false) => fill_width::<ORDER, false, true, false>(bits, code, m, scale, s),
-        (true, true, false) => fill_width::<ORDER, true, true, false>(bits, code, m, scale, s),
-        (false, false, true) => fill_width::<ORDER, false, false, true>(bits, code, m, scale, s),
-        (true, false, true) => fill_width::<ORDER, true, false, true>(bits, code, m, scale, s),
-        (false, true, true) => fill_width::<ORDER, false, true, true>(bits, code, m, scale, s),
-        (true, true, true) => fill_width::<ORDER, true, true, true>(bits, code, m, scale, s),
+    match code.zeros {
+        NO_ZEROS_DROPPED => {
+            fill_factored::<ORDER, NO_ZEROS_DROPPED>(bits, code, m, scale, as_bits, s)
+        }
+        ZERO_FLAGS => fill_factored::<ORDER, ZERO_FLAGS>(bits, code, m, scale, as_bits, s),
+        _ => fill_factored::<ORDER, ZERO_RUN_LENGTHS>(bits, code, m, scale, as_bits, s),
     }
 }
 
-/// [`fill_coded`] for `code`'s width.
-fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool, const BITS: bool>(
+/// [`fill_coded`] for `code`'s factor and `as_bits`.
+fn fill_factored<const ORDER: u8, const ZEROS: u8>(
+    bits: &mut BitReader<'_>,
+    code: ResidualCode,
+    m: i64,
+    scale: f64,
+    as_bits: bool,
+    samples: &mut [Sample],
+) -> Result<(), CorruptChunk> {
+    let s = samples;
+    match (code.factor != 1, as_bits) {
+        (false, false) => fill_width::<ORDER, ZEROS, false, false>(bits, code, m, scale, s),
+        (true, false) => fill_width::<ORDER, ZEROS, true, false>(bits, code, m, scale, s),
+        (false, true) => fill_width::<ORDER, ZEROS, false, true>(bits, code, m, scale, s),
+        (true, true) => fill_width::<ORDER, ZEROS, true, true>(bits, code, m, scale, s),
+    }
+}
+
+/// [`fill_factored`] for `code`'s width.
+fn fill_width<const ORDER: u8, const ZEROS: u8, const FACTORED: bool, const BITS: bool>(
     bits: &mut BitReader<'_>,
     code: ResidualCode,
     m: i64,
@@ -1514,16 +1622,16 @@ fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool, cons
 ) -> Result<(), CorruptChunk> {
     let s = samples;
     if !code.fixed {
-        fill_decimal::<ORDER, ZERO_FLAG, RICE, FACTORED, BITS>(bits, code, m, scale, s)
+        fill_decimal::<ORDER, ZEROS, RICE, FACTORED, BITS>(bits, code, m, scale, s)
     } else if code.short_below == 0 {
-        fill_decimal::<ORDER, ZERO_FLAG, FIXED_WIDTH, FACTORED, BITS>(bits, code, m, scale, s)
+        fill_decimal::<ORDER, ZEROS, FIXED_WIDTH, FACTORED, BITS>(bits, code, m, scale, s)
     } else {
-        fill_decimal::<ORDER, ZERO_FLAG, TRUNCATED_WIDTH, FACTORED, BITS>(bits, code, m, scale, s)
+        fill_decimal::<ORDER, ZEROS, TRUNCATED_WIDTH, FACTORED, BITS>(bits, code, m, scale, s)
     }
 }
 
 /// Fills in `samples`' values from residuals of order `ORDER` after the
-/// scaled value `m`, coded as `code` says; `ZERO_FLAG`, `WIDTH` (one of
+/// scaled value `m`, coded as `code` says; `ZEROS`, `WIDTH` (one of
 /// [`RICE`], [`FIXED_WIDTH`], [`TRUNCATED_WIDTH`]) and `FACTORED` (a factor
 /// other than 1) are its coding, as constants so that the loop does not
 /// ask at every sample (nor multiplies by 1); with `BITS` the integers are
@@ -1532,7 +1640,7 @@ fn fill_width<const ORDER: u8, const ZERO_FLAG: bool, const FACTORED: bool, cons
 #[inline]
 fn fill_decimal<
     const ORDER: u8,
-    const ZERO_FLAG: bool,
+    const ZEROS: u8,
     const WIDTH: u8,
     const FACTORED: bool,
     const BITS: bool,
@@ -1547,8 +1655,26 @@ fn fill_decimal<
     // residual's bits do not wait on a load from this one's end.
     let mut buffer = bits.buffered();
     let mut delta = 0i64;
+    // Zeros left of the run being read, and whether a run's length comes
+    // next (runs only).
+    let (mut run, mut run_next) = (0u64, true);
     for s in samples.iter_mut() {
-        let mut residual = next_residual::<ZERO_FLAG, WIDTH>(&mut buffer, code)?;
+        let mut residual = if ZEROS == ZERO_RUN_LENGTHS {
+            if run_next {
+                run = next_rice(&mut buffer, code.run_k)?;
+                buffer.refill();
+                run_next = false;
+            }
+            if run > 0 {
+                run -= 1;
+                0
+            } else {
+                run_next = true;
+                next_residual::<ZEROS, WIDTH>(&mut buffer, code)?
+            }
+        } else {
+            next_residual::<ZEROS, WIDTH>(&mut buffer, code)?
+        };
         if FACTORED {
             residual = residual.wrapping_mul(code.factor);
         }
@@ -1566,6 +1692,9 @@ fn fill_decimal<
             m as f64
         };
     }
+    if run > 0 {
+        return Err(CorruptChunk("a run of zeros past the chunk's end"));
+    }
     *bits = buffer.reader();
     // Scaled apart from decoding, where the divisions do not wait on it
     // nor it on them; whole numbers (no digits) need none.
@@ -1582,12 +1711,12 @@ fn fill_decimal<
 /// register; codes longer than what it holds, and escapes, take the
 /// checked reads.
 #[inline(always)]
-fn next_residual<const ZERO_FLAG: bool, const WIDTH: u8>(
+fn next_residual<const ZEROS: u8, const WIDTH: u8>(
     bits: &mut BitBuffer<'_>,
     code: ResidualCode,
 ) -> Result<i64, CorruptChunk> {
     let truncated = || CorruptChunk("truncated");
-    if ZERO_FLAG {
+    if ZEROS == ZERO_FLAGS {
         let zero = bits.bits() >> 63 == 0;
         bits.consume(1);
         if zero {
@@ -1629,18 +1758,27 @@ fn next_residual<const ZERO_FLAG: bool, const WIDTH: u8>(
             u.ok_or_else(truncated)?
         }
     } else {
-        let q = (!window).leading_zeros();
-        if q < u32::from(RICE_ESCAPE) && q + 1 + k <= bits.available() {
-            bits.consume(q + 1 + k);
-            (u64::from(q) << k) | (((window << (q + 1)) >> 1) >> (63 - k))
-        } else {
-            let (u, after) = read_apart(bits.clone(), |b| read_rice(b, code.k));
-            *bits = after;
-            u.ok_or_else(truncated)?
-        }
+        next_rice(bits, code.k)?
     };
     bits.refill();
     Ok(code.base.wrapping_add(unzigzag(u)))
+}
+
+/// The next Rice code with parameter `k` from the register, or through
+/// the checked reads when it is longer than what the register holds.
+#[inline(always)]
+fn next_rice(bits: &mut BitBuffer<'_>, k: u8) -> Result<u64, CorruptChunk> {
+    let window = bits.bits();
+    let q = (!window).leading_zeros();
+    let k32 = u32::from(k);
+    if q < u32::from(RICE_ESCAPE) && q + 1 + k32 <= bits.available() {
+        bits.consume(q + 1 + k32);
+        Ok((u64::from(q) << k32) | (((window << (q + 1)) >> 1) >> (63 - k32)))
+    } else {
+        let (u, after) = read_apart(bits.clone(), |b| read_rice(b, k));
+        *bits = after;
+        u.ok_or(CorruptChunk("truncated"))
+    }
 }
 
 /// A residual too long for the register, read through a [`BitReader`] at
@@ -1862,6 +2000,40 @@ mod tests {
         }
 
         #[test]
+        fn sparse_counters_round_trip_bit_exactly(
+            start in 0i64..1_000_000,
+            moves in proptest::collection::vec((0usize..2_000, 1i64..1_000), 0..12),
+            len in 1usize..=2_000,
+            digits in 0usize..4,
+        ) {
+            // A counter that moves at a few scrapes only (failed requests, a
+            // lowest bucket): runs of zeros short and long, at the start,
+            // between moves and at the end, some past a Rice code's escape.
+            let mut at: Vec<(usize, i64)> = moves;
+            at.sort_unstable();
+            let mut value = start;
+            let mut next = at.iter().peekable();
+            let samples: Vec<Sample> = (0..len)
+                .map(|i| {
+                    while let Some(&&(when, by)) = next.peek() {
+                        if when > i {
+                            break;
+                        }
+                        value += by;
+                        next.next();
+                    }
+                    Sample { timestamp_ms: i as i64 * 15_000, value: value as f64 / POW10[digits] }
+                })
+                .collect();
+            let chunk = encode_packed(&samples, None);
+            let decoded = decode(&chunk).unwrap();
+            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
+            for cut in [chunk.len() / 2, chunk.len() - 1] {
+                prop_assert!(decode(&chunk[..cut]).is_err());
+            }
+        }
+
+        #[test]
         fn near_decimals_round_trip_bit_exactly(
             digits in 1usize..=12,
             first in prop_oneof![Just(0.0f64), -1e6f64..1e6],
@@ -2072,7 +2244,7 @@ mod tests {
         for (samples, flag) in [(&sums, VALUES_AS_BITS), (&clock, VALUES_NEAR_DECIMAL)] {
             assert!(decimal_values(samples).is_none());
             let (chunk, _) = in_block_reads_back_and_refuses_every_cut(samples);
-            assert_eq!(chunk[3], TIMES_SHARED | flag);
+            assert_eq!(chunk[3], TIMES_SHARED | flag | ZERO_RUNS);
             let xor = xor_values(samples).len();
             assert!(
                 chunk.len() * 100 < xor * 85,
@@ -2081,7 +2253,7 @@ mod tests {
             );
             assert!(chunk.len() <= bit_pattern_values(samples).len() + 5);
             let inline = encode_packed(samples, None);
-            assert_eq!(inline[3], TIMES_INLINE | flag);
+            assert_eq!(inline[3], TIMES_INLINE | flag | ZERO_RUNS);
             reads_back_and_refuses_every_cut(&inline, samples);
         }
         assert_eq!(near_decimal_values(&clock).map(|n| n[1] >> 3 & 15), Some(1));
@@ -2125,7 +2297,10 @@ mod tests {
             .collect();
         assert!(decimal_values(&sums).is_none());
         let (sums_chunk, column) = in_block_reads_back_and_refuses_every_cut(&sums);
-        assert_eq!(sums_chunk[3], TIMES_SHARED | VALUES_NEAR_DECIMAL);
+        assert_eq!(
+            sums_chunk[3],
+            TIMES_SHARED | VALUES_NEAR_DECIMAL | ZERO_RUNS
+        );
         let patterns = bit_pattern_values(&sums).len();
         assert!(
             sums_chunk.len() * 100 < patterns * 85,
@@ -2133,7 +2308,7 @@ mod tests {
             sums_chunk.len()
         );
         let inline = encode_packed(&sums, None);
-        assert_eq!(inline[3], TIMES_INLINE | VALUES_NEAR_DECIMAL);
+        assert_eq!(inline[3], TIMES_INLINE | VALUES_NEAR_DECIMAL | ZERO_RUNS);
         reads_back_and_refuses_every_cut(&inline, &sums);
         // Decimals but for a few computed values (an average, a ratio):
         // near decimals whose differences are mostly zeros.
@@ -2146,7 +2321,7 @@ mod tests {
         gauge[40].value = 2.0 / 3.0;
         gauge[90].value = 10.0f64.sqrt();
         let (chunk, _) = in_block_reads_back_and_refuses_every_cut(&gauge);
-        assert_eq!(chunk[3], TIMES_SHARED | VALUES_NEAR_DECIMAL);
+        assert_eq!(chunk[3], TIMES_SHARED | VALUES_NEAR_DECIMAL | ZERO_RUNS);
         assert!(
             chunk.len() < xor_values(&gauge).len() / 2,
             "{} bytes",
@@ -2199,12 +2374,39 @@ mod tests {
         decode_in_block(&as_bits, std::slice::from_ref(&column), &mut out).unwrap();
         let patterns: Vec<u64> = out.iter().map(|s| s.value.to_bits()).collect();
         assert_eq!(patterns, [5, 6, 7]);
-        // The encoder finds that a fixed width of 0 bits says the same.
-        let shared = [0x05, 0x00, 0x03, 0x01, 0x00, 0x82, 0x81, 0x01, 0x82, 0x80];
+        // The encoder finds that a fixed width of 0 bits says the same (and
+        // flags zero runs, which these residuals do not use).
+        let shared = [0x05, 0x00, 0x03, 0x21, 0x00, 0x82, 0x81, 0x01, 0x82, 0x80];
         assert_eq!(encode_packed(&expected, Some(0)), shared);
+        // 5, 5, 5, 6, 6 with zeros in runs: the same header with the zero
+        // flag, a fixed width of 0 bits and the runs' k = 0 (`0000`) after
+        // it; base 1, first value 5; then a run of two zeros (`110`), the
+        // residual (no bits), the run of one that ends the chunk (`10`).
+        let runs = [
+            0x05, 0x00, 0x05, 0x21, 0x00, 0x83, 0x80, 0x10, 0x18, 0x2e, 0x80,
+        ];
+        let five = vec![0, 15_000, 30_000, 45_000, 60_000];
+        out.clear();
+        decode_in_block(&runs, std::slice::from_ref(&five), &mut out).unwrap();
+        let values: Vec<f64> = out.iter().map(|s| s.value).collect();
+        assert_eq!(values, [5.0, 5.0, 5.0, 6.0, 6.0]);
+        // A last run of two, one more than the chunk holds, is refused.
+        let mut past = runs;
+        past[10] = 0xc0;
+        assert_eq!(
+            decode_in_block(&past, std::slice::from_ref(&five), &mut Vec::new()),
+            Err(CorruptChunk("a run of zeros past the chunk's end"))
+        );
+        // Chunks written before zero runs flag each residual instead, and
+        // read as they did: the same values, flags `0010` after the first.
+        let flags = [0x05, 0x00, 0x05, 0x01, 0x00, 0x83, 0x81, 0x01, 0x82, 0x90];
+        out.clear();
+        decode_in_block(&flags, std::slice::from_ref(&five), &mut out).unwrap();
+        let values: Vec<f64> = out.iter().map(|s| s.value).collect();
+        assert_eq!(values, [5.0, 5.0, 5.0, 6.0, 6.0]);
         // The timestamps inline: their byte length, then the first whole and
         // the delta-of-deltas (15 000 in the 17-bit bucket, then 0).
-        let mut inline = vec![0x05, 0x00, 0x03, 0x00];
+        let mut inline = vec![0x05, 0x00, 0x03, 0x20];
         let times = encode_times(column.iter().copied());
         inline.push(times.len() as u8);
         inline.extend_from_slice(&times);
