@@ -152,10 +152,11 @@ fn check_number_ranges(tokens: &[String], numbers: &str) -> crate::Result<()> {
     let prefix = format!("{numbers}.");
     let mut in_range = false;
     for token in tokens {
-        let token = token.trim_start_matches(['-', '+', '(']);
+        // A bound is taken whole: `-` alone is no number.
         let value = if in_range {
-            token
+            token.as_str()
         } else {
+            let token = token.trim_start_matches(['-', '+', '(']);
             let Some(rest) = token.strip_prefix(&prefix) else {
                 continue;
             };
@@ -245,11 +246,15 @@ mod tests {
             "duration_ms:>=500",
             "(duration_ms:<1e3)",
             "route:x AND qty:[-1 TO *]",
+            "qty:[-5 TO -1]",
         ] {
             rewrite_query(good, &dialect).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
         for bad in [
             "duration_ms:[1 TO 5-]",
+            "duration_ms:[1 TO -]",
+            "duration_ms:[- TO 1]",
+            "duration_ms:>-",
             "duration_ms:>abc",
             "duration_ms:[x TO 5]",
             "duration_ms:<=NaN",
