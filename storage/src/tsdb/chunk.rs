@@ -767,14 +767,17 @@ const VALUES_AS_BITS: u8 = 0x80;
 /// few units a sample.
 const VALUES_NEAR_DECIMAL: u8 = 0x40;
 /// Set in the timestamp layout byte when the integer-coded residuals that
-/// drop zeros say where they are in runs rather than by a flag bit each:
-/// before each residual that is not zero, the number of zeros since the
-/// last one, Rice-coded with a 4-bit parameter that follows the residuals'
-/// own; zeros that end the chunk are one last such count. A counter that
-/// moves at one scrape in twenty (requests that fail, a histogram's lowest
-/// bucket) then costs well under a bit a sample; one that moves at every
-/// other scrape costs what the flags did.
+/// drop zeros have a 4-bit field after their Rice parameter: [`RUN_FLAGS`]
+/// for a flag bit each residual (as chunks without this flag have), or the
+/// Rice parameter of runs: before each residual that is not zero, the
+/// number of zeros since the last one, Rice-coded; zeros that end the
+/// chunk are one last such count. A counter that moves at one scrape in
+/// twenty (requests that fail, a histogram's lowest bucket) then costs
+/// well under a bit a sample. Runs are taken where they save a quarter of
+/// the flags' bits; where they save less, flags decode faster.
 const ZERO_RUNS: u8 = 0x20;
+/// In the 4-bit field [`ZERO_RUNS`] adds: zeros flagged, not in runs.
+const RUN_FLAGS: u8 = 15;
 
 /// Unary quotients of a Rice code stop here; the value follows whole.
 const RICE_ESCAPE: u8 = 24;
@@ -815,26 +818,30 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     }
     // XOR'd values are sized first and written only if they are smallest.
     let xor = (1 + 64 + xor_value_bits(samples)).div_ceil(8) as usize;
-    let mut near = None;
+    // Near decimals are the bit patterns less what the decimals say: where
+    // there are any, the patterns are not tried.
     let (values, flag) = match decimal_values(samples) {
-        Some(decimal) if decimal.len() < xor => (decimal, ZERO_RUNS),
-        Some(_) => (xor_values(samples), 0),
-        None => {
-            let patterns = bit_pattern_values(samples);
-            near = near_decimal_values(samples).filter(|n| n.len() < patterns.len().min(xor));
-            if patterns.len() < xor {
-                (patterns, VALUES_AS_BITS | ZERO_RUNS)
-            } else {
-                (xor_values(samples), 0)
+        Some(decimal) if decimal.len() < xor => (Values::Bits(decimal), ZERO_RUNS),
+        Some(_) => (Values::Bits(xor_values(samples)), 0),
+        None => match near_decimal_values(samples).filter(|n| n.len() < xor) {
+            Some(near) => (Values::Bytes(near), VALUES_NEAR_DECIMAL | ZERO_RUNS),
+            None => {
+                let patterns = bit_pattern_values(samples);
+                if patterns.len() < xor {
+                    (Values::Bits(patterns), VALUES_AS_BITS | ZERO_RUNS)
+                } else {
+                    (Values::Bits(xor_values(samples)), 0)
+                }
             }
-        }
+        },
     };
-    // Integer-coded values start with a one; XOR'd ones are as sized.
-    debug_assert!(values.bytes()[0] >> 7 == 1 || values.len() == xor);
-    let (values, flag) = match &near {
-        Some(near) => (near.as_slice(), VALUES_NEAR_DECIMAL | ZERO_RUNS),
-        None => (values.bytes(), flag),
+    let values = match &values {
+        Values::Bits(bits) => bits.bytes(),
+        Values::Bytes(bytes) => bytes.as_slice(),
     };
+    // Integer-coded values start with a one (near decimals with their first
+    // stream's length); XOR'd ones are as sized.
+    debug_assert!(flag != 0 || values.len() == xor);
     match column {
         Some(id) => {
             out.push(TIMES_SHARED | flag);
@@ -849,6 +856,12 @@ pub fn encode_packed(samples: &[Sample], column: Option<u64>) -> Vec<u8> {
     }
     out.extend_from_slice(values);
     out
+}
+
+/// A packed chunk's value stream as it was written.
+enum Values {
+    Bits(BitWriter),
+    Bytes(Vec<u8>),
 }
 
 /// Timestamps as a bit stream: the first whole, then delta-of-deltas.
@@ -912,9 +925,10 @@ const CONSTANT: u8 = 3;
 #[derive(Debug, Clone, Copy)]
 struct RiceParams {
     order: u8,
-    /// Zeros are dropped and their runs counted (see [`ZERO_RUNS`]).
+    /// Zeros are dropped: flagged or their runs counted (see
+    /// [`ZERO_RUNS`]).
     zero_flag: bool,
-    /// The Rice parameter of the runs' lengths.
+    /// The Rice parameter of the runs' lengths, or [`RUN_FLAGS`].
     run_k: u8,
     base: i64,
     /// Every residual in `k` bits, no unary part: residuals spread evenly
@@ -1015,7 +1029,13 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
         coded.clear();
         coded.extend(residuals.iter().copied().filter(|&r| !zero_flag || r != 0));
         let (flag_bits, run_k) = if zero_flag {
-            zero_run_bits(residuals)
+            let (runs, run_k) = zero_run_bits(residuals, zeros);
+            let flags = 4 + residuals.len() as u64;
+            if runs * 4 < flags * 3 {
+                (runs, run_k)
+            } else {
+                (flags, RUN_FLAGS)
+            }
         } else {
             (0, 0)
         };
@@ -1116,13 +1136,13 @@ fn for_each_zero_run(residuals: &[i64], mut f: impl FnMut(u64)) {
 /// Bits of the zeros' runs in `residuals` with the best Rice parameter
 /// for them (the mean's, or one either side), its 4-bit field included;
 /// and that parameter.
-fn zero_run_bits(residuals: &[i64]) -> (u64, u8) {
-    let (mut runs, mut total) = (0u64, 0u64);
-    for_each_zero_run(residuals, |run| {
-        runs += 1;
-        total += run;
-    });
-    let k0 = ((total as f64 / runs.max(1) as f64 + 1.0).log2().floor() as u8).min(MAX_RUN_K);
+fn zero_run_bits(residuals: &[i64], zeros: usize) -> (u64, u8) {
+    // A run before each residual that is not zero, and one at the end if
+    // the residuals end with zeros.
+    let ending = usize::from(residuals.last() == Some(&0));
+    let runs = residuals.len() - zeros + ending;
+    let mean = zeros as f64 / runs.max(1) as f64;
+    let k0 = ((mean + 1.0).log2().floor() as u8).min(MAX_RUN_K);
     let first = k0.saturating_sub(1);
     let last = (k0 + 1).min(MAX_RUN_K);
     let mut sums = [0u64; 3];
@@ -1137,8 +1157,9 @@ fn zero_run_bits(residuals: &[i64]) -> (u64, u8) {
         .expect("a parameter was tried")
 }
 
-/// The largest Rice parameter of the zeros' runs (a 4-bit field).
-const MAX_RUN_K: u8 = 15;
+/// The largest Rice parameter of the zeros' runs (a 4-bit field, its
+/// largest value [`RUN_FLAGS`]).
+const MAX_RUN_K: u8 = RUN_FLAGS - 1;
 
 /// [`best_rice`], or the same over the residuals divided by their greatest
 /// common divisor where that is smaller, the factor's cost counted.
@@ -1213,18 +1234,29 @@ fn near_decimal_values(samples: &[Sample]) -> Option<Vec<u8>> {
     };
     let nearest = |digits: usize, offset: f64, v: f64| {
         let x = v * POW10[digits] - offset;
-        let m = x.round();
-        // Not finite: neither comparison holds.
-        (x.abs() < NEAR_SCALED && (x - m).abs() <= 1.0 / 16.0).then_some(m as i64)
+        // Not finite: the comparison does not hold.
+        if !(x.abs() < NEAR_SCALED) {
+            return None;
+        }
+        // Rounded to the nearest integer (ties to even) by adding and
+        // taking away 1.5 * 2^52, exact below 2^51: no call to `round`.
+        let m = (x + 6_755_399_441_055_744.0) - 6_755_399_441_055_744.0;
+        ((x - m).abs() <= 1.0 / 16.0).then_some(m as i64)
     };
-    let allowed = samples.len() / 8;
-    let digits = (1..=12).find(|&digits| {
-        let offset = offset(digits);
+    let off_grid = |digits: usize, offset: f64, samples: &[Sample], allowed: usize| {
         let mut off = 0;
         samples.iter().all(|s| {
             off += usize::from(nearest(digits, offset, s.value).is_none());
             off <= allowed
         })
+    };
+    let allowed = samples.len() / 8;
+    // The first eight, with one off the grid allowed, turn most scales
+    // down before all the samples are looked at.
+    let head = &samples[..samples.len().min(8)];
+    let digits = (1..=12).find(|&digits| {
+        let offset = offset(digits);
+        off_grid(digits, offset, head, 1) && off_grid(digits, offset, samples, allowed)
     })?;
     let offset = offset(digits);
     let mut last = 0;
@@ -1311,7 +1343,12 @@ fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
             _ => delta.wrapping_sub(last_delta),
         };
         (last, last_delta) = (m, delta);
-        if best.zero_flag {
+        if best.zero_flag && best.run_k == RUN_FLAGS {
+            bits.bit(residual != 0);
+            if residual == 0 {
+                continue;
+            }
+        } else if best.zero_flag {
             if residual == 0 {
                 run += 1;
                 continue;
@@ -1515,7 +1552,10 @@ fn decode_packed_values(
     let (zeros, run_k) = match (zero_flag, runs) {
         (false, _) => (NO_ZEROS_DROPPED, 0),
         (true, false) => (ZERO_FLAGS, 0),
-        (true, true) => (ZERO_RUN_LENGTHS, bits.read(4).ok_or_else(truncated)? as u8),
+        (true, true) => match bits.read(4).ok_or_else(truncated)? as u8 {
+            RUN_FLAGS => (ZERO_FLAGS, 0),
+            run_k => (ZERO_RUN_LENGTHS, run_k),
+        },
     };
     let base = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
     let m = read_bucketed(&mut bits, VALUE_WIDTHS).ok_or_else(truncated)?;
@@ -1568,8 +1608,7 @@ const FIXED_WIDTH: u8 = 1;
 const TRUNCATED_WIDTH: u8 = 2;
 
 /// Whether and how a packed chunk's residuals drop zeros, a constant of
-/// the decoding loop: not at all, a flag bit a residual (chunks written
-/// before [`ZERO_RUNS`]), or runs counted.
+/// the decoding loop: not at all, a flag bit a residual, or runs counted.
 const NO_ZEROS_DROPPED: u8 = 0;
 const ZERO_FLAGS: u8 = 1;
 const ZERO_RUN_LENGTHS: u8 = 2;
@@ -1655,45 +1694,77 @@ fn fill_decimal<
     // residual's bits do not wait on a load from this one's end.
     let mut buffer = bits.buffered();
     let mut delta = 0i64;
-    // Zeros left of the run being read, and whether a run's length comes
-    // next (runs only).
-    let (mut run, mut run_next) = (0u64, true);
-    for s in samples.iter_mut() {
-        let mut residual = if ZEROS == ZERO_RUN_LENGTHS {
-            if run_next {
-                run = next_rice(&mut buffer, code.run_k)?;
-                buffer.refill();
-                run_next = false;
-            }
-            if run > 0 {
-                run -= 1;
-                0
-            } else {
-                run_next = true;
-                next_residual::<ZEROS, WIDTH>(&mut buffer, code)?
-            }
-        } else {
-            next_residual::<ZEROS, WIDTH>(&mut buffer, code)?
-        };
-        if FACTORED {
-            residual = residual.wrapping_mul(code.factor);
-        }
-        match ORDER {
-            0 => m = residual,
-            1 => m = m.wrapping_add(residual),
-            _ => {
-                delta = delta.wrapping_add(residual);
-                m = m.wrapping_add(delta);
-            }
-        }
-        s.value = if BITS {
+    let value = |m: i64| {
+        if BITS {
             f64::from_bits(m as u64)
         } else {
             m as f64
-        };
-    }
-    if run > 0 {
-        return Err(CorruptChunk("a run of zeros past the chunk's end"));
+        }
+    };
+    if ZEROS == ZERO_RUN_LENGTHS {
+        // A run of zeros, then a residual that is not, until the end.
+        let mut at = 0;
+        while at < samples.len() {
+            let run = next_rice(&mut buffer, code.run_k)?;
+            buffer.refill();
+            let zeros = usize::try_from(run)
+                .ok()
+                .and_then(|run| samples.get_mut(at..at.checked_add(run)?))
+                .ok_or(CorruptChunk("a run of zeros past the chunk's end"))?;
+            at += zeros.len();
+            match ORDER {
+                0 => {
+                    for s in zeros.iter_mut() {
+                        s.value = value(0);
+                    }
+                }
+                1 => {
+                    let held = value(m);
+                    for s in zeros.iter_mut() {
+                        s.value = held;
+                    }
+                }
+                _ => {
+                    for s in zeros.iter_mut() {
+                        m = m.wrapping_add(delta);
+                        s.value = value(m);
+                    }
+                }
+            }
+            let Some(s) = samples.get_mut(at) else {
+                break;
+            };
+            at += 1;
+            let mut residual = next_residual::<ZEROS, WIDTH>(&mut buffer, code)?;
+            if FACTORED {
+                residual = residual.wrapping_mul(code.factor);
+            }
+            match ORDER {
+                0 => m = residual,
+                1 => m = m.wrapping_add(residual),
+                _ => {
+                    delta = delta.wrapping_add(residual);
+                    m = m.wrapping_add(delta);
+                }
+            }
+            s.value = value(m);
+        }
+    } else {
+        for s in samples.iter_mut() {
+            let mut residual = next_residual::<ZEROS, WIDTH>(&mut buffer, code)?;
+            if FACTORED {
+                residual = residual.wrapping_mul(code.factor);
+            }
+            match ORDER {
+                0 => m = residual,
+                1 => m = m.wrapping_add(residual),
+                _ => {
+                    delta = delta.wrapping_add(residual);
+                    m = m.wrapping_add(delta);
+                }
+            }
+            s.value = value(m);
+        }
     }
     *bits = buffer.reader();
     // Scaled apart from decoding, where the divisions do not wait on it
