@@ -1234,8 +1234,7 @@ fn near_decimal_values(samples: &[Sample]) -> Option<Vec<u8>> {
     };
     let nearest = |digits: usize, offset: f64, v: f64| {
         let x = v * POW10[digits] - offset;
-        // Not finite: the comparison does not hold.
-        if !(x.abs() < NEAR_SCALED) {
+        if !x.is_finite() || x.abs() >= NEAR_SCALED {
             return None;
         }
         // Rounded to the nearest integer (ties to even) by adding and
