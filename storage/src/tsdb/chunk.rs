@@ -1734,35 +1734,23 @@ fn fill_decimal<
                 break;
             };
             at += 1;
-            let mut residual = next_residual::<ZEROS, WIDTH>(&mut buffer, code)?;
-            if FACTORED {
-                residual = residual.wrapping_mul(code.factor);
-            }
-            match ORDER {
-                0 => m = residual,
-                1 => m = m.wrapping_add(residual),
-                _ => {
-                    delta = delta.wrapping_add(residual);
-                    m = m.wrapping_add(delta);
-                }
-            }
-            s.value = value(m);
+            let residual = next_residual::<ZEROS, WIDTH>(&mut buffer, code)?;
+            s.value = value(apply::<ORDER, FACTORED>(
+                residual,
+                code.factor,
+                &mut m,
+                &mut delta,
+            ));
         }
     } else {
         for s in samples.iter_mut() {
-            let mut residual = next_residual::<ZEROS, WIDTH>(&mut buffer, code)?;
-            if FACTORED {
-                residual = residual.wrapping_mul(code.factor);
-            }
-            match ORDER {
-                0 => m = residual,
-                1 => m = m.wrapping_add(residual),
-                _ => {
-                    delta = delta.wrapping_add(residual);
-                    m = m.wrapping_add(delta);
-                }
-            }
-            s.value = value(m);
+            let residual = next_residual::<ZEROS, WIDTH>(&mut buffer, code)?;
+            s.value = value(apply::<ORDER, FACTORED>(
+                residual,
+                code.factor,
+                &mut m,
+                &mut delta,
+            ));
         }
     }
     *bits = buffer.reader();
@@ -1774,6 +1762,29 @@ fn fill_decimal<
         }
     }
     Ok(())
+}
+
+/// `residual` (times `factor` if `FACTORED`) applied to the integer `m`
+/// and its change `delta` as order `ORDER` says; the new `m`.
+#[inline(always)]
+fn apply<const ORDER: u8, const FACTORED: bool>(
+    mut residual: i64,
+    factor: i64,
+    m: &mut i64,
+    delta: &mut i64,
+) -> i64 {
+    if FACTORED {
+        residual = residual.wrapping_mul(factor);
+    }
+    match ORDER {
+        0 => *m = residual,
+        1 => *m = m.wrapping_add(residual),
+        _ => {
+            *delta = delta.wrapping_add(residual);
+            *m = m.wrapping_add(*delta);
+        }
+    }
+    *m
 }
 
 /// The next residual of a packed decimal chunk, as the encoder wrote it:
@@ -2095,12 +2106,7 @@ mod tests {
                     Sample { timestamp_ms: i as i64 * 15_000, value: value as f64 / POW10[digits] }
                 })
                 .collect();
-            let chunk = encode_packed(&samples, None);
-            let decoded = decode(&chunk).unwrap();
-            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
-            for cut in [chunk.len() / 2, chunk.len() - 1] {
-                prop_assert!(decode(&chunk[..cut]).is_err());
-            }
+            inline_round_trip_refusing_cuts(&samples)?;
         }
 
         #[test]
@@ -2168,12 +2174,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let chunk = encode_packed(&samples, None);
-            let decoded = decode(&chunk).unwrap();
-            prop_assert!(same(&decoded, &samples), "{:?} != {:?}", decoded, samples);
-            for cut in [chunk.len() / 2, chunk.len() - 1] {
-                prop_assert!(decode(&chunk[..cut]).is_err());
-            }
+            inline_round_trip_refusing_cuts(&samples)?;
         }
 
         #[test]
@@ -2282,13 +2283,7 @@ mod tests {
         // few, nor near one, and the XOR of two sums keeps most of the
         // mantissa. Its bit pattern moves by about the same number of units
         // in the last place each scrape.
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut draw = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut draw = xorshift(0x9e37_79b9_7f4a_7c15u64);
         // A clock read at each scrape (`node_time_seconds`), in nanoseconds
         // but too large for them to be many units in the last place.
         let clock: Vec<Sample> = (0..480)
@@ -2346,13 +2341,7 @@ mod tests {
         // A Go or Java client's `_sum`: latencies measured in whole
         // nanoseconds, added up in a float, so each total is within a few
         // units in the last place of a 9-digit decimal, not on one.
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut draw = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut draw = xorshift(0x2545_f491_4f6c_dd1du64);
         let mut sum = 1234.5f64;
         let sums: Vec<Sample> = (0..480)
             .map(|i| {
@@ -2501,6 +2490,28 @@ mod tests {
             );
         }
         (chunk, column)
+    }
+
+    /// `samples` packed with their timestamps inline read back bit-exactly,
+    /// and the chunk cut in half or by its last byte is refused.
+    fn inline_round_trip_refusing_cuts(samples: &[Sample]) -> Result<(), TestCaseError> {
+        let chunk = encode_packed(samples, None);
+        let decoded = decode(&chunk).unwrap();
+        prop_assert!(same(&decoded, samples), "{:?} != {:?}", decoded, samples);
+        for cut in [chunk.len() / 2, chunk.len() - 1] {
+            prop_assert!(decode(&chunk[..cut]).is_err());
+        }
+        Ok(())
+    }
+
+    /// A xorshift generator of random draws from `seed`.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
     }
 
     /// Decodes a chunk of three samples against the first three of `column`.
