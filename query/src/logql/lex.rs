@@ -168,6 +168,9 @@ fn lex_range(src: &str, open: usize) -> Result<(Tk<'_>, usize), String> {
 
 /// A number, and the duration or byte size it is when a unit follows it
 /// without a space (Loki's lexer reads `10s` and `20MB` the same way).
+/// The most characters after a number that are read as its unit.
+const MAX_UNIT_RUN: usize = 64;
+
 fn lex_number(src: &str, start: usize) -> (Tk<'_>, usize) {
     let bytes = src.as_bytes();
     let mut i = start;
@@ -192,13 +195,16 @@ fn lex_number(src: &str, start: usize) -> (Tk<'_>, usize) {
         }
     }
     let number = &src[start..i];
+    // A unit and what follows it (`1h30m`, `1.5KiB`), looked at no
+    // further than any duration or size is long: a longer run is no unit,
+    // and a text of many numbers is lexed in linear time.
     let unit_run = |accept: fn(char) -> bool| {
-        let len: usize = src[i..]
+        let mut run = src[i..]
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.' || accept(*c))
-            .map(char::len_utf8)
-            .sum();
-        len
+            .take(MAX_UNIT_RUN + 1);
+        let len: usize = run.by_ref().take(MAX_UNIT_RUN).map(char::len_utf8).sum();
+        if run.next().is_some() { 0 } else { len }
     };
     let len = unit_run(|c| matches!(c, 'n' | 'u' | 'µ' | 'μ' | 'm' | 's' | 'h' | 'd' | 'w' | 'y'));
     if len > 0

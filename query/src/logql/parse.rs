@@ -2703,5 +2703,16 @@ mod tests {
             r#"{a="b"} | d > 1d | e > 1.5s | f > 2w"#,
             r#"{a="b"} | d>86400s | e>1.5s | f>1209600s"#,
         );
+        // A unit is read up to 64 characters after its number: 30 hours
+        // written out one by one are a duration, 40 are not (and a text of
+        // many numbers is not read again from each of them).
+        check(
+            &format!(r#"{{a="b"}} | d > 1h{}"#, "1h".repeat(29)),
+            r#"{a="b"} | d>108000s"#,
+        );
+        let long = format!(r#"{{a="b"}} | d > 1h{}"#, "1h".repeat(39));
+        assert!(error_of(&long).starts_with("parse error"));
+        let dots = format!(r#"{{a="b"}} | d > 1{}"#, ".8".repeat(20_000));
+        assert!(error_of(&dots).starts_with("parse error"));
     }
 }
