@@ -1026,6 +1026,21 @@ fn best_rice(order: u8, residuals: &[i64], factor: i64) -> RiceParams {
         if zero_flag && zeros == 0 {
             break;
         }
+        // With under an eighth zeros, dropping them costs at least a bit
+        // for each of the other seven eighths (a flag, or a run of none);
+        // it cannot pay unless the zeros cost more than that as codes.
+        if zero_flag && zeros * 8 < residuals.len() {
+            let b = best.expect("the codes without dropping zeros were tried");
+            let zero_code = zigzag(b.base.wrapping_neg());
+            let zero_bits = match (b.fixed, b.largest) {
+                (false, _) => rice_bits(zero_code, b.k),
+                (true, 0) => u64::from(b.k),
+                (true, largest) => u64::from(b.k) - u64::from(zero_code < truncation(b.k, largest)),
+            };
+            if (zeros as u64) * zero_bits * 8 <= residuals.len() as u64 * 7 {
+                break;
+            }
+        }
         coded.clear();
         coded.extend(residuals.iter().copied().filter(|&r| !zero_flag || r != 0));
         let (flag_bits, run_k) = if zero_flag {
