@@ -1299,6 +1299,18 @@ fn near_decimal_values(samples: &[Sample]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The largest of `xs` less the smallest (0 for none).
+fn spread(xs: &[i64]) -> i128 {
+    let (min, max) = xs
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    if xs.is_empty() {
+        0
+    } else {
+        i128::from(max) - i128::from(min)
+    }
+}
+
 /// Integer values (decimals scaled by `10^digits`, or bit patterns with
 /// `digits` 0) in the cheapest of the residual codings [`encode_packed`]
 /// describes.
@@ -1311,20 +1323,28 @@ fn integer_values(digits: usize, scaled: &[i64]) -> BitWriter {
         write_bucketed(&mut bits, scaled[0], VALUE_WIDTHS);
         return bits;
     }
+    // Orders are tried where their residuals' spread does not rule them
+    // out: the values themselves where they spread at most twice as far
+    // as their changes (fresh measurements; not counters or random
+    // walks), the change of change where it spreads no further than the
+    // change (changes that trend; not noise, whose change of change
+    // spreads twice as far).
     let mut residuals: Vec<i64> = scaled[1..].to_vec();
-    let mut best = best_factored(0, &residuals);
-    let mut previous_delta = 0i64;
+    let values = spread(&residuals);
     for (i, w) in scaled.windows(2).enumerate() {
         residuals[i] = w[1].wrapping_sub(w[0]);
     }
-    let first = best_factored(1, &residuals);
+    let changes = spread(&residuals);
+    let zeroth = (values <= 2 * changes).then(|| best_factored(0, &scaled[1..]));
+    let mut best = best_factored(1, &residuals);
+    let mut previous_delta = 0i64;
     for r in residuals.iter_mut() {
         let delta = *r;
         *r = delta.wrapping_sub(previous_delta);
         previous_delta = delta;
     }
-    let second = best_factored(2, &residuals);
-    for candidate in [first, second] {
+    let second = (spread(&residuals) <= changes).then(|| best_factored(2, &residuals));
+    for candidate in [zeroth, second].into_iter().flatten() {
         if candidate.bits < best.bits {
             best = candidate;
         }
